@@ -1,0 +1,129 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// Settings every target shares: Swift 6 mode plus the upcoming features the style guide asks for.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+/// The built-in engine's numeric code is compiled optimised even in debug builds, with AVX2/FMA
+/// (engine.md section 6): tests run real forward passes and would crawl at -Onone.
+let engineSettings: [SwiftSetting] = swiftSettings + [
+    .unsafeFlags(["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked", "-target-cpu", "haswell"]),
+]
+
+let package = Package(
+    name: "modeld",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "modeld", targets: ["Daemon"]),
+        .executable(name: "modelctl", targets: ["modelctl"]),
+        .library(name: "Engine", targets: ["Engine"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    ],
+    targets: [
+        // C libraries, each entering through one system library target with its apt provider.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // SQLite enters through GRDB's own system library target, GRDBSQLite (apt: libsqlite3-dev).
+
+        /// The one Swift wrapper around libcurl: easy and multi handles, used for downloads and by the client.
+        .target(
+            name: "Transfer",
+            dependencies: ["CCurl"],
+            swiftSettings: swiftSettings
+        ),
+        /// Wire types of the management API and a small client, shared by the daemon and modelctl.
+        .target(
+            name: "ModeldAPI",
+            dependencies: ["Transfer"],
+            swiftSettings: swiftSettings
+        ),
+        /// Catalog file, configuration, data directory, hubs, downloads, SQLite store, archives.
+        .target(
+            name: "Catalog",
+            dependencies: [
+                "Transfer",
+                "CArchive",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// Engine launch contracts and the supervisor.
+        .target(
+            name: "Launchers",
+            dependencies: [
+                "Catalog",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The built-in inference engine: loading, tokenizer, templates, generation, and its server.
+        .target(
+            name: "Engine",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: engineSettings
+        ),
+        /// The `modeld` executable: HTTP API, gateway, systemd integration, and `modeld engine`.
+        .executableTarget(
+            name: "Daemon",
+            dependencies: [
+                "Catalog",
+                "Launchers",
+                "Engine",
+                "ModeldAPI",
+                "CSystemd",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// The command-line client: a client of the daemon like any web client.
+        .executableTarget(
+            name: "modelctl",
+            dependencies: [
+                "ModeldAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: swiftSettings),
+        .testTarget(name: "LaunchersTests", dependencies: ["Launchers"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EngineTests",
+            dependencies: ["Engine"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DaemonTests",
+            dependencies: [
+                "Daemon",
+                "ModeldAPI",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

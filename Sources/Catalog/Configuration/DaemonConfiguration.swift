@@ -1,0 +1,151 @@
+import Configuration
+import Foundation
+import SystemPackage
+
+/// A `HOST:PORT` pair to listen on; IPv6 hosts are written in brackets (`[::1]:8700`).
+package struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+    package var host: String
+    package var port: Int
+
+    package init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// - Throws: ``ConfigurationError`` when the text is not `HOST:PORT` with a port in 0...65535.
+    package init(parsing text: String, key: String = "listen") throws {
+        let invalid = ConfigurationError(key: key, problem: "\"\(text)\" is not HOST:PORT (for example 127.0.0.1:8700)")
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { throw invalid }
+            host = text[text.index(after: text.startIndex)..<close]
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { throw invalid }
+            host = text[..<colon]
+            portText = text[text.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { throw invalid }
+        self.host = String(host)
+        self.port = port
+    }
+
+    package var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Whether only this machine can reach the address.
+    package var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+/// A configuration value that is present but unusable.
+package struct ConfigurationError: Error, CustomStringConvertible {
+    package var key: String
+    package var problem: String
+
+    package init(key: String, problem: String) {
+        self.key = key
+        self.problem = problem
+    }
+
+    package var description: String { "configuration \(key): \(problem)" }
+}
+
+/// The daemon's settings, resolved with the precedence flags > environment > config file > defaults.
+///
+/// | key | flag | environment | default |
+/// |---|---|---|---|
+/// | `listen` | `--listen` | `MODELD_LISTEN` | `127.0.0.1:8700` |
+/// | `data_dir` | `--data-dir` | `MODELD_DATA_DIR` | `$STATE_DIRECTORY`, `$XDG_DATA_HOME/modeld`, `~/.local/share/modeld` |
+/// | `catalog` | `--catalog` | `MODELD_CATALOG` | the built-in catalog |
+/// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
+package struct DaemonConfiguration: Sendable {
+    package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
+    package static let defaultConfigFile = "/etc/modeld/config.json"
+
+    package var listen: ListenAddress
+    package var dataDirectory: DataDirectory
+    /// A catalog file; nil means the built-in catalog.
+    package var catalogPath: String?
+    /// The config file that was read, if any.
+    package var configFile: String?
+
+    package init(listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil) {
+        self.listen = listen
+        self.dataDirectory = dataDirectory
+        self.catalogPath = catalogPath
+        self.configFile = configFile
+    }
+
+    /// Values given on the command line; nil means "not given".
+    package struct Flags: Sendable {
+        package var listen: String?
+        package var dataDir: String?
+        package var catalog: String?
+        package var config: String?
+
+        package init(listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil) {
+            self.listen = listen
+            self.dataDir = dataDir
+            self.catalog = catalog
+            self.config = config
+        }
+    }
+
+    /// Resolves the configuration.
+    /// - Parameters:
+    ///   - flags: command-line values, which win over everything.
+    ///   - environment: the process environment (`MODELD_*`, `STATE_DIRECTORY`, `XDG_DATA_HOME`, `HOME`).
+    /// - Throws: ``ConfigurationError`` for an unreadable config file or an invalid value.
+    package static func resolve(flags: Flags, environment: [String: String]) async throws -> DaemonConfiguration {
+        var flagValues: [AbsoluteConfigKey: ConfigValue] = [:]
+        if let value = flags.listen { flagValues["listen"] = .init(.string(value), isSecret: false) }
+        if let value = flags.dataDir { flagValues["data_dir"] = .init(.string(value), isSecret: false) }
+        if let value = flags.catalog { flagValues["catalog"] = .init(.string(value), isSecret: false) }
+
+        let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
+        var providers: [any ConfigProvider] = [
+            InMemoryProvider(name: "flags", values: flagValues),
+            environmentProvider,
+        ]
+
+        let explicitFile = flags.config ?? environment["MODELD_CONFIG"]
+        let configFile = explicitFile ?? (FileManager.default.fileExists(atPath: defaultConfigFile) ? defaultConfigFile : nil)
+        if let configFile {
+            guard FileManager.default.isReadableFile(atPath: configFile) else {
+                throw ConfigurationError(key: "config", problem: "file \(configFile) does not exist or cannot be read")
+            }
+            do {
+                providers.append(try await FileProvider<JSONSnapshot>(filePath: FilePath(configFile)))
+            } catch {
+                throw ConfigurationError(key: "config", problem: "file \(configFile) is not valid JSON: \(error)")
+            }
+        }
+        providers.append(InMemoryProvider(name: "defaults", values: ["listen": .init(.string(defaultListen.description), isSecret: false)]))
+
+        let reader = ConfigReader(providers: providers)
+        let listenText = try reader.requiredString(forKey: "listen")
+        let listen = try ListenAddress(parsing: listenText)
+
+        let dataDirectory: DataDirectory
+        if let path = try reader.string(forKey: "data_dir", isSecret: false), !path.isEmpty {
+            dataDirectory = DataDirectory(root: absoluteURL(path, environment: environment))
+        } else {
+            dataDirectory = DataDirectory(root: DataDirectory.defaultRoot(environment: environment))
+        }
+        let catalog = reader.string(forKey: "catalog").flatMap { $0.isEmpty ? nil : absoluteURL($0, environment: environment).path }
+        return DaemonConfiguration(listen: listen, dataDirectory: dataDirectory, catalogPath: catalog, configFile: configFile)
+    }
+
+    /// Expands `~` and makes relative paths absolute against the working directory.
+    private static func absoluteURL(_ path: String, environment: [String: String]) -> URL {
+        var expanded = path
+        if expanded == "~" || expanded.hasPrefix("~/"), let home = environment["HOME"] {
+            expanded = home + expanded.dropFirst()
+        }
+        if expanded.hasPrefix("/") { return URL(filePath: expanded, directoryHint: .isDirectory) }
+        return URL(filePath: FileManager.default.currentDirectoryPath, directoryHint: .isDirectory)
+            .appending(path: expanded, directoryHint: .isDirectory)
+    }
+}

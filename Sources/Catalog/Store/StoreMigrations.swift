@@ -1,0 +1,116 @@
+import GRDB
+
+/// The store's schema, as an ordered list of migrations. Never edit a released migration: add one.
+enum StoreMigrations {
+    static let migrator: DatabaseMigrator = {
+        var migrator = DatabaseMigrator()
+
+        migrator.registerMigration("v1-models") { db in
+            try db.execute(sql: """
+                CREATE TABLE models (
+                    id INTEGER PRIMARY KEY,
+                    source TEXT NOT NULL CHECK (source IN ('huggingface', 'modelscope', 'local')),
+                    repo TEXT NOT NULL,
+                    created_at REAL NOT NULL,
+                    UNIQUE (source, repo)
+                );
+                CREATE TABLE versions (
+                    id INTEGER PRIMARY KEY,
+                    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+                    requested_revision TEXT NOT NULL,
+                    "commit" TEXT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'downloading', 'ready', 'failed', 'damaged')),
+                    path TEXT,
+                    total_bytes INTEGER NOT NULL DEFAULT 0,
+                    error TEXT,
+                    created_at REAL NOT NULL,
+                    updated_at REAL NOT NULL,
+                    ready_at REAL,
+                    UNIQUE (model_id, "commit")
+                );
+                CREATE TABLE files (
+                    id INTEGER PRIMARY KEY,
+                    version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+                    path TEXT NOT NULL,
+                    size INTEGER NOT NULL CHECK (size >= 0),
+                    hash TEXT NOT NULL,
+                    hash_kind TEXT NOT NULL CHECK (hash_kind IN ('sha256', 'git-sha1')),
+                    verified INTEGER NOT NULL DEFAULT 0,
+                    UNIQUE (version_id, path)
+                );
+                CREATE INDEX files_by_hash ON files(hash);
+                """)
+        }
+
+        migrator.registerMigration("v2-runs") { db in
+            try db.execute(sql: """
+                CREATE TABLE runs (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    version_id INTEGER REFERENCES versions(id) ON DELETE SET NULL,
+                    model TEXT NOT NULL,
+                    engine TEXT NOT NULL,
+                    options TEXT NOT NULL DEFAULT '{}',
+                    pid INTEGER,
+                    process_start_time INTEGER,
+                    port INTEGER,
+                    state TEXT NOT NULL CHECK (state IN ('starting', 'ready', 'stopping', 'stopped', 'failed')),
+                    desired_state TEXT NOT NULL CHECK (desired_state IN ('running', 'stopped')),
+                    restarts INTEGER NOT NULL DEFAULT 0,
+                    exit_status INTEGER,
+                    reason TEXT,
+                    created_at REAL NOT NULL,
+                    updated_at REAL NOT NULL
+                );
+                CREATE INDEX runs_by_desired_state ON runs(desired_state);
+                """)
+        }
+
+        migrator.registerMigration("v3-api-keys") { db in
+            try db.execute(sql: """
+                CREATE TABLE api_keys (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    prefix TEXT NOT NULL,
+                    hash TEXT NOT NULL UNIQUE,
+                    scope TEXT NOT NULL CHECK (scope IN ('inference', 'admin')),
+                    rate_per_minute INTEGER,
+                    created_at REAL NOT NULL,
+                    last_used_at REAL,
+                    revoked_at REAL
+                );
+                """)
+        }
+        return migrator
+    }()
+
+    /// Applies pending migrations, refusing a database that a newer modeld has migrated.
+    static func migrate(_ writer: some DatabaseWriter, upTo target: String?, path: String) throws {
+        let known = migrator.migrations
+        let applied: [String]
+        do {
+            applied = try writer.read { db in
+                try db.tableExists("grdb_migrations")
+                    ? String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") : []
+            }
+        } catch {
+            throw StoreError(code: .cannotOpen, message: "cannot read the store at \(path): \(error)")
+        }
+        let unknown = applied.filter { !known.contains($0) }
+        guard unknown.isEmpty else {
+            throw StoreError(
+                code: .schemaTooNew,
+                message: "the store at \(path) was written by a newer modeld (unknown schema migrations: "
+                    + "\(unknown.joined(separator: ", "))); upgrade modeld, or point --data-dir elsewhere")
+        }
+        do {
+            if let target {
+                try migrator.migrate(writer, upTo: target)
+            } else {
+                try migrator.migrate(writer)
+            }
+        } catch {
+            throw StoreError(code: .migrationFailed, message: "cannot migrate the store at \(path): \(error)")
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import ArgumentParser
+import Catalog
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// `modeld serve` (the default): runs the daemon until SIGTERM or SIGINT.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the daemon (the default command).",
+        discussion: """
+            Settings come from flags, then MODELD_* environment variables, then the config file, then defaults.
+            """)
+
+    @Option(name: .long, help: "Address to listen on, HOST:PORT (env MODELD_LISTEN; default 127.0.0.1:8700).")
+    var listen: String?
+
+    @Option(name: .long, help: "Data directory (env MODELD_DATA_DIR; default $STATE_DIRECTORY, else $XDG_DATA_HOME/modeld).")
+    var dataDir: String?
+
+    @Option(name: .long, help: "Model catalog JSON file (env MODELD_CATALOG; default: the built-in catalog).")
+    var catalog: String?
+
+    @Option(name: .long, help: "Config file, JSON (env MODELD_CONFIG; default /etc/modeld/config.json if present).")
+    var config: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (env MODELD_LOG_LEVEL).")
+    var logLevel: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let level = (logLevel ?? environment["MODELD_LOG_LEVEL"]).flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "modeld")
+        do {
+            let daemon = try await DaemonStartup.prepare(
+                flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config),
+                environment: environment, logger: logger)
+            try await DaemonStartup.run(daemon)
+        } catch let error as CleanExit {
+            throw error
+        } catch {
+            // One line a person can act on, then a non-zero exit.
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Start-up steps shared by `modeld serve` and the tests.
+enum DaemonStartup {
+    /// Resolves configuration, prepares the data directory, loads the catalog and migrates the store.
+    /// - Throws: a one-sentence error for a malformed catalog, an unusable data directory or a newer store.
+    static func prepare(flags: DaemonConfiguration.Flags, environment: [String: String], logger: Logger) async throws
+        -> DaemonContext
+    {
+        let configuration = try await DaemonConfiguration.resolve(flags: flags, environment: environment)
+        try configuration.dataDirectory.prepare()
+        let catalog: ModelCatalog
+        if let path = configuration.catalogPath {
+            catalog = try ModelCatalog.load(contentsOf: URL(filePath: path))
+        } else {
+            catalog = try ModelCatalog.builtIn()
+        }
+        let store = try Store(path: configuration.dataDirectory.database.path)
+        logger.info(
+            "modeld starting",
+            metadata: [
+                "listen": "\(configuration.listen)", "data_dir": "\(configuration.dataDirectory.root.path)",
+                "catalog": "\(configuration.catalogPath ?? "built-in") (\(catalog.entries.count) models)",
+            ])
+        return DaemonContext(configuration: configuration, catalog: catalog, store: store, logger: logger)
+    }
+
+    /// Runs the daemon's services until a shutdown signal, then closes the store.
+    static func run(_ daemon: DaemonContext) async throws {
+        let app = buildApplication(daemon)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: daemon.logger))
+        try await group.run()
+        try daemon.store.close()
+        daemon.logger.info("modeld stopped")
+    }
+}

@@ -1,0 +1,45 @@
+import Catalog
+import Foundation
+import Hummingbird
+import Logging
+import ModeldAPI
+
+/// Everything the HTTP layer needs, built once at start-up.
+struct DaemonContext: Sendable {
+    var configuration: DaemonConfiguration
+    var catalog: ModelCatalog
+    var store: Store
+    var logger: Logger
+}
+
+/// Builds the daemon's HTTP application; `main` and the tests both use it.
+/// - Parameter port: overrides the configured port (tests pass 0 for an ephemeral one).
+func buildApplication(_ daemon: DaemonContext, port: Int? = nil) -> some ApplicationProtocol {
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: RequestIDHeaderMiddleware())
+    router.add(middleware: EnvelopeErrorMiddleware())
+
+    router.get("/health") { _, _ in
+        HealthInfo(status: "ok", version: modeldVersion)
+    }
+    let api = router.group("api/v1")
+    ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: api.group("models"))
+
+    return Application(
+        router: router,
+        configuration: .init(
+            address: .hostname(daemon.configuration.listen.host, port: port ?? daemon.configuration.listen.port),
+            serverName: "modeld/\(modeldVersion)"),
+        logger: daemon.logger)
+}
+
+extension HealthInfo: ResponseEncodable {}
+
+/// Echoes the request id in `X-Request-Id`, so a client can quote it when reporting a problem.
+struct RequestIDHeaderMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        response.headers[.init("X-Request-Id")!] = context.id
+        return response
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+
+/// The seed platform's response envelope: every management API reply, success or error, has this shape.
+///
+/// ```json
+/// {"request_id": "9f1c...", "code": 200, "msg": "success", "data": ...}
+/// ```
+package struct Envelope<Payload: Codable & Sendable>: Codable, Sendable {
+    package var requestID: String
+    package var code: Int
+    package var msg: String
+    package var data: Payload?
+
+    package init(requestID: String, code: Int = 200, msg: String = "success", data: Payload?) {
+        self.requestID = requestID
+        self.code = code
+        self.msg = msg
+        self.data = data
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case requestID = "request_id"
+        case code, msg, data
+    }
+
+    /// Encodes `data` as JSON `null` when absent, as the envelope always has all four fields.
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(requestID, forKey: .requestID)
+        try container.encode(code, forKey: .code)
+        try container.encode(msg, forKey: .msg)
+        if let data { try container.encode(data, forKey: .data) } else { try container.encodeNil(forKey: .data) }
+    }
+}
+
+/// The payload of an envelope that carries none.
+package struct EmptyPayload: Codable, Sendable, Equatable {
+    package init() {}
+}
+
+/// The JSON coders used on the wire: ISO 8601 dates, sorted keys for stable output.
+package enum WireJSON {
+    package static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    package static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+}

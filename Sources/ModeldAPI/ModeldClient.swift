@@ -1,0 +1,102 @@
+import Foundation
+import Transfer
+
+/// How to reach the daemon: a TCP base URL, optionally through a unix socket.
+package struct DaemonEndpoint: Sendable, CustomStringConvertible {
+    package var baseURL: String
+    package var unixSocketPath: String?
+
+    package init(baseURL: String, unixSocketPath: String? = nil) {
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.unixSocketPath = unixSocketPath
+    }
+
+    package var description: String { unixSocketPath.map { "unix:\($0)" } ?? baseURL }
+}
+
+/// A failure talking to the daemon, phrased for the person at the terminal.
+package struct ClientError: Error, CustomStringConvertible {
+    package enum Kind: Sendable { case unreachable, api, protocolError }
+    package var kind: Kind
+    /// The envelope's `code` (HTTP-like) for API errors.
+    package var code: Int?
+    package var message: String
+
+    package init(kind: Kind, code: Int? = nil, message: String) {
+        self.kind = kind
+        self.code = code
+        self.message = message
+    }
+
+    package var description: String { message }
+}
+
+/// A small client of the management API, used by modelctl (and by tests as any web client would).
+package struct ModeldClient: Sendable {
+    package var endpoint: DaemonEndpoint
+    private let transfer: HTTPTransfer
+
+    package init(endpoint: DaemonEndpoint) throws {
+        self.endpoint = endpoint
+        self.transfer = try HTTPTransfer()
+    }
+
+    /// GETs or POSTs an endpoint and unwraps its envelope.
+    package func call<Payload: Codable & Sendable>(
+        _ method: String, _ path: String, body: (some Encodable & Sendable)? = EmptyPayload?.none,
+        as: Payload.Type = Payload.self
+    ) async throws -> Payload {
+        var headers = [("Accept", "application/json")]
+        var bodyData: Data?
+        if let body {
+            bodyData = try WireJSON.encoder().encode(body)
+            headers.append(("Content-Type", "application/json"))
+        }
+        let request = HTTPRequest(
+            method: method, url: endpoint.baseURL + path, headers: headers, body: bodyData,
+            unixSocketPath: endpoint.unixSocketPath)
+        let response: HTTPResponse
+        do {
+            response = try await transfer.perform(request)
+        } catch let error as CurlError {
+            throw ClientError(
+                kind: .unreachable,
+                message: "cannot reach modeld at \(endpoint): \(error.message) (is the daemon running? start it with `modeld`)")
+        }
+        let envelope: Envelope<Payload>
+        do {
+            envelope = try WireJSON.decoder().decode(Envelope<Payload>.self, from: response.body)
+        } catch {
+            // An error envelope has null data whatever the payload type: decode it on its own.
+            if let failure = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: response.body),
+                failure.code != 200
+            {
+                throw ClientError(kind: .api, code: failure.code, message: failure.msg)
+            }
+            throw ClientError(
+                kind: .protocolError,
+                message: "unexpected reply from \(endpoint)\(path) (HTTP \(response.status)): \(error)")
+        }
+        guard envelope.code == 200, let data = envelope.data else {
+            throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
+        }
+        return data
+    }
+
+    package func health() async throws -> HealthInfo {
+        let response: HTTPResponse
+        do {
+            response = try await transfer.perform(
+                HTTPRequest(url: endpoint.baseURL + "/health", unixSocketPath: endpoint.unixSocketPath))
+        } catch let error as CurlError {
+            throw ClientError(kind: .unreachable, message: "cannot reach modeld at \(endpoint): \(error.message)")
+        }
+        return try WireJSON.decoder().decode(HealthInfo.self, from: response.body)
+    }
+
+    package func models() async throws -> [CatalogModelInfo] {
+        try await call("GET", "/api/v1/models")
+    }
+}

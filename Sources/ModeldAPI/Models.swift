@@ -1,0 +1,122 @@
+import Foundation
+
+/// One local version of a model, as `modelctl list` and `GET /api/v1/models` show it.
+package struct LocalVersionInfo: Codable, Sendable, Hashable {
+    package var repo: String
+    package var source: String
+    /// The revision the user asked for (`main`, a tag, a commit).
+    package var revision: String
+    /// The commit it resolved to.
+    package var commit: String
+    package var sizeBytes: Int64
+    /// `pending`, `downloading`, `ready`, `failed` or `damaged`.
+    package var state: String
+    /// The snapshot directory engines load (present once files are in place).
+    package var path: String?
+    package var error: String?
+    package var createdAt: Date
+    package var readyAt: Date?
+
+    package init(
+        repo: String, source: String, revision: String, commit: String, sizeBytes: Int64, state: String,
+        path: String?, error: String?, createdAt: Date, readyAt: Date?
+    ) {
+        self.repo = repo
+        self.source = source
+        self.revision = revision
+        self.commit = commit
+        self.sizeBytes = sizeBytes
+        self.state = state
+        self.path = path
+        self.error = error
+        self.createdAt = createdAt
+        self.readyAt = readyAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case repo, source, revision, commit, state, path, error
+        case sizeBytes = "size_bytes"
+        case createdAt = "created_at"
+        case readyAt = "ready_at"
+    }
+}
+
+/// A catalog size with what this host has of it.
+package struct CatalogSizeInfo: Codable, Sendable, Hashable {
+    package var size: String
+    package var ref: String
+    package var hfRepo: String
+    package var modelscopeID: String?
+    package var ollamaName: String?
+    /// `not_pulled`, or the state of the newest local version (`ready`, `downloading`, ...).
+    package var state: String
+    package var versions: [LocalVersionInfo]
+
+    package init(
+        size: String, ref: String, hfRepo: String, modelscopeID: String?, ollamaName: String?, state: String,
+        versions: [LocalVersionInfo]
+    ) {
+        self.size = size
+        self.ref = ref
+        self.hfRepo = hfRepo
+        self.modelscopeID = modelscopeID
+        self.ollamaName = ollamaName
+        self.state = state
+        self.versions = versions
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case size, ref, state, versions
+        case hfRepo = "hf_repo"
+        case modelscopeID = "modelscope_id"
+        case ollamaName = "ollama_name"
+    }
+}
+
+/// A catalog entry with its local state: the items of `GET /api/v1/models`.
+package struct CatalogModelInfo: Codable, Sendable, Hashable {
+    package var id: String
+    package var name: String
+    package var description: String
+    package var officialURL: String
+    package var sizes: [CatalogSizeInfo]
+    package var quantizations: [String]
+    package var engines: [String]
+    package var formats: [String]
+    package var defaultEngine: String
+
+    package init(
+        id: String, name: String, description: String, officialURL: String, sizes: [CatalogSizeInfo],
+        quantizations: [String], engines: [String], formats: [String], defaultEngine: String
+    ) {
+        self.id = id
+        self.name = name
+        self.description = description
+        self.officialURL = officialURL
+        self.sizes = sizes
+        self.quantizations = quantizations
+        self.engines = engines
+        self.formats = formats
+        self.defaultEngine = defaultEngine
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, description, sizes, quantizations, engines, formats
+        case officialURL = "official_url"
+        case defaultEngine = "default_engine"
+    }
+}
+
+/// `GET /health`.
+package struct HealthInfo: Codable, Sendable, Equatable {
+    package var status: String
+    package var version: String
+
+    package init(status: String, version: String) {
+        self.status = status
+        self.version = version
+    }
+}
+
+/// modeld's version, reported by `/health` and `--version`.
+package let modeldVersion = "0.1.0"

@@ -1,0 +1,187 @@
+import CCurl
+import Foundation
+
+/// An HTTP request for libcurl.
+package struct HTTPRequest: Sendable {
+    package var method: String
+    package var url: String
+    package var headers: [(String, String)]
+    package var body: Data?
+    /// Connect over this unix socket instead of TCP (the URL's host is then only the Host header).
+    package var unixSocketPath: String?
+    /// Give up when no byte moves for this long (stall detection, not a total time cap).
+    package var stallTimeout: Duration
+
+    package init(
+        method: String = "GET", url: String, headers: [(String, String)] = [], body: Data? = nil,
+        unixSocketPath: String? = nil, stallTimeout: Duration = .seconds(30)
+    ) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.unixSocketPath = unixSocketPath
+        self.stallTimeout = stallTimeout
+    }
+}
+
+/// The status line and headers of a response.
+package struct HTTPResponseHead: Sendable {
+    package var status: Int
+    /// Header names lower-cased; a repeated header keeps its last value.
+    package var headers: [String: String]
+
+    package init(status: Int, headers: [String: String]) {
+        self.status = status
+        self.headers = headers
+    }
+}
+
+/// A response with its whole body.
+package struct HTTPResponse: Sendable {
+    package var head: HTTPResponseHead
+    package var body: Data
+    package var status: Int { head.status }
+}
+
+/// Blocking HTTP over one reused libcurl handle.
+///
+/// Calls run on the caller's thread; async wrappers hop to a dedicated thread so that libcurl never
+/// blocks Swift's cooperative pool.
+package final class HTTPTransfer: @unchecked Sendable {
+    private let lock = NSLock()
+    private let easy: CurlEasy
+
+    package init() throws {
+        easy = try CurlEasy()
+    }
+
+    /// Sends a request and collects the whole response body.
+    package func perform(_ request: HTTPRequest) throws -> HTTPResponse {
+        var body = Data()
+        let head = try stream(request) { chunk in
+            body.append(contentsOf: chunk)
+            return true
+        }
+        return HTTPResponse(head: head, body: body)
+    }
+
+    /// Sends a request, handing each body chunk to `onData` as it arrives; `onData` returns false to stop.
+    /// - Returns: the response head.
+    /// - Throws: ``CurlError`` on a transport failure (an abort by `onData` returns normally).
+    package func stream(_ request: HTTPRequest, onData: (UnsafeRawBufferPointer) -> Bool) throws -> HTTPResponseHead {
+        lock.lock()
+        defer { lock.unlock() }
+        easy.reset()
+        return try withoutActuallyEscaping(onData) { onData in
+            let context = TransferContext(onData: onData, body: request.body ?? Data())
+            let unmanaged = Unmanaged.passRetained(context)
+            defer { unmanaged.release() }
+            let pointer = unmanaged.toOpaque()
+
+            try easy.set(CURLOPT_URL, request.url)
+            try easy.set(CURLOPT_NOSIGNAL, 1)
+            try easy.set(CURLOPT_FOLLOWLOCATION, 0)
+            try easy.set(CURLOPT_ACCEPT_ENCODING, "identity")
+            let stallSeconds = max(1, Int(request.stallTimeout.components.seconds))
+            try easy.set(CURLOPT_LOW_SPEED_LIMIT, 1)
+            try easy.set(CURLOPT_LOW_SPEED_TIME, stallSeconds)
+            try easy.set(CURLOPT_CONNECTTIMEOUT, min(stallSeconds, 30))
+            if let socket = request.unixSocketPath { try easy.set(CURLOPT_UNIX_SOCKET_PATH, socket) }
+            try easy.setHeaders(request.headers.map { "\($0.0): \($0.1)" } + ["Expect:"])
+            try easy.setWriteFunction(transferWrite, userData: pointer)
+            try easy.setHeaderFunction(transferHeader, userData: pointer)
+
+            switch request.method {
+            case "GET": try easy.set(CURLOPT_HTTPGET, 1)
+            case "HEAD": try easy.set(CURLOPT_NOBODY, 1)
+            default:
+                try easy.set(CURLOPT_CUSTOMREQUEST, request.method)
+            }
+            if let body = request.body {
+                try easy.set(CURLOPT_UPLOAD, 1)
+                try easy.set(CURLOPT_INFILESIZE_LARGE, offset: Int64(body.count))
+                try easy.setReadFunction(transferRead, userData: pointer)
+                if request.method == "POST" {
+                    try easy.set(CURLOPT_CUSTOMREQUEST, "POST")
+                }
+            }
+            do {
+                try easy.perform()
+            } catch let error as CurlError where error.isAborted && context.stoppedByCaller {
+                // The caller asked to stop: not a failure.
+            }
+            return HTTPResponseHead(status: easy.responseCode(), headers: context.headers)
+        }
+    }
+
+    /// ``perform(_:)`` on a dedicated thread.
+    package func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
+        try await onThread { try self.perform(request) }
+    }
+}
+
+/// Runs blocking work on a new thread and resumes the caller with its result.
+package func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(with: Result { try body() })
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+}
+
+private final class TransferContext {
+    let onData: (UnsafeRawBufferPointer) -> Bool
+    let body: Data
+    var bodyOffset = 0
+    var headers: [String: String] = [:]
+    var stoppedByCaller = false
+
+    init(onData: @escaping (UnsafeRawBufferPointer) -> Bool, body: Data) {
+        self.onData = onData
+        self.body = body
+    }
+}
+
+private func transferWrite(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ user: UnsafeMutableRawPointer?) -> Int {
+    guard let user else { return 0 }
+    let context = Unmanaged<TransferContext>.fromOpaque(user).takeUnretainedValue()
+    let length = size * count
+    let keepGoing = context.onData(UnsafeRawBufferPointer(start: data, count: length))
+    if !keepGoing {
+        context.stoppedByCaller = true
+        return 0
+    }
+    return length
+}
+
+private func transferHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ user: UnsafeMutableRawPointer?) -> Int {
+    guard let user, let data else { return 0 }
+    let context = Unmanaged<TransferContext>.fromOpaque(user).takeUnretainedValue()
+    let length = size * count
+    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
+    if line.hasPrefix("HTTP/") {
+        // A new response (after a 100 Continue or a redirect): start its headers afresh.
+        context.headers = [:]
+    } else if let colon = line.firstIndex(of: ":") {
+        let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+        context.headers[name] = value
+    }
+    return length
+}
+
+private func transferRead(_ buffer: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ user: UnsafeMutableRawPointer?) -> Int {
+    guard let user, let buffer else { return 0 }
+    let context = Unmanaged<TransferContext>.fromOpaque(user).takeUnretainedValue()
+    let remaining = context.body.count - context.bodyOffset
+    let length = min(remaining, size * count)
+    guard length > 0 else { return 0 }
+    context.body.withUnsafeBytes { bytes in
+        UnsafeMutableRawPointer(buffer).copyMemory(from: bytes.baseAddress! + context.bodyOffset, byteCount: length)
+    }
+    context.bodyOffset += length
+    return length
+}
