@@ -11,7 +11,7 @@ let swiftSettings: [SwiftSetting] = [
 /// The built-in engine's numeric code is compiled optimised even in debug builds, with AVX2/FMA
 /// (engine.md section 6): tests run real forward passes and would crawl at -Onone.
 let engineSettings: [SwiftSetting] = swiftSettings + [
-    .unsafeFlags(["-Ounchecked", "-wmo", "-enforce-exclusivity=unchecked", "-target-cpu", "haswell"]),
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "haswell"]),
 ]
 
 let package = Package(

@@ -79,7 +79,7 @@ extension Request {
             throw APIError(.contentTooLarge, "request body is larger than \(context.maxUploadSize) bytes")
         }
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
         } catch let DecodingError.dataCorrupted(context) {
             throw APIError.badRequest("malformed JSON body: \(context.debugDescription)")
         } catch let DecodingError.keyNotFound(key, context) {

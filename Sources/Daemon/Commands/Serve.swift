@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// `modeld serve` (the default): runs the daemon until SIGTERM or SIGINT.
 struct Serve: AsyncParsableCommand {
