@@ -120,3 +120,38 @@ package struct HealthInfo: Codable, Sendable, Equatable {
 
 /// modeld's version, reported by `/health` and `--version`.
 package let modeldVersion = "0.1.0"
+
+/// `POST /api/v1/models/resolve`: which hub repository a reference names.
+package struct ResolveRequest: Codable, Sendable {
+    package var model: String
+    package var source: String?
+
+    package init(model: String, source: String? = nil) {
+        self.model = model
+        self.source = source
+    }
+}
+
+/// The answer to ``ResolveRequest``.
+package struct ResolveResponse: Codable, Sendable, Equatable {
+    package var model: String
+    package var source: String
+    package var repo: String
+    /// The catalog ref (`id:size`) when the repository is in the catalog.
+    package var catalogRef: String?
+    package var defaultEngine: String?
+
+    package init(model: String, source: String, repo: String, catalogRef: String?, defaultEngine: String?) {
+        self.model = model
+        self.source = source
+        self.repo = repo
+        self.catalogRef = catalogRef
+        self.defaultEngine = defaultEngine
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, source, repo
+        case catalogRef = "catalog_ref"
+        case defaultEngine = "default_engine"
+    }
+}

@@ -10,6 +10,34 @@ struct ModelsController<Context: RequestContext> {
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.get(use: list)
+        group.post("resolve", use: resolve)
+    }
+
+    /// Resolves a catalog ref or repository id to a hub repository.
+    @Sendable func resolve(_ request: Request, context: Context) async throws -> Envelope<ResolveResponse> {
+        let body = try await request.decodeJSON(as: ResolveRequest.self, context: context)
+        let source = try Self.source(body.source)
+        let resolved: ResolvedModel
+        do {
+            resolved = try catalog.resolve(ModelRef(parsing: body.model), source: source)
+        } catch let error as ModelRefError {
+            throw APIError(error.problem.hasPrefix("is not in the catalog") || error.problem.hasPrefix("has no") ? .notFound : .badRequest, error.description)
+        }
+        return Envelope(
+            requestID: context.id,
+            data: ResolveResponse(
+                model: body.model, source: source.rawValue, repo: resolved.repo,
+                catalogRef: resolved.entry.flatMap { entry in resolved.size.map { "\(entry.id):\($0.size)" } },
+                defaultEngine: resolved.entry?.defaultEngine))
+    }
+
+    /// Parses the optional `source` field of a request.
+    static func source(_ text: String?) throws -> ModelSource {
+        guard let text else { return .huggingface }
+        guard let source = ModelSource(rawValue: text) else {
+            throw APIError.badRequest("unknown source \"\(text)\" (use huggingface or modelscope)")
+        }
+        return source
     }
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Envelope<[CatalogModelInfo]> {

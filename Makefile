@@ -1,0 +1,42 @@
+# The two set-up commands of the README:
+#   make run    builds modeld (release) and starts the daemon on 127.0.0.1:8700
+#   make test   runs the whole test suite
+# Both install what is missing first: the Debian -dev packages (apt-get) and the Python test peers (pip).
+
+SWIFT ?= swift
+PYTHON ?= python3
+APT_PACKAGES := libcurl4-openssl-dev libsqlite3-dev libarchive-dev libsystemd-dev pkg-config systemd zstd
+PY_PEERS := huggingface_hub openai prometheus_client
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARGS ?=
+
+.PHONY: run test deps py-peers build release clean
+
+run: deps release
+	./.build/release/modeld $(ARGS)
+
+test: deps py-peers
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+## Installs the Debian packages that are missing (nothing when all are present).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+## Installs the Python clients the tests use as real peers (nothing when all import).
+py-peers:
+	@$(PYTHON) -c "import huggingface_hub, openai, prometheus_client" 2>/dev/null || \
+	  $(PYTHON) -m pip install --quiet --disable-pip-version-check $(PY_PEERS)
+
+clean:
+	rm -rf .build

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+@testable import Catalog
+
+@Suite("Configuration precedence")
+struct ConfigurationTests {
+    let directory: TemporaryDirectory
+    let configFile: String
+
+    init() throws {
+        directory = try TemporaryDirectory()
+        configFile = directory.path("config.json")
+        let json = #"{"listen": "127.0.0.3:3333", "data_dir": "/from/file", "catalog": "/file/catalog.json"}"#
+        try Data(json.utf8).write(to: URL(filePath: configFile))
+    }
+
+    @Test("flags win over the environment, which wins over the file, which wins over defaults")
+    func precedence() async throws {
+        let environment = ["MODELD_LISTEN": "127.0.0.2:2222", "MODELD_DATA_DIR": "/from/env", "HOME": "/home/u"]
+
+        let all = try await DaemonConfiguration.resolve(
+            flags: .init(listen: "127.0.0.1:1111", dataDir: "/from/flag", config: configFile), environment: environment)
+        #expect(all.listen == ListenAddress(host: "127.0.0.1", port: 1111))
+        #expect(all.dataDirectory.root.path == "/from/flag")
+        #expect(all.catalogPath == "/file/catalog.json")
+
+        let noFlags = try await DaemonConfiguration.resolve(flags: .init(config: configFile), environment: environment)
+        #expect(noFlags.listen.description == "127.0.0.2:2222")
+        #expect(noFlags.dataDirectory.root.path == "/from/env")
+
+        let fileOnly = try await DaemonConfiguration.resolve(
+            flags: .init(), environment: ["MODELD_CONFIG": configFile, "HOME": "/home/u"])
+        #expect(fileOnly.listen.description == "127.0.0.3:3333")
+        #expect(fileOnly.dataDirectory.root.path == "/from/file")
+        #expect(fileOnly.configFile == configFile)
+    }
+
+    @Test("defaults: 127.0.0.1:8700 and the data directory from systemd, XDG, or HOME")
+    func defaults() async throws {
+        let plain = try await DaemonConfiguration.resolve(flags: .init(), environment: ["HOME": "/home/u"])
+        #expect(plain.listen.description == "127.0.0.1:8700")
+        #expect(plain.dataDirectory.root.path == "/home/u/.local/share/modeld")
+        #expect(plain.catalogPath == nil)
+
+        let xdg = try await DaemonConfiguration.resolve(flags: .init(), environment: ["HOME": "/home/u", "XDG_DATA_HOME": "/xdg"])
+        #expect(xdg.dataDirectory.root.path == "/xdg/modeld")
+
+        let systemd = try await DaemonConfiguration.resolve(
+            flags: .init(), environment: ["HOME": "/home/u", "XDG_DATA_HOME": "/xdg", "STATE_DIRECTORY": "/var/lib/modeld:/var/lib/other"])
+        #expect(systemd.dataDirectory.root.path == "/var/lib/modeld")
+    }
+
+    @Test("bad values are refused with the key named", arguments: ["8700", "host:", ":80", "h:99999", "[::1]80"])
+    func badListen(value: String) async throws {
+        let error = try await #require(throws: ConfigurationError.self) {
+            try await DaemonConfiguration.resolve(flags: .init(listen: value), environment: [:])
+        }
+        #expect(error.description.hasPrefix("configuration listen: \"\(value)\""))
+    }
+
+    @Test("IPv6 listen addresses parse")
+    func ipv6() throws {
+        let address = try ListenAddress(parsing: "[::1]:8700")
+        #expect(address.host == "::1" && address.port == 8700 && address.isLoopback)
+        #expect(address.description == "[::1]:8700")
+    }
+
+    @Test("a missing or malformed config file named explicitly is an error")
+    func badFile() async throws {
+        let missing = try await #require(throws: ConfigurationError.self) {
+            try await DaemonConfiguration.resolve(flags: .init(config: directory.path("nope.json")), environment: [:])
+        }
+        #expect(missing.description.contains("nope.json"))
+        let broken = directory.path("broken.json")
+        try Data("{listen".utf8).write(to: URL(filePath: broken))
+        let malformed = try await #require(throws: ConfigurationError.self) {
+            try await DaemonConfiguration.resolve(flags: .init(config: broken), environment: [:])
+        }
+        #expect(malformed.description.contains("not valid JSON"))
+    }
+}

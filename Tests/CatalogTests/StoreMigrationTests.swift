@@ -1,0 +1,102 @@
+import Foundation
+import GRDB
+import Testing
+
+@testable import Catalog
+
+@Suite("Store migrations")
+struct StoreMigrationTests {
+    @Test("a fresh store is created in WAL mode with every migration and foreign keys on")
+    func freshStore() throws {
+        let directory = try TemporaryDirectory()
+        let store = try Store(path: directory.path("modeld.sqlite"))
+        #expect(try store.journalMode() == "wal")
+        #expect(try store.appliedMigrations() == StoreMigrations.migrator.migrations)
+        let tables = try store.read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+        for table in ["models", "versions", "files", "runs", "api_keys"] {
+            #expect(tables.contains(table), "missing table \(table)")
+        }
+        // Foreign keys are enforced: a version for a model that does not exist is refused.
+        #expect(throws: DatabaseError.self) {
+            try store.write { db in
+                var version = VersionRecord(modelID: 999, requestedRevision: "main", commit: String(repeating: "a", count: 40), state: .pending)
+                try version.insert(db)
+            }
+        }
+    }
+
+    @Test("an older store migrates forward and keeps its rows")
+    func forwardMigration() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("modeld.sqlite")
+        do {
+            let old = try Store(path: path, migrateUpTo: "v1-models")
+            #expect(try old.appliedMigrations() == ["v1-models"])
+            let model = try old.model(source: "huggingface", repo: "acme/tiny")
+            try old.write { db in
+                var version = VersionRecord(
+                    modelID: model.id!, requestedRevision: "main", commit: String(repeating: "b", count: 40), state: .ready)
+                try version.insert(db)
+            }
+            try old.close()
+        }
+        let store = try Store(path: path)
+        #expect(try store.appliedMigrations() == StoreMigrations.migrator.migrations)
+        let versions = try store.localVersions()
+        #expect(versions.count == 1)
+        #expect(versions.first?.model.repo == "acme/tiny")
+        #expect(versions.first?.version.state == .ready)
+        // The table added by a later migration is usable.
+        try store.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO runs (id, name, model, engine, state, desired_state, created_at, updated_at)
+                    VALUES ('r1', 'n1', 'acme/tiny', 'builtin', 'stopped', 'stopped', 0, 0)
+                    """)
+        }
+    }
+
+    @Test("a store written by a newer modeld is refused with a clear message, untouched")
+    func newerSchemaRefused() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("modeld.sqlite")
+        do {
+            let store = try Store(path: path)
+            try store.write { db in
+                try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future')")
+            }
+            try store.close()
+        }
+        let error = try #require(throws: StoreError.self) { try Store(path: path) }
+        #expect(error.code == .schemaTooNew)
+        #expect(error.description.contains("newer modeld"))
+        #expect(error.description.contains("v9-from-the-future"))
+        // Refusing must not have changed the file: the future migration is still recorded.
+        let queue = try DatabaseQueue(path: path)
+        let identifiers = try queue.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
+        #expect(identifiers.contains("v9-from-the-future"))
+    }
+
+    @Test("a file that is not SQLite is refused with the path in the message")
+    func garbageFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("modeld.sqlite")
+        try Data(repeating: 0x41, count: 8192).write(to: URL(filePath: path))
+        let error = try #require(throws: StoreError.self) { try Store(path: path) }
+        #expect(error.description.contains(path))
+    }
+}
+
+/// A directory under the system temp dir, removed when the value is deinitialised.
+final class TemporaryDirectory {
+    let url: URL
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appending(path: "modeld-test-\(UUID().uuidString)", directoryHint: .isDirectory)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    func path(_ name: String) -> String { url.appending(path: name).path }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+}
