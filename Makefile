@@ -10,7 +10,7 @@ PY_PEERS := huggingface_hub openai prometheus_client
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: run test deps py-peers build release clean
+.PHONY: run test deps py-peers build release install clean
 
 run: deps release
 	./.build/release/modeld $(ARGS)
@@ -37,6 +37,10 @@ deps:
 py-peers:
 	@$(PYTHON) -c "import huggingface_hub, openai, prometheus_client" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check $(PY_PEERS)
+
+## Installs binaries, systemd units, the modeld user and completions (PREFIX, DESTDIR).
+install: release
+	./scripts/install.sh --prefix $(or $(PREFIX),/usr/local) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 clean:
 	rm -rf .build

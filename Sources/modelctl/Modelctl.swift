@@ -15,13 +15,34 @@ struct Modelctl: AsyncParsableCommand {
 
 /// Options every command shares.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "modeld's URL (env MODELD_URL; default http://127.0.0.1:8700).")
+    @Option(name: .long, help: "modeld's URL (env MODELD_URL). Without it modelctl uses the control socket, else http://127.0.0.1:8700.")
     var url: String?
 
+    @Option(name: .long, help: "modeld's control socket (env MODELD_CONTROL_SOCKET; default /run/modeld/modeld.sock, then ~/.local/share/modeld/modeld.sock).")
+    var socket: String?
+
     func client() throws -> ModeldClient {
-        let environment = ProcessInfo.processInfo.environment
-        let base = url ?? environment["MODELD_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "http://127.0.0.1:8700"
-        return try ModeldClient(endpoint: DaemonEndpoint(baseURL: base))
+        try ModeldClient(endpoint: endpoint(environment: ProcessInfo.processInfo.environment))
+    }
+
+    /// `--url`/`MODELD_URL` when given, else the first control socket that exists, else the default TCP address.
+    func endpoint(environment: [String: String]) -> DaemonEndpoint {
+        if let url = url ?? environment["MODELD_URL"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            return DaemonEndpoint(baseURL: url)
+        }
+        var candidates: [String] = []
+        if let explicit = socket ?? environment["MODELD_CONTROL_SOCKET"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            // Named explicitly: use it even if it does not exist yet, so the error names it.
+            return DaemonEndpoint(baseURL: "http://localhost", unixSocketPath: explicit)
+        }
+        candidates.append("/run/modeld/modeld.sock")
+        if let dataDir = environment["MODELD_DATA_DIR"], !dataDir.isEmpty { candidates.append("\(dataDir)/modeld.sock") }
+        if let xdg = environment["XDG_DATA_HOME"], xdg.hasPrefix("/") { candidates.append("\(xdg)/modeld/modeld.sock") }
+        if let home = environment["HOME"], !home.isEmpty { candidates.append("\(home)/.local/share/modeld/modeld.sock") }
+        for path in candidates where FileManager.default.isWritableFile(atPath: path) {
+            return DaemonEndpoint(baseURL: "http://localhost", unixSocketPath: path)
+        }
+        return DaemonEndpoint(baseURL: "http://127.0.0.1:8700")
     }
 }
 

@@ -4,17 +4,17 @@ import Testing
 @Suite("The modeld and modelctl executables")
 struct DaemonProcessTests {
     @Test("--help works for both executables")
-    func help() throws {
-        let modeld = try runProcess(productsDirectory.appending(path: "modeld"), ["--help"])
+    func help() async throws {
+        let modeld = try await runProcess(productsDirectory.appending(path: "modeld"), ["--help"])
         #expect(modeld.status == 0)
         #expect(modeld.stdout.contains("USAGE: modeld"))
-        let modelctl = try runProcess(productsDirectory.appending(path: "modelctl"), ["--help"])
+        let modelctl = try await runProcess(productsDirectory.appending(path: "modelctl"), ["--help"])
         #expect(modelctl.status == 0)
         #expect(modelctl.stdout.contains("USAGE: modelctl"))
     }
 
     @Test("a malformed catalog stops start-up with the exact location")
-    func malformedCatalog() throws {
+    func malformedCatalog() async throws {
         let root = FileManager.default.temporaryDirectory.appending(path: "modeld-cat-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: root) }
@@ -24,7 +24,7 @@ struct DaemonProcessTests {
               "sizes": [{"size": "1b"}], "quantizations": [], "engines": ["builtin"], "formats": [], "default_engine": "builtin"}]}
             """
         try Data(json.utf8).write(to: catalog)
-        let result = try runProcess(
+        let result = try await runProcess(
             productsDirectory.appending(path: "modeld"),
             ["--catalog", catalog.path, "--data-dir", root.appending(path: "data").path, "--listen", "127.0.0.1:0"],
             environment: ["HOME": root.path, "PATH": "/usr/bin:/bin"])
@@ -49,7 +49,7 @@ struct DaemonProcessTests {
         // Wait until it answers (bounded).
         var listed: (status: Int32, stdout: String, stderr: String)?
         for _ in 0..<100 {
-            let result = try runProcess(
+            let result = try await runProcess(
                 productsDirectory.appending(path: "modelctl"), ["list", "--json"],
                 environment: ["MODELD_URL": "http://127.0.0.1:\(port)"])
             if result.status == 0 {
@@ -63,7 +63,7 @@ struct DaemonProcessTests {
         #expect(models?.contains { $0["id"] as? String == "qwen2.5" } == true)
 
         kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
+        try await waitForExit(process)
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
         let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -75,9 +75,9 @@ struct DaemonProcessTests {
     }
 
     @Test("modelctl reports an unreachable daemon with exit code 3")
-    func unreachable() throws {
+    func unreachable() async throws {
         let port = try freeLoopbackPort()
-        let result = try runProcess(
+        let result = try await runProcess(
             productsDirectory.appending(path: "modelctl"), ["list", "--url", "http://127.0.0.1:\(port)"], environment: [:])
         #expect(result.status == 3)
         #expect(result.stderr.contains("cannot reach modeld at http://127.0.0.1:\(port)"))

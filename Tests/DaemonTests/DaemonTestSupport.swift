@@ -1,6 +1,7 @@
 import Catalog
 import Foundation
 import Logging
+import Synchronization
 
 @testable import Daemon
 
@@ -28,19 +29,43 @@ let productsDirectory: URL = {
     return url
 }()
 
-/// Runs an executable to completion, returning its exit status and output.
-func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+/// Runs an executable to completion on a dedicated thread, returning its exit status and output.
+///
+/// Tests run on Swift's small cooperative pool (two threads on two cores): blocking it in `waitUntilExit`
+/// or a pipe read would starve every other test, so all blocking process work happens off the pool.
+func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await blocking {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Drain stderr on another thread so a chatty child cannot fill one pipe while we read the other.
+        let stderrData = Mutex(Data())
+        let drain = Thread { stderrData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
+        drain.start()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while drain.isExecuting || !drain.isFinished { usleep(1000) }
+        let stderr = stderrData.withLock { $0 }
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    }
 }
+
+/// Waits for a process to exit without blocking the cooperative pool.
+func waitForExit(_ process: Process) async throws {
+    try await blocking { process.waitUntilExit() }
+}
+
+/// Runs blocking work on a new thread.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+extension Process: @retroactive @unchecked Sendable {}

@@ -59,6 +59,7 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `listen` | `--listen` | `MODELD_LISTEN` | `127.0.0.1:8700` |
 /// | `data_dir` | `--data-dir` | `MODELD_DATA_DIR` | `$STATE_DIRECTORY`, `$XDG_DATA_HOME/modeld`, `~/.local/share/modeld` |
 /// | `catalog` | `--catalog` | `MODELD_CATALOG` | the built-in catalog |
+/// | `control_socket` | `--control-socket` | `MODELD_CONTROL_SOCKET` | `$RUNTIME_DIRECTORY/modeld.sock`, else `<data>/modeld.sock` |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -70,12 +71,18 @@ package struct DaemonConfiguration: Sendable {
     package var catalogPath: String?
     /// The config file that was read, if any.
     package var configFile: String?
+    /// The unix control socket (trusted for administration, mode 0660).
+    package var controlSocket: String
 
-    package init(listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil) {
+    package init(
+        listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
+        controlSocket: String? = nil
+    ) {
         self.listen = listen
         self.dataDirectory = dataDirectory
         self.catalogPath = catalogPath
         self.configFile = configFile
+        self.controlSocket = controlSocket ?? dataDirectory.root.appending(path: "modeld.sock").path
     }
 
     /// Values given on the command line; nil means "not given".
@@ -84,12 +91,17 @@ package struct DaemonConfiguration: Sendable {
         package var dataDir: String?
         package var catalog: String?
         package var config: String?
+        package var controlSocket: String?
 
-        package init(listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil) {
+        package init(
+            listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
+            controlSocket: String? = nil
+        ) {
             self.listen = listen
             self.dataDir = dataDir
             self.catalog = catalog
             self.config = config
+            self.controlSocket = controlSocket
         }
     }
 
@@ -103,6 +115,7 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.listen { flagValues["listen"] = .init(.string(value), isSecret: false) }
         if let value = flags.dataDir { flagValues["data_dir"] = .init(.string(value), isSecret: false) }
         if let value = flags.catalog { flagValues["catalog"] = .init(.string(value), isSecret: false) }
+        if let value = flags.controlSocket { flagValues["control_socket"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -129,13 +142,23 @@ package struct DaemonConfiguration: Sendable {
         let listen = try ListenAddress(parsing: listenText)
 
         let dataDirectory: DataDirectory
-        if let path = try reader.string(forKey: "data_dir", isSecret: false), !path.isEmpty {
+        if let path = reader.string(forKey: "data_dir"), !path.isEmpty {
             dataDirectory = DataDirectory(root: absoluteURL(path, environment: environment))
         } else {
             dataDirectory = DataDirectory(root: DataDirectory.defaultRoot(environment: environment))
         }
         let catalog = reader.string(forKey: "catalog").flatMap { $0.isEmpty ? nil : absoluteURL($0, environment: environment).path }
-        return DaemonConfiguration(listen: listen, dataDirectory: dataDirectory, catalogPath: catalog, configFile: configFile)
+        let controlSocket: String? =
+            if let path = reader.string(forKey: "control_socket"), !path.isEmpty {
+                absoluteURL(path, environment: environment).path
+            } else if let runtime = environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first, !runtime.isEmpty {
+                "\(runtime)/modeld.sock"
+            } else {
+                nil
+            }
+        return DaemonConfiguration(
+            listen: listen, dataDirectory: dataDirectory, catalogPath: catalog, configFile: configFile,
+            controlSocket: controlSocket)
     }
 
     /// Expands `~` and makes relative paths absolute against the working directory.

@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import ModeldAPI
 import UnixSignals
 
 /// `modeld serve` (the default): runs the daemon until SIGTERM or SIGINT.
@@ -26,6 +27,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Config file, JSON (env MODELD_CONFIG; default /etc/modeld/config.json if present).")
     var config: String?
 
+    @Option(name: .long, help: "Unix control socket, trusted for administration (env MODELD_CONTROL_SOCKET; default $RUNTIME_DIRECTORY/modeld.sock, else DATA/modeld.sock).")
+    var controlSocket: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (env MODELD_LOG_LEVEL).")
     var logLevel: String?
 
@@ -40,7 +44,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "modeld")
         do {
             let daemon = try await DaemonStartup.prepare(
-                flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config),
+                flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket),
                 environment: environment, logger: logger)
             try await DaemonStartup.run(daemon)
         } catch let error as CleanExit {
@@ -78,16 +82,71 @@ enum DaemonStartup {
         return DaemonContext(configuration: configuration, catalog: catalog, store: store, logger: logger)
     }
 
-    /// Runs the daemon's services until a shutdown signal, then closes the store.
+    /// Runs the daemon until SIGTERM or SIGINT: serves HTTP on the TCP and control sockets (from systemd
+    /// when socket-activated, else bound here), tells systemd when it is ready, pings the watchdog, and on
+    /// shutdown stops accepting, finishes in-flight requests within a bound, and closes the store.
     static func run(_ daemon: DaemonContext) async throws {
-        let app = buildApplication(daemon)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: app)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: daemon.logger))
+        let notifier = SystemdNotifier()
+        let sockets = try listeningSockets(daemon)
+        let readiness = Readiness(expected: sockets.count) {
+            notifier.ready(status: statusLine(daemon))
+            daemon.logger.info("modeld ready")
+        }
+        let responder = buildRouter(daemon).buildResponder()
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = sockets.map { socket in
+            .init(
+                service: HTTPListener(
+                    socket: socket, responder: responder, logger: daemon.logger, serverName: "modeld/\(modeldVersion)",
+                    onListening: { await readiness.listening() }))
+        }
+        if let interval = notifier.watchdogInterval {
+            services.append(.init(service: Watchdog(interval: interval, store: daemon.store, notifier: notifier, logger: daemon.logger)))
+        }
+        services.append(.init(service: StoppingNotifier(notifier: notifier)))
+        var configuration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: daemon.logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(20)
+        configuration.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: configuration)
         try await group.run()
         try daemon.store.close()
         daemon.logger.info("modeld stopped")
+    }
+
+    /// The sockets to serve: systemd's `http` and `control` when activated, else our own.
+    static func listeningSockets(_ daemon: DaemonContext) throws -> [ListeningSocket] {
+        let activated = ActivatedSockets.take()
+        if !activated.byName.isEmpty {
+            let sockets = activated.byName.sorted { $0.key < $1.key }.map { ListeningSocket.activated(fd: $0.value, name: $0.key) }
+            daemon.logger.info("socket-activated", metadata: ["names": "\(activated.byName.keys.sorted().joined(separator: ","))"])
+            return sockets
+        }
+        return [
+            try ListeningSocket.tcp(daemon.configuration.listen),
+            try ListeningSocket.unix(path: daemon.configuration.controlSocket),
+        ]
+    }
+
+    /// The one-line status systemd shows (`systemctl status modeld`).
+    static func statusLine(_ daemon: DaemonContext) -> String {
+        let versions = (try? daemon.store.localVersions()) ?? []
+        let ready = versions.filter { $0.version.state == .ready }.count
+        return "\(ready) models ready, \(daemon.catalog.entries.count) in catalog"
+    }
+}
+
+/// Counts listeners as they start accepting and fires once all are.
+actor Readiness {
+    private var remaining: Int
+    private let onReady: @Sendable () -> Void
+
+    init(expected: Int, onReady: @escaping @Sendable () -> Void) {
+        remaining = expected
+        self.onReady = onReady
+    }
+
+    func listening() {
+        remaining -= 1
+        if remaining == 0 { onReady() }
     }
 }

@@ -12,10 +12,9 @@ struct DaemonContext: Sendable {
     var logger: Logger
 }
 
-/// Builds the daemon's HTTP application; `main` and the tests both use it.
-/// - Parameter port: overrides the configured port (tests pass 0 for an ephemeral one).
-func buildApplication(_ daemon: DaemonContext, port: Int? = nil) -> some ApplicationProtocol {
-    let router = Router(context: BasicRequestContext.self)
+/// Builds the daemon's router: every route of the management API.
+func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
+    let router = Router(context: DaemonRequestContext.self)
     router.add(middleware: RequestIDHeaderMiddleware())
     router.add(middleware: EnvelopeErrorMiddleware())
 
@@ -24,9 +23,15 @@ func buildApplication(_ daemon: DaemonContext, port: Int? = nil) -> some Applica
     }
     let api = router.group("api/v1")
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: api.group("models"))
+    return router
+}
 
-    return Application(
-        router: router,
+/// The router as a Hummingbird application on a TCP address, for tests that drive it with
+/// HummingbirdTesting. The daemon itself serves the same router through ``HTTPListener``.
+/// - Parameter port: overrides the configured port (tests pass 0 for an ephemeral one).
+func buildApplication(_ daemon: DaemonContext, port: Int? = nil) -> some ApplicationProtocol {
+    Application(
+        router: buildRouter(daemon),
         configuration: .init(
             address: .hostname(daemon.configuration.listen.host, port: port ?? daemon.configuration.listen.port),
             serverName: "modeld/\(modeldVersion)"),

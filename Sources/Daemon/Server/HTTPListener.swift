@@ -1,0 +1,109 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOExtras
+import NIOPosix
+import NIOHTTP1
+import Synchronization
+import ServiceLifecycle
+
+/// Serves the daemon's router on a listening socket it already owns (bound by us or passed by systemd).
+///
+/// Hummingbird's `Application` binds its own address; socket activation needs the inherited fd, and the
+/// control socket needs a second listener, so this service drives Hummingbird's HTTP/1 channel directly.
+/// On graceful shutdown it stops accepting, lets in-flight requests finish, and closes idle connections.
+struct HTTPListener: Service, CustomStringConvertible {
+    let socket: ListeningSocket
+    let responder: RouterResponder<DaemonRequestContext>
+    let logger: Logger
+    let serverName: String
+    /// Called once the socket is registered and accepting.
+    let onListening: @Sendable () async -> Void
+
+    var description: String { "HTTPListener(\(socket.description))" }
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let quiesce = ServerQuiescingHelper(group: group)
+        let dateCache = HTTPDateCache()
+        let responder = self.responder
+        let logger = self.logger
+        let serverName = self.serverName
+        let channelSetup = HTTP1Channel(responder: { request, writer, channel in
+            var requestLogger = logger
+            requestLogger[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
+            let context = DaemonRequestContext(source: .init(channel: channel, logger: requestLogger))
+            var response: Response
+            do {
+                response = try await responder.respond(to: request, context: context)
+            } catch let error as HTTPParserError {
+                throw error
+            } catch {
+                requestLogger.error("unhandled error", metadata: ["error": "\(error)"])
+                response = Response(status: .internalServerError)
+            }
+            response.headers[.date] = dateCache.now()
+            response.headers[.server] = serverName
+            try await writer.write(response: response.head, body: response.body)
+        })
+
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .bind(NIOBSDSocket.Handle(socket.fd)) { channel -> EventLoopFuture<HTTP1Channel.Value> in
+                channelSetup.setup(channel: channel, logger: logger)
+            }
+        logger.info("listening", metadata: ["socket": "\(socket.description)"])
+        await onListening()
+
+        try await withGracefulShutdownHandler {
+                try await server.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { connections in
+                        for try await connection in inbound {
+                            connections.addTask { await channelSetup.handle(value: connection, logger: logger) }
+                        }
+                    }
+                }
+            } onGracefulShutdown: {
+                // Closes the listening socket and asks each connection to finish its request and close.
+                quiesce.initiateShutdown(promise: nil)
+            }
+    }
+}
+
+/// The `Date` header value, formatted at most once a second.
+final class HTTPDateCache: Sendable {
+    private let state = Mutex<(second: Int, text: String)>((-1, ""))
+
+    func now() -> String {
+        let seconds = Int(Date().timeIntervalSince1970)
+        return state.withLock { cached in
+            if cached.second != seconds {
+                cached = (seconds, Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(
+                    Date.VerbatimFormatStyle(
+                        format: "\(weekday: .abbreviated), \(day: .twoDigits) \(month: .abbreviated) \(year: .defaultDigits) \(hour: .twoDigits(clock: .twentyFourHour, hourCycle: .zeroBased)):\(minute: .twoDigits):\(second: .twoDigits) GMT",
+                        locale: Locale(identifier: "en_US_POSIX"), timeZone: .gmt, calendar: Calendar(identifier: .gregorian))))
+            }
+            return cached.text
+        }
+    }
+}
+
+/// The request context of the daemon's routes: knows whether the request came over the control socket,
+/// which is trusted for administration (its file mode, 0660, is the access control).
+struct DaemonRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    /// True for requests on the unix control socket.
+    let isControlSocket: Bool
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        isControlSocket = source.channel.localAddress?.protocol == .unix
+    }
+}

@@ -1,0 +1,44 @@
+import CSystemd
+import Foundation
+
+/// `sd_notify` messages to the service manager. Every call is a no-op when `NOTIFY_SOCKET` is unset.
+struct SystemdNotifier: Sendable {
+    /// The watchdog interval when systemd asked for pings (`WATCHDOG_USEC`, for this pid).
+    let watchdogInterval: Duration?
+
+    init() {
+        var usec: UInt64 = 0
+        // Keep the variables: a restart of the watchdog loop must see them again.
+        let enabled = sd_watchdog_enabled(0, &usec)
+        watchdogInterval = enabled > 0 && usec > 0 ? .microseconds(Int64(usec)) : nil
+    }
+
+    func ready(status: String) { send("READY=1\nSTATUS=\(status)") }
+    func status(_ status: String) { send("STATUS=\(status)") }
+    func stopping() { send("STOPPING=1\nSTATUS=stopping") }
+    func watchdog() { send("WATCHDOG=1") }
+    /// Asks for more time to stop (engines can take long to shut down).
+    func extendTimeout(_ duration: Duration) {
+        let usec = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+        send("EXTEND_TIMEOUT_USEC=\(usec)")
+    }
+
+    private func send(_ message: String) {
+        // A status line must stay on one line: newlines would start new assignments.
+        _ = sd_notify(0, message)
+    }
+}
+
+import ServiceLifecycle
+
+/// Tells systemd `STOPPING=1` the moment graceful shutdown begins. Listed last in the service group so
+/// that it is the first service told to shut down.
+struct StoppingNotifier: Service, CustomStringConvertible {
+    let notifier: SystemdNotifier
+    var description: String { "StoppingNotifier" }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        notifier.stopping()
+    }
+}
