@@ -83,7 +83,7 @@ struct HuggingFacePullTests {
                 let path = try await harness.pull("acme/tiny", revision: "refs/pr/1")
                 let requests = hub.requests
                 #expect(requests.first?.path == "/api/models/acme/tiny/revision/refs%2Fpr%2F1")
-                #expect(requests.filter { $0.path.contains("/tree/") }.count == 4, "6 entries in pages of 2 (plus the last page)")
+                #expect(requests.filter { $0.path.contains("/tree/") }.count == 3, "6 entries (5 files, 1 directory) in pages of 2")
                 #expect(requests.contains { $0.path.hasPrefix("/api/resolve-cache/models/acme/tiny/") })
                 for file in ["config.json", "tokenizer.json", "sub/extra.txt", "model.safetensors"] {
                     #expect(FileManager.default.fileExists(atPath: path + "/" + file))

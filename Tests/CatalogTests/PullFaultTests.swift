@@ -196,7 +196,8 @@ struct PullFaultTests {
                 let error = await #expect(throws: PullError.self) { try await job.result() }
                 #expect(error?.code == .cancelled)
                 #expect(job.current.state == .cancelled)
-                #expect(try harness.store.localVersions().allSatisfy { $0.version.state != .ready })
+                let versions = try harness.store.localVersions()
+                #expect(versions.allSatisfy { $0.version.state != .ready })
             }
         }
     }

@@ -10,7 +10,9 @@ package enum HashKind: String, Sendable, Codable, Hashable {
 }
 
 /// A hash computed incrementally, fed in large chunks (swift-crypto: BoringSSL with SHA extensions).
-package struct ContentHasher: Sendable {
+/// `@unchecked`: swift-crypto does not mark its digest states Sendable; a hasher is handed from thread to
+/// thread (transfer, then sink) but never used by two at once.
+package struct ContentHasher: @unchecked Sendable {
     private enum State {
         case sha256(SHA256)
         case sha1(Insecure.SHA1)

@@ -49,7 +49,8 @@ package final class PullService: Sendable, CustomStringConvertible {
     /// Starts a pull, or joins the running job for the same (source, repo, revision).
     package func pull(_ request: PullRequest) -> PullJob {
         let (job, isNew) = registry.withLock { registry -> (PullJob, Bool) in
-            if let running = registry.active[request.jobKey] { return (running, false) }
+            // A job that has sent its final event is done even if `execute` has not unregistered it yet.
+            if let running = registry.active[request.jobKey], !running.isFinished { return (running, false) }
             let job = PullJob(request: request)
             registry.active[request.jobKey] = job
             registry.byID[job.id] = job
@@ -66,7 +67,7 @@ package final class PullService: Sendable, CustomStringConvertible {
 
     /// The running jobs.
     package func activeJobs() -> [PullJob] {
-        registry.withLock { Array($0.active.values) }
+        registry.withLock { $0.active.values.filter { !$0.isFinished } }
     }
 
     /// Cancels a job. - Returns: false when no such job runs.
@@ -145,7 +146,9 @@ package final class PullService: Sendable, CustomStringConvertible {
 
     /// Whether a job for this repository is running (remove waits for none).
     func isPulling(source: ModelSource, repo: String) -> Bool {
-        registry.withLock { $0.active.values.contains { $0.request.source == source && $0.request.repo == repo } }
+        registry.withLock {
+            $0.active.values.contains { $0.request.source == source && $0.request.repo == repo && !$0.isFinished }
+        }
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// When and how long to wait before trying a request again.
 ///
 /// Retried: connection errors, stalls and cut bodies, 408, 429 (after `Retry-After` or `RateLimit`'s `t`),
