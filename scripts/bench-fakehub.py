@@ -22,7 +22,7 @@ for name in sorted(os.listdir(root)):
             h.update(chunk)
     files[name] = {"path": path, "size": size, "lfs": lfs, "etag": h.hexdigest()}
 by_sha = {v["etag"]: v for v in files.values() if v["lfs"]}
-print("ready", flush=True)
+
 
 
 class Handler(BaseHTTPRequestHandler):

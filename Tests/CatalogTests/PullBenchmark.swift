@@ -32,3 +32,29 @@ struct PullBenchmark {
         }
     }
 }
+
+extension PullBenchmark {
+    @Test("hash speed in this build", .enabled(if: environment["MODELD_BENCH_HASH"] != nil, "run by hand"))
+    func hashSpeed() {
+        let data = testBytes(256 << 20, seed: 1)
+        let clock = ContinuousClock()
+        for kind in [HashKind.sha256, .gitSHA1] {
+            var hasher = ContentHasher(kind: kind, size: Int64(data.count))
+            let start = clock.now
+            for _ in 0..<4 {
+                data.withUnsafeBytes { raw in
+                    var offset = 0
+                    while offset < raw.count {
+                        let end = min(offset + (8 << 20), raw.count)
+                        hasher.update(UnsafeRawBufferPointer(rebasing: raw[offset..<end]))
+                        offset = end
+                    }
+                }
+            }
+            _ = hasher.finalize()
+            let elapsed = clock.now - start
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            print("bench: \(kind.rawValue) \(Int(Double(data.count * 4) / seconds / 1e6)) MB/s")
+        }
+    }
+}
