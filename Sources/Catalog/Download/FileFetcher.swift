@@ -30,11 +30,17 @@ package struct DownloadSettings: Sendable {
     /// Per-transfer cap in bytes/s (the pull's `--max-download-rate` divided over its parallel transfers).
     package var maxReceiveRate: Int64?
     package var httpVersion: HTTPVersionPreference
+    /// Files of at least `rangeThreshold` bytes are fetched as this many ranges at once (1: never).
+    package var rangeParts: Int
+    package var rangeThreshold: Int64
 
     package init(
         authOrigin: String?, authHeaders: [(String, String)], policy: RetryPolicy = .standard,
-        stallTimeout: Duration = .seconds(30), maxReceiveRate: Int64? = nil, httpVersion: HTTPVersionPreference = .http2
+        stallTimeout: Duration = .seconds(30), maxReceiveRate: Int64? = nil, httpVersion: HTTPVersionPreference = .http2,
+        rangeParts: Int = 1, rangeThreshold: Int64 = 256 << 20
     ) {
+        self.rangeParts = max(1, rangeParts)
+        self.rangeThreshold = rangeThreshold
         self.authOrigin = authOrigin
         self.authHeaders = authHeaders
         self.policy = policy
@@ -61,9 +67,21 @@ struct FileFetcher: Sendable {
     /// Fetches `item` into `partial` until it is complete and its hash matches.
     /// - Parameter progress: the bytes of the file now on disk (or arriving), called often.
     /// - Throws: ``PullError``; the partial file is kept for a later resume unless its content was wrong.
-    func fetch(_ item: DownloadItem, into partial: URL, cancel: CancellationFlag, progress: (Int64) -> Void) throws {
+    func fetch(_ item: DownloadItem, into partial: URL, cancel: CancellationFlag, progress: @escaping @Sendable (Int64) -> Void) throws {
         var transientFailures = 0
         var checksumFailures = 0
+        var rangesAllowed = true
+        while rangesAllowed && usesRanges(item, partial: partial) {
+            do {
+                switch try fetchInRanges(item, into: partial, cancel: cancel, progress: progress) {
+                case .complete: return
+                case .unsupported: rangesAllowed = false
+                }
+            } catch is RangeChecksumMismatch {
+                checksumFailures += 1
+                if checksumFailures >= settings.policy.checksumAttempts { throw checksumError(item) }
+            }
+        }
         let path = partial.path
         while true {
             if cancel.isCancelled { throw PullError(.cancelled, "cancelled while downloading \(item.path)") }

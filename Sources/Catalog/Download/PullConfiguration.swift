@@ -18,6 +18,9 @@ package struct PullConfiguration: Sendable {
     package var progressInterval: Duration
     /// Free bytes on the file system holding a directory (tests swap it to simulate a full disk).
     package var freeSpace: @Sendable (URL) -> Int64?
+    /// Files of at least `rangeThreshold` bytes download as `parallelRanges` ranges at once.
+    package var parallelRanges = 4
+    package var rangeThreshold: Int64 = 256 << 20
     /// ModelScope's silent listing limit (3000); tests lower it.
     package var modelScopeListingLimit = 3000
 

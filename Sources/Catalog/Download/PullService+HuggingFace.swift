@@ -78,7 +78,7 @@ extension PullService {
         var needed: Int64 = 0
         var seen = Set<String>()
         for (_, meta) in files where seen.insert(meta.etag).inserted && !cache.hasBlob(repo: repo, etag: meta.etag, size: meta.size) {
-            needed += max(0, meta.size - fileSize(partialURL(repo: repo, etag: meta.etag).path))
+            needed += max(0, meta.size - RangePlan.bytesOnDisk(partial: partialURL(repo: repo, etag: meta.etag)))
         }
         try checkFreeSpace(needed: needed, repo: repo)
 
@@ -89,6 +89,8 @@ extension PullService {
         job.setPhase(.downloading, commit: commit)
 
         var settings = hub.downloadSettings
+        settings.rangeParts = configuration.parallelRanges
+        settings.rangeThreshold = configuration.rangeThreshold
         settings.maxReceiveRate = configuration.perTransferRate(files: files.filter { !cache.hasBlob(repo: repo, etag: $0.1.etag, size: $0.1.size) }.count)
         let fetcher = FileFetcher(settings: settings, pool: pool) { response, item in
             hub.mapError(response, repo: repo, revision: commit, file: item.path)

@@ -47,7 +47,7 @@ extension PullService {
         var needed: Int64 = 0
         var seen = Set<String>()
         for file in files where seen.insert(file.sha256).inserted && !cache.hasBlob(repo: repo, sha256: file.sha256, size: file.entry.size) {
-            needed += max(0, file.entry.size - fileSize(modelScopePartialURL(repo: repo, sha256: file.sha256).path))
+            needed += max(0, file.entry.size - RangePlan.bytesOnDisk(partial: modelScopePartialURL(repo: repo, sha256: file.sha256)))
         }
         try checkFreeSpace(needed: needed, repo: repo)
 
@@ -58,6 +58,8 @@ extension PullService {
         job.setPhase(.downloading, commit: version)
 
         var settings = hub.downloadSettings
+        settings.rangeParts = configuration.parallelRanges
+        settings.rangeThreshold = configuration.rangeThreshold
         settings.maxReceiveRate = configuration.perTransferRate(files: files.filter { !cache.hasBlob(repo: repo, sha256: $0.sha256, size: $0.entry.size) }.count)
         let fetcher = FileFetcher(settings: settings, pool: pool) { response, item in
             if response.status == 404 {
