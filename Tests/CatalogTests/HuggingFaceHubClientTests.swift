@@ -78,6 +78,55 @@ struct HuggingFaceHubClientTests {
         }
     }
 
+    @Test("the fake hub speaks the protocol the real client expects: snapshot_download against it gets the same files",
+        .enabled(if: pythonHasHuggingFaceHub, "needs python3 with huggingface_hub (pip install huggingface_hub)"))
+    func fakeHubFidelity() async throws {
+        try await FakeHub.withRunning { hub in
+            let commit = tinyCommit()
+            hub.addRepo("acme/tiny", commits: [commit], gated: true)
+            let cache = FileManager.default.temporaryDirectory.appending(path: "hf-client-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: cache) }
+            let script = """
+                import sys
+                from huggingface_hub import snapshot_download
+                print(snapshot_download(sys.argv[1], cache_dir=sys.argv[2], ignore_patterns=["*.bin"]))
+                """
+            let output = try runPython(
+                script, arguments: ["acme/tiny", cache.path],
+                environment: ["HF_ENDPOINT": hub.endpoint, "HF_TOKEN": FakeHub.validToken, "HF_HUB_DISABLE_XET": "1"])
+            let path = output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(path.hasSuffix("models--acme--tiny/snapshots/\(commit.sha)"))
+            for file in commit.files where file.path != "pytorch_model.bin" {
+                #expect(try Data(contentsOf: URL(filePath: path).appending(path: file.path)) == file.data, "\(file.path)")
+            }
+            #expect(hub.requests.filter { $0.origin == .cdn }.allSatisfy { $0.authorization == nil })
+        }
+    }
+
+    private func runPython(_ script: String, arguments: [String], environment extra: [String: String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(filePath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", script] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["HF_HUB_DISABLE_TELEMETRY"] = "1"
+        environment.merge(extra) { _, new in new }
+        process.environment = environment
+        let output = Pipe()
+        let errors = FileManager.default.temporaryDirectory.appending(path: "py-err-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errors) }
+        process.standardOutput = output
+        process.standardError = try FileHandle(forWritingTo: errors)
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            Issue.record("python failed: \((try? String(contentsOf: errors, encoding: .utf8)) ?? "")")
+            throw PullError(.invalidResponse, "python failed")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     private func runCheck(cache: String, repo: String, revision: String) throws -> Report {
         let process = Process()
         process.executableURL = URL(filePath: "/usr/bin/env")
