@@ -1,61 +1,6 @@
 import Foundation
 import Transfer
 
-/// One file to download: where from, how big, and the hash it must have.
-package struct DownloadItem: Sendable {
-    /// The file's path in the repository (for messages and progress).
-    package var path: String
-    package var url: String
-    package var size: Int64
-    package var hash: String
-    package var hashKind: HashKind
-
-    package init(path: String, url: String, size: Int64, hash: String, hashKind: HashKind) {
-        self.path = path
-        self.url = url
-        self.size = size
-        self.hash = hash
-        self.hashKind = hashKind
-    }
-}
-
-/// How downloads talk to a hub.
-package struct DownloadSettings: Sendable {
-    /// The origin (`scheme://host:port`) allowed to receive `authHeaders`; every other origin gets none.
-    package var authOrigin: String?
-    /// Credentials (`Authorization`, `Cookie`), sent only to `authOrigin`.
-    package var authHeaders: [(String, String)]
-    package var policy: RetryPolicy
-    package var stallTimeout: Duration
-    /// Per-transfer cap in bytes/s (the pull's `--max-download-rate` divided over its parallel transfers).
-    package var maxReceiveRate: Int64?
-    package var httpVersion: HTTPVersionPreference
-    /// Files of at least `rangeThreshold` bytes are fetched as this many ranges at once (1: never).
-    package var rangeParts: Int
-    package var rangeThreshold: Int64
-
-    package init(
-        authOrigin: String?, authHeaders: [(String, String)], policy: RetryPolicy = .standard,
-        stallTimeout: Duration = .seconds(30), maxReceiveRate: Int64? = nil, httpVersion: HTTPVersionPreference = .http2,
-        rangeParts: Int = 1, rangeThreshold: Int64 = 256 << 20
-    ) {
-        self.rangeParts = max(1, rangeParts)
-        self.rangeThreshold = rangeThreshold
-        self.authOrigin = authOrigin
-        self.authHeaders = authHeaders
-        self.policy = policy
-        self.stallTimeout = stallTimeout
-        self.maxReceiveRate = maxReceiveRate
-        self.httpVersion = httpVersion
-    }
-
-    /// The headers for a request to `url`: credentials only for the hub's own origin.
-    func headers(for url: String) -> [(String, String)] {
-        guard let authOrigin, originOf(url) == authOrigin else { return [] }
-        return authHeaders
-    }
-}
-
 /// Downloads one file into a partial file, resuming from the bytes already there, hashing while streaming,
 /// retrying transient failures; blocking, for a worker thread.
 struct FileFetcher: Sendable {

@@ -1,23 +1,5 @@
 import Foundation
 
-/// What `verify` found.
-package struct VerifyReport: Sendable, Hashable {
-    /// One file that is missing or whose content changed.
-    package struct Damage: Sendable, Hashable, CustomStringConvertible {
-        package var path: String
-        package var problem: String
-        package var description: String { "\(path): \(problem)" }
-    }
-
-    package var source: ModelSource
-    package var repo: String
-    package var commit: String
-    package var filesChecked: Int
-    package var bytesChecked: Int64
-    package var damage: [Damage]
-    package var isIntact: Bool { damage.isEmpty }
-}
-
 extension PullService {
     /// Finds a stored version; `commit` may be a full commit, a unique prefix, or the revision it was pulled as.
     package func findVersion(source: ModelSource, repo: String, commit: String) throws -> LocalVersion {

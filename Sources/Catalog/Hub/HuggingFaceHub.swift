@@ -1,31 +1,6 @@
 import Foundation
 import Transfer
 
-/// One file of a Hugging Face repository tree (protocols.md A.3).
-package struct HFTreeEntry: Sendable, Hashable, Decodable {
-    package struct LFS: Sendable, Hashable, Decodable {
-        package var oid: String
-        package var size: Int64
-    }
-
-    package var type: String
-    package var oid: String?
-    package var size: Int64?
-    package var path: String
-    package var lfs: LFS?
-}
-
-/// What a `HEAD /{repo}/resolve/{commit}/{path}` says about a file (protocols.md A.4).
-package struct HFFileMetadata: Sendable, Hashable {
-    package var commit: String
-    /// sha256 (LFS) or git sha1 (regular file).
-    package var etag: String
-    package var size: Int64
-    /// Where to GET the bytes: the redirect's `Location`, else the resolve URL.
-    package var downloadURL: String
-    package var hashKind: HashKind { etag.count == 64 ? .sha256 : .gitSHA1 }
-}
-
 /// The Hugging Face hub's HTTP API, as `snapshot_download` uses it. Blocking calls, for worker threads.
 struct HuggingFaceHub: Sendable {
     let settings: HuggingFaceSettings
