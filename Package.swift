@@ -57,6 +57,7 @@ let package = Package(
             name: "Catalog",
             dependencies: [
                 "Transfer",
+                "ModeldAPI",
                 "CArchive",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -114,7 +115,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: swiftSettings),
+        /// A fake Hugging Face / ModelScope hub on loopback (protocols.md A and B), shared by the test targets.
+        .target(
+            name: "FakeHub",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Tests/FakeHub",
+            swiftSettings: [.swiftLanguageMode(.v6), .enableUpcomingFeature("ExistentialAny")]
+        ),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "FakeHub"], swiftSettings: swiftSettings),
         .testTarget(name: "LaunchersTests", dependencies: ["Launchers"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EngineTests",

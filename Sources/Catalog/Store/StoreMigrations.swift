@@ -81,6 +81,10 @@ enum StoreMigrations {
                 );
                 """)
         }
+        migrator.registerMigration("v4-file-source-commit") { db in
+            // ModelScope lists, per file, the commit it came from; recorded with the file.
+            try db.execute(sql: "ALTER TABLE files ADD COLUMN source_commit TEXT")
+        }
         return migrator
     }()
 

@@ -1,0 +1,171 @@
+import Foundation
+import ModeldAPI
+import Synchronization
+
+/// Pulls models from the hubs into the data directory and records their versions in the store.
+///
+/// ```swift
+/// let service = PullService(configuration: .fromEnvironment(dataDirectory: data, environment: env), store: store)
+/// // in the daemon's task group / ServiceGroup:
+/// await service.run()
+/// // per request:
+/// let job = service.pull(PullRequest(repo: "acme/tiny", revision: "main"))   // starts or joins
+/// for await event in job.events() { ... }                                    // NDJSON lines
+/// ```
+/// One job per (source, repo, revision): a second caller joins the running job. Jobs run inside
+/// ``run()``; cancelling the task that runs it cancels every job.
+package final class PullService: Sendable, CustomStringConvertible {
+    package let configuration: PullConfiguration
+    package let store: Store
+    let pool = CurlPool()
+    private let registry = Mutex(Registry())
+    private let partials = Mutex(Set<String>())
+    private let submissions: AsyncStream<PullJob>
+    private let submit: AsyncStream<PullJob>.Continuation
+
+    private struct Registry {
+        var active: [String: PullJob] = [:]
+        var byID: [String: PullJob] = [:]
+        var finishedOrder: [String] = []
+    }
+
+    package init(configuration: PullConfiguration, store: Store) {
+        self.configuration = configuration
+        self.store = store
+        (submissions, submit) = AsyncStream<PullJob>.makeStream()
+    }
+
+    package var description: String { "PullService(\(configuration.dataDirectory.root.path))" }
+
+    /// Runs submitted jobs until the calling task is cancelled (then every running job is cancelled).
+    package func run() async {
+        await withDiscardingTaskGroup { group in
+            for await job in submissions {
+                group.addTask { await self.execute(job) }
+            }
+        }
+    }
+
+    /// Starts a pull, or joins the running job for the same (source, repo, revision).
+    package func pull(_ request: PullRequest) -> PullJob {
+        let (job, isNew) = registry.withLock { registry -> (PullJob, Bool) in
+            // A job that has sent its final event is done even if `execute` has not unregistered it yet.
+            if let running = registry.active[request.jobKey], !running.isFinished { return (running, false) }
+            let job = PullJob(request: request)
+            registry.active[request.jobKey] = job
+            registry.byID[job.id] = job
+            return (job, true)
+        }
+        if isNew { submit.yield(job) }
+        return job
+    }
+
+    /// A running or recently finished job.
+    package func job(id: String) -> PullJob? {
+        registry.withLock { $0.byID[id] }
+    }
+
+    /// The running jobs.
+    package func activeJobs() -> [PullJob] {
+        registry.withLock { $0.active.values.filter { !$0.isFinished } }
+    }
+
+    /// Cancels a job. - Returns: false when no such job runs.
+    @discardableResult
+    package func cancel(jobID: String) -> Bool {
+        guard let job = job(id: jobID), !job.isFinished else { return false }
+        job.cancel()
+        return true
+    }
+
+    /// Every stored version, newest first.
+    package func versions() throws -> [LocalVersion] {
+        try store.localVersions()
+    }
+
+    private func execute(_ job: PullJob) async {
+        await withTaskCancellationHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.configuration.progressInterval)
+                        job.tick()
+                    }
+                }
+                do {
+                    switch job.request.source {
+                    case .huggingface: try await pullHuggingFace(job)
+                    case .modelscope: try await pullModelScope(job)
+                    }
+                } catch let error as PullError {
+                    job.fail(job.cancelRequested.isCancelled ? .cancelled("\(job.request.repo)@\(job.request.revision)") : error)
+                } catch {
+                    job.fail(PullError(.storage, "pull of \(job.request.repo) failed: \(error)"))
+                }
+                group.cancelAll()
+            }
+        } onCancel: {
+            job.cancel()
+        }
+        registry.withLock { registry in
+            if registry.active[job.request.jobKey] === job { registry.active[job.request.jobKey] = nil }
+            registry.finishedOrder.append(job.id)
+            if registry.finishedOrder.count > 100 {
+                registry.byID[registry.finishedOrder.removeFirst()] = nil
+            }
+        }
+    }
+
+    // MARK: Shared helpers for the hub-specific pulls
+
+    var requester: HubRequester {
+        HubRequester(pool: pool, policy: configuration.retry, stallTimeout: configuration.stallTimeout, httpVersion: configuration.httpVersion)
+    }
+
+    /// Fails with a clear message when the bytes still to download do not fit.
+    func checkFreeSpace(needed: Int64, repo: String) throws {
+        guard needed > 0, let free = configuration.freeSpace(configuration.dataDirectory.tmp) else { return }
+        // Keep a small margin so the store and logs can still be written.
+        let margin: Int64 = 64 << 20
+        if needed + margin > free {
+            throw PullError(
+                .diskFull,
+                "not enough disk space to pull \(repo): needs \(formatBytes(needed)), \(formatBytes(free)) free in \(configuration.dataDirectory.root.path)")
+        }
+    }
+
+    /// Runs `body` while holding the partial file `key`, so two jobs never write the same partial file.
+    func withPartial<T: Sendable>(_ key: String, cancel: CancellationFlag, _ body: () async throws -> T) async throws -> T {
+        while !partials.withLock({ $0.insert(key).inserted }) {
+            if cancel.isCancelled { throw PullError(.cancelled, "cancelled") }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        defer { _ = partials.withLock { $0.remove(key) } }
+        return try await body()
+    }
+
+    /// Whether a job for this repository is running (remove waits for none).
+    func isPulling(source: ModelSource, repo: String) -> Bool {
+        registry.withLock {
+            $0.active.values.contains { $0.request.source == source && $0.request.repo == repo && !$0.isFinished }
+        }
+    }
+}
+
+/// Runs `body` for each item, at most `limit` at once; the first error cancels the rest.
+func forEachConcurrently<T: Sendable>(
+    _ items: [T], limit: Int, _ body: @escaping @Sendable (T) async throws -> Void
+) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        var iterator = items.makeIterator()
+        for _ in 0..<max(1, limit) {
+            guard let item = iterator.next() else { break }
+            group.addTask { try await body(item) }
+        }
+        while try await group.next() != nil {
+            if let item = iterator.next() {
+                group.addTask { try await body(item) }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+
+/// The progress of a ranged download, kept beside the partial file (`<partial>.ranges`) so a restart
+/// continues each range where it stopped.
+struct RangePlan: Codable, Sendable {
+    struct Part: Codable, Sendable {
+        var start: Int64
+        /// Inclusive.
+        var end: Int64
+        /// Bytes of this range already written.
+        var done: Int64
+        var length: Int64 { end - start + 1 }
+    }
+
+    var size: Int64
+    var hash: String
+    var parts: [Part]
+
+    init(size: Int64, hash: String, count: Int) {
+        self.size = size
+        self.hash = hash
+        let count = Int64(max(1, count))
+        let step = (size + count - 1) / count
+        parts = stride(from: Int64(0), to: size, by: Int(step)).map { start in
+            Part(start: start, end: min(start + step, size) - 1, done: 0)
+        }
+    }
+
+    static func load(_ url: URL, for item: DownloadItem) -> RangePlan? {
+        guard let data = try? Data(contentsOf: url), let plan = try? JSONDecoder().decode(RangePlan.self, from: data),
+            plan.size == item.size, plan.hash == item.hash
+        else { return nil }
+        return plan
+    }
+
+    /// Bytes already downloaded of a partial file: the ranges' progress when there is a plan, else its size.
+    static func bytesOnDisk(partial: URL) -> Int64 {
+        if let data = try? Data(contentsOf: URL(filePath: partial.path + ".ranges")),
+            let plan = try? JSONDecoder().decode(RangePlan.self, from: data)
+        {
+            return plan.parts.reduce(0) { $0 + $1.done }
+        }
+        return fileSize(partial.path)
+    }
+
+    func save(_ url: URL) {
+        guard let data = try? JSONEncoder().encode(self) else { return }
+        let temporary = url.path + ".tmp"
+        if FileManager.default.createFile(atPath: temporary, contents: data) {
+            rename(temporary, url.path)
+        }
+    }
+}

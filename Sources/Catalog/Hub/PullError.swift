@@ -1,0 +1,38 @@
+/// Why a pull failed, as one sentence a user can act on. Never contains a token.
+package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
+    /// An extensible failure kind; the daemon maps it to an HTTP status.
+    package struct Code: Hashable, Sendable, CustomStringConvertible {
+        package let name: String
+        package init(_ name: String) { self.name = name }
+        package static let gated = Code("gated")
+        package static let repoNotFound = Code("repoNotFound")
+        package static let revisionNotFound = Code("revisionNotFound")
+        package static let entryNotFound = Code("entryNotFound")
+        package static let unauthorized = Code("unauthorized")
+        package static let rateLimited = Code("rateLimited")
+        package static let diskFull = Code("diskFull")
+        package static let checksumMismatch = Code("checksumMismatch")
+        package static let unsafePath = Code("unsafePath")
+        package static let network = Code("network")
+        package static let server = Code("server")
+        package static let invalidResponse = Code("invalidResponse")
+        package static let cancelled = Code("cancelled")
+        package static let storage = Code("storage")
+        package static let notFound = Code("notFound")
+        package var description: String { name }
+    }
+
+    package var code: Code
+    package var message: String
+
+    package init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    package var description: String { message }
+
+    static func cancelled(_ what: String) -> PullError {
+        PullError(.cancelled, "pull of \(what) was cancelled")
+    }
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Pulls a 2 GiB repository (4 x 512 MiB safetensors + config.json) from a loopback fake hub three ways and
+# prints wall time and peak RSS of each: modeld's pull service, curl fetching the same bytes (4 in parallel,
+# and 1 stream), and huggingface_hub.snapshot_download. Needs `swift build --build-tests` done first and
+# `pip install huggingface_hub`.
+#   scripts/bench-pull.sh            (SIZE_MIB=2048 PORT=18931 by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MIB=${SIZE_MIB:-2048}
+PORT=${PORT:-18931}
+work=$(mktemp -d /tmp/modeld-bench.XXXXXX)
+server=
+cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+mkdir -p "$work/src"
+part=$((SIZE_MIB / 4))
+for i in 1 2 3 4; do
+    head -c "${part}M" /dev/urandom > "$work/src/model-0000$i-of-00004.safetensors"
+done
+echo '{"model_type": "llama"}' > "$work/src/config.json"
+python3 scripts/bench-fakehub.py "$work/src" "$PORT" bench/big > "$work/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 600); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/api/models/bench/big/revision/main" && break
+    sleep 0.2
+done
+sync
+
+measure() { # name, command...
+    local name=$1; shift
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$work/$name.out" 2>&1 || { cat "$work/$name.out"; exit 1; }
+    read -r wall rss < "$work/time"
+    printf '%-34s %8s s %10s MiB  %8.0f MB/s\n' "$name" "$wall" "$((rss / 1024))" "$(echo "$SIZE_MIB * 1.048576 / $wall" | bc -l)"
+}
+
+echo "pull of $SIZE_MIB MiB over loopback (wall time, peak RSS, throughput)"
+measure "modeld (swift test harness)" env MODELD_BENCH_ENDPOINT="http://127.0.0.1:$PORT" MODELD_BENCH_REPO=bench/big \
+    MODELD_BENCH_DATA="$work/ours" swift test --skip-build --filter PullBenchmark
+grep -o 'bench: .*' "$work/modeld (swift test harness).out" || true
+rm -rf "$work/ours"
+
+urls=()
+outs=()
+for i in 1 2 3 4; do
+    sha=$(sha256sum "$work/src/model-0000$i-of-00004.safetensors" | cut -d' ' -f1)
+    urls+=("http://127.0.0.1:$((PORT + 1))/cdn/$sha")
+done
+mkdir -p "$work/curl"
+args=()
+for i in 0 1 2 3; do args+=(-o "$work/curl/$i" "${urls[$i]}"); done
+measure "curl --parallel (4 streams)" curl -s --parallel --parallel-max 4 "${args[@]}"
+rm -rf "$work/curl"; mkdir -p "$work/curl"
+measure "curl (1 stream, sequential)" curl -s "${args[@]}"
+rm -rf "$work/curl"
+
+measure "huggingface_hub.snapshot_download" env HF_ENDPOINT="http://127.0.0.1:$PORT" HF_HUB_CACHE="$work/hf" \
+    HF_HUB_DISABLE_XET=1 HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_ENABLE_HF_TRANSFER=0 \
+    python3 -c "from huggingface_hub import snapshot_download; print(snapshot_download('bench/big'))"
+rm -rf "$work/hf"
