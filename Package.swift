@@ -138,6 +138,7 @@ let package = Package(
             dependencies: [
                 "Daemon",
                 "ModeldAPI",
+                "FakeHub",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings

@@ -85,6 +85,54 @@ package struct ModeldClient: Sendable {
         return data
     }
 
+    /// POSTs a JSON body and hands each line of the NDJSON reply to `onLine` (return false to stop).
+    /// - Throws: ``ClientError`` when the daemon is unreachable or answers with an error envelope.
+    package func streamLines(
+        _ path: String, body: some Encodable & Sendable, onLine: @escaping @Sendable (Data) -> Bool
+    ) async throws {
+        let request = HTTPRequest(
+            method: "POST", url: endpoint.baseURL + path,
+            headers: [("Accept", "application/x-ndjson"), ("Content-Type", "application/json")],
+            body: try WireJSON.encoder().encode(body), unixSocketPath: endpoint.unixSocketPath,
+            stallTimeout: .seconds(600))
+        let transfer = self.transfer
+        let endpoint = self.endpoint
+        try await onThread {
+            var pending = Data()
+            var errorBody = Data()
+            var status = 0
+            let head: HTTPResponseHead
+            do {
+                head = try transfer.stream(request) { chunk in
+                    pending.append(contentsOf: chunk)
+                    while let newline = pending.firstIndex(of: 0x0A) {
+                        let line = pending[pending.startIndex..<newline]
+                        pending = Data(pending[pending.index(after: newline)...])
+                        if line.first == UInt8(ascii: "{") && line.contains(UInt8(ascii: "\"")) && status == 0 {
+                            // The first line decides: an error envelope or a stream of events.
+                            if let envelope = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: line), envelope.code != 200 {
+                                errorBody = Data(line)
+                                return false
+                            }
+                            status = 200
+                        }
+                        if !onLine(Data(line)) { return false }
+                    }
+                    return true
+                }
+            } catch let error as CurlError {
+                throw ClientError(kind: .unreachable, message: "cannot reach modeld at \(endpoint): \(error.message)")
+            }
+            if head.status != 200 {
+                let text = errorBody.isEmpty ? pending : errorBody
+                if let envelope = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: text) {
+                    throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
+                }
+                throw ClientError(kind: .protocolError, code: head.status, message: "HTTP \(head.status) from \(endpoint)\(path)")
+            }
+        }
+    }
+
     package func health() async throws -> HealthInfo {
         let response: HTTPResponse
         do {

@@ -155,3 +155,52 @@ package struct ResolveResponse: Codable, Sendable, Equatable {
         case defaultEngine = "default_engine"
     }
 }
+
+/// `POST /api/v1/models/remove` and `/verify`: a model and optionally one version.
+package struct VersionSelector: Codable, Sendable {
+    /// A catalog ref or `owner/name`.
+    package var model: String
+    package var source: String?
+    /// A commit (or unique prefix of at least 7), or the revision it was pulled as; nil means every version.
+    package var revision: String?
+
+    package init(model: String, source: String? = nil, revision: String? = nil) {
+        self.model = model
+        self.source = source
+        self.revision = revision
+    }
+}
+
+/// What `verify` found for one version.
+package struct VerifyResult: Codable, Sendable, Equatable {
+    package var repo: String
+    package var source: String
+    package var commit: String
+    package var filesChecked: Int
+    package var bytesChecked: Int64
+    package var intact: Bool
+    /// One line per damaged file: `path: problem`.
+    package var damage: [String]
+
+    package init(repo: String, source: String, commit: String, filesChecked: Int, bytesChecked: Int64, intact: Bool, damage: [String]) {
+        self.repo = repo
+        self.source = source
+        self.commit = commit
+        self.filesChecked = filesChecked
+        self.bytesChecked = bytesChecked
+        self.intact = intact
+        self.damage = damage
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case repo, source, commit, intact, damage
+        case filesChecked = "files_checked"
+        case bytesChecked = "bytes_checked"
+    }
+}
+
+/// The versions `remove` deleted.
+package struct RemoveResult: Codable, Sendable, Equatable {
+    package var removed: [LocalVersionInfo]
+    package init(removed: [LocalVersionInfo]) { self.removed = removed }
+}

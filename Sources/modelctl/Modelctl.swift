@@ -9,7 +9,7 @@ struct Modelctl: AsyncParsableCommand {
         commandName: "modelctl",
         abstract: "Control modeld: pull, list and run models.",
         version: modeldVersion,
-        subcommands: [ModelList.self]
+        subcommands: [ModelPull.self, ModelList.self, ModelRemove.self, ModelVerify.self]
     )
 }
 

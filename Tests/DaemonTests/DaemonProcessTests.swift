@@ -50,7 +50,7 @@ struct DaemonProcessTests {
         var listed: (status: Int32, stdout: String, stderr: String)?
         for _ in 0..<100 {
             let result = try await runProcess(
-                productsDirectory.appending(path: "modelctl"), ["list", "--json"],
+                productsDirectory.appending(path: "modelctl"), ["list", "--catalog", "--json"],
                 environment: ["MODELD_URL": "http://127.0.0.1:\(port)"])
             if result.status == 0 {
                 listed = result

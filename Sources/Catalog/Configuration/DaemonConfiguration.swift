@@ -73,6 +73,8 @@ package struct DaemonConfiguration: Sendable {
     package var configFile: String?
     /// The unix control socket (trusted for administration, mode 0660).
     package var controlSocket: String
+    /// A cap on pull bandwidth in bytes per second; nil means unlimited.
+    package var maxDownloadRate: Int64?
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -92,11 +94,13 @@ package struct DaemonConfiguration: Sendable {
         package var catalog: String?
         package var config: String?
         package var controlSocket: String?
+        package var maxDownloadRate: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
-            controlSocket: String? = nil
+            controlSocket: String? = nil, maxDownloadRate: String? = nil
         ) {
+            self.maxDownloadRate = maxDownloadRate
             self.listen = listen
             self.dataDir = dataDir
             self.catalog = catalog
@@ -115,6 +119,7 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.listen { flagValues["listen"] = .init(.string(value), isSecret: false) }
         if let value = flags.dataDir { flagValues["data_dir"] = .init(.string(value), isSecret: false) }
         if let value = flags.catalog { flagValues["catalog"] = .init(.string(value), isSecret: false) }
+        if let value = flags.maxDownloadRate { flagValues["max_download_rate"] = .init(.string(value), isSecret: false) }
         if let value = flags.controlSocket { flagValues["control_socket"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
@@ -156,9 +161,29 @@ package struct DaemonConfiguration: Sendable {
             } else {
                 nil
             }
-        return DaemonConfiguration(
+        var configuration = DaemonConfiguration(
             listen: listen, dataDirectory: dataDirectory, catalogPath: catalog, configFile: configFile,
             controlSocket: controlSocket)
+        if let rate = reader.string(forKey: "max_download_rate"), !rate.isEmpty {
+            configuration.maxDownloadRate = try parseRate(rate)
+        }
+        return configuration
+    }
+
+    /// `50M`, `1.5G`, `800K` or plain bytes per second.
+    static func parseRate(_ text: String) throws -> Int64 {
+        let units: [Character: Double] = ["K": 1e3, "M": 1e6, "G": 1e9]
+        var number = text.trimmingCharacters(in: .whitespaces).uppercased()
+        if number.hasSuffix("B") || number.hasSuffix("/S") { number = String(number.replacingOccurrences(of: "/S", with: "").dropLast(number.hasSuffix("B") ? 1 : 0)) }
+        var factor = 1.0
+        if let last = number.last, let unit = units[last] {
+            factor = unit
+            number.removeLast()
+        }
+        guard let value = Double(number), value > 0 else {
+            throw ConfigurationError(key: "max_download_rate", problem: "\"\(text)\" is not a rate such as 50M (bytes per second)")
+        }
+        return Int64(value * factor)
     }
 
     /// Expands `~` and makes relative paths absolute against the working directory.

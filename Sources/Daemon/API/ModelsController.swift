@@ -4,7 +4,8 @@ import Hummingbird
 import ModeldAPI
 
 /// `/api/v1/models`: the catalog with what this host has of each model.
-struct ModelsController<Context: RequestContext> {
+struct ModelsController {
+    typealias Context = DaemonRequestContext
     let catalog: ModelCatalog
     let store: Store
 

@@ -30,6 +30,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Unix control socket, trusted for administration (env MODELD_CONTROL_SOCKET; default $RUNTIME_DIRECTORY/modeld.sock, else DATA/modeld.sock).")
     var controlSocket: String?
 
+    @Option(name: .long, help: "Limit pull bandwidth, bytes per second, with optional K/M/G suffix (env MODELD_MAX_DOWNLOAD_RATE).")
+    var maxDownloadRate: String?
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (env MODELD_LOG_LEVEL).")
     var logLevel: String?
 
@@ -44,7 +47,8 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "modeld")
         do {
             let daemon = try await DaemonStartup.prepare(
-                flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket),
+                flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket,
+                    maxDownloadRate: maxDownloadRate),
                 environment: environment, logger: logger)
             try await DaemonStartup.run(daemon)
         } catch let error as CleanExit {
@@ -79,7 +83,12 @@ enum DaemonStartup {
                 "listen": "\(configuration.listen)", "data_dir": "\(configuration.dataDirectory.root.path)",
                 "catalog": "\(configuration.catalogPath ?? "built-in") (\(catalog.entries.count) models)",
             ])
-        return DaemonContext(configuration: configuration, catalog: catalog, store: store, logger: logger)
+        let pulls = PullService(
+            configuration: .fromEnvironment(
+                dataDirectory: configuration.dataDirectory, environment: environment,
+                maxDownloadRate: configuration.maxDownloadRate),
+            store: store)
+        return DaemonContext(configuration: configuration, catalog: catalog, store: store, pulls: pulls, logger: logger)
     }
 
     /// Runs the daemon until SIGTERM or SIGINT: serves HTTP on the TCP and control sockets (from systemd
@@ -102,6 +111,7 @@ enum DaemonStartup {
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: Watchdog(interval: interval, store: daemon.store, notifier: notifier, logger: daemon.logger)))
         }
+        services.insert(.init(service: PullRunner(pulls: daemon.pulls)), at: 0)
         services.append(.init(service: StoppingNotifier(notifier: notifier)))
         var configuration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: daemon.logger)
@@ -148,5 +158,17 @@ actor Readiness {
     func listening() {
         remaining -= 1
         if remaining == 0 { onReady() }
+    }
+}
+
+/// Runs the pull service's jobs; on shutdown, cancels them (their partial files stay for a resume).
+struct PullRunner: Service, CustomStringConvertible {
+    let pulls: PullService
+    var description: String { pulls.description }
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            await pulls.run()
+        }
     }
 }

@@ -9,6 +9,7 @@ struct DaemonContext: Sendable {
     var configuration: DaemonConfiguration
     var catalog: ModelCatalog
     var store: Store
+    var pulls: PullService
     var logger: Logger
 }
 
@@ -22,7 +23,9 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
         HealthInfo(status: "ok", version: modeldVersion)
     }
     let api = router.group("api/v1")
-    ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: api.group("models"))
+    let models = api.group("models")
+    ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
+    PullController(catalog: daemon.catalog, pulls: daemon.pulls).addRoutes(to: models)
     return router
 }
 

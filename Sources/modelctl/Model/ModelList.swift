@@ -2,38 +2,54 @@ import ArgumentParser
 import Foundation
 import ModeldAPI
 
-/// `modelctl list`: the catalog and what this host has of each model.
+/// `modelctl list`: the local model versions, or with `--catalog` the catalog and what this host has of it.
 struct ModelList: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List catalog models and local versions.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List local model versions (--catalog: the catalog with local state).")
 
     @OptionGroup var global: GlobalOptions
+
+    @Flag(name: .long, help: "List the catalog (GET /api/v1/models) instead of local versions.")
+    var catalog = false
 
     @Flag(name: .long, help: "Print JSON instead of a table.")
     var json = false
 
     func run() async throws {
-        let models: [CatalogModelInfo]
         do {
-            models = try await global.client().models()
+            let client = try global.client()
+            if catalog {
+                let models = try await client.models()
+                if json { return printJSON(models) }
+                var rows: [[String]] = [["REF", "REPO", "STATE", "COMMIT", "SIZE"]]
+                for model in models {
+                    for size in model.sizes {
+                        let newest = size.versions.first
+                        rows.append([
+                            size.ref, newest?.repo ?? size.hfRepo, size.state, newest.map { String($0.commit.prefix(12)) } ?? "-",
+                            newest.map { formatBytes($0.sizeBytes) } ?? "-",
+                        ])
+                    }
+                }
+                print(table(rows))
+            } else {
+                let versions: [LocalVersionInfo] = try await client.call("GET", "/api/v1/models/local")
+                if json { return printJSON(versions) }
+                var rows: [[String]] = [["REPO", "SOURCE", "REVISION", "COMMIT", "SIZE", "STATE", "PATH"]]
+                for version in versions {
+                    rows.append([
+                        version.repo, version.source, version.revision, String(version.commit.prefix(12)),
+                        formatBytes(version.sizeBytes), version.state, version.path ?? "-",
+                    ])
+                }
+                print(table(rows))
+                if versions.isEmpty { print("(no local models: `modelctl pull qwen2.5:0.5b` pulls one; `modelctl list --catalog` shows the catalog)") }
+            }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             throw ModelctlExit.fail(error)
         }
-        if json {
-            let data = try WireJSON.encoder().encode(models)
-            print(String(decoding: data, as: UTF8.self))
-            return
-        }
-        var rows: [[String]] = [["REF", "REPO", "STATE", "COMMIT", "SIZE"]]
-        for model in models {
-            for size in model.sizes {
-                let newest = size.versions.first
-                rows.append([
-                    size.ref, newest?.repo ?? size.hfRepo, size.state, newest.map { String($0.commit.prefix(12)) } ?? "-",
-                    newest.map { formatBytes($0.sizeBytes) } ?? "-",
-                ])
-            }
-        }
-        print(table(rows))
     }
 }
 
