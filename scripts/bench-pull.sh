@@ -36,9 +36,10 @@ measure() { # name, command...
 }
 
 echo "pull of $SIZE_MIB MiB over loopback (wall time, peak RSS, throughput)"
-measure "modeld (swift test harness)" env MODELD_BENCH_ENDPOINT="http://127.0.0.1:$PORT" MODELD_BENCH_REPO=bench/big \
-    MODELD_BENCH_DATA="$work/ours" swift test --skip-build --filter PullBenchmark
-grep -o 'bench: .*' "$work/modeld (swift test harness).out" || true
+# The test bundle run directly (swift test would add its own start-up to the figures).
+measure "modeld PullService (test bundle)" env MODELD_BENCH_ENDPOINT="http://127.0.0.1:$PORT" MODELD_BENCH_REPO=bench/big \
+    MODELD_BENCH_DATA="$work/ours" .build/debug/modeldPackageTests.xctest --testing-library swift-testing --filter "PullBenchmark/pull"
+grep -o 'bench: .*' "$work/modeld PullService (test bundle).out" || true
 rm -rf "$work/ours"
 
 urls=()

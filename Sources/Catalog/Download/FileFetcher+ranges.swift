@@ -64,7 +64,21 @@ extension FileFetcher {
             thread.stackSize = 1 << 20
             thread.start()
         }
+        // Hash the contiguous prefix from disk while the ranges are still arriving.
+        let transfersDone = CancellationFlag()
+        let hashed = Locked<(hasher: ContentHasher, length: Int64)?>(nil)
+        let hashFinished = DispatchSemaphore(value: 0)
+        let hashThread = Thread {
+            defer { hashFinished.signal() }
+            hashed.withLock { $0 = Self.followHash(item, partial: partial, plan: shared, stop: stop, cancel: cancel, transfersDone: transfersDone) }
+        }
+        hashThread.name = "modeld.hash"
+        hashThread.stackSize = 1 << 20
+        hashThread.start()
+
         group.wait()
+        transfersDone.cancel()
+        hashFinished.wait()
         // Every range's progress, for a resume after a failure, a cancellation or a restart.
         shared.withLock { $0 }.save(planURL)
         if cancel.isCancelled { throw PullError(.cancelled, "cancelled while downloading \(item.path)") }
@@ -76,11 +90,16 @@ extension FileFetcher {
         if let error = failure.withLock({ $0 }) { throw error }
 
         var hasher = ContentHasher(kind: item.hashKind, size: item.size)
-        let read: Int64
-        do {
-            read = try ContentHasher.hashFile(at: partial.path, kind: item.hashKind, size: item.size, hasher: &hasher)
-        } catch {
-            throw storageError((error as? POSIXError)?.code.rawValue ?? EIO, "cannot read back \(partial.path)")
+        var read: Int64
+        if let done = hashed.withLock({ $0 }), done.length == item.size {
+            hasher = done.hasher
+            read = done.length
+        } else {
+            do {
+                read = try ContentHasher.hashFile(at: partial.path, kind: item.hashKind, size: item.size, hasher: &hasher)
+            } catch {
+                throw storageError((error as? POSIXError)?.code.rawValue ?? EIO, "cannot read back \(partial.path)")
+            }
         }
         unlink(planURL.path)
         if read != item.size || hasher.finalize() != item.hash {
@@ -91,6 +110,46 @@ extension FileFetcher {
     }
 
     private enum RangeUnsupported: Error { case unsupported }
+
+    /// Hashes the file's contiguous downloaded prefix as it grows (ranges complete out of order).
+    /// - Returns: the hash over the whole file, or nil when the transfers stopped before it was complete.
+    private static func followHash(
+        _ item: DownloadItem, partial: URL, plan: Locked<RangePlan>, stop: CancellationFlag, cancel: CancellationFlag,
+        transfersDone: CancellationFlag
+    ) -> (hasher: ContentHasher, length: Int64)? {
+        let fd = open(partial.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let chunk = 8 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
+        defer { buffer.deallocate() }
+        var hasher = ContentHasher(kind: item.hashKind, size: item.size)
+        var hashed: Int64 = 0
+        while hashed < item.size {
+            if cancel.isCancelled || stop.isCancelled { return nil }
+            let finished = transfersDone.isCancelled
+            let ready = plan.withLock { plan -> Int64 in
+                var contiguous: Int64 = 0
+                for part in plan.parts {
+                    contiguous += part.done
+                    if part.done < part.length { break }
+                }
+                return contiguous
+            }
+            if ready <= hashed {
+                if finished { return nil }
+                usleep(2000)
+                continue
+            }
+            let want = Int(min(Int64(chunk), ready - hashed))
+            let got = pread(fd, buffer.baseAddress, want, off_t(hashed))
+            if got < 0 && errno == EINTR { continue }
+            guard got > 0 else { return nil }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+            hashed += Int64(got)
+        }
+        return (hasher, hashed)
+    }
 
     /// One range, retried and resumed until complete.
     private func fetchPart(

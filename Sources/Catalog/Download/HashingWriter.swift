@@ -2,7 +2,7 @@ import Foundation
 
 /// Writes a download's bytes to its partial file and hashes them on a second thread.
 ///
-/// The transfer thread only copies into large buffers (8 MiB); a sink thread writes each full buffer at
+/// The transfer thread only copies into large buffers (3 × 4 MiB per file); a sink thread writes each full buffer at
 /// its offset and feeds it to the hash, so hashing (~1.7 GB/s with SHA extensions) runs beside the
 /// transfer instead of after it. A bounded set of buffers applies back-pressure.
 final class HashingWriter: @unchecked Sendable {
@@ -23,7 +23,7 @@ final class HashingWriter: @unchecked Sendable {
     /// - Parameters:
     ///   - fd: the partial file, open for writing.
     ///   - offset: where the next byte goes (the bytes before it are already hashed into `hasher`).
-    init(fd: Int32, offset: Int64, hasher: ContentHasher, bufferSize: Int = 8 << 20, buffers: Int = 4) {
+    init(fd: Int32, offset: Int64, hasher: ContentHasher, bufferSize: Int = 4 << 20, buffers: Int = 3) {
         self.fd = fd
         self.offset = offset
         self.hasher = hasher

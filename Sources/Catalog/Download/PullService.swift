@@ -5,15 +5,20 @@ import Synchronization
 /// Pulls models from the hubs into the data directory and records their versions in the store.
 ///
 /// ```swift
-/// let service = PullService(configuration: .fromEnvironment(dataDirectory: data, environment: env), store: store)
-/// // in the daemon's task group / ServiceGroup:
+/// let configuration = PullConfiguration.fromEnvironment(dataDirectory: data, environment: env, maxDownloadRate: rate)
+/// let service = PullService(configuration: configuration, store: store)
+/// // once, in the daemon's task group or ServiceGroup (jobs run inside it; cancelling it cancels them):
 /// await service.run()
 /// // per request:
-/// let job = service.pull(PullRequest(repo: "acme/tiny", revision: "main"))   // starts or joins
-/// for await event in job.events() { ... }                                    // NDJSON lines
+/// let job = service.pull(PullRequest(source: .huggingface, repo: "acme/tiny", revision: "main"))  // starts or joins
+/// for await event in job.events() { /* one NDJSON line per PullEvent */ }
+/// service.cancel(jobID: job.id)
+/// try service.versions()                                               // every stored version
+/// try service.remove(source: .huggingface, repo: "acme/tiny", commit: "0123abc")
+/// let report = try await service.verify(source: .huggingface, repo: "acme/tiny", commit: "main")
 /// ```
-/// One job per (source, repo, revision): a second caller joins the running job. Jobs run inside
-/// ``run()``; cancelling the task that runs it cancels every job.
+/// One job per (source, repo, revision): a second caller gets the running job. `commit` arguments accept a
+/// full commit, a unique prefix of 7+ digits, or the revision a version was pulled as.
 package final class PullService: Sendable, CustomStringConvertible {
     package let configuration: PullConfiguration
     package let store: Store

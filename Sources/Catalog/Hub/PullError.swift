@@ -32,6 +32,19 @@ package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
 
     package var description: String { message }
 
+    /// The HTTP status the management API should answer with for this error.
+    package var httpStatus: Int {
+        switch code {
+        case .repoNotFound, .revisionNotFound, .entryNotFound, .notFound: 404
+        case .gated, .unauthorized: 403
+        case .rateLimited: 429
+        case .diskFull: 507
+        case .unsafePath, .checksumMismatch, .invalidResponse, .network, .server: 502
+        case .cancelled: 499
+        default: 500
+        }
+    }
+
     static func cancelled(_ what: String) -> PullError {
         PullError(.cancelled, "pull of \(what) was cancelled")
     }
