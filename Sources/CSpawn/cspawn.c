@@ -129,3 +129,7 @@ struct cspawn_result cspawn_spawn(const char *path, char *const argv[], char *co
 int cspawn_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : errno;
 }
+
+int cspawn_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC) == 0 ? 0 : errno;
+}

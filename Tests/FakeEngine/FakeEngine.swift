@@ -68,12 +68,12 @@ struct FakeEngine {
         let behaviour = FakeBehaviour(environment: environment, startedAt: startedAt)
         let server = try FakeHTTPServer(port: role.port, role: role, behaviour: behaviour)
         print("fake-engine: \(role.kind) serving \(role.servedName ?? "ollama") on 127.0.0.1:\(role.port)")
-        fflush(stdout)
+        fflush(nil)
         if let crash = environment["FAKE_ENGINE_CRASH_AFTER"].flatMap(Double.init) {
             Thread.detachNewThread {
                 Thread.sleep(forTimeInterval: crash)
                 print("fake-engine: crashing on purpose after \(crash) s (exit 3)")
-                fflush(stdout)
+                fflush(nil)
                 exit(3)
             }
         }

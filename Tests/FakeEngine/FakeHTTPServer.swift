@@ -38,8 +38,9 @@ final class FakeHTTPServer: Sendable {
 
     func serveForever() -> Never {
         while true {
-            let connection = accept4(listener, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            let connection = accept(listener, nil, nil)
             if connection < 0 { continue }
+            _ = fcntl(connection, F_SETFD, FD_CLOEXEC)
             let thread = Thread { [self] in handle(connection) }
             thread.start()
         }

@@ -48,7 +48,7 @@ struct SupervisorTests {
         #expect(fake.sigBlk == "0000000000000000")
         #expect(fake.pgid == pid && fake.sid == pid)
 
-        let models = try HTTPTransfer().perform(HTTPRequest(url: "http://127.0.0.1:\(port)/v1/models"))
+        let models = try await HTTPTransfer().perform(HTTPRequest(url: "http://127.0.0.1:\(port)/v1/models"))
         #expect(models.status == 200)
         #expect(String(decoding: models.body, as: UTF8.self).contains("\"id\":\"tiny\""))
 
@@ -389,7 +389,7 @@ struct SupervisorTests {
         #expect(fake.env["OLLAMA_MODELS"] == sandbox.root.appending(path: "ollama").path)
         #expect(fake.env["NOTIFY_SOCKET"] == nil)
         #expect(fake.fds == [0, 1, 2])
-        let tags = try HTTPTransfer().perform(HTTPRequest(url: "http://127.0.0.1:\(port)/api/tags"))
+        let tags = try await HTTPTransfer().perform(HTTPRequest(url: "http://127.0.0.1:\(port)/api/tags"))
         let text = String(decoding: tags.body, as: UTF8.self)
         #expect(text.contains("qwen2.5:0.5b") && text.contains("tiny:latest"))
         #expect(try await logText(supervisor, "qwen").contains("ollama: success"))

@@ -50,6 +50,9 @@ struct cspawn_result cspawn_spawn(const char *path, char *const argv[], char *co
 /// Returns 0 or an errno.
 int cspawn_set_child_subreaper(void);
 
+/// `pipe2(fds, O_CLOEXEC)` (not visible to Swift without _GNU_SOURCE). Returns 0 or an errno.
+int cspawn_pipe_cloexec(int fds[2]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
 import Catalog
+import Foundation
 
 /// How one engine is launched and probed (protocols.md section C).
 package protocol EngineContract: Sendable {

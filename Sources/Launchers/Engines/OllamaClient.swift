@@ -45,10 +45,9 @@ package struct OllamaClient: Sendable {
                     message: "Ollama refused the upload of \(path) (HTTP \(upload.status): \(String(decoding: upload.body, as: UTF8.self).prefix(200))); the file may be damaged: pull it again")
             }
         }
-        let body = try JSONSerialization.data(withJSONObject: [
-            "model": name, "files": [file.lastPathComponent.hasSuffix(".gguf") ? file.lastPathComponent : "model.gguf": "sha256:\(digest)"],
-            "stream": true,
-        ] as [String: Any])
+        let fileName = file.lastPathComponent.hasSuffix(".gguf") ? file.lastPathComponent : "model.gguf"
+        let files = [fileName: "sha256:\(digest)"]
+        let body = try JSONSerialization.data(withJSONObject: ["model": name, "files": files, "stream": true] as [String: Any])
         try streamNDJSON(path: "/api/create", body: body, what: "creating \(name) in Ollama", progress: progress)
     }
 
@@ -71,7 +70,7 @@ package struct OllamaClient: Sendable {
         var failure: String?
         var succeeded = false
         var lastStatus = ""
-        let handle = { (line: Data) in
+        func handle(_ line: Data) {
             guard !line.isEmpty, let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any] else { return }
             if let error = object["error"] as? String {
                 failure = error

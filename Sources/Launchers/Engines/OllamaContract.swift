@@ -1,3 +1,4 @@
+import Foundation
 import Catalog
 
 /// The shared `ollama serve` child (protocols.md C, Ollama): one per daemon, models enter it over its API.

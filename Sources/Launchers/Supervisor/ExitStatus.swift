@@ -25,7 +25,7 @@ package enum ExitStatus: Sendable, Hashable, CustomStringConvertible {
 
     package var description: String {
         switch self {
-        case .exited(let code): "exit status \(code)"
+        case .exited(let code): return "exit status \(code)"
         case .signaled(let signal):
             if let name = strsignal(signal) { return "killed by signal \(signal) (\(String(cString: name)))" }
             return "killed by signal \(signal)"

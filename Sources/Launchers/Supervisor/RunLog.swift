@@ -1,3 +1,4 @@
+import CSpawn
 import Foundation
 import Synchronization
 
@@ -45,8 +46,9 @@ package final class RunLog: Sendable {
     /// - Returns: the write end (close-on-exec; the parent closes it once the child has started).
     package func makePipe() throws -> Int32 {
         var descriptors: [Int32] = [-1, -1]
-        guard pipe2(&descriptors, O_CLOEXEC) == 0 else {
-            throw LaunchError(code: .logs, message: "cannot create the output pipe for \(url.lastPathComponent): \(String(cString: strerror(errno)))")
+        let error = cspawn_pipe_cloexec(&descriptors)
+        guard error == 0 else {
+            throw LaunchError(code: .logs, message: "cannot create the output pipe for \(url.lastPathComponent): \(String(cString: strerror(error)))")
         }
         let readEnd = descriptors[0]
         state.withLock { $0.openReaders += 1 }

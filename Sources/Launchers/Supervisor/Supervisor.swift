@@ -89,7 +89,12 @@ package actor Supervisor {
             options: options, state: .starting, desiredState: .running)
         let run = ManagedRun(record: record, spec: spec, log: Self.makeLog(id: id, in: dataDirectory, configuration))
         runs[id] = run
-        try persistOrThrow(run)
+        do {
+            try persistOrThrow(run)
+        } catch {
+            runs[id] = nil
+            throw error
+        }
         run.log.note("run \(name) (\(id)): starting \(request.model) on \(spec.engine.displayName)")
         try await begin(run)
         return run.info
@@ -320,7 +325,8 @@ package actor Supervisor {
                 await process.killRemainingGroup()
                 status = process.exitStatus
             default:
-                status = await Task { await process.terminate(grace: settings.stopGrace) }.value.status
+                let current = process
+                status = await Task { await current.terminate(grace: settings.stopGrace) }.value.status
             }
             await run.log.waitUntilDrained(timeout: .seconds(1))
             let cause = describe(outcome, status: status)
