@@ -72,8 +72,12 @@ struct cspawn_result cspawn_spawn(const char *path, char *const argv[], char *co
         sigemptyset(&action.sa_mask);
         for (int signal_number = 1; signal_number < NSIG; signal_number++) {
             if (signal_number == SIGKILL || signal_number == SIGSTOP) continue;
-            // Numbers glibc reserves for its threads fail with EINVAL; nothing to reset there.
-            (void)sigaction(signal_number, &action, NULL);
+            if (sigaction(signal_number, &action, NULL) != 0) {
+                // glibc refuses the numbers it reserves for its threads (32, 33): ask the kernel directly.
+                // SIG_DFL is 0, so an all-zero kernel sigaction means "default, no flags, empty mask".
+                unsigned long kernel_action[4] = {0, 0, 0, 0};
+                (void)syscall(SYS_rt_sigaction, signal_number, kernel_action, NULL, sizeof(unsigned long));
+            }
         }
         sigset_t empty;
         sigemptyset(&empty);

@@ -51,10 +51,7 @@ struct FakeEngine {
             }
         }
         if let path = environment["FAKE_ENGINE_GRANDCHILD_PIDFILE"] {
-            let helper = Process()
-            helper.executableURL = URL(filePath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/proc/self/exe")
-            helper.arguments = ["grandchild", path]
-            try helper.run()
+            spawnGrandchild(pidFile: path)
         }
         if let bytes = environment["FAKE_ENGINE_LOG_BYTES"].flatMap(Int.init) {
             let line = String(repeating: "x", count: 99) + "\n"
@@ -78,6 +75,19 @@ struct FakeEngine {
             }
         }
         server.serveForever()
+    }
+
+    /// A helper in our own process group, as engines' worker processes are (Foundation's Process would
+    /// give it a group of its own).
+    static func spawnGrandchild(pidFile: String) {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/proc/self/exe"
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(me), strdup("grandchild"), strdup(pidFile), nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, me, nil, nil, argv, environ)
+        if result != 0 {
+            FileHandle.standardError.write(Data("fake-engine: cannot spawn the grandchild: \(String(cString: strerror(result)))\n".utf8))
+        }
     }
 
     static func runGrandchild(pidFile: String) -> Never {

@@ -241,6 +241,11 @@ struct SupervisorTests {
         let survivor = try await spawnFake(port: port)
         let stranger = try await spawnFake(port: port - 1)
         defer { kill(-stranger.pid, SIGKILL) }
+        // Both serve (their SIGTERM handlers are installed) before the new daemon looks at them.
+        for probePort in [port, port - 1] {
+            let probe = try HealthProbe(port: probePort, path: "/health", timeout: .seconds(2))
+            #expect(await eventually { await probe.check() })
+        }
         let spec = String(decoding: try JSONEncoder().encode(LaunchSpec(engine: .vllm, modelPath: sandbox.modelDirectory, servedName: "tiny")), as: UTF8.self)
         try sandbox.store.saveRun(RunRecord(
             id: "rsurvivor", name: "survivor", model: "acme/tiny", engine: "vllm", options: spec, pid: survivor.pid,
@@ -253,7 +258,8 @@ struct SupervisorTests {
         let supervisor = try sandbox.supervisor()
         await supervisor.reconcile()
         // The fake exits 0 from its SIGTERM handler: it was asked to stop, not killed.
-        #expect(await survivor.waitForExit(timeout: .seconds(10)) == .exited(0))
+        let survivorStatus = await survivor.waitForExit(timeout: .seconds(10))
+        #expect(survivorStatus == .exited(0))
         #expect(stranger.exitStatus == nil)
         #expect(isRunning(stranger.pid))
         let survivorRun = try await supervisor.get("survivor")
