@@ -115,7 +115,17 @@ let package = Package(
         ),
 
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: swiftSettings),
-        .testTarget(name: "LaunchersTests", dependencies: ["Launchers"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LaunchersTests",
+            dependencies: [
+                "Launchers",
+                "Catalog",
+                "Transfer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// A stand-in for vLLM, SGLang, Ollama and the built-in engine, built for LaunchersTests; its
         /// `supervise` mode is a throw-away daemon the tests SIGKILL.
         .executableTarget(

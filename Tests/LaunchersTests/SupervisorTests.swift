@@ -1,6 +1,8 @@
 import Catalog
 import Foundation
 import Launchers
+import Logging
+import ServiceLifecycle
 import Testing
 import Transfer
 
@@ -411,5 +413,49 @@ struct SupervisorTests {
         _ = try await supervisor.stop("tiny")
         #expect(!isRunning(host))
         #expect(kill(-host, 0) == -1 && errno == ESRCH)
+    }
+
+    @Test("Ollama: when the shared server dies it is restarted and its runs' models are entered again")
+    func ollamaRestart() async throws {
+        let sandbox = try Sandbox()
+        let supervisor = try sandbox.supervisor()
+        _ = try await supervisor.start(RunRequest(
+            name: "qwen", model: "qwen2.5:0.5b",
+            spec: LaunchSpec(engine: .ollama, servedName: "qwen2.5:0.5b", ollama: .pull(name: "qwen2.5:0.5b"))))
+        let first = try await supervisor.waitUntilSettled("qwen", timeout: .seconds(30))
+        #expect(first.state == .ready)
+        let host = try #require(first.pid)
+        #expect(kill(host, SIGKILL) == 0)
+        #expect(await eventually { (try? await supervisor.get("qwen"))?.restarts == 1 })
+        #expect(await eventually {
+            guard let info = try? await supervisor.get("qwen") else { return false }
+            return info.state == .ready && info.pid != nil && info.pid != host
+        })
+        let port = try #require(try await supervisor.get("qwen").port)
+        // A new server knows nothing of the model until modeld enters it again.
+        let tags = try await HTTPTransfer().perform(HTTPRequest(url: "http://127.0.0.1:\(port)/api/tags"))
+        #expect(String(decoding: tags.body, as: UTF8.self).contains("qwen2.5:0.5b"))
+        await supervisor.shutdown()
+        #expect(try await supervisor.get("qwen").state == .stopped)
+    }
+
+    @Test("as a Service: reconciles on start, stops every engine on graceful shutdown")
+    func service() async throws {
+        let sandbox = try Sandbox()
+        let supervisor = try sandbox.supervisor()
+        let info = try await supervisor.start(sandbox.vllmRequest())
+        let ready = try await supervisor.waitUntilSettled(info.runID, timeout: .seconds(30))
+        let pid = try #require(ready.pid)
+        let group = ServiceGroup(configuration: .init(services: [SupervisorService(supervisor: supervisor)], logger: Logger(label: "test")))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await Task.sleep(for: .milliseconds(200))
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        #expect(!isRunning(pid))
+        let after = try await supervisor.get(info.runID)
+        #expect(after.state == .stopped)
+        #expect(after.desiredState == .running)
     }
 }

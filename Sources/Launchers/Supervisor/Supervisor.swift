@@ -438,6 +438,10 @@ package actor Supervisor {
         if run.engine == .ollama {
             await leaveOllama(run)
         } else if let process = run.process {
+            if run.record.state.isLive {
+                run.record.state = .stopping
+                persist(run)
+            }
             let grace = configuration.settings(for: run.engine).stopGrace
             run.log.note("stopping: SIGTERM to process group \(process.pid), SIGKILL after \(format(grace))")
             // A cancelled caller (a dropped HTTP request) must not cut the grace period short.
