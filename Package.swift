@@ -66,12 +66,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// The one fork/exec of engines: PDEATHSIG, session, signal reset and fd closing in the child.
+        .target(name: "CSpawn"),
         /// Engine launch contracts and the supervisor.
         .target(
             name: "Launchers",
             dependencies: [
                 "Catalog",
+                "CSpawn",
+                "Transfer",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -126,7 +132,29 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6), .enableUpcomingFeature("ExistentialAny")]
         ),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "FakeHub"], swiftSettings: swiftSettings),
-        .testTarget(name: "LaunchersTests", dependencies: ["Launchers"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LaunchersTests",
+            dependencies: [
+                "Launchers",
+                "Catalog",
+                "Transfer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// A stand-in for vLLM, SGLang, Ollama and the built-in engine, built for LaunchersTests; its
+        /// `supervise` mode is a throw-away daemon the tests SIGKILL.
+        .executableTarget(
+            name: "fake-engine",
+            dependencies: [
+                "Launchers",
+                "Catalog",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Tests/FakeEngine",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "EngineTests",
             dependencies: ["Engine"],

@@ -1,0 +1,51 @@
+import Catalog
+import Foundation
+
+/// What the daemon reports about a run.
+package struct RunInfo: Sendable, Hashable, Codable {
+    package var runID: String
+    package var name: String
+    package var model: String
+    package var engine: EngineKind
+    package var state: RunState
+    package var desiredState: DesiredRunState
+    package var pid: Int32?
+    package var port: Int?
+    /// `http://127.0.0.1:<port>`, the engine's OpenAI-compatible base, while it has a port.
+    package var endpoint: String?
+    /// The model name to send in requests to the endpoint.
+    package var servedName: String
+    package var restarts: Int
+    package var exitStatus: Int?
+    package var reason: String?
+    package var createdAt: Date
+    package var updatedAt: Date
+
+    package init(record: RunRecord, servedName: String) {
+        runID = record.id
+        name = record.name
+        model = record.model
+        engine = EngineKind(rawValue: record.engine) ?? .builtin
+        state = record.state
+        desiredState = record.desiredState
+        pid = record.pid
+        port = record.port
+        endpoint = record.port.map { "http://127.0.0.1:\($0)" }
+        self.servedName = servedName
+        restarts = record.restarts
+        exitStatus = record.exitStatus
+        reason = record.reason
+        createdAt = record.createdAt
+        updatedAt = record.updatedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, model, engine, state, pid, port, endpoint, restarts, reason
+        case runID = "run_id"
+        case desiredState = "desired_state"
+        case servedName = "served_name"
+        case exitStatus = "exit_status"
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+    }
+}

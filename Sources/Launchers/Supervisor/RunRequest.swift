@@ -1,0 +1,17 @@
+/// A request to start a model on an engine.
+package struct RunRequest: Sendable, Hashable {
+    /// A unique name for the run; nil picks one from the model and engine.
+    package var name: String?
+    /// The model as the user named it (`qwen2.5:0.5b`, `Qwen/Qwen2.5-0.5B-Instruct`), shown in listings.
+    package var model: String
+    /// The stored version being run, if any.
+    package var versionID: Int64?
+    package var spec: LaunchSpec
+
+    package init(name: String? = nil, model: String, versionID: Int64? = nil, spec: LaunchSpec) {
+        self.name = name
+        self.model = model
+        self.versionID = versionID
+        self.spec = spec
+    }
+}

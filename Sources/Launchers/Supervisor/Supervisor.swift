@@ -1,0 +1,534 @@
+import CSpawn
+import Catalog
+import Foundation
+import Logging
+
+/// Starts engines as supervised children, keeps them at their desired state, and stops them.
+///
+/// Each engine runs in its own session and process group, forked by the one ``Spawner`` thread with
+/// `PR_SET_PDEATHSIG(SIGKILL)`, its output piped into a rotated log. A run is probed until ready, then
+/// watched; an unexpected exit or failed liveness restarts it with exponential backoff until the burst
+/// limit fails it. Runs persist in the ``Store`` with their desired state: ``reconcile()`` at start-up stops
+/// survivors of a previous daemon and starts again the runs that should be running.
+package actor Supervisor {
+    package let configuration: SupervisorConfiguration
+    let store: Store
+    let dataDirectory: DataDirectory
+    let logger: Logger
+    let builder: CommandBuilder
+    let ports: PortAllocator
+    var runs: [String: ManagedRun] = [:]
+    var reconciled = false
+    var shuttingDown = false
+    /// The shared `ollama serve` child, while any Ollama run needs it.
+    var ollamaHost: OllamaHost?
+
+    /// Loads the stored runs; nothing is started or stopped before ``reconcile()``.
+    /// - Throws: ``LaunchError`` when the store cannot be read or the log directory cannot be created.
+    package init(store: Store, dataDirectory: DataDirectory, configuration: SupervisorConfiguration = SupervisorConfiguration(), logger: Logger = Logger(label: "modeld.supervisor")) throws {
+        self.store = store
+        self.dataDirectory = dataDirectory
+        self.configuration = configuration
+        self.logger = logger
+        self.builder = CommandBuilder(
+            dataDirectory: dataDirectory, engines: configuration.engines, baseEnvironment: configuration.baseEnvironment,
+            ollama: configuration.ollama)
+        self.ports = PortAllocator(range: configuration.portRange)
+        do {
+            try FileManager.default.createDirectory(at: dataDirectory.logs, withIntermediateDirectories: true)
+        } catch {
+            throw LaunchError(code: .logs, message: "cannot create the log directory \(dataDirectory.logs.path)", cause: error)
+        }
+        let records: [RunRecord]
+        do {
+            records = try store.runs()
+        } catch {
+            throw LaunchError(code: .store, message: "cannot read the runs from the store", cause: error)
+        }
+        if configuration.childSubreaper {
+            let error = cspawn_set_child_subreaper()
+            if error != 0 { logger.warning("cannot become the child subreaper: \(String(cString: strerror(error)))") }
+        }
+        var loaded: [String: ManagedRun] = [:]
+        for record in records {
+            let spec = try? JSONDecoder().decode(LaunchSpec.self, from: Data(record.options.utf8))
+            loaded[record.id] = ManagedRun(record: record, spec: spec, log: Self.makeLog(id: record.id, in: dataDirectory, configuration))
+        }
+        self.runs = loaded
+    }
+
+    static func makeLog(id: String, in dataDirectory: DataDirectory, _ configuration: SupervisorConfiguration) -> RunLog {
+        RunLog(
+            url: dataDirectory.logs.appending(path: "\(id).log"), maxBytes: configuration.logMaxBytes,
+            keep: configuration.logFilesKept)
+    }
+
+    // MARK: - The daemon's API
+
+    /// Starts a run: checks the engine is installed, allocates a port, spawns the engine and returns at
+    /// once with the run `starting`; the supervisor then probes it until `ready`.
+    /// - Throws: ``LaunchError``: the engine is not installed, the name is taken, no port is free, or the
+    ///   engine could not be executed.
+    package func start(_ request: RunRequest) async throws -> RunInfo {
+        guard !shuttingDown else {
+            throw LaunchError(code: .invalidSpec, message: "the daemon is shutting down: no new runs are started")
+        }
+        let spec = request.spec
+        // A missing engine is the user's first error: report it before anything is recorded.
+        _ = try builder.command(for: spec, port: configuration.portRange.lowerBound)
+        if spec.engine == .ollama, spec.ollama == nil {
+            throw LaunchError(code: .invalidSpec, message: "an Ollama run needs its model source (an Ollama name to pull, or a GGUF file)")
+        }
+        let name = try runName(for: request)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let options = String(decoding: try encoder.encode(spec), as: UTF8.self)
+        let id = "r" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(11).lowercased()
+        let record = RunRecord(
+            id: id, name: name, versionID: request.versionID, model: request.model, engine: spec.engine.rawValue,
+            options: options, state: .starting, desiredState: .running)
+        let run = ManagedRun(record: record, spec: spec, log: Self.makeLog(id: id, in: dataDirectory, configuration))
+        runs[id] = run
+        do {
+            try persistOrThrow(run)
+        } catch {
+            runs[id] = nil
+            throw error
+        }
+        run.log.note("run \(name) (\(id)): starting \(request.model) on \(spec.engine.displayName)")
+        try await begin(run)
+        return run.info
+    }
+
+    /// Every run, oldest first.
+    package func list() -> [RunInfo] {
+        runs.values.sorted { ($0.record.createdAt, $0.record.id) < ($1.record.createdAt, $1.record.id) }.map(\.info)
+    }
+
+    /// The run with this id or name.
+    /// - Throws: ``LaunchError`` with ``LaunchError/Code/runNotFound``.
+    package func get(_ idOrName: String) throws -> RunInfo {
+        try find(idOrName).info
+    }
+
+    /// Stops a run and records that it should stay stopped (also across daemon restarts).
+    /// - Returns: the run, `stopped`.
+    package func stop(_ idOrName: String) async throws -> RunInfo {
+        let run = try find(idOrName)
+        run.record.desiredState = .stopped
+        if run.record.state.isLive { run.record.state = .stopping }
+        persist(run)
+        await halt(run, finalState: .stopped)
+        return run.info
+    }
+
+    /// Stops a run if needed and forgets it, deleting its row (its log file stays).
+    package func remove(_ idOrName: String) async throws {
+        let run = try find(idOrName)
+        run.record.desiredState = .stopped
+        await halt(run, finalState: .stopped)
+        run.log.finishFollowers()
+        runs[run.record.id] = nil
+        do {
+            try store.deleteRun(id: run.record.id)
+        } catch {
+            throw LaunchError(code: .store, message: "cannot delete run \(run.record.name) from the store", cause: error)
+        }
+    }
+
+    /// The last `tail` lines of a run's log.
+    package func logs(_ idOrName: String, tail: Int = 100) throws -> [String] {
+        try find(idOrName).log.tail(max(0, tail))
+    }
+
+    /// The last `tail` lines of a run's log, then each new line as it is written.
+    package func followLogs(_ idOrName: String, tail: Int = 100) throws -> AsyncStream<String> {
+        try find(idOrName).log.follow(tail: max(0, tail))
+    }
+
+    /// The log file of a run.
+    package func logFile(_ idOrName: String) throws -> URL {
+        try find(idOrName).log.url
+    }
+
+    /// Waits until a run is `ready` (or ends `failed`/`stopped`), polling its state.
+    /// - Returns: the run as it then is; still `starting` when `timeout` passed first.
+    package func waitUntilSettled(_ idOrName: String, timeout: Duration, poll: Duration = .milliseconds(50)) async throws -> RunInfo {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            let info = try get(idOrName)
+            if info.state != .starting || clock.now >= deadline { return info }
+            try await Task.sleep(for: poll)
+        }
+    }
+
+    /// At daemon start-up: stops engines that survived the previous daemon (a pid whose `/proc` start time
+    /// matches the record), marks their runs stopped, and starts again the runs whose desired state is
+    /// `running`. Runs once; later calls do nothing.
+    package func reconcile() async {
+        guard !reconciled else { return }
+        reconciled = true
+        let ordered = runs.values.sorted { $0.record.createdAt < $1.record.createdAt }
+        var stoppedGroups: Set<Int32> = []
+        for run in ordered {
+            if let pid = run.record.pid, !stoppedGroups.contains(pid) {
+                stoppedGroups.insert(pid)
+                await stopSurvivor(run, pid: pid)
+            }
+            run.record.pid = nil
+            run.record.processStartTime = nil
+            if run.record.state.isLive { run.record.state = .stopped }
+            persist(run)
+        }
+        for run in ordered where run.record.desiredState == .running && run.process == nil && run.monitor == nil {
+            guard let spec = run.spec else {
+                fail(run, reason: "cannot start again after the daemon restarted: its stored launch options are unreadable; start it anew")
+                continue
+            }
+            run.restartTimes = []
+            run.consecutiveFailures = 0
+            run.record.state = .starting
+            run.record.reason = "started again after the daemon restarted"
+            run.record.exitStatus = nil
+            persist(run)
+            run.log.note("starting again after the daemon restarted (\(spec.engine.displayName))")
+            do {
+                try await begin(run)
+            } catch {
+                logger.error("cannot start run \(run.record.name) again: \(error)")
+            }
+        }
+    }
+
+    /// Stops every engine on daemon exit, keeping each run's desired state so the next daemon starts
+    /// them again.
+    package func shutdown() async {
+        shuttingDown = true
+        let live = runs.values.filter { $0.monitor != nil || $0.process != nil }
+        await withTaskGroup(of: Void.self) { group in
+            for run in live {
+                let id = run.record.id
+                group.addTask { await self.halt(id: id) }
+            }
+        }
+        await stopOllamaHost()
+    }
+
+    // MARK: - Internals
+
+    func find(_ idOrName: String) throws -> ManagedRun {
+        if let run = runs[idOrName] { return run }
+        if let run = runs.values.first(where: { $0.record.name == idOrName }) { return run }
+        throw LaunchError(code: .runNotFound, message: "no run named \(idOrName): see the running models with `modelctl ps`")
+    }
+
+    /// A free, valid name: the requested one, or `<model>-<engine>` made unique.
+    func runName(for request: RunRequest) throws -> String {
+        if let name = request.name {
+            guard !name.isEmpty, name.count <= 64,
+                name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) })
+            else {
+                throw LaunchError(code: .invalidSpec, message: "run name \"\(name)\" is invalid: use up to 64 letters, digits, '.', '_' or '-'")
+            }
+            if let existing = runs.values.first(where: { $0.record.name == name }) {
+                guard existing.record.desiredState == .stopped, !existing.record.state.isLive, existing.process == nil else {
+                    throw LaunchError(code: .nameInUse, message: "a run named \(name) is already running: stop it first, or choose another name")
+                }
+                // A stopped or failed run gives its name to the new one.
+                runs[existing.record.id] = nil
+                existing.log.finishFollowers()
+                try? store.deleteRun(id: existing.record.id)
+            }
+            return name
+        }
+        let base = request.model.split(separator: "/").last.map(String.init) ?? request.model
+        let cleaned = String(base.lowercased().map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") ? $0 : "-" })
+        let stem = "\(cleaned.prefix(48))-\(request.spec.engine.rawValue)"
+        let taken = Set(runs.values.map(\.record.name))
+        var candidate = stem
+        var suffix = 2
+        while taken.contains(candidate) {
+            candidate = "\(stem)-\(suffix)"
+            suffix += 1
+        }
+        return candidate
+    }
+
+    /// Launches the first attempt and hands the run to its monitor.
+    func begin(_ run: ManagedRun) async throws {
+        if run.engine == .ollama {
+            try await beginOllama(run)
+            return
+        }
+        let process: EngineProcess
+        do {
+            process = try await launch(run)
+        } catch {
+            fail(run, reason: "\(error)")
+            throw error
+        }
+        let id = run.record.id
+        run.monitor = Task { await self.supervise(id: id, process: process) }
+    }
+
+    /// Spawns the engine of `run` on a free port and records its pid.
+    func launch(_ run: ManagedRun) async throws -> EngineProcess {
+        guard let spec = run.spec else {
+            throw LaunchError(code: .invalidSpec, message: "run \(run.record.name) has unreadable launch options")
+        }
+        let taken = Set(runs.values.filter { $0 !== run }.compactMap(\.record.port) + [ollamaHost?.port].compactMap { $0 })
+        let port: Int
+        if let current = run.record.port, configuration.portRange.contains(current), !taken.contains(current), PortAllocator.isFree(current) {
+            port = current
+        } else {
+            port = try ports.allocate(excluding: taken, startingAt: run.record.port)
+        }
+        // Reserve it before the first suspension, so a concurrent start picks another.
+        run.record.port = port
+        let command = try builder.command(for: spec, port: port)
+        let output = try run.log.makePipe()
+        defer { close(output) }
+        run.log.note("exec \(command.arguments.joined(separator: " "))")
+        let pid = try await Spawner.shared.spawn(command, outputDescriptor: output)
+        let process = EngineProcess(childPid: pid)
+        run.process = process
+        run.record.pid = pid
+        run.record.processStartTime = process.startTime
+        run.record.exitStatus = nil
+        run.record.state = .starting
+        persist(run)
+        logger.info("run \(run.record.name): \(spec.engine.displayName) started, pid \(pid), port \(port)")
+        return process
+    }
+
+    /// What ended an attempt.
+    enum Outcome {
+        case cancelled
+        case exited(ExitStatus, readyFor: Duration?)
+        case notReady(Duration)
+        case unresponsive(Int)
+    }
+
+    /// The monitor loop: probe, watch, and restart with backoff until stopped or failed.
+    func supervise(id: String, process first: EngineProcess) async {
+        var process = first
+        let policy = configuration.restart
+        while true {
+            let outcome = await watch(id: id, process: process)
+            guard let run = runs[id], !Task.isCancelled else { return }
+            if case .cancelled = outcome { return }
+            let settings = configuration.settings(for: run.engine)
+            let status: ExitStatus?
+            switch outcome {
+            case .exited:
+                await process.killRemainingGroup()
+                status = process.exitStatus
+            default:
+                let current = process
+                status = await Task { await current.terminate(grace: settings.stopGrace) }.value.status
+            }
+            await run.log.waitUntilDrained(timeout: .seconds(1))
+            let cause = describe(outcome, status: status)
+            run.process = nil
+            run.record.pid = nil
+            run.record.processStartTime = nil
+            run.record.exitStatus = status?.code
+            guard !Task.isCancelled, run.record.desiredState == .running else { return }
+
+            let clock = ContinuousClock()
+            let now = clock.now
+            run.restartTimes.removeAll { now - $0 > policy.burstWindow }
+            if run.restartTimes.count >= policy.burstLimit {
+                let lines = run.log.recentLines(configuration.reasonLogLines)
+                fail(run, reason: "\(cause); it was restarted \(run.restartTimes.count) times within \(format(policy.burstWindow)), so modeld gave up. Last log lines:\n" + lines.joined(separator: "\n"))
+                return
+            }
+            if case .exited(_, let readyFor?) = outcome, readyFor >= policy.backoffCap {
+                run.consecutiveFailures = 0
+            }
+            run.consecutiveFailures += 1
+            let delay = policy.delay(attempt: run.consecutiveFailures)
+            run.record.state = .starting
+            run.record.reason = "\(cause); restarting in \(format(delay))"
+            persist(run)
+            run.log.note("\(cause); restarting in \(format(delay))")
+            logger.warning("run \(run.record.name): \(cause); restarting in \(format(delay))")
+            do {
+                try await Task.sleep(for: delay)
+            } catch {
+                return
+            }
+            guard runs[id] === run, run.record.desiredState == .running, !Task.isCancelled else { return }
+            run.restartTimes.append(clock.now)
+            run.record.restarts += 1
+            do {
+                process = try await launch(run)
+            } catch {
+                fail(run, reason: "cannot restart the engine: \(error)")
+                return
+            }
+        }
+    }
+
+    /// Probes an attempt until ready, then watches it until it ends.
+    func watch(id: String, process: EngineProcess) async -> Outcome {
+        guard let run = runs[id], let port = run.record.port else { return .cancelled }
+        let settings = configuration.settings(for: run.engine)
+        let contract = builder.contract(for: run.engine)
+        guard let readiness = try? HealthProbe(port: port, path: contract.readinessPath, timeout: configuration.probeTimeout),
+            let liveness = try? HealthProbe(port: port, path: contract.livenessPath, timeout: configuration.probeTimeout)
+        else { return .exited(.exited(-1), readyFor: nil) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + settings.startTimeout
+        while true {
+            if Task.isCancelled { return .cancelled }
+            if let status = process.exitStatus { return .exited(status, readyFor: nil) }
+            if await readiness.check() { break }
+            if Task.isCancelled { return .cancelled }
+            if clock.now >= deadline { return .notReady(settings.startTimeout) }
+            if let status = await process.waitForExit(timeout: configuration.readinessInterval) {
+                return .exited(status, readyFor: nil)
+            }
+        }
+        guard runs[id] === run, !Task.isCancelled else { return .cancelled }
+        run.record.state = .ready
+        run.record.reason = nil
+        persist(run)
+        run.log.note("ready: \(run.engine.displayName) answers on http://127.0.0.1:\(port)")
+        logger.info("run \(run.record.name) is ready on port \(port)")
+        let readyAt = clock.now
+        var failures = 0
+        while true {
+            if let status = await process.waitForExit(timeout: configuration.livenessInterval) {
+                return .exited(status, readyFor: clock.now - readyAt)
+            }
+            if Task.isCancelled { return .cancelled }
+            if await liveness.check() {
+                failures = 0
+            } else {
+                failures += 1
+                if Task.isCancelled { return .cancelled }
+                if failures >= configuration.livenessFailureThreshold { return .unresponsive(failures) }
+            }
+        }
+    }
+
+    func describe(_ outcome: Outcome, status: ExitStatus?) -> String {
+        switch outcome {
+        case .cancelled: return "stopped"
+        case .exited(let status, let readyFor):
+            return readyFor == nil ? "the engine exited while starting (\(status))" : "the engine exited unexpectedly (\(status))"
+        case .notReady(let timeout):
+            return "the engine did not become ready within \(format(timeout))"
+        case .unresponsive(let failures):
+            return "the engine failed \(failures) liveness probes in a row"
+        }
+    }
+
+    /// Stops the monitor and the engine (SIGTERM to the group, grace, SIGKILL, reap, group check).
+    /// - Parameter finalState: the state to record; nil keeps `failed` runs failed.
+    func halt(_ run: ManagedRun, finalState: RunState? = nil) async {
+        if let monitor = run.monitor {
+            monitor.cancel()
+            // An Ollama run's monitor may be in a long pull that cannot be interrupted: do not wait for it.
+            if run.engine != .ollama { await monitor.value }
+            run.monitor = nil
+        }
+        if run.engine == .ollama {
+            await leaveOllama(run)
+        } else if let process = run.process {
+            if run.record.state.isLive {
+                run.record.state = .stopping
+                persist(run)
+            }
+            let grace = configuration.settings(for: run.engine).stopGrace
+            run.log.note("stopping: SIGTERM to process group \(process.pid), SIGKILL after \(format(grace))")
+            // A cancelled caller (a dropped HTTP request) must not cut the grace period short.
+            let (status, gone) = await Task { await process.terminate(grace: grace) }.value
+            if run.process === process { run.process = nil }
+            run.record.exitStatus = status?.code
+            run.log.note("stopped (\(status.map { "\($0)" } ?? "status unknown"))" + (gone ? "" : "; some processes of group \(process.pid) did not go away"))
+            if !gone { logger.error("run \(run.record.name): processes of group \(process.pid) remain after SIGKILL") }
+        }
+        run.record.pid = nil
+        run.record.processStartTime = nil
+        if let finalState {
+            run.record.state = finalState
+        } else if run.record.state != .failed {
+            run.record.state = .stopped
+        }
+        persist(run)
+    }
+
+    func halt(id: String) async {
+        guard let run = runs[id] else { return }
+        await halt(run)
+    }
+
+    /// Records a run as failed for good (until started again).
+    func fail(_ run: ManagedRun, reason: String) {
+        run.record.state = .failed
+        run.record.reason = reason
+        run.record.pid = nil
+        run.record.processStartTime = nil
+        persist(run)
+        run.log.note("failed: \(reason.split(separator: "\n").first ?? "")")
+        logger.error("run \(run.record.name) failed: \(reason.split(separator: "\n").first ?? "")")
+    }
+
+    /// Stops an engine left behind by a previous daemon, if the recorded pid is still that engine.
+    func stopSurvivor(_ run: ManagedRun, pid: Int32) async {
+        let group = ProcessGroup(id: pid)
+        let grace = configuration.settings(for: run.engine).stopGrace
+        if let stat = ProcStat(pid: pid), stat.isRunning, stat.startTime == run.record.processStartTime, stat.processGroup == pid {
+            run.log.note("an engine of the previous daemon is still running (pid \(pid)): stopping it")
+            logger.warning("run \(run.record.name): stopping engine pid \(pid) left by the previous daemon")
+            group.signal(SIGTERM)
+            let clock = ContinuousClock()
+            let deadline = clock.now + grace
+            while group.hasRunningMembers, clock.now < deadline { await pause(.milliseconds(50)) }
+            if group.hasRunningMembers { group.signal(SIGKILL) }
+            let gone = await group.waitUntilGone(timeout: .seconds(5), leader: nil)
+            run.log.note(gone ? "the previous daemon's engine is gone" : "processes of group \(pid) did not go away")
+            return
+        }
+        // Another process now holds the pid (its start time differs): that group is not ours.
+        if let stat = ProcStat(pid: pid), stat.isRunning { return }
+        // The leader is gone, but helpers that outlived it may still hold its group. Only processes of its
+        // session that started after it are ours.
+        guard let startTime = run.record.processStartTime else { return }
+        let leftovers = ProcStat.members(ofGroup: pid).filter { $0.session == pid && $0.startTime >= startTime && $0.isRunning }
+        if !leftovers.isEmpty {
+            run.log.note("killing \(leftovers.count) leftover processes of the previous daemon's engine (group \(pid))")
+            group.signal(SIGKILL)
+            _ = await group.waitUntilGone(timeout: .seconds(5), leader: nil)
+        }
+    }
+
+    /// Writes the run's row; failures are logged (the in-memory state stays authoritative).
+    func persist(_ run: ManagedRun) {
+        do {
+            try persistOrThrow(run)
+        } catch {
+            logger.error("\(error)")
+        }
+    }
+
+    func persistOrThrow(_ run: ManagedRun) throws {
+        run.record.updatedAt = Date()
+        do {
+            try store.saveRun(run.record)
+        } catch {
+            throw LaunchError(code: .store, message: "cannot save run \(run.record.name) in the store", cause: error)
+        }
+    }
+}
+
+/// `90 s`, `1.5 s`, `250 ms`.
+func format(_ duration: Duration) -> String {
+    let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    if seconds < 1 { return "\(Int((seconds * 1000).rounded())) ms" }
+    if seconds == seconds.rounded() { return "\(Int(seconds)) s" }
+    return String(format: "%.1f s", seconds)
+}

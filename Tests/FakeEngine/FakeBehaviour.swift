@@ -1,0 +1,23 @@
+import Foundation
+
+/// The misbehaviour asked for through the environment.
+struct FakeBehaviour: Sendable {
+    var startDelay: Double
+    /// Seconds after start from which `/health` hangs; nil never.
+    var hangHealthAfter: Double?
+    var startedAt: Date
+
+    init(environment: [String: String], startedAt: Date) {
+        startDelay = environment["FAKE_ENGINE_START_DELAY"].flatMap(Double.init) ?? 0
+        switch environment["FAKE_ENGINE_HANG_HEALTH"] {
+        case "1": hangHealthAfter = 0
+        case let value? where value.hasPrefix("after:"): hangHealthAfter = Double(value.dropFirst(6))
+        default: hangHealthAfter = nil
+        }
+        self.startedAt = startedAt
+    }
+
+    var elapsed: Double { Date().timeIntervalSince(startedAt) }
+    var isStarting: Bool { elapsed < startDelay }
+    var healthHangs: Bool { hangHealthAfter.map { elapsed >= $0 } ?? false }
+}

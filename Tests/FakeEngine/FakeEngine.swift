@@ -1,0 +1,145 @@
+import Foundation
+
+/// A stand-in for vLLM, SGLang, Ollama and modeld's built-in engine, driven by the same command lines
+/// (protocols.md C), with misbehaviour on demand through `FAKE_ENGINE_*` variables:
+///
+/// | variable | effect |
+/// |---|---|
+/// | `FAKE_ENGINE_RECORD` | write argv, environment, open fds, signal masks and ids to this JSON file at start |
+/// | `FAKE_ENGINE_STARTS` | append `<pid>` to this file at each start |
+/// | `FAKE_ENGINE_CRASH_AFTER` | exit 3 after this many seconds |
+/// | `FAKE_ENGINE_START_DELAY` | `/health` is 503 for this many seconds |
+/// | `FAKE_ENGINE_HANG_HEALTH` | `/health` never answers (`=1`), or only after this many seconds (`=after:S`) |
+/// | `FAKE_ENGINE_IGNORE_SIGTERM` | ignore SIGTERM |
+/// | `FAKE_ENGINE_GRANDCHILD_PIDFILE` | spawn a helper (same process group, ignores SIGTERM) writing its pid here |
+/// | `FAKE_ENGINE_LOG_BYTES` | print this many bytes of log lines at start |
+///
+/// `fake-engine supervise DATA PIDFILE` is a throw-away daemon instead: it starts one engine (this program
+/// as vLLM) through the real ``Supervisor``, writes the engine's pid, and waits to be killed.
+@main
+struct FakeEngine {
+    static func main() async throws {
+        // First, before anything else opens a descriptor: what did we inherit?
+        let descriptors = openDescriptors()
+        let arguments = CommandLine.arguments
+        if arguments.count >= 3, arguments[1] == "grandchild" {
+            runGrandchild(pidFile: arguments[2])
+        }
+        if arguments.count >= 4, arguments[1] == "supervise" {
+            try await SuperviseMode.run(dataDirectory: arguments[2], pidFile: arguments[3])
+            return
+        }
+        let environment = ProcessInfo.processInfo.environment
+        guard let role = FakeRole(arguments: arguments, environment: environment) else {
+            FileHandle.standardError.write(Data("fake-engine: cannot tell which engine to be from \(arguments)\n".utf8))
+            exit(2)
+        }
+        if let path = environment["FAKE_ENGINE_RECORD"] {
+            writeRecord(to: path, arguments: arguments, environment: environment, descriptors: descriptors)
+        }
+        if let path = environment["FAKE_ENGINE_STARTS"] {
+            appendLine("\(getpid())", to: path)
+        }
+        if environment["FAKE_ENGINE_IGNORE_SIGTERM"] == "1" {
+            signal(SIGTERM, SIG_IGN)
+        } else {
+            // Like a real server: log the signal and exit cleanly.
+            signal(SIGTERM) { _ in
+                let message = "fake-engine: SIGTERM received, shutting down\n"
+                _ = message.withCString { write(2, $0, strlen($0)) }
+                _exit(0)
+            }
+        }
+        if let path = environment["FAKE_ENGINE_GRANDCHILD_PIDFILE"] {
+            spawnGrandchild(pidFile: path)
+        }
+        if let bytes = environment["FAKE_ENGINE_LOG_BYTES"].flatMap(Int.init) {
+            let line = String(repeating: "x", count: 99) + "\n"
+            var written = 0
+            while written < bytes {
+                FileHandle.standardOutput.write(Data(line.utf8))
+                written += line.utf8.count
+            }
+        }
+        let startedAt = Date()
+        let behaviour = FakeBehaviour(environment: environment, startedAt: startedAt)
+        let server = try FakeHTTPServer(port: role.port, role: role, behaviour: behaviour)
+        print("fake-engine: \(role.kind) serving \(role.servedName ?? "ollama") on 127.0.0.1:\(role.port)")
+        fflush(nil)
+        if let crash = environment["FAKE_ENGINE_CRASH_AFTER"].flatMap(Double.init) {
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: crash)
+                print("fake-engine: crashing on purpose after \(crash) s (exit 3)")
+                fflush(nil)
+                exit(3)
+            }
+        }
+        server.serveForever()
+    }
+
+    /// A helper in our own process group, as engines' worker processes are (Foundation's Process would
+    /// give it a group of its own).
+    static func spawnGrandchild(pidFile: String) {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/proc/self/exe"
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup(me), strdup("grandchild"), strdup(pidFile), nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, me, nil, nil, argv, environ)
+        if result != 0 {
+            FileHandle.standardError.write(Data("fake-engine: cannot spawn the grandchild: \(String(cString: strerror(result)))\n".utf8))
+        }
+    }
+
+    static func runGrandchild(pidFile: String) -> Never {
+        signal(SIGTERM, SIG_IGN)
+        let temporary = pidFile + ".tmp"
+        FileManager.default.createFile(atPath: temporary, contents: Data("\(getpid())\n".utf8))
+        rename(temporary, pidFile)
+        while true { sleep(60) }
+    }
+
+    /// The descriptors open in this process, minus the one used to list them.
+    static func openDescriptors() -> [Int32] {
+        guard let directory = opendir("/proc/self/fd") else { return [] }
+        defer { closedir(directory) }
+        let own = dirfd(directory)
+        var result: [Int32] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) { pointer in
+                pointer.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if let fd = Int32(name), fd != own { result.append(fd) }
+        }
+        return result.sorted()
+    }
+
+    static func writeRecord(to path: String, arguments: [String], environment: [String: String], descriptors: [Int32]) {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        func field(_ name: String) -> String {
+            status.split(separator: "\n").first { $0.hasPrefix(name + ":") }.map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) } ?? ""
+        }
+        let record: [String: Any] = [
+            "argv": arguments,
+            "env": environment,
+            "fds": descriptors.map { Int($0) },
+            "sig_ign": field("SigIgn"),
+            "sig_blk": field("SigBlk"),
+            "pid": Int(getpid()),
+            "ppid": Int(getppid()),
+            "pgid": Int(getpgrp()),
+            "sid": Int(getsid(0)),
+            "cwd": FileManager.default.currentDirectoryPath,
+        ]
+        guard let data = try? JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) else { return }
+        let temporary = path + ".tmp.\(getpid())"
+        FileManager.default.createFile(atPath: temporary, contents: data)
+        rename(temporary, path)
+    }
+
+    static func appendLine(_ line: String, to path: String) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { return }
+        _ = (line + "\n").withCString { write(descriptor, $0, strlen($0)) }
+        close(descriptor)
+    }
+}

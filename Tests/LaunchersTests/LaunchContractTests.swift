@@ -1,0 +1,163 @@
+import Catalog
+import Foundation
+import Launchers
+import Testing
+
+@Suite("Launch contracts")
+struct LaunchContractTests {
+    let data = DataDirectory(root: URL(filePath: "/var/lib/modeld", directoryHint: .isDirectory))
+    let base = [
+        "PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld", "NOTIFY_SOCKET": "@modeld", "LISTEN_FDS": "2",
+        "LISTEN_PID": "1", "LISTEN_FDNAMES": "http:control", "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1",
+    ]
+    let options = RunOptions(
+        gpus: "0,1", tensorParallelSize: 2, memoryFraction: 0.85, maxContext: 8192, extraArguments: ["--dtype", "auto"],
+        environment: ["VLLM_LOGGING_LEVEL": "DEBUG"])
+
+    func builder(_ command: [EngineKind: [String]]) -> CommandBuilder {
+        var engines: [EngineKind: EngineSettings] = [:]
+        for (kind, prefix) in command {
+            engines[kind] = EngineSettings(command: prefix, startTimeout: .seconds(1), stopGrace: .seconds(1))
+        }
+        return CommandBuilder(dataDirectory: data, engines: engines, baseEnvironment: base)
+    }
+
+    @Test("vLLM: serve <dir> on loopback with every option, offline hub cache, no systemd variables")
+    func vllm() throws {
+        let spec = LaunchSpec(engine: .vllm, modelPath: "/m/snap", servedName: "qwen", options: options)
+        let command = try builder([.vllm: ["/bin/sh"]]).command(for: spec, port: 18123)
+        #expect(command.executablePath == "/bin/sh")
+        #expect(command.arguments == [
+            "/bin/sh", "serve", "/m/snap", "--host", "127.0.0.1", "--port", "18123", "--served-model-name", "qwen",
+            "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.85", "--max-model-len", "8192", "--dtype", "auto",
+        ])
+        #expect(command.environment == [
+            "PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld", "HF_HUB_CACHE": "/var/lib/modeld/huggingface/hub",
+            "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "0,1", "VLLM_LOGGING_LEVEL": "DEBUG",
+        ])
+    }
+
+    @Test("SGLang: python3 -m sglang.launch_server --model-path with its own option names")
+    func sglang() throws {
+        let spec = LaunchSpec(engine: .sglang, modelPath: "/m/snap", servedName: "qwen", options: options)
+        let command = try builder([.sglang: ["/bin/sh", "-m", "sglang.launch_server"]]).command(for: spec, port: 30001)
+        #expect(command.arguments == [
+            "/bin/sh", "-m", "sglang.launch_server", "--model-path", "/m/snap", "--host", "127.0.0.1", "--port", "30001",
+            "--served-model-name", "qwen", "--tp-size", "2", "--mem-fraction-static", "0.85", "--context-length", "8192",
+            "--dtype", "auto",
+        ])
+        #expect(command.environment["HF_HUB_CACHE"] == "/var/lib/modeld/huggingface/hub")
+        #expect(command.environment["HF_HUB_OFFLINE"] == "1")
+        #expect(command.environment["CUDA_VISIBLE_DEVICES"] == "0,1")
+        #expect(command.environment["NOTIFY_SOCKET"] == nil)
+    }
+
+    @Test("built-in: modeld engine --model DIR --host 127.0.0.1 --port P --served-model-name N")
+    func builtin() throws {
+        let spec = LaunchSpec(engine: .builtin, modelPath: "/m/snap", servedName: "tiny")
+        let command = try builder([.builtin: ["/bin/sh"]]).command(for: spec, port: 18200)
+        #expect(command.arguments == ["/bin/sh", "engine", "--model", "/m/snap", "--host", "127.0.0.1", "--port", "18200", "--served-model-name", "tiny"])
+        #expect(command.environment == ["PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld"])
+        #expect(EngineSettings.defaults(for: .builtin).command == [currentExecutablePath()])
+    }
+
+    @Test("Ollama: ollama serve with OLLAMA_HOST on loopback and OLLAMA_MODELS in the data directory")
+    func ollama() throws {
+        let spec = LaunchSpec(engine: .ollama, servedName: "ollama")
+        let command = try builder([.ollama: ["/bin/sh"]]).command(for: spec, port: 11500)
+        #expect(command.arguments == ["/bin/sh", "serve"])
+        #expect(command.environment == [
+            "PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld", "OLLAMA_HOST": "127.0.0.1:11500",
+            "OLLAMA_MODELS": "/var/lib/modeld/ollama", "OLLAMA_KEEP_ALIVE": "-1",
+        ])
+    }
+
+    @Test("defaults: vllm on PATH, SGLang through python3, 600 s vLLM start time-out, short grace for Ollama and built-in")
+    func defaults() {
+        #expect(EngineSettings.defaults(for: .vllm).command == ["vllm"])
+        #expect(EngineSettings.defaults(for: .vllm).startTimeout == .seconds(600))
+        #expect(EngineSettings.defaults(for: .sglang).command == ["python3", "-m", "sglang.launch_server"])
+        #expect(EngineSettings.defaults(for: .ollama).command == ["ollama"])
+        #expect(EngineSettings.defaults(for: .ollama).stopGrace == .seconds(10))
+        #expect(EngineSettings.defaults(for: .builtin).stopGrace == .seconds(10))
+        let vllmGrace = EngineSettings.defaults(for: .vllm).stopGrace
+        #expect(vllmGrace >= .seconds(60) && vllmGrace <= .seconds(120))
+    }
+
+    @Test("a missing engine says how to install it")
+    func missingEngine() throws {
+        let spec = LaunchSpec(engine: .vllm, modelPath: "/m/snap", servedName: "qwen")
+        let error = try #require(throws: LaunchError.self) { try builder([:]).command(for: spec, port: 1) }
+        #expect(error.code == .engineNotFound)
+        #expect(error.description == "vllm not found on PATH: install it with `pip install vllm` or set the vLLM executable in the configuration")
+        let absolute = try #require(throws: LaunchError.self) {
+            try builder([.sglang: ["/nonexistent/python3", "-m", "sglang.launch_server"]]).command(
+                for: LaunchSpec(engine: .sglang, modelPath: "/m", servedName: "q"), port: 1)
+        }
+        #expect(absolute.description.contains("/nonexistent/python3 does not exist"))
+        #expect(absolute.description.contains("pip install"))
+    }
+
+    @Test("an engine without a snapshot directory is refused")
+    func noModelPath() throws {
+        let error = try #require(throws: LaunchError.self) {
+            try builder([.vllm: ["/bin/sh"]]).command(for: LaunchSpec(engine: .vllm, servedName: "q"), port: 1)
+        }
+        #expect(error.code == .invalidSpec)
+    }
+
+    @Test("the launch spec survives the store's JSON")
+    func specRoundTrip() throws {
+        let spec = LaunchSpec(engine: .ollama, servedName: "q", ollama: .gguf(path: "/x.gguf", name: "q:latest", sha256: nil), options: options)
+        let decoded = try JSONDecoder().decode(LaunchSpec.self, from: JSONEncoder().encode(spec))
+        #expect(decoded == spec)
+    }
+}
+
+@Suite("Supervisor parts")
+struct SupervisorPartsTests {
+    @Test("backoff doubles from the base up to the cap")
+    func backoff() {
+        let policy = RestartPolicy()
+        #expect((1...8).map { policy.delay(attempt: $0) } == [1, 2, 4, 8, 16, 32, 60, 60].map { Duration.seconds($0) })
+        #expect(policy.burstLimit == 5)
+        #expect(policy.burstWindow == .seconds(600))
+    }
+
+    @Test("/proc/<pid>/stat: fields counted after the command name, which may hold spaces and parentheses")
+    func procStat() throws {
+        let line = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615"
+        let stat = try #require(ProcStat(parsing: line))
+        #expect(stat.pid == 4242)
+        #expect(stat.state == "S")
+        #expect(stat.parent == 1)
+        #expect(stat.processGroup == 4242)
+        #expect(stat.startTime == 987654)
+        let me = try #require(ProcStat(pid: getpid()))
+        #expect(me.isRunning)
+        #expect(me.processGroup == getpgrp())
+    }
+
+    @Test("port allocation skips a busy port and taken ones")
+    func ports() throws {
+        let range = portBlock(size: 5)
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(range.lowerBound).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(listener, 1) == 0)
+        #expect(!PortAllocator.isFree(range.lowerBound))
+        let allocator = PortAllocator(range: range)
+        #expect(try allocator.allocate(excluding: []) == range.lowerBound + 1)
+        #expect(try allocator.allocate(excluding: [range.lowerBound + 1]) == range.lowerBound + 2)
+        let full = try #require(throws: LaunchError.self) {
+            try PortAllocator(range: range.lowerBound...range.lowerBound).allocate(excluding: [])
+        }
+        #expect(full.code == .noFreePort)
+    }
+}
