@@ -133,6 +133,37 @@ package struct ModeldClient: Sendable {
         }
     }
 
+    /// GETs a streaming text endpoint and hands each line to `onLine` (return false to stop).
+    package func streamText(_ path: String, onLine: @escaping @Sendable (String) -> Bool) async throws {
+        let request = HTTPRequest(
+            url: endpoint.baseURL + path, unixSocketPath: endpoint.unixSocketPath, stallTimeout: .seconds(86_400))
+        let transfer = self.transfer
+        let endpoint = self.endpoint
+        try await onThread {
+            var pending = Data()
+            let head: HTTPResponseHead
+            do {
+                head = try transfer.stream(request) { chunk in
+                    pending.append(contentsOf: chunk)
+                    while let newline = pending.firstIndex(of: 0x0A) {
+                        let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                        pending = Data(pending[pending.index(after: newline)...])
+                        if !onLine(line) { return false }
+                    }
+                    return true
+                }
+            } catch let error as CurlError {
+                throw ClientError(kind: .unreachable, message: "cannot reach modeld at \(endpoint): \(error.message)")
+            }
+            if head.status != 200 {
+                if let envelope = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: pending) {
+                    throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
+                }
+                throw ClientError(kind: .protocolError, code: head.status, message: "HTTP \(head.status) from \(endpoint)\(path)")
+            }
+        }
+    }
+
     package func health() async throws -> HealthInfo {
         let response: HTTPResponse
         do {

@@ -9,7 +9,10 @@ struct Modelctl: AsyncParsableCommand {
         commandName: "modelctl",
         abstract: "Control modeld: pull, list and run models.",
         version: modeldVersion,
-        subcommands: [ModelPull.self, ModelList.self, ModelRemove.self, ModelVerify.self]
+        subcommands: [
+            ModelPull.self, ModelList.self, ModelRemove.self, ModelVerify.self, RunStart.self, RunList.self, RunStop.self,
+            RunLogsCommand.self,
+        ]
     )
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Catalog
 import Foundation
 import Hummingbird
+import Launchers
 import Logging
 import ServiceLifecycle
 import ModeldAPI
@@ -88,7 +89,28 @@ enum DaemonStartup {
                 dataDirectory: configuration.dataDirectory, environment: environment,
                 maxDownloadRate: configuration.maxDownloadRate),
             store: store)
-        return DaemonContext(configuration: configuration, catalog: catalog, store: store, pulls: pulls, logger: logger)
+        var supervisorLogger = logger
+        supervisorLogger[metadataKey: "part"] = "supervisor"
+        let supervisor = try Supervisor(
+            store: store, dataDirectory: configuration.dataDirectory,
+            configuration: SupervisorConfiguration(engines: try engineSettings(environment), baseEnvironment: environment),
+            logger: supervisorLogger)
+        return DaemonContext(
+            configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, logger: logger)
+    }
+
+    /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
+    /// `MODELD_BUILTIN_COMMAND` (a command line split on spaces), over the defaults.
+    static func engineSettings(_ environment: [String: String]) throws -> [EngineKind: EngineSettings] {
+        var engines: [EngineKind: EngineSettings] = [:]
+        for kind in EngineKind.allCases {
+            let key = "MODELD_\(kind.rawValue.uppercased())_COMMAND"
+            guard let text = environment[key], !text.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+            var settings = EngineSettings.defaults(for: kind)
+            settings.command = text.split(separator: " ").map(String.init)
+            engines[kind] = settings
+        }
+        return engines
     }
 
     /// Runs the daemon until SIGTERM or SIGINT: serves HTTP on the TCP and control sockets (from systemd
@@ -97,7 +119,8 @@ enum DaemonStartup {
     static func run(_ daemon: DaemonContext) async throws {
         let notifier = SystemdNotifier()
         let sockets = try listeningSockets(daemon)
-        let readiness = Readiness(expected: sockets.count) {
+        // Ready once every listener accepts and the supervisor has reconciled the recorded runs.
+        let readiness = Readiness(expected: sockets.count + 1) {
             notifier.ready(status: statusLine(daemon))
             daemon.logger.info("modeld ready")
         }
@@ -111,11 +134,18 @@ enum DaemonStartup {
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: Watchdog(interval: interval, store: daemon.store, notifier: notifier, logger: daemon.logger)))
         }
+        // Started first, stopped last: the supervisor reconciles before READY=1 and stops every engine after
+        // the listeners have drained.
         services.insert(.init(service: PullRunner(pulls: daemon.pulls)), at: 0)
+        services.insert(
+            .init(service: SupervisorRunner(supervisor: daemon.supervisor, notifier: notifier, readiness: readiness)), at: 0)
         services.append(.init(service: StoppingNotifier(notifier: notifier)))
         var configuration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: daemon.logger)
-        configuration.maximumGracefulShutdownDuration = .seconds(20)
+        // Listeners drain for at most HTTPListener.drainTime; engines get their own grace periods on top.
+        let supervision = await daemon.supervisor.configuration
+        let longestGrace = EngineKind.allCases.map { supervision.settings(for: $0).stopGrace }.max() ?? .seconds(10)
+        configuration.maximumGracefulShutdownDuration = HTTPListener.drainTime + longestGrace + .seconds(15)
         configuration.maximumCancellationDuration = .seconds(5)
         let group = ServiceGroup(configuration: configuration)
         try await group.run()
@@ -170,5 +200,29 @@ struct PullRunner: Service, CustomStringConvertible {
         try await cancelWhenGracefulShutdown {
             await pulls.run()
         }
+    }
+}
+
+/// Runs the supervisor inside the daemon: reconciles recorded runs before the daemon reports ready, and
+/// on shutdown stops every engine, asking systemd for the time that takes.
+struct SupervisorRunner: Service, CustomStringConvertible {
+    let supervisor: Supervisor
+    let notifier: SystemdNotifier
+    let readiness: Readiness
+    var description: String { "Supervisor" }
+
+    func run() async throws {
+        await supervisor.reconcile()
+        await readiness.listening()
+        // Cancellation and graceful shutdown both end the wait; either way the engines are stopped.
+        try? await gracefulShutdown()
+        let running = await supervisor.list().filter { $0.state == .starting || $0.state == .ready }
+        if !running.isEmpty {
+            let supervision = await supervisor.configuration
+            let longest = running.map { supervision.settings(for: $0.engine).stopGrace }.max() ?? .seconds(10)
+            notifier.extendTimeout(longest + .seconds(10))
+            notifier.status("stopping \(running.count) engine(s)")
+        }
+        await supervisor.shutdown()
     }
 }

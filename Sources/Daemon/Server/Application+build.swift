@@ -1,6 +1,7 @@
 import Catalog
 import Foundation
 import Hummingbird
+import Launchers
 import Logging
 import ModeldAPI
 
@@ -10,6 +11,7 @@ struct DaemonContext: Sendable {
     var catalog: ModelCatalog
     var store: Store
     var pulls: PullService
+    var supervisor: Supervisor
     var logger: Logger
 }
 
@@ -26,6 +28,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let models = api.group("models")
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls).addRoutes(to: models)
+    RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor).addRoutes(to: models)
     return router
 }
 

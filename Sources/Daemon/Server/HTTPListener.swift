@@ -15,6 +15,9 @@ import ServiceLifecycle
 /// control socket needs a second listener, so this service drives Hummingbird's HTTP/1 channel directly.
 /// On graceful shutdown it stops accepting, lets in-flight requests finish, and closes idle connections.
 struct HTTPListener: Service, CustomStringConvertible {
+    /// How long in-flight requests may run after shutdown begins before their connections are closed.
+    static let drainTime: Duration = .seconds(10)
+
     let socket: ListeningSocket
     let responder: RouterResponder<DaemonRequestContext>
     let logger: Logger
@@ -62,7 +65,8 @@ struct HTTPListener: Service, CustomStringConvertible {
         logger.info("listening", metadata: ["socket": "\(socket.description)"])
         await onListening()
 
-        try await withGracefulShutdownHandler {
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
                 try await server.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { connections in
                         for try await connection in inbound {
@@ -70,10 +74,21 @@ struct HTTPListener: Service, CustomStringConvertible {
                         }
                     }
                 }
-            } onGracefulShutdown: {
-                // Closes the listening socket and asks each connection to finish its request and close.
-                quiesce.initiateShutdown(promise: nil)
             }
+            // On shutdown: stop accepting, let each connection finish its request, and close what is left
+            // after the drain time.
+            try? await gracefulShutdown()
+            quiesce.initiateShutdown(promise: nil)
+            let drained = tasks.addTaskUnlessCancelled {
+                try await Task.sleep(for: Self.drainTime)
+                throw CancellationError()
+            }
+            _ = drained
+            do {
+                try await tasks.next()
+            } catch {}
+            tasks.cancelAll()
+        }
     }
 }
 

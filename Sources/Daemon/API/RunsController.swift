@@ -1,0 +1,152 @@
+import Catalog
+import Foundation
+import Hummingbird
+import Launchers
+import Logging
+import ModeldAPI
+import NIOCore
+
+/// Starting, listing and stopping engine runs:
+///
+/// | route | what |
+/// |---|---|
+/// | `POST /api/v1/models/start` | start a model on an engine; returns the run (`starting`) |
+/// | `GET /api/v1/models/running` | every run |
+/// | `GET /api/v1/models/running/{id}` | one run, by id or name |
+/// | `POST /api/v1/models/running/{id}/stop` | stop a run (it stays stopped across restarts) |
+/// | `GET /api/v1/models/running/{id}/logs?tail=N&follow=true` | its log; `follow` streams text lines |
+struct RunsController {
+    let catalog: ModelCatalog
+    let store: Store
+    let supervisor: Supervisor
+
+    func addRoutes(to group: RouterGroup<DaemonRequestContext>) {
+        group.post("start", use: start)
+        group.get("running", use: list)
+        group.get("running/:id", use: get)
+        group.post("running/:id/stop", use: stop)
+        group.get("running/:id/logs", use: logs)
+    }
+
+    @Sendable func start(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
+        let body = try await request.decodeJSON(as: StartRequest.self, context: context)
+        let source = try ModelsController.source(body.source)
+        let resolved: ResolvedModel
+        do {
+            resolved = try catalog.resolve(ModelRef(parsing: body.model), source: source)
+        } catch let error as ModelRefError {
+            throw APIError(error.problem.hasPrefix("is not in the catalog") ? .notFound : .badRequest, error.description)
+        }
+        let engineName = body.engine ?? resolved.entry?.defaultEngine ?? EngineKind.builtin.rawValue
+        guard let engine = EngineKind(rawValue: engineName) else {
+            throw APIError.badRequest("unknown engine \"\(engineName)\" (use builtin, vllm, sglang or ollama)")
+        }
+        let options = RunOptions(
+            gpus: body.gpus, tensorParallelSize: body.tensorParallel, memoryFraction: body.memoryFraction,
+            maxContext: body.maxContext, extraArguments: body.engineArgs ?? [])
+        let servedName = body.name ?? body.model
+        var spec = LaunchSpec(engine: engine, servedName: servedName, options: options)
+        var versionID: Int64?
+        if engine == .ollama {
+            guard let ollamaName = resolved.size?.ollamaName else {
+                throw APIError.badRequest("\(body.model) has no Ollama name in the catalog; start it with another engine")
+            }
+            spec.ollama = .pull(name: ollamaName)
+        } else {
+            let version = try readyVersion(resolved, revision: body.revision, model: body.model)
+            spec.modelPath = version.version.path
+            versionID = version.version.id
+        }
+        do {
+            let run = try await supervisor.start(RunRequest(name: body.name, model: body.model, versionID: versionID, spec: spec))
+            context.logger.info("run started", metadata: ["run": "\(run.runID)", "engine": "\(engine.rawValue)", "model": "\(body.model)"])
+            return Envelope(requestID: context.id, data: RunSummary(run))
+        } catch let error as LaunchError {
+            throw APIError(Self.status(for: error.code), error.message)
+        }
+    }
+
+    @Sendable func list(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[RunSummary]> {
+        Envelope(requestID: context.id, data: await supervisor.list().map(RunSummary.init))
+    }
+
+    @Sendable func get(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
+        let id = try context.parameters.require("id")
+        return Envelope(requestID: context.id, data: RunSummary(try await lookup { try await supervisor.get(id) }))
+    }
+
+    @Sendable func stop(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
+        let id = try context.parameters.require("id")
+        return Envelope(requestID: context.id, data: RunSummary(try await lookup { try await supervisor.stop(id) }))
+    }
+
+    @Sendable func logs(_ request: Request, context: DaemonRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        let tailText = request.uri.queryParameters["tail"].map(String.init) ?? "100"
+        guard let tail = Int(tailText), tail >= 0 else { throw APIError.badRequest("tail must be a non-negative integer") }
+        let run = try await lookup { try await supervisor.get(id) }
+        if request.uri.queryParameters["follow"] == "true" {
+            let lines = try await lookup { try await supervisor.followLogs(id, tail: tail) }
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-cache"],
+                body: ResponseBody { writer in
+                    for await line in lines {
+                        try await writer.write(ByteBuffer(string: line + "\n"))
+                    }
+                    try await writer.finish(nil)
+                })
+        }
+        let lines = try await lookup { try await supervisor.logs(id, tail: tail) }
+        return try Envelope(requestID: context.id, data: RunLogs(runID: run.runID, lines: lines)).response(from: request, context: context)
+    }
+
+    // MARK: Helpers
+
+    /// The version to run: the one named by `revision`, else the newest ready one.
+    private func readyVersion(_ resolved: ResolvedModel, revision: String?, model: String) throws -> LocalVersion {
+        let versions = try store.versions(source: resolved.source.rawValue, repo: resolved.repo)
+        let ready = versions.filter { $0.version.state == .ready }
+        if let revision, !revision.isEmpty {
+            let match = versions.first { $0.version.commit == revision || $0.version.requestedRevision == revision }
+                ?? versions.first { revision.count >= 7 && $0.version.commit.hasPrefix(revision) }
+            guard let match else { throw APIError.notFound("no local version \(revision) of \(resolved.repo); `modelctl list` shows what is stored") }
+            guard match.version.state == .ready else {
+                throw APIError(.conflict, "version \(match.version.commit.prefix(12)) of \(resolved.repo) is \(match.version.state.rawValue), not ready")
+            }
+            return match
+        }
+        guard let newest = ready.first else {
+            throw APIError(.conflict, "\(model) is not pulled on this host: run `modelctl pull \(model)` first")
+        }
+        return newest
+    }
+
+    private func lookup<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as LaunchError {
+            throw APIError(Self.status(for: error.code), error.message)
+        }
+    }
+
+    static func status(for code: LaunchError.Code) -> HTTPResponse.Status {
+        switch code {
+        case .runNotFound: .notFound
+        case .nameInUse: .conflict
+        case .engineNotFound, .invalidSpec, .ollamaModel: .badRequest
+        case .noFreePort: .serviceUnavailable
+        default: .internalServerError
+        }
+    }
+}
+
+extension RunSummary {
+    init(_ run: RunInfo) {
+        self.init(
+            runID: run.runID, name: run.name, model: run.model, engine: run.engine.rawValue, state: run.state.rawValue,
+            desiredState: run.desiredState.rawValue, pid: run.pid, port: run.port, endpoint: run.endpoint,
+            servedName: run.servedName, restarts: run.restarts, exitStatus: run.exitStatus, reason: run.reason,
+            createdAt: run.createdAt, updatedAt: run.updatedAt)
+    }
+}

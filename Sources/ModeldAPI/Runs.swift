@@ -1,0 +1,113 @@
+import Foundation
+
+/// `POST /api/v1/models/start`.
+package struct StartRequest: Codable, Sendable {
+    /// A catalog ref or `owner/name`.
+    package var model: String
+    /// `builtin`, `vllm`, `sglang` or `ollama`; default: the catalog's `default_engine`, else `builtin`.
+    package var engine: String?
+    /// A unique run name (also the model name clients send to the engine); default from the model.
+    package var name: String?
+    /// Which local version: a commit, unique prefix or revision; default the newest ready one.
+    package var revision: String?
+    package var source: String?
+    /// `CUDA_VISIBLE_DEVICES`.
+    package var gpus: String?
+    package var tensorParallel: Int?
+    package var memoryFraction: Double?
+    package var maxContext: Int?
+    /// Appended verbatim to the engine's command line.
+    package var engineArgs: [String]?
+
+    package init(
+        model: String, engine: String? = nil, name: String? = nil, revision: String? = nil, source: String? = nil,
+        gpus: String? = nil, tensorParallel: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
+        engineArgs: [String]? = nil
+    ) {
+        self.model = model
+        self.engine = engine
+        self.name = name
+        self.revision = revision
+        self.source = source
+        self.gpus = gpus
+        self.tensorParallel = tensorParallel
+        self.memoryFraction = memoryFraction
+        self.maxContext = maxContext
+        self.engineArgs = engineArgs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case model, engine, name, revision, source, gpus
+        case tensorParallel = "tensor_parallel"
+        case memoryFraction = "memory_fraction"
+        case maxContext = "max_context"
+        case engineArgs = "engine_args"
+    }
+}
+
+/// A run as the API reports it (`modelctl ps`).
+package struct RunSummary: Codable, Sendable, Hashable {
+    package var runID: String
+    package var name: String
+    package var model: String
+    package var engine: String
+    /// `starting`, `ready`, `stopping`, `stopped` or `failed`.
+    package var state: String
+    package var desiredState: String
+    package var pid: Int32?
+    package var port: Int?
+    /// `http://127.0.0.1:<port>`: the engine's OpenAI-compatible base URL.
+    package var endpoint: String?
+    package var servedName: String
+    package var restarts: Int
+    package var exitStatus: Int?
+    package var reason: String?
+    package var createdAt: Date
+    package var updatedAt: Date
+
+    package init(
+        runID: String, name: String, model: String, engine: String, state: String, desiredState: String, pid: Int32?,
+        port: Int?, endpoint: String?, servedName: String, restarts: Int, exitStatus: Int?, reason: String?,
+        createdAt: Date, updatedAt: Date
+    ) {
+        self.runID = runID
+        self.name = name
+        self.model = model
+        self.engine = engine
+        self.state = state
+        self.desiredState = desiredState
+        self.pid = pid
+        self.port = port
+        self.endpoint = endpoint
+        self.servedName = servedName
+        self.restarts = restarts
+        self.exitStatus = exitStatus
+        self.reason = reason
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, model, engine, state, pid, port, endpoint, restarts, reason
+        case runID = "run_id"
+        case desiredState = "desired_state"
+        case servedName = "served_name"
+        case exitStatus = "exit_status"
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+    }
+}
+
+/// `GET /api/v1/models/running/{id}/logs` without `follow`.
+package struct RunLogs: Codable, Sendable {
+    package var runID: String
+    package var lines: [String]
+    package init(runID: String, lines: [String]) {
+        self.runID = runID
+        self.lines = lines
+    }
+    enum CodingKeys: String, CodingKey {
+        case lines
+        case runID = "run_id"
+    }
+}

@@ -1,0 +1,138 @@
+import ArgumentParser
+import Foundation
+import ModeldAPI
+import Synchronization
+
+/// `modelctl start REF --engine E`: starts a pulled model on an engine.
+struct RunStart: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "start", abstract: "Start a model on an engine (builtin, vllm, sglang, ollama).")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Catalog ref or repository id.") var ref: String
+    @Option(name: .long, help: "builtin, vllm, sglang or ollama (default: the catalog's default engine).") var engine: String?
+    @Option(name: .long, help: "Run name, also the model name clients send (default: REF).") var name: String?
+    @Option(name: .long, help: "Which local version: commit, prefix or revision (default: newest ready).") var revision: String?
+    @Option(name: .long, help: "huggingface (default) or modelscope.") var source: String?
+    @Option(name: .long, help: "GPUs for the engine (CUDA_VISIBLE_DEVICES), e.g. 0,1.") var gpus: String?
+    @Option(name: .long, help: "Tensor parallel size.") var tensorParallel: Int?
+    @Option(name: .long, help: "GPU memory fraction for vLLM/SGLang.") var memoryFraction: Double?
+    @Option(name: .long, help: "Maximum context length.") var maxContext: Int?
+    @Option(name: .customLong("engine-arg"), help: "Extra engine argument (repeatable).") var engineArgs: [String] = []
+    @Flag(name: .long, help: "Wait until the run is ready (or failed).") var wait = false
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func run() async throws {
+        do {
+            let client = try global.client()
+            var run: RunSummary = try await client.call(
+                "POST", "/api/v1/models/start",
+                body: StartRequest(
+                    model: ref, engine: engine, name: name, revision: revision, source: source, gpus: gpus,
+                    tensorParallel: tensorParallel, memoryFraction: memoryFraction, maxContext: maxContext,
+                    engineArgs: engineArgs.isEmpty ? nil : engineArgs))
+            if wait {
+                while run.state == "starting" {
+                    try await Task.sleep(for: .milliseconds(250))
+                    run = try await client.call("GET", "/api/v1/models/running/\(run.runID)")
+                }
+            }
+            if json {
+                printJSON(run)
+            } else {
+                print("\(run.runID) \(run.name) \(run.state) \(run.endpoint ?? "")")
+            }
+            if run.state == "failed" {
+                FileHandle.standardError.write(Data("modelctl: run \(run.name) failed: \(run.reason ?? "no reason recorded")\n".utf8))
+                throw ExitCode(1)
+            }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw ModelctlExit.fail(error)
+        }
+    }
+}
+
+/// `modelctl ps`: the runs and their states.
+struct RunList: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List runs.")
+
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let runs: [RunSummary]
+        do {
+            runs = try await global.client().call("GET", "/api/v1/models/running")
+        } catch {
+            throw ModelctlExit.fail(error)
+        }
+        if json { return printJSON(runs) }
+        var rows = [["RUN_ID", "NAME", "MODEL", "ENGINE", "STATE", "PID", "PORT", "RESTARTS", "REASON"]]
+        for run in runs {
+            let reason = run.reason.map { String($0.split(separator: "\n").last ?? "").prefix(60) } ?? ""
+            rows.append([
+                run.runID, run.name, run.model, run.engine, run.state, run.pid.map(String.init) ?? "-",
+                run.port.map(String.init) ?? "-", String(run.restarts), String(reason),
+            ])
+        }
+        print(table(rows))
+    }
+}
+
+/// `modelctl stop ID|NAME`.
+struct RunStop: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop a run; it stays stopped across restarts.")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Run id or name.") var run: String
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let stopped: RunSummary
+        do {
+            stopped = try await global.client().call("POST", "/api/v1/models/running/\(pathComponent(run))/stop")
+        } catch {
+            throw ModelctlExit.fail(error)
+        }
+        if json { return printJSON(stopped) }
+        print("\(stopped.runID) \(stopped.name) \(stopped.state)")
+    }
+}
+
+/// `modelctl logs ID|NAME [-f]`.
+struct RunLogsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Show a run's engine log.")
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Run id or name.") var run: String
+    @Flag(name: .shortAndLong, help: "Follow the log as it grows.") var follow = false
+    @Option(name: .long, help: "Lines from the end to show first.") var tail = 100
+    @Flag(name: .long, help: "Print JSON (without --follow).") var json = false
+
+    func run() async throws {
+        do {
+            let client = try global.client()
+            let path = "/api/v1/models/running/\(pathComponent(run))/logs?tail=\(tail)"
+            if follow {
+                try await client.streamText(path + "&follow=true") { line in
+                    print(line)
+                    fflush(nil)
+                    return true
+                }
+            } else {
+                let logs: RunLogs = try await client.call("GET", path)
+                if json { return printJSON(logs) }
+                for line in logs.lines { print(line) }
+            }
+        } catch {
+            throw ModelctlExit.fail(error)
+        }
+    }
+}
+
+/// Percent-encodes a run id or name for a URL path.
+func pathComponent(_ text: String) -> String {
+    text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? text
+}
