@@ -191,7 +191,16 @@ def randomize(model, seed):
                 p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
             elif name.endswith("bias"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif "q_proj" in name or "k_proj" in name:
+                # Large enough that attention is peaked and a RoPE mistake changes the logits.
+                p.copy_(0.12 * torch.randn(p.shape, generator=g))
+            elif "embed_tokens" in name or "lm_head" in name:
+                # Small enough that logits stay O(1), where an absolute 1e-3 tolerance is meaningful
+                # next to the f16 KV cache's rounding (~2^-11 relative).
+                p.copy_(0.04 * torch.randn(p.shape, generator=g))
             else:
+                # Layers outweigh the embedding in the residual stream, or a tied model just
+                # repeats its input token.
                 p.copy_(0.08 * torch.randn(p.shape, generator=g))
 
 
@@ -253,15 +262,19 @@ def build(spec, templates: Path):
         )
         model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").float().eval()
         randomize(model, seed)
-        # Round to the storage dtype first, so the float32 reference sees exactly the stored weights.
-        model = model.to(spec["dtype"]).float().eval()
+        # Round the parameters (not the RoPE buffers, which transformers computes in f32 at load)
+        # to the storage dtype, so the float32 reference sees exactly the stored weights.
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(spec["dtype"]).float())
         hf_tok = AutoTokenizer.from_pretrained(str(out))
         prompt_ids = hf_tok.encode(PROMPT, add_special_tokens=False)
         if bos_id is not None:
             prompt_ids = [bos_id] + prompt_ids
         continuation, margins = greedy(model, prompt_ids, 48)
-        if min(margins) > 5e-3 and len(set(continuation)) > 4:
+        if min(margins) > 3e-3 and len(set(continuation)) >= 3:
             break
+        print(f"{name}: seed {seed} rejected: margin {min(margins):.4f}, {len(set(continuation))} distinct tokens")
     else:
         raise SystemExit(f"{name}: no seed gave clear greedy margins")
 
