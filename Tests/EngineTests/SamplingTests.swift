@@ -90,7 +90,7 @@ struct SamplingTests {
         #expect(frequency.sample(scores).token == 0)
     }
 
-    @Test func logprobsDescribeTheRawDistribution() {
+    @Test func logprobsDescribeTheRawDistribution() throws {
         let probabilities: [Float] = [0.1, 0.5, 0.15, 0.25]
         var sampler = Sampler(
             parameters: SamplingParameters(temperature: 0, repetitionPenalty: 2, logprobs: true, topLogprobs: 3),
@@ -98,7 +98,8 @@ struct SamplingTests {
         )
         let result = sampler.sample(logits(probabilities).map { $0 + 3 })
         #expect(result.token == 3)
-        #expect(abs(try #require(result.logprob) - logf(0.25)) < 1e-5)
+        let logprob = try #require(result.logprob)
+        #expect(abs(logprob - logf(0.25)) < 1e-5)
         #expect(result.top.map(\.id) == [1, 3, 2])
         for entry in result.top { #expect(abs(entry.logprob - logf(probabilities[Int(entry.id)])) < 1e-5) }
     }

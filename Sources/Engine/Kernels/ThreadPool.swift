@@ -23,6 +23,8 @@ package final class ThreadPool: @unchecked Sendable {
     private let condition: UnsafeMutablePointer<pthread_cond_t>
     /// The current job; written before `generation` is bumped and read after it is observed.
     private var job: ((Int) -> Void)?
+    /// Held for the length of a job so that concurrent callers do not overwrite each other's.
+    private let jobLock = NSLock()
     /// Loads of the job counter a worker makes before parking (tens of microseconds).
     private let spinLimit = 200_000
 
@@ -45,11 +47,16 @@ package final class ThreadPool: @unchecked Sendable {
     }
 
     /// Runs `body(index)` once on each of the `threadCount` threads and returns when all are done.
+    ///
+    /// Callers on different threads (two models, or tests running in parallel) take turns: the
+    /// workers serve one job at a time.
     package func run(_ body: (Int) -> Void) {
         guard threadCount > 1 else {
             body(0)
             return
         }
+        jobLock.lock()
+        defer { jobLock.unlock() }
         withoutActuallyEscaping(body) { body in
             job = body
             remaining.store(threadCount - 1, ordering: .sequentiallyConsistent)
