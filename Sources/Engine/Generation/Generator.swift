@@ -19,10 +19,13 @@ package final class Generator: @unchecked Sendable {
     }
 
     /// A new sequence for `prompt` with an empty cache.
-    /// - Throws: ``ModelError`` for an empty prompt, an id outside the vocabulary, or a prompt that
-    ///   leaves no room in the context.
+    /// - Throws: ``ModelError`` for an empty prompt, `maxTokens` below 1, an id outside the
+    ///   vocabulary, or a prompt that leaves no room in the context.
     package func makeGeneration(prompt: [Int32], parameters: SamplingParameters) throws -> Generation {
         guard !prompt.isEmpty else { throw ModelError(.invalidTensor, "the prompt has no tokens") }
+        guard parameters.maxTokens >= 1 else {
+            throw ModelError(.invalidTensor, "max_tokens is \(parameters.maxTokens); it must be at least 1")
+        }
         let vocab = model.config.vocabSize
         if let bad = prompt.first(where: { $0 < 0 || Int($0) >= vocab }) {
             throw ModelError(.invalidTensor, "prompt token id \(bad) is outside the vocabulary of \(vocab)")

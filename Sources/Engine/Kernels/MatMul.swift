@@ -2,7 +2,7 @@
 ///
 /// One pass over the weights serves all tokens of a batch, which is what makes batched decode and
 /// prefill cheaper per token than single-sequence decode: weights are read once per row tile and
-/// reused for every group of four tokens while they sit in L1/L2.
+/// reused for every group of three tokens while they sit in L1/L2.
 /// Rows are split between the pool's threads in fixed contiguous partitions.
 ///
 /// - Parameters:
@@ -81,16 +81,17 @@ private struct MatMulJob {
         while tileStart < rows.upperBound {
             let tileEnd = min(rows.upperBound, tileStart + Self.tile)
             var token = 0
-            while token + 4 <= tokens {
+            while token + 3 <= tokens {
                 var row = tileStart
-                while row + 2 <= tileEnd {
-                    kernel2x4(row: row, token: token, E.self)
-                    row += 2
+                while row + 4 <= tileEnd {
+                    kernel4x3(row: row, token: token, E.self)
+                    row += 4
                 }
-                if row < tileEnd {
-                    for t in token..<token + 4 { kernel1x1(row: row, token: t, E.self) }
+                while row < tileEnd {
+                    for t in token..<token + 3 { kernel1x1(row: row, token: t, E.self) }
+                    row += 1
                 }
-                token += 4
+                token += 3
             }
             while token < tokens {
                 var row = tileStart
@@ -113,29 +114,40 @@ private struct MatMulJob {
         y[token &* yStride &+ row] = value + (bias?[row] ?? 0)
     }
 
-    /// Two weight rows against four tokens: eight independent accumulators keep both FMA units busy.
+    /// Four weight rows against three tokens: twelve accumulators, three activation registers and
+    /// one weight register fill the sixteen AVX2 registers; each widened weight vector feeds three
+    /// FMAs, so loads per FMA drop below the 2×4 shape's.
     @inline(__always)
-    private func kernel2x4<E: WeightElements>(row: Int, token: Int, _: E.Type) {
+    private func kernel4x3<E: WeightElements>(row: Int, token: Int, _: E.Type) {
         let k = weights.columns
         let w0 = weights.data + row &* k &* E.size
-        let w1 = w0 + k &* E.size
-        let x0 = x + token &* xStride, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride
-        var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>(), a03 = SIMD8<Float>()
-        var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>(), a13 = SIMD8<Float>()
+        let w1 = w0 + k &* E.size, w2 = w1 + k &* E.size, w3 = w2 + k &* E.size
+        let x0 = x + token &* xStride, x1 = x0 + xStride, x2 = x1 + xStride
+        var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>()
+        var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>()
+        var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a22 = SIMD8<Float>()
+        var a30 = SIMD8<Float>(), a31 = SIMD8<Float>(), a32 = SIMD8<Float>()
         var i = 0
         while i < k {
-            let u = E.load8(w0, i), v = E.load8(w1, i)
-            let p0 = load8(x0, i), p1 = load8(x1, i), p2 = load8(x2, i), p3 = load8(x3, i)
-            a00 = a00.addingProduct(u, p0); a01 = a01.addingProduct(u, p1)
-            a02 = a02.addingProduct(u, p2); a03 = a03.addingProduct(u, p3)
-            a10 = a10.addingProduct(v, p0); a11 = a11.addingProduct(v, p1)
-            a12 = a12.addingProduct(v, p2); a13 = a13.addingProduct(v, p3)
+            let p0 = load8(x0, i), p1 = load8(x1, i), p2 = load8(x2, i)
+            let u0 = E.load8(w0, i)
+            a00 = a00.addingProduct(u0, p0); a01 = a01.addingProduct(u0, p1); a02 = a02.addingProduct(u0, p2)
+            let u1 = E.load8(w1, i)
+            a10 = a10.addingProduct(u1, p0); a11 = a11.addingProduct(u1, p1); a12 = a12.addingProduct(u1, p2)
+            let u2 = E.load8(w2, i)
+            a20 = a20.addingProduct(u2, p0); a21 = a21.addingProduct(u2, p1); a22 = a22.addingProduct(u2, p2)
+            let u3 = E.load8(w3, i)
+            a30 = a30.addingProduct(u3, p0); a31 = a31.addingProduct(u3, p1); a32 = a32.addingProduct(u3, p2)
             i &+= 8
         }
         store(a00.sum(), row: row, token: token); store(a01.sum(), row: row, token: token + 1)
-        store(a02.sum(), row: row, token: token + 2); store(a03.sum(), row: row, token: token + 3)
+        store(a02.sum(), row: row, token: token + 2)
         store(a10.sum(), row: row + 1, token: token); store(a11.sum(), row: row + 1, token: token + 1)
-        store(a12.sum(), row: row + 1, token: token + 2); store(a13.sum(), row: row + 1, token: token + 3)
+        store(a12.sum(), row: row + 1, token: token + 2)
+        store(a20.sum(), row: row + 2, token: token); store(a21.sum(), row: row + 2, token: token + 1)
+        store(a22.sum(), row: row + 2, token: token + 2)
+        store(a30.sum(), row: row + 3, token: token); store(a31.sum(), row: row + 3, token: token + 1)
+        store(a32.sum(), row: row + 3, token: token + 2)
     }
 
     /// Four weight rows against one token: the decode matvec, bound by memory bandwidth.
