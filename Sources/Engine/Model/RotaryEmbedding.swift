@@ -1,0 +1,56 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Rotary position embedding as transformers computes it, all in f32: the inverse frequencies,
+/// the angle `position × inv_freq`, and rotation of the pairs `(i, i + d/2)` (`rotate_half`).
+package struct RotaryEmbedding: Sendable {
+    package let headDim: Int
+    package let inverseFrequencies: [Float]
+
+    package init(config: ModelConfig) {
+        headDim = config.headDim
+        let half = config.headDim / 2
+        let base = Float(config.ropeTheta)
+        var frequencies = (0..<half).map { i in 1 / powf(base, Float(2 * i) / Float(config.headDim)) }
+        if let scaling = config.ropeScaling {
+            // `_compute_llama3_parameters`: long wavelengths are slowed by `factor`, short ones kept,
+            // and the band between is interpolated.
+            let factor = Float(scaling.factor)
+            let low = Float(scaling.lowFrequencyFactor), high = Float(scaling.highFrequencyFactor)
+            let context = Float(scaling.originalMaxPositionEmbeddings)
+            let lowWavelength = context / low, highWavelength = context / high
+            frequencies = frequencies.map { frequency in
+                let wavelength = 2 * Float.pi / frequency
+                if wavelength > lowWavelength { return frequency / factor }
+                if wavelength < highWavelength { return frequency }
+                let smooth = (context / wavelength - low) / (high - low)
+                return (1 - smooth) * frequency / factor + smooth * frequency
+            }
+        }
+        inverseFrequencies = frequencies
+    }
+
+    /// Rotates `heads` consecutive heads of `headDim` floats at `vector` for `position`.
+    package func apply(_ vector: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let half = headDim / 2
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim) { table in
+            for i in 0..<half {
+                let angle = Float(position) * inverseFrequencies[i]
+                table[i] = cosf(angle)
+                table[half + i] = sinf(angle)
+            }
+            for head in 0..<heads {
+                let x = vector + head * headDim
+                for i in 0..<half {
+                    let cos = table[i], sin = table[half + i]
+                    let a = x[i], b = x[half + i]
+                    x[i] = a * cos - b * sin
+                    x[half + i] = b * cos + a * sin
+                }
+            }
+        }
+    }
+}
