@@ -1,0 +1,157 @@
+/// A value inside a chat template: the JSON-like data of messages and tools, plus what templates make.
+///
+/// Mappings keep insertion order because `tojson` must print keys in the order Python dicts hold them.
+package enum JinjaValue: Sendable {
+    case undefined(String)
+    case none
+    case bool(Bool)
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case array([JinjaValue])
+    case object(JinjaObject)
+    /// A `namespace()`: the one mutable value, shared by reference so `set ns.x` outlives loop scopes.
+    case namespace(JinjaNamespace)
+    /// A global function (`raise_exception`, `strftime_now`, `namespace`, `range`, `dict`) or a bound
+    /// method (`"a".split`, `d.items`), called by name.
+    indirect case function(JinjaFunction)
+    /// A `{% macro %}` defined in the template.
+    indirect case macro(JinjaMacro)
+
+    /// Python truthiness.
+    package var isTruthy: Bool {
+        switch self {
+        case .undefined, .none: false
+        case .bool(let value): value
+        case .int(let value): value != 0
+        case .double(let value): value != 0
+        case .string(let value): !value.isEmpty
+        case .array(let value): !value.isEmpty
+        case .object(let value): !value.isEmpty
+        case .namespace, .function, .macro: true
+        }
+    }
+
+    package var isUndefined: Bool {
+        if case .undefined = self { true } else { false }
+    }
+
+    /// The Python type name, for error messages that match Python's wording.
+    package var typeName: String {
+        switch self {
+        case .undefined: "Undefined"
+        case .none: "NoneType"
+        case .bool: "bool"
+        case .int: "int"
+        case .double: "float"
+        case .string: "str"
+        case .array: "list"
+        case .object: "dict"
+        case .namespace: "Namespace"
+        case .function, .macro: "function"
+        }
+    }
+}
+
+/// An insertion-ordered string-keyed mapping.
+package struct JinjaObject: Sendable, Equatable {
+    package private(set) var keys: [String] = []
+    private var storage: [String: JinjaValue] = [:]
+
+    package init() {}
+
+    package init(_ pairs: KeyValuePairs<String, JinjaValue>) {
+        for (key, value) in pairs { self[key] = value }
+    }
+
+    package init(pairs: [(String, JinjaValue)]) {
+        for (key, value) in pairs { self[key] = value }
+    }
+
+    package var isEmpty: Bool { keys.isEmpty }
+    package var count: Int { keys.count }
+
+    package subscript(key: String) -> JinjaValue? {
+        get { storage[key] }
+        set {
+            if let newValue {
+                if storage.updateValue(newValue, forKey: key) == nil { keys.append(key) }
+            } else if storage.removeValue(forKey: key) != nil {
+                keys.removeAll { $0 == key }
+            }
+        }
+    }
+
+    package var pairs: [(key: String, value: JinjaValue)] {
+        keys.map { ($0, storage[$0]!) }
+    }
+
+    package static func == (lhs: JinjaObject, rhs: JinjaObject) -> Bool {
+        // Python dict equality ignores order.
+        lhs.count == rhs.count && lhs.keys.allSatisfy { key in rhs[key].map { $0 == lhs[key]! } ?? false }
+    }
+}
+
+/// The storage of a `namespace()`. Reference semantics are the point; a namespace only exists inside one
+/// render call on one thread, which is why the unchecked conformance is sound.
+package final class JinjaNamespace: @unchecked Sendable {
+    package var attributes = JinjaObject()
+    package init(_ attributes: JinjaObject) { self.attributes = attributes }
+}
+
+/// A callable value.
+package struct JinjaFunction: Sendable {
+    package var name: String
+    /// The receiver of a bound method (boxed in an array: a value cannot contain itself inline).
+    private var boxedReceiver: [JinjaValue]
+    package var receiver: JinjaValue? { boxedReceiver.first }
+    package init(name: String, receiver: JinjaValue? = nil) {
+        self.name = name
+        self.boxedReceiver = receiver.map { [$0] } ?? []
+    }
+}
+
+/// A macro defined with `{% macro name(args) %}`.
+package struct JinjaMacro: Sendable {
+    package var name: String
+    package var parameters: [(name: String, defaultValue: JinjaExpression?)]
+    package var body: [JinjaNode]
+}
+
+extension JinjaValue: Equatable {
+    /// Python `==`: numbers compare across int/float/bool, containers element-wise.
+    package static func == (lhs: JinjaValue, rhs: JinjaValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.undefined, .undefined), (.none, .none): return true
+        case (.string(let a), .string(let b)): return Array(a.unicodeScalars) == Array(b.unicodeScalars)
+        case (.array(let a), .array(let b)): return a == b
+        case (.object(let a), .object(let b)): return a == b
+        case (.namespace(let a), .namespace(let b)): return a === b
+        default:
+            if let a = lhs.numericValue, let b = rhs.numericValue { return a == b }
+            return false
+        }
+    }
+
+    /// The value as a number when it is one (bools count, as in Python).
+    package var numericValue: Double? {
+        switch self {
+        case .bool(let value): value ? 1 : 0
+        case .int(let value): Double(value)
+        case .double(let value): value
+        default: nil
+        }
+    }
+}
+
+extension JinjaValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral
+{
+    package init(stringLiteral value: String) { self = .string(value) }
+    package init(integerLiteral value: Int) { self = .int(value) }
+    package init(booleanLiteral value: Bool) { self = .bool(value) }
+    package init(floatLiteral value: Double) { self = .double(value) }
+    package init(arrayLiteral elements: JinjaValue...) { self = .array(elements) }
+    package init(nilLiteral: ()) { self = .none }
+    package init(dictionaryLiteral elements: (String, JinjaValue)...) { self = .object(JinjaObject(pairs: elements)) }
+}
