@@ -12,6 +12,7 @@ What it writes, and where each answer comes from:
   big.txt, big-ids.json  a larger text for exactness at scale and for the speed figure.
   templates/*.jinja      the real chat templates (from llama.cpp's models/templates).
   templates.json         conversations and the text transformers' own renderer produces for them.
+  jinja-cases.json       small templates, one Jinja feature each, rendered the same way.
 
 Usage:
   pip install tokenizers jinja2 transformers gguf
@@ -375,6 +376,63 @@ def render_templates(models):
     return results
 
 
+
+# Small templates for the interpreter's unit tests: each feature of the Jinja subset, alone. Expected text
+# (or the error) comes from transformers' own environment, like the real templates.
+UNIT_CASES = [
+    ("whitespace: trim_blocks and lstrip_blocks", "a\n  {% if true %}\n    b\n  {% endif %}\nc\n", {}),
+    ("whitespace: dash modifiers", "a   {{- ' b ' -}}   c\n\n{%- if true -%}\n  d  \n{%- endif -%}  e", {}),
+    ("whitespace: plus disables lstrip", "x\n  {%+ if true %}y{% endif %}\n", {}),
+    ("whitespace: comments", "a\n  {# note #}\nb{#- trimmed -#}  c {# keep #} d", {}),
+    ("whitespace: variable tags keep newlines", "{{ 'a' }}\n{{ 'b' }}\n", {}),
+    ("whitespace: trailing newline dropped once", "x\n\n", {}),
+    ("loop variables", "{% for x in items %}{{ loop.index0 }}{{ loop.index }}{{ loop.first }}{{ loop.last }}{{ loop.length }}{{ loop.revindex }};{% endfor %}", {"items": ["a", "b", "c"]}),
+    ("loop else and filter", "{% for x in items if x > 1 %}{{ x }}{% else %}none{% endfor %}|{% for x in [] %}{% else %}empty{% endfor %}", {"items": [1, 2, 3]}),
+    ("loop break continue", "{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}{% if x > 4 %}{% break %}{% endif %}{{ x }}{% endfor %}", {}),
+    ("loop scope does not leak", "{% set v = 1 %}{% for x in [1,2] %}{% set v = x * 10 %}{{ v }}{% endfor %}{{ v }}", {}),
+    ("namespace", "{% set ns = namespace(found=false, n=0) %}{% for x in [1,2,3] %}{% if x == 2 %}{% set ns.found = true %}{% endif %}{% set ns.n = ns.n + x %}{% endfor %}{{ ns.found }} {{ ns.n }}", {}),
+    ("tuple unpacking", "{% for k, v in d|items %}{{ k }}={{ v }},{% endfor %}{% set a, b = [1, 2] %}{{ b }}{{ a }}", {"d": {"z": 1, "a": [2, 3], "m": None}}),
+    ("dict iteration and methods", "{% for k in d %}{{ k }}{% endfor %} {{ d.keys()|list }} {{ d.get('z') }} {{ d.get('q', 'dflt') }} {% for k, v in d.items() %}{{ v }}{% endfor %}", {"d": {"z": 1, "a": 2}}),
+    ("slices", "{{ s[1:] }}|{{ s[::-1] }}|{{ s[:-2] }}|{{ l[1:3] }}|{{ l[::-1] }}|{{ l[-1] }}|{{ l[::2] }}", {"s": "héllo", "l": [1, 2, 3, 4]}),
+    ("string methods", "{{ s.split('</think>')[-1].lstrip('\\n') }}|{{ s.startswith('<think>') }}|{{ s.endswith('x') }}|{{ '  a b  '.strip() }}|{{ 'xxaxx'.strip('x') }}|{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}|{{ 'Hi'.upper() }}{{ 'Hi'.lower() }}|{{ 'a-b'.replace('-', '+') }}", {"s": "<think>\nreason\n</think>\n\nanswer"}),
+    ("operators and precedence", "{{ 1 + 2 * 3 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 'a' ~ 1 ~ none }} {{ 'x' + s | trim + 'y' }} {{ not true or true }} {{ 1 < 2 <= 2 }}", {"s": "  mid  "}),
+    ("comparisons and membership", "{{ 'b' in 'abc' }} {{ 'z' not in ['a'] }} {{ 'k' in {'k': 1} }} {{ 1 == 1.0 }} {{ 'a' != 'b' }} {{ [1, 2] == [1, 2] }} {{ 'a' < 'b' }} {{ undefined_name in 'x' if false else 'skip' }}", {}),
+    ("tests", "{{ x is defined }}{{ y is defined }}{{ none is none }}{{ 'a' is string }}{{ {} is mapping }}{{ [] is iterable }}{{ 'a' is iterable }}{{ 1 is number }}{{ 1.5 is number }}{{ 'a' is number }}{{ false is false }}{{ true is true }}{{ [1] is sequence }}{{ 3 is odd }}{{ 4 is even }}{{ x is not none }}{{ 1 is integer }}{{ 1.0 is float }}{{ x is boolean }}", {"x": True}),
+    ("undefined attributes are falsy", "{% if m.tool_calls %}yes{% else %}no{% endif %}{% for t in m.tool_calls %}never{% endfor %}[{{ m.missing }}]{{ m.missing is defined }}{{ none.x is defined }}", {"m": {"role": "user"}}),
+    ("filters", "{{ items|length }} {{ 'abc'|length }} {{ items|first }} {{ items|last }} {{ items|join('-') }} {{ ' x '|trim }} {{ 'Ab'|upper }}{{ 'Ab'|lower }} {{ u|default('d') }} {{ ''|default('e', true) }} {{ items|reject('equalto', 'b')|join }} {{ items|select('equalto', 'b')|list }} {{ items|reverse|join }} {{ [3,1,2]|unique|list }} {{ 'x'|list }}", {"items": ["a", "b", "c"]}),
+    ("attribute filters", "{{ ms|selectattr('role', 'equalto', 'user')|map(attribute='content')|join(',') }} {{ ms|rejectattr('role', 'equalto', 'user')|list|length }} {{ ms|map(attribute='role')|list }}", {"ms": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}),
+    ("tojson", "{{ v|tojson }}\n{{ v|tojson(indent=2) }}\n{{ 'é\"\\\\\\n\\t\u2028'|tojson }} {{ [] |tojson}} {{ {}|tojson(indent=4) }} {{ 1.5|tojson }} {{ 1e-7|tojson }} {{ none|tojson }}", {"v": {"b": 1, "a": [1, 2.5, "ü", None, True, {"x": {}}], "c": "\u0001 ctrl", "d": 3.0, "e": 100000000000000000000.0}}),
+    ("python str of values", "{{ none }} {{ true }} {{ [1, 'a', none, 1.0] }} {{ {'k': 'v', 'n': [true]} }} {{ \"it's\" }} {{ ['it\\'s'] }} {{ 10 / 4 }} {{ 3.0 }}", {}),
+    ("conditional expression", "{{ 'a' if x else 'b' }}{{ 'c' if not x else 'd' }}[{{ 'e' if false }}]", {"x": True}),
+    ("set block and macro", "{% set greeting %}Hello {{ name }}{% endset %}{{ greeting|upper }}|{% macro tag(n, v='0') %}<{{ n }}={{ v }}>{% endmacro %}{{ tag('a') }}{{ tag('b', v='1') }}", {"name": "Ann"}),
+    ("string escapes and literals", "{{ 'a\\'b' }}{{ \"c\\\"d\" }}{{ 'tab\\there' }}{{ '\\u00e9' }}{{ 'x' 'y' }}{{ [1, 2,] }}{{ (1, 2)|join }}", {}),
+    ("raise_exception", "{% if x %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}", {"x": True}),
+    ("strftime_now", "{{ strftime_now('%d %b %Y') }} {{ strftime_now('%Y-%m-%d %H:%M %A %B %j') }}", {}),
+    ("type error message", "{{ 'a' + 1 }}", {}),
+    ("undefined in arithmetic", "{{ nothing + 'x' }}", {}),
+]
+
+
+def render_unit_cases():
+    import transformers.utils.chat_template_utils as ctu
+
+    class PinnedDatetime(_dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return PinnedDatetime(2026, 3, 7, 9, 5, 0)
+
+    ctu.datetime = PinnedDatetime
+    out = []
+    for name, source, variables in UNIT_CASES:
+        case = {"name": name, "source": source, "variables": variables}
+        try:
+            case["expected"] = ctu._compile_jinja_template(source).render(**variables)
+        except Exception as error:  # noqa: BLE001 - errors are goldens too
+            case["error"] = str(error)
+        out.append(case)
+    write_json(os.path.join(OUT, "jinja-cases.json"), out, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--src", help="llama_cpp_python-0.3.36 sdist: extracted directory or .tar.gz")
@@ -427,6 +485,7 @@ def main():
                                                    for n in ["qwen2", "llama3"]})
 
     results = render_templates(models)
+    render_unit_cases()
     print(f"{len(corpus)} corpus strings, {len(results)} template cases "
           f"({sum('error' in r for r in results)} expected errors)", file=sys.stderr)
 

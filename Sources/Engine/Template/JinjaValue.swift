@@ -144,14 +144,15 @@ extension JinjaValue: Equatable {
     }
 }
 
+/// Literals for tests and callers. Deliberately not `ExpressibleByNilLiteral`: `nil` would silently turn
+/// into Python's None wherever an optional value was meant.
 extension JinjaValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
-    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral, ExpressibleByFloatLiteral
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByFloatLiteral
 {
     package init(stringLiteral value: String) { self = .string(value) }
     package init(integerLiteral value: Int) { self = .int(value) }
     package init(booleanLiteral value: Bool) { self = .bool(value) }
     package init(floatLiteral value: Double) { self = .double(value) }
     package init(arrayLiteral elements: JinjaValue...) { self = .array(elements) }
-    package init(nilLiteral: ()) { self = .none }
     package init(dictionaryLiteral elements: (String, JinjaValue)...) { self = .object(JinjaObject(pairs: elements)) }
 }
