@@ -294,6 +294,14 @@ LLAMA_TOOL_OBJECT_RESULT = [
     {"role": "tool", "content": {"temperature": -3, "unit": "celsius"}},
 ]
 
+LLAMA_BUILTIN_CALL = [
+    {"role": "system", "content": "  Use tools when needed.  "},
+    {"role": "user", "content": "Search the weather in Paris"},
+    {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "brave_search", "arguments": {"query": "weather Paris", "lang": "fr"}}}]},
+    {"role": "ipython", "content": "Sunny, 18 °C"},
+]
+
 
 def template_cases():
     cases = []
@@ -319,8 +327,11 @@ def template_cases():
             extra={"tools_in_user_message": False})
         add(t, "tool-object-result", LLAMA_TOOL_OBJECT_RESULT, tools=[WEATHER_TOOL], agp=True)
         add(t, "date-string", NO_SYSTEM, agp=True, extra={"date_string": "01 Jan 2030"})
-    add("llama3.1", "builtin-tools", TOOLS_MAPPING, tools=[WEATHER_TOOL], agp=True,
+    # Python fails on this one (an int argument concatenated to a str): the error is a golden too.
+    add("llama3.1", "builtin-tools-int-argument", TOOLS_MAPPING, tools=[WEATHER_TOOL], agp=True,
         extra={"builtin_tools": ["code_interpreter", "brave_search", "get_weather"]})
+    add("llama3.1", "builtin-tool-call", LLAMA_BUILTIN_CALL, tools=[WEATHER_TOOL], agp=True,
+        extra={"builtin_tools": ["code_interpreter", "brave_search", "wolfram_alpha"]})
     return cases
 
 

@@ -97,7 +97,7 @@ package struct ChatTemplate: Sendable {
             "add_generation_prompt": .bool(addGenerationPrompt),
         ]
         // transformers passes tools=None when there are none: defined, but none.
-        variables["tools"] = tools.map(JinjaValue.array) ?? .none
+        variables["tools"] = tools.map(JinjaValue.array) ?? JinjaValue.none
         variables["documents"] = JinjaValue.none
         if let bosToken { variables["bos_token"] = .string(bosToken) }
         if let eosToken { variables["eos_token"] = .string(eosToken) }

@@ -30,7 +30,21 @@ extension JinjaInterpreter {
             let base = try evaluate(baseExpression)
             return try slice(base, start: try start.map { try evaluate($0) }, stop: try stop.map { try evaluate($0) }, step: try step.map { try evaluate($0) })
         case .call(let callee, let argumentExpressions, let keywordExpressions, let line, let column):
-            let function = try evaluate(callee)
+            let function: JinjaValue
+            if case .attribute(let baseExpression, let methodName) = callee {
+                // Name the method when a template calls one we do not implement (`'a'.zfill(3)`), rather
+                // than failing later on calling an undefined value.
+                let base = try evaluate(baseExpression)
+                function = try attribute(base, methodName)
+                if function.isUndefined, case .string = base {
+                    throw TemplateError(.unsupported, "the string method '\(methodName)' is not supported", line: line, column: column)
+                }
+                if function.isUndefined, case .object = base {
+                    throw TemplateError(.unsupported, "the mapping method '\(methodName)' is not supported", line: line, column: column)
+                }
+            } else {
+                function = try evaluate(callee)
+            }
             let arguments = try argumentExpressions.map { try evaluate($0) }
             var keywords: [(String, JinjaValue)] = []
             for (name, valueExpression) in keywordExpressions { keywords.append((name, try evaluate(valueExpression))) }

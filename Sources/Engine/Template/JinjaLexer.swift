@@ -1,22 +1,3 @@
-/// A token of a Jinja template: raw text, tag delimiters, and the expression tokens inside tags.
-package struct JinjaToken: Sendable, Equatable {
-    package enum Kind: Sendable, Equatable {
-        case text(String)
-        case blockStart, blockEnd  // {% %}
-        case variableStart, variableEnd  // {{ }}
-        case name(String)
-        case string(String)
-        case integer(Int)
-        case float(Double)
-        case symbol(String)  // operators and punctuation
-        case end
-    }
-
-    package var kind: Kind
-    package var line: Int
-    package var column: Int
-}
-
 /// Turns template source into tokens, applying Jinja's whitespace control the way transformers configures
 /// it: `trim_blocks` (drop the newline after a block or comment tag), `lstrip_blocks` (drop spaces and tabs
 /// before a block or comment tag at the start of a line), `-` on either side of any tag (drop all

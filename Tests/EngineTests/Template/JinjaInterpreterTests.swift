@@ -78,7 +78,8 @@ struct JinjaInterpreterTests {
         ("{% include 'x' %}", "'include' tag"),
         ("{{ x|wordwrap }}", "'wordwrap' filter"),
         ("{{ x is escaped }}", "'escaped' test"),
-        ("{{ 'a'.zfill(3) }}", ""),
+        ("{{ 'a'.zfill(3) }}", "string method 'zfill'"),
+        ("{{ {'a': 1}.update({}) }}", "mapping method 'update'"),
     ])
     func unsupported(source: String, name: String) throws {
         do {
