@@ -1,0 +1,16 @@
+/// A statement of a parsed template.
+package indirect enum JinjaNode: Sendable {
+    case text(String)
+    case output(JinjaExpression)
+    case ifBlock(branches: [(condition: JinjaExpression, body: [JinjaNode])], otherwise: [JinjaNode])
+    case forLoop(targets: [String], iterable: JinjaExpression, filter: JinjaExpression?, body: [JinjaNode], otherwise: [JinjaNode])
+    /// `{% set a = x %}`, `{% set a, b = x %}`, or `{% set ns.attr = x %}` (`attribute` non-nil).
+    case set(targets: [String], attribute: String?, value: JinjaExpression)
+    /// `{% set name %}...{% endset %}`.
+    case setBlock(name: String, body: [JinjaNode])
+    case macro(JinjaMacro)
+    case breakLoop
+    case continueLoop
+    /// transformers' `{% generation %}` marks assistant text for masks; rendering is just its body.
+    case generation([JinjaNode])
+}
