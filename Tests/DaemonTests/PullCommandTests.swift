@@ -1,0 +1,160 @@
+import FakeHub
+import Foundation
+import ModeldAPI
+import Testing
+
+/// A real `modeld` process on a temporary data directory, with its environment, stopped at the end.
+final class DaemonProcess: @unchecked Sendable {
+    let root: URL
+    let port: Int
+    let process = Process()
+    let environment: [String: String]
+
+    init(extraEnvironment: [String: String] = [:]) async throws {
+        root = FileManager.default.temporaryDirectory.appending(path: "modeld-proc-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        port = try freeLoopbackPort()
+        environment = ["HOME": root.path, "MODELD_DATA_DIR": root.path, "MODELD_LISTEN": "127.0.0.1:\(port)"].merging(extraEnvironment) { $1 }
+        process.executableURL = productsDirectory.appending(path: "modeld")
+        process.environment = environment
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let client = try ModeldClient(endpoint: DaemonEndpoint(baseURL: "http://127.0.0.1:\(port)"))
+        for _ in 0..<200 {
+            if (try? await client.health()) != nil { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw ClientError(kind: .unreachable, message: "modeld did not start")
+    }
+
+    /// Runs modelctl against this daemon's control socket.
+    func modelctl(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        try await runProcess(
+            productsDirectory.appending(path: "modelctl"), arguments,
+            environment: ["HOME": root.path, "MODELD_CONTROL_SOCKET": root.appending(path: "modeld.sock").path])
+    }
+
+    func stop() async throws {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            try await waitForExit(process)
+        }
+        try? FileManager.default.removeItem(at: root)
+    }
+}
+
+@Suite("modelctl pull, list, verify, rm against a fake hub")
+struct PullCommandTests {
+    @Test("pull to ready, list, verify, detect damage, remove; errors are one line with a non-zero exit")
+    func endToEnd() async throws {
+        try await FakeHub.withRunning { hub in
+            let weights = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            hub.addRepo("acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", #"{"model_type": "qwen2"}"#), FakeFile("model.safetensors", weights, lfs: true)])])
+            hub.addRepo("acme/gated", commits: [FakeCommit(files: [FakeFile("config.json", "{}")])], gated: true)
+            let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint])
+            do {
+                let pulled = try await daemon.modelctl(["pull", "acme/tiny"])
+                #expect(pulled.status == 0, "stderr: \(pulled.stderr)")
+                #expect(pulled.stdout.contains("ready acme/tiny@"), "\(pulled.stdout)")
+
+                let listed = try await daemon.modelctl(["list", "--json"])
+                let versions = try WireJSON.decoder().decode([LocalVersionInfo].self, from: Data(listed.stdout.utf8))
+                let version = try #require(versions.first)
+                #expect(versions.count == 1 && version.repo == "acme/tiny" && version.state == "ready")
+                #expect(version.sizeBytes == Int64(weights.count + 23))
+                let snapshot = try #require(version.path)
+                #expect(try Data(contentsOf: URL(filePath: snapshot).appending(path: "model.safetensors")) == weights)
+
+                // JSON events: every line decodes, the last says done.
+                let again = try await daemon.modelctl(["pull", "acme/tiny", "--json"])
+                #expect(again.status == 0)
+                let events = try again.stdout.split(separator: "\n").map { try WireJSON.decoder().decode(PullEvent.self, from: Data($0.utf8)) }
+                #expect(events.last?.event == .done)
+                #expect(events.last?.alreadyPresent == true)
+
+                #expect(try await daemon.modelctl(["verify", "acme/tiny"]).status == 0)
+                // Flip one byte of the blob behind the snapshot: verify must notice and exit 1.
+                let blob = URL(filePath: snapshot).appending(path: "model.safetensors").resolvingSymlinksInPath()
+                var damaged = try Data(contentsOf: blob)
+                damaged[1000] ^= 0xFF
+                try damaged.write(to: blob)
+                let verified = try await daemon.modelctl(["verify", "acme/tiny"])
+                #expect(verified.status == 1)
+                #expect(verified.stdout.contains("DAMAGED") && verified.stdout.contains("model.safetensors"))
+                let afterDamage = try await daemon.modelctl(["list", "--json"])
+                #expect(try WireJSON.decoder().decode([LocalVersionInfo].self, from: Data(afterDamage.stdout.utf8)).first?.state == "damaged")
+
+                let removed = try await daemon.modelctl(["rm", "acme/tiny"])
+                #expect(removed.status == 0 && removed.stdout.contains("removed acme/tiny@"))
+                #expect(!FileManager.default.fileExists(atPath: snapshot))
+                let empty = try await daemon.modelctl(["list", "--json"])
+                #expect(try WireJSON.decoder().decode([LocalVersionInfo].self, from: Data(empty.stdout.utf8)).isEmpty)
+
+                // A gated repository: one line saying what to do, exit 1, nothing ready.
+                let gated = try await daemon.modelctl(["pull", "acme/gated"])
+                #expect(gated.status == 1)
+                let message = gated.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+                #expect(!message.contains("\n"), "\(message)")
+                #expect(message.contains("HF_TOKEN") && message.contains("\(hub.endpoint)/acme/gated"), "\(message)")
+                let unknown = try await daemon.modelctl(["pull", "nosuch:1b"])
+                #expect(unknown.status == 1 && unknown.stderr.contains("not in the catalog"))
+            } catch {
+                try await daemon.stop()
+                throw error
+            }
+            try await daemon.stop()
+        }
+    }
+}
+
+@Suite("modelctl start, ps, logs, stop with a fake engine")
+struct RunCommandTests {
+    @Test("a pulled model starts on the vLLM contract, becomes ready, logs, stops; SIGTERM to modeld stops its engine")
+    func startStopAndShutdown() async throws {
+        let fakeEngine = productsDirectory.appending(path: "fake-engine").path
+        try await FakeHub.withRunning { hub in
+            hub.addRepo("acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", "{}")])])
+            let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint, "MODELD_VLLM_COMMAND": fakeEngine])
+            do {
+                #expect(try await daemon.modelctl(["pull", "acme/tiny"]).status == 0)
+                let notPulled = try await daemon.modelctl(["start", "acme/other", "--engine", "vllm"])
+                #expect(notPulled.status == 1 && notPulled.stderr.contains("modelctl pull acme/other"), "\(notPulled.stderr)")
+
+                let started = try await daemon.modelctl(["start", "acme/tiny", "--engine", "vllm", "--name", "tiny", "--wait", "--json"])
+                #expect(started.status == 0, "\(started.stderr)")
+                let run = try WireJSON.decoder().decode(RunSummary.self, from: Data(started.stdout.utf8))
+                #expect(run.state == "ready" && run.engine == "vllm" && run.name == "tiny")
+                let pid = try #require(run.pid)
+                #expect(kill(pid, 0) == 0)
+                let endpoint = try #require(run.endpoint)
+                #expect(endpoint.hasPrefix("http://127.0.0.1:"))
+
+                let listed = try await daemon.modelctl(["ps", "--json"])
+                let runs = try WireJSON.decoder().decode([RunSummary].self, from: Data(listed.stdout.utf8))
+                #expect(runs.map(\.name) == ["tiny"])
+                let table = try await daemon.modelctl(["ps"])
+                #expect(table.stdout.contains("RUN_ID") && table.stdout.contains("tiny") && table.stdout.contains("ready"))
+                #expect(try await daemon.modelctl(["logs", "tiny"]).status == 0)
+
+                let stopped = try await daemon.modelctl(["stop", "tiny", "--json"])
+                #expect(try WireJSON.decoder().decode(RunSummary.self, from: Data(stopped.stdout.utf8)).state == "stopped")
+                #expect(kill(pid, 0) == -1 && errno == ESRCH)
+                #expect(try await daemon.modelctl(["stop", "nosuch"]).status == 1)
+
+                // Start again, then SIGTERM the daemon: the engine must be gone when modeld has exited.
+                let again = try await daemon.modelctl(["start", "acme/tiny", "--engine", "vllm", "--name", "tiny2", "--wait", "--json"])
+                let second = try WireJSON.decoder().decode(RunSummary.self, from: Data(again.stdout.utf8))
+                let secondPid = try #require(second.pid)
+                let clock = ContinuousClock()
+                let began = clock.now
+                try await daemon.stop()
+                #expect(clock.now - began < .seconds(30))
+                #expect(daemon.process.terminationStatus == 0)
+                #expect(kill(secondPid, 0) == -1 && errno == ESRCH, "engine \(secondPid) outlived the daemon")
+            } catch {
+                try await daemon.stop()
+                throw error
+            }
+        }
+    }
+}
