@@ -338,17 +338,24 @@ struct SupervisorTests {
         #expect(tail.last?.contains("ready") == true)
 
         let stream = try await supervisor.followLogs("tiny", tail: 1)
-        var iterator = stream.makeAsyncIterator()
-        #expect(await iterator.next()?.contains("ready") == true)
-        _ = try await supervisor.stop("tiny")
-        var sawStopping = false
-        while let line = await iterator.next() {
-            if line.contains("stopping: SIGTERM to process group") {
-                sawStopping = true
-                break
+        let follower = Task {
+            var lines: [String] = []
+            for await line in stream {
+                lines.append(line)
+                if line.contains("stopping: SIGTERM to process group") { break }
             }
+            return lines
         }
-        #expect(sawStopping)
+        _ = try await supervisor.stop("tiny")
+        // A follower that never sees the line must not hang the suite.
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(10))
+            follower.cancel()
+        }
+        let followed = await follower.value
+        watchdog.cancel()
+        #expect(followed.first?.contains("ready") == true)
+        #expect(followed.last?.contains("stopping: SIGTERM to process group") == true)
     }
 
     @Test("a missing engine or an unexecutable file is an error, not a silent exit")
@@ -357,6 +364,10 @@ struct SupervisorTests {
         var configuration = sandbox.configuration()
         configuration.engines[.vllm] = EngineSettings(command: ["vllm"], startTimeout: .seconds(5), stopGrace: .seconds(1))
         let supervisor = try sandbox.supervisor(configuration)
+        let noFiles = try await #require(throws: LaunchError.self) {
+            try await supervisor.start(RunRequest(model: "acme/gone", spec: LaunchSpec(engine: .builtin, modelPath: sandbox.path("gone"), servedName: "gone")))
+        }
+        #expect(noFiles.description == "the model directory \(sandbox.path("gone")) does not exist: pull the model again")
         let missing = try await #require(throws: LaunchError.self) { try await supervisor.start(sandbox.vllmRequest()) }
         #expect(missing.description == "vllm not found on PATH: install it with `pip install vllm` or set the vLLM executable in the configuration")
         #expect(await supervisor.list().isEmpty)
