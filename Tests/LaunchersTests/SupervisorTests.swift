@@ -156,7 +156,7 @@ struct SupervisorTests {
     func livenessFailure() async throws {
         let sandbox = try Sandbox()
         let supervisor = try sandbox.supervisor(sandbox.configuration(grace: .seconds(1), liveness: .milliseconds(200)))
-        _ = try await supervisor.start(sandbox.vllmRequest(environment: ["FAKE_ENGINE_HANG_HEALTH": "after:1.5"]))
+        _ = try await supervisor.start(sandbox.vllmRequest(environment: ["FAKE_ENGINE_HANG_HEALTH": "after:3"]))
         let first = try await supervisor.waitUntilSettled("tiny", timeout: .seconds(30))
         #expect(first.state == .ready)
         #expect(await eventually(timeout: .seconds(30)) { (try? await supervisor.get("tiny"))?.restarts ?? 0 >= 1 })
@@ -460,7 +460,10 @@ struct SupervisorTests {
         let group = ServiceGroup(configuration: .init(services: [SupervisorService(supervisor: supervisor)], logger: Logger(label: "test")))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            try await Task.sleep(for: .milliseconds(200))
+            try await Task.sleep(for: .milliseconds(500))
+            // Reconciliation leaves the runs this supervisor already manages alone.
+            let during = try await supervisor.get(info.runID)
+            #expect(during.pid == pid && during.restarts == 0 && during.state == .ready)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }

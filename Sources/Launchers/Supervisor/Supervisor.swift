@@ -183,8 +183,10 @@ package actor Supervisor {
     package func reconcile() async {
         guard !reconciled else { return }
         reconciled = true
-        let ordered = runs.values.sorted { $0.record.createdAt < $1.record.createdAt }
-        var stoppedGroups: Set<Int32> = []
+        // Runs this supervisor already manages (started before reconcile) are not survivors.
+        let ordered = runs.values.filter { $0.process == nil && $0.monitor == nil }.sorted { $0.record.createdAt < $1.record.createdAt }
+        let managed = Set(runs.values.compactMap { $0.process?.pid } + [ollamaHost?.process?.pid].compactMap { $0 })
+        var stoppedGroups: Set<Int32> = managed
         for run in ordered {
             if let pid = run.record.pid, !stoppedGroups.contains(pid) {
                 stoppedGroups.insert(pid)
