@@ -472,4 +472,16 @@ struct SupervisorTests {
         #expect(after.state == .stopped)
         #expect(after.desiredState == .running)
     }
+
+    @Test("SGLang missing from python3 fails at once, saying how to install it")
+    func pythonModuleMissing() async throws {
+        let sandbox = try Sandbox()
+        let supervisor = try sandbox.supervisor()
+        let spec = LaunchSpec(engine: .sglang, modelPath: sandbox.modelDirectory, servedName: "tiny", options: RunOptions(environment: ["FAKE_ENGINE_NO_MODULE": "sglang"]))
+        _ = try await supervisor.start(RunRequest(name: "sg", model: "acme/tiny", spec: spec))
+        #expect(await eventually { (try? await supervisor.get("sg"))?.state == .failed })
+        let info = try await supervisor.get("sg")
+        #expect(info.restarts == 0)
+        #expect(info.reason == "SGLang is not installed for this Python (/usr/bin/python3: No module named sglang): install it with `pip install \"sglang[all]\"` or set the SGLang executable in the configuration")
+    }
 }

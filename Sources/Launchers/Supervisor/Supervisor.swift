@@ -364,6 +364,14 @@ package actor Supervisor {
             run.record.processStartTime = nil
             run.record.exitStatus = status?.code
             guard !Task.isCancelled, run.record.desiredState == .running else { return }
+            // A Python engine whose package is missing fails the same way on every restart: say so now.
+            if case .exited(_, readyFor: nil) = outcome,
+                let missing = run.log.recentLines(configuration.reasonLogLines).last(where: { $0.contains("No module named") })
+            {
+                let contract = builder.contract(for: run.engine)
+                fail(run, reason: "\(run.engine.displayName) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)")
+                return
+            }
 
             let clock = ContinuousClock()
             let now = clock.now
