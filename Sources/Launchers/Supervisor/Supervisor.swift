@@ -496,6 +496,8 @@ package actor Supervisor {
             run.record.state = .stopped
         }
         persist(run)
+        await run.log.waitUntilDrained(timeout: .seconds(1))
+        run.log.closeFile()
     }
 
     func halt(id: String) async {
