@@ -13,6 +13,7 @@ import Foundation
 /// | `FAKE_ENGINE_IGNORE_SIGTERM` | ignore SIGTERM |
 /// | `FAKE_ENGINE_GRANDCHILD_PIDFILE` | spawn a helper (same process group, ignores SIGTERM) writing its pid here |
 /// | `FAKE_ENGINE_LOG_BYTES` | print this many bytes of log lines at start |
+/// | `FAKE_ENGINE_NO_MODULE` | exit 1 at once with Python's "No module named <value>" |
 ///
 /// `fake-engine supervise DATA PIDFILE` is a throw-away daemon instead: it starts one engine (this program
 /// as vLLM) through the real ``Supervisor``, writes the engine's pid, and waits to be killed.
@@ -30,6 +31,11 @@ struct FakeEngine {
             return
         }
         let environment = ProcessInfo.processInfo.environment
+        if let module = environment["FAKE_ENGINE_NO_MODULE"] {
+            // What `python3 -m sglang.launch_server` prints when SGLang is not installed.
+            FileHandle.standardError.write(Data("/usr/bin/python3: No module named \(module)\n".utf8))
+            exit(1)
+        }
         guard let role = FakeRole(arguments: arguments, environment: environment) else {
             FileHandle.standardError.write(Data("fake-engine: cannot tell which engine to be from \(arguments)\n".utf8))
             exit(2)

@@ -156,7 +156,7 @@ struct SupervisorTests {
     func livenessFailure() async throws {
         let sandbox = try Sandbox()
         let supervisor = try sandbox.supervisor(sandbox.configuration(grace: .seconds(1), liveness: .milliseconds(200)))
-        _ = try await supervisor.start(sandbox.vllmRequest(environment: ["FAKE_ENGINE_HANG_HEALTH": "after:1.5"]))
+        _ = try await supervisor.start(sandbox.vllmRequest(environment: ["FAKE_ENGINE_HANG_HEALTH": "after:3"]))
         let first = try await supervisor.waitUntilSettled("tiny", timeout: .seconds(30))
         #expect(first.state == .ready)
         #expect(await eventually(timeout: .seconds(30)) { (try? await supervisor.get("tiny"))?.restarts ?? 0 >= 1 })
@@ -338,17 +338,24 @@ struct SupervisorTests {
         #expect(tail.last?.contains("ready") == true)
 
         let stream = try await supervisor.followLogs("tiny", tail: 1)
-        var iterator = stream.makeAsyncIterator()
-        #expect(await iterator.next()?.contains("ready") == true)
-        _ = try await supervisor.stop("tiny")
-        var sawStopping = false
-        while let line = await iterator.next() {
-            if line.contains("stopping: SIGTERM to process group") {
-                sawStopping = true
-                break
+        let follower = Task {
+            var lines: [String] = []
+            for await line in stream {
+                lines.append(line)
+                if line.contains("stopping: SIGTERM to process group") { break }
             }
+            return lines
         }
-        #expect(sawStopping)
+        _ = try await supervisor.stop("tiny")
+        // A follower that never sees the line must not hang the suite.
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(10))
+            follower.cancel()
+        }
+        let followed = await follower.value
+        watchdog.cancel()
+        #expect(followed.first?.contains("ready") == true)
+        #expect(followed.last?.contains("stopping: SIGTERM to process group") == true)
     }
 
     @Test("a missing engine or an unexecutable file is an error, not a silent exit")
@@ -357,6 +364,10 @@ struct SupervisorTests {
         var configuration = sandbox.configuration()
         configuration.engines[.vllm] = EngineSettings(command: ["vllm"], startTimeout: .seconds(5), stopGrace: .seconds(1))
         let supervisor = try sandbox.supervisor(configuration)
+        let noFiles = try await #require(throws: LaunchError.self) {
+            try await supervisor.start(RunRequest(model: "acme/gone", spec: LaunchSpec(engine: .builtin, modelPath: sandbox.path("gone"), servedName: "gone")))
+        }
+        #expect(noFiles.description == "the model directory \(sandbox.path("gone")) does not exist: pull the model again")
         let missing = try await #require(throws: LaunchError.self) { try await supervisor.start(sandbox.vllmRequest()) }
         #expect(missing.description == "vllm not found on PATH: install it with `pip install vllm` or set the vLLM executable in the configuration")
         #expect(await supervisor.list().isEmpty)
@@ -449,7 +460,10 @@ struct SupervisorTests {
         let group = ServiceGroup(configuration: .init(services: [SupervisorService(supervisor: supervisor)], logger: Logger(label: "test")))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            try await Task.sleep(for: .milliseconds(200))
+            try await Task.sleep(for: .milliseconds(500))
+            // Reconciliation leaves the runs this supervisor already manages alone.
+            let during = try await supervisor.get(info.runID)
+            #expect(during.pid == pid && during.restarts == 0 && during.state == .ready)
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
@@ -457,5 +471,17 @@ struct SupervisorTests {
         let after = try await supervisor.get(info.runID)
         #expect(after.state == .stopped)
         #expect(after.desiredState == .running)
+    }
+
+    @Test("SGLang missing from python3 fails at once, saying how to install it")
+    func pythonModuleMissing() async throws {
+        let sandbox = try Sandbox()
+        let supervisor = try sandbox.supervisor()
+        let spec = LaunchSpec(engine: .sglang, modelPath: sandbox.modelDirectory, servedName: "tiny", options: RunOptions(environment: ["FAKE_ENGINE_NO_MODULE": "sglang"]))
+        _ = try await supervisor.start(RunRequest(name: "sg", model: "acme/tiny", spec: spec))
+        #expect(await eventually { (try? await supervisor.get("sg"))?.state == .failed })
+        let info = try await supervisor.get("sg")
+        #expect(info.restarts == 0)
+        #expect(info.reason == "SGLang is not installed for this Python (/usr/bin/python3: No module named sglang): install it with `pip install \"sglang[all]\"` or set the SGLang executable in the configuration")
     }
 }

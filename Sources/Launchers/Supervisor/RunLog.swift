@@ -176,6 +176,14 @@ package final class RunLog: Sendable {
         openFile(&state)
     }
 
+    /// Closes the log file until the next write (a stopped run should not hold a descriptor).
+    package func closeFile() {
+        state.withLock { state in
+            if state.descriptor >= 0 { close(state.descriptor) }
+            state.descriptor = -1
+        }
+    }
+
     /// The last lines kept in memory (engine output and notes since this daemon started).
     package func recentLines(_ count: Int) -> [String] {
         state.withLock { Array($0.recent.suffix(count)) }

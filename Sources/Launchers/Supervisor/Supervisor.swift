@@ -5,6 +5,19 @@ import Logging
 
 /// Starts engines as supervised children, keeps them at their desired state, and stops them.
 ///
+/// ```swift
+/// let supervisor = try Supervisor(store: store, dataDirectory: data, configuration: SupervisorConfiguration())
+/// await supervisor.reconcile()                       // at start-up (or run a SupervisorService)
+/// let run = try await supervisor.start(RunRequest(
+///     model: "Qwen/Qwen2.5-0.5B-Instruct", versionID: version.id,
+///     spec: LaunchSpec(engine: .vllm, modelPath: version.path, servedName: "qwen2.5:0.5b")))
+/// let all = await supervisor.list()                  // [RunInfo]
+/// let lines = try await supervisor.logs(run.runID, tail: 100)
+/// for await line in try await supervisor.followLogs(run.name, tail: 10) { print(line) }
+/// _ = try await supervisor.stop(run.name)            // desired = stopped
+/// await supervisor.shutdown()                        // on daemon exit; desired states are kept
+/// ```
+///
 /// Each engine runs in its own session and process group, forked by the one ``Spawner`` thread with
 /// `PR_SET_PDEATHSIG(SIGKILL)`, its output piped into a rotated log. A run is probed until ready, then
 /// watched; an unexpected exit or failed liveness restarts it with exponential backoff until the burst
@@ -79,6 +92,7 @@ package actor Supervisor {
         if spec.engine == .ollama, spec.ollama == nil {
             throw LaunchError(code: .invalidSpec, message: "an Ollama run needs its model source (an Ollama name to pull, or a GGUF file)")
         }
+        try checkModelFiles(spec)
         let name = try runName(for: request)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -169,8 +183,10 @@ package actor Supervisor {
     package func reconcile() async {
         guard !reconciled else { return }
         reconciled = true
-        let ordered = runs.values.sorted { $0.record.createdAt < $1.record.createdAt }
-        var stoppedGroups: Set<Int32> = []
+        // Runs this supervisor already manages (started before reconcile) are not survivors.
+        let ordered = runs.values.filter { $0.process == nil && $0.monitor == nil }.sorted { $0.record.createdAt < $1.record.createdAt }
+        let managed = Set(runs.values.compactMap { $0.process?.pid } + [ollamaHost?.process?.pid].compactMap { $0 })
+        var stoppedGroups: Set<Int32> = managed
         for run in ordered {
             if let pid = run.record.pid, !stoppedGroups.contains(pid) {
                 stoppedGroups.insert(pid)
@@ -221,6 +237,19 @@ package actor Supervisor {
         if let run = runs[idOrName] { return run }
         if let run = runs.values.first(where: { $0.record.name == idOrName }) { return run }
         throw LaunchError(code: .runNotFound, message: "no run named \(idOrName): see the running models with `modelctl ps`")
+    }
+
+    /// The model's files must be on disk before an engine is spawned for them.
+    func checkModelFiles(_ spec: LaunchSpec) throws {
+        var isDirectory: ObjCBool = false
+        if spec.engine != .ollama, let path = spec.modelPath,
+            !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) || !isDirectory.boolValue
+        {
+            throw LaunchError(code: .invalidSpec, message: "the model directory \(path) does not exist: pull the model again")
+        }
+        if case .gguf(let path, _, _) = spec.ollama, !FileManager.default.fileExists(atPath: path) {
+            throw LaunchError(code: .invalidSpec, message: "the GGUF file \(path) does not exist: pull the model again")
+        }
     }
 
     /// A free, valid name: the requested one, or `<model>-<engine>` made unique.
@@ -335,6 +364,14 @@ package actor Supervisor {
             run.record.processStartTime = nil
             run.record.exitStatus = status?.code
             guard !Task.isCancelled, run.record.desiredState == .running else { return }
+            // A Python engine whose package is missing fails the same way on every restart: say so now.
+            if case .exited(_, readyFor: nil) = outcome,
+                let missing = run.log.recentLines(configuration.reasonLogLines).last(where: { $0.contains("No module named") })
+            {
+                let contract = builder.contract(for: run.engine)
+                fail(run, reason: "\(run.engine.displayName) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)")
+                return
+            }
 
             let clock = ContinuousClock()
             let now = clock.now
@@ -459,6 +496,8 @@ package actor Supervisor {
             run.record.state = .stopped
         }
         persist(run)
+        await run.log.waitUntilDrained(timeout: .seconds(1))
+        run.log.closeFile()
     }
 
     func halt(id: String) async {
