@@ -113,6 +113,7 @@ struct FileFetcher: Sendable {
             var writer: HashingWriter?
             var base: Int64 = 0
             var received: Int64 = 0
+            var reported: Int64 = 0
             var errorBody = Data()
             var redirect: String?
             var badRange = false
@@ -153,7 +154,10 @@ struct FileFetcher: Sendable {
                             if let writer {
                                 guard writer.append(chunk) else { return false }
                                 received += Int64(chunk.count)
-                                progress(base + received)
+                                if received - reported >= 1 << 20 {
+                                    reported = received
+                                    progress(base + received)
+                                }
                             } else if errorBody.count < 1 << 20 {
                                 errorBody.append(contentsOf: chunk)
                             }
@@ -163,6 +167,7 @@ struct FileFetcher: Sendable {
             } catch let error as CurlError {
                 transportError = error
             }
+            if received > reported { progress(base + received) }
             var finished: (hasher: ContentHasher, length: Int64)?
             if let writer {
                 do {
