@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Transfer
 
 /// Downloads one file into a partial file, resuming from the bytes already there, hashing while streaming,
@@ -6,6 +7,7 @@ import Transfer
 struct FileFetcher: Sendable {
     let settings: DownloadSettings
     let pool: CurlPool
+    let logger: Logger
     /// Maps a final error reply to a user-facing error (the hub's own error codes).
     let mapError: @Sendable (HubResponse, DownloadItem) -> PullError
 
@@ -60,11 +62,14 @@ struct FileFetcher: Sendable {
                 unlink(path)
                 checksumFailures += 1
                 if checksumFailures >= settings.policy.checksumAttempts { throw checksumError(item) }
+                logger.warning("downloaded content did not match its hash; downloading again", metadata: ["file": "\(item.path)"])
             case .retry(let error, let wait, let madeProgress):
                 if madeProgress { transientFailures = 0 }
                 transientFailures += 1
                 if transientFailures >= settings.policy.maxAttempts { throw error }
                 let delay = wait ?? settings.policy.delay(afterFailures: transientFailures)
+                logger.warning(
+                    "retrying a download", metadata: ["file": "\(item.path)", "error": "\(error.message)", "in": "\(delay)"])
                 guard cancel.sleep(for: delay) else {
                     throw PullError(.cancelled, "cancelled while downloading \(item.path)")
                 }
