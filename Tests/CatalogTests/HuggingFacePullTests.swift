@@ -139,6 +139,11 @@ struct HuggingFacePullTests {
                 #expect(missing.code == .repoNotFound)
                 #expect(missing.message.contains("acme/nope"))
 
+                for bad in ["acme/tiny?x=1", "acme", "a/b/c", "../etc", "acme/ti ny"] {
+                    let invalid = try #require(await harness.pullError(bad))
+                    #expect(invalid.message.contains("is not a repository id"))
+                }
+
                 let revision = try #require(await harness.pullError("acme/tiny", revision: "v9"))
                 #expect(revision.code == .revisionNotFound)
                 #expect(revision.message == "revision v9 not found in acme/tiny on \(hub.endpoint)")

@@ -107,6 +107,7 @@ package final class PullService: Sendable, CustomStringConvertible {
                 ]
                 logger.info("pull started", metadata: metadata)
                 do {
+                    try job.request.validate()
                     switch job.request.source {
                     case .huggingface: try await pullHuggingFace(job)
                     case .modelscope: try await pullModelScope(job)
