@@ -131,7 +131,11 @@ let package = Package(
             path: "Tests/FakeHub",
             swiftSettings: [.swiftLanguageMode(.v6), .enableUpcomingFeature("ExistentialAny")]
         ),
-        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "FakeHub"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CatalogTests",
+            dependencies: ["Catalog", "FakeHub", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "LaunchersTests",
             dependencies: [

@@ -128,7 +128,8 @@ struct HuggingFacePullTests {
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/gated", commits: [tinyCommit()], gated: true)
             hub.addRepo("acme/tiny", commits: [tinyCommit()])
-            try await withPullService(hub: hub, token: "hf_wrong_secret_token") { harness in
+            let logs = LogCollector()
+            try await withPullService(hub: hub, token: "hf_wrong_secret_token", logs: logs) { harness in
                 let gated = try #require(await harness.pullError("acme/gated"))
                 #expect(gated.code == .gated)
                 #expect(gated.message == "model acme/gated is gated: accept its licence at \(hub.endpoint)/acme/gated and set HF_TOKEN")
@@ -138,12 +139,19 @@ struct HuggingFacePullTests {
                 #expect(missing.code == .repoNotFound)
                 #expect(missing.message.contains("acme/nope"))
 
+                for bad in ["acme/tiny?x=1", "acme", "a/b/c", "../etc", "acme/ti ny"] {
+                    let invalid = try #require(await harness.pullError(bad))
+                    #expect(invalid.message.contains("is not a repository id"))
+                }
+
                 let revision = try #require(await harness.pullError("acme/tiny", revision: "v9"))
                 #expect(revision.code == .revisionNotFound)
                 #expect(revision.message == "revision v9 not found in acme/tiny on \(hub.endpoint)")
                 for error in [gated, missing, revision] { #expect(!error.message.contains("\n")) }
                 #expect(try harness.store.localVersions().isEmpty, "nothing is recorded, let alone ready")
             }
+            #expect(logs.all.contains { $0.contains("pull failed") && $0.contains("code=gated") })
+            #expect(!logs.all.contains { $0.contains("hf_wrong_secret_token") }, "the token never reaches the logs")
             try await withPullService(hub: hub, token: FakeHub.validToken) { harness in
                 try await harness.pull("acme/gated")
             }

@@ -78,4 +78,40 @@ struct ModelScopePullTests {
             }
         }
     }
+
+    @Test("a changed file makes a new version sharing the unchanged blobs; verify and remove work on ModelScope versions")
+    func versionsVerifyRemove() async throws {
+        try await FakeHub.withRunning { hub in
+            let weights = testBytes(2 << 20, seed: 21)
+            let first = Self.commit("{\"v\": 1}", weights: weights)
+            let second = Self.commit("{\"v\": 2}", weights: weights)
+            hub.addModelScopeRepo("qwen/tiny", commits: [first, second], branches: ["master": first.sha])
+            try await withPullService(hub: hub) { harness in
+                let firstPath = try await harness.pull("qwen/tiny", source: .modelscope)
+                hub.addModelScopeRepo("qwen/tiny", commits: [first, second], branches: ["master": second.sha])
+                let secondPath = try await harness.pull("qwen/tiny", source: .modelscope)
+                #expect(firstPath != secondPath)
+                #expect(hub.servedBytes("model.safetensors") == 2 << 20, "the shared weights came once")
+                let versions = try harness.store.versions(source: "modelscope", repo: "qwen/tiny")
+                #expect(versions.count == 2)
+
+                let firstVersion = URL(filePath: firstPath).lastPathComponent
+                let blobs = harness.data.modelScope.appending(path: "qwen/tiny/.blobs")
+                #expect(try FileManager.default.contentsOfDirectory(atPath: blobs.path).count == 5)
+                let weightsBlob = blobs.appending(path: first.files[2].sha256)
+                var bytes = try Data(contentsOf: weightsBlob)
+                bytes[7] ^= 0x80
+                try bytes.write(to: weightsBlob)
+                let report = try await harness.service.verify(source: .modelscope, repo: "qwen/tiny", commit: firstVersion)
+                #expect(report.damage.map(\.path) == ["model.safetensors"])
+
+                try harness.service.remove(source: .modelscope, repo: "qwen/tiny", commit: firstVersion)
+                #expect(!FileManager.default.fileExists(atPath: firstPath))
+                #expect(FileManager.default.fileExists(atPath: weightsBlob.path), "still used by the second version")
+                #expect(try FileManager.default.contentsOfDirectory(atPath: blobs.path).count == 4)
+                let remaining = try harness.store.versions(source: "modelscope", repo: "qwen/tiny")
+                #expect(remaining.map(\.version.commit) == [URL(filePath: secondPath).lastPathComponent])
+            }
+        }
+    }
 }

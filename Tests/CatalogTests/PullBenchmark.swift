@@ -17,9 +17,10 @@ struct PullBenchmark {
         let data = DataDirectory(root: root)
         try data.prepare()
         let store = try Store(path: data.database.path)
-        let configuration = PullConfiguration(
+        var configuration = PullConfiguration(
             dataDirectory: data, huggingFace: HuggingFaceSettings(endpoint: endpoint),
             concurrency: Int(Self.environment["MODELD_BENCH_CONCURRENCY"] ?? "4") ?? 4)
+        configuration.parallelRanges = Int(Self.environment["MODELD_BENCH_RANGES"] ?? "4") ?? 4
         let service = PullService(configuration: configuration, store: store)
         let clock = ContinuousClock()
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -1,7 +1,9 @@
 import Foundation
+import Logging
 import Testing
 import FakeHub
 import ModeldAPI
+import Synchronization
 
 @testable import Catalog
 
@@ -51,7 +53,8 @@ let fastRetry = RetryPolicy(maxAttempts: 4, delays: [.milliseconds(20)], maxRetr
 /// Runs `body` with a fresh data directory and a running ``PullService`` for `hub`.
 /// - Parameter dataRoot: reuse a data directory (to simulate a daemon restart).
 func withPullService(
-    hub: FakeHub, token: String? = nil, dataRoot: URL? = nil, configure: @Sendable (inout PullConfiguration) -> Void = { _ in },
+    hub: FakeHub, token: String? = nil, dataRoot: URL? = nil, logs: LogCollector? = nil,
+    configure: @Sendable (inout PullConfiguration) -> Void = { _ in },
     _ body: @Sendable (PullHarness) async throws -> Void
 ) async throws {
     let root = dataRoot ?? FileManager.default.temporaryDirectory.appending(path: "modeld-pull-\(UUID().uuidString)", directoryHint: .isDirectory)
@@ -63,7 +66,12 @@ func withPullService(
         modelScope: ModelScopeSettings(endpoint: hub.endpoint, token: token), retry: fastRetry, stallTimeout: .seconds(5),
         progressInterval: .milliseconds(20))
     configure(&configuration)
-    let service = PullService(configuration: configuration, store: store)
+    var logger = Logger(label: "modeld.pull")
+    if let logs {
+        logger = Logger(label: "modeld.pull") { _ in CollectingLogHandler(collector: logs) }
+        logger.logLevel = .trace
+    }
+    let service = PullService(configuration: configuration, store: store, logger: logger)
     let harness = PullHarness(data: data, store: store, service: service, hub: hub)
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { await service.run() }
@@ -117,4 +125,29 @@ func readLink(_ url: URL) -> String? {
 
 func fileText(_ url: URL) -> String? {
     try? String(contentsOf: url, encoding: .utf8)
+}
+
+/// Every log line a ``PullService`` wrote, message and metadata rendered as text.
+final class LogCollector: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    var all: [String] { lines.withLock { $0 } }
+
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+}
+
+struct CollectingLogHandler: LogHandler {
+    let collector: LogCollector
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        collector.append("\(event.level) \(event.message) \(merged.map { "\($0)=\($1)" }.sorted().joined(separator: " "))")
+    }
 }

@@ -151,11 +151,15 @@ extension FileFetcher {
         return (hasher, hashed)
     }
 
-    /// One range, retried and resumed until complete.
+    /// One range, retried and resumed until complete. Bytes are staged in 1 MiB blocks, so the file is written
+    /// and the shared plan and progress are touched once per block, not once per network read.
     private func fetchPart(
         _ index: Int, item: DownloadItem, fd: Int32, plan: Locked<RangePlan>, planURL: URL, cancel: CancellationFlag,
         stop: CancellationFlag, report: @Sendable () -> Void
     ) throws {
+        let capacity = 1 << 20
+        let staging = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)
+        defer { staging.deallocate() }
         var failures = 0
         while true {
             if cancel.isCancelled || stop.isCancelled { return }
@@ -163,10 +167,40 @@ extension FileFetcher {
             if part.done >= part.length { return }
             var url = item.url
             var hops = 0
+            // Bytes of this attempt written to the file, and bytes waiting in `staging`.
             var received: Int64 = 0
+            var staged = 0
             var lastSaved: Int64 = 0
+            var writeError: Int32 = 0
             var outcome: PullError?
             var retryAfter: Duration?
+
+            /// Writes the staged bytes at their place and publishes the progress.
+            func flush() -> Bool {
+                guard staged > 0 else { return true }
+                let offset = part.start + part.done + received
+                var done = 0
+                while done < staged {
+                    let wrote = pwrite(fd, staging.baseAddress! + done, staged - done, off_t(offset + Int64(done)))
+                    if wrote < 0 {
+                        if errno == EINTR { continue }
+                        writeError = errno
+                        return false
+                    }
+                    done += wrote
+                }
+                received += Int64(staged)
+                staged = 0
+                let total = part.done + received
+                plan.withLock { $0.parts[index].done = total }
+                if received - lastSaved >= 32 << 20 {
+                    lastSaved = received
+                    plan.withLock { $0 }.save(planURL)
+                }
+                report()
+                return true
+            }
+
             redirects: while true {
                 var headers = settings.headers(for: url)
                 let from = part.start + part.done + received
@@ -177,18 +211,18 @@ extension FileFetcher {
                 var redirect: String?
                 var wrongRange = false
                 var whole = false
-                var writeError: Int32 = 0
                 var errorBody = Data()
                 var writing = false
-                let start = from
+                var result: (head: HTTPResponseHead, stopped: Bool)?
+                var transportError: CurlError?
                 do {
-                    let result = try pool.withHandle { curl in
+                    result = try pool.withHandle { curl in
                         try curl.perform(
                             request,
                             onHead: { head in
                                 switch head.status {
                                 case 206:
-                                    guard contentRangeStart(head.headers["content-range"]) == start else {
+                                    guard contentRangeStart(head.headers["content-range"]) == from else {
                                         wrongRange = true
                                         return .abort
                                     }
@@ -210,67 +244,59 @@ extension FileFetcher {
                                     if errorBody.count < 1 << 16 { errorBody.append(contentsOf: chunk) }
                                     return true
                                 }
-                                let offset = start + received
-                                let room = part.end + 1 - offset
-                                let count = Int(min(Int64(chunk.count), room))
-                                var done = 0
-                                while done < count {
-                                    let wrote = pwrite(fd, chunk.baseAddress! + done, count - done, off_t(offset + Int64(done)))
-                                    if wrote < 0 {
-                                        if errno == EINTR { continue }
-                                        writeError = errno
-                                        return false
-                                    }
-                                    done += wrote
+                                let room = part.length - part.done - received - Int64(staged)
+                                var remaining = UnsafeRawBufferPointer(rebasing: chunk[0..<Int(min(Int64(chunk.count), room))])
+                                while !remaining.isEmpty {
+                                    let take = min(remaining.count, capacity - staged)
+                                    UnsafeMutableRawBufferPointer(rebasing: staging[staged..<(staged + take)])
+                                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: remaining[0..<take]))
+                                    staged += take
+                                    remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
+                                    if staged == capacity && !flush() { return false }
                                 }
-                                received += Int64(count)
-                                plan.withLock { $0.parts[index].done = part.done + received }
-                                if received - lastSaved >= 32 << 20 {
-                                    lastSaved = received
-                                    plan.withLock { $0 }.save(planURL)
-                                }
-                                report()
                                 return true
                             })
                     }
-                    if writeError != 0 { throw storageError(writeError, "cannot write \(item.path)") }
-                    if cancel.isCancelled || stop.isCancelled { return }
-                    if whole { throw RangeUnsupported.unsupported }
-                    if wrongRange {
-                        outcome = PullError(.invalidResponse, "the server answered the wrong range for \(item.path)")
-                        break redirects
-                    }
-                    let status = result.head.status
-                    if let redirect, (300...399).contains(status) {
-                        hops += 1
-                        guard hops <= 10, let next = URL(string: redirect, relativeTo: URL(string: url))?.absoluteString else {
-                            throw PullError(.invalidResponse, "too many or invalid redirects while downloading \(item.path)")
-                        }
-                        url = next
-                        continue redirects
-                    }
-                    if status == 206 {
-                        if part.done + received >= part.length {
-                            plan.withLock { $0 }.save(planURL)
-                            return
-                        }
-                        outcome = PullError(.network, "a range of \(item.path) ended early")
-                    } else if RetryPolicy.isRetryable(status: status) {
-                        retryAfter = settings.policy.serverDelay(headers: result.head.headers)
-                        outcome = PullError(
-                            status == 429 ? .rateLimited : .server,
-                            status == 429
-                                ? "rate limited by \(hostOf(url)) while downloading \(item.path) (HTTP 429 after \(settings.policy.maxAttempts) tries); wait a few minutes and pull again"
-                                : "\(hostOf(url)) answered HTTP \(status) while downloading \(item.path) (\(settings.policy.maxAttempts) tries); try again later")
-                    } else {
-                        throw mapError(HubResponse(head: result.head, body: errorBody), item)
-                    }
                 } catch let error as CurlError {
-                    outcome = PullError(.network, "network error while downloading \(item.path) from \(hostOf(url)): \(error.message)")
+                    transportError = error
+                }
+                _ = flush()
+                if writeError != 0 { throw storageError(writeError, "cannot write \(item.path)") }
+                if cancel.isCancelled || stop.isCancelled { return }
+                if whole { throw RangeUnsupported.unsupported }
+                if let transportError {
+                    outcome = PullError(.network, "network error while downloading \(item.path) from \(hostOf(url)): \(transportError.message)")
+                    break redirects
+                }
+                if wrongRange {
+                    outcome = PullError(.invalidResponse, "the server answered the wrong range for \(item.path)")
+                    break redirects
+                }
+                guard let result else { break redirects }
+                let status = result.head.status
+                if let redirect, (300...399).contains(status) {
+                    hops += 1
+                    guard hops <= 10, let next = URL(string: redirect, relativeTo: URL(string: url))?.absoluteString else {
+                        throw PullError(.invalidResponse, "too many or invalid redirects while downloading \(item.path)")
+                    }
+                    url = next
+                    continue redirects
+                }
+                if status == 206 {
+                    if part.done + received >= part.length { return }
+                    outcome = PullError(.network, "a range of \(item.path) ended early")
+                } else if RetryPolicy.isRetryable(status: status) {
+                    retryAfter = settings.policy.serverDelay(headers: result.head.headers)
+                    outcome = PullError(
+                        status == 429 ? .rateLimited : .server,
+                        status == 429
+                            ? "rate limited by \(hostOf(url)) while downloading \(item.path) (HTTP 429 after \(settings.policy.maxAttempts) tries); wait a few minutes and pull again"
+                            : "\(hostOf(url)) answered HTTP \(status) while downloading \(item.path) (\(settings.policy.maxAttempts) tries); try again later")
+                } else {
+                    throw mapError(HubResponse(head: result.head, body: errorBody), item)
                 }
                 break redirects
             }
-            plan.withLock { $0 }.save(planURL)
             if received > 0 { failures = 0 }
             failures += 1
             if failures >= settings.policy.maxAttempts, let outcome { throw outcome }

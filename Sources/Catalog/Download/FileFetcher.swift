@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Transfer
 
 /// Downloads one file into a partial file, resuming from the bytes already there, hashing while streaming,
@@ -6,6 +7,7 @@ import Transfer
 struct FileFetcher: Sendable {
     let settings: DownloadSettings
     let pool: CurlPool
+    let logger: Logger
     /// Maps a final error reply to a user-facing error (the hub's own error codes).
     let mapError: @Sendable (HubResponse, DownloadItem) -> PullError
 
@@ -60,11 +62,14 @@ struct FileFetcher: Sendable {
                 unlink(path)
                 checksumFailures += 1
                 if checksumFailures >= settings.policy.checksumAttempts { throw checksumError(item) }
+                logger.warning("downloaded content did not match its hash; downloading again", metadata: ["file": "\(item.path)"])
             case .retry(let error, let wait, let madeProgress):
                 if madeProgress { transientFailures = 0 }
                 transientFailures += 1
                 if transientFailures >= settings.policy.maxAttempts { throw error }
                 let delay = wait ?? settings.policy.delay(afterFailures: transientFailures)
+                logger.warning(
+                    "retrying a download", metadata: ["file": "\(item.path)", "error": "\(error.message)", "in": "\(delay)"])
                 guard cancel.sleep(for: delay) else {
                     throw PullError(.cancelled, "cancelled while downloading \(item.path)")
                 }
@@ -113,6 +118,7 @@ struct FileFetcher: Sendable {
             var writer: HashingWriter?
             var base: Int64 = 0
             var received: Int64 = 0
+            var reported: Int64 = 0
             var errorBody = Data()
             var redirect: String?
             var badRange = false
@@ -153,7 +159,10 @@ struct FileFetcher: Sendable {
                             if let writer {
                                 guard writer.append(chunk) else { return false }
                                 received += Int64(chunk.count)
-                                progress(base + received)
+                                if received - reported >= 1 << 20 {
+                                    reported = received
+                                    progress(base + received)
+                                }
                             } else if errorBody.count < 1 << 20 {
                                 errorBody.append(contentsOf: chunk)
                             }
@@ -163,6 +172,7 @@ struct FileFetcher: Sendable {
             } catch let error as CurlError {
                 transportError = error
             }
+            if received > reported { progress(base + received) }
             var finished: (hasher: ContentHasher, length: Int64)?
             if let writer {
                 do {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What to pull: a repository on a hub at a revision, and which of its files.
 package struct PullRequest: Sendable, Hashable {
     package var source: ModelSource
@@ -16,4 +18,19 @@ package struct PullRequest: Sendable, Hashable {
 
     /// Requests with the same key share one job.
     package var jobKey: String { "\(source.rawValue)\u{0}\(repo)\u{0}\(revision)" }
+
+    /// Checks that the repository id is `owner/name` made of letters, digits, `.`, `_` and `-`, so that it
+    /// can go into URLs and paths as it is.
+    /// - Throws: ``PullError`` (`notFound`) naming the problem.
+    func validate() throws {
+        let parts = repo.split(separator: "/", omittingEmptySubsequences: false)
+        let valid = parts.count == 2
+            && parts.allSatisfy { part in
+                !part.isEmpty && part != "." && part != ".."
+                    && part.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) }
+            }
+        guard valid else {
+            throw PullError(.repoNotFound, "\"\(repo)\" is not a repository id of the form owner/name")
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import ModeldAPI
 import Synchronization
 
@@ -22,6 +23,8 @@ import Synchronization
 package final class PullService: Sendable, CustomStringConvertible {
     package let configuration: PullConfiguration
     package let store: Store
+    /// Job starts, ends and retries; messages never contain tokens.
+    let logger: Logger
     let pool = CurlPool()
     private let registry = Mutex(Registry())
     private let partials = Mutex(Set<String>())
@@ -34,9 +37,10 @@ package final class PullService: Sendable, CustomStringConvertible {
         var finishedOrder: [String] = []
     }
 
-    package init(configuration: PullConfiguration, store: Store) {
+    package init(configuration: PullConfiguration, store: Store, logger: Logger = Logger(label: "modeld.pull")) {
         self.configuration = configuration
         self.store = store
+        self.logger = logger
         (submissions, submit) = AsyncStream<PullJob>.makeStream()
     }
 
@@ -97,15 +101,28 @@ package final class PullService: Sendable, CustomStringConvertible {
                         job.tick()
                     }
                 }
+                let metadata: Logger.Metadata = [
+                    "job": "\(job.id)", "source": "\(job.request.source.rawValue)", "repo": "\(job.request.repo)",
+                    "revision": "\(job.request.revision)",
+                ]
+                logger.info("pull started", metadata: metadata)
                 do {
+                    try job.request.validate()
                     switch job.request.source {
                     case .huggingface: try await pullHuggingFace(job)
                     case .modelscope: try await pullModelScope(job)
                     }
-                } catch let error as PullError {
-                    job.fail(job.cancelRequested.isCancelled ? .cancelled("\(job.request.repo)@\(job.request.revision)") : error)
+                    let done = job.current
+                    logger.info(
+                        "pull finished",
+                        metadata: metadata.merging(
+                            ["commit": "\(done.commit ?? "")", "bytes": "\(done.totalBytes)", "already_present": "\(done.alreadyPresent ?? false)"]
+                        ) { $1 })
                 } catch {
-                    job.fail(PullError(.storage, "pull of \(job.request.repo) failed: \(error)"))
+                    var failure = error as? PullError ?? PullError(.storage, "pull of \(job.request.repo) failed: \(error)")
+                    if job.cancelRequested.isCancelled { failure = .cancelled("\(job.request.repo)@\(job.request.revision)") }
+                    job.fail(failure)
+                    logger.notice("pull failed", metadata: metadata.merging(["code": "\(failure.code)", "error": "\(failure.message)"]) { $1 })
                 }
                 group.cancelAll()
             }
