@@ -12,7 +12,7 @@ struct Modeld: AsyncParsableCommand {
             version in SQLite, and runs inference engines as supervised children behind one API.
             """,
         version: modeldVersion,
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, EngineCommand.self],
         defaultSubcommand: Serve.self
     )
 }

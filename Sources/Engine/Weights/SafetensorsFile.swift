@@ -38,11 +38,12 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
             throw ModelError(.unreadableFile, "cannot open \(url.path): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
+        // The size by seeking to the end: `struct stat` is ambiguous between C modules on Linux.
+        let end = lseek(fd, 0, SEEK_END)
+        guard end >= 0 else {
             throw ModelError(.unreadableFile, "cannot stat \(url.path): \(String(cString: strerror(errno)))")
         }
-        let length = Int(info.st_size)
+        let length = Int(end)
         guard length >= 8 else {
             throw ModelError(.invalidSafetensors, "\(url.lastPathComponent) is \(length) bytes, too short for a safetensors header")
         }

@@ -1,0 +1,101 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// `modeld engine`: the built-in engine as a standalone OpenAI-compatible server, and its benchmark.
+struct EngineCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "engine",
+        abstract: "Run the built-in CPU engine (an OpenAI-compatible server over a Hugging Face model directory).",
+        subcommands: [EngineServe.self, EngineBenchCommand.self],
+        defaultSubcommand: EngineServe.self)
+}
+
+/// `modeld engine --model DIR [--host 127.0.0.1] [--port P] [--served-model-name N]`.
+struct EngineServe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Serve a model (the default).")
+
+    @Option(name: .long, help: "Hugging Face model directory (config.json, safetensors, tokenizer.json).")
+    var model: String
+
+    @Option(name: .long, help: "Address to bind (default 127.0.0.1).")
+    var host = "127.0.0.1"
+
+    @Option(name: .long, help: "Port (default 8000).")
+    var port = 8000
+
+    @Option(name: .long, help: "The model name clients send (default: the directory name).")
+    var servedModelName: String?
+
+    @Option(name: .long, help: "Sequences decoded together at most (continuous batching).")
+    var maxBatch = 16
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let logger = Logger(label: "modeld-engine")
+        let directory = URL(filePath: model, directoryHint: .isDirectory)
+        let name = servedModelName ?? directory.standardizedFileURL.lastPathComponent
+        let runtime: EngineRuntime
+        do {
+            runtime = try EngineRuntime(directory: directory, servedName: name, maxBatch: maxBatch)
+        } catch {
+            logger.critical("cannot load \(model): \(error)")
+            throw ExitCode(1)
+        }
+        logger.info("model loaded", metadata: ["model": "\(name)", "context": "\(runtime.contextLength)"])
+        let app = Application(
+            router: EngineServer(runtime: runtime).router(),
+            configuration: .init(address: .hostname(host, port: port), serverName: "modeld-engine"),
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        runtime.scheduler.stop()
+    }
+}
+
+/// `modeld engine bench --model DIR --prompt-tokens 128 --gen-tokens 64 [--batch B]`.
+struct EngineBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure prefill and decode tokens per second.")
+
+    @Option(name: .long, help: "Model directory; omit with --random.")
+    var model: String?
+
+    @Flag(name: .long, help: "Use random bf16 weights of Qwen2.5-0.5B's exact shape, built in memory.")
+    var random = false
+
+    @Option(name: .long, help: "Prompt tokens to prefill.")
+    var promptTokens = 128
+
+    @Option(name: .long, help: "Tokens to generate per sequence.")
+    var genTokens = 64
+
+    @Option(name: .long, help: "Sequences decoded together.")
+    var batch = 1
+
+    func validate() throws {
+        guard (model != nil) != random else { throw ValidationError("give either --model DIR or --random") }
+        guard promptTokens > 0, genTokens > 0, batch > 0 else { throw ValidationError("counts must be positive") }
+    }
+
+    func run() async throws {
+        let result: BenchResult
+        if let model {
+            result = try EngineBench.run(
+                directory: URL(filePath: model, directoryHint: .isDirectory), promptTokens: promptTokens,
+                generatedTokens: genTokens, batch: batch)
+        } else {
+            result = try EngineBench.runRandom(promptTokens: promptTokens, generatedTokens: genTokens, batch: batch)
+        }
+        print(result)
+    }
+}

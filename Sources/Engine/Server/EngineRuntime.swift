@@ -1,0 +1,91 @@
+import Foundation
+
+/// A loaded model ready to serve: weights, tokenizer, chat template, and the batching loop.
+package final class EngineRuntime: Sendable {
+    package let generator: Generator
+    package let tokenizer: Tokenizer
+    /// Nil when the model has no chat template (then only `/v1/completions` works).
+    package let template: ChatTemplate?
+    package let templateError: String?
+    package let servedName: String
+    package let scheduler: BatchScheduler
+    package let created: Int
+
+    /// Loads a Hugging Face model directory.
+    /// - Throws: a clear error for an unsupported architecture, a broken safetensors file or tokenizer.
+    package init(directory: URL, servedName: String, maxBatch: Int = 16) throws {
+        let model = try TransformerModel(directory: directory)
+        generator = Generator(model: model)
+        tokenizer = try Tokenizer(directory: directory)
+        do {
+            template = try ChatTemplate(directory: directory)
+            templateError = nil
+        } catch {
+            template = nil
+            templateError = "\(error)"
+        }
+        self.servedName = servedName
+        scheduler = BatchScheduler(generator: generator, maxBatch: maxBatch)
+        created = Int(Date().timeIntervalSince1970)
+        scheduler.start()
+    }
+
+    package var contextLength: Int { generator.model.config.maxPositionEmbeddings }
+
+    /// The request's sampling settings over the model's defaults from `generation_config.json`.
+    func parameters(for request: SamplingFields, promptTokens: Int) throws -> SamplingParameters {
+        let room = contextLength - promptTokens
+        guard room > 0 else {
+            throw EngineRequestError(
+                "This model's maximum context length is \(contextLength) tokens. However, your prompt has \(promptTokens) tokens. Please shorten the prompt.",
+                param: "messages")
+        }
+        let requested = request.maxCompletionTokens ?? request.maxTokens
+        if let requested {
+            guard requested >= 1 else { throw EngineRequestError("max_tokens must be at least 1", param: "max_tokens") }
+            guard requested <= room else {
+                throw EngineRequestError(
+                    "This model's maximum context length is \(contextLength) tokens. However, you requested \(promptTokens + requested) tokens (\(promptTokens) in the messages, \(requested) in the completion). Please reduce the length of the messages or completion.",
+                    param: "max_tokens")
+            }
+        }
+        var parameters = SamplingParameters(defaults: generator.model.generationConfig, maxTokens: requested ?? room)
+        if let value = request.temperature {
+            guard value >= 0 else { throw EngineRequestError("temperature must be at least 0", param: "temperature") }
+            parameters.temperature = Float(value)
+        }
+        if let value = request.topP {
+            guard value > 0, value <= 1 else { throw EngineRequestError("top_p must be in (0, 1]", param: "top_p") }
+            parameters.topP = Float(value)
+        }
+        if let value = request.topK { parameters.topK = max(0, value) }
+        if let value = request.minP { parameters.minP = Float(value) }
+        if let value = request.repetitionPenalty {
+            guard value > 0 else { throw EngineRequestError("repetition_penalty must be positive", param: "repetition_penalty") }
+            parameters.repetitionPenalty = Float(value)
+        }
+        if let value = request.presencePenalty { parameters.presencePenalty = Float(value) }
+        if let value = request.frequencyPenalty { parameters.frequencyPenalty = Float(value) }
+        if let value = request.seed { parameters.seed = UInt64(bitPattern: Int64(value)) }
+        if let value = request.minTokens { parameters.minTokens = max(0, value) }
+        if let value = request.ignoreEOS { parameters.ignoreEOS = value }
+        if let value = request.stopTokenIds { parameters.stopTokenIds = value.map(Int32.init) }
+        if let value = request.topLogprobs {
+            guard (0...20).contains(value) else { throw EngineRequestError("top_logprobs must be between 0 and 20", param: "top_logprobs") }
+            parameters.topLogprobs = value
+        }
+        parameters.logprobs = request.logprobs?.enabled ?? false || parameters.topLogprobs > 0
+        return parameters
+    }
+}
+
+/// A request the engine refuses: an OpenAI-style 400.
+package struct EngineRequestError: Error, CustomStringConvertible {
+    package var message: String
+    package var param: String?
+    package init(_ message: String, param: String? = nil) {
+        self.message = message
+        self.param = param
+    }
+    package var description: String { message }
+}
