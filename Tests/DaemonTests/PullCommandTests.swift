@@ -158,3 +158,37 @@ struct RunCommandTests {
         }
     }
 }
+
+@Suite("The built-in engine under the supervisor")
+struct BuiltinRunTests {
+    @Test("pull a tiny Qwen2 model, start it on the built-in engine, and chat with it through its endpoint")
+    func pullStartChat() async throws {
+        let fixture = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
+        let names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+        let files = try names.map { name in
+            FakeFile(name, try Data(contentsOf: fixture.appending(path: name)), lfs: name.hasSuffix(".safetensors"))
+        }
+        try await FakeHub.withRunning { hub in
+            hub.addRepo("acme/qwen2-tiny", commits: [FakeCommit(files: files)])
+            let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint])
+            do {
+                #expect(try await daemon.modelctl(["pull", "acme/qwen2-tiny"]).status == 0)
+                let started = try await daemon.modelctl(["start", "acme/qwen2-tiny", "--engine", "builtin", "--name", "tiny", "--wait", "--json"])
+                #expect(started.status == 0, "\(started.stderr)")
+                let run = try WireJSON.decoder().decode(RunSummary.self, from: Data(started.stdout.utf8))
+                #expect(run.state == "ready")
+                let endpoint = try #require(run.endpoint)
+                let body = #"{"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4, "ignore_eos": true, "temperature": 0}"#
+                let reply = try await runProcess(
+                    URL(filePath: "/usr/bin/curl"), ["-s", "-H", "Content-Type: application/json", "-d", body, "\(endpoint)/v1/chat/completions"])
+                let object = try JSONSerialization.jsonObject(with: Data(reply.stdout.utf8)) as? [String: Any]
+                #expect((object?["usage"] as? [String: Int])?["completion_tokens"] == 4, "\(reply.stdout)")
+                #expect(try await daemon.modelctl(["stop", "tiny"]).status == 0)
+            } catch {
+                try await daemon.stop()
+                throw error
+            }
+            try await daemon.stop()
+        }
+    }
+}
