@@ -6,7 +6,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 APT_PACKAGES := libcurl4-openssl-dev libsqlite3-dev libarchive-dev libsystemd-dev pkg-config systemd zstd
-PY_PEERS := huggingface_hub openai prometheus_client
+PY_PEERS := huggingface_hub openai prometheus_client jsonschema openapi-spec-validator
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
@@ -35,7 +35,7 @@ deps:
 
 ## Installs the Python clients the tests use as real peers (nothing when all import).
 py-peers:
-	@$(PYTHON) -c "import huggingface_hub, openai, prometheus_client" 2>/dev/null || \
+	@$(PYTHON) -c "import huggingface_hub, openai, prometheus_client, jsonschema, openapi_spec_validator" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check $(PY_PEERS)
 
 ## Installs binaries, systemd units, the modeld user and completions (PREFIX, DESTDIR).

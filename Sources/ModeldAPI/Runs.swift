@@ -111,3 +111,35 @@ package struct RunLogs: Codable, Sendable {
         case runID = "run_id"
     }
 }
+
+/// `GET /api/v1/models/{ref}` (`modelctl show`): what a reference names and what this host has of it.
+package struct ModelDetail: Codable, Sendable {
+    package var ref: String
+    package var source: String
+    package var repo: String
+    /// The catalog entry (sizes with local state) when the model is in the catalog.
+    package var catalog: CatalogModelInfo?
+    package var versions: [LocalVersionInfo]
+    package var runs: [RunSummary]
+
+    package init(ref: String, source: String, repo: String, catalog: CatalogModelInfo?, versions: [LocalVersionInfo], runs: [RunSummary]) {
+        self.ref = ref
+        self.source = source
+        self.repo = repo
+        self.catalog = catalog
+        self.versions = versions
+        self.runs = runs
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(ref, forKey: .ref)
+        try container.encode(source, forKey: .source)
+        try container.encode(repo, forKey: .repo)
+        if let catalog { try container.encode(catalog, forKey: .catalog) } else { try container.encodeNil(forKey: .catalog) }
+        try container.encode(versions, forKey: .versions)
+        try container.encode(runs, forKey: .runs)
+    }
+
+    enum CodingKeys: String, CodingKey { case ref, source, repo, catalog, versions, runs }
+}

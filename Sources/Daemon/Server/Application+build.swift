@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Launchers
 import Logging
+import NIOCore
 import ModeldAPI
 
 /// Everything the HTTP layer needs, built once at start-up.
@@ -29,6 +30,17 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls).addRoutes(to: models)
     RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor).addRoutes(to: models)
+    // Last: `{ref}` must not shadow the fixed routes above (the router prefers fixed segments anyway).
+    models.get(":ref") { request, context in try await show(daemon, request: request, context: context, ref: try context.parameters.require("ref")) }
+    models.get(":ref/:name") { request, context in
+        try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
+    }
+    router.get("/openapi.json") { _, _ in
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
+    }
+    router.get("/docs") { _, _ in
+        Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.html)))
+    }
     return router
 }
 
@@ -53,4 +65,28 @@ struct RequestIDHeaderMiddleware<Context: RequestContext>: RouterMiddleware {
         response.headers[.init("X-Request-Id")!] = context.id
         return response
     }
+}
+
+/// `GET /api/v1/models/{ref}`: a model's catalog entry, local versions and runs.
+func show(_ daemon: DaemonContext, request: Request, context: DaemonRequestContext, ref rawRef: String) async throws -> Envelope<ModelDetail> {
+    let ref = rawRef.removingPercentEncoding ?? rawRef
+    let source = try ModelsController.source(request.uri.queryParameters["source"].map(String.init))
+    let resolved: ResolvedModel
+    do {
+        resolved = try daemon.catalog.resolve(ModelRef(parsing: ref), source: source)
+    } catch let error as ModelRefError {
+        throw APIError(error.problem.hasPrefix("is not in the catalog") ? .notFound : .badRequest, error.description)
+    }
+    let local = try daemon.store.localVersions()
+    let catalog = resolved.entry.map { entry in
+        ModelsController.catalogWithState(ModelCatalog(entries: [entry]), local: local)[0]
+    }
+    let versions = local.filter { $0.model.source == resolved.source.rawValue && $0.model.repo.lowercased() == resolved.repo.lowercased() }
+    let names = Set([ref.lowercased(), resolved.repo.lowercased()] + (resolved.entry.flatMap { entry in resolved.size.map { "\(entry.id):\($0.size)" } }.map { [$0] } ?? []))
+    let runs = await daemon.supervisor.list().filter { names.contains($0.model.lowercased()) }.map(RunSummary.init)
+    return Envelope(
+        requestID: context.id,
+        data: ModelDetail(
+            ref: ref, source: resolved.source.rawValue, repo: resolved.repo, catalog: catalog,
+            versions: versions.map(LocalVersionInfo.init), runs: runs))
 }

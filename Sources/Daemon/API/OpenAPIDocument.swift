@@ -1,0 +1,239 @@
+import Foundation
+
+/// The OpenAPI 3.1 description of the management API, served at `/openapi.json` (and rendered at `/docs`).
+/// Tests check that every route of the router is here and that live responses match these schemas.
+enum OpenAPIDocument {
+    // MARK: Schema helpers
+
+    private static func ref(_ name: String) -> [String: Any] { ["$ref": "#/components/schemas/\(name)"] }
+    private static func array(_ items: [String: Any]) -> [String: Any] { ["type": "array", "items": items] }
+    private static var string: [String: Any] { ["type": "string"] }
+    private static var nullableString: [String: Any] { ["type": ["string", "null"]] }
+    private static var integer: [String: Any] { ["type": "integer"] }
+    private static var nullableInteger: [String: Any] { ["type": ["integer", "null"]] }
+    private static var number: [String: Any] { ["type": "number"] }
+    private static var boolean: [String: Any] { ["type": "boolean"] }
+    private static var dateTime: [String: Any] { ["type": "string", "format": "date-time"] }
+
+    private static func object(_ properties: [String: [String: Any]], required: [String], additional: Bool = false) -> [String: Any] {
+        ["type": "object", "properties": properties, "required": required, "additionalProperties": additional]
+    }
+
+    /// The envelope around `data`.
+    private static func envelope(_ data: [String: Any]) -> [String: Any] {
+        object(
+            ["request_id": string, "code": integer, "msg": string, "data": data],
+            required: ["request_id", "code", "msg", "data"])
+    }
+
+    private static func jsonResponse(_ description: String, _ schema: [String: Any]) -> [String: Any] {
+        ["description": description, "content": ["application/json": ["schema": schema]]]
+    }
+
+    private static var errorResponses: [String: Any] { [
+        "400": jsonResponse("Bad request: the message names the field", ref("ErrorEnvelope")),
+        "404": jsonResponse("Unknown route, model, job or run", ref("ErrorEnvelope")),
+        "500": jsonResponse("Internal error, with the request id", ref("ErrorEnvelope")),
+    ] }
+
+    private static func operation(
+        _ summary: String, _ ok: [String: Any], body: String? = nil, parameters: [[String: Any]] = [], extra: [String: Any] = [:]
+    ) -> [String: Any] {
+        var responses = errorResponses
+        responses["200"] = ok
+        for (key, value) in extra { responses[key] = value }
+        var operation: [String: Any] = ["summary": summary, "responses": responses]
+        if let body {
+            operation["requestBody"] = ["required": true, "content": ["application/json": ["schema": ref(body)]]]
+        }
+        if !parameters.isEmpty { operation["parameters"] = parameters }
+        return operation
+    }
+
+    private static func pathParameter(_ name: String, _ description: String) -> [String: Any] {
+        ["name": name, "in": "path", "required": true, "description": description, "schema": string]
+    }
+
+    private static func queryParameter(_ name: String, _ schema: [String: Any], _ description: String) -> [String: Any] {
+        ["name": name, "in": "query", "required": false, "description": description, "schema": schema]
+    }
+
+    // MARK: The document
+
+    static let json: Data = {
+        let runID = pathParameter("id", "Run id or name")
+        let paths: [String: Any] = [
+            "/health": ["get": operation("Liveness and version", jsonResponse("OK", ref("Health")))],
+            "/openapi.json": ["get": operation("This document", jsonResponse("The OpenAPI document", ["type": "object"]))],
+            "/docs": ["get": operation("Human-readable API documentation", ["description": "HTML page", "content": ["text/html": ["schema": string]]])],
+            "/api/v1/models": ["get": operation("Catalog models with their local state", jsonResponse("OK", envelope(array(ref("CatalogModel")))))],
+            "/api/v1/models/resolve": ["post": operation("Which hub repository a ref names", jsonResponse("OK", envelope(ref("Resolved"))), body: "ResolveRequest")],
+            "/api/v1/models/pull": [
+                "post": operation(
+                    "Start or join a pull; NDJSON progress events (or one envelope with ?stream=false)",
+                    [
+                        "description": "Progress events, one JSON object per line; the last is `done` or `error`",
+                        "content": [
+                            "application/x-ndjson": ["schema": ref("PullEvent")],
+                            "application/json": ["schema": envelope(ref("PullEvent"))],
+                        ],
+                    ],
+                    body: "PullRequest",
+                    parameters: [queryParameter("stream", ["type": "string", "enum": ["true", "false"]], "false: wait and answer once")])
+            ],
+            "/api/v1/models/pulls": ["get": operation("Running pulls", jsonResponse("OK", envelope(array(ref("PullEvent")))))],
+            "/api/v1/models/pulls/{id}": [
+                "get": operation("One pull's current state", jsonResponse("OK", envelope(ref("PullEvent"))), parameters: [pathParameter("id", "Pull job id")])
+            ],
+            "/api/v1/models/pulls/{id}/cancel": [
+                "post": operation(
+                    "Cancel a pull", jsonResponse("OK", envelope(ref("PullEvent"))), parameters: [pathParameter("id", "Pull job id")],
+                    extra: ["409": jsonResponse("Already finished", ref("ErrorEnvelope"))])
+            ],
+            "/api/v1/models/local": ["get": operation("Every local version", jsonResponse("OK", envelope(array(ref("LocalVersion")))))],
+            "/api/v1/models/remove": ["post": operation("Remove a version (every version without revision)", jsonResponse("OK", envelope(ref("RemoveResult"))), body: "VersionSelector")],
+            "/api/v1/models/verify": ["post": operation("Re-hash a version and report damage", jsonResponse("OK", envelope(array(ref("VerifyResult")))), body: "VersionSelector")],
+            "/api/v1/models/start": [
+                "post": operation(
+                    "Start a model on an engine", jsonResponse("OK: the run, starting", envelope(ref("Run"))), body: "StartRequest",
+                    extra: ["409": jsonResponse("Not pulled, or the name is taken", ref("ErrorEnvelope"))])
+            ],
+            "/api/v1/models/running": ["get": operation("Every run", jsonResponse("OK", envelope(array(ref("Run")))))],
+            "/api/v1/models/running/{id}": ["get": operation("One run", jsonResponse("OK", envelope(ref("Run"))), parameters: [runID])],
+            "/api/v1/models/running/{id}/stop": ["post": operation("Stop a run (it stays stopped)", jsonResponse("OK", envelope(ref("Run"))), parameters: [runID])],
+            "/api/v1/models/running/{id}/logs": [
+                "get": operation(
+                    "A run's engine log; follow=true streams text lines",
+                    [
+                        "description": "The last lines, or a text stream",
+                        "content": ["application/json": ["schema": envelope(ref("RunLogs"))], "text/plain": ["schema": string]],
+                    ],
+                    parameters: [
+                        runID, queryParameter("tail", integer, "Lines from the end (default 100)"),
+                        queryParameter("follow", ["type": "string", "enum": ["true", "false"]], "Stream new lines"),
+                    ])
+            ],
+            "/api/v1/models/{ref}": [
+                "get": operation(
+                    "One model: catalog entry, local versions and runs", jsonResponse("OK", envelope(ref("ModelDetail"))),
+                    parameters: [pathParameter("ref", "Catalog ref (qwen2.5:0.5b) or repository id, URL-encoded (Qwen%2FQwen2.5-0.5B-Instruct)")])
+            ],
+        ]
+
+        let localVersion = object(
+            [
+                "repo": string, "source": string, "revision": string, "commit": string, "size_bytes": integer,
+                "state": ["type": "string", "enum": ["pending", "downloading", "ready", "failed", "damaged"]],
+                "path": nullableString, "error": nullableString, "created_at": dateTime, "ready_at": ["type": ["string", "null"], "format": "date-time"],
+            ],
+            required: ["repo", "source", "revision", "commit", "size_bytes", "state", "created_at"])
+        let fileProgress = object(
+            ["path": string, "completed_bytes": integer, "total_bytes": integer, "state": string],
+            required: ["path", "completed_bytes", "total_bytes", "state"])
+        let schemas: [String: Any] = [
+            "ErrorEnvelope": object(
+                ["request_id": string, "code": integer, "msg": string, "data": ["type": "null"]],
+                required: ["request_id", "code", "msg", "data"]),
+            "Health": object(["status": string, "version": string], required: ["status", "version"]),
+            "LocalVersion": localVersion,
+            "CatalogModel": object(
+                [
+                    "id": string, "name": string, "description": string, "official_url": string,
+                    "sizes": array(
+                        object(
+                            [
+                                "size": string, "ref": string, "hf_repo": string, "modelscope_id": nullableString,
+                                "ollama_name": nullableString, "state": string, "versions": array(ref("LocalVersion")),
+                            ],
+                            required: ["size", "ref", "hf_repo", "state", "versions"])),
+                    "quantizations": array(string), "engines": array(string), "formats": array(string), "default_engine": string,
+                ],
+                required: ["id", "name", "description", "official_url", "sizes", "quantizations", "engines", "formats", "default_engine"]),
+            "ResolveRequest": object(["model": string, "source": string], required: ["model"]),
+            "Resolved": object(
+                ["model": string, "source": string, "repo": string, "catalog_ref": nullableString, "default_engine": nullableString],
+                required: ["model", "source", "repo"]),
+            "PullRequest": object(
+                ["model": string, "source": string, "revision": string, "include": array(string), "exclude": array(string)],
+                required: ["model"]),
+            "PullEvent": object(
+                [
+                    "event": ["type": "string", "enum": ["status", "progress", "file", "done", "error"]],
+                    "job_id": string, "source": string, "repo": string, "revision": string, "commit": nullableString,
+                    "state": ["type": "string", "enum": ["queued", "resolving", "downloading", "ready", "failed", "cancelled"]],
+                    "completed_bytes": integer, "total_bytes": integer, "files_done": integer, "files_total": integer,
+                    "bytes_per_second": ["type": ["number", "null"]], "eta_seconds": ["type": ["number", "null"]],
+                    "file": fileProgress, "active_files": array(fileProgress), "path": nullableString,
+                    "error": object(["code": string, "message": string], required: ["code", "message"]),
+                    "already_present": boolean, "time": dateTime,
+                ],
+                required: ["event", "job_id", "source", "repo", "revision", "state", "completed_bytes", "total_bytes", "files_done", "files_total", "time"]),
+            "VersionSelector": object(["model": string, "source": string, "revision": string], required: ["model"]),
+            "RemoveResult": object(["removed": array(ref("LocalVersion"))], required: ["removed"]),
+            "VerifyResult": object(
+                [
+                    "repo": string, "source": string, "commit": string, "files_checked": integer, "bytes_checked": integer,
+                    "intact": boolean, "damage": array(string),
+                ],
+                required: ["repo", "source", "commit", "files_checked", "bytes_checked", "intact", "damage"]),
+            "StartRequest": object(
+                [
+                    "model": string, "engine": ["type": "string", "enum": ["builtin", "vllm", "sglang", "ollama"]], "name": string,
+                    "revision": string, "source": string, "gpus": string, "tensor_parallel": integer, "memory_fraction": number,
+                    "max_context": integer, "engine_args": array(string),
+                ],
+                required: ["model"]),
+            "Run": object(
+                [
+                    "run_id": string, "name": string, "model": string, "engine": string,
+                    "state": ["type": "string", "enum": ["starting", "ready", "stopping", "stopped", "failed"]],
+                    "desired_state": ["type": "string", "enum": ["running", "stopped"]],
+                    "pid": nullableInteger, "port": nullableInteger, "endpoint": nullableString, "served_name": string,
+                    "restarts": integer, "exit_status": nullableInteger, "reason": nullableString, "created_at": dateTime, "updated_at": dateTime,
+                ],
+                required: ["run_id", "name", "model", "engine", "state", "desired_state", "served_name", "restarts", "created_at", "updated_at"]),
+            "RunLogs": object(["run_id": string, "lines": array(string)], required: ["run_id", "lines"]),
+            "ModelDetail": object(
+                [
+                    "ref": string, "source": string, "repo": string, "catalog": ["oneOf": [ref("CatalogModel"), ["type": "null"]]],
+                    "versions": array(ref("LocalVersion")), "runs": array(ref("Run")),
+                ],
+                required: ["ref", "source", "repo", "versions", "runs"]),
+        ]
+        let document: [String: Any] = [
+            "openapi": "3.1.0",
+            "info": [
+                "title": "modeld management API", "version": "0.1.0",
+                "description": "Pull, store, run and supervise LLM inference engines. Every reply but streams is an envelope {request_id, code, msg, data}.",
+            ],
+            "servers": [["url": "http://127.0.0.1:8700"]],
+            "paths": paths,
+            "components": ["schemas": schemas],
+        ]
+        return (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+    }()
+
+    /// A self-contained documentation page: the document rendered as a list of routes and schemas.
+    static let html: String = """
+        <!doctype html><html><head><meta charset="utf-8"><title>modeld API</title>
+        <style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
+        code,pre{background:#f4f4f4;padding:.1rem .3rem}h2{border-bottom:1px solid #ddd}.m{font-weight:bold;display:inline-block;width:4rem}</style>
+        </head><body><h1>modeld management API</h1><p>The machine-readable description is at <a href="/openapi.json">/openapi.json</a>.</p>
+        <div id="routes">Loading…</div>
+        <script>
+        fetch('/openapi.json').then(r => r.json()).then(doc => {
+          let html = '<p>' + doc.info.description + '</p><h2>Routes</h2>';
+          for (const [path, ops] of Object.entries(doc.paths).sort()) {
+            for (const [method, op] of Object.entries(ops)) {
+              html += '<p><span class="m">' + method.toUpperCase() + '</span><code>' + path + '</code> — ' + op.summary + '</p>';
+            }
+          }
+          html += '<h2>Schemas</h2>';
+          for (const [name, schema] of Object.entries(doc.components.schemas).sort()) {
+            html += '<h3>' + name + '</h3><pre>' + JSON.stringify(schema, null, 2) + '</pre>';
+          }
+          document.getElementById('routes').innerHTML = html;
+        });
+        </script></body></html>
+        """
+}
