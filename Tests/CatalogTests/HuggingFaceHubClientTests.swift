@@ -65,7 +65,7 @@ struct HuggingFaceHubClientTests {
             try await withPullService(hub: hub) { harness in
                 let path = try await harness.pull("acme/tiny")
                 for revision in ["main", commit.sha] {
-                    let report = try runCheck(cache: harness.hubCache.path, repo: "acme/tiny", revision: revision)
+                    let report = try await offPool { try runCheck(cache: harness.hubCache.path, repo: "acme/tiny", revision: revision) }
                     #expect(report.repos == ["acme/tiny"])
                     #expect(report.warnings.isEmpty)
                     #expect(report.revisions[commit.sha]?.refs == ["main"])
@@ -91,9 +91,9 @@ struct HuggingFaceHubClientTests {
                 from huggingface_hub import snapshot_download
                 print(snapshot_download(sys.argv[1], cache_dir=sys.argv[2], ignore_patterns=["*.bin"]))
                 """
-            let output = try runPython(
+            let output = try await offPool { try runPython(
                 script, arguments: ["acme/tiny", cache.path],
-                environment: ["HF_ENDPOINT": hub.endpoint, "HF_TOKEN": FakeHub.validToken, "HF_HUB_DISABLE_XET": "1"])
+                environment: ["HF_ENDPOINT": hub.endpoint, "HF_TOKEN": FakeHub.validToken, "HF_HUB_DISABLE_XET": "1"]) }
             let path = output.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(path.hasSuffix("models--acme--tiny/snapshots/\(commit.sha)"))
             for file in commit.files where file.path != "pytorch_model.bin" {
@@ -149,5 +149,13 @@ struct HuggingFaceHubClientTests {
             throw PullError(.invalidResponse, "python check failed")
         }
         return try JSONDecoder().decode(Report.self, from: data)
+    }
+}
+
+/// Runs blocking work (a child process) on its own thread: blocking Swift's two-thread cooperative pool
+/// here would starve the fake hub's handlers running in the same process.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
     }
 }
