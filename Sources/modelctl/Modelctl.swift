@@ -11,7 +11,7 @@ struct Modelctl: AsyncParsableCommand {
         version: modeldVersion,
         subcommands: [
             ModelPull.self, ModelList.self, ModelShow.self, ModelRemove.self, ModelVerify.self, RunStart.self, RunList.self, RunStop.self,
-            RunLogsCommand.self,
+            RunLogsCommand.self, RunChat.self,
         ]
     )
 }

@@ -33,17 +33,23 @@ let productsDirectory: URL = {
 ///
 /// Tests run on Swift's small cooperative pool (two threads on two cores): blocking it in `waitUntilExit`
 /// or a pipe read would starve every other test, so all blocking process work happens off the pool.
-func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
     try await blocking {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
         if let environment { process.environment = environment }
+        let stdin = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
         // Drain stderr on another thread so a chatty child cannot fill one pipe while we read the other.
         let stderrData = Mutex(Data())
         let drain = Thread { stderrData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }

@@ -28,10 +28,10 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     /// Runs modelctl against this daemon's control socket.
-    func modelctl(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+    func modelctl(_ arguments: [String], input: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
         try await runProcess(
             productsDirectory.appending(path: "modelctl"), arguments,
-            environment: ["HOME": root.path, "MODELD_CONTROL_SOCKET": root.appending(path: "modeld.sock").path])
+            environment: ["HOME": root.path, "MODELD_CONTROL_SOCKET": root.appending(path: "modeld.sock").path], input: input)
     }
 
     func stop() async throws {
@@ -183,6 +183,17 @@ struct BuiltinRunTests {
                     URL(filePath: "/usr/bin/curl"), ["-s", "-H", "Content-Type: application/json", "-d", body, "\(endpoint)/v1/chat/completions"])
                 let object = try JSONSerialization.jsonObject(with: Data(reply.stdout.utf8)) as? [String: Any]
                 #expect((object?["usage"] as? [String: Int])?["completion_tokens"] == 4, "\(reply.stdout)")
+
+                // modelctl chat: two piped turns against the ready run, each reply a JSON line with real usage.
+                let chat = try await daemon.modelctl(["chat", "tiny", "--json", "--max-tokens", "3"], input: "Hello\n/clear\nHow are you?\n")
+                #expect(chat.status == 0, "\(chat.stderr)")
+                let replies = chat.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                #expect(replies.count == 2, "\(chat.stdout)")
+                for reply in replies {
+                    let usage = reply["usage"] as? [String: Int]
+                    #expect((usage?["prompt_tokens"] ?? 0) > 0)
+                    #expect(["stop", "length"].contains(reply["finish_reason"] as? String ?? ""))
+                }
                 #expect(try await daemon.modelctl(["stop", "tiny"]).status == 0)
             } catch {
                 try await daemon.stop()
