@@ -69,12 +69,20 @@ package final class HTTPTransfer: @unchecked Sendable {
     /// Sends a request, handing each body chunk to `onData` as it arrives; `onData` returns false to stop.
     /// - Returns: the response head.
     /// - Throws: ``CurlError`` on a transport failure (an abort by `onData` returns normally).
-    package func stream(_ request: HTTPRequest, onData: (UnsafeRawBufferPointer) -> Bool) throws -> HTTPResponseHead {
+    /// - Parameter onHead: called once with the status and headers, before the first body chunk (or at the
+    ///   end when there is no body); the response head is also returned.
+    package func stream(
+        _ request: HTTPRequest, onHead: ((HTTPResponseHead) -> Void)? = nil, onData: (UnsafeRawBufferPointer) -> Bool
+    ) throws -> HTTPResponseHead {
         lock.lock()
         defer { lock.unlock() }
         easy.reset()
         return try withoutActuallyEscaping(onData) { onData in
+            let easy = self.easy
             let context = TransferContext(onData: onData, body: request.body ?? Data())
+            if let onHead {
+                context.onHead = { headers in onHead(HTTPResponseHead(status: easy.responseCode(), headers: headers)) }
+            }
             let unmanaged = Unmanaged.passRetained(context)
             defer { unmanaged.release() }
             let pointer = unmanaged.toOpaque()
@@ -111,7 +119,12 @@ package final class HTTPTransfer: @unchecked Sendable {
             } catch let error as CurlError where error.isAborted && context.stoppedByCaller {
                 // The caller asked to stop: not a failure.
             }
-            return HTTPResponseHead(status: easy.responseCode(), headers: context.headers)
+            let head = HTTPResponseHead(status: easy.responseCode(), headers: context.headers)
+            if !context.headSent, let onHead = context.onHead {
+                context.headSent = true
+                onHead(context.headers)
+            }
+            return head
         }
     }
 
@@ -138,6 +151,8 @@ private final class TransferContext {
     var bodyOffset = 0
     var headers: [String: String] = [:]
     var stoppedByCaller = false
+    var onHead: (([String: String]) -> Void)?
+    var headSent = false
 
     init(onData: @escaping (UnsafeRawBufferPointer) -> Bool, body: Data) {
         self.onData = onData
@@ -149,6 +164,10 @@ private func transferWrite(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _ 
     guard let user else { return 0 }
     let context = Unmanaged<TransferContext>.fromOpaque(user).takeUnretainedValue()
     let length = size * count
+    if !context.headSent, let onHead = context.onHead {
+        context.headSent = true
+        onHead(context.headers)
+    }
     let keepGoing = context.onData(UnsafeRawBufferPointer(start: data, count: length))
     if !keepGoing {
         context.stoppedByCaller = true

@@ -194,6 +194,31 @@ struct BuiltinRunTests {
                     #expect((usage?["prompt_tokens"] ?? 0) > 0)
                     #expect(["stop", "length"].contains(reply["finish_reason"] as? String ?? ""))
                 }
+                // The real openai client through the daemon's gateway: listing, plain and streamed chat, 404.
+                do {
+                    let script = """
+                        import sys, openai
+                        client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="unused")
+                        assert "tiny" in [m.id for m in client.models.list()]
+                        ask = dict(model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=5, temperature=0,
+                                   extra_body={"ignore_eos": True})
+                        reply = client.chat.completions.create(**ask)
+                        assert reply.usage.completion_tokens == 5, reply.usage
+                        assert reply.choices[0].finish_reason == "length"
+                        chunks = list(client.chat.completions.create(stream=True, **ask))
+                        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                        assert streamed == reply.choices[0].message.content, (streamed, reply.choices[0].message.content)
+                        try:
+                            client.chat.completions.create(model="nosuch", messages=[{"role": "user", "content": "x"}])
+                            raise SystemExit("expected a 404")
+                        except openai.NotFoundError as error:
+                            assert "modelctl start nosuch" in str(error)
+                        print("ok", len(chunks))
+                        """
+                    let result = try await runProcess(
+                        URL(filePath: "/usr/bin/env"), ["python3", "-c", script, "http://127.0.0.1:\(daemon.port)"])
+                    #expect(result.status == 0 && result.stdout.hasPrefix("ok"), "\(result.stdout)\(result.stderr)")
+                }
                 #expect(try await daemon.modelctl(["stop", "tiny"]).status == 0)
             } catch {
                 try await daemon.stop()

@@ -66,6 +66,22 @@ enum OpenAPIDocument {
             "/health": ["get": operation("Liveness and version", jsonResponse("OK", ref("Health")))],
             "/openapi.json": ["get": operation("This document", jsonResponse("The OpenAPI document", ["type": "object"]))],
             "/docs": ["get": operation("Human-readable API documentation", ["description": "HTML page", "content": ["text/html": ["schema": string]]])],
+            "/v1/models": ["get": operation("OpenAI: the models of ready runs", jsonResponse("OK", ["type": "object"]))],
+            "/v1/chat/completions": [
+                "post": operation(
+                    "OpenAI chat, routed by `model` to a ready run (SSE when stream is true)",
+                    ["description": "The engine's reply, relayed", "content": ["application/json": ["schema": ["type": "object"]], "text/event-stream": ["schema": string]]],
+                    body: "OpenAIRequest")
+            ],
+            "/v1/completions": [
+                "post": operation(
+                    "OpenAI completion, routed by `model`",
+                    ["description": "The engine's reply, relayed", "content": ["application/json": ["schema": ["type": "object"]], "text/event-stream": ["schema": string]]],
+                    body: "OpenAIRequest")
+            ],
+            "/v1/embeddings": [
+                "post": operation("OpenAI embeddings, routed by `model`", jsonResponse("The engine's reply, relayed", ["type": "object"]), body: "OpenAIRequest")
+            ],
             "/api/v1/models": ["get": operation("Catalog models with their local state", jsonResponse("OK", envelope(array(ref("CatalogModel")))))],
             "/api/v1/models/resolve": ["post": operation("Which hub repository a ref names", jsonResponse("OK", envelope(ref("Resolved"))), body: "ResolveRequest")],
             "/api/v1/models/pull": [
@@ -131,6 +147,7 @@ enum OpenAPIDocument {
             ["path": string, "completed_bytes": integer, "total_bytes": integer, "state": string],
             required: ["path", "completed_bytes", "total_bytes", "state"])
         let schemas: [String: Any] = [
+            "OpenAIRequest": ["type": "object", "required": ["model"], "properties": ["model": string], "additionalProperties": true],
             "ErrorEnvelope": object(
                 ["request_id": string, "code": integer, "msg": string, "data": ["type": "null"]],
                 required: ["request_id", "code", "msg", "data"]),
