@@ -7,7 +7,7 @@ What it writes, and where each answer comes from:
       decoder configuration of the Hugging Face originals (engine.md section 4). Qwen2's merges are written
       as "a b" strings, Llama 3's as ["a", "b"] pairs, so both formats are exercised on real vocabularies.
   small/tokenizer.json   a small BPE trained here with `tokenizers` (pair merges, added tokens).
-  corpus.json            the test strings (hand-written hard cases + llama.cpp's .inp vectors).
+  corpus.json            the test strings (hand-written hard cases, llama.cpp's .inp vectors, seeded fuzz).
   encodings.json         golden ids from the `tokenizers` package for every (tokenizer, string).
   big.txt, big-ids.json  a larger text for exactness at scale and for the speed figure.
   templates/*.jinja      the real chat templates (from llama.cpp's models/templates).
@@ -162,7 +162,25 @@ HAND_CORPUS = [
     "🤗",
     "\u0301",
     "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math 𝟙𝟚𝟛",
+    "line\u2028separator\u2029paragraph\u0085next\x0bvt\x0cff",
+    "lone\rcarriage\r return \r\r\n",
+    "don't 'twas '' 'x 's' ' s 'Ss ſ 'ſ",
+    " \u00a0word \u3000字 \tword",
+    "123abc abc123 1a2b3c ①②③ 10½",
+    "a\u0301\u0301\u0301 \u0301\u0301 !\u0301 1\u0301",
+    "\ufeffBOM and \ufffd replacement and \U0001F600\U0001F3FD",
 ]
+
+
+def fuzz_corpus(count=300, seed=1234):
+    """Random strings over the characters and tokens the pre-tokenizer treats differently."""
+    import random
+    rng = random.Random(seed)
+    pool = [" ", " ", "  ", "\t", "\n", "\r", "\r\n", "\u00a0", "\u3000", "\u2028", "\u0085", "\x0b",
+            "a", "Z", "é", "中", "ç", "٣", "½", "1", "9", "07", "'", "s", "S", "l", "L", "t", "re", "VE", "d", "m",
+            "!", ".", ",", "-", "_", "\u0301", "\u200d", "😀", "🏽", "👨‍👩‍👧", "<|im_start|>", "<tool_call>",
+            "<|eot_id|>", "<|endoftext|>", "<", "|", ">"]
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(1, 24))) for _ in range(count)]
 
 
 def load_inp_cases(models):
@@ -191,7 +209,7 @@ def small_tokenizer(corpus):
     trainer = trainers.BpeTrainer(vocab_size=600, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    tok.train_from_iterator(corpus * 3, trainer=trainer)
+    tok.train_from_iterator(corpus[:200] * 3, trainer=trainer)
     tok.add_tokens([AddedToken("<tool_call>", special=False, normalized=False),
                     AddedToken("</tool_call>", special=False, normalized=False)])
     return tok
@@ -462,8 +480,8 @@ def main():
     qwen = save_tokenizer(qwen, os.path.join(OUT, "qwen2", "tokenizer.json"), string_merges=True)
     llama = save_tokenizer(llama, os.path.join(OUT, "llama3", "tokenizer.json"), string_merges=False)
 
-    corpus = HAND_CORPUS + load_inp_cases(models)
-    small = small_tokenizer(corpus)
+    corpus = HAND_CORPUS + load_inp_cases(models) + fuzz_corpus()
+    small = small_tokenizer(HAND_CORPUS + load_inp_cases(models))
     small = save_tokenizer(small, os.path.join(OUT, "small", "tokenizer.json"), string_merges=False)
 
     tokenizers = {"qwen2": qwen, "llama3": llama, "small": small}

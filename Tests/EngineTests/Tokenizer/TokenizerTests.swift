@@ -82,12 +82,14 @@ struct TokenizerTests {
         let tokenizer = try TextFixtures.tokenizer(name)
         let golden = try #require(TextFixtures.encodings[name])
         var splitCharacters = 0
-        for ids in golden.ids {
+        for (text, ids) in zip(TextFixtures.corpus, golden.ids) {
+            // Half a character would decode as U+FFFD; the corpus has one real U+FFFD, in a known string.
+            let textHasReplacement = text.unicodeScalars.contains("\u{FFFD}")
             var decoder = tokenizer.streamingDecoder()
             var pieces: [String] = []
             for id in ids {
                 let piece = try decoder.feed(id)
-                #expect(!piece.unicodeScalars.contains("\u{FFFD}"), "a piece holds a replacement character")
+                #expect(textHasReplacement || !piece.unicodeScalars.contains("\u{FFFD}"), "a piece of \(text.debugDescription) holds a replacement character")
                 pieces.append(piece)
                 // A token that ends inside a character makes the decoder hold bytes back.
                 if piece.isEmpty, try !tokenizer.decodeBytes([id]).isEmpty { splitCharacters += 1 }
