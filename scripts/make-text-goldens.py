@@ -13,6 +13,7 @@ What it writes, and where each answer comes from:
   templates/*.jinja      the real chat templates (from llama.cpp's models/templates).
   templates.json         conversations and the text transformers' own renderer produces for them.
   jinja-cases.json       small templates, one Jinja feature each, rendered the same way.
+  all-templates.json     every template under llama.cpp's models/templates, for one plain conversation.
 
 Usage:
   pip install tokenizers jinja2 transformers gguf
@@ -462,6 +463,38 @@ def render_unit_cases():
     write_json(os.path.join(OUT, "jinja-cases.json"), out, indent=1)
 
 
+BASIC_CONVERSATION = [
+    {"role": "system", "content": "You are helpful."},
+    {"role": "user", "content": "Hi there"},
+    {"role": "assistant", "content": "Hello! How can I help?"},
+    {"role": "user", "content": "Tell me a joke"},
+]
+
+
+def render_all_templates(models):
+    """Every template llama.cpp ships, rendered for one plain conversation: breadth beyond the four
+    models the engine targets (macros, loop.cycle-free code paths, str.format, selectattr on none...)."""
+    import copy
+    import transformers.utils.chat_template_utils as ctu
+    directory = os.path.join(models, "templates")
+    out = []
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".jinja"):
+            continue
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
+            source = f.read()
+        case = {"file": name, "source": source, "messages": BASIC_CONVERSATION}
+        try:
+            rendered, _ = ctu.render_jinja_template(
+                conversations=[copy.deepcopy(BASIC_CONVERSATION)], chat_template=source, add_generation_prompt=True,
+                bos_token="<s>", eos_token="</s>")
+            case["expected"] = rendered[0]
+        except Exception as error:  # noqa: BLE001 - a template refusing the conversation is a golden too
+            case["error"] = str(error)
+        out.append(case)
+    write_json(os.path.join(OUT, "all-templates.json"), out)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--src", help="llama_cpp_python-0.3.36 sdist: extracted directory or .tar.gz")
@@ -515,6 +548,7 @@ def main():
 
     results = render_templates(models)
     render_unit_cases()
+    render_all_templates(models)
     print(f"{len(corpus)} corpus strings, {len(results)} template cases "
           f"({sum('error' in r for r in results)} expected errors)", file=sys.stderr)
 

@@ -134,7 +134,7 @@ extension JinjaInterpreter {
     static let mappingMethods: Set<String> = ["items", "keys", "values", "get"]
     static let stringMethods: Set<String> = [
         "startswith", "endswith", "split", "rsplit", "strip", "lstrip", "rstrip", "upper", "lower", "title",
-        "capitalize", "replace", "find", "count", "join", "splitlines", "isdigit", "isalpha", "isspace",
+        "capitalize", "replace", "find", "count", "join", "splitlines", "isdigit", "isalpha", "isspace", "format",
     ]
 
     /// `value[key]`: Python indexing (negative indices count from the end); missing keys are undefined.

@@ -8,6 +8,10 @@ extension JinjaInterpreter {
         func argument(_ position: Int, _ keyword: String) -> JinjaValue? {
             keywords.first { $0.0 == keyword }?.1 ?? (position < arguments.count ? arguments[position] : nil)
         }
+        // Jinja's select/reject/map start with `if value:`, so none and undefined give nothing.
+        if ["reject", "select", "rejectattr", "selectattr", "map"].contains(name) && !value.isTruthy {
+            return .array([])
+        }
         switch name {
         case "length", "count":
             switch value {
@@ -348,6 +352,8 @@ extension JinjaInterpreter {
         case "count":
             guard let needle = try stringArgument(0), !needle.isEmpty else { return .int(string.unicodeScalars.count + 1) }
             return .int(string.components(separatedBy: needle).count - 1)
+        case "format":
+            return .string(try Self.format(string, arguments))
         case "join":
             guard case .array(let items)? = arguments.first else { throw TemplateError(.runtime, "join() needs a list") }
             return .string(items.map { $0.pythonString() }.joined(separator: string))
@@ -362,6 +368,38 @@ extension JinjaInterpreter {
     }
 
     // MARK: Python string helpers
+
+    /// Python's `str.format` with positional fields only (`{}`, `{0}`) and `{{`/`}}` escapes.
+    static func format(_ template: String, _ arguments: [JinjaValue]) throws -> String {
+        var out = ""
+        var automatic = 0
+        var scalars = template.unicodeScalars[...]
+        while let scalar = scalars.popFirst() {
+            if scalar == "{" && scalars.first == "{" || scalar == "}" && scalars.first == "}" {
+                scalars.removeFirst()
+                out.unicodeScalars.append(scalar)
+            } else if scalar == "{" {
+                var field = ""
+                while let next = scalars.popFirst(), next != "}" { field.unicodeScalars.append(next) }
+                let index: Int
+                if field.isEmpty {
+                    index = automatic
+                    automatic += 1
+                } else if let explicit = Int(field) {
+                    index = explicit
+                } else {
+                    throw TemplateError(.unsupported, "str.format field {\(field)} is not supported (only positional fields)")
+                }
+                guard arguments.indices.contains(index) else {
+                    throw TemplateError(.runtime, "Replacement index \(index) out of range for positional args tuple")
+                }
+                out += arguments[index].pythonString()
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
 
     /// Python's `str.isspace` for one character.
     static func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {

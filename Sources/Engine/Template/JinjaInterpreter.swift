@@ -98,6 +98,16 @@ package struct JinjaInterpreter {
             return .breakLoop
         case .continueLoop:
             return .continueLoop
+        case .filterBlock(let name, let argumentExpressions, let keywordExpressions, let body):
+            let saved = output
+            output = ""
+            _ = try execute(body)
+            let captured = output
+            output = saved
+            let arguments = try argumentExpressions.map { try evaluate($0) }
+            var keywords: [(String, JinjaValue)] = []
+            for (keyword, expression) in keywordExpressions { keywords.append((keyword, try evaluate(expression))) }
+            output += try applyFilter(name, .string(captured), arguments, keywords).pythonString()
         case .generation(let body):
             return try execute(body)
         }
