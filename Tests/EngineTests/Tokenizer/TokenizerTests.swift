@@ -117,6 +117,27 @@ struct TokenizerTests {
         #expect(decoder.finish() == "")
     }
 
+    @Test("both merge formats are exercised on real vocabularies", arguments: [("qwen2", true), ("llama3", false)])
+    func mergeFormats(name: String, stringMerges: Bool) throws {
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: TextFixtures.url("\(name)/tokenizer.json"))) as? [String: Any]
+        let merges = try #require((object?["model"] as? [String: Any])?["merges"] as? [Any])
+        #expect((merges.first is String) == stringMerges)
+        #expect((merges.first is [Any]) == !stringMerges)
+    }
+
+    @Test("streaming with skipSpecialTokens drops special tokens only")
+    func streamingSkipsSpecial() throws {
+        let tokenizer = try TextFixtures.tokenizer("qwen2")
+        let text = "<|im_start|>user\n你好 🤗<tool_call><|im_end|>"
+        let ids = try tokenizer.encode(text)
+        var decoder = tokenizer.streamingDecoder(skipSpecialTokens: true)
+        var streamed = ""
+        for id in ids { streamed += try decoder.feed(id) }
+        streamed += decoder.finish()
+        #expect(streamed == "user\n你好 🤗<tool_call>")
+        #expect(streamed == (try tokenizer.decode(ids, skipSpecialTokens: true)))
+    }
+
     @Test("added tokens are matched on raw text, longest first")
     func addedTokens() throws {
         let qwen = try TextFixtures.tokenizer("qwen2")
