@@ -472,27 +472,33 @@ BASIC_CONVERSATION = [
 
 
 def render_all_templates(models):
-    """Every template llama.cpp ships, rendered for one plain conversation: breadth beyond the four
-    models the engine targets (macros, loop.cycle-free code paths, str.format, selectattr on none...)."""
+    """Every template llama.cpp ships, rendered for a plain conversation, a tool conversation and one with
+    reasoning: breadth beyond the four models the engine targets (macros, filter blocks, str.format,
+    dictsort, tojson options, selectattr on none...)."""
     import copy
     import transformers.utils.chat_template_utils as ctu
     directory = os.path.join(models, "templates")
+    conversations = [("plain", BASIC_CONVERSATION, None), ("tools", TOOLS_MAPPING, [WEATHER_TOOL, SEARCH_TOOL]),
+                     ("reasoning", QWEN3_REASONING, None)]
     out = []
+    sources = {}
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".jinja"):
             continue
         with open(os.path.join(directory, name), encoding="utf-8") as f:
             source = f.read()
-        case = {"file": name, "source": source, "messages": BASIC_CONVERSATION}
-        try:
-            rendered, _ = ctu.render_jinja_template(
-                conversations=[copy.deepcopy(BASIC_CONVERSATION)], chat_template=source, add_generation_prompt=True,
-                bos_token="<s>", eos_token="</s>")
-            case["expected"] = rendered[0]
-        except Exception as error:  # noqa: BLE001 - a template refusing the conversation is a golden too
-            case["error"] = str(error)
-        out.append(case)
-    write_json(os.path.join(OUT, "all-templates.json"), out)
+        sources[name] = source
+        for conversation, messages, tools in conversations:
+            case = {"file": name, "conversation": conversation, "messages": messages, "tools": tools}
+            try:
+                rendered, _ = ctu.render_jinja_template(
+                    conversations=[copy.deepcopy(messages)], tools=copy.deepcopy(tools), chat_template=source,
+                    add_generation_prompt=True, bos_token="<s>", eos_token="</s>")
+                case["expected"] = rendered[0]
+            except Exception as error:  # noqa: BLE001 - a template refusing the conversation is a golden too
+                case["error"] = str(error)
+            out.append(case)
+    write_json(os.path.join(OUT, "all-templates.json"), {"sources": sources, "cases": out})
 
 
 def main():

@@ -11,6 +11,8 @@ package struct JinjaInterpreter {
     /// Variable scopes, innermost last. Loop bodies and macro calls push one; `if` does not (as in Jinja).
     var scopes: [[String: JinjaValue]]
     var output = ""
+    /// Nested scopes (loops and macro calls) allowed before rendering fails instead of overflowing the stack.
+    static let maximumDepth = 200
     /// Formats `strftime_now`.
     let now: Date
     let timeZone: TimeZone
