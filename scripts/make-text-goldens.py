@@ -440,6 +440,11 @@ UNIT_CASES = [
     ("strftime_now", "{{ strftime_now('%d %b %Y') }} {{ strftime_now('%Y-%m-%d %H:%M %A %B %j') }}", {}),
     ("type error message", "{{ 'a' + 1 }}", {}),
     ("undefined in arithmetic", "{{ nothing + 'x' }}", {}),
+    ("tojson options", "{{ v|tojson(ensure_ascii=true) }} {{ v|tojson(sort_keys=true) }} {{ v|tojson(separators=(',', ':')) }} {{ v|tojson(indent=2, sort_keys=true) }}", {"v": {"z": "é😀\u007f", "a": [1, {"y": 2, "b": None}]}}),
+    ("dictsort min max", "{% for k, v in d|dictsort %}{{ k }}{{ v }}{% endfor %} {% for k, v in d|dictsort(by='value', reverse=true) %}{{ k }}{% endfor %} {% for k, v in d|dictsort(true) %}{{ k }}{% endfor %} {{ [3, 1, 2]|min }} {{ ['b', 'a']|max }}", {"d": {"b": 2, "A": 3, "c": 1, "a": 0}}),
+    ("filter block and format", "{% filter upper %}a{{ 'b' }}c{% endfilter %} {{ 'x{}y{}'.format(1, 'z') }} {{ '{0}-{0}'.format('q') }}", {}),
+    ("select and map on none", "{{ none|selectattr('a')|list }}{{ n|map(attribute='x')|list }}{{ none|reject('none')|list|length }}", {"n": None}),
+    ("recursive macro", "{% macro r(n) %}{% if n > 0 %}{{ n }}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(5) }}", {}),
 ]
 
 
