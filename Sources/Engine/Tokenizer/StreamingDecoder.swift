@@ -3,7 +3,7 @@
 /// A token may end in the middle of a character (byte-level BPE splits emoji and CJK across tokens);
 /// the incomplete tail is held until the bytes that finish it arrive. Invalid bytes are not held: they
 /// come out as U+FFFD straight away, so the concatenated output equals a full ``Tokenizer/decode(_:skipSpecialTokens:)``.
-package struct StreamingDecoder {
+package struct StreamingDecoder: Sendable {
     private let tokenizer: Tokenizer
     private let skipSpecialTokens: Bool
     private var pending: [UInt8] = []
