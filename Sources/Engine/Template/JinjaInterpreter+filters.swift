@@ -338,6 +338,10 @@ extension JinjaInterpreter {
             default: (0, 0, 1)
             }
             guard step != 0 else { throw TemplateError(.runtime, "range() arg 3 must not be zero") }
+            // Jinja's sandbox refuses ranges over 100000 items (MAX_RANGE); so do we.
+            guard (Double(stop) - Double(start)) / Double(step) <= 100_000 else {
+                throw TemplateError(.runtime, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).")
+            }
             return .array(stride(from: start, to: stop, by: step).map(JinjaValue.int))
         default:
             throw TemplateError(.unsupported, "the global function '\(name)' is not supported")
