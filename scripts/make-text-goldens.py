@@ -11,7 +11,7 @@ What it writes, and where each answer comes from:
   encodings.json         golden ids from the `tokenizers` package for every (tokenizer, string).
   big.txt, big-ids.json  a larger text for exactness at scale and for the speed figure.
   templates/*.jinja      the real chat templates (from llama.cpp's models/templates).
-  templates.json         conversations and the text transformers' own renderer produces for them.
+  templates.json         conversations, the text transformers' own renderer produces for them, and its ids.
   jinja-cases.json       small templates, one Jinja feature each, rendered the same way.
   all-templates.json     every template under llama.cpp's models/templates, for one plain conversation.
 
@@ -368,7 +368,7 @@ SPECIAL_TOKENS = {
 }
 
 
-def render_templates(models):
+def render_templates(models, tokenizers=None):
     """Renders with transformers' own renderer (its sandboxed environment), with `strftime_now` pinned."""
     import copy
     import transformers.utils.chat_template_utils as ctu
@@ -398,6 +398,11 @@ def render_templates(models):
             case["expected"] = rendered[0]
         except Exception as error:  # noqa: BLE001 - a template's own raise_exception is a golden too
             case["error"] = str(error)
+        if tokenizers is not None and "expected" in case:
+            # The prompt ids transformers would feed the model (apply_chat_template tokenizes the
+            # rendered text with add_special_tokens=False).
+            vocabulary = tokenizers["qwen2" if case["template"].startswith("qwen") else "llama3"]
+            case["ids"] = vocabulary.encode(case["expected"], add_special_tokens=False).ids
         case["bos_token"] = SPECIAL_TOKENS[case["template"]]["bos_token"]
         case["eos_token"] = SPECIAL_TOKENS[case["template"]]["eos_token"]
         results.append(case)
@@ -559,7 +564,7 @@ def main():
     write_json(os.path.join(OUT, "big-ids.json"), {n: tokenizers[n].encode(big, add_special_tokens=False).ids
                                                    for n in ["qwen2", "llama3"]})
 
-    results = render_templates(models)
+    results = render_templates(models, tokenizers)
     render_unit_cases()
     render_all_templates(models)
     print(f"{len(corpus)} corpus strings, {len(results)} template cases "
