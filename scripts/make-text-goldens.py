@@ -449,6 +449,7 @@ UNIT_CASES = [
     ("dictsort min max", "{% for k, v in d|dictsort %}{{ k }}{{ v }}{% endfor %} {% for k, v in d|dictsort(by='value', reverse=true) %}{{ k }}{% endfor %} {% for k, v in d|dictsort(true) %}{{ k }}{% endfor %} {{ [3, 1, 2]|min }} {{ ['b', 'a']|max }}", {"d": {"b": 2, "A": 3, "c": 1, "a": 0}}),
     ("filter block and format", "{% filter upper %}a{{ 'b' }}c{% endfilter %} {{ 'x{}y{}'.format(1, 'z') }} {{ '{0}-{0}'.format('q') }}", {}),
     ("select and map on none", "{{ none|selectattr('a')|list }}{{ n|map(attribute='x')|list }}{{ none|reject('none')|list|length }}", {"n": None}),
+    ("loop.cycle and previtem", "{% for x in 'abc' %}{{ loop.cycle('odd', 'even') }}{{ loop.previtem }}{% endfor %}", {}),
     ("sandbox range limit", "{{ range(200000)|length }}", {}),
     ("range", "{{ range(3)|list }}{{ range(1, 10, 3)|list }}{{ range(5, 0, -2)|list }}", {}),
     ("recursive macro", "{% macro r(n) %}{% if n > 0 %}{{ n }}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(5) }}", {}),

@@ -349,6 +349,10 @@ extension JinjaInterpreter {
     }
 
     private func callMethod(_ name: String, on receiver: JinjaValue, _ arguments: [JinjaValue]) throws -> JinjaValue {
+        if name == "loop.cycle", case .int(let index) = receiver {
+            guard !arguments.isEmpty else { throw TemplateError(.runtime, "no items for cycling given") }
+            return arguments[index % arguments.count]
+        }
         if case .object(let object) = receiver {
             switch name {
             case "items": return .array(object.pairs.map { .array([.string($0.key), $0.value]) })

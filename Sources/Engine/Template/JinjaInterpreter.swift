@@ -147,6 +147,7 @@ package struct JinjaInterpreter {
             loop["depth0"] = .int(0)
             loop["previtem"] = index > 0 ? items[index - 1] : .undefined("loop.previtem")
             loop["nextitem"] = index + 1 < items.count ? items[index + 1] : .undefined("loop.nextitem")
+            loop["cycle"] = .function(JinjaFunction(name: "loop.cycle", receiver: .int(index)))
             scopes.append(["loop": .object(loop)])
             defer { scopes.removeLast() }
             try bind(targets, to: item)
