@@ -31,7 +31,7 @@ package struct StreamingDecoder: Sendable {
     }
 
     /// The length of the longest prefix that does not end inside a sequence that could still be completed.
-    static func completePrefixLength(_ bytes: [UInt8]) -> Int {
+    package static func completePrefixLength(_ bytes: [UInt8]) -> Int {
         // Look at most 3 bytes back for the lead byte of the last sequence.
         var index = bytes.count - 1
         var continuations = 0

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Engine
+import Engine
 
 /// One conversation of templates.json with what transformers rendered for it.
 struct TemplateCase: CustomTestStringConvertible, Sendable {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Engine
+import Engine
 
 /// One small template of jinja-cases.json, with what transformers' environment made of it.
 struct JinjaCase: CustomTestStringConvertible, Sendable {

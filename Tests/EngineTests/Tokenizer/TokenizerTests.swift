@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Engine
+import Engine
 
 @Suite("Tokenizer against the tokenizers package")
 struct TokenizerTests {
