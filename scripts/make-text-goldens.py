@@ -7,12 +7,13 @@ What it writes, and where each answer comes from:
       decoder configuration of the Hugging Face originals (engine.md section 4). Qwen2's merges are written
       as "a b" strings, Llama 3's as ["a", "b"] pairs, so both formats are exercised on real vocabularies.
   small/tokenizer.json   a small BPE trained here with `tokenizers` (pair merges, added tokens).
-  corpus.json            the test strings (hand-written hard cases + llama.cpp's .inp vectors).
+  corpus.json            the test strings (hand-written hard cases, llama.cpp's .inp vectors, seeded fuzz).
   encodings.json         golden ids from the `tokenizers` package for every (tokenizer, string).
   big.txt, big-ids.json  a larger text for exactness at scale and for the speed figure.
   templates/*.jinja      the real chat templates (from llama.cpp's models/templates).
-  templates.json         conversations and the text transformers' own renderer produces for them.
+  templates.json         conversations, the text transformers' own renderer produces for them, and its ids.
   jinja-cases.json       small templates, one Jinja feature each, rendered the same way.
+  all-templates.json     every template under llama.cpp's models/templates, for one plain conversation.
 
 Usage:
   pip install tokenizers jinja2 transformers gguf
@@ -162,7 +163,25 @@ HAND_CORPUS = [
     "🤗",
     "\u0301",
     "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math 𝟙𝟚𝟛",
+    "line\u2028separator\u2029paragraph\u0085next\x0bvt\x0cff",
+    "lone\rcarriage\r return \r\r\n",
+    "don't 'twas '' 'x 's' ' s 'Ss ſ 'ſ",
+    " \u00a0word \u3000字 \tword",
+    "123abc abc123 1a2b3c ①②③ 10½",
+    "a\u0301\u0301\u0301 \u0301\u0301 !\u0301 1\u0301",
+    "\ufeffBOM and \ufffd replacement and \U0001F600\U0001F3FD",
 ]
+
+
+def fuzz_corpus(count=300, seed=1234):
+    """Random strings over the characters and tokens the pre-tokenizer treats differently."""
+    import random
+    rng = random.Random(seed)
+    pool = [" ", " ", "  ", "\t", "\n", "\r", "\r\n", "\u00a0", "\u3000", "\u2028", "\u0085", "\x0b",
+            "a", "Z", "é", "中", "ç", "٣", "½", "1", "9", "07", "'", "s", "S", "l", "L", "t", "re", "VE", "d", "m",
+            "!", ".", ",", "-", "_", "\u0301", "\u200d", "😀", "🏽", "👨‍👩‍👧", "<|im_start|>", "<tool_call>",
+            "<|eot_id|>", "<|endoftext|>", "<", "|", ">"]
+    return ["".join(rng.choice(pool) for _ in range(rng.randint(1, 24))) for _ in range(count)]
 
 
 def load_inp_cases(models):
@@ -191,7 +210,7 @@ def small_tokenizer(corpus):
     trainer = trainers.BpeTrainer(vocab_size=600, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    tok.train_from_iterator(corpus * 3, trainer=trainer)
+    tok.train_from_iterator(corpus[:200] * 3, trainer=trainer)
     tok.add_tokens([AddedToken("<tool_call>", special=False, normalized=False),
                     AddedToken("</tool_call>", special=False, normalized=False)])
     return tok
@@ -349,7 +368,7 @@ SPECIAL_TOKENS = {
 }
 
 
-def render_templates(models):
+def render_templates(models, tokenizers=None):
     """Renders with transformers' own renderer (its sandboxed environment), with `strftime_now` pinned."""
     import copy
     import transformers.utils.chat_template_utils as ctu
@@ -379,6 +398,11 @@ def render_templates(models):
             case["expected"] = rendered[0]
         except Exception as error:  # noqa: BLE001 - a template's own raise_exception is a golden too
             case["error"] = str(error)
+        if tokenizers is not None and "expected" in case:
+            # The prompt ids transformers would feed the model (apply_chat_template tokenizes the
+            # rendered text with add_special_tokens=False).
+            vocabulary = tokenizers["qwen2" if case["template"].startswith("qwen") else "llama3"]
+            case["ids"] = vocabulary.encode(case["expected"], add_special_tokens=False).ids
         case["bos_token"] = SPECIAL_TOKENS[case["template"]]["bos_token"]
         case["eos_token"] = SPECIAL_TOKENS[case["template"]]["eos_token"]
         results.append(case)
@@ -421,6 +445,14 @@ UNIT_CASES = [
     ("strftime_now", "{{ strftime_now('%d %b %Y') }} {{ strftime_now('%Y-%m-%d %H:%M %A %B %j') }}", {}),
     ("type error message", "{{ 'a' + 1 }}", {}),
     ("undefined in arithmetic", "{{ nothing + 'x' }}", {}),
+    ("tojson options", "{{ v|tojson(ensure_ascii=true) }} {{ v|tojson(sort_keys=true) }} {{ v|tojson(separators=(',', ':')) }} {{ v|tojson(indent=2, sort_keys=true) }}", {"v": {"z": "é😀\u007f", "a": [1, {"y": 2, "b": None}]}}),
+    ("dictsort min max", "{% for k, v in d|dictsort %}{{ k }}{{ v }}{% endfor %} {% for k, v in d|dictsort(by='value', reverse=true) %}{{ k }}{% endfor %} {% for k, v in d|dictsort(true) %}{{ k }}{% endfor %} {{ [3, 1, 2]|min }} {{ ['b', 'a']|max }}", {"d": {"b": 2, "A": 3, "c": 1, "a": 0}}),
+    ("filter block and format", "{% filter upper %}a{{ 'b' }}c{% endfilter %} {{ 'x{}y{}'.format(1, 'z') }} {{ '{0}-{0}'.format('q') }}", {}),
+    ("select and map on none", "{{ none|selectattr('a')|list }}{{ n|map(attribute='x')|list }}{{ none|reject('none')|list|length }}", {"n": None}),
+    ("loop.cycle and previtem", "{% for x in 'abc' %}{{ loop.cycle('odd', 'even') }}{{ loop.previtem }}{% endfor %}", {}),
+    ("sandbox range limit", "{{ range(200000)|length }}", {}),
+    ("range", "{{ range(3)|list }}{{ range(1, 10, 3)|list }}{{ range(5, 0, -2)|list }}", {}),
+    ("recursive macro", "{% macro r(n) %}{% if n > 0 %}{{ n }}{{ r(n - 1) }}{% endif %}{% endmacro %}{{ r(5) }}", {}),
 ]
 
 
@@ -444,6 +476,44 @@ def render_unit_cases():
     write_json(os.path.join(OUT, "jinja-cases.json"), out, indent=1)
 
 
+BASIC_CONVERSATION = [
+    {"role": "system", "content": "You are helpful."},
+    {"role": "user", "content": "Hi there"},
+    {"role": "assistant", "content": "Hello! How can I help?"},
+    {"role": "user", "content": "Tell me a joke"},
+]
+
+
+def render_all_templates(models):
+    """Every template llama.cpp ships, rendered for a plain conversation, a tool conversation and one with
+    reasoning: breadth beyond the four models the engine targets (macros, filter blocks, str.format,
+    dictsort, tojson options, selectattr on none...)."""
+    import copy
+    import transformers.utils.chat_template_utils as ctu
+    directory = os.path.join(models, "templates")
+    conversations = [("plain", BASIC_CONVERSATION, None), ("tools", TOOLS_MAPPING, [WEATHER_TOOL, SEARCH_TOOL]),
+                     ("reasoning", QWEN3_REASONING, None)]
+    out = []
+    sources = {}
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(".jinja"):
+            continue
+        with open(os.path.join(directory, name), encoding="utf-8") as f:
+            source = f.read()
+        sources[name] = source
+        for conversation, messages, tools in conversations:
+            case = {"file": name, "conversation": conversation, "messages": messages, "tools": tools}
+            try:
+                rendered, _ = ctu.render_jinja_template(
+                    conversations=[copy.deepcopy(messages)], tools=copy.deepcopy(tools), chat_template=source,
+                    add_generation_prompt=True, bos_token="<s>", eos_token="</s>")
+                case["expected"] = rendered[0]
+            except Exception as error:  # noqa: BLE001 - a template refusing the conversation is a golden too
+                case["error"] = str(error)
+            out.append(case)
+    write_json(os.path.join(OUT, "all-templates.json"), {"sources": sources, "cases": out})
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--src", help="llama_cpp_python-0.3.36 sdist: extracted directory or .tar.gz")
@@ -462,8 +532,8 @@ def main():
     qwen = save_tokenizer(qwen, os.path.join(OUT, "qwen2", "tokenizer.json"), string_merges=True)
     llama = save_tokenizer(llama, os.path.join(OUT, "llama3", "tokenizer.json"), string_merges=False)
 
-    corpus = HAND_CORPUS + load_inp_cases(models)
-    small = small_tokenizer(corpus)
+    corpus = HAND_CORPUS + load_inp_cases(models) + fuzz_corpus()
+    small = small_tokenizer(HAND_CORPUS + load_inp_cases(models))
     small = save_tokenizer(small, os.path.join(OUT, "small", "tokenizer.json"), string_merges=False)
 
     tokenizers = {"qwen2": qwen, "llama3": llama, "small": small}
@@ -495,8 +565,9 @@ def main():
     write_json(os.path.join(OUT, "big-ids.json"), {n: tokenizers[n].encode(big, add_special_tokens=False).ids
                                                    for n in ["qwen2", "llama3"]})
 
-    results = render_templates(models)
+    results = render_templates(models, tokenizers)
     render_unit_cases()
+    render_all_templates(models)
     print(f"{len(corpus)} corpus strings, {len(results)} template cases "
           f"({sum('error' in r for r in results)} expected errors)", file=sys.stderr)
 

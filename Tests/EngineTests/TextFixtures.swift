@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Engine
+import Engine
 
 /// The text fixtures written by scripts/make-text-goldens.py, loaded once per process.
 enum TextFixtures {

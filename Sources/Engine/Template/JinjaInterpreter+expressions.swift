@@ -134,7 +134,7 @@ extension JinjaInterpreter {
     static let mappingMethods: Set<String> = ["items", "keys", "values", "get"]
     static let stringMethods: Set<String> = [
         "startswith", "endswith", "split", "rsplit", "strip", "lstrip", "rstrip", "upper", "lower", "title",
-        "capitalize", "replace", "find", "count", "join", "splitlines", "isdigit", "isalpha", "isspace",
+        "capitalize", "replace", "find", "count", "join", "splitlines", "isdigit", "isalpha", "isspace", "format",
     ]
 
     /// `value[key]`: Python indexing (negative indices count from the end); missing keys are undefined.
@@ -224,10 +224,15 @@ extension JinjaInterpreter {
         default: break
         }
         if case .int(let a) = left.integerValue, case .int(let b) = right.integerValue {
+            // Python integers do not overflow; ours report it instead of wrapping.
+            func checked(_ result: (partialValue: Int, overflow: Bool)) throws -> JinjaValue {
+                guard !result.overflow else { throw TemplateError(.unsupported, "integer result of '\(op)' exceeds 64 bits") }
+                return .int(result.partialValue)
+            }
             switch op {
-            case "+": return .int(a + b)
-            case "-": return .int(a - b)
-            case "*": return .int(a * b)
+            case "+": return try checked(a.addingReportingOverflow(b))
+            case "-": return try checked(a.subtractingReportingOverflow(b))
+            case "*": return try checked(a.multipliedReportingOverflow(by: b))
             case "/":
                 guard b != 0 else { throw TemplateError(.runtime, "division by zero") }
                 return .double(Double(a) / Double(b))
@@ -239,7 +244,12 @@ extension JinjaInterpreter {
                 let remainder = a % b
                 return .int(remainder != 0 && (remainder < 0) != (b < 0) ? remainder + b : remainder)
             case "**":
-                if b >= 0 { return .int((0..<b).reduce(1) { result, _ in result * a }) }
+                if b >= 0 {
+                    var result = 1
+                    for _ in 0..<min(b, 64) { result = try checked(result.multipliedReportingOverflow(by: a)).integerPayload }
+                    if b > 64 && abs(a) > 1 { throw TemplateError(.unsupported, "integer result of '**' exceeds 64 bits") }
+                    return .int(b > 64 && a == -1 ? (b % 2 == 0 ? 1 : -1) : result)
+                }
                 return .double(pow(Double(a), Double(b)))
             default: break
             }
@@ -299,6 +309,11 @@ extension JinjaInterpreter {
 }
 
 extension JinjaValue {
+    /// The payload of an `.int` (0 otherwise), for arithmetic helpers.
+    var integerPayload: Int {
+        if case .int(let value) = self { value } else { 0 }
+    }
+
     /// Ints and bools as `.int` (Python arithmetic treats bools as ints), anything else unchanged.
     var integerValue: JinjaValue {
         switch self {

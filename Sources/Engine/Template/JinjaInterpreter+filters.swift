@@ -8,6 +8,10 @@ extension JinjaInterpreter {
         func argument(_ position: Int, _ keyword: String) -> JinjaValue? {
             keywords.first { $0.0 == keyword }?.1 ?? (position < arguments.count ? arguments[position] : nil)
         }
+        // Jinja's select/reject/map start with `if value:`, so none and undefined give nothing.
+        if ["reject", "select", "rejectattr", "selectattr", "map"].contains(name) && !value.isTruthy {
+            return .array([])
+        }
         switch name {
         case "length", "count":
             switch value {
@@ -21,13 +25,45 @@ extension JinjaInterpreter {
             let characters = argument(0, "chars")
             return .string(try Self.strip(value.pythonString(), characters, leading: true, trailing: true))
         case "tojson":
-            var indent: Int?
-            if case .int(let width)? = keywords.first(where: { $0.0 == "indent" })?.1 { indent = width }
-            for (keyword, _) in keywords where keyword != "indent" {
-                throw TemplateError(.unsupported, "tojson(\(keyword)=...) is not supported (only indent)")
+            // transformers' tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False).
+            var options = JinjaValue.JSONOptions()
+            for (index, parameter) in ["ensure_ascii", "indent", "separators", "sort_keys"].enumerated() {
+                guard let option = argument(index, parameter) else { continue }
+                switch (parameter, option) {
+                case ("ensure_ascii", _): options.ensureASCII = option.isTruthy
+                case ("indent", .int(let width)): options.indent = width
+                case ("indent", .none): options.indent = nil
+                case ("sort_keys", _): options.sortKeys = option.isTruthy
+                case ("separators", .array(let pair)) where pair.count == 2:
+                    guard case .string(let item) = pair[0], case .string(let key) = pair[1] else {
+                        throw TemplateError(.runtime, "tojson separators must be two strings")
+                    }
+                    options.separators = (item, key)
+                case ("separators", .none): break
+                default: throw TemplateError(.unsupported, "tojson(\(parameter)=\(option.pythonRepr())) is not supported")
+                }
             }
-            guard arguments.isEmpty else { throw TemplateError(.unsupported, "tojson with positional arguments is not supported (use indent=)") }
-            return .string(try value.pythonJSON(indent: indent))
+            return .string(try value.pythonJSON(options))
+        case "dictsort":
+            guard case .object(let object) = value else { throw TemplateError(.runtime, "dictsort needs a mapping, not \(value.typeName)") }
+            let caseSensitive = argument(0, "case_sensitive")?.isTruthy ?? false
+            let byValue = argument(1, "by") == .string("value")
+            let reverse = argument(2, "reverse")?.isTruthy ?? false
+            func key(_ pair: (key: String, value: JinjaValue)) -> JinjaValue {
+                let field = byValue ? pair.value : .string(pair.key)
+                if !caseSensitive, case .string(let text) = field { return .string(text.lowercased()) }
+                return field
+            }
+            var failure: (any Error)?
+            let sorted = object.pairs.sorted { left, right in
+                do { return try compare(key(left), key(right), "<") < 0 } catch {
+                    failure = error
+                    return false
+                }
+            }
+            if let failure { throw failure }
+            let pairs = sorted.map { JinjaValue.array([.string($0.key), $0.value]) }
+            return .array(reverse ? pairs.reversed() : pairs)
         case "items":
             switch value {
             case .object(let object): return .array(object.pairs.map { .array([.string($0.key), $0.value]) })
@@ -127,6 +163,14 @@ extension JinjaInterpreter {
             return .array(seen)
         case "sum":
             return try iterate(value).reduce(JinjaValue.int(0)) { try binary("+", $0, $1) }
+        case "min", "max":
+            let items = try iterate(value)
+            guard var best = items.first else { return .undefined(name) }
+            for item in items.dropFirst() {
+                let order = try compare(item, best, name == "min" ? "<" : ">")
+                if name == "min" ? order < 0 : order > 0 { best = item }
+            }
+            return best
         case "safe":
             return value
         case "escape", "e":
@@ -237,6 +281,10 @@ extension JinjaInterpreter {
             }
             return try callGlobal(function.name, arguments, keywords)
         case .macro(let macro):
+            // A runaway recursive macro must fail the render, not overflow the engine's stack.
+            guard scopes.count < Self.maximumDepth else {
+                throw TemplateError(.runtime, "macro '\(macro.name)' recursed more than \(Self.maximumDepth) levels deep")
+            }
             var scope: [String: JinjaValue] = [:]
             for (index, parameter) in macro.parameters.enumerated() {
                 if let value = keywords.first(where: { $0.0 == parameter.name })?.1 {
@@ -290,6 +338,10 @@ extension JinjaInterpreter {
             default: (0, 0, 1)
             }
             guard step != 0 else { throw TemplateError(.runtime, "range() arg 3 must not be zero") }
+            // Jinja's sandbox refuses ranges over 100000 items (MAX_RANGE); so do we.
+            guard (Double(stop) - Double(start)) / Double(step) <= 100_000 else {
+                throw TemplateError(.runtime, "Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).")
+            }
             return .array(stride(from: start, to: stop, by: step).map(JinjaValue.int))
         default:
             throw TemplateError(.unsupported, "the global function '\(name)' is not supported")
@@ -297,6 +349,10 @@ extension JinjaInterpreter {
     }
 
     private func callMethod(_ name: String, on receiver: JinjaValue, _ arguments: [JinjaValue]) throws -> JinjaValue {
+        if name == "loop.cycle", case .int(let index) = receiver {
+            guard !arguments.isEmpty else { throw TemplateError(.runtime, "no items for cycling given") }
+            return arguments[index % arguments.count]
+        }
         if case .object(let object) = receiver {
             switch name {
             case "items": return .array(object.pairs.map { .array([.string($0.key), $0.value]) })
@@ -348,6 +404,8 @@ extension JinjaInterpreter {
         case "count":
             guard let needle = try stringArgument(0), !needle.isEmpty else { return .int(string.unicodeScalars.count + 1) }
             return .int(string.components(separatedBy: needle).count - 1)
+        case "format":
+            return .string(try Self.format(string, arguments))
         case "join":
             guard case .array(let items)? = arguments.first else { throw TemplateError(.runtime, "join() needs a list") }
             return .string(items.map { $0.pythonString() }.joined(separator: string))
@@ -362,6 +420,38 @@ extension JinjaInterpreter {
     }
 
     // MARK: Python string helpers
+
+    /// Python's `str.format` with positional fields only (`{}`, `{0}`) and `{{`/`}}` escapes.
+    static func format(_ template: String, _ arguments: [JinjaValue]) throws -> String {
+        var out = ""
+        var automatic = 0
+        var scalars = template.unicodeScalars[...]
+        while let scalar = scalars.popFirst() {
+            if scalar == "{" && scalars.first == "{" || scalar == "}" && scalars.first == "}" {
+                scalars.removeFirst()
+                out.unicodeScalars.append(scalar)
+            } else if scalar == "{" {
+                var field = ""
+                while let next = scalars.popFirst(), next != "}" { field.unicodeScalars.append(next) }
+                let index: Int
+                if field.isEmpty {
+                    index = automatic
+                    automatic += 1
+                } else if let explicit = Int(field) {
+                    index = explicit
+                } else {
+                    throw TemplateError(.unsupported, "str.format field {\(field)} is not supported (only positional fields)")
+                }
+                guard arguments.indices.contains(index) else {
+                    throw TemplateError(.runtime, "Replacement index \(index) out of range for positional args tuple")
+                }
+                out += arguments[index].pythonString()
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
 
     /// Python's `str.isspace` for one character.
     static func isPythonSpace(_ scalar: Unicode.Scalar) -> Bool {

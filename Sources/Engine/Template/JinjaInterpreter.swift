@@ -11,6 +11,8 @@ package struct JinjaInterpreter {
     /// Variable scopes, innermost last. Loop bodies and macro calls push one; `if` does not (as in Jinja).
     var scopes: [[String: JinjaValue]]
     var output = ""
+    /// Nested scopes (loops and macro calls) allowed before rendering fails instead of overflowing the stack.
+    static let maximumDepth = 200
     /// Formats `strftime_now`.
     let now: Date
     let timeZone: TimeZone
@@ -98,6 +100,16 @@ package struct JinjaInterpreter {
             return .breakLoop
         case .continueLoop:
             return .continueLoop
+        case .filterBlock(let name, let argumentExpressions, let keywordExpressions, let body):
+            let saved = output
+            output = ""
+            _ = try execute(body)
+            let captured = output
+            output = saved
+            let arguments = try argumentExpressions.map { try evaluate($0) }
+            var keywords: [(String, JinjaValue)] = []
+            for (keyword, expression) in keywordExpressions { keywords.append((keyword, try evaluate(expression))) }
+            output += try applyFilter(name, .string(captured), arguments, keywords).pythonString()
         case .generation(let body):
             return try execute(body)
         }
@@ -135,6 +147,7 @@ package struct JinjaInterpreter {
             loop["depth0"] = .int(0)
             loop["previtem"] = index > 0 ? items[index - 1] : .undefined("loop.previtem")
             loop["nextitem"] = index + 1 < items.count ? items[index + 1] : .undefined("loop.nextitem")
+            loop["cycle"] = .function(JinjaFunction(name: "loop.cycle", receiver: .int(index)))
             scopes.append(["loop": .object(loop)])
             defer { scopes.removeLast() }
             try bind(targets, to: item)

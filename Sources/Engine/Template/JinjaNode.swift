@@ -11,6 +11,8 @@ package indirect enum JinjaNode: Sendable {
     case macro(JinjaMacro)
     case breakLoop
     case continueLoop
+    /// `{% filter name(args) %}...{% endfilter %}`: the body's text run through a filter.
+    case filterBlock(name: String, arguments: [JinjaExpression], keywords: [(String, JinjaExpression)], body: [JinjaNode])
     /// transformers' `{% generation %}` marks assistant text for masks; rendering is just its body.
     case generation([JinjaNode])
 }

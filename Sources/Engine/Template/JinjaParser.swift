@@ -208,12 +208,24 @@ package struct JinjaParser {
         case "continue":
             try expectBlockEnd()
             return .continueLoop
+        case "filter":
+            let name = try parseDottedName()
+            var arguments: [JinjaExpression] = []
+            var keywords: [(String, JinjaExpression)] = []
+            if isSymbol("(") {
+                index += 1
+                (arguments, keywords) = try parseArguments()
+            }
+            try expectBlockEnd()
+            let (body, _) = try parseBody(until: ["endfilter"])
+            try expectBlockEnd()
+            return .filterBlock(name: name, arguments: arguments, keywords: keywords, body: body)
         case "generation":
             try expectBlockEnd()
             let (body, _) = try parseBody(until: ["endgeneration"])
             try expectBlockEnd()
             return .generation(body)
-        case "elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration":
+        case "elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration", "endfilter":
             throw error("unexpected '\(keyword)' with no open block", at: token)
         default:
             throw TemplateError(.unsupported, "the '\(keyword)' tag is not supported", line: token.line, column: token.column)

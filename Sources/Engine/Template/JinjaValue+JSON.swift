@@ -7,57 +7,82 @@ extension JinjaValue {
         self = try parser.parseDocument()
     }
 
+    /// The options of Python's `json.dumps` that templates pass through `tojson`.
+    package struct JSONOptions {
+        package var ensureASCII = false
+        package var indent: Int?
+        package var sortKeys = false
+        /// (item separator, key separator); nil means Python's default for the indent.
+        package var separators: (String, String)?
+        package init() {}
+    }
+
     /// The text of `json.dumps(value, ensure_ascii=False, indent=indent)` (separators `", "`/`": "`
     /// without indent, `","`/`": "` with it, as Python chooses).
     package func pythonJSON(indent: Int? = nil) throws -> String {
+        var options = JSONOptions()
+        options.indent = indent
+        return try pythonJSON(options)
+    }
+
+    /// The text of `json.dumps(value, **options)`.
+    package func pythonJSON(_ options: JSONOptions) throws -> String {
         var out = ""
-        try writeJSON(into: &out, indent: indent, depth: 0)
+        let separators = options.separators ?? (options.indent == nil ? (", ", ": ") : (",", ": "))
+        try writeJSON(into: &out, options, separators, depth: 0)
         return out
     }
 
-    private func writeJSON(into out: inout String, indent: Int?, depth: Int) throws {
+    private func writeJSON(into out: inout String, _ options: JSONOptions, _ separators: (String, String), depth: Int) throws {
         switch self {
         case .none: out += "null"
         case .bool(let value): out += value ? "true" : "false"
         case .int(let value): out += String(value)
         case .double(let value):
             if value.isNaN { out += "NaN" } else if value.isInfinite { out += value < 0 ? "-Infinity" : "Infinity" } else { out += Self.pythonFloat(value) }
-        case .string(let value): Self.writeJSONString(value, into: &out)
+        case .string(let value): Self.writeJSONString(value, into: &out, ensureASCII: options.ensureASCII)
         case .array(let values):
             guard !values.isEmpty else { out += "[]"; return }
             out += "["
             for (index, value) in values.enumerated() {
-                if index > 0 { out += indent == nil ? ", " : "," }
-                if let indent { out += "\n" + String(repeating: " ", count: indent * (depth + 1)) }
-                try value.writeJSON(into: &out, indent: indent, depth: depth + 1)
+                if index > 0 { out += separators.0 }
+                if let indent = options.indent { out += "\n" + String(repeating: " ", count: indent * (depth + 1)) }
+                try value.writeJSON(into: &out, options, separators, depth: depth + 1)
             }
-            if let indent { out += "\n" + String(repeating: " ", count: indent * depth) }
+            if let indent = options.indent { out += "\n" + String(repeating: " ", count: indent * depth) }
             out += "]"
         case .object(let object):
-            try Self.writeJSONObject(object, into: &out, indent: indent, depth: depth)
+            try Self.writeJSONObject(object, into: &out, options, separators, depth: depth)
         case .namespace(let namespace):
-            try Self.writeJSONObject(namespace.attributes, into: &out, indent: indent, depth: depth)
+            try Self.writeJSONObject(namespace.attributes, into: &out, options, separators, depth: depth)
         case .undefined, .function, .macro:
             throw TemplateError(.runtime, "Object of type \(typeName) is not JSON serializable")
         }
     }
 
-    private static func writeJSONObject(_ object: JinjaObject, into out: inout String, indent: Int?, depth: Int) throws {
+    private static func writeJSONObject(_ object: JinjaObject, into out: inout String, _ options: JSONOptions, _ separators: (String, String), depth: Int) throws {
         guard !object.isEmpty else { out += "{}"; return }
         out += "{"
-        for (index, (key, value)) in object.pairs.enumerated() {
-            if index > 0 { out += indent == nil ? ", " : "," }
-            if let indent { out += "\n" + String(repeating: " ", count: indent * (depth + 1)) }
-            writeJSONString(key, into: &out)
-            out += ": "
-            try value.writeJSON(into: &out, indent: indent, depth: depth + 1)
+        var pairs = object.pairs
+        if options.sortKeys { pairs.sort { Array($0.key.unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.key.unicodeScalars.map(\.value)) } }
+        for (index, (key, value)) in pairs.enumerated() {
+            if index > 0 { out += separators.0 }
+            if let indent = options.indent { out += "\n" + String(repeating: " ", count: indent * (depth + 1)) }
+            writeJSONString(key, into: &out, ensureASCII: options.ensureASCII)
+            out += separators.1
+            try value.writeJSON(into: &out, options, separators, depth: depth + 1)
         }
-        if let indent { out += "\n" + String(repeating: " ", count: indent * depth) }
+        if let indent = options.indent { out += "\n" + String(repeating: " ", count: indent * depth) }
         out += "}"
     }
 
-    /// Python's JSON string escaping with `ensure_ascii=False`: only `"`, `\`, and controls are escaped.
-    private static func writeJSONString(_ string: String, into out: inout String) {
+    /// Python's JSON string escaping: `"`, `\`, and controls always; everything above ASCII too (as
+    /// UTF-16 `\uXXXX` units) when `ensureASCII`.
+    private static func writeJSONString(_ string: String, into out: inout String, ensureASCII: Bool) {
+        func hex4(_ unit: UInt32) -> String {
+            let hex = String(unit, radix: 16)
+            return "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        }
         out += "\""
         for scalar in string.unicodeScalars {
             switch scalar {
@@ -69,9 +94,8 @@ extension JinjaValue {
             case "\u{08}": out += "\\b"
             case "\u{0C}": out += "\\f"
             default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                if scalar.value < 0x20 || (ensureASCII && scalar.value > 0x7E) {
+                    for unit in String(scalar).utf16 { out += hex4(UInt32(unit)) }
                 } else {
                     out.unicodeScalars.append(scalar)
                 }

@@ -3,7 +3,7 @@
 /// A token may end in the middle of a character (byte-level BPE splits emoji and CJK across tokens);
 /// the incomplete tail is held until the bytes that finish it arrive. Invalid bytes are not held: they
 /// come out as U+FFFD straight away, so the concatenated output equals a full ``Tokenizer/decode(_:skipSpecialTokens:)``.
-package struct StreamingDecoder {
+package struct StreamingDecoder: Sendable {
     private let tokenizer: Tokenizer
     private let skipSpecialTokens: Bool
     private var pending: [UInt8] = []
@@ -31,7 +31,7 @@ package struct StreamingDecoder {
     }
 
     /// The length of the longest prefix that does not end inside a sequence that could still be completed.
-    static func completePrefixLength(_ bytes: [UInt8]) -> Int {
+    package static func completePrefixLength(_ bytes: [UInt8]) -> Int {
         // Look at most 3 bytes back for the lead byte of the last sequence.
         var index = bytes.count - 1
         var continuations = 0

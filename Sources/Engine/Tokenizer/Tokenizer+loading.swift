@@ -132,7 +132,9 @@ extension Tokenizer {
             switch type {
             case "Split":
                 guard pattern == nil, !sawByteLevel else { throw unsupported("a pre-tokenizer Sequence other than Split then ByteLevel") }
-                let regex = (step["pattern"] as? [String: Any])?["Regex"] as? String ?? (step["pattern"] as? [String: Any])?["String"] as? String ?? "?"
+                guard let regex = (step["pattern"] as? [String: Any])?["Regex"] as? String else {
+                    throw unsupported("a Split pattern that is not a regex (\(step["pattern"] ?? "none"))")
+                }
                 guard let known = SplitPattern.known[regex] else {
                     throw unsupported("Split pattern \(regex) (only the Qwen2 and Llama 3 regexes are implemented)")
                 }

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Engine
+import Engine
 
 /// One conversation of templates.json with what transformers rendered for it.
 struct TemplateCase: CustomTestStringConvertible, Sendable {
@@ -15,6 +15,8 @@ struct TemplateCase: CustomTestStringConvertible, Sendable {
     var eosToken: String?
     var expected: String?
     var error: String?
+    /// The prompt ids of `expected` under the template's tokenizer.
+    var ids: [Int]?
 
     var testDescription: String { "\(template) \(name)" }
 
@@ -31,10 +33,15 @@ struct TemplateCase: CustomTestStringConvertible, Sendable {
             var extra: [String: JinjaValue] = [:]
             if case .object(let values)? = object["extra"] { for (key, value) in values.pairs { extra[key] = value } }
             let tools: [JinjaValue]? = if case .array(let items)? = object["tools"] { items } else { nil }
+            var ids: [Int]?
+            if case .array(let values)? = object["ids"] {
+                ids = values.compactMap { if case .int(let id) = $0 { id } else { nil } }
+            }
             return TemplateCase(
                 template: template, name: name, messages: messages, tools: tools,
                 addGenerationPrompt: object["add_generation_prompt"] == .bool(true), extra: extra,
-                bosToken: string("bos_token"), eosToken: string("eos_token"), expected: string("expected"), error: string("error"))
+                bosToken: string("bos_token"), eosToken: string("eos_token"), expected: string("expected"), error: string("error"),
+                ids: ids)
         }
     }()
 
@@ -73,6 +80,21 @@ struct ChatTemplateGoldenTests {
             let error = try #require(throws: TemplateError.self) { try render() }
             #expect(error.message == testCase.error, "\(error)")
         }
+    }
+
+    @Test("rendered prompts tokenize to transformers' prompt ids", arguments: TemplateCase.all.filter { $0.ids != nil })
+    func promptIDs(_ testCase: TemplateCase) throws {
+        let source = try String(contentsOf: TextFixtures.url("templates/\(testCase.template).jinja"), encoding: .utf8)
+        let template = try ChatTemplate(source: source, bosToken: testCase.bosToken, eosToken: testCase.eosToken)
+        let prompt = try template.render(
+            messages: testCase.messages, tools: testCase.tools, addGenerationPrompt: testCase.addGenerationPrompt,
+            extra: testCase.extra, now: TemplateCase.now, timeZone: TimeZone(identifier: "UTC")!)
+        let tokenizer = try TextFixtures.tokenizer(testCase.template.hasPrefix("qwen") ? "qwen2" : "llama3")
+        let ids = try tokenizer.encode(prompt)
+        #expect(ids == testCase.ids)
+        // The role markers are single special tokens, not text.
+        let marker = try #require(tokenizer.addedTokenID(testCase.template.hasPrefix("qwen") ? "<|im_start|>" : "<|start_header_id|>"))
+        #expect(ids.contains(marker))
     }
 
     @Test("loads a template from a model directory: chat_template.jinja, string, or named list")

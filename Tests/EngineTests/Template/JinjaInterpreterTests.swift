@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Engine
+import Engine
 
 /// One small template of jinja-cases.json, with what transformers' environment made of it.
 struct JinjaCase: CustomTestStringConvertible, Sendable {
@@ -99,6 +99,32 @@ struct JinjaInterpreterTests {
         #expect(error.code == .runtime)
         #expect(error.line == 2)
         #expect(error.column == 8)
+    }
+
+    @Test("integer overflow is reported, not wrapped")
+    func overflow() throws {
+        let template = try JinjaTemplate("{{ 9223372036854775807 + 1 }}")
+        let error = try #require(throws: TemplateError.self) { try template.render([:]) }
+        #expect(error.description.contains("exceeds 64 bits"))
+    }
+
+    @Test("truncated and damaged real templates fail with errors, never crash", arguments: ["qwen2.5", "qwen3", "llama3.1", "llama3.2"])
+    func damagedTemplates(name: String) throws {
+        let source = Array(try String(contentsOf: TextFixtures.url("templates/\(name).jinja"), encoding: .utf8).unicodeScalars)
+        let messages: [JinjaValue] = [["role": "user", "content": "hi"]]
+        var rejected = 0
+        for cut in stride(from: 0, to: source.count, by: 7) {
+            for damaged in [Array(source[..<cut]), Array(source[..<cut] + ["{", "%"] + source[cut...])] {
+                do {
+                    let template = try ChatTemplate(source: String(String.UnicodeScalarView(damaged)))
+                    _ = try? template.render(messages: messages, addGenerationPrompt: true)
+                } catch is TemplateError {
+                    rejected += 1
+                }
+            }
+        }
+        // Most cuts land inside a tag or block: the parser must have said so.
+        #expect(rejected > source.count / 7)
     }
 
     @Test("tojson keeps insertion order and Python's separators")

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Engine
+import Engine
 
 @Suite("Split pattern")
 struct SplitPatternTests {
