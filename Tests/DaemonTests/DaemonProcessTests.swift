@@ -74,6 +74,17 @@ struct DaemonProcessTests {
         }
     }
 
+    @Test("a non-loopback listen address is refused without --insecure-no-auth")
+    func nonLoopbackRefused() async throws {
+        let root = FileManager.default.temporaryDirectory.appending(path: "modeld-nl-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let result = try await runProcess(
+            productsDirectory.appending(path: "modeld"), ["--data-dir", root.path, "--listen", "0.0.0.0:0"],
+            environment: ["HOME": root.path])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("--insecure-no-auth"), "\(result.stderr)")
+    }
+
     @Test("modelctl reports an unreachable daemon with exit code 3")
     func unreachable() async throws {
         let port = try freeLoopbackPort()

@@ -15,6 +15,10 @@ import Transfer
 /// chunk by chunk, and a client that goes away cancels the upstream request.
 struct GatewayController {
     let supervisor: Supervisor
+    let catalog: ModelCatalog
+    let store: Store
+    /// How long a request waits for an on-demand start.
+    let startTimeout: Duration
     let outstanding = OutstandingRequests()
 
     func addRoutes(to router: Router<DaemonRequestContext>) {
@@ -45,13 +49,13 @@ struct GatewayController {
         guard let model = object["model"] as? String, !model.isEmpty else {
             return openAIError(.badRequest, "model is required", type: "BadRequestError", param: "model")
         }
-        let candidates = await supervisor.list().filter { run in
-            run.state == .ready && run.endpoint != nil
-                && [run.name, run.servedName, run.model].contains { $0.caseInsensitiveCompare(model) == .orderedSame }
-        }
-        guard !candidates.isEmpty else {
-            return openAIError(
-                .notFound, "model \(model) is not running here: start it with `modelctl start \(model)`", type: "NotFoundError", param: "model")
+        var candidates = await readyRuns(model)
+        if candidates.isEmpty {
+            do {
+                candidates = try await startOnDemand(model, logger: context.logger)
+            } catch let error as OnDemandError {
+                return openAIError(error.status, error.message, type: error.status == .notFound ? "NotFoundError" : "ServiceUnavailableError", param: "model")
+            }
         }
         let run = outstanding.leastBusy(candidates.map(\.runID)).flatMap { id in candidates.first { $0.runID == id } } ?? candidates[0]
         var payload = Data(body.readableBytesView)
@@ -65,6 +69,55 @@ struct GatewayController {
             body: payload, stallTimeout: .seconds(600))
         return try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding, logger: context.logger)
     }
+}
+
+extension GatewayController {
+    private func matches(_ run: RunInfo, _ model: String) -> Bool {
+        [run.name, run.servedName, run.model].contains { $0.caseInsensitiveCompare(model) == .orderedSame }
+    }
+
+    private func readyRuns(_ model: String) async -> [RunInfo] {
+        await supervisor.list().filter { $0.state == .ready && $0.endpoint != nil && matches($0, model) }
+    }
+
+    /// A request for a pulled model with no ready run starts it on its default engine (or joins a start
+    /// already under way) and waits, bounded by ``startTimeout``.
+    private func startOnDemand(_ model: String, logger: Logger) async throws -> [RunInfo] {
+        let existing = await supervisor.list().first { $0.state == .starting && matches($0, model) }
+        let runID: String
+        if let existing {
+            runID = existing.runID
+        } else {
+            guard let ref = try? ModelRef(parsing: model), let resolved = try? catalog.resolve(ref),
+                let version = try store.versions(source: resolved.source.rawValue, repo: resolved.repo).first(where: { $0.version.state == .ready }),
+                let path = version.version.path
+            else {
+                throw OnDemandError(status: .notFound, message: "model \(model) is not running here and not pulled: `modelctl pull \(model)`, then `modelctl start \(model)`")
+            }
+            let engine = resolved.entry.flatMap { EngineKind(rawValue: $0.defaultEngine) } ?? .builtin
+            let spec = LaunchSpec(engine: engine, modelPath: path, servedName: model)
+            do {
+                let run = try await supervisor.start(RunRequest(name: model, model: model, versionID: version.version.id, spec: spec))
+                logger.info("on-demand start", metadata: ["model": "\(model)", "engine": "\(engine.rawValue)", "run": "\(run.runID)"])
+                runID = run.runID
+            } catch let error as LaunchError where error.code == .nameInUse {
+                // A stopped or failed run has the name: start that one again is the user's call.
+                throw OnDemandError(status: .serviceUnavailable, message: "model \(model) has a run that is not ready (\(error.message)); see `modelctl ps`")
+            }
+        }
+        let settled = try await supervisor.waitUntilSettled(runID, timeout: startTimeout)
+        guard settled.state == .ready else {
+            throw OnDemandError(
+                status: .serviceUnavailable,
+                message: "model \(model) did not become ready (\(settled.state.rawValue)\(settled.reason.map { ": \($0)" } ?? "")); see `modelctl logs \(settled.name)`")
+        }
+        return [settled]
+    }
+}
+
+struct OnDemandError: Error {
+    var status: HTTPResponse.Status
+    var message: String
 }
 
 /// Counts requests in flight per run, for least-busy routing.

@@ -35,7 +35,9 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     models.get(":ref/:name") { request, context in
         try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
-    GatewayController(supervisor: daemon.supervisor).addRoutes(to: router)
+    GatewayController(
+        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store, startTimeout: .seconds(300)
+    ).addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
     }
