@@ -25,9 +25,9 @@ package struct BenchResult: Sendable, CustomStringConvertible {
 
     package var description: String {
         String(
-            format: "prefill %d tokens: %.1f tok/s (%.3f s); decode %d tokens x batch %d: %.1f tok/s aggregate (%.1f ms/step); %d threads",
-            promptTokens, prefillTokensPerSecond, prefillSeconds, generatedTokens, batch, decodeTokensPerSecond,
-            1000 * decodeSeconds / Double(max(1, generatedTokens)), threads
+            format: "prefill %d tokens: %.1f tok/s (%.3f s, %.3f CPU-s); decode %d tokens x batch %d: %.1f tok/s aggregate (%.1f ms/step, %.3f CPU-s); %d threads",
+            promptTokens, prefillTokensPerSecond, prefillSeconds, prefillCPUSeconds, generatedTokens, batch,
+            decodeTokensPerSecond, 1000 * decodeSeconds / Double(max(1, generatedTokens)), decodeCPUSeconds, threads
         )
     }
 }
