@@ -28,8 +28,13 @@ package final class ThreadPool: @unchecked Sendable {
     /// Loads of the job counter a worker makes before parking (tens of microseconds).
     private let spinLimit = 200_000
 
-    /// A pool for the machine's cores, shared by every model in the process.
-    package static let shared = ThreadPool(threadCount: ProcessInfo.processInfo.activeProcessorCount)
+    /// A pool for the machine's cores, shared by every model in the process; the environment
+    /// variable `MODELD_ENGINE_THREADS` overrides the count (to leave cores to other work, or to
+    /// measure scaling).
+    package static let shared = ThreadPool(
+        threadCount: ProcessInfo.processInfo.environment["MODELD_ENGINE_THREADS"].flatMap { Int($0) }
+            ?? ProcessInfo.processInfo.activeProcessorCount
+    )
 
     /// Starts `threadCount - 1` workers; the calling thread is the first participant of each job.
     package init(threadCount: Int) {
