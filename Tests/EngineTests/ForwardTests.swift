@@ -73,6 +73,23 @@ struct ForwardTests {
         }
     }
 
+    /// A generator that prefills prompts in small chunks, interleaved with another sequence's
+    /// decoding, produces the same greedy tokens.
+    @Test func chunkedPrefillInGeneratorMatches() throws {
+        let expected = try Fixtures.expected("llama3-tiny")
+        let generator = Generator(model: try Fixtures.model("llama3-tiny"), prefillChunk: 4)
+        let parameters = SamplingParameters(temperature: 0, maxTokens: 16, ignoreEOS: true)
+        let chunked = try generator.makeGeneration(prompt: expected.prompt_ids, parameters: parameters)
+        let other = try generator.makeGeneration(prompt: [expected.prompt_ids[0]], parameters: parameters)
+        var prefillSteps = 0
+        while !chunked.isFinished {
+            if chunked.isPrefilling { prefillSteps += 1 }
+            _ = try generator.step([chunked, other])
+        }
+        #expect(prefillSteps == (expected.prompt_ids.count + 3) / 4)
+        #expect(chunked.outputTokens == Array(expected.greedy_ids.prefix(16)))
+    }
+
     /// A prompt prefilled in chunks gives the same next-token logits as in one pass.
     @Test func chunkedPrefillMatches() throws {
         let expected = try Fixtures.expected("qwen3-tiny")

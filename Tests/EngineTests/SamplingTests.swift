@@ -136,6 +136,22 @@ struct StoppingTests {
         #expect(held.last?.finishReason == .length)
     }
 
+    @Test func finishedGenerationsAreSkipped() throws {
+        let expected = try Fixtures.expected("qwen2-tiny")
+        let generator = Generator(model: try Fixtures.model("qwen2-tiny"))
+        let parameters = SamplingParameters(temperature: 0, maxTokens: 10, ignoreEOS: true)
+        let a = try generator.makeGeneration(prompt: expected.prompt_ids, parameters: parameters)
+        let b = try generator.makeGeneration(prompt: expected.chat_prompt_ids, parameters: parameters)
+        _ = try generator.step([a, b])
+        a.finish(.stop)
+        let tokens = try generator.step([a, b])
+        #expect(tokens[0] == nil && tokens[1] != nil)
+        #expect(a.outputTokens.count == 1 && b.outputTokens.count == 2)
+        #expect(a.finishReason == .stop)
+        // Qwen2.5-0.5B's KV cache: 24 layers × 2 KV heads × 64 × 2 (K and V) × 2 bytes = 12 KiB per token.
+        #expect(ModelConfig.qwen25_0_5B.kvCacheBytesPerToken == 12 * 1024)
+    }
+
     @Test func maxTokensEndsWithLength() throws {
         let expected = try Fixtures.expected("qwen2-tiny")
         let generator = Generator(model: try Fixtures.model("qwen2-tiny"))

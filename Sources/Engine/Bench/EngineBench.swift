@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Prefill and decode throughput of a model, as `modeld engine bench` reports it.
 package struct BenchResult: Sendable, CustomStringConvertible {
     package var promptTokens: Int
@@ -10,6 +14,10 @@ package struct BenchResult: Sendable, CustomStringConvertible {
     package var prefillSeconds: Double
     /// Seconds for `generatedTokens` batched decode steps of `batch` sequences.
     package var decodeSeconds: Double
+    /// Process CPU seconds (all threads) spent in the prefill and in the decode steps: on a busy
+    /// machine, wall time overstates the engine's own cost.
+    package var prefillCPUSeconds: Double
+    package var decodeCPUSeconds: Double
 
     package var prefillTokensPerSecond: Double { Double(promptTokens) / prefillSeconds }
     /// Aggregate over the batch: `batch × generatedTokens / decodeSeconds`.
@@ -17,9 +25,9 @@ package struct BenchResult: Sendable, CustomStringConvertible {
 
     package var description: String {
         String(
-            format: "prefill %d tokens: %.1f tok/s (%.3f s); decode %d tokens x batch %d: %.1f tok/s aggregate (%.1f ms/step); %d threads",
-            promptTokens, prefillTokensPerSecond, prefillSeconds, generatedTokens, batch, decodeTokensPerSecond,
-            1000 * decodeSeconds / Double(max(1, generatedTokens)), threads
+            format: "prefill %d tokens: %.1f tok/s (%.3f s, %.3f CPU-s); decode %d tokens x batch %d: %.1f tok/s aggregate (%.1f ms/step, %.3f CPU-s); %d threads",
+            promptTokens, prefillTokensPerSecond, prefillSeconds, prefillCPUSeconds, generatedTokens, batch,
+            decodeTokensPerSecond, 1000 * decodeSeconds / Double(max(1, generatedTokens)), decodeCPUSeconds, threads
         )
     }
 }
@@ -48,25 +56,39 @@ package enum EngineBench {
         _ = try model.forward([ForwardSegment(cache: model.makeCache(capacity: 8), tokens: [1])])
 
         let caches = (0..<batch).map { _ in model.makeCache(capacity: promptTokens + generatedTokens + 1) }
+        let firstPrompt = prompt()
+        let cpuStart = cpuSeconds()
         let start = DispatchTime.now()
-        var logits = try model.forward([ForwardSegment(cache: caches[0], tokens: prompt())])
+        var logits = try model.forward([ForwardSegment(cache: caches[0], tokens: firstPrompt)])
         let prefillSeconds = seconds(since: start)
+        let prefillCPUSeconds = cpuSeconds() - cpuStart
         var next = [Sampler.argmax(logits[0][0])]
         for cache in caches.dropFirst() {
             logits = try model.forward([ForwardSegment(cache: cache, tokens: prompt())])
             next.append(Sampler.argmax(logits[0][0]))
         }
 
+        let decodeCPUStart = cpuSeconds()
         let decodeStart = DispatchTime.now()
         for _ in 0..<generatedTokens {
             let segments = zip(caches, next).map { ForwardSegment(cache: $0, tokens: [$1]) }
             logits = try model.forward(segments)
             next = logits.map { Sampler.argmax($0[0]) }
         }
+        let decodeSeconds = seconds(since: decodeStart)
         return BenchResult(
             promptTokens: promptTokens, generatedTokens: generatedTokens, batch: batch, threads: model.pool.threadCount,
-            prefillSeconds: prefillSeconds, decodeSeconds: seconds(since: decodeStart)
+            prefillSeconds: prefillSeconds, decodeSeconds: decodeSeconds,
+            prefillCPUSeconds: prefillCPUSeconds, decodeCPUSeconds: cpuSeconds() - decodeCPUStart
         )
+    }
+
+    /// User and system CPU time of the whole process.
+    private static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     private static func seconds(since start: DispatchTime) -> Double {

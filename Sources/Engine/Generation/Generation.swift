@@ -24,6 +24,12 @@ package final class Generation: @unchecked Sendable {
 
     package var isFinished: Bool { finishReason != nil }
 
+    /// Ends the sequence from outside the sampler: a stop string matched in the decoded text, or
+    /// the client went away. Later ``Generator/step(_:)`` calls skip it.
+    package func finish(_ reason: FinishReason) {
+        if finishReason == nil { finishReason = reason }
+    }
+
     /// True while (part of) the prompt still has to be prefilled.
     package var isPrefilling: Bool { outputTokens.isEmpty && !pending.isEmpty }
 }

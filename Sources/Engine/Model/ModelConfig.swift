@@ -64,6 +64,10 @@ package struct ModelConfig: Sendable, Equatable {
         self.maxPositionEmbeddings = maxPositionEmbeddings
     }
 
+    /// Bytes one token occupies in a ``KVCache`` (keys and values of every layer, f16): what a
+    /// scheduler budgets memory with.
+    package var kvCacheBytesPerToken: Int { 2 * layerCount * kvHeadCount * headDim * MemoryLayout<Float16>.size }
+
     /// Qwen3 normalises each query and key head (`q_norm`, `k_norm`) before RoPE.
     package var hasQKNorm: Bool { architecture == .qwen3 }
 
