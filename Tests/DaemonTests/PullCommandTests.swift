@@ -220,6 +220,19 @@ struct BuiltinRunTests {
                     #expect(result.status == 0 && result.stdout.hasPrefix("ok"), "\(result.stdout)\(result.stderr)")
                 }
                 #expect(try await daemon.modelctl(["stop", "tiny"]).status == 0)
+
+                // On demand: a request for the pulled model by its repository id starts it on its default engine.
+                let onDemand = """
+                    import sys, openai
+                    client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="unused")
+                    reply = client.completions.create(model="acme/qwen2-tiny", prompt="Hello", max_tokens=3, extra_body={"ignore_eos": True})
+                    assert reply.usage.completion_tokens == 3, reply.usage
+                    print("ok")
+                    """
+                let demanded = try await runProcess(URL(filePath: "/usr/bin/env"), ["python3", "-c", onDemand, "http://127.0.0.1:\(daemon.port)"])
+                #expect(demanded.status == 0 && demanded.stdout.hasPrefix("ok"), "\(demanded.stdout)\(demanded.stderr)")
+                let runs = try WireJSON.decoder().decode([RunSummary].self, from: Data(try await daemon.modelctl(["ps", "--json"]).stdout.utf8))
+                #expect(runs.contains { $0.model == "acme/qwen2-tiny" && $0.state == "ready" && $0.engine == "builtin" }, "\(runs)")
             } catch {
                 try await daemon.stop()
                 throw error

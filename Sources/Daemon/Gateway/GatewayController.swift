@@ -97,12 +97,12 @@ extension GatewayController {
             let engine = resolved.entry.flatMap { EngineKind(rawValue: $0.defaultEngine) } ?? .builtin
             let spec = LaunchSpec(engine: engine, modelPath: path, servedName: model)
             do {
-                let run = try await supervisor.start(RunRequest(name: model, model: model, versionID: version.version.id, spec: spec))
+                // The run gets a generated name (names cannot hold `/`); it answers to `model` as its served name.
+                let run = try await supervisor.start(RunRequest(name: nil, model: model, versionID: version.version.id, spec: spec))
                 logger.info("on-demand start", metadata: ["model": "\(model)", "engine": "\(engine.rawValue)", "run": "\(run.runID)"])
                 runID = run.runID
-            } catch let error as LaunchError where error.code == .nameInUse {
-                // A stopped or failed run has the name: start that one again is the user's call.
-                throw OnDemandError(status: .serviceUnavailable, message: "model \(model) has a run that is not ready (\(error.message)); see `modelctl ps`")
+            } catch let error as LaunchError {
+                throw OnDemandError(status: .serviceUnavailable, message: "cannot start \(model) on demand: \(error.message)")
             }
         }
         let settled = try await supervisor.waitUntilSettled(runID, timeout: startTimeout)
