@@ -45,7 +45,11 @@ struct PullFaultTests {
             // Second daemon on the same data directory.
             try await withPullService(hub: hub, dataRoot: root) { harness in
                 try await harness.pull("acme/tiny")
-                #expect(hub.servedBytes("model.safetensors") == 3 << 20)
+                // At most the stalled prefix is fetched twice: bytes still queued for the writer when the
+                // stall aborts the transfer are not on disk to resume from (exact resume is asserted by the
+                // cut-body test).
+                let served = hub.servedBytes("model.safetensors")
+                #expect(served >= 3 << 20 && served <= (3 << 20) + 500_000, "\(served)")
                 #expect(hub.requests.last { $0.origin == .cdn }?.range == "bytes=2000000-")
                 #expect(try harness.store.versions(source: "huggingface", repo: "acme/tiny").first?.version.state == .ready)
             }
@@ -134,7 +138,11 @@ struct PullFaultTests {
             hub.addFault(.stall(path: "model.safetensors", afterBytes: 500_000, seconds: 4))
             try await withPullService(hub: hub, configure: { $0.stallTimeout = .seconds(1) }) { harness in
                 try await harness.pull("acme/tiny")
-                #expect(hub.servedBytes("model.safetensors") == 3 << 20)
+                // At most the stalled prefix is fetched twice: bytes still queued for the writer when the
+                // stall aborts the transfer are not on disk to resume from (exact resume is asserted by the
+                // cut-body test).
+                let served = hub.servedBytes("model.safetensors")
+                #expect(served >= 3 << 20 && served <= (3 << 20) + 500_000, "\(served)")
             }
         }
     }
@@ -205,13 +213,14 @@ struct PullFaultTests {
     @Test("--max-download-rate limits the speed")
     func bandwidthLimit() async throws {
         try await FakeHub.withRunning { hub in
-            hub.addRepo("acme/tiny", commits: [tinyCommit(weights: testBytes(2 << 20, seed: 3))])
+            hub.addRepo("acme/tiny", commits: [tinyCommit(weights: testBytes(4 << 20, seed: 3))])
             try await withPullService(hub: hub, configure: { $0.maxDownloadRate = 1 << 20; $0.concurrency = 4 }) { harness in
                 let clock = ContinuousClock()
                 let start = clock.now
                 try await harness.pull("acme/tiny", include: ["*.safetensors"])
-                // 2 MiB at 1 MiB/s (one transfer gets the whole budget): about 2 s.
-                #expect(clock.now - start >= .milliseconds(1500))
+                // 4 MiB at 1 MiB/s (one transfer gets the whole budget): about 4 s. libcurl averages the rate,
+                // so the first socket buffers' worth arrives at once; allow that burst, not more.
+                #expect(clock.now - start >= .milliseconds(2500))
             }
         }
     }

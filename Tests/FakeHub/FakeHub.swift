@@ -34,22 +34,28 @@ package final class FakeHub: Sendable {
 
     /// Starts the hub and its CDN on ephemeral loopback ports, runs `body`, and stops them.
     package static func withRunning<T: Sendable>(_ body: @Sendable (FakeHub) async throws -> T) async throws -> T {
-        let hubPort = try freeLoopbackPort()
-        let cdnPort = try freeLoopbackPort()
-        let hub = FakeHub(hubPort: hubPort, cdnPort: cdnPort)
+        // Both servers bind port 0 and report the port the kernel chose: picking a "free" port first and
+        // binding it later races with other tests doing the same.
+        let box = Mutex<FakeHub?>(nil)
+        let ports = PortReports()
         var logger = Logger(label: "fakehub")
         logger.logLevel = .critical
         let hubApp = Application(
-            responder: CallbackResponder<BasicRequestContext> { request, _ in await hub.respond(request, origin: .hub) },
-            configuration: .init(address: .hostname("127.0.0.1", port: hubPort)), logger: logger)
+            responder: CallbackResponder<BasicRequestContext> { request, _ in await box.withLock { $0 }!.respond(request, origin: .hub) },
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in ports.report(.hub, channel.localAddress?.port ?? 0) },
+            logger: logger)
         let cdnApp = Application(
-            responder: CallbackResponder<BasicRequestContext> { request, _ in await hub.respond(request, origin: .cdn) },
-            configuration: .init(address: .hostname("127.0.0.1", port: cdnPort)), logger: logger)
+            responder: CallbackResponder<BasicRequestContext> { request, _ in await box.withLock { $0 }!.respond(request, origin: .cdn) },
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in ports.report(.cdn, channel.localAddress?.port ?? 0) },
+            logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await hubApp.run() }
             group.addTask { try await cdnApp.run() }
-            try await waitForListening(port: hubPort)
-            try await waitForListening(port: cdnPort)
+            let (hubPort, cdnPort) = try await ports.both()
+            let hub = FakeHub(hubPort: hubPort, cdnPort: cdnPort)
+            box.withLock { $0 = hub }
             do {
                 let result = try await body(hub)
                 group.cancelAll()
@@ -292,4 +298,22 @@ func waitForListening(port: Int) async throws {
         try await Task.sleep(for: .milliseconds(25))
     }
     throw POSIXError(.ETIMEDOUT)
+}
+
+/// The ports the two fake servers bound, reported from their `onServerRunning`.
+final class PortReports: Sendable {
+    private let state = Mutex<(hub: Int?, cdn: Int?)>((nil, nil))
+
+    func report(_ origin: FakeRequest.Origin, _ port: Int) {
+        state.withLock { origin == .hub ? ($0.hub = port) : ($0.cdn = port) }
+    }
+
+    /// Waits (bounded) until both servers listen.
+    func both() async throws -> (Int, Int) {
+        for _ in 0..<1000 {
+            if case let (hub?, cdn?) = state.withLock({ $0 }) { return (hub, cdn) }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw POSIXError(.ETIMEDOUT)
+    }
 }
