@@ -91,6 +91,10 @@ struct SystemdTests {
         if !startup.contains(where: { $0.contains("READY=1") }) { all += await notify.wait(for: "READY=1") }
         #expect(all.contains { $0.split(separator: "\n").contains("READY=1") }, "got \(all)")
         #expect(all.contains { $0.contains("STATUS=") })
+        // The status line summarises runs and pulls.
+        let statusLine = "STATUS=runs: 0 ready, 0 starting, 0 failed; pulls in progress: 0"
+        let status = all.contains(statusLine) ? all : all + (await notify.wait(for: statusLine, timeout: .seconds(10)))
+        #expect(status.contains(statusLine), "got \(status)")
         #expect(all.contains("WATCHDOG=1"))
 
         // The daemon is exec'd in place: the process we started is the daemon now.

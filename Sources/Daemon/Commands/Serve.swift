@@ -102,7 +102,8 @@ enum DaemonStartup {
         supervisorLogger[metadataKey: "part"] = "supervisor"
         let supervisor = try Supervisor(
             store: store, dataDirectory: configuration.dataDirectory,
-            configuration: SupervisorConfiguration(engines: try engineSettings(environment), baseEnvironment: environment),
+            configuration: SupervisorConfiguration(
+                engines: try engineSettings(environment), portRange: try enginePorts(environment), baseEnvironment: environment),
             logger: supervisorLogger)
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, logger: logger)
@@ -122,6 +123,16 @@ enum DaemonStartup {
         return engines
     }
 
+    /// The ports engines get, from `MODELD_ENGINE_PORTS` (`FIRST-LAST`), default 18100-18999.
+    static func enginePorts(_ environment: [String: String]) throws -> ClosedRange<Int> {
+        guard let text = environment["MODELD_ENGINE_PORTS"], !text.isEmpty else { return 18100...18999 }
+        let parts = text.split(separator: "-").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 2, parts[0] >= 1024, parts[0] <= parts[1], parts[1] <= 65535 else {
+            throw ConfigurationError(key: "engine_ports", problem: "\"\(text)\" is not a port range FIRST-LAST within 1024-65535")
+        }
+        return parts[0]...parts[1]
+    }
+
     /// Runs the daemon until SIGTERM or SIGINT: serves HTTP on the TCP and control sockets (from systemd
     /// when socket-activated, else bound here), tells systemd when it is ready, pings the watchdog, and on
     /// shutdown stops accepting, finishes in-flight requests within a bound, and closes the store.
@@ -130,7 +141,7 @@ enum DaemonStartup {
         let sockets = try listeningSockets(daemon)
         // Ready once every listener accepts and the supervisor has reconciled the recorded runs.
         let readiness = Readiness(expected: sockets.count + 1) {
-            notifier.ready(status: statusLine(daemon))
+            notifier.ready(status: "ready")
             daemon.logger.info("modeld ready")
         }
         let responder = buildRouter(daemon).buildResponder()
@@ -148,6 +159,7 @@ enum DaemonStartup {
         services.insert(.init(service: PullRunner(pulls: daemon.pulls)), at: 0)
         services.insert(
             .init(service: SupervisorRunner(supervisor: daemon.supervisor, notifier: notifier, readiness: readiness)), at: 0)
+        services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
         services.append(.init(service: StoppingNotifier(notifier: notifier)))
         var configuration = ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: daemon.logger)
@@ -176,11 +188,36 @@ enum DaemonStartup {
         ]
     }
 
-    /// The one-line status systemd shows (`systemctl status modeld`).
-    static func statusLine(_ daemon: DaemonContext) -> String {
-        let versions = (try? daemon.store.localVersions()) ?? []
-        let ready = versions.filter { $0.version.state == .ready }.count
-        return "\(ready) models ready, \(daemon.catalog.entries.count) in catalog"
+    /// The one-line status systemd shows (`systemctl status modeld`): runs and pulls.
+    static func statusLine(_ daemon: DaemonContext) async -> String {
+        let runs = await daemon.supervisor.list()
+        let ready = runs.filter { $0.state == .ready }.count
+        let starting = runs.filter { $0.state == .starting }.count
+        let failed = runs.filter { $0.state == .failed }.count
+        let pulls = daemon.pulls.activeJobs().count
+        return "runs: \(ready) ready, \(starting) starting, \(failed) failed; pulls in progress: \(pulls)"
+    }
+}
+
+/// Keeps systemd's `STATUS=` line current, every few seconds while the daemon runs.
+struct StatusReporter: Service, CustomStringConvertible {
+    let daemon: DaemonContext
+    let notifier: SystemdNotifier
+    var description: String { "StatusReporter" }
+
+    func run() async throws {
+        // Ends at once when shutdown begins: the services after it in the shutdown order must not wait.
+        try? await cancelWhenGracefulShutdown {
+            var last = ""
+            while !Task.isCancelled {
+                let line = await DaemonStartup.statusLine(daemon)
+                if line != last {
+                    notifier.status(line)
+                    last = line
+                }
+                try await Task.sleep(for: .seconds(5))
+            }
+        }
     }
 }
 
