@@ -5,12 +5,21 @@ import Transfer
 package struct DaemonEndpoint: Sendable, CustomStringConvertible {
     package var baseURL: String
     package var unixSocketPath: String?
+    /// Sent as `Authorization: Bearer <key>` (TCP only; the control socket needs none).
+    package var apiKey: String?
 
-    package init(baseURL: String, unixSocketPath: String? = nil) {
+    package init(baseURL: String, unixSocketPath: String? = nil, apiKey: String? = nil) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
         self.unixSocketPath = unixSocketPath
+        self.apiKey = apiKey
+    }
+
+    /// The authorization header, when there is a key and the transport is TCP.
+    var authorization: [(String, String)] {
+        guard unixSocketPath == nil, let apiKey, !apiKey.isEmpty else { return [] }
+        return [("Authorization", "Bearer \(apiKey)")]
     }
 
     package var description: String { unixSocketPath.map { "unix:\($0)" } ?? baseURL }
@@ -48,7 +57,7 @@ package struct ModeldClient: Sendable {
         _ method: String, _ path: String, body: (some Encodable & Sendable)? = EmptyPayload?.none,
         as: Payload.Type = Payload.self
     ) async throws -> Payload {
-        var headers = [("Accept", "application/json")]
+        var headers = [("Accept", "application/json")] + endpoint.authorization
         var bodyData: Data?
         if let body {
             bodyData = try WireJSON.encoder().encode(body)
@@ -92,7 +101,7 @@ package struct ModeldClient: Sendable {
     ) async throws {
         let request = HTTPRequest(
             method: "POST", url: endpoint.baseURL + path,
-            headers: [("Accept", "application/x-ndjson"), ("Content-Type", "application/json")],
+            headers: [("Accept", "application/x-ndjson"), ("Content-Type", "application/json")] + endpoint.authorization,
             body: try WireJSON.encoder().encode(body), unixSocketPath: endpoint.unixSocketPath,
             stallTimeout: .seconds(600))
         let transfer = self.transfer
@@ -136,7 +145,8 @@ package struct ModeldClient: Sendable {
     /// GETs a streaming text endpoint and hands each line to `onLine` (return false to stop).
     package func streamText(_ path: String, onLine: @escaping @Sendable (String) -> Bool) async throws {
         let request = HTTPRequest(
-            url: endpoint.baseURL + path, unixSocketPath: endpoint.unixSocketPath, stallTimeout: .seconds(86_400))
+            url: endpoint.baseURL + path, headers: endpoint.authorization, unixSocketPath: endpoint.unixSocketPath,
+            stallTimeout: .seconds(86_400))
         let transfer = self.transfer
         let endpoint = self.endpoint
         try await onThread {

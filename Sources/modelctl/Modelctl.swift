@@ -11,7 +11,7 @@ struct Modelctl: AsyncParsableCommand {
         version: modeldVersion,
         subcommands: [
             ModelPull.self, ModelList.self, ModelShow.self, ModelRemove.self, ModelVerify.self, RunStart.self, RunList.self, RunStop.self,
-            RunLogsCommand.self, RunChat.self,
+            RunLogsCommand.self, RunChat.self, KeysCommand.self,
         ]
     )
 }
@@ -24,8 +24,14 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "modeld's control socket (env MODELD_CONTROL_SOCKET; default /run/modeld/modeld.sock, then ~/.local/share/modeld/modeld.sock).")
     var socket: String?
 
+    @Option(name: .long, help: "API key for a TCP daemon that requires one (env MODELD_API_KEY).")
+    var apiKey: String?
+
     func client() throws -> ModeldClient {
-        try ModeldClient(endpoint: endpoint(environment: ProcessInfo.processInfo.environment))
+        let environment = ProcessInfo.processInfo.environment
+        var endpoint = endpoint(environment: environment)
+        endpoint.apiKey = apiKey ?? environment["MODELD_API_KEY"]
+        return try ModeldClient(endpoint: endpoint)
     }
 
     /// `--url`/`MODELD_URL` when given, else the first control socket that exists, else the default TCP address.

@@ -82,6 +82,15 @@ enum OpenAPIDocument {
             "/v1/embeddings": [
                 "post": operation("OpenAI embeddings, routed by `model`", jsonResponse("The engine's reply, relayed", ["type": "object"]), body: "OpenAIRequest")
             ],
+            "/api/v1/keys": [
+                "get": operation("API keys (never their values)", jsonResponse("OK", envelope(array(ref("Key"))))),
+                "post": operation(
+                    "Create an API key; the value is in this answer only", jsonResponse("OK", envelope(ref("Key"))), body: "KeyCreateRequest",
+                    extra: ["409": jsonResponse("The name is taken", ref("ErrorEnvelope"))]),
+            ],
+            "/api/v1/keys/{id}/revoke": [
+                "post": operation("Revoke an API key", jsonResponse("OK", envelope(ref("Key"))), parameters: [pathParameter("id", "Key id or name")])
+            ],
             "/api/v1/models": ["get": operation("Catalog models with their local state", jsonResponse("OK", envelope(array(ref("CatalogModel")))))],
             "/api/v1/models/resolve": ["post": operation("Which hub repository a ref names", jsonResponse("OK", envelope(ref("Resolved"))), body: "ResolveRequest")],
             "/api/v1/models/pull": [
@@ -147,6 +156,16 @@ enum OpenAPIDocument {
             ["path": string, "completed_bytes": integer, "total_bytes": integer, "state": string],
             required: ["path", "completed_bytes", "total_bytes", "state"])
         let schemas: [String: Any] = [
+            "KeyCreateRequest": object(
+                ["name": string, "scope": ["type": "string", "enum": ["inference", "admin"]], "rate_per_minute": integer],
+                required: ["name"]),
+            "Key": object(
+                [
+                    "id": string, "name": string, "prefix": string, "scope": string, "rate_per_minute": nullableInteger,
+                    "created_at": dateTime, "last_used_at": ["type": ["string", "null"], "format": "date-time"], "revoked": boolean,
+                    "key": nullableString,
+                ],
+                required: ["id", "name", "prefix", "scope", "created_at", "revoked"]),
             "OpenAIRequest": ["type": "object", "required": ["model"], "properties": ["model": string], "additionalProperties": true],
             "ErrorEnvelope": object(
                 ["request_id": string, "code": integer, "msg": string, "data": ["type": "null"]],

@@ -34,7 +34,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Limit pull bandwidth, bytes per second, with optional K/M/G suffix (env MODELD_MAX_DOWNLOAD_RATE).")
     var maxDownloadRate: String?
 
-    @Flag(name: .long, help: "Allow a non-loopback --listen address although API keys are not implemented yet: anyone who can reach it can pull, start and stop models.")
+    @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (env MODELD_LOG_LEVEL).")
@@ -55,10 +55,11 @@ struct Serve: AsyncParsableCommand {
                     maxDownloadRate: maxDownloadRate),
                 environment: environment, logger: logger)
             // Security by default: the management API has no authentication yet, so only loopback unless told.
-            if !daemon.configuration.listen.isLoopback && !insecureNoAuth {
+            let keysExist = try daemon.store.hasActiveAPIKeys()
+            if !daemon.configuration.listen.isLoopback && !insecureNoAuth && !keysExist {
                 throw ConfigurationError(
                     key: "listen",
-                    problem: "\(daemon.configuration.listen) is reachable from other hosts and modeld has no API keys yet; listen on 127.0.0.1 (and use an SSH tunnel or a reverse proxy with authentication), or pass --insecure-no-auth")
+                    problem: "\(daemon.configuration.listen) is reachable from other hosts and no API key exists; create one first (`modelctl keys create --name NAME --scope admin` over the control socket), or pass --insecure-no-auth")
             }
             try await DaemonStartup.run(daemon)
         } catch let error as CleanExit {

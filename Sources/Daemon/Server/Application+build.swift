@@ -21,11 +21,13 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
     router.add(middleware: RequestIDHeaderMiddleware())
     router.add(middleware: EnvelopeErrorMiddleware())
+    router.add(middleware: AuthMiddleware(store: daemon.store))
 
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)
     }
     let api = router.group("api/v1")
+    KeysController(store: daemon.store).addRoutes(to: api.group("keys"))
     let models = api.group("models")
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls).addRoutes(to: models)

@@ -1,0 +1,84 @@
+import Catalog
+import Foundation
+import Hummingbird
+import Logging
+import ModeldAPI
+
+/// `/api/v1/keys`: API keys for TCP clients (the control socket needs none).
+struct KeysController {
+    let store: Store
+
+    func addRoutes(to group: RouterGroup<DaemonRequestContext>) {
+        group.get(use: list)
+        group.post(use: create)
+        group.post(":id/revoke", use: revoke)
+    }
+
+    @Sendable func list(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[KeyInfo]> {
+        Envelope(requestID: context.id, data: try store.apiKeys().map { KeyInfo($0, key: nil) })
+    }
+
+    @Sendable func create(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<KeyInfo> {
+        let body = try await request.decodeJSON(as: KeyCreateRequest.self, context: context)
+        let scope = body.scope ?? "inference"
+        guard ["inference", "admin"].contains(scope) else { throw APIError.badRequest("scope must be inference or admin") }
+        guard !body.name.trimmingCharacters(in: .whitespaces).isEmpty else { throw APIError.badRequest("name must not be empty") }
+        if let rate = body.ratePerMinute, rate < 1 { throw APIError.badRequest("rate_per_minute must be at least 1") }
+        do {
+            let (record, key) = try store.createAPIKey(name: body.name, scope: scope, ratePerMinute: body.ratePerMinute)
+            context.logger.info("API key created", metadata: ["name": "\(record.name)", "scope": "\(scope)", "prefix": "\(record.prefix)"])
+            return Envelope(requestID: context.id, data: KeyInfo(record, key: key))
+        } catch let error as StoreError where error.code == .conflict {
+            throw APIError(.conflict, error.message)
+        }
+    }
+
+    @Sendable func revoke(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<KeyInfo> {
+        do {
+            return Envelope(requestID: context.id, data: KeyInfo(try store.revokeAPIKey(try context.parameters.require("id")), key: nil))
+        } catch let error as StoreError where error.code == .notFound {
+            throw APIError.notFound(error.message)
+        }
+    }
+}
+
+extension KeyInfo {
+    init(_ record: APIKeyRecord, key: String?) {
+        self.init(
+            id: record.id, name: record.name, prefix: record.prefix, scope: record.scope, ratePerMinute: record.ratePerMinute,
+            createdAt: record.createdAt, lastUsedAt: record.lastUsedAt, revoked: record.revokedAt != nil, key: key)
+    }
+}
+
+/// Once any API key exists, every TCP request but `/health` needs `Authorization: Bearer <key>`; the
+/// management API (`/api/v1/*`) needs the admin scope. The control socket is trusted: its 0660 mode is the
+/// access control.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = DaemonRequestContext
+    let store: Store
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        let keysExist = try store.hasActiveAPIKeys()
+        if context.isControlSocket || path == "/health" || !keysExist {
+            return try await next(request, context)
+        }
+        let openAI = path.hasPrefix("/v1/")
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            return deny(.unauthorized, "an API key is required: send Authorization: Bearer <key> (create one with `modelctl keys create`)", openAI: openAI, context: context)
+        }
+        guard let key = try store.authenticate(key: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+            return deny(.unauthorized, "invalid or revoked API key", openAI: openAI, context: context)
+        }
+        if !openAI && key.scope != "admin" {
+            return deny(.forbidden, "API key \(key.name) has scope \(key.scope); \(path) needs an admin key", openAI: openAI, context: context)
+        }
+        return try await next(request, context)
+    }
+
+    private func deny(_ status: HTTPResponse.Status, _ message: String, openAI: Bool, context: Context) -> Response {
+        openAI
+            ? openAIError(status, message, type: status == .unauthorized ? "AuthenticationError" : "PermissionDeniedError")
+            : EnvelopeErrorMiddleware<Context>.envelope(status: status, message: message, requestID: context.id)
+    }
+}
