@@ -50,6 +50,16 @@ struct KeysTests {
             #expect(keys.allSatisfy { $0.key == nil })
             #expect(!listed.stdout.contains(adminKey) && !listed.stdout.contains(inferenceKey), "key values never listed")
 
+            // A key limited to 2 requests a minute: the third is a 429 with Retry-After.
+            let limited = try await daemon.modelctl(["keys", "create", "--name", "slow", "--rate", "2"])
+            let limitedKey = String(limited.stdout.split(separator: "\n").last ?? "")
+            #expect(try await Self.get(daemon, "/v1/models", key: limitedKey).0 == 200)
+            #expect(try await Self.get(daemon, "/v1/models", key: limitedKey).0 == 200)
+            let headers = try await runProcess(
+                URL(filePath: "/usr/bin/curl"), ["-s", "-D", "-", "-o", "/dev/null", "-H", "Authorization: Bearer \(limitedKey)", "http://127.0.0.1:\(daemon.port)/v1/models"])
+            #expect(headers.stdout.hasPrefix("HTTP/1.1 429"), "\(headers.stdout)")
+            #expect(headers.stdout.lowercased().contains("retry-after: "), "\(headers.stdout)")
+
             #expect(try await daemon.modelctl(["keys", "revoke", "app"]).status == 0)
             #expect(try await Self.get(daemon, "/v1/models", key: inferenceKey).0 == 401)
             #expect(try await Self.get(daemon, "/v1/models", key: adminKey).0 == 200)

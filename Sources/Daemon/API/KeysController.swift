@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import Synchronization
 import Hummingbird
 import Logging
 import ModeldAPI
@@ -56,6 +57,7 @@ extension KeyInfo {
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = DaemonRequestContext
     let store: Store
+    let limiter = RateLimiter()
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
@@ -73,6 +75,11 @@ struct AuthMiddleware: RouterMiddleware {
         if !openAI && key.scope != "admin" {
             return deny(.forbidden, "API key \(key.name) has scope \(key.scope); \(path) needs an admin key", openAI: openAI, context: context)
         }
+        if let rate = key.ratePerMinute, let wait = limiter.take(key: key.id, perMinute: rate) {
+            var response = deny(.tooManyRequests, "API key \(key.name) is limited to \(rate) requests per minute; retry in \(wait) s", openAI: openAI, context: context)
+            response.headers[.retryAfter] = String(wait)
+            return response
+        }
         return try await next(request, context)
     }
 
@@ -80,5 +87,28 @@ struct AuthMiddleware: RouterMiddleware {
         openAI
             ? openAIError(status, message, type: status == .unauthorized ? "AuthenticationError" : "PermissionDeniedError")
             : EnvelopeErrorMiddleware<Context>.envelope(status: status, message: message, requestID: context.id)
+    }
+}
+
+/// A token bucket per key: `perMinute` requests a minute, with bursts up to that many.
+final class RateLimiter: Sendable {
+    private let buckets = Mutex<[String: (tokens: Double, updated: ContinuousClock.Instant)]>([:])
+
+    /// Takes one token. - Returns: nil when allowed, else the whole seconds to wait for the next token.
+    func take(key: String, perMinute: Int) -> Int? {
+        let now = ContinuousClock.now
+        let capacity = Double(perMinute)
+        let perSecond = capacity / 60
+        return buckets.withLock { buckets in
+            var bucket = buckets[key] ?? (capacity, now)
+            let elapsed = now - bucket.updated
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            bucket.tokens = min(capacity, bucket.tokens + seconds * perSecond)
+            bucket.updated = now
+            defer { buckets[key] = bucket }
+            guard bucket.tokens >= 1 else { return max(1, Int(((1 - bucket.tokens) / perSecond).rounded(.up))) }
+            bucket.tokens -= 1
+            return nil
+        }
     }
 }

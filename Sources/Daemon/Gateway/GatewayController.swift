@@ -20,6 +20,8 @@ struct GatewayController {
     /// How long a request waits for an on-demand start.
     let startTimeout: Duration
     let outstanding = OutstandingRequests()
+    /// The largest request body the gateway accepts.
+    static let maxBody = 32 << 20
 
     func addRoutes(to router: Router<DaemonRequestContext>) {
         router.get("/v1/models", use: models)
@@ -42,7 +44,12 @@ struct GatewayController {
     }
 
     private func relay(_ request: Request, context: DaemonRequestContext, path: String) async throws -> Response {
-        let body = try await request.body.collect(upTo: 32 << 20)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: Self.maxBody)
+        } catch {
+            return openAIError(.contentTooLarge, "the request body is larger than \(Self.maxBody >> 20) MiB", type: "BadRequestError")
+        }
         guard var object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
             return openAIError(.badRequest, "the body must be a JSON object", type: "BadRequestError")
         }

@@ -17,7 +17,7 @@ struct KeysCreate: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "A unique name.") var name: String
     @Option(name: .long, help: "inference (the OpenAI API) or admin (everything).") var scope = "inference"
-    @Option(name: .long, help: "Requests per minute allowed (stored; enforcement comes with the gateway limits).") var rate: Int?
+    @Option(name: .long, help: "Requests per minute allowed (a 429 with Retry-After beyond it).") var rate: Int?
     @Flag(name: .long, help: "Print JSON (the key included).") var json = false
 
     func run() async throws {
