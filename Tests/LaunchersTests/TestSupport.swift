@@ -17,7 +17,9 @@ let fakeEngine: String = {
 private let nextPortBlock = Atomic<Int>(0)
 func portBlock(size: Int = 20) -> ClosedRange<Int> {
     let index = nextPortBlock.add(1, ordering: .relaxed).oldValue
-    let low = 20000 + (Int(getpid()) % 200) * 100 + index * size
+    // Stay below the kernel's ephemeral range (32768 and up): a listener there can collide with the source
+    // port of some other test's outgoing connection.
+    let low = 20000 + (Int(getpid()) % 40) * 300 + (index % (300 / size)) * size
     return low...(low + size - 1)
 }
 
