@@ -180,15 +180,7 @@ private func transferHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _
     guard let user, let data else { return 0 }
     let context = Unmanaged<TransferContext>.fromOpaque(user).takeUnretainedValue()
     let length = size * count
-    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self)
-    if line.hasPrefix("HTTP/") {
-        // A new response (after a 100 Continue or a redirect): start its headers afresh.
-        context.headers = [:]
-    } else if let colon = line.firstIndex(of: ":") {
-        let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-        context.headers[name] = value
-    }
+    collectHeaderLine(data, count: length, into: &context.headers)
     return length
 }
 

@@ -1,0 +1,15 @@
+/// Folds one header line from libcurl's header callback into `headers` (names lower-cased; a repeated
+/// header keeps its last value). A status line (`HTTP/...`) starts a new response — after a 100 Continue or
+/// a redirect — so it clears what was collected.
+func collectHeaderLine(_ data: UnsafeMutablePointer<CChar>, count: Int, into headers: inout [String: String]) {
+    let line = String(decoding: UnsafeRawBufferPointer(start: data, count: count), as: UTF8.self)
+    if line.hasPrefix("HTTP/") {
+        headers = [:]
+    } else if let colon = line.firstIndex(of: ":") {
+        let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+        headers[name] = value
+    }
+}
+
+import Foundation
