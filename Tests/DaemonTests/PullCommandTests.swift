@@ -159,6 +159,53 @@ struct RunCommandTests {
     }
 }
 
+@Suite("No orphans")
+struct NoOrphanTests {
+    @Test("when modeld is SIGKILLed its engines die too, and the next modeld restarts the run it should run")
+    func daemonKilled() async throws {
+        let fakeEngine = productsDirectory.appending(path: "fake-engine").path
+        try await FakeHub.withRunning { hub in
+            hub.addRepo("acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", "{}")])])
+            let environment = ["HF_ENDPOINT": hub.endpoint, "MODELD_VLLM_COMMAND": fakeEngine]
+            let daemon = try await DaemonProcess(extraEnvironment: environment)
+            #expect(try await daemon.modelctl(["pull", "acme/tiny"]).status == 0)
+            let started = try await daemon.modelctl(["start", "acme/tiny", "--engine", "vllm", "--name", "tiny", "--wait", "--json"])
+            let pid = try #require(try WireJSON.decoder().decode(RunSummary.self, from: Data(started.stdout.utf8)).pid)
+            kill(daemon.process.processIdentifier, SIGKILL)
+            try await waitForExit(daemon.process)
+            var gone = false
+            for _ in 0..<100 where !gone {
+                gone = kill(pid, 0) == -1 && errno == ESRCH
+                if !gone { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(gone, "engine \(pid) outlived the SIGKILLed daemon")
+
+            // A new daemon on the same data directory brings the run back (desired state: running).
+            let next = Process()
+            next.executableURL = productsDirectory.appending(path: "modeld")
+            next.environment = daemon.environment
+            next.standardError = FileHandle.nullDevice
+            try next.run()
+            defer { if next.isRunning { kill(next.processIdentifier, SIGTERM) } }
+            var back: RunSummary?
+            for _ in 0..<200 where back == nil {
+                if let listed = try? await daemon.modelctl(["ps", "--json"]), listed.status == 0,
+                    let runs = try? WireJSON.decoder().decode([RunSummary].self, from: Data(listed.stdout.utf8)),
+                    let run = runs.first(where: { $0.name == "tiny" && $0.state == "ready" })
+                {
+                    back = run
+                } else {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            #expect(back != nil && back?.pid != pid, "the run did not come back: \(String(describing: back))")
+            kill(next.processIdentifier, SIGTERM)
+            try await waitForExit(next)
+            try await daemon.stop()
+        }
+    }
+}
+
 @Suite("The built-in engine under the supervisor")
 struct BuiltinRunTests {
     @Test("pull a tiny Qwen2 model, start it on the built-in engine, and chat with it through its endpoint")
