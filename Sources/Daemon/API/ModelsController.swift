@@ -18,18 +18,26 @@ struct ModelsController {
     @Sendable func resolve(_ request: Request, context: Context) async throws -> Envelope<ResolveResponse> {
         let body = try await request.decodeJSON(as: ResolveRequest.self, context: context)
         let source = try Self.source(body.source)
-        let resolved: ResolvedModel
-        do {
-            resolved = try catalog.resolve(ModelRef(parsing: body.model), source: source)
-        } catch let error as ModelRefError {
-            throw APIError(error.problem.hasPrefix("is not in the catalog") || error.problem.hasPrefix("has no") ? .notFound : .badRequest, error.description)
-        }
+        let resolved = try Self.resolve(catalog, model: body.model, source: source, missingSizeIsNotFound: true)
         return Envelope(
             requestID: context.id,
             data: ResolveResponse(
                 model: body.model, source: source.rawValue, repo: resolved.repo,
                 catalogRef: resolved.entry.flatMap { entry in resolved.size.map { "\(entry.id):\($0.size)" } },
                 defaultEngine: resolved.entry?.defaultEngine))
+    }
+
+    /// Resolves a model reference for a request: an unknown catalog id is a 404, any other bad reference a 400
+    /// (with `missingSizeIsNotFound`, an unknown size of a known model is a 404 too).
+    static func resolve(
+        _ catalog: ModelCatalog, model: String, source: ModelSource, missingSizeIsNotFound: Bool = false
+    ) throws -> ResolvedModel {
+        do {
+            return try catalog.resolve(ModelRef(parsing: model), source: source)
+        } catch let error as ModelRefError {
+            let notFound = error.problem.hasPrefix("is not in the catalog") || (missingSizeIsNotFound && error.problem.hasPrefix("has no"))
+            throw APIError(notFound ? .notFound : .badRequest, error.description)
+        }
     }
 
     /// Parses the optional `source` field of a request.

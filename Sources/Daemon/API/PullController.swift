@@ -122,12 +122,7 @@ struct PullController {
     // MARK: Helpers
 
     private func resolve(_ model: String, source: String?) throws -> ResolvedModel {
-        let source = try ModelsController.source(source)
-        do {
-            return try catalog.resolve(ModelRef(parsing: model), source: source)
-        } catch let error as ModelRefError {
-            throw APIError(error.problem.hasPrefix("is not in the catalog") ? .notFound : .badRequest, error.description)
-        }
+        try ModelsController.resolve(catalog, model: model, source: ModelsController.source(source))
     }
 
     /// The versions a selector names: one (by commit, prefix or revision) or all of the model's.

@@ -31,12 +31,7 @@ struct RunsController {
     @Sendable func start(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
         let body = try await request.decodeJSON(as: StartRequest.self, context: context)
         let source = try ModelsController.source(body.source)
-        let resolved: ResolvedModel
-        do {
-            resolved = try catalog.resolve(ModelRef(parsing: body.model), source: source)
-        } catch let error as ModelRefError {
-            throw APIError(error.problem.hasPrefix("is not in the catalog") ? .notFound : .badRequest, error.description)
-        }
+        let resolved = try ModelsController.resolve(catalog, model: body.model, source: source)
         let engineName = body.engine ?? resolved.entry?.defaultEngine ?? EngineKind.builtin.rawValue
         guard let engine = EngineKind(rawValue: engineName) else {
             throw APIError.badRequest("unknown engine \"\(engineName)\" (use builtin, vllm, sglang or ollama)")

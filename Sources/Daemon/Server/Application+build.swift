@@ -76,12 +76,7 @@ struct RequestIDHeaderMiddleware<Context: RequestContext>: RouterMiddleware {
 func show(_ daemon: DaemonContext, request: Request, context: DaemonRequestContext, ref rawRef: String) async throws -> Envelope<ModelDetail> {
     let ref = rawRef.removingPercentEncoding ?? rawRef
     let source = try ModelsController.source(request.uri.queryParameters["source"].map(String.init))
-    let resolved: ResolvedModel
-    do {
-        resolved = try daemon.catalog.resolve(ModelRef(parsing: ref), source: source)
-    } catch let error as ModelRefError {
-        throw APIError(error.problem.hasPrefix("is not in the catalog") ? .notFound : .badRequest, error.description)
-    }
+    let resolved = try ModelsController.resolve(daemon.catalog, model: ref, source: source)
     let local = try daemon.store.localVersions()
     let catalog = resolved.entry.map { entry in
         ModelsController.catalogWithState(ModelCatalog(entries: [entry]), local: local)[0]
