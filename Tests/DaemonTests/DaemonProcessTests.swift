@@ -36,14 +36,8 @@ struct DaemonProcessTests {
     func serveAndStop() async throws {
         let root = FileManager.default.temporaryDirectory.appending(path: "modeld-run-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: root) }
-        let port = try freeLoopbackPort()
-        let process = Process()
-        process.executableURL = productsDirectory.appending(path: "modeld")
-        process.arguments = ["--data-dir", root.path]
-        process.environment = ["HOME": root.path, "MODELD_LISTEN": "127.0.0.1:\(port)"]
-        let err = Pipe()
-        process.standardError = err
-        try process.run()
+        let launch = try await ModeldLaunch(arguments: ["--data-dir", root.path], environment: ["HOME": root.path])
+        let (process, port) = (launch.process, launch.port)
         defer { if process.isRunning { process.terminate() } }
 
         // Wait until it answers (bounded).
@@ -66,7 +60,7 @@ struct DaemonProcessTests {
         try await waitForExit(process)
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
-        let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let log = launch.log
         #expect(log.contains("modeld stopped"), "log: \(log)")
         #expect(FileManager.default.fileExists(atPath: root.appending(path: "modeld.sqlite").path))
         for directory in ["huggingface/hub", "modelscope", "ollama", "logs", "tmp"] {

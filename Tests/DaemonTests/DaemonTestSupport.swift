@@ -75,3 +75,61 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
 }
 
 extension Process: @retroactive @unchecked Sendable {}
+
+/// A `modeld` started on `127.0.0.1:0`: the port it really bound is read from its "listening" log line, so no other
+/// process can take the port between choosing and binding it. Its stderr is kept for failure messages.
+final class ModeldLaunch: Sendable {
+    let process: Process
+    let port: Int
+    private let output: Output
+
+    /// Everything `modeld` wrote to stderr so far.
+    var log: String { output.text }
+
+    private final class Output: Sendable {
+        let data = Mutex(Data())
+        var text: String { String(decoding: data.withLock { $0 }, as: UTF8.self) }
+    }
+
+    init(arguments: [String] = [], environment: [String: String]) async throws {
+        let process = Process()
+        process.executableURL = productsDirectory.appending(path: "modeld")
+        process.arguments = arguments
+        process.environment = environment.merging(["MODELD_LISTEN": "127.0.0.1:0"]) { _, new in new }
+        let err = Pipe()
+        process.standardError = err
+        try process.run()
+        let output = Output()
+        let reader = err.fileHandleForReading
+        Thread {
+            while true {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                output.data.withLock { $0.append(chunk) }
+            }
+        }.start()
+        self.process = process
+        self.output = output
+        var found: Int?
+        for _ in 0..<400 where found == nil {
+            let text = output.text
+            if let match = text.firstMatch(of: /socket=127\.0\.0\.1:(\d+)[^\n]* listening/) {
+                found = Int(match.1)
+            } else if !process.isRunning {
+                break
+            } else {
+                try await Task.sleep(for: .milliseconds(25))
+            }
+        }
+        guard let found else {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            throw LaunchFailure(log: output.text)
+        }
+        port = found
+    }
+
+    struct LaunchFailure: Error, CustomStringConvertible {
+        let log: String
+        var description: String { "modeld did not start listening; its log:\n\(log)" }
+    }
+}

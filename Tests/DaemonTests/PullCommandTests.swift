@@ -6,25 +6,24 @@ import Testing
 /// A real `modeld` process on a temporary data directory, with its environment, stopped at the end.
 final class DaemonProcess: @unchecked Sendable {
     let root: URL
-    let port: Int
-    let process = Process()
+    let launch: ModeldLaunch
     let environment: [String: String]
+    var port: Int { launch.port }
+    var process: Process { launch.process }
+    /// What the daemon wrote to stderr so far, for failure messages.
+    var log: String { launch.log }
 
     init(extraEnvironment: [String: String] = [:]) async throws {
         root = FileManager.default.temporaryDirectory.appending(path: "modeld-proc-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        port = try freeLoopbackPort()
-        environment = ["HOME": root.path, "MODELD_DATA_DIR": root.path, "MODELD_LISTEN": "127.0.0.1:\(port)"].merging(extraEnvironment) { $1 }
-        process.executableURL = productsDirectory.appending(path: "modeld")
-        process.environment = environment
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let client = try ModeldClient(endpoint: DaemonEndpoint(baseURL: "http://127.0.0.1:\(port)"))
+        environment = ["HOME": root.path, "MODELD_DATA_DIR": root.path].merging(extraEnvironment) { $1 }
+        launch = try await ModeldLaunch(environment: environment)
+        let client = try ModeldClient(endpoint: DaemonEndpoint(baseURL: "http://127.0.0.1:\(launch.port)"))
         for _ in 0..<200 {
             if (try? await client.health()) != nil { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw ClientError(kind: .unreachable, message: "modeld did not start")
+        throw ClientError(kind: .unreachable, message: "modeld did not answer /health; its log:\n\(launch.log)")
     }
 
     /// Runs modelctl against this daemon's control socket.
@@ -183,11 +182,7 @@ struct NoOrphanTests {
             #expect(gone, "engine \(pid) outlived the SIGKILLed daemon")
 
             // A new daemon on the same data directory brings the run back (desired state: running).
-            let next = Process()
-            next.executableURL = productsDirectory.appending(path: "modeld")
-            next.environment = daemon.environment
-            next.standardError = FileHandle.nullDevice
-            try next.run()
+            let next = try await ModeldLaunch(environment: daemon.environment).process
             defer { if next.isRunning { kill(next.processIdentifier, SIGTERM) } }
             var back: RunSummary?
             for _ in 0..<200 where back == nil {
@@ -221,9 +216,10 @@ struct BuiltinRunTests {
             hub.addRepo("acme/qwen2-tiny", commits: [FakeCommit(files: files)])
             let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint])
             do {
-                #expect(try await daemon.modelctl(["pull", "acme/qwen2-tiny"]).status == 0)
+                let pulled = try await daemon.modelctl(["pull", "acme/qwen2-tiny"])
+                #expect(pulled.status == 0, "\(pulled.stderr)\nmodeld log:\n\(daemon.log)")
                 let started = try await daemon.modelctl(["start", "acme/qwen2-tiny", "--engine", "builtin", "--name", "tiny", "--wait", "--json"])
-                #expect(started.status == 0, "\(started.stderr)")
+                #expect(started.status == 0, "\(started.stderr)\nmodeld log:\n\(daemon.log)")
                 let run = try WireJSON.decoder().decode(RunSummary.self, from: Data(started.stdout.utf8))
                 #expect(run.state == "ready")
                 let endpoint = try #require(run.endpoint)

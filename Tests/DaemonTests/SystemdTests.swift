@@ -126,13 +126,7 @@ struct SystemdTests {
         close(stale)
         #expect(FileManager.default.fileExists(atPath: socketPath))
 
-        let port = try freeLoopbackPort()
-        let daemon = Process()
-        daemon.executableURL = productsDirectory.appending(path: "modeld")
-        daemon.arguments = ["--data-dir", root.path, "--listen", "127.0.0.1:\(port)"]
-        daemon.environment = ["HOME": root.path, "RUNTIME_DIRECTORY": root.path]
-        daemon.standardError = FileHandle.nullDevice
-        try daemon.run()
+        let daemon = try await ModeldLaunch(arguments: ["--data-dir", root.path], environment: ["HOME": root.path, "RUNTIME_DIRECTORY": root.path]).process
         defer { if daemon.isRunning { kill(daemon.processIdentifier, SIGKILL) } }
 
         let client = try ModeldClient(endpoint: DaemonEndpoint(baseURL: "http://localhost", unixSocketPath: socketPath))
