@@ -18,12 +18,15 @@ package struct StartRequest: Codable, Sendable {
     package var maxContext: Int?
     /// Appended verbatim to the engine's command line.
     package var engineArgs: [String]?
+    /// Unload the run after this long without requests (``KeepAlive`` forms); default: keep it until stopped.
+    package var keepAlive: KeepAliveText?
 
     package init(
         model: String, engine: String? = nil, name: String? = nil, revision: String? = nil, source: String? = nil,
         gpus: String? = nil, tensorParallel: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
-        engineArgs: [String]? = nil
+        engineArgs: [String]? = nil, keepAlive: String? = nil
     ) {
+        self.keepAlive = keepAlive.map(KeepAliveText.init)
         self.model = model
         self.engine = engine
         self.name = name
@@ -42,6 +45,7 @@ package struct StartRequest: Codable, Sendable {
         case memoryFraction = "memory_fraction"
         case maxContext = "max_context"
         case engineArgs = "engine_args"
+        case keepAlive = "keep_alive"
     }
 }
 
@@ -62,14 +66,23 @@ package struct RunSummary: Codable, Sendable, Hashable {
     package var restarts: Int
     package var exitStatus: Int?
     package var reason: String?
+    /// Seconds without requests after which the run is unloaded; nil: kept until stopped.
+    package var keepAlive: Int?
+    /// Started by the gateway for a request (unloaded when idle, evicted first when runs are at their limit).
+    package var onDemand: Bool
+    /// When its last request ended (or it became ready, if none came since); nil for runs not loaded.
+    package var lastUsedAt: Date?
     package var createdAt: Date
     package var updatedAt: Date
 
     package init(
         runID: String, name: String, model: String, engine: String, state: String, desiredState: String, pid: Int32?,
         port: Int?, endpoint: String?, servedName: String, restarts: Int, exitStatus: Int?, reason: String?,
-        createdAt: Date, updatedAt: Date
+        keepAlive: Int? = nil, onDemand: Bool = false, lastUsedAt: Date? = nil, createdAt: Date, updatedAt: Date
     ) {
+        self.keepAlive = keepAlive
+        self.onDemand = onDemand
+        self.lastUsedAt = lastUsedAt
         self.runID = runID
         self.name = name
         self.model = model
@@ -93,6 +106,9 @@ package struct RunSummary: Codable, Sendable, Hashable {
         case desiredState = "desired_state"
         case servedName = "served_name"
         case exitStatus = "exit_status"
+        case keepAlive = "keep_alive"
+        case onDemand = "on_demand"
+        case lastUsedAt = "last_used_at"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }

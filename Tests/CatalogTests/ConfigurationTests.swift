@@ -1,4 +1,5 @@
 import Foundation
+import ModeldAPI
 import Testing
 
 @testable import Catalog
@@ -78,5 +79,52 @@ struct ConfigurationTests {
             try await DaemonConfiguration.resolve(flags: .init(config: broken), environment: [:])
         }
         #expect(malformed.description.contains("not valid JSON"))
+    }
+}
+
+@Suite("Loaded-run settings")
+struct LoadedRunSettingsTests {
+    @Test("keep-alive durations parse; nonsense is refused", arguments: [
+        ("300", 300), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("0", 0), ("never", nil), ("-1", nil),
+    ] as [(String, Int?)])
+    func keepAlive(text: String, seconds: Int?) throws {
+        let parsed = try #require(KeepAlive(parsing: text))
+        #expect(parsed.seconds == seconds)
+    }
+
+    @Test("not durations", arguments: ["", "5x", "m5", "1m1h", "-5", "5 m", "1.5h"])
+    func notKeepAlive(text: String) {
+        #expect(KeepAlive(parsing: text) == nil)
+    }
+
+    @Test("defaults, environment, a config file with numbers, flags; bad values name their key")
+    func settings() async throws {
+        let plain = try await DaemonConfiguration.resolve(flags: .init(), environment: ["HOME": "/home/u"])
+        #expect(plain.onDemandKeepAlive == .seconds(300) && plain.maxLoadedRuns == 3 && plain.onDemandTimeout == .seconds(300))
+
+        let directory = try TemporaryDirectory()
+        let file = directory.path("config.json")
+        try Data(#"{"max_loaded_runs": 5, "on_demand_keep_alive": 60, "on_demand_timeout": "90s"}"#.utf8).write(to: URL(filePath: file))
+        let fromFile = try await DaemonConfiguration.resolve(flags: .init(config: file), environment: ["HOME": "/home/u"])
+        #expect(fromFile.maxLoadedRuns == 5 && fromFile.onDemandKeepAlive == .seconds(60) && fromFile.onDemandTimeout == .seconds(90))
+
+        let fromEnvironment = try await DaemonConfiguration.resolve(
+            flags: .init(config: file), environment: ["HOME": "/home/u", "MODELD_MAX_LOADED_RUNS": "0", "MODELD_ON_DEMAND_KEEP_ALIVE": "never"])
+        #expect(fromEnvironment.maxLoadedRuns == 0 && fromEnvironment.onDemandKeepAlive == .never)
+
+        let fromFlags = try await DaemonConfiguration.resolve(
+            flags: .init(config: file, onDemandKeepAlive: "10m", maxLoadedRuns: "2"), environment: ["HOME": "/home/u", "MODELD_MAX_LOADED_RUNS": "0"])
+        #expect(fromFlags.maxLoadedRuns == 2 && fromFlags.onDemandKeepAlive == .seconds(600))
+
+        for (flags, key) in [
+            (DaemonConfiguration.Flags(onDemandKeepAlive: "soon"), "on_demand_keep_alive"),
+            (DaemonConfiguration.Flags(onDemandTimeout: "0"), "on_demand_timeout"),
+            (DaemonConfiguration.Flags(maxLoadedRuns: "-1"), "max_loaded_runs"),
+        ] {
+            let error = try await #require(throws: ConfigurationError.self) {
+                try await DaemonConfiguration.resolve(flags: flags, environment: ["HOME": "/home/u"])
+            }
+            #expect(error.key == key)
+        }
     }
 }

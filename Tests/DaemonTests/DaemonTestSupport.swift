@@ -10,11 +10,11 @@ final class TestDaemon: Sendable {
     let root: URL
     let context: DaemonContext
 
-    init(catalogPath: String? = nil) async throws {
+    init(catalogPath: String? = nil, environment: [String: String] = [:]) async throws {
         root = FileManager.default.temporaryDirectory.appending(path: "modeld-daemon-\(UUID().uuidString)", directoryHint: .isDirectory)
         context = try await DaemonStartup.prepare(
             flags: .init(listen: "127.0.0.1:0", dataDir: root.path, catalog: catalogPath),
-            environment: ["HOME": root.path], logger: Logger(label: "test"))
+            environment: environment.merging(["HOME": root.path, "MODELD_ENGINE_PORTS": enginePortBlock()]) { $1 }, logger: Logger(label: "test"))
     }
 
     deinit { try? FileManager.default.removeItem(at: root) }
@@ -132,4 +132,13 @@ final class ModeldLaunch: Sendable {
         let log: String
         var description: String { "modeld did not start listening; its log:\n\(log)" }
     }
+}
+
+/// A block of engine ports (`MODELD_ENGINE_PORTS`) of its own for each daemon a test starts, so that parallel
+/// tests never race for one port (below LaunchersTests' blocks at 20000-31999 and the ephemeral range).
+func enginePortBlock() -> String {
+    enum Counter { static let next = Atomic<Int>(0) }
+    let index = Counter.next.add(1, ordering: .relaxed).oldValue
+    let low = 12000 + (Int(getpid()) % 10) * 600 + (index % 30) * 20
+    return "\(low)-\(low + 19)"
 }

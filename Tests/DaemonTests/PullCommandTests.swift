@@ -16,7 +16,7 @@ final class DaemonProcess: @unchecked Sendable {
     init(extraEnvironment: [String: String] = [:]) async throws {
         root = FileManager.default.temporaryDirectory.appending(path: "modeld-proc-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
-        environment = ["HOME": root.path, "MODELD_DATA_DIR": root.path].merging(extraEnvironment) { $1 }
+        environment = ["HOME": root.path, "MODELD_DATA_DIR": root.path, "MODELD_ENGINE_PORTS": enginePortBlock()].merging(extraEnvironment) { $1 }
         launch = try await ModeldLaunch(environment: environment)
         let client = try ModeldClient(endpoint: DaemonEndpoint(baseURL: "http://127.0.0.1:\(launch.port)"))
         for _ in 0..<200 {
@@ -278,6 +278,53 @@ struct BuiltinRunTests {
                 #expect(demanded.status == 0 && demanded.stdout.hasPrefix("ok"), "\(demanded.stdout)\(demanded.stderr)")
                 let runs = try WireJSON.decoder().decode([RunSummary].self, from: Data(try await daemon.modelctl(["ps", "--json"]).stdout.utf8))
                 #expect(runs.contains { $0.model == "acme/qwen2-tiny" && $0.state == "ready" && $0.engine == "builtin" }, "\(runs)")
+            } catch {
+                try await daemon.stop()
+                throw error
+            }
+            try await daemon.stop()
+        }
+    }
+}
+
+extension BuiltinRunTests {
+    @Test("an on-demand run unloads after its keep-alive, and the next request loads it again")
+    func onDemandKeepAlive() async throws {
+        let fixture = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
+        let names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+        let files = try names.map { name in
+            FakeFile(name, try Data(contentsOf: fixture.appending(path: name)), lfs: name.hasSuffix(".safetensors"))
+        }
+        try await FakeHub.withRunning { hub in
+            hub.addRepo("acme/qwen2-tiny", commits: [FakeCommit(files: files)])
+            let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint, "MODELD_ON_DEMAND_KEEP_ALIVE": "2s"])
+            do {
+                let pulled = try await daemon.modelctl(["pull", "acme/qwen2-tiny"])
+                #expect(pulled.status == 0, "\(pulled.stderr)")
+                let body = #"{"model": "acme/qwen2-tiny", "prompt": "Hello", "max_tokens": 2, "ignore_eos": true}"#
+                let ask = { try await runProcess(
+                    URL(filePath: "/usr/bin/curl"),
+                    ["-s", "-H", "Content-Type: application/json", "-d", body, "http://127.0.0.1:\(daemon.port)/v1/completions"]) }
+                let first = try await ask()
+                #expect(first.stdout.contains(#""completion_tokens":2"#), "\(first.stdout)\n\(daemon.log)")
+                let runs = try WireJSON.decoder().decode([RunSummary].self, from: Data(try await daemon.modelctl(["ps", "--json"]).stdout.utf8))
+                let run = try #require(runs.first { $0.model == "acme/qwen2-tiny" })
+                #expect(run.onDemand && run.keepAlive == 2 && run.state == "ready" && run.lastUsedAt != nil, "\(run)")
+                let pid = try #require(run.pid)
+
+                // Idle for its keep-alive: unloaded (the engine exits, the run is forgotten).
+                var unloaded = false
+                for _ in 0..<100 where !unloaded {
+                    try await Task.sleep(for: .milliseconds(100))
+                    let listed = try WireJSON.decoder().decode([RunSummary].self, from: Data(try await daemon.modelctl(["ps", "--json"]).stdout.utf8))
+                    unloaded = !listed.contains { $0.runID == run.runID } && !isAlive(pid)
+                }
+                #expect(unloaded, "the idle on-demand run was not unloaded\n\(daemon.log)")
+                #expect(daemon.log.contains("run unloaded"))
+
+                // The next request loads it again.
+                let second = try await ask()
+                #expect(second.stdout.contains(#""completion_tokens":2"#), "\(second.stdout)")
             } catch {
                 try await daemon.stop()
                 throw error

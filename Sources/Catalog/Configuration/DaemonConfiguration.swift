@@ -1,5 +1,6 @@
 import Configuration
 import Foundation
+import ModeldAPI
 import SystemPackage
 
 /// A `HOST:PORT` pair to listen on; IPv6 hosts are written in brackets (`[::1]:8700`).
@@ -60,6 +61,10 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `data_dir` | `--data-dir` | `MODELD_DATA_DIR` | `$STATE_DIRECTORY`, `$XDG_DATA_HOME/modeld`, `~/.local/share/modeld` |
 /// | `catalog` | `--catalog` | `MODELD_CATALOG` | the built-in catalog |
 /// | `control_socket` | `--control-socket` | `MODELD_CONTROL_SOCKET` | `$RUNTIME_DIRECTORY/modeld.sock`, else `<data>/modeld.sock` |
+/// | `max_download_rate` | `--max-download-rate` | `MODELD_MAX_DOWNLOAD_RATE` | unlimited |
+/// | `on_demand_keep_alive` | `--on-demand-keep-alive` | `MODELD_ON_DEMAND_KEEP_ALIVE` | `5m` |
+/// | `on_demand_timeout` | `--on-demand-timeout` | `MODELD_ON_DEMAND_TIMEOUT` | `5m` |
+/// | `max_loaded_runs` | `--max-loaded-runs` | `MODELD_MAX_LOADED_RUNS` | `3` (0: no limit) |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -75,6 +80,12 @@ package struct DaemonConfiguration: Sendable {
     package var controlSocket: String
     /// A cap on pull bandwidth in bytes per second; nil means unlimited.
     package var maxDownloadRate: Int64?
+    /// How long a run the gateway started on demand stays loaded without requests.
+    package var onDemandKeepAlive: KeepAlive = .seconds(300)
+    /// How long a request waits for an on-demand start to become ready.
+    package var onDemandTimeout: Duration = .seconds(300)
+    /// The most runs loaded at once before idle on-demand runs are unloaded; 0 means no limit.
+    package var maxLoadedRuns = 3
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -95,11 +106,18 @@ package struct DaemonConfiguration: Sendable {
         package var config: String?
         package var controlSocket: String?
         package var maxDownloadRate: String?
+        package var onDemandKeepAlive: String?
+        package var onDemandTimeout: String?
+        package var maxLoadedRuns: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
-            controlSocket: String? = nil, maxDownloadRate: String? = nil
+            controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
+            onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil
         ) {
+            self.onDemandKeepAlive = onDemandKeepAlive
+            self.onDemandTimeout = onDemandTimeout
+            self.maxLoadedRuns = maxLoadedRuns
             self.maxDownloadRate = maxDownloadRate
             self.listen = listen
             self.dataDir = dataDir
@@ -121,6 +139,9 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.catalog { flagValues["catalog"] = .init(.string(value), isSecret: false) }
         if let value = flags.maxDownloadRate { flagValues["max_download_rate"] = .init(.string(value), isSecret: false) }
         if let value = flags.controlSocket { flagValues["control_socket"] = .init(.string(value), isSecret: false) }
+        if let value = flags.onDemandKeepAlive { flagValues["on_demand_keep_alive"] = .init(.string(value), isSecret: false) }
+        if let value = flags.onDemandTimeout { flagValues["on_demand_timeout"] = .init(.string(value), isSecret: false) }
+        if let value = flags.maxLoadedRuns { flagValues["max_loaded_runs"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -166,6 +187,24 @@ package struct DaemonConfiguration: Sendable {
             controlSocket: controlSocket)
         if let rate = reader.string(forKey: "max_download_rate"), !rate.isEmpty {
             configuration.maxDownloadRate = try parseRate(rate)
+        }
+        if let text = reader.string(forKey: "on_demand_keep_alive") ?? reader.int(forKey: "on_demand_keep_alive").map(String.init), !text.isEmpty {
+            guard let keepAlive = KeepAlive(parsing: text) else {
+                throw ConfigurationError(key: "on_demand_keep_alive", problem: "\"\(text)\" is not a duration such as 30s, 5m, 1h or never")
+            }
+            configuration.onDemandKeepAlive = keepAlive
+        }
+        if let text = reader.string(forKey: "on_demand_timeout") ?? reader.int(forKey: "on_demand_timeout").map(String.init), !text.isEmpty {
+            guard let seconds = KeepAlive(parsing: text)?.seconds, seconds > 0 else {
+                throw ConfigurationError(key: "on_demand_timeout", problem: "\"\(text)\" is not a positive duration such as 90s or 5m")
+            }
+            configuration.onDemandTimeout = .seconds(seconds)
+        }
+        if let text = reader.string(forKey: "max_loaded_runs") ?? reader.int(forKey: "max_loaded_runs").map(String.init), !text.isEmpty {
+            guard let count = Int(text), count >= 0 else {
+                throw ConfigurationError(key: "max_loaded_runs", problem: "\"\(text)\" is not a whole number (0 for no limit)")
+            }
+            configuration.maxLoadedRuns = count
         }
         return configuration
     }

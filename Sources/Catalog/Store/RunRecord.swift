@@ -33,6 +33,10 @@ package struct RunRecord: Sendable, Hashable, Codable, FetchableRecord, Persista
     package var restarts: Int
     package var exitStatus: Int?
     package var reason: String?
+    /// Seconds without requests after which the run is unloaded; nil keeps it until stopped.
+    package var keepAlive: Int?
+    /// Started by the gateway for a request rather than by `start`: unloaded when idle, evicted first.
+    package var onDemand: Bool
     package var createdAt: Date
     package var updatedAt: Date
 
@@ -40,7 +44,7 @@ package struct RunRecord: Sendable, Hashable, Codable, FetchableRecord, Persista
         id: String, name: String, versionID: Int64? = nil, model: String, engine: String, options: String = "{}",
         pid: Int32? = nil, processStartTime: Int64? = nil, port: Int? = nil, state: RunState,
         desiredState: DesiredRunState, restarts: Int = 0, exitStatus: Int? = nil, reason: String? = nil,
-        createdAt: Date = Date(), updatedAt: Date = Date()
+        keepAlive: Int? = nil, onDemand: Bool = false, createdAt: Date = Date(), updatedAt: Date = Date()
     ) {
         self.id = id
         self.name = name
@@ -56,6 +60,8 @@ package struct RunRecord: Sendable, Hashable, Codable, FetchableRecord, Persista
         self.restarts = restarts
         self.exitStatus = exitStatus
         self.reason = reason
+        self.keepAlive = keepAlive
+        self.onDemand = onDemand
         self.createdAt = createdAt
         self.updatedAt = updatedAt
     }
@@ -66,6 +72,8 @@ package struct RunRecord: Sendable, Hashable, Codable, FetchableRecord, Persista
         case processStartTime = "process_start_time"
         case desiredState = "desired_state"
         case exitStatus = "exit_status"
+        case keepAlive = "keep_alive"
+        case onDemand = "on_demand"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }

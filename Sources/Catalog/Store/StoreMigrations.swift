@@ -85,6 +85,14 @@ enum StoreMigrations {
             // ModelScope lists, per file, the commit it came from; recorded with the file.
             try db.execute(sql: "ALTER TABLE files ADD COLUMN source_commit TEXT")
         }
+        migrator.registerMigration("v5-run-keep-alive") { db in
+            // How long a run stays loaded without requests (NULL: until stopped), and whether the gateway
+            // started it on demand (such runs may be evicted to make room for another).
+            try db.execute(sql: """
+                ALTER TABLE runs ADD COLUMN keep_alive INTEGER CHECK (keep_alive IS NULL OR keep_alive >= 0);
+                ALTER TABLE runs ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0;
+                """)
+        }
         return migrator
     }()
 

@@ -217,6 +217,10 @@ enum OpenAPIDocument {
                     "model": string, "engine": ["type": "string", "enum": ["builtin", "vllm", "sglang", "ollama"]], "name": string,
                     "revision": string, "source": string, "gpus": string, "tensor_parallel": integer, "memory_fraction": number,
                     "max_context": integer, "engine_args": array(string),
+                    "keep_alive": [
+                        "oneOf": [["type": "string", "pattern": "^(never|-1|[0-9]+|([0-9]+h)?([0-9]+m)?([0-9]+s)?)$"], ["type": "integer", "minimum": -1]],
+                        "description": "unload after this long without requests: 30s, 10m, 1h30m, seconds, or never (the default for explicit starts)",
+                    ],
                 ],
                 required: ["model"]),
             "Run": object(
@@ -225,9 +229,13 @@ enum OpenAPIDocument {
                     "state": ["type": "string", "enum": ["starting", "ready", "stopping", "stopped", "failed"]],
                     "desired_state": ["type": "string", "enum": ["running", "stopped"]],
                     "pid": nullableInteger, "port": nullableInteger, "endpoint": nullableString, "served_name": string,
-                    "restarts": integer, "exit_status": nullableInteger, "reason": nullableString, "created_at": dateTime, "updated_at": dateTime,
+                    "restarts": integer, "exit_status": nullableInteger, "reason": nullableString,
+                    "keep_alive": ["type": "integer", "minimum": 0, "description": "seconds without requests before the run is unloaded; absent: kept until stopped"],
+                    "on_demand": ["type": "boolean", "description": "started by the gateway for a request"],
+                    "last_used_at": ["type": "string", "format": "date-time", "description": "when its last request ended (loaded runs)"],
+                    "created_at": dateTime, "updated_at": dateTime,
                 ],
-                required: ["run_id", "name", "model", "engine", "state", "desired_state", "served_name", "restarts", "created_at", "updated_at"]),
+                required: ["run_id", "name", "model", "engine", "state", "desired_state", "served_name", "restarts", "on_demand", "created_at", "updated_at"]),
             "RunLogs": object(["run_id": string, "lines": array(string)], required: ["run_id", "lines"]),
             "ModelDetail": object(
                 [

@@ -19,6 +19,7 @@ struct RunsController {
     let catalog: ModelCatalog
     let store: Store
     let supervisor: Supervisor
+    let loadedRuns: LoadedRuns
 
     func addRoutes(to group: RouterGroup<DaemonRequestContext>) {
         group.post("start", use: start)
@@ -39,6 +40,13 @@ struct RunsController {
         let options = RunOptions(
             gpus: body.gpus, tensorParallelSize: body.tensorParallel, memoryFraction: body.memoryFraction,
             maxContext: body.maxContext, extraArguments: body.engineArgs ?? [])
+        var keepAlive: Int?
+        if let text = body.keepAlive?.text {
+            guard let parsed = KeepAlive(parsing: text) else {
+                throw APIError.badRequest("keep_alive \"\(text)\" is not a duration such as 30s, 10m, 1h, a number of seconds, or never")
+            }
+            keepAlive = parsed.seconds
+        }
         let servedName = body.name ?? body.model
         var spec = LaunchSpec(engine: engine, servedName: servedName, options: options)
         var versionID: Int64?
@@ -52,27 +60,29 @@ struct RunsController {
             spec.modelPath = version.version.path
             versionID = version.version.id
         }
+        // Room for it: idle on-demand runs may be unloaded; an explicit start itself is never refused for the limit.
+        try await loadedRuns.makeRoom(for: body.model, strict: false)
         do {
-            let run = try await supervisor.start(RunRequest(name: body.name, model: body.model, versionID: versionID, spec: spec))
+            let run = try await supervisor.start(RunRequest(name: body.name, model: body.model, versionID: versionID, spec: spec, keepAlive: keepAlive))
             context.logger.info("run started", metadata: ["run": "\(run.runID)", "engine": "\(engine.rawValue)", "model": "\(body.model)"])
-            return Envelope(requestID: context.id, data: RunSummary(run))
+            return Envelope(requestID: context.id, data: summary(run))
         } catch let error as LaunchError {
             throw APIError(Self.status(for: error.code), error.message)
         }
     }
 
     @Sendable func list(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[RunSummary]> {
-        Envelope(requestID: context.id, data: await supervisor.list().map(RunSummary.init))
+        Envelope(requestID: context.id, data: await supervisor.list().map(summary))
     }
 
     @Sendable func get(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
         let id = try context.parameters.require("id")
-        return Envelope(requestID: context.id, data: RunSummary(try await lookup { try await supervisor.get(id) }))
+        return Envelope(requestID: context.id, data: summary(try await lookup { try await supervisor.get(id) }))
     }
 
     @Sendable func stop(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
         let id = try context.parameters.require("id")
-        return Envelope(requestID: context.id, data: RunSummary(try await lookup { try await supervisor.stop(id) }))
+        return Envelope(requestID: context.id, data: summary(try await lookup { try await supervisor.stop(id) }))
     }
 
     @Sendable func logs(_ request: Request, context: DaemonRequestContext) async throws -> Response {
@@ -97,6 +107,13 @@ struct RunsController {
     }
 
     // MARK: Helpers
+
+    /// A run with when it was last used, while it is loaded.
+    private func summary(_ run: RunInfo) -> RunSummary {
+        var summary = RunSummary(run)
+        if run.state == .ready || run.state == .starting { summary.lastUsedAt = loadedRuns.activity.lastUsed(run.runID).date }
+        return summary
+    }
 
     /// The version to run: the one named by `revision`, else the newest ready one.
     private func readyVersion(_ resolved: ResolvedModel, revision: String?, model: String) throws -> LocalVersion {
@@ -142,6 +159,6 @@ extension RunSummary {
             runID: run.runID, name: run.name, model: run.model, engine: run.engine.rawValue, state: run.state.rawValue,
             desiredState: run.desiredState.rawValue, pid: run.pid, port: run.port, endpoint: run.endpoint,
             servedName: run.servedName, restarts: run.restarts, exitStatus: run.exitStatus, reason: run.reason,
-            createdAt: run.createdAt, updatedAt: run.updatedAt)
+            keepAlive: run.keepAlive, onDemand: run.onDemand, createdAt: run.createdAt, updatedAt: run.updatedAt)
     }
 }

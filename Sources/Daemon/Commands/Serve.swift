@@ -34,6 +34,15 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Limit pull bandwidth, bytes per second, with optional K/M/G suffix (env MODELD_MAX_DOWNLOAD_RATE).")
     var maxDownloadRate: String?
 
+    @Option(name: .long, help: "How long a run started on demand by a request stays loaded without requests: 30s, 5m, 1h, or never (env MODELD_ON_DEMAND_KEEP_ALIVE; default 5m).")
+    var onDemandKeepAlive: String?
+
+    @Option(name: .long, help: "How long a request waits for an on-demand start to become ready (env MODELD_ON_DEMAND_TIMEOUT; default 5m).")
+    var onDemandTimeout: String?
+
+    @Option(name: .long, help: "The most runs loaded at once; idle on-demand runs are unloaded, least recently used first, to make room (env MODELD_MAX_LOADED_RUNS; default 3; 0 for no limit).")
+    var maxLoadedRuns: String?
+
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
@@ -52,7 +61,8 @@ struct Serve: AsyncParsableCommand {
         do {
             let daemon = try await DaemonStartup.prepare(
                 flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket,
-                    maxDownloadRate: maxDownloadRate),
+                    maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
+                    maxLoadedRuns: maxLoadedRuns),
                 environment: environment, logger: logger)
             // Security by default: the management API has no authentication yet, so only loopback unless told.
             let keysExist = try daemon.store.hasActiveAPIKeys()
@@ -160,6 +170,7 @@ enum DaemonStartup {
         services.insert(.init(service: PullRunner(pulls: daemon.pulls)), at: 0)
         services.insert(
             .init(service: SupervisorRunner(supervisor: daemon.supervisor, notifier: notifier, readiness: readiness)), at: 0)
+        services.append(.init(service: IdleUnloader(runs: daemon.loadedRuns, interval: .seconds(1))))
         services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
         services.append(.init(service: StoppingNotifier(notifier: notifier)))
         var configuration = ServiceGroupConfiguration(

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Launchers
 import Logging
+import ModeldAPI
 import NIOCore
 import Synchronization
 import Transfer
@@ -19,7 +20,10 @@ struct GatewayController {
     let store: Store
     /// How long a request waits for an on-demand start.
     let startTimeout: Duration
-    let outstanding = OutstandingRequests()
+    /// The keep-alive of runs started on demand.
+    let onDemandKeepAlive: KeepAlive
+    let loadedRuns: LoadedRuns
+    var outstanding: OutstandingRequests { loadedRuns.activity }
     /// The largest request body the gateway accepts.
     static let maxBody = 32 << 20
 
@@ -88,12 +92,22 @@ extension GatewayController {
     }
 
     /// A request for a pulled model with no ready run starts it on its default engine (or joins a start
-    /// already under way) and waits, bounded by ``startTimeout``.
+    /// already under way, or starts again a run that was unloaded when idle) and waits, bounded by
+    /// ``startTimeout``.
     private func startOnDemand(_ model: String, logger: Logger) async throws -> [RunInfo] {
-        let existing = await supervisor.list().first { $0.state == .starting && matches($0, model) }
+        let runs = await supervisor.list().filter { matches($0, model) }
         let runID: String
-        if let existing {
+        if let existing = runs.first(where: { $0.state == .starting }) {
             runID = existing.runID
+        } else if let unloaded = runs.last(where: { $0.keepAlive != nil && !$0.state.isLive }) {
+            // A run with a keep-alive that was unloaded when idle (or stopped): load it again.
+            try await loadedRuns.makeRoom(for: model, strict: true)
+            do {
+                runID = try await supervisor.resume(unloaded.runID).runID
+                logger.info("on-demand restart", metadata: ["model": "\(model)", "run": "\(runID)"])
+            } catch let error as LaunchError {
+                throw OnDemandError(status: .serviceUnavailable, message: "cannot start \(unloaded.name) again: \(error.message)")
+            }
         } else {
             guard let ref = try? ModelRef(parsing: model), let resolved = try? catalog.resolve(ref),
                 let version = try store.versions(source: resolved.source.rawValue, repo: resolved.repo).first(where: { $0.version.state == .ready }),
@@ -103,9 +117,11 @@ extension GatewayController {
             }
             let engine = resolved.entry.flatMap { EngineKind(rawValue: $0.defaultEngine) } ?? .builtin
             let spec = LaunchSpec(engine: engine, modelPath: path, servedName: model)
+            try await loadedRuns.makeRoom(for: model, strict: true)
             do {
                 // The run gets a generated name (names cannot hold `/`); it answers to `model` as its served name.
-                let run = try await supervisor.start(RunRequest(name: nil, model: model, versionID: version.version.id, spec: spec))
+                let run = try await supervisor.start(
+                    RunRequest(name: nil, model: model, versionID: version.version.id, spec: spec, keepAlive: onDemandKeepAlive.seconds, onDemand: true))
                 logger.info("on-demand start", metadata: ["model": "\(model)", "engine": "\(engine.rawValue)", "run": "\(run.runID)"])
                 runID = run.runID
             } catch let error as LaunchError {
@@ -127,16 +143,48 @@ struct OnDemandError: Error {
     var message: String
 }
 
-/// Counts requests in flight per run, for least-busy routing.
+/// Requests in flight per run, for least-busy routing, and when each run was last used, for idle unload
+/// and least-recently-used eviction.
 final class OutstandingRequests: Sendable {
-    private let counts = Mutex<[String: Int]>([:])
+    private struct Activity {
+        var inFlight = 0
+        var lastUsed = ContinuousClock.now
+        var lastUsedDate = Date()
+    }
+    private let runs = Mutex<[String: Activity]>([:])
 
     func leastBusy(_ ids: [String]) -> String? {
-        counts.withLock { counts in ids.min { counts[$0, default: 0] < counts[$1, default: 0] } }
+        runs.withLock { runs in ids.min { runs[$0]?.inFlight ?? 0 < runs[$1]?.inFlight ?? 0 } }
     }
 
-    func begin(_ id: String) { counts.withLock { $0[id, default: 0] += 1 } }
-    func end(_ id: String) { counts.withLock { $0[id, default: 0] -= 1 } }
+    func begin(_ id: String) { touch(id, by: 1) }
+    func end(_ id: String) { touch(id, by: -1) }
+
+    private func touch(_ id: String, by change: Int) {
+        let (now, date) = (ContinuousClock.now, Date())
+        runs.withLock { runs in
+            runs[id, default: Activity()].inFlight += change
+            runs[id]!.lastUsed = now
+            runs[id]!.lastUsedDate = date
+        }
+    }
+
+    /// Requests in flight on a run.
+    func inFlight(_ id: String) -> Int { runs.withLock { $0[id]?.inFlight ?? 0 } }
+
+    /// When a run was last used; a run seen for the first time counts as used now.
+    func lastUsed(_ id: String) -> (instant: ContinuousClock.Instant, date: Date) {
+        runs.withLock { runs in
+            let activity = runs[id, default: Activity()]
+            runs[id] = activity
+            return (activity.lastUsed, activity.lastUsedDate)
+        }
+    }
+
+    /// Forgets runs that no longer exist.
+    func retain(only ids: Set<String>) {
+        runs.withLock { runs in runs = runs.filter { ids.contains($0.key) || $0.value.inFlight > 0 } }
+    }
 }
 
 /// One upstream request relayed to the client: libcurl on its own thread hands chunks to the response

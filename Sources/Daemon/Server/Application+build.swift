@@ -14,6 +14,15 @@ struct DaemonContext: Sendable {
     var pulls: PullService
     var supervisor: Supervisor
     var logger: Logger
+    /// Requests in flight and last use per run, shared by every route that sends requests to engines.
+    var activity = OutstandingRequests()
+
+    /// The loaded-runs policy (idle unload, the limit and its evictions).
+    var loadedRuns: LoadedRuns {
+        var runsLogger = logger
+        runsLogger[metadataKey: "part"] = "runs"
+        return LoadedRuns(supervisor: supervisor, activity: activity, maxLoaded: configuration.maxLoadedRuns, logger: runsLogger)
+    }
 }
 
 /// Builds the daemon's router: every route of the management API.
@@ -31,14 +40,16 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let models = api.group("models")
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls).addRoutes(to: models)
-    RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor).addRoutes(to: models)
+    RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor, loadedRuns: daemon.loadedRuns).addRoutes(to: models)
     // Last: `{ref}` must not shadow the fixed routes above (the router prefers fixed segments anyway).
     models.get(":ref") { request, context in try await show(daemon, request: request, context: context, ref: try context.parameters.require("ref")) }
     models.get(":ref/:name") { request, context in
         try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
     GatewayController(
-        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store, startTimeout: .seconds(300)
+        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store,
+        startTimeout: daemon.configuration.onDemandTimeout, onDemandKeepAlive: daemon.configuration.onDemandKeepAlive,
+        loadedRuns: daemon.loadedRuns
     ).addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))

@@ -18,6 +18,10 @@ package struct RunInfo: Sendable, Hashable, Codable {
     package var restarts: Int
     package var exitStatus: Int?
     package var reason: String?
+    /// Seconds without requests after which the run is unloaded; nil keeps it until stopped.
+    package var keepAlive: Int?
+    /// Started by the gateway for a request.
+    package var onDemand: Bool
     package var createdAt: Date
     package var updatedAt: Date
 
@@ -35,6 +39,8 @@ package struct RunInfo: Sendable, Hashable, Codable {
         restarts = record.restarts
         exitStatus = record.exitStatus
         reason = record.reason
+        keepAlive = record.keepAlive
+        onDemand = record.onDemand
         createdAt = record.createdAt
         updatedAt = record.updatedAt
     }
@@ -45,6 +51,8 @@ package struct RunInfo: Sendable, Hashable, Codable {
         case desiredState = "desired_state"
         case servedName = "served_name"
         case exitStatus = "exit_status"
+        case keepAlive = "keep_alive"
+        case onDemand = "on_demand"
         case createdAt = "created_at"
         case updatedAt = "updated_at"
     }

@@ -7,11 +7,17 @@ package struct RunRequest: Sendable, Hashable {
     /// The stored version being run, if any.
     package var versionID: Int64?
     package var spec: LaunchSpec
+    /// Seconds without requests after which the run is unloaded; nil keeps it until stopped.
+    package var keepAlive: Int?
+    /// Whether the gateway starts it for a request (see ``RunRecord/onDemand``).
+    package var onDemand: Bool
 
-    package init(name: String? = nil, model: String, versionID: Int64? = nil, spec: LaunchSpec) {
+    package init(name: String? = nil, model: String, versionID: Int64? = nil, spec: LaunchSpec, keepAlive: Int? = nil, onDemand: Bool = false) {
         self.name = name
         self.model = model
         self.versionID = versionID
         self.spec = spec
+        self.keepAlive = keepAlive
+        self.onDemand = onDemand
     }
 }

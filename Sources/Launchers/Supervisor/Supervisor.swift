@@ -100,7 +100,7 @@ package actor Supervisor {
         let id = "r" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(11).lowercased()
         let record = RunRecord(
             id: id, name: name, versionID: request.versionID, model: request.model, engine: spec.engine.rawValue,
-            options: options, state: .starting, desiredState: .running)
+            options: options, state: .starting, desiredState: .running, keepAlive: request.keepAlive, onDemand: request.onDemand)
         let run = ManagedRun(record: record, spec: spec, log: Self.makeLog(id: id, in: dataDirectory, configuration))
         runs[id] = run
         do {
@@ -133,6 +133,34 @@ package actor Supervisor {
         if run.record.state.isLive { run.record.state = .stopping }
         persist(run)
         await halt(run, finalState: .stopped)
+        return run.info
+    }
+
+    /// Starts a stopped or failed run again with its recorded launch options (the gateway reloads a run
+    /// it unloaded when idle this way). A run already starting or ready is returned as it is.
+    /// - Throws: ``LaunchError``: no such run, or its options are unreadable, or the engine cannot start.
+    package func resume(_ idOrName: String) async throws -> RunInfo {
+        guard !shuttingDown else {
+            throw LaunchError(code: .invalidSpec, message: "the daemon is shutting down: no new runs are started")
+        }
+        let run = try find(idOrName)
+        if run.record.state == .starting || run.record.state == .ready { return run.info }
+        guard run.process == nil, run.monitor == nil else {
+            throw LaunchError(code: .nameInUse, message: "run \(run.record.name) is still stopping: try again in a moment")
+        }
+        guard let spec = run.spec else {
+            throw LaunchError(code: .invalidSpec, message: "run \(run.record.name) has unreadable launch options: start it anew")
+        }
+        try checkModelFiles(spec)
+        run.restartTimes = []
+        run.consecutiveFailures = 0
+        run.record.desiredState = .running
+        run.record.state = .starting
+        run.record.reason = nil
+        run.record.exitStatus = nil
+        persist(run)
+        run.log.note("starting again (\(spec.engine.displayName))")
+        try await begin(run)
         return run.info
     }
 
@@ -418,10 +446,18 @@ package actor Supervisor {
         else { return .exited(.exited(-1), readyFor: nil) }
         let clock = ContinuousClock()
         let deadline = clock.now + settings.startTimeout
+        var foreignListenerNoted = false
         while true {
             if Task.isCancelled { return .cancelled }
             if let status = process.exitStatus { return .exited(status, readyFor: nil) }
-            if await readiness.check() { break }
+            if await readiness.check() {
+                // Only our engine counts: another program may have bound the port between our check and its bind.
+                guard ListenerOwner.isHeld(port: port, bySession: process.pid) == false else { break }
+                if !foreignListenerNoted {
+                    foreignListenerNoted = true
+                    run.log.note("port \(port) answers, but not from this engine's processes: waiting for the engine itself")
+                }
+            }
             if Task.isCancelled { return .cancelled }
             if clock.now >= deadline { return .notReady(settings.startTimeout) }
             if let status = await process.waitForExit(timeout: configuration.readinessInterval) {

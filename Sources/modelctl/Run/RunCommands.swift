@@ -19,6 +19,7 @@ struct RunStart: AsyncParsableCommand {
     @Option(name: .long, help: "GPU memory fraction for vLLM/SGLang.") var memoryFraction: Double?
     @Option(name: .long, help: "Maximum context length.") var maxContext: Int?
     @Option(name: .customLong("engine-arg"), help: "Extra engine argument (repeatable).") var engineArgs: [String] = []
+    @Option(name: .long, help: "Unload after this long without requests (30s, 10m, 1h; default: keep until stopped); a request naming it loads it again.") var keepAlive: String?
     @Flag(name: .long, help: "Wait until the run is ready (or failed).") var wait = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
@@ -30,7 +31,7 @@ struct RunStart: AsyncParsableCommand {
                 body: StartRequest(
                     model: ref, engine: engine, name: name, revision: revision, source: source, gpus: gpus,
                     tensorParallel: tensorParallel, memoryFraction: memoryFraction, maxContext: maxContext,
-                    engineArgs: engineArgs.isEmpty ? nil : engineArgs))
+                    engineArgs: engineArgs.isEmpty ? nil : engineArgs, keepAlive: keepAlive))
             if wait {
                 while run.state == "starting" {
                     try await Task.sleep(for: .milliseconds(250))
@@ -69,16 +70,24 @@ struct RunList: AsyncParsableCommand {
             throw ModelctlExit.fail(error)
         }
         if json { return printJSON(runs) }
-        var rows = [["RUN_ID", "NAME", "MODEL", "ENGINE", "STATE", "PID", "PORT", "RESTARTS", "REASON"]]
+        var rows = [["RUN_ID", "NAME", "MODEL", "ENGINE", "STATE", "PID", "PORT", "RESTARTS", "UNLOAD", "REASON"]]
         for run in runs {
             let reason = run.reason.map { String($0.split(separator: "\n").last ?? "").prefix(60) } ?? ""
             rows.append([
                 run.runID, run.name, run.model, run.engine, run.state, run.pid.map(String.init) ?? "-",
-                run.port.map(String.init) ?? "-", String(run.restarts), String(reason),
+                run.port.map(String.init) ?? "-", String(run.restarts), unloadColumn(run), String(reason),
             ])
         }
         print(table(rows))
     }
+}
+
+/// When a loaded run with a keep-alive will be unloaded if no request comes: `in 4m12s`, `idle 30s`.
+private func unloadColumn(_ run: RunSummary) -> String {
+    guard let keepAlive = run.keepAlive else { return "-" }
+    guard run.state == "ready", let lastUsed = run.lastUsedAt else { return "after \(keepAlive)s idle" }
+    let left = max(0, Int((lastUsed.timeIntervalSinceNow + Double(keepAlive)).rounded()))
+    return left >= 60 ? "in \(left / 60)m\(left % 60)s" : "in \(left)s"
 }
 
 /// `modelctl stop ID|NAME`.
