@@ -48,6 +48,8 @@ struct KeysTests {
             let keys = try WireJSON.decoder().decode([KeyInfo].self, from: Data(listed.stdout.utf8))
             #expect(Set(keys.map(\.name)) == ["ops", "app"])
             #expect(keys.allSatisfy { $0.key == nil })
+            // Use is recorded: the admin key was used over TCP above; nothing used "app" on /api.
+            #expect(keys.first { $0.name == "ops" }?.lastUsedAt != nil)
             #expect(!listed.stdout.contains(adminKey) && !listed.stdout.contains(inferenceKey), "key values never listed")
 
             // A key limited to 2 requests a minute: the third is a 429 with Retry-After.

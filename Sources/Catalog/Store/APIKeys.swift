@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import Synchronization
 
 /// An API key as stored: only its SHA-256 is kept; the key itself is shown once, at creation.
 package struct APIKeyRecord: Sendable, Hashable, Codable, FetchableRecord, PersistableRecord {
@@ -47,6 +48,7 @@ extension Store {
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             throw StoreError(code: .conflict, message: "an API key named \(name) exists already")
         }
+        activeKeys.invalidate()
         return (record, key)
     }
 
@@ -55,27 +57,39 @@ extension Store {
         try read { db in try APIKeyRecord.order(Column("created_at").desc).fetchAll(db) }
     }
 
-    /// Whether any key is active: once one is, TCP requests need a key.
+    /// Whether any key is active: once one is, TCP requests need a key. Answered from memory.
     package func hasActiveAPIKeys() throws -> Bool {
-        try read { db in try APIKeyRecord.filter(Column("revoked_at") == nil).fetchCount(db) > 0 }
+        try activeKeysByHash().isEmpty == false
     }
 
-    /// The active key with this value, if any; records its use.
+    /// The active key with this value, if any. Answered from memory; its use is recorded in the store at most
+    /// once a minute per key, so authenticating a request costs no database write.
     package func authenticate(key: String) throws -> APIKeyRecord? {
-        let hash = Self.keyHash(key)
-        return try write { db in
-            guard var record = try APIKeyRecord.filter(Column("hash") == hash && Column("revoked_at") == nil).fetchOne(db) else {
-                return nil
+        guard var record = try activeKeysByHash()[Self.keyHash(key)] else { return nil }
+        let now = Date()
+        let id = record.id
+        if activeKeys.shouldRecordUse(of: id, at: now) {
+            try write { db in
+                try db.execute(sql: "UPDATE api_keys SET last_used_at = ? WHERE id = ?", arguments: [now, id])
             }
-            record.lastUsedAt = Date()
-            try record.update(db)
-            return record
         }
+        record.lastUsedAt = now
+        return record
+    }
+
+    private func activeKeysByHash() throws -> [String: APIKeyRecord] {
+        if let cached = activeKeys.cached { return cached }
+        let records = try read { db in try APIKeyRecord.filter(Column("revoked_at") == nil).fetchAll(db) }
+        let byHash = Dictionary(records.map { ($0.hash, $0) }, uniquingKeysWith: { first, _ in first })
+        activeKeys.store(byHash)
+        return byHash
     }
 
     /// Revokes a key by id or name. - Throws: ``StoreError`` `.notFound`.
     package func revokeAPIKey(_ idOrName: String) throws -> APIKeyRecord {
-        try write { db in
+        // After the commit: a reload in between must not cache the key as still active.
+        defer { activeKeys.invalidate() }
+        return try write { db in
             guard var record = try APIKeyRecord.filter(Column("id") == idOrName || Column("name") == idOrName).fetchOne(db) else {
                 throw StoreError(code: .notFound, message: "no API key \(idOrName)")
             }
@@ -84,6 +98,28 @@ extension Store {
                 try record.update(db)
             }
             return record
+        }
+    }
+}
+
+/// The active keys in memory, reloaded after this store creates or revokes one (the daemon is the store's
+/// only writer), and when each key's use was last written.
+package final class ActiveKeysCache: Sendable {
+    private let state = Mutex<(byHash: [String: APIKeyRecord]?, recordedUse: [String: Date])>((nil, [:]))
+    /// How often a key's `last_used_at` is written at most.
+    static let useRecordingInterval: TimeInterval = 60
+
+    package init() {}
+
+    var cached: [String: APIKeyRecord]? { state.withLock { $0.byHash } }
+    func store(_ byHash: [String: APIKeyRecord]) { state.withLock { $0.byHash = byHash } }
+    func invalidate() { state.withLock { $0.byHash = nil } }
+
+    func shouldRecordUse(of id: String, at now: Date) -> Bool {
+        state.withLock { state in
+            if let last = state.recordedUse[id], now.timeIntervalSince(last) < Self.useRecordingInterval { return false }
+            state.recordedUse[id] = now
+            return true
         }
     }
 }

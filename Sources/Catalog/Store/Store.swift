@@ -9,6 +9,8 @@ import GRDB
 package final class Store: Sendable {
     package let path: String
     let pool: DatabasePool
+    /// Active API keys, kept in memory so that authenticating a request does not touch the database.
+    let activeKeys = ActiveKeysCache()
 
     /// Opens (creating if needed) and migrates the store.
     /// - Parameters:

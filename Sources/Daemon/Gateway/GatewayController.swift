@@ -190,14 +190,19 @@ final class OutstandingRequests: Sendable {
 /// One upstream request relayed to the client: libcurl on its own thread hands chunks to the response
 /// writer through a small buffer, waiting while the buffer is full (backpressure).
 enum UpstreamRelay {
-    static func start(_ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, logger: Logger) async throws -> Response {
-        let transfer = try HTTPTransfer()
+    static func start(
+        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, logger: Logger, transfers: TransferPool = .shared
+    ) async throws -> Response {
+        let transfer = try transfers.take()
         let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream(bufferingPolicy: .unbounded)
         let gate = RelayGate(capacity: 16)
         let head = AsyncHead()
         outstanding.begin(runID)
         let thread = Thread {
-            defer { outstanding.end(runID) }
+            defer {
+                outstanding.end(runID)
+                transfers.give(transfer)
+            }
             do {
                 let final = try transfer.stream(request, onHead: { head.set($0) }) { bytes in
                     guard gate.waitForRoom() else { return false }
@@ -239,6 +244,25 @@ enum UpstreamRelay {
                     throw error
                 }
             })
+    }
+}
+
+/// Idle libcurl handles for requests to engines: a reused handle keeps its connection to the engine open
+/// (HTTP keep-alive), so a request does not pay for a new TCP connection.
+final class TransferPool: Sendable {
+    static let shared = TransferPool()
+    private let idle = Mutex<[HTTPTransfer]>([])
+    /// Handles kept at most; more requests at once than this use new ones, closed when done.
+    private let capacity = 64
+
+    func take() throws -> HTTPTransfer {
+        try idle.withLock { $0.popLast() } ?? HTTPTransfer()
+    }
+
+    func give(_ transfer: HTTPTransfer) {
+        idle.withLock { idle in
+            if idle.count < capacity { idle.append(transfer) }
+        }
     }
 }
 
