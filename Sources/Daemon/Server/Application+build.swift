@@ -26,6 +26,8 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)
     }
+    let gateway = GatewayController(
+        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store, startTimeout: .seconds(300))
     let api = router.group("api/v1")
     KeysController(store: daemon.store).addRoutes(to: api.group("keys"))
     let models = api.group("models")
@@ -37,9 +39,8 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     models.get(":ref/:name") { request, context in
         try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
-    GatewayController(
-        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store, startTimeout: .seconds(300)
-    ).addRoutes(to: router)
+    LLMController(gateway: gateway, catalog: daemon.catalog, store: daemon.store).addRoutes(to: api.group("llm"))
+    gateway.addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
     }
