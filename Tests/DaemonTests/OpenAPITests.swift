@@ -47,6 +47,15 @@ struct OpenAPITests {
                 path: "/data/x", totalBytes: 42, readyAt: Date())
             try version.insert(db)
         }
+        // A pulled model whose snapshot is the tiny Qwen2 fixture, for a live count-tokens answer.
+        let fixture = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
+        let tiny = try daemon.context.store.model(source: "huggingface", repo: "acme/qwen2-tiny")
+        try daemon.context.store.write { db in
+            var version = VersionRecord(
+                modelID: tiny.id!, requestedRevision: "main", commit: String(repeating: "b", count: 40), state: .ready,
+                path: fixture.path, totalBytes: 42, readyAt: Date())
+            try version.insert(db)
+        }
         let requests: [(method: HTTPRequest.Method, path: String, documented: String, body: String?, status: String)] = [
             (.get, "/health", "/health", nil, "200"),
             (.get, "/api/v1/models", "/api/v1/models", nil, "200"),
@@ -60,6 +69,11 @@ struct OpenAPITests {
             (.get, "/api/v1/models/running/nosuch", "/api/v1/models/running/{id}", nil, "404"),
             (.post, "/api/v1/models/start", "/api/v1/models/start", #"{"model": "qwen3:0.6b", "engine": "vllm"}"#, "409"),
             (.post, "/api/v1/models/verify", "/api/v1/models/verify", #"{"model": "nosuch:1b"}"#, "404"),
+            (.post, "/api/v1/llm/count-tokens", "/api/v1/llm/count-tokens", #"{"model": "acme/qwen2-tiny", "text": "Hello"}"#, "200"),
+            (.post, "/api/v1/llm/count-tokens", "/api/v1/llm/count-tokens", #"{"model": "nosuch:1b", "text": "x"}"#, "404"),
+            (.post, "/api/v1/llm/generate", "/api/v1/llm/generate", #"{"model": "x", "prompt": 5}"#, "400"),
+            (.post, "/api/v1/llm/chat", "/api/v1/llm/chat", #"{"run_id": "nosuch", "messages": [{"role": "user", "content": "x"}]}"#, "404"),
+            (.post, "/api/v1/llm/structured-generate", "/api/v1/llm/structured-generate", #"{"model": "x", "prompt": "x"}"#, "400"),
         ]
         let collected = try await buildApplication(daemon.context, port: 0).test(.router) { client in
             var collected: [(path: String, method: String, status: String, data: Data)] = []

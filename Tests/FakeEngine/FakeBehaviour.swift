@@ -6,6 +6,8 @@ struct FakeBehaviour: Sendable {
     /// Seconds after start from which `/health` hangs; nil never.
     var hangHealthAfter: Double?
     var startedAt: Date
+    /// Where to append the body of every completion request, one line each.
+    var requestLog: String?
 
     init(environment: [String: String], startedAt: Date) {
         startDelay = environment["FAKE_ENGINE_START_DELAY"].flatMap(Double.init) ?? 0
@@ -15,6 +17,7 @@ struct FakeBehaviour: Sendable {
         default: hangHealthAfter = nil
         }
         self.startedAt = startedAt
+        requestLog = environment["FAKE_ENGINE_REQUEST_LOG"]
     }
 
     var elapsed: Double { Date().timeIntervalSince(startedAt) }

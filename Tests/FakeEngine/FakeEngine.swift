@@ -14,7 +14,10 @@ import Foundation
 /// | `FAKE_ENGINE_GRANDCHILD_PIDFILE` | spawn a helper (same process group, ignores SIGTERM) writing its pid here |
 /// | `FAKE_ENGINE_LOG_BYTES` | print this many bytes of log lines at start |
 /// | `FAKE_ENGINE_NO_MODULE` | exit 1 at once with Python's "No module named <value>" |
+/// | `FAKE_ENGINE_REQUEST_LOG` | append the body of each `/v1/chat/completions` request to this file, one line each |
 ///
+/// As vLLM or SGLang it answers `/v1/chat/completions` (not streamed) like an engine with structured output:
+/// with `response_format` `json_schema` the reply is a JSON instance of the schema (see ``SchemaInstance``).
 /// `fake-engine supervise DATA PIDFILE` is a throw-away daemon instead: it starts one engine (this program
 /// as vLLM) through the real ``Supervisor``, writes the engine's pid, and waits to be killed.
 @main

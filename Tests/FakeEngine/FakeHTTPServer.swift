@@ -136,11 +136,52 @@ final class FakeHTTPServer: Sendable {
             send(connection, status: behaviour.isStarting ? 503 : 200, body: Data())
         case ("GET", "/v1/models"):
             send(connection, status: 200, json: ["object": "list", "data": [["id": role.servedName ?? "", "object": "model", "owned_by": role.kind.rawValue]]])
+        case ("POST", "/v1/chat/completions") where role.kind == .vllm || role.kind == .sglang:
+            chatCompletion(request, on: connection)
         case ("GET", "/get_model_info") where role.kind == .sglang:
             send(connection, status: 200, json: ["model_path": role.modelPath ?? "", "is_generation": true])
         default:
             send(connection, status: 404, json: ["error": "not found: \(request.method) \(path)"])
         }
+    }
+
+    /// A chat completion as vLLM answers one: a JSON instance of the `response_format` schema when there is
+    /// one, else a fixed sentence. A "token" is four bytes of the reply; `max_tokens` cuts it (`length`).
+    private func chatCompletion(_ request: Request, on connection: Int32) {
+        if let log = behaviour.requestLog {
+            FakeEngine.appendLine(String(decoding: request.body, as: UTF8.self), to: log)
+        }
+        guard let body = (try? JSONSerialization.jsonObject(with: request.body)) as? [String: Any] else {
+            send(connection, status: 400, json: ["object": "error", "message": "the body is not a JSON object", "type": "BadRequestError", "code": 400])
+            return
+        }
+        let model = body["model"] as? String ?? ""
+        guard model == role.servedName else {
+            send(connection, status: 404, json: ["object": "error", "message": "The model `\(model)` does not exist.", "type": "NotFoundError", "code": 404])
+            return
+        }
+        var text = "A fake reply."
+        if let format = body["response_format"] as? [String: Any], format["type"] as? String == "json_schema" {
+            let schema = (format["json_schema"] as? [String: Any])?["schema"] ?? [:]
+            let instance = SchemaInstance.make(schema)
+            let data = (try? JSONSerialization.data(withJSONObject: instance, options: [.sortedKeys, .fragmentsAllowed])) ?? Data()
+            text = String(decoding: data, as: UTF8.self)
+        }
+        var bytes = Array(text.utf8)
+        var finish = "stop"
+        if let limit = body["max_tokens"] as? Int, limit * 4 < bytes.count {
+            bytes = Array(bytes.prefix(limit * 4))
+            finish = "length"
+        }
+        text = String(decoding: bytes, as: UTF8.self)
+        let messages = body["messages"] as? [[String: Any]] ?? []
+        let promptTokens = messages.reduce(0) { $0 + (($1["content"] as? String)?.split(separator: " ").count ?? 0) }
+        let completionTokens = (bytes.count + 3) / 4
+        send(connection, status: 200, json: [
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": Int(Date().timeIntervalSince1970), "model": model,
+            "choices": [["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": finish]],
+            "usage": ["prompt_tokens": promptTokens, "completion_tokens": completionTokens, "total_tokens": promptTokens + completionTokens],
+        ])
     }
 
     private func respondAsOllama(_ request: Request, path: String, on connection: Int32) {

@@ -78,8 +78,15 @@ extension Request {
         } catch {
             throw APIError(.contentTooLarge, "request body is larger than \(context.maxUploadSize) bytes")
         }
+        return try APIError.decodeJSON(as: type, from: Data(buffer.readableBytesView))
+    }
+}
+
+extension APIError {
+    /// Decodes a JSON request body, turning any failure into a 400 that names what is wrong.
+    static func decodeJSON<T: Decodable>(as type: T.Type, from data: Data) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return try JSONDecoder().decode(T.self, from: data)
         } catch let DecodingError.dataCorrupted(context) {
             throw APIError.badRequest("malformed JSON body: \(context.debugDescription)")
         } catch let DecodingError.keyNotFound(key, context) {

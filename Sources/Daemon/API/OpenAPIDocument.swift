@@ -251,11 +251,104 @@ enum OpenAPIDocument {
                 "description": "Pull, store, run and supervise LLM inference engines. Every reply but streams is an envelope {request_id, code, msg, data}.",
             ],
             "servers": [["url": "http://127.0.0.1:8700"]],
-            "paths": paths,
-            "components": ["schemas": schemas],
+            "paths": paths.merging(llmPaths) { current, _ in current },
+            "components": ["schemas": schemas.merging(llmSchemas) { current, _ in current }],
         ]
         return (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
     }()
+
+    // MARK: The LLM API
+
+    private static var llmPaths: [String: Any] {
+        let engineErrors: [String: Any] = [
+            "409": jsonResponse("The run named by run_id is not ready", ref("ErrorEnvelope")),
+            "413": jsonResponse("The body is larger than 32 MiB", ref("ErrorEnvelope")),
+            "502": jsonResponse("The engine failed or did not answer", ref("ErrorEnvelope")),
+            "503": jsonResponse("An on-demand start failed", ref("ErrorEnvelope")),
+        ]
+        func streaming(_ reply: String) -> [String: Any] {
+            [
+                "description": "The reply in the envelope; with stream true, NDJSON events: deltas, then one done event",
+                "content": ["application/json": ["schema": envelope(ref(reply))], "application/x-ndjson": ["schema": ref("LLMStreamEvent")]],
+            ]
+        }
+        return [
+            "/api/v1/llm/generate": [
+                "post": operation(
+                    "Complete a prompt on a run (by run_id) or a model (routed, started on demand)", streaming("LLMGeneration"),
+                    body: "LLMGenerateRequest", extra: engineErrors)
+            ],
+            "/api/v1/llm/chat": [
+                "post": operation(
+                    "Answer a conversation on a run (by run_id) or a model (routed, started on demand)", streaming("LLMChatReply"),
+                    body: "LLMChatRequest", extra: engineErrors)
+            ],
+            "/api/v1/llm/structured-generate": [
+                "post": operation(
+                    "JSON output constrained to a schema (vLLM, SGLang, Ollama; 400 for the built-in engine)",
+                    jsonResponse("OK", envelope(ref("LLMStructuredReply"))), body: "LLMStructuredRequest", extra: engineErrors)
+            ],
+            "/api/v1/llm/count-tokens": [
+                "post": operation(
+                    "Count tokens with the model's own tokenizer (no engine needed)", jsonResponse("OK", envelope(ref("TokenCount"))),
+                    body: "TokenCountRequest")
+            ],
+        ]
+    }
+
+    private static var llmSchemas: [String: Any] {
+        let target: [String: [String: Any]] = [
+            "run_id": ["type": "string", "description": "A run id or name; the run must be ready"],
+            "model": ["type": "string", "description": "A run name, served name, catalog ref or repository id"],
+        ]
+        let sampling: [String: [String: Any]] = [
+            "max_tokens": integer, "temperature": number, "top_p": number, "seed": integer,
+            "stop": ["oneOf": [string, array(string)]], "stream": boolean,
+        ]
+        let nullableUsage: [String: Any] = ["oneOf": [ref("LLMUsage"), ["type": "null"]]]
+        func request(_ fields: [String: [String: Any]], required: [String]) -> [String: Any] {
+            // Further fields go to the engine untouched.
+            object(target.merging(sampling) { $1 }.merging(fields) { $1 }, required: required, additional: true)
+        }
+        return [
+            "LLMMessage": object(["role": string, "content": string], required: ["role", "content"]),
+            "LLMUsage": object(
+                ["prompt_tokens": integer, "completion_tokens": integer, "total_tokens": integer],
+                required: ["prompt_tokens", "completion_tokens", "total_tokens"]),
+            "LLMGenerateRequest": request(["prompt": string], required: ["prompt"]),
+            "LLMChatRequest": request(["messages": array(ref("LLMMessage"))], required: ["messages"]),
+            "LLMStructuredRequest": request(
+                [
+                    "prompt": string, "messages": array(ref("LLMMessage")), "schema": ["type": "object", "description": "A JSON Schema"],
+                    "schema_name": string,
+                ],
+                required: ["schema"]),
+            "TokenCountRequest": object(
+                target.merging(["text": string, "messages": array(ref("LLMMessage")), "add_generation_prompt": boolean]) { $1 }, required: []),
+            "LLMGeneration": object(
+                ["run_id": string, "model": string, "text": string, "finish_reason": nullableString, "usage": nullableUsage],
+                required: ["run_id", "model", "text", "finish_reason", "usage"]),
+            "LLMChatReply": object(
+                ["run_id": string, "model": string, "message": ref("LLMMessage"), "finish_reason": nullableString, "usage": nullableUsage],
+                required: ["run_id", "model", "message", "finish_reason", "usage"]),
+            "LLMStructuredReply": object(
+                [
+                    "run_id": string, "model": string, "text": string,
+                    "json": ["description": "text parsed as JSON; null when it does not parse"],
+                    "json_error": nullableString, "finish_reason": nullableString, "usage": nullableUsage,
+                ],
+                required: ["run_id", "model", "text", "json", "json_error", "finish_reason", "usage"]),
+            "LLMStreamEvent": object(
+                [
+                    "delta": string, "done": boolean, "run_id": string, "model": string, "finish_reason": nullableString,
+                    "usage": ref("LLMUsage"), "error": string,
+                ],
+                required: []),
+            "TokenCount": object(
+                ["model": string, "run_id": nullableString, "tokens": integer, "ids": array(integer)],
+                required: ["model", "run_id", "tokens", "ids"]),
+        ]
+    }
 
     /// A self-contained documentation page: the document rendered as a list of routes and schemas.
     static let html: String = """

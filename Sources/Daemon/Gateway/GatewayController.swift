@@ -60,15 +60,12 @@ struct GatewayController {
         guard let model = object["model"] as? String, !model.isEmpty else {
             return openAIError(.badRequest, "model is required", type: "BadRequestError", param: "model")
         }
-        var candidates = await readyRuns(model)
-        if candidates.isEmpty {
-            do {
-                candidates = try await startOnDemand(model, logger: context.logger)
-            } catch let error as OnDemandError {
-                return openAIError(error.status, error.message, type: error.status == .notFound ? "NotFoundError" : "ServiceUnavailableError", param: "model")
-            }
+        let run: RunInfo
+        do {
+            run = try await route(model, logger: context.logger)
+        } catch let error as OnDemandError {
+            return openAIError(error.status, error.message, type: error.status == .notFound ? "NotFoundError" : "ServiceUnavailableError", param: "model")
         }
-        let run = outstanding.leastBusy(candidates.map(\.runID)).flatMap { id in candidates.first { $0.runID == id } } ?? candidates[0]
         var payload = Data(body.readableBytesView)
         if run.servedName != model {
             object["model"] = run.servedName
@@ -83,11 +80,28 @@ struct GatewayController {
 }
 
 extension GatewayController {
-    private func matches(_ run: RunInfo, _ model: String) -> Bool {
+    /// The run that answers a request for `model`: the least busy ready one, else one started on demand.
+    /// Shared by the OpenAI routes and the LLM API.
+    /// - Throws: ``OnDemandError`` when no run is ready and none can be started.
+    func route(_ model: String, logger: Logger) async throws -> RunInfo {
+        var candidates = await readyRuns(model)
+        if candidates.isEmpty {
+            candidates = try await startOnDemand(model, logger: logger)
+        }
+        return leastBusy(candidates)
+    }
+
+    /// The candidate with the fewest requests in flight.
+    func leastBusy(_ candidates: [RunInfo]) -> RunInfo {
+        outstanding.leastBusy(candidates.map(\.runID)).flatMap { id in candidates.first { $0.runID == id } } ?? candidates[0]
+    }
+
+    /// Whether `model` names this run: its name, its served name, or the model it was started with.
+    func matches(_ run: RunInfo, _ model: String) -> Bool {
         [run.name, run.servedName, run.model].contains { $0.caseInsensitiveCompare(model) == .orderedSame }
     }
 
-    private func readyRuns(_ model: String) async -> [RunInfo] {
+    func readyRuns(_ model: String) async -> [RunInfo] {
         await supervisor.list().filter { $0.state == .ready && $0.endpoint != nil && matches($0, model) }
     }
 
@@ -193,6 +207,38 @@ enum UpstreamRelay {
     static func start(
         _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, logger: Logger, transfers: TransferPool = .shared
     ) async throws -> Response {
+        let upstream: UpstreamResponse
+        do {
+            upstream = try await open(request, runID: runID, outstanding: outstanding, transfers: transfers)
+        } catch {
+            return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
+        }
+        var headers: HTTPFields = [:]
+        headers[.contentType] = upstream.head.headers["content-type"] ?? "application/json"
+        if let cache = upstream.head.headers["cache-control"] { headers[.cacheControl] = cache }
+        return Response(
+            status: HTTPResponse.Status(code: upstream.head.status),
+            headers: headers,
+            body: ResponseBody { writer in
+                do {
+                    for try await chunk in upstream.body {
+                        try await writer.write(chunk)
+                    }
+                    try await writer.finish(nil)
+                } catch {
+                    // The client went away (or the engine broke off): stop the upstream transfer.
+                    upstream.cancel()
+                    throw error
+                }
+            })
+    }
+
+    /// Sends `request` on a transfer thread and returns once the response head has arrived; the body follows
+    /// chunk by chunk, at the pace the caller reads it. The run counts as busy until the transfer ends.
+    /// - Throws: the transfer's error when the engine did not answer at all.
+    static func open(
+        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: TransferPool = .shared
+    ) async throws -> UpstreamResponse {
         let transfer = try transfers.take()
         let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream(bufferingPolicy: .unbounded)
         let gate = RelayGate(capacity: 16)
@@ -217,33 +263,49 @@ enum UpstreamRelay {
             }
         }
         thread.start()
-
-        let responseHead: HTTPResponseHead
         do {
-            responseHead = try await head.value()
+            return UpstreamResponse(head: try await head.value(), body: UpstreamBody(chunks: chunks, gate: gate))
         } catch {
             gate.cancel()
-            return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
+            throw error
         }
-        var headers: HTTPFields = [:]
-        headers[.contentType] = responseHead.headers["content-type"] ?? "application/json"
-        if let cache = responseHead.headers["cache-control"] { headers[.cacheControl] = cache }
-        return Response(
-            status: HTTPResponse.Status(code: responseHead.status),
-            headers: headers,
-            body: ResponseBody { writer in
-                do {
-                    for try await chunk in chunks {
-                        try await writer.write(chunk)
-                        gate.release()
-                    }
-                    try await writer.finish(nil)
-                } catch {
-                    // The client went away (or the engine broke off): stop the upstream transfer.
-                    gate.cancel()
-                    throw error
-                }
-            })
+    }
+}
+
+/// An engine's response under way: its head, and its body as it arrives.
+struct UpstreamResponse: Sendable {
+    let head: HTTPResponseHead
+    let body: UpstreamBody
+
+    /// Stops the transfer (the client went away, or the caller has read enough).
+    func cancel() { body.gate.cancel() }
+}
+
+/// The body of an ``UpstreamResponse``: each chunk frees its place in the buffer when the next one is asked for,
+/// so the transfer thread runs at most a few chunks ahead of the reader.
+struct UpstreamBody: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let chunks: AsyncThrowingStream<ByteBuffer, any Error>
+    let gate: RelayGate
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
+        let gate: RelayGate
+        var holding = false
+
+        mutating func next() async throws -> ByteBuffer? {
+            if holding {
+                gate.release()
+                holding = false
+            }
+            guard let chunk = try await base.next() else { return nil }
+            holding = true
+            return chunk
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: chunks.makeAsyncIterator(), gate: gate)
     }
 }
 

@@ -35,6 +35,10 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)
     }
+    let gateway = GatewayController(
+        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store,
+        startTimeout: daemon.configuration.onDemandTimeout, onDemandKeepAlive: daemon.configuration.onDemandKeepAlive,
+        loadedRuns: daemon.loadedRuns)
     let api = router.group("api/v1")
     KeysController(store: daemon.store).addRoutes(to: api.group("keys"))
     let models = api.group("models")
@@ -46,11 +50,8 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     models.get(":ref/:name") { request, context in
         try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
-    GatewayController(
-        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store,
-        startTimeout: daemon.configuration.onDemandTimeout, onDemandKeepAlive: daemon.configuration.onDemandKeepAlive,
-        loadedRuns: daemon.loadedRuns
-    ).addRoutes(to: router)
+    LLMController(gateway: gateway, catalog: daemon.catalog, store: daemon.store).addRoutes(to: api.group("llm"))
+    gateway.addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
     }

@@ -15,6 +15,8 @@ package struct RunInfo: Sendable, Hashable, Codable {
     package var endpoint: String?
     /// The model name to send in requests to the endpoint.
     package var servedName: String
+    /// The snapshot directory the engine loads (nil for Ollama runs, whose models live in Ollama's store).
+    package var modelPath: String?
     package var restarts: Int
     package var exitStatus: Int?
     package var reason: String?
@@ -25,7 +27,7 @@ package struct RunInfo: Sendable, Hashable, Codable {
     package var createdAt: Date
     package var updatedAt: Date
 
-    package init(record: RunRecord, servedName: String) {
+    package init(record: RunRecord, servedName: String, modelPath: String? = nil) {
         runID = record.id
         name = record.name
         model = record.model
@@ -36,6 +38,7 @@ package struct RunInfo: Sendable, Hashable, Codable {
         port = record.port
         endpoint = record.port.map { "http://127.0.0.1:\($0)" }
         self.servedName = servedName
+        self.modelPath = modelPath
         restarts = record.restarts
         exitStatus = record.exitStatus
         reason = record.reason
@@ -50,6 +53,7 @@ package struct RunInfo: Sendable, Hashable, Codable {
         case runID = "run_id"
         case desiredState = "desired_state"
         case servedName = "served_name"
+        case modelPath = "model_path"
         case exitStatus = "exit_status"
         case keepAlive = "keep_alive"
         case onDemand = "on_demand"

@@ -1,0 +1,229 @@
+import Catalog
+import Engine
+import Foundation
+import Hummingbird
+import Launchers
+import ModeldAPI
+import NIOCore
+import Transfer
+
+/// One LLM API request on its way to a run's OpenAI endpoint, through the gateway's relay (so it counts
+/// towards the run's load and stops when the client goes away), and its answer turned into the envelope's
+/// terms.
+struct EngineCall {
+    enum Kind {
+        /// `/v1/completions`: text in `choices[0].text`.
+        case completion
+        /// `/v1/chat/completions`: text in `choices[0].message.content` (`delta.content` when streamed).
+        case chat
+    }
+
+    /// What a whole reply says.
+    struct Reply {
+        var text: String
+        var finishReason: String?
+        var usage: LLMUsage?
+    }
+
+    let run: RunInfo
+    let path: String
+    let kind: Kind
+    /// The engine's request: the client's body with `model` set to the served name and the LLM API's own
+    /// fields (`run_id`) removed.
+    let body: JinjaObject
+    let stream: Bool
+    /// The gateway's count of requests in flight per run, for least-busy routing.
+    let outstanding: OutstandingRequests
+
+    /// The most of a whole (not streamed) reply that is read.
+    static let maxReply = 64 << 20
+
+    init(run: RunInfo, path: String, kind: Kind, body: JinjaObject, stream: Bool, outstanding: OutstandingRequests) {
+        var body = body
+        body["run_id"] = nil
+        body["model"] = .string(run.servedName)
+        body["stream"] = .bool(stream)
+        if stream { body["stream_options"] = ["include_usage": true] }
+        self.run = run
+        self.path = path
+        self.kind = kind
+        self.body = body
+        self.stream = stream
+        self.outstanding = outstanding
+    }
+
+    /// Sends the request and reads the whole reply.
+    /// - Throws: ``APIError``: the engine's refusal (4xx, with its message) or failure (502).
+    func reply() async throws -> Reply {
+        let upstream = try await open()
+        var data = Data()
+        try await withTaskCancellationHandler {
+            do {
+                for try await chunk in upstream.body {
+                    data.append(contentsOf: chunk.readableBytesView)
+                    if data.count > Self.maxReply {
+                        upstream.cancel()
+                        throw APIError(.badGateway, "the reply of run \(run.name) is larger than \(Self.maxReply >> 20) MiB")
+                    }
+                }
+            } catch let error as APIError {
+                throw error
+            } catch {
+                throw APIError(.badGateway, "run \(run.name) broke off its reply: \(error)")
+            }
+        } onCancel: {
+            upstream.cancel()
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let choice = (object["choices"] as? [[String: Any]])?.first
+        else {
+            throw APIError(.badGateway, "run \(run.name) answered something that is not an OpenAI reply: \(Self.excerpt(data))")
+        }
+        let text: String? = switch kind {
+        case .completion: choice["text"] as? String
+        case .chat: (choice["message"] as? [String: Any])?["content"] as? String
+        }
+        return Reply(text: text ?? "", finishReason: choice["finish_reason"] as? String, usage: Self.usage(object["usage"]))
+    }
+
+    /// Sends the request with `stream: true` and answers NDJSON ``LLMStreamEvent`` lines as the engine's SSE
+    /// chunks arrive. An engine that refuses the request is still an envelope error: nothing was streamed yet.
+    func streamed() async throws -> Response {
+        let upstream = try await open()
+        let run = self.run
+        let kind = self.kind
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/x-ndjson", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                var events = ServerSentEvents()
+                var finishReason: String?
+                var usage: LLMUsage?
+                var problem: String?
+                var done = false
+                func send(_ event: LLMStreamEvent) async throws {
+                    var line = try WireJSON.encoder().encode(event)
+                    line.append(UInt8(ascii: "\n"))
+                    do {
+                        try await writer.write(ByteBuffer(bytes: line))
+                    } catch {
+                        // The client went away: stop the engine's request.
+                        upstream.cancel()
+                        throw LLMStreamAbort(underlying: error)
+                    }
+                }
+                do {
+                    reading: for try await chunk in upstream.body {
+                        for payload in events.feed(chunk) {
+                            if payload == "[DONE]" {
+                                done = true
+                                break reading
+                            }
+                            let parsed = Self.streamChunk(payload, kind: kind)
+                            if let error = parsed.error {
+                                problem = "run \(run.name): \(error)"
+                                break reading
+                            }
+                            if let reason = parsed.finishReason { finishReason = reason }
+                            if let counted = parsed.usage { usage = counted }
+                            if let delta = parsed.delta, !delta.isEmpty { try await send(LLMStreamEvent(delta: delta)) }
+                        }
+                    }
+                } catch let error as LLMStreamAbort {
+                    throw error.underlying
+                } catch {
+                    problem = "run \(run.name) broke off its reply: \(error)"
+                }
+                upstream.cancel()
+                if done {
+                    try await send(LLMStreamEvent(done: true, runID: run.runID, model: run.model, finishReason: finishReason, usage: usage))
+                } else {
+                    try await send(LLMStreamEvent(done: true, error: problem ?? "run \(run.name) ended its reply without [DONE]"))
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    // MARK: Helpers
+
+    /// Opens the request through the gateway's relay; a refusal or failure becomes an ``APIError``.
+    private func open() async throws -> UpstreamResponse {
+        guard let endpoint = run.endpoint else {
+            throw APIError(.conflict, "run \(run.name) has no endpoint: it is \(run.state.rawValue)")
+        }
+        let payload = Data(try JinjaValue.object(body).pythonJSON().utf8)
+        let request = Transfer.HTTPRequest(
+            method: "POST", url: endpoint + path,
+            headers: [("Content-Type", "application/json"), ("Accept", stream ? "text/event-stream" : "application/json")],
+            body: payload, stallTimeout: .seconds(600))
+        let upstream: UpstreamResponse
+        do {
+            upstream = try await UpstreamRelay.open(request, runID: run.runID, outstanding: outstanding)
+        } catch {
+            throw APIError(.badGateway, "the \(run.engine.displayName) of run \(run.name) did not answer: \(error)")
+        }
+        guard (200..<300).contains(upstream.head.status) else {
+            var data = Data()
+            do {
+                for try await chunk in upstream.body {
+                    data.append(contentsOf: chunk.readableBytesView)
+                    if data.count > 1 << 20 { break }
+                }
+            } catch {
+                // What arrived is enough to report.
+            }
+            upstream.cancel()
+            throw engineError(status: upstream.head.status, body: data)
+        }
+        return upstream
+    }
+
+    /// An engine's error reply as the envelope reports it: its 4xx kept (the request was at fault), anything
+    /// else a 502; the engine's own message quoted.
+    private func engineError(status: Int, body: Data) -> APIError {
+        let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any]
+        let message =
+            ((object?["error"] as? [String: Any])?["message"] as? String)
+            ?? (object?["error"] as? String)
+            ?? (object?["message"] as? String)
+            ?? Self.excerpt(body)
+        if (400..<500).contains(status) {
+            return APIError(HTTPResponse.Status(code: status), "the \(run.engine.displayName) of run \(run.name) refused the request: \(message)")
+        }
+        return APIError(.badGateway, "the \(run.engine.displayName) of run \(run.name) failed (HTTP \(status)): \(message)")
+    }
+
+    /// One SSE chunk of a streamed reply.
+    private static func streamChunk(_ payload: String, kind: Kind) -> (delta: String?, finishReason: String?, usage: LLMUsage?, error: String?) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any] else {
+            return (nil, nil, nil, "a streamed chunk is not JSON: \(payload.prefix(200))")
+        }
+        if let error = object["error"] {
+            let message = ((error as? [String: Any])?["message"] as? String) ?? (error as? String) ?? "\(error)"
+            return (nil, nil, nil, message)
+        }
+        let choice = (object["choices"] as? [[String: Any]])?.first
+        let delta: String? = switch kind {
+        case .completion: choice?["text"] as? String
+        case .chat: (choice?["delta"] as? [String: Any])?["content"] as? String
+        }
+        return (delta, choice?["finish_reason"] as? String, usage(object["usage"]), nil)
+    }
+
+    private static func usage(_ value: Any?) -> LLMUsage? {
+        guard let usage = value as? [String: Any],
+            let prompt = usage["prompt_tokens"] as? Int, let completion = usage["completion_tokens"] as? Int
+        else { return nil }
+        return LLMUsage(promptTokens: prompt, completionTokens: completion, totalTokens: usage["total_tokens"] as? Int)
+    }
+
+    private static func excerpt(_ data: Data) -> String {
+        let text = String(decoding: data.prefix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? "(an empty body)" : text
+    }
+}
+
+/// A write to the client failed inside the streaming loop: not the engine's fault, so it is not reported as one.
+private struct LLMStreamAbort: Error {
+    var underlying: any Error
+}

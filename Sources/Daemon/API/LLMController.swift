@@ -1,0 +1,290 @@
+import Catalog
+import Engine
+import Foundation
+import Hummingbird
+import Launchers
+import Logging
+import ModeldAPI
+import NIOCore
+import Transfer
+
+/// The seed platform's LLM API, in the management envelope:
+///
+/// | route | what |
+/// |---|---|
+/// | `POST /api/v1/llm/generate` | complete `prompt` (the engine's `/v1/completions`) |
+/// | `POST /api/v1/llm/chat` | answer `messages` (the engine's `/v1/chat/completions`) |
+/// | `POST /api/v1/llm/structured-generate` | JSON constrained to `schema`, on engines with structured output |
+/// | `POST /api/v1/llm/count-tokens` | count with the model's own tokenizer; needs no running engine |
+///
+/// A request names its run by `run_id` (a run id or name, which must be ready) or by `model`, routed as the
+/// OpenAI gateway routes it (least busy ready run, else an on-demand start). The body goes to the engine with
+/// the fields it does not know about untouched and in their order (`ignore_eos`, `top_k`, a schema's
+/// properties); `stream: true` answers NDJSON ``LLMStreamEvent`` lines.
+struct LLMController {
+    typealias Context = DaemonRequestContext
+    let gateway: GatewayController
+    let catalog: ModelCatalog
+    let store: Store
+    let tokenizers = TokenizerCache()
+
+    /// The engines that constrain output to a JSON schema given as OpenAI's `response_format` on chat
+    /// completions (protocols.md C; Ollama maps it onto its `format`).
+    static let structuredEngines: [EngineKind] = [.vllm, .sglang, .ollama]
+
+    var supervisor: Supervisor { gateway.supervisor }
+
+    func addRoutes(to group: RouterGroup<Context>) {
+        group.post("generate", use: generate)
+        group.post("chat", use: chat)
+        group.post("structured-generate", use: structuredGenerate)
+        group.post("count-tokens", use: countTokens)
+    }
+
+    @Sendable func generate(_ request: Request, context: Context) async throws -> Response {
+        let body = try await RawBody.read(request)
+        let fields = try APIError.decodeJSON(as: LLMGenerateRequest.self, from: body.data)
+        guard !fields.prompt.isEmpty else { throw APIError.badRequest("prompt must not be empty") }
+        let run = try await target(runID: fields.runID, model: fields.model, logger: context.logger)
+        let call = engineCall(run, "/v1/completions", .completion, body: body.object, stream: fields.stream == true)
+        if call.stream { return try await call.streamed() }
+        let reply = try await call.reply()
+        return try Envelope(
+            requestID: context.id,
+            data: LLMGeneration(runID: run.runID, model: run.model, text: reply.text, finishReason: reply.finishReason, usage: reply.usage)
+        ).response(from: request, context: context)
+    }
+
+    @Sendable func chat(_ request: Request, context: Context) async throws -> Response {
+        let body = try await RawBody.read(request)
+        let fields = try APIError.decodeJSON(as: LLMChatRequest.self, from: body.data)
+        guard !fields.messages.isEmpty else { throw APIError.badRequest("messages must not be empty") }
+        let run = try await target(runID: fields.runID, model: fields.model, logger: context.logger)
+        let call = engineCall(run, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true)
+        if call.stream { return try await call.streamed() }
+        let reply = try await call.reply()
+        return try Envelope(
+            requestID: context.id,
+            data: LLMChatReply(
+                runID: run.runID, model: run.model, message: LLMMessage(role: "assistant", content: reply.text),
+                finishReason: reply.finishReason, usage: reply.usage)
+        ).response(from: request, context: context)
+    }
+
+    @Sendable func structuredGenerate(_ request: Request, context: Context) async throws -> Envelope<LLMStructuredReply> {
+        let raw = try await RawBody.read(request)
+        let fields = try APIError.decodeJSON(as: LLMStructuredRequest.self, from: raw.data)
+        guard fields.schema.objectValue != nil, let schema = raw.object["schema"] else {
+            throw APIError.badRequest("schema must be a JSON Schema object")
+        }
+        if case .bool(true)? = raw.object["stream"] { throw APIError.badRequest("structured-generate does not stream: leave out stream") }
+        var body = raw.object
+        switch (fields.prompt, fields.messages) {
+        case (let prompt?, nil):
+            guard !prompt.isEmpty else { throw APIError.badRequest("prompt must not be empty") }
+            body["prompt"] = nil
+            body["messages"] = [["role": "user", "content": .string(prompt)]]
+        case (nil, let messages?):
+            guard !messages.isEmpty else { throw APIError.badRequest("messages must not be empty") }
+        default:
+            throw APIError.badRequest("give prompt or messages (one of them)")
+        }
+        let name = fields.schemaName ?? "output"
+        body["schema"] = nil
+        body["schema_name"] = nil
+        body["response_format"] = ["type": "json_schema", "json_schema": ["name": .string(name), "schema": schema]]
+        let run = try await structuredTarget(runID: fields.runID, model: fields.model, logger: context.logger)
+        let reply = try await engineCall(run, "/v1/chat/completions", .chat, body: body, stream: false).reply()
+        var json: JSONValue?
+        var jsonError: String?
+        do {
+            json = try JSONDecoder().decode(JSONValue.self, from: Data(reply.text.utf8))
+        } catch {
+            jsonError = reply.finishReason == "length"
+                ? "the output is not valid JSON: it was cut off at max_tokens (finish_reason length)"
+                : "the output is not valid JSON"
+        }
+        return Envelope(
+            requestID: context.id,
+            data: LLMStructuredReply(
+                runID: run.runID, model: run.model, text: reply.text, json: json, jsonError: jsonError,
+                finishReason: reply.finishReason, usage: reply.usage))
+    }
+
+    @Sendable func countTokens(_ request: Request, context: Context) async throws -> Envelope<TokenCount> {
+        let raw = try await RawBody.read(request)
+        let fields = try APIError.decodeJSON(as: TokenCountRequest.self, from: raw.data)
+        switch (fields.text, fields.messages) {
+        case (_?, nil): break
+        case (nil, let messages?) where !messages.isEmpty: break
+        case (nil, _?): throw APIError.badRequest("messages must not be empty")
+        default: throw APIError.badRequest("give text or messages (one of them)")
+        }
+        let snapshot = try await snapshot(runID: fields.runID, model: fields.model)
+        let entry: TokenizerCache.Entry
+        do {
+            entry = try await tokenizers.load(snapshot.path)
+        } catch let error as TokenizerError {
+            let file = URL(filePath: snapshot.path).appending(path: "tokenizer.json").path
+            guard FileManager.default.fileExists(atPath: file) else {
+                throw APIError.badRequest("\(snapshot.model) has no tokenizer.json in \(snapshot.path): its tokens cannot be counted here")
+            }
+            throw APIError.badRequest("the tokenizer of \(snapshot.model) cannot be loaded: \(error.message)")
+        }
+        var text = fields.text ?? ""
+        if let messages = fields.messages {
+            let template: ChatTemplate
+            do {
+                template = try entry.template.get()
+            } catch {
+                throw APIError.badRequest("\(snapshot.model) has no chat template, so messages cannot be counted: count text instead")
+            }
+            do {
+                text = try template.render(
+                    messages: messages.map { .object(JinjaObject(["role": .string($0.role), "content": .string($0.content)])) },
+                    addGenerationPrompt: fields.addGenerationPrompt ?? true)
+            } catch {
+                throw APIError.badRequest("the chat template of \(snapshot.model) rejected the messages: \(error)")
+            }
+        }
+        let ids: [Int]
+        do {
+            ids = try entry.tokenizer.encode(text)
+        } catch {
+            throw APIError.badRequest("\(snapshot.model)'s tokenizer cannot encode the text: \(error)")
+        }
+        return Envelope(requestID: context.id, data: TokenCount(model: snapshot.model, runID: snapshot.runID, tokens: ids.count, ids: ids))
+    }
+}
+
+// MARK: - Which run, which model directory
+
+extension LLMController {
+    private func engineCall(_ run: RunInfo, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool) -> EngineCall {
+        EngineCall(run: run, path: path, kind: kind, body: body, stream: stream, outstanding: gateway.outstanding)
+    }
+
+    /// The run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes it.
+    private func target(runID: String?, model: String?, logger: Logger) async throws -> RunInfo {
+        switch (runID.flatMap(\.nonEmpty), model.flatMap(\.nonEmpty)) {
+        case (let id?, nil):
+            return try await readyRun(id)
+        case (nil, let model?):
+            do {
+                return try await gateway.route(model, logger: logger)
+            } catch let error as OnDemandError {
+                throw APIError(error.status, error.message)
+            }
+        case (.some, .some):
+            throw APIError.badRequest("give run_id or model, not both")
+        case (nil, nil):
+            throw APIError.badRequest("run_id (a run id or name) or model is required")
+        }
+    }
+
+    private func readyRun(_ id: String) async throws -> RunInfo {
+        let run: RunInfo
+        do {
+            run = try await supervisor.get(id)
+        } catch let error as LaunchError where error.code == .runNotFound {
+            throw APIError.notFound("no run \(id): `modelctl ps` lists the runs")
+        }
+        guard run.state == .ready, run.endpoint != nil else {
+            let why = run.reason.map { " (\($0))" } ?? ""
+            let hint = run.state == .starting ? "wait until `modelctl ps` shows it ready" : "start it with `modelctl start \(run.model)`"
+            throw APIError(.conflict, "run \(run.name) is \(run.state.rawValue)\(why), not ready: \(hint)")
+        }
+        return run
+    }
+
+    /// Like ``target(runID:model:logger:)``, preferring ready runs on engines with structured output; a run on
+    /// another engine is a 400 that says which engines can do it.
+    private func structuredTarget(runID: String?, model: String?, logger: Logger) async throws -> RunInfo {
+        let run: RunInfo
+        if runID == nil, let model, !model.isEmpty {
+            let ready = await gateway.readyRuns(model)
+            let capable = ready.filter { Self.structuredEngines.contains($0.engine) }
+            if !capable.isEmpty {
+                run = gateway.leastBusy(capable)
+            } else if let first = ready.first {
+                run = first
+            } else {
+                run = try await target(runID: nil, model: model, logger: logger)
+            }
+        } else {
+            run = try await target(runID: runID, model: model, logger: logger)
+        }
+        guard Self.structuredEngines.contains(run.engine) else {
+            throw APIError.badRequest(
+                "run \(run.name) is on the \(run.engine.displayName), which has no structured output (constrained decoding); "
+                    + "structured-generate needs a run on vLLM, SGLang or Ollama (`modelctl start \(run.model) --engine vllm`)")
+        }
+        return run
+    }
+
+    /// The model directory whose tokenizer counts: a run's (by `run_id`, or a run that `model` names), else the
+    /// newest ready pulled version of `model`. No engine needs to run.
+    private func snapshot(runID: String?, model: String?) async throws -> (path: String, model: String, runID: String?) {
+        switch (runID.flatMap(\.nonEmpty), model.flatMap(\.nonEmpty)) {
+        case (let id?, nil):
+            let run: RunInfo
+            do {
+                run = try await supervisor.get(id)
+            } catch let error as LaunchError where error.code == .runNotFound {
+                throw APIError.notFound("no run \(id): `modelctl ps` lists the runs")
+            }
+            guard let path = run.modelPath else {
+                throw APIError.badRequest(
+                    "run \(run.name) is on \(run.engine.displayName), whose model has no tokenizer.json here: name a pulled model instead")
+            }
+            return (path, run.model, run.runID)
+        case (nil, let model?):
+            let runs = await supervisor.list().filter { gateway.matches($0, model) && $0.modelPath != nil }
+            if let run = runs.first(where: { $0.state == .ready }) ?? runs.first, let path = run.modelPath {
+                return (path, run.model, run.runID)
+            }
+            let resolved = try ModelsController.resolve(catalog, model: model, source: .huggingface)
+            var candidates = [resolved]
+            if let other = try? catalog.resolve(ModelRef(parsing: model), source: .modelscope) { candidates.append(other) }
+            for candidate in candidates {
+                let versions = try store.versions(source: candidate.source.rawValue, repo: candidate.repo)
+                if let path = versions.first(where: { $0.version.state == .ready })?.version.path {
+                    return (path, model, nil)
+                }
+            }
+            throw APIError.notFound("model \(model) is not pulled on this host: `modelctl pull \(model)` first")
+        case (.some, .some):
+            throw APIError.badRequest("give run_id or model, not both")
+        case (nil, nil):
+            throw APIError.badRequest("run_id (a run id or name) or model is required")
+        }
+    }
+}
+
+// MARK: - The request body
+
+/// A request body as raw bytes and as an ordered JSON object: the typed decode checks the fields, the ordered
+/// object is what goes to the engine (unknown fields and key order kept).
+struct RawBody {
+    var data: Data
+    var object: JinjaObject
+
+    static func read(_ request: Request) async throws -> RawBody {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: GatewayController.maxBody)
+        } catch {
+            throw APIError(.contentTooLarge, "the request body is larger than \(GatewayController.maxBody >> 20) MiB")
+        }
+        let bytes = Array(buffer.readableBytesView)
+        guard case .object(let object)? = try? JinjaValue(json: bytes) else {
+            let isJSON = (try? JSONSerialization.jsonObject(with: Data(bytes), options: .fragmentsAllowed)) != nil
+            throw APIError.badRequest(isJSON ? "the body must be a JSON object" : "malformed JSON body")
+        }
+        return RawBody(data: Data(bytes), object: object)
+    }
+}
+
+extension String {
+    fileprivate var nonEmpty: String? { isEmpty ? nil : self }
+}

@@ -1,0 +1,49 @@
+import Engine
+import Foundation
+import Synchronization
+
+/// The tokenizers (and chat templates) of model snapshots, loaded once per directory for `count-tokens`.
+///
+/// A snapshot directory never changes once pulled (a new commit is a new directory), so entries stay valid;
+/// the cache keeps the few most recently loaded.
+final class TokenizerCache: Sendable {
+    struct Entry: Sendable {
+        let tokenizer: Tokenizer
+        /// The chat template, or why the model has none.
+        let template: Result<ChatTemplate, any Error>
+    }
+
+    private let entries = Mutex<[(directory: String, entry: Entry)]>([])
+    private let capacity: Int
+
+    init(capacity: Int = 8) {
+        self.capacity = capacity
+    }
+
+    /// The tokenizer of a snapshot directory, loaded on a thread of its own the first time (reading and parsing
+    /// a 150k-entry `tokenizer.json` must not hold up the cooperative pool).
+    /// - Throws: ``TokenizerError`` when the directory has no usable `tokenizer.json`.
+    func load(_ directory: String) async throws -> Entry {
+        if let hit = entries.withLock({ entries in entries.first { $0.directory == directory }?.entry }) {
+            return hit
+        }
+        let entry = try await onThread {
+            let url = URL(filePath: directory, directoryHint: .isDirectory)
+            let tokenizer = try Tokenizer(directory: url)
+            return Entry(tokenizer: tokenizer, template: Result { try ChatTemplate(directory: url) })
+        }
+        entries.withLock { entries in
+            entries.removeAll { $0.directory == directory }
+            entries.append((directory, entry))
+            if entries.count > capacity { entries.removeFirst(entries.count - capacity) }
+        }
+        return entry
+    }
+}
+
+/// Runs blocking work on a new thread, off Swift's cooperative pool.
+private func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
