@@ -6,7 +6,7 @@ import ModeldAPI
 @testable import Catalog
 
 /// What a version looks like in the store and on disk, for comparing two data directories.
-private struct VersionShape: Equatable {
+private struct VersionShape: Equatable, Sendable {
     var source: String
     var repo: String
     var revision: String
@@ -90,10 +90,11 @@ struct ArchiveRoundTripTests {
             hub.addRepo("acme/tiny", commits: [commit])
             let archive = temporaryFile("tiny.\(format.fileExtension)")
             defer { try? FileManager.default.removeItem(at: archive) }
-            var original: VersionShape?
+            let original = Locked<VersionShape?>(nil)
             try await withPullService(hub: hub) { harness in
                 try await harness.pull("acme/tiny")
-                original = try shape(harness, source: .huggingface, repo: "acme/tiny")
+                let pulled = try shape(harness, source: .huggingface, repo: "acme/tiny")
+                original.withLock { $0 = pulled }
                 try await offPool { try export(harness, repo: "acme/tiny", format: format, to: archive) }
             }
             let requestsBefore = hub.requests.count
@@ -102,7 +103,7 @@ struct ArchiveRoundTripTests {
                 #expect(outcome.files == 5)
                 #expect(outcome.version.version.state == .ready)
                 let imported = try shape(harness, source: .huggingface, repo: "acme/tiny")
-                #expect(imported == original)
+                #expect(imported == original.withLock { $0 })
                 let snapshot = URL(filePath: try #require(outcome.version.version.path))
                 for file in commit.files where file.path != "pytorch_model.bin" {
                     #expect(try Data(contentsOf: snapshot.appending(path: file.path)) == file.data, "\(file.path)")
@@ -150,15 +151,17 @@ struct ArchiveRoundTripTests {
             hub.addModelScopeRepo("qwen/tiny", commits: [ModelScopePullTests.commit()])
             let archive = temporaryFile("ms.tar.gz")
             defer { try? FileManager.default.removeItem(at: archive) }
-            var original: VersionShape?
+            let original = Locked<VersionShape?>(nil)
             try await withPullService(hub: hub) { harness in
                 try await harness.pull("qwen/tiny", source: .modelscope)
-                original = try shape(harness, source: .modelscope, repo: "qwen/tiny")
+                let pulled = try shape(harness, source: .modelscope, repo: "qwen/tiny")
+                original.withLock { $0 = pulled }
                 try await offPool { try export(harness, source: .modelscope, repo: "qwen/tiny", format: .tarGz, to: archive) }
             }
             try await withPullService(hub: hub) { harness in
                 _ = try await importFile(harness, archive)
-                #expect(try shape(harness, source: .modelscope, repo: "qwen/tiny") == original)
+                let imported = try shape(harness, source: .modelscope, repo: "qwen/tiny")
+                #expect(imported == original.withLock { $0 })
             }
         }
     }

@@ -48,11 +48,8 @@ final class ArchiveReader {
         archive_read_support_format_zip_streamable(archive)
         let context = Unmanaged.passUnretained(source).toOpaque()
         let status = archive_read_open(archive, context, nil, archiveReadCallback, nil)
-        if status != ARCHIVE_OK {
-            let error = failure(status, doing: "open")
-            archive_read_free(archive)
-            throw error
-        }
+        // On failure deinit frees the handle.
+        if status != ARCHIVE_OK { throw failure(status, doing: "open") }
     }
 
     deinit {

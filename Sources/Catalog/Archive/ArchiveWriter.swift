@@ -21,26 +21,22 @@ final class ArchiveWriter {
         guard let archive = archive_write_new() else { throw ArchiveError(.storage, "libarchive: out of memory") }
         self.archive = archive
         self.sink = Sink(output: output)
-        do {
-            switch format {
-            case .tar, .tarGz, .tarZst:
-                // pax keeps long names and large sizes; "restricted" writes plain ustar headers when they suffice.
-                try check(archive_write_set_format_pax_restricted(archive))
-                if format == .tarGz { try check(archive_write_add_filter_gzip(archive)) }
-                if format == .tarZst { try check(archive_write_add_filter_zstd(archive)) }
-            case .zip:
-                try check(archive_write_set_format_zip(archive))
-                // Weights do not compress: store them, so a zip costs no CPU and streams at disk speed.
-                try check(archive_write_set_options(archive, "zip:compression=store"))
-            }
-            // A compressed stream needs no padding to 10 KiB blocks.
-            if format != .tar { try check(archive_write_set_bytes_in_last_block(archive, 1)) }
-            let context = Unmanaged.passUnretained(sink).toOpaque()
-            try check(archive_write_open2(archive, context, nil, archiveWriteCallback, nil, nil))
-        } catch {
-            archive_write_free(archive)
-            throw error
+        // On failure deinit frees the handle.
+        switch format {
+        case .tar, .tarGz, .tarZst:
+            // pax keeps long names and large sizes; "restricted" writes plain ustar headers when they suffice.
+            try check(archive_write_set_format_pax_restricted(archive))
+            if format == .tarGz { try check(archive_write_add_filter_gzip(archive)) }
+            if format == .tarZst { try check(archive_write_add_filter_zstd(archive)) }
+        case .zip:
+            try check(archive_write_set_format_zip(archive))
+            // Weights do not compress: store them, so a zip costs no CPU and streams at disk speed.
+            try check(archive_write_set_options(archive, "zip:compression=store"))
         }
+        // A compressed stream needs no padding to 10 KiB blocks.
+        if format != .tar { try check(archive_write_set_bytes_in_last_block(archive, 1)) }
+        let context = Unmanaged.passUnretained(sink).toOpaque()
+        try check(archive_write_open2(archive, context, nil, archiveWriteCallback, nil, nil))
     }
 
     deinit {

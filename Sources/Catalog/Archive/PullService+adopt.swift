@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// What an adoption registered, and what it left alone and why.
 package struct AdoptOutcome: Sendable {

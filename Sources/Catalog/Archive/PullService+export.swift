@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// What an export will write: the manifest and where each file's bytes are (its blob in the cache).
 package struct ExportPlan: Sendable {

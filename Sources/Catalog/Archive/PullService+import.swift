@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// What an import registered.
 package struct ImportOutcome: Sendable {

@@ -35,16 +35,14 @@ struct ArchiveController {
         let ref = rawRef.removingPercentEncoding ?? rawRef
         let query = request.uri.queryParameters
         let resolved = try ModelsController.resolve(catalog, model: ref, source: ModelsController.source(query["source"].map(String.init)))
-        var format = ArchiveFormat.tarZst
-        if let name = query["format"].map(String.init) {
-            guard let chosen = ArchiveFormat(name: name) else {
-                throw APIError.badRequest("unknown archive format \"\(name)\" (use \(ArchiveFormat.names))")
-            }
-            format = chosen
+        let name = query["format"].map(String.init) ?? ArchiveFormat.tarZst.rawValue
+        guard let format = ArchiveFormat(name: name) else {
+            throw APIError.badRequest("unknown archive format \"\(name)\" (use \(ArchiveFormat.names))")
         }
-        let plan = try Self.mapErrors { try pulls.exportPlan(source: resolved.source, repo: resolved.repo, commit: query["revision"].map(String.init)) }
-        context.logger.info("export", metadata: ["repo": "\(resolved.repo)", "commit": "\(plan.manifest.commit)", "format": "\(format.rawValue)"])
         let pulls = self.pulls
+        let revision = query["revision"].map(String.init)
+        let plan = try await Self.mapErrors { try pulls.exportPlan(source: resolved.source, repo: resolved.repo, commit: revision) }
+        context.logger.info("export", metadata: ["repo": "\(resolved.repo)", "commit": "\(plan.manifest.commit)", "format": "\(format.rawValue)"])
         let logger = context.logger
         return Response(
             status: .ok,
@@ -143,14 +141,6 @@ struct ArchiveController {
     static func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let error as ArchiveError {
-            throw APIError(status(for: error.code), error.message)
-        }
-    }
-
-    static func mapErrors<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try body()
         } catch let error as ArchiveError {
             throw APIError(status(for: error.code), error.message)
         }
