@@ -99,6 +99,42 @@ struct ArchiveCommandTests {
         }
     }
 
+    @Test("an archive refused at its first entries still gets its one-line error while modelctl is uploading the rest")
+    func earlyRefusalWhileUploading() async throws {
+        let daemon = try await DaemonProcess()
+        do {
+            let archive = daemon.root.deletingLastPathComponent().appending(path: "modeld-early-\(UUID().uuidString.prefix(8)).tar")
+            defer { try? FileManager.default.removeItem(at: archive) }
+            // A manifest, an entry that climbs out with `..`, then 40 MB the daemon has no use for.
+            let script = """
+                import io, json, sys, tarfile
+                manifest = json.dumps({"format": "modeld-model-archive", "format_version": 1, "source": "huggingface",
+                    "repo": "evil/model", "revision": "main", "commit": "cd" * 20,
+                    "files": [{"path": "big.bin", "size": 40000000, "hash": "00" * 32, "hash_kind": "sha256"}]}).encode()
+                with tarfile.open(sys.argv[1], "w") as t:
+                    for name, data in [("modeld-manifest.json", manifest), ("../escape.txt", b"pwned"), ("big.bin", bytes(40000000))]:
+                        info = tarfile.TarInfo(name); info.size = len(data); t.addfile(info, io.BytesIO(data))
+                """
+            let built = try await runProcess(URL(filePath: "/usr/bin/env"), ["python3", "-c", script, archive.path])
+            try #require(built.status == 0, "\(built.stderr)")
+            let refused = try await daemon.modelctl(["import", archive.path])
+            #expect(refused.status == 1)
+            let message = refused.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(message == "modelctl: refusing ../escape.txt: it contains a .. component", "\(message)\n\(daemon.log)")
+            #expect(!FileManager.default.fileExists(atPath: daemon.root.appending(path: "escape.txt").path))
+            #expect(!FileManager.default.fileExists(atPath: daemon.root.deletingLastPathComponent().appending(path: "escape.txt").path))
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: daemon.root.appending(path: "tmp").path)) ?? []).isEmpty)
+            let listed = try await daemon.modelctl(["list", "--json"])
+            #expect(try WireJSON.decoder().decode([LocalVersionInfo].self, from: Data(listed.stdout.utf8)).isEmpty)
+            // The daemon is still fine: the next request on a fresh connection works.
+            #expect(try await daemon.modelctl(["list"]).status == 0)
+        } catch {
+            try await daemon.stop()
+            throw error
+        }
+        try await daemon.stop()
+    }
+
     @Test("modelctl import --dir registers a plain directory through the daemon, without copying")
     func importDirectory() async throws {
         let daemon = try await DaemonProcess()

@@ -33,8 +33,10 @@ final class ArchiveWriter {
             // Weights do not compress: store them, so a zip costs no CPU and streams at disk speed.
             try check(archive_write_set_options(archive, "zip:compression=store"))
         }
-        // A compressed stream needs no padding to 10 KiB blocks.
-        if format != .tar { try check(archive_write_set_bytes_in_last_block(archive, 1)) }
+        // Hand the output 1 MiB at a time (libarchive's default is 10 KiB, which costs a pipe hop per 10 KiB),
+        // and do not pad the end: readers need no fixed-size final record.
+        try check(archive_write_set_bytes_per_block(archive, 1 << 20))
+        try check(archive_write_set_bytes_in_last_block(archive, 1))
         let context = Unmanaged.passUnretained(sink).toOpaque()
         try check(archive_write_open2(archive, context, nil, archiveWriteCallback, nil, nil))
     }
