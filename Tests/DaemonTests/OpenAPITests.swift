@@ -62,6 +62,10 @@ struct OpenAPITests {
             (.get, "/api/v1/models/running/nosuch", "/api/v1/models/running/{id}", nil, "404"),
             (.post, "/api/v1/models/start", "/api/v1/models/start", #"{"model": "qwen3:0.6b", "engine": "vllm"}"#, "409"),
             (.post, "/api/v1/models/verify", "/api/v1/models/verify", #"{"model": "nosuch:1b"}"#, "404"),
+            (.get, "/api/v1/models/acme%2Fnone/export", "/api/v1/models/{ref}/export", nil, "404"),
+            (.get, "/api/v1/models/Qwen%2FQwen2.5-0.5B-Instruct/export?format=rar", "/api/v1/models/{ref}/export", nil, "400"),
+            (.post, "/api/v1/models/adopt", "/api/v1/models/adopt", #"{"path": "relative/dir", "kind": "dir"}"#, "400"),
+            (.post, "/api/v1/models/import", "/api/v1/models/import", "not an archive", "400"),
         ]
         let collected = try await buildApplication(daemon.context, port: 0).test(.router) { client in
             var collected: [(path: String, method: String, status: String, data: Data)] = []
