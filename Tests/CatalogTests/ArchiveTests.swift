@@ -199,8 +199,10 @@ private let archiveScript = #"""
         return {"path": path, "size": len(data), "hash": hashlib.sha256(data).hexdigest(), "hash_kind": "sha256"}
     files = [entry("config.json", config), entry("model.bin", weights)]
     extra = []
-    if case in ("symlink", "hardlink", "device"):
+    if case in ("symlink", "hardlink", "device", "innerlink"):
         files.append(entry("link.bin", weights))
+    if case == "missing":
+        files.append(entry("tokenizer.json", b"{}"))
     if case == "size":
         files[1]["size"] = len(weights) + 10
     manifest = {"format": "modeld-model-archive", "format_version": 1, "source": "huggingface", "repo": "evil/model",
@@ -231,6 +233,10 @@ private let archiveScript = #"""
             info = tarfile.TarInfo("link.bin"); info.type = tarfile.SYMTYPE; info.linkname = "../../../../" + sys.argv[3]; t.addfile(info)
         if case == "hardlink":
             info = tarfile.TarInfo("link.bin"); info.type = tarfile.LNKTYPE; info.linkname = "../" + sys.argv[3]; t.addfile(info)
+        if case == "innerlink":
+            info = tarfile.TarInfo("link.bin"); info.type = tarfile.SYMTYPE; info.linkname = "./model.bin"; t.addfile(info)
+        if case == "unlisted":
+            add("extra.txt", b"not in the manifest")
         if case == "device":
             info = tarfile.TarInfo("link.bin"); info.type = tarfile.CHRTYPE; info.devmajor = 1; info.devminor = 3; t.addfile(info)
     """#
@@ -264,6 +270,8 @@ struct HostileArchiveTests {
         Case(name: "device", code: .unsafeEntry, says: "character device"),
         Case(name: "size", code: .manifestMismatch, says: "the manifest says 50010"),
         Case(name: "corrupt", code: .checksumMismatch, says: "model.bin is corrupt"),
+        Case(name: "unlisted", code: .manifestMismatch, says: "the archive's manifest does not list it"),
+        Case(name: "missing", code: .manifestMismatch, says: "the archive ends without tokenizer.json"),
     ]
 
     @Test("each kind of hostile archive is refused: nothing registered, no stray file, nothing outside the data directory", arguments: cases)
@@ -290,6 +298,22 @@ struct HostileArchiveTests {
                 for directory in [harness.data.root, harness.data.tmp, harness.data.huggingFaceHub] {
                     #expect(!FileManager.default.fileExists(atPath: directory.deletingLastPathComponent().appending(path: outside.lastPathComponent).path))
                 }
+            }
+        }
+    }
+
+    @Test("a symlink to an earlier file of the model is taken as that file's content")
+    func innerSymlink() async throws {
+        try await FakeHub.withRunning { hub in
+            let archive = temporaryFile("inner.tar.gz")
+            defer { try? FileManager.default.removeItem(at: archive) }
+            try await offPool { try makeArchive(archive, case: "innerlink") }
+            try await withPullService(hub: hub) { harness in
+                let outcome = try await importFile(harness, archive)
+                let snapshot = URL(filePath: try #require(outcome.version.version.path))
+                #expect(outcome.files == 3)
+                #expect(try Data(contentsOf: snapshot.appending(path: "link.bin")) == Data(contentsOf: snapshot.appending(path: "model.bin")))
+                #expect(readLink(snapshot.appending(path: "link.bin")) == readLink(snapshot.appending(path: "model.bin")), "one blob for both")
             }
         }
     }
