@@ -46,9 +46,4 @@ package struct ArchiveError: Error, CustomStringConvertible, Sendable, Equatable
     }
 
     package var description: String { message }
-
-    /// Whether the failure lies in what the client sent (an archive or a path), rather than on this host.
-    package var isClientError: Bool {
-        [.unsafeEntry, .manifestMismatch, .checksumMismatch, .badManifest, .unreadable, .unsupported].contains(code)
-    }
 }

@@ -1,5 +1,5 @@
 /// The archive kinds modeld writes; it reads all of them back (the compression is detected, not named).
-package enum ArchiveFormat: String, Sendable, CaseIterable, Codable {
+package enum ArchiveFormat: String, Sendable, CaseIterable {
     case tar
     case tarGz = "tar.gz"
     case tarZst = "tar.zst"

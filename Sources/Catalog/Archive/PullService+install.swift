@@ -32,11 +32,10 @@ struct VerifiedVersion {
     var extraRefs: [String] = []
 }
 
-/// How the bytes of an installed version got into the cache.
+/// How the bytes of an adopted version got into the cache (staged archive files are moved, not counted).
 struct InstallCounts {
     var linkedBytes: Int64 = 0
     var copiedBytes: Int64 = 0
-    var movedBytes: Int64 = 0
 }
 
 extension PullService {
@@ -69,7 +68,6 @@ extension PullService {
                     throw ArchiveError(.storage, "the blob of \(file.path) vanished from \(blob.deletingLastPathComponent().path) during the import")
                 case .staged(let url):
                     try installStaged(version.source, repo: repo, hash: file.hash, from: url)
-                    counts.movedBytes += file.size
                 case .external(let url):
                     if try linkOrCopy(url, to: blob) { counts.linkedBytes += file.size } else { counts.copiedBytes += file.size }
                 }
