@@ -174,6 +174,106 @@ package struct ModeldClient: Sendable {
         }
     }
 
+    /// POSTs a file as the request body, streamed from disk, and unwraps the envelope of the reply.
+    /// - Throws: ``ClientError`` when the daemon is unreachable or answers with an error envelope.
+    package func upload<Payload: Codable & Sendable>(
+        _ path: String, file: String, contentType: String = "application/octet-stream", as: Payload.Type = Payload.self
+    ) async throws -> Payload {
+        let request = HTTPRequest(
+            method: "POST", url: endpoint.baseURL + path,
+            headers: [("Accept", "application/json"), ("Content-Type", contentType)] + endpoint.authorization,
+            bodyFile: file, unixSocketPath: endpoint.unixSocketPath, stallTimeout: .seconds(600))
+        let response: HTTPResponse
+        do {
+            response = try await transfer.perform(request)
+        } catch let error as CurlError {
+            throw ClientError(kind: .unreachable, message: "cannot send \(file) to modeld at \(endpoint): \(error.message)")
+        }
+        return try Self.unwrap(response, as: Payload.self, from: "\(endpoint)\(path)")
+    }
+
+    /// GETs an endpoint whose reply is a file (an archive) and writes it to `destination` as it arrives: first
+    /// into `destination.partial`, renamed into place only when the reply is complete.
+    /// - Returns: the reply's headers.
+    /// - Throws: ``ClientError``: an error envelope, a cut transfer, or a file that cannot be written.
+    @discardableResult
+    package func download(_ path: String, to destination: String) async throws -> HTTPResponseHead {
+        let request = HTTPRequest(
+            url: endpoint.baseURL + path, headers: endpoint.authorization, unixSocketPath: endpoint.unixSocketPath,
+            stallTimeout: .seconds(600))
+        let transfer = self.transfer
+        let endpoint = self.endpoint
+        return try await onThread {
+            let partial = destination + ".partial"
+            let fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                throw ClientError(kind: .api, message: "cannot write \(partial): \(String(cString: strerror(errno)))")
+            }
+            var keep = false
+            defer {
+                close(fd)
+                if !keep { unlink(partial) }
+            }
+            var status = 0
+            var errorBody = Data()
+            var writeError: String?
+            let head: HTTPResponseHead
+            do {
+                head = try transfer.stream(request, onHead: { status = $0.status }) { chunk in
+                    guard status == 200 else {
+                        errorBody.append(contentsOf: chunk)
+                        return errorBody.count < 1 << 20
+                    }
+                    var done = 0
+                    while done < chunk.count {
+                        let wrote = write(fd, chunk.baseAddress! + done, chunk.count - done)
+                        if wrote < 0 {
+                            if errno == EINTR { continue }
+                            writeError = String(cString: strerror(errno))
+                            return false
+                        }
+                        done += wrote
+                    }
+                    return true
+                }
+            } catch let error as CurlError {
+                guard status != 0 else {
+                    throw ClientError(kind: .unreachable, message: "cannot reach modeld at \(endpoint): \(error.message)")
+                }
+                throw ClientError(kind: .api, message: "the reply from modeld was cut off (\(error.message)); its log says why")
+            }
+            if let writeError { throw ClientError(kind: .api, message: "cannot write \(partial): \(writeError)") }
+            guard head.status == 200 else {
+                if let envelope = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: errorBody) {
+                    throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
+                }
+                throw ClientError(kind: .protocolError, code: head.status, message: "HTTP \(head.status) from \(endpoint)\(path)")
+            }
+            guard fsync(fd) == 0, rename(partial, destination) == 0 else {
+                throw ClientError(kind: .api, message: "cannot write \(destination): \(String(cString: strerror(errno)))")
+            }
+            keep = true
+            return head
+        }
+    }
+
+    /// Decodes an envelope reply, turning an error envelope into a ``ClientError``.
+    private static func unwrap<Payload: Codable & Sendable>(_ response: HTTPResponse, as: Payload.Type, from what: String) throws -> Payload {
+        let envelope: Envelope<Payload>
+        do {
+            envelope = try WireJSON.decoder().decode(Envelope<Payload>.self, from: response.body)
+        } catch {
+            if let failure = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: response.body), failure.code != 200 {
+                throw ClientError(kind: .api, code: failure.code, message: failure.msg)
+            }
+            throw ClientError(kind: .protocolError, message: "unexpected reply from \(what) (HTTP \(response.status)): \(error)")
+        }
+        guard envelope.code == 200, let data = envelope.data else {
+            throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
+        }
+        return data
+    }
+
     package func health() async throws -> HealthInfo {
         let response: HTTPResponse
         do {

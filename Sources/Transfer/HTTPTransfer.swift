@@ -7,19 +7,22 @@ package struct HTTPRequest: Sendable {
     package var url: String
     package var headers: [(String, String)]
     package var body: Data?
+    /// Upload this file as the body, read as it is sent (for bodies too large to hold in memory).
+    package var bodyFile: String?
     /// Connect over this unix socket instead of TCP (the URL's host is then only the Host header).
     package var unixSocketPath: String?
     /// Give up when no byte moves for this long (stall detection, not a total time cap).
     package var stallTimeout: Duration
 
     package init(
-        method: String = "GET", url: String, headers: [(String, String)] = [], body: Data? = nil,
+        method: String = "GET", url: String, headers: [(String, String)] = [], body: Data? = nil, bodyFile: String? = nil,
         unixSocketPath: String? = nil, stallTimeout: Duration = .seconds(30)
     ) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
+        self.bodyFile = bodyFile
         self.unixSocketPath = unixSocketPath
         self.stallTimeout = stallTimeout
     }
@@ -80,6 +83,19 @@ package final class HTTPTransfer: @unchecked Sendable {
         return try withoutActuallyEscaping(onData) { onData in
             let easy = self.easy
             let context = TransferContext(onData: onData, body: request.body ?? Data())
+            var bodyFileSize: Int64 = 0
+            if let path = request.bodyFile {
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                var info = stat()
+                guard fd >= 0, fstat(fd, &info) == 0 else {
+                    let message = String(cString: strerror(errno))
+                    if fd >= 0 { close(fd) }
+                    throw CurlError(code: -1, message: "cannot read \(path): \(message)")
+                }
+                context.bodyFD = fd
+                bodyFileSize = Int64(info.st_size)
+            }
+            defer { if context.bodyFD >= 0 { close(context.bodyFD) } }
             if let onHead {
                 context.onHead = { headers in onHead(HTTPResponseHead(status: easy.responseCode(), headers: headers)) }
             }
@@ -106,9 +122,9 @@ package final class HTTPTransfer: @unchecked Sendable {
             default:
                 try easy.set(CURLOPT_CUSTOMREQUEST, request.method)
             }
-            if let body = request.body {
+            if request.body != nil || request.bodyFile != nil {
                 try easy.set(CURLOPT_UPLOAD, 1)
-                try easy.set(CURLOPT_INFILESIZE_LARGE, offset: Int64(body.count))
+                try easy.set(CURLOPT_INFILESIZE_LARGE, offset: request.bodyFile != nil ? bodyFileSize : Int64(context.body.count))
                 try easy.setReadFunction(transferRead, userData: pointer)
                 if request.method == "POST" {
                     try easy.set(CURLOPT_CUSTOMREQUEST, "POST")
@@ -153,6 +169,8 @@ private final class TransferContext {
     var stoppedByCaller = false
     var onHead: (([String: String]) -> Void)?
     var headSent = false
+    /// The file uploaded as the body, when there is one (else `body` is sent).
+    var bodyFD: Int32 = -1
 
     init(onData: @escaping (UnsafeRawBufferPointer) -> Bool, body: Data) {
         self.onData = onData
@@ -187,6 +205,13 @@ private func transferHeader(_ data: UnsafeMutablePointer<CChar>?, _ size: Int, _
 private func transferRead(_ buffer: UnsafeMutablePointer<CChar>?, _ size: Int, _ count: Int, _ user: UnsafeMutableRawPointer?) -> Int {
     guard let user, let buffer else { return 0 }
     let context = Unmanaged<TransferContext>.fromOpaque(user).takeUnretainedValue()
+    if context.bodyFD >= 0 {
+        while true {
+            let got = read(context.bodyFD, buffer, size * count)
+            if got >= 0 { return got }
+            if errno != EINTR { return Int(CURL_READFUNC_ABORT) }
+        }
+    }
     let remaining = context.body.count - context.bodyOffset
     let length = min(remaining, size * count)
     guard length > 0 else { return 0 }

@@ -10,7 +10,7 @@ struct Modelctl: AsyncParsableCommand {
         abstract: "Control modeld: pull, list and run models.",
         version: modeldVersion,
         subcommands: [
-            ModelPull.self, ModelList.self, ModelShow.self, ModelRemove.self, ModelVerify.self, RunStart.self, RunList.self, RunStop.self,
+            ModelPull.self, ModelList.self, ModelShow.self, ModelRemove.self, ModelVerify.self, ModelExport.self, ModelImport.self, RunStart.self, RunList.self, RunStop.self,
             RunLogsCommand.self, RunChat.self, KeysCommand.self,
         ]
     )

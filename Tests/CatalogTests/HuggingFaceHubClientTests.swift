@@ -127,7 +127,7 @@ struct HuggingFaceHubClientTests {
         return String(decoding: data, as: UTF8.self)
     }
 
-    private func runCheck(cache: String, repo: String, revision: String) throws -> Report {
+    func runCheck(cache: String, repo: String, revision: String) throws -> Report {
         let process = Process()
         process.executableURL = URL(filePath: "/usr/bin/env")
         process.arguments = ["python3", "-c", checkScript, cache, repo, revision]

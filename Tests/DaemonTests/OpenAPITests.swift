@@ -29,7 +29,9 @@ struct OpenAPITests {
             for method in operations.keys { documented.insert("\(method) \(path)") }
         }
         // `{ref}/{name}` is the unencoded spelling of `{ref}` for repository ids (owner/name).
-        let undocumented = routes.subtracting(documented).subtracting(["get /api/v1/models/{ref}/{name}"])
+        let undocumented = routes.subtracting(documented).subtracting([
+            "get /api/v1/models/{ref}/{name}", "get /api/v1/models/{ref}/{name}/export",
+        ])
         #expect(undocumented.isEmpty, "routes missing from the OpenAPI document: \(undocumented.sorted())")
         let stale = documented.subtracting(routes)
         #expect(stale.isEmpty, "documented routes the router lacks: \(stale.sorted())")
@@ -74,6 +76,10 @@ struct OpenAPITests {
             (.post, "/api/v1/llm/generate", "/api/v1/llm/generate", #"{"model": "x", "prompt": 5}"#, "400"),
             (.post, "/api/v1/llm/chat", "/api/v1/llm/chat", #"{"run_id": "nosuch", "messages": [{"role": "user", "content": "x"}]}"#, "404"),
             (.post, "/api/v1/llm/structured-generate", "/api/v1/llm/structured-generate", #"{"model": "x", "prompt": "x"}"#, "400"),
+            (.get, "/api/v1/models/acme%2Fnone/export", "/api/v1/models/{ref}/export", nil, "404"),
+            (.get, "/api/v1/models/Qwen%2FQwen2.5-0.5B-Instruct/export?format=rar", "/api/v1/models/{ref}/export", nil, "400"),
+            (.post, "/api/v1/models/adopt", "/api/v1/models/adopt", #"{"path": "relative/dir", "kind": "dir"}"#, "400"),
+            (.post, "/api/v1/models/import", "/api/v1/models/import", "not an archive", "400"),
         ]
         let collected = try await buildApplication(daemon.context, port: 0).test(.router) { client in
             var collected: [(path: String, method: String, status: String, data: Data)] = []

@@ -138,6 +138,43 @@ enum OpenAPIDocument {
                         queryParameter("follow", ["type": "string", "enum": ["true", "false"]], "Stream new lines"),
                     ])
             ],
+            "/api/v1/models/import": [
+                "post": {
+                    var operation = operation(
+                        "Import a model archive (tar, tar.gz, tar.zst or zip with modeld-manifest.json first), streamed; every file is checked before the version is registered",
+                        jsonResponse("OK: the version, ready", envelope(ref("ImportResult"))),
+                        extra: [
+                            "507": jsonResponse("Not enough disk space", ref("ErrorEnvelope")),
+                        ])
+                    operation["requestBody"] = [
+                        "required": true,
+                        "content": ["application/octet-stream": ["schema": ["type": "string", "format": "binary"]]],
+                    ]
+                    return operation
+                }()
+            ],
+            "/api/v1/models/adopt": [
+                "post": operation(
+                    "Register models already on this host without copying: a Hugging Face hub cache or a plain model directory",
+                    jsonResponse("OK: what was registered and what was skipped", envelope(ref("AdoptResult"))), body: "AdoptRequest")
+            ],
+            "/api/v1/models/{ref}/export": [
+                "get": operation(
+                    "A local version as an archive, streamed (modeld-manifest.json first, then the files)",
+                    [
+                        "description": "The archive",
+                        "content": Dictionary(uniqueKeysWithValues: ["application/x-tar", "application/gzip", "application/zstd", "application/zip"].map {
+                            ($0, ["schema": ["type": "string", "format": "binary"]])
+                        }),
+                    ],
+                    parameters: [
+                        pathParameter("ref", "Catalog ref or repository id, URL-encoded"),
+                        queryParameter("source", ["type": "string", "enum": ["huggingface", "modelscope"]], "The hub (default huggingface)"),
+                        queryParameter("revision", string, "Commit, unique prefix or revision (default: the newest ready version)"),
+                        queryParameter("format", ["type": "string", "enum": ["tar", "tar.gz", "tgz", "tar.zst", "tzst", "zip"]], "Archive format (default tar.zst)"),
+                    ],
+                    extra: ["409": jsonResponse("The version is not ready", ref("ErrorEnvelope"))])
+            ],
             "/api/v1/models/{ref}": [
                 "get": operation(
                     "One model: catalog entry, local versions and runs", jsonResponse("OK", envelope(ref("ModelDetail"))),
@@ -237,6 +274,17 @@ enum OpenAPIDocument {
                 ],
                 required: ["run_id", "name", "model", "engine", "state", "desired_state", "served_name", "restarts", "on_demand", "created_at", "updated_at"]),
             "RunLogs": object(["run_id": string, "lines": array(string)], required: ["run_id", "lines"]),
+            "ImportResult": object(["version": ref("LocalVersion"), "files": integer, "bytes": integer], required: ["version", "files", "bytes"]),
+            "AdoptRequest": object(
+                ["path": string, "kind": ["type": "string", "enum": ["hf-cache", "dir"]], "name": string, "revision": string],
+                required: ["path", "kind"]),
+            "AdoptResult": object(
+                [
+                    "adopted": array(ref("LocalVersion")),
+                    "skipped": array(object(["path": string, "reason": string], required: ["path", "reason"])),
+                    "linked_bytes": integer, "copied_bytes": integer,
+                ],
+                required: ["adopted", "skipped", "linked_bytes", "copied_bytes"]),
             "ModelDetail": object(
                 [
                     "ref": string, "source": string, "repo": string, "catalog": ["oneOf": [ref("CatalogModel"), ["type": "null"]]],

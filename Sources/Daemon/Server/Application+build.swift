@@ -45,6 +45,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls).addRoutes(to: models)
     RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor, loadedRuns: daemon.loadedRuns).addRoutes(to: models)
+    ArchiveController(catalog: daemon.catalog, pulls: daemon.pulls).addRoutes(to: models)
     // Last: `{ref}` must not shadow the fixed routes above (the router prefers fixed segments anyway).
     models.get(":ref") { request, context in try await show(daemon, request: request, context: context, ref: try context.parameters.require("ref")) }
     models.get(":ref/:name") { request, context in
