@@ -35,7 +35,7 @@ struct GatewayController {
     }
 
     @Sendable func models(_ request: Request, context: DaemonRequestContext) async throws -> Response {
-        let runs = await supervisor.list().filter { $0.state == .ready }
+        let runs = supervisor.snapshot.filter { $0.state == .ready }
         var seen = Set<String>()
         let data: [[String: Any]] = runs.compactMap { run in
             guard seen.insert(run.name).inserted else { return nil }
@@ -75,7 +75,10 @@ struct GatewayController {
             method: "POST", url: run.endpoint! + path,
             headers: [("Content-Type", "application/json"), ("Accept", request.headers[.accept] ?? "*/*")],
             body: payload, stallTimeout: .seconds(600))
-        return try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding, logger: context.logger)
+        if object["stream"] as? Bool == true {
+            return try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding, logger: context.logger)
+        }
+        return await UpstreamRelay.whole(upstream, runID: run.runID, outstanding: outstanding)
     }
 }
 
@@ -102,7 +105,7 @@ extension GatewayController {
     }
 
     func readyRuns(_ model: String) async -> [RunInfo] {
-        await supervisor.list().filter { $0.state == .ready && $0.endpoint != nil && matches($0, model) }
+        supervisor.snapshot.filter { $0.state == .ready && $0.endpoint != nil && matches($0, model) }
     }
 
     /// A request for a pulled model with no ready run starts it on its default engine (or joins a start
@@ -233,6 +236,30 @@ enum UpstreamRelay {
             })
     }
 
+    /// A reply that is not streamed, fetched whole on a worker thread and sent in one piece: fewer hops between
+    /// threads than relaying it chunk by chunk.
+    static func whole(_ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: TransferPool = .shared) async -> Response {
+        outstanding.begin(runID)
+        defer { outstanding.end(runID) }
+        let result: Result<Transfer.HTTPResponse, any Error> = await withCheckedContinuation { continuation in
+            TransferWorkers.shared.run {
+                continuation.resume(returning: Result {
+                    let transfer = try transfers.take()
+                    defer { transfers.give(transfer) }
+                    return try transfer.perform(request)
+                })
+            }
+        }
+        switch result {
+        case .success(let reply):
+            var headers: HTTPFields = [:]
+            headers[.contentType] = reply.head.headers["content-type"] ?? "application/json"
+            return Response(status: HTTPResponse.Status(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+        case .failure(let error):
+            return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
+        }
+    }
+
     /// Sends `request` on a transfer thread and returns once the response head has arrived; the body follows
     /// chunk by chunk, at the pace the caller reads it. The run counts as busy until the transfer ends.
     /// - Throws: the transfer's error when the engine did not answer at all.
@@ -244,7 +271,7 @@ enum UpstreamRelay {
         let gate = RelayGate(capacity: 16)
         let head = AsyncHead()
         outstanding.begin(runID)
-        let thread = Thread {
+        TransferWorkers.shared.run {
             defer {
                 outstanding.end(runID)
                 transfers.give(transfer)
@@ -262,7 +289,6 @@ enum UpstreamRelay {
                 continuation.finish(throwing: error)
             }
         }
-        thread.start()
         do {
             return UpstreamResponse(head: try await head.value(), body: UpstreamBody(chunks: chunks, gate: gate))
         } catch {
@@ -306,6 +332,48 @@ struct UpstreamBody: AsyncSequence, Sendable {
 
     func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(base: chunks.makeAsyncIterator(), gate: gate)
+    }
+}
+
+/// Long-lived threads for blocking transfers to engines: a thread whose transfer has ended waits for the next
+/// one (up to `idleLimit` of them wait), so a request does not pay for creating a thread. Transfers never wait
+/// for a free thread: with none idle, a new one starts.
+final class TransferWorkers: @unchecked Sendable {
+    static let shared = TransferWorkers()
+    private let condition = NSCondition()
+    private var jobs: [@Sendable () -> Void] = []
+    private var idle = 0
+    private let idleLimit = 32
+
+    func run(_ job: @escaping @Sendable () -> Void) {
+        condition.lock()
+        jobs.append(job)
+        let startThread = jobs.count > idle
+        if !startThread { condition.signal() }
+        condition.unlock()
+        if startThread {
+            let thread = Thread { [self] in work() }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    private func work() {
+        condition.lock()
+        while true {
+            if !jobs.isEmpty {
+                let job = jobs.removeFirst()
+                condition.unlock()
+                job()
+                condition.lock()
+                continue
+            }
+            guard idle < idleLimit else { break }
+            idle += 1
+            condition.wait()
+            idle -= 1
+        }
+        condition.unlock()
     }
 }
 

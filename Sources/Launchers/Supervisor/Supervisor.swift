@@ -1,6 +1,7 @@
 import CSpawn
 import Catalog
 import Foundation
+import Synchronization
 import Logging
 
 /// Starts engines as supervised children, keeps them at their desired state, and stops them.
@@ -30,7 +31,11 @@ package actor Supervisor {
     let logger: Logger
     let builder: CommandBuilder
     let ports: PortAllocator
-    var runs: [String: ManagedRun] = [:]
+    var runs: [String: ManagedRun] = [:] {
+        didSet { publish() }
+    }
+    /// Every run as last published: read without a hop onto this actor (the gateway routes each request by it).
+    private nonisolated let published = PublishedRuns()
     var reconciled = false
     var shuttingDown = false
     /// The shared `ollama serve` child, while any Ollama run needs it.
@@ -68,6 +73,7 @@ package actor Supervisor {
             loaded[record.id] = ManagedRun(record: record, spec: spec, log: Self.makeLog(id: record.id, in: dataDirectory, configuration))
         }
         self.runs = loaded
+        published.runs = loaded.values.sorted { ($0.record.createdAt, $0.record.id) < ($1.record.createdAt, $1.record.id) }.map(\.info)
     }
 
     static func makeLog(id: String, in dataDirectory: DataDirectory, _ configuration: SupervisorConfiguration) -> RunLog {
@@ -117,6 +123,15 @@ package actor Supervisor {
     /// Every run, oldest first.
     package func list() -> [RunInfo] {
         runs.values.sorted { ($0.record.createdAt, $0.record.id) < ($1.record.createdAt, $1.record.id) }.map(\.info)
+    }
+
+    /// Every run, oldest first, as of its last change of state: the same as ``list()`` without waiting for the
+    /// actor, for the per-request path.
+    package nonisolated var snapshot: [RunInfo] { published.runs }
+
+    /// Publishes the runs for ``snapshot``; called whenever a run is added, removed or saved.
+    func publish() {
+        published.runs = list()
     }
 
     /// The run with this id or name.
@@ -592,6 +607,7 @@ package actor Supervisor {
 
     func persistOrThrow(_ run: ManagedRun) throws {
         run.record.updatedAt = Date()
+        defer { publish() }
         do {
             try store.saveRun(run.record)
         } catch {
@@ -606,4 +622,14 @@ func format(_ duration: Duration) -> String {
     if seconds < 1 { return "\(Int((seconds * 1000).rounded())) ms" }
     if seconds == seconds.rounded() { return "\(Int(seconds)) s" }
     return String(format: "%.1f s", seconds)
+}
+
+/// The runs as the supervisor last published them.
+final class PublishedRuns: Sendable {
+    private let value = Mutex<[RunInfo]>([])
+
+    var runs: [RunInfo] {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
+    }
 }
