@@ -19,6 +19,8 @@ struct GatewayController {
     let store: Store
     /// How long a request waits for an on-demand start.
     let startTimeout: Duration
+    /// Counts the tokens of relayed replies and their time to first token.
+    let metrics: DaemonMetrics
     let outstanding = OutstandingRequests()
     /// The largest request body the gateway accepts.
     static let maxBody = 32 << 20
@@ -44,6 +46,7 @@ struct GatewayController {
     }
 
     private func relay(_ request: Request, context: DaemonRequestContext, path: String) async throws -> Response {
+        let started = ContinuousClock.now
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Self.maxBody)
@@ -74,7 +77,8 @@ struct GatewayController {
             method: "POST", url: run.endpoint! + path,
             headers: [("Content-Type", "application/json"), ("Accept", request.headers[.accept] ?? "*/*")],
             body: payload, stallTimeout: .seconds(600))
-        return try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding, logger: context.logger)
+        let reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding, logger: context.logger)
+        return metrics.meterReply(reply, model: run.model, started: started)
     }
 }
 

@@ -13,12 +13,15 @@ struct DaemonContext: Sendable {
     var store: Store
     var pulls: PullService
     var supervisor: Supervisor
+    /// The Prometheus registry behind `/metrics`, shared with the pull service and the supervisor.
+    var metrics: DaemonMetrics
     var logger: Logger
 }
 
 /// Builds the daemon's router: every route of the management API.
 func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
+    router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
     router.add(middleware: EnvelopeErrorMiddleware())
     router.add(middleware: AuthMiddleware(store: daemon.store))
@@ -26,6 +29,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)
     }
+    MetricsController(metrics: daemon.metrics, supervisor: daemon.supervisor).addRoutes(to: router)
     let api = router.group("api/v1")
     KeysController(store: daemon.store).addRoutes(to: api.group("keys"))
     let models = api.group("models")
@@ -38,7 +42,8 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
         try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
     GatewayController(
-        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store, startTimeout: .seconds(300)
+        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store, startTimeout: .seconds(300),
+        metrics: daemon.metrics
     ).addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
