@@ -82,8 +82,9 @@ final class ReplyMeter {
         case .events:
             pending.writeImmutableBuffer(chunk)
             while let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = pending.readSlice(length: newline - pending.readerIndex + 1)!
-                event(line: line.readableBytesView.dropLast())
+                let length = newline - pending.readerIndex
+                pending.withUnsafeReadableBytes { bytes in event(line: UnsafeRawBufferPointer(rebasing: bytes[..<length])) }
+                pending.moveReaderIndex(forwardBy: length + 1)
             }
             if pending.readableBytes > Self.maxLineBytes { giveUp() }
             pending.discardReadBytes()
@@ -93,7 +94,8 @@ final class ReplyMeter {
     /// Records what the reply said; called once, when the body is done or broken off.
     func finish() {
         if format == .json, !givenUp {
-            usage = (try? decoder.decode(ReplyChunk.self, from: Data(pending.readableBytesView)))?.usage
+            let body = pending.withUnsafeReadableBytes { Data($0) }
+            usage = (try? decoder.decode(ReplyChunk.self, from: body))?.usage
         }
         if let usage {
             metrics.recordTokens(model: model, kind: .prompt, count: usage.promptTokens ?? 0)
@@ -104,13 +106,15 @@ final class ReplyMeter {
     }
 
     /// One SSE line: `data: {json}` events are read; comments, other fields and `data: [DONE]` are not.
-    private func event(line: ByteBufferView.SubSequence) {
-        var line = line
+    private func event(line: UnsafeRawBufferPointer) {
+        var line = line[...]
         if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
         guard line.starts(with: Self.dataField) else { return }
-        var payload = line.dropFirst(Self.dataField.count)
-        if payload.first == UInt8(ascii: " ") { payload = payload.dropFirst() }
-        guard payload.first == UInt8(ascii: "{"), let chunk = try? decoder.decode(ReplyChunk.self, from: Data(payload)) else { return }
+        line = line.dropFirst(Self.dataField.count)
+        if line.first == UInt8(ascii: " ") { line = line.dropFirst() }
+        guard line.first == UInt8(ascii: "{"),
+            let chunk = try? decoder.decode(ReplyChunk.self, from: Data(UnsafeRawBufferPointer(rebasing: line)))
+        else { return }
         if let usage = chunk.usage { self.usage = usage }
         if chunk.choices?.contains(where: \.hasContent) == true {
             contentChunks += 1
