@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Transfer
 
@@ -190,6 +191,7 @@ extension FileFetcher {
                     done += wrote
                 }
                 received += Int64(staged)
+                pulledBytes.increment(by: staged)
                 staged = 0
                 let total = part.done + received
                 plan.withLock { $0.parts[index].done = total }

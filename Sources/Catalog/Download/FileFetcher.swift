@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import Transfer
@@ -8,6 +9,8 @@ struct FileFetcher: Sendable {
     let settings: DownloadSettings
     let pool: CurlPool
     let logger: Logger
+    /// Counts the bytes received and written, retries included (`modeld_pulled_bytes_total{source}`).
+    let pulledBytes: CoreMetrics.Counter
     /// Maps a final error reply to a user-facing error (the hub's own error codes).
     let mapError: @Sendable (HubResponse, DownloadItem) -> PullError
 
@@ -159,6 +162,7 @@ struct FileFetcher: Sendable {
                             if let writer {
                                 guard writer.append(chunk) else { return false }
                                 received += Int64(chunk.count)
+                                pulledBytes.increment(by: chunk.count)
                                 if received - reported >= 1 << 20 {
                                     reported = received
                                     progress(base + received)

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import ModeldAPI
@@ -25,6 +26,8 @@ package final class PullService: Sendable, CustomStringConvertible {
     package let store: Store
     /// Job starts, ends and retries; messages never contain tokens.
     let logger: Logger
+    /// Bytes downloaded per hub, `modeld_pulled_bytes_total{source}`.
+    let pulledBytes: [ModelSource: CoreMetrics.Counter]
     let pool = CurlPool()
     private let registry = Mutex(Registry())
     private let partials = Mutex(Set<String>())
@@ -37,10 +40,17 @@ package final class PullService: Sendable, CustomStringConvertible {
         var finishedOrder: [String] = []
     }
 
-    package init(configuration: PullConfiguration, store: Store, logger: Logger = Logger(label: "modeld.pull")) {
+    /// - Parameter metrics: where the download counters go (the daemon passes its Prometheus factory).
+    package init(
+        configuration: PullConfiguration, store: Store, logger: Logger = Logger(label: "modeld.pull"),
+        metrics: any MetricsFactory = MetricsSystem.factory
+    ) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
+        pulledBytes = Dictionary(uniqueKeysWithValues: ModelSource.allCases.map { source in
+            (source, CoreMetrics.Counter(label: "modeld_pulled_bytes_total", dimensions: [("source", source.rawValue)], factory: metrics))
+        })
         (submissions, submit) = AsyncStream<PullJob>.makeStream()
     }
 

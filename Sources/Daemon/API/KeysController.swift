@@ -53,7 +53,8 @@ extension KeyInfo {
 
 /// Once any API key exists, every TCP request but `/health` needs `Authorization: Bearer <key>`; the
 /// management API (`/api/v1/*`) needs the admin scope, except the LLM API (`/api/v1/llm/*`), which is
-/// inference like `/v1/*`. The control socket is trusted: its 0660 mode is the access control.
+/// inference like `/v1/*`; `/metrics` takes a key of either scope (a Prometheus scraper needs no admin
+/// rights). The control socket is trusted: its 0660 mode is the access control.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = DaemonRequestContext
     let store: Store
@@ -72,7 +73,7 @@ struct AuthMiddleware: RouterMiddleware {
         guard let key = try store.authenticate(key: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
             return deny(.unauthorized, "invalid or revoked API key", openAI: openAI, context: context)
         }
-        if !openAI && !path.hasPrefix("/api/v1/llm/") && key.scope != "admin" {
+        if !openAI && path != "/metrics" && !path.hasPrefix("/api/v1/llm/") && key.scope != "admin" {
             return deny(.forbidden, "API key \(key.name) has scope \(key.scope); \(path) needs an admin key", openAI: openAI, context: context)
         }
         if let rate = key.ratePerMinute, let wait = limiter.take(key: key.id, perMinute: rate) {

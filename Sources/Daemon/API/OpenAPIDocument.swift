@@ -66,6 +66,11 @@ enum OpenAPIDocument {
             "/health": ["get": operation("Liveness and version", jsonResponse("OK", ref("Health")))],
             "/openapi.json": ["get": operation("This document", jsonResponse("The OpenAPI document", ["type": "object"]))],
             "/docs": ["get": operation("Human-readable API documentation", ["description": "HTML page", "content": ["text/html": ["schema": string]]])],
+            "/metrics": [
+                "get": operation(
+                    "Prometheus metrics: requests, durations, tokens, time to first token, runs, engine restarts, pulled bytes",
+                    ["description": "Prometheus text format 0.0.4", "content": ["text/plain": ["schema": string]]])
+            ],
             "/v1/models": ["get": operation("OpenAI: the models of ready runs", jsonResponse("OK", ["type": "object"]))],
             "/v1/chat/completions": [
                 "post": operation(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Catalog
+import CoreMetrics
 import Foundation
 import Hummingbird
 import Launchers
@@ -71,6 +72,9 @@ struct Serve: AsyncParsableCommand {
                     key: "listen",
                     problem: "\(daemon.configuration.listen) is reachable from other hosts and no API key exists; create one first (`modelctl keys create --name NAME --scope admin` over the control socket), or pass --insecure-no-auth")
             }
+            // Once per process, here rather than in `prepare` (which tests call many times): libraries that
+            // report through swift-metrics land in the same registry as the daemon's own series.
+            MetricsSystem.bootstrap(daemon.metrics.factory)
             try await DaemonStartup.run(daemon)
         } catch let error as CleanExit {
             throw error
@@ -98,6 +102,7 @@ enum DaemonStartup {
             catalog = try ModelCatalog.builtIn()
         }
         let store = try Store(path: configuration.dataDirectory.database.path)
+        let metrics = DaemonMetrics()
         logger.info(
             "modeld starting",
             metadata: [
@@ -108,16 +113,17 @@ enum DaemonStartup {
             configuration: .fromEnvironment(
                 dataDirectory: configuration.dataDirectory, environment: environment,
                 maxDownloadRate: configuration.maxDownloadRate),
-            store: store)
+            store: store, metrics: metrics.factory)
         var supervisorLogger = logger
         supervisorLogger[metadataKey: "part"] = "supervisor"
         let supervisor = try Supervisor(
             store: store, dataDirectory: configuration.dataDirectory,
             configuration: SupervisorConfiguration(
                 engines: try engineSettings(environment), portRange: try enginePorts(environment), baseEnvironment: environment),
-            logger: supervisorLogger)
+            logger: supervisorLogger, metrics: metrics.factory)
         return DaemonContext(
-            configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, logger: logger)
+            configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
+            logger: logger)
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and

@@ -24,6 +24,8 @@ struct GatewayController {
     let onDemandKeepAlive: KeepAlive
     let loadedRuns: LoadedRuns
     var outstanding: OutstandingRequests { loadedRuns.activity }
+    /// Counts the tokens of relayed replies and their time to first token.
+    let metrics: DaemonMetrics
     /// The largest request body the gateway accepts.
     static let maxBody = 32 << 20
 
@@ -48,6 +50,7 @@ struct GatewayController {
     }
 
     private func relay(_ request: Request, context: DaemonRequestContext, path: String) async throws -> Response {
+        let started = ContinuousClock.now
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Self.maxBody)
@@ -75,10 +78,13 @@ struct GatewayController {
             method: "POST", url: run.endpoint! + path,
             headers: [("Content-Type", "application/json"), ("Accept", request.headers[.accept] ?? "*/*")],
             body: payload, stallTimeout: .seconds(600))
+        let reply: Response
         if object["stream"] as? Bool == true {
-            return try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding, logger: context.logger)
+            reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding, logger: context.logger)
+        } else {
+            reply = await UpstreamRelay.whole(upstream, runID: run.runID, outstanding: outstanding)
         }
-        return await UpstreamRelay.whole(upstream, runID: run.runID, outstanding: outstanding)
+        return metrics.meterReply(reply, model: run.model, started: started)
     }
 }
 

@@ -13,6 +13,8 @@ struct DaemonContext: Sendable {
     var store: Store
     var pulls: PullService
     var supervisor: Supervisor
+    /// The Prometheus registry behind `/metrics`, shared with the pull service and the supervisor.
+    var metrics: DaemonMetrics
     var logger: Logger
     /// Requests in flight and last use per run, shared by every route that sends requests to engines.
     var activity = OutstandingRequests()
@@ -28,6 +30,7 @@ struct DaemonContext: Sendable {
 /// Builds the daemon's router: every route of the management API.
 func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
+    router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
     router.add(middleware: EnvelopeErrorMiddleware())
     router.add(middleware: AuthMiddleware(store: daemon.store))
@@ -35,10 +38,11 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)
     }
+    MetricsController(metrics: daemon.metrics, supervisor: daemon.supervisor).addRoutes(to: router)
     let gateway = GatewayController(
         supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store,
         startTimeout: daemon.configuration.onDemandTimeout, onDemandKeepAlive: daemon.configuration.onDemandKeepAlive,
-        loadedRuns: daemon.loadedRuns)
+        loadedRuns: daemon.loadedRuns, metrics: daemon.metrics)
     let api = router.group("api/v1")
     KeysController(store: daemon.store).addRoutes(to: api.group("keys"))
     let models = api.group("models")

@@ -1,5 +1,6 @@
 import CSpawn
 import Catalog
+import CoreMetrics
 import Foundation
 import Synchronization
 import Logging
@@ -40,10 +41,19 @@ package actor Supervisor {
     var shuttingDown = false
     /// The shared `ollama serve` child, while any Ollama run needs it.
     var ollamaHost: OllamaHost?
+    /// Engines restarted after a crash or a failed liveness probe, `modeld_engine_restarts_total{engine}`.
+    let restartCounters: [EngineKind: CoreMetrics.Counter]
 
     /// Loads the stored runs; nothing is started or stopped before ``reconcile()``.
     /// - Throws: ``LaunchError`` when the store cannot be read or the log directory cannot be created.
-    package init(store: Store, dataDirectory: DataDirectory, configuration: SupervisorConfiguration = SupervisorConfiguration(), logger: Logger = Logger(label: "modeld.supervisor")) throws {
+    /// - Parameter metrics: where the restart counters go (the daemon passes its Prometheus factory).
+    package init(
+        store: Store, dataDirectory: DataDirectory, configuration: SupervisorConfiguration = SupervisorConfiguration(),
+        logger: Logger = Logger(label: "modeld.supervisor"), metrics: any MetricsFactory = MetricsSystem.factory
+    ) throws {
+        self.restartCounters = Dictionary(uniqueKeysWithValues: EngineKind.allCases.map { engine in
+            (engine, CoreMetrics.Counter(label: "modeld_engine_restarts_total", dimensions: [("engine", engine.rawValue)], factory: metrics))
+        })
         self.store = store
         self.dataDirectory = dataDirectory
         self.configuration = configuration
@@ -442,6 +452,7 @@ package actor Supervisor {
             guard runs[id] === run, run.record.desiredState == .running, !Task.isCancelled else { return }
             run.restartTimes.append(clock.now)
             run.record.restarts += 1
+            restartCounters[run.engine]?.increment()
             do {
                 process = try await launch(run)
             } catch {

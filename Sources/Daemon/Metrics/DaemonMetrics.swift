@@ -1,0 +1,130 @@
+import Catalog
+import Launchers
+import Prometheus
+import Synchronization
+
+/// The daemon's Prometheus registry and the series the HTTP layer records, exposed at `GET /metrics`.
+///
+/// Every daemon context owns its registry, so tests can build several routers in one process; the pull
+/// service and the supervisor report into the same registry through ``factory`` (swift-metrics), and the
+/// daemon also bootstraps the global `MetricsSystem` with it. Series with a label taken from a request are
+/// cached per label set: a request costs one short lock for the lookup, never one held across an await.
+final class DaemonMetrics: Sendable {
+    let registry: PrometheusCollectorRegistry
+    /// The swift-metrics factory writing into ``registry``.
+    let factory: PrometheusMetricsFactory
+
+    private let runGauges: [RunState: Prometheus.Gauge]
+    private let series = Mutex(Series())
+
+    private struct Series {
+        var requests: [RequestKey: Prometheus.Counter] = [:]
+        var durations: [String: DurationHistogram] = [:]
+        var tokens: [TokenKey: Prometheus.Counter] = [:]
+        var firstTokens: [String: DurationHistogram] = [:]
+    }
+
+    private struct RequestKey: Hashable {
+        var route: String
+        var code: Int
+    }
+
+    private struct TokenKey: Hashable {
+        var model: String
+        var kind: TokenKind
+    }
+
+    enum TokenKind: String {
+        case prompt, completion
+    }
+
+    static let requestDurationBuckets: [Duration] = [
+        .milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5),
+        .seconds(10), .seconds(30), .seconds(60), .seconds(300),
+    ]
+    static let firstTokenBuckets: [Duration] = [
+        .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(300),
+    ]
+
+    init() {
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        factory = PrometheusMetricsFactory(registry: registry)
+        let runs = MetricNameDescriptor(metricName: "modeld_runs", unitName: "", helpText: "Runs known to the supervisor, by state")
+        runGauges = Dictionary(uniqueKeysWithValues: RunState.allCases.map { state in
+            (state, registry.makeGauge(descriptor: runs, labels: [("state", state.rawValue)]))
+        })
+    }
+
+    /// One finished HTTP request: `modeld_http_requests_total{route,code}` and
+    /// `modeld_http_request_duration_seconds{route}`.
+    /// - Parameter route: the router's route pattern (`/api/v1/models/running/{id}`), never the raw path.
+    func recordRequest(route: String, code: Int, duration: Duration) {
+        cached(\.requests, RequestKey(route: route, code: code)) {
+            registry.makeCounter(descriptor: Self.requestsDescriptor, labels: [("route", route), ("code", String(code))])
+        }.increment()
+        cached(\.durations, route) {
+            registry.makeDurationHistogram(descriptor: Self.durationDescriptor, labels: [("route", route)], buckets: Self.requestDurationBuckets)
+        }.record(duration)
+    }
+
+    /// Tokens of one gateway reply, `modeld_tokens_total{model,kind}`.
+    func recordTokens(model: String, kind: TokenKind, count: Int) {
+        guard count > 0 else { return }
+        cached(\.tokens, TokenKey(model: model, kind: kind)) {
+            registry.makeCounter(descriptor: Self.tokensDescriptor, labels: [("model", model), ("kind", kind.rawValue)])
+        }.increment(by: Int64(count))
+    }
+
+    /// The time from a streamed gateway request's arrival to its first content, `modeld_time_to_first_token_seconds{model}`.
+    func recordTimeToFirstToken(model: String, _ duration: Duration) {
+        cached(\.firstTokens, model) {
+            registry.makeDurationHistogram(descriptor: Self.firstTokenDescriptor, labels: [("model", model)], buckets: Self.firstTokenBuckets)
+        }.record(duration)
+    }
+
+    /// The series for a label set, registered on first use. The registry deduplicates, so two requests
+    /// racing to register the same labels get the same series.
+    private func cached<Key: Hashable, Metric: Sendable>(
+        _ table: WritableKeyPath<Series, [Key: Metric]>, _ key: Key, register: () -> Metric
+    ) -> Metric {
+        if let metric = series.withLock({ $0[keyPath: table][key] }) { return metric }
+        let metric = register()
+        series.withLock { $0[keyPath: table][key] = metric }
+        return metric
+    }
+
+    /// Sets `modeld_runs{state}` from the supervisor's runs (every state, zero included).
+    func updateRuns(_ runs: [RunInfo]) {
+        var counts: [RunState: Int] = [:]
+        for run in runs { counts[run.state, default: 0] += 1 }
+        for (state, gauge) in runGauges { gauge.set(Double(counts[state, default: 0])) }
+    }
+
+    /// Every series in the Prometheus text format (version 0.0.4).
+    func exposition() -> [UInt8] {
+        registry.emitToBuffer()
+    }
+
+    // Computed: `MetricNameDescriptor` is not Sendable, and these are read only when a label set first appears.
+    private static var requestsDescriptor: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "modeld_http_requests", unitName: "total", helpText: "HTTP requests answered, by route pattern and status code")
+    }
+    private static var durationDescriptor: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "modeld_http_request_duration", unitName: "seconds",
+            helpText: "Time from a request's arrival to the last byte of its response, by route pattern")
+    }
+    private static var tokensDescriptor: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "modeld_tokens", unitName: "total", helpText: "Tokens in gateway replies, by model and kind (prompt or completion)")
+    }
+    private static var firstTokenDescriptor: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "modeld_time_to_first_token", unitName: "seconds",
+            helpText: "Time from a streamed gateway request's arrival to its first content chunk, by model")
+    }
+}

@@ -1,0 +1,50 @@
+import Hummingbird
+import Logging
+
+/// Logs one line per request and records it in ``DaemonMetrics``, once its response has been written.
+///
+/// The line carries the request id (the logger's `hb.request.id`, also sent as `X-Request-Id`), the method,
+/// the route pattern, the path, the status and the duration. Headers are never logged, so neither are API
+/// keys. The outermost middleware: it sees the status of every reply, authentication refusals included.
+struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: DaemonMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            // Nothing below should throw past the envelope middleware; count and log it as the 500 it becomes.
+            finished(request, context: context, code: 500, started: started)
+            throw error
+        }
+        // A streamed reply (pull progress, logs, SSE) is done when its body is: time it to the last byte.
+        let body = response.body
+        let code = response.status.code
+        response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            defer { finished(request, context: context, code: code, started: started) }
+            try await body.write(writer)
+        }
+        return response
+    }
+
+    private func finished(_ request: Request, context: Context, code: Int, started: ContinuousClock.Instant) {
+        let duration = ContinuousClock.now - started
+        // "NotFound" for unknown paths: the raw path would make the label set unbounded.
+        let route = context.endpointPath ?? "NotFound"
+        metrics.recordRequest(route: route, code: code, duration: duration)
+        context.logger.info(
+            "request",
+            metadata: [
+                "method": .string(request.method.rawValue), "route": .string(route), "path": .string(request.uri.path),
+                "status": .stringConvertible(code), "duration_ms": .stringConvertible(Self.milliseconds(duration)),
+            ])
+    }
+
+    /// Milliseconds to the microsecond (`12.345`).
+    static func milliseconds(_ duration: Duration) -> Double {
+        let microseconds = duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
+        return Double(microseconds) / 1000
+    }
+}
