@@ -135,8 +135,9 @@ struct PullFaultTests {
     func stall() async throws {
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/tiny", commits: [tinyCommit()])
-            hub.addFault(.stall(path: "model.safetensors", afterBytes: 500_000, seconds: 4))
-            try await withPullService(hub: hub, configure: { $0.stallTimeout = .seconds(1) }) { harness in
+            // A 2 s stall timeout: on a loaded 2-core machine a shorter one also fires between healthy bytes.
+            hub.addFault(.stall(path: "model.safetensors", afterBytes: 500_000, seconds: 6))
+            try await withPullService(hub: hub, configure: { $0.stallTimeout = .seconds(2) }) { harness in
                 try await harness.pull("acme/tiny")
                 // At most the stalled prefix is fetched twice: bytes still queued for the writer when the
                 // stall aborts the transfer are not on disk to resume from (exact resume is asserted by the
