@@ -3,9 +3,10 @@ import Foundation
 import Testing
 
 /// The matrix kernels against a double-precision reference, on every path: decode (few tokens,
-/// widening in the kernel), packed (many tokens), fused projections.
+/// widening in the kernel), packed AVX2 and packed AVX-512 (many tokens), fused projections.
 @Suite("matrix kernels")
 struct MatMulTests {
+    static let hasAVX512 = InstructionSet.best == .avx512
     static let pool = ThreadPool(threadCount: 2)
 
     /// A random matrix stored in `format`, and the f32 values it holds.
@@ -68,6 +69,7 @@ struct MatMulTests {
     /// 16) and more than one 1024-column block; token counts on both sides of the packed path.
     @Test(arguments: [WeightFormat.bf16, .f16, .f32], [1, 2, 4, 6, 7, 13])
     func matmulMatchesReference(format: WeightFormat, tokens: Int) {
+        let instructionSets: [InstructionSet] = Self.hasAVX512 ? [.avx2, .avx512] : [.avx2]
         for (rows, columns) in [(37, 24), (50, 1096), (16, 2056)] {
             let w = Self.randomMatrix(rows: rows, columns: columns, format: format, seed: UInt64(rows * columns))
             defer { w.storage.deallocate() }
@@ -76,13 +78,13 @@ struct MatMulTests {
             let start = Self.randomVector(tokens * rows, seed: 9)
             let overwritten = Self.reference(w, x: x, tokens: tokens, bias: bias, start: [Float](repeating: 0, count: tokens * rows))
             let accumulated = Self.reference(w, x: x, tokens: tokens, bias: nil, start: start)
-            do {
-                let label = "\(format) \(rows)x\(columns), \(tokens) tokens"
+            for instructionSet in instructionSets {
+                let label = "\(format) \(rows)x\(columns), \(tokens) tokens, \(instructionSet)"
                 var y = [Float](repeating: .nan, count: tokens * rows)
-                matmul(w.matrix, x: x, xStride: columns, tokens: tokens, y: &y, yStride: rows, bias: bias, pool: Self.pool)
+                matmul(w.matrix, x: x, xStride: columns, tokens: tokens, y: &y, yStride: rows, bias: bias, pool: Self.pool, instructionSet: instructionSet)
                 Self.expectClose(y, overwritten, columns: columns, label + ", with bias")
                 y = start
-                matmul(w.matrix, x: x, xStride: columns, tokens: tokens, y: &y, yStride: rows, accumulate: true, pool: Self.pool)
+                matmul(w.matrix, x: x, xStride: columns, tokens: tokens, y: &y, yStride: rows, accumulate: true, pool: Self.pool, instructionSet: instructionSet)
                 Self.expectClose(y, accumulated, columns: columns, label + ", accumulating")
             }
         }

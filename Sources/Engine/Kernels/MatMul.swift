@@ -1,3 +1,5 @@
+import EngineAVX512
+
 /// `y[t][n] = bias[n] + Σₖ x[t][k] · W[n][k]` for every token `t`: the projections of a forward pass.
 ///
 /// One pass over the weights serves all tokens of a batch, which is what makes batched decode and
@@ -11,14 +13,15 @@
 ///   - y: `tokens` rows of N floats, `yStride` floats apart.
 ///   - bias: N floats added to every row, or nil.
 ///   - accumulate: add the result to `y` instead of overwriting it (a residual connection).
+///   - instructionSet: which build of the prefill kernels to use (tests compare them).
 package func matmul(
     _ weights: WeightMatrix, x: UnsafePointer<Float>, xStride: Int, tokens: Int,
     y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>? = nil, accumulate: Bool = false,
-    pool: ThreadPool
+    pool: ThreadPool, instructionSet: InstructionSet = .best
 ) {
     let job = MatMulJob(
         weights: weights, x: x, xStride: xStride, tokens: tokens, y: y, yStride: yStride, bias: bias,
-        accumulate: accumulate
+        accumulate: accumulate, instructionSet: instructionSet
     )
     pool.forEachRange(weights.rows, alignment: 16) { rows in job.run(rows: rows) }
 }
@@ -42,12 +45,13 @@ package struct Projection {
 /// their rows are split between the threads as if the matrices were stacked, so the pool
 /// synchronises once instead of once per matrix.
 package func matmul(
-    _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool
+    _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
+    instructionSet: InstructionSet = .best
 ) {
     let jobs = projections.map { p in
         MatMulJob(
             weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
-            accumulate: false
+            accumulate: false, instructionSet: instructionSet
         )
     }
     let total = projections.reduce(0) { $0 + $1.weights.rows }
@@ -66,16 +70,17 @@ package func matmul(
 /// each thread applying the activation to the rows it has just computed while they are in cache.
 /// `up.y` is scratch; both outputs need the same stride.
 package func gatedMatmul(
-    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool
+    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
+    instructionSet: InstructionSet = .best
 ) {
     precondition(gate.weights.rows == up.weights.rows && gate.yStride == up.yStride, "gate and up projections must match")
     let gateJob = MatMulJob(
         weights: gate.weights, x: x, xStride: xStride, tokens: tokens, y: gate.y, yStride: gate.yStride, bias: gate.bias,
-        accumulate: false
+        accumulate: false, instructionSet: instructionSet
     )
     let upJob = MatMulJob(
         weights: up.weights, x: x, xStride: xStride, tokens: tokens, y: up.y, yStride: up.yStride, bias: up.bias,
-        accumulate: false
+        accumulate: false, instructionSet: instructionSet
     )
     pool.forEachRange(gate.weights.rows, alignment: 16) { rows in
         gateJob.run(rows: rows)
@@ -134,6 +139,7 @@ private struct MatMulJob {
     let yStride: Int
     let bias: UnsafePointer<Float>?
     let accumulate: Bool
+    let instructionSet: InstructionSet
 
     /// Rows per tile: 16 rows of even a 4864-wide bf16 matrix (155 KB) stay in L2 while every
     /// token group passes over them.
@@ -148,6 +154,19 @@ private struct MatMulJob {
     private static let block = 1024
 
     func run(rows: Range<Int>) {
+        if tokens >= Self.packedTokens, instructionSet == .avx512 {
+            let format: PackedMatMul.Format
+            switch weights.format {
+            case .bf16: format = .bf16
+            case .f16: format = .f16
+            case .f32: format = .f32
+            }
+            PackedMatMul(
+                weights: weights.data, format: format, columns: weights.columns, x: x, xStride: xStride, tokens: tokens,
+                y: y, yStride: yStride, bias: bias, accumulate: accumulate
+            ).run(rows: rows)
+            return
+        }
         switch weights.format {
         case .bf16: run(rows: rows, BF16Elements.self)
         case .f16: run(rows: rows, F16Elements.self)
