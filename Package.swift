@@ -14,6 +14,12 @@ let engineSettings: [SwiftSetting] = swiftSettings + [
     .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "haswell"]),
 ]
 
+/// The engine's AVX-512 kernels: the same, one CPU level up. The engine calls them only after
+/// checking the CPU (`InstructionSet.best`).
+let avx512Settings: [SwiftSetting] = swiftSettings + [
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "skylake-avx512"]),
+]
+
 let package = Package(
     name: "modeld",
     platforms: [.macOS(.v15)],
@@ -85,10 +91,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// The built-in engine's compute-bound matrix kernels compiled for AVX-512.
+        .target(name: "EngineAVX512", swiftSettings: avx512Settings),
         /// The built-in inference engine: loading, tokenizer, templates, generation, and its server.
         .target(
             name: "Engine",
             dependencies: [
+                "EngineAVX512",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,25 +1,93 @@
+import EngineAVX512
+
 /// `y[t][n] = bias[n] + Σₖ x[t][k] · W[n][k]` for every token `t`: the projections of a forward pass.
 ///
 /// One pass over the weights serves all tokens of a batch, which is what makes batched decode and
 /// prefill cheaper per token than single-sequence decode: weights are read once per row tile and
 /// reused for every group of three tokens while they sit in L1/L2.
-/// Rows are split between the pool's threads in fixed contiguous partitions.
+/// Rows are split between the pool's threads in contiguous chunks.
 ///
 /// - Parameters:
 ///   - weights: an `[N, K]` matrix; K is a multiple of 8.
 ///   - x: `tokens` rows of K floats, `xStride` floats apart.
 ///   - y: `tokens` rows of N floats, `yStride` floats apart.
 ///   - bias: N floats added to every row, or nil.
+///   - accumulate: add the result to `y` instead of overwriting it (a residual connection).
+///   - instructionSet: which build of the prefill kernels to use (tests compare them).
 package func matmul(
     _ weights: WeightMatrix, x: UnsafePointer<Float>, xStride: Int, tokens: Int,
-    y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>? = nil, pool: ThreadPool
+    y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>? = nil, accumulate: Bool = false,
+    pool: ThreadPool, instructionSet: InstructionSet = .best
 ) {
-    let job = MatMulJob(weights: weights, x: x, xStride: xStride, tokens: tokens, y: y, yStride: yStride, bias: bias)
-    pool.forEachRange(weights.rows, alignment: 16) { rows in
-        switch weights.format {
-        case .bf16: job.run(rows: rows, BF16Elements.self)
-        case .f16: job.run(rows: rows, F16Elements.self)
-        case .f32: job.run(rows: rows, F32Elements.self)
+    let job = MatMulJob(
+        weights: weights, x: x, xStride: xStride, tokens: tokens, y: y, yStride: yStride, bias: bias,
+        accumulate: accumulate, instructionSet: instructionSet
+    )
+    pool.forEachRange(weights.rows, alignment: 16) { rows in job.run(rows: rows) }
+}
+
+/// One matrix of ``matmul(_:x:xStride:tokens:pool:)``: its rows are written to `y`.
+package struct Projection {
+    package var weights: WeightMatrix
+    package var y: UnsafeMutablePointer<Float>
+    package var yStride: Int
+    package var bias: UnsafePointer<Float>?
+
+    package init(_ weights: WeightMatrix, y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>? = nil) {
+        self.weights = weights
+        self.y = y
+        self.yStride = yStride
+        self.bias = bias
+    }
+}
+
+/// Several projections of the same activations (attention's q, k and v) as one parallel job:
+/// their rows are split between the threads as if the matrices were stacked, so the pool
+/// synchronises once instead of once per matrix.
+package func matmul(
+    _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
+    instructionSet: InstructionSet = .best
+) {
+    let jobs = projections.map { p in
+        MatMulJob(
+            weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
+            accumulate: false, instructionSet: instructionSet
+        )
+    }
+    let total = projections.reduce(0) { $0 + $1.weights.rows }
+    pool.forEachRange(total, alignment: 16) { rows in
+        var start = 0
+        for job in jobs {
+            let end = start + job.weights.rows
+            let lower = max(rows.lowerBound, start), upper = min(rows.upperBound, end)
+            if lower < upper { job.run(rows: (lower - start)..<(upper - start)) }
+            start = end
+        }
+    }
+}
+
+/// The gated MLP's first half in one parallel job: `gate.y = silu(gate) * up` for every token,
+/// each thread applying the activation to the rows it has just computed while they are in cache.
+/// `up.y` is scratch; both outputs need the same stride.
+package func gatedMatmul(
+    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
+    instructionSet: InstructionSet = .best
+) {
+    precondition(gate.weights.rows == up.weights.rows && gate.yStride == up.yStride, "gate and up projections must match")
+    let gateJob = MatMulJob(
+        weights: gate.weights, x: x, xStride: xStride, tokens: tokens, y: gate.y, yStride: gate.yStride, bias: gate.bias,
+        accumulate: false, instructionSet: instructionSet
+    )
+    let upJob = MatMulJob(
+        weights: up.weights, x: x, xStride: xStride, tokens: tokens, y: up.y, yStride: up.yStride, bias: up.bias,
+        accumulate: false, instructionSet: instructionSet
+    )
+    pool.forEachRange(gate.weights.rows, alignment: 16) { rows in
+        gateJob.run(rows: rows)
+        upJob.run(rows: rows)
+        for t in 0..<tokens {
+            let offset = t * gate.yStride + rows.lowerBound
+            VectorOps.siluMultiply(gate.y + offset, up.y + offset, count: rows.count)
         }
     }
 }
@@ -70,13 +138,52 @@ private struct MatMulJob {
     let y: UnsafeMutablePointer<Float>
     let yStride: Int
     let bias: UnsafePointer<Float>?
+    let accumulate: Bool
+    let instructionSet: InstructionSet
 
     /// Rows per tile: 16 rows of even a 4864-wide bf16 matrix (155 KB) stay in L2 while every
     /// token group passes over them.
     private static let tile = 16
+    /// From this many tokens on, a tile is widened to f32 once and every token group reads the
+    /// widened copy (``runPacked(rows:_:)``); below it the widening is cheaper done in the kernel.
+    private static let packedTokens = 6
+    /// Rows and columns of a packed tile: 8 × 1024 f32 (32 KB) sit in L1 while the token groups
+    /// pass, and 128 tokens × 1024 activations (512 KB) in L2 while the tiles pass. Long rows also
+    /// spread the kernels' horizontal sums over more FMAs.
+    private static let packedTile = 8
+    private static let block = 1024
+
+    func run(rows: Range<Int>) {
+        if tokens >= Self.packedTokens, instructionSet == .avx512 {
+            let format: PackedMatMul.Format
+            switch weights.format {
+            case .bf16: format = .bf16
+            case .f16: format = .f16
+            case .f32: format = .f32
+            }
+            PackedMatMul(
+                weights: weights.data, format: format, columns: weights.columns, x: x, xStride: xStride, tokens: tokens,
+                y: y, yStride: yStride, bias: bias, accumulate: accumulate
+            ).run(rows: rows)
+            return
+        }
+        switch weights.format {
+        case .bf16: run(rows: rows, BF16Elements.self)
+        case .f16: run(rows: rows, F16Elements.self)
+        case .f32: run(rows: rows, F32Elements.self)
+        }
+    }
 
     @inline(__always)
-    func run<E: WeightElements>(rows: Range<Int>, _: E.Type) {
+    private func run<E: WeightElements>(rows: Range<Int>, _: E.Type) {
+        if tokens >= Self.packedTokens {
+            runPacked(rows: rows, E.self)
+            return
+        }
+        if tokens == 1 {
+            for row in rows { kernelRow(row: row, E.self) }
+            return
+        }
         var tileStart = rows.lowerBound
         while tileStart < rows.upperBound {
             let tileEnd = min(rows.upperBound, tileStart + Self.tile)
@@ -84,11 +191,13 @@ private struct MatMulJob {
             while token + 3 <= tokens {
                 var row = tileStart
                 while row + 4 <= tileEnd {
-                    kernel4x3(row: row, token: token, E.self)
+                    kernel4x3(weights.data, stride: weights.columns, row: row, token: token, columns: 0..<weights.columns, E.self)
                     row += 4
                 }
                 while row < tileEnd {
-                    for t in token..<token + 3 { kernel1x1(row: row, token: t, E.self) }
+                    for t in token..<token + 3 {
+                        kernel1x1(weights.data, stride: weights.columns, row: row, token: t, columns: 0..<weights.columns, E.self)
+                    }
                     row += 1
                 }
                 token += 3
@@ -96,11 +205,11 @@ private struct MatMulJob {
             while token < tokens {
                 var row = tileStart
                 while row + 4 <= tileEnd {
-                    kernel4x1(row: row, token: token, E.self)
+                    kernel4x1(weights.data, stride: weights.columns, row: row, token: token, columns: 0..<weights.columns, E.self)
                     row += 4
                 }
                 while row < tileEnd {
-                    kernel1x1(row: row, token: token, E.self)
+                    kernel1x1(weights.data, stride: weights.columns, row: row, token: token, columns: 0..<weights.columns, E.self)
                     row += 1
                 }
                 token += 1
@@ -109,26 +218,97 @@ private struct MatMulJob {
         }
     }
 
+    /// The prefill path: per block of columns and tile of rows, the weights are widened to f32
+    /// once into an L1-sized buffer, and the kernels' inner loops are then nothing but loads and
+    /// FMAs (the widening's shift competes with FMAs for the same execution ports).
+    /// Partial sums of later blocks are added to `y`.
+    private func runPacked<E: WeightElements>(rows: Range<Int>, _: E.Type) {
+        let k = weights.columns
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.packedTile * (Self.block + 16)) { buffer in
+            let packed = UnsafeMutableRawPointer(buffer.baseAddress!)
+            var blockStart = 0
+            while blockStart < k {
+                let blockEnd = min(k, blockStart + Self.block)
+                // Packed rows one cache line longer than the block: rows 4 KB apart would all fall
+                // in the same L1 sets.
+                let width = blockEnd - blockStart + 16
+                var tileStart = rows.lowerBound
+                while tileStart < rows.upperBound {
+                    let tileEnd = min(rows.upperBound, tileStart + Self.packedTile)
+                    for row in tileStart..<tileEnd {
+                        let source = weights.data + row &* k &* E.size
+                        let target = packed + (row - tileStart) &* width &* 4
+                        var i = blockStart
+                        while i < blockEnd {
+                            target.storeBytes(of: E.load8(source, i), toByteOffset: (i - blockStart) &* 4, as: SIMD8<Float>.self)
+                            i &+= 8
+                        }
+                    }
+                    // The packed tile's rows start at `tileStart`, `width` floats apart.
+                    let base = UnsafeRawPointer(packed) - tileStart &* width &* 4 - blockStart &* 4
+                    let columns = blockStart..<blockEnd
+                    var token = 0
+                    while token + 3 <= tokens {
+                        var row = tileStart
+                        while row + 4 <= tileEnd {
+                            kernel4x3(base, stride: width, row: row, token: token, columns: columns, F32Elements.self)
+                            row += 4
+                        }
+                        while row < tileEnd {
+                            for t in token..<token + 3 {
+                                kernel1x1(base, stride: width, row: row, token: t, columns: columns, F32Elements.self)
+                            }
+                            row += 1
+                        }
+                        token += 3
+                    }
+                    while token < tokens {
+                        var row = tileStart
+                        while row < tileEnd {
+                            kernel1x1(base, stride: width, row: row, token: token, columns: columns, F32Elements.self)
+                            row += 1
+                        }
+                        token += 1
+                    }
+                    tileStart = tileEnd
+                }
+                blockStart = blockEnd
+            }
+        }
+    }
+
+    /// Writes one dot product: the first block of columns sets `y` (with the bias), or adds to
+    /// it when accumulating; later blocks add to it.
     @inline(__always)
-    private func store(_ value: Float, row: Int, token: Int) {
-        y[token &* yStride &+ row] = value + (bias?[row] ?? 0)
+    private func store(_ value: Float, row: Int, token: Int, first: Bool) {
+        let index = token &* yStride &+ row
+        if !first {
+            y[index] += value
+        } else if accumulate {
+            y[index] += value + (bias?[row] ?? 0)
+        } else {
+            y[index] = value + (bias?[row] ?? 0)
+        }
     }
 
     /// Four weight rows against three tokens: twelve accumulators, three activation registers and
     /// one weight register fill the sixteen AVX2 registers; each widened weight vector feeds three
     /// FMAs, so loads per FMA drop below the 2×4 shape's.
+    ///
+    /// Weight row `r` starts at `base + r * stride` elements; `columns` is the range of `k` summed.
     @inline(__always)
-    private func kernel4x3<E: WeightElements>(row: Int, token: Int, _: E.Type) {
-        let k = weights.columns
-        let w0 = weights.data + row &* k &* E.size
-        let w1 = w0 + k &* E.size, w2 = w1 + k &* E.size, w3 = w2 + k &* E.size
+    private func kernel4x3<E: WeightElements>(
+        _ base: UnsafeRawPointer, stride: Int, row: Int, token: Int, columns: Range<Int>, _: E.Type
+    ) {
+        let w0 = base + row &* stride &* E.size
+        let w1 = w0 + stride &* E.size, w2 = w1 + stride &* E.size, w3 = w2 + stride &* E.size
         let x0 = x + token &* xStride, x1 = x0 + xStride, x2 = x1 + xStride
         var a00 = SIMD8<Float>(), a01 = SIMD8<Float>(), a02 = SIMD8<Float>()
         var a10 = SIMD8<Float>(), a11 = SIMD8<Float>(), a12 = SIMD8<Float>()
         var a20 = SIMD8<Float>(), a21 = SIMD8<Float>(), a22 = SIMD8<Float>()
         var a30 = SIMD8<Float>(), a31 = SIMD8<Float>(), a32 = SIMD8<Float>()
-        var i = 0
-        while i < k {
+        var i = columns.lowerBound
+        while i < columns.upperBound {
             let p0 = load8(x0, i), p1 = load8(x1, i), p2 = load8(x2, i)
             let u0 = E.load8(w0, i)
             a00 = a00.addingProduct(u0, p0); a01 = a01.addingProduct(u0, p1); a02 = a02.addingProduct(u0, p2)
@@ -140,26 +320,32 @@ private struct MatMulJob {
             a30 = a30.addingProduct(u3, p0); a31 = a31.addingProduct(u3, p1); a32 = a32.addingProduct(u3, p2)
             i &+= 8
         }
-        store(a00.sum(), row: row, token: token); store(a01.sum(), row: row, token: token + 1)
-        store(a02.sum(), row: row, token: token + 2)
-        store(a10.sum(), row: row + 1, token: token); store(a11.sum(), row: row + 1, token: token + 1)
-        store(a12.sum(), row: row + 1, token: token + 2)
-        store(a20.sum(), row: row + 2, token: token); store(a21.sum(), row: row + 2, token: token + 1)
-        store(a22.sum(), row: row + 2, token: token + 2)
-        store(a30.sum(), row: row + 3, token: token); store(a31.sum(), row: row + 3, token: token + 1)
-        store(a32.sum(), row: row + 3, token: token + 2)
+        let first = columns.lowerBound == 0
+        store(a00.sum(), row: row, token: token, first: first)
+        store(a01.sum(), row: row, token: token + 1, first: first)
+        store(a02.sum(), row: row, token: token + 2, first: first)
+        store(a10.sum(), row: row + 1, token: token, first: first)
+        store(a11.sum(), row: row + 1, token: token + 1, first: first)
+        store(a12.sum(), row: row + 1, token: token + 2, first: first)
+        store(a20.sum(), row: row + 2, token: token, first: first)
+        store(a21.sum(), row: row + 2, token: token + 1, first: first)
+        store(a22.sum(), row: row + 2, token: token + 2, first: first)
+        store(a30.sum(), row: row + 3, token: token, first: first)
+        store(a31.sum(), row: row + 3, token: token + 1, first: first)
+        store(a32.sum(), row: row + 3, token: token + 2, first: first)
     }
 
     /// Four weight rows against one token: the decode matvec, bound by memory bandwidth.
     @inline(__always)
-    private func kernel4x1<E: WeightElements>(row: Int, token: Int, _: E.Type) {
-        let k = weights.columns
-        let w0 = weights.data + row &* k &* E.size
-        let w1 = w0 + k &* E.size, w2 = w1 + k &* E.size, w3 = w2 + k &* E.size
+    private func kernel4x1<E: WeightElements>(
+        _ base: UnsafeRawPointer, stride: Int, row: Int, token: Int, columns: Range<Int>, _: E.Type
+    ) {
+        let w0 = base + row &* stride &* E.size
+        let w1 = w0 + stride &* E.size, w2 = w1 + stride &* E.size, w3 = w2 + stride &* E.size
         let x0 = x + token &* xStride
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-        var i = 0
-        while i < k {
+        var i = columns.lowerBound
+        while i < columns.upperBound {
             let p = load8(x0, i)
             a0 = a0.addingProduct(E.load8(w0, i), p)
             a1 = a1.addingProduct(E.load8(w1, i), p)
@@ -167,21 +353,48 @@ private struct MatMulJob {
             a3 = a3.addingProduct(E.load8(w3, i), p)
             i &+= 8
         }
-        store(a0.sum(), row: row, token: token); store(a1.sum(), row: row + 1, token: token)
-        store(a2.sum(), row: row + 2, token: token); store(a3.sum(), row: row + 3, token: token)
+        let first = columns.lowerBound == 0
+        store(a0.sum(), row: row, token: token, first: first)
+        store(a1.sum(), row: row + 1, token: token, first: first)
+        store(a2.sum(), row: row + 2, token: token, first: first)
+        store(a3.sum(), row: row + 3, token: token, first: first)
+    }
+
+    /// One weight row against one token, read front to back with four accumulators: the single
+    /// sequence decode matvec. Rows are consecutive in memory, so a thread's whole share of the
+    /// matrix is one sequential stream, the pattern hardware prefetchers follow best.
+    @inline(__always)
+    private func kernelRow<E: WeightElements>(row: Int, _: E.Type) {
+        let k = weights.columns
+        let w = weights.data + row &* k &* E.size
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
+        var i = 0
+        while i + 32 <= k {
+            a0 = a0.addingProduct(E.load8(w, i), load8(x, i))
+            a1 = a1.addingProduct(E.load8(w, i &+ 8), load8(x, i &+ 8))
+            a2 = a2.addingProduct(E.load8(w, i &+ 16), load8(x, i &+ 16))
+            a3 = a3.addingProduct(E.load8(w, i &+ 24), load8(x, i &+ 24))
+            i &+= 32
+        }
+        while i < k {
+            a0 = a0.addingProduct(E.load8(w, i), load8(x, i))
+            i &+= 8
+        }
+        store(((a0 + a1) + (a2 + a3)).sum(), row: row, token: 0, first: true)
     }
 
     @inline(__always)
-    private func kernel1x1<E: WeightElements>(row: Int, token: Int, _: E.Type) {
-        let k = weights.columns
-        let w0 = weights.data + row &* k &* E.size
+    private func kernel1x1<E: WeightElements>(
+        _ base: UnsafeRawPointer, stride: Int, row: Int, token: Int, columns: Range<Int>, _: E.Type
+    ) {
+        let w0 = base + row &* stride &* E.size
         let x0 = x + token &* xStride
         var a0 = SIMD8<Float>()
-        var i = 0
-        while i < k {
+        var i = columns.lowerBound
+        while i < columns.upperBound {
             a0 = a0.addingProduct(E.load8(w0, i), load8(x0, i))
             i &+= 8
         }
-        store(a0.sum(), row: row, token: token)
+        store(a0.sum(), row: row, token: token, first: columns.lowerBound == 0)
     }
 }

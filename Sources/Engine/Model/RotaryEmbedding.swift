@@ -33,23 +33,35 @@ package struct RotaryEmbedding: Sendable {
         inverseFrequencies = frequencies
     }
 
+    /// The cosines and sines for `position`: `headDim` floats, `cos` of each frequency then `sin`.
+    /// A forward pass computes them once per token and reuses them in every layer.
+    package func table(position: Int, into table: UnsafeMutablePointer<Float>) {
+        let half = headDim / 2
+        for i in 0..<half {
+            let angle = Float(position) * inverseFrequencies[i]
+            table[i] = cosf(angle)
+            table[half + i] = sinf(angle)
+        }
+    }
+
     /// Rotates `heads` consecutive heads of `headDim` floats at `vector` for `position`.
     package func apply(_ vector: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
-        let half = headDim / 2
         withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim) { table in
+            self.table(position: position, into: table.baseAddress!)
+            apply(vector, heads: heads, table: table.baseAddress!)
+        }
+    }
+
+    /// Rotates `heads` consecutive heads of `headDim` floats at `vector` with a ``table(position:into:)``.
+    package func apply(_ vector: UnsafeMutablePointer<Float>, heads: Int, table: UnsafePointer<Float>) {
+        let half = headDim / 2
+        for head in 0..<heads {
+            let x = vector + head * headDim
             for i in 0..<half {
-                let angle = Float(position) * inverseFrequencies[i]
-                table[i] = cosf(angle)
-                table[half + i] = sinf(angle)
-            }
-            for head in 0..<heads {
-                let x = vector + head * headDim
-                for i in 0..<half {
-                    let cos = table[i], sin = table[half + i]
-                    let a = x[i], b = x[half + i]
-                    x[i] = a * cos - b * sin
-                    x[half + i] = b * cos + a * sin
-                }
+                let cos = table[i], sin = table[half + i]
+                let a = x[i], b = x[half + i]
+                x[i] = a * cos - b * sin
+                x[half + i] = b * cos + a * sin
             }
         }
     }

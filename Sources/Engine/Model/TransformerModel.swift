@@ -165,8 +165,12 @@ package final class TransformerModel: @unchecked Sendable {
         let attended = UnsafeMutablePointer<Float>.allocate(capacity: count * qDim)
         let gate = UnsafeMutablePointer<Float>.allocate(capacity: count * inter)
         let up = UnsafeMutablePointer<Float>.allocate(capacity: count * inter)
+        let rotations = UnsafeMutablePointer<Float>.allocate(capacity: count * hd)
         defer {
-            for buffer in [x, normed, q, k, v, attended, gate, up] { buffer.deallocate() }
+            for buffer in [x, normed, q, k, v, attended, gate, up, rotations] { buffer.deallocate() }
+        }
+        for t in 0..<count {
+            rope.table(position: positions[t], into: rotations + t * hd)
         }
         let flatTokens = segments.flatMap(\.tokens)
         for t in 0..<count {
@@ -179,9 +183,12 @@ package final class TransformerModel: @unchecked Sendable {
             for t in 0..<count {
                 VectorOps.rmsNorm(x + t * hidden, weight: layer.inputNorm, eps: eps, count: hidden, output: normed + t * hidden)
             }
-            matmul(layer.q, x: normed, xStride: hidden, tokens: count, y: q, yStride: qDim, bias: layer.qBias, pool: pool)
-            matmul(layer.k, x: normed, xStride: hidden, tokens: count, y: k, yStride: kvDim, bias: layer.kBias, pool: pool)
-            matmul(layer.v, x: normed, xStride: hidden, tokens: count, y: v, yStride: kvDim, bias: layer.vBias, pool: pool)
+            let qkv = [
+                Projection(layer.q, y: q, yStride: qDim, bias: layer.qBias),
+                Projection(layer.k, y: k, yStride: kvDim, bias: layer.kBias),
+                Projection(layer.v, y: v, yStride: kvDim, bias: layer.vBias),
+            ]
+            matmul(qkv, x: normed, xStride: hidden, tokens: count, pool: pool)
             for t in 0..<count {
                 if let qNorm = layer.qNorm, let kNorm = layer.kNorm {
                     for h in 0..<heads {
@@ -193,8 +200,8 @@ package final class TransformerModel: @unchecked Sendable {
                         VectorOps.rmsNorm(row, weight: kNorm, eps: eps, count: hd, output: row)
                     }
                 }
-                rope.apply(q + t * qDim, heads: heads, position: positions[t])
-                rope.apply(k + t * kvDim, heads: kvHeads, position: positions[t])
+                rope.apply(q + t * qDim, heads: heads, table: rotations + t * hd)
+                rope.apply(k + t * kvDim, heads: kvHeads, table: rotations + t * hd)
                 let cache = cacheOf[owners[t]]
                 let keys = cache.keys[index] + positions[t] * kvDim
                 let values = cache.values[index] + positions[t] * kvDim
@@ -217,17 +224,21 @@ package final class TransformerModel: @unchecked Sendable {
                     )
                 }
             }
-            matmul(layer.o, x: attended, xStride: qDim, tokens: count, y: normed, yStride: hidden, pool: pool)
-            VectorOps.add(x, normed, count: count * hidden)
+            // The residual connections are folded into the output projections: they add to `x`.
+            matmul(layer.o, x: attended, xStride: qDim, tokens: count, y: x, yStride: hidden, accumulate: true, pool: pool)
 
             for t in 0..<count {
                 VectorOps.rmsNorm(x + t * hidden, weight: layer.postNorm, eps: eps, count: hidden, output: normed + t * hidden)
             }
-            matmul(layer.gate, x: normed, xStride: hidden, tokens: count, y: gate, yStride: inter, bias: layer.gateBias, pool: pool)
-            matmul(layer.up, x: normed, xStride: hidden, tokens: count, y: up, yStride: inter, bias: layer.upBias, pool: pool)
-            VectorOps.siluMultiply(gate, up, count: count * inter)
-            matmul(layer.down, x: gate, xStride: inter, tokens: count, y: normed, yStride: hidden, bias: layer.downBias, pool: pool)
-            VectorOps.add(x, normed, count: count * hidden)
+            gatedMatmul(
+                gate: Projection(layer.gate, y: gate, yStride: inter, bias: layer.gateBias),
+                up: Projection(layer.up, y: up, yStride: inter, bias: layer.upBias),
+                x: normed, xStride: hidden, tokens: count, pool: pool
+            )
+            matmul(
+                layer.down, x: gate, xStride: inter, tokens: count, y: x, yStride: hidden, bias: layer.downBias,
+                accumulate: true, pool: pool
+            )
         }
         for segment in segments { segment.cache.count += segment.tokens.count }
 

@@ -1,0 +1,28 @@
+import Foundation
+
+/// Which build of the compute-bound kernels a matrix multiply uses.
+///
+/// The engine is compiled for AVX2 and FMA (`-target-cpu haswell`); the packed prefill kernels
+/// also exist compiled for AVX-512 (the `EngineAVX512` module), used where the CPU has it.
+package enum InstructionSet: Sendable {
+    case avx2
+    case avx512
+
+    /// AVX-512 when the CPU and kernel support it (F, CD, BW, DQ, VL: the `skylake-avx512` level)
+    /// unless `MODELD_ENGINE_AVX512=0`; AVX2 otherwise.
+    package static let best: InstructionSet = {
+        if ProcessInfo.processInfo.environment["MODELD_ENGINE_AVX512"] == "0" { return .avx2 }
+        return cpuFlags().isSuperset(of: ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]) ? .avx512 : .avx2
+    }()
+
+    /// The feature flags Linux reports for the first CPU: only those the kernel also enabled
+    /// (AVX-512 registers need its support to be saved across context switches).
+    private static func cpuFlags() -> Set<String> {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }
+        for line in text.split(separator: "\n") where line.hasPrefix("flags") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+        }
+        return []
+    }
+}
