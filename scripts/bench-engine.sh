@@ -113,14 +113,20 @@ for _ in $(seq "$REPEATS"); do
 done
 record modeld "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)"
 
-json=$("$LLAMA_BENCH" -m "$GGUF" -p "$PROMPT_TOKENS" -n "$GEN_TOKENS" -t "$THREADS" -r "$REPEATS" -o json 2>/dev/null)
-echo "llama-bench: $(tr -d '\n ' <<<"$json" | head -c 600)..." >&2
-read -r lp ld < <("$PY" -c '
+"$LLAMA_BENCH" -m "$GGUF" -p "$PROMPT_TOKENS" -n "$GEN_TOKENS" -t "$THREADS" -r "$REPEATS" -o json \
+    > "$BENCH_DIR/llama-bench.json" 2>/dev/null
+read -r lp ld < <("$PY" - "$BENCH_DIR/llama-bench.json" <<'EOF'
 import json, sys
-runs = json.loads(sys.stdin.read())
-pp = max(r["avg_ts"] for r in runs if r["n_prompt"] > 0)
-tg = max(r["avg_ts"] for r in runs if r["n_gen"] > 0)
-print(pp, tg)' <<<"$json")
+runs = json.load(open(sys.argv[1]))
+for r in runs:
+    samples = [round(x, 1) for x in r["samples_ts"]]
+    print(f"llama-bench: pp{r['n_prompt']} tg{r['n_gen']}: runs {samples} tok/s", file=sys.stderr)
+# The best run, as for the others (the average mixes in runs that a busy machine slowed).
+pp = max(max(r["samples_ts"]) for r in runs if r["n_prompt"] > 0)
+tg = max(max(r["samples_ts"]) for r in runs if r["n_gen"] > 0)
+print(pp, tg)
+EOF
+)
 record "llama.cpp (llama-bench, BF16 GGUF)" "$lp" "$ld"
 
 for dtype in bf16 f32; do
