@@ -150,17 +150,6 @@ package final class HTTPTransfer: @unchecked Sendable {
     }
 }
 
-/// Runs blocking work on a new thread and resumes the caller with its result.
-package func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread {
-            continuation.resume(with: Result { try body() })
-        }
-        thread.stackSize = 1 << 20
-        thread.start()
-    }
-}
-
 private final class TransferContext {
     let onData: (UnsafeRawBufferPointer) -> Bool
     let body: Data

@@ -1,4 +1,5 @@
 import Catalog
+import FakeHub
 import Foundation
 import Logging
 import Synchronization
@@ -141,4 +142,17 @@ func enginePortBlock() -> String {
     let index = Counter.next.add(1, ordering: .relaxed).oldValue
     let low = 12000 + (Int(getpid()) % 10) * 600 + (index % 30) * 20
     return "\(low)-\(low + 19)"
+}
+
+/// The tiny Qwen2 model the engine tests committed (Tests/EngineTests/Fixtures/models/qwen2-tiny).
+enum TinyQwen2 {
+    static let directory = URL(filePath: #filePath).deletingLastPathComponent()
+        .appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
+    /// The files a hub serves for it (the fixture's expected logits are left out).
+    static let names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+
+    /// Its files for a fake hub repository, the safetensors as LFS.
+    static func hubFiles() throws -> [FakeFile] {
+        try names.map { name in FakeFile(name, try Data(contentsOf: directory.appending(path: name)), lfs: name.hasSuffix(".safetensors")) }
+    }
 }

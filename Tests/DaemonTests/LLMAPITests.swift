@@ -45,11 +45,7 @@ struct LLMAPITests {
 
     @Test("generate and chat on the built-in engine, by model and by run_id, plain and streamed; count-tokens agrees with the engine")
     func builtinEngine() async throws {
-        let fixture = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
-        let names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-        let files = try names.map { name in
-            FakeFile(name, try Data(contentsOf: fixture.appending(path: name)), lfs: name.hasSuffix(".safetensors"))
-        }
+        let files = try TinyQwen2.hubFiles()
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/qwen2-tiny", commits: [FakeCommit(files: files)])
             hub.addRepo("acme/no-tokenizer", commits: [FakeCommit(files: [FakeFile("config.json", "{}")])])

@@ -66,12 +66,8 @@ struct MetricsTests {
         "a real daemon's /metrics, parsed by prometheus_client: requests, durations, tokens, time to first token, runs, restarts, pulled bytes; one log line per request",
         .timeLimit(.minutes(3)))
     func endToEnd() async throws {
-        let fixture = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
-        let names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-        let files = try names.map { name in
-            FakeFile(name, try Data(contentsOf: fixture.appending(path: name)), lfs: name.hasSuffix(".safetensors"))
-        }
-        let fixtureBytes = try names.reduce(0) { total, name in total + (try Data(contentsOf: fixture.appending(path: name)).count) }
+        let files = try TinyQwen2.hubFiles()
+        let fixtureBytes = files.reduce(0) { $0 + $1.data.count }
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/qwen2-tiny", commits: [FakeCommit(files: files)])
             let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint])

@@ -50,12 +50,11 @@ struct OpenAPITests {
             try version.insert(db)
         }
         // A pulled model whose snapshot is the tiny Qwen2 fixture, for a live count-tokens answer.
-        let fixture = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
         let tiny = try daemon.context.store.model(source: "huggingface", repo: "acme/qwen2-tiny")
         try daemon.context.store.write { db in
             var version = VersionRecord(
                 modelID: tiny.id!, requestedRevision: "main", commit: String(repeating: "b", count: 40), state: .ready,
-                path: fixture.path, totalBytes: 42, readyAt: Date())
+                path: TinyQwen2.directory.path, totalBytes: 42, readyAt: Date())
             try version.insert(db)
         }
         let requests: [(method: HTTPRequest.Method, path: String, documented: String, body: String?, status: String)] = [

@@ -207,11 +207,7 @@ struct NoOrphanTests {
 struct BuiltinRunTests {
     @Test("pull a tiny Qwen2 model, start it on the built-in engine, and chat with it through its endpoint")
     func pullStartChat() async throws {
-        let fixture = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
-        let names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-        let files = try names.map { name in
-            FakeFile(name, try Data(contentsOf: fixture.appending(path: name)), lfs: name.hasSuffix(".safetensors"))
-        }
+        let files = try TinyQwen2.hubFiles()
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/qwen2-tiny", commits: [FakeCommit(files: files)])
             let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint])
@@ -290,11 +286,7 @@ struct BuiltinRunTests {
 extension BuiltinRunTests {
     @Test("an on-demand run unloads after its keep-alive, and the next request loads it again")
     func onDemandKeepAlive() async throws {
-        let fixture = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
-        let names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-        let files = try names.map { name in
-            FakeFile(name, try Data(contentsOf: fixture.appending(path: name)), lfs: name.hasSuffix(".safetensors"))
-        }
+        let files = try TinyQwen2.hubFiles()
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/qwen2-tiny", commits: [FakeCommit(files: files)])
             let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint, "MODELD_ON_DEMAND_KEEP_ALIVE": "2s"])

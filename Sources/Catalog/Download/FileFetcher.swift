@@ -7,7 +7,7 @@ import Transfer
 /// retrying transient failures; blocking, for a worker thread.
 struct FileFetcher: Sendable {
     let settings: DownloadSettings
-    let pool: CurlPool
+    let pool: HandlePool<CurlDownload>
     let logger: Logger
     /// Counts the bytes received and written, retries included (`modeld_pulled_bytes_total{source}`).
     let pulledBytes: CoreMetrics.Counter

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import Transfer
 import Logging
 import ModeldAPI
 import Synchronization
@@ -28,7 +29,7 @@ package final class PullService: Sendable, CustomStringConvertible {
     let logger: Logger
     /// Bytes downloaded per hub, `modeld_pulled_bytes_total{source}`.
     let pulledBytes: [ModelSource: CoreMetrics.Counter]
-    let pool = CurlPool()
+    let pool = HandlePool(make: CurlDownload.init)
     private let registry = Mutex(Registry())
     private let partials = Mutex(Set<String>())
     private let submissions: AsyncStream<PullJob>

@@ -3,7 +3,7 @@ import Transfer
 
 /// Sends small hub requests (API calls, HEADs) with retries, on the calling worker thread.
 struct HubRequester: Sendable {
-    let pool: CurlPool
+    let pool: HandlePool<CurlDownload>
     let policy: RetryPolicy
     let stallTimeout: Duration
     let httpVersion: HTTPVersionPreference

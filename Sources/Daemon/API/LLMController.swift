@@ -202,7 +202,7 @@ extension LLMController {
     private func structuredTarget(runID: String?, model: String?, logger: Logger) async throws -> RunInfo {
         let run: RunInfo
         if runID == nil, let model, !model.isEmpty {
-            let ready = await gateway.readyRuns(model)
+            let ready = gateway.readyRuns(model)
             let capable = ready.filter { Self.structuredEngines.contains($0.engine) }
             if !capable.isEmpty {
                 run = gateway.leastBusy(capable)

@@ -111,7 +111,7 @@ struct RunsController {
     /// A run with when it was last used, while it is loaded.
     private func summary(_ run: RunInfo) -> RunSummary {
         var summary = RunSummary(run)
-        if run.state == .ready || run.state == .starting { summary.lastUsedAt = loadedRuns.activity.lastUsed(run.runID).date }
+        if run.state == .ready || run.state == .starting { summary.lastUsedAt = loadedRuns.activity.lastUsedDate(run.runID) }
         return summary
     }
 

@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Synchronization
+import Transfer
 
 /// The tokenizers (and chat templates) of model snapshots, loaded once per directory for `count-tokens`.
 ///
@@ -38,12 +39,5 @@ final class TokenizerCache: Sendable {
             if entries.count > capacity { entries.removeFirst(entries.count - capacity) }
         }
         return entry
-    }
-}
-
-/// Runs blocking work on a new thread, off Swift's cooperative pool.
-private func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
     }
 }

@@ -80,7 +80,7 @@ struct GatewayController {
             body: payload, stallTimeout: .seconds(600))
         let reply: Response
         if object["stream"] as? Bool == true {
-            reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding, logger: context.logger)
+            reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
         } else {
             reply = await UpstreamRelay.whole(upstream, runID: run.runID, outstanding: outstanding)
         }
@@ -93,7 +93,7 @@ extension GatewayController {
     /// Shared by the OpenAI routes and the LLM API.
     /// - Throws: ``OnDemandError`` when no run is ready and none can be started.
     func route(_ model: String, logger: Logger) async throws -> RunInfo {
-        var candidates = await readyRuns(model)
+        var candidates = readyRuns(model)
         if candidates.isEmpty {
             candidates = try await startOnDemand(model, logger: logger)
         }
@@ -110,7 +110,7 @@ extension GatewayController {
         [run.name, run.servedName, run.model].contains { $0.caseInsensitiveCompare(model) == .orderedSame }
     }
 
-    func readyRuns(_ model: String) async -> [RunInfo] {
+    func readyRuns(_ model: String) -> [RunInfo] {
         supervisor.snapshot.filter { $0.state == .ready && $0.endpoint != nil && matches($0, model) }
     }
 
@@ -172,7 +172,6 @@ final class OutstandingRequests: Sendable {
     private struct Activity {
         var inFlight = 0
         var lastUsed = ContinuousClock.now
-        var lastUsedDate = Date()
     }
     private let runs = Mutex<[String: Activity]>([:])
 
@@ -184,11 +183,12 @@ final class OutstandingRequests: Sendable {
     func end(_ id: String) { touch(id, by: -1) }
 
     private func touch(_ id: String, by change: Int) {
-        let (now, date) = (ContinuousClock.now, Date())
+        let now = ContinuousClock.now
         runs.withLock { runs in
-            runs[id, default: Activity()].inFlight += change
-            runs[id]!.lastUsed = now
-            runs[id]!.lastUsedDate = date
+            var activity = runs[id] ?? Activity()
+            activity.inFlight += change
+            activity.lastUsed = now
+            runs[id] = activity
         }
     }
 
@@ -196,12 +196,17 @@ final class OutstandingRequests: Sendable {
     func inFlight(_ id: String) -> Int { runs.withLock { $0[id]?.inFlight ?? 0 } }
 
     /// When a run was last used; a run seen for the first time counts as used now.
-    func lastUsed(_ id: String) -> (instant: ContinuousClock.Instant, date: Date) {
+    func lastUsed(_ id: String) -> ContinuousClock.Instant {
         runs.withLock { runs in
-            let activity = runs[id, default: Activity()]
+            let activity = runs[id] ?? Activity()
             runs[id] = activity
-            return (activity.lastUsed, activity.lastUsedDate)
+            return activity.lastUsed
         }
+    }
+
+    /// ``lastUsed(_:)`` as a wall-clock date, for the API.
+    func lastUsedDate(_ id: String) -> Date {
+        Date(timeIntervalSinceNow: -((ContinuousClock.now - lastUsed(id)) / .seconds(1)))
     }
 
     /// Forgets runs that no longer exist.
@@ -210,11 +215,15 @@ final class OutstandingRequests: Sendable {
     }
 }
 
+/// Idle libcurl handles for requests to engines: a reused handle keeps its connection to the engine open
+/// (HTTP keep-alive), so a request does not pay for a new TCP connection.
+let engineTransfers = HandlePool(make: HTTPTransfer.init)
+
 /// One upstream request relayed to the client: libcurl on its own thread hands chunks to the response
 /// writer through a small buffer, waiting while the buffer is full (backpressure).
 enum UpstreamRelay {
     static func start(
-        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, logger: Logger, transfers: TransferPool = .shared
+        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers
     ) async throws -> Response {
         let upstream: UpstreamResponse
         do {
@@ -244,24 +253,17 @@ enum UpstreamRelay {
 
     /// A reply that is not streamed, fetched whole on a worker thread and sent in one piece: fewer hops between
     /// threads than relaying it chunk by chunk.
-    static func whole(_ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: TransferPool = .shared) async -> Response {
+    static func whole(_ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers) async -> Response {
         outstanding.begin(runID)
         defer { outstanding.end(runID) }
-        let result: Result<Transfer.HTTPResponse, any Error> = await withCheckedContinuation { continuation in
-            TransferWorkers.shared.run {
-                continuation.resume(returning: Result {
-                    let transfer = try transfers.take()
-                    defer { transfers.give(transfer) }
-                    return try transfer.perform(request)
-                })
+        do {
+            let reply = try await onThread {
+                try transfers.withHandle { transfer in try transfer.perform(request) }
             }
-        }
-        switch result {
-        case .success(let reply):
             var headers: HTTPFields = [:]
             headers[.contentType] = reply.head.headers["content-type"] ?? "application/json"
             return Response(status: HTTPResponse.Status(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
-        case .failure(let error):
+        } catch {
             return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
         }
     }
@@ -270,14 +272,14 @@ enum UpstreamRelay {
     /// chunk by chunk, at the pace the caller reads it. The run counts as busy until the transfer ends.
     /// - Throws: the transfer's error when the engine did not answer at all.
     static func open(
-        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: TransferPool = .shared
+        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers
     ) async throws -> UpstreamResponse {
         let transfer = try transfers.take()
         let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream(bufferingPolicy: .unbounded)
         let gate = RelayGate(capacity: 16)
         let head = AsyncHead()
         outstanding.begin(runID)
-        TransferWorkers.shared.run {
+        BlockingWorkers.shared.run {
             defer {
                 outstanding.end(runID)
                 transfers.give(transfer)
@@ -338,67 +340,6 @@ struct UpstreamBody: AsyncSequence, Sendable {
 
     func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(base: chunks.makeAsyncIterator(), gate: gate)
-    }
-}
-
-/// Long-lived threads for blocking transfers to engines: a thread whose transfer has ended waits for the next
-/// one (up to `idleLimit` of them wait), so a request does not pay for creating a thread. Transfers never wait
-/// for a free thread: with none idle, a new one starts.
-final class TransferWorkers: @unchecked Sendable {
-    static let shared = TransferWorkers()
-    private let condition = NSCondition()
-    private var jobs: [@Sendable () -> Void] = []
-    private var idle = 0
-    private let idleLimit = 32
-
-    func run(_ job: @escaping @Sendable () -> Void) {
-        condition.lock()
-        jobs.append(job)
-        let startThread = jobs.count > idle
-        if !startThread { condition.signal() }
-        condition.unlock()
-        if startThread {
-            let thread = Thread { [self] in work() }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
-    }
-
-    private func work() {
-        condition.lock()
-        while true {
-            if !jobs.isEmpty {
-                let job = jobs.removeFirst()
-                condition.unlock()
-                job()
-                condition.lock()
-                continue
-            }
-            guard idle < idleLimit else { break }
-            idle += 1
-            condition.wait()
-            idle -= 1
-        }
-        condition.unlock()
-    }
-}
-
-/// Idle libcurl handles for requests to engines: a reused handle keeps its connection to the engine open
-/// (HTTP keep-alive), so a request does not pay for a new TCP connection.
-final class TransferPool: Sendable {
-    static let shared = TransferPool()
-    private let idle = Mutex<[HTTPTransfer]>([])
-    /// Handles kept at most; more requests at once than this use new ones, closed when done.
-    private let capacity = 64
-
-    func take() throws -> HTTPTransfer {
-        try idle.withLock { $0.popLast() } ?? HTTPTransfer()
-    }
-
-    func give(_ transfer: HTTPTransfer) {
-        idle.withLock { idle in
-            if idle.count < capacity { idle.append(transfer) }
-        }
     }
 }
 

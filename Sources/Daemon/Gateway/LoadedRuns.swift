@@ -32,7 +32,7 @@ struct LoadedRuns: Sendable {
         guard excess > 0 else { return }
         let evictable = loaded
             .filter { $0.onDemand && $0.state == .ready && activity.inFlight($0.runID) == 0 }
-            .sorted { activity.lastUsed($0.runID).instant < activity.lastUsed($1.runID).instant }
+            .sorted { activity.lastUsed($0.runID) < activity.lastUsed($1.runID) }
         if strict && evictable.count < excess {
             throw OnDemandError(
                 status: .serviceUnavailable,
@@ -52,7 +52,7 @@ struct LoadedRuns: Sendable {
         var unloaded: [String] = []
         for run in runs where run.state == .ready {
             guard let keepAlive = run.keepAlive, activity.inFlight(run.runID) == 0 else { continue }
-            let idle = now - activity.lastUsed(run.runID).instant
+            let idle = now - activity.lastUsed(run.runID)
             if idle >= .seconds(keepAlive) {
                 await unload(run, why: "idle for \(keepAlive) s (keep_alive)")
                 unloaded.append(run.runID)

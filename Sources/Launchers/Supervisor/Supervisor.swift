@@ -177,16 +177,21 @@ package actor Supervisor {
             throw LaunchError(code: .invalidSpec, message: "run \(run.record.name) has unreadable launch options: start it anew")
         }
         try checkModelFiles(spec)
+        run.record.desiredState = .running
+        try await startAgain(run, reason: nil, note: "starting again (\(spec.engine.displayName))")
+        return run.info
+    }
+
+    /// Starts a run that has no engine process with a fresh restart budget.
+    private func startAgain(_ run: ManagedRun, reason: String?, note: String) async throws {
         run.restartTimes = []
         run.consecutiveFailures = 0
-        run.record.desiredState = .running
         run.record.state = .starting
-        run.record.reason = nil
+        run.record.reason = reason
         run.record.exitStatus = nil
         persist(run)
-        run.log.note("starting again (\(spec.engine.displayName))")
+        run.log.note(note)
         try await begin(run)
-        return run.info
     }
 
     /// Stops a run if needed and forgets it, deleting its row (its log file stays).
@@ -255,15 +260,10 @@ package actor Supervisor {
                 fail(run, reason: "cannot start again after the daemon restarted: its stored launch options are unreadable; start it anew")
                 continue
             }
-            run.restartTimes = []
-            run.consecutiveFailures = 0
-            run.record.state = .starting
-            run.record.reason = "started again after the daemon restarted"
-            run.record.exitStatus = nil
-            persist(run)
-            run.log.note("starting again after the daemon restarted (\(spec.engine.displayName))")
             do {
-                try await begin(run)
+                try await startAgain(
+                    run, reason: "started again after the daemon restarted",
+                    note: "starting again after the daemon restarted (\(spec.engine.displayName))")
             } catch {
                 logger.error("cannot start run \(run.record.name) again: \(error)")
             }
