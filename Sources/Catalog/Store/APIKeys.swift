@@ -78,10 +78,11 @@ extension Store {
     }
 
     private func activeKeysByHash() throws -> [String: APIKeyRecord] {
-        if let cached = activeKeys.cached { return cached }
+        let (cached, generation) = activeKeys.lookup()
+        if let cached { return cached }
         let records = try read { db in try APIKeyRecord.filter(Column("revoked_at") == nil).fetchAll(db) }
         let byHash = Dictionary(records.map { ($0.hash, $0) }, uniquingKeysWith: { first, _ in first })
-        activeKeys.store(byHash)
+        activeKeys.store(byHash, ifStill: generation)
         return byHash
     }
 
@@ -105,15 +106,33 @@ extension Store {
 /// The active keys in memory, reloaded after this store creates or revokes one (the daemon is the store's
 /// only writer), and when each key's use was last written.
 package final class ActiveKeysCache: Sendable {
-    private let state = Mutex<(byHash: [String: APIKeyRecord]?, recordedUse: [String: Date])>((nil, [:]))
+    private struct State {
+        var byHash: [String: APIKeyRecord]?
+        /// Raised by every invalidation: a reload that read the store before a create or revoke committed
+        /// must not be kept after it.
+        var generation = 0
+        var recordedUse: [String: Date] = [:]
+    }
+    private let state = Mutex(State())
     /// How often a key's `last_used_at` is written at most.
     static let useRecordingInterval: TimeInterval = 60
 
     package init() {}
 
-    var cached: [String: APIKeyRecord]? { state.withLock { $0.byHash } }
-    func store(_ byHash: [String: APIKeyRecord]) { state.withLock { $0.byHash = byHash } }
-    func invalidate() { state.withLock { $0.byHash = nil } }
+    func lookup() -> (byHash: [String: APIKeyRecord]?, generation: Int) { state.withLock { ($0.byHash, $0.generation) } }
+
+    func store(_ byHash: [String: APIKeyRecord], ifStill generation: Int) {
+        state.withLock { state in
+            if state.generation == generation { state.byHash = byHash }
+        }
+    }
+
+    func invalidate() {
+        state.withLock { state in
+            state.byHash = nil
+            state.generation += 1
+        }
+    }
 
     func shouldRecordUse(of id: String, at now: Date) -> Bool {
         state.withLock { state in

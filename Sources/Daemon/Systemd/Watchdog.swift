@@ -18,15 +18,19 @@ struct Watchdog: Service, CustomStringConvertible {
     func run() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
         // Stops pinging as soon as shutdown begins (systemd then waits for TimeoutStopSec, not the watchdog).
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                for loop in group.makeIterator() {
-                    try await loop.submit {}.get()
+        do {
+            try await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    for loop in group.makeIterator() {
+                        try await loop.submit {}.get()
+                    }
+                    _ = try store.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+                    notifier.watchdog()
+                    try await Task.sleep(for: interval / 2)
                 }
-                _ = try store.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
-                notifier.watchdog()
-                try await Task.sleep(for: interval / 2)
             }
+        } catch is CancellationError {
+            // Shutdown: the sleep was cancelled. Any other error (the store) ends the service and is logged.
         }
     }
 }
