@@ -62,10 +62,10 @@ struct AuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        let keysExist = try store.hasActiveAPIKeys()
-        if context.isControlSocket || path == "/health" || !keysExist {
+        if context.isControlSocket || path == "/health" {
             return try await next(request, context)
         }
+        guard try store.hasActiveAPIKeys() else { return try await next(request, context) }
         let openAI = path.hasPrefix("/v1/")
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
             return deny(.unauthorized, "an API key is required: send Authorization: Bearer <key> (create one with `modelctl keys create`)", openAI: openAI, context: context)

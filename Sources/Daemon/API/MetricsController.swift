@@ -14,7 +14,7 @@ struct MetricsController {
 
     @Sendable func scrape(_ request: Request, context: DaemonRequestContext) async throws -> Response {
         // Run states are read when scraped rather than tracked on every change.
-        metrics.updateRuns(await supervisor.list())
+        metrics.updateRuns(supervisor.snapshot)
         return Response(
             status: .ok,
             headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

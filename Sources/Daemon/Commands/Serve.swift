@@ -1,6 +1,5 @@
 import ArgumentParser
 import Catalog
-import CoreMetrics
 import Foundation
 import Hummingbird
 import Launchers
@@ -65,16 +64,13 @@ struct Serve: AsyncParsableCommand {
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
                     maxLoadedRuns: maxLoadedRuns),
                 environment: environment, logger: logger)
-            // Security by default: the management API has no authentication yet, so only loopback unless told.
+            // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
             let keysExist = try daemon.store.hasActiveAPIKeys()
             if !daemon.configuration.listen.isLoopback && !insecureNoAuth && !keysExist {
                 throw ConfigurationError(
                     key: "listen",
-                    problem: "\(daemon.configuration.listen) is reachable from other hosts and no API key exists; create one first (`modelctl keys create --name NAME --scope admin` over the control socket), or pass --insecure-no-auth")
+                    problem: "\(daemon.configuration.listen) is reachable from other hosts and no API key exists; start modeld on 127.0.0.1 and create one first (`modelctl keys create --name NAME --scope admin`), or pass --insecure-no-auth")
             }
-            // Once per process, here rather than in `prepare` (which tests call many times): libraries that
-            // report through swift-metrics land in the same registry as the daemon's own series.
-            MetricsSystem.bootstrap(daemon.metrics.factory)
             try await DaemonStartup.run(daemon)
         } catch let error as CleanExit {
             throw error
@@ -208,7 +204,7 @@ enum DaemonStartup {
 
     /// The one-line status systemd shows (`systemctl status modeld`): runs and pulls.
     static func statusLine(_ daemon: DaemonContext) async -> String {
-        let runs = await daemon.supervisor.list()
+        let runs = daemon.supervisor.snapshot
         let ready = runs.filter { $0.state == .ready }.count
         let starting = runs.filter { $0.state == .starting }.count
         let failed = runs.filter { $0.state == .failed }.count

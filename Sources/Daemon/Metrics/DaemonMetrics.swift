@@ -6,8 +6,8 @@ import Synchronization
 /// The daemon's Prometheus registry and the series the HTTP layer records, exposed at `GET /metrics`.
 ///
 /// Every daemon context owns its registry, so tests can build several routers in one process; the pull
-/// service and the supervisor report into the same registry through ``factory`` (swift-metrics), and the
-/// daemon also bootstraps the global `MetricsSystem` with it. Series with a label taken from a request are
+/// service and the supervisor report into the same registry through ``factory`` (swift-metrics, passed to
+/// them rather than bootstrapped globally). Series with a label taken from a request are
 /// cached per label set: a request costs one short lock for the lookup, never one held across an await.
 final class DaemonMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
