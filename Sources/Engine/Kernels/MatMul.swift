@@ -45,13 +45,12 @@ package struct Projection {
 /// their rows are split between the threads as if the matrices were stacked, so the pool
 /// synchronises once instead of once per matrix.
 package func matmul(
-    _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
-    instructionSet: InstructionSet = .best
+    _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool
 ) {
     let jobs = projections.map { p in
         MatMulJob(
             weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
-            accumulate: false, instructionSet: instructionSet
+            accumulate: false, instructionSet: .best
         )
     }
     let total = projections.reduce(0) { $0 + $1.weights.rows }
@@ -70,17 +69,16 @@ package func matmul(
 /// each thread applying the activation to the rows it has just computed while they are in cache.
 /// `up.y` is scratch; both outputs need the same stride.
 package func gatedMatmul(
-    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
-    instructionSet: InstructionSet = .best
+    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool
 ) {
     precondition(gate.weights.rows == up.weights.rows && gate.yStride == up.yStride, "gate and up projections must match")
     let gateJob = MatMulJob(
         weights: gate.weights, x: x, xStride: xStride, tokens: tokens, y: gate.y, yStride: gate.yStride, bias: gate.bias,
-        accumulate: false, instructionSet: instructionSet
+        accumulate: false, instructionSet: .best
     )
     let upJob = MatMulJob(
         weights: up.weights, x: x, xStride: xStride, tokens: tokens, y: up.y, yStride: up.yStride, bias: up.bias,
-        accumulate: false, instructionSet: instructionSet
+        accumulate: false, instructionSet: .best
     )
     pool.forEachRange(gate.weights.rows, alignment: 16) { rows in
         gateJob.run(rows: rows)
