@@ -47,19 +47,19 @@ package struct Projection {
 package func matmul(
     _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool
 ) {
-    let jobs = projections.map { p in
-        MatMulJob(
-            weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
-            accumulate: false, instructionSet: .best
-        )
-    }
     let total = projections.reduce(0) { $0 + $1.weights.rows }
     pool.forEachRange(total, alignment: 16) { rows in
         var start = 0
-        for job in jobs {
-            let end = start + job.weights.rows
+        for p in projections {
+            let end = start + p.weights.rows
             let lower = max(rows.lowerBound, start), upper = min(rows.upperBound, end)
-            if lower < upper { job.run(rows: (lower - start)..<(upper - start)) }
+            if lower < upper {
+                let job = MatMulJob(
+                    weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
+                    accumulate: false, instructionSet: .best
+                )
+                job.run(rows: (lower - start)..<(upper - start))
+            }
             start = end
         }
     }
