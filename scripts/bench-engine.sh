@@ -17,7 +17,7 @@
 #
 # Environment: PROMPT_TOKENS (128), GEN_TOKENS (64), THREADS (2), LLAMA_CPP_PYTHON (0.3.36), BENCH_DIR,
 # REPEATS (3: each figure is the best of that many runs, to damp a shared machine's noise), TORCH_REPEATS
-# (1: transformers in bf16 decodes at about 1 tok/s).
+# (1: transformers' runs are the longest; its decode measured 10.6 tok/s here idle, about 1 tok/s under load).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -135,10 +135,13 @@ for dtype in bf16 f32; do
         out=$("$PY" "$ROOT/scripts/bench-transformers.py" "$MODEL" --dtype $dtype --threads "$THREADS" \
             --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" 2>/dev/null | tail -1)
         echo "transformers: $out" >&2
-        prefill+=("$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["prefill_tps"])' <<<"$out")")
-        decode+=("$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["decode_tps"])' <<<"$out")")
+        read -r tps_prefill tps_decode transformers_version torch_version < <("$PY" -c '
+import json, sys
+r = json.load(sys.stdin)
+print(r["prefill_tps"], r["decode_tps"], r["transformers"], r["torch"])' <<<"$out")
+        prefill+=("$tps_prefill"); decode+=("$tps_decode")
     done
-    record "transformers $dtype (PyTorch $("$PY" -c 'import torch; print(torch.__version__)') CPU, eager)" \
+    record "transformers $transformers_version $dtype (PyTorch $torch_version, eager)" \
         "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)"
 done
 log "load after: $(uptime)"

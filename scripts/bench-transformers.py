@@ -4,7 +4,8 @@
     python3 scripts/bench-transformers.py MODEL_DIR --dtype bf16|f32 [--prompt-tokens 128] [--gen-tokens 64] [--threads 2]
 
 Prefill: one forward pass over a random prompt. Decode: greedy steps, one token each, through the
-KV cache. Prints one JSON object: {"prefill_tps": ..., "decode_tps": ..., ...}.
+KV cache. Prints one JSON object: {"prefill_tps": ..., "decode_tps": ..., ...}, with the transformers
+and torch versions.
 """
 
 import argparse
@@ -12,6 +13,7 @@ import json
 import time
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM
 
 
@@ -51,6 +53,7 @@ def main() -> None:
 
     print(json.dumps({
         "engine": f"transformers {args.dtype}",
+        "transformers": transformers.__version__,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "prefill_tps": args.prompt_tokens / prefill,

@@ -2,8 +2,9 @@
 /// for AVX-512 (`-target-cpu skylake-avx512`): sixteen-lane FMAs and thirty-two vector registers
 /// double the arithmetic per instruction of the AVX2 kernels.
 ///
-/// Call it only when ``CPUFeatures/avx512`` is true: on a CPU without AVX-512 these instructions
-/// fault. Its interface is raw pointers so that this module depends on nothing of the engine's.
+/// Call it only where Engine's `InstructionSet.cpuHasAVX512` is true (the engine does when its
+/// `InstructionSet.best` is `.avx512`): on a CPU without AVX-512 these instructions fault. Its
+/// interface is raw pointers so that this module depends on nothing of the engine's.
 package struct PackedMatMul {
     /// How the weights are stored; each is widened to f32 while packing.
     package enum Format: Sendable {

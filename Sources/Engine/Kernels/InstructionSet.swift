@@ -8,11 +8,14 @@ package enum InstructionSet: Sendable {
     case avx2
     case avx512
 
-    /// AVX-512 when the CPU and kernel support it (F, CD, BW, DQ, VL: the `skylake-avx512` level)
-    /// unless `MODELD_ENGINE_AVX512=0`; AVX2 otherwise.
+    /// Whether the CPU and kernel support AVX-512 (F, CD, BW, DQ, VL: the `skylake-avx512` level),
+    /// whatever `MODELD_ENGINE_AVX512` says.
+    package static let cpuHasAVX512 = cpuFlags().isSuperset(of: ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"])
+
+    /// AVX-512 if ``cpuHasAVX512``, unless `MODELD_ENGINE_AVX512=0`; AVX2 otherwise.
     package static let best: InstructionSet = {
         if ProcessInfo.processInfo.environment["MODELD_ENGINE_AVX512"] == "0" { return .avx2 }
-        return cpuFlags().isSuperset(of: ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]) ? .avx512 : .avx2
+        return cpuHasAVX512 ? .avx512 : .avx2
     }()
 
     /// The feature flags Linux reports for the first CPU: only those the kernel also enabled

@@ -45,22 +45,21 @@ package struct Projection {
 /// their rows are split between the threads as if the matrices were stacked, so the pool
 /// synchronises once instead of once per matrix.
 package func matmul(
-    _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
-    instructionSet: InstructionSet = .best
+    _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool
 ) {
-    let jobs = projections.map { p in
-        MatMulJob(
-            weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
-            accumulate: false, instructionSet: instructionSet
-        )
-    }
     let total = projections.reduce(0) { $0 + $1.weights.rows }
     pool.forEachRange(total, alignment: 16) { rows in
         var start = 0
-        for job in jobs {
-            let end = start + job.weights.rows
+        for p in projections {
+            let end = start + p.weights.rows
             let lower = max(rows.lowerBound, start), upper = min(rows.upperBound, end)
-            if lower < upper { job.run(rows: (lower - start)..<(upper - start)) }
+            if lower < upper {
+                let job = MatMulJob(
+                    weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
+                    accumulate: false, instructionSet: .best
+                )
+                job.run(rows: (lower - start)..<(upper - start))
+            }
             start = end
         }
     }
@@ -70,17 +69,16 @@ package func matmul(
 /// each thread applying the activation to the rows it has just computed while they are in cache.
 /// `up.y` is scratch; both outputs need the same stride.
 package func gatedMatmul(
-    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
-    instructionSet: InstructionSet = .best
+    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool
 ) {
     precondition(gate.weights.rows == up.weights.rows && gate.yStride == up.yStride, "gate and up projections must match")
     let gateJob = MatMulJob(
         weights: gate.weights, x: x, xStride: xStride, tokens: tokens, y: gate.y, yStride: gate.yStride, bias: gate.bias,
-        accumulate: false, instructionSet: instructionSet
+        accumulate: false, instructionSet: .best
     )
     let upJob = MatMulJob(
         weights: up.weights, x: x, xStride: xStride, tokens: tokens, y: up.y, yStride: up.yStride, bias: up.bias,
-        accumulate: false, instructionSet: instructionSet
+        accumulate: false, instructionSet: .best
     )
     pool.forEachRange(gate.weights.rows, alignment: 16) { rows in
         gateJob.run(rows: rows)
@@ -187,33 +185,7 @@ private struct MatMulJob {
         var tileStart = rows.lowerBound
         while tileStart < rows.upperBound {
             let tileEnd = min(rows.upperBound, tileStart + Self.tile)
-            var token = 0
-            while token + 3 <= tokens {
-                var row = tileStart
-                while row + 4 <= tileEnd {
-                    kernel4x3(weights.data, stride: weights.columns, row: row, token: token, columns: 0..<weights.columns, E.self)
-                    row += 4
-                }
-                while row < tileEnd {
-                    for t in token..<token + 3 {
-                        kernel1x1(weights.data, stride: weights.columns, row: row, token: t, columns: 0..<weights.columns, E.self)
-                    }
-                    row += 1
-                }
-                token += 3
-            }
-            while token < tokens {
-                var row = tileStart
-                while row + 4 <= tileEnd {
-                    kernel4x1(weights.data, stride: weights.columns, row: row, token: token, columns: 0..<weights.columns, E.self)
-                    row += 4
-                }
-                while row < tileEnd {
-                    kernel1x1(weights.data, stride: weights.columns, row: row, token: token, columns: 0..<weights.columns, E.self)
-                    row += 1
-                }
-                token += 1
-            }
+            multiply(weights.data, stride: weights.columns, rows: tileStart..<tileEnd, columns: 0..<weights.columns, E.self)
             tileStart = tileEnd
         }
     }
@@ -246,34 +218,47 @@ private struct MatMulJob {
                     }
                     // The packed tile's rows start at `tileStart`, `width` floats apart.
                     let base = UnsafeRawPointer(packed) - tileStart &* width &* 4 - blockStart &* 4
-                    let columns = blockStart..<blockEnd
-                    var token = 0
-                    while token + 3 <= tokens {
-                        var row = tileStart
-                        while row + 4 <= tileEnd {
-                            kernel4x3(base, stride: width, row: row, token: token, columns: columns, F32Elements.self)
-                            row += 4
-                        }
-                        while row < tileEnd {
-                            for t in token..<token + 3 {
-                                kernel1x1(base, stride: width, row: row, token: t, columns: columns, F32Elements.self)
-                            }
-                            row += 1
-                        }
-                        token += 3
-                    }
-                    while token < tokens {
-                        var row = tileStart
-                        while row < tileEnd {
-                            kernel1x1(base, stride: width, row: row, token: token, columns: columns, F32Elements.self)
-                            row += 1
-                        }
-                        token += 1
-                    }
+                    multiply(base, stride: width, rows: tileStart..<tileEnd, columns: blockStart..<blockEnd, F32Elements.self)
                     tileStart = tileEnd
                 }
                 blockStart = blockEnd
             }
+        }
+    }
+
+    /// Every token against weight rows `rows`, summing `columns`: tokens in groups of three, then
+    /// the rest one by one. Weight row `r` starts at `base + r * stride` elements.
+    @inline(__always)
+    private func multiply<E: WeightElements>(
+        _ base: UnsafeRawPointer, stride: Int, rows: Range<Int>, columns: Range<Int>, _: E.Type
+    ) {
+        var token = 0
+        while token + 3 <= tokens {
+            var row = rows.lowerBound
+            while row + 4 <= rows.upperBound {
+                kernel4x3(base, stride: stride, row: row, token: token, columns: columns, E.self)
+                row += 4
+            }
+            while row < rows.upperBound {
+                for t in token..<token + 3 {
+                    kernel1x1(base, stride: stride, row: row, token: t, columns: columns, E.self)
+                }
+                row += 1
+            }
+            token += 3
+        }
+        // kernel4x1 does the same FMAs per row in the same order as kernel1x1: results are identical.
+        while token < tokens {
+            var row = rows.lowerBound
+            while row + 4 <= rows.upperBound {
+                kernel4x1(base, stride: stride, row: row, token: token, columns: columns, E.self)
+                row += 4
+            }
+            while row < rows.upperBound {
+                kernel1x1(base, stride: stride, row: row, token: token, columns: columns, E.self)
+                row += 1
+            }
+            token += 1
         }
     }
 
@@ -335,7 +320,7 @@ private struct MatMulJob {
         store(a32.sum(), row: row + 3, token: token + 2, first: first)
     }
 
-    /// Four weight rows against one token: the decode matvec, bound by memory bandwidth.
+    /// Four weight rows against one token: the tokens left over from the groups of three.
     @inline(__always)
     private func kernel4x1<E: WeightElements>(
         _ base: UnsafeRawPointer, stride: Int, row: Int, token: Int, columns: Range<Int>, _: E.Type

@@ -69,11 +69,6 @@ package enum VectorOps {
         return polynomial * unsafeBitCast(bits, to: SIMD8<Float>.self)
     }
 
-    /// `x[i] += y[i]`: a residual connection.
-    package static func add(_ x: UnsafeMutablePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count { x[i] += y[i] }
-    }
-
     /// Softmax in place over `count` floats, with the maximum subtracted first.
     package static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
         var maximum = -Float.infinity

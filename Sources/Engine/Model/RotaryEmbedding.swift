@@ -44,14 +44,6 @@ package struct RotaryEmbedding: Sendable {
         }
     }
 
-    /// Rotates `heads` consecutive heads of `headDim` floats at `vector` for `position`.
-    package func apply(_ vector: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim) { table in
-            self.table(position: position, into: table.baseAddress!)
-            apply(vector, heads: heads, table: table.baseAddress!)
-        }
-    }
-
     /// Rotates `heads` consecutive heads of `headDim` floats at `vector` with a ``table(position:into:)``.
     package func apply(_ vector: UnsafeMutablePointer<Float>, heads: Int, table: UnsafePointer<Float>) {
         let half = headDim / 2
