@@ -38,9 +38,9 @@ extension PullService {
         let manifest = try readManifest(reader)
         let repo = manifest.repo
         do {
-            try checkFreeSpace(needed: manifest.totalBytes, repo: repo)
+            try checkFreeSpace(needed: manifest.totalBytes, repo: repo, doing: "import")
         } catch let error as PullError {
-            throw ArchiveError(.diskFull, error.message.replacingOccurrences(of: "to pull", with: "to import"))
+            throw ArchiveError(error)
         }
         let expected = Dictionary(uniqueKeysWithValues: manifest.files.map { ($0.path, $0) })
         var received: [String: VerifiedVersion.Content] = [:]
