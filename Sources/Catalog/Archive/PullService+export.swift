@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ModeldAPI
 
 /// What an export will write: the manifest and where each file's bytes are (its blob in the cache).
 package struct ExportPlan: Sendable {
