@@ -114,11 +114,7 @@ package struct ArchiveManifest: Codable, Sendable, Equatable {
         guard !files.isEmpty else { throw bad("it lists no files") }
         var seen = Set<String>()
         for file in files {
-            do {
-                _ = try HubPath(file.path, repo: repo)
-            } catch let error as PullError {
-                throw ArchiveError(.unsafeEntry, error.message)
-            }
+            _ = try HubPath(archived: file.path, repo: repo)
             guard seen.insert(file.path).inserted else { throw bad("\(file.path) is listed twice") }
             guard file.size >= 0 else { throw bad("\(file.path) has a negative size") }
             let length = file.hashKind == .sha256 ? 64 : 40
