@@ -53,3 +53,24 @@ package enum WireJSON {
         return decoder
     }
 }
+
+/// Names a place in a JSON document for error messages.
+package enum JSONPath {
+    /// A decoding path as `files[2].size`.
+    package static func of(_ path: [any CodingKey]) -> String {
+        path.reduce(into: "") { result, key in
+            if let index = key.intValue { result += "[\(index)]" } else { result += result.isEmpty ? key.stringValue : ".\(key.stringValue)" }
+        }
+    }
+
+    /// The JSON kind a Swift type decodes from, with its article: `a string`, `an integer`, `an object`.
+    package static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type: "an integer"
+        case is Double.Type: "a number"
+        case is Bool.Type: "a boolean"
+        default: "\(type)".hasPrefix("Array") ? "an array" : "an object"
+        }
+    }
+}

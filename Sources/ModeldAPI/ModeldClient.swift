@@ -74,24 +74,7 @@ package struct ModeldClient: Sendable {
                 kind: .unreachable,
                 message: "cannot reach modeld at \(endpoint): \(error.message) (is the daemon running? start it with `modeld`)")
         }
-        let envelope: Envelope<Payload>
-        do {
-            envelope = try WireJSON.decoder().decode(Envelope<Payload>.self, from: response.body)
-        } catch {
-            // An error envelope has null data whatever the payload type: decode it on its own.
-            if let failure = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: response.body),
-                failure.code != 200
-            {
-                throw ClientError(kind: .api, code: failure.code, message: failure.msg)
-            }
-            throw ClientError(
-                kind: .protocolError,
-                message: "unexpected reply from \(endpoint)\(path) (HTTP \(response.status)): \(error)")
-        }
-        guard envelope.code == 200, let data = envelope.data else {
-            throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
-        }
-        return data
+        return try Self.unwrap(response, as: Payload.self, from: "\(endpoint)\(path)")
     }
 
     /// POSTs a JSON body and hands each line of the NDJSON reply to `onLine` (return false to stop).
@@ -133,11 +116,7 @@ package struct ModeldClient: Sendable {
                 throw ClientError(kind: .unreachable, message: "cannot reach modeld at \(endpoint): \(error.message)")
             }
             if head.status != 200 {
-                let text = errorBody.isEmpty ? pending : errorBody
-                if let envelope = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: text) {
-                    throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
-                }
-                throw ClientError(kind: .protocolError, code: head.status, message: "HTTP \(head.status) from \(endpoint)\(path)")
+                throw Self.failure(status: head.status, body: errorBody.isEmpty ? pending : errorBody, from: "\(endpoint)\(path)")
             }
         }
     }
@@ -166,10 +145,7 @@ package struct ModeldClient: Sendable {
                 throw ClientError(kind: .unreachable, message: "cannot reach modeld at \(endpoint): \(error.message)")
             }
             if head.status != 200 {
-                if let envelope = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: pending) {
-                    throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
-                }
-                throw ClientError(kind: .protocolError, code: head.status, message: "HTTP \(head.status) from \(endpoint)\(path)")
+                throw Self.failure(status: head.status, body: pending, from: "\(endpoint)\(path)")
             }
         }
     }
@@ -244,10 +220,7 @@ package struct ModeldClient: Sendable {
             }
             if let writeError { throw ClientError(kind: .api, message: "cannot write \(partial): \(writeError)") }
             guard head.status == 200 else {
-                if let envelope = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: errorBody) {
-                    throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
-                }
-                throw ClientError(kind: .protocolError, code: head.status, message: "HTTP \(head.status) from \(endpoint)\(path)")
+                throw Self.failure(status: head.status, body: errorBody, from: "\(endpoint)\(path)")
             }
             guard fsync(fd) == 0, rename(partial, destination) == 0 else {
                 throw ClientError(kind: .api, message: "cannot write \(destination): \(String(cString: strerror(errno)))")
@@ -263,6 +236,7 @@ package struct ModeldClient: Sendable {
         do {
             envelope = try WireJSON.decoder().decode(Envelope<Payload>.self, from: response.body)
         } catch {
+            // An error envelope has null data whatever the payload type: decode it on its own.
             if let failure = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: response.body), failure.code != 200 {
                 throw ClientError(kind: .api, code: failure.code, message: failure.msg)
             }
@@ -272,6 +246,14 @@ package struct ModeldClient: Sendable {
             throw ClientError(kind: .api, code: envelope.code, message: envelope.msg)
         }
         return data
+    }
+
+    /// The error for a streamed reply with a status other than 200: its error envelope, else the bare status.
+    private static func failure(status: Int, body: Data, from what: String) -> ClientError {
+        if let envelope = try? WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: body) {
+            return ClientError(kind: .api, code: envelope.code, message: envelope.msg)
+        }
+        return ClientError(kind: .protocolError, code: status, message: "HTTP \(status) from \(what)")
     }
 
     package func health() async throws -> HealthInfo {

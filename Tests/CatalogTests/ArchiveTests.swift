@@ -357,6 +357,29 @@ struct HostileArchiveTests {
             }
         }
     }
+
+    @Test("a full disk is diskFull (the daemon's 507), whether found before the import or while writing")
+    func diskFull() async throws {
+        // /dev/full fails every write with ENOSPC.
+        let fd = open("/dev/full", O_WRONLY | O_CLOEXEC)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        let full = try #require(throws: ArchiveError.self) {
+            try Data(count: 16).withUnsafeBytes { try FileDescriptorStream(fd: fd).write($0) }
+        }
+        #expect(full.code == .diskFull, "\(full)")
+        try await FakeHub.withRunning { hub in
+            let archive = temporaryFile("valid.tar.gz")
+            defer { try? FileManager.default.removeItem(at: archive) }
+            try await offPool { try makeArchive(archive, case: "valid") }
+            try await withPullService(hub: hub, configure: { $0.freeSpace = { _ in 1_000_000 } }) { harness in
+                let error = try #require(await importError(harness, archive))
+                #expect(error.code == .diskFull, "\(error)")
+                #expect(error.message.hasPrefix("not enough disk space to import evil/model: needs"), "\(error)")
+                #expect(try harness.store.localVersions().isEmpty)
+            }
+        }
+    }
 }
 
 @Suite("Adopting models already on the host")

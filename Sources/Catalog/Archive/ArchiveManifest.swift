@@ -1,4 +1,5 @@
 import Foundation
+import ModeldAPI
 
 /// The first entry of every archive modeld writes, `modeld-manifest.json`: which version the archive holds
 /// and every file with its size and the hash the hub gave it.
@@ -80,11 +81,11 @@ package struct ArchiveManifest: Codable, Sendable, Equatable {
         do {
             manifest = try JSONDecoder().decode(ArchiveManifest.self, from: data)
         } catch DecodingError.keyNotFound(let key, let context) {
-            throw ArchiveError(.badManifest, "\(fileName) is missing \"\(JSONPathText.of(context.codingPath + [key]))\"")
+            throw ArchiveError(.badManifest, "\(fileName) is missing \"\(JSONPath.of(context.codingPath + [key]))\"")
         } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {
-            throw ArchiveError(.badManifest, "\(fileName) has a wrong type at \"\(JSONPathText.of(context.codingPath))\"")
+            throw ArchiveError(.badManifest, "\(fileName) has a wrong type at \"\(JSONPath.of(context.codingPath))\"")
         } catch DecodingError.dataCorrupted(let context) {
-            let at = context.codingPath.isEmpty ? "" : " at \"\(JSONPathText.of(context.codingPath))\""
+            let at = context.codingPath.isEmpty ? "" : " at \"\(JSONPath.of(context.codingPath))\""
             throw ArchiveError(.badManifest, "\(fileName) is not valid\(at): \(context.debugDescription)")
         } catch {
             throw ArchiveError(.badManifest, "\(fileName) is not valid JSON: \(error)")
@@ -113,11 +114,7 @@ package struct ArchiveManifest: Codable, Sendable, Equatable {
         guard !files.isEmpty else { throw bad("it lists no files") }
         var seen = Set<String>()
         for file in files {
-            do {
-                _ = try HubPath(file.path, repo: repo)
-            } catch let error as PullError {
-                throw ArchiveError(.unsafeEntry, error.message)
-            }
+            _ = try HubPath(archived: file.path, repo: repo)
             guard seen.insert(file.path).inserted else { throw bad("\(file.path) is listed twice") }
             guard file.size >= 0 else { throw bad("\(file.path) has a negative size") }
             let length = file.hashKind == .sha256 ? 64 : 40
@@ -141,15 +138,6 @@ package struct ArchiveManifest: Codable, Sendable, Equatable {
             guard name == commit else {
                 throw bad("commit \(commit) does not match the file list (ModelScope versions are named by it: \(name))")
             }
-        }
-    }
-}
-
-/// Renders a decoding path as `files[2].size`.
-enum JSONPathText {
-    static func of(_ path: [any CodingKey]) -> String {
-        path.reduce(into: "") { result, key in
-            if let index = key.intValue { result += "[\(index)]" } else { result += result.isEmpty ? key.stringValue : ".\(key.stringValue)" }
         }
     }
 }

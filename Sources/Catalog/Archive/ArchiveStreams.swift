@@ -26,7 +26,7 @@ package struct FileDescriptorStream: ArchiveOutput, ArchiveInput {
             let wrote = Foundation.write(fd, bytes.baseAddress! + done, bytes.count - done)
             if wrote < 0 {
                 if errno == EINTR { continue }
-                throw storageError(errno, "cannot write the archive")
+                throw ArchiveError(storageError(errno, "cannot write the archive"))
             }
             done += wrote
         }
@@ -36,7 +36,7 @@ package struct FileDescriptorStream: ArchiveOutput, ArchiveInput {
         while true {
             let got = Foundation.read(fd, buffer.baseAddress, buffer.count)
             if got >= 0 { return got }
-            if errno != EINTR { throw storageError(errno, "cannot read the archive") }
+            if errno != EINTR { throw ArchiveError(storageError(errno, "cannot read the archive")) }
         }
     }
 }

@@ -1,5 +1,6 @@
 import CArchive
 import Foundation
+import ModeldAPI
 
 /// Writes a tar (plain, gzip or zstd) or zip archive through libarchive, entry by entry, to an
 /// ``ArchiveOutput``. Nothing is staged: each entry's bytes go straight from the caller to the output.

@@ -108,7 +108,7 @@ extension PullService {
         var files: [VerifiedVersion.File] = []
         for relative in try walkFiles(snapshot, skipping: []) {
             if cancel.isCancelled { throw ArchiveError(.cancelled, "adoption was cancelled") }
-            let path = try hubPath(relative, repo: repo)
+            let path = try HubPath(archived: relative, repo: repo)
             let url = snapshot.appending(path: relative)
             let real = url.resolvingSymlinksInPath()
             var info = stat()
@@ -162,7 +162,7 @@ extension PullService {
         // Git's own data and huggingface_hub's local_dir metadata are not model files.
         for relative in try walkFiles(root, skipping: [".git", ".cache"]) {
             if cancel.isCancelled { throw ArchiveError(.cancelled, "adoption of \(root.path) was cancelled") }
-            let path = try hubPath(relative, repo: repo)
+            let path = try HubPath(archived: relative, repo: repo)
             let url = root.appending(path: relative)
             let real = url.resolvingSymlinksInPath()
             guard real.path.hasPrefix(base) else {
@@ -209,14 +209,6 @@ extension PullService {
         }
         try walk(root, prefix: "")
         return result
-    }
-
-    private func hubPath(_ relative: String, repo: String) throws -> HubPath {
-        do {
-            return try HubPath(relative, repo: repo)
-        } catch let error as PullError {
-            throw ArchiveError(.unsafeEntry, error.message)
-        }
     }
 
     private func hashFile(_ url: URL, kind: HashKind) throws -> (String, Int64) {

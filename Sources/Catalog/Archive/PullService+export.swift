@@ -1,12 +1,11 @@
 import Foundation
 import Logging
+import ModeldAPI
 
-/// What an export will write: the manifest and where each file's bytes are (its blob in the cache).
+/// What an export will write: the version and its manifest (each file's bytes are its blob in the cache).
 package struct ExportPlan: Sendable {
     package var version: LocalVersion
     package var manifest: ArchiveManifest
-    /// The blob of every file, by path.
-    var blobs: [String: URL]
 
     /// A file name for the archive: `owner--name-<commit prefix>.<extension>`.
     package func suggestedFileName(format: ArchiveFormat) -> String {
@@ -40,21 +39,16 @@ extension PullService {
                 "\(repo)@\(found.version.commit.prefix(12)) is \(found.version.state.rawValue), not ready: pull it again (or `modelctl verify` it) before exporting")
         }
         let records = try store.files(versionID: found.version.id!)
-        var blobs: [String: URL] = [:]
         var files: [ArchiveManifest.File] = []
         for record in records {
             guard let kind = HashKind(rawValue: record.hashKind) else {
                 throw ArchiveError(.storage, "\(record.path) of \(repo) has an unknown hash kind \(record.hashKind)")
             }
             files.append(.init(path: record.path, size: record.size, hash: record.hash, hashKind: kind, sourceCommit: record.sourceCommit))
-            switch source {
-            case .huggingface: blobs[record.path] = huggingFaceCache.blob(repo: repo, etag: record.hash)
-            case .modelscope: blobs[record.path] = modelScopeCache.blob(repo: repo, sha256: record.hash)
-            }
         }
         let manifest = ArchiveManifest(
             source: source, repo: repo, revision: found.version.requestedRevision, commit: found.version.commit, files: files)
-        return ExportPlan(version: found, manifest: manifest, blobs: blobs)
+        return ExportPlan(version: found, manifest: manifest)
     }
 
     /// Writes the archive: the manifest first, then every file straight from its blob, hashed on the way so a
@@ -79,7 +73,7 @@ extension PullService {
                 continue
             }
             firstPathByHash[file.hash] = file.path
-            let blob = plan.blobs[file.path]!
+            let blob = blobURL(plan.manifest.source, repo: repo, hash: file.hash)
             let fd = open(blob.path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
                 throw ArchiveError(.notReady, "\(file.path) of \(repo) is missing from the cache (\(String(cString: strerror(errno)))): run `modelctl verify` and pull it again")

@@ -38,9 +38,9 @@ extension PullService {
         let manifest = try readManifest(reader)
         let repo = manifest.repo
         do {
-            try checkFreeSpace(needed: manifest.totalBytes, repo: repo)
+            try checkFreeSpace(needed: manifest.totalBytes, repo: repo, doing: "import")
         } catch let error as PullError {
-            throw ArchiveError(.diskFull, error.message.replacingOccurrences(of: "to pull", with: "to import"))
+            throw ArchiveError(error)
         }
         let expected = Dictionary(uniqueKeysWithValues: manifest.files.map { ($0.path, $0) })
         var received: [String: VerifiedVersion.Content] = [:]
@@ -115,7 +115,7 @@ extension PullService {
 
         let files = try manifest.files.map { file in
             VerifiedVersion.File(
-                path: try HubPath(file.path, repo: repo), size: file.size, hash: file.hash, kind: file.hashKind,
+                path: try HubPath(archived: file.path, repo: repo), size: file.size, hash: file.hash, kind: file.hashKind,
                 sourceCommit: file.sourceCommit, content: received[file.path]!)
         }
         let (version, _) = try install(
@@ -188,11 +188,7 @@ extension PullService {
         if path.split(separator: "/", omittingEmptySubsequences: false).contains("..") {
             throw ArchiveError(.unsafeEntry, "refusing \(raw): it contains a .. component")
         }
-        do {
-            return try HubPath(String(path), repo: "the archive").value
-        } catch let error as PullError {
-            throw ArchiveError(.unsafeEntry, error.message)
-        }
+        return try HubPath(archived: String(path), repo: "the archive").value
     }
 
     /// Where a symlink at `path` pointing to `target` lands, relative to the model root; nil when outside.

@@ -156,14 +156,15 @@ package final class PullService: Sendable, CustomStringConvertible {
     }
 
     /// Fails with a clear message when the bytes still to download do not fit.
-    func checkFreeSpace(needed: Int64, repo: String) throws {
+    /// - Parameter verb: what the bytes are for, as the message says it (`pull`, `import`).
+    func checkFreeSpace(needed: Int64, repo: String, doing verb: String = "pull") throws {
         guard needed > 0, let free = configuration.freeSpace(configuration.dataDirectory.tmp) else { return }
         // Keep a small margin so the store and logs can still be written.
         let margin: Int64 = 64 << 20
         if needed + margin > free {
             throw PullError(
                 .diskFull,
-                "not enough disk space to pull \(repo): needs \(formatBytes(needed)), \(formatBytes(free)) free in \(configuration.dataDirectory.root.path)")
+                "not enough disk space to \(verb) \(repo): needs \(formatBytes(needed)), \(formatBytes(free)) free in \(configuration.dataDirectory.root.path)")
         }
     }
 

@@ -100,21 +100,3 @@ extension APIError {
         }
     }
 }
-
-enum JSONPath {
-    static func of(_ path: [any CodingKey]) -> String {
-        path.reduce(into: "") { result, key in
-            if let index = key.intValue { result += "[\(index)]" } else { result += result.isEmpty ? key.stringValue : ".\(key.stringValue)" }
-        }
-    }
-
-    static func typeName(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: "a string"
-        case is Int.Type, is Int64.Type: "an integer"
-        case is Double.Type: "a number"
-        case is Bool.Type: "a boolean"
-        default: "\(type)".hasPrefix("Array") ? "an array" : "an object"
-        }
-    }
-}

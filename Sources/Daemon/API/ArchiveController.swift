@@ -137,11 +137,15 @@ struct ArchiveController {
                 linkedBytes: outcome.linkedBytes, copiedBytes: outcome.copiedBytes))
     }
 
-    /// Runs `body`, turning an ``ArchiveError`` into the API error with its status.
+    /// Runs `body`, turning an ``ArchiveError`` (or a ``PullError`` from the shared cache helpers) into the API
+    /// error with its status.
     static func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as ArchiveError {
+            throw APIError(status(for: error.code), error.message)
+        } catch let error as PullError {
+            let error = ArchiveError(error)
             throw APIError(status(for: error.code), error.message)
         }
     }

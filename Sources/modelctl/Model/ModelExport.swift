@@ -23,13 +23,13 @@ struct ModelExport: AsyncParsableCommand {
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func validate() throws {
-        guard ArchiveFormatName.of(output) != nil else {
+        guard ArchiveFormat(fileName: output) != nil else {
             throw ValidationError("cannot tell the archive format from \"\(output)\": name it .tar, .tar.gz, .tar.zst or .zip")
         }
     }
 
     func run() async throws {
-        let format = ArchiveFormatName.of(output)!
+        let format = ArchiveFormat(fileName: output)!.rawValue
         var query = ["format=\(format)"]
         if let source { query.append("source=\(queryValue(source))") }
         if let revision { query.append("revision=\(queryValue(revision))") }
@@ -47,18 +47,6 @@ struct ModelExport: AsyncParsableCommand {
         } else {
             print("wrote \(destination) (\(formatBytes(size)))")
         }
-    }
-}
-
-/// The archive format a file name asks for, as the API spells it.
-enum ArchiveFormatName {
-    static func of(_ fileName: String) -> String? {
-        let name = fileName.lowercased()
-        if name.hasSuffix(".tar.zst") || name.hasSuffix(".tzst") { return "tar.zst" }
-        if name.hasSuffix(".tar.gz") || name.hasSuffix(".tgz") { return "tar.gz" }
-        if name.hasSuffix(".tar") { return "tar" }
-        if name.hasSuffix(".zip") { return "zip" }
-        return nil
     }
 }
 
