@@ -189,8 +189,11 @@ extension LLMController {
         }
     }
 
-    /// The run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes it.
-    private func target(runID: String?, model: String?, logger: Logger) async throws -> RunInfo {
+    /// The run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes it,
+    /// among ready runs preferring those `prefer` accepts.
+    private func target(
+        runID: String?, model: String?, logger: Logger, prefer: (RunInfo) -> Bool = { _ in true }
+    ) async throws -> RunInfo {
         switch try named(runID: runID, model: model) {
         case .run(let id):
             let run = try await self.run(id)
@@ -202,30 +205,17 @@ extension LLMController {
             return run
         case .model(let model):
             do {
-                return try await gateway.route(model, logger: logger)
+                return try await gateway.route(model, logger: logger, prefer: prefer)
             } catch let error as OnDemandError {
                 throw APIError(error.status, error.message)
             }
         }
     }
 
-    /// Like ``target(runID:model:logger:)``, preferring ready runs on engines with structured output; a run on
+    /// Like ``target(runID:model:logger:prefer:)``, preferring ready runs on engines with structured output; a run on
     /// another engine is a 400 that says which engines can do it.
     private func structuredTarget(runID: String?, model: String?, logger: Logger) async throws -> RunInfo {
-        let run: RunInfo
-        if runID == nil, let model, !model.isEmpty {
-            let ready = gateway.readyRuns(model)
-            let capable = ready.filter { Self.structuredEngines.contains($0.engine) }
-            if !capable.isEmpty {
-                run = gateway.leastBusy(capable)
-            } else if let first = ready.first {
-                run = first
-            } else {
-                run = try await target(runID: nil, model: model, logger: logger)
-            }
-        } else {
-            run = try await target(runID: runID, model: model, logger: logger)
-        }
+        let run = try await target(runID: runID, model: model, logger: logger, prefer: { Self.structuredEngines.contains($0.engine) })
         guard Self.structuredEngines.contains(run.engine) else {
             throw APIError.badRequest(
                 "run \(run.name) is on the \(run.engine.displayName), which has no structured output (constrained decoding); "

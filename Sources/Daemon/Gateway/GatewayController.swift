@@ -91,17 +91,20 @@ struct GatewayController {
 extension GatewayController {
     /// The run that answers a request for `model`: the least busy ready one, else one started on demand.
     /// Shared by the OpenAI routes and the LLM API.
+    /// - Parameter prefer: which runs to choose among, when any of the candidates is one (the LLM API's
+    ///   structured output prefers engines that can constrain it); else all candidates are.
     /// - Throws: ``OnDemandError`` when no run is ready and none can be started.
-    func route(_ model: String, logger: Logger) async throws -> RunInfo {
+    func route(_ model: String, logger: Logger, prefer: (RunInfo) -> Bool = { _ in true }) async throws -> RunInfo {
         var candidates = readyRuns(model)
         if candidates.isEmpty {
             candidates = try await startOnDemand(model, logger: logger)
         }
-        return leastBusy(candidates)
+        let preferred = candidates.filter(prefer)
+        return leastBusy(preferred.isEmpty ? candidates : preferred)
     }
 
     /// The candidate with the fewest requests in flight.
-    func leastBusy(_ candidates: [RunInfo]) -> RunInfo {
+    private func leastBusy(_ candidates: [RunInfo]) -> RunInfo {
         outstanding.leastBusy(candidates.map(\.runID)).flatMap { id in candidates.first { $0.runID == id } } ?? candidates[0]
     }
 
@@ -110,7 +113,7 @@ extension GatewayController {
         [run.name, run.servedName, run.model].contains { $0.caseInsensitiveCompare(model) == .orderedSame }
     }
 
-    func readyRuns(_ model: String) -> [RunInfo] {
+    private func readyRuns(_ model: String) -> [RunInfo] {
         supervisor.snapshot.filter { $0.state == .ready && $0.endpoint != nil && matches($0, model) }
     }
 
