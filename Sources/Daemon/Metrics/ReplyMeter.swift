@@ -49,16 +49,16 @@ final class ReplyMeter {
 
     /// A JSON reply larger than this is relayed without being counted (embeddings of many inputs).
     static let maxJSONBytes = 8 << 20
-    /// An SSE line longer than this stops the reading of the stream.
-    static let maxLineBytes = 1 << 20
 
     let format: Format
     let model: String
     let started: ContinuousClock.Instant
     let metrics: DaemonMetrics
     private let decoder = JSONDecoder()
-    /// The JSON reply so far, or the incomplete SSE line.
+    /// The JSON reply so far.
     private var pending = ByteBuffer()
+    /// The SSE reply split into events; a line longer than ``ServerSentEvents/maxLineBytes`` stops its reading.
+    private var events = ServerSentEvents()
     private var givenUp = false
     private var usage: Usage?
     private var contentChunks = 0
@@ -80,14 +80,8 @@ final class ReplyMeter {
             }
             pending.writeImmutableBuffer(chunk)
         case .events:
-            pending.writeImmutableBuffer(chunk)
-            while let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-                let length = newline - pending.readerIndex
-                pending.withUnsafeReadableBytes { bytes in event(line: UnsafeRawBufferPointer(rebasing: bytes[..<length])) }
-                pending.moveReaderIndex(forwardBy: length + 1)
-            }
-            if pending.readableBytes > Self.maxLineBytes { giveUp() }
-            pending.discardReadBytes()
+            for payload in events.feed(chunk) { event(payload) }
+            if events.buffered > ServerSentEvents.maxLineBytes { giveUp() }
         }
     }
 
@@ -105,16 +99,9 @@ final class ReplyMeter {
         }
     }
 
-    /// One SSE line: `data: {json}` events are read; comments, other fields and `data: [DONE]` are not.
-    private func event(line: UnsafeRawBufferPointer) {
-        var line = line[...]
-        if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-        guard line.starts(with: Self.dataField) else { return }
-        line = line.dropFirst(Self.dataField.count)
-        if line.first == UInt8(ascii: " ") { line = line.dropFirst() }
-        guard line.first == UInt8(ascii: "{"),
-            let chunk = try? decoder.decode(ReplyChunk.self, from: Data(UnsafeRawBufferPointer(rebasing: line)))
-        else { return }
+    /// One SSE event's payload: `{json}` chunks are read; `[DONE]` is not.
+    private func event(_ payload: String) {
+        guard payload.first == "{", let chunk = try? decoder.decode(ReplyChunk.self, from: Data(payload.utf8)) else { return }
         if let usage = chunk.usage { self.usage = usage }
         if chunk.choices?.contains(where: \.hasContent) == true {
             contentChunks += 1
@@ -125,9 +112,8 @@ final class ReplyMeter {
     private func giveUp() {
         givenUp = true
         pending = ByteBuffer()
+        events = ServerSentEvents()
     }
-
-    private static let dataField = Array("data:".utf8)
 
     /// The parts of an OpenAI reply or stream chunk that are counted.
     private struct ReplyChunk: Decodable {
