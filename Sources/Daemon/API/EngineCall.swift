@@ -128,6 +128,10 @@ struct EngineCall {
                             if let counted = parsed.usage { usage = counted }
                             if let delta = parsed.delta, !delta.isEmpty { try await send(LLMStreamEvent(delta: delta)) }
                         }
+                        if events.buffered > ServerSentEvents.maxLineBytes {
+                            problem = "run \(run.name) sent a line longer than \(ServerSentEvents.maxLineBytes >> 20) MiB: its reply is not an event stream"
+                            break reading
+                        }
                     }
                 } catch let error as LLMStreamAbort {
                     throw error.underlying
