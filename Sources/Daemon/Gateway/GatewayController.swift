@@ -78,13 +78,23 @@ struct GatewayController {
             method: "POST", url: run.endpoint! + path,
             headers: [("Content-Type", "application/json"), ("Accept", request.headers[.accept] ?? "*/*")],
             body: payload, stallTimeout: .seconds(600))
-        let reply: Response
         if object["stream"] as? Bool == true {
-            reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
-        } else {
-            reply = await UpstreamRelay.whole(upstream, runID: run.runID, outstanding: outstanding)
+            let reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
+            return metrics.meterReply(reply, model: run.model, started: started)
         }
-        return metrics.meterReply(reply, model: run.model, started: started)
+        let reply: Transfer.HTTPResponse
+        do {
+            reply = try await UpstreamRelay.fetch(upstream, runID: run.runID, outstanding: outstanding)
+        } catch {
+            return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
+        }
+        let contentType = reply.head.headers["content-type"] ?? "application/json"
+        if (200..<300).contains(reply.status), contentType.lowercased().hasPrefix("application/json") {
+            metrics.recordUsage(ofReply: reply.body, model: run.model)
+        }
+        return Response(
+            status: HTTPResponse.Status(code: reply.status), headers: [.contentType: contentType],
+            body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
     }
 }
 
@@ -254,20 +264,16 @@ enum UpstreamRelay {
             })
     }
 
-    /// A reply that is not streamed, fetched whole on a worker thread and sent in one piece: fewer hops between
-    /// threads than relaying it chunk by chunk.
-    static func whole(_ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers) async -> Response {
+    /// A reply that is not streamed, fetched whole on a worker thread, to be sent in one piece: fewer hops
+    /// between threads than relaying it chunk by chunk. The run counts as busy until the transfer ends.
+    /// - Throws: the transfer's error when the engine did not answer.
+    static func fetch(
+        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers
+    ) async throws -> Transfer.HTTPResponse {
         outstanding.begin(runID)
         defer { outstanding.end(runID) }
-        do {
-            let reply = try await onThread {
-                try transfers.withHandle { transfer in try transfer.perform(request) }
-            }
-            var headers: HTTPFields = [:]
-            headers[.contentType] = reply.head.headers["content-type"] ?? "application/json"
-            return Response(status: HTTPResponse.Status(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
-        } catch {
-            return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
+        return try await onThread {
+            try transfers.withHandle { transfer in try transfer.perform(request) }
         }
     }
 
