@@ -5,7 +5,7 @@ import Foundation
 // to the engine untouched (`ignore_eos`, `top_k`, ...); the daemon reads the raw body for those.
 
 /// `POST /api/v1/llm/generate`: a raw completion of `prompt`.
-package struct LLMGenerateRequest: Codable, Sendable {
+package struct LLMGenerateRequest: Decodable, Sendable {
     package var runID: String?
     package var model: String?
     package var prompt: String
@@ -17,21 +17,6 @@ package struct LLMGenerateRequest: Codable, Sendable {
     /// NDJSON events (``LLMStreamEvent``) instead of one envelope.
     package var stream: Bool?
 
-    package init(
-        runID: String? = nil, model: String? = nil, prompt: String, maxTokens: Int? = nil, temperature: Double? = nil,
-        topP: Double? = nil, stop: StopSequences? = nil, seed: Int? = nil, stream: Bool? = nil
-    ) {
-        self.runID = runID
-        self.model = model
-        self.prompt = prompt
-        self.maxTokens = maxTokens
-        self.temperature = temperature
-        self.topP = topP
-        self.stop = stop
-        self.seed = seed
-        self.stream = stream
-    }
-
     enum CodingKeys: String, CodingKey {
         case model, prompt, temperature, stop, seed, stream
         case runID = "run_id"
@@ -41,7 +26,7 @@ package struct LLMGenerateRequest: Codable, Sendable {
 }
 
 /// `POST /api/v1/llm/chat`: the next assistant message of a conversation, rendered by the model's chat template.
-package struct LLMChatRequest: Codable, Sendable {
+package struct LLMChatRequest: Decodable, Sendable {
     package var runID: String?
     package var model: String?
     package var messages: [LLMMessage]
@@ -51,21 +36,6 @@ package struct LLMChatRequest: Codable, Sendable {
     package var stop: StopSequences?
     package var seed: Int?
     package var stream: Bool?
-
-    package init(
-        runID: String? = nil, model: String? = nil, messages: [LLMMessage], maxTokens: Int? = nil, temperature: Double? = nil,
-        topP: Double? = nil, stop: StopSequences? = nil, seed: Int? = nil, stream: Bool? = nil
-    ) {
-        self.runID = runID
-        self.model = model
-        self.messages = messages
-        self.maxTokens = maxTokens
-        self.temperature = temperature
-        self.topP = topP
-        self.stop = stop
-        self.seed = seed
-        self.stream = stream
-    }
 
     enum CodingKeys: String, CodingKey {
         case model, messages, temperature, stop, seed, stream
@@ -77,7 +47,7 @@ package struct LLMChatRequest: Codable, Sendable {
 
 /// `POST /api/v1/llm/structured-generate`: output constrained by the engine to a JSON schema. `prompt` is a
 /// shortcut for one user message; give it or `messages`.
-package struct LLMStructuredRequest: Codable, Sendable {
+package struct LLMStructuredRequest: Decodable, Sendable {
     package var runID: String?
     package var model: String?
     package var prompt: String?
@@ -91,22 +61,6 @@ package struct LLMStructuredRequest: Codable, Sendable {
     package var topP: Double?
     package var seed: Int?
 
-    package init(
-        runID: String? = nil, model: String? = nil, prompt: String? = nil, messages: [LLMMessage]? = nil, schema: JSONValue,
-        schemaName: String? = nil, maxTokens: Int? = nil, temperature: Double? = nil, topP: Double? = nil, seed: Int? = nil
-    ) {
-        self.runID = runID
-        self.model = model
-        self.prompt = prompt
-        self.messages = messages
-        self.schema = schema
-        self.schemaName = schemaName
-        self.maxTokens = maxTokens
-        self.temperature = temperature
-        self.topP = topP
-        self.seed = seed
-    }
-
     enum CodingKeys: String, CodingKey {
         case model, prompt, messages, schema, temperature, seed
         case runID = "run_id"
@@ -117,21 +71,13 @@ package struct LLMStructuredRequest: Codable, Sendable {
 }
 
 /// `POST /api/v1/llm/count-tokens`: `text` as is, or `messages` rendered by the chat template.
-package struct TokenCountRequest: Codable, Sendable {
+package struct TokenCountRequest: Decodable, Sendable {
     package var runID: String?
     package var model: String?
     package var text: String?
     package var messages: [LLMMessage]?
     /// With `messages`: end with the assistant header, as a chat request does (default true).
     package var addGenerationPrompt: Bool?
-
-    package init(runID: String? = nil, model: String? = nil, text: String? = nil, messages: [LLMMessage]? = nil, addGenerationPrompt: Bool? = nil) {
-        self.runID = runID
-        self.model = model
-        self.text = text
-        self.messages = messages
-        self.addGenerationPrompt = addGenerationPrompt
-    }
 
     enum CodingKeys: String, CodingKey {
         case model, text, messages
@@ -153,12 +99,8 @@ package struct LLMMessage: Codable, Sendable, Equatable {
 }
 
 /// `stop`: one string or a list of strings on the wire.
-package struct StopSequences: Codable, Sendable, Equatable {
+package struct StopSequences: Decodable, Sendable, Equatable {
     package var values: [String]
-
-    package init(_ values: [String]) {
-        self.values = values
-    }
 
     package init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
@@ -167,11 +109,6 @@ package struct StopSequences: Codable, Sendable, Equatable {
         } else {
             values = try container.decode([String].self)
         }
-    }
-
-    package func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(values)
     }
 }
 

@@ -60,7 +60,7 @@ struct LLMAPITests {
                 let counted = try await Self.post(daemon, "/api/v1/llm/count-tokens", #"{"model": "acme/qwen2-tiny", "text": "Hello world, hello tokens"}"#)
                 #expect(counted.status == 200, "\(counted.body)")
                 let countedTokens = try #require(counted.data["tokens"] as? Int)
-                #expect(countedTokens > 0 && (counted.data["ids"] as? [Int])?.count == countedTokens, "\(counted.body)")
+                #expect(countedTokens > 0, "\(counted.body)")
                 let noTokenizer = try await Self.post(daemon, "/api/v1/llm/count-tokens", #"{"model": "acme/no-tokenizer", "text": "x"}"#)
                 #expect(noTokenizer.status == 400 && noTokenizer.message.contains("tokenizer.json"), "\(noTokenizer.body)")
                 for unknown in ["nosuch:1b", "acme/not-pulled"] {

@@ -181,8 +181,8 @@ struct MetricsTests {
     func replyMeter() async throws {
         let metrics = DaemonMetrics()
         let started = ContinuousClock.now
-        func feed(_ text: String, format: ReplyMeter.Format, model: String, pieces: Int) {
-            let meter = ReplyMeter(format: format, model: model, started: started, metrics: metrics)
+        func feed(_ text: String, model: String, pieces: Int) {
+            let meter = ReplyMeter(model: model, started: started, metrics: metrics)
             let bytes = Array(text.utf8)
             let size = max(1, bytes.count / pieces)
             for start in stride(from: 0, to: bytes.count, by: size) {
@@ -205,7 +205,7 @@ struct MetricsTests {
 
 
             """
-        feed(noUsage, format: .events, model: "a", pieces: 37)
+        feed(noUsage, model: "a", pieces: 37)
         // With usage (null in every chunk but the last, as OpenAI sends it): the usage wins.
         let withUsage = """
             data: {"choices":[{"index":0,"text":"x"}],"usage":null}
@@ -215,9 +215,10 @@ struct MetricsTests {
             data: [DONE]
 
             """
-        feed(withUsage, format: .events, model: "b", pieces: 5)
-        feed(#"{"id":"c","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#, format: .json, model: "c", pieces: 3)
-        feed(#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":6,"total_tokens":6}}"#, format: .json, model: "d", pieces: 1)
+        feed(withUsage, model: "b", pieces: 5)
+        // Replies that were not streamed: their usage, read whole.
+        metrics.recordUsage(ofReply: Data(#"{"id":"c","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#.utf8), model: "c")
+        metrics.recordUsage(ofReply: Data(#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":6,"total_tokens":6}}"#.utf8), model: "d")
 
         let samples = try await parsePrometheus(String(decoding: metrics.exposition(), as: UTF8.self))
         #expect(samples.value("modeld_tokens_total", ["model": "a", "kind": "completion"]) == 2)

@@ -57,22 +57,18 @@ struct EngineCall {
     func reply() async throws -> Reply {
         let upstream = try await open()
         var data = Data()
-        try await withTaskCancellationHandler {
-            do {
-                for try await chunk in upstream.body {
-                    data.append(contentsOf: chunk.readableBytesView)
-                    if data.count > Self.maxReply {
-                        upstream.cancel()
-                        throw APIError(.badGateway, "the reply of run \(run.name) is larger than \(Self.maxReply >> 20) MiB")
-                    }
-                }
-            } catch let error as APIError {
-                throw error
-            } catch {
-                throw APIError(.badGateway, "run \(run.name) broke off its reply: \(error)")
+        let whole: Bool
+        do {
+            whole = try await withTaskCancellationHandler {
+                try await upstream.collect(upTo: Self.maxReply, into: &data)
+            } onCancel: {
+                upstream.cancel()
             }
-        } onCancel: {
-            upstream.cancel()
+        } catch {
+            throw APIError(.badGateway, "run \(run.name) broke off its reply: \(error)")
+        }
+        guard whole else {
+            throw APIError(.badGateway, "the reply of run \(run.name) is larger than \(Self.maxReply >> 20) MiB")
         }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let choice = (object["choices"] as? [[String: Any]])?.first
@@ -128,6 +124,10 @@ struct EngineCall {
                             if let counted = parsed.usage { usage = counted }
                             if let delta = parsed.delta, !delta.isEmpty { try await send(LLMStreamEvent(delta: delta)) }
                         }
+                        if events.buffered > ServerSentEvents.maxLineBytes {
+                            problem = "run \(run.name) sent a line longer than \(ServerSentEvents.maxLineBytes >> 20) MiB: its reply is not an event stream"
+                            break reading
+                        }
                     }
                 } catch let error as LLMStreamAbort {
                     throw error.underlying
@@ -164,15 +164,8 @@ struct EngineCall {
         }
         guard (200..<300).contains(upstream.head.status) else {
             var data = Data()
-            do {
-                for try await chunk in upstream.body {
-                    data.append(contentsOf: chunk.readableBytesView)
-                    if data.count > 1 << 20 { break }
-                }
-            } catch {
-                // What arrived is enough to report.
-            }
-            upstream.cancel()
+            // What arrived before the engine broke off, or its first MiB, is enough to report.
+            _ = try? await upstream.collect(upTo: 1 << 20, into: &data)
             throw engineError(status: upstream.head.status, body: data)
         }
         return upstream
@@ -220,6 +213,23 @@ struct EngineCall {
     private static func excerpt(_ data: Data) -> String {
         let text = String(decoding: data.prefix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return text.isEmpty ? "(an empty body)" : text
+    }
+}
+
+extension UpstreamResponse {
+    /// Reads the body into `data` until it ends, or until `data` holds more than `limit` bytes: then the
+    /// transfer is stopped.
+    /// - Returns: false when the body is longer than `limit` (`data` holds its first chunks, a little past `limit`).
+    /// - Throws: the transfer's error when the engine broke off; `data` keeps what arrived before.
+    fileprivate func collect(upTo limit: Int, into data: inout Data) async throws -> Bool {
+        for try await chunk in body {
+            data.append(contentsOf: chunk.readableBytesView)
+            if data.count > limit {
+                cancel()
+                return false
+            }
+        }
+        return true
     }
 }
 

@@ -24,8 +24,6 @@ import Transfer
 struct LLMController {
     typealias Context = DaemonRequestContext
     let gateway: GatewayController
-    let catalog: ModelCatalog
-    let store: Store
     let tokenizers = TokenizerCache()
 
     /// The engines that constrain output to a JSON schema given as OpenAI's `response_format` on chat
@@ -33,6 +31,8 @@ struct LLMController {
     static let structuredEngines: [EngineKind] = [.vllm, .sglang, .ollama]
 
     var supervisor: Supervisor { gateway.supervisor }
+    var catalog: ModelCatalog { gateway.catalog }
+    var store: Store { gateway.store }
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.post("generate", use: generate)
@@ -164,56 +164,58 @@ extension LLMController {
         EngineCall(run: run, path: path, kind: kind, body: body, stream: stream, outstanding: gateway.outstanding)
     }
 
-    /// The run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes it.
-    private func target(runID: String?, model: String?, logger: Logger) async throws -> RunInfo {
+    /// What a request names: a run (`run_id`, a run id or name) or a model.
+    private enum Named {
+        case run(String)
+        case model(String)
+    }
+
+    /// - Throws: 400 unless exactly one of `run_id` and `model` is given.
+    private func named(runID: String?, model: String?) throws -> Named {
         switch (runID.flatMap(\.nonEmpty), model.flatMap(\.nonEmpty)) {
-        case (let id?, nil):
-            return try await readyRun(id)
-        case (nil, let model?):
-            do {
-                return try await gateway.route(model, logger: logger)
-            } catch let error as OnDemandError {
-                throw APIError(error.status, error.message)
-            }
-        case (.some, .some):
-            throw APIError.badRequest("give run_id or model, not both")
-        case (nil, nil):
-            throw APIError.badRequest("run_id (a run id or name) or model is required")
+        case (let id?, nil): .run(id)
+        case (nil, let model?): .model(model)
+        case (.some, .some): throw APIError.badRequest("give run_id or model, not both")
+        case (nil, nil): throw APIError.badRequest("run_id (a run id or name) or model is required")
         }
     }
 
-    private func readyRun(_ id: String) async throws -> RunInfo {
-        let run: RunInfo
+    /// The run with this id or name, in any state. - Throws: 404 when there is none.
+    private func run(_ id: String) async throws -> RunInfo {
         do {
-            run = try await supervisor.get(id)
+            return try await supervisor.get(id)
         } catch let error as LaunchError where error.code == .runNotFound {
             throw APIError.notFound("no run \(id): `modelctl ps` lists the runs")
         }
-        guard run.state == .ready, run.endpoint != nil else {
-            let why = run.reason.map { " (\($0))" } ?? ""
-            let hint = run.state == .starting ? "wait until `modelctl ps` shows it ready" : "start it with `modelctl start \(run.model)`"
-            throw APIError(.conflict, "run \(run.name) is \(run.state.rawValue)\(why), not ready: \(hint)")
-        }
-        return run
     }
 
-    /// Like ``target(runID:model:logger:)``, preferring ready runs on engines with structured output; a run on
+    /// The run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes it,
+    /// among ready runs preferring those `prefer` accepts.
+    private func target(
+        runID: String?, model: String?, logger: Logger, prefer: (RunInfo) -> Bool = { _ in true }
+    ) async throws -> RunInfo {
+        switch try named(runID: runID, model: model) {
+        case .run(let id):
+            let run = try await self.run(id)
+            guard run.state == .ready, run.endpoint != nil else {
+                let why = run.reason.map { " (\($0))" } ?? ""
+                let hint = run.state == .starting ? "wait until `modelctl ps` shows it ready" : "start it with `modelctl start \(run.model)`"
+                throw APIError(.conflict, "run \(run.name) is \(run.state.rawValue)\(why), not ready: \(hint)")
+            }
+            return run
+        case .model(let model):
+            do {
+                return try await gateway.route(model, logger: logger, prefer: prefer)
+            } catch let error as OnDemandError {
+                throw APIError(error.status, error.message)
+            }
+        }
+    }
+
+    /// Like ``target(runID:model:logger:prefer:)``, preferring ready runs on engines with structured output; a run on
     /// another engine is a 400 that says which engines can do it.
     private func structuredTarget(runID: String?, model: String?, logger: Logger) async throws -> RunInfo {
-        let run: RunInfo
-        if runID == nil, let model, !model.isEmpty {
-            let ready = gateway.readyRuns(model)
-            let capable = ready.filter { Self.structuredEngines.contains($0.engine) }
-            if !capable.isEmpty {
-                run = gateway.leastBusy(capable)
-            } else if let first = ready.first {
-                run = first
-            } else {
-                run = try await target(runID: nil, model: model, logger: logger)
-            }
-        } else {
-            run = try await target(runID: runID, model: model, logger: logger)
-        }
+        let run = try await target(runID: runID, model: model, logger: logger, prefer: { Self.structuredEngines.contains($0.engine) })
         guard Self.structuredEngines.contains(run.engine) else {
             throw APIError.badRequest(
                 "run \(run.name) is on the \(run.engine.displayName), which has no structured output (constrained decoding); "
@@ -225,20 +227,15 @@ extension LLMController {
     /// The model directory whose tokenizer counts: a run's (by `run_id`, or a run that `model` names), else the
     /// newest ready pulled version of `model`. No engine needs to run.
     private func snapshot(runID: String?, model: String?) async throws -> (path: String, model: String, runID: String?) {
-        switch (runID.flatMap(\.nonEmpty), model.flatMap(\.nonEmpty)) {
-        case (let id?, nil):
-            let run: RunInfo
-            do {
-                run = try await supervisor.get(id)
-            } catch let error as LaunchError where error.code == .runNotFound {
-                throw APIError.notFound("no run \(id): `modelctl ps` lists the runs")
-            }
+        switch try named(runID: runID, model: model) {
+        case .run(let id):
+            let run = try await self.run(id)
             guard let path = run.modelPath else {
                 throw APIError.badRequest(
                     "run \(run.name) is on \(run.engine.displayName), whose model has no tokenizer.json here: name a pulled model instead")
             }
             return (path, run.model, run.runID)
-        case (nil, let model?):
+        case .model(let model):
             let runs = await supervisor.list().filter { gateway.matches($0, model) && $0.modelPath != nil }
             if let run = runs.first(where: { $0.state == .ready }) ?? runs.first, let path = run.modelPath {
                 return (path, run.model, run.runID)
@@ -253,10 +250,6 @@ extension LLMController {
                 }
             }
             throw APIError.notFound("model \(model) is not pulled on this host: `modelctl pull \(model)` first")
-        case (.some, .some):
-            throw APIError.badRequest("give run_id or model, not both")
-        case (nil, nil):
-            throw APIError.badRequest("run_id (a run id or name) or model is required")
         }
     }
 }

@@ -78,30 +78,43 @@ struct GatewayController {
             method: "POST", url: run.endpoint! + path,
             headers: [("Content-Type", "application/json"), ("Accept", request.headers[.accept] ?? "*/*")],
             body: payload, stallTimeout: .seconds(600))
-        let reply: Response
         if object["stream"] as? Bool == true {
-            reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
-        } else {
-            reply = await UpstreamRelay.whole(upstream, runID: run.runID, outstanding: outstanding)
+            let reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
+            return metrics.meterReply(reply, model: run.model, started: started)
         }
-        return metrics.meterReply(reply, model: run.model, started: started)
+        let reply: Transfer.HTTPResponse
+        do {
+            reply = try await UpstreamRelay.fetch(upstream, runID: run.runID, outstanding: outstanding)
+        } catch {
+            return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
+        }
+        let contentType = reply.head.headers["content-type"] ?? "application/json"
+        if (200..<300).contains(reply.status), contentType.lowercased().hasPrefix("application/json") {
+            metrics.recordUsage(ofReply: reply.body, model: run.model)
+        }
+        return Response(
+            status: HTTPResponse.Status(code: reply.status), headers: [.contentType: contentType],
+            body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
     }
 }
 
 extension GatewayController {
     /// The run that answers a request for `model`: the least busy ready one, else one started on demand.
     /// Shared by the OpenAI routes and the LLM API.
+    /// - Parameter prefer: which runs to choose among, when any of the candidates is one (the LLM API's
+    ///   structured output prefers engines that can constrain it); else all candidates are.
     /// - Throws: ``OnDemandError`` when no run is ready and none can be started.
-    func route(_ model: String, logger: Logger) async throws -> RunInfo {
+    func route(_ model: String, logger: Logger, prefer: (RunInfo) -> Bool = { _ in true }) async throws -> RunInfo {
         var candidates = readyRuns(model)
         if candidates.isEmpty {
             candidates = try await startOnDemand(model, logger: logger)
         }
-        return leastBusy(candidates)
+        let preferred = candidates.filter(prefer)
+        return leastBusy(preferred.isEmpty ? candidates : preferred)
     }
 
     /// The candidate with the fewest requests in flight.
-    func leastBusy(_ candidates: [RunInfo]) -> RunInfo {
+    private func leastBusy(_ candidates: [RunInfo]) -> RunInfo {
         outstanding.leastBusy(candidates.map(\.runID)).flatMap { id in candidates.first { $0.runID == id } } ?? candidates[0]
     }
 
@@ -110,7 +123,7 @@ extension GatewayController {
         [run.name, run.servedName, run.model].contains { $0.caseInsensitiveCompare(model) == .orderedSame }
     }
 
-    func readyRuns(_ model: String) -> [RunInfo] {
+    private func readyRuns(_ model: String) -> [RunInfo] {
         supervisor.snapshot.filter { $0.state == .ready && $0.endpoint != nil && matches($0, model) }
     }
 
@@ -251,20 +264,16 @@ enum UpstreamRelay {
             })
     }
 
-    /// A reply that is not streamed, fetched whole on a worker thread and sent in one piece: fewer hops between
-    /// threads than relaying it chunk by chunk.
-    static func whole(_ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers) async -> Response {
+    /// A reply that is not streamed, fetched whole on a worker thread, to be sent in one piece: fewer hops
+    /// between threads than relaying it chunk by chunk. The run counts as busy until the transfer ends.
+    /// - Throws: the transfer's error when the engine did not answer.
+    static func fetch(
+        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers
+    ) async throws -> Transfer.HTTPResponse {
         outstanding.begin(runID)
         defer { outstanding.end(runID) }
-        do {
-            let reply = try await onThread {
-                try transfers.withHandle { transfer in try transfer.perform(request) }
-            }
-            var headers: HTTPFields = [:]
-            headers[.contentType] = reply.head.headers["content-type"] ?? "application/json"
-            return Response(status: HTTPResponse.Status(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
-        } catch {
-            return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
+        return try await onThread {
+            try transfers.withHandle { transfer in try transfer.perform(request) }
         }
     }
 

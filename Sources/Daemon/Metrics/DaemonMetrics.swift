@@ -1,4 +1,5 @@
 import Catalog
+import Foundation
 import Launchers
 import Prometheus
 import Synchronization
@@ -76,6 +77,25 @@ final class DaemonMetrics: Sendable {
         cached(\.tokens, TokenKey(model: model, kind: kind)) {
             registry.makeCounter(descriptor: Self.tokensDescriptor, labels: [("model", model), ("kind", kind.rawValue)])
         }.increment(by: Int64(count))
+    }
+
+    /// A reply that was not streamed and is larger than this is not read for its usage (embeddings of many inputs).
+    static let maxUsageReplyBytes = 8 << 20
+
+    /// Tokens of a gateway reply that was not streamed, from the `usage` of its JSON; a reply larger than
+    /// ``maxUsageReplyBytes``, or without `usage`, is not counted.
+    func recordUsage(ofReply body: Data, model: String) {
+        struct Reply: Decodable {
+            var usage: ReplyMeter.Usage?
+        }
+        guard body.count <= Self.maxUsageReplyBytes, let usage = (try? JSONDecoder().decode(Reply.self, from: body))?.usage else { return }
+        recordUsage(usage, model: model)
+    }
+
+    /// The engine's own count of one reply's tokens.
+    func recordUsage(_ usage: ReplyMeter.Usage, model: String) {
+        recordTokens(model: model, kind: .prompt, count: usage.promptTokens ?? 0)
+        recordTokens(model: model, kind: .completion, count: usage.completionTokens ?? 0)
     }
 
     /// The time from a streamed gateway request's arrival to its first content, `modeld_time_to_first_token_seconds{model}`.

@@ -3,20 +3,20 @@ import Hummingbird
 import NIOCore
 
 extension DaemonMetrics {
-    /// Wraps a relayed gateway reply so that its tokens, and for a streamed reply its time to first token, are
-    /// counted as its bytes pass. Each chunk is examined after it has been handed to the client, so nothing
-    /// is held back or delayed.
+    /// Wraps a relayed streamed gateway reply (SSE) so that its tokens and its time to first token are counted
+    /// as its bytes pass. Each chunk is examined after it has been handed to the client, so nothing is held
+    /// back or delayed. A reply that is not streamed is counted by ``recordUsage(ofReply:model:)``.
     /// - Parameters:
     ///   - model: the `model` label (the model the run serves, as it was started).
     ///   - started: when the gateway received the request.
     func meterReply(_ response: Response, model: String, started: ContinuousClock.Instant) -> Response {
-        guard (200..<300).contains(response.status.code), let format = ReplyMeter.Format(contentType: response.headers[.contentType]) else {
-            return response
-        }
+        guard (200..<300).contains(response.status.code),
+            response.headers[.contentType]?.lowercased().hasPrefix("text/event-stream") == true
+        else { return response }
         var response = response
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
-            let meter = ReplyMeter(format: format, model: model, started: started, metrics: self)
+            let meter = ReplyMeter(model: model, started: started, metrics: self)
             // Also when the client goes away mid-stream: what it was sent is counted.
             defer { meter.finish() }
             try await body.write(MeteredBodyWriter(base: writer, meter: meter))
@@ -25,46 +25,23 @@ extension DaemonMetrics {
     }
 }
 
-/// Reads one gateway reply as it is relayed and records its token usage in ``DaemonMetrics``.
+/// Reads one streamed gateway reply (SSE) as it is relayed and records its token usage in ``DaemonMetrics``.
 ///
-/// A JSON reply is kept (up to ``maxJSONBytes``) and its `usage` read at the end. An SSE reply is read
-/// event by event: the last `usage` it carries (a final chunk when the client asked for
+/// The reply is read event by event: the last `usage` it carries (a final chunk when the client asked for
 /// `stream_options.include_usage`) gives both counts; without one, each chunk with content counts as one
 /// completion token. The first chunk with content gives the time to first token.
 final class ReplyMeter {
-    enum Format {
-        case json, events
-
-        init?(contentType: String?) {
-            guard let type = contentType?.lowercased() else { return nil }
-            if type.hasPrefix("text/event-stream") {
-                self = .events
-            } else if type.hasPrefix("application/json") {
-                self = .json
-            } else {
-                return nil
-            }
-        }
-    }
-
-    /// A JSON reply larger than this is relayed without being counted (embeddings of many inputs).
-    static let maxJSONBytes = 8 << 20
-    /// An SSE line longer than this stops the reading of the stream.
-    static let maxLineBytes = 1 << 20
-
-    let format: Format
     let model: String
     let started: ContinuousClock.Instant
     let metrics: DaemonMetrics
     private let decoder = JSONDecoder()
-    /// The JSON reply so far, or the incomplete SSE line.
-    private var pending = ByteBuffer()
+    /// The reply split into events; a line longer than ``ServerSentEvents/maxLineBytes`` stops its reading.
+    private var events = ServerSentEvents()
     private var givenUp = false
     private var usage: Usage?
     private var contentChunks = 0
 
-    init(format: Format, model: String, started: ContinuousClock.Instant, metrics: DaemonMetrics) {
-        self.format = format
+    init(model: String, started: ContinuousClock.Instant, metrics: DaemonMetrics) {
         self.model = model
         self.started = started
         self.metrics = metrics
@@ -72,49 +49,25 @@ final class ReplyMeter {
 
     func observe(_ chunk: ByteBuffer) {
         guard !givenUp else { return }
-        switch format {
-        case .json:
-            guard pending.readableBytes + chunk.readableBytes <= Self.maxJSONBytes else {
-                giveUp()
-                return
-            }
-            pending.writeImmutableBuffer(chunk)
-        case .events:
-            pending.writeImmutableBuffer(chunk)
-            while let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-                let length = newline - pending.readerIndex
-                pending.withUnsafeReadableBytes { bytes in event(line: UnsafeRawBufferPointer(rebasing: bytes[..<length])) }
-                pending.moveReaderIndex(forwardBy: length + 1)
-            }
-            if pending.readableBytes > Self.maxLineBytes { giveUp() }
-            pending.discardReadBytes()
+        for payload in events.feed(chunk) { event(payload) }
+        if events.buffered > ServerSentEvents.maxLineBytes {
+            givenUp = true
+            events = ServerSentEvents()
         }
     }
 
     /// Records what the reply said; called once, when the body is done or broken off.
     func finish() {
-        if format == .json, !givenUp {
-            let body = pending.withUnsafeReadableBytes { Data($0) }
-            usage = (try? decoder.decode(ReplyChunk.self, from: body))?.usage
-        }
         if let usage {
-            metrics.recordTokens(model: model, kind: .prompt, count: usage.promptTokens ?? 0)
-            metrics.recordTokens(model: model, kind: .completion, count: usage.completionTokens ?? 0)
+            metrics.recordUsage(usage, model: model)
         } else {
             metrics.recordTokens(model: model, kind: .completion, count: contentChunks)
         }
     }
 
-    /// One SSE line: `data: {json}` events are read; comments, other fields and `data: [DONE]` are not.
-    private func event(line: UnsafeRawBufferPointer) {
-        var line = line[...]
-        if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-        guard line.starts(with: Self.dataField) else { return }
-        line = line.dropFirst(Self.dataField.count)
-        if line.first == UInt8(ascii: " ") { line = line.dropFirst() }
-        guard line.first == UInt8(ascii: "{"),
-            let chunk = try? decoder.decode(ReplyChunk.self, from: Data(UnsafeRawBufferPointer(rebasing: line)))
-        else { return }
+    /// One SSE event's payload: `{json}` chunks are read; `[DONE]` is not.
+    private func event(_ payload: String) {
+        guard payload.first == "{", let chunk = try? decoder.decode(ReplyChunk.self, from: Data(payload.utf8)) else { return }
         if let usage = chunk.usage { self.usage = usage }
         if chunk.choices?.contains(where: \.hasContent) == true {
             contentChunks += 1
@@ -122,14 +75,7 @@ final class ReplyMeter {
         }
     }
 
-    private func giveUp() {
-        givenUp = true
-        pending = ByteBuffer()
-    }
-
-    private static let dataField = Array("data:".utf8)
-
-    /// The parts of an OpenAI reply or stream chunk that are counted.
+    /// The parts of an OpenAI stream chunk that are counted.
     private struct ReplyChunk: Decodable {
         struct Choice: Decodable {
             struct Delta: Decodable {
@@ -144,6 +90,7 @@ final class ReplyMeter {
         var usage: Usage?
     }
 
+    /// The engine's own count of a reply's tokens (OpenAI's `usage`).
     struct Usage: Decodable {
         var promptTokens: Int?
         var completionTokens: Int?

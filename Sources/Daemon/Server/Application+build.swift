@@ -55,7 +55,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     models.get(":ref/:name") { request, context in
         try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
-    LLMController(gateway: gateway, catalog: daemon.catalog, store: daemon.store).addRoutes(to: api.group("llm"))
+    LLMController(gateway: gateway).addRoutes(to: api.group("llm"))
     gateway.addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
