@@ -5,7 +5,6 @@ import Hummingbird
 import Launchers
 import ModeldAPI
 import NIOCore
-import Transfer
 
 /// One LLM API request on its way to a run's OpenAI endpoint, through the gateway's relay (so it counts
 /// towards the run's load and stops when the client goes away), and its answer turned into the envelope's
@@ -147,26 +146,26 @@ struct EngineCall {
     // MARK: Helpers
 
     /// Opens the request through the gateway's relay; a refusal or failure becomes an ``APIError``.
-    private func open() async throws -> UpstreamResponse {
+    private func open() async throws -> EngineReply {
         guard let endpoint = run.endpoint else {
             throw APIError(.conflict, "run \(run.name) has no endpoint: it is \(run.state.rawValue)")
         }
-        let payload = Data(try JinjaValue.object(body).pythonJSON().utf8)
-        let request = Transfer.HTTPRequest(
-            method: "POST", url: endpoint + path,
-            headers: [("Content-Type", "application/json"), ("Accept", stream ? "text/event-stream" : "application/json")],
-            body: payload, stallTimeout: .seconds(600))
-        let upstream: UpstreamResponse
+        let payload = ByteBuffer(string: try JinjaValue.object(body).pythonJSON())
+        let upstream: EngineReply
         do {
+            let request = try EngineRequest(
+                endpoint: endpoint, path: path,
+                headers: [("Content-Type", "application/json"), ("Accept", stream ? "text/event-stream" : "application/json")],
+                body: payload)
             upstream = try await UpstreamRelay.open(request, runID: run.runID, outstanding: outstanding)
         } catch {
             throw APIError(.badGateway, "the \(run.engine.displayName) of run \(run.name) did not answer: \(error)")
         }
-        guard (200..<300).contains(upstream.head.status) else {
+        guard (200..<300).contains(upstream.status) else {
             var data = Data()
             // What arrived before the engine broke off, or its first MiB, is enough to report.
             _ = try? await upstream.collect(upTo: 1 << 20, into: &data)
-            throw engineError(status: upstream.head.status, body: data)
+            throw engineError(status: upstream.status, body: data)
         }
         return upstream
     }
@@ -216,7 +215,7 @@ struct EngineCall {
     }
 }
 
-extension UpstreamResponse {
+extension EngineReply {
     /// Reads the body into `data` until it ends, or until `data` holds more than `limit` bytes: then the
     /// transfer is stopped.
     /// - Returns: false when the body is longer than `limit` (`data` holds its first chunks, a little past `limit`).

@@ -69,31 +69,35 @@ struct GatewayController {
         } catch let error as OnDemandError {
             return openAIError(error.status, error.message, type: error.status == .notFound ? "NotFoundError" : "ServiceUnavailableError", param: "model")
         }
-        var payload = Data(body.readableBytesView)
+        var payload = body
         if run.servedName != model {
             object["model"] = run.servedName
-            payload = try JSONSerialization.data(withJSONObject: object)
+            payload = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: object))
         }
-        let upstream = Transfer.HTTPRequest(
-            method: "POST", url: run.endpoint! + path,
-            headers: [("Content-Type", "application/json"), ("Accept", request.headers[.accept] ?? "*/*")],
-            body: payload, stallTimeout: .seconds(600))
+        let upstream: EngineRequest
+        do {
+            upstream = try EngineRequest(
+                endpoint: run.endpoint!, path: path,
+                headers: [("Content-Type", "application/json"), ("Accept", request.headers[.accept] ?? "*/*")], body: payload)
+        } catch {
+            return openAIError(.badGateway, "\(error)", type: "BadGatewayError")
+        }
         if object["stream"] as? Bool == true {
-            let reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
+            let reply = await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
             return metrics.meterReply(reply, model: run.model, started: started)
         }
-        let reply: Transfer.HTTPResponse
+        let reply: (head: Transfer.HTTPResponseHead, body: Data)
         do {
             reply = try await UpstreamRelay.fetch(upstream, runID: run.runID, outstanding: outstanding)
         } catch {
             return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
         }
         let contentType = reply.head.headers["content-type"] ?? "application/json"
-        if (200..<300).contains(reply.status), contentType.lowercased().hasPrefix("application/json") {
+        if (200..<300).contains(reply.head.status), contentType.lowercased().hasPrefix("application/json") {
             metrics.recordUsage(ofReply: reply.body, model: run.model)
         }
         return Response(
-            status: HTTPResponse.Status(code: reply.status), headers: [.contentType: contentType],
+            status: HTTPResponse.Status(code: reply.head.status), headers: [.contentType: contentType],
             body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
     }
 }
@@ -228,19 +232,15 @@ final class OutstandingRequests: Sendable {
     }
 }
 
-/// Idle libcurl handles for requests to engines: a reused handle keeps its connection to the engine open
-/// (HTTP keep-alive), so a request does not pay for a new TCP connection.
-let engineTransfers = HandlePool(make: HTTPTransfer.init)
-
-/// One upstream request relayed to the client: libcurl on its own thread hands chunks to the response
-/// writer through a small buffer, waiting while the buffer is full (backpressure).
+/// One upstream request relayed to the client through ``EngineClient``; the run counts as busy until the
+/// exchange ends.
 enum UpstreamRelay {
-    static func start(
-        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers
-    ) async throws -> Response {
-        let upstream: UpstreamResponse
+    /// The reply relayed chunk by chunk as the engine sends it, at the client's pace; a client that goes away
+    /// cancels the engine's request.
+    static func start(_ request: EngineRequest, runID: String, outstanding: OutstandingRequests, client: EngineClient = .shared) async -> Response {
+        let upstream: EngineReply
         do {
-            upstream = try await open(request, runID: runID, outstanding: outstanding, transfers: transfers)
+            upstream = try await open(request, runID: runID, outstanding: outstanding, client: client)
         } catch {
             return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
         }
@@ -248,7 +248,7 @@ enum UpstreamRelay {
         headers[.contentType] = upstream.head.headers["content-type"] ?? "application/json"
         if let cache = upstream.head.headers["cache-control"] { headers[.cacheControl] = cache }
         return Response(
-            status: HTTPResponse.Status(code: upstream.head.status),
+            status: HTTPResponse.Status(code: upstream.status),
             headers: headers,
             body: ResponseBody { writer in
                 do {
@@ -257,160 +257,29 @@ enum UpstreamRelay {
                     }
                     try await writer.finish(nil)
                 } catch {
-                    // The client went away (or the engine broke off): stop the upstream transfer.
+                    // The client went away (or the engine broke off): stop the upstream request.
                     upstream.cancel()
                     throw error
                 }
             })
     }
 
-    /// A reply that is not streamed, fetched whole on a worker thread, to be sent in one piece: fewer hops
-    /// between threads than relaying it chunk by chunk. The run counts as busy until the transfer ends.
-    /// - Throws: the transfer's error when the engine did not answer.
+    /// A reply that is not streamed, read whole, to be sent in one piece.
+    /// - Throws: when the engine did not answer or broke off.
     static func fetch(
-        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers
-    ) async throws -> Transfer.HTTPResponse {
-        outstanding.begin(runID)
-        defer { outstanding.end(runID) }
-        return try await onThread {
-            try transfers.withHandle { transfer in try transfer.perform(request) }
-        }
+        _ request: EngineRequest, runID: String, outstanding: OutstandingRequests, client: EngineClient = .shared
+    ) async throws -> (head: Transfer.HTTPResponseHead, body: Data) {
+        let reply = try await open(request, runID: runID, outstanding: outstanding, client: client)
+        return (reply.head, try await reply.collect())
     }
 
-    /// Sends `request` on a transfer thread and returns once the response head has arrived; the body follows
-    /// chunk by chunk, at the pace the caller reads it. The run counts as busy until the transfer ends.
-    /// - Throws: the transfer's error when the engine did not answer at all.
+    /// Sends `request` and returns once the reply's head has arrived.
+    /// - Throws: when the engine did not answer at all.
     static func open(
-        _ request: Transfer.HTTPRequest, runID: String, outstanding: OutstandingRequests, transfers: HandlePool<HTTPTransfer> = engineTransfers
-    ) async throws -> UpstreamResponse {
-        let transfer = try transfers.take()
-        let (chunks, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream(bufferingPolicy: .unbounded)
-        let gate = RelayGate(capacity: 16)
-        let head = AsyncHead()
+        _ request: EngineRequest, runID: String, outstanding: OutstandingRequests, client: EngineClient = .shared
+    ) async throws -> EngineReply {
         outstanding.begin(runID)
-        BlockingWorkers.shared.run {
-            defer {
-                outstanding.end(runID)
-                transfers.give(transfer)
-            }
-            do {
-                let final = try transfer.stream(request, onHead: { head.set($0) }) { bytes in
-                    guard gate.waitForRoom() else { return false }
-                    continuation.yield(ByteBuffer(bytes: bytes))
-                    return true
-                }
-                head.set(final)
-                continuation.finish()
-            } catch {
-                head.fail(error)
-                continuation.finish(throwing: error)
-            }
-        }
-        do {
-            return UpstreamResponse(head: try await head.value(), body: UpstreamBody(chunks: chunks, gate: gate))
-        } catch {
-            gate.cancel()
-            throw error
-        }
-    }
-}
-
-/// An engine's response under way: its head, and its body as it arrives.
-struct UpstreamResponse: Sendable {
-    let head: HTTPResponseHead
-    let body: UpstreamBody
-
-    /// Stops the transfer (the client went away, or the caller has read enough).
-    func cancel() { body.gate.cancel() }
-}
-
-/// The body of an ``UpstreamResponse``: each chunk frees its place in the buffer when the next one is asked for,
-/// so the transfer thread runs at most a few chunks ahead of the reader.
-struct UpstreamBody: AsyncSequence, Sendable {
-    typealias Element = ByteBuffer
-    let chunks: AsyncThrowingStream<ByteBuffer, any Error>
-    let gate: RelayGate
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
-        let gate: RelayGate
-        var holding = false
-
-        mutating func next() async throws -> ByteBuffer? {
-            if holding {
-                gate.release()
-                holding = false
-            }
-            guard let chunk = try await base.next() else { return nil }
-            holding = true
-            return chunk
-        }
-    }
-
-    func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: chunks.makeAsyncIterator(), gate: gate)
-    }
-}
-
-/// Bounds the chunks in flight between the transfer thread and the writer.
-final class RelayGate: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var inFlight = 0
-    private var cancelled = false
-    private let capacity: Int
-
-    init(capacity: Int) { self.capacity = capacity }
-
-    /// Blocks the transfer thread while the buffer is full. - Returns: false once cancelled.
-    func waitForRoom() -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while inFlight >= capacity && !cancelled { condition.wait() }
-        inFlight += 1
-        return !cancelled
-    }
-
-    func release() {
-        condition.lock()
-        inFlight -= 1
-        condition.signal()
-        condition.unlock()
-    }
-
-    func cancel() {
-        condition.lock()
-        cancelled = true
-        condition.broadcast()
-        condition.unlock()
-    }
-}
-
-/// The upstream response head, set once from the transfer thread and awaited by the handler.
-final class AsyncHead: Sendable {
-    private let state = Mutex<(result: Result<HTTPResponseHead, any Error>?, waiter: CheckedContinuation<HTTPResponseHead, any Error>?)>((nil, nil))
-
-    func set(_ head: HTTPResponseHead) { resolve(.success(head)) }
-    func fail(_ error: any Error) { resolve(.failure(error)) }
-
-    private func resolve(_ result: Result<HTTPResponseHead, any Error>) {
-        let waiter = state.withLock { state -> CheckedContinuation<HTTPResponseHead, any Error>? in
-            guard state.result == nil else { return nil }
-            state.result = result
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume(with: result)
-    }
-
-    func value() async throws -> HTTPResponseHead {
-        try await withCheckedThrowingContinuation { continuation in
-            let ready = state.withLock { state -> Result<HTTPResponseHead, any Error>? in
-                if let result = state.result { return result }
-                state.waiter = continuation
-                return nil
-            }
-            if let ready { continuation.resume(with: ready) }
-        }
+        return try await client.send(request) { outstanding.end(runID) }
     }
 }
 

@@ -1,0 +1,348 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import Transfer
+
+/// HTTP/1.1 to the engines, on the daemon's own event loops, over kept-alive connections.
+///
+/// A request costs no thread hand-off: it is written from the event loop that owns its connection, and the
+/// reply comes back to the handler that awaits it. Idle connections wait in a pool per engine address; a
+/// connection is reused only after its previous reply ended in full with keep-alive. The reply body is read
+/// at the consumer's pace (backpressure): the connection stops reading from the engine while
+/// ``EngineReply/body`` holds a few chunks nobody has asked for yet.
+final class EngineClient: Sendable {
+    /// The client of the gateway and the LLM API, on the event loops the daemon's server runs on.
+    static let shared = EngineClient(group: MultiThreadedEventLoopGroup.singleton)
+
+    private let group: any EventLoopGroup
+    private let idle = Mutex<[EngineAddress: [EngineConnection]]>([:])
+    /// Idle connections kept per engine; more are closed when their reply ends.
+    let maxIdlePerEngine: Int
+    /// A reply that sends no byte for this long is abandoned and its connection closed.
+    let stallTimeout: TimeAmount
+
+    init(group: any EventLoopGroup, maxIdlePerEngine: Int = 64, stallTimeout: TimeAmount = .seconds(600)) {
+        self.group = group
+        self.maxIdlePerEngine = maxIdlePerEngine
+        self.stallTimeout = stallTimeout
+    }
+
+    /// Sends `request` and returns once the reply's head has arrived; its body follows as it is read.
+    /// - Parameter onEnd: called once when the exchange is over: the body ended, broke off or was dropped, or
+    ///   no reply came (before this throws).
+    /// - Throws: ``EngineClientError`` or a connection error when the engine did not answer.
+    func send(_ request: EngineRequest, onEnd: @escaping @Sendable () -> Void = {}) async throws -> EngineReply {
+        do {
+            // A kept-alive connection the engine closed just before it was taken fails before any reply byte:
+            // the request goes out again on the next one.
+            while let connection = takeIdle(request.address) {
+                do {
+                    return try await connection.send(request, client: self, onEnd: onEnd)
+                } catch EngineClientError.closedBeforeReply {
+                    continue
+                }
+            }
+            let connection = try await connect(request.address)
+            return try await connection.send(request, client: self, onEnd: onEnd)
+        } catch {
+            onEnd()
+            throw error
+        }
+    }
+
+    private func takeIdle(_ address: EngineAddress) -> EngineConnection? {
+        idle.withLock { idle in
+            while let connection = idle[address]?.popLast() {
+                if connection.channel.isActive { return connection }
+            }
+            return nil
+        }
+    }
+
+    /// A connection whose reply ended with keep-alive waits for the next request, unless enough already do.
+    fileprivate func release(_ connection: EngineConnection) {
+        let kept = idle.withLock { idle in
+            guard connection.channel.isActive, idle[connection.address, default: []].count < maxIdlePerEngine else { return false }
+            idle[connection.address, default: []].append(connection)
+            return true
+        }
+        if !kept { connection.channel.close(promise: nil) }
+    }
+
+    private func connect(_ address: EngineAddress) async throws -> EngineConnection {
+        let stallTimeout = self.stallTimeout
+        return try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(30))
+            .connect(host: address.host, port: address.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = EngineReplyHandler()
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: stallTimeout))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return EngineConnection(address: address, channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                }
+            }
+    }
+}
+
+/// Where an engine listens.
+struct EngineAddress: Hashable, Sendable {
+    var host: String
+    var port: Int
+}
+
+/// A request to an engine: a JSON body posted to a path under the run's endpoint.
+struct EngineRequest: Sendable {
+    var address: EngineAddress
+    /// The path with the endpoint's own path in front, if it has one.
+    var path: String
+    var method: HTTPMethod = .POST
+    var headers: [(String, String)]
+    var body: ByteBuffer
+
+    /// - Throws: ``EngineClientError/badEndpoint(_:)`` unless `endpoint` is an `http://host:port[/path]` URL.
+    init(endpoint: String, path: String, method: HTTPMethod = .POST, headers: [(String, String)], body: ByteBuffer) throws {
+        guard let url = URLComponents(string: endpoint), url.scheme == "http", let host = url.host, !host.isEmpty else {
+            throw EngineClientError.badEndpoint(endpoint)
+        }
+        address = EngineAddress(host: host, port: url.port ?? 80)
+        let base = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
+        self.path = base + path
+        self.method = method
+        self.headers = headers
+        self.body = body
+    }
+}
+
+enum EngineClientError: Error, CustomStringConvertible {
+    case badEndpoint(String)
+    /// The connection closed before the reply's head: on a kept-alive connection the request is sent again.
+    case closedBeforeReply
+    /// The connection closed in the middle of the reply.
+    case closedDuringReply
+    /// No byte arrived for the stall timeout.
+    case stalled
+
+    var description: String {
+        switch self {
+        case .badEndpoint(let endpoint): "the run's endpoint \(endpoint) is not an http://host:port URL"
+        case .closedBeforeReply: "the engine closed the connection without replying"
+        case .closedDuringReply: "the engine closed the connection in the middle of its reply"
+        case .stalled: "the engine sent nothing for too long"
+        }
+    }
+}
+
+/// An engine's reply under way: its head, and its body as it arrives.
+struct EngineReply: Sendable {
+    let head: Transfer.HTTPResponseHead
+    let body: EngineBody
+    fileprivate let stop: @Sendable () -> Void
+
+    var status: Int { head.status }
+
+    /// Stops the reply (the client went away, or the caller has read enough): the connection is closed, which
+    /// the engine sees as a cancelled request.
+    func cancel() { stop() }
+
+    /// The whole body, for replies that are not streamed.
+    /// - Throws: ``EngineClientError`` when the engine broke off.
+    func collect() async throws -> Data {
+        var data = Data()
+        for try await chunk in body { data.append(contentsOf: chunk.readableBytesView) }
+        return data
+    }
+}
+
+typealias EngineBody = NIOThrowingAsyncSequenceProducer<
+    ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, EngineBodyDemand
+>
+
+/// One kept-alive connection to an engine; one request at a time.
+private struct EngineConnection: Sendable {
+    let address: EngineAddress
+    let channel: any Channel
+    let handler: NIOLoopBound<EngineReplyHandler>
+
+    /// - Parameter onEnd: called when a reply that arrived ends; when none does, this throws instead.
+    func send(_ request: EngineRequest, client: EngineClient, onEnd: @escaping @Sendable () -> Void) async throws -> EngineReply {
+        let promise = channel.eventLoop.makePromise(of: EngineReply.self)
+        let handler = self.handler
+        let connection = self
+        channel.eventLoop.execute {
+            handler.value.begin(request, reply: promise) { reusable, answered in
+                if reusable { client.release(connection) } else { connection.channel.close(promise: nil) }
+                if answered { onEnd() }
+            }
+        }
+        return try await promise.futureResult.get()
+    }
+}
+
+/// Tells the connection when the consumer wants more of the body, and when it stopped reading.
+struct EngineBodyDemand: NIOAsyncSequenceProducerDelegate {
+    fileprivate let handler: NIOLoopBound<EngineReplyHandler>
+    fileprivate let exchange: Int
+
+    func produceMore() {
+        let handler = self.handler, exchange = self.exchange
+        handler.eventLoop.execute { handler.value.resumeReading(exchange) }
+    }
+
+    func didTerminate() {
+        let handler = self.handler, exchange = self.exchange
+        handler.eventLoop.execute { handler.value.consumerStopped(exchange) }
+    }
+}
+
+/// The end of a connection's pipeline: writes each request and turns the reply into a head and a body stream.
+private final class EngineReplyHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    /// The request in flight.
+    private struct Exchange {
+        let id: Int
+        /// Until the head arrives: a fulfilled future would keep the reply (and its body) alive.
+        var reply: EventLoopPromise<EngineReply>?
+        let source: EngineBody.Source
+        /// The body until the head arrives and the reply takes it: a reply dropped unread then ends the exchange.
+        var body: EngineBody?
+        /// Called once at the end: whether the connection can serve another request, and whether a reply arrived.
+        let finished: (_ reusable: Bool, _ answered: Bool) -> Void
+        var headArrived = false
+        var keepAlive = true
+    }
+
+    private var context: ChannelHandlerContext?
+    private var exchange: Exchange?
+    private var exchanges = 0
+    /// False while the consumer has enough unread chunks: reads from the engine wait.
+    private var reading = true
+    private var readPending = false
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func begin(_ request: EngineRequest, reply: EventLoopPromise<EngineReply>, finished: @escaping (Bool, Bool) -> Void) {
+        guard let context, context.channel.isActive, exchange == nil else {
+            reply.fail(EngineClientError.closedBeforeReply)
+            return
+        }
+        exchanges += 1
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let sequence = EngineBody.makeSequence(
+            backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: true,
+            delegate: EngineBodyDemand(handler: bound, exchange: exchanges))
+        exchange = Exchange(id: exchanges, reply: reply, source: sequence.source, body: sequence.sequence, finished: finished)
+        reading = true
+
+        var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.path)
+        head.headers.add(name: "Host", value: "\(request.address.host):\(request.address.port)")
+        for (name, value) in request.headers { head.headers.add(name: name, value: value) }
+        head.headers.add(name: "Content-Length", value: String(request.body.readableBytes))
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if request.body.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(request.body))), promise: nil)
+        }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        written.futureResult.whenFailure { [id = exchanges] error in
+            bound.value.fail(id, error)
+        }
+        if readPending {
+            readPending = false
+            context.read()
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard var current = exchange else { return }  // Nothing asked: an engine's stray bytes are dropped.
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            // 1xx heads (100 Continue) come before the real one.
+            guard head.status.code >= 200, let body = current.body else { return }
+            current.headArrived = true
+            current.keepAlive = head.isKeepAlive
+            current.body = nil
+            let reply = current.reply
+            current.reply = nil
+            exchange = current
+            var headers: [String: String] = [:]
+            for field in head.headers { headers[field.name.lowercased()] = field.value }
+            let id = current.id
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            reply?.succeed(
+                EngineReply(
+                    head: Transfer.HTTPResponseHead(status: Int(head.status.code), headers: headers), body: body,
+                    stop: { bound.eventLoop.execute { bound.value.consumerStopped(id) } }))
+        case .body(let chunk):
+            if current.source.yield(chunk) == .stopProducing { reading = false }
+        case .end:
+            guard current.headArrived else { return }  // The end of a 1xx reply.
+            exchange = nil
+            current.source.finish()
+            current.finished(current.keepAlive, true)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if reading {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    fileprivate func resumeReading(_ id: Int) {
+        guard exchange?.id == id, !reading else { return }
+        reading = true
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// The consumer dropped the body before its end (or cancelled the reply): the engine is told by closing.
+    fileprivate func consumerStopped(_ id: Int) {
+        guard exchange?.id == id else { return }
+        fail(id, CancellationError())
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case IdleStateHandler.IdleStateEvent.read = event {
+            if let exchange { fail(exchange.id, EngineClientError.stalled) } else { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let exchange {
+            fail(exchange.id, exchange.headArrived ? EngineClientError.closedDuringReply : EngineClientError.closedBeforeReply)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let exchange { fail(exchange.id, error) }
+        context.close(promise: nil)
+    }
+
+    /// Ends the exchange with `error` (its head, or its body when the head arrived) and closes the connection.
+    private func fail(_ id: Int, _ error: any Error) {
+        guard let current = exchange, current.id == id else { return }
+        exchange = nil
+        if current.headArrived {
+            current.source.finish(error)
+        } else {
+            current.reply?.fail(error)
+            current.source.finish()
+        }
+        current.finished(false, current.headArrived)
+    }
+}
