@@ -3,6 +3,8 @@ import Foundation
 import ModeldAPI
 import Testing
 
+@testable import Daemon
+
 /// The seed platform's LLM API (`/api/v1/llm/*`) against a real daemon and real engines.
 @Suite("LLM API")
 struct LLMAPITests {
@@ -204,6 +206,17 @@ struct LLMAPITests {
                 // chat on the same engine, by run name.
                 let chat = try await Self.post(daemon, "/api/v1/llm/chat", #"{"run_id": "tiny-vllm", "messages": [{"role": "user", "content": "Hi there"}]}"#)
                 #expect(chat.status == 200 && (chat.data["message"] as? [String: String])?["content"] == "A fake reply.", "\(chat.body)")
+
+                // The OpenAI gateway passes a body through byte for byte but for model, which becomes the served name:
+                // numbers a decode and re-encode would rewrite, unknown fields, nested "model" keys and escapes stay.
+                let original = #"{"messages":[{"role":"user","content":"Hi \"there\" \u00e9"}],"temperature":0.1,"#
+                    + #""seed":12345678901234567890,"ignore_eos":true,"extra":{"model":"inner","x":[1e-7,null]},"model":"TINY-VLLM"}"#
+                let relayed = try await Self.post(daemon, "/v1/chat/completions", original)
+                #expect(relayed.status == 200 && relayed.body.contains("A fake reply."), "\(relayed.body)")
+                let forwarded = try #require(try String(contentsOfFile: requestLog, encoding: .utf8).split(separator: "\n").last.map(String.init))
+                let members = try #require(JSONMembers(Array(forwarded.utf8)), "\(forwarded)")
+                #expect(members.string("model") == run.servedName, "\(forwarded)")
+                #expect(String(decoding: members.replacing("model", with: JSONMembers.encode("TINY-VLLM")), as: UTF8.self) == original, "\(forwarded)")
 
                 let bad: [(body: String, says: String)] = [
                     (#"{"model": "tiny-vllm", "prompt": "x"}"#, "schema"),

@@ -12,7 +12,7 @@ import Transfer
 ///
 /// `model` may be a run name, an engine's served name, or the model as it was started (catalog ref or repo
 /// id). Several ready runs of one model share the load by outstanding requests. Bodies pass through
-/// untouched except `model`, which becomes the engine's served name; replies (JSON or SSE) are relayed
+/// byte for byte except `model`'s value, which becomes the engine's served name; replies (JSON or SSE) are relayed
 /// chunk by chunk, and a client that goes away cancels the upstream request.
 struct GatewayController {
     let supervisor: Supervisor
@@ -57,10 +57,10 @@ struct GatewayController {
         } catch {
             return openAIError(.contentTooLarge, "the request body is larger than \(Self.maxBody >> 20) MiB", type: "BadRequestError")
         }
-        guard var object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+        guard let members = JSONMembers(body.readableBytesView) else {
             return openAIError(.badRequest, "the body must be a JSON object", type: "BadRequestError")
         }
-        guard let model = object["model"] as? String, !model.isEmpty else {
+        guard let model = members.string("model"), !model.isEmpty else {
             return openAIError(.badRequest, "model is required", type: "BadRequestError", param: "model")
         }
         let run: RunInfo
@@ -71,8 +71,7 @@ struct GatewayController {
         }
         var payload = body
         if run.servedName != model {
-            object["model"] = run.servedName
-            payload = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: object))
+            payload = ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
         }
         let upstream: EngineRequest
         do {
@@ -82,7 +81,7 @@ struct GatewayController {
         } catch {
             return openAIError(.badGateway, "\(error)", type: "BadGatewayError")
         }
-        if object["stream"] as? Bool == true {
+        if members.bool("stream") == true {
             let reply = await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
             return metrics.meterReply(reply, model: run.model, started: started)
         }

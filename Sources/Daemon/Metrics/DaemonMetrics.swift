@@ -85,11 +85,8 @@ final class DaemonMetrics: Sendable {
     /// Tokens of a gateway reply that was not streamed, from the `usage` of its JSON; a reply larger than
     /// ``maxUsageReplyBytes``, or without `usage`, is not counted.
     func recordUsage(ofReply body: Data, model: String) {
-        struct Reply: Decodable {
-            var usage: ReplyMeter.Usage?
-        }
-        guard body.count <= Self.maxUsageReplyBytes, let usage = (try? JSONDecoder().decode(Reply.self, from: body))?.usage else { return }
-        recordUsage(usage, model: model)
+        guard body.count <= Self.maxUsageReplyBytes, let usage = JSONMembers(body)?.object("usage") else { return }
+        recordUsage(ReplyMeter.Usage(promptTokens: usage.int("prompt_tokens"), completionTokens: usage.int("completion_tokens")), model: model)
     }
 
     /// The engine's own count of one reply's tokens.

@@ -1,0 +1,237 @@
+/// The members of a JSON object, found by one pass over its bytes without decoding the values: each key with
+/// where its value lies, so the gateway reads `model` and `stream`, and replaces `model`, leaving every other
+/// byte of a request as the client sent it (a decode and re-encode would rewrite numbers such as `0.1`).
+///
+/// The structure is checked throughout (braces and brackets, keys, colons, commas, literals, the characters of
+/// numbers and strings); only the values read are decoded.
+struct JSONMembers {
+    private let bytes: [UInt8]
+    /// Each member's key and the byte range of its value, in order; a repeated key keeps its last value.
+    private(set) var ranges: [String: Range<Int>] = [:]
+
+    /// - Returns: nil unless `bytes` is one JSON object, with nothing but whitespace around it.
+    init?(_ bytes: some Collection<UInt8>) {
+        self.bytes = Array(bytes)
+        var scanner = Scanner(bytes: self.bytes)
+        guard let members = scanner.object(), scanner.atEnd else { return nil }
+        for (key, range) in members { ranges[key] = range }
+    }
+
+    /// The raw bytes of a member's value.
+    subscript(raw key: String) -> ArraySlice<UInt8>? {
+        ranges[key].map { bytes[$0] }
+    }
+
+    /// A member's value when it is a string.
+    func string(_ key: String) -> String? {
+        guard let range = ranges[key], bytes[range.lowerBound] == UInt8(ascii: "\"") else { return nil }
+        return Self.decodeString(bytes[range])
+    }
+
+    /// A member's value when it is `true` or `false`.
+    func bool(_ key: String) -> Bool? {
+        switch self[raw: key].map(Array.init) {
+        case Array("true".utf8): true
+        case Array("false".utf8): false
+        default: nil
+        }
+    }
+
+    /// A member's value when it is an integer that fits an `Int`.
+    func int(_ key: String) -> Int? {
+        self[raw: key].flatMap { Int(String(decoding: $0, as: UTF8.self)) }
+    }
+
+    /// A member's value when it is an object.
+    func object(_ key: String) -> JSONMembers? {
+        self[raw: key].flatMap { JSONMembers($0) }
+    }
+
+    /// The document with one member's value replaced by `value` (its JSON text), every other byte kept.
+    func replacing(_ key: String, with value: some Collection<UInt8>) -> [UInt8] {
+        guard let range = ranges[key] else { return bytes }
+        return Array(bytes[..<range.lowerBound]) + value + bytes[range.upperBound...]
+    }
+
+    /// A string's JSON text: quoted, with `"`, `\` and control characters escaped.
+    static func encode(_ string: String) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "\"")]
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), byte]
+            case 0x0A: out += Array(#"\n"#.utf8)
+            case 0x0D: out += Array(#"\r"#.utf8)
+            case 0x09: out += Array(#"\t"#.utf8)
+            case ..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out += Array(#"\u00"#.utf8) + [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+        return out
+    }
+
+    /// The text of a string token (quotes included), escapes resolved; nil when an escape is malformed.
+    static func decodeString(_ token: ArraySlice<UInt8>) -> String? {
+        let inner = token.dropFirst().dropLast()
+        guard inner.contains(UInt8(ascii: "\\")) else { return String(decoding: inner, as: UTF8.self) }
+        var scalars = String.UnicodeScalarView()
+        var utf8: [UInt8] = []
+        var index = inner.startIndex
+        func flush() {
+            scalars.append(contentsOf: String(decoding: utf8, as: UTF8.self).unicodeScalars)
+            utf8.removeAll()
+        }
+        func hex4(_ at: Int) -> UInt32? {
+            guard at + 4 <= inner.endIndex else { return nil }
+            return UInt32(String(decoding: inner[at..<at + 4], as: UTF8.self), radix: 16)
+        }
+        while index < inner.endIndex {
+            let byte = inner[index]
+            guard byte == UInt8(ascii: "\\") else {
+                utf8.append(byte)
+                index += 1
+                continue
+            }
+            guard index + 1 < inner.endIndex else { return nil }
+            let escape = inner[index + 1]
+            index += 2
+            switch escape {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escape)
+            case UInt8(ascii: "b"): utf8.append(0x08)
+            case UInt8(ascii: "f"): utf8.append(0x0C)
+            case UInt8(ascii: "n"): utf8.append(0x0A)
+            case UInt8(ascii: "r"): utf8.append(0x0D)
+            case UInt8(ascii: "t"): utf8.append(0x09)
+            case UInt8(ascii: "u"):
+                guard var code = hex4(index) else { return nil }
+                index += 4
+                if (0xD800..<0xDC00).contains(code), inner[index...].starts(with: Array(#"\u"#.utf8)), let low = hex4(index + 2),
+                    (0xDC00..<0xE000).contains(low)
+                {
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    index += 6
+                }
+                flush()
+                scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")
+            default: return nil
+            }
+        }
+        flush()
+        return String(scalars)
+    }
+}
+
+/// One pass over a JSON object's bytes.
+private struct Scanner {
+    let bytes: [UInt8]
+    var index = 0
+    /// Deeper nesting than this is refused rather than followed.
+    static let maxDepth = 512
+
+    var atEnd: Bool {
+        mutating get {
+            skipSpace()
+            return index == bytes.count
+        }
+    }
+
+    mutating func skipSpace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func take(_ byte: UInt8) -> Bool {
+        skipSpace()
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    /// The members of the object that starts here: each key and its value's range.
+    mutating func object() -> [(String, Range<Int>)]? {
+        guard take(UInt8(ascii: "{")) else { return nil }
+        var members: [(String, Range<Int>)] = []
+        if take(UInt8(ascii: "}")) { return members }
+        repeat {
+            skipSpace()
+            guard let key = string().flatMap({ JSONMembers.decodeString(bytes[$0]) }), take(UInt8(ascii: ":")) else { return nil }
+            skipSpace()
+            let start = index
+            guard skipValue(depth: 1) else { return nil }
+            members.append((key, start..<index))
+        } while take(UInt8(ascii: ","))
+        return take(UInt8(ascii: "}")) ? members : nil
+    }
+
+    /// The range of the string token that starts here, quotes included.
+    mutating func string() -> Range<Int>? {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { return nil }
+        let start = index
+        index += 1
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                index += 1
+                return start..<index
+            case UInt8(ascii: "\\"): index += 2
+            case ..<0x20: return nil
+            default: index += 1
+            }
+        }
+        return nil
+    }
+
+    /// Skips the value that starts here.
+    mutating func skipValue(depth: Int) -> Bool {
+        guard index < bytes.count, depth <= Self.maxDepth else { return false }
+        switch bytes[index] {
+        case UInt8(ascii: "\""):
+            return string() != nil
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let close = bytes[index] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            index += 1
+            skipSpace()
+            if index < bytes.count, bytes[index] == close {
+                index += 1
+                return true
+            }
+            repeat {
+                skipSpace()
+                if close == UInt8(ascii: "}") {
+                    guard string() != nil, take(UInt8(ascii: ":")) else { return false }
+                    skipSpace()
+                }
+                guard skipValue(depth: depth + 1) else { return false }
+            } while take(UInt8(ascii: ","))
+            return take(close)
+        case UInt8(ascii: "t"): return literal("true")
+        case UInt8(ascii: "f"): return literal("false")
+        case UInt8(ascii: "n"): return literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            // The characters of a number; their order is the engine's to judge.
+            while index < bytes.count {
+                switch bytes[index] {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"):
+                    index += 1
+                default: return true
+                }
+            }
+            return true
+        default:
+            return false
+        }
+    }
+
+    private mutating func literal(_ word: StaticString) -> Bool {
+        let text = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+        guard bytes[index...].starts(with: text) else { return false }
+        index += text.count
+        return true
+    }
+}
