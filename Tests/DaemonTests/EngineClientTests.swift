@@ -169,9 +169,9 @@ struct EngineClientTests {
         try await withStubEngine { port, _ in
             let ends = Atomic<Int>(0)
             let first = try await client.send(try request(port, "/echo", body: "one")) { ends.add(1, ordering: .relaxed) }
-            let firstText = String(decoding: try await first.collect(), as: UTF8.self)
+            let firstText = String(buffer: try await first.collect())
             let second = try await client.send(try request(port, "/echo", body: "two")) { ends.add(1, ordering: .relaxed) }
-            let secondText = String(decoding: try await second.collect(), as: UTF8.self)
+            let secondText = String(buffer: try await second.collect())
             #expect(first.status == 200 && first.head.headers["content-type"] == "text/plain")
             let (firstPort, secondPort) = (firstText.split(separator: " ").first, secondText.split(separator: " ").first)
             #expect(firstText.hasSuffix(" /echo one") && secondText.hasSuffix(" /echo two"), "\(firstText) | \(secondText)")
@@ -179,22 +179,22 @@ struct EngineClientTests {
             #expect(try await eventually(2) { ends.load(ordering: .relaxed) == 2 }, "onEnd ran \(ends.load(ordering: .relaxed)) times")
 
             let based = try await client.send(try request(port, "/echo", endpointPath: "/base"))
-            #expect(String(decoding: try await based.collect(), as: UTF8.self).hasPrefix("based "))
+            #expect(String(buffer: try await based.collect()).hasPrefix("based "))
         }
     }
 
     @Test("a connection the engine closes (Connection: close, or its idle timeout) is never reused")
     func closedConnections() async throws {
         try await withStubEngine(idleTimeout: .seconds(1)) { port, _ in
-            let first = String(decoding: try await client.send(try request(port, "/close")).collect(), as: UTF8.self)
-            let second = String(decoding: try await client.send(try request(port, "/close")).collect(), as: UTF8.self)
+            let first = String(buffer: try await client.send(try request(port, "/close")).collect())
+            let second = String(buffer: try await client.send(try request(port, "/close")).collect())
             #expect(first != second, "the closed connection was used again")
             // The engine closes an idle kept-alive connection; the next request still gets its reply.
             _ = try await client.send(try request(port, "/echo")).collect()
             try await Task.sleep(for: .milliseconds(2500))
             for _ in 0..<3 {
                 let reply = try await client.send(try request(port, "/echo", body: "again"))
-                #expect(String(decoding: try await reply.collect(), as: UTF8.self).hasSuffix("again"))
+                #expect(String(buffer: try await reply.collect()).hasSuffix("again"))
             }
         }
     }
@@ -233,7 +233,7 @@ struct EngineClientTests {
 
             // The cancelled connections are gone; a new request still works.
             let after = try await client.send(try request(port, "/echo", body: "after"))
-            #expect(String(decoding: try await after.collect(), as: UTF8.self).hasSuffix("after"))
+            #expect(String(buffer: try await after.collect()).hasSuffix("after"))
         }
     }
 

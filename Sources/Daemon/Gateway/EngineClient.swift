@@ -105,15 +105,32 @@ struct EngineRequest: Sendable {
 
     /// - Throws: ``EngineClientError/badEndpoint(_:)`` unless `endpoint` is an `http://host:port[/path]` URL.
     init(endpoint: String, path: String, method: HTTPMethod = .POST, headers: [(String, String)], body: ByteBuffer) throws {
-        guard let url = URLComponents(string: endpoint), url.scheme == "http", let host = url.host, !host.isEmpty else {
-            throw EngineClientError.badEndpoint(endpoint)
-        }
-        address = EngineAddress(host: host, port: url.port ?? 80)
-        let base = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
+        let (address, base) = try Self.parse(endpoint)
+        self.address = address
         self.path = base + path
         self.method = method
         self.headers = headers
         self.body = body
+    }
+}
+
+extension EngineRequest {
+    /// Endpoints already parsed: a run's endpoint is the same string for every request.
+    private static let parsed = Mutex<[String: (EngineAddress, String)]>([:])
+
+    /// An endpoint's address and path (without a trailing `/`).
+    private static func parse(_ endpoint: String) throws -> (EngineAddress, String) {
+        if let known = parsed.withLock({ $0[endpoint] }) { return known }
+        guard let url = URLComponents(string: endpoint), url.scheme == "http", let host = url.host, !host.isEmpty else {
+            throw EngineClientError.badEndpoint(endpoint)
+        }
+        let base = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
+        let result = (EngineAddress(host: host, port: url.port ?? 80), base)
+        parsed.withLock { parsed in
+            if parsed.count > 1024 { parsed.removeAll() }
+            parsed[endpoint] = result
+        }
+        return result
     }
 }
 
@@ -148,12 +165,19 @@ struct EngineReply: Sendable {
     /// the engine sees as a cancelled request.
     func cancel() { stop() }
 
-    /// The whole body, for replies that are not streamed.
+    /// The whole body, for replies that are not streamed (a body that came in one read is not copied).
     /// - Throws: ``EngineClientError`` when the engine broke off.
-    func collect() async throws -> Data {
-        var data = Data()
-        for try await chunk in body { data.append(contentsOf: chunk.readableBytesView) }
-        return data
+    func collect() async throws -> ByteBuffer {
+        var whole: ByteBuffer?
+        for try await chunk in body {
+            if whole == nil {
+                whole = chunk
+            } else {
+                var chunk = chunk
+                whole!.writeBuffer(&chunk)
+            }
+        }
+        return whole ?? ByteBuffer()
     }
 }
 

@@ -85,7 +85,7 @@ struct GatewayController {
             let reply = await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
             return metrics.meterReply(reply, model: run.model, started: started)
         }
-        let reply: (head: Transfer.HTTPResponseHead, body: Data)
+        let reply: (head: Transfer.HTTPResponseHead, body: ByteBuffer)
         do {
             reply = try await UpstreamRelay.fetch(upstream, runID: run.runID, outstanding: outstanding)
         } catch {
@@ -93,11 +93,11 @@ struct GatewayController {
         }
         let contentType = reply.head.headers["content-type"] ?? "application/json"
         if (200..<300).contains(reply.head.status), contentType.lowercased().hasPrefix("application/json") {
-            metrics.recordUsage(ofReply: reply.body, model: run.model)
+            metrics.recordUsage(ofReply: reply.body.readableBytesView, model: run.model)
         }
         return Response(
             status: HTTPResponse.Status(code: reply.head.status), headers: [.contentType: contentType],
-            body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+            body: .init(byteBuffer: reply.body))
     }
 }
 
@@ -267,7 +267,7 @@ enum UpstreamRelay {
     /// - Throws: when the engine did not answer or broke off.
     static func fetch(
         _ request: EngineRequest, runID: String, outstanding: OutstandingRequests, client: EngineClient = .shared
-    ) async throws -> (head: Transfer.HTTPResponseHead, body: Data) {
+    ) async throws -> (head: Transfer.HTTPResponseHead, body: ByteBuffer) {
         let reply = try await open(request, runID: runID, outstanding: outstanding, client: client)
         return (reply.head, try await reply.collect())
     }

@@ -84,7 +84,7 @@ final class DaemonMetrics: Sendable {
 
     /// Tokens of a gateway reply that was not streamed, from the `usage` of its JSON; a reply larger than
     /// ``maxUsageReplyBytes``, or without `usage`, is not counted.
-    func recordUsage(ofReply body: Data, model: String) {
+    func recordUsage(ofReply body: some Collection<UInt8>, model: String) {
         guard body.count <= Self.maxUsageReplyBytes, let usage = JSONMembers(body)?.object("usage") else { return }
         recordUsage(ReplyMeter.Usage(promptTokens: usage.int("prompt_tokens"), completionTokens: usage.int("completion_tokens")), model: model)
     }
