@@ -253,6 +253,26 @@ struct EngineClientTests {
         reply.cancel()
     }
 
+    @Test("a reply fetched whole: head and body together, bounded; onEnd once whatever happens")
+    func fetchWhole() async throws {
+        try await withStubEngine { port, _ in
+            let ends = Atomic<Int>(0)
+            let reply = try await client.fetch(try request(port, "/echo", body: "whole")) { ends.add(1, ordering: .relaxed) }
+            #expect(reply.head.status == 200 && String(buffer: reply.body).hasSuffix("/echo whole"))
+            await #expect(throws: EngineClientError.self) {
+                _ = try await client.fetch(try request(port, "/echo", body: String(repeating: "x", count: 4096)), limit: 1024) {
+                    ends.add(1, ordering: .relaxed)
+                }
+            }
+            await #expect(throws: (any Error).self) {
+                _ = try await client.fetch(try request(port, "/breaks")) { ends.add(1, ordering: .relaxed) }
+            }
+            #expect(ends.load(ordering: .relaxed) == 3)
+            let again = try await client.fetch(try request(port, "/echo", body: "after"))
+            #expect(String(buffer: again.body).hasSuffix("after"))
+        }
+    }
+
     @Test("an engine that breaks off mid-body, or is not there, is an error, not a hang")
     func failures() async throws {
         try await withStubEngine { port, _ in

@@ -34,18 +34,42 @@ final class EngineClient: Sendable {
     ///   no reply came (before this throws).
     /// - Throws: ``EngineClientError`` or a connection error when the engine did not answer.
     func send(_ request: EngineRequest, onEnd: @escaping @Sendable () -> Void = {}) async throws -> EngineReply {
+        try await exchange(request, onEnd: onEnd) { connection in
+            let promise = connection.channel.eventLoop.makePromise(of: EngineReply.self)
+            connection.send(request, .streamed(promise), client: self, onEnd: onEnd)
+            return try await promise.futureResult.get()
+        }
+    }
+
+    /// Sends `request` and returns its reply whole, for replies that are not streamed: head and body come back
+    /// together from the event loop.
+    /// - Parameter limit: a longer body fails with ``EngineClientError/replyTooLarge(limit:)``.
+    /// - Throws: ``EngineClientError`` or a connection error when the engine did not answer, or broke off.
+    func fetch(
+        _ request: EngineRequest, limit: Int = 256 << 20, onEnd: @escaping @Sendable () -> Void = {}
+    ) async throws -> (head: Transfer.HTTPResponseHead, body: ByteBuffer) {
+        try await exchange(request, onEnd: onEnd) { connection in
+            let promise = connection.channel.eventLoop.makePromise(of: (Transfer.HTTPResponseHead, ByteBuffer).self)
+            connection.send(request, .whole(promise, limit: limit), client: self, onEnd: onEnd)
+            return try await promise.futureResult.get()
+        }
+    }
+
+    /// Runs one exchange on a kept-alive connection, or a new one.
+    private func exchange<Result>(
+        _ request: EngineRequest, onEnd: @Sendable () -> Void, _ body: (EngineConnection) async throws -> Result
+    ) async throws -> Result {
         do {
             // A kept-alive connection the engine closed just before it was taken fails before any reply byte:
             // the request goes out again on the next one.
             while let connection = takeIdle(request.address) {
                 do {
-                    return try await connection.send(request, client: self, onEnd: onEnd)
+                    return try await body(connection)
                 } catch EngineClientError.closedBeforeReply {
                     continue
                 }
             }
-            let connection = try await connect(request.address)
-            return try await connection.send(request, client: self, onEnd: onEnd)
+            return try await body(try await connect(request.address))
         } catch {
             onEnd()
             throw error
@@ -142,6 +166,8 @@ enum EngineClientError: Error, CustomStringConvertible {
     case closedDuringReply
     /// No byte arrived for the stall timeout.
     case stalled
+    /// A reply fetched whole was longer than the limit.
+    case replyTooLarge(limit: Int)
 
     var description: String {
         switch self {
@@ -149,6 +175,7 @@ enum EngineClientError: Error, CustomStringConvertible {
         case .closedBeforeReply: "the engine closed the connection without replying"
         case .closedDuringReply: "the engine closed the connection in the middle of its reply"
         case .stalled: "the engine sent nothing for too long"
+        case .replyTooLarge(let limit): "the engine's reply is larger than \(limit >> 20) MiB"
         }
     }
 }
@@ -191,18 +218,17 @@ private struct EngineConnection: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<EngineReplyHandler>
 
-    /// - Parameter onEnd: called when a reply that arrived ends; when none does, this throws instead.
-    func send(_ request: EngineRequest, client: EngineClient, onEnd: @escaping @Sendable () -> Void) async throws -> EngineReply {
-        let promise = channel.eventLoop.makePromise(of: EngineReply.self)
+    /// Sends `request`; the handler delivers the reply as `delivery` says.
+    /// - Parameter onEnd: called when a reply that arrived ends; when none does, the delivery fails instead.
+    func send(_ request: EngineRequest, _ delivery: EngineReplyHandler.Delivery, client: EngineClient, onEnd: @escaping @Sendable () -> Void) {
         let handler = self.handler
         let connection = self
         channel.eventLoop.execute {
-            handler.value.begin(request, reply: promise) { reusable, answered in
+            handler.value.begin(request, delivery) { reusable, answered in
                 if reusable { client.release(connection) } else { connection.channel.close(promise: nil) }
                 if answered { onEnd() }
             }
         }
-        return try await promise.futureResult.get()
     }
 }
 
@@ -222,21 +248,42 @@ struct EngineBodyDemand: NIOAsyncSequenceProducerDelegate {
     }
 }
 
-/// The end of a connection's pipeline: writes each request and turns the reply into a head and a body stream.
+/// The end of a connection's pipeline: writes each request and delivers its reply, as a head and a body stream
+/// or whole.
 private final class EngineReplyHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
+    /// How a reply reaches the caller.
+    enum Delivery {
+        /// The head when it arrives, the body as a stream read at the caller's pace.
+        case streamed(EventLoopPromise<EngineReply>)
+        /// Head and body together at the end, the body no larger than the limit.
+        case whole(EventLoopPromise<(Transfer.HTTPResponseHead, ByteBuffer)>, limit: Int)
+
+        func fail(_ error: any Error) {
+            switch self {
+            case .streamed(let promise): promise.fail(error)
+            case .whole(let promise, _): promise.fail(error)
+            }
+        }
+    }
+
     /// The request in flight.
     private struct Exchange {
         let id: Int
-        /// Until the head arrives: a fulfilled future would keep the reply (and its body) alive.
-        var reply: EventLoopPromise<EngineReply>?
-        let source: EngineBody.Source
-        /// The body until the head arrives and the reply takes it: a reply dropped unread then ends the exchange.
+        /// Until the reply is handed over: a fulfilled future would keep the reply (and its body) alive.
+        var delivery: Delivery?
+        /// The stream of a streamed reply.
+        var source: EngineBody.Source?
+        /// A streamed body until the head arrives and the reply takes it: a reply dropped unread then ends the exchange.
         var body: EngineBody?
-        /// Called once at the end: whether the connection can serve another request, and whether a reply arrived.
+        /// A whole reply while it arrives.
+        var head: Transfer.HTTPResponseHead?
+        var collected: ByteBuffer?
+        /// Called once at the end: whether the connection can serve another request, and whether the reply was
+        /// handed over (else its delivery failed).
         let finished: (_ reusable: Bool, _ answered: Bool) -> Void
         var headArrived = false
         var keepAlive = true
@@ -252,17 +299,22 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    func begin(_ request: EngineRequest, reply: EventLoopPromise<EngineReply>, finished: @escaping (Bool, Bool) -> Void) {
+    func begin(_ request: EngineRequest, _ delivery: Delivery, finished: @escaping (Bool, Bool) -> Void) {
         guard let context, context.channel.isActive, exchange == nil else {
-            reply.fail(EngineClientError.closedBeforeReply)
+            delivery.fail(EngineClientError.closedBeforeReply)
             return
         }
         exchanges += 1
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        let sequence = EngineBody.makeSequence(
-            backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: true,
-            delegate: EngineBodyDemand(handler: bound, exchange: exchanges))
-        exchange = Exchange(id: exchanges, reply: reply, source: sequence.source, body: sequence.sequence, finished: finished)
+        var current = Exchange(id: exchanges, delivery: delivery, finished: finished)
+        if case .streamed = delivery {
+            let sequence = EngineBody.makeSequence(
+                backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: true,
+                delegate: EngineBodyDemand(handler: bound, exchange: exchanges))
+            current.source = sequence.source
+            current.body = sequence.sequence
+        }
+        exchange = current
         reading = true
 
         var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.path)
@@ -289,27 +341,42 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         switch unwrapInboundIn(data) {
         case .head(let head):
             // 1xx heads (100 Continue) come before the real one.
-            guard head.status.code >= 200, let body = current.body else { return }
+            guard head.status.code >= 200, !current.headArrived else { return }
             current.headArrived = true
             current.keepAlive = head.isKeepAlive
-            current.body = nil
-            let reply = current.reply
-            current.reply = nil
-            exchange = current
             var headers: [String: String] = [:]
             for field in head.headers { headers[field.name.lowercased()] = field.value }
-            let id = current.id
-            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            reply?.succeed(
-                EngineReply(
-                    head: Transfer.HTTPResponseHead(status: Int(head.status.code), headers: headers), body: body,
-                    stop: { bound.eventLoop.execute { bound.value.consumerStopped(id) } }))
-        case .body(let chunk):
-            if current.source.yield(chunk) == .stopProducing { reading = false }
+            let replyHead = Transfer.HTTPResponseHead(status: Int(head.status.code), headers: headers)
+            if case .streamed(let promise) = current.delivery, let body = current.body {
+                current.delivery = nil
+                current.body = nil
+                exchange = current
+                let id = current.id
+                let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                promise.succeed(EngineReply(head: replyHead, body: body, stop: { bound.eventLoop.execute { bound.value.consumerStopped(id) } }))
+            } else {
+                current.head = replyHead
+                exchange = current
+            }
+        case .body(var chunk):
+            if let source = current.source {
+                if source.yield(chunk) == .stopProducing { reading = false }
+            } else if case .whole(_, let limit) = current.delivery {
+                if current.collected == nil {
+                    current.collected = chunk
+                } else {
+                    current.collected!.writeBuffer(&chunk)
+                }
+                exchange = current
+                if current.collected!.readableBytes > limit { fail(current.id, EngineClientError.replyTooLarge(limit: limit)) }
+            }
         case .end:
             guard current.headArrived else { return }  // The end of a 1xx reply.
             exchange = nil
-            current.source.finish()
+            current.source?.finish()
+            if case .whole(let promise, _) = current.delivery, let head = current.head {
+                promise.succeed((head, current.collected ?? ByteBuffer()))
+            }
             current.finished(current.keepAlive, true)
         }
     }
@@ -357,16 +424,17 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    /// Ends the exchange with `error` (its head, or its body when the head arrived) and closes the connection.
+    /// Ends the exchange with `error` and closes the connection: a reply not yet handed over fails, a streamed
+    /// body that was ends with the error.
     private func fail(_ id: Int, _ error: any Error) {
         guard let current = exchange, current.id == id else { return }
         exchange = nil
-        if current.headArrived {
-            current.source.finish(error)
+        current.delivery?.fail(error)
+        if current.delivery == nil {
+            current.source?.finish(error)
         } else {
-            current.reply?.fail(error)
-            current.source.finish()
+            current.source?.finish()
         }
-        current.finished(false, current.headArrived)
+        current.finished(false, current.delivery == nil)
     }
 }

@@ -268,8 +268,8 @@ enum UpstreamRelay {
     static func fetch(
         _ request: EngineRequest, runID: String, outstanding: OutstandingRequests, client: EngineClient = .shared
     ) async throws -> (head: Transfer.HTTPResponseHead, body: ByteBuffer) {
-        let reply = try await open(request, runID: runID, outstanding: outstanding, client: client)
-        return (reply.head, try await reply.collect())
+        outstanding.begin(runID)
+        return try await client.fetch(request) { outstanding.end(runID) }
     }
 
     /// Sends `request` and returns once the reply's head has arrived.
