@@ -8,6 +8,8 @@ struct FakeBehaviour: Sendable {
     var startedAt: Date
     /// Where to append the body of every completion request, one line each.
     var requestLog: String?
+    /// Seconds a chat completion takes before its reply.
+    var replyDelay: Double
 
     init(environment: [String: String], startedAt: Date) {
         startDelay = environment["FAKE_ENGINE_START_DELAY"].flatMap(Double.init) ?? 0
@@ -18,6 +20,7 @@ struct FakeBehaviour: Sendable {
         }
         self.startedAt = startedAt
         requestLog = environment["FAKE_ENGINE_REQUEST_LOG"]
+        replyDelay = environment["FAKE_ENGINE_REPLY_DELAY"].flatMap(Double.init) ?? 0
     }
 
     var elapsed: Double { Date().timeIntervalSince(startedAt) }

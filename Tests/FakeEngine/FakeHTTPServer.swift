@@ -151,6 +151,7 @@ final class FakeHTTPServer: Sendable {
         if let log = behaviour.requestLog {
             FakeEngine.appendLine(String(decoding: request.body, as: UTF8.self), to: log)
         }
+        if behaviour.replyDelay > 0 { Thread.sleep(forTimeInterval: behaviour.replyDelay) }
         guard let body = (try? JSONSerialization.jsonObject(with: request.body)) as? [String: Any] else {
             send(connection, status: 400, json: ["object": "error", "message": "the body is not a JSON object", "type": "BadRequestError", "code": 400])
             return
