@@ -8,7 +8,7 @@ struct FakeBehaviour: Sendable {
     var startedAt: Date
     /// Where to append the body of every completion request, one line each.
     var requestLog: String?
-    /// Seconds a chat completion takes before its reply.
+    /// Seconds a chat completion that is not streamed takes before its reply.
     var replyDelay: Double
 
     init(environment: [String: String], startedAt: Date) {

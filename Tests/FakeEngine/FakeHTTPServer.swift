@@ -110,6 +110,29 @@ final class FakeHTTPServer: Sendable {
         }
     }
 
+    /// A streamed chat completion: 30 SSE chunks 100 ms apart, then `[DONE]`. When the client goes away
+    /// first, the request log (if any) gets the line `stream cancelled by the client`.
+    private func streamChat(_ connection: Int32, model: String) {
+        func chunk(_ delta: [String: Any], finish: String?) -> String {
+            let object: [String: Any] = [
+                "id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                "choices": [["index": 0, "delta": delta, "finish_reason": finish as Any? ?? NSNull()]],
+            ]
+            return "data: " + String(decoding: (try? JSONSerialization.data(withJSONObject: object)) ?? Data(), as: UTF8.self) + "\n\n"
+        }
+        var events = ["HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"]
+        events += (0..<30).map { _ in chunk(["content": "tick "], finish: nil) }
+        events += [chunk([:], finish: "stop"), "data: [DONE]\n\n"]
+        for event in events {
+            let sent = Array(event.utf8).withUnsafeBytes { Glibc.send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent < 0 {
+                if let log = behaviour.requestLog { FakeEngine.appendLine("stream cancelled by the client", to: log) }
+                return
+            }
+            usleep(100_000)
+        }
+    }
+
     private func writeAll(_ connection: Int32, _ data: Data) {
         data.withUnsafeBytes { raw in
             var offset = 0
@@ -151,7 +174,6 @@ final class FakeHTTPServer: Sendable {
         if let log = behaviour.requestLog {
             FakeEngine.appendLine(String(decoding: request.body, as: UTF8.self), to: log)
         }
-        if behaviour.replyDelay > 0 { Thread.sleep(forTimeInterval: behaviour.replyDelay) }
         guard let body = (try? JSONSerialization.jsonObject(with: request.body)) as? [String: Any] else {
             send(connection, status: 400, json: ["object": "error", "message": "the body is not a JSON object", "type": "BadRequestError", "code": 400])
             return
@@ -175,6 +197,11 @@ final class FakeHTTPServer: Sendable {
             finish = "length"
         }
         text = String(decoding: bytes, as: UTF8.self)
+        if body["stream"] as? Bool == true {
+            streamChat(connection, model: model)
+            return
+        }
+        if behaviour.replyDelay > 0 { Thread.sleep(forTimeInterval: behaviour.replyDelay) }
         let messages = body["messages"] as? [[String: Any]] ?? []
         let promptTokens = messages.reduce(0) { $0 + (($1["content"] as? String)?.split(separator: " ").count ?? 0) }
         let completionTokens = (bytes.count + 3) / 4
