@@ -88,6 +88,8 @@ final class EngineClient: Sendable {
     /// A connection whose reply ended with keep-alive waits for the next request, unless enough already do.
     fileprivate func release(_ connection: EngineConnection) {
         let kept = idle.withLock { idle in
+            // Connections the engine closed meanwhile (it stopped, or timed them out) leave the pool here.
+            idle[connection.address]?.removeAll { !$0.channel.isActive }
             guard connection.channel.isActive, idle[connection.address, default: []].count < maxIdlePerEngine else { return false }
             idle[connection.address, default: []].append(connection)
             return true
