@@ -19,9 +19,15 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
             finished(request, context: context, code: 500, started: started)
             throw error
         }
-        // A streamed reply (pull progress, logs, SSE) is done when its body is: time it to the last byte.
+        // A reply of known length is in memory: it is done now, and its body stays as it is, so that the server
+        // sends head and body in one write. A streamed reply (pull progress, logs, SSE) is done when its body
+        // is: time it to the last byte.
         let body = response.body
         let code = response.status.code
+        guard body.contentLength == nil else {
+            finished(request, context: context, code: code, started: started)
+            return response
+        }
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
             defer { finished(request, context: context, code: code, started: started) }
             try await body.write(writer)
