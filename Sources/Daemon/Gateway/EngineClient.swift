@@ -35,9 +35,9 @@ final class EngineClient: Sendable {
     /// - Throws: ``EngineClientError`` or a connection error when the engine did not answer.
     func send(_ request: EngineRequest, onEnd: @escaping @Sendable () -> Void = {}) async throws -> EngineReply {
         try await exchange(request, onEnd: onEnd) { connection in
-            let promise = connection.channel.eventLoop.makePromise(of: EngineReply.self)
-            connection.send(request, .streamed(promise), client: self, onEnd: onEnd)
-            return try await promise.futureResult.get()
+            try await withCheckedThrowingContinuation { continuation in
+                connection.send(request, .streamed { continuation.resume(with: $0) }, client: self, onEnd: onEnd)
+            }
         }
     }
 
@@ -49,9 +49,9 @@ final class EngineClient: Sendable {
         _ request: EngineRequest, limit: Int = 256 << 20, onEnd: @escaping @Sendable () -> Void = {}
     ) async throws -> (head: Transfer.HTTPResponseHead, body: ByteBuffer) {
         try await exchange(request, onEnd: onEnd) { connection in
-            let promise = connection.channel.eventLoop.makePromise(of: (Transfer.HTTPResponseHead, ByteBuffer).self)
-            connection.send(request, .whole(promise, limit: limit), client: self, onEnd: onEnd)
-            return try await promise.futureResult.get()
+            try await withCheckedThrowingContinuation { continuation in
+                connection.send(request, .whole({ continuation.resume(with: $0.map { (head: $0.0, body: $0.1) }) }, limit: limit), client: self, onEnd: onEnd)
+            }
         }
     }
 
@@ -257,17 +257,18 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
-    /// How a reply reaches the caller.
+    /// How a reply reaches the caller: each callback is called once, on the event loop (the caller's
+    /// continuation, resumed without a future in between).
     enum Delivery {
         /// The head when it arrives, the body as a stream read at the caller's pace.
-        case streamed(EventLoopPromise<EngineReply>)
+        case streamed(@Sendable (Result<EngineReply, any Error>) -> Void)
         /// Head and body together at the end, the body no larger than the limit.
-        case whole(EventLoopPromise<(Transfer.HTTPResponseHead, ByteBuffer)>, limit: Int)
+        case whole(@Sendable (Result<(Transfer.HTTPResponseHead, ByteBuffer), any Error>) -> Void, limit: Int)
 
         func fail(_ error: any Error) {
             switch self {
-            case .streamed(let promise): promise.fail(error)
-            case .whole(let promise, _): promise.fail(error)
+            case .streamed(let deliver): deliver(.failure(error))
+            case .whole(let deliver, _): deliver(.failure(error))
             }
         }
     }
@@ -275,7 +276,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
     /// The request in flight.
     private struct Exchange {
         let id: Int
-        /// Until the reply is handed over: a fulfilled future would keep the reply (and its body) alive.
+        /// Until the reply is handed over (holding it longer would keep a dropped reply's body alive).
         var delivery: Delivery?
         /// The stream of a streamed reply.
         var source: EngineBody.Source?
@@ -349,13 +350,13 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             var headers: [String: String] = [:]
             for field in head.headers { headers[field.name.lowercased()] = field.value }
             let replyHead = Transfer.HTTPResponseHead(status: Int(head.status.code), headers: headers)
-            if case .streamed(let promise) = current.delivery, let body = current.body {
+            if case .streamed(let deliver) = current.delivery, let body = current.body {
                 current.delivery = nil
                 current.body = nil
                 exchange = current
                 let id = current.id
                 let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-                promise.succeed(EngineReply(head: replyHead, body: body, stop: { bound.eventLoop.execute { bound.value.consumerStopped(id) } }))
+                deliver(.success(EngineReply(head: replyHead, body: body, stop: { bound.eventLoop.execute { bound.value.consumerStopped(id) } })))
             } else {
                 current.head = replyHead
                 exchange = current
@@ -376,8 +377,8 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             guard current.headArrived else { return }  // The end of a 1xx reply.
             exchange = nil
             current.source?.finish()
-            if case .whole(let promise, _) = current.delivery, let head = current.head {
-                promise.succeed((head, current.collected ?? ByteBuffer()))
+            if case .whole(let deliver, _) = current.delivery, let head = current.head {
+                deliver(.success((head, current.collected ?? ByteBuffer())))
             }
             current.finished(current.keepAlive, true)
         }
