@@ -5,11 +5,12 @@ Usage: bench-gateway.py --gateway URL --direct URL --model NAME [--requests N] [
 
 1. Latency: N sequential /v1/completions requests (1 token) on one kept-alive connection to each side,
    alternating gateway and direct so that drift on a noisy machine hits both alike. Prints p50/p90/p99 of
-   each, and the added latency (gateway minus direct, per percentile and as the median of paired differences).
+   each, and the added latency (gateway minus direct, per percentile and as the median of paired differences);
+   with --daemon-pid and --engine-pid, the CPU time each process spent per request (from /proc).
 2. Concurrency: --streams streamed chat completions at once through the gateway (and then direct), each read
    to `data: [DONE]`; prints errors, chunks and wall time.
 """
-import argparse, asyncio, http.client, json, statistics, time, urllib.parse
+import argparse, asyncio, http.client, json, os, statistics, time, urllib.parse
 
 
 def percentile(values, p):
@@ -34,6 +35,14 @@ class Client:
         return data
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far (from /proc), or None without a pid."""
+    if not pid:
+        return None
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def latency(args):
     body = json.dumps({"model": args.model, "prompt": "Hello", "max_tokens": 1, "temperature": 0}).encode()
     gateway, direct = Client(args.gateway), Client(args.direct)
@@ -41,6 +50,7 @@ def latency(args):
         gateway.post("/v1/completions", body)
         direct.post("/v1/completions", body)
     through, straight = [], []
+    daemon_cpu, engine_cpu = cpu_seconds(args.daemon_pid), cpu_seconds(args.engine_pid)
     for i in range(args.requests):
         order = [(gateway, through), (direct, straight)] if i % 2 == 0 else [(direct, straight), (gateway, through)]
         for client, out in order:
@@ -54,6 +64,11 @@ def latency(args):
         print("  %-10s %8.3f %8.3f %8.3f" % (name, percentile(values, 50), percentile(values, 90), percentile(values, 99)))
     print("  %-10s %8.3f %8.3f %8.3f" % ("added", *(percentile(through, p) - percentile(straight, p) for p in (50, 90, 99))))
     print("  median of paired differences: %.3f ms" % statistics.median(paired))
+    if daemon_cpu is not None and engine_cpu is not None:
+        # The daemon serves only the gateway half of the requests; the engine serves both halves.
+        print("  CPU per request: daemon %.0f us (gateway requests), engine %.0f us (both sides)" % (
+            (cpu_seconds(args.daemon_pid) - daemon_cpu) / args.requests * 1e6,
+            (cpu_seconds(args.engine_pid) - engine_cpu) / (2 * args.requests) * 1e6))
 
 
 async def one_stream(base, body):
@@ -112,6 +127,8 @@ def main():
     parser.add_argument("--model", required=True)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--daemon-pid", type=int, help="report the daemon's CPU time per gateway request")
+    parser.add_argument("--engine-pid", type=int, help="report the engine's CPU time per request")
     args = parser.parse_args()
     latency(args)
     concurrency(args)

@@ -28,6 +28,8 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HUB/api/models/acme/qwen2-
 ctl pull acme/qwen2-tiny > /dev/null
 endpoint=$(ctl start acme/qwen2-tiny --engine builtin --name tiny --wait --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["endpoint"])')
 echo "modeld $(git rev-parse --short HEAD), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+engine_pid=$(ctl ps --json | python3 -c 'import json,sys; print([r["pid"] for r in json.load(sys.stdin) if r["name"] == "tiny"][0])')
 python3 scripts/bench-gateway.py --gateway "http://127.0.0.1:$PORT" --direct "$endpoint" --model tiny \
+    --daemon-pid "${pids[1]}" --engine-pid "$engine_pid" \
     --requests "${REQUESTS:-2000}" --streams "${STREAMS:-200}"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
