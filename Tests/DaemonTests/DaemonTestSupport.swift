@@ -3,6 +3,7 @@ import FakeHub
 import Foundation
 import Logging
 import Synchronization
+import Testing
 
 @testable import Daemon
 
@@ -154,5 +155,31 @@ enum TinyQwen2 {
     /// Its files for a fake hub repository, the safetensors as LFS.
     static func hubFiles() throws -> [FakeFile] {
         try names.map { name in FakeFile(name, try Data(contentsOf: directory.appending(path: name)), lfs: name.hasSuffix(".safetensors")) }
+    }
+}
+
+/// A daemon whose vLLM is the fake engine, with `acme/tiny` pulled from a fake hub. The fake engine appends the
+/// body of every chat completion it receives to `requestLog`. The daemon is stopped afterwards, also on failure.
+func withFakeVLLMDaemon(
+    environment: [String: String] = [:], _ body: @Sendable (_ daemon: DaemonProcess, _ requestLog: String) async throws -> Void
+) async throws {
+    let fakeEngine = productsDirectory.appending(path: "fake-engine").path
+    try await FakeHub.withRunning { hub in
+        hub.addRepo("acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", "{}")])])
+        let requestLog = FileManager.default.temporaryDirectory.appending(path: "fake-requests-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: requestLog) }
+        let daemon = try await DaemonProcess(
+            extraEnvironment: environment.merging([
+                "HF_ENDPOINT": hub.endpoint, "MODELD_VLLM_COMMAND": fakeEngine, "FAKE_ENGINE_REQUEST_LOG": requestLog,
+            ]) { $1 })
+        do {
+            let pulled = try await daemon.modelctl(["pull", "acme/tiny"])
+            #expect(pulled.status == 0, "\(pulled.stderr)")
+            try await body(daemon, requestLog)
+        } catch {
+            try await daemon.stop()
+            throw error
+        }
+        try await daemon.stop()
     }
 }

@@ -156,83 +156,69 @@ struct LLMAPITests {
 
     @Test("structured-generate passes the schema to vLLM as response_format, key order kept, and returns the parsed JSON")
     func structuredOnVLLM() async throws {
-        let fakeEngine = productsDirectory.appending(path: "fake-engine").path
-        try await FakeHub.withRunning { hub in
-            hub.addRepo("acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", "{}")])])
-            let requestLog = FileManager.default.temporaryDirectory.appending(path: "fake-requests-\(UUID().uuidString).log").path
-            defer { try? FileManager.default.removeItem(atPath: requestLog) }
-            let daemon = try await DaemonProcess(extraEnvironment: [
-                "HF_ENDPOINT": hub.endpoint, "MODELD_VLLM_COMMAND": fakeEngine, "FAKE_ENGINE_REQUEST_LOG": requestLog,
-            ])
-            do {
-                #expect(try await daemon.modelctl(["pull", "acme/tiny"]).status == 0)
-                let started = try await daemon.modelctl(["start", "acme/tiny", "--engine", "vllm", "--name", "tiny-vllm", "--wait", "--json"])
-                #expect(started.status == 0, "\(started.stderr)")
-                let run = try WireJSON.decoder().decode(RunSummary.self, from: Data(started.stdout.utf8))
+        try await withFakeVLLMDaemon { daemon, requestLog in
+            let started = try await daemon.modelctl(["start", "acme/tiny", "--engine", "vllm", "--name", "tiny-vllm", "--wait", "--json"])
+            #expect(started.status == 0, "\(started.stderr)")
+            let run = try WireJSON.decoder().decode(RunSummary.self, from: Data(started.stdout.utf8))
 
-                // Properties deliberately out of alphabetical order: constrained decoders emit them in schema order.
-                let schema = #"{"type": "object", "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}, "mid": {"type": "boolean", "description": "ünïcode"}}, "required": ["zeta", "alpha", "mid"]}"#
-                let body = #"{"model": "tiny-vllm", "prompt": "Describe a cat", "schema": \#(schema), "schema_name": "cat", "temperature": 0, "guided_decoding_backend": "xgrammar"}"#
-                let reply = try await Self.post(daemon, "/api/v1/llm/structured-generate", body)
-                #expect(reply.status == 200, "\(reply.body)\n\(daemon.log)")
-                let json = try #require(reply.data["json"] as? [String: Any], "\(reply.body)")
-                #expect(json["zeta"] as? String == "text" && json["alpha"] as? Int == 7 && json["mid"] as? Bool == true, "\(reply.body)")
-                #expect(reply.data["json_error"] is NSNull && reply.data["run_id"] as? String == run.runID)
-                #expect(Self.usage(reply.data)["prompt_tokens"] == 3, "\(reply.body)")
+            // Properties deliberately out of alphabetical order: constrained decoders emit them in schema order.
+            let schema = #"{"type": "object", "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}, "mid": {"type": "boolean", "description": "ünïcode"}}, "required": ["zeta", "alpha", "mid"]}"#
+            let body = #"{"model": "tiny-vllm", "prompt": "Describe a cat", "schema": \#(schema), "schema_name": "cat", "temperature": 0, "guided_decoding_backend": "xgrammar"}"#
+            let reply = try await Self.post(daemon, "/api/v1/llm/structured-generate", body)
+            #expect(reply.status == 200, "\(reply.body)\n\(daemon.log)")
+            let json = try #require(reply.data["json"] as? [String: Any], "\(reply.body)")
+            #expect(json["zeta"] as? String == "text" && json["alpha"] as? Int == 7 && json["mid"] as? Bool == true, "\(reply.body)")
+            #expect(reply.data["json_error"] is NSNull && reply.data["run_id"] as? String == run.runID)
+            #expect(Self.usage(reply.data)["prompt_tokens"] == 3, "\(reply.body)")
 
-                // What the engine received: OpenAI's response_format with the schema exactly as sent.
-                let lines = try String(contentsOfFile: requestLog, encoding: .utf8).split(separator: "\n")
-                let received = try #require(lines.last.map(String.init))
-                let request = try #require(try JSONSerialization.jsonObject(with: Data(received.utf8)) as? [String: Any])
-                let format = try #require(request["response_format"] as? [String: Any], "\(received)")
-                let jsonSchema = try #require(format["json_schema"] as? [String: Any], "\(received)")
-                #expect(format["type"] as? String == "json_schema" && jsonSchema["name"] as? String == "cat")
-                let sent = try JSONSerialization.jsonObject(with: Data(schema.utf8))
-                #expect(try Self.canonical(try #require(jsonSchema["schema"])) == Self.canonical(sent), "\(received)")
-                #expect(request["model"] as? String == "tiny-vllm" && request["guided_decoding_backend"] as? String == "xgrammar", "\(received)")
-                #expect((request["messages"] as? [[String: String]]) == [["role": "user", "content": "Describe a cat"]], "\(received)")
-                #expect(request["schema"] == nil && request["prompt"] == nil && request["schema_name"] == nil, "\(received)")
-                let order = ["\"zeta\"", "\"alpha\"", "\"mid\""].map { received.range(of: $0)?.lowerBound }
-                #expect(order.allSatisfy { $0 != nil } && order == order.sorted { $0! < $1! }, "property order lost: \(received)")
+            // What the engine received: OpenAI's response_format with the schema exactly as sent.
+            let lines = try String(contentsOfFile: requestLog, encoding: .utf8).split(separator: "\n")
+            let received = try #require(lines.last.map(String.init))
+            let request = try #require(try JSONSerialization.jsonObject(with: Data(received.utf8)) as? [String: Any])
+            let format = try #require(request["response_format"] as? [String: Any], "\(received)")
+            let jsonSchema = try #require(format["json_schema"] as? [String: Any], "\(received)")
+            #expect(format["type"] as? String == "json_schema" && jsonSchema["name"] as? String == "cat")
+            let sent = try JSONSerialization.jsonObject(with: Data(schema.utf8))
+            #expect(try Self.canonical(try #require(jsonSchema["schema"])) == Self.canonical(sent), "\(received)")
+            #expect(request["model"] as? String == "tiny-vllm" && request["guided_decoding_backend"] as? String == "xgrammar", "\(received)")
+            #expect((request["messages"] as? [[String: String]]) == [["role": "user", "content": "Describe a cat"]], "\(received)")
+            #expect(request["schema"] == nil && request["prompt"] == nil && request["schema_name"] == nil, "\(received)")
+            let order = ["\"zeta\"", "\"alpha\"", "\"mid\""].map { received.range(of: $0)?.lowerBound }
+            #expect(order.allSatisfy { $0 != nil } && order == order.sorted { $0! < $1! }, "property order lost: \(received)")
 
-                // Output cut off by max_tokens is not JSON: the raw text, json null and why.
-                let cut = try await Self.post(
-                    daemon, "/api/v1/llm/structured-generate",
-                    #"{"run_id": "\#(run.runID)", "messages": [{"role": "user", "content": "A cat"}], "schema": \#(schema), "max_tokens": 2}"#)
-                #expect(cut.status == 200, "\(cut.body)")
-                #expect(cut.data["json"] is NSNull && (cut.data["json_error"] as? String)?.contains("max_tokens") == true, "\(cut.body)")
-                #expect(cut.data["finish_reason"] as? String == "length" && (cut.data["text"] as? String)?.isEmpty == false)
+            // Output cut off by max_tokens is not JSON: the raw text, json null and why.
+            let cut = try await Self.post(
+                daemon, "/api/v1/llm/structured-generate",
+                #"{"run_id": "\#(run.runID)", "messages": [{"role": "user", "content": "A cat"}], "schema": \#(schema), "max_tokens": 2}"#)
+            #expect(cut.status == 200, "\(cut.body)")
+            #expect(cut.data["json"] is NSNull && (cut.data["json_error"] as? String)?.contains("max_tokens") == true, "\(cut.body)")
+            #expect(cut.data["finish_reason"] as? String == "length" && (cut.data["text"] as? String)?.isEmpty == false)
 
-                // chat on the same engine, by run name.
-                let chat = try await Self.post(daemon, "/api/v1/llm/chat", #"{"run_id": "tiny-vllm", "messages": [{"role": "user", "content": "Hi there"}]}"#)
-                #expect(chat.status == 200 && (chat.data["message"] as? [String: String])?["content"] == "A fake reply.", "\(chat.body)")
+            // chat on the same engine, by run name.
+            let chat = try await Self.post(daemon, "/api/v1/llm/chat", #"{"run_id": "tiny-vllm", "messages": [{"role": "user", "content": "Hi there"}]}"#)
+            #expect(chat.status == 200 && (chat.data["message"] as? [String: String])?["content"] == "A fake reply.", "\(chat.body)")
 
-                // The OpenAI gateway passes a body through byte for byte but for model, which becomes the served name:
-                // numbers a decode and re-encode would rewrite, unknown fields, nested "model" keys and escapes stay.
-                let original = #"{"messages":[{"role":"user","content":"Hi \"there\" \u00e9"}],"temperature":0.1,"#
-                    + #""seed":12345678901234567890,"ignore_eos":true,"extra":{"model":"inner","x":[1e-7,null]},"model":"TINY-VLLM"}"#
-                let relayed = try await Self.post(daemon, "/v1/chat/completions", original)
-                #expect(relayed.status == 200 && relayed.body.contains("A fake reply."), "\(relayed.body)")
-                let forwarded = try #require(try String(contentsOfFile: requestLog, encoding: .utf8).split(separator: "\n").last.map(String.init))
-                let members = try #require(JSONMembers(Array(forwarded.utf8)), "\(forwarded)")
-                #expect(members.string("model") == run.servedName, "\(forwarded)")
-                #expect(String(decoding: members.replacing("model", with: JSONMembers.encode("TINY-VLLM")), as: UTF8.self) == original, "\(forwarded)")
+            // The OpenAI gateway passes a body through byte for byte but for model, which becomes the served name:
+            // numbers a decode and re-encode would rewrite, unknown fields, nested "model" keys and escapes stay.
+            let original = #"{"messages":[{"role":"user","content":"Hi \"there\" \u00e9"}],"temperature":0.1,"#
+                + #""seed":12345678901234567890,"ignore_eos":true,"extra":{"model":"inner","x":[1e-7,null]},"model":"TINY-VLLM"}"#
+            let relayed = try await Self.post(daemon, "/v1/chat/completions", original)
+            #expect(relayed.status == 200 && relayed.body.contains("A fake reply."), "\(relayed.body)")
+            let forwarded = try #require(try String(contentsOfFile: requestLog, encoding: .utf8).split(separator: "\n").last.map(String.init))
+            let members = try #require(JSONMembers(Array(forwarded.utf8)), "\(forwarded)")
+            #expect(members.string("model") == run.servedName, "\(forwarded)")
+            #expect(String(decoding: members.replacing("model", with: JSONMembers.encode("TINY-VLLM")), as: UTF8.self) == original, "\(forwarded)")
 
-                let bad: [(body: String, says: String)] = [
-                    (#"{"model": "tiny-vllm", "prompt": "x"}"#, "schema"),
-                    (#"{"model": "tiny-vllm", "prompt": "x", "schema": "object"}"#, "schema"),
-                    (#"{"model": "tiny-vllm", "prompt": "x", "messages": [], "schema": {}}"#, "prompt or messages"),
-                    (#"{"model": "tiny-vllm", "prompt": "x", "schema": {}, "stream": true}"#, "stream"),
-                ]
-                for item in bad {
-                    let reply = try await Self.post(daemon, "/api/v1/llm/structured-generate", item.body)
-                    #expect(reply.status == 400 && reply.message.contains(item.says), "\(item.body): \(reply.body)")
-                }
-            } catch {
-                try await daemon.stop()
-                throw error
+            let bad: [(body: String, says: String)] = [
+                (#"{"model": "tiny-vllm", "prompt": "x"}"#, "schema"),
+                (#"{"model": "tiny-vllm", "prompt": "x", "schema": "object"}"#, "schema"),
+                (#"{"model": "tiny-vllm", "prompt": "x", "messages": [], "schema": {}}"#, "prompt or messages"),
+                (#"{"model": "tiny-vllm", "prompt": "x", "schema": {}, "stream": true}"#, "stream"),
+            ]
+            for item in bad {
+                let reply = try await Self.post(daemon, "/api/v1/llm/structured-generate", item.body)
+                #expect(reply.status == 400 && reply.message.contains(item.says), "\(item.body): \(reply.body)")
             }
-            try await daemon.stop()
         }
     }
 }
