@@ -247,6 +247,9 @@ extension FileFetcher {
                                     return true
                                 }
                                 let room = part.length - part.done - received - Int64(staged)
+                                // A server that sends past the range's end is cut off once the range is in,
+                                // instead of reading (and dropping) the rest of the file.
+                                guard room > 0 else { return false }
                                 var remaining = UnsafeRawBufferPointer(rebasing: chunk[0..<Int(min(Int64(chunk.count), room))])
                                 while !remaining.isEmpty {
                                     let take = min(remaining.count, capacity - staged)
@@ -256,7 +259,7 @@ extension FileFetcher {
                                     remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
                                     if staged == capacity && !flush() { return false }
                                 }
-                                return true
+                                return Int64(chunk.count) <= room
                             })
                     }
                 } catch let error as CurlError {
