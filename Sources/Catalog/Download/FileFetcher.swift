@@ -18,6 +18,8 @@ struct FileFetcher: Sendable {
     /// - Parameter progress: the bytes of the file now on disk (or arriving), called often.
     /// - Throws: ``PullError``; the partial file is kept for a later resume unless its content was wrong.
     func fetch(_ item: DownloadItem, into partial: URL, cancel: CancellationFlag, progress: @escaping @Sendable (Int64) -> Void) throws {
+        settings.transfers.begin()
+        defer { settings.transfers.end() }
         var transientFailures = 0
         var checksumFailures = 0
         var rangesAllowed = true
