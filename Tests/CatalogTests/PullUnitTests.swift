@@ -59,6 +59,22 @@ struct PullUnitTests {
         #expect(percentEncodePath("sub dir/a b.txt") == "sub%20dir/a%20b.txt")
     }
 
+    @Test("an origin read without URLComponents is the one URLComponents reads")
+    func originsAgree() throws {
+        let urls = [
+            "https://huggingface.co/api/models/a/b", "HTTPS://HuggingFace.CO:443/x?y=1#z", "http://127.0.0.1:8080",
+            "http://cdn-lfs.hf.co/repos/a/b?X-Amz-Signature=1", "https://user:secret@hf.co/x", "https://hf.co@evil.example/x",
+            "https://hf.co:/x", "https://mirror.example:8443?q", "https://b\u{fc}cher.example/x",
+        ]
+        for url in urls {
+            let components = try #require(URLComponents(string: url))
+            let scheme = try #require(components.scheme).lowercased()
+            let host = try #require(components.host).lowercased()
+            #expect(originOf(url) == "\(scheme)://\(host):\(components.port ?? (scheme == "https" ? 443 : 80))", "\(url)")
+        }
+        #expect(originOf("https://hf.co@evil.example/x") != originOf("https://hf.co/x"))
+    }
+
     @Test("git-sha1 and sha256 of known content")
     func hashes() {
         let git = ContentHasher(kind: .gitSHA1, size: 0)
