@@ -1,4 +1,5 @@
 import Foundation
+import ModeldAPI
 import Testing
 
 @testable import Catalog
@@ -73,6 +74,14 @@ struct PullUnitTests {
             #expect(originOf(url) == "\(scheme)://\(host):\(components.port ?? (scheme == "https" ? 443 : 80))", "\(url)")
         }
         #expect(originOf("https://hf.co@evil.example/x") != originOf("https://hf.co/x"))
+    }
+
+    @Test("wire dates are written as JSONEncoder's .iso8601 writes them", arguments: [0, 1_795_000_000.75, 1_795_000_059.999])
+    func wireDates(seconds: Double) throws {
+        let date = Date(timeIntervalSince1970: seconds)
+        let foundation = JSONEncoder()
+        foundation.dateEncodingStrategy = .iso8601
+        #expect(try WireJSON.encoder().encode([date]) == foundation.encode([date]))
     }
 
     @Test("git-sha1 and sha256 of known content")
