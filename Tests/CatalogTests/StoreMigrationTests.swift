@@ -25,7 +25,7 @@ struct StoreMigrationTests {
         let model = try store.write { db in try ModelRecord(source: "huggingface", repo: "a/b", createdAt: created).insertAndFetch(db) }
         let stored = try store.read { db in try String.fetchOne(db, sql: "SELECT created_at FROM models") }
         #expect(stored == "2026-11-18 11:06:40.500")
-        #expect(try store.read { db in try ModelRecord.fetchOne(db, key: model?.id) }?.createdAt == created)
+        #expect(try store.read { db in try ModelRecord.fetchOne(db, key: model.id) }?.createdAt == created)
     }
 
     @Test("a fresh store is created in WAL mode with every migration and foreign keys on")
