@@ -6,6 +6,9 @@
 # `swift build -c release --product modeld --product modelctl` and/or `swift build --build-tests`; huggingface_hub
 # needs `pip install huggingface_hub`.
 #   scripts/bench-pull.sh            (SIZE_MIB=2048 PORT=18931 ROUNDS=1 by default)
+# RELEASE_DIRS="DIR1 DIR2" runs modeld and modelctl from each DIR in turn (.build/release by default), for a
+# before/after in one run;
+# TEST_BUNDLE=0 and HF_HUB=0 leave those rows out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-2048}
@@ -58,10 +61,12 @@ for i in 0 1 2 3; do args+=(-o "$work/curl/$i" "${urls[$i]}"); done
 cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f %.2f", $14 / t, $15 / t }' "/proc/$1/stat"; }
 
 release_daemon() {
-    [ -x .build/release/modeld ] && [ -x .build/release/modelctl ] || return 0
+    local bin=$1 label="modelctl pull (release daemon)"
+    [ "$bin" != .build/release ] && label="modelctl pull ($(basename "$bin"))"
+    [ -x "$bin/modeld" ] && [ -x "$bin/modelctl" ] || return 0
     local url="http://127.0.0.1:$((PORT + 2))"
     rm -rf "$work/daemon"; mkdir -p "$work/daemon"
-    HF_ENDPOINT="http://127.0.0.1:$PORT" .build/release/modeld --data-dir "$work/daemon" --listen "127.0.0.1:$((PORT + 2))" \
+    HF_ENDPOINT="http://127.0.0.1:$PORT" "$bin/modeld" --data-dir "$work/daemon" --listen "127.0.0.1:$((PORT + 2))" \
         --control-socket "$work/daemon/modeld.sock" > "$work/daemon.log" 2>&1 &
     daemon=$!
     for _ in $(seq 1 100); do curl -s -o /dev/null "$url/health" && break; sleep 0.1; done
@@ -69,7 +74,7 @@ release_daemon() {
     local idle before after
     idle=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$daemon/status")
     before=$(cpu_of "$daemon")
-    measure "modelctl pull (release daemon)" .build/release/modelctl pull bench/big --url "$url"
+    measure "$label" "$bin/modelctl" pull bench/big --url "$url"
     after=$(cpu_of "$daemon")
     echo "  daemon: VmHWM $(awk '/VmHWM/ { print int($2 / 1024) }' "/proc/$daemon/status") MiB (idle before the pull: $idle MiB)," \
         "CPU during the pull: user $(echo "$before $after" | awk '{ printf "%.2f", $3 - $1 }') s," \
@@ -90,7 +95,7 @@ test_bundle() {
 
 for round in $(seq 1 "$ROUNDS"); do
     [ "$ROUNDS" -gt 1 ] && echo "round $round (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    release_daemon
+    for dir in ${RELEASE_DIRS:-.build/release}; do release_daemon "$dir"; done
     test_bundle
     rm -rf "$work/curl"; mkdir -p "$work/curl"
     measure "curl --parallel (4 streams)" curl -s --parallel --parallel-max 4 "${args[@]}"
