@@ -46,14 +46,19 @@ extension FileFetcher {
         }
         report()
         // Workers take the unfinished parts in file order. The file's own transfer is always one; up to
-        // `rangeParts - 1` more join while the pull has transfers to spare (checked at each part's end), and an
-        // extra one leaves when the pull runs over its budget (another file started).
+        // `rangeParts - 1` more start while the pull has transfers to spare (at the start, and without a rate cap
+        // at each part's end too), and an extra one leaves when the pull runs over its budget (another file started).
         let pending = Locked(plan.parts.indices.filter { plan.parts[$0].done < plan.parts[$0].length }[...])
         let workers = Locked(0)
         let prefix = PrefixHasher(kind: item.hashKind, size: item.size)
         let group = DispatchGroup()
         let budget = settings.transfers
         let maxWorkers = settings.rangeParts
+        // Under a rate cap the workers are chosen once, here, and split the file's share evenly, so their sum
+        // never exceeds it; without one, workers join at part ends whenever transfers are to spare.
+        var extras = 0
+        while extras + 1 < min(maxWorkers, pending.withLock({ $0.count })), budget.tryBegin() { extras += 1 }
+        let workerRate = settings.maxReceiveRate.map { max(1, $0 / Int64(1 + extras)) }
         @Sendable func startWorker(extra: Bool) {
             group.enter()
             let thread = Thread {
@@ -65,9 +70,9 @@ extension FileFetcher {
                 do {
                     while !stop.isCancelled, !(extra && budget.isOver), let index = pending.withLock({ $0.popFirst() }) {
                         try self.fetchPart(
-                            index, item: item, fd: fd, plan: shared, planURL: planURL, prefix: prefix, cancel: cancel, stop: stop,
-                            report: report)
-                        addWorkers()
+                            index, item: item, fd: fd, plan: shared, planURL: planURL, prefix: prefix, rate: workerRate,
+                            cancel: cancel, stop: stop, report: report)
+                        if workerRate == nil { addWorkers() }
                     }
                 } catch RangeUnsupported.unsupported {
                     unsupported.withLock { $0 = true }
@@ -94,9 +99,9 @@ extension FileFetcher {
                 startWorker(extra: true)
             }
         }
-        workers.withLock { $0 = 1 }
+        workers.withLock { $0 = 1 + extras }
         startWorker(extra: false)
-        addWorkers()
+        for _ in 0..<extras { startWorker(extra: true) }
         // Hash the contiguous prefix while the ranges are still arriving: the worker writing at its end hashes
         // straight from libcurl's buffer, this thread reads back what other workers wrote ahead of it.
         let transfersDone = CancellationFlag()
@@ -193,7 +198,7 @@ extension FileFetcher {
     /// read (a fast link hands libcurl's whole buffer over at once) is written straight from libcurl's buffer.
     private func fetchPart(
         _ index: Int, item: DownloadItem, fd: Int32, plan: Locked<RangePlan>, planURL: URL, prefix: PrefixHasher,
-        cancel: CancellationFlag, stop: CancellationFlag, report: @Sendable () -> Void
+        rate: Int64?, cancel: CancellationFlag, stop: CancellationFlag, report: @Sendable () -> Void
     ) throws {
         let capacity = 256 << 10
         let staging = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)
@@ -253,7 +258,7 @@ extension FileFetcher {
                 headers.append(("Range", "bytes=\(from)-\(part.end)"))
                 let request = DownloadRequest(
                     url: url, headers: headers, stallTimeout: settings.stallTimeout,
-                    maxReceiveRate: settings.maxReceiveRate.map { max(1, $0 / Int64(settings.rangeParts)) }, httpVersion: settings.httpVersion)
+                    maxReceiveRate: rate, httpVersion: settings.httpVersion)
                 var redirect: String?
                 var wrongRange = false
                 var whole = false
