@@ -16,10 +16,13 @@ extension FileFetcher {
     }
 
     /// Whether to fetch `item` as parallel ranges: a large file, and no single-stream partial file in the way.
+    /// Under a rate cap a new download is one stream: ranges would not be faster, and each range request lets
+    /// libcurl's limiter start with a burst (a ranged partial file from before is still resumed as ranges).
     func usesRanges(_ item: DownloadItem, partial: URL) -> Bool {
         guard settings.rangeParts > 1, item.size >= settings.rangeThreshold else { return false }
-        let hasPartial = FileManager.default.fileExists(atPath: partial.path)
-        return !hasPartial || RangePlan.load(Self.planURL(for: partial), for: item) != nil
+        let hasPlan = RangePlan.load(Self.planURL(for: partial), for: item) != nil
+        if settings.maxReceiveRate != nil { return hasPlan }
+        return hasPlan || !FileManager.default.fileExists(atPath: partial.path)
     }
 
     /// Downloads `item` as `settings.rangeParts` ranges at once into the partial file, then hashes the whole.
