@@ -49,18 +49,21 @@ extension FileFetcher {
         }
         report()
         // Workers take the unfinished parts in file order. The file's own transfer is always one; up to
-        // `rangeParts - 1` more start while the pull has transfers to spare (at the start, and without a rate cap
-        // at each part's end too), and an extra one leaves when the pull runs over its budget (another file started).
+        // `rangeParts - 1` more start while the pull has transfers to spare, and an extra one leaves when the pull
+        // runs over its budget (another file started).
         let pending = Locked(plan.parts.indices.filter { plan.parts[$0].done < plan.parts[$0].length }[...])
         let workers = Locked(0)
         let prefix = PrefixHasher(kind: item.hashKind, size: item.size)
         let group = DispatchGroup()
         let budget = settings.transfers
         let maxWorkers = settings.rangeParts
-        // Under a rate cap the workers are chosen once, here, and split the file's share evenly, so their sum
-        // never exceeds it; without one, workers join at part ends whenever transfers are to spare.
+        // Under a rate cap (a resumed ranged file) the workers are chosen once, here, and split the file's share
+        // evenly, so their sum never exceeds it. Without one, extra workers join at part ends whenever transfers
+        // are to spare; none at the start, when the pull's other files may not have taken theirs yet.
         var extras = 0
-        while extras + 1 < min(maxWorkers, pending.withLock({ $0.count })), budget.tryBegin() { extras += 1 }
+        while settings.maxReceiveRate != nil, extras + 1 < min(maxWorkers, pending.withLock({ $0.count })), budget.tryBegin() {
+            extras += 1
+        }
         let workerRate = settings.maxReceiveRate.map { max(1, $0 / Int64(1 + extras)) }
         @Sendable func startWorker(extra: Bool) {
             group.enter()
