@@ -270,6 +270,8 @@ extension FileFetcher {
                 var whole = false
                 var errorBody = Data()
                 var writing = false
+                // The server announced more than the range asked for (it ignored the range's end).
+                var overlong = false
                 var result: (head: HTTPResponseHead, stopped: Bool)?
                 var transportError: CurlError?
                 do {
@@ -284,6 +286,7 @@ extension FileFetcher {
                                         return .abort
                                     }
                                     writing = true
+                                    overlong = (contentRangeEnd(head.headers["content-range"]) ?? part.end) > part.end
                                     return .receive
                                 case 200:
                                     whole = true
@@ -318,7 +321,9 @@ extension FileFetcher {
                                     remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
                                     if staged == capacity && !flush() { return false }
                                 }
-                                return Int64(chunk.count) <= room
+                                // With the range complete, an overlong answer is cut off at once rather than
+                                // waited for (and dropped).
+                                return Int64(chunk.count) < room || (Int64(chunk.count) == room && !overlong)
                             })
                     }
                 } catch let error as CurlError {

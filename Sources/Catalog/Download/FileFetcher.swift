@@ -243,6 +243,13 @@ func contentRangeStart(_ value: String?) -> Int64? {
     return Int64(range[..<dash])
 }
 
+/// The last byte position of a `Content-Range: bytes a-b/n` header.
+func contentRangeEnd(_ value: String?) -> Int64? {
+    guard let value, let range = value.split(separator: " ").last, let dash = range.firstIndex(of: "-") else { return nil }
+    let end = range[range.index(after: dash)...].prefix { $0 != "/" }
+    return Int64(end)
+}
+
 /// The size of a file (0 when missing).
 func fileSize(_ path: String) -> Int64 {
     var info = stat()
