@@ -40,23 +40,27 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def send_file(self, info, head=False, extra=()):
-        size, start = info["size"], 0
+        size, start, end = info["size"], 0, info["size"] - 1
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes="):
-            start = int(rng[6:].split("-")[0])
+            # "bytes=a-" or "bytes=a-b" (b inclusive), as a CDN answers them.
+            first, last = rng[6:].split("-")
+            start = int(first)
+            if last:
+                end = min(int(last), size - 1)
             self.send_response(206)
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, size - 1, size))
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end, size))
         else:
             self.send_response(200)
         for k, v in extra:
             self.send_header(k, v)
-        self.send_header("Content-Length", str(size - start))
+        self.send_header("Content-Length", str(end + 1 - start))
         self.end_headers()
         if head:
             return
         self.wfile.flush()
         with open(info["path"], "rb") as f:
-            offset, left = start, size - start
+            offset, left = start, end + 1 - start
             while left > 0:
                 sent = os.sendfile(self.connection.fileno(), f.fileno(), offset, min(left, 1 << 30))
                 if sent == 0:

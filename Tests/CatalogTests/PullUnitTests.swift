@@ -1,4 +1,5 @@
 import Foundation
+import ModeldAPI
 import Testing
 
 @testable import Catalog
@@ -57,6 +58,30 @@ struct PullUnitTests {
         #expect(originOf("http://127.0.0.1:81/x") != originOf("http://127.0.0.1:82/x"))
         #expect(percentEncodeWhole("refs/pr/1") == "refs%2Fpr%2F1")
         #expect(percentEncodePath("sub dir/a b.txt") == "sub%20dir/a%20b.txt")
+    }
+
+    @Test("an origin read without URLComponents is the one URLComponents reads")
+    func originsAgree() throws {
+        let urls = [
+            "https://huggingface.co/api/models/a/b", "HTTPS://HuggingFace.CO:443/x?y=1#z", "http://127.0.0.1:8080",
+            "http://cdn-lfs.hf.co/repos/a/b?X-Amz-Signature=1", "https://user:secret@hf.co/x", "https://hf.co@evil.example/x",
+            "https://hf.co:/x", "https://mirror.example:8443?q", "https://b\u{fc}cher.example/x",
+        ]
+        for url in urls {
+            let components = try #require(URLComponents(string: url))
+            let scheme = try #require(components.scheme).lowercased()
+            let host = try #require(components.host).lowercased()
+            #expect(originOf(url) == "\(scheme)://\(host):\(components.port ?? (scheme == "https" ? 443 : 80))", "\(url)")
+        }
+        #expect(originOf("https://hf.co@evil.example/x") != originOf("https://hf.co/x"))
+    }
+
+    @Test("wire dates are written as JSONEncoder's .iso8601 writes them", arguments: [0, 1_795_000_000.75, 1_795_000_059.999])
+    func wireDates(seconds: Double) throws {
+        let date = Date(timeIntervalSince1970: seconds)
+        let foundation = JSONEncoder()
+        foundation.dateEncodingStrategy = .iso8601
+        #expect(try WireJSON.encoder().encode([date]) == foundation.encode([date]))
     }
 
     @Test("git-sha1 and sha256 of known content")

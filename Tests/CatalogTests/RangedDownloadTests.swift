@@ -29,6 +29,22 @@ struct RangedDownloadTests {
         }
     }
 
+    @Test("a server that answers a range with the rest of the file is cut off once the range is in")
+    func overlongRange() async throws {
+        try await FakeHub.withRunning { hub in
+            let commit = tinyCommit()
+            hub.addRepo("acme/tiny", commits: [commit])
+            // The bytes after each range come after 30 s; the stall timeout is longer, so a fetcher that waited
+            // for them would read them all (served bytes > the file).
+            hub.addFault(.overlongRange(path: "model.safetensors", seconds: 30, times: .max))
+            try await withPullService(hub: hub, configure: { Self.ranged(&$0); $0.stallTimeout = .seconds(120) }) { harness in
+                let path = try await harness.pull("acme/tiny")
+                #expect(hub.servedBytes("model.safetensors") == 3 << 20, "each range read to its end and no further")
+                #expect(try Data(contentsOf: URL(filePath: path).appending(path: "model.safetensors")) == commit.files[3].data)
+            }
+        }
+    }
+
     @Test("a cut range resumes on its own, refetching nothing")
     func rangeResume() async throws {
         try await FakeHub.withRunning { hub in

@@ -6,6 +6,28 @@ import Testing
 
 @Suite("Store migrations")
 struct StoreMigrationTests {
+    @Test("store dates are written and read in GRDB's own text form", arguments: [0, 1_795_000_000.123, 1_795_000_059.999, -1.5])
+    func storeDates(seconds: Double) throws {
+        let date = Date(timeIntervalSince1970: seconds)
+        let grdb = try #require(String.fromDatabaseValue(date.databaseValue))
+        #expect(StoreDate.text(date) == grdb)
+        let read = try #require(StoreDate.date(grdb.databaseValue))
+        let expected = try #require(Date.fromDatabaseValue(grdb.databaseValue))
+        #expect(abs(read.timeIntervalSince(expected)) < 0.0005)
+        #expect(StoreDate.date("2026-11-22 03:04:05".databaseValue) == Date.fromDatabaseValue("2026-11-22 03:04:05".databaseValue))
+    }
+
+    @Test("a version written and read back keeps its dates")
+    func versionDates() throws {
+        let directory = try TemporaryDirectory()
+        let store = try Store(path: directory.path("modeld.sqlite"))
+        let created = Date(timeIntervalSince1970: 1_795_000_000.5)
+        let model = try store.write { db in try ModelRecord(source: "huggingface", repo: "a/b", createdAt: created).insertAndFetch(db) }
+        let stored = try store.read { db in try String.fetchOne(db, sql: "SELECT created_at FROM models") }
+        #expect(stored == "2026-11-18 11:06:40.500")
+        #expect(try store.read { db in try ModelRecord.fetchOne(db, key: model.id) }?.createdAt == created)
+    }
+
     @Test("a fresh store is created in WAL mode with every migration and foreign keys on")
     func freshStore() throws {
         let directory = try TemporaryDirectory()

@@ -191,6 +191,8 @@ extension FakeHub {
         var start = 0
         var end = total - 1
         var status = HTTPResponse.Status.ok
+        // For `.overlongRange`: where the bytes asked for end, and the pause before the rest.
+        var pauseAt: Int?
         if let range = request.headers[.range], range.hasPrefix("bytes=") {
             let spec = range.dropFirst(6).split(separator: "-", omittingEmptySubsequences: false)
             if spec.count == 2, let from = Int(spec[0]) {
@@ -200,6 +202,10 @@ extension FakeHub {
                 }
                 start = from
                 if let to = Int(spec[1]) { end = min(to, total - 1) }
+                if case .overlongRange = fault {
+                    pauseAt = end + 1 - start
+                    end = total - 1
+                }
                 status = .partialContent
                 headers[.contentRange] = "bytes \(start)-\(end)/\(total)"
             }
@@ -211,6 +217,7 @@ extension FakeHub {
         }
         let bytes = slice
         let length = bytes.count
+        let pause = pauseAt
         headers[.contentLength] = String(length)
         let path = file.path
         let counter = self
@@ -226,6 +233,10 @@ extension FakeHub {
                 default: break
                 }
                 if let cutAfter, stop > cutAfter { stop = max(offset, cutAfter) }
+                if let pause, offset < pause, stop > pause { stop = pause }
+                if let pause, offset == pause, case .overlongRange(_, let seconds, _) = fault {
+                    try await Task.sleep(for: .seconds(seconds))
+                }
                 if stop > offset {
                     try await writer.write(ByteBuffer(bytes: bytes[offset..<stop]))
                     counter.state.withLock { $0.served[path, default: 0] += stop - offset }

@@ -198,16 +198,23 @@ package enum FakeFault: Sendable {
     case corrupt(path: String, times: Int = 1)
     /// Sends `afterBytes` bytes, then nothing for `seconds` before closing.
     case stall(path: String, afterBytes: Int, seconds: Int, times: Int = 1)
+    /// Answers `Range: bytes=a-b` as if it were `bytes=a-` (Content-Range to the end of the file): the bytes asked
+    /// for at once, the rest only after `seconds`.
+    case overlongRange(path: String, seconds: Int, times: Int = 1)
 
     var path: String {
         switch self {
-        case .cutBody(let path, _, _), .status(let path, _, _, _), .corrupt(let path, _), .stall(let path, _, _, _): path
+        case .cutBody(let path, _, _), .status(let path, _, _, _), .corrupt(let path, _), .stall(let path, _, _, _),
+            .overlongRange(let path, _, _):
+            path
         }
     }
 
     var times: Int {
         switch self {
-        case .cutBody(_, _, let times), .status(_, _, _, let times), .corrupt(_, let times), .stall(_, _, _, let times): times
+        case .cutBody(_, _, let times), .status(_, _, _, let times), .corrupt(_, let times), .stall(_, _, _, let times),
+            .overlongRange(_, _, let times):
+            times
         }
     }
 }

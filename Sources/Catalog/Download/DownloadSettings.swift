@@ -14,6 +14,8 @@ package struct DownloadSettings: Sendable {
     /// Files of at least `rangeThreshold` bytes are fetched as this many ranges at once (1: never).
     package var rangeParts: Int
     package var rangeThreshold: Int64
+    /// The pull's transfers at once, shared by its files; extra ranges only take spare ones.
+    package var transfers = TransferBudget(limit: .max)
 
     package init(
         authOrigin: String?, authHeaders: [(String, String)], policy: RetryPolicy = .standard,

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import Synchronization
 import Transfer
 
 extension FileFetcher {
@@ -15,10 +16,13 @@ extension FileFetcher {
     }
 
     /// Whether to fetch `item` as parallel ranges: a large file, and no single-stream partial file in the way.
+    /// Under a rate cap a new download is one stream: ranges would not be faster, and each range request lets
+    /// libcurl's limiter start with a burst (a ranged partial file from before is still resumed as ranges).
     func usesRanges(_ item: DownloadItem, partial: URL) -> Bool {
         guard settings.rangeParts > 1, item.size >= settings.rangeThreshold else { return false }
-        let hasPartial = FileManager.default.fileExists(atPath: partial.path)
-        return !hasPartial || RangePlan.load(Self.planURL(for: partial), for: item) != nil
+        let hasPlan = RangePlan.load(Self.planURL(for: partial), for: item) != nil
+        if settings.maxReceiveRate != nil { return hasPlan }
+        return hasPlan || !FileManager.default.fileExists(atPath: partial.path)
     }
 
     /// Downloads `item` as `settings.rangeParts` ranges at once into the partial file, then hashes the whole.
@@ -27,7 +31,7 @@ extension FileFetcher {
         -> RangedOutcome
     {
         let planURL = Self.planURL(for: partial)
-        var plan = RangePlan.load(planURL, for: item) ?? RangePlan(size: item.size, hash: item.hash, count: settings.rangeParts)
+        let plan = RangePlan.load(planURL, for: item) ?? RangePlan(size: item.size, hash: item.hash, workers: settings.rangeParts)
         let fd = open(partial.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw storageError(errno, "cannot open \(partial.path) for \(item.path)") }
         defer { close(fd) }
@@ -44,14 +48,38 @@ extension FileFetcher {
             progress(shared.withLock { $0.parts.reduce(0) { $0 + $1.done } })
         }
         report()
+        // Workers take the unfinished parts in file order. The file's own transfer is always one; up to
+        // `rangeParts - 1` more start while the pull has transfers to spare, and an extra one leaves when the pull
+        // runs over its budget (another file started).
+        let pending = Locked(plan.parts.indices.filter { plan.parts[$0].done < plan.parts[$0].length }[...])
+        let workers = Locked(0)
+        let prefix = PrefixHasher(kind: item.hashKind, size: item.size)
         let group = DispatchGroup()
-        for index in plan.parts.indices where plan.parts[index].done < plan.parts[index].length {
+        let budget = settings.transfers
+        let maxWorkers = settings.rangeParts
+        // Under a rate cap (a resumed ranged file) the workers are chosen once, here, and split the file's share
+        // evenly, so their sum never exceeds it. Without one, extra workers join at part ends whenever transfers
+        // are to spare; none at the start, when the pull's other files may not have taken theirs yet.
+        var extras = 0
+        while settings.maxReceiveRate != nil, extras + 1 < min(maxWorkers, pending.withLock({ $0.count })), budget.tryBegin() {
+            extras += 1
+        }
+        let workerRate = settings.maxReceiveRate.map { max(1, $0 / Int64(1 + extras)) }
+        @Sendable func startWorker(extra: Bool) {
             group.enter()
             let thread = Thread {
-                defer { group.leave() }
+                defer {
+                    if extra { budget.end() }
+                    workers.withLock { $0 -= 1 }
+                    group.leave()
+                }
                 do {
-                    try self.fetchPart(
-                        index, item: item, fd: fd, plan: shared, planURL: planURL, cancel: cancel, stop: stop, report: report)
+                    while !stop.isCancelled, !(extra && budget.isOver), let index = pending.withLock({ $0.popFirst() }) {
+                        try self.fetchPart(
+                            index, item: item, fd: fd, plan: shared, planURL: planURL, prefix: prefix, rate: workerRate,
+                            cancel: cancel, stop: stop, report: report)
+                        if workerRate == nil { addWorkers() }
+                    }
                 } catch RangeUnsupported.unsupported {
                     unsupported.withLock { $0 = true }
                     stop.cancel()
@@ -65,13 +93,32 @@ extension FileFetcher {
             thread.stackSize = 1 << 20
             thread.start()
         }
-        // Hash the contiguous prefix from disk while the ranges are still arriving.
+        /// Starts extra workers while parts wait and the pull has transfers to spare.
+        @Sendable func addWorkers() {
+            while !stop.isCancelled {
+                let started = workers.withLock { count -> Bool in
+                    guard count < maxWorkers, !pending.withLock({ $0.isEmpty }), budget.tryBegin() else { return false }
+                    count += 1
+                    return true
+                }
+                guard started else { return }
+                startWorker(extra: true)
+            }
+        }
+        workers.withLock { $0 = 1 + extras }
+        startWorker(extra: false)
+        for _ in 0..<extras { startWorker(extra: true) }
+        // Hash the contiguous prefix while the ranges are still arriving: the worker writing at its end hashes
+        // straight from libcurl's buffer, this thread reads back what other workers wrote ahead of it.
         let transfersDone = CancellationFlag()
         let hashed = Locked<(hasher: ContentHasher, length: Int64)?>(nil)
         let hashFinished = DispatchSemaphore(value: 0)
         let hashThread = Thread {
             defer { hashFinished.signal() }
-            hashed.withLock { $0 = Self.followHash(item, partial: partial, plan: shared, stop: stop, cancel: cancel, transfersDone: transfersDone) }
+            hashed.withLock {
+                $0 = Self.followHash(
+                    item, partial: partial, plan: shared, prefix: prefix, stop: stop, cancel: cancel, transfersDone: transfersDone)
+            }
         }
         hashThread.name = "modeld.hash"
         hashThread.stackSize = 1 << 20
@@ -112,21 +159,22 @@ extension FileFetcher {
 
     private enum RangeUnsupported: Error { case unsupported }
 
-    /// Hashes the file's contiguous downloaded prefix as it grows (ranges complete out of order).
+    /// Hashes the file's contiguous downloaded prefix as it grows (ranges complete out of order), reading back
+    /// what the workers did not hash themselves.
     /// - Returns: the hash over the whole file, or nil when the transfers stopped before it was complete.
     private static func followHash(
-        _ item: DownloadItem, partial: URL, plan: Locked<RangePlan>, stop: CancellationFlag, cancel: CancellationFlag,
-        transfersDone: CancellationFlag
+        _ item: DownloadItem, partial: URL, plan: Locked<RangePlan>, prefix: PrefixHasher, stop: CancellationFlag,
+        cancel: CancellationFlag, transfersDone: CancellationFlag
     ) -> (hasher: ContentHasher, length: Int64)? {
         let fd = open(partial.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        let chunk = 8 << 20
+        let chunk = 1 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
         defer { buffer.deallocate() }
-        var hasher = ContentHasher(kind: item.hashKind, size: item.size)
-        var hashed: Int64 = 0
-        while hashed < item.size {
+        while true {
+            let hashed = prefix.position
+            if hashed >= item.size { return prefix.result() }
             if cancel.isCancelled || stop.isCancelled { return nil }
             let finished = transfersDone.isCancelled
             let ready = plan.withLock { plan -> Int64 in
@@ -146,19 +194,19 @@ extension FileFetcher {
             let got = pread(fd, buffer.baseAddress, want, off_t(hashed))
             if got < 0 && errno == EINTR { continue }
             guard got > 0 else { return nil }
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
-            hashed += Int64(got)
+            // Ignored when a worker hashed these bytes in the meantime.
+            _ = prefix.offer(UnsafeRawBufferPointer(rebasing: buffer[0..<got]), at: hashed)
         }
-        return (hasher, hashed)
     }
 
-    /// One range, retried and resumed until complete. Bytes are staged in 1 MiB blocks, so the file is written
-    /// and the shared plan and progress are touched once per block, not once per network read.
+    /// One range, retried and resumed until complete. Small network reads are staged into 256 KiB blocks, so the
+    /// file is written and the shared plan and progress are touched once per block, not once per read; a large
+    /// read (a fast link hands libcurl's whole buffer over at once) is written straight from libcurl's buffer.
     private func fetchPart(
-        _ index: Int, item: DownloadItem, fd: Int32, plan: Locked<RangePlan>, planURL: URL, cancel: CancellationFlag,
-        stop: CancellationFlag, report: @Sendable () -> Void
+        _ index: Int, item: DownloadItem, fd: Int32, plan: Locked<RangePlan>, planURL: URL, prefix: PrefixHasher,
+        rate: Int64?, cancel: CancellationFlag, stop: CancellationFlag, report: @Sendable () -> Void
     ) throws {
-        let capacity = 1 << 20
+        let capacity = 256 << 10
         let staging = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 64)
         defer { staging.deallocate() }
         var failures = 0
@@ -176,13 +224,12 @@ extension FileFetcher {
             var outcome: PullError?
             var retryAfter: Duration?
 
-            /// Writes the staged bytes at their place and publishes the progress.
-            func flush() -> Bool {
-                guard staged > 0 else { return true }
+            /// Writes bytes at their place (right after those already written) and publishes the progress.
+            func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
                 let offset = part.start + part.done + received
                 var done = 0
-                while done < staged {
-                    let wrote = pwrite(fd, staging.baseAddress! + done, staged - done, off_t(offset + Int64(done)))
+                while done < bytes.count {
+                    let wrote = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + Int64(done)))
                     if wrote < 0 {
                         if errno == EINTR { continue }
                         writeError = errno
@@ -190,9 +237,10 @@ extension FileFetcher {
                     }
                     done += wrote
                 }
-                received += Int64(staged)
-                pulledBytes.increment(by: staged)
-                staged = 0
+                // Before the plan says these bytes are in, so the follower never reads back what is hashed here.
+                _ = prefix.offer(bytes, at: offset)
+                received += Int64(bytes.count)
+                pulledBytes.increment(by: bytes.count)
                 let total = part.done + received
                 plan.withLock { $0.parts[index].done = total }
                 if received - lastSaved >= 32 << 20 {
@@ -203,18 +251,27 @@ extension FileFetcher {
                 return true
             }
 
+            /// Writes the staged bytes.
+            func flush() -> Bool {
+                guard staged > 0 else { return true }
+                defer { staged = 0 }
+                return write(UnsafeRawBufferPointer(rebasing: staging[0..<staged]))
+            }
+
             redirects: while true {
                 var headers = settings.headers(for: url)
                 let from = part.start + part.done + received
                 headers.append(("Range", "bytes=\(from)-\(part.end)"))
                 let request = DownloadRequest(
                     url: url, headers: headers, stallTimeout: settings.stallTimeout,
-                    maxReceiveRate: settings.maxReceiveRate.map { max(1, $0 / Int64(settings.rangeParts)) }, httpVersion: settings.httpVersion)
+                    maxReceiveRate: rate, httpVersion: settings.httpVersion)
                 var redirect: String?
                 var wrongRange = false
                 var whole = false
                 var errorBody = Data()
                 var writing = false
+                // The server announced more than the range asked for (it ignored the range's end).
+                var overlong = false
                 var result: (head: HTTPResponseHead, stopped: Bool)?
                 var transportError: CurlError?
                 do {
@@ -229,6 +286,7 @@ extension FileFetcher {
                                         return .abort
                                     }
                                     writing = true
+                                    overlong = (contentRangeEnd(head.headers["content-range"]) ?? part.end) > part.end
                                     return .receive
                                 case 200:
                                     whole = true
@@ -247,8 +305,15 @@ extension FileFetcher {
                                     return true
                                 }
                                 let room = part.length - part.done - received - Int64(staged)
+                                // A server that sends past the range's end is cut off once the range is in,
+                                // instead of reading (and dropping) the rest of the file.
+                                guard room > 0 else { return false }
                                 var remaining = UnsafeRawBufferPointer(rebasing: chunk[0..<Int(min(Int64(chunk.count), room))])
                                 while !remaining.isEmpty {
+                                    if staged == 0 && remaining.count >= capacity / 4 {
+                                        if !write(remaining) { return false }
+                                        break
+                                    }
                                     let take = min(remaining.count, capacity - staged)
                                     UnsafeMutableRawBufferPointer(rebasing: staging[staged..<(staged + take)])
                                         .copyMemory(from: UnsafeRawBufferPointer(rebasing: remaining[0..<take]))
@@ -256,7 +321,9 @@ extension FileFetcher {
                                     remaining = UnsafeRawBufferPointer(rebasing: remaining[take...])
                                     if staged == capacity && !flush() { return false }
                                 }
-                                return true
+                                // With the range complete, an overlong answer is cut off at once rather than
+                                // waited for (and dropped).
+                                return Int64(chunk.count) < room || (Int64(chunk.count) == room && !overlong)
                             })
                     }
                 } catch let error as CurlError {
@@ -309,3 +376,38 @@ extension FileFetcher {
 
 /// A ranged download whose reassembled file hashed wrong.
 struct RangeChecksumMismatch: Error {}
+
+/// The hash of a ranged download's contiguous prefix, advanced by whichever thread has the bytes at its end:
+/// the worker writing there (straight from libcurl's buffer) or the follower reading back the file.
+final class PrefixHasher: @unchecked Sendable {
+    private let lock = NSLock()
+    /// Guarded by `lock`.
+    private var hasher: ContentHasher
+    /// Bytes hashed so far; written under `lock`, read without it to skip the lock when the bytes are not next.
+    private let frontier = Atomic<Int64>(0)
+
+    init(kind: HashKind, size: Int64) {
+        hasher = ContentHasher(kind: kind, size: size)
+    }
+
+    var position: Int64 { frontier.load(ordering: .acquiring) }
+
+    /// Hashes `bytes` if they are the next ones (they start at ``position``).
+    /// - Returns: whether they were hashed.
+    func offer(_ bytes: UnsafeRawBufferPointer, at offset: Int64) -> Bool {
+        guard frontier.load(ordering: .acquiring) == offset else { return false }
+        lock.lock()
+        defer { lock.unlock() }
+        guard frontier.load(ordering: .relaxed) == offset else { return false }
+        hasher.update(bytes)
+        frontier.store(offset + Int64(bytes.count), ordering: .releasing)
+        return true
+    }
+
+    /// The hasher and the bytes it has seen.
+    func result() -> (hasher: ContentHasher, length: Int64) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (hasher, frontier.load(ordering: .relaxed))
+    }
+}

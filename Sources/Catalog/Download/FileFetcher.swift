@@ -18,6 +18,8 @@ struct FileFetcher: Sendable {
     /// - Parameter progress: the bytes of the file now on disk (or arriving), called often.
     /// - Throws: ``PullError``; the partial file is kept for a later resume unless its content was wrong.
     func fetch(_ item: DownloadItem, into partial: URL, cancel: CancellationFlag, progress: @escaping @Sendable (Int64) -> Void) throws {
+        settings.transfers.begin()
+        defer { settings.transfers.end() }
         var transientFailures = 0
         var checksumFailures = 0
         var rangesAllowed = true
@@ -239,6 +241,13 @@ struct FileFetcher: Sendable {
 func contentRangeStart(_ value: String?) -> Int64? {
     guard let value, let range = value.split(separator: " ").last, let dash = range.firstIndex(of: "-") else { return nil }
     return Int64(range[..<dash])
+}
+
+/// The last byte position of a `Content-Range: bytes a-b/n` header.
+func contentRangeEnd(_ value: String?) -> Int64? {
+    guard let value, let range = value.split(separator: " ").last, let dash = range.firstIndex(of: "-") else { return nil }
+    let end = range[range.index(after: dash)...].prefix { $0 != "/" }
+    return Int64(end)
 }
 
 /// The size of a file (0 when missing).

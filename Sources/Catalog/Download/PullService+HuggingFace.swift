@@ -91,6 +91,7 @@ extension PullService {
         var settings = hub.downloadSettings
         settings.rangeParts = configuration.parallelRanges
         settings.rangeThreshold = configuration.rangeThreshold
+        settings.transfers = TransferBudget(limit: configuration.concurrency)
         settings.maxReceiveRate = configuration.perTransferRate(files: files.filter { !cache.hasBlob(repo: repo, etag: $0.1.etag, size: $0.1.size) }.count)
         let fetcher = FileFetcher(settings: settings, pool: pool, logger: logger, pulledBytes: pulledBytes[.huggingface]!) { response, item in
             hub.mapError(response, repo: repo, revision: commit, file: item.path)

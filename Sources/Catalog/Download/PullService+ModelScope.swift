@@ -60,6 +60,7 @@ extension PullService {
         var settings = hub.downloadSettings
         settings.rangeParts = configuration.parallelRanges
         settings.rangeThreshold = configuration.rangeThreshold
+        settings.transfers = TransferBudget(limit: configuration.concurrency)
         settings.maxReceiveRate = configuration.perTransferRate(files: files.filter { !cache.hasBlob(repo: repo, sha256: $0.sha256, size: $0.entry.size) }.count)
         let fetcher = FileFetcher(settings: settings, pool: pool, logger: logger, pulledBytes: pulledBytes[.modelscope]!) { response, item in
             if response.status == 404 {

@@ -16,6 +16,7 @@ struct RangePlan: Codable, Sendable {
     var hash: String
     var parts: [Part]
 
+    /// A plan of `count` equal parts.
     init(size: Int64, hash: String, count: Int) {
         self.size = size
         self.hash = hash
@@ -24,6 +25,15 @@ struct RangePlan: Codable, Sendable {
         parts = stride(from: Int64(0), to: size, by: Int(step)).map { start in
             Part(start: start, end: min(start + step, size) - 1, done: 0)
         }
+    }
+
+    /// A plan for `workers` transfers at once: at least `workers` parts, and more, smaller ones (8-64 MiB,
+    /// about four per worker) for a large file. The workers take the parts in file order, so the downloaded
+    /// prefix that the hash follows grows steadily and little is left to hash once the last part is in.
+    init(size: Int64, hash: String, workers: Int) {
+        let workers = Int64(max(1, workers))
+        let partSize = min(64 << 20, max(8 << 20, size / (4 * workers)))
+        self.init(size: size, hash: hash, count: Int(max(workers, (size + partSize - 1) / partSize)))
     }
 
     static func load(_ url: URL, for item: DownloadItem) -> RangePlan? {

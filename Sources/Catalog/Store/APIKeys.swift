@@ -70,7 +70,7 @@ extension Store {
         let id = record.id
         if activeKeys.shouldRecordUse(of: id, at: now) {
             try write { db in
-                try db.execute(sql: "UPDATE api_keys SET last_used_at = ? WHERE id = ?", arguments: [now, id])
+                try db.execute(sql: "UPDATE api_keys SET last_used_at = ? WHERE id = ?", arguments: [StoreDate.text(now), id])
             }
         }
         record.lastUsedAt = now

@@ -100,13 +100,23 @@ final class HTTPDateCache: Sendable {
         let seconds = Int(Date().timeIntervalSince1970)
         return state.withLock { cached in
             if cached.second != seconds {
-                cached = (seconds, Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(
-                    Date.VerbatimFormatStyle(
-                        format: "\(weekday: .abbreviated), \(day: .twoDigits) \(month: .abbreviated) \(year: .defaultDigits) \(hour: .twoDigits(clock: .twentyFourHour, hourCycle: .zeroBased)):\(minute: .twoDigits):\(second: .twoDigits) GMT",
-                        locale: Locale(identifier: "en_US_POSIX"), timeZone: .gmt, calendar: Calendar(identifier: .gregorian))))
+                cached = (seconds, Self.imfFixdate(seconds))
             }
             return cached.text
         }
+    }
+
+    /// RFC 9110's IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) from the C library: Foundation's date formatting
+    /// would load ICU's calendar and locale data (about 5 MB of RSS) into the daemon for this one header.
+    static func imfFixdate(_ seconds: Int) -> String {
+        var time = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func twoDigits(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(weekdays[Int(parts.tm_wday)]), \(twoDigits(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+            + "\(twoDigits(parts.tm_hour)):\(twoDigits(parts.tm_min)):\(twoDigits(parts.tm_sec)) GMT"
     }
 }
 
