@@ -71,28 +71,44 @@ AMX_TARGET static inline __m256i round_to_bf16(__m512 v) {
     return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
 }
 
+/// bf16 back to f32 (exact).
+AMX_TARGET static inline __m512 widen_bf16(__m256i v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
+/// Sixteen floats (or fewer: `mask`) of row `source` as bf16 into `high`, and with two parts the
+/// rounding error, rounded again, into `low`.
+AMX_TARGET static inline void pack16(const float *source, __mmask16 mask, int parts, uint16_t *high, uint16_t *low) {
+    __m512 v = _mm512_maskz_loadu_ps(mask, source);
+    __m256i h = round_to_bf16(v);
+    _mm256_storeu_si256((__m256i *)high, h);
+    if (parts == 2) _mm256_storeu_si256((__m256i *)low, round_to_bf16(_mm512_sub_ps(v, widen_bf16(h))));
+}
+
 AMX_TARGET void amx_bf16_pack_activations(
-    const float *x, ptrdiff_t x_stride, ptrdiff_t tokens, ptrdiff_t columns,
+    const float *x, ptrdiff_t x_stride, ptrdiff_t tokens, ptrdiff_t columns, int parts,
     ptrdiff_t row_start, ptrdiff_t row_end, uint16_t *out)
 {
     ptrdiff_t padded = round_up(columns, AMX_BF16_COLUMN_BLOCK);
+    ptrdiff_t padded_tokens = round_up(tokens, AMX_BF16_TOKEN_BLOCK);
     for (ptrdiff_t t = row_start; t < row_end; t++) {
-        uint16_t *target = out + t * padded;
+        uint16_t *high = out + t * padded, *low = out + (padded_tokens + t) * padded;
         if (t >= tokens) {
-            memset(target, 0, (size_t)padded * 2);
+            memset(high, 0, (size_t)padded * 2);
+            if (parts == 2) memset(low, 0, (size_t)padded * 2);
             continue;
         }
         const float *source = x + t * x_stride;
         ptrdiff_t k = 0;
-        for (; k + 16 <= columns; k += 16) {
-            _mm256_storeu_si256((__m256i *)(target + k), round_to_bf16(_mm512_loadu_ps(source + k)));
-        }
+        for (; k + 16 <= columns; k += 16) pack16(source + k, 0xffff, parts, high + k, low + k);
         if (k < columns) {
-            __mmask16 mask = (__mmask16)((1u << (columns - k)) - 1);
-            _mm256_storeu_si256((__m256i *)(target + k), round_to_bf16(_mm512_maskz_loadu_ps(mask, source + k)));
+            pack16(source + k, (__mmask16)((1u << (columns - k)) - 1), parts, high + k, low + k);
             k += 16;
         }
-        for (; k < padded; k += 16) _mm256_storeu_si256((__m256i *)(target + k), _mm256_setzero_si256());
+        for (; k < padded; k += 16) {
+            _mm256_storeu_si256((__m256i *)(high + k), _mm256_setzero_si256());
+            if (parts == 2) _mm256_storeu_si256((__m256i *)(low + k), _mm256_setzero_si256());
+        }
     }
 }
 
@@ -153,19 +169,20 @@ struct tile_config {
     uint8_t rows[16];
 };
 
-/// Writes the 16 x 16 result tile in `c` (tokens x weight rows) to `y` for the tokens and rows
-/// that exist, with the bias, overwriting or accumulating.
+/// Writes the 16 x 16 result tile in `c` (tokens x weight rows), plus the low parts' tile `low`
+/// if not NULL, to `y` for the tokens and rows that exist, with the bias, overwriting or
+/// accumulating.
 static inline void write_tile(
-    const float *c, ptrdiff_t token, ptrdiff_t tokens, ptrdiff_t row, ptrdiff_t rows,
+    const float *c, const float *low, ptrdiff_t token, ptrdiff_t tokens, ptrdiff_t row, ptrdiff_t rows,
     float *y, ptrdiff_t y_stride, const float *bias, int accumulate)
 {
     ptrdiff_t token_count = tokens - token < 16 ? tokens - token : 16;
     ptrdiff_t row_count = rows - row < 16 ? rows - row : 16;
     for (ptrdiff_t t = 0; t < token_count; t++) {
         float *target = y + (token + t) * y_stride + row;
-        const float *source = c + t * 16;
+        const float *source = c + t * 16, *correction = low ? low + t * 16 : NULL;
         for (ptrdiff_t n = 0; n < row_count; n++) {
-            float value = source[n] + (bias ? bias[row + n] : 0.0f);
+            float value = (correction ? source[n] + correction[n] : source[n]) + (bias ? bias[row + n] : 0.0f);
             if (accumulate) target[n] += value; else target[n] = value;
         }
     }
@@ -221,13 +238,15 @@ AMX_TARGET static inline __attribute__((always_inline)) void multiply_block(
 
 AMX_TARGET void amx_bf16_matmul(
     const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
-    const uint16_t *a, ptrdiff_t tokens,
+    const uint16_t *a, ptrdiff_t tokens, int parts,
     float *y, ptrdiff_t y_stride, const float *bias, int accumulate)
 {
     if (row_start >= row_end || tokens <= 0) return;
     ptrdiff_t padded = round_up(columns, AMX_BF16_COLUMN_BLOCK);
     ptrdiff_t tile_count = padded / AMX_BF16_COLUMN_BLOCK;
-    ptrdiff_t token_tiles = round_up(tokens, AMX_BF16_TOKEN_BLOCK) / AMX_BF16_TOKEN_BLOCK;
+    // The low parts' rows follow the high parts': the tiles multiply them like more tokens.
+    ptrdiff_t part_tiles = round_up(tokens, AMX_BF16_TOKEN_BLOCK) / AMX_BF16_TOKEN_BLOCK;
+    ptrdiff_t token_tiles = parts * part_tiles;
     ptrdiff_t a_stride = padded * 2;
     // Two strips of 16 packed rows, then the result tiles of every token tile and both strips.
     size_t strip_bytes = (size_t)tile_count * 1024;
@@ -262,9 +281,11 @@ AMX_TARGET void amx_bf16_matmul(
                 else multiply_block(0, 0, b0, b1, a0, a1, a_stride, first, end, c00, c10, c01, c11);
             }
         }
-        for (ptrdiff_t tt = 0; tt < token_tiles; tt++) {
-            write_tile(result_tile(c, tt, 0), tt * 16, tokens, row, row_end, y, y_stride, bias, accumulate);
-            if (two_rows) write_tile(result_tile(c, tt, 1), tt * 16, tokens, row + 16, row_end, y, y_stride, bias, accumulate);
+        for (ptrdiff_t tt = 0; tt < part_tiles; tt++) {
+            for (int s = 0; s <= two_rows; s++) {
+                const float *low = parts == 2 ? result_tile(c, part_tiles + tt, s) : NULL;
+                write_tile(result_tile(c, tt, s), low, tt * 16, tokens, row + 16 * s, row_end, y, y_stride, bias, accumulate);
+            }
         }
     }
     // Back to the initial state: the kernel need not save 8 KB of tiles for this thread.
@@ -276,18 +297,18 @@ AMX_TARGET void amx_bf16_matmul(
 int amx_bf16_usable(void) { return 0; }
 
 void amx_bf16_pack_activations(
-    const float *x, ptrdiff_t x_stride, ptrdiff_t tokens, ptrdiff_t columns,
+    const float *x, ptrdiff_t x_stride, ptrdiff_t tokens, ptrdiff_t columns, int parts,
     ptrdiff_t row_start, ptrdiff_t row_end, uint16_t *out)
 {
-    (void)x; (void)x_stride; (void)tokens; (void)columns; (void)row_start; (void)row_end; (void)out;
+    (void)x; (void)x_stride; (void)tokens; (void)columns; (void)parts; (void)row_start; (void)row_end; (void)out;
 }
 
 void amx_bf16_matmul(
     const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
-    const uint16_t *a, ptrdiff_t tokens,
+    const uint16_t *a, ptrdiff_t tokens, int parts,
     float *y, ptrdiff_t y_stride, const float *bias, int accumulate)
 {
-    (void)w; (void)columns; (void)row_start; (void)row_end; (void)a; (void)tokens;
+    (void)w; (void)columns; (void)row_start; (void)row_end; (void)a; (void)tokens; (void)parts;
     (void)y; (void)y_stride; (void)bias; (void)accumulate;
 }
 
