@@ -134,21 +134,21 @@ static void *packing_buffer(size_t bytes) {
     return thread_buffer;
 }
 
-/// Weight rows `row..<row + count` (count <= 16) as B tiles, one per 32 columns: tile `j` row `r`
-/// holds, for each of the 16 rows `n`, the pair w[n][32j + 2r], w[n][32j + 2r + 1] (the VNNI
-/// layout TDPBF16PS reads), so it is the 16 x 16 transpose of the rows' 32-bit pairs. Missing
-/// rows and columns past `columns` are zeros.
+/// Weight rows `row..<row + count` (count <= 16) as B tiles, one per 32 columns, for column tiles
+/// `first..<end`: tile `j` row `r` holds, for each of the 16 rows `n`, the pair w[n][32j + 2r],
+/// w[n][32j + 2r + 1] (the VNNI layout TDPBF16PS reads), so it is the 16 x 16 transpose of the
+/// rows' 32-bit pairs. Missing rows and columns past `columns` are zeros.
 AMX_TARGET static void pack_weights(
-    const uint16_t *w, ptrdiff_t columns, ptrdiff_t row, ptrdiff_t count, uint32_t *tiles)
+    const uint16_t *w, ptrdiff_t columns, ptrdiff_t row, ptrdiff_t count, ptrdiff_t first, ptrdiff_t end,
+    uint32_t *tiles)
 {
     ptrdiff_t pairs = columns / 2;  // 32-bit words per weight row
-    ptrdiff_t tile_count = round_up(columns, AMX_BF16_COLUMN_BLOCK) / AMX_BF16_COLUMN_BLOCK;
     const int *base = (const int *)(w + row * columns);
     __m512i offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32((int)pairs));
     __mmask16 rows = (__mmask16)(count >= 16 ? 0xffff : (1u << count) - 1);
-    for (ptrdiff_t j = 0; j < tile_count; j++) {
-        uint32_t *tile = tiles + j * 256;
+    for (ptrdiff_t j = first; j < end; j++) {
+        uint32_t *tile = tiles + (j - first) * 256;
         for (ptrdiff_t r = 0; r < 16; r++) {
             ptrdiff_t pair = j * 16 + r;
             __m512i value = _mm512_setzero_si512();
@@ -190,18 +190,27 @@ static inline void write_tile(
 
 /// Columns multiplied per pass over the token tiles, in 32-column tiles: the two strips' 16 KB of
 /// packed weights stay in L1 while every token tile passes, and each result tile is loaded and
-/// stored once per 32 products.
+/// stored once per 8 products.
 #define COLUMN_TILES_PER_PASS 8
+/// Columns of a block, in tiles: 1024 columns of 128 tokens' activations in two parts (512 KB)
+/// stay in L2 while every strip of rows passes over them (a 4864-column matrix's whole rows would
+/// not: 2.5 MB).
+#define COLUMN_TILES_PER_BLOCK 32
+/// Weight rows whose results are kept while the column blocks pass (8 strips of 16).
+#define ROWS_PER_GROUP 128
 
-/// Result tiles of token tile `t` and strip `s`, 16 x 16 floats each, in `c`.
-static inline float *result_tile(float *c, ptrdiff_t t, int s) { return c + (t * 2 + s) * 256; }
+/// Result tile of token tile `t` and strip `s` (of the group), 16 x 16 floats, in `c`.
+static inline float *result_tile(float *c, ptrdiff_t token_tiles, ptrdiff_t s, ptrdiff_t t) {
+    return c + (s * token_tiles + t) * 256;
+}
 
 /// Column tiles `first..<end` of up to 2 weight strips x 2 token tiles, added to the result tiles
-/// (or starting them from zero at the first column). `two_rows` and `two_tokens` are constants at
-/// each call site, so each of the four shapes compiles to its own loop with only the tile
-/// instructions it needs (tile register numbers are immediates).
+/// (or starting them from zero at column 0). `b0` and `b1` hold the strips' tiles from column tile
+/// `packed` on. `two_rows` and `two_tokens` are constants at each call site, so each of the four
+/// shapes compiles to its own loop with only the tile instructions it needs (tile register
+/// numbers are immediates).
 AMX_TARGET static inline __attribute__((always_inline)) void multiply_block(
-    int two_rows, int two_tokens, const uint32_t *b0, const uint32_t *b1,
+    int two_rows, int two_tokens, const uint32_t *b0, const uint32_t *b1, ptrdiff_t packed,
     const uint16_t *a0, const uint16_t *a1, ptrdiff_t a_stride_bytes, ptrdiff_t first, ptrdiff_t end,
     float *c00, float *c10, float *c01, float *c11)
 {
@@ -217,7 +226,7 @@ AMX_TARGET static inline __attribute__((always_inline)) void multiply_block(
         if (two_rows && two_tokens) _tile_loadd(3, c11, 64);
     }
     for (ptrdiff_t j = first; j < end; j++) {
-        _tile_loadd(6, b0 + j * 256, 64);
+        _tile_loadd(6, b0 + (j - packed) * 256, 64);
         _tile_loadd(4, a0 + j * AMX_BF16_COLUMN_BLOCK, a_stride_bytes);
         _tile_dpbf16ps(0, 4, 6);
         if (two_tokens) {
@@ -225,7 +234,7 @@ AMX_TARGET static inline __attribute__((always_inline)) void multiply_block(
             _tile_dpbf16ps(1, 5, 6);
         }
         if (two_rows) {
-            _tile_loadd(7, b1 + j * 256, 64);
+            _tile_loadd(7, b1 + (j - packed) * 256, 64);
             _tile_dpbf16ps(2, 4, 7);
             if (two_tokens) _tile_dpbf16ps(3, 5, 7);
         }
@@ -235,6 +244,8 @@ AMX_TARGET static inline __attribute__((always_inline)) void multiply_block(
     if (two_rows) _tile_stored(2, c01, 64);
     if (two_rows && two_tokens) _tile_stored(3, c11, 64);
 }
+
+static inline ptrdiff_t min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
 
 AMX_TARGET void amx_bf16_matmul(
     const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
@@ -248,9 +259,9 @@ AMX_TARGET void amx_bf16_matmul(
     ptrdiff_t part_tiles = round_up(tokens, AMX_BF16_TOKEN_BLOCK) / AMX_BF16_TOKEN_BLOCK;
     ptrdiff_t token_tiles = parts * part_tiles;
     ptrdiff_t a_stride = padded * 2;
-    // Two strips of 16 packed rows, then the result tiles of every token tile and both strips.
-    size_t strip_bytes = (size_t)tile_count * 1024;
-    uint32_t *strips = packing_buffer(2 * strip_bytes + (size_t)token_tiles * 2048);
+    // Two strips of 16 packed rows for one column block, then the result tiles of the row group.
+    size_t strip_bytes = (size_t)COLUMN_TILES_PER_BLOCK * 1024;
+    uint32_t *strips = packing_buffer(2 * strip_bytes + (size_t)(ROWS_PER_GROUP / 16) * token_tiles * 1024);
     if (!strips) abort();
     uint32_t *b0 = strips, *b1 = strips + strip_bytes / 4;
     float *c = (float *)(strips + 2 * strip_bytes / 4);
@@ -264,27 +275,35 @@ AMX_TARGET void amx_bf16_matmul(
     }
     _tile_loadconfig(&config);
 
-    for (ptrdiff_t row = row_start; row < row_end; row += 32) {
-        int two_rows = row_end - row > 16;
-        pack_weights(w, columns, row, row_end - row < 16 ? row_end - row : 16, b0);
-        if (two_rows) pack_weights(w, columns, row + 16, row_end - row - 16 < 16 ? row_end - row - 16 : 16, b1);
-        for (ptrdiff_t first = 0; first < tile_count; first += COLUMN_TILES_PER_PASS) {
-            ptrdiff_t end = first + COLUMN_TILES_PER_PASS < tile_count ? first + COLUMN_TILES_PER_PASS : tile_count;
-            for (ptrdiff_t tt = 0; tt < token_tiles; tt += 2) {
-                int two_tokens = tt + 1 < token_tiles;
-                const uint16_t *a0 = a + tt * 16 * padded, *a1 = a0 + 16 * padded;
-                float *c00 = result_tile(c, tt, 0), *c10 = result_tile(c, tt + 1, 0);
-                float *c01 = result_tile(c, tt, 1), *c11 = result_tile(c, tt + 1, 1);
-                if (two_rows && two_tokens) multiply_block(1, 1, b0, b1, a0, a1, a_stride, first, end, c00, c10, c01, c11);
-                else if (two_rows) multiply_block(1, 0, b0, b1, a0, a1, a_stride, first, end, c00, c10, c01, c11);
-                else if (two_tokens) multiply_block(0, 1, b0, b1, a0, a1, a_stride, first, end, c00, c10, c01, c11);
-                else multiply_block(0, 0, b0, b1, a0, a1, a_stride, first, end, c00, c10, c01, c11);
+    for (ptrdiff_t group = row_start; group < row_end; group += ROWS_PER_GROUP) {
+        ptrdiff_t group_end = min(row_end, group + ROWS_PER_GROUP);
+        for (ptrdiff_t block = 0; block < tile_count; block += COLUMN_TILES_PER_BLOCK) {
+            ptrdiff_t block_end = min(tile_count, block + COLUMN_TILES_PER_BLOCK);
+            for (ptrdiff_t row = group; row < group_end; row += 32) {
+                int two_rows = group_end - row > 16;
+                ptrdiff_t s = (row - group) / 16;
+                pack_weights(w, columns, row, min(16, group_end - row), block, block_end, b0);
+                if (two_rows) pack_weights(w, columns, row + 16, min(16, group_end - row - 16), block, block_end, b1);
+                for (ptrdiff_t first = block; first < block_end; first += COLUMN_TILES_PER_PASS) {
+                    ptrdiff_t end = min(block_end, first + COLUMN_TILES_PER_PASS);
+                    for (ptrdiff_t tt = 0; tt < token_tiles; tt += 2) {
+                        int two_tokens = tt + 1 < token_tiles;
+                        const uint16_t *a0 = a + tt * 16 * padded, *a1 = a0 + 16 * padded;
+                        float *c00 = result_tile(c, token_tiles, s, tt), *c10 = result_tile(c, token_tiles, s, tt + 1);
+                        float *c01 = result_tile(c, token_tiles, s + 1, tt), *c11 = result_tile(c, token_tiles, s + 1, tt + 1);
+                        if (two_rows && two_tokens) multiply_block(1, 1, b0, b1, block, a0, a1, a_stride, first, end, c00, c10, c01, c11);
+                        else if (two_rows) multiply_block(1, 0, b0, b1, block, a0, a1, a_stride, first, end, c00, c10, c01, c11);
+                        else if (two_tokens) multiply_block(0, 1, b0, b1, block, a0, a1, a_stride, first, end, c00, c10, c01, c11);
+                        else multiply_block(0, 0, b0, b1, block, a0, a1, a_stride, first, end, c00, c10, c01, c11);
+                    }
+                }
             }
         }
-        for (ptrdiff_t tt = 0; tt < part_tiles; tt++) {
-            for (int s = 0; s <= two_rows; s++) {
-                const float *low = parts == 2 ? result_tile(c, part_tiles + tt, s) : NULL;
-                write_tile(result_tile(c, tt, s), low, tt * 16, tokens, row + 16 * s, row_end, y, y_stride, bias, accumulate);
+        for (ptrdiff_t row = group; row < group_end; row += 16) {
+            ptrdiff_t s = (row - group) / 16;
+            for (ptrdiff_t tt = 0; tt < part_tiles; tt++) {
+                const float *low = parts == 2 ? result_tile(c, token_tiles, s, part_tiles + tt) : NULL;
+                write_tile(result_tile(c, token_tiles, s, tt), low, tt * 16, tokens, row, row_end, y, y_stride, bias, accumulate);
             }
         }
     }
