@@ -93,11 +93,15 @@ let package = Package(
         ),
         /// The built-in engine's compute-bound matrix kernels compiled for AVX-512.
         .target(name: "EngineAVX512", swiftSettings: avx512Settings),
+        /// The built-in engine's AMX-BF16 prefill matrix multiply, in C: its functions carry their own
+        /// `target` attributes, and the engine calls them only after `amx_bf16_usable()` says so.
+        .target(name: "CEngineAMX", cSettings: [.unsafeFlags(["-O3"])]),
         /// The built-in inference engine: loading, tokenizer, templates, generation, and its server.
         .target(
             name: "Engine",
             dependencies: [
                 "EngineAVX512",
+                "CEngineAMX",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -9,15 +9,17 @@
 #   - the model directory (scripts/make-bench-model.py: real config, random bf16 weights, real Qwen2 tokenizer);
 #   - llama.cpp's llama-bench, compiled natively from the llama-cpp-python source archive on PyPI
 #     (its vendor/llama.cpp), and the model converted to a BF16 GGUF by that archive's convert_hf_to_gguf.py.
-# Then measures, back to back: modeld engine bench, llama-bench, transformers bf16 and f32; prints a table
-# with each one's prefill and decode tok/s and our ratio to each.
+# Then measures, back to back: modeld engine bench (as configured, then with MODELD_ENGINE_AMX=0, the f32
+# kernels), llama-bench, transformers bf16 and f32; prints a table with each one's prefill and decode
+# tok/s and our ratio to each.
 #
 # Also prints the memory read bandwidth PyTorch reaches summing 1 GiB on the same threads: decode reads
 # every weight once per token, so bandwidth / 988 MB is the decode ceiling for bf16.
 #
 # Environment: PROMPT_TOKENS (128), GEN_TOKENS (64), THREADS (2), LLAMA_CPP_PYTHON (0.3.36), BENCH_DIR,
 # REPEATS (3: each figure is the best of that many runs, to damp a shared machine's noise), TORCH_REPEATS
-# (1: transformers' runs are the longest; its decode measured 10.6 tok/s here idle, about 1 tok/s under load).
+# (1: transformers' runs are the longest; its decode measured 10.6 tok/s here idle, about 1 tok/s under load),
+# LLAMA (1; 0 skips llama.cpp: no source download, no compile, no row), MODELD (the binary: .build/release/modeld).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +30,8 @@ THREADS=${THREADS:-2}
 REPEATS=${REPEATS:-3}
 TORCH_REPEATS=${TORCH_REPEATS:-1}
 LLAMA_CPP_PYTHON=${LLAMA_CPP_PYTHON:-0.3.36}
-MODELD=$ROOT/.build/release/modeld
+LLAMA=${LLAMA:-1}
+MODELD=${MODELD:-$ROOT/.build/release/modeld}
 VENV=$BENCH_DIR/venv
 PY=$VENV/bin/python
 MODEL=$BENCH_DIR/qwen2.5-0.5b-random
@@ -63,7 +66,7 @@ fi
 "$PY" "$ROOT/scripts/make-bench-model.py" "$MODEL" >&2
 
 # --- llama.cpp ----------------------------------------------------------------------------------
-if [ ! -x "$LLAMA_BENCH" ]; then
+if [ "$LLAMA" = 1 ] && [ ! -x "$LLAMA_BENCH" ]; then
     log "fetching the llama-cpp-python $LLAMA_CPP_PYTHON source archive"
     # Only llama-cpp-python as source: `:all:` would also build its build dependencies (cmake) from source.
     pip download --no-deps --no-binary llama-cpp-python -d "$BENCH_DIR" "llama-cpp-python==$LLAMA_CPP_PYTHON"
@@ -75,7 +78,7 @@ if [ ! -x "$LLAMA_BENCH" ]; then
         -DLLAMA_BUILD_SERVER=OFF >&2
     "$CMAKE" --build "$LLAMA_SRC/build" --target llama-bench -j "$(nproc)" >&2
 fi
-if [ ! -s "$GGUF" ]; then
+if [ "$LLAMA" = 1 ] && [ ! -s "$GGUF" ]; then
     log "converting the model to a BF16 GGUF"
     # The archive's own gguf-py (the script puts it on sys.path) matches its converter.
     "$PY" "$LLAMA_SRC/vendor/llama.cpp/convert_hf_to_gguf.py" "$MODEL" --outtype bf16 --outfile "$GGUF" >&2
@@ -103,16 +106,23 @@ print(f"{best:.1f}")
 EOF
 )
 echo "memory read bandwidth (torch sum of 1 GiB f32, $THREADS threads): $BANDWIDTH GB/s" >&2
-prefill=(); decode=()
-for _ in $(seq "$REPEATS"); do
-    line=$(MODELD_ENGINE_THREADS=$THREADS "$MODELD" engine bench --model "$MODEL" \
-        --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS")
-    echo "modeld: $line" >&2
-    prefill+=("$(sed -E 's/^prefill [0-9]+ tokens: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
-    decode+=("$(sed -E 's/.*x batch 1: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
-done
-record modeld "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)"
+# modeld as configured (AMX-BF16 prefill where the CPU has it), then with the f32 kernels only.
+bench_modeld() {
+    local name=$1 amx=$2 line
+    prefill=(); decode=()
+    for _ in $(seq "$REPEATS"); do
+        line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx "$MODELD" engine bench --model "$MODEL" \
+            --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS")
+        echo "$name: $line" >&2
+        prefill+=("$(sed -E 's/^prefill [0-9]+ tokens: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
+        decode+=("$(sed -E 's/.*x batch 1: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
+    done
+    record "$name" "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)"
+}
+bench_modeld modeld 1
+bench_modeld "modeld, MODELD_ENGINE_AMX=0 (f32 kernels)" 0
 
+if [ "$LLAMA" = 1 ]; then
 "$LLAMA_BENCH" -m "$GGUF" -p "$PROMPT_TOKENS" -n "$GEN_TOKENS" -t "$THREADS" -r "$REPEATS" -o json \
     > "$BENCH_DIR/llama-bench.json" 2>/dev/null
 read -r lp ld < <("$PY" - "$BENCH_DIR/llama-bench.json" <<'EOF'
@@ -128,6 +138,7 @@ print(pp, tg)
 EOF
 )
 record "llama.cpp (llama-bench, BF16 GGUF)" "$lp" "$ld"
+fi
 
 for dtype in bf16 f32; do
     prefill=(); decode=()

@@ -3,19 +3,41 @@ import Foundation
 /// Which build of the compute-bound kernels a matrix multiply uses.
 ///
 /// The engine is compiled for AVX2 and FMA (`-target-cpu haswell`); the packed prefill kernels
-/// also exist compiled for AVX-512 (the `EngineAVX512` module), used where the CPU has it.
+/// also exist compiled for AVX-512 (the `EngineAVX512` module), used where the CPU has it, and
+/// prefill with bf16 weights can run on AMX-BF16 tiles (``AMXMatMul``).
 package enum InstructionSet: Sendable {
     case avx2
     case avx512
+    /// AVX-512, and AMX-BF16 tiles for products of many tokens with bf16 weights, each activation
+    /// split into two bf16 parts (about 16 significant bits: ``AMXMatMul/Precision/split``).
+    case amx
+    /// The same with activations rounded to bf16 (``AMXMatMul/Precision/rounded``): half the
+    /// tile work, 8 significant bits.
+    case amxBF16
 
     /// Whether the CPU and kernel support AVX-512 (F, CD, BW, DQ, VL: the `skylake-avx512` level),
     /// whatever `MODELD_ENGINE_AVX512` says.
     package static let cpuHasAVX512 = cpuFlags().isSuperset(of: ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"])
 
-    /// AVX-512 if ``cpuHasAVX512``, unless `MODELD_ENGINE_AVX512=0`; AVX2 otherwise.
+    /// Whether the CPU has AVX-512 and AMX-BF16 and Linux lets this process use the tiles,
+    /// whatever `MODELD_ENGINE_AMX` says.
+    package static var cpuHasAMX: Bool { cpuHasAVX512 && AMXMatMul.isUsable }
+
+    /// The fastest exact build: AVX-512 if ``cpuHasAVX512``, unless `MODELD_ENGINE_AVX512=0`;
+    /// AVX2 otherwise. Products stay f32 × widened weights, so this is what the kernels use unless
+    /// told otherwise.
     package static let best: InstructionSet = {
         if ProcessInfo.processInfo.environment["MODELD_ENGINE_AVX512"] == "0" { return .avx2 }
         return cpuHasAVX512 ? .avx512 : .avx2
+    }()
+
+    /// What models use: ``amx`` if ``cpuHasAMX`` and ``best`` is AVX-512, ``amxBF16`` instead with
+    /// `MODELD_ENGINE_AMX=bf16`, and ``best`` with `MODELD_ENGINE_AMX=0` or without AMX. Only bf16
+    /// weights are affected, so f16 and f32 models compute exactly as with ``best``.
+    package static let preferred: InstructionSet = {
+        let setting = ProcessInfo.processInfo.environment["MODELD_ENGINE_AMX"]
+        guard best == .avx512, setting != "0", cpuHasAMX else { return best }
+        return setting == "bf16" ? .amxBF16 : .amx
     }()
 
     /// The feature flags Linux reports for the first CPU: only those the kernel also enabled

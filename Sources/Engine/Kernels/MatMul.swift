@@ -13,17 +13,20 @@ import EngineAVX512
 ///   - y: `tokens` rows of N floats, `yStride` floats apart.
 ///   - bias: N floats added to every row, or nil.
 ///   - accumulate: add the result to `y` instead of overwriting it (a residual connection).
-///   - instructionSet: which build of the prefill kernels to use (tests compare them).
+///   - instructionSet: which build of the prefill kernels to use (tests compare them); with
+///     ``InstructionSet/amx`` or ``InstructionSet/amxBF16``, bf16 weights and many tokens use ``AMXMatMul``.
 package func matmul(
     _ weights: WeightMatrix, x: UnsafePointer<Float>, xStride: Int, tokens: Int,
     y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>? = nil, accumulate: Bool = false,
     pool: ThreadPool, instructionSet: InstructionSet = .best
 ) {
-    let job = MatMulJob(
-        weights: weights, x: x, xStride: xStride, tokens: tokens, y: y, yStride: yStride, bias: bias,
-        accumulate: accumulate, instructionSet: instructionSet
-    )
-    pool.forEachRange(weights.rows, alignment: 16) { rows in job.run(rows: rows) }
+    AMXMatMul.withActivations(for: weights, x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) { activations in
+        let job = MatMulJob(
+            weights: weights, x: x, xStride: xStride, tokens: tokens, y: y, yStride: yStride, bias: bias,
+            accumulate: accumulate, instructionSet: instructionSet, amxActivations: activations
+        )
+        pool.forEachRange(weights.rows, alignment: 16) { rows in job.run(rows: rows) }
+    }
 }
 
 /// One matrix of ``matmul(_:x:xStride:tokens:pool:)``: its rows are written to `y`.
@@ -43,24 +46,28 @@ package struct Projection {
 
 /// Several projections of the same activations (attention's q, k and v) as one parallel job:
 /// their rows are split between the threads as if the matrices were stacked, so the pool
-/// synchronises once instead of once per matrix.
+/// synchronises once instead of once per matrix. The matrices have the same columns.
 package func matmul(
-    _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool
+    _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
+    instructionSet: InstructionSet = .best
 ) {
+    guard let first = projections.first else { return }
     let total = projections.reduce(0) { $0 + $1.weights.rows }
-    pool.forEachRange(total, alignment: 16) { rows in
-        var start = 0
-        for p in projections {
-            let end = start + p.weights.rows
-            let lower = max(rows.lowerBound, start), upper = min(rows.upperBound, end)
-            if lower < upper {
-                let job = MatMulJob(
-                    weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
-                    accumulate: false, instructionSet: .best
-                )
-                job.run(rows: (lower - start)..<(upper - start))
+    AMXMatMul.withActivations(for: first.weights, x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) { activations in
+        pool.forEachRange(total, alignment: 16) { rows in
+            var start = 0
+            for p in projections {
+                let end = start + p.weights.rows
+                let lower = max(rows.lowerBound, start), upper = min(rows.upperBound, end)
+                if lower < upper {
+                    let job = MatMulJob(
+                        weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
+                        accumulate: false, instructionSet: instructionSet, amxActivations: activations
+                    )
+                    job.run(rows: (lower - start)..<(upper - start))
+                }
+                start = end
             }
-            start = end
         }
     }
 }
@@ -69,23 +76,26 @@ package func matmul(
 /// each thread applying the activation to the rows it has just computed while they are in cache.
 /// `up.y` is scratch; both outputs need the same stride.
 package func gatedMatmul(
-    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool
+    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
+    instructionSet: InstructionSet = .best
 ) {
     precondition(gate.weights.rows == up.weights.rows && gate.yStride == up.yStride, "gate and up projections must match")
-    let gateJob = MatMulJob(
-        weights: gate.weights, x: x, xStride: xStride, tokens: tokens, y: gate.y, yStride: gate.yStride, bias: gate.bias,
-        accumulate: false, instructionSet: .best
-    )
-    let upJob = MatMulJob(
-        weights: up.weights, x: x, xStride: xStride, tokens: tokens, y: up.y, yStride: up.yStride, bias: up.bias,
-        accumulate: false, instructionSet: .best
-    )
-    pool.forEachRange(gate.weights.rows, alignment: 16) { rows in
-        gateJob.run(rows: rows)
-        upJob.run(rows: rows)
-        for t in 0..<tokens {
-            let offset = t * gate.yStride + rows.lowerBound
-            VectorOps.siluMultiply(gate.y + offset, up.y + offset, count: rows.count)
+    AMXMatMul.withActivations(for: gate.weights, x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) { activations in
+        let gateJob = MatMulJob(
+            weights: gate.weights, x: x, xStride: xStride, tokens: tokens, y: gate.y, yStride: gate.yStride, bias: gate.bias,
+            accumulate: false, instructionSet: instructionSet, amxActivations: activations
+        )
+        let upJob = MatMulJob(
+            weights: up.weights, x: x, xStride: xStride, tokens: tokens, y: up.y, yStride: up.yStride, bias: up.bias,
+            accumulate: false, instructionSet: instructionSet, amxActivations: activations
+        )
+        pool.forEachRange(gate.weights.rows, alignment: 16) { rows in
+            gateJob.run(rows: rows)
+            upJob.run(rows: rows)
+            for t in 0..<tokens {
+                let offset = t * gate.yStride + rows.lowerBound
+                VectorOps.siluMultiply(gate.y + offset, up.y + offset, count: rows.count)
+            }
         }
     }
 }
@@ -138,6 +148,9 @@ private struct MatMulJob {
     let bias: UnsafePointer<Float>?
     let accumulate: Bool
     let instructionSet: InstructionSet
+    /// The activations converted for ``AMXMatMul`` when the product runs on tiles (same columns as
+    /// `weights`; used only if they are bf16); nil otherwise.
+    let amxActivations: AMXMatMul.Activations?
 
     /// Rows per tile: 16 rows of even a 4864-wide bf16 matrix (155 KB) stay in L2 while every
     /// token group passes over them.
@@ -152,7 +165,14 @@ private struct MatMulJob {
     private static let block = 1024
 
     func run(rows: Range<Int>) {
-        if tokens >= Self.packedTokens, instructionSet == .avx512 {
+        if let amxActivations, weights.format == .bf16 {
+            AMXMatMul.multiply(
+                weights, rows: rows, activations: amxActivations, tokens: tokens, y: y, yStride: yStride, bias: bias,
+                accumulate: accumulate
+            )
+            return
+        }
+        if tokens >= Self.packedTokens, instructionSet != .avx2 {
             let format: PackedMatMul.Format
             switch weights.format {
             case .bf16: format = .bf16

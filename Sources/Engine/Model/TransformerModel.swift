@@ -13,6 +13,9 @@ package final class TransformerModel: @unchecked Sendable {
     package let config: ModelConfig
     package let generationConfig: GenerationConfig
     package let pool: ThreadPool
+    /// Which build of the matrix kernels the forward pass uses (``InstructionSet/preferred`` unless
+    /// a test compares them).
+    package let instructionSet: InstructionSet
 
     private struct Layer {
         var inputNorm: UnsafePointer<Float>
@@ -37,17 +40,24 @@ package final class TransformerModel: @unchecked Sendable {
     /// Loads a Hugging Face model directory: `config.json`, `generation_config.json` and the
     /// safetensors weights (single file or sharded).
     /// - Throws: ``ModelError``; an unsupported architecture names the supported ones.
-    package convenience init(directory: URL, pool: ThreadPool = .shared) throws {
+    package convenience init(directory: URL, pool: ThreadPool = .shared, instructionSet: InstructionSet = .preferred) throws {
         let config = try ModelConfig(directory: directory)
         let generationConfig = try GenerationConfig(directory: directory)
-        try self.init(config: config, generationConfig: generationConfig, weights: Checkpoint(directory: directory), pool: pool)
+        try self.init(
+            config: config, generationConfig: generationConfig, weights: Checkpoint(directory: directory), pool: pool,
+            instructionSet: instructionSet
+        )
     }
 
     /// Builds a model from named tensors in transformers' naming (`model.layers.N.self_attn.q_proj.weight`...).
-    package init(config: ModelConfig, generationConfig: GenerationConfig, weights: any WeightSource, pool: ThreadPool = .shared) throws {
+    package init(
+        config: ModelConfig, generationConfig: GenerationConfig, weights: any WeightSource, pool: ThreadPool = .shared,
+        instructionSet: InstructionSet = .preferred
+    ) throws {
         self.config = config
         self.generationConfig = generationConfig
         self.pool = pool
+        self.instructionSet = instructionSet
         self.weights = weights
         guard config.headDim % 8 == 0 else {
             throw ModelError(.unsupportedArchitecture, "head_dim \(config.headDim) is not a multiple of 8, which the attention kernel needs")
@@ -188,7 +198,7 @@ package final class TransformerModel: @unchecked Sendable {
                 Projection(layer.k, y: k, yStride: kvDim, bias: layer.kBias),
                 Projection(layer.v, y: v, yStride: kvDim, bias: layer.vBias),
             ]
-            matmul(qkv, x: normed, xStride: hidden, tokens: count, pool: pool)
+            matmul(qkv, x: normed, xStride: hidden, tokens: count, pool: pool, instructionSet: instructionSet)
             for t in 0..<count {
                 if let qNorm = layer.qNorm, let kNorm = layer.kNorm {
                     for h in 0..<heads {
@@ -225,7 +235,7 @@ package final class TransformerModel: @unchecked Sendable {
                 }
             }
             // The residual connections are folded into the output projections: they add to `x`.
-            matmul(layer.o, x: attended, xStride: qDim, tokens: count, y: x, yStride: hidden, accumulate: true, pool: pool)
+            matmul(layer.o, x: attended, xStride: qDim, tokens: count, y: x, yStride: hidden, accumulate: true, pool: pool, instructionSet: instructionSet)
 
             for t in 0..<count {
                 VectorOps.rmsNorm(x + t * hidden, weight: layer.postNorm, eps: eps, count: hidden, output: normed + t * hidden)
@@ -233,11 +243,11 @@ package final class TransformerModel: @unchecked Sendable {
             gatedMatmul(
                 gate: Projection(layer.gate, y: gate, yStride: inter, bias: layer.gateBias),
                 up: Projection(layer.up, y: up, yStride: inter, bias: layer.upBias),
-                x: normed, xStride: hidden, tokens: count, pool: pool
+                x: normed, xStride: hidden, tokens: count, pool: pool, instructionSet: instructionSet
             )
             matmul(
                 layer.down, x: gate, xStride: inter, tokens: count, y: x, yStride: hidden, bias: layer.downBias,
-                accumulate: true, pool: pool
+                accumulate: true, pool: pool, instructionSet: instructionSet
             )
         }
         for segment in segments { segment.cache.count += segment.tokens.count }
@@ -259,7 +269,7 @@ package final class TransformerModel: @unchecked Sendable {
         }
         let logits = UnsafeMutablePointer<Float>.allocate(capacity: selected.count * vocab)
         defer { logits.deallocate() }
-        matmul(lmHead, x: normed, xStride: hidden, tokens: selected.count, y: logits, yStride: vocab, pool: pool)
+        matmul(lmHead, x: normed, xStride: hidden, tokens: selected.count, y: logits, yStride: vocab, pool: pool, instructionSet: instructionSet)
         var row = 0
         return segments.map { segment in
             let rows: Int

@@ -1,0 +1,58 @@
+#ifndef CENGINEAMX_H
+#define CENGINEAMX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// The built-in engine's AMX-BF16 matrix multiply (Intel Advanced Matrix Extensions: 8 tile
+/// registers of 16 rows x 64 bytes; TDPBF16PS multiplies bf16 pairs and accumulates in f32).
+///
+/// Activations are converted to bf16 (``amx_bf16_pack_activations``) once per matrix multiply and
+/// read by every thread; each thread packs 16 weight rows at a time into the tile layout and
+/// multiplies them with every 16-token tile. An activation is either rounded to bf16 (one part:
+/// 8 significant bits) or split into that and its rounded remainder (two parts: about 16 bits, at
+/// twice the tile work), whose two products are summed in f32. Every function is safe on any thread: each call loads its tile
+/// configuration and releases the tiles before it returns.
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Activation columns are padded to a multiple of this (one tile row: 32 bf16).
+#define AMX_BF16_COLUMN_BLOCK 32
+/// Tokens are padded to a multiple of this (one tile: 16 rows).
+#define AMX_BF16_TOKEN_BLOCK 16
+
+/// 1 when this process may use AMX-BF16: the CPU reports AMX-TILE, AMX-BF16 and AVX-512F, the
+/// kernel enables their register state, and Linux granted the process the tile data permission
+/// (arch_prctl ARCH_REQ_XCOMP_PERM, asked once per process); 0 otherwise. Thread-safe.
+int amx_bf16_usable(void);
+
+/// Rounds activation rows `row_start..<row_end` of `x` (rows `x_stride` floats apart, `columns`
+/// floats each) to bf16, to nearest even, into rows of `out` `columns` rounded up to
+/// ``AMX_BF16_COLUMN_BLOCK`` apart; the padding columns, and rows at or past `tokens`, are zeros.
+/// With `parts` 2, each value's remainder `x - bf16(x)`, rounded to bf16, goes to row `P + t`,
+/// where P is `tokens` rounded up to ``AMX_BF16_TOKEN_BLOCK``. Rows run to P (`parts` P rows in
+/// all). Only after ``amx_bf16_usable`` returned 1.
+void amx_bf16_pack_activations(
+    const float *x, ptrdiff_t x_stride, ptrdiff_t tokens, ptrdiff_t columns, int parts,
+    ptrdiff_t row_start, ptrdiff_t row_end, uint16_t *out);
+
+/// `y[t][n] (+)= bias[n] + sum_k a[t][k] * w[n][k]` for weight rows `row_start..<row_end` and
+/// tokens `0..<tokens`, products in bf16 and sums in f32. Only after ``amx_bf16_usable`` returned 1.
+///
+/// - w: `[rows, columns]` bf16, row-major (read-only); `columns` a multiple of 2.
+/// - a: activations from ``amx_bf16_pack_activations`` with the same `tokens`, `columns` and
+///   `parts` (1 or 2).
+/// - y: `tokens` rows of floats, `y_stride` apart; with `accumulate` the result is added to it.
+/// - bias: one float per weight row, or NULL.
+void amx_bf16_matmul(
+    const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
+    const uint16_t *a, ptrdiff_t tokens, int parts,
+    float *y, ptrdiff_t y_stride, const float *bias, int accumulate);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
