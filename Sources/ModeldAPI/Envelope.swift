@@ -53,15 +53,7 @@ package enum WireJSON {
     /// `2026-11-22T03:04:05Z`, as `JSONEncoder`'s `.iso8601` writes it, but from the C library: Foundation's
     /// ISO 8601 formatting loads ICU's calendar data into the daemon (about 4 MB of RSS) on the first event.
     package static func iso8601(_ date: Date) -> String {
-        var seconds = time_t((date.timeIntervalSince1970).rounded(.down))
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))Z"
+        UTCTime(seconds: Int(date.timeIntervalSince1970.rounded(.down))).dateTime(separator: "T") + "Z"
     }
 
     package static func decoder() -> JSONDecoder {

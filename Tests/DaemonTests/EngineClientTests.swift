@@ -150,6 +150,15 @@ private final class FloodServer: Sendable {
     }
 }
 
+extension EngineReply {
+    /// The whole body of a streamed reply, read to its end.
+    func collect() async throws -> ByteBuffer {
+        var whole = ByteBuffer()
+        for try await var chunk in body { whole.writeBuffer(&chunk) }
+        return whole
+    }
+}
+
 /// Waits up to `seconds` for `condition`.
 private func eventually(_ seconds: Double, _ condition: () -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + .seconds(seconds)

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ModeldAPI
 
 /// Dates in the store, in GRDB's own text form (`yyyy-MM-dd HH:mm:ss.SSS`, UTC), formatted and read with the
 /// C library. GRDB converts through `DateFormatter` and `Calendar`, which load ICU's data into the daemon
@@ -7,17 +8,9 @@ import GRDB
 enum StoreDate {
     /// `2026-11-22 03:04:05.678`.
     static func text(_ date: Date) -> String {
-        let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        var seconds = time_t(milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000)
-        let fraction = Int(milliseconds - Int64(seconds) * 1000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
-        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2)) "
-            + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(fraction, 3))"
+        let milliseconds = Int((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        return UTCTime(seconds: seconds).dateTime(separator: " ") + "." + UTCTime.padded(milliseconds - seconds * 1000, 3)
     }
 
     /// A date written by ``text(_:)`` or by GRDB (`yyyy-MM-dd HH:mm:ss` with optional `.SSS`); anything else

@@ -193,21 +193,6 @@ struct EngineReply: Sendable {
     /// Stops the reply (the client went away, or the caller has read enough): the connection is closed, which
     /// the engine sees as a cancelled request.
     func cancel() { stop() }
-
-    /// The whole body, for replies that are not streamed (a body that came in one read is not copied).
-    /// - Throws: ``EngineClientError`` when the engine broke off.
-    func collect() async throws -> ByteBuffer {
-        var whole: ByteBuffer?
-        for try await chunk in body {
-            if whole == nil {
-                whole = chunk
-            } else {
-                var chunk = chunk
-                whole!.writeBuffer(&chunk)
-            }
-        }
-        return whole ?? ByteBuffer()
-    }
 }
 
 typealias EngineBody = NIOThrowingAsyncSequenceProducer<

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
+import ModeldAPI
 import NIOCore
 import NIOExtras
 import NIOPosix
@@ -109,14 +110,11 @@ final class HTTPDateCache: Sendable {
     /// RFC 9110's IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) from the C library: Foundation's date formatting
     /// would load ICU's calendar and locale data (about 5 MB of RSS) into the daemon for this one header.
     static func imfFixdate(_ seconds: Int) -> String {
-        var time = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&time, &parts)
+        let time = UTCTime(seconds: seconds)
         let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        func twoDigits(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(weekdays[Int(parts.tm_wday)]), \(twoDigits(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
-            + "\(twoDigits(parts.tm_hour)):\(twoDigits(parts.tm_min)):\(twoDigits(parts.tm_sec)) GMT"
+        return "\(weekdays[time.weekday]), \(UTCTime.padded(time.day, 2)) \(months[time.month - 1]) \(time.year) "
+            + "\(UTCTime.padded(time.hour, 2)):\(UTCTime.padded(time.minute, 2)):\(UTCTime.padded(time.second, 2)) GMT"
     }
 }
 
