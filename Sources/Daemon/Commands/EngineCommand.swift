@@ -35,11 +35,7 @@ struct EngineServe: AsyncParsableCommand {
     var maxBatch = 16
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
+        LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, logLevel: .info) }
         let logger = Logger(label: "modeld-engine")
         let directory = URL(filePath: model, directoryHint: .isDirectory)
         let name = servedModelName ?? directory.standardizedFileURL.lastPathComponent

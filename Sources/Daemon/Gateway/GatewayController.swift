@@ -123,7 +123,22 @@ extension GatewayController {
 
     /// Whether `model` names this run: its name, its served name, or the model it was started with.
     func matches(_ run: RunInfo, _ model: String) -> Bool {
-        [run.name, run.servedName, run.model].contains { $0.caseInsensitiveCompare(model) == .orderedSame }
+        Self.sameName(run.name, model) || Self.sameName(run.servedName, model) || Self.sameName(run.model, model)
+    }
+
+    /// Whether two names are equal ignoring case: ASCII names byte by byte (every request compares its model
+    /// with each run's names), others as Foundation compares them.
+    static func sameName(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        let ascii = a.withUTF8 { a in b.withUTF8 { b in
+            guard !a.contains(where: { $0 >= 0x80 }), !b.contains(where: { $0 >= 0x80 }) else { return nil as Bool? }
+            return a.count == b.count && zip(a, b).allSatisfy { lowered($0) == lowered($1) }
+        } }
+        return ascii ?? (a.caseInsensitiveCompare(b) == .orderedSame)
+    }
+
+    private static func lowered(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
     }
 
     private func readyRuns(_ model: String) -> [RunInfo] {

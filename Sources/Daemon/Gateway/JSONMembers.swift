@@ -3,28 +3,46 @@
 /// byte of a request as the client sent it (a decode and re-encode would rewrite numbers such as `0.1`).
 ///
 /// The structure is checked throughout (braces and brackets, keys, colons, commas, literals, the characters of
-/// numbers and strings); only the values read are decoded.
+/// numbers and strings); only the values read are decoded, and keys only when they hold an escape.
 struct JSONMembers {
     private let bytes: [UInt8]
-    /// Each member's key and the byte range of its value, in order; a repeated key keeps its last value.
-    private(set) var ranges: [String: Range<Int>] = [:]
+    /// Each member's key token (quotes included) and the range of its value, in order.
+    private let members: [(key: Range<Int>, value: Range<Int>)]
 
     /// - Returns: nil unless `bytes` is one JSON object, with nothing but whitespace around it.
     init?(_ bytes: some Collection<UInt8>) {
         self.bytes = Array(bytes)
         var scanner = Scanner(bytes: self.bytes)
         guard let members = scanner.object(), scanner.atEnd else { return nil }
-        for (key, range) in members { ranges[key] = range }
+        self.members = members
+    }
+
+    /// Each key with its value's range; a repeated key keeps its last value.
+    var ranges: [String: Range<Int>] {
+        Dictionary(members.map { (Self.decodeString(bytes[$0.key])!, $0.value) }) { _, last in last }
+    }
+
+    /// The range of a member's value; the last one when the key repeats.
+    private func range(_ key: String) -> Range<Int>? {
+        let wanted = key.utf8
+        for member in members.reversed() {
+            let inner = bytes[(member.key.lowerBound + 1)..<(member.key.upperBound - 1)]
+            let same = inner.contains(UInt8(ascii: "\\"))
+                ? Self.decodeString(bytes[member.key]) == key
+                : inner.elementsEqual(wanted)
+            if same { return member.value }
+        }
+        return nil
     }
 
     /// The raw bytes of a member's value.
     subscript(raw key: String) -> ArraySlice<UInt8>? {
-        ranges[key].map { bytes[$0] }
+        range(key).map { bytes[$0] }
     }
 
     /// A member's value when it is a string.
     func string(_ key: String) -> String? {
-        guard let range = ranges[key], bytes[range.lowerBound] == UInt8(ascii: "\"") else { return nil }
+        guard let range = range(key), bytes[range.lowerBound] == UInt8(ascii: "\"") else { return nil }
         return Self.decodeString(bytes[range])
     }
 
@@ -49,7 +67,7 @@ struct JSONMembers {
 
     /// The document with one member's value replaced by `value` (its JSON text), every other byte kept.
     func replacing(_ key: String, with value: some Collection<UInt8>) -> [UInt8] {
-        guard let range = ranges[key] else { return bytes }
+        guard let range = range(key) else { return bytes }
         return Array(bytes[..<range.lowerBound]) + value + bytes[range.upperBound...]
     }
 
@@ -153,14 +171,17 @@ private struct Scanner {
         return true
     }
 
-    /// The members of the object that starts here: each key and its value's range.
-    mutating func object() -> [(String, Range<Int>)]? {
+    /// The members of the object that starts here: each key's token and its value's range.
+    mutating func object() -> [(key: Range<Int>, value: Range<Int>)]? {
         guard take(UInt8(ascii: "{")) else { return nil }
-        var members: [(String, Range<Int>)] = []
+        var members: [(key: Range<Int>, value: Range<Int>)] = []
         if take(UInt8(ascii: "}")) { return members }
         repeat {
             skipSpace()
-            guard let key = string().flatMap({ JSONMembers.decodeString(bytes[$0]) }), take(UInt8(ascii: ":")) else { return nil }
+            // A key's escapes are checked here, and resolved only when the key is looked up.
+            guard let key = string(), !bytes[key].contains(UInt8(ascii: "\\")) || JSONMembers.decodeString(bytes[key]) != nil,
+                take(UInt8(ascii: ":"))
+            else { return nil }
             skipSpace()
             let start = index
             guard skipValue(depth: 1) else { return nil }

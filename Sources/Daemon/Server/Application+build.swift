@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Launchers
 import Logging
@@ -80,11 +81,13 @@ func buildApplication(_ daemon: DaemonContext, port: Int? = nil) -> some Applica
 
 extension HealthInfo: ResponseEncodable {}
 
+private let requestIDField = HTTPField.Name("X-Request-Id")!
+
 /// Echoes the request id in `X-Request-Id`, so a client can quote it when reporting a problem.
 struct RequestIDHeaderMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var response = try await next(request, context)
-        response.headers[.init("X-Request-Id")!] = context.id
+        response.headers[requestIDField] = context.id
         return response
     }
 }

@@ -37,7 +37,8 @@ struct HTTPListener: Service, CustomStringConvertible {
         let serverName = self.serverName
         let channelSetup = HTTP1Channel(responder: { request, writer, channel in
             var requestLogger = logger
-            requestLogger[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
+            // Formatted once: every `context.id` reads it back.
+            requestLogger[metadataKey: "hb.request.id"] = .string(RequestID().description)
             let context = DaemonRequestContext(source: .init(channel: channel, logger: requestLogger))
             var response: Response
             do {
