@@ -1,8 +1,30 @@
 import ArgumentParser
+import Foundation
 import ModeldAPI
+import NIOCore
+import NIOPosix
+
+/// The entry point: Swift's tasks run on the daemon's NIO event loops rather than a pool of their own, so that a
+/// request's handler runs on the event loop its connection lives on, and the gateway's requests to engines
+/// (``EngineClient`` picks connections on the same loop) go out and come back with no thread hand-off.
+/// Blocking work never runs on them: it goes to threads of its own (`onThread`), as it did off the pool.
+/// NIO can take over only before the first task starts, hence a synchronous `main`. `modeld engine` keeps Swift's
+/// own pool: its handlers wait on its batch scheduler's thread, not on connections of their own.
+@main
+enum ModeldMain {
+    static func main() {
+        if CommandLine.arguments.dropFirst().first != EngineCommand.configuration.commandName {
+            _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        }
+        Task {
+            await Modeld.main()
+            exit(0)
+        }
+        dispatchMain()
+    }
+}
 
 /// The `modeld` executable: the daemon (`modeld` / `modeld serve`) and the built-in engine (`modeld engine`).
-@main
 struct Modeld: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "modeld",

@@ -8,7 +8,8 @@ import Transfer
 /// HTTP/1.1 to the engines, on the daemon's own event loops, over kept-alive connections.
 ///
 /// A request costs no thread hand-off: it is written from the event loop that owns its connection, and the
-/// reply comes back to the handler that awaits it. Idle connections wait in a pool per engine address; a
+/// reply comes back to the handler that awaits it. A caller running on one of the group's event loops (the
+/// daemon's tasks do: see ``ModeldMain``) is given a connection on that loop where there is one. Idle connections wait in a pool per engine address; a
 /// connection is reused only after its previous reply ended in full with keep-alive. The reply body is read
 /// at the consumer's pace (backpressure): the connection stops reading from the engine while
 /// ``EngineReply/body`` holds a few chunks nobody has asked for yet.
@@ -76,12 +77,14 @@ final class EngineClient: Sendable {
         }
     }
 
+    /// An idle connection to `address`, preferably one on the event loop this runs on (no thread hand-off).
     private func takeIdle(_ address: EngineAddress) -> EngineConnection? {
         idle.withLock { idle in
-            while let connection = idle[address]?.popLast() {
-                if connection.channel.isActive { return connection }
-            }
-            return nil
+            guard var connections = idle[address] else { return nil }
+            defer { idle[address] = connections }
+            connections.removeAll { !$0.channel.isActive }
+            let local = connections.lastIndex { $0.channel.eventLoop.inEventLoop }
+            return local.map { connections.remove(at: $0) } ?? connections.popLast()
         }
     }
 
@@ -99,7 +102,9 @@ final class EngineClient: Sendable {
 
     private func connect(_ address: EngineAddress) async throws -> EngineConnection {
         let stallTimeout = self.stallTimeout
-        return try await ClientBootstrap(group: group)
+        // On the event loop this runs on, if it is one of ours, so that its requests need no thread hand-off.
+        let current = MultiThreadedEventLoopGroup.currentEventLoop.flatMap { current in group.makeIterator().first { $0 === current } }
+        return try await ClientBootstrap(group: current ?? group.next())
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(30))
             .connect(host: address.host, port: address.port) { channel in
