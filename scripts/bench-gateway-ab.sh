@@ -13,9 +13,9 @@ trap cleanup EXIT
 
 source scripts/gateway-daemon.sh
 start_gateway_daemon "$1" "$PORT" "$work/a"
-old_port=${endpoint##*:}
+old_port=${endpoint##*:} old_pid=$daemon_pid
 start_gateway_daemon "$2" "$((PORT + 10))" "$work/b"
-new_port=${endpoint##*:}
+new_port=${endpoint##*:} new_pid=$daemon_pid
 echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 scripts/bench-gateway-ab.py "old=$PORT:$old_port" "new=$((PORT + 10)):$new_port" --requests "${REQUESTS:-2000}"
+python3 scripts/bench-gateway-ab.py "old=$PORT:$old_port:$old_pid" "new=$((PORT + 10)):$new_port:$new_pid" --requests "${REQUESTS:-2000}"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
