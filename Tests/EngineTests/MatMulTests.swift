@@ -78,6 +78,41 @@ struct MatMulTests {
         Self.expectMatmulMatchesReference(format: format, tokens: tokens, instructionSet: .avx512)
     }
 
+    /// A single token with bf16 weights (decode) sums in one fixed order, the Swift kernel's for f16
+    /// and f32: four f32 accumulators over every fourth group of 8 columns, the tail into the first,
+    /// their lanes added in order. Decode results stay bit-identical whatever kernel computes them.
+    @Test func decodeSumsInTheKernelOrder() {
+        for (rows, columns) in [(37, 24), (50, 1096)] {
+            let w = Self.randomMatrix(rows: rows, columns: columns, format: .bf16, seed: UInt64(rows + columns))
+            defer { w.storage.deallocate() }
+            let x = Self.randomVector(columns, seed: 11)
+            let bias = Self.randomVector(rows, seed: 13)
+            var expected = [Float](repeating: 0, count: rows)
+            for row in 0..<rows {
+                func group(_ i: Int) -> SIMD8<Float> {
+                    SIMD8<Float>(w.values[(row * columns + i)..<(row * columns + i + 8)])
+                }
+                func activations(_ i: Int) -> SIMD8<Float> { SIMD8<Float>(x[i..<i + 8]) }
+                var a = [SIMD8<Float>](repeating: SIMD8<Float>(), count: 4)
+                var i = 0
+                while i + 32 <= columns {
+                    for j in 0..<4 { a[j] = a[j].addingProduct(group(i + 8 * j), activations(i + 8 * j)) }
+                    i += 32
+                }
+                while i < columns {
+                    a[0] = a[0].addingProduct(group(i), activations(i))
+                    i += 8
+                }
+                expected[row] = ((a[0] + a[1]) + (a[2] + a[3])).sum() + bias[row]
+            }
+            for instructionSet in [InstructionSet.avx2, .best] {
+                var y = [Float](repeating: .nan, count: rows)
+                matmul(w.matrix, x: x, xStride: columns, tokens: 1, y: &y, yStride: rows, bias: bias, pool: Self.pool, instructionSet: instructionSet)
+                #expect(y == expected, "\(rows)x\(columns), \(instructionSet)")
+            }
+        }
+    }
+
     /// Overwriting and accumulating (a residual connection), both with a bias.
     private static func expectMatmulMatchesReference(format: WeightFormat, tokens: Int, instructionSet: InstructionSet) {
         for (rows, columns) in [(37, 24), (50, 1096), (16, 2056)] {

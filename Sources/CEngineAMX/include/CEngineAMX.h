@@ -51,6 +51,13 @@ void amx_bf16_matmul(
     const uint16_t *a, ptrdiff_t tokens, int parts,
     float *y, ptrdiff_t y_stride, const float *bias, int accumulate);
 
+/// `y[n] (+)= bias[n] + sum_k x[k] * w[n][k]` for bf16 weight rows `row_start..<row_end` and one
+/// token (decode): weights widened to f32, products and sums in f32, with software prefetch (the
+/// product is bound by reading the weights). Needs AVX2 and FMA; `columns` a multiple of 8.
+void engine_bf16_matvec(
+    const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
+    const float *x, float *y, const float *bias, int accumulate);
+
 #ifdef __cplusplus
 }
 #endif

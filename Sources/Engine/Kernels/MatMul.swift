@@ -172,6 +172,10 @@ private struct MatMulJob {
             )
             return
         }
+        if tokens == 1, weights.format == .bf16 {
+            DecodeMatVec.multiply(weights, rows: rows, x: x, y: y, bias: bias, accumulate: accumulate)
+            return
+        }
         if tokens >= Self.packedTokens, instructionSet != .avx2 {
             let format: PackedMatMul.Format
             switch weights.format {
@@ -366,8 +370,9 @@ private struct MatMulJob {
     }
 
     /// One weight row against one token, read front to back with four accumulators: the single
-    /// sequence decode matvec. Rows are consecutive in memory, so a thread's whole share of the
-    /// matrix is one sequential stream, the pattern hardware prefetchers follow best.
+    /// sequence decode matvec of f16 and f32 weights (bf16 goes to ``DecodeMatVec``, which sums in
+    /// the same order). Rows are consecutive in memory, so a thread's whole share of the matrix is
+    /// one sequential stream, the pattern hardware prefetchers follow best.
     @inline(__always)
     private func kernelRow<E: WeightElements>(row: Int, _: E.Type) {
         let k = weights.columns
