@@ -89,14 +89,26 @@ struct MetricsTests {
                     usage = [c.usage for c in chunks if c.usage][-1]
                     texts = [c for c in client.completions.create(model="tiny", prompt="Hello", max_tokens=4, temperature=0, stream=True,
                                                                    extra_body={"ignore_eos": True}) if c.choices and c.choices[0].text]
-                    print(json.dumps({"prompt": plain.usage.prompt_tokens + usage.prompt_tokens,
-                                      "completion": plain.usage.completion_tokens + usage.completion_tokens + len(texts),
-                                      "content_chunks": len(texts)}))
+                    # The LLM API's replies count too: chat plainly, generate streamed (NDJSON, usage on the done line).
+                    import urllib.request
+                    def post(path, body):
+                        request = urllib.request.Request(sys.argv[1] + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+                        return urllib.request.urlopen(request).read()
+                    chatted = json.loads(post("/api/v1/llm/chat", {"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3,
+                                                                   "temperature": 0, "ignore_eos": True}))["data"]["usage"]
+                    events = [json.loads(line) for line in post("/api/v1/llm/generate", {"model": "tiny", "prompt": "Hello", "max_tokens": 4,
+                              "temperature": 0, "ignore_eos": True, "stream": True}).splitlines() if line.strip()]
+                    generated = events[-1]["usage"]
+                    print(json.dumps({"prompt": plain.usage.prompt_tokens + usage.prompt_tokens + chatted["prompt_tokens"] + generated["prompt_tokens"],
+                                      "completion": plain.usage.completion_tokens + usage.completion_tokens + len(texts)
+                                                    + chatted["completion_tokens"] + generated["completion_tokens"],
+                                      "content_chunks": len(texts), "llm_deltas": sum(1 for event in events if event.get("delta"))}))
                     """
                 let traffic = try await runProcess(URL(filePath: "/usr/bin/env"), ["python3", "-c", script, "http://127.0.0.1:\(daemon.port)"])
                 #expect(traffic.status == 0, "\(traffic.stdout)\(traffic.stderr)")
                 let sent = try #require(try JSONSerialization.jsonObject(with: Data(traffic.stdout.utf8)) as? [String: Int])
                 #expect(sent["content_chunks", default: 0] > 0, "the streamed completion had no content: \(traffic.stdout)")
+                #expect(sent["llm_deltas", default: 0] > 0, "the LLM API's streamed generation had no content: \(traffic.stdout)")
 
                 // Three requests only this test makes, one unknown path, and the request id of one of them.
                 var requestID = ""
@@ -137,8 +149,9 @@ struct MetricsTests {
                 let model = "acme/qwen2-tiny"
                 #expect(samples.value("modeld_tokens_total", ["model": model, "kind": "prompt"]) == Double(sent["prompt", default: -1]), "\(traffic.stdout)")
                 #expect(samples.value("modeld_tokens_total", ["model": model, "kind": "completion"]) == Double(sent["completion", default: -1]), "\(traffic.stdout)")
-                // Two streamed replies; the first content came before the reply ended.
-                #expect(samples.value("modeld_time_to_first_token_seconds_count", ["model": model]) == 2)
+                // Three streamed replies (two through the gateway, one through the LLM API); the first content came
+                // before the reply ended.
+                #expect(samples.value("modeld_time_to_first_token_seconds_count", ["model": model]) == 3)
                 let firstTokens = try #require(samples.value("modeld_time_to_first_token_seconds_sum", ["model": model]))
                 #expect(firstTokens > 0)
 

@@ -8,7 +8,7 @@ import NIOCore
 
 /// One LLM API request on its way to a run's OpenAI endpoint, through the gateway's relay (so it counts
 /// towards the run's load and stops when the client goes away), and its answer turned into the envelope's
-/// terms.
+/// terms. Its tokens and time to first token are counted in the metrics as the gateway's are.
 struct EngineCall {
     enum Kind {
         /// `/v1/completions`: text in `choices[0].text`.
@@ -33,11 +33,17 @@ struct EngineCall {
     let stream: Bool
     /// The gateway's count of requests in flight per run, for least-busy routing.
     let outstanding: OutstandingRequests
+    let metrics: DaemonMetrics
+    /// When the request arrived, for the time to first token.
+    let started: ContinuousClock.Instant
 
     /// The most of a whole (not streamed) reply that is read.
     static let maxReply = 64 << 20
 
-    init(run: RunInfo, path: String, kind: Kind, body: JinjaObject, stream: Bool, outstanding: OutstandingRequests) {
+    init(
+        run: RunInfo, path: String, kind: Kind, body: JinjaObject, stream: Bool, outstanding: OutstandingRequests, metrics: DaemonMetrics,
+        started: ContinuousClock.Instant
+    ) {
         var body = body
         body["run_id"] = nil
         body["model"] = .string(run.servedName)
@@ -49,6 +55,8 @@ struct EngineCall {
         self.body = body
         self.stream = stream
         self.outstanding = outstanding
+        self.metrics = metrics
+        self.started = started
     }
 
     /// Sends the request and reads the whole reply.
@@ -78,7 +86,9 @@ struct EngineCall {
         case .completion: choice["text"] as? String
         case .chat: (choice["message"] as? [String: Any])?["content"] as? String
         }
-        return Reply(text: text ?? "", finishReason: choice["finish_reason"] as? String, usage: Self.usage(object["usage"]))
+        let usage = Self.usage(object["usage"])
+        if let usage { metrics.recordUsage(ReplyMeter.Usage(promptTokens: usage.promptTokens, completionTokens: usage.completionTokens), model: run.model) }
+        return Reply(text: text ?? "", finishReason: choice["finish_reason"] as? String, usage: usage)
     }
 
     /// Sends the request with `stream: true` and answers NDJSON ``LLMStreamEvent`` lines as the engine's SSE
@@ -87,6 +97,8 @@ struct EngineCall {
         let upstream = try await open()
         let run = self.run
         let kind = self.kind
+        let metrics = self.metrics
+        let started = self.started
         return Response(
             status: .ok,
             headers: [.contentType: "application/x-ndjson", .cacheControl: "no-cache"],
@@ -96,6 +108,7 @@ struct EngineCall {
                 var usage: LLMUsage?
                 var problem: String?
                 var done = false
+                var contentChunks = 0
                 func send(_ event: LLMStreamEvent) async throws {
                     var line = try WireJSON.encoder().encode(event)
                     line.append(UInt8(ascii: "\n"))
@@ -121,7 +134,11 @@ struct EngineCall {
                             }
                             if let reason = parsed.finishReason { finishReason = reason }
                             if let counted = parsed.usage { usage = counted }
-                            if let delta = parsed.delta, !delta.isEmpty { try await send(LLMStreamEvent(delta: delta)) }
+                            if let delta = parsed.delta, !delta.isEmpty {
+                                contentChunks += 1
+                                if contentChunks == 1 { metrics.recordTimeToFirstToken(model: run.model, ContinuousClock.now - started) }
+                                try await send(LLMStreamEvent(delta: delta))
+                            }
                         }
                         if events.buffered > ServerSentEvents.maxLineBytes {
                             problem = "run \(run.name) sent a line longer than \(ServerSentEvents.maxLineBytes >> 20) MiB: its reply is not an event stream"
@@ -134,6 +151,12 @@ struct EngineCall {
                     problem = "run \(run.name) broke off its reply: \(error)"
                 }
                 upstream.cancel()
+                // Counted as the gateway counts a stream: the engine's usage, else a token per chunk with content.
+                if let usage {
+                    metrics.recordUsage(ReplyMeter.Usage(promptTokens: usage.promptTokens, completionTokens: usage.completionTokens), model: run.model)
+                } else {
+                    metrics.recordTokens(model: run.model, kind: .completion, count: contentChunks)
+                }
                 if done {
                     try await send(LLMStreamEvent(done: true, runID: run.runID, model: run.model, finishReason: finishReason, usage: usage))
                 } else {

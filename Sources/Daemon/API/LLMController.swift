@@ -42,11 +42,12 @@ struct LLMController {
     }
 
     @Sendable func generate(_ request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
         let body = try await RawBody.read(request)
         let fields = try APIError.decodeJSON(as: LLMGenerateRequest.self, from: body.data)
         guard !fields.prompt.isEmpty else { throw APIError.badRequest("prompt must not be empty") }
         let run = try await target(runID: fields.runID, model: fields.model, logger: context.logger)
-        let call = engineCall(run, "/v1/completions", .completion, body: body.object, stream: fields.stream == true)
+        let call = engineCall(run, "/v1/completions", .completion, body: body.object, stream: fields.stream == true, started: started)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
         return try Envelope(
@@ -56,11 +57,12 @@ struct LLMController {
     }
 
     @Sendable func chat(_ request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
         let body = try await RawBody.read(request)
         let fields = try APIError.decodeJSON(as: LLMChatRequest.self, from: body.data)
         guard !fields.messages.isEmpty else { throw APIError.badRequest("messages must not be empty") }
         let run = try await target(runID: fields.runID, model: fields.model, logger: context.logger)
-        let call = engineCall(run, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true)
+        let call = engineCall(run, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true, started: started)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
         return try Envelope(
@@ -72,6 +74,7 @@ struct LLMController {
     }
 
     @Sendable func structuredGenerate(_ request: Request, context: Context) async throws -> Envelope<LLMStructuredReply> {
+        let started = ContinuousClock.now
         let raw = try await RawBody.read(request)
         let fields = try APIError.decodeJSON(as: LLMStructuredRequest.self, from: raw.data)
         guard fields.schema.objectValue != nil, let schema = raw.object["schema"] else {
@@ -94,7 +97,7 @@ struct LLMController {
         body["schema_name"] = nil
         body["response_format"] = ["type": "json_schema", "json_schema": ["name": .string(name), "schema": schema]]
         let run = try await structuredTarget(runID: fields.runID, model: fields.model, logger: context.logger)
-        let reply = try await engineCall(run, "/v1/chat/completions", .chat, body: body, stream: false).reply()
+        let reply = try await engineCall(run, "/v1/chat/completions", .chat, body: body, stream: false, started: started).reply()
         var json: JSONValue?
         var jsonError: String?
         do {
@@ -160,8 +163,13 @@ struct LLMController {
 // MARK: - Which run, which model directory
 
 extension LLMController {
-    private func engineCall(_ run: RunInfo, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool) -> EngineCall {
-        EngineCall(run: run, path: path, kind: kind, body: body, stream: stream, outstanding: gateway.outstanding)
+    /// - Parameter started: when the request arrived.
+    private func engineCall(
+        _ run: RunInfo, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool, started: ContinuousClock.Instant
+    ) -> EngineCall {
+        EngineCall(
+            run: run, path: path, kind: kind, body: body, stream: stream, outstanding: gateway.outstanding, metrics: gateway.metrics,
+            started: started)
     }
 
     /// What a request names: a run (`run_id`, a run id or name) or a model.

@@ -71,7 +71,7 @@ final class DaemonMetrics: Sendable {
         }.record(duration)
     }
 
-    /// Tokens of one gateway reply, `modeld_tokens_total{model,kind}`.
+    /// Tokens of one reply of the gateway or the LLM API, `modeld_tokens_total{model,kind}`.
     func recordTokens(model: String, kind: TokenKind, count: Int) {
         guard count > 0 else { return }
         cached(\.tokens, TokenKey(model: model, kind: kind)) {
@@ -95,7 +95,7 @@ final class DaemonMetrics: Sendable {
         recordTokens(model: model, kind: .completion, count: usage.completionTokens ?? 0)
     }
 
-    /// The time from a streamed gateway request's arrival to its first content, `modeld_time_to_first_token_seconds{model}`.
+    /// The time from a streamed request's arrival (gateway or LLM API) to its first content, `modeld_time_to_first_token_seconds{model}`.
     func recordTimeToFirstToken(model: String, _ duration: Duration) {
         cached(\.firstTokens, model) {
             registry.makeDurationHistogram(descriptor: Self.firstTokenDescriptor, labels: [("model", model)], buckets: Self.firstTokenBuckets)
@@ -137,11 +137,11 @@ final class DaemonMetrics: Sendable {
     }
     private static var tokensDescriptor: MetricNameDescriptor {
         MetricNameDescriptor(
-            metricName: "modeld_tokens", unitName: "total", helpText: "Tokens in gateway replies, by model and kind (prompt or completion)")
+            metricName: "modeld_tokens", unitName: "total", helpText: "Tokens in replies of the gateway and the LLM API, by model and kind (prompt or completion)")
     }
     private static var firstTokenDescriptor: MetricNameDescriptor {
         MetricNameDescriptor(
             metricName: "modeld_time_to_first_token", unitName: "seconds",
-            helpText: "Time from a streamed gateway request's arrival to its first content chunk, by model")
+            helpText: "Time from a streamed request's arrival to its first content chunk, by model")
     }
 }
