@@ -1,4 +1,5 @@
 import EngineAVX512
+import _Builtin_intrinsics.intel
 
 /// `y[t][n] = bias[n] + Σₖ x[t][k] · W[n][k]` for every token `t`: the projections of a forward pass.
 ///
@@ -108,11 +109,13 @@ private protocol WeightElements {
 
 private enum BF16Elements: WeightElements {
     static var size: Int { 2 }
-    /// bf16 is the top half of an f32: widen by shifting, no conversion instruction needed.
+    /// bf16 is the top half of an f32: widen by zero-extending and shifting (`vpmovzxwd`,
+    /// `vpslld`), written with the intrinsics because `SIMD8<UInt32>(truncatingIfNeeded:)` can
+    /// compile to an out-of-line call.
     @inline(__always)
     static func load8(_ base: UnsafeRawPointer, _ index: Int) -> SIMD8<Float> {
-        let half = base.loadUnaligned(fromByteOffset: index &* 2, as: SIMD8<UInt16>.self)
-        return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: half) &<< 16, to: SIMD8<Float>.self)
+        let half = base.loadUnaligned(fromByteOffset: index &* 2, as: SIMD2<Int64>.self)
+        return unsafeBitCast(_mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16), to: SIMD8<Float>.self)
     }
 }
 
