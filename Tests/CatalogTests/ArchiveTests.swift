@@ -510,3 +510,64 @@ struct AdoptTests {
         }
     }
 }
+
+@Suite("One repository, one change at a time: pulls, imports, adoptions and removals")
+struct RepositoryClaimTests {
+    @Test("an import while a pull of the repository runs is refused (busy), and works once the pull is done")
+    func refusedWhilePulling() async throws {
+        try await FakeHub.withRunning { hub in
+            hub.addRepo("acme/tiny", commits: [tinyCommit()])
+            let archive = temporaryFile("tiny.tar")
+            defer { try? FileManager.default.removeItem(at: archive) }
+            try await withPullService(hub: hub) { harness in
+                try await harness.pull("acme/tiny")
+                try await offPool { try export(harness, repo: "acme/tiny", format: .tar, to: archive) }
+            }
+            // The second pull holds its weights for 3 s halfway.
+            hub.addFault(.stall(path: "model.safetensors", afterBytes: 1 << 20, seconds: 3))
+            try await withPullService(hub: hub, configure: { $0.stallTimeout = .seconds(30) }) { harness in
+                let job = harness.service.pull(PullRequest(repo: "acme/tiny"))
+                let refused = try #require(await importError(harness, archive))
+                #expect(refused.code == .busy && refused.message.contains("acme/tiny is being pulled"), "\(refused)")
+                #expect(!job.isFinished, "the pull ended before the import was tried: the test proves nothing")
+                #expect(try harness.store.versions(source: "huggingface", repo: "acme/tiny").allSatisfy { $0.version.state != .ready })
+                #expect(harness.temporaryFiles().filter { $0.hasPrefix("import-") }.isEmpty, "the refused import left nothing")
+                _ = try await job.result()
+                #expect(try await importFile(harness, archive).version.version.state == .ready)
+                try harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: "main")
+                #expect(try harness.store.localVersions().isEmpty)
+            }
+        }
+    }
+
+    @Test("while an import places a version, a removal is refused and a pull of the repository waits for it")
+    func claimHoldsOffOthers() async throws {
+        try await FakeHub.withRunning { hub in
+            hub.addRepo("acme/tiny", commits: [tinyCommit()])
+            try await withPullService(hub: hub) { harness in
+                try await harness.pull("acme/tiny")
+                let pullRequests = Locked(0)
+                try await offPool {
+                    try harness.service.claiming(source: .huggingface, repo: "acme/tiny", for: "an import") {
+                        do {
+                            try harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: "main")
+                            Issue.record("a removal ran during the import")
+                        } catch let error as PullError {
+                            #expect(error.code == .busy && error.message.contains("busy with an import"), "\(error)")
+                        }
+                        // A pull started now waits: nothing reaches the hub while the import holds the repository.
+                        let before = hub.requests.count
+                        let job = harness.service.pull(PullRequest(repo: "acme/tiny", revision: "main"))
+                        Thread.sleep(forTimeInterval: 0.5)
+                        #expect(!job.isFinished && hub.requests.count == before, "the pull ran during the import")
+                        pullRequests.withLock { $0 = before }
+                    }
+                }
+                // Released: the waiting pull runs (the commit is already there, so it only resolves it).
+                let snapshot = try await harness.pull("acme/tiny", revision: "main")
+                #expect(!snapshot.isEmpty && hub.requests.count > pullRequests.withLock { $0 })
+                #expect(try harness.store.localVersions().count == 1)
+            }
+        }
+    }
+}

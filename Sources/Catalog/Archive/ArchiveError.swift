@@ -23,6 +23,8 @@ package struct ArchiveError: Error, CustomStringConvertible, Sendable, Equatable
         package static let diskFull = Code("diskFull")
         package static let storage = Code("storage")
         package static let cancelled = Code("cancelled")
+        /// Another operation holds the repository: a pull, an import or an adoption of it.
+        package static let busy = Code("busy")
         package var description: String { name }
     }
 
@@ -41,6 +43,7 @@ package struct ArchiveError: Error, CustomStringConvertible, Sendable, Equatable
         case .notFound: self.init(.notFound, error.message)
         case .unsafePath: self.init(.unsafeEntry, error.message)
         case .cancelled: self.init(.cancelled, error.message)
+        case .busy: self.init(.busy, error.message)
         default: self.init(.storage, error.message)
         }
     }

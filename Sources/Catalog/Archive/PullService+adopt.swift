@@ -66,7 +66,8 @@ extension PullService {
                     let (version, counts) = try install(
                         VerifiedVersion(
                             source: .huggingface, repo: repo, revision: names.first ?? commit, commit: commit, files: files,
-                            extraRefs: Array(names.dropFirst())))
+                            extraRefs: Array(names.dropFirst())),
+                        for: "an adoption")
                     outcome.adopted.append(version)
                     outcome.linkedBytes += counts.linkedBytes
                     outcome.copiedBytes += counts.copiedBytes
@@ -178,7 +179,7 @@ extension PullService {
         guard !files.isEmpty else { throw ArchiveError(.notFound, "\(root.path) holds no files") }
         let commit = ModelScopeCache.versionName(of: files.map { ($0.path.value, $0.hash, $0.size) })
         let (version, counts) = try install(
-            VerifiedVersion(source: .huggingface, repo: repo, revision: revision, commit: commit, files: files))
+            VerifiedVersion(source: .huggingface, repo: repo, revision: revision, commit: commit, files: files), for: "an adoption")
         logger.info("adopted a directory", metadata: ["path": "\(root.path)", "repo": "\(repo)", "commit": "\(commit)"])
         return AdoptOutcome(adopted: [version], skipped: [], linkedBytes: counts.linkedBytes, copiedBytes: counts.copiedBytes)
     }

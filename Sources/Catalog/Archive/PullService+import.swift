@@ -37,6 +37,10 @@ extension PullService {
         let reader = try ArchiveReader(input: input)
         let manifest = try readManifest(reader)
         let repo = manifest.repo
+        // Refused now rather than after the whole archive is read (the install checks again, and holds the repository).
+        guard !isPulling(source: manifest.source, repo: repo) else {
+            throw ArchiveError(.busy, "\(repo) is being pulled; wait for the pull or cancel it, then try again")
+        }
         do {
             try checkFreeSpace(needed: manifest.totalBytes, repo: repo, doing: "import")
         } catch let error as PullError {
@@ -119,7 +123,8 @@ extension PullService {
                 sourceCommit: file.sourceCommit, content: received[file.path]!)
         }
         let (version, _) = try install(
-            VerifiedVersion(source: manifest.source, repo: repo, revision: manifest.revision, commit: manifest.commit, files: files))
+            VerifiedVersion(source: manifest.source, repo: repo, revision: manifest.revision, commit: manifest.commit, files: files),
+            for: "an import")
         logger.info(
             "import finished",
             metadata: ["source": "\(manifest.source.rawValue)", "repo": "\(repo)", "commit": "\(manifest.commit)", "bytes": "\(manifest.totalBytes)"])

@@ -41,9 +41,19 @@ struct InstallCounts {
 extension PullService {
     /// Places a verified version in the cache — blobs, snapshot links, refs — and records it as ready, with the
     /// same layout and store records a pull of the same commit produces. On failure it removes the blobs and the
-    /// snapshot it created and leaves the store as it was.
+    /// snapshot it created and leaves the store as it was. No pull, removal or other install of the repository
+    /// runs meanwhile (``claiming(source:repo:for:_:)``).
     /// Blocking: call it from a dedicated thread.
-    func install(_ version: VerifiedVersion) throws -> (LocalVersion, InstallCounts) {
+    /// - Parameter what: the operation, as a refusal of another one names it (`an import`).
+    func install(_ version: VerifiedVersion, for what: String) throws -> (LocalVersion, InstallCounts) {
+        do {
+            return try claiming(source: version.source, repo: version.repo, for: what) { try installClaimed(version) }
+        } catch let error as PullError {
+            throw ArchiveError(error)
+        }
+    }
+
+    private func installClaimed(_ version: VerifiedVersion) throws -> (LocalVersion, InstallCounts) {
         let repo = version.repo
         let versionDirectory: URL
         switch version.source {

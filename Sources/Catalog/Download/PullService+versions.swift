@@ -14,18 +14,17 @@ extension PullService {
     }
 
     /// Deletes a version: its snapshot, the refs pointing at it, and the blobs no other version uses.
-    /// - Throws: ``PullError`` when it does not exist or a pull of the repository is running.
+    /// - Throws: ``PullError`` when it does not exist, or a pull, import or adoption of the repository is running.
     package func remove(source: ModelSource, repo: String, commit: String) throws {
         let found = try findVersion(source: source, repo: repo, commit: commit)
-        guard !isPulling(source: source, repo: repo) else {
-            throw PullError(.storage, "\(repo) is being pulled; cancel the pull or wait for it before removing a version")
-        }
-        let unused = try store.deleteVersion(id: found.version.id!)
-        switch source {
-        case .huggingface:
-            try huggingFaceCache.removeVersion(repo: repo, commit: found.version.commit, unusedBlobs: unused)
-        case .modelscope:
-            try modelScopeCache.removeVersion(repo: repo, version: found.version.commit, unusedBlobs: unused)
+        try claiming(source: source, repo: repo, for: "a removal") {
+            let unused = try store.deleteVersion(id: found.version.id!)
+            switch source {
+            case .huggingface:
+                try huggingFaceCache.removeVersion(repo: repo, commit: found.version.commit, unusedBlobs: unused)
+            case .modelscope:
+                try modelScopeCache.removeVersion(repo: repo, version: found.version.commit, unusedBlobs: unused)
+            }
         }
     }
 

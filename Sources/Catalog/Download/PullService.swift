@@ -32,6 +32,9 @@ package final class PullService: Sendable, CustomStringConvertible {
     let pool = HandlePool(make: CurlDownload.init)
     private let registry = Mutex(Registry())
     private let partials = Mutex(Set<String>())
+    /// Repositories whose cache entries an import, adoption or removal is changing (`source/repo`), with what it
+    /// is: pulls of them wait; the others are refused meanwhile.
+    private let claims = Mutex([String: String]())
     private let submissions: AsyncStream<PullJob>
     private let submit: AsyncStream<PullJob>.Continuation
 
@@ -119,6 +122,7 @@ package final class PullService: Sendable, CustomStringConvertible {
                 logger.info("pull started", metadata: metadata)
                 do {
                     try job.request.validate()
+                    try await waitForClaim(source: job.request.source, repo: job.request.repo, cancel: job.cancelRequested)
                     switch job.request.source {
                     case .huggingface: try await pullHuggingFace(job)
                     case .modelscope: try await pullModelScope(job)
@@ -182,6 +186,37 @@ package final class PullService: Sendable, CustomStringConvertible {
     func isPulling(source: ModelSource, repo: String) -> Bool {
         registry.withLock {
             $0.active.values.contains { $0.request.source == source && $0.request.repo == repo && !$0.isFinished }
+        }
+    }
+
+    /// Runs `body` while no pull, import, adoption or removal of the repository runs beside it: they all change
+    /// its blobs, snapshots and versions. A pull that starts meanwhile waits until `body` is done.
+    /// - Parameter what: what `body` does, as an error refusing another operation names it (`an import`).
+    /// - Throws: ``PullError/Code/busy`` when a pull of the repository is running, or another such operation.
+    func claiming<T>(source: ModelSource, repo: String, for what: String, _ body: () throws -> T) throws -> T {
+        let key = "\(source.rawValue)/\(repo)"
+        if let holder = claims.withLock({ claims -> String? in
+            if let holder = claims[key] { return holder }
+            claims[key] = what
+            return nil
+        }) {
+            throw PullError(.busy, "\(repo) is busy with \(holder); try again when it is done")
+        }
+        defer { _ = claims.withLock { $0.removeValue(forKey: key) } }
+        // Checked after the claim: a pull that starts from now on waits for it.
+        guard !isPulling(source: source, repo: repo) else {
+            throw PullError(.busy, "\(repo) is being pulled; wait for the pull or cancel it, then try again")
+        }
+        return try body()
+    }
+
+    /// Waits while an import, adoption or removal changes the repository (renames, links or copies, and
+    /// the store).
+    private func waitForClaim(source: ModelSource, repo: String, cancel: CancellationFlag) async throws {
+        let key = "\(source.rawValue)/\(repo)"
+        while claims.withLock({ $0[key] != nil }) {
+            if cancel.isCancelled { throw PullError.cancelled(repo) }
+            try? await Task.sleep(for: .milliseconds(50))
         }
     }
 }

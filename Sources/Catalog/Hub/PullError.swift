@@ -19,6 +19,8 @@ package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
         package static let cancelled = Code("cancelled")
         package static let storage = Code("storage")
         package static let notFound = Code("notFound")
+        /// Another operation holds the repository: a pull, an import or an adoption of it.
+        package static let busy = Code("busy")
         package var description: String { name }
     }
 
@@ -41,6 +43,7 @@ package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
         case .diskFull: 507
         case .unsafePath, .checksumMismatch, .invalidResponse, .network, .server: 502
         case .cancelled: 499
+        case .busy: 409
         default: 500
         }
     }

@@ -153,7 +153,7 @@ struct ArchiveController {
     static func status(for code: ArchiveError.Code) -> HTTPResponse.Status {
         switch code {
         case .notFound: .notFound
-        case .notReady, .cancelled: .conflict
+        case .notReady, .cancelled, .busy: .conflict
         case .diskFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
         case .storage: .internalServerError
         default: .badRequest

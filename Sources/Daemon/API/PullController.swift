@@ -150,7 +150,7 @@ struct PullController {
         case .rateLimited: .tooManyRequests
         case .diskFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
         case .checksumMismatch, .unsafePath, .network, .server, .invalidResponse: .badGateway
-        case .cancelled: .conflict
+        case .cancelled, .busy: .conflict
         default: .internalServerError
         }
     }
