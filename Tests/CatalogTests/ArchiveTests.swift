@@ -380,6 +380,33 @@ struct HostileArchiveTests {
             }
         }
     }
+
+    @Test("the free space an import needs counts only what it writes: content the cache already holds is not written again")
+    func freeSpaceCountsNewBytesOnly() async throws {
+        try await FakeHub.withRunning { hub in
+            hub.addRepo("acme/tiny", commits: [ArchiveRoundTripTests.commit()])
+            let archive = temporaryFile("tiny.tar")
+            let root = FileManager.default.temporaryDirectory.appending(path: "modeld-pull-\(UUID().uuidString)", directoryHint: .isDirectory)
+            defer {
+                try? FileManager.default.removeItem(at: archive)
+                try? FileManager.default.removeItem(at: root)
+            }
+            try await withPullService(hub: hub, dataRoot: root) { harness in
+                try await harness.pull("acme/tiny")
+                try await offPool { try export(harness, repo: "acme/tiny", format: .tar, to: archive) }
+            }
+            // 100 kB above the 64 MiB margin: less than the archive's 3 MB of weights, more than nothing.
+            let tight: @Sendable (inout PullConfiguration) -> Void = { $0.freeSpace = { _ in (64 << 20) + 100_000 } }
+            try await withPullService(hub: hub, dataRoot: root, configure: tight) { harness in
+                let outcome = try await importFile(harness, archive)
+                #expect(outcome.version.version.state == .ready)
+            }
+            try await withPullService(hub: hub, configure: tight) { harness in
+                let error = try #require(await importError(harness, archive))
+                #expect(error.code == .diskFull && error.message.contains("needs 3.1 MB"), "\(error)")
+            }
+        }
+    }
 }
 
 @Suite("Adopting models already on the host")

@@ -41,8 +41,14 @@ extension PullService {
         guard !isPulling(source: manifest.source, repo: repo) else {
             throw ArchiveError(.busy, "\(repo) is being pulled; wait for the pull or cancel it, then try again")
         }
+        // What the import writes: each content once, and none the cache already holds.
+        var counted = Set<String>()
+        let needed = manifest.files.reduce(Int64(0)) { sum, file in
+            guard counted.insert(file.hash).inserted, !hasBlob(manifest.source, repo: repo, hash: file.hash, size: file.size) else { return sum }
+            return sum + file.size
+        }
         do {
-            try checkFreeSpace(needed: manifest.totalBytes, repo: repo, doing: "import")
+            try checkFreeSpace(needed: needed, repo: repo, doing: "import")
         } catch let error as PullError {
             throw ArchiveError(error)
         }
