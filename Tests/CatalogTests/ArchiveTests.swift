@@ -409,6 +409,34 @@ struct HostileArchiveTests {
     }
 }
 
+@Suite("Installing a version: undone whole when it fails")
+struct InstallRollbackTests {
+    @Test("an install of a stored commit that fails in the store leaves the stored version's record exactly as it was")
+    func failedInstallRestoresTheRecord() async throws {
+        try await FakeHub.withRunning { hub in
+            hub.addRepo("acme/tiny", commits: [tinyCommit()])
+            try await withPullService(hub: hub) { harness in
+                try await harness.pull("acme/tiny")
+                let before = try #require(try harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
+                let config = try #require(try harness.store.files(versionID: before.version.id!).first { $0.path == "config.json" })
+                let file = VerifiedVersion.File(
+                    path: try HubPath("config.json", repo: "acme/tiny"), size: config.size, hash: config.hash,
+                    kind: HashKind(rawValue: config.hashKind)!, content: .present)
+                // The same path twice: the store refuses the file records (one path per version), after the version
+                // was begun again under another revision.
+                let failing = VerifiedVersion(
+                    source: .huggingface, repo: "acme/tiny", revision: "other", commit: before.version.commit, files: [file, file])
+                #expect(throws: (any Error).self) { try harness.service.install(failing, for: "an import") }
+                let after = try #require(try harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
+                #expect(after.version == before.version)
+                #expect(try harness.store.files(versionID: before.version.id!).count == 4)
+                let report = try await harness.service.verify(source: .huggingface, repo: "acme/tiny", commit: "main")
+                #expect(report.isIntact && report.filesChecked == 4)
+            }
+        }
+    }
+}
+
 @Suite("Adopting models already on the host")
 struct AdoptTests {
     @Test("a Hugging Face cache written by huggingface_hub is registered through hard links, not copies",

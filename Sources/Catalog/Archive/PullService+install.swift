@@ -110,7 +110,7 @@ extension PullService {
             for blob in createdBlobs { unlink(blob.path) }
             if let recordedID {
                 if let existing {
-                    try? store.setVersionState(id: recordedID, existing.version.state, error: existing.version.error)
+                    try? store.restoreVersion(existing.version)
                 } else {
                     _ = try? store.deleteVersion(id: recordedID)
                 }
