@@ -7,7 +7,8 @@ import NIOPosix
 /// The entry point: Swift's tasks run on the daemon's NIO event loops rather than a pool of their own, so that a
 /// request's handler runs on the event loop its connection lives on, and the gateway's requests to engines
 /// (``EngineClient`` picks connections on the same loop) go out and come back with no thread hand-off.
-/// Blocking work never runs on them: it goes to threads of its own (`onThread`), as it did off the pool.
+/// Long blocking work (downloads, hashing, archives, loading a tokenizer) runs on threads of its own (`onThread`),
+/// as it did beside the pool; short store reads and writes run where their handler runs, as before.
 /// NIO can take over only before the first task starts, hence a synchronous `main`. `modeld engine` keeps Swift's
 /// own pool: its handlers wait on its batch scheduler's thread, not on connections of their own.
 @main

@@ -9,8 +9,9 @@ import Transfer
 ///
 /// A request costs no thread hand-off: it is written from the event loop that owns its connection, and the
 /// reply comes back to the handler that awaits it. A caller running on one of the group's event loops (the
-/// daemon's tasks do: see ``ModeldMain``) is given a connection on that loop where there is one. Idle connections wait in a pool per engine address; a
-/// connection is reused only after its previous reply ended in full with keep-alive. The reply body is read
+/// daemon's tasks do: see ``ModeldMain``) is given a connection on that loop where there is one. Idle
+/// connections wait in a pool per engine address; a connection is reused only after its previous reply ended in
+/// full with keep-alive. The reply body is read
 /// at the consumer's pace (backpressure): the connection stops reading from the engine while
 /// ``EngineReply/body`` holds a few chunks nobody has asked for yet.
 final class EngineClient: Sendable {
