@@ -6,8 +6,8 @@
 // gets. The weights are mapped from the checkpoint in 4 KB pages, and the hardware prefetchers
 // stop at every page boundary: prefetching 8 KB ahead keeps requests in flight across them, and
 // reading four rows at once, from four parts of the range, keeps more of them in flight.
-// (Measured on the Qwen2.5-0.5B bench model: 1-2 KB ahead 17-19.5 tok/s, 4-8 KB 18-20.5, 16 KB no
-// better; backing the weights with 2 MB pages instead gained nothing.) The Swift kernel this
+// (Measured on the Qwen2.5-0.5B bench model with one stream: 1-2 KB ahead 17-19.5 tok/s, 4-8 KB
+// 18-20.5, 16 KB no better; backing the weights with 2 MB pages instead gained nothing.) The Swift kernel this
 // replaces had its widening compiled to an out-of-line call, which made decode compute-bound.
 
 #include "CEngineAMX.h"
