@@ -111,6 +111,36 @@ struct SystemdTests {
         #expect(output.contains("modeld stopped"))
     }
 
+    @Test("a service manager that does not read its notification socket never holds up requests")
+    func unreadNotifications() async throws {
+        let root = FileManager.default.temporaryDirectory.appending(path: "modeld-nr-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let notify = try NotifyReceiver()
+        // A watchdog ping every 50 ms fills the socket's queue (ten datagrams) within a second: sd_notify then blocks.
+        let launch = try await ModeldLaunch(
+            arguments: ["--data-dir", root.path],
+            environment: ["HOME": root.path, "RUNTIME_DIRECTORY": root.path, "NOTIFY_SOCKET": "@\(notify.name)", "WATCHDOG_USEC": "100000"])
+        let daemon = launch.process
+        defer { if daemon.isRunning { kill(daemon.processIdentifier, SIGKILL) } }
+        try await Task.sleep(for: .seconds(2))
+        // Each on a connection of its own, so they land on every event loop.
+        var slow: [String] = []
+        for _ in 0..<12 {
+            let reply = try await runProcess(
+                URL(filePath: "/usr/bin/curl"), ["-s", "--max-time", "5", "http://127.0.0.1:\(launch.port)/health"])
+            if !reply.stdout.contains("\"ok\"") { slow.append("exit \(reply.status): \(reply.stdout)") }
+        }
+        #expect(slow.isEmpty, "requests held up while the notification socket was full: \(slow)\n\(launch.log)")
+        // Read now: the queued notifications arrive, and stopping still sends STOPPING=1.
+        #expect(await notify.wait(for: "READY=1").contains { $0.split(separator: "\n").contains("READY=1") })
+        kill(daemon.processIdentifier, SIGTERM)
+        let stopping = await notify.wait(for: "STOPPING=1")
+        #expect(stopping.contains { $0.split(separator: "\n").contains("STOPPING=1") }, "got \(stopping)")
+        try await waitForExit(daemon)
+        #expect(daemon.terminationReason == .exit && daemon.terminationStatus == 0)
+    }
+
     @Test("without activation: the control socket is created with mode 0660, a stale one is replaced, a live one refused")
     func ownControlSocket() async throws {
         let root = FileManager.default.temporaryDirectory.appending(path: "modeld-cs-\(UUID().uuidString.prefix(8))")

@@ -181,6 +181,7 @@ enum DaemonStartup {
         let group = ServiceGroup(configuration: configuration)
         try await group.run()
         try daemon.store.close()
+        notifier.flush(timeout: .seconds(2))
         daemon.logger.info("modeld stopped")
     }
 

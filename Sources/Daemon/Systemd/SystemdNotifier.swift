@@ -2,7 +2,12 @@ import CSystemd
 import Foundation
 
 /// `sd_notify` messages to the service manager. Every call is a no-op when `NOTIFY_SOCKET` is unset.
+///
+/// Messages go out in order from a thread of their own: `sd_notify` blocks while the manager's socket queue is full
+/// (ten datagrams by default), and the daemon's tasks run on its event loops, which must never wait on it.
 struct SystemdNotifier: Sendable {
+    private static let queue = DispatchQueue(label: "modeld.sd-notify")
+
     /// The watchdog interval when systemd asked for pings (`WATCHDOG_USEC`, for this pid).
     let watchdogInterval: Duration?
 
@@ -25,7 +30,14 @@ struct SystemdNotifier: Sendable {
 
     private func send(_ message: String) {
         // A status line must stay on one line: newlines would start new assignments.
-        _ = sd_notify(0, message)
+        Self.queue.async { _ = sd_notify(0, message) }
+    }
+
+    /// Waits, at most `timeout`, until every message so far has been handed to the manager (before exiting).
+    func flush(timeout: Duration) {
+        let sent = DispatchSemaphore(value: 0)
+        Self.queue.async { sent.signal() }
+        _ = sent.wait(timeout: .now() + .milliseconds(Int(timeout / .milliseconds(1))))
     }
 }
 
