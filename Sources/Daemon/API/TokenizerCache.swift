@@ -22,7 +22,7 @@ final class TokenizerCache: Sendable {
     }
 
     /// The tokenizer of a snapshot directory, loaded on a thread of its own the first time (reading and parsing
-    /// a 150k-entry `tokenizer.json` must not hold up the cooperative pool).
+    /// a 150k-entry `tokenizer.json` must not hold up the event loop the request runs on).
     /// - Throws: ``TokenizerError`` when the directory has no usable `tokenizer.json`.
     func load(_ directory: String) async throws -> Entry {
         if let hit = entries.withLock({ entries in entries.first { $0.directory == directory }?.entry }) {
