@@ -578,8 +578,8 @@ struct RepositoryClaimTests {
                 try await harness.pull("acme/tiny")
                 try await offPool { try export(harness, repo: "acme/tiny", format: .tar, to: archive) }
             }
-            // The second pull holds its weights for 3 s halfway.
-            hub.addFault(.stall(path: "model.safetensors", afterBytes: 1 << 20, seconds: 3))
+            // The second pull holds its weights for 6 s halfway: the import is tried well within it, even on a crowded machine.
+            hub.addFault(.stall(path: "model.safetensors", afterBytes: 1 << 20, seconds: 6))
             try await withPullService(hub: hub, configure: { $0.stallTimeout = .seconds(30) }) { harness in
                 let job = harness.service.pull(PullRequest(repo: "acme/tiny"))
                 let refused = try #require(await importError(harness, archive))
