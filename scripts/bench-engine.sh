@@ -119,8 +119,9 @@ bench_modeld() {
     done
     record "$name" "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)"
 }
-bench_modeld modeld 1
-bench_modeld "modeld, MODELD_ENGINE_AMX=0 (f32 kernels)" 0
+bench_modeld modeld "${MODELD_ENGINE_AMX:-1}"
+# Without AMX on this CPU the first row already is the f32 kernels.
+if grep -qw amx_bf16 /proc/cpuinfo; then bench_modeld "modeld, MODELD_ENGINE_AMX=0 (f32 kernels)" 0; fi
 
 if [ "$LLAMA" = 1 ]; then
 "$LLAMA_BENCH" -m "$GGUF" -p "$PROMPT_TOKENS" -n "$GEN_TOKENS" -t "$THREADS" -r "$REPEATS" -o json \

@@ -6,11 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT=${PORT:-19580}
-work=$(mktemp -d /tmp/modeld-bench-ab.XXXXXX)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
 source scripts/gateway-daemon.sh
 start_gateway_daemon "$1" "$PORT" "$work/a"
 old_port=${endpoint##*:} old_pid=$daemon_pid

@@ -7,11 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/release}
 PORT=${PORT:-18960}
-work=$(mktemp -d /tmp/modeld-bench-gw.XXXXXX)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
 source scripts/gateway-daemon.sh
 MODELCTL="$BIN/modelctl" start_gateway_daemon "$BIN/modeld" "$PORT" "$work"
 ctl() { "$BIN/modelctl" "$@" --url "http://127.0.0.1:$PORT"; }

@@ -1,4 +1,11 @@
-# Sourced by the gateway benchmarks. start_gateway_daemon MODELD PORT DIR: a release daemon on 127.0.0.1:PORT
+# Sourced by the gateway benchmarks: makes a scratch directory `work`, and on exit stops every process listed in
+# `pids` and removes `work`.
+work=$(mktemp -d /tmp/modeld-bench-gw.XXXXXX)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# start_gateway_daemon MODELD PORT DIR: a release daemon on 127.0.0.1:PORT
 # (data in DIR) pulls the tiny Qwen2 fixture from its own loopback fake hub on PORT+1 and starts it on the built-in
 # engine as run `tiny`. Sets `endpoint` (the engine's URL) and `daemon_pid`, appends both started processes to `pids`,
 # and uses MODELCTL (default .build/release/modelctl).

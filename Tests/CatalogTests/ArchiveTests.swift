@@ -386,7 +386,7 @@ struct HostileArchiveTests {
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/tiny", commits: [ArchiveRoundTripTests.commit()])
             let archive = temporaryFile("tiny.tar")
-            let root = FileManager.default.temporaryDirectory.appending(path: "modeld-pull-\(UUID().uuidString)", directoryHint: .isDirectory)
+            let root = temporaryFile("data")
             defer {
                 try? FileManager.default.removeItem(at: archive)
                 try? FileManager.default.removeItem(at: root)
@@ -601,8 +601,7 @@ struct RepositoryClaimTests {
             hub.addRepo("acme/tiny", commits: [tinyCommit()])
             try await withPullService(hub: hub) { harness in
                 try await harness.pull("acme/tiny")
-                let pullRequests = Locked(0)
-                try await offPool {
+                let before = try await offPool {
                     try harness.service.claiming(source: .huggingface, repo: "acme/tiny", for: "an import") {
                         do {
                             try harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: "main")
@@ -615,12 +614,12 @@ struct RepositoryClaimTests {
                         let job = harness.service.pull(PullRequest(repo: "acme/tiny", revision: "main"))
                         Thread.sleep(forTimeInterval: 0.5)
                         #expect(!job.isFinished && hub.requests.count == before, "the pull ran during the import")
-                        pullRequests.withLock { $0 = before }
+                        return before
                     }
                 }
                 // Released: the waiting pull runs (the commit is already there, so it only resolves it).
                 let snapshot = try await harness.pull("acme/tiny", revision: "main")
-                #expect(!snapshot.isEmpty && hub.requests.count > pullRequests.withLock { $0 })
+                #expect(!snapshot.isEmpty && hub.requests.count > before)
                 #expect(try harness.store.localVersions().count == 1)
             }
         }

@@ -23,7 +23,7 @@ package struct ArchiveError: Error, CustomStringConvertible, Sendable, Equatable
         package static let diskFull = Code("diskFull")
         package static let storage = Code("storage")
         package static let cancelled = Code("cancelled")
-        /// Another operation holds the repository: a pull, an import or an adoption of it.
+        /// Another operation holds the repository: a pull, an import, an adoption or a removal of it.
         package static let busy = Code("busy")
         package var description: String { name }
     }

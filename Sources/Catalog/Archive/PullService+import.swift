@@ -38,9 +38,7 @@ extension PullService {
         let manifest = try readManifest(reader)
         let repo = manifest.repo
         // Refused now rather than after the whole archive is read (the install checks again, and holds the repository).
-        guard !isPulling(source: manifest.source, repo: repo) else {
-            throw ArchiveError(.busy, "\(repo) is being pulled; wait for the pull or cancel it, then try again")
-        }
+        guard !isPulling(source: manifest.source, repo: repo) else { throw ArchiveError(PullError.beingPulled(repo)) }
         // What the import writes: each content once, and none the cache already holds.
         var counted = Set<String>()
         let needed = manifest.files.reduce(Int64(0)) { sum, file in

@@ -124,7 +124,6 @@ extension PullService {
                 if !directoryExisted { try? modelScopeCache.removeVersion(repo: repo, version: version.commit, unusedBlobs: []) }
                 removeEmptyDirectories(under: modelScopeCache.repoDirectory(repo))
             }
-            if let error = error as? PullError { throw ArchiveError(error) }
             throw error
         }
     }

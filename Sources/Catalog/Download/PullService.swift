@@ -182,7 +182,7 @@ package final class PullService: Sendable, CustomStringConvertible {
         return try await body()
     }
 
-    /// Whether a job for this repository is running (remove waits for none).
+    /// Whether a job for this repository is running.
     func isPulling(source: ModelSource, repo: String) -> Bool {
         registry.withLock {
             $0.active.values.contains { $0.request.source == source && $0.request.repo == repo && !$0.isFinished }
@@ -204,9 +204,7 @@ package final class PullService: Sendable, CustomStringConvertible {
         }
         defer { _ = claims.withLock { $0.removeValue(forKey: key) } }
         // Checked after the claim: a pull that starts from now on waits for it.
-        guard !isPulling(source: source, repo: repo) else {
-            throw PullError(.busy, "\(repo) is being pulled; wait for the pull or cancel it, then try again")
-        }
+        guard !isPulling(source: source, repo: repo) else { throw PullError.beingPulled(repo) }
         return try body()
     }
 

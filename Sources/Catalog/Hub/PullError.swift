@@ -19,7 +19,7 @@ package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
         package static let cancelled = Code("cancelled")
         package static let storage = Code("storage")
         package static let notFound = Code("notFound")
-        /// Another operation holds the repository: a pull, an import or an adoption of it.
+        /// Another operation holds the repository: a pull, an import, an adoption or a removal of it.
         package static let busy = Code("busy")
         package var description: String { name }
     }
@@ -50,5 +50,10 @@ package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
 
     static func cancelled(_ what: String) -> PullError {
         PullError(.cancelled, "pull of \(what) was cancelled")
+    }
+
+    /// An import, adoption or removal refused while a pull of the repository runs.
+    static func beingPulled(_ repo: String) -> PullError {
+        PullError(.busy, "\(repo) is being pulled; wait for the pull or cancel it, then try again")
     }
 }

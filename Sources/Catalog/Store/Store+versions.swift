@@ -74,13 +74,13 @@ extension Store {
         }
     }
 
-    /// Sets a version's state (and error text).
     /// Writes a version's record back as it was read (undoing a ``beginVersion(source:repo:revision:commit:path:totalBytes:)``
     /// whose install failed); its files were never touched.
     func restoreVersion(_ version: VersionRecord) throws {
         try write { db in try version.update(db) }
     }
 
+    /// Sets a version's state (and error text).
     package func setVersionState(id: Int64, _ state: VersionState, error: String? = nil) throws {
         try write { db in
             guard var version = try VersionRecord.fetchOne(db, key: id) else { return }

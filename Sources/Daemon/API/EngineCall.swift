@@ -87,7 +87,7 @@ struct EngineCall {
         case .chat: (choice["message"] as? [String: Any])?["content"] as? String
         }
         let usage = Self.usage(object["usage"])
-        if let usage { metrics.recordUsage(ReplyMeter.Usage(promptTokens: usage.promptTokens, completionTokens: usage.completionTokens), model: run.model) }
+        if let usage { metrics.recordUsage(ReplyMeter.Usage(usage), model: run.model) }
         return Reply(text: text ?? "", finishReason: choice["finish_reason"] as? String, usage: usage)
     }
 
@@ -97,8 +97,7 @@ struct EngineCall {
         let upstream = try await open()
         let run = self.run
         let kind = self.kind
-        let metrics = self.metrics
-        let started = self.started
+        let metrics = self.metrics, started = self.started
         return Response(
             status: .ok,
             headers: [.contentType: "application/x-ndjson", .cacheControl: "no-cache"],
@@ -108,7 +107,7 @@ struct EngineCall {
                 var usage: LLMUsage?
                 var problem: String?
                 var done = false
-                var contentChunks = 0
+                var tally = StreamTokenTally(model: run.model, started: started, metrics: metrics)
                 func send(_ event: LLMStreamEvent) async throws {
                     var line = try WireJSON.encoder().encode(event)
                     line.append(UInt8(ascii: "\n"))
@@ -133,10 +132,12 @@ struct EngineCall {
                                 break reading
                             }
                             if let reason = parsed.finishReason { finishReason = reason }
-                            if let counted = parsed.usage { usage = counted }
+                            if let counted = parsed.usage {
+                                usage = counted
+                                tally.usage = ReplyMeter.Usage(counted)
+                            }
                             if let delta = parsed.delta, !delta.isEmpty {
-                                contentChunks += 1
-                                if contentChunks == 1 { metrics.recordTimeToFirstToken(model: run.model, ContinuousClock.now - started) }
+                                tally.content()
                                 try await send(LLMStreamEvent(delta: delta))
                             }
                         }
@@ -151,12 +152,7 @@ struct EngineCall {
                     problem = "run \(run.name) broke off its reply: \(error)"
                 }
                 upstream.cancel()
-                // Counted as the gateway counts a stream: the engine's usage, else a token per chunk with content.
-                if let usage {
-                    metrics.recordUsage(ReplyMeter.Usage(promptTokens: usage.promptTokens, completionTokens: usage.completionTokens), model: run.model)
-                } else {
-                    metrics.recordTokens(model: run.model, kind: .completion, count: contentChunks)
-                }
+                tally.record()
                 if done {
                     try await send(LLMStreamEvent(done: true, runID: run.runID, model: run.model, finishReason: finishReason, usage: usage))
                 } else {

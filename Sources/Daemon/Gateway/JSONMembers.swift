@@ -48,11 +48,10 @@ struct JSONMembers {
 
     /// A member's value when it is `true` or `false`.
     func bool(_ key: String) -> Bool? {
-        switch self[raw: key].map(Array.init) {
-        case Array("true".utf8): true
-        case Array("false".utf8): false
-        default: nil
-        }
+        guard let raw = self[raw: key] else { return nil }
+        if raw.elementsEqual("true".utf8) { return true }
+        if raw.elementsEqual("false".utf8) { return false }
+        return nil
     }
 
     /// A member's value when it is an integer that fits an `Int`.

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ModeldAPI
 import NIOCore
 
 extension DaemonMetrics {
@@ -25,26 +26,51 @@ extension DaemonMetrics {
     }
 }
 
-/// Reads one streamed gateway reply (SSE) as it is relayed and records its token usage in ``DaemonMetrics``.
-///
-/// The reply is read event by event: the last `usage` it carries (a final chunk when the client asked for
+/// The tokens of one streamed reply, counted as its chunks pass (the gateway's SSE relay and the LLM API's
+/// streams): the last `usage` the engine sends (a final chunk when the client asked for
 /// `stream_options.include_usage`) gives both counts; without one, each chunk with content counts as one
 /// completion token. The first chunk with content gives the time to first token.
-final class ReplyMeter {
+struct StreamTokenTally {
     let model: String
     let started: ContinuousClock.Instant
     let metrics: DaemonMetrics
-    private let decoder = JSONDecoder()
-    /// The reply split into events; a line longer than ``ServerSentEvents/maxLineBytes`` stops its reading.
-    private var events = ServerSentEvents()
-    private var givenUp = false
-    private var usage: Usage?
+    /// The engine's own count, once the stream has carried it.
+    var usage: ReplyMeter.Usage?
     private var contentChunks = 0
 
     init(model: String, started: ContinuousClock.Instant, metrics: DaemonMetrics) {
         self.model = model
         self.started = started
         self.metrics = metrics
+    }
+
+    /// A chunk with content passed.
+    mutating func content() {
+        contentChunks += 1
+        if contentChunks == 1 { metrics.recordTimeToFirstToken(model: model, ContinuousClock.now - started) }
+    }
+
+    /// Records the count; called once, when the stream is done or broken off.
+    func record() {
+        if let usage {
+            metrics.recordUsage(usage, model: model)
+        } else {
+            metrics.recordTokens(model: model, kind: .completion, count: contentChunks)
+        }
+    }
+}
+
+/// Reads one streamed gateway reply (SSE) event by event as it is relayed, and counts its tokens with a
+/// ``StreamTokenTally``.
+final class ReplyMeter {
+    private let decoder = JSONDecoder()
+    /// The reply split into events; a line longer than ``ServerSentEvents/maxLineBytes`` stops its reading.
+    private var events = ServerSentEvents()
+    private var givenUp = false
+    private var tally: StreamTokenTally
+
+    init(model: String, started: ContinuousClock.Instant, metrics: DaemonMetrics) {
+        tally = StreamTokenTally(model: model, started: started, metrics: metrics)
     }
 
     func observe(_ chunk: ByteBuffer) {
@@ -57,22 +83,13 @@ final class ReplyMeter {
     }
 
     /// Records what the reply said; called once, when the body is done or broken off.
-    func finish() {
-        if let usage {
-            metrics.recordUsage(usage, model: model)
-        } else {
-            metrics.recordTokens(model: model, kind: .completion, count: contentChunks)
-        }
-    }
+    func finish() { tally.record() }
 
     /// One SSE event's payload: `{json}` chunks are read; `[DONE]` is not.
     private func event(_ payload: String) {
         guard payload.first == "{", let chunk = try? decoder.decode(ReplyChunk.self, from: Data(payload.utf8)) else { return }
-        if let usage = chunk.usage { self.usage = usage }
-        if chunk.choices?.contains(where: \.hasContent) == true {
-            contentChunks += 1
-            if contentChunks == 1 { metrics.recordTimeToFirstToken(model: model, ContinuousClock.now - started) }
-        }
+        if let usage = chunk.usage { tally.usage = usage }
+        if chunk.choices?.contains(where: \.hasContent) == true { tally.content() }
     }
 
     /// The parts of an OpenAI stream chunk that are counted.
@@ -94,6 +111,16 @@ final class ReplyMeter {
     struct Usage: Decodable {
         var promptTokens: Int?
         var completionTokens: Int?
+
+        init(promptTokens: Int?, completionTokens: Int?) {
+            self.promptTokens = promptTokens
+            self.completionTokens = completionTokens
+        }
+
+        /// The count of an LLM API reply.
+        init(_ usage: LLMUsage) {
+            self.init(promptTokens: usage.promptTokens, completionTokens: usage.completionTokens)
+        }
 
         enum CodingKeys: String, CodingKey {
             case promptTokens = "prompt_tokens"

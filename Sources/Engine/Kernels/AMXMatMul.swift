@@ -36,12 +36,15 @@ package enum AMXMatMul {
     /// The precision `instructionSet` asks for if a product of `tokens` tokens with `weights` uses
     /// the tiles; nil when it does not.
     static func precision(for weights: WeightMatrix, tokens: Int, instructionSet: InstructionSet) -> Precision? {
-        guard isUsable, weights.format == .bf16, tokens >= minimumTokens else { return nil }
+        // The instruction set first: with AMX turned off, the CPU is not probed nor the tile permission asked for.
+        let precision: Precision
         switch instructionSet {
-        case .amx: return .split
-        case .amxBF16: return .rounded
+        case .amx: precision = .split
+        case .amxBF16: precision = .rounded
         case .avx2, .avx512: return nil
         }
+        guard weights.format == .bf16, tokens >= minimumTokens, isUsable else { return nil }
+        return precision
     }
 
     /// Runs `body` with `x` converted for the tiles when they apply to `weights` under
