@@ -24,6 +24,7 @@ while time.time() < end:
 print("requests through the gateway:", sent)
 PY
 wait "$recorder" || true
+if [ -n "${KEEP_PERF:-}" ]; then cp "$work/perf.data" "$KEEP_PERF"; fi
 echo "samples per thread:"
 perf report -i "$work/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null | grep '%' | head -5
 echo "samples per library:"

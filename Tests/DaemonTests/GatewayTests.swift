@@ -46,4 +46,155 @@ struct GatewayTests {
             #expect(cancelled, "the engine kept streaming after the client left; modeld log:\n\(daemon.log)")
         }
     }
+
+    @Test("the relay below the router: pipelined requests answered in order, relayed or routed; its requests logged with their ids; API keys and rate limits shared with the router")
+    func relay() async throws {
+        try await withFakeVLLMDaemon { daemon, requestLog in
+            let started = try await daemon.modelctl(["start", "acme/tiny", "--engine", "vllm", "--name", "first", "--wait"])
+            #expect(started.status == 0, "\(started.stderr)")
+            let chat = #"{"model": "first", "messages": [{"role": "user", "content": "Hi"}]}"#
+            let stream = #"{"model": "first", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}"#
+            let unknown = #"{"model": "nope/nothing", "messages": [{"role": "user", "content": "Hi"}]}"#
+            let byRepo = #"{"model": "ACME/TINY", "messages": [{"role": "user", "content": "Hi"}]}"#
+            // Five requests in one write. The relay takes the first two in turn (the second, streamed for 3 s, waits
+            // for the first); then /health and an unknown model go to the router, and the last request, which the
+            // relay could take, goes there too, since the router owes answers before it.
+            let replies = try await RawHTTP.exchange(
+                port: daemon.port,
+                [
+                    RawHTTP.post("/v1/chat/completions", chat), RawHTTP.post("/v1/chat/completions", stream),
+                    "GET /health HTTP/1.1\r\nHost: modeld\r\n\r\n", RawHTTP.post("/v1/chat/completions", unknown),
+                    RawHTTP.post("/v1/chat/completions?x=1", byRepo),
+                ],
+                expecting: 5)
+            #expect(replies.map(\.status) == [200, 200, 200, 404, 200], "\(replies)\n\(daemon.log)")
+            guard replies.count == 5 else { return }
+            #expect(replies[0].body.contains("A fake reply.") && replies[0].headers["content-length"] != nil, "\(replies[0])")
+            #expect(replies[1].headers["content-type"] == "text/event-stream" && replies[1].headers["transfer-encoding"] == "chunked")
+            #expect(replies[1].body.components(separatedBy: "tick").count - 1 == 30 && replies[1].body.hasSuffix("data: [DONE]\n\n"), "\(replies[1].body)")
+            #expect(replies[2].body.contains("\"ok\""), "\(replies[2])")
+            #expect(replies[3].body.contains("not pulled"), "\(replies[3])")
+            #expect(replies[4].body.contains("A fake reply."), "\(replies[4])")
+            // The engine got the served name in place of the repo id.
+            let models = try String(contentsOfFile: requestLog, encoding: .utf8).split(separator: "\n").compactMap { JSONMembers(Array($0.utf8))?.string("model") }
+            #expect(models == ["first", "first", "first"], "\(models)")
+
+            // Each reply carries its request id, and the daemon's log line for it says which lane answered.
+            let ids = replies.map { $0.headers["x-request-id"] ?? "" }
+            #expect(Set(ids).count == 5 && !ids.contains(""), "\(ids)")
+            let log = daemon.log
+            func line(_ id: String) -> Substring? {
+                log.split(separator: "\n").first { $0.contains("hb.request.id=\(id)") && $0.contains("] request") }
+            }
+            for index in [0, 1] {
+                #expect(line(ids[index])?.contains("status=200 via=relay") == true, "request \(index): \(String(describing: line(ids[index])))")
+            }
+            #expect(line(ids[3]).map { $0.contains("status=404") && !$0.contains("via=relay") } == true, "\(String(describing: line(ids[3])))")
+            #expect(line(ids[4]).map { $0.contains("status=200") && !$0.contains("via=relay") } == true, "\(String(describing: line(ids[4])))")
+
+            // Once a key exists the relay asks for it too, and takes from the router's rate buckets: a key limited to
+            // two requests a minute has two relayed requests, then the router's 429.
+            let created = try await daemon.modelctl(["keys", "create", "--name", "slow", "--rate", "2"])
+            let key = String(created.stdout.split(separator: "\n").last ?? "")
+            #expect(try await LLMAPITests.post(daemon, "/v1/chat/completions", chat).status == 401)
+            #expect(try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: "mdk_wrong").status == 401)
+            #expect(try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: key).status == 200)
+            #expect(try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: key).status == 200)
+            let limited = try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: key)
+            #expect(limited.status == 429 && limited.body.contains("2 requests per minute"), "\(limited.body)")
+            #expect(daemon.log.components(separatedBy: "via=relay").count - 1 == 4, "\(daemon.log)")
+        }
+    }
+}
+
+/// HTTP/1.1 by hand over one TCP connection: requests written at once (pipelined), replies read in order.
+enum RawHTTP {
+    struct Reply: CustomStringConvertible {
+        var status: Int
+        /// Lower-case names.
+        var headers: [String: String]
+        var body: String
+        var description: String { "\(status) \(headers) \(body)" }
+    }
+
+    static func post(_ path: String, _ body: String) -> String {
+        "POST \(path) HTTP/1.1\r\nHost: modeld\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
+    /// Writes every request in one go, then reads until `count` replies are complete (or 30 s pass).
+    static func exchange(port: Int, _ requests: [String], expecting count: Int) async throws -> [Reply] {
+        try await blocking {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw POSIXError(.EIO) }
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var timeout = timeval(tv_sec: 30, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+            let bytes = Array(requests.joined().utf8)
+            guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == bytes.count else { throw POSIXError(.EIO) }
+            var received: [UInt8] = []
+            var replies: [Reply] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while replies.count < count {
+                if let (reply, used) = parse(received[...]) {
+                    replies.append(reply)
+                    received.removeFirst(used)
+                    continue
+                }
+                let got = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if got <= 0 { break }
+                received += buffer[0..<got]
+            }
+            return replies
+        }
+    }
+
+    /// One complete reply at the front of `bytes` (a length or chunked body), and how many bytes it took.
+    private static func parse(_ bytes: ArraySlice<UInt8>) -> (Reply, Int)? {
+        let text = Array(bytes)
+        guard let headEnd = find([13, 10, 13, 10], in: text, from: 0) else { return nil }
+        let lines = String(decoding: text[0..<headEnd], as: UTF8.self).components(separatedBy: "\r\n")
+        guard let status = lines.first?.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        var at = headEnd + 4
+        var body: [UInt8] = []
+        if let length = headers["content-length"].flatMap({ Int($0) }) {
+            guard text.count >= at + length else { return nil }
+            body = Array(text[at..<(at + length)])
+            at += length
+        } else if headers["transfer-encoding"] == "chunked" {
+            while true {
+                guard let lineEnd = find([13, 10], in: text, from: at),
+                    let size = Int(String(decoding: text[at..<lineEnd], as: UTF8.self), radix: 16)
+                else { return nil }
+                at = lineEnd + 2
+                guard text.count >= at + size + 2 else { return nil }
+                body += text[at..<(at + size)]
+                at += size + 2
+                if size == 0 { break }
+            }
+        }
+        return (Reply(status: status, headers: headers, body: String(decoding: body, as: UTF8.self)), at)
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8], from start: Int) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        var index = start
+        while index + needle.count <= haystack.count {
+            if haystack[index..<(index + needle.count)].elementsEqual(needle) { return index }
+            index += 1
+        }
+        return nil
+    }
 }

@@ -57,37 +57,57 @@ extension KeyInfo {
 /// rights). The control socket is trusted: its 0660 mode is the access control.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = DaemonRequestContext
-    let store: Store
-    let limiter = RateLimiter()
+    let authorizer: Authorizer
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        if context.isControlSocket || path == "/health" {
+        switch try authorizer.decide(path: path, authorization: request.headers[.authorization], isControlSocket: context.isControlSocket) {
+        case .allow:
             return try await next(request, context)
-        }
-        guard try store.hasActiveAPIKeys() else { return try await next(request, context) }
-        let openAI = path.hasPrefix("/v1/")
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            return deny(.unauthorized, "an API key is required: send Authorization: Bearer <key> (create one with `modelctl keys create`)", openAI: openAI, context: context)
-        }
-        guard let key = try store.authenticate(key: String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
-            return deny(.unauthorized, "invalid or revoked API key", openAI: openAI, context: context)
-        }
-        if !openAI && path != "/metrics" && !path.hasPrefix("/api/v1/llm/") && key.scope != "admin" {
-            return deny(.forbidden, "API key \(key.name) has scope \(key.scope); \(path) needs an admin key", openAI: openAI, context: context)
-        }
-        if let rate = key.ratePerMinute, let wait = limiter.take(key: key.id, perMinute: rate) {
-            var response = deny(.tooManyRequests, "API key \(key.name) is limited to \(rate) requests per minute; retry in \(wait) s", openAI: openAI, context: context)
-            response.headers[.retryAfter] = String(wait)
+        case .deny(let status, let message, let retryAfter):
+            let openAI = path.hasPrefix("/v1/")
+            var response =
+                openAI
+                ? openAIError(status, message, type: status == .unauthorized ? "AuthenticationError" : "PermissionDeniedError")
+                : EnvelopeErrorMiddleware<Context>.envelope(status: status, message: message, requestID: context.id)
+            if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
             return response
         }
-        return try await next(request, context)
+    }
+}
+
+/// Who may make a request over TCP: once any API key exists, every request except `/health` needs
+/// `Authorization: Bearer <key>`; routes other than the OpenAI API, the LLM API and `/metrics` need an admin key;
+/// each key's rate limit applies. The control socket is trusted. Shared by ``AuthMiddleware`` and the gateway's
+/// relay (``GatewayRelay``), so both take from the same rate buckets.
+struct Authorizer: Sendable {
+    let store: Store
+    let limiter = RateLimiter()
+
+    enum Decision: Equatable {
+        case allow
+        /// `retryAfter`: whole seconds, for a rate-limited key.
+        case deny(HTTPResponse.Status, String, retryAfter: Int?)
     }
 
-    private func deny(_ status: HTTPResponse.Status, _ message: String, openAI: Bool, context: Context) -> Response {
-        openAI
-            ? openAIError(status, message, type: status == .unauthorized ? "AuthenticationError" : "PermissionDeniedError")
-            : EnvelopeErrorMiddleware<Context>.envelope(status: status, message: message, requestID: context.id)
+    /// Decides a request; an allowed request with a rate-limited key has taken one of its tokens.
+    /// - Parameter authorization: the `Authorization` header.
+    func decide(path: String, authorization: String?, isControlSocket: Bool) throws -> Decision {
+        if isControlSocket || path == "/health" { return .allow }
+        guard try store.hasActiveAPIKeys() else { return .allow }
+        guard let authorization, authorization.hasPrefix("Bearer ") else {
+            return .deny(.unauthorized, "an API key is required: send Authorization: Bearer <key> (create one with `modelctl keys create`)", retryAfter: nil)
+        }
+        guard let key = try store.authenticate(key: String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+            return .deny(.unauthorized, "invalid or revoked API key", retryAfter: nil)
+        }
+        if !path.hasPrefix("/v1/") && path != "/metrics" && !path.hasPrefix("/api/v1/llm/") && key.scope != "admin" {
+            return .deny(.forbidden, "API key \(key.name) has scope \(key.scope); \(path) needs an admin key", retryAfter: nil)
+        }
+        if let rate = key.ratePerMinute, let wait = limiter.take(key: key.id, perMinute: rate) {
+            return .deny(.tooManyRequests, "API key \(key.name) is limited to \(rate) requests per minute; retry in \(wait) s", retryAfter: wait)
+        }
+        return .allow
     }
 }
 

@@ -115,7 +115,7 @@ enum DaemonStartup {
             logger: supervisorLogger, metrics: metrics.factory)
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
-            logger: logger)
+            logger: logger, authorizer: Authorizer(store: store))
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
@@ -154,11 +154,12 @@ enum DaemonStartup {
             daemon.logger.info("modeld ready")
         }
         let responder = buildRouter(daemon).buildResponder()
+        let gateway = GatewayLane(daemon)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = sockets.map { socket in
             .init(
                 service: HTTPListener(
                     socket: socket, responder: responder, logger: daemon.logger, serverName: "modeld/\(modeldVersion)",
-                    onListening: { await readiness.listening() }))
+                    gateway: gateway, onListening: { await readiness.listening() }))
         }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: Watchdog(interval: interval, store: daemon.store, notifier: notifier, logger: daemon.logger)))

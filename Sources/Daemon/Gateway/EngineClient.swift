@@ -102,21 +102,149 @@ final class EngineClient: Sendable {
     }
 
     private func connect(_ address: EngineAddress) async throws -> EngineConnection {
-        let stallTimeout = self.stallTimeout
         // On the event loop this runs on, if it is one of ours, so that its requests need no thread hand-off.
         let current = MultiThreadedEventLoopGroup.currentEventLoop.flatMap { current in group.makeIterator().first { $0 === current } }
-        return try await ClientBootstrap(group: current ?? group.next())
+        return try await connect(address, on: current ?? group.next()).get()
+    }
+
+    /// A new connection to `address` whose channel lives on `loop`.
+    private func connect(_ address: EngineAddress, on loop: any EventLoop) -> EventLoopFuture<EngineConnection> {
+        let stallTimeout = self.stallTimeout
+        return ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(30))
-            .connect(host: address.host, port: address.port) { channel in
+            .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = EngineReplyHandler()
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: stallTimeout))
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                    return EngineConnection(address: address, channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                    try channel.pipeline.syncOperations.addHandler(EngineReplyHandler())
                 }
             }
+            .connect(host: address.host, port: address.port)
+            .flatMapThrowing { channel in
+                let handler = try channel.pipeline.syncOperations.handler(type: EngineReplyHandler.self)
+                return EngineConnection(address: address, channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            }
+    }
+
+    /// Relays one request for a caller on an event loop of the group (the gateway's relay, ``GatewayRelay``):
+    /// the request goes out on a connection on that loop, kept-alive or new, and the reply comes back to `sink`
+    /// part by part, with no task, future or thread hand-off in between. A kept-alive connection the engine
+    /// closed just before it was taken is retried on the next, as ``send(_:onEnd:)`` does.
+    /// - Returns: the exchange, to pause, resume or cancel; `sink` hears of its end exactly once.
+    func relay(_ request: EngineRequest, on loop: any EventLoop, to sink: any EngineRelaySink) -> EngineRelay {
+        loop.preconditionInEventLoop()
+        let relay = EngineRelay(client: self, request: request, loop: loop, sink: sink)
+        relay.attempt()
+        return relay
+    }
+
+    /// An idle connection to `address` on `loop`, for the relay (which must not cross threads).
+    fileprivate func takeIdle(_ address: EngineAddress, on loop: any EventLoop) -> EngineConnection? {
+        idle.withLock { idle in
+            guard var connections = idle[address] else { return nil }
+            defer { idle[address] = connections }
+            connections.removeAll { !$0.channel.isActive }
+            return connections.lastIndex { $0.channel.eventLoop === loop }.map { connections.remove(at: $0) }
+        }
+    }
+
+    fileprivate func connectForRelay(_ address: EngineAddress, on loop: any EventLoop) -> EventLoopFuture<EngineConnection> {
+        connect(address, on: loop)
+    }
+}
+
+/// Receives a relayed reply (``EngineClient/relay(_:on:to:)``), on the event loop of the request.
+protocol EngineRelaySink: AnyObject {
+    /// The reply's head (interim 1xx heads are skipped).
+    func relayHead(_ head: NIOHTTP1.HTTPResponseHead)
+    /// A piece of the body.
+    /// - Returns: false to stop reading from the engine until ``EngineRelay/resume()``.
+    func relayBody(_ chunk: ByteBuffer) -> Bool
+    /// The body is complete: the exchange is over.
+    func relayEnd()
+    /// The exchange failed, before the head (no reply) or in the body: it is over.
+    func relayFailed(_ error: any Error)
+}
+
+/// One relayed exchange, seen from the caller: it can resume the reply's reading, or cancel it.
+/// `@unchecked`: it lives on one event loop and is only used there (``EngineClient/relay(_:on:to:)`` checks).
+final class EngineRelay: @unchecked Sendable {
+    private let client: EngineClient
+    private let request: EngineRequest
+    private let loop: any EventLoop
+    /// Until the exchange ends (the sink owns this object, so the reference is dropped then).
+    private var sink: (any EngineRelaySink)?
+    /// The connection's handler and the exchange's number on it, once sent.
+    private var current: (handler: EngineReplyHandler, id: Int)?
+
+    fileprivate init(client: EngineClient, request: EngineRequest, loop: any EventLoop, sink: any EngineRelaySink) {
+        self.client = client
+        self.request = request
+        self.loop = loop
+        self.sink = sink
+    }
+
+    /// Reads the reply again after ``EngineRelaySink/relayBody(_:)`` asked to pause.
+    func resume() {
+        guard let current else { return }
+        current.handler.resumeReading(current.id)
+    }
+
+    /// Ends the exchange early (the client went away): the engine's connection is closed, which the engine
+    /// sees as a cancelled request. The sink hears nothing more.
+    func cancel() {
+        sink = nil
+        if let current { current.handler.consumerStopped(current.id) }
+    }
+
+    /// Sends the request on a kept-alive connection of this loop, else on a new one.
+    fileprivate func attempt() {
+        guard sink != nil else { return }
+        if let connection = client.takeIdle(request.address, on: loop) {
+            begin(on: connection, reused: true)
+            return
+        }
+        client.connectForRelay(request.address, on: loop).hop(to: loop).whenComplete { result in
+            switch result {
+            case .success(let connection): self.begin(on: connection, reused: false)
+            case .failure(let error): self.failed(error, reused: false)
+            }
+        }
+    }
+
+    private func begin(on connection: EngineConnection, reused: Bool) {
+        guard sink != nil else {
+            client.release(connection)
+            return
+        }
+        let handler = connection.handler.value
+        let client = self.client
+        let id = handler.begin(request, .relayed(self, reused: reused)) { reusable, _ in
+            if reusable { client.release(connection) } else { connection.channel.close(promise: nil) }
+        }
+        if let id, sink != nil { current = (handler: handler, id: id) }
+    }
+
+    fileprivate func head(_ head: NIOHTTP1.HTTPResponseHead) { sink?.relayHead(head) }
+    fileprivate func body(_ chunk: ByteBuffer) -> Bool { sink?.relayBody(chunk) ?? false }
+
+    fileprivate func end() {
+        let sink = self.sink
+        self.sink = nil
+        current = nil
+        sink?.relayEnd()
+    }
+
+    fileprivate func failed(_ error: any Error, reused: Bool) {
+        current = nil
+        if reused, case EngineClientError.closedBeforeReply = error {
+            attempt()
+            return
+        }
+        let sink = self.sink
+        self.sink = nil
+        sink?.relayFailed(error)
     }
 }
 
@@ -255,11 +383,15 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         case streamed(@Sendable (Result<EngineReply, any Error>) -> Void)
         /// Head and body together at the end, the body no larger than the limit.
         case whole(@Sendable (Result<(Transfer.HTTPResponseHead, ByteBuffer), any Error>) -> Void, limit: Int)
+        /// Head, body pieces and end as they arrive, to a relay on this event loop.
+        /// - Parameter reused: the connection was kept alive from an earlier exchange.
+        case relayed(EngineRelay, reused: Bool)
 
         func fail(_ error: any Error) {
             switch self {
             case .streamed(let deliver): deliver(.failure(error))
             case .whole(let deliver, _): deliver(.failure(error))
+            case .relayed(let relay, let reused): relay.failed(error, reused: reused)
             }
         }
     }
@@ -273,6 +405,8 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         var source: EngineBody.Source?
         /// A streamed body until the head arrives and the reply takes it: a reply dropped unread then ends the exchange.
         var body: EngineBody?
+        /// The relay a relayed reply goes to, once its head has.
+        var relay: EngineRelay?
         /// A whole reply while it arrives.
         var head: Transfer.HTTPResponseHead?
         var collected: ByteBuffer?
@@ -293,10 +427,13 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    func begin(_ request: EngineRequest, _ delivery: Delivery, finished: @escaping (Bool, Bool) -> Void) {
+    /// - Returns: the exchange's number on this connection, or nil when the connection could not take it (its
+    ///   delivery has failed).
+    @discardableResult
+    func begin(_ request: EngineRequest, _ delivery: Delivery, finished: @escaping (Bool, Bool) -> Void) -> Int? {
         guard let context, context.channel.isActive, exchange == nil else {
             delivery.fail(EngineClientError.closedBeforeReply)
-            return
+            return nil
         }
         exchanges += 1
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -328,6 +465,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             readPending = false
             context.read()
         }
+        return current.id
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -338,6 +476,13 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             guard head.status.code >= 200, !current.headArrived else { return }
             current.headArrived = true
             current.keepAlive = head.isKeepAlive
+            if case .relayed(let relay, _) = current.delivery {
+                current.delivery = nil
+                current.relay = relay
+                exchange = current
+                relay.head(head)
+                return
+            }
             var headers: [String: String] = [:]
             for field in head.headers { headers[field.name.lowercased()] = field.value }
             let replyHead = Transfer.HTTPResponseHead(status: Int(head.status.code), headers: headers)
@@ -353,7 +498,9 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
                 exchange = current
             }
         case .body(var chunk):
-            if let source = current.source {
+            if let relay = current.relay {
+                if !relay.body(chunk) { reading = false }
+            } else if let source = current.source {
                 if source.yield(chunk) == .stopProducing { reading = false }
             } else if case .whole(_, let limit) = current.delivery {
                 if current.collected == nil {
@@ -367,6 +514,12 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         case .end:
             guard current.headArrived else { return }  // The end of a 1xx reply.
             exchange = nil
+            if let relay = current.relay {
+                // The connection goes back first: the relay may send its next request at once.
+                current.finished(current.keepAlive, true)
+                relay.end()
+                return
+            }
             current.source?.finish()
             if case .whole(let deliver, _) = current.delivery, let head = current.head {
                 deliver(.success((head, current.collected ?? ByteBuffer())))
@@ -383,7 +536,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         }
     }
 
-    fileprivate func resumeReading(_ id: Int) {
+    func resumeReading(_ id: Int) {
         guard exchange?.id == id, !reading else { return }
         reading = true
         if readPending, let context {
@@ -393,7 +546,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
     }
 
     /// The consumer dropped the body before its end (or cancelled the reply): the engine is told by closing.
-    fileprivate func consumerStopped(_ id: Int) {
+    func consumerStopped(_ id: Int) {
         guard exchange?.id == id else { return }
         fail(id, CancellationError())
     }
@@ -423,12 +576,13 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
     private func fail(_ id: Int, _ error: any Error) {
         guard let current = exchange, current.id == id else { return }
         exchange = nil
+        current.finished(false, current.delivery == nil)
         current.delivery?.fail(error)
+        current.relay?.failed(error, reused: false)
         if current.delivery == nil {
             current.source?.finish(error)
         } else {
             current.source?.finish()
         }
-        current.finished(false, current.delivery == nil)
     }
 }

@@ -28,10 +28,12 @@ struct GatewayController {
     let metrics: DaemonMetrics
     /// The largest request body the gateway accepts.
     static let maxBody = 32 << 20
+    /// The routes whose requests go to an engine.
+    static let relayedPaths = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
 
     func addRoutes(to router: Router<DaemonRequestContext>) {
         router.get("/v1/models", use: models)
-        for path in ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"] {
+        for path in Self.relayedPaths {
             router.post(RouterPath(path)) { request, context in try await relay(request, context: context, path: path) }
         }
     }
@@ -118,12 +120,20 @@ extension GatewayController {
 
     /// The candidate with the fewest requests in flight.
     private func leastBusy(_ candidates: [RunInfo]) -> RunInfo {
+        Self.leastBusy(candidates, outstanding: outstanding)
+    }
+
+    static func leastBusy(_ candidates: [RunInfo], outstanding: OutstandingRequests) -> RunInfo {
         outstanding.leastBusy(candidates.map(\.runID)).flatMap { id in candidates.first { $0.runID == id } } ?? candidates[0]
     }
 
     /// Whether `model` names this run: its name, its served name, or the model it was started with.
     func matches(_ run: RunInfo, _ model: String) -> Bool {
-        Self.sameName(run.name, model) || Self.sameName(run.servedName, model) || Self.sameName(run.model, model)
+        Self.matches(run, model)
+    }
+
+    static func matches(_ run: RunInfo, _ model: String) -> Bool {
+        sameName(run.name, model) || sameName(run.servedName, model) || sameName(run.model, model)
     }
 
     /// Whether two names are equal ignoring case: ASCII names byte by byte (every request compares its model
@@ -142,6 +152,11 @@ extension GatewayController {
     }
 
     private func readyRuns(_ model: String) -> [RunInfo] {
+        Self.readyRuns(model, in: supervisor)
+    }
+
+    /// The ready runs that answer to `model`.
+    static func readyRuns(_ model: String, in supervisor: Supervisor) -> [RunInfo] {
         supervisor.snapshot.filter { $0.state == .ready && $0.endpoint != nil && matches($0, model) }
     }
 
@@ -305,6 +320,12 @@ func openAIJSON(_ object: [String: Any], status: HTTPResponse.Status = .ok) thro
 
 /// An OpenAI-style error: `{"error": {"message", "type", "param", "code"}}`.
 func openAIError(_ status: HTTPResponse.Status, _ message: String, type: String, param: String? = nil) -> Response {
-    let body: [String: Any] = ["error": ["message": message, "type": type, "param": param as Any? ?? NSNull(), "code": status.code]]
-    return (try? openAIJSON(body, status: status)) ?? Response(status: status)
+    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: openAIErrorBody(status.code, message, type: type, param: param)))
+}
+
+/// The body of ``openAIError(_:_:type:param:)``.
+func openAIErrorBody(_ code: Int, _ message: String, type: String, param: String? = nil) -> ByteBuffer {
+    let body: [String: Any] = ["error": ["message": message, "type": type, "param": param as Any? ?? NSNull(), "code": code]]
+    let data = (try? JSONSerialization.data(withJSONObject: body, options: [.withoutEscapingSlashes])) ?? Data()
+    return ByteBuffer(bytes: data)
 }

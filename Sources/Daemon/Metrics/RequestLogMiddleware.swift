@@ -36,16 +36,32 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     private func finished(_ request: Request, context: Context, code: Int, started: ContinuousClock.Instant) {
-        let duration = ContinuousClock.now - started
         // "NotFound" for unknown paths: the raw path would make the label set unbounded.
-        let route = context.endpointPath ?? "NotFound"
+        Self.record(
+            method: request.method.rawValue, route: context.endpointPath ?? "NotFound", path: request.uri.path, code: code,
+            duration: ContinuousClock.now - started, logger: context.logger, metrics: metrics)
+    }
+
+    /// Records one finished request in `metrics` and logs its line (also for the gateway's relay, which
+    /// answers below the router).
+    /// - Parameters:
+    ///   - logger: carries the request id (`hb.request.id`).
+    ///   - relayed: the gateway's relay answered it (``GatewayRelay``); the line says `via=relay`.
+    static func record(
+        method: String, route: String, path: String, code: Int, duration: Duration, logger: Logger, metrics: DaemonMetrics,
+        relayed: Bool = false
+    ) {
         metrics.recordRequest(route: route, code: code, duration: duration)
-        context.logger.info(
+        logger.info(
             "request",
-            metadata: [
-                "method": .string(request.method.rawValue), "route": .string(route), "path": .string(request.uri.path),
-                "status": .stringConvertible(code), "duration_ms": .stringConvertible(Self.milliseconds(duration)),
-            ])
+            metadata: {
+                var metadata: Logger.Metadata = [
+                    "method": .string(method), "route": .string(route), "path": .string(path),
+                    "status": .stringConvertible(code), "duration_ms": .stringConvertible(milliseconds(duration)),
+                ]
+                if relayed { metadata["via"] = "relay" }
+                return metadata
+            }())
     }
 
     /// Milliseconds to the microsecond (`12.345`).

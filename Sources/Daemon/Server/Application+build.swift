@@ -17,6 +17,8 @@ struct DaemonContext: Sendable {
     /// The Prometheus registry behind `/metrics`, shared with the pull service and the supervisor.
     var metrics: DaemonMetrics
     var logger: Logger
+    /// API keys and their rate limits, shared by the router and the gateway's relay.
+    var authorizer: Authorizer
     /// Requests in flight and last use per run, shared by every route that sends requests to engines.
     var activity = OutstandingRequests()
 
@@ -34,7 +36,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
     router.add(middleware: EnvelopeErrorMiddleware())
-    router.add(middleware: AuthMiddleware(store: daemon.store))
+    router.add(middleware: AuthMiddleware(authorizer: daemon.authorizer))
 
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)

@@ -7,6 +7,7 @@ import NIOCore
 import NIOExtras
 import NIOPosix
 import NIOHTTP1
+import NIOHTTPTypesHTTP1
 import Synchronization
 import ServiceLifecycle
 
@@ -23,6 +24,8 @@ struct HTTPListener: Service, CustomStringConvertible {
     let responder: RouterResponder<DaemonRequestContext>
     let logger: Logger
     let serverName: String
+    /// The gateway's relay below the router (``GatewayRelay``), on every connection.
+    let gateway: GatewayLane
     /// Called once the socket is registered and accepting.
     let onListening: @Sendable () async -> Void
 
@@ -61,8 +64,16 @@ struct HTTPListener: Service, CustomStringConvertible {
                 }
             }
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .bind(NIOBSDSocket.Handle(socket.fd)) { channel -> EventLoopFuture<HTTP1Channel.Value> in
-                channelSetup.setup(channel: channel, logger: logger)
+            .bind(NIOBSDSocket.Handle(socket.fd)) { [gateway] channel -> EventLoopFuture<HTTP1Channel.Value> in
+                channelSetup.setup(channel: channel, logger: logger).flatMapThrowing { value in
+                    // Right after the HTTP/1 decoder, before the conversion to HTTP types: the relay reads and
+                    // writes NIOHTTP1's parts and passes what it does not relay on unchanged.
+                    let operations = channel.pipeline.syncOperations
+                    let conversion = try operations.handler(type: HTTP1ToHTTPServerCodec.self)
+                    let relay = GatewayRelay(lane: gateway, isControlSocket: channel.localAddress?.protocol == .unix)
+                    try operations.addHandler(relay, position: .before(conversion))
+                    return value
+                }
             }
         logger.info("listening", metadata: ["socket": "\(socket.description)"])
         await onListening()
