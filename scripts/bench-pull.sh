@@ -41,12 +41,13 @@ sync
 measure() { # name, command...
     local name=$1; shift
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$work/$name.out" 2>&1 || { cat "$work/$name.out"; exit 1; }
-    read -r wall rss < "$work/time"
-    printf '%-34s %8s s %10s MiB  %8.0f MB/s\n' "$name" "$wall" "$((rss / 1024))" "$(echo "$SIZE_MIB * 1.048576 / $wall" | bc -l)"
+    /usr/bin/time -f "%e %M %U %S" -o "$work/time" "$@" > "$work/$name.out" 2>&1 || { cat "$work/$name.out"; exit 1; }
+    read -r wall rss user sys < "$work/time"
+    printf '%-34s %8s s %10s MiB  %8.0f MB/s  CPU %s + %s s\n' "$name" "$wall" "$((rss / 1024))" \
+        "$(echo "$SIZE_MIB * 1.048576 / $wall" | bc -l)" "$user" "$sys"
 }
 
-echo "pull of $SIZE_MIB MiB over loopback (wall time, peak RSS, throughput)"
+echo "pull of $SIZE_MIB MiB over loopback (wall time, peak RSS, throughput, CPU user + sys of the client process)"
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 
 urls=()
