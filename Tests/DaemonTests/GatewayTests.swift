@@ -82,15 +82,29 @@ struct GatewayTests {
             // Each reply carries its request id, and the daemon's log line for it says which lane answered.
             let ids = replies.map { $0.headers["x-request-id"] ?? "" }
             #expect(Set(ids).count == 5 && !ids.contains(""), "\(ids)")
-            let log = daemon.log
             func line(_ id: String) -> Substring? {
-                log.split(separator: "\n").first { $0.contains("hb.request.id=\(id)") && $0.contains("] request") }
+                daemon.log.split(separator: "\n").first { $0.contains("hb.request.id=\(id)") && $0.contains("] request") }
             }
             for index in [0, 1] {
                 #expect(line(ids[index])?.contains("status=200 via=relay") == true, "request \(index): \(String(describing: line(ids[index])))")
             }
             #expect(line(ids[3]).map { $0.contains("status=404") && !$0.contains("via=relay") } == true, "\(String(describing: line(ids[3])))")
             #expect(line(ids[4]).map { $0.contains("status=200") && !$0.contains("via=relay") } == true, "\(String(describing: line(ids[4])))")
+
+            // A pipelined request whose body comes later, while the reply before it streams: it waits, then is read
+            // and relayed.
+            let waiting = RawHTTP.post("/v1/chat/completions", chat)
+            let split = waiting.range(of: "\r\n\r\n")!.upperBound
+            let late = try await RawHTTP.exchange(
+                port: daemon.port, [RawHTTP.post("/v1/chat/completions", stream), String(waiting[..<split])],
+                later: String(waiting[split...]), delay: 0.5, expecting: 2)
+            #expect(late.map(\.status) == [200, 200] && late.last?.body.contains("A fake reply.") == true, "\(late)")
+            // A client that half-closes after its request still gets the whole reply.
+            let halfClosed = try await RawHTTP.exchange(port: daemon.port, [RawHTTP.post("/v1/chat/completions", stream)], halfClose: true, expecting: 1)
+            #expect(halfClosed.first?.body.components(separatedBy: "tick").count == 31, "\(halfClosed)")
+            for reply in late + halfClosed {
+                #expect(line(reply.headers["x-request-id"] ?? "-")?.contains("via=relay") == true, "\(reply)")
+            }
 
             // Once a key exists the relay asks for it too, and takes from the router's rate buckets: a key limited to
             // two requests a minute has two relayed requests, then the router's 429.
@@ -102,7 +116,17 @@ struct GatewayTests {
             #expect(try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: key).status == 200)
             let limited = try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: key)
             #expect(limited.status == 429 && limited.body.contains("2 requests per minute"), "\(limited.body)")
-            #expect(daemon.log.components(separatedBy: "via=relay").count - 1 == 4, "\(daemon.log)")
+            #expect(daemon.log.components(separatedBy: "via=relay").count - 1 == 7, "\(daemon.log)")
+
+            // A shutdown while a reply streams lets it finish (the daemon drains its connections).
+            let admin = try await daemon.modelctl(["keys", "create", "--name", "drain"])
+            let adminKey = String(admin.stdout.split(separator: "\n").last ?? "")
+            async let draining = RawHTTP.exchange(
+                port: daemon.port, [RawHTTP.post("/v1/chat/completions", stream, key: adminKey)], expecting: 1)
+            try await Task.sleep(for: .milliseconds(500))
+            kill(daemon.process.processIdentifier, SIGTERM)
+            let drained = try await draining
+            #expect(drained.first?.status == 200 && drained.first?.body.hasSuffix("data: [DONE]\n\n") == true, "\(drained)\n\(daemon.log)")
         }
     }
 }
@@ -117,12 +141,18 @@ enum RawHTTP {
         var description: String { "\(status) \(headers) \(body)" }
     }
 
-    static func post(_ path: String, _ body: String) -> String {
-        "POST \(path) HTTP/1.1\r\nHost: modeld\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    static func post(_ path: String, _ body: String, key: String? = nil) -> String {
+        "POST \(path) HTTP/1.1\r\nHost: modeld\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+            + (key.map { "Authorization: Bearer \($0)\r\n" } ?? "") + "\r\n\(body)"
     }
 
     /// Writes every request in one go, then reads until `count` replies are complete (or 30 s pass).
-    static func exchange(port: Int, _ requests: [String], expecting count: Int) async throws -> [Reply] {
+    /// - Parameters:
+    ///   - later: written `delay` seconds after `requests`.
+    ///   - halfClose: shut the connection's sending side once everything is written.
+    static func exchange(
+        port: Int, _ requests: [String], later: String? = nil, delay: Double = 0, halfClose: Bool = false, expecting count: Int
+    ) async throws -> [Reply] {
         try await blocking {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw POSIXError(.EIO) }
@@ -137,8 +167,12 @@ enum RawHTTP {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
             guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-            let bytes = Array(requests.joined().utf8)
-            guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == bytes.count else { throw POSIXError(.EIO) }
+            for (index, text) in ([requests.joined()] + (later.map { [$0] } ?? [])).enumerated() {
+                if index > 0 { Thread.sleep(forTimeInterval: delay) }
+                let bytes = Array(text.utf8)
+                guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == bytes.count else { throw POSIXError(.EIO) }
+            }
+            if halfClose { shutdown(fd, Int32(SHUT_WR)) }
             var received: [UInt8] = []
             var replies: [Reply] = []
             var buffer = [UInt8](repeating: 0, count: 65536)

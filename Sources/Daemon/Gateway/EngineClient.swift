@@ -514,6 +514,12 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         case .end:
             guard current.headArrived else { return }  // The end of a 1xx reply.
             exchange = nil
+            // An idle connection keeps reading, so that it notices the engine closing it.
+            reading = true
+            if readPending {
+                readPending = false
+                context.read()
+            }
             if let relay = current.relay {
                 // The connection goes back first: the relay may send its next request at once.
                 current.finished(current.keepAlive, true)

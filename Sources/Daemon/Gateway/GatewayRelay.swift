@@ -38,8 +38,10 @@ struct GatewayLane: Sendable {
 /// passes to the router unchanged: other routes, a model with no ready run (an on-demand start), a body that is
 /// not a JSON object or is too large, a request the API keys refuse, `Connection: close` and `Expect`.
 ///
-/// Responses keep the requests' order: while a request is relayed, the parts of the next (a pipelining client's)
-/// wait, and a request that could be relayed is left to the router while the router still owes an answer.
+/// Responses keep the requests' order: while a request is relayed, what the client sends next (a pipelining
+/// client's next requests, a half-close, a malformed request) waits until the reply has been written, and a
+/// request that could be relayed is left to the router while the router still owes an answer. A shutdown
+/// (``ChannelShouldQuiesceEvent``) waits the same way, and ends relaying on the connection.
 final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineRelaySink {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -52,8 +54,13 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         case collecting
         /// A request relayed (``exchange``), until its reply is.
         case relaying
+        /// The end of a relayed reply is being written; what came after it waits until it is out.
+        case flushing
         /// A request the router answers, until its last part has gone to it.
         case passing
+
+        /// Whether what the client sends now must wait (the relay owes a reply before it).
+        var holds: Bool { self == .relaying || self == .flushing }
     }
 
     /// A request that may be relayed, while its body arrives.
@@ -84,6 +91,13 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         var paused = false
     }
 
+    /// What the client's side delivered while the relay held it, in order.
+    private enum Held {
+        case part(HTTPServerRequestPart)
+        case event(Any)
+        case error(any Error)
+    }
+
     /// The largest reply sent whole (as ``EngineClient/fetch(_:limit:onEnd:)``).
     static let maxWholeReply = 256 << 20
 
@@ -96,15 +110,15 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
     private var exchange: Exchange?
     /// Requests handed to the router that it has not answered in full.
     private var routerOwes = 0
-    /// Parts read while a request is relayed (a pipelining client's next requests).
-    private var queued: [HTTPServerRequestPart] = []
-    /// Events held while a request is relayed or read (a half-close, a shutdown), delivered after it.
+    /// Parts, events and errors that came while a relayed reply was owed.
+    private var held: [Held] = []
+    /// Events (a half-close, a shutdown) that came while a request was being collected: they follow it.
     private var heldEvents: [Any] = []
     private var readHeld = false
     /// Parts went to the router since its last read-complete event.
     private var forwardedSinceReadComplete = false
-    /// Shutdown began: no more requests are relayed here; the router's connection handling closes the connection.
-    private var quiescing = false
+    /// No more requests are relayed here: shutdown began, or the router answered with `Connection: close`.
+    private var closing = false
 
     init(lane: GatewayLane, isControlSocket: Bool) {
         self.lane = lane
@@ -118,8 +132,8 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if state == .relaying {
-            queued.append(part)
+        if state.holds {
+            held.append(.part(part))
             return
         }
         handle(part, context: context)
@@ -132,6 +146,8 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
                 state = .collecting
                 collecting = Collecting(head: head, path: path, started: .now)
             } else {
+                // The router closes the connection after a request without keep-alive: none after it is relayed.
+                if !head.isKeepAlive { closing = true }
                 routerOwes += 1
                 state = .passing
                 forward(part, context: context)
@@ -142,16 +158,22 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
                 handToRouter(context: context)
                 state = .passing
                 forward(part, context: context)
+                releaseEvents(context: context)
             } else if collecting!.body == nil {
                 collecting!.body = chunk
             } else {
                 collecting!.body!.writeBuffer(&chunk)
             }
         case (.collecting, .end):
-            if !startRelay(context: context) {
+            if startRelay(context: context) {
+                // Events that came with the request follow its reply.
+                held.append(contentsOf: heldEvents.map { .event($0) })
+                heldEvents = []
+            } else {
                 handToRouter(context: context)
                 state = .idle
                 forward(part, context: context)
+                releaseEvents(context: context)
             }
         case (.passing, .end):
             state = .idle
@@ -173,7 +195,7 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
 
     /// The route of a request that may be relayed, or nil for the router's.
     private func relayablePath(_ head: HTTPRequestHead) -> String? {
-        guard head.method == .POST, head.version == .http1_1, head.isKeepAlive, routerOwes == 0, !quiescing,
+        guard head.method == .POST, head.version == .http1_1, head.isKeepAlive, routerOwes == 0, !closing,
             !head.headers.contains(name: "expect")
         else { return nil }
         let path = head.uri.firstIndex(of: "?").map { String(head.uri[..<$0]) } ?? head.uri
@@ -191,6 +213,12 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         if let body = request.body { forward(.body(body), context: context) }
     }
 
+    /// A header's value as the router reads it: repeated fields joined with ", ".
+    private static func field(_ name: String, of head: HTTPRequestHead) -> String? {
+        let values = head.headers[name]
+        return values.isEmpty ? nil : values.joined(separator: ", ")
+    }
+
     /// Starts relaying the request whose body is in, when it names a ready run and may be made.
     /// - Returns: false when the router should answer it instead (nothing has been done then).
     private func startRelay(context: ChannelHandlerContext) -> Bool {
@@ -203,11 +231,11 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         let run = GatewayController.leastBusy(candidates, outstanding: lane.activity)
         guard let endpoint = run.endpoint else { return false }
         let payload = run.servedName == model ? body : ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
-        let accept = head.headers.first(name: "accept") ?? "*/*"
+        let accept = Self.field("accept", of: head) ?? "*/*"
         guard
             let upstream = try? EngineRequest(
                 endpoint: endpoint, path: path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: payload),
-            (try? lane.authorizer.decide(path: path, authorization: head.headers.first(name: "authorization"), isControlSocket: isControlSocket))
+            (try? lane.authorizer.decide(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket))
                 == .allow
         else { return false }
 
@@ -225,12 +253,15 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
 
     // MARK: The engine's reply
 
+    // A write to the client can fail at once and close its channel, which calls `channelInactive` (and so
+    // `complete`) before the write returns: each method below is done with `exchange` before it writes.
+
     func relayHead(_ head: HTTPResponseHead) {
         guard state == .relaying, exchange != nil, let context else { return }
         exchange!.status = Int(head.status.code)
         exchange!.contentType = head.headers.first(name: "content-type") ?? "application/json"
         guard let exchange, exchange.streamed else { return }
-        var headers = responseHeaders(exchange, contentType: exchange.contentType)
+        var headers = responseHeaders(id: exchange.id, contentType: exchange.contentType)
         if let cache = head.headers.first(name: "cache-control") { headers.add(name: "Cache-Control", value: cache) }
         if (200..<300).contains(head.status.code), exchange.contentType.lowercased().hasPrefix("text/event-stream") {
             self.exchange!.meter = ReplyMeter(model: exchange.model, started: exchange.started, metrics: lane.metrics)
@@ -239,10 +270,12 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
     }
 
     func relayBody(_ chunk: ByteBuffer) -> Bool {
-        guard state == .relaying, exchange != nil, let context else { return false }
-        if exchange!.streamed {
+        guard state == .relaying, let current = exchange, let context else { return false }
+        if current.streamed {
+            // Counted first: a client that has gone away has been sent what is counted.
+            current.meter?.observe(chunk)
             context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
-            exchange!.meter?.observe(chunk)
+            guard exchange?.id == current.id else { return false }
             exchange!.paused = !context.channel.isWritable
             return !exchange!.paused
         }
@@ -263,17 +296,18 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
     func relayEnd() {
         guard state == .relaying, let exchange, let context else { return }
         let status = exchange.status ?? 502
+        complete(code: status)
+        let sent = context.eventLoop.makePromise(of: Void.self)
         if exchange.streamed {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            exchange.meter?.finish()
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
         } else {
             let body = exchange.collected ?? ByteBuffer()
             if (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
                 lane.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
             }
-            writeWhole(status: status, contentType: exchange.contentType, body: body, context: context)
+            writeWhole(status: status, contentType: exchange.contentType, body: body, id: exchange.id, promise: sent, context: context)
         }
-        finish(code: status, context: context)
+        resume(after: sent.futureResult, context: context)
     }
 
     func relayFailed(_ error: any Error) {
@@ -286,70 +320,94 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
     private func replyFailed(_ error: any Error, context: ChannelHandlerContext) {
         guard state == .relaying, let exchange else { return }
         if exchange.streamed, let status = exchange.status {
-            exchange.meter?.finish()
-            queued = []
-            finish(code: status, context: context)
+            complete(code: status)
+            held = []
+            state = .idle
             context.close(promise: nil)
             return
         }
+        complete(code: 502)
         let body = openAIErrorBody(502, "the engine did not answer: \(error)", type: "BadGatewayError")
-        writeWhole(status: 502, contentType: "application/json", body: body, context: context)
-        finish(code: 502, context: context)
+        let sent = context.eventLoop.makePromise(of: Void.self)
+        writeWhole(status: 502, contentType: "application/json", body: body, id: exchange.id, promise: sent, context: context)
+        resume(after: sent.futureResult, context: context)
     }
 
-    private func writeWhole(status: Int, contentType: String, body: ByteBuffer, context: ChannelHandlerContext) {
-        guard let exchange else { return }
-        var headers = responseHeaders(exchange, contentType: contentType)
+    private func writeWhole(
+        status: Int, contentType: String, body: ByteBuffer, id: String, promise: EventLoopPromise<Void>, context: ChannelHandlerContext
+    ) {
+        var headers = responseHeaders(id: id, contentType: contentType)
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
         if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
     }
 
     /// The headers the router's replies carry too.
-    private func responseHeaders(_ exchange: Exchange, contentType: String) -> HTTPHeaders {
-        ["Content-Type": contentType, "X-Request-Id": exchange.id, "Date": lane.dateCache.now(), "Server": lane.serverName]
+    private func responseHeaders(id: String, contentType: String) -> HTTPHeaders {
+        ["Content-Type": contentType, "X-Request-Id": id, "Date": lane.dateCache.now(), "Server": lane.serverName]
     }
 
-    /// The request is over: it is counted and logged, the run is free of it, and what waited goes on.
-    private func finish(code: Int, context: ChannelHandlerContext) {
+    /// The relayed request is over (its reply's end is about to be written, or the client went away): it is
+    /// counted and logged, its tokens recorded, and the run is free of it. What the client sent meanwhile still
+    /// waits (``State/flushing``).
+    private func complete(code: Int) {
         guard let exchange else { return }
         self.exchange = nil
-        state = .idle
+        state = .flushing
+        exchange.meter?.finish()
         lane.activity.end(exchange.runID)
         var logger = lane.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }
         RequestLogMiddleware<DaemonRequestContext>.record(
             method: "POST", route: exchange.route, path: exchange.route, code: code, duration: .now - exchange.started, logger: logger,
             metrics: lane.metrics, relayed: true)
-        resumeWaiting(context: context)
     }
 
-    /// After a relayed request: the parts that came meanwhile, then the held events, then reading.
-    private func resumeWaiting(context: ChannelHandlerContext) {
-        while !queued.isEmpty, state != .relaying {
-            handle(queued.removeFirst(), context: context)
+    /// Once the reply's last bytes are out (so that a half-close or shutdown delivered next cannot cut them off):
+    /// what the client sent meanwhile, in order, then reading.
+    private func resume(after sent: EventLoopFuture<Void>, context: ChannelHandlerContext) {
+        sent.assumeIsolated().whenComplete { _ in
+            guard self.state == .flushing else { return }
+            self.state = .idle
+            self.resumeHeld(context: context)
+        }
+    }
+
+    private func resumeHeld(context: ChannelHandlerContext) {
+        guard context.channel.isActive else {
+            held = []
+            return
+        }
+        while !held.isEmpty, !state.holds {
+            switch held.removeFirst() {
+            case .part(let part): handle(part, context: context)
+            case .event(let event): userInboundEventTriggered(context: context, event: event)
+            case .error(let error): errorCaught(context: context, error: error)
+            }
         }
         if forwardedSinceReadComplete {
             forwardedSinceReadComplete = false
             context.fireChannelReadComplete()
         }
-        guard state == .idle || state == .passing else { return }
-        let events = heldEvents
-        heldEvents = []
-        for event in events { context.fireUserInboundEventTriggered(event) }
-        if readHeld {
+        if readHeld, !state.holds {
             readHeld = false
             context.read()
         }
     }
 
+    /// Events held while a request was collected follow it, now that it has gone to the router.
+    private func releaseEvents(context: ChannelHandlerContext) {
+        let events = heldEvents
+        heldEvents = []
+        for event in events { context.fireUserInboundEventTriggered(event) }
+    }
+
     // MARK: The client's connection
 
     func read(context: ChannelHandlerContext) {
-        // While a request is relayed, reading goes on (a client that goes away is noticed) until the next
-        // request begins to arrive.
-        if state == .relaying, !queued.isEmpty {
+        // While a reply is owed, reading goes on (a client that goes away is noticed) until the client sends more.
+        if state.holds, !held.isEmpty {
             readHeld = true
             return
         }
@@ -357,7 +415,16 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { routerOwes -= 1 }
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where !head.isKeepAlive || head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }):
+            // The router closes the connection after this reply: nothing after it may be relayed.
+            closing = true
+        case .end:
+            // At most what was handed over: a reply to no request (a malformed one) is the router's own.
+            routerOwes = max(0, routerOwes - 1)
+        default:
+            break
+        }
         context.write(data, promise: promise)
     }
 
@@ -370,12 +437,30 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent { quiescing = true }
+        if event is ChannelShouldQuiesceEvent { closing = true }
         switch state {
-        case .relaying, .collecting:
+        case .relaying, .flushing:
+            held.append(.event(event))
+        case .collecting:
             heldEvents.append(event)
         case .idle, .passing:
             context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch state {
+        case .relaying, .flushing:
+            // A malformed request after a relayed one: the router hears of it after the reply, in order.
+            held.append(.error(error))
+        case .collecting:
+            // The router gets the request as far as it came, then the error, as it would have without the relay.
+            handToRouter(context: context)
+            state = .passing
+            releaseEvents(context: context)
+            context.fireErrorCaught(error)
+        case .idle, .passing:
+            context.fireErrorCaught(error)
         }
     }
 
@@ -384,10 +469,9 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
             // The client went away: the engine's request is cancelled. 499, as proxies log it: the client closed
             // the connection before the reply was complete.
             exchange.relay?.cancel()
-            exchange.meter?.finish()
-            queued = []
-            finish(code: 499, context: context)
+            complete(code: 499)
         }
+        held = []
         context.fireChannelInactive()
     }
 }
