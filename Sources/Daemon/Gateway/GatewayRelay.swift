@@ -438,6 +438,17 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent { closing = true }
+        if state == .relaying, let exchange, case .inputClosed? = event as? ChannelEvent {
+            // The client closed its side before the reply came: as proxies read it, it went away (a client that
+            // stops waiting closes its socket, and the kernel tells us no more than that). The engine's request
+            // is cancelled rather than left to run for nobody.
+            exchange.relay?.cancel()
+            complete(code: 499)
+            held = []
+            state = .idle
+            context.close(promise: nil)
+            return
+        }
         switch state {
         case .relaying, .flushing:
             held.append(.event(event))
