@@ -116,6 +116,10 @@ struct GatewayTests {
             for reply in late {
                 #expect(line(reply.headers["x-request-id"] ?? "-")?.contains("via=relay") == true, "\(reply)")
             }
+            // A request cut short by a half-close goes to the router as far as it came, which ends the connection.
+            let cutAt = ContinuousClock.now
+            let cut = try await RawHTTP.exchange(port: daemon.port, [String(waiting.dropLast(10))], halfClose: true, expecting: 1)
+            #expect(cut.allSatisfy { $0.status >= 400 } && ContinuousClock.now - cutAt < .seconds(10), "\(cut)")
             // A client that closes its side while its reply streams has gone away, as proxies read it: the engine's
             // request is cancelled (the fake engine notices at its next write) and the request logged as 499.
             let halfClosed = try await RawHTTP.exchange(

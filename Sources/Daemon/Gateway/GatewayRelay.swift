@@ -453,7 +453,15 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         case .relaying, .flushing:
             held.append(.event(event))
         case .collecting:
-            heldEvents.append(event)
+            if case .inputClosed? = event as? ChannelEvent {
+                // The request will not be completed: the router gets it as far as it came, as without the relay.
+                handToRouter(context: context)
+                state = .passing
+                releaseEvents(context: context)
+                context.fireUserInboundEventTriggered(event)
+            } else {
+                heldEvents.append(event)
+            }
         case .idle, .passing:
             context.fireUserInboundEventTriggered(event)
         }
