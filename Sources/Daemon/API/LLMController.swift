@@ -244,7 +244,7 @@ extension LLMController {
             }
             return (path, run.model, run.runID)
         case .model(let model):
-            let runs = await supervisor.list().filter { gateway.matches($0, model) && $0.modelPath != nil }
+            let runs = await supervisor.list().filter { GatewayController.matches($0, model) && $0.modelPath != nil }
             if let run = runs.first(where: { $0.state == .ready }) ?? runs.first, let path = run.modelPath {
                 return (path, run.model, run.runID)
             }

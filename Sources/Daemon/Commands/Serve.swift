@@ -154,12 +154,11 @@ enum DaemonStartup {
             daemon.logger.info("modeld ready")
         }
         let responder = buildRouter(daemon).buildResponder()
-        let gateway = GatewayLane(daemon)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = sockets.map { socket in
             .init(
                 service: HTTPListener(
                     socket: socket, responder: responder, logger: daemon.logger, serverName: "modeld/\(modeldVersion)",
-                    gateway: gateway, onListening: { await readiness.listening() }))
+                    daemon: daemon, onListening: { await readiness.listening() }))
         }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: Watchdog(interval: interval, store: daemon.store, notifier: notifier, logger: daemon.logger)))

@@ -24,6 +24,8 @@ final class EngineClient: Sendable {
     let maxIdlePerEngine: Int
     /// A reply that sends no byte for this long is abandoned and its connection closed.
     let stallTimeout: TimeAmount
+    /// The longest reply read whole before it is sent on (``fetch(_:limit:onEnd:)``, the gateway's relay).
+    static let maxWholeReply = 256 << 20
 
     init(group: any EventLoopGroup, maxIdlePerEngine: Int = 64, stallTimeout: TimeAmount = .seconds(600)) {
         self.group = group
@@ -48,7 +50,7 @@ final class EngineClient: Sendable {
     /// - Parameter limit: a longer body fails with ``EngineClientError/replyTooLarge(limit:)``.
     /// - Throws: ``EngineClientError`` or a connection error when the engine did not answer, or broke off.
     func fetch(
-        _ request: EngineRequest, limit: Int = 256 << 20, onEnd: @escaping @Sendable () -> Void = {}
+        _ request: EngineRequest, limit: Int = maxWholeReply, onEnd: @escaping @Sendable () -> Void = {}
     ) async throws -> (head: Transfer.HTTPResponseHead, body: ByteBuffer) {
         try await exchange(request, onEnd: onEnd) { connection in
             try await withCheckedThrowingContinuation { continuation in
@@ -78,12 +80,14 @@ final class EngineClient: Sendable {
         }
     }
 
-    /// An idle connection to `address`, preferably one on the event loop this runs on (no thread hand-off).
-    private func takeIdle(_ address: EngineAddress) -> EngineConnection? {
+    /// An idle connection to `address`: with `loop`, only one on that loop (the relay must not cross threads);
+    /// else preferably one on the event loop this runs on (no thread hand-off).
+    fileprivate func takeIdle(_ address: EngineAddress, on loop: (any EventLoop)? = nil) -> EngineConnection? {
         idle.withLock { idle in
             guard var connections = idle[address] else { return nil }
             defer { idle[address] = connections }
             connections.removeAll { !$0.channel.isActive }
+            if let loop { return connections.lastIndex { $0.channel.eventLoop === loop }.map { connections.remove(at: $0) } }
             let local = connections.lastIndex { $0.channel.eventLoop.inEventLoop }
             return local.map { connections.remove(at: $0) } ?? connections.popLast()
         }
@@ -108,7 +112,7 @@ final class EngineClient: Sendable {
     }
 
     /// A new connection to `address` whose channel lives on `loop`.
-    private func connect(_ address: EngineAddress, on loop: any EventLoop) -> EventLoopFuture<EngineConnection> {
+    fileprivate func connect(_ address: EngineAddress, on loop: any EventLoop) -> EventLoopFuture<EngineConnection> {
         let stallTimeout = self.stallTimeout
         return ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -139,19 +143,6 @@ final class EngineClient: Sendable {
         return relay
     }
 
-    /// An idle connection to `address` on `loop`, for the relay (which must not cross threads).
-    fileprivate func takeIdle(_ address: EngineAddress, on loop: any EventLoop) -> EngineConnection? {
-        idle.withLock { idle in
-            guard var connections = idle[address] else { return nil }
-            defer { idle[address] = connections }
-            connections.removeAll { !$0.channel.isActive }
-            return connections.lastIndex { $0.channel.eventLoop === loop }.map { connections.remove(at: $0) }
-        }
-    }
-
-    fileprivate func connectForRelay(_ address: EngineAddress, on loop: any EventLoop) -> EventLoopFuture<EngineConnection> {
-        connect(address, on: loop)
-    }
 }
 
 /// Receives a relayed reply (``EngineClient/relay(_:on:to:)``), on the event loop of the request.
@@ -205,7 +196,7 @@ final class EngineRelay: @unchecked Sendable {
             begin(on: connection, reused: true)
             return
         }
-        client.connectForRelay(request.address, on: loop).hop(to: loop).whenComplete { result in
+        client.connect(request.address, on: loop).hop(to: loop).whenComplete { result in
             switch result {
             case .success(let connection): self.begin(on: connection, reused: false)
             case .failure(let error): self.failed(error, reused: false)
@@ -446,7 +437,6 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             current.body = sequence.sequence
         }
         exchange = current
-        reading = true
 
         var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.path)
         head.headers.add(name: "Host", value: "\(request.address.host):\(request.address.port)")
@@ -461,10 +451,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         written.futureResult.whenFailure { [id = exchanges] error in
             bound.value.fail(id, error)
         }
-        if readPending {
-            readPending = false
-            context.read()
-        }
+        readAgain()
         return current.id
     }
 
@@ -515,11 +502,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             guard current.headArrived else { return }  // The end of a 1xx reply.
             exchange = nil
             // An idle connection keeps reading, so that it notices the engine closing it.
-            reading = true
-            if readPending {
-                readPending = false
-                context.read()
-            }
+            readAgain()
             if let relay = current.relay {
                 // The connection goes back first: the relay may send its next request at once.
                 current.finished(current.keepAlive, true)
@@ -544,6 +527,11 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
 
     func resumeReading(_ id: Int) {
         guard exchange?.id == id, !reading else { return }
+        readAgain()
+    }
+
+    /// Reads again, and issues the read the channel asked for meanwhile.
+    private func readAgain() {
         reading = true
         if readPending, let context {
             readPending = false

@@ -110,28 +110,20 @@ extension GatewayController {
     ///   structured output prefers engines that can constrain it); else all candidates are.
     /// - Throws: ``OnDemandError`` when no run is ready and none can be started.
     func route(_ model: String, logger: Logger, prefer: (RunInfo) -> Bool = { _ in true }) async throws -> RunInfo {
-        var candidates = readyRuns(model)
+        var candidates = Self.readyRuns(model, in: supervisor)
         if candidates.isEmpty {
             candidates = try await startOnDemand(model, logger: logger)
         }
         let preferred = candidates.filter(prefer)
-        return leastBusy(preferred.isEmpty ? candidates : preferred)
+        return Self.leastBusy(preferred.isEmpty ? candidates : preferred, outstanding: outstanding)
     }
 
     /// The candidate with the fewest requests in flight.
-    private func leastBusy(_ candidates: [RunInfo]) -> RunInfo {
-        Self.leastBusy(candidates, outstanding: outstanding)
-    }
-
     static func leastBusy(_ candidates: [RunInfo], outstanding: OutstandingRequests) -> RunInfo {
         outstanding.leastBusy(candidates.map(\.runID)).flatMap { id in candidates.first { $0.runID == id } } ?? candidates[0]
     }
 
     /// Whether `model` names this run: its name, its served name, or the model it was started with.
-    func matches(_ run: RunInfo, _ model: String) -> Bool {
-        Self.matches(run, model)
-    }
-
     static func matches(_ run: RunInfo, _ model: String) -> Bool {
         sameName(run.name, model) || sameName(run.servedName, model) || sameName(run.model, model)
     }
@@ -151,10 +143,6 @@ extension GatewayController {
         (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
     }
 
-    private func readyRuns(_ model: String) -> [RunInfo] {
-        Self.readyRuns(model, in: supervisor)
-    }
-
     /// The ready runs that answer to `model`.
     static func readyRuns(_ model: String, in supervisor: Supervisor) -> [RunInfo] {
         supervisor.snapshot.filter { $0.state == .ready && $0.endpoint != nil && matches($0, model) }
@@ -164,7 +152,7 @@ extension GatewayController {
     /// already under way, or starts again a run that was unloaded when idle) and waits, bounded by
     /// ``startTimeout``.
     private func startOnDemand(_ model: String, logger: Logger) async throws -> [RunInfo] {
-        let runs = await supervisor.list().filter { matches($0, model) }
+        let runs = await supervisor.list().filter { Self.matches($0, model) }
         let runID: String
         if let existing = runs.first(where: { $0.state == .starting }) {
             runID = existing.runID

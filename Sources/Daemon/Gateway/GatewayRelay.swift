@@ -6,25 +6,13 @@ import ModeldAPI
 import NIOCore
 import NIOHTTP1
 
-/// What the gateway's relay needs from the daemon, shared by every connection.
+/// What the gateway's relay needs, shared by every connection of a listener.
 struct GatewayLane: Sendable {
-    let supervisor: Supervisor
-    let activity: OutstandingRequests
-    let authorizer: Authorizer
-    let metrics: DaemonMetrics
-    /// Carries each relayed request's id in its log line.
-    let logger: Logger
-    let dateCache = HTTPDateCache()
-    let serverName = "modeld/\(modeldVersion)"
+    let daemon: DaemonContext
+    /// The listener's own, so that relayed replies carry the `Date` and `Server` headers routed ones do.
+    let dateCache: HTTPDateCache
+    let serverName: String
     let client = EngineClient.shared
-
-    init(_ daemon: DaemonContext) {
-        supervisor = daemon.supervisor
-        activity = daemon.activity
-        authorizer = daemon.authorizer
-        metrics = daemon.metrics
-        logger = daemon.logger
-    }
 }
 
 /// The gateway's fast lane, below the router: a `POST` to `/v1/chat/completions`, `/v1/completions` or
@@ -42,7 +30,7 @@ struct GatewayLane: Sendable {
 /// client's next requests, a half-close, a malformed request) waits until the reply has been written, and a
 /// request that could be relayed is left to the router while the router still owes an answer. A shutdown
 /// (``ChannelShouldQuiesceEvent``) waits the same way, and ends relaying on the connection.
-final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineRelaySink {
+final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -97,9 +85,6 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         case event(Any)
         case error(any Error)
     }
-
-    /// The largest reply sent whole (as ``EngineClient/fetch(_:limit:onEnd:)``).
-    static let maxWholeReply = 256 << 20
 
     private let lane: GatewayLane
     private let isControlSocket: Bool
@@ -156,9 +141,7 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
             if (collecting!.body?.readableBytes ?? 0) + chunk.readableBytes > GatewayController.maxBody {
                 // Too large to relay: the router answers it (413).
                 handToRouter(context: context)
-                state = .passing
                 forward(part, context: context)
-                releaseEvents(context: context)
             } else if collecting!.body == nil {
                 collecting!.body = chunk
             } else {
@@ -171,9 +154,7 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
                 heldEvents = []
             } else {
                 handToRouter(context: context)
-                state = .idle
-                forward(part, context: context)
-                releaseEvents(context: context)
+                handle(part, context: context)
             }
         case (.passing, .end):
             state = .idle
@@ -204,13 +185,18 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         return path
     }
 
-    /// The request read so far goes to the router.
+    /// The request read so far goes to the router, and the events held while it was read follow it; the rest of
+    /// the request will follow too (``State/passing``).
     private func handToRouter(context: ChannelHandlerContext) {
         guard let request = collecting else { return }
         collecting = nil
         routerOwes += 1
+        state = .passing
         forward(.head(request.head), context: context)
         if let body = request.body { forward(.body(body), context: context) }
+        let events = heldEvents
+        heldEvents = []
+        for event in events { context.fireUserInboundEventTriggered(event) }
     }
 
     /// A header's value as the router reads it: repeated fields joined with ", ".
@@ -226,16 +212,16 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
             let model = members.string("model"), !model.isEmpty
         else { return false }
         let head = request.head, path = request.path
-        let candidates = GatewayController.readyRuns(model, in: lane.supervisor)
+        let candidates = GatewayController.readyRuns(model, in: lane.daemon.supervisor)
         guard !candidates.isEmpty else { return false }
-        let run = GatewayController.leastBusy(candidates, outstanding: lane.activity)
+        let run = GatewayController.leastBusy(candidates, outstanding: lane.daemon.activity)
         guard let endpoint = run.endpoint else { return false }
         let payload = run.servedName == model ? body : ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
         let accept = Self.field("accept", of: head) ?? "*/*"
         guard
             let upstream = try? EngineRequest(
                 endpoint: endpoint, path: path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: payload),
-            (try? lane.authorizer.decide(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket))
+            (try? lane.daemon.authorizer.decide(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket))
                 == .allow
         else { return false }
 
@@ -243,7 +229,7 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         collecting = nil
         exchange = Exchange(
             id: id, route: path, runID: run.runID, model: run.model, streamed: members.bool("stream") == true, started: request.started)
-        lane.activity.begin(run.runID)
+        lane.daemon.activity.begin(run.runID)
         state = .relaying
         let relay = lane.client.relay(upstream, on: context.eventLoop, to: self)
         // The relay may have ended already (a refused connection is reported at once).
@@ -264,7 +250,7 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         var headers = responseHeaders(id: exchange.id, contentType: exchange.contentType)
         if let cache = head.headers.first(name: "cache-control") { headers.add(name: "Cache-Control", value: cache) }
         if (200..<300).contains(head.status.code), exchange.contentType.lowercased().hasPrefix("text/event-stream") {
-            self.exchange!.meter = ReplyMeter(model: exchange.model, started: exchange.started, metrics: lane.metrics)
+            self.exchange!.meter = ReplyMeter(model: exchange.model, started: exchange.started, metrics: lane.daemon.metrics)
         }
         context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
     }
@@ -285,9 +271,9 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         } else {
             exchange!.collected!.writeBuffer(&chunk)
         }
-        if exchange!.collected!.readableBytes > Self.maxWholeReply {
+        if exchange!.collected!.readableBytes > EngineClient.maxWholeReply {
             exchange!.relay?.cancel()
-            replyFailed(EngineClientError.replyTooLarge(limit: Self.maxWholeReply), context: context)
+            replyFailed(EngineClientError.replyTooLarge(limit: EngineClient.maxWholeReply), context: context)
             return false
         }
         return true
@@ -303,7 +289,7 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         } else {
             let body = exchange.collected ?? ByteBuffer()
             if (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
-                lane.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
+                lane.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
             }
             writeWhole(status: status, contentType: exchange.contentType, body: body, id: exchange.id, promise: sent, context: context)
         }
@@ -320,10 +306,7 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
     private func replyFailed(_ error: any Error, context: ChannelHandlerContext) {
         guard state == .relaying, let exchange else { return }
         if exchange.streamed, let status = exchange.status {
-            complete(code: status)
-            held = []
-            state = .idle
-            context.close(promise: nil)
+            abandon(code: status, context: context)
             return
         }
         complete(code: 502)
@@ -356,12 +339,12 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         self.exchange = nil
         state = .flushing
         exchange.meter?.finish()
-        lane.activity.end(exchange.runID)
-        var logger = lane.logger
+        lane.daemon.activity.end(exchange.runID)
+        var logger = lane.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }
         RequestLogMiddleware<DaemonRequestContext>.record(
             method: "POST", route: exchange.route, path: exchange.route, code: code, duration: .now - exchange.started, logger: logger,
-            metrics: lane.metrics, relayed: true)
+            metrics: lane.daemon.metrics, relayed: true)
     }
 
     /// Once the reply's last bytes are out (so that a half-close or shutdown delivered next cannot cut them off):
@@ -396,11 +379,11 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         }
     }
 
-    /// Events held while a request was collected follow it, now that it has gone to the router.
-    private func releaseEvents(context: ChannelHandlerContext) {
-        let events = heldEvents
-        heldEvents = []
-        for event in events { context.fireUserInboundEventTriggered(event) }
+    /// Ends the relayed request and the connection: the client cannot be answered.
+    private func abandon(code: Int, context: ChannelHandlerContext) {
+        complete(code: code)
+        held = []
+        context.close(promise: nil)
     }
 
     // MARK: The client's connection
@@ -443,10 +426,7 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
             // stops waiting closes its socket, and the kernel tells us no more than that). The engine's request
             // is cancelled rather than left to run for nobody.
             exchange.relay?.cancel()
-            complete(code: 499)
-            held = []
-            state = .idle
-            context.close(promise: nil)
+            abandon(code: 499, context: context)
             return
         }
         switch state {
@@ -456,8 +436,6 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
             if case .inputClosed? = event as? ChannelEvent {
                 // The request will not be completed: the router gets it as far as it came, as without the relay.
                 handToRouter(context: context)
-                state = .passing
-                releaseEvents(context: context)
                 context.fireUserInboundEventTriggered(event)
             } else {
                 heldEvents.append(event)
@@ -475,8 +453,6 @@ final class GatewayRelay: ChannelDuplexHandler, RemovableChannelHandler, EngineR
         case .collecting:
             // The router gets the request as far as it came, then the error, as it would have without the relay.
             handToRouter(context: context)
-            state = .passing
-            releaseEvents(context: context)
             context.fireErrorCaught(error)
         case .idle, .passing:
             context.fireErrorCaught(error)

@@ -24,8 +24,8 @@ struct HTTPListener: Service, CustomStringConvertible {
     let responder: RouterResponder<DaemonRequestContext>
     let logger: Logger
     let serverName: String
-    /// The gateway's relay below the router (``GatewayRelay``), on every connection.
-    let gateway: GatewayLane
+    /// What the gateway's relay below the router (``GatewayRelay``) needs, on every connection.
+    let daemon: DaemonContext
     /// Called once the socket is registered and accepting.
     let onListening: @Sendable () async -> Void
 
@@ -35,6 +35,7 @@ struct HTTPListener: Service, CustomStringConvertible {
         let group = MultiThreadedEventLoopGroup.singleton
         let quiesce = ServerQuiescingHelper(group: group)
         let dateCache = HTTPDateCache()
+        let gateway = GatewayLane(daemon: daemon, dateCache: dateCache, serverName: serverName)
         let responder = self.responder
         let logger = self.logger
         let serverName = self.serverName
@@ -64,7 +65,7 @@ struct HTTPListener: Service, CustomStringConvertible {
                 }
             }
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .bind(NIOBSDSocket.Handle(socket.fd)) { [gateway] channel -> EventLoopFuture<HTTP1Channel.Value> in
+            .bind(NIOBSDSocket.Handle(socket.fd)) { channel -> EventLoopFuture<HTTP1Channel.Value> in
                 channelSetup.setup(channel: channel, logger: logger).flatMapThrowing { value in
                     // Right after the HTTP/1 decoder, before the conversion to HTTP types: the relay reads and
                     // writes NIOHTTP1's parts and passes what it does not relay on unchanged.
