@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The seed platform's response envelope: every management API reply, success or error, has this shape.
 ///

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import Transfer
 
 /// How long a run stays loaded without requests: `30s`, `5m`, `1h`, `1h30m`, plain seconds, or `never` (also
 /// `-1`). `0` unloads a run as soon as its last request ends.
@@ -8,7 +10,7 @@ package enum KeepAlive: Sendable, Hashable, CustomStringConvertible {
 
     /// - Returns: nil when the text is none of the forms above.
     package init?(parsing text: String) {
-        let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let trimmed = trimmingWhitespace(text[...]).lowercased()
         if trimmed == "never" || trimmed == "-1" {
             self = .never
             return

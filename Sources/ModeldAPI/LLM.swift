@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 // The seed platform's LLM API (`/api/v1/llm/*`): requests name their run by `run_id` (a run id or name) or by
 // `model` (routed like the OpenAI gateway, with on-demand start). Fields these types do not list are passed

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Transfer
 
 /// How to reach the daemon: a TCP base URL, optionally through a unix socket.

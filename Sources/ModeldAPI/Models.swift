@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One local version of a model, as `modelctl list` and `GET /api/v1/models` show it.
 package struct LocalVersionInfo: Codable, Sendable, Hashable {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One line of a pull's NDJSON progress stream (`POST /api/v1/pull` and `modelctl pull`).
 ///

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `POST /api/v1/models/start`.
 package struct StartRequest: Codable, Sendable {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A moment's calendar fields in UTC, from the C library (`gmtime_r`). Foundation's date formatting loads ICU's
 /// calendar and locale data (several MB of RSS) into the daemon, so the wire, store and HTTP dates are written

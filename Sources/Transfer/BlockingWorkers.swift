@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Runs blocking work (libcurl transfers, file parsing) off Swift's cooperative pool and resumes the caller with
@@ -14,7 +15,7 @@ package func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) a
 /// idle, a new one starts, so long jobs (a streamed reply) cannot hold up short ones.
 package final class BlockingWorkers: @unchecked Sendable {
     package static let shared = BlockingWorkers()
-    private let condition = NSCondition()
+    private let condition = ThreadCondition()
     private var jobs: [@Sendable () -> Void] = []
     private var idle = 0
     private let idleLimit = 32
@@ -27,9 +28,7 @@ package final class BlockingWorkers: @unchecked Sendable {
         if !startThread { condition.signal() }
         condition.unlock()
         if startThread {
-            let thread = Thread { [self] in work() }
-            thread.stackSize = 4 << 20
-            thread.start()
+            Transfer.startThread(stackSize: 4 << 20) { [self] in work() }
         }
     }
 

@@ -1,5 +1,6 @@
 import CCurl
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The HTTP version a download asks for.
 package enum HTTPVersionPreference: Sendable {

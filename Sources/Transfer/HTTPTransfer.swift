@@ -1,5 +1,6 @@
 import CCurl
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// An HTTP request for libcurl.
 package struct HTTPRequest: Sendable {
@@ -52,7 +53,7 @@ package struct HTTPResponse: Sendable {
 /// Calls run on the caller's thread; async wrappers hop to a dedicated thread so that libcurl never
 /// blocks Swift's cooperative pool.
 package final class HTTPTransfer: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = ThreadCondition()
     private let easy: CurlEasy
 
     package init() throws {

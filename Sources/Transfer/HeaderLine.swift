@@ -6,10 +6,14 @@ func collectHeaderLine(_ data: UnsafeMutablePointer<CChar>, count: Int, into hea
     if line.hasPrefix("HTTP/") {
         headers = [:]
     } else if let colon = line.firstIndex(of: ":") {
-        let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-        headers[name] = value
+        headers[trimmingWhitespace(line[..<colon]).lowercased()] = trimmingWhitespace(line[line.index(after: colon)...])
     }
 }
 
-import Foundation
+import FoundationEssentials
+import Glibc
+
+/// Text without the white space (line ends included) around it.
+package func trimmingWhitespace(_ text: Substring) -> String {
+    String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 
 /// `modelctl`: the command-line client of modeld.
@@ -59,7 +60,7 @@ struct GlobalOptions: ParsableArguments {
 /// 3 modeld unreachable.
 enum ModelctlExit {
     static func fail(_ error: any Error) -> ExitCode {
-        FileHandle.standardError.write(Data("modelctl: \(error)\n".utf8))
+        printError("modelctl: \(error)")
         if let error = error as? ClientError, error.kind == .unreachable { return ExitCode(3) }
         return ExitCode(1)
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 
 /// `modelctl keys`: API keys for clients that reach modeld over TCP.

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 
 /// `modelctl export REF -o FILE`: writes a local version as an archive, for a host without a hub.
@@ -52,7 +53,5 @@ struct ModelExport: AsyncParsableCommand {
 
 /// Percent-encodes a query value.
 func queryValue(_ text: String) -> String {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~:")
-    return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    percentEncoded(text) { isUnreserved($0) || $0 == UInt8(ascii: ":") }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 
 /// `modelctl import FILE`, `--hf-cache DIR`, `--dir DIR --name NAME`: registers models that come without a hub.

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 
 /// `modelctl list`: the local model versions, or with `--catalog` the catalog and what this host has of it.
@@ -59,7 +60,7 @@ func table(_ rows: [[String]]) -> String {
     let widths = (0..<width).map { column in rows.map { column < $0.count ? $0[column].count : 0 }.max() ?? 0 }
     return rows.map { row in
         row.enumerated().map { index, cell in
-            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            index == row.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[index] - cell.count))
         }.joined(separator: "  ")
     }.joined(separator: "\n")
 }
@@ -73,5 +74,5 @@ func formatBytes(_ bytes: Int64) -> String {
         value /= 1000
         unit += 1
     }
-    return unit == 0 ? "\(bytes) B" : String(format: value >= 100 ? "%.0f %@" : "%.1f %@", value, units[unit])
+    return unit == 0 ? "\(bytes) B" : "\(fixed(value, digits: value >= 100 ? 0 : 1)) \(units[unit])"
 }

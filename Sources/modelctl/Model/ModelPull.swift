@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 import Synchronization
 
@@ -52,10 +53,10 @@ struct ModelPull: AsyncParsableCommand {
         switch renderer.outcome {
         case .ready: return
         case .failed(let message):
-            FileHandle.standardError.write(Data("modelctl: \(message)\n".utf8))
+            printError("modelctl: \(message)")
             throw ExitCode(1)
         case nil:
-            FileHandle.standardError.write(Data("modelctl: the pull stream ended before the model was ready\n".utf8))
+            printError("modelctl: the pull stream ended before the model was ready")
             throw ExitCode(1)
         }
     }
@@ -152,7 +153,7 @@ final class PullRenderer: Sendable {
 /// Seconds as `1h02m`, `3m05s`, `12s`.
 func formatDuration(_ seconds: Double) -> String {
     let total = Int(seconds.rounded())
-    if total >= 3600 { return String(format: "%dh%02dm", total / 3600, (total % 3600) / 60) }
-    if total >= 60 { return String(format: "%dm%02ds", total / 60, total % 60) }
+    if total >= 3600 { return "\(total / 3600)h\(twoDigits((total % 3600) / 60))m" }
+    if total >= 60 { return "\(total / 60)m\(twoDigits(total % 60))s" }
     return "\(total)s"
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 
 /// `modelctl rm REF`: removes local versions and the blobs nothing else uses.

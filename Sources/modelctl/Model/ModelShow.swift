@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 
 /// `modelctl show REF`: the catalog entry, local versions and runs of one model.

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 import Synchronization
 
@@ -47,7 +48,7 @@ struct RunChat: AsyncParsableCommand {
             throw ModelctlExit.fail(error)
         }
         guard let endpoint = run.endpoint else {
-            FileHandle.standardError.write(Data("modelctl: run \(run.name) has no endpoint\n".utf8))
+            printError("modelctl: run \(run.name) has no endpoint")
             throw ExitCode(1)
         }
         let engineClient = try ModeldClient(endpoint: DaemonEndpoint(baseURL: endpoint))
@@ -60,7 +61,7 @@ struct RunChat: AsyncParsableCommand {
                 fflush(nil)
             }
             guard let line = readLine() else { break }
-            let text = line.trimmingCharacters(in: .whitespaces)
+            let text = trimmingBlanks(line)
             if text.isEmpty { continue }
             if text == "/exit" || text == "/quit" { break }
             if text == "/clear" {
@@ -78,17 +79,17 @@ struct RunChat: AsyncParsableCommand {
                     guard line.starts(with: Data("data: ".utf8)) else { return true }
                     let payload = line.dropFirst(6)
                     if payload.elementsEqual(Data("[DONE]".utf8)) { return false }
-                    guard let object = try? JSONSerialization.jsonObject(with: payload) as? [String: Any] else { return true }
-                    if let usage = object["usage"] as? [String: Int] { reply.withLock { $0.usage = usage } }
-                    guard let choice = (object["choices"] as? [[String: Any]])?.first else { return true }
-                    if let delta = (choice["delta"] as? [String: Any])?["content"] as? String, !delta.isEmpty {
+                    guard let chunk = try? JSONDecoder().decode(ChatChunk.self, from: payload) else { return true }
+                    if let usage = chunk.usage { reply.withLock { $0.usage = usage.counts } }
+                    guard let choice = chunk.choices?.first else { return true }
+                    if let delta = choice.delta?.content, !delta.isEmpty {
                         reply.withLock { $0.content += delta }
                         if streaming {
                             print(delta, terminator: "")
                             fflush(nil)
                         }
                     }
-                    if let finish = choice["finish_reason"] as? String { reply.withLock { $0.finish = finish } }
+                    if let finish = choice.finishReason { reply.withLock { $0.finish = finish } }
                     return true
                 }
             } catch {
@@ -97,8 +98,9 @@ struct RunChat: AsyncParsableCommand {
             }
             let result = reply.withLock { $0 }
             if json {
-                let object: [String: Any] = ["content": result.content, "finish_reason": result.finish as Any? ?? NSNull(), "usage": result.usage as Any? ?? NSNull()]
-                if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                if let data = try? encoder.encode(ChatReply(content: result.content, finishReason: result.finish, usage: result.usage)) {
                     print(String(decoding: data, as: UTF8.self))
                 }
             } else {
@@ -117,15 +119,73 @@ struct RunChat: AsyncParsableCommand {
             return ready
         }
         var run: RunSummary = try await client.call("POST", "/api/v1/models/start", body: StartRequest(model: ref, engine: engine))
-        if isatty(STDERR_FILENO) == 1 { FileHandle.standardError.write(Data("starting \(ref) on \(run.engine)…\n".utf8)) }
+        if isatty(STDERR_FILENO) == 1 { printError("starting \(ref) on \(run.engine)…") }
         while run.state == "starting" {
             try await Task.sleep(for: .milliseconds(250))
             run = try await client.call("GET", "/api/v1/models/running/\(run.runID)")
         }
         guard run.state == "ready" else {
-            FileHandle.standardError.write(Data("modelctl: \(ref) did not start: \(run.reason ?? run.state)\n".utf8))
+            printError("modelctl: \(ref) did not start: \(run.reason ?? run.state)")
             throw ExitCode(1)
         }
         return run
+    }
+}
+
+/// One streamed chat completion chunk, as much of it as `chat` shows.
+private struct ChatChunk: Decodable {
+    struct Choice: Decodable {
+        struct Delta: Decodable {
+            var content: String?
+        }
+        var delta: Delta?
+        var finishReason: String?
+
+        enum CodingKeys: String, CodingKey {
+            case delta
+            case finishReason = "finish_reason"
+        }
+    }
+
+    /// The usage's whole-number counts (nested details are left out).
+    struct Usage: Decodable {
+        var counts: [String: Int] = [:]
+
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Key.self)
+            for key in container.allKeys {
+                if let value = try? container.decode(Int.self, forKey: key) { counts[key.stringValue] = value }
+            }
+        }
+    }
+
+    var choices: [Choice]?
+    var usage: Usage?
+}
+
+/// A reply as `chat --json` prints it: `content`, `finish_reason` and `usage` (null when the engine sent none).
+private struct ChatReply: Encodable {
+    var content: String
+    var finishReason: String?
+    var usage: [String: Int]?
+
+    enum CodingKeys: String, CodingKey {
+        case content
+        case finishReason = "finish_reason"
+        case usage
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(content, forKey: .content)
+        try container.encode(finishReason, forKey: .finishReason)
+        try container.encode(usage, forKey: .usage)
     }
 }

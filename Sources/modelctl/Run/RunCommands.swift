@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import ModeldAPI
 import Synchronization
 
@@ -44,7 +45,7 @@ struct RunStart: AsyncParsableCommand {
                 print("\(run.runID) \(run.name) \(run.state) \(run.endpoint ?? "")")
             }
             if run.state == "failed" {
-                FileHandle.standardError.write(Data("modelctl: run \(run.name) failed: \(run.reason ?? "no reason recorded")\n".utf8))
+                printError("modelctl: run \(run.name) failed: \(run.reason ?? "no reason recorded")")
                 throw ExitCode(1)
             }
         } catch let exit as ExitCode {
@@ -143,5 +144,5 @@ struct RunLogsCommand: AsyncParsableCommand {
 
 /// Percent-encodes a run id or name for a URL path.
 func pathComponent(_ text: String) -> String {
-    text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? text
+    percentEncoded(text) { isUnreserved($0) || "!$&'()*+,;=:@".utf8.contains($0) }
 }
