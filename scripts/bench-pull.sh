@@ -8,7 +8,7 @@
 #   scripts/bench-pull.sh            (SIZE_MIB=2048 PORT=18931 ROUNDS=1 by default)
 # RELEASE_DIRS="DIR1 DIR2" runs modeld and modelctl from each DIR in turn (.build/release by default), for a
 # before/after in one run;
-# TEST_BUNDLE=0 and HF_HUB=0 leave those rows out.
+# TEST_BUNDLE=0 and HF_HUB=0 leave those rows out; FILES=N splits the repository into N files (4 by default, at most 9).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-2048}
@@ -25,9 +25,10 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$work/src"
-part=$((SIZE_MIB / 4))
-for i in 1 2 3 4; do
-    head -c "${part}M" /dev/urandom > "$work/src/model-0000$i-of-00004.safetensors"
+FILES=${FILES:-4}
+part=$((SIZE_MIB / FILES))
+for i in $(seq 1 "$FILES"); do
+    head -c "${part}M" /dev/urandom > "$work/src/model-0000$i-of-0000$FILES.safetensors"
 done
 echo '{"model_type": "llama"}' > "$work/src/config.json"
 python3 "${FAKEHUB:-scripts/bench-fakehub.py}" "$work/src" "$PORT" bench/big > "$work/server.log" 2>&1 &
@@ -38,13 +39,22 @@ for _ in $(seq 1 600); do
 done
 sync
 
+# CPU time the hypervisor gave to others while this machine wanted it (steal), all CPUs, in seconds so far.
+steal_now() { awk -v t="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", $9 / t }' /proc/stat; }
+
+# Wall times per row and round, for the medians at the end.
+echo -n > "$work/walls"
+
 measure() { # name, command...
     local name=$1; shift
     sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    local steal_before
+    steal_before=$(steal_now)
     /usr/bin/time -f "%e %M %U %S" -o "$work/time" "$@" > "$work/$name.out" 2>&1 || { cat "$work/$name.out"; exit 1; }
     read -r wall rss user sys < "$work/time"
-    printf '%-34s %8s s %10s MiB  %8.0f MB/s  CPU %s + %s s\n' "$name" "$wall" "$((rss / 1024))" \
-        "$(echo "$SIZE_MIB * 1.048576 / $wall" | bc -l)" "$user" "$sys"
+    printf '%-34s %8s s %10s MiB  %8.0f MB/s  CPU %s + %s s  steal %s s\n' "$name" "$wall" "$((rss / 1024))" \
+        "$(echo "$SIZE_MIB * 1.048576 / $wall" | bc -l)" "$user" "$sys" "$(echo "$steal_before $(steal_now)" | awk '{ printf "%.2f", $2 - $1 }')"
+    echo "$round|$name|$wall" >> "$work/walls"
 }
 
 echo "pull of $SIZE_MIB MiB over loopback (wall time, peak RSS, throughput, CPU user + sys of the client process)"
@@ -52,11 +62,11 @@ echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load average: $(cut -d' ' -f1-3 /proc/lo
 
 urls=()
 args=()
-for i in 1 2 3 4; do
-    sha=$(sha256sum "$work/src/model-0000$i-of-00004.safetensors" | cut -d' ' -f1)
+for i in $(seq 1 "$FILES"); do
+    sha=$(sha256sum "$work/src/model-0000$i-of-0000$FILES.safetensors" | cut -d' ' -f1)
     urls+=("http://127.0.0.1:$((PORT + 1))/cdn/$sha")
 done
-for i in 0 1 2 3; do args+=(-o "$work/curl/$i" "${urls[$i]}"); done
+for i in $(seq 0 $((FILES - 1))); do args+=(-o "$work/curl/$i" "${urls[$i]}"); done
 
 # CPU seconds (user, sys) a process has used so far.
 cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f %.2f", $14 / t, $15 / t }' "/proc/$1/stat"; }
@@ -111,3 +121,18 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
 done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+# Each modeld row's throughput against each curl row's in the same round, and the median over the rounds.
+python3 - "$work/walls" <<'PY'
+import statistics, sys
+rounds = {}
+for line in open(sys.argv[1]):
+    r, name, wall = line.rstrip("\n").split("|")
+    rounds.setdefault(r, {})[name] = float(wall)
+names = [n for n in next(iter(rounds.values())) if n.startswith("modelctl") or n.startswith("modeld")]
+peers = [n for n in next(iter(rounds.values())) if not (n.startswith("modelctl") or n.startswith("modeld"))]
+for name in names:
+    for peer in peers:
+        ratios = [walls[peer] / walls[name] for walls in rounds.values() if name in walls and peer in walls]
+        if ratios:
+            print("%s x %s: median %.2f (%s)" % (name, peer, statistics.median(ratios), ", ".join("%.2f" % r for r in ratios)))
+PY
