@@ -68,8 +68,8 @@ for i in $(seq 1 "$FILES"); do
 done
 for i in $(seq 0 $((FILES - 1))); do args+=(-o "$work/curl/$i" "${urls[$i]}"); done
 
-# CPU seconds (user, sys) a process has used so far.
-cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f %.2f", $14 / t, $15 / t }' "/proc/$1/stat"; }
+# CPU seconds (user, sys) a process has used so far, and its major page faults (pages read from disk).
+cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f %.2f %d", $14 / t, $15 / t, $12 }' "/proc/$1/stat"; }
 
 release_daemon() {
     local bin=$1 label="modelctl pull (release daemon)"
@@ -88,8 +88,9 @@ release_daemon() {
     measure "$label" "$bin/modelctl" pull bench/big --url "$url"
     after=$(cpu_of "$daemon")
     echo "  daemon: VmHWM $(awk '/VmHWM/ { print int($2 / 1024) }' "/proc/$daemon/status") MiB (idle before the pull: $idle MiB)," \
-        "CPU during the pull: user $(echo "$before $after" | awk '{ printf "%.2f", $3 - $1 }') s," \
-        "sys $(echo "$before $after" | awk '{ printf "%.2f", $4 - $2 }') s"
+        "CPU during the pull: user $(echo "$before $after" | awk '{ printf "%.2f", $4 - $1 }') s," \
+        "sys $(echo "$before $after" | awk '{ printf "%.2f", $5 - $2 }') s," \
+        "major page faults $(echo "$before $after" | awk '{ print $6 - $3 }')"
     kill "$daemon"; wait "$daemon" 2>/dev/null || true
     daemon=
     rm -rf "$work/daemon"
