@@ -136,6 +136,7 @@ let package = Package(
             name: "modelctl",
             dependencies: [
                 "ModeldAPI",
+                "Transfer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

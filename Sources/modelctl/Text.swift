@@ -51,9 +51,3 @@ func fixed(_ value: Double, digits: Int) -> String {
 func twoDigits(_ value: Int) -> String {
     value < 10 && value >= 0 ? "0\(value)" : "\(value)"
 }
-
-/// Text without the spaces and tabs around it.
-func trimmingBlanks(_ text: String) -> String {
-    let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-    return String(text.drop(while: blank).reversed().drop(while: blank).reversed())
-}

@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import ModeldAPI
 import Synchronization
+import Transfer
 
 /// `modelctl chat REF`: an interactive, streaming chat with a running model.
 struct RunChat: AsyncParsableCommand {
@@ -61,7 +62,7 @@ struct RunChat: AsyncParsableCommand {
                 fflush(nil)
             }
             guard let line = readLine() else { break }
-            let text = trimmingBlanks(line)
+            let text = trimmingWhitespace(line[...])
             if text.isEmpty { continue }
             if text == "/exit" || text == "/quit" { break }
             if text == "/clear" {
@@ -69,7 +70,7 @@ struct RunChat: AsyncParsableCommand {
                 continue
             }
             messages.append(["role": "user", "content": text])
-            let reply = Mutex<(content: String, finish: String?, usage: [String: Int]?)>(("", nil, nil))
+            let reply = Mutex<(content: String, finish: String?, usage: LLMUsage?)>(("", nil, nil))
             let streaming = !json
             do {
                 try await engineClient.streamLines(
@@ -80,7 +81,7 @@ struct RunChat: AsyncParsableCommand {
                     let payload = line.dropFirst(6)
                     if payload.elementsEqual(Data("[DONE]".utf8)) { return false }
                     guard let chunk = try? JSONDecoder().decode(ChatChunk.self, from: payload) else { return true }
-                    if let usage = chunk.usage { reply.withLock { $0.usage = usage.counts } }
+                    if let usage = chunk.usage { reply.withLock { $0.usage = usage } }
                     guard let choice = chunk.choices?.first else { return true }
                     if let delta = choice.delta?.content, !delta.isEmpty {
                         reply.withLock { $0.content += delta }
@@ -147,34 +148,26 @@ private struct ChatChunk: Decodable {
         }
     }
 
-    /// The usage's whole-number counts (nested details are left out).
-    struct Usage: Decodable {
-        var counts: [String: Int] = [:]
+    var choices: [Choice]?
+    /// Nil when absent or not the usual counts: a chunk's text is shown whatever its usage holds.
+    var usage: LLMUsage?
 
-        struct Key: CodingKey {
-            var stringValue: String
-            var intValue: Int? { nil }
-            init(stringValue: String) { self.stringValue = stringValue }
-            init?(intValue: Int) { nil }
-        }
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: Key.self)
-            for key in container.allKeys {
-                if let value = try? container.decode(Int.self, forKey: key) { counts[key.stringValue] = value }
-            }
-        }
+    enum CodingKeys: String, CodingKey {
+        case choices, usage
     }
 
-    var choices: [Choice]?
-    var usage: Usage?
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        choices = try container.decodeIfPresent([Choice].self, forKey: .choices)
+        usage = try? container.decode(LLMUsage.self, forKey: .usage)
+    }
 }
 
 /// A reply as `chat --json` prints it: `content`, `finish_reason` and `usage` (null when the engine sent none).
 private struct ChatReply: Encodable {
     var content: String
     var finishReason: String?
-    var usage: [String: Int]?
+    var usage: LLMUsage?
 
     enum CodingKeys: String, CodingKey {
         case content
