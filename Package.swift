@@ -9,7 +9,8 @@ let swiftSettings: [SwiftSetting] = [
 ]
 
 /// The built-in engine's numeric code is compiled optimised even in debug builds, with AVX2/FMA
-/// (engine.md section 6): tests run real forward passes and would crawl at -Onone.
+/// (engine.md section 6): tests run real forward passes and would crawl at -Onone. Only the numeric
+/// kernels and the forward pass: whatever reads input from outside is in `ModelText`, checked.
 let engineSettings: [SwiftSetting] = swiftSettings + [
     .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "haswell"]),
 ]
@@ -66,6 +67,7 @@ let package = Package(
             dependencies: [
                 "Transfer",
                 "ModeldAPI",
+                "ModelText",
                 "CArchive",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -84,6 +86,7 @@ let package = Package(
                 "Catalog",
                 "CSpawn",
                 "Transfer",
+                "ModelText",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -96,10 +99,18 @@ let package = Package(
         /// The built-in engine's AMX-BF16 prefill matrix multiply, in C: its functions carry their own
         /// `target` attributes, and the engine calls them only after `amx_bf16_usable()` says so.
         .target(name: "CEngineAMX", cSettings: [.unsafeFlags(["-O3"])]),
-        /// The built-in inference engine: loading, tokenizer, templates, generation, and its server.
+        /// What the engine and the daemon read from outside: the tokenizer, chat templates (Jinja), ordered
+        /// JSON and the JSON limits, a model's config files and safetensors headers. Ordinary (checked)
+        /// settings: a bad index or a failed precondition on untrusted input traps instead of being undefined.
+        .target(
+            name: "ModelText",
+            swiftSettings: swiftSettings
+        ),
+        /// The built-in inference engine: the numeric kernels, the forward pass, generation, and its server.
         .target(
             name: "Engine",
             dependencies: [
+                "ModelText",
                 "EngineAVX512",
                 "CEngineAMX",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -114,6 +125,7 @@ let package = Package(
                 "Catalog",
                 "Launchers",
                 "Engine",
+                "ModelText",
                 "ModeldAPI",
                 "CSystemd",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -182,7 +194,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: ["Engine", "ModelText", .product(name: "HummingbirdTesting", package: "hummingbird")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

@@ -40,10 +40,24 @@ struct JSONMembersTests {
         "{\"model\": \"x\",}", "{model: \"x\"}", "{\"model\": \"x\" \"stream\": true}", "{\"a\": [1, 2}", "{\"a\": {\"b\" 1}}",
         "{\"a\": tru}", "{\"a\": \"unterminated}", "{\"a\": \"raw\nnewline\"}", "{\"a\": nul}", "{\"a\": [1,]}", "{\"a\": 'x'}",
         String(repeating: "[", count: 600) + String(repeating: "]", count: 600),
+        String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000),
+        String(repeating: "[", count: 64) + String(repeating: "]", count: 64),
+        "{\"a\": [1 2]}", "{\"a\": [[1], [2]]]}", "{\"a\": {\"b\": 1,}}",
     ])
     func refuses(_ text: String) {
         let wrapped = text.hasPrefix("[[") ? "{\"a\": \(text)}" : text
         #expect(JSONMembers(Array(wrapped.utf8)) == nil, "\(wrapped.prefix(80))")
+    }
+
+    @Test("values nested up to the limit of 64 levels (the object counts one) are skipped without recursion")
+    func nestingAtLimit() throws {
+        // The body object, 59 arrays, then four levels inside `inner`: 64.
+        let inner = #"{"k": [1, "]", {"x": []}], "e": {}}"#
+        let deep = String(repeating: "[", count: 59) + inner + String(repeating: "]", count: 59)
+        let body = #"{"a": "# + deep + #", "model": "m", "stream": true}"#
+        let members = try #require(JSONMembers(Array(body.utf8)))
+        #expect(members.string("model") == "m" && members.bool("stream") == true)
+        #expect(members[raw: "a"].map { String(decoding: $0, as: UTF8.self) } == deep)
     }
 
     @Test("a repeated key keeps its last value, as Python and Foundation do")

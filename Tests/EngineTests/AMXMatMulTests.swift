@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import ModelText
 import Testing
 
 /// The AMX-BF16 prefill path (``AMXMatMul``), on machines whose CPU and kernel allow it: shown as

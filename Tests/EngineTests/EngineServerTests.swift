@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import ModelText
 import Testing
 
 @testable import Engine
@@ -141,6 +142,33 @@ struct EngineServerTests {
             }
             try await client.execute(uri: "/v1/chat/completions", method: .post, body: ByteBuffer(string: "{nope")) { response in
                 #expect(response.status == .badRequest)
+            }
+        }
+    }
+
+    @Test("bodies nested past 64 levels get a 400 and bodies over 32 MiB a 413, each naming its limit; the server goes on")
+    func bodyLimits() async throws {
+        let (app, runtime) = try Self.app()
+        defer { runtime.scheduler.stop() }
+        try await app.test(.router) { client in
+            let deep = String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000)
+            let messages = #"{"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": "#
+                + String(repeating: "[", count: 64) + String(repeating: "]", count: 64) + "}]}"
+            for (path, body) in [("/v1/chat/completions", deep), ("/v1/completions", deep), ("/v1/chat/completions", messages)] {
+                try await client.execute(uri: path, method: .post, body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == .badRequest, "\(path)")
+                    let error = try #require(try Self.object(response.body)["error"] as? [String: Any])
+                    #expect((error["message"] as? String)?.contains("limit of 64 levels") == true, "\(path): \(error)")
+                }
+            }
+            let large = ByteBuffer(repeating: UInt8(ascii: " "), count: (32 << 20) + 1)
+            try await client.execute(uri: "/v1/completions", method: .post, body: large) { response in
+                #expect(response.status == .contentTooLarge)
+                let error = try #require(try Self.object(response.body)["error"] as? [String: Any])
+                #expect((error["message"] as? String)?.contains("limit of 32 MiB") == true, "\(error)")
+            }
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(response.status == .ok)
             }
         }
     }

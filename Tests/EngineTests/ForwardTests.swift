@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import ModelText
 import Testing
 
 /// The forward pass against transformers' float32 logits recorded by `scripts/make-fixtures.py`.

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import ModelText
 import Testing
 
 @Suite("loading model directories")

@@ -1,4 +1,4 @@
-@testable import Engine
+@testable import ModelText
 import Foundation
 import Testing
 

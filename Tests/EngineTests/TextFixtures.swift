@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-import Engine
+import ModelText
 
 /// The text fixtures written by scripts/make-text-goldens.py, loaded once per process.
 enum TextFixtures {

@@ -1,4 +1,5 @@
 import Foundation
+import ModelText
 import ModeldAPI
 
 /// The first entry of every archive modeld writes, `modeld-manifest.json`: which version the archive holds
@@ -79,7 +80,7 @@ package struct ArchiveManifest: Codable, Sendable, Equatable {
     package static func decode(_ data: Data) throws -> ArchiveManifest {
         let manifest: ArchiveManifest
         do {
-            manifest = try JSONDecoder().decode(ArchiveManifest.self, from: data)
+            manifest = try JSONLimits.decode(ArchiveManifest.self, from: data)
         } catch DecodingError.keyNotFound(let key, let context) {
             throw ArchiveError(.badManifest, "\(fileName) is missing \"\(JSONPath.of(context.codingPath + [key]))\"")
         } catch DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context) {

@@ -1,4 +1,5 @@
 import Foundation
+import ModelText
 import Transfer
 
 /// The Hugging Face hub's HTTP API, as `snapshot_download` uses it. Blocking calls, for worker threads.
@@ -33,7 +34,7 @@ struct HuggingFaceHub: Sendable {
             DownloadRequest(url: url, headers: headers(for: url)), cancel: cancel, what: "resolving \(repo)@\(revision)")
         guard response.status == 200 else { throw mapError(response, repo: repo, revision: revision, file: nil) }
         struct Info: Decodable { var sha: String? }
-        guard let info = try? JSONDecoder().decode(Info.self, from: response.body), let sha = info.sha, Self.isCommit(sha) else {
+        guard let info = try? JSONLimits.decode(Info.self, from: response.body), let sha = info.sha, Self.isCommit(sha) else {
             throw PullError(.invalidResponse, "\(endpoint) sent no commit for \(repo)@\(revision)")
         }
         return sha
@@ -54,7 +55,7 @@ struct HuggingFaceHub: Sendable {
             guard response.status == 200 else { throw mapError(response, repo: repo, revision: commit, file: nil) }
             let page: [HFTreeEntry]
             do {
-                page = try JSONDecoder().decode([HFTreeEntry].self, from: response.body)
+                page = try JSONLimits.decode([HFTreeEntry].self, from: response.body)
             } catch {
                 throw PullError(.invalidResponse, "\(endpoint) sent an unreadable file list for \(repo): \(error)")
             }
@@ -115,7 +116,7 @@ struct HuggingFaceHub: Sendable {
         var serverMessage = response.header("x-error-message")
         if serverMessage == nil {
             struct Body: Decodable { var error: String? }
-            serverMessage = (try? JSONDecoder().decode(Body.self, from: response.body))?.error
+            serverMessage = (try? JSONLimits.decode(Body.self, from: response.body))?.error
         }
         let detail = serverMessage.map { ": \(scrub($0))" } ?? ""
         let status = response.status

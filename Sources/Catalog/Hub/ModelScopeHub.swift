@@ -1,4 +1,5 @@
 import Foundation
+import ModelText
 import Transfer
 
 /// ModelScope's HTTP API. Blocking calls, for worker threads.
@@ -30,7 +31,7 @@ struct ModelScopeHub: Sendable {
 
     private func decode<T: Decodable>(_ type: T.Type, _ response: HubResponse, repo: String, what: String) throws -> T {
         guard response.status == 200 else { throw mapError(response, repo: repo) }
-        guard let envelope = try? JSONDecoder().decode(Envelope<T>.self, from: response.body) else {
+        guard let envelope = try? JSONLimits.decode(Envelope<T>.self, from: response.body) else {
             throw PullError(.invalidResponse, "\(endpoint) sent an unreadable reply while \(what)")
         }
         guard envelope.Code == nil || envelope.Code == 200, let data = envelope.Data else {
@@ -99,7 +100,7 @@ struct ModelScopeHub: Sendable {
 
     func mapError(_ response: HubResponse, repo: String) -> PullError {
         struct Body: Decodable { var Message: String? }
-        let message = (try? JSONDecoder().decode(Body.self, from: response.body))?.Message
+        let message = (try? JSONLimits.decode(Body.self, from: response.body))?.Message
         var detail = message.map { ": \($0.replacingOccurrences(of: "\n", with: " "))" } ?? ""
         if let token = settings.token { detail = detail.replacingOccurrences(of: token, with: "***") }
         switch response.status {

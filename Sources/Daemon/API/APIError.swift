@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import ModelText
 import ModeldAPI
 
 /// An error the management API reports to clients, in the envelope, with a status and a message a user can act on.
@@ -83,10 +84,13 @@ extension Request {
 }
 
 extension APIError {
-    /// Decodes a JSON request body, turning any failure into a 400 that names what is wrong.
+    /// Decodes a JSON request body, turning any failure into a 400 that names what is wrong (also JSON nested
+    /// past ``JSONLimits/maxDepth``).
     static func decodeJSON<T: Decodable>(as type: T.Type, from data: Data) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: data)
+            return try JSONLimits.decode(T.self, from: data)
+        } catch let error as JSONLimitError {
+            throw APIError.badRequest("malformed JSON body: \(error.message)")
         } catch let DecodingError.dataCorrupted(context) {
             throw APIError.badRequest("malformed JSON body: \(context.debugDescription)")
         } catch let DecodingError.keyNotFound(key, context) {

@@ -1,8 +1,8 @@
 import Catalog
-import Engine
 import Foundation
 import Hummingbird
 import Launchers
+import ModelText
 import ModeldAPI
 import NIOCore
 
@@ -77,7 +77,7 @@ struct EngineCall {
         guard whole else {
             throw APIError(.badGateway, "the reply of run \(run.name) is larger than \(Self.maxReply >> 20) MiB")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+        guard let object = try? JSONLimits.jsonObject(with: data) as? [String: Any],
             let choice = (object["choices"] as? [[String: Any]])?.first
         else {
             throw APIError(.badGateway, "run \(run.name) answered something that is not an OpenAI reply: \(Self.excerpt(data))")
@@ -192,7 +192,7 @@ struct EngineCall {
     /// An engine's error reply as the envelope reports it: its 4xx kept (the request was at fault), anything
     /// else a 502; the engine's own message quoted.
     private func engineError(status: Int, body: Data) -> APIError {
-        let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any]
+        let object = try? JSONLimits.jsonObject(with: body) as? [String: Any]
         let message =
             ((object?["error"] as? [String: Any])?["message"] as? String)
             ?? (object?["error"] as? String)
@@ -206,7 +206,7 @@ struct EngineCall {
 
     /// One SSE chunk of a streamed reply.
     private static func streamChunk(_ payload: String, kind: Kind) -> (delta: String?, finishReason: String?, usage: LLMUsage?, error: String?) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any] else {
+        guard let object = try? JSONLimits.jsonObject(with: Data(payload.utf8)) as? [String: Any] else {
             return (nil, nil, nil, "a streamed chunk is not JSON: \(payload.prefix(200))")
         }
         if let error = object["error"] {

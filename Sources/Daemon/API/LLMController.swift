@@ -1,9 +1,9 @@
 import Catalog
-import Engine
 import Foundation
 import Hummingbird
 import Launchers
 import Logging
+import ModelText
 import ModeldAPI
 import NIOCore
 import Transfer
@@ -101,7 +101,7 @@ struct LLMController {
         var json: JSONValue?
         var jsonError: String?
         do {
-            json = try JSONDecoder().decode(JSONValue.self, from: Data(reply.text.utf8))
+            json = try JSONLimits.decode(JSONValue.self, from: Data(reply.text.utf8))
         } catch {
             jsonError = reply.finishReason == "length"
                 ? "the output is not valid JSON: it was cut off at max_tokens (finish_reason length)"
@@ -278,6 +278,11 @@ struct RawBody {
             throw APIError(.contentTooLarge, "the request body is larger than \(GatewayController.maxBody >> 20) MiB")
         }
         let bytes = Array(buffer.readableBytesView)
+        do {
+            try JSONLimits.check(bytes)
+        } catch {
+            throw APIError.badRequest("malformed JSON body: \(error.message)")
+        }
         guard case .object(let object)? = try? JinjaValue(json: bytes) else {
             let isJSON = (try? JSONSerialization.jsonObject(with: Data(bytes), options: .fragmentsAllowed)) != nil
             throw APIError.badRequest(isJSON ? "the body must be a JSON object" : "malformed JSON body")

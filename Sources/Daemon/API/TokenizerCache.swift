@@ -1,5 +1,5 @@
-import Engine
 import Foundation
+import ModelText
 import Synchronization
 import Transfer
 

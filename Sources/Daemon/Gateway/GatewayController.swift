@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Launchers
 import Logging
+import ModelText
 import ModeldAPI
 import NIOCore
 import Synchronization
@@ -58,6 +59,11 @@ struct GatewayController {
             body = try await request.body.collect(upTo: Self.maxBody)
         } catch {
             return openAIError(.contentTooLarge, "the request body is larger than \(Self.maxBody >> 20) MiB", type: "BadRequestError")
+        }
+        do {
+            try JSONLimits.check(body.readableBytesView)
+        } catch {
+            return openAIError(.badRequest, "malformed JSON body: \(error.message)", type: "BadRequestError")
         }
         guard let members = JSONMembers(body.readableBytesView) else {
             return openAIError(.badRequest, "the body must be a JSON object", type: "BadRequestError")

@@ -1,9 +1,12 @@
+import ModelText
+
 /// The members of a JSON object, found by one pass over its bytes without decoding the values: each key with
 /// where its value lies, so the gateway reads `model` and `stream`, and replaces `model`, leaving every other
 /// byte of a request as the client sent it (a decode and re-encode would rewrite numbers such as `0.1`).
 ///
 /// The structure is checked throughout (braces and brackets, keys, colons, commas, literals, the characters of
-/// numbers and strings); only the values read are decoded, and keys only when they hold an escape.
+/// numbers and strings); only the values read are decoded, and keys only when they hold an escape. Nesting
+/// deeper than ``JSONLimits/maxDepth`` is refused, and followed without recursion.
 struct JSONMembers {
     private let bytes: [UInt8]
     /// Each member's key token (quotes included) and the range of its value, in order.
@@ -144,8 +147,6 @@ struct JSONMembers {
 private struct Scanner {
     let bytes: [UInt8]
     var index = 0
-    /// Deeper nesting than this is refused rather than followed.
-    static let maxDepth = 512
 
     var atEnd: Bool {
         mutating get {
@@ -183,7 +184,7 @@ private struct Scanner {
             else { return nil }
             skipSpace()
             let start = index
-            guard skipValue(depth: 1) else { return nil }
+            guard skipValue() else { return nil }
             members.append((key, start..<index))
         } while take(UInt8(ascii: ","))
         return take(UInt8(ascii: "}")) ? members : nil
@@ -207,29 +208,58 @@ private struct Scanner {
         return nil
     }
 
-    /// Skips the value that starts here.
-    mutating func skipValue(depth: Int) -> Bool {
-        guard index < bytes.count, depth <= Self.maxDepth else { return false }
+    /// Skips the value that starts here (a member's value, one level inside the object), keeping the brackets
+    /// open in a stack rather than recursing.
+    mutating func skipValue() -> Bool {
+        // The closing bracket of each array and object open inside the value, innermost last.
+        var open: [UInt8] = []
+        while true {
+            guard index < bytes.count else { return false }
+            switch bytes[index] {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                // The member's object is the first level.
+                guard open.count + 1 < JSONLimits.maxDepth else { return false }
+                open.append(bytes[index] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]"))
+                index += 1
+                skipSpace()
+                if index < bytes.count, bytes[index] == open.last {
+                    index += 1
+                    open.removeLast()
+                } else {
+                    guard startItem(in: open.last!) else { return false }
+                    continue
+                }
+            default:
+                guard skipScalar() else { return false }
+            }
+            // A value has ended: close every container it ends, and start the next item of the innermost open one.
+            while let close = open.last {
+                if take(UInt8(ascii: ",")) {
+                    guard startItem(in: close) else { return false }
+                    break
+                }
+                guard take(close) else { return false }
+                open.removeLast()
+            }
+            if open.isEmpty { return true }
+        }
+    }
+
+    /// Moves to where an item of the container closed by `close` starts: past the key and colon in an object.
+    private mutating func startItem(in close: UInt8) -> Bool {
+        skipSpace()
+        if close == UInt8(ascii: "}") {
+            guard string() != nil, take(UInt8(ascii: ":")) else { return false }
+            skipSpace()
+        }
+        return true
+    }
+
+    /// Skips the string, literal or number that starts here.
+    private mutating func skipScalar() -> Bool {
         switch bytes[index] {
         case UInt8(ascii: "\""):
             return string() != nil
-        case UInt8(ascii: "{"), UInt8(ascii: "["):
-            let close = bytes[index] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
-            index += 1
-            skipSpace()
-            if index < bytes.count, bytes[index] == close {
-                index += 1
-                return true
-            }
-            repeat {
-                skipSpace()
-                if close == UInt8(ascii: "}") {
-                    guard string() != nil, take(UInt8(ascii: ":")) else { return false }
-                    skipSpace()
-                }
-                guard skipValue(depth: depth + 1) else { return false }
-            } while take(UInt8(ascii: ","))
-            return take(close)
         case UInt8(ascii: "t"): return literal("true")
         case UInt8(ascii: "f"): return literal("false")
         case UInt8(ascii: "n"): return literal("null")

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ModelText
 import ModeldAPI
 import NIOCore
 
@@ -87,7 +88,7 @@ final class ReplyMeter {
 
     /// One SSE event's payload: `{json}` chunks are read; `[DONE]` is not.
     private func event(_ payload: String) {
-        guard payload.first == "{", let chunk = try? decoder.decode(ReplyChunk.self, from: Data(payload.utf8)) else { return }
+        guard payload.first == "{", let chunk = try? JSONLimits.decode(ReplyChunk.self, from: Data(payload.utf8), decoder: decoder) else { return }
         if let usage = chunk.usage { tally.usage = usage }
         if chunk.choices?.contains(where: \.hasContent) == true { tally.content() }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import ModelText
 
 #if canImport(Glibc)
 import Glibc

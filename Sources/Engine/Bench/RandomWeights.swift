@@ -1,4 +1,5 @@
 import Foundation
+import ModelText
 
 /// Random bf16 weights for a ``ModelConfig``, built in memory: benchmarks of a model's exact
 /// shape (e.g. ``ModelConfig/qwen25_0_5B``) without downloading it.

@@ -1,3 +1,5 @@
+import ModelText
+
 /// Generates tokens for one or many sequences with a ``TransformerModel``.
 ///
 /// ``step(_:)`` is the unit of continuous batching: one forward pass that prefills sequences

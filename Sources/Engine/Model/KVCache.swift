@@ -1,3 +1,5 @@
+import ModelText
+
 /// One sequence's keys and values for every layer, stored as f16 (half the memory of f32 and,
 /// unlike bf16, precise enough to keep logits within 1e-3 of a float32 reference).
 ///

@@ -1,3 +1,5 @@
+import ModelText
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

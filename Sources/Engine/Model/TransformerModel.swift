@@ -1,4 +1,5 @@
 import Foundation
+import ModelText
 
 /// A decoder-only transformer (Qwen2/2.5, Qwen3, Llama 3.x) with weights used in place.
 ///

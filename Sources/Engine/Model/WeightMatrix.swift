@@ -1,3 +1,5 @@
+import ModelText
+
 /// How a weight matrix's elements are stored; all three are read in place and widened to f32.
 package enum WeightFormat: Sendable {
     case bf16

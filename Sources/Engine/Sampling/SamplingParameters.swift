@@ -1,3 +1,5 @@
+import ModelText
+
 /// How one request picks its tokens and when it stops (the OpenAI/vLLM request fields).
 package struct SamplingParameters: Sendable, Equatable {
     /// 0 means greedy (argmax after penalties).

@@ -1,4 +1,5 @@
 import Foundation
+import ModelText
 
 /// A loaded model ready to serve: weights, tokenizer, chat template, and the batching loop.
 package final class EngineRuntime: Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import ModelText
 import NIOCore
 
 /// The built-in engine's OpenAI-compatible HTTP API:
@@ -44,8 +45,7 @@ package struct EngineServer: Sendable {
     // MARK: Chat
 
     private func chat(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let body = try await request.body.collect(upTo: 32 << 20)
-        let bytes = Array(body.readableBytesView)
+        let bytes = try await Self.body(of: request)
         let fields = try decodeFields(SamplingFields.self, bytes)
         try checkCommon(fields)
         guard let template = runtime.template else {
@@ -91,8 +91,7 @@ package struct EngineServer: Sendable {
     // MARK: Completions
 
     private func complete(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let body = try await request.body.collect(upTo: 32 << 20)
-        let bytes = Array(body.readableBytesView)
+        let bytes = try await Self.body(of: request)
         let fields = try decodeFields(SamplingFields.self, bytes)
         try checkCommon(fields)
         let prompt = try decodeFields(CompletionFields.self, bytes).prompt
@@ -279,9 +278,31 @@ package struct EngineServer: Sendable {
         ["prompt_tokens": usage.promptTokens, "completion_tokens": usage.completionTokens, "total_tokens": usage.totalTokens]
     }
 
+    /// The largest request body the server reads: 32 MiB, as the daemon's gateway.
+    static let maxBody = 32 << 20
+
+    /// A request's body, at most ``maxBody`` bytes and nested at most ``JSONLimits/maxDepth`` levels (checked
+    /// before any JSON parser sees it).
+    /// - Throws: a 413 past the size, a 400 past the nesting, each naming its limit.
+    private static func body(of request: Request) async throws -> [UInt8] {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maxBody)
+        } catch {
+            throw HTTPError(.contentTooLarge, message: "the request body is larger than the limit of \(maxBody >> 20) MiB")
+        }
+        let bytes = Array(body.readableBytesView)
+        do {
+            try JSONLimits.check(bytes)
+        } catch {
+            throw EngineRequestError("the body is not valid JSON: \(error.message)")
+        }
+        return bytes
+    }
+
     private func decodeFields<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(bytes))
+            return try JSONLimits.decode(T.self, from: Data(bytes))
         } catch let DecodingError.typeMismatch(_, context) {
             throw EngineRequestError("field \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type", param: context.codingPath.first?.stringValue)
         } catch let DecodingError.keyNotFound(key, _) {

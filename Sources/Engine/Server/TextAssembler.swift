@@ -1,4 +1,5 @@
 import Foundation
+import ModelText
 
 /// Turns generated token ids into text for a client: complete UTF-8 only, stop strings cut out, and the
 /// text that might be the start of a stop string held back until it is known not to be.

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ModelText
 import Transfer
 
 /// The calls modeld makes to the shared Ollama server to bring models into it (protocols.md C, Ollama).
@@ -71,7 +72,7 @@ package struct OllamaClient: Sendable {
         var succeeded = false
         var lastStatus = ""
         func handle(_ line: Data) {
-            guard !line.isEmpty, let object = try? JSONSerialization.jsonObject(with: line) as? [String: Any] else { return }
+            guard !line.isEmpty, let object = try? JSONLimits.jsonObject(with: line) as? [String: Any] else { return }
             if let error = object["error"] as? String {
                 failure = error
             } else if let status = object["status"] as? String {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-import Engine
+import ModelText
 
 /// One template shipped with llama.cpp and one conversation, with what transformers rendered for it.
 struct ShippedTemplate: CustomTestStringConvertible, Sendable {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-import Engine
+import ModelText
 
 /// One conversation of templates.json with what transformers rendered for it.
 struct TemplateCase: CustomTestStringConvertible, Sendable {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-import Engine
+import ModelText
 
 /// One small template of jinja-cases.json, with what transformers' environment made of it.
 struct JinjaCase: CustomTestStringConvertible, Sendable {

@@ -1,6 +1,6 @@
 import Testing
 
-import Engine
+import ModelText
 
 @Suite("Split pattern")
 struct SplitPatternTests {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-import Engine
+import ModelText
 
 @Suite("Tokenizer against the tokenizers package")
 struct TokenizerTests {

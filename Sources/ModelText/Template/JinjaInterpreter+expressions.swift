@@ -2,7 +2,29 @@ import Foundation
 
 extension JinjaInterpreter {
     /// Evaluates an expression to a value.
+    /// - Throws: ``TemplateError``, also for a string, list or nesting of values past ``TemplateLimits``.
     mutating func evaluate(_ expression: JinjaExpression) throws -> JinjaValue {
+        let value = try evaluateUnbounded(expression)
+        switch value {
+        case .string(let string) where string.utf8.count > TemplateLimits.maxStringBytes:
+            throw TemplateLimits.exceeded("makes a string longer than the limit of \(TemplateLimits.maxStringBytes >> 20) MiB")
+        case .array(let items) where items.count > TemplateLimits.maxListItems:
+            throw TemplateLimits.exceeded("makes a list longer than the limit of \(TemplateLimits.maxListItems) items")
+        case .array, .object, .namespace:
+            switch expression {
+            case .list, .tuple, .dictionary, .call, .filter:
+                // A value built here may hold others: `[x]` in a loop would nest without end.
+                guard !value.nests(deeperThan: TemplateLimits.maxValueDepth) else {
+                    throw TemplateLimits.exceeded("nests lists and dicts deeper than the limit of \(TemplateLimits.maxValueDepth) levels")
+                }
+            default: break
+            }
+        default: break
+        }
+        return value
+    }
+
+    private mutating func evaluateUnbounded(_ expression: JinjaExpression) throws -> JinjaValue {
         switch expression {
         case .literal(let value):
             return value
@@ -81,7 +103,9 @@ extension JinjaInterpreter {
         case .unary(let op, let operandExpression):
             let operand = try evaluate(operandExpression)
             switch (op, operand) {
-            case ("-", .int(let value)): return .int(-value)
+            case ("-", .int(let value)):
+                guard value != .min else { throw TemplateError(.unsupported, "integer result of unary - exceeds 64 bits") }
+                return .int(-value)
             case ("-", .double(let value)): return .double(-value)
             case ("-", .bool(let value)): return .int(value ? -1 : 0)
             case ("+", .int), ("+", .double): return operand
@@ -219,8 +243,18 @@ extension JinjaInterpreter {
         case ("+", .array(let a), .array(let b)): return .array(a + b)
         case ("+", .string, _): throw TemplateError(.runtime, "can only concatenate str (not \"\(right.typeName)\") to str")
         case ("+", .array, _): throw TemplateError(.runtime, "can only concatenate list (not \"\(right.typeName)\") to list")
-        case ("*", .string(let a), .int(let n)): return .string(String(repeating: a, count: max(n, 0)))
-        case ("*", .array(let a), .int(let n)): return .array(Array(repeating: a, count: max(n, 0)).flatMap { $0 })
+        case ("*", .string(let a), .int(let n)):
+            let (size, overflow) = a.utf8.count.multipliedReportingOverflow(by: max(n, 0))
+            guard !overflow, size <= TemplateLimits.maxStringBytes else {
+                throw TemplateLimits.exceeded("makes a string longer than the limit of \(TemplateLimits.maxStringBytes >> 20) MiB")
+            }
+            return .string(String(repeating: a, count: max(n, 0)))
+        case ("*", .array(let a), .int(let n)):
+            let (count, overflow) = a.count.multipliedReportingOverflow(by: max(n, 0))
+            guard !overflow, count <= TemplateLimits.maxListItems else {
+                throw TemplateLimits.exceeded("makes a list longer than the limit of \(TemplateLimits.maxListItems) items")
+            }
+            return .array(Array(repeating: a, count: max(n, 0)).flatMap { $0 })
         default: break
         }
         if case .int(let a) = left.integerValue, case .int(let b) = right.integerValue {
@@ -238,16 +272,19 @@ extension JinjaInterpreter {
                 return .double(Double(a) / Double(b))
             case "//":
                 guard b != 0 else { throw TemplateError(.runtime, "integer division or modulo by zero") }
-                return .int(Int((Double(a) / Double(b)).rounded(.down)))
+                // Python rounds towards minus infinity; Swift's `/` towards zero.
+                let (quotient, overflow) = a.dividedReportingOverflow(by: b)
+                guard !overflow else { throw TemplateError(.unsupported, "integer result of '//' exceeds 64 bits") }
+                return .int(quotient * b != a && (a < 0) != (b < 0) ? quotient - 1 : quotient)
             case "%":
                 guard b != 0 else { throw TemplateError(.runtime, "integer division or modulo by zero") }
-                let remainder = a % b
+                let remainder = a.remainderReportingOverflow(dividingBy: b).partialValue
                 return .int(remainder != 0 && (remainder < 0) != (b < 0) ? remainder + b : remainder)
             case "**":
                 if b >= 0 {
                     var result = 1
                     for _ in 0..<min(b, 64) { result = try checked(result.multipliedReportingOverflow(by: a)).integerPayload }
-                    if b > 64 && abs(a) > 1 { throw TemplateError(.unsupported, "integer result of '**' exceeds 64 bits") }
+                    if b > 64 && a.magnitude > 1 { throw TemplateError(.unsupported, "integer result of '**' exceeds 64 bits") }
                     return .int(b > 64 && a == -1 ? (b % 2 == 0 ? 1 : -1) : result)
                 }
                 return .double(pow(Double(a), Double(b)))

@@ -25,7 +25,9 @@ package struct ChatTemplate: Sendable {
         let configURL = directory.appendingPathComponent("tokenizer_config.json")
         let config = try Self.readConfig(configURL)
         let source: String
-        if let text = try? String(contentsOf: directory.appendingPathComponent("chat_template.jinja"), encoding: .utf8) {
+        if let data = try Self.readFile(directory.appendingPathComponent("chat_template.jinja")),
+            let text = String(data: data, encoding: .utf8)
+        {
             source = text
         } else if let text = try Self.namedTemplate(config["chat_template"], name: name) {
             source = text
@@ -35,8 +37,20 @@ package struct ChatTemplate: Sendable {
         try self.init(source: source, bosToken: Self.tokenText(config["bos_token"]), eosToken: Self.tokenText(config["eos_token"]))
     }
 
+    /// A model file's bytes, or nil when it is absent or unreadable.
+    /// - Throws: ``TemplateError`` when it is larger than ``JSONLimits/maxFileBytes``.
+    private static func readFile(_ url: URL) throws -> Data? {
+        do {
+            return try JSONLimits.readFile(url)
+        } catch let error as JSONLimitError {
+            throw TemplateError(.missingTemplate, error.message)
+        } catch {
+            return nil
+        }
+    }
+
     private static func readConfig(_ url: URL) throws -> JinjaObject {
-        guard let data = try? Data(contentsOf: url) else { return JinjaObject() }
+        guard let data = try readFile(url) else { return JinjaObject() }
         guard case .object(let object) = try JinjaValue(json: data) else {
             throw TemplateError(.missingTemplate, "\(url.path) is not a JSON object")
         }

@@ -1,7 +1,12 @@
 /// A small JSON parser that keeps object key order.
+///
+/// It recurses once per level of nesting, at most ``JSONLimits/maxDepth`` levels: deeper input is an error,
+/// found before the next level is entered.
 struct OrderedJSONParser {
     let bytes: [UInt8]
     var position = 0
+    /// Arrays and objects open at `position`.
+    private var depth = 0
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -24,44 +29,56 @@ struct OrderedJSONParser {
         skipWhitespace()
         guard position < bytes.count else { throw error("unexpected end") }
         switch bytes[position] {
-        case UInt8(ascii: "{"):
-            position += 1
-            var object = JinjaObject()
-            skipWhitespace()
-            if position < bytes.count && bytes[position] == UInt8(ascii: "}") { position += 1; return .object(object) }
-            while true {
-                skipWhitespace()
-                guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw error("expected a key") }
-                let key = try parseString()
-                skipWhitespace()
-                guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
-                position += 1
-                object[key] = try parseValue()
-                skipWhitespace()
-                guard position < bytes.count else { throw error("unexpected end") }
-                if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
-                if bytes[position] == UInt8(ascii: "}") { position += 1; return .object(object) }
-                throw error("expected ',' or '}'")
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            guard depth < JSONLimits.maxDepth else {
+                throw TemplateError(
+                    .invalidJSON, "JSON nests arrays and objects deeper than the limit of \(JSONLimits.maxDepth) levels (at byte \(position))")
             }
-        case UInt8(ascii: "["):
-            position += 1
-            var array: [JinjaValue] = []
-            skipWhitespace()
-            if position < bytes.count && bytes[position] == UInt8(ascii: "]") { position += 1; return .array(array) }
-            while true {
-                array.append(try parseValue())
-                skipWhitespace()
-                guard position < bytes.count else { throw error("unexpected end") }
-                if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
-                if bytes[position] == UInt8(ascii: "]") { position += 1; return .array(array) }
-                throw error("expected ',' or ']'")
-            }
+            depth += 1
+            defer { depth -= 1 }
+            return bytes[position] == UInt8(ascii: "{") ? try parseObject() : try parseArray()
         case UInt8(ascii: "\""):
             return .string(try parseString())
         case UInt8(ascii: "t"): return try literal("true", .bool(true))
         case UInt8(ascii: "f"): return try literal("false", .bool(false))
         case UInt8(ascii: "n"): return try literal("null", .none)
         default: return try parseNumber()
+        }
+    }
+
+    private mutating func parseObject() throws -> JinjaValue {
+        position += 1
+        var object = JinjaObject()
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "}") { position += 1; return .object(object) }
+        while true {
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw error("expected a key") }
+            let key = try parseString()
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw error("expected ':'") }
+            position += 1
+            object[key] = try parseValue()
+            skipWhitespace()
+            guard position < bytes.count else { throw error("unexpected end") }
+            if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
+            if bytes[position] == UInt8(ascii: "}") { position += 1; return .object(object) }
+            throw error("expected ',' or '}'")
+        }
+    }
+
+    private mutating func parseArray() throws -> JinjaValue {
+        position += 1
+        var array: [JinjaValue] = []
+        skipWhitespace()
+        if position < bytes.count && bytes[position] == UInt8(ascii: "]") { position += 1; return .array(array) }
+        while true {
+            array.append(try parseValue())
+            skipWhitespace()
+            guard position < bytes.count else { throw error("unexpected end") }
+            if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
+            if bytes[position] == UInt8(ascii: "]") { position += 1; return .array(array) }
+            throw error("expected ',' or ']'")
         }
     }
 
@@ -123,6 +140,7 @@ struct OrderedJSONParser {
                     if (0xD800..<0xDC00).contains(code), position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"), bytes[position + 1] == UInt8(ascii: "u") {
                         position += 2
                         let low = try hex4()
+                        guard (0xDC00..<0xE000).contains(low) else { throw error("a high surrogate not followed by a low one") }
                         code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                     }
                     scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")

@@ -4,6 +4,9 @@
 package struct JinjaParser {
     private let tokens: [JinjaToken]
     private var index = 0
+    /// Levels of nesting open at the current token (``TemplateLimits/maxNesting``): each recursion of the
+    /// parser and each operator, filter or postfix that wraps the expression parsed so far counts one.
+    private var nesting = 0
 
     package init(tokens: [JinjaToken]) {
         self.tokens = tokens
@@ -77,6 +80,17 @@ package struct JinjaParser {
         index += 1
     }
 
+    /// Opens one more level of nesting; the caller closes it (`nesting -= 1`) when done.
+    /// - Throws: ``TemplateError`` past ``TemplateLimits/maxNesting``.
+    private mutating func nest() throws {
+        nesting += 1
+        guard nesting <= TemplateLimits.maxNesting else {
+            throw error(
+                "the template nests deeper than the limit of \(TemplateLimits.maxNesting) levels (brackets, operators, filters and block tags)",
+                at: current)
+        }
+    }
+
     // MARK: statements
 
     /// Parses nodes until a block tag whose keyword is in `terminators`; returns that keyword (its
@@ -113,6 +127,8 @@ package struct JinjaParser {
     }
 
     private mutating func parseStatement(_ keyword: String, at token: JinjaToken) throws -> JinjaNode {
+        try nest()
+        defer { nesting -= 1 }
         switch keyword {
         case "if":
             var branches: [(JinjaExpression, [JinjaNode])] = []
@@ -247,6 +263,8 @@ package struct JinjaParser {
     }
 
     package mutating func parseExpression() throws -> JinjaExpression {
+        try nest()
+        defer { nesting -= 1 }
         let value = try parseOr()
         if isName("if") {
             index += 1
@@ -267,18 +285,26 @@ package struct JinjaParser {
     }
 
     private mutating func parseOr() throws -> JinjaExpression {
+        var wraps = 0
+        defer { nesting -= wraps }
         var left = try parseAnd()
         while isName("or") {
             index += 1
+            try nest()
+            wraps += 1
             left = .or(left, try parseAnd())
         }
         return left
     }
 
     private mutating func parseAnd() throws -> JinjaExpression {
+        var wraps = 0
+        defer { nesting -= wraps }
         var left = try parseNot()
         while isName("and") {
             index += 1
+            try nest()
+            wraps += 1
             left = .and(left, try parseNot())
         }
         return left
@@ -287,23 +313,33 @@ package struct JinjaParser {
     private mutating func parseNot() throws -> JinjaExpression {
         if isName("not") {
             index += 1
+            try nest()
+            defer { nesting -= 1 }
             return .not(try parseNot())
         }
         return try parseCompare()
     }
 
     private mutating func parseCompare() throws -> JinjaExpression {
+        var wraps = 0
+        defer { nesting -= wraps }
         var left = try parseAdditive()
         while true {
             let token = current
             if case .symbol(let symbol) = token.kind, ["==", "!=", "<", ">", "<=", ">="].contains(symbol) {
                 index += 1
+                try nest()
+                wraps += 1
                 left = .binary(symbol, left, try parseAdditive(), line: token.line, column: token.column)
             } else if isName("in") {
                 index += 1
+                try nest()
+                wraps += 1
                 left = .binary("in", left, try parseAdditive(), line: token.line, column: token.column)
             } else if isName("not"), index + 1 < tokens.count, tokens[index + 1].kind == .name("in") {
                 index += 2
+                try nest()
+                wraps += 1
                 left = .not(.binary("in", left, try parseAdditive(), line: token.line, column: token.column))
             } else {
                 return left
@@ -312,36 +348,52 @@ package struct JinjaParser {
     }
 
     private mutating func parseAdditive() throws -> JinjaExpression {
+        var wraps = 0
+        defer { nesting -= wraps }
         var left = try parseConcat()
         while case .symbol(let symbol) = current.kind, symbol == "+" || symbol == "-" {
             let token = advance()
+            try nest()
+            wraps += 1
             left = .binary(symbol, left, try parseConcat(), line: token.line, column: token.column)
         }
         return left
     }
 
     private mutating func parseConcat() throws -> JinjaExpression {
+        var wraps = 0
+        defer { nesting -= wraps }
         var left = try parseMultiplicative()
         while isSymbol("~") {
             let token = advance()
+            try nest()
+            wraps += 1
             left = .binary("~", left, try parseMultiplicative(), line: token.line, column: token.column)
         }
         return left
     }
 
     private mutating func parseMultiplicative() throws -> JinjaExpression {
+        var wraps = 0
+        defer { nesting -= wraps }
         var left = try parsePower()
         while case .symbol(let symbol) = current.kind, ["*", "/", "//", "%"].contains(symbol) {
             let token = advance()
+            try nest()
+            wraps += 1
             left = .binary(symbol, left, try parsePower(), line: token.line, column: token.column)
         }
         return left
     }
 
     private mutating func parsePower() throws -> JinjaExpression {
+        var wraps = 0
+        defer { nesting -= wraps }
         var left = try parseUnary()
         while isSymbol("**") {
             let token = advance()
+            try nest()
+            wraps += 1
             left = .binary("**", left, try parseUnary(), line: token.line, column: token.column)
         }
         return left
@@ -352,6 +404,8 @@ package struct JinjaParser {
         var expression: JinjaExpression
         if case .symbol(let symbol) = current.kind, symbol == "-" || symbol == "+" {
             index += 1
+            try nest()
+            defer { nesting -= 1 }
             expression = .unary(symbol, try parseUnary(withFilters: false))
         } else {
             expression = try parsePostfix(try parsePrimary())
@@ -421,8 +475,14 @@ package struct JinjaParser {
 
     private mutating func parsePostfix(_ base: JinjaExpression) throws -> JinjaExpression {
         var expression = base
+        var wraps = 0
+        defer { nesting -= wraps }
         while true {
             let token = current
+            if isSymbol(".") || isSymbol("[") || isSymbol("(") {
+                try nest()
+                wraps += 1
+            }
             if isSymbol(".") {
                 index += 1
                 if case .integer(let number) = current.kind {
@@ -487,8 +547,14 @@ package struct JinjaParser {
 
     private mutating func parseFilters(_ base: JinjaExpression) throws -> JinjaExpression {
         var expression = base
+        var wraps = 0
+        defer { nesting -= wraps }
         while true {
             let token = current
+            if isSymbol("|") || isName("is") {
+                try nest()
+                wraps += 1
+            }
             if isSymbol("|") {
                 index += 1
                 let name = try parseDottedName()

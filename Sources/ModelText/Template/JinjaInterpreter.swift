@@ -11,8 +11,8 @@ package struct JinjaInterpreter {
     /// Variable scopes, innermost last. Loop bodies and macro calls push one; `if` does not (as in Jinja).
     var scopes: [[String: JinjaValue]]
     var output = ""
-    /// Nested scopes (loops and macro calls) allowed before rendering fails instead of overflowing the stack.
-    static let maximumDepth = 200
+    /// Loop iterations so far (``TemplateLimits/maxIterations``).
+    var iterations = 0
     /// Formats `strftime_now`.
     let now: Date
     let timeZone: TimeZone
@@ -31,6 +31,7 @@ package struct JinjaInterpreter {
     /// - Throws: ``TemplateError``: `.raised` for `raise_exception`, `.runtime`/`.unsupported` otherwise.
     package mutating func render(_ nodes: [JinjaNode]) throws -> String {
         output = ""
+        iterations = 0
         _ = try execute(nodes)
         return output
     }
@@ -61,9 +62,9 @@ package struct JinjaInterpreter {
     private mutating func execute(_ node: JinjaNode) throws -> Flow {
         switch node {
         case .text(let text):
-            output += text
+            try emit(text)
         case .output(let expression):
-            output += try evaluate(expression).pythonString()
+            try emit(try evaluate(expression).pythonString())
         case .ifBlock(let branches, let otherwise):
             for (condition, body) in branches where try evaluate(condition).isTruthy {
                 return try execute(body)
@@ -78,6 +79,12 @@ package struct JinjaInterpreter {
                     throw TemplateError(.runtime, "cannot assign attribute '\(attribute)' on '\(targets[0])', which is not a namespace()")
                 }
                 namespace.attributes[attribute] = value
+                // A namespace may be given itself, or a value holding it: printing it would not end.
+                if JinjaValue.namespace(namespace).nests(deeperThan: TemplateLimits.maxValueDepth) {
+                    namespace.attributes[attribute] = nil
+                    throw TemplateLimits.exceeded(
+                        "nests values in namespace attribute '\(attribute)' deeper than the limit of \(TemplateLimits.maxValueDepth) levels")
+                }
             } else if targets.count == 1 {
                 assign(targets[0], value)
             } else {
@@ -109,7 +116,7 @@ package struct JinjaInterpreter {
             let arguments = try argumentExpressions.map { try evaluate($0) }
             var keywords: [(String, JinjaValue)] = []
             for (keyword, expression) in keywordExpressions { keywords.append((keyword, try evaluate(expression))) }
-            output += try applyFilter(name, .string(captured), arguments, keywords).pythonString()
+            try emit(try applyFilter(name, .string(captured), arguments, keywords).pythonString())
         case .generation(let body):
             return try execute(body)
         }
@@ -123,6 +130,7 @@ package struct JinjaInterpreter {
         if let filter {
             var kept: [JinjaValue] = []
             for item in items {
+                try countIteration()
                 scopes.append([:])
                 try bind(targets, to: item)
                 let keep = try evaluate(filter).isTruthy
@@ -135,6 +143,7 @@ package struct JinjaInterpreter {
             return try execute(otherwise)
         }
         for (index, item) in items.enumerated() {
+            try countIteration()
             var loop = JinjaObject()
             loop["index0"] = .int(index)
             loop["index"] = .int(index + 1)
@@ -155,6 +164,23 @@ package struct JinjaInterpreter {
             if flow == .breakLoop { break }
         }
         return .normal
+    }
+
+    /// Appends rendered text to the output.
+    /// - Throws: past ``TemplateLimits/maxStringBytes``.
+    private mutating func emit(_ text: String) throws {
+        guard output.utf8.count + text.utf8.count <= TemplateLimits.maxStringBytes else {
+            throw TemplateLimits.exceeded("renders more than the limit of \(TemplateLimits.maxStringBytes >> 20) MiB of text")
+        }
+        output += text
+    }
+
+    /// Counts one loop iteration. - Throws: past ``TemplateLimits/maxIterations``.
+    private mutating func countIteration() throws {
+        iterations += 1
+        guard iterations <= TemplateLimits.maxIterations else {
+            throw TemplateLimits.exceeded("runs more than the limit of \(TemplateLimits.maxIterations) loop iterations")
+        }
     }
 
     private mutating func bind(_ targets: [String], to item: JinjaValue) throws {

@@ -9,18 +9,26 @@ extension JinjaValue {
         }
     }
 
-    /// Python's `repr(value)`.
+    /// Python's `repr(value)`. Past ``TemplateLimits/maxValueDepth`` levels of nesting it prints `...`, as
+    /// Python prints a list that holds itself.
     package func pythonRepr() -> String {
-        switch self {
+        pythonRepr(depth: 0)
+    }
+
+    private func pythonRepr(depth: Int) -> String {
+        if depth > TemplateLimits.maxValueDepth { return "..." }
+        let depth = depth + 1
+        return switch self {
         case .undefined: ""
         case .none: "None"
         case .bool(let value): value ? "True" : "False"
         case .int(let value): String(value)
         case .double(let value): Self.pythonFloat(value)
         case .string(let value): Self.pythonStringRepr(value)
-        case .array(let items): "[" + items.map { $0.pythonRepr() }.joined(separator: ", ") + "]"
-        case .object(let object): "{" + object.pairs.map { Self.pythonStringRepr($0.key) + ": " + $0.value.pythonRepr() }.joined(separator: ", ") + "}"
-        case .namespace(let namespace): "<Namespace " + JinjaValue.object(namespace.attributes).pythonRepr() + ">"
+        case .array(let items): "[" + items.map { $0.pythonRepr(depth: depth) }.joined(separator: ", ") + "]"
+        case .object(let object):
+            "{" + object.pairs.map { Self.pythonStringRepr($0.key) + ": " + $0.value.pythonRepr(depth: depth) }.joined(separator: ", ") + "}"
+        case .namespace(let namespace): "<Namespace " + JinjaValue.object(namespace.attributes).pythonRepr(depth: depth) + ">"
         case .function(let function): "<function \(function.name)>"
         case .macro(let macro): "<Macro '\(macro.name)'>"
         }

@@ -7,11 +7,13 @@ extension Tokenizer {
         try self.init(contentsOf: directory.appendingPathComponent("tokenizer.json"))
     }
 
-    /// Loads a `tokenizer.json` file.
+    /// Loads a `tokenizer.json` file of at most ``JSONLimits/maxFileBytes``.
     package convenience init(contentsOf url: URL) throws {
         let data: Data
         do {
-            data = try Data(contentsOf: url)
+            data = try JSONLimits.readFile(url)
+        } catch let error as JSONLimitError {
+            throw TokenizerError(.invalidFile, error.message)
         } catch {
             throw TokenizerError(.invalidFile, "cannot read \(url.path): \(error)")
         }
@@ -29,12 +31,14 @@ extension Tokenizer {
     package convenience init(json data: Data, source: String = "tokenizer.json") throws {
         let root: [String: Any]
         do {
-            guard let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            guard let object = try JSONLimits.jsonObject(with: data) as? [String: Any] else {
                 throw TokenizerError(.invalidFile, "\(source) is not a JSON object")
             }
             root = object
         } catch let error as TokenizerError {
             throw error
+        } catch let error as JSONLimitError {
+            throw TokenizerError(.invalidFile, "\(source): \(error.message)")
         } catch {
             throw TokenizerError(.invalidFile, "\(source) is not valid JSON: \(error)")
         }

@@ -134,8 +134,8 @@ extension JinjaInterpreter {
             switch value {
             case .int: return value
             case .bool(let flag): return .int(flag ? 1 : 0)
-            case .double(let number): return .int(Int(number))
-            case .string(let text): return .int(Int(text.trimmingCharacters(in: .whitespaces)) ?? Int(Double(text) ?? 0))
+            case .double(let number): return .int(try Self.integer(number))
+            case .string(let text): return .int(try Int(text.trimmingCharacters(in: .whitespaces)) ?? Self.integer(Double(text) ?? 0))
             default: return argument(0, "default") ?? .int(0)
             }
         case "float":
@@ -147,7 +147,9 @@ extension JinjaInterpreter {
             }
         case "abs":
             switch value {
-            case .int(let number): return .int(abs(number))
+            case .int(let number):
+                guard number != .min else { throw TemplateError(.unsupported, "integer result of abs() exceeds 64 bits") }
+                return .int(abs(number))
             case .double(let number): return .double(abs(number))
             default: throw TemplateError(.runtime, "bad operand type for abs(): '\(value.typeName)'")
             }
@@ -190,8 +192,12 @@ extension JinjaInterpreter {
             let width = argument(0, "width").flatMap { if case .int(let number) = $0 { number } else { nil } } ?? 4
             let indentFirst = argument(1, "first")?.isTruthy ?? false
             let blank = argument(2, "blank")?.isTruthy ?? false
-            let padding = String(repeating: " ", count: width)
             let lines = value.pythonString().split(separator: "\n", omittingEmptySubsequences: false)
+            let (padded, overflow) = max(width, 0).multipliedReportingOverflow(by: lines.count)
+            guard !overflow, padded <= TemplateLimits.maxStringBytes else {
+                throw TemplateLimits.exceeded("indents past the limit of \(TemplateLimits.maxStringBytes >> 20) MiB of text")
+            }
+            let padding = String(repeating: " ", count: max(width, 0))
             let indented = lines.enumerated().map { index, line in
                 (index == 0 && !indentFirst) || (!blank && line.isEmpty) ? String(line) : padding + line
             }
@@ -281,9 +287,10 @@ extension JinjaInterpreter {
             }
             return try callGlobal(function.name, arguments, keywords)
         case .macro(let macro):
-            // A runaway recursive macro must fail the render, not overflow the engine's stack.
-            guard scopes.count < Self.maximumDepth else {
-                throw TemplateError(.runtime, "macro '\(macro.name)' recursed more than \(Self.maximumDepth) levels deep")
+            // A runaway recursive macro must fail the render, not overflow the stack.
+            guard scopes.count < TemplateLimits.maxCallDepth else {
+                throw TemplateLimits.exceeded(
+                    "calls macro '\(macro.name)' nested past the limit of \(TemplateLimits.maxCallDepth) macro calls and loops")
             }
             var scope: [String: JinjaValue] = [:]
             for (index, parameter) in macro.parameters.enumerated() {
@@ -534,6 +541,14 @@ extension JinjaInterpreter {
     }
 
     /// C `strftime` on the wall-clock time of `date` in `timeZone` (Python formats `datetime.now()` so).
+    /// A float as Python's `int()` truncates it. - Throws: for NaN, infinities and values past 64 bits.
+    static func integer(_ number: Double) throws -> Int {
+        guard let value = Int(exactly: number.rounded(.towardZero)) else {
+            throw TemplateError(.unsupported, "cannot convert float \(JinjaValue.pythonFloat(number)) to a 64-bit integer")
+        }
+        return value
+    }
+
     static func formatDate(_ format: String, _ date: Date, _ timeZone: TimeZone) -> String {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone

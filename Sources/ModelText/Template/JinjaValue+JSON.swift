@@ -33,7 +33,12 @@ extension JinjaValue {
         return out
     }
 
+    /// - Throws: past ``TemplateLimits/maxValueDepth`` levels of nesting (Python's "Circular reference detected"
+    /// for a namespace that holds itself), or ``TemplateLimits/maxStringBytes`` of text.
     private func writeJSON(into out: inout String, _ options: JSONOptions, _ separators: (String, String), depth: Int) throws {
+        guard depth <= TemplateLimits.maxValueDepth else {
+            throw TemplateLimits.exceeded("serializes values nested deeper than the limit of \(TemplateLimits.maxValueDepth) levels")
+        }
         switch self {
         case .none: out += "null"
         case .bool(let value): out += value ? "true" : "false"
@@ -46,10 +51,10 @@ extension JinjaValue {
             out += "["
             for (index, value) in values.enumerated() {
                 if index > 0 { out += separators.0 }
-                if let indent = options.indent { out += "\n" + String(repeating: " ", count: indent * (depth + 1)) }
+                try Self.writeIndent(options.indent, depth: depth + 1, into: &out)
                 try value.writeJSON(into: &out, options, separators, depth: depth + 1)
             }
-            if let indent = options.indent { out += "\n" + String(repeating: " ", count: indent * depth) }
+            try Self.writeIndent(options.indent, depth: depth, into: &out)
             out += "]"
         case .object(let object):
             try Self.writeJSONObject(object, into: &out, options, separators, depth: depth)
@@ -67,13 +72,24 @@ extension JinjaValue {
         if options.sortKeys { pairs.sort { Array($0.key.unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.key.unicodeScalars.map(\.value)) } }
         for (index, (key, value)) in pairs.enumerated() {
             if index > 0 { out += separators.0 }
-            if let indent = options.indent { out += "\n" + String(repeating: " ", count: indent * (depth + 1)) }
+            try writeIndent(options.indent, depth: depth + 1, into: &out)
             writeJSONString(key, into: &out, ensureASCII: options.ensureASCII)
             out += separators.1
             try value.writeJSON(into: &out, options, separators, depth: depth + 1)
         }
-        if let indent = options.indent { out += "\n" + String(repeating: " ", count: indent * depth) }
+        try writeIndent(options.indent, depth: depth, into: &out)
         out += "}"
+    }
+
+    /// A newline and `indent` spaces per level (none for a negative indent, as in Python).
+    /// - Throws: when the text would pass ``TemplateLimits/maxStringBytes``.
+    private static func writeIndent(_ indent: Int?, depth: Int, into out: inout String) throws {
+        guard let indent else { return }
+        let (width, overflow) = max(indent, 0).multipliedReportingOverflow(by: depth)
+        guard !overflow, out.utf8.count + width < TemplateLimits.maxStringBytes else {
+            throw TemplateLimits.exceeded("serializes JSON longer than the limit of \(TemplateLimits.maxStringBytes >> 20) MiB")
+        }
+        out += "\n" + String(repeating: " ", count: width)
     }
 
     /// Python's JSON string escaping: `"`, `\`, and controls always; everything above ASCII too (as

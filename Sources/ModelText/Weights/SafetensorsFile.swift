@@ -97,7 +97,7 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
         let json = Data(bytes[8..<dataOffset])
         let object: Any
         do {
-            object = try JSONSerialization.jsonObject(with: json)
+            object = try JSONLimits.jsonObject(with: json)
         } catch {
             throw ModelError(.invalidSafetensors, "\(fileName) has a header that is not JSON", cause: error)
         }
@@ -138,8 +138,9 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
                 elements = product
             }
             let (expected, overflow) = elements.multipliedReportingOverflow(by: dtype.size)
-            guard !overflow, expected == end - begin else {
-                throw invalid("tensor \(name) is \(dtypeName) \(shape), which needs \(elements * dtype.size) bytes, but its data_offsets span \(end - begin)")
+            guard !overflow else { throw invalid("tensor \(name) shape \(shape) overflows") }
+            guard expected == end - begin else {
+                throw invalid("tensor \(name) is \(dtypeName) \(shape), which needs \(expected) bytes, but its data_offsets span \(end - begin)")
             }
             entries[name] = Entry(dtype: dtype, shape: shape, range: begin..<end)
         }
@@ -157,8 +158,8 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
         for value in values {
             if let number = value as? Int {
                 result.append(number)
-            } else if let number = value as? Double, number.rounded() == number, abs(number) < 9e15 {
-                result.append(Int(number))
+            } else if let number = value as? Double, let whole = Int(exactly: number), abs(whole) < 1 << 53 {
+                result.append(whole)
             } else {
                 return nil
             }

@@ -68,6 +68,20 @@ extension JinjaValue: Equatable {
         }
     }
 
+    /// Whether lists, dicts and namespaces nest more than `limit` levels deep in this value (a namespace may
+    /// hold itself). Looks no deeper than `limit + 1` levels.
+    package func nests(deeperThan limit: Int) -> Bool {
+        let children: [JinjaValue]
+        switch self {
+        case .array(let items): children = items
+        case .object(let object): children = object.pairs.map(\.value)
+        case .namespace(let namespace): children = namespace.attributes.pairs.map(\.value)
+        default: return false
+        }
+        guard limit > 0 else { return true }
+        return children.contains { $0.nests(deeperThan: limit - 1) }
+    }
+
     /// The value as a number when it is one (bools count, as in Python).
     package var numericValue: Double? {
         switch self {

@@ -84,7 +84,7 @@ package struct ModelConfig: Sendable, Equatable {
         let url = directory.appendingPathComponent("config.json")
         let data: Data
         do {
-            data = try Data(contentsOf: url)
+            data = try JSONLimits.readFile(url)
         } catch {
             throw ModelError(.unreadableFile, "cannot read \(url.path)", cause: error)
         }
@@ -93,7 +93,13 @@ package struct ModelConfig: Sendable, Equatable {
 
     /// Parses the contents of a `config.json`.
     package init(json data: Data) throws {
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        let parsed: Any
+        do {
+            parsed = try JSONLimits.jsonObject(with: data)
+        } catch {
+            throw ModelError(.invalidConfig, "config.json is not valid JSON", cause: error)
+        }
+        guard let object = parsed as? [String: Any] else {
             throw ModelError(.invalidConfig, "config.json is not a JSON object")
         }
         let supported = Architecture.allCases.map(\.rawValue).joined(separator: ", ")
@@ -104,7 +110,7 @@ package struct ModelConfig: Sendable, Equatable {
         }
         func int(_ key: String) throws -> Int {
             if let value = object[key] as? Int { return value }
-            if let value = object[key] as? Double, value.rounded() == value { return Int(value) }
+            if let value = object[key] as? Double, let whole = Int(exactly: value) { return whole }
             throw ModelError(.invalidConfig, "config.json has no integer \(key)")
         }
         func double(_ key: String, default value: Double) -> Double {
@@ -114,7 +120,7 @@ package struct ModelConfig: Sendable, Equatable {
         let heads = try int("num_attention_heads")
         let kvHeads = object["num_key_value_heads"] == nil || object["num_key_value_heads"] is NSNull
             ? heads : try int("num_key_value_heads")
-        let headDim = object["head_dim"] == nil || object["head_dim"] is NSNull ? hidden / heads : try int("head_dim")
+        let headDim = object["head_dim"] == nil || object["head_dim"] is NSNull ? (heads > 0 ? hidden / heads : 0) : try int("head_dim")
         guard hidden > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0, headDim > 0, headDim % 2 == 0 else {
             throw ModelError(.invalidConfig, "config.json has inconsistent attention sizes: hidden \(hidden), heads \(heads), kv heads \(kvHeads), head_dim \(headDim)")
         }

@@ -14,7 +14,7 @@ package final class Checkpoint: WeightSource, @unchecked Sendable {
         if FileManager.default.fileExists(atPath: index.path) {
             let object: Any
             do {
-                object = try JSONSerialization.jsonObject(with: Data(contentsOf: index))
+                object = try JSONLimits.jsonObject(with: JSONLimits.readFile(index))
             } catch {
                 throw ModelError(.invalidConfig, "cannot read \(index.path)", cause: error)
             }

@@ -31,16 +31,16 @@ package struct GenerationConfig: Sendable, Equatable {
         let url = directory.appendingPathComponent("generation_config.json")
         let fallback = directory.appendingPathComponent("config.json")
         let source = FileManager.default.fileExists(atPath: url.path) ? url : fallback
-        guard let data = try? Data(contentsOf: source) else {
+        guard let data = try? JSONLimits.readFile(source) else {
             self.init()
             return
         }
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        guard let object = (try? JSONLimits.jsonObject(with: data)) as? [String: Any] else {
             throw ModelError(.invalidConfig, "\(source.lastPathComponent) is not a JSON object")
         }
         func ids(_ value: Any?) -> [Int32] {
-            if let one = value as? Int { return [Int32(one)] }
-            if let many = value as? [Int] { return many.map { Int32($0) } }
+            if let one = value as? Int { return Int32(exactly: one).map { [$0] } ?? [] }
+            if let many = value as? [Int] { return many.compactMap { Int32(exactly: $0) } }
             return []
         }
         func float(_ key: String) -> Float? {
