@@ -10,7 +10,7 @@ let swiftSettings: [SwiftSetting] = [
 
 /// The built-in engine's numeric code is compiled optimised even in debug builds, with AVX2/FMA
 /// (engine.md section 6): tests run real forward passes and would crawl at -Onone. Only the numeric
-/// kernels and the forward pass: whatever reads input from outside is in `ModelText`, checked.
+/// kernels and the forward pass (`EngineCompute`): whatever reads input from outside is checked.
 let engineSettings: [SwiftSetting] = swiftSettings + [
     .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "haswell"]),
 ]
@@ -106,17 +106,23 @@ let package = Package(
             name: "ModelText",
             swiftSettings: swiftSettings
         ),
-        /// The built-in inference engine: the numeric kernels, the forward pass, generation, and its server.
+        /// The built-in engine's numeric kernels and the model's forward pass, unchecked for speed: they
+        /// index only what ModelText has validated (tensor shapes, token ids the engine checked).
+        .target(
+            name: "EngineCompute",
+            dependencies: ["ModelText", "EngineAVX512", "CEngineAMX"],
+            swiftSettings: engineSettings
+        ),
+        /// The built-in inference engine: sampling, generation, batching and its OpenAI server, checked.
         .target(
             name: "Engine",
             dependencies: [
+                "EngineCompute",
                 "ModelText",
-                "EngineAVX512",
-                "CEngineAMX",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: engineSettings
+            swiftSettings: swiftSettings
         ),
         /// The `modeld` executable: HTTP API, gateway, systemd integration, and `modeld engine`.
         .executableTarget(
@@ -194,7 +200,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "ModelText", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: ["Engine", "EngineCompute", "ModelText", .product(name: "HummingbirdTesting", package: "hummingbird")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),

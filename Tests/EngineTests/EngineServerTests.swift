@@ -173,6 +173,26 @@ struct EngineServerTests {
         }
     }
 
+    @Test("numbers at the edges of their types are answered, never trapped on (the server is compiled checked)")
+    func numberEdges() async throws {
+        let (app, runtime) = try Self.app()
+        defer { runtime.scheduler.stop() }
+        try await app.test(.router) { client in
+            let cases: [(String, HTTPResponse.Status)] = [
+                (#"{"prompt": "hi", "max_tokens": 9223372036854775807}"#, .badRequest),
+                (#"{"prompt": "hi", "max_tokens": 1e999}"#, .badRequest),
+                (#"{"prompt": "hi", "max_tokens": -0}"#, .badRequest),
+                (#"{"prompt": [9223372036854775807], "max_tokens": 1}"#, .badRequest),
+                (#"{"prompt": "hi", "max_tokens": 1, "temperature": -0, "stop_token_ids": [1099511627776, -1]}"#, .ok),
+            ]
+            for (body, status) in cases {
+                try await client.execute(uri: "/v1/completions", method: .post, body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == status, "\(body): \(String(buffer: response.body))")
+                }
+            }
+        }
+    }
+
     @Test("concurrent requests are batched and each gets exactly what it would get alone")
     func concurrentBatching() async throws {
         let expected = try Self.expected()

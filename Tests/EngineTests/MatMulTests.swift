@@ -1,4 +1,5 @@
 import Engine
+import EngineCompute
 import Foundation
 import Testing
 

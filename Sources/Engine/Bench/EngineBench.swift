@@ -1,3 +1,4 @@
+import EngineCompute
 import Foundation
 import ModelText
 

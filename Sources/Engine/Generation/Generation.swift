@@ -1,3 +1,5 @@
+import EngineCompute
+
 /// One sequence being generated: its prompt, sampling state, KV cache and output so far.
 ///
 /// Created by ``Generator/makeGeneration(prompt:parameters:)`` and advanced by

@@ -1,3 +1,4 @@
+import EngineCompute
 import ModelText
 
 /// Generates tokens for one or many sequences with a ``TransformerModel``.
@@ -35,7 +36,7 @@ package final class Generator: @unchecked Sendable {
         guard prompt.count < model.config.maxPositionEmbeddings else {
             throw ModelError(.invalidTensor, "the prompt's \(prompt.count) tokens fill the model's context of \(model.config.maxPositionEmbeddings)")
         }
-        let capacity = min(prompt.count + max(1, parameters.maxTokens), model.config.maxPositionEmbeddings)
+        let capacity = min(prompt.count + min(max(1, parameters.maxTokens), model.config.maxPositionEmbeddings), model.config.maxPositionEmbeddings)
         return Generation(promptTokens: prompt, parameters: parameters, cache: model.makeCache(capacity: capacity))
     }
 

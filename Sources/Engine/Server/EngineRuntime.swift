@@ -1,3 +1,4 @@
+import EngineCompute
 import Foundation
 import ModelText
 
@@ -45,8 +46,9 @@ package final class EngineRuntime: Sendable {
         if let requested {
             guard requested >= 1 else { throw EngineRequestError("max_tokens must be at least 1", param: "max_tokens") }
             guard requested <= room else {
+                let (total, overflow) = promptTokens.addingReportingOverflow(requested)
                 throw EngineRequestError(
-                    "This model's maximum context length is \(contextLength) tokens. However, you requested \(promptTokens + requested) tokens (\(promptTokens) in the messages, \(requested) in the completion). Please reduce the length of the messages or completion.",
+                    "This model's maximum context length is \(contextLength) tokens. However, you requested \(overflow ? Int.max : total) tokens (\(promptTokens) in the messages, \(requested) in the completion). Please reduce the length of the messages or completion.",
                     param: "max_tokens")
             }
         }
@@ -70,7 +72,10 @@ package final class EngineRuntime: Sendable {
         if let value = request.seed { parameters.seed = UInt64(bitPattern: Int64(value)) }
         if let value = request.minTokens { parameters.minTokens = max(0, value) }
         if let value = request.ignoreEOS { parameters.ignoreEOS = value }
-        if let value = request.stopTokenIds { parameters.stopTokenIds = value.map(Int32.init) }
+        if let value = request.stopTokenIds {
+            // An id that does not fit 32 bits is no token: it can never stop generation.
+            parameters.stopTokenIds = value.compactMap { Int32(exactly: $0) }
+        }
         if let value = request.topLogprobs {
             guard (0...20).contains(value) else { throw EngineRequestError("top_logprobs must be between 0 and 20", param: "top_logprobs") }
             parameters.topLogprobs = value

@@ -1,4 +1,4 @@
-import Engine
+import EngineCompute
 import Foundation
 import Testing
 
