@@ -43,6 +43,10 @@ struct JSONLimitsTests {
             #expect(started.status == 0, "\(started.stderr)")
             try await Self.expectRefused(daemon, "/v1/chat/completions", #"{"model": "first", "messages": "# + Self.deep + "}")
             try await Self.expectRefused(daemon, "/api/v1/llm/chat", #"{"model": "first", "messages": "# + Self.deep + "}")
+            // A schema within the limit that the daemon's wrapping (response_format.json_schema.schema) puts past it.
+            let schema = #"{"model": "first", "prompt": "x", "schema": {"type": "object", "x": "#
+                + String(repeating: "[", count: 62) + String(repeating: "]", count: 62) + "}}"
+            try await Self.expectRefused(daemon, "/api/v1/llm/structured-generate", schema)
             let chat = #"{"model": "first", "messages": [{"role": "user", "content": "Hi"}]}"#
             let replies = try await RawHTTP.exchange(port: daemon.port, [RawHTTP.post("/v1/chat/completions", chat)], expecting: 1)
             #expect(replies.first?.status == 200, "\(replies)")

@@ -169,7 +169,13 @@ struct EngineCall {
         guard let endpoint = run.endpoint else {
             throw APIError(.conflict, "run \(run.name) has no endpoint: it is \(run.state.rawValue)")
         }
-        let payload = ByteBuffer(string: try JinjaValue.object(body).pythonJSON())
+        let payload: ByteBuffer
+        do {
+            payload = ByteBuffer(string: try JinjaValue.object(body).pythonJSON())
+        } catch let error as TemplateError {
+            // The body the daemon built nests past the limit (a schema at the limit, wrapped in response_format).
+            throw APIError.badRequest("the request cannot be sent to the engine: \(error.message)")
+        }
         let upstream: EngineReply
         do {
             let request = try EngineRequest(

@@ -37,7 +37,7 @@ extension JinjaValue {
     /// for a namespace that holds itself), or ``TemplateLimits/maxStringBytes`` of text.
     private func writeJSON(into out: inout String, _ options: JSONOptions, _ separators: (String, String), depth: Int) throws {
         guard depth <= TemplateLimits.maxValueDepth else {
-            throw TemplateLimits.exceeded("serializes values nested deeper than the limit of \(TemplateLimits.maxValueDepth) levels")
+            throw TemplateError(.invalidJSON, "cannot serialize values nested deeper than the limit of \(TemplateLimits.maxValueDepth) levels")
         }
         switch self {
         case .none: out += "null"
