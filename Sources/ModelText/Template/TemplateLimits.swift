@@ -13,9 +13,10 @@ package enum TemplateLimits {
     /// Loop iterations in one render, every loop counted (1,000,000). `range` alone is limited to 100,000
     /// items, as Jinja's sandbox does, but loops nest.
     package static let maxIterations = 1_000_000
-    /// The largest string (the rendered text or one a template builds) and the longest list a render makes:
-    /// 64 MiB of UTF-8 for strings, 16 Mi items for lists.
+    /// The longest string a render makes, the rendered text included: 64 MiB of UTF-8 (twice the largest
+    /// request body).
     package static let maxStringBytes = 64 << 20
+    /// The longest list a render makes: 16 Mi items.
     package static let maxListItems = 16 << 20
 
     /// The error for a render that passes a limit.
