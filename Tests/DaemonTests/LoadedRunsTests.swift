@@ -15,7 +15,8 @@ struct LoadedRunsTests {
         let daemon = try await TestDaemon(environment: ["MODELD_VLLM_COMMAND": productsDirectory.appending(path: "fake-engine").path])
         let model = daemon.root.appending(path: "model")
         try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
-        let runs = LoadedRuns(supervisor: daemon.context.supervisor, activity: OutstandingRequests(), maxLoaded: maxLoaded, logger: Logger(label: "test"))
+        let runs = LoadedRuns(
+            supervisor: daemon.context.supervisor, activity: OutstandingRequests(), admission: Serializer(), maxLoaded: maxLoaded, logger: Logger(label: "test"))
         return (daemon, runs, model.path)
     }
 
@@ -112,11 +113,12 @@ struct LoadedRunsTests {
             for index in 0..<6 {
                 group.addTask {
                     let name = "demand-\(index)"
+                    let request = RunRequest(
+                        name: name, model: name, spec: LaunchSpec(engine: .vllm, modelPath: model, servedName: name), keepAlive: 300,
+                        onDemand: true)
                     do {
-                        try await runs.makeRoom(for: name, strict: true)
-                        _ = try await supervisor.start(RunRequest(
-                            name: name, model: name, spec: LaunchSpec(engine: .vllm, modelPath: model, servedName: name), keepAlive: 300,
-                            onDemand: true))
+                        // What the gateway does for a request naming a model that is not loaded.
+                        _ = try await runs.load(name, strict: true) { try await supervisor.start(request) }
                     } catch {
                         return (0, error)
                     }
