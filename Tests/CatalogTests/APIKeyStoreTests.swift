@@ -6,15 +6,15 @@ import Testing
 @Suite("API keys in the store")
 struct APIKeyStoreTests {
     @Test("keys are answered from memory, and a create or revoke is seen at once")
-    func cacheFollowsChanges() throws {
+    func cacheFollowsChanges() async throws {
         let directory = try TemporaryDirectory()
         let store = try Store(path: directory.path("modeld.sqlite"))
-        #expect(try store.hasActiveAPIKeys() == false)
-        let (record, key) = try store.createAPIKey(name: "app", scope: "inference", ratePerMinute: nil)
-        #expect(try store.authenticate(key: key)?.id == record.id)
-        _ = try store.revokeAPIKey("app")
-        #expect(try store.authenticate(key: key) == nil)
-        #expect(try store.hasActiveAPIKeys() == false)
+        #expect(try await store.hasActiveAPIKeys() == false)
+        let (record, key) = try await store.createAPIKey(name: "app", scope: "inference", ratePerMinute: nil)
+        #expect(try await store.authenticate(key: key)?.id == record.id)
+        _ = try await store.revokeAPIKey("app")
+        #expect(try await store.authenticate(key: key) == nil)
+        #expect(try await store.hasActiveAPIKeys() == false)
     }
 
     @Test("a reload that read the store before an invalidation is not kept after it")

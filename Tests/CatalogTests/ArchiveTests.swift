@@ -19,9 +19,9 @@ private struct VersionShape: Equatable, Sendable {
     var layout: [String]
 }
 
-private func shape(_ harness: PullHarness, source: ModelSource, repo: String) throws -> VersionShape {
-    let version = try #require(try harness.store.versions(source: source.rawValue, repo: repo).first)
-    let files = try harness.store.files(versionID: version.version.id!).map {
+private func shape(_ harness: PullHarness, source: ModelSource, repo: String) async throws -> VersionShape {
+    let version = try #require(try await harness.store.versions(source: source.rawValue, repo: repo).first)
+    let files = try await harness.store.files(versionID: version.version.id!).map {
         "\($0.path) \($0.size) \($0.hash) \($0.hashKind) \($0.verified) \($0.sourceCommit ?? "-")"
     }
     let repoDirectory = source == .huggingface
@@ -39,12 +39,14 @@ private func shape(_ harness: PullHarness, source: ModelSource, repo: String) th
 }
 
 /// Exports into a file and imports it back through file descriptors, as the daemon does through its pipes.
-private func export(_ harness: PullHarness, source: ModelSource = .huggingface, repo: String, format: ArchiveFormat, to file: URL) throws {
-    let plan = try harness.service.exportPlan(source: source, repo: repo, commit: nil)
-    let fd = open(file.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    try #require(fd >= 0)
-    defer { close(fd) }
-    try harness.service.writeArchive(plan, format: format, to: FileDescriptorStream(fd: fd), cancel: CancellationFlag())
+private func export(_ harness: PullHarness, source: ModelSource = .huggingface, repo: String, format: ArchiveFormat, to file: URL) async throws {
+    let plan = try await harness.service.exportPlan(source: source, repo: repo, commit: nil)
+    try await offPool {
+        let fd = open(file.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        try harness.service.writeArchive(plan, format: format, to: FileDescriptorStream(fd: fd), cancel: CancellationFlag())
+    }
 }
 
 private func importFile(_ harness: PullHarness, _ file: URL) async throws -> ImportOutcome {
@@ -93,16 +95,16 @@ struct ArchiveRoundTripTests {
             let original = Locked<VersionShape?>(nil)
             try await withPullService(hub: hub) { harness in
                 try await harness.pull("acme/tiny")
-                let pulled = try shape(harness, source: .huggingface, repo: "acme/tiny")
+                let pulled = try await shape(harness, source: .huggingface, repo: "acme/tiny")
                 original.withLock { $0 = pulled }
-                try await offPool { try export(harness, repo: "acme/tiny", format: format, to: archive) }
+                try await export(harness, repo: "acme/tiny", format: format, to: archive)
             }
             let requestsBefore = hub.requests.count
             try await withPullService(hub: hub) { harness in
                 let outcome = try await importFile(harness, archive)
                 #expect(outcome.files == 5)
                 #expect(outcome.version.version.state == .ready)
-                let imported = try shape(harness, source: .huggingface, repo: "acme/tiny")
+                let imported = try await shape(harness, source: .huggingface, repo: "acme/tiny")
                 #expect(imported == original.withLock { $0 })
                 let snapshot = URL(filePath: try #require(outcome.version.version.path))
                 for file in commit.files where file.path != "pytorch_model.bin" {
@@ -113,7 +115,7 @@ struct ArchiveRoundTripTests {
                 #expect(report.isIntact && report.filesChecked == 5)
                 // Importing the same archive again is harmless: still one ready version.
                 _ = try await importFile(harness, archive)
-                #expect(try harness.store.localVersions().count == 1)
+                #expect(try await harness.store.localVersions().count == 1)
             }
             #expect(hub.requests.count == requestsBefore, "the import never touched the hub")
         }
@@ -129,7 +131,7 @@ struct ArchiveRoundTripTests {
             defer { try? FileManager.default.removeItem(at: archive) }
             try await withPullService(hub: hub) { harness in
                 try await harness.pull("acme/tiny")
-                try await offPool { try export(harness, repo: "acme/tiny", format: .tarZst, to: archive) }
+                try await export(harness, repo: "acme/tiny", format: .tarZst, to: archive)
             }
             try await withPullService(hub: hub) { harness in
                 let outcome = try await importFile(harness, archive)
@@ -154,13 +156,13 @@ struct ArchiveRoundTripTests {
             let original = Locked<VersionShape?>(nil)
             try await withPullService(hub: hub) { harness in
                 try await harness.pull("qwen/tiny", source: .modelscope)
-                let pulled = try shape(harness, source: .modelscope, repo: "qwen/tiny")
+                let pulled = try await shape(harness, source: .modelscope, repo: "qwen/tiny")
                 original.withLock { $0 = pulled }
-                try await offPool { try export(harness, source: .modelscope, repo: "qwen/tiny", format: .tarGz, to: archive) }
+                try await export(harness, source: .modelscope, repo: "qwen/tiny", format: .tarGz, to: archive)
             }
             try await withPullService(hub: hub) { harness in
                 _ = try await importFile(harness, archive)
-                let imported = try shape(harness, source: .modelscope, repo: "qwen/tiny")
+                let imported = try await shape(harness, source: .modelscope, repo: "qwen/tiny")
                 #expect(imported == original.withLock { $0 })
             }
         }
@@ -172,7 +174,7 @@ struct ArchiveRoundTripTests {
             let commit = tinyCommit()
             hub.addRepo("acme/tiny", commits: [commit])
             try await withPullService(hub: hub) { harness in
-                #expect(throws: ArchiveError.self) { try harness.service.exportPlan(source: .huggingface, repo: "acme/tiny", commit: nil) }
+                await #expect(throws: ArchiveError.self) { try await harness.service.exportPlan(source: .huggingface, repo: "acme/tiny", commit: nil) }
                 try await harness.pull("acme/tiny")
                 let blob = harness.repoDirectory("acme/tiny").appending(path: "blobs/\(commit.files.first { $0.path == "model.safetensors" }!.sha256)")
                 var bytes = try Data(contentsOf: blob)
@@ -181,7 +183,7 @@ struct ArchiveRoundTripTests {
                 let archive = temporaryFile("damaged.tar")
                 defer { try? FileManager.default.removeItem(at: archive) }
                 let error = try await #require(throws: ArchiveError.self) {
-                    try await offPool { try export(harness, repo: "acme/tiny", format: .tar, to: archive) }
+                    try await export(harness, repo: "acme/tiny", format: .tar, to: archive)
                 }
                 #expect(error.message.contains("model.safetensors") && error.message.contains("damaged"), "\(error)")
             }
@@ -291,7 +293,7 @@ struct HostileArchiveTests {
                 #expect(error.code == hostile.code, "\(error)")
                 #expect(error.message.contains(hostile.says), "\(error)")
                 #expect(!error.message.contains("\n"))
-                #expect(try harness.store.localVersions().isEmpty, "nothing is registered")
+                #expect(try await harness.store.localVersions().isEmpty, "nothing is registered")
                 #expect(harness.temporaryFiles().isEmpty, "no staging file is left: \(harness.temporaryFiles())")
                 #expect(tree(harness.data.huggingFaceHub).isEmpty, "nothing entered the cache: \(tree(harness.data.huggingFaceHub))")
                 #expect(!FileManager.default.fileExists(atPath: outside.path), "nothing was written outside")
@@ -349,11 +351,11 @@ struct HostileArchiveTests {
                 #expect(notArchive.code == .unreadable, "\(notArchive)")
                 let cut = try #require(await importError(harness, truncated))
                 #expect([.unreadable, .manifestMismatch].contains(cut.code), "\(cut)")
-                #expect(try harness.store.localVersions().isEmpty)
+                #expect(try await harness.store.localVersions().isEmpty)
                 #expect(harness.temporaryFiles().isEmpty)
                 #expect(tree(harness.data.huggingFaceHub).isEmpty)
                 _ = try await importFile(harness, good)
-                #expect(try harness.store.localVersions().count == 1)
+                #expect(try await harness.store.localVersions().count == 1)
             }
         }
     }
@@ -376,7 +378,7 @@ struct HostileArchiveTests {
                 let error = try #require(await importError(harness, archive))
                 #expect(error.code == .diskFull, "\(error)")
                 #expect(error.message.hasPrefix("not enough disk space to import evil/model: needs"), "\(error)")
-                #expect(try harness.store.localVersions().isEmpty)
+                #expect(try await harness.store.localVersions().isEmpty)
             }
         }
     }
@@ -393,7 +395,7 @@ struct HostileArchiveTests {
             }
             try await withPullService(hub: hub, dataRoot: root) { harness in
                 try await harness.pull("acme/tiny")
-                try await offPool { try export(harness, repo: "acme/tiny", format: .tar, to: archive) }
+                try await export(harness, repo: "acme/tiny", format: .tar, to: archive)
             }
             // 100 kB above the 64 MiB margin: less than the archive's 3 MB of weights, more than nothing.
             let tight: @Sendable (inout PullConfiguration) -> Void = { $0.freeSpace = { _ in (64 << 20) + 100_000 } }
@@ -417,8 +419,8 @@ struct InstallRollbackTests {
             hub.addRepo("acme/tiny", commits: [tinyCommit()])
             try await withPullService(hub: hub) { harness in
                 try await harness.pull("acme/tiny")
-                let before = try #require(try harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
-                let config = try #require(try harness.store.files(versionID: before.version.id!).first { $0.path == "config.json" })
+                let before = try #require(try await harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
+                let config = try #require(try await harness.store.files(versionID: before.version.id!).first { $0.path == "config.json" })
                 let file = VerifiedVersion.File(
                     path: try HubPath("config.json", repo: "acme/tiny"), size: config.size, hash: config.hash,
                     kind: HashKind(rawValue: config.hashKind)!, content: .present)
@@ -427,9 +429,9 @@ struct InstallRollbackTests {
                 let failing = VerifiedVersion(
                     source: .huggingface, repo: "acme/tiny", revision: "other", commit: before.version.commit, files: [file, file])
                 #expect(throws: (any Error).self) { try harness.service.install(failing, for: "an import") }
-                let after = try #require(try harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
+                let after = try #require(try await harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
                 #expect(after.version == before.version)
-                #expect(try harness.store.files(versionID: before.version.id!).count == 4)
+                #expect(try await harness.store.files(versionID: before.version.id!).count == 4)
                 let report = try await harness.service.verify(source: .huggingface, repo: "acme/tiny", commit: "main")
                 #expect(report.isIntact && report.filesChecked == 4)
             }
@@ -475,7 +477,7 @@ struct AdoptTests {
                 let total = commit.files.filter { $0.path != "pytorch_model.bin" }.reduce(0) { $0 + Int64($1.data.count) }
                 #expect(outcome.linkedBytes == total && outcome.copiedBytes == 0)
                 // Same layout and records as a pull: the blob names are the hub's etags.
-                let records = try harness.store.files(versionID: version.version.id!)
+                let records = try await harness.store.files(versionID: version.version.id!)
                 let files = Dictionary(uniqueKeysWithValues: commit.files.map { ($0.path, $0) })
                 #expect(records.map(\.path) == ["config.json", "model.safetensors", "sub/extra.txt", "tokenizer.json"])
                 #expect(records.allSatisfy { $0.hash == files[$0.path]!.etag && $0.hashKind == (files[$0.path]!.lfs ? "sha256" : "git-sha1") })
@@ -509,8 +511,8 @@ struct AdoptTests {
                 try await harness.pull("acme/tiny")
                 try await harness.pull("acme/other")
                 // Damage one blob of acme/other (a file changed in place).
-                let version = try #require(try harness.store.versions(source: "huggingface", repo: "acme/other").first)
-                let record = try #require(try harness.store.files(versionID: version.version.id!).first { $0.path == "w.safetensors" })
+                let version = try #require(try await harness.store.versions(source: "huggingface", repo: "acme/other").first)
+                let record = try #require(try await harness.store.files(versionID: version.version.id!).first { $0.path == "w.safetensors" })
                 let blob = harness.repoDirectory("acme/other").appending(path: "blobs/\(record.hash)")
                 var bytes = try Data(contentsOf: blob)
                 bytes[0] ^= 1
@@ -521,7 +523,7 @@ struct AdoptTests {
                 #expect(outcome.adopted.map(\.model.repo) == ["acme/tiny"])
                 #expect(outcome.skipped.count == 1)
                 #expect(outcome.skipped.first?.reason.contains("w.safetensors is damaged or incomplete") == true, "\(outcome.skipped)")
-                #expect(try harness.store.versions(source: "huggingface", repo: "acme/other").isEmpty)
+                #expect(try await harness.store.versions(source: "huggingface", repo: "acme/other").isEmpty)
                 #expect(!FileManager.default.fileExists(atPath: harness.repoDirectory("acme/other").path), "nothing left of the skipped repository")
             }
         }
@@ -545,7 +547,7 @@ struct AdoptTests {
                 #expect(version.version.state == .ready && version.version.requestedRevision == "local")
                 #expect(version.version.commit.count == 40)
                 #expect(outcome.copiedBytes == 0 && outcome.linkedBytes == Int64(weights.count + 2 + 6))
-                let records = try harness.store.files(versionID: version.version.id!)
+                let records = try await harness.store.files(versionID: version.version.id!)
                 #expect(records.map(\.path) == ["config.json", "model.safetensors", "sub/a.txt"], "no .git")
                 var a = stat()
                 var b = stat()
@@ -560,7 +562,7 @@ struct AdoptTests {
                     try await harness.service.adoptDirectory(at: directory, repo: "local/other")
                 }
                 #expect(refused.code == .unsafeEntry && refused.message.contains("escape.txt"), "\(refused)")
-                #expect(try harness.store.versions(source: "huggingface", repo: "local/other").isEmpty)
+                #expect(try await harness.store.versions(source: "huggingface", repo: "local/other").isEmpty)
             }
         }
     }
@@ -576,7 +578,7 @@ struct RepositoryClaimTests {
             defer { try? FileManager.default.removeItem(at: archive) }
             try await withPullService(hub: hub) { harness in
                 try await harness.pull("acme/tiny")
-                try await offPool { try export(harness, repo: "acme/tiny", format: .tar, to: archive) }
+                try await export(harness, repo: "acme/tiny", format: .tar, to: archive)
             }
             // The second pull holds its weights for 6 s halfway: the import is tried well within it, even on a crowded machine.
             hub.addFault(.stall(path: "model.safetensors", afterBytes: 1 << 20, seconds: 6))
@@ -585,12 +587,12 @@ struct RepositoryClaimTests {
                 let refused = try #require(await importError(harness, archive))
                 #expect(refused.code == .busy && refused.message.contains("acme/tiny is being pulled"), "\(refused)")
                 #expect(!job.isFinished, "the pull ended before the import was tried: the test proves nothing")
-                #expect(try harness.store.versions(source: "huggingface", repo: "acme/tiny").allSatisfy { $0.version.state != .ready })
+                #expect(try await harness.store.versions(source: "huggingface", repo: "acme/tiny").allSatisfy { $0.version.state != .ready })
                 #expect(harness.temporaryFiles().filter { $0.hasPrefix("import-") }.isEmpty, "the refused import left nothing")
                 _ = try await job.result()
                 #expect(try await importFile(harness, archive).version.version.state == .ready)
-                try harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: "main")
-                #expect(try harness.store.localVersions().isEmpty)
+                try await harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: "main")
+                #expect(try await harness.store.localVersions().isEmpty)
             }
         }
     }
@@ -603,12 +605,20 @@ struct RepositoryClaimTests {
                 try await harness.pull("acme/tiny")
                 let before = try await offPool {
                     try harness.service.claiming(source: .huggingface, repo: "acme/tiny", for: "an import") {
-                        do {
-                            try harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: "main")
-                            Issue.record("a removal ran during the import")
-                        } catch let error as PullError {
-                            #expect(error.code == .busy && error.message.contains("busy with an import"), "\(error)")
+                        // The removal is asked for from a task while this thread holds the claim.
+                        let tried = DispatchSemaphore(value: 0)
+                        Task {
+                            do {
+                                try await harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: "main")
+                                Issue.record("a removal ran during the import")
+                            } catch let error as PullError {
+                                #expect(error.code == .busy && error.message.contains("busy with an import"), "\(error)")
+                            } catch {
+                                Issue.record("\(error)")
+                            }
+                            tried.signal()
                         }
+                        tried.wait()
                         // A pull started now waits: nothing reaches the hub while the import holds the repository.
                         let before = hub.requests.count
                         let job = harness.service.pull(PullRequest(repo: "acme/tiny", revision: "main"))
@@ -620,7 +630,7 @@ struct RepositoryClaimTests {
                 // Released: the waiting pull runs (the commit is already there, so it only resolves it).
                 let snapshot = try await harness.pull("acme/tiny", revision: "main")
                 #expect(!snapshot.isEmpty && hub.requests.count > before)
-                #expect(try harness.store.localVersions().count == 1)
+                #expect(try await harness.store.localVersions().count == 1)
             }
         }
     }

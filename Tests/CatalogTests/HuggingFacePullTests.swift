@@ -35,13 +35,13 @@ struct HuggingFacePullTests {
                 #expect(blobs == ["config.json", "tokenizer.json", "sub/extra.txt", "model.safetensors"].map { files[$0]!.etag }.sorted())
                 #expect(harness.temporaryFiles().isEmpty, "no partial file is left behind")
 
-                let versions = try harness.store.versions(source: "huggingface", repo: "acme/tiny")
+                let versions = try await harness.store.versions(source: "huggingface", repo: "acme/tiny")
                 #expect(versions.count == 1)
                 let version = try #require(versions.first?.version)
                 #expect(version.state == .ready)
                 #expect(version.commit == commit.sha)
                 #expect(version.requestedRevision == "main")
-                let records = try harness.store.files(versionID: version.id!)
+                let records = try await harness.store.files(versionID: version.id!)
                 #expect(records.map(\.path) == ["config.json", "model.safetensors", "sub/extra.txt", "tokenizer.json"])
                 #expect(records.first { $0.path == "model.safetensors" }?.hashKind == "sha256")
                 #expect(records.first { $0.path == "config.json" }?.hashKind == "git-sha1")
@@ -148,7 +148,7 @@ struct HuggingFacePullTests {
                 #expect(revision.code == .revisionNotFound)
                 #expect(revision.message == "revision v9 not found in acme/tiny on \(hub.endpoint)")
                 for error in [gated, missing, revision] { #expect(!error.message.contains("\n")) }
-                #expect(try harness.store.localVersions().isEmpty, "nothing is recorded, let alone ready")
+                #expect(try await harness.store.localVersions().isEmpty, "nothing is recorded, let alone ready")
             }
             #expect(logs.all.contains { $0.contains("pull failed") && $0.contains("code=gated") })
             #expect(!logs.all.contains { $0.contains("hf_wrong_secret_token") }, "the token never reaches the logs")
@@ -166,7 +166,7 @@ struct HuggingFacePullTests {
                 let error = try #require(await harness.pullError("evil/repo"))
                 #expect(error.code == .unsafePath, "\(error)")
                 #expect(!hub.requests.contains { $0.method == "HEAD" }, "refused before any file request")
-                #expect(try harness.store.localVersions().isEmpty)
+                #expect(try await harness.store.localVersions().isEmpty)
                 #expect(!FileManager.default.fileExists(atPath: harness.data.root.appending(path: "huggingface/x").path))
             }
         }
@@ -179,7 +179,7 @@ struct HuggingFacePullTests {
             try await withPullService(hub: hub, configure: { $0.concurrency = 1 }) { harness in
                 let error = try #require(await harness.pullError("evil/link"))
                 #expect(error.code == .unsafePath, "\(error)")
-                let versions = try harness.store.localVersions()
+                let versions = try await harness.store.localVersions()
                 #expect(versions.allSatisfy { $0.version.state != .ready })
             }
         }
@@ -202,7 +202,7 @@ struct HuggingFacePullTests {
                 #expect(newer.hasSuffix(second.sha))
                 let refs = try Data(contentsOf: harness.repoDirectory("acme/tiny").appending(path: "refs/main"))
                 #expect(refs == Data(second.sha.utf8))
-                let versions = try harness.store.versions(source: "huggingface", repo: "acme/tiny")
+                let versions = try await harness.store.versions(source: "huggingface", repo: "acme/tiny")
                 #expect(Set(versions.map(\.version.commit)) == [first.sha, second.sha])
                 #expect(versions.allSatisfy { $0.version.state == .ready })
                 #expect(FileManager.default.fileExists(atPath: path + "/config.json"), "the old snapshot stays")

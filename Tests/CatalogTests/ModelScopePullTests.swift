@@ -31,10 +31,10 @@ struct ModelScopePullTests {
                 #expect(readLink(URL(filePath: path).appending(path: "deep/dir/a.txt")) == "../../../.blobs/\(files["deep/dir/a.txt"]!.sha256)")
                 #expect(try Data(contentsOf: URL(filePath: path).appending(path: "model.safetensors")) == files["model.safetensors"]!.data)
                 #expect(!FileManager.default.fileExists(atPath: path + "/.gitattributes"))
-                let version = try #require(try harness.store.versions(source: "modelscope", repo: "qwen/tiny").first)
+                let version = try #require(try await harness.store.versions(source: "modelscope", repo: "qwen/tiny").first)
                 #expect(version.version.state == .ready)
                 #expect(version.version.requestedRevision == "master")
-                let records = try harness.store.files(versionID: version.version.id!)
+                let records = try await harness.store.files(versionID: version.version.id!)
                 #expect(records.count == 4)
                 #expect(records.allSatisfy { $0.hashKind == "sha256" && $0.sourceCommit == commit.sha })
                 let hubRequests = hub.requests.filter { $0.origin == .hub }
@@ -92,7 +92,7 @@ struct ModelScopePullTests {
                 let secondPath = try await harness.pull("qwen/tiny", source: .modelscope)
                 #expect(firstPath != secondPath)
                 #expect(hub.servedBytes("model.safetensors") == 2 << 20, "the shared weights came once")
-                let versions = try harness.store.versions(source: "modelscope", repo: "qwen/tiny")
+                let versions = try await harness.store.versions(source: "modelscope", repo: "qwen/tiny")
                 #expect(versions.count == 2)
 
                 let firstVersion = URL(filePath: firstPath).lastPathComponent
@@ -105,11 +105,11 @@ struct ModelScopePullTests {
                 let report = try await harness.service.verify(source: .modelscope, repo: "qwen/tiny", commit: firstVersion)
                 #expect(report.damage.map(\.path) == ["model.safetensors"])
 
-                try harness.service.remove(source: .modelscope, repo: "qwen/tiny", commit: firstVersion)
+                try await harness.service.remove(source: .modelscope, repo: "qwen/tiny", commit: firstVersion)
                 #expect(!FileManager.default.fileExists(atPath: firstPath))
                 #expect(FileManager.default.fileExists(atPath: weightsBlob.path), "still used by the second version")
                 #expect(try FileManager.default.contentsOfDirectory(atPath: blobs.path).count == 4)
-                let remaining = try harness.store.versions(source: "modelscope", repo: "qwen/tiny")
+                let remaining = try await harness.store.versions(source: "modelscope", repo: "qwen/tiny")
                 #expect(remaining.map(\.version.commit) == [URL(filePath: secondPath).lastPathComponent])
             }
         }

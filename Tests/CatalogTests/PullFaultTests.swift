@@ -37,7 +37,7 @@ struct PullFaultTests {
                 let error = try #require(await harness.pullError("acme/tiny"))
                 #expect(error.code == .network)
                 #expect(harness.temporaryFiles().contains { $0.hasSuffix("\(commit.files[3].sha256).part") })
-                let version = try #require(try harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
+                let version = try #require(try await harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
                 #expect(version.version.state == .failed)
                 let snapshot = harness.repoDirectory("acme/tiny").appending(path: "snapshots/\(commit.sha)/model.safetensors")
                 #expect(!FileManager.default.fileExists(atPath: snapshot.path), "no partial file is visible in the snapshot")
@@ -51,7 +51,7 @@ struct PullFaultTests {
                 let served = hub.servedBytes("model.safetensors")
                 #expect(served >= 3 << 20 && served <= (3 << 20) + 500_000, "\(served)")
                 #expect(hub.requests.last { $0.origin == .cdn }?.range == "bytes=2000000-")
-                #expect(try harness.store.versions(source: "huggingface", repo: "acme/tiny").first?.version.state == .ready)
+                #expect(try await harness.store.versions(source: "huggingface", repo: "acme/tiny").first?.version.state == .ready)
             }
         }
     }
@@ -91,7 +91,7 @@ struct PullFaultTests {
                 let error = try #require(await harness.pullError("acme/tiny"))
                 #expect(error.code == .rateLimited)
                 #expect(error.message.contains("rate limited"))
-                #expect(try harness.store.localVersions().allSatisfy { $0.version.state == .failed })
+                #expect(try await harness.store.localVersions().allSatisfy { $0.version.state == .failed })
             }
         }
     }
@@ -125,7 +125,7 @@ struct PullFaultTests {
                 let repoDir = harness.repoDirectory("acme/tiny")
                 #expect(!FileManager.default.fileExists(atPath: repoDir.appending(path: "blobs/\(commit.files[3].sha256)").path))
                 #expect(readLink(repoDir.appending(path: "snapshots/\(commit.sha)/model.safetensors")) == nil)
-                #expect(try harness.store.localVersions().allSatisfy { $0.version.state == .failed })
+                #expect(try await harness.store.localVersions().allSatisfy { $0.version.state == .failed })
                 #expect(hub.servedBytes("model.safetensors") == 3 * (3 << 20), "three downloads (checksumAttempts)")
             }
         }
@@ -205,7 +205,7 @@ struct PullFaultTests {
                 let error = await #expect(throws: PullError.self) { try await job.result() }
                 #expect(error?.code == .cancelled)
                 #expect(job.current.state == .cancelled)
-                let versions = try harness.store.localVersions()
+                let versions = try await harness.store.localVersions()
                 #expect(versions.allSatisfy { $0.version.state != .ready })
             }
         }

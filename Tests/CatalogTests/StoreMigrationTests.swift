@@ -18,29 +18,29 @@ struct StoreMigrationTests {
     }
 
     @Test("a version written and read back keeps its dates")
-    func versionDates() throws {
+    func versionDates() async throws {
         let directory = try TemporaryDirectory()
         let store = try Store(path: directory.path("modeld.sqlite"))
         let created = Date(timeIntervalSince1970: 1_795_000_000.5)
-        let model = try store.write { db in try ModelRecord(source: "huggingface", repo: "a/b", createdAt: created).insertAndFetch(db) }
-        let stored = try store.read { db in try String.fetchOne(db, sql: "SELECT created_at FROM models") }
+        let model = try await store.write { db in try ModelRecord(source: "huggingface", repo: "a/b", createdAt: created).insertAndFetch(db) }
+        let stored = try await store.read { db in try String.fetchOne(db, sql: "SELECT created_at FROM models") }
         #expect(stored == "2026-11-18 11:06:40.500")
-        #expect(try store.read { db in try ModelRecord.fetchOne(db, key: model.id) }?.createdAt == created)
+        #expect(try await store.read { db in try ModelRecord.fetchOne(db, key: model.id) }?.createdAt == created)
     }
 
     @Test("a fresh store is created in WAL mode with every migration and foreign keys on")
-    func freshStore() throws {
+    func freshStore() async throws {
         let directory = try TemporaryDirectory()
         let store = try Store(path: directory.path("modeld.sqlite"))
-        #expect(try store.journalMode() == "wal")
-        #expect(try store.appliedMigrations() == StoreMigrations.migrator.migrations)
-        let tables = try store.read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
+        #expect(try await store.journalMode() == "wal")
+        #expect(try await store.appliedMigrations() == StoreMigrations.migrator.migrations)
+        let tables = try await store.read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table'") }
         for table in ["models", "versions", "files", "runs", "api_keys"] {
             #expect(tables.contains(table), "missing table \(table)")
         }
         // Foreign keys are enforced: a version for a model that does not exist is refused.
-        #expect(throws: DatabaseError.self) {
-            try store.write { db in
+        await #expect(throws: DatabaseError.self) {
+            try await store.write { db in
                 var version = VersionRecord(modelID: 999, requestedRevision: "main", commit: String(repeating: "a", count: 40), state: .pending)
                 try version.insert(db)
             }
@@ -48,14 +48,14 @@ struct StoreMigrationTests {
     }
 
     @Test("an older store migrates forward and keeps its rows")
-    func forwardMigration() throws {
+    func forwardMigration() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.path("modeld.sqlite")
         do {
             let old = try Store(path: path, migrateUpTo: "v1-models")
-            #expect(try old.appliedMigrations() == ["v1-models"])
-            let model = try old.model(source: "huggingface", repo: "acme/tiny")
-            try old.write { db in
+            #expect(try await old.appliedMigrations() == ["v1-models"])
+            let model = try await old.model(source: "huggingface", repo: "acme/tiny")
+            try await old.write { db in
                 var version = VersionRecord(
                     modelID: model.id!, requestedRevision: "main", commit: String(repeating: "b", count: 40), state: .ready)
                 try version.insert(db)
@@ -63,13 +63,13 @@ struct StoreMigrationTests {
             try old.close()
         }
         let store = try Store(path: path)
-        #expect(try store.appliedMigrations() == StoreMigrations.migrator.migrations)
-        let versions = try store.localVersions()
+        #expect(try await store.appliedMigrations() == StoreMigrations.migrator.migrations)
+        let versions = try await store.localVersions()
         #expect(versions.count == 1)
         #expect(versions.first?.model.repo == "acme/tiny")
         #expect(versions.first?.version.state == .ready)
         // The table added by a later migration is usable.
-        try store.write { db in
+        try await store.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO runs (id, name, model, engine, state, desired_state, created_at, updated_at)
@@ -79,12 +79,12 @@ struct StoreMigrationTests {
     }
 
     @Test("a store written by a newer modeld is refused with a clear message, untouched")
-    func newerSchemaRefused() throws {
+    func newerSchemaRefused() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.path("modeld.sqlite")
         do {
             let store = try Store(path: path)
-            try store.write { db in
+            try await store.write { db in
                 try db.execute(sql: "INSERT INTO grdb_migrations (identifier) VALUES ('v9-from-the-future')")
             }
             try store.close()
@@ -95,7 +95,7 @@ struct StoreMigrationTests {
         #expect(error.description.contains("v9-from-the-future"))
         // Refusing must not have changed the file: the future migration is still recorded.
         let queue = try DatabaseQueue(path: path)
-        let identifiers = try queue.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
+        let identifiers = try await queue.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
         #expect(identifiers.contains("v9-from-the-future"))
     }
 

@@ -19,7 +19,7 @@ struct VersionTests {
                 #expect(last.event == .done)
                 #expect(last.alreadyPresent == true)
                 #expect(!hub.requests.contains { $0.method == "HEAD" || $0.path.contains("/resolve/") || $0.origin == .cdn })
-                #expect(try harness.store.localVersions().count == 1)
+                #expect(try await harness.store.localVersions().count == 1)
             }
         }
     }
@@ -45,7 +45,7 @@ struct VersionTests {
                 #expect(blobs.count == 5, "4 files each, 3 shared")
 
                 // Remove the first version: its own config blob goes, shared blobs and the second snapshot stay.
-                try harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: first.sha)
+                try await harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: first.sha)
                 let after = Set(try FileManager.default.contentsOfDirectory(atPath: repoDir.appending(path: "blobs").path))
                 #expect(after == Set(second.files.filter { $0.path != "pytorch_model.bin" }.map(\.etag)))
                 #expect(!FileManager.default.fileExists(atPath: repoDir.appending(path: "snapshots/\(first.sha)").path))
@@ -53,11 +53,11 @@ struct VersionTests {
                 #expect(try Data(contentsOf: repoDir.appending(path: "refs/main")) == Data(second.sha.utf8))
                 let secondSnapshot = repoDir.appending(path: "snapshots/\(second.sha)")
                 #expect(try Data(contentsOf: secondSnapshot.appending(path: "model.safetensors")) == weights)
-                #expect(try harness.store.versions(source: "huggingface", repo: "acme/tiny").map(\.version.commit) == [second.sha])
+                #expect(try await harness.store.versions(source: "huggingface", repo: "acme/tiny").map(\.version.commit) == [second.sha])
 
-                try harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: second.sha)
+                try await harness.service.remove(source: .huggingface, repo: "acme/tiny", commit: second.sha)
                 #expect(!FileManager.default.fileExists(atPath: repoDir.path), "the last version takes the repository directory with it")
-                #expect(try harness.store.localVersions().isEmpty)
+                #expect(try await harness.store.localVersions().isEmpty)
             }
         }
     }
@@ -79,7 +79,7 @@ struct VersionTests {
                 try bytes.write(to: blob)
                 let damaged = try await harness.service.verify(source: .huggingface, repo: "acme/tiny", commit: "main")
                 #expect(damaged.damage.map(\.path) == ["model.safetensors"])
-                let version = try #require(try harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
+                let version = try #require(try await harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
                 #expect(version.version.state == .damaged)
                 #expect(version.version.error?.contains("model.safetensors") == true)
 
@@ -87,7 +87,7 @@ struct VersionTests {
                 try await harness.pull("acme/tiny")
                 let repaired = try await harness.service.verify(source: .huggingface, repo: "acme/tiny", commit: commit.sha)
                 #expect(repaired.isIntact)
-                #expect(try harness.store.versions(source: "huggingface", repo: "acme/tiny").first?.version.state == .ready)
+                #expect(try await harness.store.versions(source: "huggingface", repo: "acme/tiny").first?.version.state == .ready)
             }
         }
     }

@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import HTTPTypes
 import Launchers
 import Logging
 import Testing
@@ -14,7 +15,8 @@ struct LoadedRunsTests {
         let daemon = try await TestDaemon(environment: ["MODELD_VLLM_COMMAND": productsDirectory.appending(path: "fake-engine").path])
         let model = daemon.root.appending(path: "model")
         try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
-        let runs = LoadedRuns(supervisor: daemon.context.supervisor, activity: OutstandingRequests(), maxLoaded: maxLoaded, logger: Logger(label: "test"))
+        let runs = LoadedRuns(
+            supervisor: daemon.context.supervisor, activity: OutstandingRequests(), admission: Serializer(), maxLoaded: maxLoaded, logger: Logger(label: "test"))
         return (daemon, runs, model.path)
     }
 
@@ -97,6 +99,44 @@ struct LoadedRunsTests {
         runs.activity.end(newer.runID)
         try await runs.makeRoom(for: "fifth", strict: true)
         #expect(!(await supervisor.list().map(\.runID)).contains(newer.runID))
+        await supervisor.shutdown()
+    }
+
+    @Test("concurrent on-demand starts of different models never load more runs than max_loaded_runs, also while one evicts an idle run; the others get 503")
+    func concurrentOnDemandStarts() async throws {
+        let limit = 1
+        let (daemon, runs, model) = try await Self.daemon(maxLoaded: limit)
+        let supervisor = daemon.context.supervisor
+        // The limit is reached by an idle on-demand run: the first start to be admitted unloads it, which takes a while.
+        let idle = try await Self.start(runs, model: model, name: "idle", keepAlive: 300, onDemand: true)
+        let outcomes = await withTaskGroup(of: (loadedAfter: Int, error: (any Error)?).self) { group in
+            for index in 0..<6 {
+                group.addTask {
+                    let name = "demand-\(index)"
+                    let request = RunRequest(
+                        name: name, model: name, spec: LaunchSpec(engine: .vllm, modelPath: model, servedName: name), keepAlive: 300,
+                        onDemand: true)
+                    do {
+                        // What the gateway does for a request naming a model that is not loaded.
+                        _ = try await runs.load(name, strict: true) { try await supervisor.start(request) }
+                    } catch {
+                        return (0, error)
+                    }
+                    // Right after this start: the runs loaded, as the supervisor lists them.
+                    return (await supervisor.list().filter { $0.state == .starting || $0.state == .ready }.count, nil)
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let started = outcomes.filter { $0.error == nil }
+        #expect(!started.isEmpty)
+        for outcome in started { #expect(outcome.loadedAfter <= limit, "\(outcome.loadedAfter) runs loaded, max_loaded_runs \(limit)") }
+        for case let error? in outcomes.map(\.error) {
+            #expect((error as? OnDemandError)?.status == .serviceUnavailable, "\(error)")
+        }
+        let loaded = await supervisor.list().filter { $0.state == .starting || $0.state == .ready }
+        #expect(loaded.count <= limit, "\(loaded.map(\.name))")
+        #expect(!loaded.contains { $0.runID == idle.runID })
         await supervisor.shutdown()
     }
 }

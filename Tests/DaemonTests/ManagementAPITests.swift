@@ -26,9 +26,9 @@ struct ManagementAPITests {
     func models() async throws {
         let daemon = try await TestDaemon()
         // One ready local version of a catalog model.
-        let model = try daemon.context.store.model(source: "huggingface", repo: "Qwen/Qwen2.5-0.5B-Instruct")
+        let model = try await daemon.context.store.model(source: "huggingface", repo: "Qwen/Qwen2.5-0.5B-Instruct")
         let commit = String(repeating: "c", count: 40)
-        try daemon.context.store.write { db in
+        try await daemon.context.store.write { db in
             var version = VersionRecord(
                 modelID: model.id!, requestedRevision: "main", commit: commit, state: .ready, path: "/x", totalBytes: 1234)
             try version.insert(db)

@@ -42,16 +42,16 @@ struct OpenAPITests {
         .enabled(if: pythonCanCheckOpenAPI()))
     func responsesMatchSchemas() async throws {
         let daemon = try await TestDaemon()
-        let model = try daemon.context.store.model(source: "huggingface", repo: "Qwen/Qwen2.5-0.5B-Instruct")
-        try daemon.context.store.write { db in
+        let model = try await daemon.context.store.model(source: "huggingface", repo: "Qwen/Qwen2.5-0.5B-Instruct")
+        try await daemon.context.store.write { db in
             var version = VersionRecord(
                 modelID: model.id!, requestedRevision: "main", commit: String(repeating: "a", count: 40), state: .ready,
                 path: "/data/x", totalBytes: 42, readyAt: Date())
             try version.insert(db)
         }
         // A pulled model whose snapshot is the tiny Qwen2 fixture, for a live count-tokens answer.
-        let tiny = try daemon.context.store.model(source: "huggingface", repo: "acme/qwen2-tiny")
-        try daemon.context.store.write { db in
+        let tiny = try await daemon.context.store.model(source: "huggingface", repo: "acme/qwen2-tiny")
+        try await daemon.context.store.write { db in
             var version = VersionRecord(
                 modelID: tiny.id!, requestedRevision: "main", commit: String(repeating: "b", count: 40), state: .ready,
                 path: TinyQwen2.directory.path, totalBytes: 42, readyAt: Date())

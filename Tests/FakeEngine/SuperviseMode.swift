@@ -18,7 +18,7 @@ enum SuperviseMode {
             portRange: low...(low + 19),
             readinessInterval: .milliseconds(100),
             baseEnvironment: environment)
-        let supervisor = try Supervisor(store: store, dataDirectory: dataDirectory, configuration: configuration)
+        let supervisor = try await Supervisor(store: store, dataDirectory: dataDirectory, configuration: configuration)
         await supervisor.reconcile()
         let model = dataDirectory.root.appending(path: "model").path
         try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)

@@ -18,7 +18,7 @@ struct SupervisorTests {
         // An ignored signal in the daemon must not stay ignored in the engine.
         signal(SIGUSR2, SIG_IGN)
         let record = sandbox.path("record.json")
-        let supervisor = try sandbox.supervisor(sandbox.configuration(environment: [
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(environment: [
             "NOTIFY_SOCKET": "@modeld-test", "LISTEN_FDS": "1", "LISTEN_PID": "\(getpid())", "LISTEN_FDNAMES": "http",
             "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "\(getpid())",
         ]))
@@ -60,7 +60,7 @@ struct SupervisorTests {
         #expect(stopped.pid == nil)
         #expect(kill(pid, 0) == -1 && errno == ESRCH)
         #expect(kill(-pid, 0) == -1 && errno == ESRCH)
-        let stored = try #require(try sandbox.store.run(id: started.runID))
+        let stored = try #require(try await sandbox.store.run(id: started.runID))
         #expect(stored.state == .stopped && stored.desiredState == .stopped)
         let log = try await logText(supervisor, "tiny")
         #expect(log.contains("fake-engine: vllm serving tiny"))
@@ -71,7 +71,7 @@ struct SupervisorTests {
     func otherEngines(_ engine: EngineKind) async throws {
         let sandbox = try Sandbox()
         let record = sandbox.path("record.json")
-        let supervisor = try sandbox.supervisor()
+        let supervisor = try await sandbox.supervisor()
         let spec = LaunchSpec(engine: engine, modelPath: sandbox.modelDirectory, servedName: "tiny", options: RunOptions(environment: ["FAKE_ENGINE_RECORD": record]))
         let started = try await supervisor.start(RunRequest(model: "acme/tiny", spec: spec))
         #expect(started.name == "tiny-\(engine.rawValue)")
@@ -93,7 +93,7 @@ struct SupervisorTests {
     func restartAfterKill() async throws {
         let sandbox = try Sandbox()
         let restart = RestartPolicy(backoffBase: .milliseconds(500), backoffCap: .seconds(10), burstLimit: 5, burstWindow: .seconds(600))
-        let supervisor = try sandbox.supervisor(sandbox.configuration(restart: restart))
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(restart: restart))
         _ = try await supervisor.start(sandbox.vllmRequest())
         let first = try await supervisor.waitUntilSettled("tiny", timeout: .seconds(30))
         let firstPid = try #require(first.pid)
@@ -124,7 +124,7 @@ struct SupervisorTests {
         let sandbox = try Sandbox()
         let starts = sandbox.path("starts")
         let restart = RestartPolicy(backoffBase: .milliseconds(100), backoffCap: .milliseconds(400), burstLimit: 2, burstWindow: .seconds(600))
-        let supervisor = try sandbox.supervisor(sandbox.configuration(restart: restart))
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(restart: restart))
         _ = try await supervisor.start(sandbox.vllmRequest(environment: ["FAKE_ENGINE_CRASH_AFTER": "0.3", "FAKE_ENGINE_STARTS": starts]))
         #expect(await eventually { (try? await supervisor.get("tiny"))?.state == .failed })
         let info = try await supervisor.get("tiny")
@@ -135,7 +135,9 @@ struct SupervisorTests {
         #expect(reason.contains("fake-engine: crashing on purpose"))
         let startCount = try String(contentsOfFile: starts, encoding: .utf8).split(separator: "\n").count
         #expect(startCount == 3)
-        let stored = try #require(try sandbox.store.run(id: info.runID))
+        // The monitor records the failure without waiting for the store: its write is in flight or done.
+        await sandbox.store.writesFinished()
+        let stored = try #require(try await sandbox.store.run(id: info.runID))
         #expect(stored.state == .failed)
         #expect(stored.reason == reason)
         #expect(stored.exitStatus == 3)
@@ -145,7 +147,7 @@ struct SupervisorTests {
     func startTimeout() async throws {
         let sandbox = try Sandbox()
         let restart = RestartPolicy(backoffBase: .milliseconds(100), backoffCap: .milliseconds(100), burstLimit: 0, burstWindow: .seconds(600))
-        let supervisor = try sandbox.supervisor(sandbox.configuration(restart: restart, startTimeout: .milliseconds(1500), grace: .seconds(1)))
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(restart: restart, startTimeout: .milliseconds(1500), grace: .seconds(1)))
         _ = try await supervisor.start(sandbox.vllmRequest(environment: ["FAKE_ENGINE_HANG_HEALTH": "1"]))
         #expect(await eventually { (try? await supervisor.get("tiny"))?.state == .failed })
         let reason = try #require(try await supervisor.get("tiny").reason)
@@ -155,7 +157,7 @@ struct SupervisorTests {
     @Test("an engine whose health check hangs once ready is restarted")
     func livenessFailure() async throws {
         let sandbox = try Sandbox()
-        let supervisor = try sandbox.supervisor(sandbox.configuration(grace: .seconds(1), liveness: .milliseconds(200)))
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(grace: .seconds(1), liveness: .milliseconds(200)))
         _ = try await supervisor.start(sandbox.vllmRequest(environment: ["FAKE_ENGINE_HANG_HEALTH": "after:3"]))
         let first = try await supervisor.waitUntilSettled("tiny", timeout: .seconds(30))
         #expect(first.state == .ready)
@@ -169,7 +171,7 @@ struct SupervisorTests {
     func stopStubbornEngine() async throws {
         let sandbox = try Sandbox()
         let grandchildFile = sandbox.path("grandchild.pid")
-        let supervisor = try sandbox.supervisor(sandbox.configuration(grace: .seconds(1)))
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(grace: .seconds(1)))
         _ = try await supervisor.start(sandbox.vllmRequest(environment: [
             "FAKE_ENGINE_IGNORE_SIGTERM": "1", "FAKE_ENGINE_GRANDCHILD_PIDFILE": grandchildFile,
         ]))
@@ -215,8 +217,8 @@ struct SupervisorTests {
         #expect(await eventually(timeout: .seconds(10)) { !isRunning(engine) })
 
         // The engine's own helper is not covered by PDEATHSIG: the next daemon's reconciliation removes it.
-        let supervisor = try sandbox.supervisor()
-        let records = try sandbox.store.runs()
+        let supervisor = try await sandbox.supervisor()
+        let records = try await sandbox.store.runs()
         #expect(records.first?.pid == engine)
         await supervisor.reconcile()
         #expect(!isRunning(grandchild))
@@ -249,15 +251,15 @@ struct SupervisorTests {
             #expect(await eventually { await probe.check() })
         }
         let spec = String(decoding: try JSONEncoder().encode(LaunchSpec(engine: .vllm, modelPath: sandbox.modelDirectory, servedName: "tiny")), as: UTF8.self)
-        try sandbox.store.saveRun(RunRecord(
+        try await sandbox.store.saveRun(RunRecord(
             id: "rsurvivor", name: "survivor", model: "acme/tiny", engine: "vllm", options: spec, pid: survivor.pid,
             processStartTime: survivor.startTime, port: port, state: .ready, desiredState: .stopped))
         // Same pid, other start time: a different process now holds the pid.
-        try sandbox.store.saveRun(RunRecord(
+        try await sandbox.store.saveRun(RunRecord(
             id: "rstranger", name: "stranger", model: "acme/tiny", engine: "vllm", options: spec, pid: stranger.pid,
             processStartTime: (stranger.startTime ?? 0) - 1, port: port, state: .ready, desiredState: .stopped))
 
-        let supervisor = try sandbox.supervisor()
+        let supervisor = try await sandbox.supervisor()
         await supervisor.reconcile()
         // The fake exits 0 from its SIGTERM handler: it was asked to stop, not killed.
         let survivorStatus = await survivor.waitForExit(timeout: .seconds(10))
@@ -267,13 +269,13 @@ struct SupervisorTests {
         let survivorRun = try await supervisor.get("survivor")
         #expect(survivorRun.state == .stopped && survivorRun.pid == nil)
         #expect(try await supervisor.get("stranger").state == .stopped)
-        #expect(try sandbox.store.run(id: "rsurvivor")?.pid == nil)
+        #expect(try await sandbox.store.run(id: "rsurvivor")?.pid == nil)
     }
 
     @Test("runs persist: after shutdown a new supervisor starts desired=running runs again, and not stopped ones")
     func desiredStatePersists() async throws {
         let sandbox = try Sandbox()
-        let first = try sandbox.supervisor()
+        let first = try await sandbox.supervisor()
         let kept = try await first.start(sandbox.vllmRequest(name: "kept"))
         let parked = try await first.start(sandbox.vllmRequest(name: "parked"))
         #expect(try await first.waitUntilSettled("kept", timeout: .seconds(30)).state == .ready)
@@ -282,10 +284,10 @@ struct SupervisorTests {
         let oldPid = try #require(try await first.get("kept").pid)
         await first.shutdown()
         #expect(!isRunning(oldPid))
-        let afterShutdown = try #require(try sandbox.store.run(id: kept.runID))
+        let afterShutdown = try #require(try await sandbox.store.run(id: kept.runID))
         #expect(afterShutdown.state == .stopped && afterShutdown.desiredState == .running)
 
-        let second = try sandbox.supervisor()
+        let second = try await sandbox.supervisor()
         #expect(await second.list().map(\.name) == ["kept", "parked"])
         await second.reconcile()
         let again = try await second.waitUntilSettled("kept", timeout: .seconds(30))
@@ -308,7 +310,7 @@ struct SupervisorTests {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         try #require(bound == 0 && listen(listener, 1) == 0)
-        let supervisor = try sandbox.supervisor()
+        let supervisor = try await sandbox.supervisor()
         let first = try await supervisor.start(sandbox.vllmRequest(name: "a"))
         let second = try await supervisor.start(sandbox.vllmRequest(name: "b"))
         #expect(first.port == sandbox.ports.lowerBound + 1)
@@ -320,7 +322,7 @@ struct SupervisorTests {
     @Test("logs rotate at the size limit; tail reads across files; follow streams new lines")
     func logs() async throws {
         let sandbox = try Sandbox()
-        let supervisor = try sandbox.supervisor(sandbox.configuration(logMaxBytes: 4096))
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(logMaxBytes: 4096))
         let info = try await supervisor.start(sandbox.vllmRequest(environment: ["FAKE_ENGINE_LOG_BYTES": "30000"]))
         #expect(try await supervisor.waitUntilSettled("tiny", timeout: .seconds(30)).state == .ready)
         let file = try await supervisor.logFile("tiny")
@@ -363,7 +365,7 @@ struct SupervisorTests {
         let sandbox = try Sandbox()
         var configuration = sandbox.configuration()
         configuration.engines[.vllm] = EngineSettings(command: ["vllm"], startTimeout: .seconds(5), stopGrace: .seconds(1))
-        let supervisor = try sandbox.supervisor(configuration)
+        let supervisor = try await sandbox.supervisor(configuration)
         let noFiles = try await #require(throws: LaunchError.self) {
             try await supervisor.start(RunRequest(model: "acme/gone", spec: LaunchSpec(engine: .builtin, modelPath: sandbox.path("gone"), servedName: "gone")))
         }
@@ -375,7 +377,7 @@ struct SupervisorTests {
         let bogus = sandbox.path("not-a-program")
         FileManager.default.createFile(atPath: bogus, contents: Data([0x00, 0x01, 0x02, 0x03]), attributes: [.posixPermissions: 0o755])
         configuration.engines[.vllm] = EngineSettings(command: [bogus], startTimeout: .seconds(5), stopGrace: .seconds(1))
-        let second = try sandbox.supervisor(configuration)
+        let second = try await sandbox.supervisor(configuration)
         let execFailure = try await #require(throws: LaunchError.self) { try await second.start(sandbox.vllmRequest(name: "bogus")) }
         #expect(execFailure.code == .spawnFailed)
         #expect(execFailure.description.contains("execve failed (Exec format error)"))
@@ -386,7 +388,7 @@ struct SupervisorTests {
     func ollama() async throws {
         let sandbox = try Sandbox()
         let record = sandbox.path("ollama.json")
-        let supervisor = try sandbox.supervisor(sandbox.configuration(environment: ["FAKE_ENGINE_RECORD": record, "NOTIFY_SOCKET": "/run/x"]))
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(environment: ["FAKE_ENGINE_RECORD": record, "NOTIFY_SOCKET": "/run/x"]))
         let pulled = try await supervisor.start(RunRequest(
             name: "qwen", model: "qwen2.5:0.5b",
             spec: LaunchSpec(engine: .ollama, servedName: "qwen2.5:0.5b", ollama: .pull(name: "qwen2.5:0.5b"))))
@@ -429,7 +431,7 @@ struct SupervisorTests {
     @Test("Ollama: when the shared server dies it is restarted and its runs' models are entered again")
     func ollamaRestart() async throws {
         let sandbox = try Sandbox()
-        let supervisor = try sandbox.supervisor()
+        let supervisor = try await sandbox.supervisor()
         _ = try await supervisor.start(RunRequest(
             name: "qwen", model: "qwen2.5:0.5b",
             spec: LaunchSpec(engine: .ollama, servedName: "qwen2.5:0.5b", ollama: .pull(name: "qwen2.5:0.5b"))))
@@ -453,7 +455,7 @@ struct SupervisorTests {
     @Test("as a Service: reconciles on start, stops every engine on graceful shutdown")
     func service() async throws {
         let sandbox = try Sandbox()
-        let supervisor = try sandbox.supervisor()
+        let supervisor = try await sandbox.supervisor()
         let info = try await supervisor.start(sandbox.vllmRequest())
         let ready = try await supervisor.waitUntilSettled(info.runID, timeout: .seconds(30))
         let pid = try #require(ready.pid)
@@ -476,7 +478,7 @@ struct SupervisorTests {
     @Test("SGLang missing from python3 fails at once, saying how to install it")
     func pythonModuleMissing() async throws {
         let sandbox = try Sandbox()
-        let supervisor = try sandbox.supervisor()
+        let supervisor = try await sandbox.supervisor()
         let spec = LaunchSpec(engine: .sglang, modelPath: sandbox.modelDirectory, servedName: "tiny", options: RunOptions(environment: ["FAKE_ENGINE_NO_MODULE": "sglang"]))
         _ = try await supervisor.start(RunRequest(name: "sg", model: "acme/tiny", spec: spec))
         #expect(await eventually { (try? await supervisor.get("sg"))?.state == .failed })

@@ -68,8 +68,8 @@ final class Sandbox: Sendable {
             logFilesKept: 3, reasonLogLines: 20, baseEnvironment: base)
     }
 
-    func supervisor(_ configuration: SupervisorConfiguration? = nil) throws -> Supervisor {
-        try Supervisor(store: store, dataDirectory: dataDirectory, configuration: configuration ?? self.configuration())
+    func supervisor(_ configuration: SupervisorConfiguration? = nil) async throws -> Supervisor {
+        try await Supervisor(store: store, dataDirectory: dataDirectory, configuration: configuration ?? self.configuration())
     }
 
     func vllmRequest(name: String = "tiny", environment: [String: String] = [:], options: RunOptions = RunOptions()) -> RunRequest {

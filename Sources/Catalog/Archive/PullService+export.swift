@@ -18,13 +18,13 @@ extension PullService {
     /// - Parameter commit: a full commit, a unique prefix, or the revision it was pulled as; nil means the newest
     ///   ready version.
     /// - Throws: ``ArchiveError`` (`notFound`, `notReady`).
-    package func exportPlan(source: ModelSource, repo: String, commit: String?) throws -> ExportPlan {
+    package func exportPlan(source: ModelSource, repo: String, commit: String?) async throws -> ExportPlan {
         let found: LocalVersion
         do {
             if let commit, !commit.isEmpty {
-                found = try findVersion(source: source, repo: repo, commit: commit)
+                found = try await findVersion(source: source, repo: repo, commit: commit)
             } else {
-                let versions = try store.versions(source: source.rawValue, repo: repo)
+                let versions = try await store.versions(source: source.rawValue, repo: repo)
                 guard let newest = versions.first(where: { $0.version.state == .ready }) ?? versions.first else {
                     throw ArchiveError(.notFound, "no local version of \(repo) (\(source.rawValue)); `modelctl list` shows what is stored")
                 }
@@ -38,7 +38,7 @@ extension PullService {
                 .notReady,
                 "\(repo)@\(found.version.commit.prefix(12)) is \(found.version.state.rawValue), not ready: pull it again (or `modelctl verify` it) before exporting")
         }
-        let records = try store.files(versionID: found.version.id!)
+        let records = try await store.files(versionID: found.version.id!)
         var files: [ArchiveManifest.File] = []
         for record in records {
             guard let kind = HashKind(rawValue: record.hashKind) else {

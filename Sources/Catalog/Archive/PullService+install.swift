@@ -60,11 +60,9 @@ extension PullService {
         case .huggingface: versionDirectory = huggingFaceCache.snapshot(repo: repo, commit: version.commit)
         case .modelscope: versionDirectory = modelScopeCache.versionDirectory(repo: repo, version: version.commit)
         }
-        let existing = try store.version(source: version.source.rawValue, repo: repo, commit: version.commit)
         let directoryExisted = FileManager.default.fileExists(atPath: versionDirectory.path)
         var createdBlobs: [URL] = []
         var counts = InstallCounts()
-        var recordedID: Int64?
         do {
             var done = Set<String>()
             for file in version.files where done.insert(file.hash).inserted {
@@ -95,26 +93,21 @@ extension PullService {
                 }
             }
             let total = version.files.reduce(0) { $0 + $1.size }
-            let begun = try store.beginVersion(
-                source: version.source.rawValue, repo: repo, revision: version.revision, commit: version.commit,
-                path: versionDirectory.path, totalBytes: total)
-            recordedID = begun.version.id
-            let records = version.files.map { file in
-                FileRecord(
-                    versionID: begun.version.id!, path: file.path.value, size: file.size, hash: file.hash, hashKind: file.kind.rawValue,
-                    verified: true, sourceCommit: file.sourceCommit)
+            // One transaction: the store keeps its earlier record of the version if this one fails.
+            return try store.writeBlocking { db in
+                let begun = try Store.beginVersion(
+                    db, source: version.source.rawValue, repo: repo, revision: version.revision, commit: version.commit,
+                    path: versionDirectory.path, totalBytes: total)
+                let records = version.files.map { file in
+                    FileRecord(
+                        versionID: begun.version.id!, path: file.path.value, size: file.size, hash: file.hash, hashKind: file.kind.rawValue,
+                        verified: true, sourceCommit: file.sourceCommit)
+                }
+                let ready = try Store.completeVersion(db, id: begun.version.id!, files: records)
+                return (LocalVersion(model: begun.model, version: ready), counts)
             }
-            let ready = try store.completeVersion(id: begun.version.id!, files: records)
-            return (LocalVersion(model: begun.model, version: ready), counts)
         } catch {
             for blob in createdBlobs { unlink(blob.path) }
-            if let recordedID {
-                if let existing {
-                    try? store.restoreVersion(existing.version)
-                } else {
-                    _ = try? store.deleteVersion(id: recordedID)
-                }
-            }
             // A snapshot this install created goes, with the refs it wrote and the directories left empty.
             switch version.source {
             case .huggingface:

@@ -27,10 +27,10 @@ extension PullService {
         let writesRef = !HuggingFaceHub.isCommit(request.revision)
 
         // The same commit again: nothing to do when every blob is still there.
-        if let existing = try store.version(source: ModelSource.huggingface.rawValue, repo: repo, commit: commit),
+        if let existing = try await store.version(source: ModelSource.huggingface.rawValue, repo: repo, commit: commit),
             existing.version.state == .ready, let versionID = existing.version.id
         {
-            let files = try store.files(versionID: versionID)
+            let files = try await store.files(versionID: versionID)
             let intact = !files.isEmpty && files.allSatisfy { file in
                 cache.hasBlob(repo: repo, etag: file.hash, size: file.size)
                     && FileManager.default.fileExists(atPath: snapshotPath + "/" + file.path)
@@ -44,10 +44,10 @@ extension PullService {
         }
 
         // A version that verify found damaged: drop the blobs whose content changed, so they are fetched again.
-        if let existing = try store.version(source: ModelSource.huggingface.rawValue, repo: repo, commit: commit),
+        if let existing = try await store.version(source: ModelSource.huggingface.rawValue, repo: repo, commit: commit),
             existing.version.state == .damaged, let versionID = existing.version.id
         {
-            let records = try store.files(versionID: versionID)
+            let records = try await store.files(versionID: versionID)
             try await onCancellableThread(flag) {
                 for record in records {
                     let blob = cache.blob(repo: repo, etag: record.hash).path
@@ -82,7 +82,7 @@ extension PullService {
         }
         try checkFreeSpace(needed: needed, repo: repo)
 
-        let version = try store.beginVersion(
+        let version = try await store.beginVersion(
             source: ModelSource.huggingface.rawValue, repo: repo, revision: request.revision, commit: commit,
             path: snapshotPath, totalBytes: files.reduce(0) { $0 + $1.1.size })
         let versionID = version.version.id!
@@ -121,10 +121,10 @@ extension PullService {
                     versionID: versionID, path: path.value, size: meta.size, hash: meta.etag, hashKind: meta.hashKind.rawValue,
                     verified: true)
             }
-            _ = try store.completeVersion(id: versionID, files: records)
+            _ = try await store.completeVersion(id: versionID, files: records)
         } catch {
             let message = (error as? PullError)?.message ?? "\(error)"
-            try? store.setVersionState(id: versionID, .failed, error: message)
+            try? await store.setVersionState(id: versionID, .failed, error: message)
             throw error
         }
         job.finish(path: snapshotPath, commit: commit, alreadyPresent: false)

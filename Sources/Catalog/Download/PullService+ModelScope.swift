@@ -34,10 +34,10 @@ extension PullService {
         let versionPath = cache.versionDirectory(repo: repo, version: version).path
         job.setPlan(files.map { ($0.path.value, $0.entry.size) })
 
-        if let existing = try store.version(source: ModelSource.modelscope.rawValue, repo: repo, commit: version),
+        if let existing = try await store.version(source: ModelSource.modelscope.rawValue, repo: repo, commit: version),
             existing.version.state == .ready, let versionID = existing.version.id
         {
-            let records = try store.files(versionID: versionID)
+            let records = try await store.files(versionID: versionID)
             if !records.isEmpty, records.allSatisfy({ cache.hasBlob(repo: repo, sha256: $0.hash, size: $0.size) }) {
                 job.finish(path: versionPath, commit: version, alreadyPresent: true)
                 return
@@ -51,7 +51,7 @@ extension PullService {
         }
         try checkFreeSpace(needed: needed, repo: repo)
 
-        let record = try store.beginVersion(
+        let record = try await store.beginVersion(
             source: ModelSource.modelscope.rawValue, repo: repo, revision: request.revision, commit: version, path: versionPath,
             totalBytes: files.reduce(0) { $0 + $1.entry.size })
         let versionID = record.version.id!
@@ -94,9 +94,9 @@ extension PullService {
                     versionID: versionID, path: file.path.value, size: file.entry.size, hash: file.sha256,
                     hashKind: HashKind.sha256.rawValue, verified: true, sourceCommit: file.entry.revision)
             }
-            _ = try store.completeVersion(id: versionID, files: records)
+            _ = try await store.completeVersion(id: versionID, files: records)
         } catch {
-            try? store.setVersionState(id: versionID, .failed, error: (error as? PullError)?.message ?? "\(error)")
+            try? await store.setVersionState(id: versionID, .failed, error: (error as? PullError)?.message ?? "\(error)")
             throw error
         }
         job.finish(path: versionPath, commit: version, alreadyPresent: false)

@@ -2,8 +2,8 @@ import Foundation
 
 extension PullService {
     /// Finds a stored version; `commit` may be a full commit, a unique prefix, or the revision it was pulled as.
-    package func findVersion(source: ModelSource, repo: String, commit: String) throws -> LocalVersion {
-        let versions = try store.versions(source: source.rawValue, repo: repo)
+    package func findVersion(source: ModelSource, repo: String, commit: String) async throws -> LocalVersion {
+        let versions = try await store.versions(source: source.rawValue, repo: repo)
         let matches = versions.filter { $0.version.commit == commit }
         if let exact = matches.first { return exact }
         let byPrefix = versions.filter { commit.count >= 7 && $0.version.commit.hasPrefix(commit) }
@@ -13,17 +13,20 @@ extension PullService {
         throw PullError(.notFound, "no local version \(commit) of \(repo) (\(source.rawValue)); `modelctl list` shows what is stored")
     }
 
-    /// Deletes a version: its snapshot, the refs pointing at it, and the blobs no other version uses.
+    /// Deletes a version: its snapshot, the refs pointing at it, and the blobs no other version uses (on a
+    /// thread of its own: the store's write and the file removals may be slow).
     /// - Throws: ``PullError`` when it does not exist, or a pull, import or adoption of the repository is running.
-    package func remove(source: ModelSource, repo: String, commit: String) throws {
-        let found = try findVersion(source: source, repo: repo, commit: commit)
-        try claiming(source: source, repo: repo, for: "a removal") {
-            let unused = try store.deleteVersion(id: found.version.id!)
-            switch source {
-            case .huggingface:
-                try huggingFaceCache.removeVersion(repo: repo, commit: found.version.commit, unusedBlobs: unused)
-            case .modelscope:
-                try modelScopeCache.removeVersion(repo: repo, version: found.version.commit, unusedBlobs: unused)
+    package func remove(source: ModelSource, repo: String, commit: String) async throws {
+        let found = try await findVersion(source: source, repo: repo, commit: commit)
+        try await onCancellableThread(CancellationFlag()) {
+            try self.claiming(source: source, repo: repo, for: "a removal") {
+                let unused = try self.store.writeBlocking { db in try Store.deleteVersion(db, id: found.version.id!) }
+                switch source {
+                case .huggingface:
+                    try self.huggingFaceCache.removeVersion(repo: repo, commit: found.version.commit, unusedBlobs: unused)
+                case .modelscope:
+                    try self.modelScopeCache.removeVersion(repo: repo, version: found.version.commit, unusedBlobs: unused)
+                }
             }
         }
     }
@@ -31,9 +34,9 @@ extension PullService {
     /// Re-hashes every file of a version; marks it `damaged` when something is missing or changed (and
     /// `ready` again when a damaged version checks out).
     package func verify(source: ModelSource, repo: String, commit: String) async throws -> VerifyReport {
-        let found = try findVersion(source: source, repo: repo, commit: commit)
+        let found = try await findVersion(source: source, repo: repo, commit: commit)
         let versionID = found.version.id!
-        let files = try store.files(versionID: versionID)
+        let files = try await store.files(versionID: versionID)
         let directory: URL
         switch source {
         case .huggingface: directory = huggingFaceCache.snapshot(repo: repo, commit: found.version.commit)
@@ -69,10 +72,10 @@ extension PullService {
         }
         if !report.isIntact {
             let summary = report.damage.prefix(3).map(\.description).joined(separator: "; ")
-            try store.setVersionState(
+            try await store.setVersionState(
                 id: versionID, .damaged, error: "\(report.damage.count) damaged file(s): \(summary); pull it again to repair")
         } else if found.version.state == .damaged {
-            try store.setVersionState(id: versionID, .ready)
+            try await store.setVersionState(id: versionID, .ready)
         }
         return report
     }

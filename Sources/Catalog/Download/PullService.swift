@@ -16,8 +16,8 @@ import Synchronization
 /// let job = service.pull(PullRequest(source: .huggingface, repo: "acme/tiny", revision: "main"))  // starts or joins
 /// for await event in job.events() { /* one NDJSON line per PullEvent */ }
 /// service.cancel(jobID: job.id)
-/// try service.versions()                                               // every stored version
-/// try service.remove(source: .huggingface, repo: "acme/tiny", commit: "0123abc")
+/// try await service.versions()                                         // every stored version
+/// try await service.remove(source: .huggingface, repo: "acme/tiny", commit: "0123abc")
 /// let report = try await service.verify(source: .huggingface, repo: "acme/tiny", commit: "main")
 /// ```
 /// One job per (source, repo, revision): a second caller gets the running job. `commit` arguments accept a
@@ -102,8 +102,8 @@ package final class PullService: Sendable, CustomStringConvertible {
     }
 
     /// Every stored version, newest first.
-    package func versions() throws -> [LocalVersion] {
-        try store.localVersions()
+    package func versions() async throws -> [LocalVersion] {
+        try await store.localVersions()
     }
 
     private func execute(_ job: PullJob) async {

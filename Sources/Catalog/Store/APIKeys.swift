@@ -35,7 +35,7 @@ extension Store {
 
     /// Creates a key. - Returns: the record and the key itself (shown once, never stored).
     /// - Throws: ``StoreError`` with `.conflict` when the name is taken.
-    package func createAPIKey(name: String, scope: String, ratePerMinute: Int?) throws -> (APIKeyRecord, String) {
+    package func createAPIKey(name: String, scope: String, ratePerMinute: Int?) async throws -> (APIKeyRecord, String) {
         var bytes = [UInt8](repeating: 0, count: 24)
         var generator = SystemRandomNumberGenerator()
         for index in bytes.indices { bytes[index] = generator.next() }
@@ -44,7 +44,7 @@ extension Store {
             id: "key_" + String(UUID().uuidString.prefix(8)).lowercased(), name: name, prefix: String(key.prefix(10)),
             hash: Self.keyHash(key), scope: scope, ratePerMinute: ratePerMinute, createdAt: Date())
         do {
-            try write { db in try record.insert(db) }
+            try await write { db in try record.insert(db) }
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             throw StoreError(code: .conflict, message: "an API key named \(name) exists already")
         }
@@ -53,44 +53,57 @@ extension Store {
     }
 
     /// Every key, newest first (revoked ones included, marked).
-    package func apiKeys() throws -> [APIKeyRecord] {
-        try read { db in try APIKeyRecord.order(Column("created_at").desc).fetchAll(db) }
+    package func apiKeys() async throws -> [APIKeyRecord] {
+        try await read { db in try APIKeyRecord.order(Column("created_at").desc).fetchAll(db) }
     }
 
     /// Whether any key is active: once one is, TCP requests need a key. Answered from memory.
-    package func hasActiveAPIKeys() throws -> Bool {
-        try activeKeysByHash().isEmpty == false
+    package func hasActiveAPIKeys() async throws -> Bool {
+        try await activeAPIKeys().isEmpty == false
     }
 
-    /// The active key with this value, if any. Answered from memory; its use is recorded in the store at most
-    /// once a minute per key, so authenticating a request costs no database write.
-    package func authenticate(key: String) throws -> APIKeyRecord? {
-        guard var record = try activeKeysByHash()[Self.keyHash(key)] else { return nil }
+    /// The active key with this value, if any. Answered from memory.
+    package func authenticate(key: String) async throws -> APIKeyRecord? {
+        authenticate(key: key, among: try await activeAPIKeys())
+    }
+
+    /// The active key with this value among `active` (from ``activeAPIKeys()`` or ``cachedActiveAPIKeys()``).
+    /// Its use is recorded in the store at most once a minute per key, without waiting for the write (a failed
+    /// write loses only that record), so authenticating a request costs no database work.
+    package func authenticate(key: String, among active: [String: APIKeyRecord]) -> APIKeyRecord? {
+        guard var record = active[Self.keyHash(key)] else { return nil }
         let now = Date()
         let id = record.id
         if activeKeys.shouldRecordUse(of: id, at: now) {
-            try write { db in
+            write({ db in
                 try db.execute(sql: "UPDATE api_keys SET last_used_at = ? WHERE id = ?", arguments: [StoreDate.text(now), id])
-            }
+            }, completion: { _ in })
         }
         record.lastUsedAt = now
         return record
     }
 
-    private func activeKeysByHash() throws -> [String: APIKeyRecord] {
+    /// The active keys by hash: from memory, read from the store when not loaded yet.
+    package func activeAPIKeys() async throws -> [String: APIKeyRecord] {
         let (cached, generation) = activeKeys.lookup()
         if let cached { return cached }
-        let records = try read { db in try APIKeyRecord.filter(Column("revoked_at") == nil).fetchAll(db) }
+        let records = try await read { db in try APIKeyRecord.filter(Column("revoked_at") == nil).fetchAll(db) }
         let byHash = Dictionary(records.map { ($0.hash, $0) }, uniquingKeysWith: { first, _ in first })
         activeKeys.store(byHash, ifStill: generation)
         return byHash
     }
 
+    /// The active keys by hash when they are in memory, without touching the store; nil when they must be read
+    /// first (with ``activeAPIKeys()``). For code that must not wait, on an event loop.
+    package func cachedActiveAPIKeys() -> [String: APIKeyRecord]? {
+        activeKeys.lookup().byHash
+    }
+
     /// Revokes a key by id or name. - Throws: ``StoreError`` `.notFound`.
-    package func revokeAPIKey(_ idOrName: String) throws -> APIKeyRecord {
+    package func revokeAPIKey(_ idOrName: String) async throws -> APIKeyRecord {
         // After the commit: a reload in between must not cache the key as still active.
         defer { activeKeys.invalidate() }
-        return try write { db in
+        return try await write { db in
             guard var record = try APIKeyRecord.filter(Column("id") == idOrName || Column("name") == idOrName).fetchOne(db) else {
                 throw StoreError(code: .notFound, message: "no API key \(idOrName)")
             }

@@ -84,8 +84,8 @@ package struct LocalVersion: Sendable, Hashable {
 
 extension Store {
     /// Every stored version with its repository, newest first.
-    package func localVersions() throws -> [LocalVersion] {
-        try read { db in
+    package func localVersions() async throws -> [LocalVersion] {
+        try await read { db in
             let models = try ModelRecord.fetchAll(db)
             let byID = Dictionary(uniqueKeysWithValues: models.compactMap { model in model.id.map { ($0, model) } })
             let versions = try VersionRecord.order(Column("created_at").desc, Column("id").desc).fetchAll(db)
@@ -96,8 +96,8 @@ extension Store {
     }
 
     /// Finds or creates the model row for a repository.
-    package func model(source: String, repo: String) throws -> ModelRecord {
-        try write { db in
+    package func model(source: String, repo: String) async throws -> ModelRecord {
+        try await write { db in
             if let existing = try ModelRecord.filter(Column("source") == source && Column("repo") == repo).fetchOne(db) {
                 return existing
             }

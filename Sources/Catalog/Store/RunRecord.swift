@@ -81,22 +81,32 @@ package struct RunRecord: Sendable, Hashable, Codable, FetchableRecord, Persista
 
 extension Store {
     /// Every run, oldest first.
-    package func runs() throws -> [RunRecord] {
-        try read { db in try RunRecord.order(Column("created_at"), Column("id")).fetchAll(db) }
+    package func runs() async throws -> [RunRecord] {
+        try await read { db in try RunRecord.order(Column("created_at"), Column("id")).fetchAll(db) }
     }
 
     /// The run with this id, if any.
-    package func run(id: String) throws -> RunRecord? {
-        try read { db in try RunRecord.fetchOne(db, key: id) }
+    package func run(id: String) async throws -> RunRecord? {
+        try await read { db in try RunRecord.fetchOne(db, key: id) }
     }
 
     /// Inserts or replaces a run row.
-    package func saveRun(_ run: RunRecord) throws {
-        try write { db in try run.save(db) }
+    package func saveRun(_ run: RunRecord) async throws {
+        try await write { db in try run.save(db) }
+    }
+
+    /// Inserts or replaces a run row without waiting, in order with every other write (``write(_:completion:)``).
+    package func saveRun(_ run: RunRecord, completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        write({ db in try run.save(db) }, completion: completion)
     }
 
     /// Deletes a run row.
-    package func deleteRun(id: String) throws {
-        _ = try write { db in try RunRecord.deleteOne(db, key: id) }
+    package func deleteRun(id: String) async throws {
+        _ = try await write { db in try RunRecord.deleteOne(db, key: id) }
+    }
+
+    /// Deletes a run row without waiting, in order with every other write (``write(_:completion:)``).
+    package func deleteRun(id: String, completion: @escaping @Sendable (Result<Bool, any Error>) -> Void) {
+        write({ db in try RunRecord.deleteOne(db, key: id) }, completion: completion)
     }
 }

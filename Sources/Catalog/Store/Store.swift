@@ -5,7 +5,9 @@ import GRDB
 ///
 /// One file (`<data>/modeld.sqlite`) in WAL mode with foreign keys on and a busy timeout, migrated
 /// forward at start-up by ``StoreMigrations``. A file written by a newer modeld is refused rather than
-/// guessed at.
+/// guessed at. Reads and writes run on GRDB's own threads and are awaited, so that a slow disk or a lock held
+/// by another connection never holds the daemon's event loops; only code on a thread of its own (an import)
+/// uses the blocking forms.
 package final class Store: Sendable {
     package let path: String
     let pool: DatabasePool
@@ -36,26 +38,60 @@ package final class Store: Sendable {
     }
 
     /// The journal mode SQLite reports (`wal` once open).
-    package func journalMode() throws -> String {
-        try pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
+    package func journalMode() async throws -> String {
+        try await read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
     }
 
     /// The identifiers of the applied migrations, oldest first.
-    package func appliedMigrations() throws -> [String] {
-        try pool.read { db in try StoreMigrations.migrator.appliedMigrations(db) }
+    package func appliedMigrations() async throws -> [String] {
+        try await read { db in try StoreMigrations.migrator.appliedMigrations(db) }
     }
 
-    /// Reads with a consistent snapshot.
-    package func read<T: Sendable>(_ body: @Sendable (Database) throws -> T) throws -> T {
+    /// Reads with a consistent snapshot, on one of the store's reader threads: the caller's thread (an event
+    /// loop, in the daemon) is free meanwhile.
+    package func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            pool.asyncRead { database in continuation.resume(with: Result { try body(database.get()) }) }
+        }
+    }
+
+    /// Writes in one transaction on the store's writer thread (which waits out the busy timeout when another
+    /// connection holds the lock): the caller's thread is free meanwhile. Writes run in the order they are called.
+    package func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            write(body) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// Writes in one transaction on the store's writer thread without waiting for it: after every write called
+    /// before it, before every write called after it. `completion` gets the outcome on that thread.
+    package func write<T: Sendable>(
+        _ body: @escaping @Sendable (Database) throws -> T, completion: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) {
+        pool.asyncWrite(body) { _, result in completion(result) }
+    }
+
+    /// Waits until every write called before has finished (committed or failed).
+    package func writesFinished() async {
+        await withCheckedContinuation { continuation in
+            pool.asyncWriteWithoutTransaction { _ in continuation.resume() }
+        }
+    }
+
+    /// ``read(_:)`` for a thread that may block (an import's own thread); async code uses ``read(_:)``.
+    @available(*, noasync, message: "blocks the calling thread: use read(_:)")
+    package func readBlocking<T>(_ body: (Database) throws -> T) throws -> T {
         try pool.read(body)
     }
 
-    /// Writes in one transaction.
-    package func write<T: Sendable>(_ body: @Sendable (Database) throws -> T) throws -> T {
+    /// ``write(_:)`` for a thread that may block (an import's own thread); async code uses ``write(_:)``.
+    @available(*, noasync, message: "blocks the calling thread: use write(_:)")
+    package func writeBlocking<T>(_ body: (Database) throws -> T) throws -> T {
         try pool.write(body)
     }
 
-    /// Checkpoints the WAL into the main file; called on clean shutdown.
+    /// Checkpoints the WAL into the main file, after every write called before; called on clean shutdown,
+    /// once nothing serves requests any more.
     package func close() throws {
         try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
         try pool.close()

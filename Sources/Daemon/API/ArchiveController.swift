@@ -41,7 +41,7 @@ struct ArchiveController {
         }
         let pulls = self.pulls
         let revision = query["revision"].map(String.init)
-        let plan = try await Self.mapErrors { try pulls.exportPlan(source: resolved.source, repo: resolved.repo, commit: revision) }
+        let plan = try await Self.mapErrors { try await pulls.exportPlan(source: resolved.source, repo: resolved.repo, commit: revision) }
         context.logger.info("export", metadata: ["repo": "\(resolved.repo)", "commit": "\(plan.manifest.commit)", "format": "\(format.rawValue)"])
         let logger = context.logger
         return Response(

@@ -16,7 +16,7 @@ struct KeysController {
     }
 
     @Sendable func list(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[KeyInfo]> {
-        Envelope(requestID: context.id, data: try store.apiKeys().map { KeyInfo($0, key: nil) })
+        Envelope(requestID: context.id, data: try await store.apiKeys().map { KeyInfo($0, key: nil) })
     }
 
     @Sendable func create(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<KeyInfo> {
@@ -26,7 +26,7 @@ struct KeysController {
         guard !body.name.trimmingCharacters(in: .whitespaces).isEmpty else { throw APIError.badRequest("name must not be empty") }
         if let rate = body.ratePerMinute, rate < 1 { throw APIError.badRequest("rate_per_minute must be at least 1") }
         do {
-            let (record, key) = try store.createAPIKey(name: body.name, scope: scope, ratePerMinute: body.ratePerMinute)
+            let (record, key) = try await store.createAPIKey(name: body.name, scope: scope, ratePerMinute: body.ratePerMinute)
             context.logger.info("API key created", metadata: ["name": "\(record.name)", "scope": "\(scope)", "prefix": "\(record.prefix)"])
             return Envelope(requestID: context.id, data: KeyInfo(record, key: key))
         } catch let error as StoreError where error.code == .conflict {
@@ -36,7 +36,7 @@ struct KeysController {
 
     @Sendable func revoke(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<KeyInfo> {
         do {
-            return Envelope(requestID: context.id, data: KeyInfo(try store.revokeAPIKey(try context.parameters.require("id")), key: nil))
+            return Envelope(requestID: context.id, data: KeyInfo(try await store.revokeAPIKey(try context.parameters.require("id")), key: nil))
         } catch let error as StoreError where error.code == .notFound {
             throw APIError.notFound(error.message)
         }
@@ -61,7 +61,7 @@ struct AuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        switch try authorizer.decide(path: path, authorization: request.headers[.authorization], isControlSocket: context.isControlSocket) {
+        switch try await authorizer.decide(path: path, authorization: request.headers[.authorization], isControlSocket: context.isControlSocket) {
         case .allow:
             return try await next(request, context)
         case .deny(let status, let message, let retryAfter):
@@ -92,13 +92,24 @@ struct Authorizer: Sendable {
 
     /// Decides a request; an allowed request with a rate-limited key has taken one of its tokens.
     /// - Parameter authorization: the `Authorization` header.
-    func decide(path: String, authorization: String?, isControlSocket: Bool) throws -> Decision {
+    func decide(path: String, authorization: String?, isControlSocket: Bool) async throws -> Decision {
         if isControlSocket || path == "/health" { return .allow }
-        guard try store.hasActiveAPIKeys() else { return .allow }
+        return decide(path: path, authorization: authorization, activeKeys: try await store.activeAPIKeys())
+    }
+
+    /// ``decide(path:authorization:isControlSocket:)`` without waiting, for code on an event loop: nil when the
+    /// active keys are not in memory yet (the router's path, which reads them, decides then).
+    func decideNow(path: String, authorization: String?, isControlSocket: Bool) -> Decision? {
+        if isControlSocket || path == "/health" { return .allow }
+        return store.cachedActiveAPIKeys().map { decide(path: path, authorization: authorization, activeKeys: $0) }
+    }
+
+    private func decide(path: String, authorization: String?, activeKeys: [String: APIKeyRecord]) -> Decision {
+        guard !activeKeys.isEmpty else { return .allow }
         guard let authorization, authorization.hasPrefix("Bearer ") else {
             return .deny(.unauthorized, "an API key is required: send Authorization: Bearer <key> (create one with `modelctl keys create`)", retryAfter: nil)
         }
-        guard let key = try store.authenticate(key: String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+        guard let key = store.authenticate(key: String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces), among: activeKeys) else {
             return .deny(.unauthorized, "invalid or revoked API key", retryAfter: nil)
         }
         if !path.hasPrefix("/v1/") && path != "/metrics" && !path.hasPrefix("/api/v1/llm/") && key.scope != "admin" {

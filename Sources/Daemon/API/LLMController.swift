@@ -252,7 +252,7 @@ extension LLMController {
             var candidates = [resolved]
             if let other = try? catalog.resolve(ModelRef(parsing: model), source: .modelscope) { candidates.append(other) }
             for candidate in candidates {
-                let versions = try store.versions(source: candidate.source.rawValue, repo: candidate.repo)
+                let versions = try await store.versions(source: candidate.source.rawValue, repo: candidate.repo)
                 if let path = versions.first(where: { $0.version.state == .ready })?.version.path {
                     return (path, model, nil)
                 }

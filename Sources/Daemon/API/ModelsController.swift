@@ -50,7 +50,7 @@ struct ModelsController {
     }
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Envelope<[CatalogModelInfo]> {
-        let local = try store.localVersions()
+        let local = try await store.localVersions()
         return Envelope(requestID: context.id, data: Self.catalogWithState(catalog, local: local))
     }
 

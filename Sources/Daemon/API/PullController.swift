@@ -82,16 +82,16 @@ struct PullController {
     }
 
     @Sendable func local(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[LocalVersionInfo]> {
-        Envelope(requestID: context.id, data: try pulls.versions().map(LocalVersionInfo.init))
+        Envelope(requestID: context.id, data: try await pulls.versions().map(LocalVersionInfo.init))
     }
 
     @Sendable func remove(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RemoveResult> {
         let body = try await request.decodeJSON(as: VersionSelector.self, context: context)
-        let (resolved, versions) = try selectVersions(body)
+        let (resolved, versions) = try await selectVersions(body)
         var removed: [LocalVersionInfo] = []
         for version in versions {
             do {
-                try pulls.remove(source: resolved.source, repo: version.model.repo, commit: version.version.commit)
+                try await pulls.remove(source: resolved.source, repo: version.model.repo, commit: version.version.commit)
             } catch let error as PullError {
                 throw APIError(Self.status(for: error.code), error.message)
             }
@@ -102,7 +102,7 @@ struct PullController {
 
     @Sendable func verify(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[VerifyResult]> {
         let body = try await request.decodeJSON(as: VersionSelector.self, context: context)
-        let (resolved, versions) = try selectVersions(body)
+        let (resolved, versions) = try await selectVersions(body)
         var results: [VerifyResult] = []
         for version in versions {
             let report: VerifyReport
@@ -126,16 +126,16 @@ struct PullController {
     }
 
     /// The versions a selector names: one (by commit, prefix or revision) or all of the model's.
-    private func selectVersions(_ body: VersionSelector) throws -> (ResolvedModel, [LocalVersion]) {
+    private func selectVersions(_ body: VersionSelector) async throws -> (ResolvedModel, [LocalVersion]) {
         let resolved = try resolve(body.model, source: body.source)
         do {
             if let revision = body.revision, !revision.isEmpty {
-                return (resolved, [try pulls.findVersion(source: resolved.source, repo: resolved.repo, commit: revision)])
+                return (resolved, [try await pulls.findVersion(source: resolved.source, repo: resolved.repo, commit: revision)])
             }
         } catch let error as PullError {
             throw APIError(Self.status(for: error.code), error.message)
         }
-        let all = try pulls.store.versions(source: resolved.source.rawValue, repo: resolved.repo)
+        let all = try await pulls.store.versions(source: resolved.source.rawValue, repo: resolved.repo)
         guard !all.isEmpty else {
             throw APIError.notFound("no local version of \(resolved.repo) (\(resolved.source.rawValue)); `modelctl list` shows what is stored")
         }

@@ -56,14 +56,14 @@ struct RunsController {
             }
             spec.ollama = .pull(name: ollamaName)
         } else {
-            let version = try readyVersion(resolved, revision: body.revision, model: body.model)
+            let version = try await readyVersion(resolved, revision: body.revision, model: body.model)
             spec.modelPath = version.version.path
             versionID = version.version.id
         }
         // Room for it: idle on-demand runs may be unloaded; an explicit start itself is never refused for the limit.
-        try await loadedRuns.makeRoom(for: body.model, strict: false)
+        let request = RunRequest(name: body.name, model: body.model, versionID: versionID, spec: spec, keepAlive: keepAlive)
         do {
-            let run = try await supervisor.start(RunRequest(name: body.name, model: body.model, versionID: versionID, spec: spec, keepAlive: keepAlive))
+            let run = try await loadedRuns.load(body.model, strict: false) { try await supervisor.start(request) }
             context.logger.info("run started", metadata: ["run": "\(run.runID)", "engine": "\(engine.rawValue)", "model": "\(body.model)"])
             return Envelope(requestID: context.id, data: summary(run))
         } catch let error as LaunchError {
@@ -116,8 +116,8 @@ struct RunsController {
     }
 
     /// The version to run: the one named by `revision`, else the newest ready one.
-    private func readyVersion(_ resolved: ResolvedModel, revision: String?, model: String) throws -> LocalVersion {
-        let versions = try store.versions(source: resolved.source.rawValue, repo: resolved.repo)
+    private func readyVersion(_ resolved: ResolvedModel, revision: String?, model: String) async throws -> LocalVersion {
+        let versions = try await store.versions(source: resolved.source.rawValue, repo: resolved.repo)
         let ready = versions.filter { $0.version.state == .ready }
         if let revision, !revision.isEmpty {
             let match = versions.first { $0.version.commit == revision || $0.version.requestedRevision == revision }

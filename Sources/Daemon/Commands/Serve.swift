@@ -61,7 +61,7 @@ struct Serve: AsyncParsableCommand {
                     maxLoadedRuns: maxLoadedRuns),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
-            let keysExist = try daemon.store.hasActiveAPIKeys()
+            let keysExist = try await daemon.store.hasActiveAPIKeys()
             if !daemon.configuration.listen.isLoopback && !insecureNoAuth && !keysExist {
                 throw ConfigurationError(
                     key: "listen",
@@ -108,7 +108,7 @@ enum DaemonStartup {
             store: store, metrics: metrics.factory)
         var supervisorLogger = logger
         supervisorLogger[metadataKey: "part"] = "supervisor"
-        let supervisor = try Supervisor(
+        let supervisor = try await Supervisor(
             store: store, dataDirectory: configuration.dataDirectory,
             configuration: SupervisorConfiguration(
                 engines: try engineSettings(environment), portRange: try enginePorts(environment), baseEnvironment: environment),

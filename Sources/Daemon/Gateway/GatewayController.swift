@@ -164,32 +164,34 @@ extension GatewayController {
             runID = existing.runID
         } else if let unloaded = runs.last(where: { $0.keepAlive != nil && !$0.state.isLive }) {
             // A run with a keep-alive that was unloaded when idle (or stopped): load it again.
-            try await loadedRuns.makeRoom(for: model, strict: true)
-            do {
-                runID = try await supervisor.resume(unloaded.runID).runID
-                logger.info("on-demand restart", metadata: ["model": "\(model)", "run": "\(runID)"])
-            } catch let error as LaunchError {
-                throw OnDemandError(status: .serviceUnavailable, message: "cannot start \(unloaded.name) again: \(error.message)")
-            }
+            runID = try await loadedRuns.load(model, strict: true) {
+                do {
+                    return try await supervisor.resume(unloaded.runID)
+                } catch let error as LaunchError {
+                    throw OnDemandError(status: .serviceUnavailable, message: "cannot start \(unloaded.name) again: \(error.message)")
+                }
+            }.runID
+            logger.info("on-demand restart", metadata: ["model": "\(model)", "run": "\(runID)"])
         } else {
             guard let ref = try? ModelRef(parsing: model), let resolved = try? catalog.resolve(ref),
-                let version = try store.versions(source: resolved.source.rawValue, repo: resolved.repo).first(where: { $0.version.state == .ready }),
+                let version = try await store.versions(source: resolved.source.rawValue, repo: resolved.repo).first(where: { $0.version.state == .ready }),
                 let path = version.version.path
             else {
                 throw OnDemandError(status: .notFound, message: "model \(model) is not running here and not pulled: `modelctl pull \(model)`, then `modelctl start \(model)`")
             }
             let engine = resolved.entry.flatMap { EngineKind(rawValue: $0.defaultEngine) } ?? .builtin
             let spec = LaunchSpec(engine: engine, modelPath: path, servedName: model)
-            try await loadedRuns.makeRoom(for: model, strict: true)
-            do {
-                // The run gets a generated name (names cannot hold `/`); it answers to `model` as its served name.
-                let run = try await supervisor.start(
-                    RunRequest(name: nil, model: model, versionID: version.version.id, spec: spec, keepAlive: onDemandKeepAlive.seconds, onDemand: true))
-                logger.info("on-demand start", metadata: ["model": "\(model)", "engine": "\(engine.rawValue)", "run": "\(run.runID)"])
-                runID = run.runID
-            } catch let error as LaunchError {
-                throw OnDemandError(status: .serviceUnavailable, message: "cannot start \(model) on demand: \(error.message)")
-            }
+            // The run gets a generated name (names cannot hold `/`); it answers to `model` as its served name.
+            let request = RunRequest(
+                name: nil, model: model, versionID: version.version.id, spec: spec, keepAlive: onDemandKeepAlive.seconds, onDemand: true)
+            runID = try await loadedRuns.load(model, strict: true) {
+                do {
+                    return try await supervisor.start(request)
+                } catch let error as LaunchError {
+                    throw OnDemandError(status: .serviceUnavailable, message: "cannot start \(model) on demand: \(error.message)")
+                }
+            }.runID
+            logger.info("on-demand start", metadata: ["model": "\(model)", "engine": "\(engine.rawValue)", "run": "\(runID)"])
         }
         let settled = try await supervisor.waitUntilSettled(runID, timeout: startTimeout)
         guard settled.state == .ready else {

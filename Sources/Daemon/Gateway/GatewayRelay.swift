@@ -221,7 +221,7 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
         guard
             let upstream = try? EngineRequest(
                 endpoint: endpoint, path: path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: payload),
-            (try? lane.daemon.authorizer.decide(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket))
+            lane.daemon.authorizer.decideNow(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket)
                 == .allow
         else { return false }
 

@@ -4,6 +4,7 @@ import HTTPTypes
 import Launchers
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// What the daemon does about loaded runs (`starting` or `ready`):
 ///
@@ -12,16 +13,30 @@ import ServiceLifecycle
 ///   started with `modelctl start` stay until stopped unless started with `--keep-alive`.
 /// - **A limit on loaded runs** (`max_loaded_runs`, default 3, 0 for none): before a run is loaded, the least
 ///   recently used idle on-demand runs are unloaded to make room. Explicit starts always proceed (they only
-///   evict on-demand runs); an on-demand start with no room and nothing to evict gets a 503.
+///   evict on-demand runs); an on-demand start with no room and nothing to evict gets a 503. Starts are admitted
+///   one at a time (``load(_:strict:start:)``), so two of them never both take the last place.
 ///
 /// Unloading an on-demand run forgets it (its log stays); an explicit run is stopped, and the gateway
 /// starts it again when a request names it.
 struct LoadedRuns: Sendable {
     let supervisor: Supervisor
     let activity: OutstandingRequests
+    /// Admits one start at a time; shared by every route that starts runs.
+    let admission: Serializer
     /// The most runs loaded at once; 0 means no limit.
     let maxLoaded: Int
     let logger: Logger
+
+    /// Makes room for a run and starts it with `start` (which returns once the supervisor lists the run, or
+    /// throws), while no other start is admitted: the place the room check found is held until then.
+    /// - Parameter strict: as for ``makeRoom(for:strict:)``.
+    func load(_ model: String, strict: Bool, start: () async throws -> RunInfo) async throws -> RunInfo {
+        guard maxLoaded > 0 else { return try await start() }
+        return try await admission.run {
+            try await makeRoom(for: model, strict: strict)
+            return try await start()
+        }
+    }
 
     /// Unloads least recently used idle on-demand runs until one more run fits under the limit.
     /// - Parameter strict: throw ``OnDemandError`` (503) when no room can be made, rather than go over.
@@ -87,5 +102,37 @@ struct IdleUnloader: Service {
                 await runs.unloadIdle()
             }
         }
+    }
+}
+
+/// Runs one body at a time, in the order they arrive.
+final class Serializer: Sendable {
+    private struct State {
+        var busy = false
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func run<T>(_ body: () async throws -> T) async throws -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let enter = state.withLock { state in
+                if state.busy {
+                    state.waiting.append(continuation)
+                    return false
+                }
+                state.busy = true
+                return true
+            }
+            if enter { continuation.resume() }
+        }
+        defer {
+            // Hands the turn straight to the next in line, or frees it.
+            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                if state.waiting.isEmpty { state.busy = false }
+                return state.waiting.isEmpty ? nil : state.waiting.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
     }
 }

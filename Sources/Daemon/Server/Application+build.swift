@@ -21,12 +21,14 @@ struct DaemonContext: Sendable {
     var authorizer: Authorizer
     /// Requests in flight and last use per run, shared by every route that sends requests to engines.
     var activity = OutstandingRequests()
+    /// Admits one run start at a time under the loaded-runs limit, for every route that starts runs.
+    var admission = Serializer()
 
     /// The loaded-runs policy (idle unload, the limit and its evictions).
     var loadedRuns: LoadedRuns {
         var runsLogger = logger
         runsLogger[metadataKey: "part"] = "runs"
-        return LoadedRuns(supervisor: supervisor, activity: activity, maxLoaded: configuration.maxLoadedRuns, logger: runsLogger)
+        return LoadedRuns(supervisor: supervisor, activity: activity, admission: admission, maxLoaded: configuration.maxLoadedRuns, logger: runsLogger)
     }
 }
 
@@ -99,7 +101,7 @@ func show(_ daemon: DaemonContext, request: Request, context: DaemonRequestConte
     let ref = rawRef.removingPercentEncoding ?? rawRef
     let source = try ModelsController.source(request.uri.queryParameters["source"].map(String.init))
     let resolved = try ModelsController.resolve(daemon.catalog, model: ref, source: source)
-    let local = try daemon.store.localVersions()
+    let local = try await daemon.store.localVersions()
     let catalog = resolved.entry.map { entry in
         ModelsController.catalogWithState(ModelCatalog(entries: [entry]), local: local)[0]
     }

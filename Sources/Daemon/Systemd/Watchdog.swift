@@ -24,7 +24,7 @@ struct Watchdog: Service, CustomStringConvertible {
                     for loop in group.makeIterator() {
                         try await loop.submit {}.get()
                     }
-                    _ = try store.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+                    _ = try await store.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
                     notifier.watchdog()
                     try await Task.sleep(for: interval / 2)
                 }

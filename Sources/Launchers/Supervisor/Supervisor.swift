@@ -8,7 +8,7 @@ import Logging
 /// Starts engines as supervised children, keeps them at their desired state, and stops them.
 ///
 /// ```swift
-/// let supervisor = try Supervisor(store: store, dataDirectory: data, configuration: SupervisorConfiguration())
+/// let supervisor = try await Supervisor(store: store, dataDirectory: data, configuration: SupervisorConfiguration())
 /// await supervisor.reconcile()                       // at start-up (or run a SupervisorService)
 /// let run = try await supervisor.start(RunRequest(
 ///     model: "Qwen/Qwen2.5-0.5B-Instruct", versionID: version.id,
@@ -24,7 +24,9 @@ import Logging
 /// `PR_SET_PDEATHSIG(SIGKILL)`, its output piped into a rotated log. A run is probed until ready, then
 /// watched; an unexpected exit or failed liveness restarts it with exponential backoff until the burst
 /// limit fails it. Runs persist in the ``Store`` with their desired state: ``reconcile()`` at start-up stops
-/// survivors of a previous daemon and starts again the runs that should be running.
+/// survivors of a previous daemon and starts again the runs that should be running. Rows are written without
+/// the actor waiting for the store (in order, on the store's writer thread); each call of the API returns once
+/// what it changed is written.
 package actor Supervisor {
     package let configuration: SupervisorConfiguration
     let store: Store
@@ -50,7 +52,7 @@ package actor Supervisor {
     package init(
         store: Store, dataDirectory: DataDirectory, configuration: SupervisorConfiguration = SupervisorConfiguration(),
         logger: Logger = Logger(label: "modeld.supervisor"), metrics: any MetricsFactory = MetricsSystem.factory
-    ) throws {
+    ) async throws {
         self.restartCounters = Dictionary(uniqueKeysWithValues: EngineKind.allCases.map { engine in
             (engine, CoreMetrics.Counter(label: "modeld_engine_restarts_total", dimensions: [("engine", engine.rawValue)], factory: metrics))
         })
@@ -69,7 +71,7 @@ package actor Supervisor {
         }
         let records: [RunRecord]
         do {
-            records = try store.runs()
+            records = try await store.runs()
         } catch {
             throw LaunchError(code: .store, message: "cannot read the runs from the store", cause: error)
         }
@@ -119,14 +121,18 @@ package actor Supervisor {
             options: options, state: .starting, desiredState: .running, keepAlive: request.keepAlive, onDemand: request.onDemand)
         let run = ManagedRun(record: record, spec: spec, log: Self.makeLog(id: id, in: dataDirectory, configuration))
         runs[id] = run
+        run.record.updatedAt = Date()
         do {
-            try persistOrThrow(run)
+            try await store.saveRun(run.record)
         } catch {
-            runs[id] = nil
-            throw error
+            if runs[id] === run { runs[id] = nil }
+            throw LaunchError(code: .store, message: "cannot save run \(name) in the store", cause: error)
         }
+        // Stopped, removed or shut down while the row was written: nothing to launch.
+        guard runs[id] === run, run.record.desiredState == .running, !shuttingDown else { return run.info }
         run.log.note("run \(name) (\(id)): starting \(request.model) on \(spec.engine.displayName)")
         try await begin(run)
+        await store.writesFinished()
         return run.info
     }
 
@@ -158,6 +164,7 @@ package actor Supervisor {
         if run.record.state.isLive { run.record.state = .stopping }
         persist(run)
         await halt(run, finalState: .stopped)
+        await store.writesFinished()
         return run.info
     }
 
@@ -179,6 +186,7 @@ package actor Supervisor {
         try checkModelFiles(spec)
         run.record.desiredState = .running
         try await startAgain(run, reason: nil, note: "starting again (\(spec.engine.displayName))")
+        await store.writesFinished()
         return run.info
     }
 
@@ -202,7 +210,7 @@ package actor Supervisor {
         run.log.finishFollowers()
         runs[run.record.id] = nil
         do {
-            try store.deleteRun(id: run.record.id)
+            try await store.deleteRun(id: run.record.id)
         } catch {
             throw LaunchError(code: .store, message: "cannot delete run \(run.record.name) from the store", cause: error)
         }
@@ -268,6 +276,7 @@ package actor Supervisor {
                 logger.error("cannot start run \(run.record.name) again: \(error)")
             }
         }
+        await store.writesFinished()
     }
 
     /// Stops every engine on daemon exit, keeping each run's desired state so the next daemon starts
@@ -282,6 +291,7 @@ package actor Supervisor {
             }
         }
         await stopOllamaHost()
+        await store.writesFinished()
     }
 
     // MARK: - Internals
@@ -320,7 +330,7 @@ package actor Supervisor {
                 // A stopped or failed run gives its name to the new one.
                 runs[existing.record.id] = nil
                 existing.log.finishFollowers()
-                try? store.deleteRun(id: existing.record.id)
+                store.deleteRun(id: existing.record.id) { _ in }
             }
             return name
         }
@@ -607,22 +617,16 @@ package actor Supervisor {
         }
     }
 
-    /// Writes the run's row; failures are logged (the in-memory state stays authoritative).
+    /// Writes the run's row without waiting for the store; failures are logged (the in-memory state stays
+    /// authoritative).
     func persist(_ run: ManagedRun) {
-        do {
-            try persistOrThrow(run)
-        } catch {
-            logger.error("\(error)")
-        }
-    }
-
-    func persistOrThrow(_ run: ManagedRun) throws {
         run.record.updatedAt = Date()
-        defer { publish() }
-        do {
-            try store.saveRun(run.record)
-        } catch {
-            throw LaunchError(code: .store, message: "cannot save run \(run.record.name) in the store", cause: error)
+        publish()
+        let (name, logger) = (run.record.name, logger)
+        store.saveRun(run.record) { result in
+            if case .failure(let error) = result {
+                logger.error("\(LaunchError(code: .store, message: "cannot save run \(name) in the store", cause: error))")
+            }
         }
     }
 }
