@@ -156,7 +156,9 @@ package final class PullService: Sendable, CustomStringConvertible {
     // MARK: Shared helpers for the hub-specific pulls
 
     var requester: HubRequester {
-        HubRequester(pool: pool, policy: configuration.retry, stallTimeout: configuration.stallTimeout, httpVersion: configuration.httpVersion)
+        HubRequester(
+            pool: pool, policy: configuration.retry, stallTimeout: configuration.stallTimeout, httpVersion: configuration.httpVersion,
+            logger: logger)
     }
 
     /// Fails with a clear message when the bytes still to download do not fit.
