@@ -47,4 +47,61 @@ struct HubConnectionTests {
             }
         }
     }
+
+    @Test("a hub behind a private CA: refused at once without the CA; verified with ca_bundle or the curl, OpenSSL and requests variables, in that order")
+    func privateCA() async throws {
+        let directory = try TemporaryDirectory()
+        let certificates = try await TestCertificates.generate(in: directory.url)
+        let ca = certificates.caBundle
+        let other = certificates.otherCABundle
+        let home = directory.url.path
+        try await FakeHub.withRunning { hub in
+            let commit = tinyCommit(weights: testBytes(200_000, seed: 3))
+            hub.addRepo("acme/tiny", commits: [commit])
+            try await TLSFront.withRunning(certificates: certificates, backends: [hub.hubPort, hub.cdnPort]) { ports in
+                hub.setPublicOrigins(hub: "https://localhost:\(ports[0])", cdn: "https://127.0.0.1:\(ports[1])")
+
+                // The bundle the daemon's configuration picks, then a pull with it: nil, or why it failed.
+                @Sendable func pull(flags: DaemonConfiguration.Flags = .init(), _ environment: [String: String]) async throws -> PullError? {
+                    let configuration = try await DaemonConfiguration.resolve(flags: flags, environment: environment.merging(["HOME": home]) { $1 })
+                    let logs = LogCollector()
+                    let failure = Locked<PullError?>(nil)
+                    try await withPullService(hub: hub, logs: logs, configure: { $0.caBundle = configuration.caBundle }) { harness in
+                        guard let error = await harness.pullError("acme/tiny") else {
+                            let report = try await harness.service.verify(source: .huggingface, repo: "acme/tiny", commit: "main")
+                            // Every file but the .bin duplicate of the safetensors weights, which is not pulled.
+                            #expect(report.isIntact && report.filesChecked == commit.files.count - 1)
+                            return
+                        }
+                        failure.withLock { $0 = error }
+                        #expect(!logs.all.contains { $0.contains("retrying") }, "a certificate that does not verify is not retried: \(logs.all)")
+                    }
+                    return failure.withLock { $0 }
+                }
+
+                @Sendable func isUntrusted(_ error: PullError?) -> Bool {
+                    error?.code == .network && error?.message.contains("the TLS certificate of localhost is not trusted") == true
+                }
+                let untrusted = try #require(try await pull([:]))
+                #expect(isUntrusted(untrusted), "\(untrusted.message)")
+                #expect(untrusted.message.contains("ca_bundle"), "\(untrusted.message)")
+                #expect(hub.requests.isEmpty, "no request got past the TLS handshake")
+
+                for variable in DaemonConfiguration.caBundleVariables {
+                    #expect(try await pull([variable: ca]) == nil, "\(variable)")
+                }
+                #expect(try await pull(["MODELD_CA_BUNDLE": ca]) == nil)
+                #expect(try await pull(flags: .init(caBundle: ca), [:]) == nil)
+                #expect(hub.requests.contains { $0.origin == .cdn }, "LFS files came from the CDN, through its TLS front")
+
+                // Precedence: the setting over the variables, then CURL_CA_BUNDLE, SSL_CERT_FILE, REQUESTS_CA_BUNDLE.
+                #expect(try await pull(["MODELD_CA_BUNDLE": ca, "CURL_CA_BUNDLE": other]) == nil)
+                #expect(isUntrusted(try await pull(["MODELD_CA_BUNDLE": other, "CURL_CA_BUNDLE": ca])))
+                #expect(try await pull(["CURL_CA_BUNDLE": ca, "SSL_CERT_FILE": other, "REQUESTS_CA_BUNDLE": other]) == nil)
+                #expect(isUntrusted(try await pull(["CURL_CA_BUNDLE": other, "SSL_CERT_FILE": ca, "REQUESTS_CA_BUNDLE": ca])))
+                #expect(try await pull(["SSL_CERT_FILE": ca, "REQUESTS_CA_BUNDLE": other]) == nil)
+                #expect(isUntrusted(try await pull(["SSL_CERT_FILE": other, "REQUESTS_CA_BUNDLE": ca])))
+            }
+        }
+    }
 }
