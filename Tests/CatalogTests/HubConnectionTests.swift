@@ -24,6 +24,26 @@ struct HubConnectionTests {
         }
     }
 
+    @Test("a refused connection and a silent server are named with their host and port, and are transient")
+    func transferFailureMessages() throws {
+        let download = try CurlDownload()
+        func failure(_ url: String) throws -> CurlError {
+            try #require(throws: CurlError.self) {
+                _ = try download.perform(DownloadRequest(url: url, stallTimeout: .seconds(1))) { _ in .receive } onData: { _ in true }
+            }
+        }
+        // Bound but not listening: a connection is refused, and the port stays ours meanwhile.
+        let closed = try LoopbackSocket(listening: false)
+        let refused = try failure("http://127.0.0.1:\(closed.port)/x")
+        #expect(refused.message == "cannot connect to 127.0.0.1 port \(closed.port): Connection refused")
+        #expect(refused.isTransient)
+        // Listening but never accepting: the kernel completes the handshake, and no reply ever comes.
+        let silent = try LoopbackSocket(listening: true)
+        let stalled = try failure("http://127.0.0.1:\(silent.port)/x")
+        #expect(stalled.message.hasPrefix("timed out talking to 127.0.0.1: "), "\(stalled.message)")
+        #expect(stalled.isTransient)
+    }
+
     @Test("a hub whose host does not resolve: retried like a refused connection, then one message naming the host")
     func unresolvableHub() async throws {
         try await FakeHub.withRunning { hub in
@@ -104,4 +124,29 @@ struct HubConnectionTests {
             }
         }
     }
+}
+
+/// A TCP socket bound to an ephemeral loopback port, closed when released.
+private final class LoopbackSocket {
+    let fd: Int32
+    let port: Int
+
+    init(listening: Bool) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard fd >= 0, bound, !listening || listen(fd, 8) == 0 else {
+            if fd >= 0 { close(fd) }
+            throw POSIXError(.EADDRNOTAVAIL)
+        }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(fd) }
 }
