@@ -48,12 +48,16 @@ package enum DownloadDecision: Sendable {
 /// its connections are reused. Redirects are never followed here: the caller decides, per origin.
 ///
 /// Proxies come from libcurl's usual environment variables (`http_proxy`, `https_proxy`, `HTTPS_PROXY`,
-/// `all_proxy`, `no_proxy`).
+/// `all_proxy`, `no_proxy`). TLS certificates are verified against libcurl's default CA bundle, or against
+/// `caBundle` when one is given (for the server and for an HTTPS proxy alike, as `curl --cacert` does).
 package final class CurlDownload: @unchecked Sendable {
     private let easy: CurlEasy
+    private let caBundle: String?
 
-    package init() throws {
+    /// - Parameter caBundle: a PEM file of CA certificates to verify servers with instead of the default bundle.
+    package init(caBundle: String? = nil) throws {
         easy = try CurlEasy()
+        self.caBundle = caBundle
     }
 
     /// Performs one request on the calling thread (never call it on Swift's cooperative pool).
@@ -79,6 +83,10 @@ package final class CurlDownload: @unchecked Sendable {
                 try easy.set(CURLOPT_FOLLOWLOCATION, 0)
                 try easy.set(CURLOPT_ACCEPT_ENCODING, "identity")
                 try easy.set(CURLOPT_TCP_KEEPALIVE, 1)
+                if let caBundle {
+                    try easy.set(CURLOPT_CAINFO, caBundle)
+                    try easy.set(CURLOPT_PROXY_CAINFO, caBundle)
+                }
                 // 128 KiB, about curl's own: each pooled handle keeps its buffer, and larger ones did not pull faster.
                 // Under a rate cap, smaller: libcurl (7.88) lets what is already in the socket buffers through in one
                 // burst, buffer after buffer, whatever the cap (`curl --limit-rate 1M` reads 4 MiB from a loopback

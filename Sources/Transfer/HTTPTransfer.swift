@@ -112,7 +112,7 @@ package final class HTTPTransfer: @unchecked Sendable {
             try easy.set(CURLOPT_LOW_SPEED_LIMIT, 1)
             try easy.set(CURLOPT_LOW_SPEED_TIME, stallSeconds)
             try easy.set(CURLOPT_CONNECTTIMEOUT, min(stallSeconds, 30))
-            if let socket = request.unixSocketPath { try easy.set(CURLOPT_UNIX_SOCKET_PATH, socket) }
+            if let socket = request.unixSocketPath { try easy.setUnixSocketPath(socket) }
             try easy.setHeaders(request.headers.map { "\($0.0): \($0.1)" } + ["Expect:"])
             try easy.setWriteFunction(transferWrite, userData: pointer)
             try easy.setHeaderFunction(transferHeader, userData: pointer)

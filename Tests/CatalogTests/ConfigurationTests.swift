@@ -67,6 +67,54 @@ struct ConfigurationTests {
         #expect(address.description == "[::1]:8700")
     }
 
+    @Test("ca_bundle: flag, MODELD_CA_BUNDLE, config file, then CURL_CA_BUNDLE, SSL_CERT_FILE, REQUESTS_CA_BUNDLE; unusable files stop start-up")
+    func caBundle() async throws {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        let names = ["flag", "setting", "file", "curl", "openssl", "requests"]
+        for name in names { try Data(pem.utf8).write(to: URL(filePath: directory.path("\(name).pem"))) }
+        let file = directory.path("ca.json")
+        try Data(#"{"ca_bundle": "\#(directory.path("file.pem"))"}"#.utf8).write(to: URL(filePath: file))
+        let flags = DaemonConfiguration.Flags(config: file, caBundle: directory.path("flag.pem"))
+        var environment = [
+            "HOME": "/home/u", "MODELD_CA_BUNDLE": directory.path("setting.pem"), "CURL_CA_BUNDLE": directory.path("curl.pem"),
+            "SSL_CERT_FILE": directory.path("openssl.pem"), "REQUESTS_CA_BUNDLE": directory.path("requests.pem"),
+        ]
+        func resolved(_ flags: DaemonConfiguration.Flags) async throws -> (String?, String?) {
+            let configuration = try await DaemonConfiguration.resolve(flags: flags, environment: environment)
+            return (configuration.caBundle.map { URL(filePath: $0).lastPathComponent }, configuration.caBundleSource)
+        }
+        #expect(try await resolved(flags) == ("flag.pem", "ca_bundle"))
+        #expect(try await resolved(.init(config: file)) == ("setting.pem", "ca_bundle"))
+        environment["MODELD_CA_BUNDLE"] = nil
+        #expect(try await resolved(.init(config: file)) == ("file.pem", "ca_bundle"))
+        #expect(try await resolved(.init()) == ("curl.pem", "CURL_CA_BUNDLE"))
+        environment["CURL_CA_BUNDLE"] = ""
+        #expect(try await resolved(.init()) == ("openssl.pem", "SSL_CERT_FILE"))
+        environment["SSL_CERT_FILE"] = nil
+        #expect(try await resolved(.init()) == ("requests.pem", "REQUESTS_CA_BUNDLE"))
+        environment["REQUESTS_CA_BUNDLE"] = nil
+        #expect(try await resolved(.init()) == (nil, nil))
+
+        let missing = directory.path("missing.pem")
+        let error = try await #require(throws: ConfigurationError.self) {
+            try await DaemonConfiguration.resolve(flags: .init(caBundle: missing), environment: environment)
+        }
+        #expect(error.description == "configuration ca_bundle: file \(missing) does not exist or cannot be read")
+        let fromVariable = try await #require(throws: ConfigurationError.self) {
+            try await DaemonConfiguration.resolve(flags: .init(), environment: environment.merging(["SSL_CERT_FILE": missing]) { $1 })
+        }
+        #expect(fromVariable.description == "configuration SSL_CERT_FILE: file \(missing) does not exist or cannot be read")
+        let notPEM = directory.path("config.json")
+        let wrongKind = try await #require(throws: ConfigurationError.self) {
+            try await DaemonConfiguration.resolve(flags: .init(caBundle: notPEM), environment: environment)
+        }
+        #expect(wrongKind.description.contains("\(notPEM) holds no PEM certificate"))
+        let unreadable = try await #require(throws: ConfigurationError.self) {
+            try await DaemonConfiguration.resolve(flags: .init(caBundle: directory.url.path), environment: environment)
+        }
+        #expect(unreadable.key == "ca_bundle" && unreadable.description.contains("cannot be read"))
+    }
+
     @Test("a missing or malformed config file named explicitly is an error")
     func badFile() async throws {
         let missing = try await #require(throws: ConfigurationError.self) {

@@ -106,6 +106,45 @@ struct PullCommandTests {
     }
 }
 
+@Suite("modelctl pull from a mirror behind a private CA")
+struct PrivateCAPullTests {
+    @Test("modeld trusts CURL_CA_BUNDLE for the mirror and its CDN; a missing --ca-bundle stops start-up with one line")
+    func mirrorWithPrivateCA() async throws {
+        let root = FileManager.default.temporaryDirectory.appending(path: "modeld-ca-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let certificates = try await TestCertificates.generate(in: root)
+
+        let missing = root.appending(path: "missing.pem").path
+        let refused = try await runProcess(
+            productsDirectory.appending(path: "modeld"),
+            ["--ca-bundle", missing, "--data-dir", root.appending(path: "data").path, "--listen", "127.0.0.1:0"],
+            environment: ["HOME": root.path, "PATH": "/usr/bin:/bin"])
+        #expect(refused.status == 1)
+        let lines = refused.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("configuration ca_bundle: file \(missing) does not exist"), "\(refused.stderr)")
+
+        try await FakeHub.withRunning { hub in
+            hub.addRepo("acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", "{}"), FakeFile("model.safetensors", Data(count: 100_000))])])
+            try await TLSFront.withRunning(certificates: certificates, backends: [hub.hubPort, hub.cdnPort]) { ports in
+                hub.setPublicOrigins(hub: "https://localhost:\(ports[0])", cdn: "https://127.0.0.1:\(ports[1])")
+                let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint, "CURL_CA_BUNDLE": certificates.caBundle])
+                do {
+                    #expect(daemon.log.contains("ca_bundle=\(certificates.caBundle) (from CURL_CA_BUNDLE)"), "\(daemon.log)")
+                    let pulled = try await daemon.modelctl(["pull", "acme/tiny"])
+                    #expect(pulled.status == 0, "stderr: \(pulled.stderr)")
+                    #expect(try await daemon.modelctl(["verify", "acme/tiny"]).status == 0)
+                    #expect(hub.requests.contains { $0.origin == .cdn })
+                } catch {
+                    try await daemon.stop()
+                    throw error
+                }
+                try await daemon.stop()
+            }
+        }
+    }
+}
+
 @Suite("modelctl start, ps, logs, stop with a fake engine")
 struct RunCommandTests {
     @Test("a pulled model starts on the vLLM contract, becomes ready, logs, stops; SIGTERM to modeld stops its engine")

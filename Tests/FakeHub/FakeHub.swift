@@ -18,18 +18,25 @@ import Synchronization
 /// }
 /// ```
 package final class FakeHub: Sendable {
-    /// `http://127.0.0.1:<port>` of the hub.
-    package let endpoint: String
-    /// `http://127.0.0.1:<port>` of the CDN that serves LFS files.
-    package let cdnEndpoint: String
+    /// The loopback ports the hub and its CDN listen on (plain HTTP).
+    package let hubPort: Int
+    package let cdnPort: Int
+    /// `http://127.0.0.1:<port>` of the hub, or the origin of a front before it (``setPublicOrigins(hub:cdn:)``).
+    package var endpoint: String { state.withLock { $0.hubOrigin } }
+    /// `http://127.0.0.1:<port>` of the CDN that serves LFS files, or the origin of a front before it.
+    package var cdnEndpoint: String { state.withLock { $0.cdnOrigin } }
     /// The token that opens gated and private repositories (`Authorization: Bearer <token>`).
     package static let validToken = "hf_fake_valid_token_0123456789"
 
     let state = Mutex(FakeHubState())
 
     init(hubPort: Int, cdnPort: Int) {
-        endpoint = "http://127.0.0.1:\(hubPort)"
-        cdnEndpoint = "http://127.0.0.1:\(cdnPort)"
+        self.hubPort = hubPort
+        self.cdnPort = cdnPort
+        state.withLock {
+            $0.hubOrigin = "http://127.0.0.1:\(hubPort)"
+            $0.cdnOrigin = "http://127.0.0.1:\(cdnPort)"
+        }
     }
 
     /// Starts the hub and its CDN on ephemeral loopback ports, runs `body`, and stops them.
@@ -101,6 +108,15 @@ package final class FakeHub: Sendable {
     /// Adds a fault; it applies to GETs of the file's bytes (on the hub or the CDN).
     package func addFault(_ fault: FakeFault) {
         state.withLock { $0.faults.append(FaultState(fault: fault, remaining: fault.times)) }
+    }
+
+    /// Names these origins in links and redirects (and as ``endpoint`` and ``cdnEndpoint``): for a front, such as
+    /// a TLS proxy, that clients reach the hub and its CDN through.
+    package func setPublicOrigins(hub: String, cdn: String) {
+        state.withLock {
+            $0.hubOrigin = hub
+            $0.cdnOrigin = cdn
+        }
     }
 
     /// Tree pages hold this many entries (pagination with `Link: rel="next"`).
@@ -252,6 +268,8 @@ struct FaultState: Sendable {
 }
 
 struct FakeHubState: Sendable {
+    var hubOrigin = ""
+    var cdnOrigin = ""
     var repos: [String: FakeRepo] = [:]
     var modelScopeRepos: [String: FakeRepo] = [:]
     var faults: [FaultState] = []

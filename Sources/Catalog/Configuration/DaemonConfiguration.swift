@@ -65,6 +65,7 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `on_demand_keep_alive` | `--on-demand-keep-alive` | `MODELD_ON_DEMAND_KEEP_ALIVE` | `5m` |
 /// | `on_demand_timeout` | `--on-demand-timeout` | `MODELD_ON_DEMAND_TIMEOUT` | `5m` |
 /// | `max_loaded_runs` | `--max-loaded-runs` | `MODELD_MAX_LOADED_RUNS` | `3` (0: no limit) |
+/// | `ca_bundle` | `--ca-bundle` | `MODELD_CA_BUNDLE` | `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, else libcurl's default |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -86,6 +87,15 @@ package struct DaemonConfiguration: Sendable {
     package var onDemandTimeout: Duration = .seconds(300)
     /// The most runs loaded at once before idle on-demand runs are unloaded; 0 means no limit.
     package var maxLoadedRuns = 3
+    /// A PEM file of CA certificates that verifies the hubs (a mirror behind a private CA); nil means libcurl's
+    /// default bundle.
+    package var caBundle: String?
+    /// What chose `caBundle`: `ca_bundle` (the setting) or the environment variable that named it.
+    package var caBundleSource: String?
+
+    /// The environment variables that name a CA bundle when the `ca_bundle` setting does not, the first set one
+    /// winning: curl's, OpenSSL's, then the one huggingface_hub (through requests) reads.
+    package static let caBundleVariables = ["CURL_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -109,12 +119,14 @@ package struct DaemonConfiguration: Sendable {
         package var onDemandKeepAlive: String?
         package var onDemandTimeout: String?
         package var maxLoadedRuns: String?
+        package var caBundle: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
-            onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil
+            onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil
         ) {
+            self.caBundle = caBundle
             self.onDemandKeepAlive = onDemandKeepAlive
             self.onDemandTimeout = onDemandTimeout
             self.maxLoadedRuns = maxLoadedRuns
@@ -142,6 +154,7 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.onDemandKeepAlive { flagValues["on_demand_keep_alive"] = .init(.string(value), isSecret: false) }
         if let value = flags.onDemandTimeout { flagValues["on_demand_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.maxLoadedRuns { flagValues["max_loaded_runs"] = .init(.string(value), isSecret: false) }
+        if let value = flags.caBundle { flagValues["ca_bundle"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -206,7 +219,28 @@ package struct DaemonConfiguration: Sendable {
             }
             configuration.maxLoadedRuns = count
         }
+        if let (path, source) = chooseCABundle(setting: reader.string(forKey: "ca_bundle"), environment: environment) {
+            let absolute = absoluteURL(path, environment: environment).path
+            guard let contents = FileManager.default.contents(atPath: absolute) else {
+                throw ConfigurationError(key: source, problem: "file \(absolute) does not exist or cannot be read")
+            }
+            guard contents.range(of: Data("CERTIFICATE-----".utf8)) != nil else {
+                throw ConfigurationError(key: source, problem: "file \(absolute) holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+            }
+            configuration.caBundle = absolute
+            configuration.caBundleSource = source
+        }
         return configuration
+    }
+
+    /// The CA bundle to use and what named it: the `ca_bundle` setting, else the first of
+    /// ``caBundleVariables`` that is set.
+    private static func chooseCABundle(setting: String?, environment: [String: String]) -> (path: String, source: String)? {
+        if let setting, !setting.isEmpty { return (setting, "ca_bundle") }
+        for name in caBundleVariables {
+            if let path = environment[name], !path.isEmpty { return (path, name) }
+        }
+        return nil
     }
 
     /// `50M`, `1.5G`, `800K` or plain bytes per second.

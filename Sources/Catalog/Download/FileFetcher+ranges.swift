@@ -334,7 +334,10 @@ extension FileFetcher {
                 if cancel.isCancelled || stop.isCancelled { return }
                 if whole { throw RangeUnsupported.unsupported }
                 if let transportError {
-                    outcome = PullError(.network, "network error while downloading \(item.path) from \(hostOf(url)): \(transportError.message)")
+                    let error = PullError.network(transportError, while: "downloading \(item.path)")
+                    // A certificate that does not verify, a malformed URL: another try cannot help.
+                    guard transportError.isTransient || transportError.isAborted else { throw error }
+                    outcome = error
                     break redirects
                 }
                 if wrongRange {

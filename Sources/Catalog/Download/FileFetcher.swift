@@ -190,8 +190,7 @@ struct FileFetcher: Sendable {
             }
             if cancel.isCancelled { throw PullError(.cancelled, "cancelled while downloading \(item.path)") }
             if let transportError {
-                let error = PullError(
-                    .network, "network error while downloading \(item.path) from \(hostOf(url)): \(transportError.message)")
+                let error = PullError.network(transportError, while: "downloading \(item.path)")
                 guard transportError.isTransient || transportError.isAborted else { throw error }
                 return .retry(error, wait: nil, madeProgress: received > 0)
             }

@@ -14,6 +14,9 @@ package struct PullConfiguration: Sendable {
     /// A transfer with no byte for this long is retried (stall detection instead of a total time cap).
     package var stallTimeout: Duration
     package var httpVersion: HTTPVersionPreference
+    /// A PEM file of CA certificates that verifies the hubs' TLS certificates instead of libcurl's default bundle
+    /// (`ca_bundle`, else `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`); nil: the default bundle.
+    package var caBundle: String?
     /// How often progress events go out while bytes move.
     package var progressInterval: Duration
     /// Free bytes on the file system holding a directory (tests swap it to simulate a full disk).
@@ -28,7 +31,7 @@ package struct PullConfiguration: Sendable {
         dataDirectory: DataDirectory, huggingFace: HuggingFaceSettings = HuggingFaceSettings(),
         modelScope: ModelScopeSettings = ModelScopeSettings(), concurrency: Int = 4, maxDownloadRate: Int64? = nil,
         retry: RetryPolicy = .standard, stallTimeout: Duration = .seconds(30), httpVersion: HTTPVersionPreference = .http2,
-        progressInterval: Duration = .milliseconds(250), freeSpace: @escaping @Sendable (URL) -> Int64? = availableBytes
+        caBundle: String? = nil, progressInterval: Duration = .milliseconds(250), freeSpace: @escaping @Sendable (URL) -> Int64? = availableBytes
     ) {
         self.dataDirectory = dataDirectory
         self.huggingFace = huggingFace
@@ -38,17 +41,19 @@ package struct PullConfiguration: Sendable {
         self.retry = retry
         self.stallTimeout = stallTimeout
         self.httpVersion = httpVersion
+        self.caBundle = caBundle
         self.progressInterval = progressInterval
         self.freeSpace = freeSpace
     }
 
     /// Hub settings from the environment (`HF_ENDPOINT`, `HF_TOKEN`, `MODELSCOPE_ENDPOINT`, ...).
+    /// - Parameter caBundle: the CA bundle the daemon's configuration chose (``DaemonConfiguration/caBundle``).
     package static func fromEnvironment(
-        dataDirectory: DataDirectory, environment: [String: String], maxDownloadRate: Int64? = nil
+        dataDirectory: DataDirectory, environment: [String: String], maxDownloadRate: Int64? = nil, caBundle: String? = nil
     ) -> PullConfiguration {
         PullConfiguration(
             dataDirectory: dataDirectory, huggingFace: .fromEnvironment(environment), modelScope: .fromEnvironment(environment),
-            maxDownloadRate: maxDownloadRate)
+            maxDownloadRate: maxDownloadRate, caBundle: caBundle)
     }
 
     /// The per-transfer rate cap when `files` files are to be downloaded: the pull's cap split evenly

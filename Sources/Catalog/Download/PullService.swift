@@ -29,7 +29,8 @@ package final class PullService: Sendable, CustomStringConvertible {
     let logger: Logger
     /// Bytes downloaded per hub, `modeld_pulled_bytes_total{source}`.
     let pulledBytes: [ModelSource: CoreMetrics.Counter]
-    let pool = HandlePool(make: CurlDownload.init)
+    /// The libcurl handles of every hub request and download (each trusts `configuration.caBundle`).
+    let pool: HandlePool<CurlDownload>
     private let registry = Mutex(Registry())
     private let partials = Mutex(Set<String>())
     /// Repositories whose cache entries an import, adoption or removal is changing (`source/repo`), with what it
@@ -52,6 +53,8 @@ package final class PullService: Sendable, CustomStringConvertible {
         self.configuration = configuration
         self.store = store
         self.logger = logger
+        let caBundle = configuration.caBundle
+        pool = HandlePool { try CurlDownload(caBundle: caBundle) }
         pulledBytes = Dictionary(uniqueKeysWithValues: ModelSource.allCases.map { source in
             (source, CoreMetrics.Counter(label: "modeld_pulled_bytes_total", dimensions: [("source", source.rawValue)], factory: metrics))
         })
@@ -156,7 +159,9 @@ package final class PullService: Sendable, CustomStringConvertible {
     // MARK: Shared helpers for the hub-specific pulls
 
     var requester: HubRequester {
-        HubRequester(pool: pool, policy: configuration.retry, stallTimeout: configuration.stallTimeout, httpVersion: configuration.httpVersion)
+        HubRequester(
+            pool: pool, policy: configuration.retry, stallTimeout: configuration.stallTimeout, httpVersion: configuration.httpVersion,
+            logger: logger)
     }
 
     /// Fails with a clear message when the bytes still to download do not fit.

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Transfer
 
 /// Sends small hub requests (API calls, HEADs) with retries, on the calling worker thread.
@@ -7,6 +8,8 @@ struct HubRequester: Sendable {
     let policy: RetryPolicy
     let stallTimeout: Duration
     let httpVersion: HTTPVersionPreference
+    /// Where retries are reported.
+    let logger: Logger
 
     /// Sends `request`, retrying connection errors, 408, 429 and 5xx.
     /// - Parameter what: what the request is for, used in error messages ("resolving acme/tiny@main").
@@ -32,9 +35,13 @@ struct HubRequester: Sendable {
             } catch let error as CurlError {
                 failures += 1
                 guard error.isTransient, failures < policy.maxAttempts else {
-                    throw PullError(.network, "network error while \(what) (\(redacted(request.url))): \(error.message)")
+                    throw PullError.network(error, while: "\(what) (\(redacted(request.url)))", tries: failures)
                 }
-                guard cancel.sleep(for: policy.delay(afterFailures: failures)) else {
+                let wait = policy.delay(afterFailures: failures)
+                logger.warning(
+                    "retrying a hub request",
+                    metadata: ["while": "\(what)", "try": "\(failures)", "error": "\(error.message)", "in": "\(wait)"])
+                guard cancel.sleep(for: wait) else {
                     throw PullError(.cancelled, "cancelled while \(what)")
                 }
                 continue

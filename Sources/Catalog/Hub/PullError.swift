@@ -1,3 +1,5 @@
+import Transfer
+
 /// Why a pull failed, as one sentence a user can act on. Never contains a token.
 package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
     /// An extensible failure kind; the daemon maps it to an HTTP status.
@@ -55,5 +57,16 @@ package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
     /// An import, adoption or removal refused while a pull of the repository runs.
     static func beingPulled(_ repo: String) -> PullError {
         PullError(.busy, "\(repo) is being pulled; wait for the pull or cancel it, then try again")
+    }
+
+    /// A request that failed in transport while `what` (`downloading config.json`), after `tries` tries.
+    static func network(_ error: CurlError, while what: String, tries: Int = 1) -> PullError {
+        var message = "network error while \(what)"
+        if tries > 1 { message += " after \(tries) tries" }
+        message += ": \(error.message)"
+        if error.isUntrustedCertificate {
+            message += "; for a hub behind a private CA, point ca_bundle (or CURL_CA_BUNDLE) at its CA certificate"
+        }
+        return PullError(.network, message)
     }
 }

@@ -43,6 +43,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The most runs loaded at once; idle on-demand runs are unloaded, least recently used first, to make room (env MODELD_MAX_LOADED_RUNS; default 3; 0 for no limit).")
     var maxLoadedRuns: String?
 
+    @Option(name: .long, help: "CA certificates (PEM) to verify the hubs with, for a mirror behind a private CA (env MODELD_CA_BUNDLE; default $CURL_CA_BUNDLE, $SSL_CERT_FILE or $REQUESTS_CA_BUNDLE, else libcurl's default).")
+    var caBundle: String?
+
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
@@ -58,7 +61,7 @@ struct Serve: AsyncParsableCommand {
             let daemon = try await DaemonStartup.prepare(
                 flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket,
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
-                    maxLoadedRuns: maxLoadedRuns),
+                    maxLoadedRuns: maxLoadedRuns, caBundle: caBundle),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
             let keysExist = try await daemon.store.hasActiveAPIKeys()
@@ -95,16 +98,18 @@ enum DaemonStartup {
         }
         let store = try Store(path: configuration.dataDirectory.database.path)
         let metrics = DaemonMetrics()
-        logger.info(
-            "modeld starting",
-            metadata: [
-                "listen": "\(configuration.listen)", "data_dir": "\(configuration.dataDirectory.root.path)",
-                "catalog": "\(configuration.catalogPath ?? "built-in") (\(catalog.entries.count) models)",
-            ])
+        var startMetadata: Logger.Metadata = [
+            "listen": "\(configuration.listen)", "data_dir": "\(configuration.dataDirectory.root.path)",
+            "catalog": "\(configuration.catalogPath ?? "built-in") (\(catalog.entries.count) models)",
+        ]
+        if let bundle = configuration.caBundle {
+            startMetadata["ca_bundle"] = "\(bundle) (from \(configuration.caBundleSource ?? "ca_bundle"))"
+        }
+        logger.info("modeld starting", metadata: startMetadata)
         let pulls = PullService(
             configuration: .fromEnvironment(
                 dataDirectory: configuration.dataDirectory, environment: environment,
-                maxDownloadRate: configuration.maxDownloadRate),
+                maxDownloadRate: configuration.maxDownloadRate, caBundle: configuration.caBundle),
             store: store, metrics: metrics.factory)
         var supervisorLogger = logger
         supervisorLogger[metadataKey: "part"] = "supervisor"
