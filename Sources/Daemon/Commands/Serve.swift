@@ -106,6 +106,7 @@ enum DaemonStartup {
                 dataDirectory: configuration.dataDirectory, environment: environment,
                 maxDownloadRate: configuration.maxDownloadRate),
             store: store, metrics: metrics.factory)
+        pulls.removeAbandonedImports()
         var supervisorLogger = logger
         supervisorLogger[metadataKey: "part"] = "supervisor"
         let supervisor = try Supervisor(
