@@ -72,6 +72,17 @@ struct ExpectedRepo: Sendable {
     /// The hash the store records for a file: Hugging Face's etag (sha256 for LFS, git sha1 otherwise) or ModelScope's sha256.
     func recordedHash(_ file: FakeFile) -> String { source == "huggingface" ? file.etag : file.sha256 }
 
+    /// The repository's directory in the cache: Hugging Face's `models--owner--name`, ModelScope's `owner/name`.
+    func cacheDirectory(in root: URL) -> URL {
+        source == "huggingface"
+            ? root.appending(path: "huggingface/hub/models--\(repo.replacingOccurrences(of: "/", with: "--"))") : root.appending(path: "modelscope/\(repo)")
+    }
+
+    /// Where the cache keeps each content once, named by its hash.
+    func blobsDirectory(in root: URL) -> URL {
+        cacheDirectory(in: root).appending(path: source == "huggingface" ? "blobs" : ".blobs")
+    }
+
     /// The partial download of a file in `<data>/tmp` (downloads go there, never into the cache).
     func partial(_ file: FakeFile, in root: URL) -> URL {
         let prefix = source == "huggingface" ? "hf" : "ms"
@@ -184,6 +195,11 @@ final class KillHarness: @unchecked Sendable {
             let mark = hub.requests.count
             let partials = partialSizes(repo)
             if round == kills {
+                // What the killed pulls left to fetch: the files with no blob yet, less their partial files.
+                let missing = repo.files.reduce(Int64(0)) { sum, file in
+                    sum + (hasBlob(repo, file) ? 0 : Int64(file.data.count) - (partials[file.path] ?? 0))
+                }
+                let servedBefore = served(repo)
                 let last = Mutex<PullEvent?>(nil)
                 try await client.streamLines("/api/v1/models/pull", body: body) { line in
                     last.withLock { $0 = try? WireJSON.decoder().decode(PullEvent.self, from: line) }
@@ -192,6 +208,9 @@ final class KillHarness: @unchecked Sendable {
                 let done = last.withLock { $0 }
                 #expect(done?.event == .done && done?.state == .ready, "\(context) the pull after the last restart did not finish: \(String(describing: done))\n\(launch.log)")
                 checkResumed(repo, partials: partials, since: mark)
+                // Nothing already on disk went over the wire again.
+                let fetched = served(repo) - servedBefore
+                #expect(fetched <= missing, "\(context) \(repo.repo): the last pull fetched \(fetched) bytes, but only \(missing) were missing")
                 break
             }
             let byProgress = random.nextUnit() < 0.6
@@ -233,9 +252,6 @@ final class KillHarness: @unchecked Sendable {
             checkResumed(repo, partials: partials, since: mark)
             try await afterKill(moment)
         }
-        // Resumed, not fetched again: over every round, less than two whole downloads went over the wire.
-        let served = repo.files.reduce(0) { $0 + hub.servedBytes($1.path) }
-        #expect(served < 2 * Int(repo.totalBytes), "\(context) \(repo.repo): \(served) bytes served for \(repo.totalBytes) bytes of files")
     }
 
     /// Exports the ready version, removes it, and imports the archive with `kills` SIGKILLs on the way (each when the
@@ -291,7 +307,9 @@ final class KillHarness: @unchecked Sendable {
         for round in 0..<rounds {
             let name = "kill-\(round)"
             let start = StartRequest(model: repo.repo, engine: "vllm", name: name, source: repo.source)
-            let startDelay = Duration.milliseconds(Int(random.nextUnit() * 2000))
+            // The engine needs at least 1 s (FAKE_ENGINE_START_DELAY) to be ready: a kill within it lands while it
+            // starts, or before the run is even recorded.
+            let startDelay = Duration.milliseconds(Int(random.nextUnit() * 1000))
             let starting = Task { try? await self.client.call("POST", "/api/v1/models/start", body: start, as: RunSummary.self) }
             try await Task.sleep(for: startDelay)
             try await killDuring("start \(name) round \(round) (after \(startDelay))", starting)
@@ -302,7 +320,9 @@ final class KillHarness: @unchecked Sendable {
             }
             try await waitFor("\(name) to be ready", timeout: .seconds(60)) { try await self.run(name)?.state == "ready" }
 
-            let stopDelay = Duration.milliseconds(Int(random.nextUnit() * 2000))
+            // A stop takes 1.5 s (FAKE_ENGINE_STOP_DELAY): a kill within it lands while it stops, or before the stop is
+            // recorded.
+            let stopDelay = Duration.milliseconds(Int(random.nextUnit() * 1400))
             let stopping = Task { try? await self.client.call("POST", "/api/v1/models/running/\(name)/stop", as: RunSummary.self) }
             try await Task.sleep(for: stopDelay)
             try await killDuring("stop \(name) round \(round) (after \(stopDelay))", stopping)
@@ -431,18 +451,15 @@ final class KillHarness: @unchecked Sendable {
     /// Partial files belong in `<data>/tmp`.
     private func checkCaches(_ moment: String) {
         for repo in repos {
-            let blobs: URL
-            var snapshots: [URL] = []
+            let directory = repo.cacheDirectory(in: root)
+            let blobs = repo.blobsDirectory(in: root)
+            let snapshots: [URL]
             let linkPrefix: (Int) -> String
             if repo.source == "huggingface" {
-                let directory = root.appending(path: "huggingface/hub/models--\(repo.repo.replacingOccurrences(of: "/", with: "--"))")
-                blobs = directory.appending(path: "blobs")
                 snapshots = children(of: directory.appending(path: "snapshots"))
                 linkPrefix = { depth in String(repeating: "../", count: depth + 2) + "blobs/" }
             } else {
-                let directory = root.appending(path: "modelscope/\(repo.repo)")
-                blobs = directory.appending(path: ".blobs")
-                snapshots = children(of: directory).filter { $0.lastPathComponent != ".blobs" }
+                snapshots = children(of: directory).filter { $0.lastPathComponent != blobs.lastPathComponent }
                 linkPrefix = { depth in String(repeating: "../", count: depth + 1) + ".blobs/" }
             }
             let place = "\(context) \(moment): \(repo.repo)"
@@ -490,6 +507,16 @@ final class KillHarness: @unchecked Sendable {
     /// A run by name, nil when there is none.
     private func run(_ name: String) async throws -> RunSummary? {
         try await client.call("GET", "/api/v1/models/running", as: [RunSummary].self).first { $0.name == name }
+    }
+
+    /// Body bytes the fake hub served of the repository's files so far.
+    private func served(_ repo: ExpectedRepo) -> Int64 {
+        repo.files.reduce(0) { $0 + Int64(hub.servedBytes($1.path)) }
+    }
+
+    /// Whether the cache holds the file's blob.
+    private func hasBlob(_ repo: ExpectedRepo, _ file: FakeFile) -> Bool {
+        FileManager.default.fileExists(atPath: repo.blobsDirectory(in: root).appending(path: repo.recordedHash(file)).path)
     }
 
     /// Bytes of each partial download on disk, by file path.
