@@ -11,6 +11,7 @@ import Foundation
 /// | `FAKE_ENGINE_START_DELAY` | `/health` is 503 for this many seconds |
 /// | `FAKE_ENGINE_HANG_HEALTH` | `/health` never answers (`=1`), or only after this many seconds (`=after:S`) |
 /// | `FAKE_ENGINE_IGNORE_SIGTERM` | ignore SIGTERM |
+/// | `FAKE_ENGINE_STOP_DELAY` | take this many seconds to shut down after SIGTERM, as a server finishing its requests |
 /// | `FAKE_ENGINE_GRANDCHILD_PIDFILE` | spawn a helper (same process group, ignores SIGTERM) writing its pid here |
 /// | `FAKE_ENGINE_LOG_BYTES` | print this many bytes of log lines at start |
 /// | `FAKE_ENGINE_NO_MODULE` | exit 1 at once with Python's "No module named <value>" |
@@ -20,6 +21,9 @@ import Foundation
 /// with `response_format` `json_schema` the reply is a JSON instance of the schema (see ``SchemaInstance``).
 /// `fake-engine supervise DATA PIDFILE` is a throw-away daemon instead: it starts one engine (this program
 /// as vLLM) through the real ``Supervisor``, writes the engine's pid, and waits to be killed.
+/// How long a SIGTERM takes to end the process (`FAKE_ENGINE_STOP_DELAY`); set once before the handler is installed.
+nonisolated(unsafe) var stopDelay: timespec?
+
 @main
 struct FakeEngine {
     static func main() async throws {
@@ -52,10 +56,18 @@ struct FakeEngine {
         if environment["FAKE_ENGINE_IGNORE_SIGTERM"] == "1" {
             signal(SIGTERM, SIG_IGN)
         } else {
-            // Like a real server: log the signal and exit cleanly.
+            // Like a real server: log the signal and exit cleanly (after its shutdown delay).
+            stopDelay = environment["FAKE_ENGINE_STOP_DELAY"].flatMap(Double.init).map { delay in
+                timespec(tv_sec: Int(delay), tv_nsec: Int((delay - delay.rounded(.down)) * 1e9))
+            }
             signal(SIGTERM) { _ in
                 let message = "fake-engine: SIGTERM received, shutting down\n"
                 _ = message.withCString { write(2, $0, strlen($0)) }
+                if var request = stopDelay {
+                    // nanosleep is async-signal-safe; the server threads keep answering meanwhile.
+                    var remaining = timespec()
+                    while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+                }
                 _exit(0)
             }
         }

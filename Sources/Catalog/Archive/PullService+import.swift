@@ -26,7 +26,7 @@ extension PullService {
     /// ``importArchive(from:)`` on the calling thread.
     package func importArchiveBlocking(from input: any ArchiveInput, cancel: CancellationFlag) throws -> ImportOutcome {
         let tmp = configuration.dataDirectory.tmp
-        let staging = tmp.appending(path: "import-\(UUID().uuidString.prefix(12))", directoryHint: .isDirectory)
+        let staging = tmp.appending(path: Self.importStagingPrefix + UUID().uuidString.prefix(12), directoryHint: .isDirectory)
         do {
             try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         } catch {
@@ -133,6 +133,24 @@ extension PullService {
             "import finished",
             metadata: ["source": "\(manifest.source.rawValue)", "repo": "\(repo)", "commit": "\(manifest.commit)", "bytes": "\(manifest.totalBytes)"])
         return ImportOutcome(version: version, files: files.count, bytes: manifest.totalBytes)
+    }
+
+    /// How an import's staging directory in `<data>/tmp` is named.
+    static let importStagingPrefix = "import-"
+
+    /// Removes the staging directories of imports that a previous daemon did not finish (it was killed mid-import):
+    /// nothing would ever use them, and each can hold a whole model. Call at start-up, before any import begins.
+    package func removeAbandonedImports() {
+        let tmp = configuration.dataDirectory.tmp
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: tmp.path)) ?? []
+        for name in names where name.hasPrefix(Self.importStagingPrefix) {
+            do {
+                try FileManager.default.removeItem(at: tmp.appending(path: name, directoryHint: .isDirectory))
+                logger.notice("removed the staging files of an unfinished import", metadata: ["directory": "\(tmp.path)/\(name)"])
+            } catch {
+                logger.warning("cannot remove the staging files of an unfinished import", metadata: ["directory": "\(tmp.path)/\(name)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Reads and checks the first entry, which must be the manifest.

@@ -111,6 +111,7 @@ enum DaemonStartup {
                 dataDirectory: configuration.dataDirectory, environment: environment,
                 maxDownloadRate: configuration.maxDownloadRate, caBundle: configuration.caBundle),
             store: store, metrics: metrics.factory)
+        pulls.removeAbandonedImports()
         var supervisorLogger = logger
         supervisorLogger[metadataKey: "part"] = "supervisor"
         let supervisor = try await Supervisor(
