@@ -43,6 +43,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The most runs loaded at once; idle on-demand runs are unloaded, least recently used first, to make room (env MODELD_MAX_LOADED_RUNS; default 3; 0 for no limit).")
     var maxLoadedRuns: String?
 
+    @Option(name: .customLong("cors-origin"), help: "A web origin whose pages may call the API, such as https://app.example.com, or * for any; repeat for more (env MODELD_CORS_ORIGINS, comma-separated; default none).")
+    var corsOrigins: [String] = []
+
+    @Option(name: .customLong("allowed-host"), help: "A host name requests may use besides the daemon's own (localhost, its addresses, the machine's name) while no API key exists; repeat for more (env MODELD_ALLOWED_HOSTS).")
+    var allowedHosts: [String] = []
+
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
@@ -58,7 +64,7 @@ struct Serve: AsyncParsableCommand {
             let daemon = try await DaemonStartup.prepare(
                 flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket,
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
-                    maxLoadedRuns: maxLoadedRuns),
+                    maxLoadedRuns: maxLoadedRuns, corsOrigins: corsOrigins, allowedHosts: allowedHosts),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
             let keysExist = try daemon.store.hasActiveAPIKeys()

@@ -22,6 +22,9 @@ struct DaemonContext: Sendable {
     /// Requests in flight and last use per run, shared by every route that sends requests to engines.
     var activity = OutstandingRequests()
 
+    /// Which web pages may call the daemon, and under which host names.
+    var origins: OriginPolicy { OriginPolicy(configuration: configuration) }
+
     /// The loaded-runs policy (idle unload, the limit and its evictions).
     var loadedRuns: LoadedRuns {
         var runsLogger = logger
@@ -35,6 +38,8 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
     router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
+    // Before the error envelope, so that error replies to allowed origins carry the CORS headers too.
+    router.add(middleware: OriginMiddleware(policy: daemon.origins, store: daemon.store))
     router.add(middleware: EnvelopeErrorMiddleware())
     router.add(middleware: AuthMiddleware(authorizer: daemon.authorizer))
 
