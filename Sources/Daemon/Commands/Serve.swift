@@ -119,9 +119,11 @@ enum DaemonStartup {
             configuration: SupervisorConfiguration(
                 engines: try engineSettings(environment), portRange: try enginePorts(environment), baseEnvironment: environment),
             logger: supervisorLogger, metrics: metrics.factory)
+        let events = EventBus()
+        events.watchRuns(of: supervisor)
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
-            logger: logger, authorizer: Authorizer(store: store))
+            logger: logger, authorizer: Authorizer(store: store), events: events, pullEvents: PullEventSource(bus: events, pulls: pulls))
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
@@ -175,6 +177,7 @@ enum DaemonStartup {
         services.insert(
             .init(service: SupervisorRunner(supervisor: daemon.supervisor, notifier: notifier, readiness: readiness)), at: 0)
         services.append(.init(service: IdleUnloader(runs: daemon.loadedRuns, interval: .seconds(1))))
+        services.append(.init(service: EventHeartbeat(bus: daemon.events)))
         services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
         services.append(.init(service: StoppingNotifier(notifier: notifier)))
         var configuration = ServiceGroupConfiguration(
