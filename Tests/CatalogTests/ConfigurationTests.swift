@@ -128,6 +128,29 @@ struct ConfigurationTests {
         }
         #expect(malformed.description.contains("not valid JSON"))
     }
+
+    @Test("cors_origins and allowed_hosts: arrays in the file and flags, comma-separated in the environment; bad origins refused")
+    func originLists() async throws {
+        let file = directory.path("origins.json")
+        try Data(#"{"cors_origins": ["https://App.example.com/"], "allowed_hosts": ["Models.Internal"]}"#.utf8).write(to: URL(filePath: file))
+        let fromFile = try await DaemonConfiguration.resolve(flags: .init(config: file), environment: ["HOME": "/home/u"])
+        #expect(fromFile.corsOrigins == ["https://app.example.com"])
+        #expect(fromFile.allowedHosts == ["models.internal"])
+        let fromEnvironment = try await DaemonConfiguration.resolve(
+            flags: .init(config: file), environment: ["HOME": "/home/u", "MODELD_CORS_ORIGINS": "http://a.test:3000, *", "MODELD_ALLOWED_HOSTS": "x.test,y.test"])
+        #expect(fromEnvironment.corsOrigins == ["http://a.test:3000", "*"])
+        #expect(fromEnvironment.allowedHosts == ["x.test", "y.test"])
+        let fromFlags = try await DaemonConfiguration.resolve(
+            flags: .init(config: file, corsOrigins: ["http://localhost:5173"]), environment: ["HOME": "/home/u", "MODELD_CORS_ORIGINS": "http://a.test"])
+        #expect(fromFlags.corsOrigins == ["http://localhost:5173"])
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: ["HOME": "/home/u"]).corsOrigins.isEmpty)
+        for bad in ["app.example.com", "ftp://x.test", "https://x.test/path", "https://"] {
+            let error = await #expect(throws: ConfigurationError.self) {
+                try await DaemonConfiguration.resolve(flags: .init(corsOrigins: [bad]), environment: ["HOME": "/home/u"])
+            }
+            #expect(error?.key == "cors_origins", "\(bad)")
+        }
+    }
 }
 
 @Suite("Loaded-run settings")

@@ -469,9 +469,9 @@ final class KillHarness: @unchecked Sendable {
                 if let file { #expect((try? Data(contentsOf: blob)) == file.data, "\(place): blob \(blob.lastPathComponent) is incomplete or wrong") }
             }
             for snapshot in snapshots {
-                for (relative, kind) in entries(under: snapshot) where kind != S_IFDIR {
+                for (relative, kind) in entries(under: snapshot) where kind != .typeDirectory {
                     let file = repo.files.first { $0.path == relative }
-                    #expect(kind == S_IFLNK && file != nil, "\(place): \(snapshot.lastPathComponent)/\(relative) is not a link named as a file of the repository")
+                    #expect(kind == .typeSymbolicLink && file != nil, "\(place): \(snapshot.lastPathComponent)/\(relative) is not a link named as a file of the repository")
                     guard let file else { continue }
                     let depth = relative.split(separator: "/").count - 1
                     let target = try? FileManager.default.destinationOfSymbolicLink(atPath: snapshot.appending(path: relative).path)
@@ -568,21 +568,18 @@ private func children(of directory: URL) -> [URL] {
     ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).map { directory.appending(path: $0) }
 }
 
-/// Every entry below `directory`, as (relative path, `S_IFMT` type by lstat), symlinks not followed.
-private func entries(under directory: URL, prefix: String = "") -> [(String, mode_t)] {
-    children(of: directory).flatMap { url -> [(String, mode_t)] in
-        var info = stat()
-        guard lstat(url.path, &info) == 0 else { return [] }
+/// Every entry below `directory`, as (relative path, file type), symlinks not followed.
+private func entries(under directory: URL, prefix: String = "") -> [(String, FileAttributeType)] {
+    children(of: directory).flatMap { url -> [(String, FileAttributeType)] in
+        guard let type = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.type] as? FileAttributeType else { return [] }
         let relative = prefix + url.lastPathComponent
-        let kind = info.st_mode & S_IFMT
-        return [(relative, kind)] + (kind == S_IFDIR ? entries(under: url, prefix: relative + "/") : [])
+        return [(relative, type)] + (type == .typeDirectory ? entries(under: url, prefix: relative + "/") : [])
     }
 }
 
 /// The size of a file, 0 when it is missing.
 private func fileSize(_ url: URL) -> Int64 {
-    var info = stat()
-    return stat(url.path, &info) == 0 ? Int64(info.st_size) : 0
+    ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.int64Value ?? 0
 }
 
 /// `count` bytes from the generator (incompressible, like weights).

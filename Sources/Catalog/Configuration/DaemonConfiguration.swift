@@ -66,6 +66,8 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `on_demand_timeout` | `--on-demand-timeout` | `MODELD_ON_DEMAND_TIMEOUT` | `5m` |
 /// | `max_loaded_runs` | `--max-loaded-runs` | `MODELD_MAX_LOADED_RUNS` | `3` (0: no limit) |
 /// | `ca_bundle` | `--ca-bundle` | `MODELD_CA_BUNDLE` | `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, else libcurl's default |
+/// | `cors_origins` | `--cors-origin` (repeated) | `MODELD_CORS_ORIGINS` (comma-separated) | none |
+/// | `allowed_hosts` | `--allowed-host` (repeated) | `MODELD_ALLOWED_HOSTS` (comma-separated) | none |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -96,6 +98,10 @@ package struct DaemonConfiguration: Sendable {
     /// The environment variables that name a CA bundle when the `ca_bundle` setting does not, the first set one
     /// winning: curl's, OpenSSL's, then the one huggingface_hub (through requests) reads.
     package static let caBundleVariables = ["CURL_CA_BUNDLE", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]
+    /// Web origins (`scheme://host[:port]`, lowercase) whose pages may call the API; `*` allows any.
+    package var corsOrigins: [String] = []
+    /// Host names, besides the daemon's own, that requests may name in `Host` while no API key exists.
+    package var allowedHosts: [String] = []
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -120,13 +126,19 @@ package struct DaemonConfiguration: Sendable {
         package var onDemandTimeout: String?
         package var maxLoadedRuns: String?
         package var caBundle: String?
+        /// Empty means "not given".
+        package var corsOrigins: [String]
+        package var allowedHosts: [String]
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
-            onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil
+            onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
+            allowedHosts: [String] = []
         ) {
             self.caBundle = caBundle
+            self.corsOrigins = corsOrigins
+            self.allowedHosts = allowedHosts
             self.onDemandKeepAlive = onDemandKeepAlive
             self.onDemandTimeout = onDemandTimeout
             self.maxLoadedRuns = maxLoadedRuns
@@ -155,6 +167,8 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.onDemandTimeout { flagValues["on_demand_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.maxLoadedRuns { flagValues["max_loaded_runs"] = .init(.string(value), isSecret: false) }
         if let value = flags.caBundle { flagValues["ca_bundle"] = .init(.string(value), isSecret: false) }
+        if !flags.corsOrigins.isEmpty { flagValues["cors_origins"] = .init(.stringArray(flags.corsOrigins), isSecret: false) }
+        if !flags.allowedHosts.isEmpty { flagValues["allowed_hosts"] = .init(.stringArray(flags.allowedHosts), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -230,6 +244,14 @@ package struct DaemonConfiguration: Sendable {
             configuration.caBundle = absolute
             configuration.caBundleSource = source
         }
+        configuration.corsOrigins = try list(reader, "cors_origins").map { try parseOrigin($0) }
+        configuration.allowedHosts = try list(reader, "allowed_hosts").map { host in
+            let name = host.lowercased()
+            guard !name.contains("/"), !name.contains(" "), !name.hasPrefix("*") || name.count > 2 else {
+                throw ConfigurationError(key: "allowed_hosts", problem: "\"\(host)\" is not a host name (such as models.example.com)")
+            }
+            return name
+        }
         return configuration
     }
 
@@ -241,6 +263,25 @@ package struct DaemonConfiguration: Sendable {
             if let path = environment[name], !path.isEmpty { return (path, name) }
         }
         return nil
+    }
+
+    /// A list setting: an array in the config file and the flags, comma-separated in the environment.
+    private static func list(_ reader: ConfigReader, _ key: String) -> [String] {
+        let values = reader.stringArray(forKey: ConfigKey(key)) ?? reader.string(forKey: ConfigKey(key)).map { [$0] } ?? []
+        return values.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// An origin as browsers send it: `scheme://host[:port]`, lowercased, or `*`.
+    static func parseOrigin(_ text: String) throws -> String {
+        var origin = text.lowercased()
+        if origin.hasSuffix("/") { origin.removeLast() }
+        if origin == "*" { return origin }
+        guard let separator = origin.range(of: "://"), ["http", "https"].contains(origin[..<separator.lowerBound]),
+            !origin[separator.upperBound...].isEmpty, !origin[separator.upperBound...].contains("/")
+        else {
+            throw ConfigurationError(key: "cors_origins", problem: "\"\(text)\" is not an origin such as https://app.example.com or http://localhost:3000 (or *)")
+        }
+        return origin
     }
 
     /// `50M`, `1.5G`, `800K` or plain bytes per second.

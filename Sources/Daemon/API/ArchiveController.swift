@@ -15,6 +15,7 @@ import NIOCore
 struct ArchiveController {
     let catalog: ModelCatalog
     let pulls: PullService
+    let events: EventBus
 
     func addRoutes(to group: RouterGroup<DaemonRequestContext>) {
         group.post("import", use: importArchive)
@@ -105,6 +106,7 @@ struct ArchiveController {
                 return try await group.next()!
             }
         }
+        events.publish(.versionAdded, LocalVersionInfo(outcome.version))
         context.logger.info(
             "import", metadata: ["repo": "\(outcome.version.model.repo)", "commit": "\(outcome.version.version.commit)", "files": "\(outcome.files)"])
         return Envelope(
@@ -129,6 +131,7 @@ struct ArchiveController {
         default:
             throw APIError.badRequest("field \"kind\" must be hf-cache or dir, not \"\(body.kind)\"")
         }
+        for version in outcome.adopted { events.publish(.versionAdded, LocalVersionInfo(version)) }
         context.logger.info("adopt", metadata: ["path": "\(body.path)", "kind": "\(body.kind)", "versions": "\(outcome.adopted.count)"])
         return Envelope(
             requestID: context.id,

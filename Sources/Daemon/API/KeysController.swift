@@ -8,6 +8,7 @@ import ModeldAPI
 /// `/api/v1/keys`: API keys for TCP clients (the control socket needs none).
 struct KeysController {
     let store: Store
+    let events: EventBus
 
     func addRoutes(to group: RouterGroup<DaemonRequestContext>) {
         group.get(use: list)
@@ -28,6 +29,7 @@ struct KeysController {
         do {
             let (record, key) = try await store.createAPIKey(name: body.name, scope: scope, ratePerMinute: body.ratePerMinute)
             context.logger.info("API key created", metadata: ["name": "\(record.name)", "scope": "\(scope)", "prefix": "\(record.prefix)"])
+            events.publish(.keyCreated, KeyInfo(record, key: nil))
             return Envelope(requestID: context.id, data: KeyInfo(record, key: key))
         } catch let error as StoreError where error.code == .conflict {
             throw APIError(.conflict, error.message)
@@ -36,7 +38,9 @@ struct KeysController {
 
     @Sendable func revoke(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<KeyInfo> {
         do {
-            return Envelope(requestID: context.id, data: KeyInfo(try await store.revokeAPIKey(try context.parameters.require("id")), key: nil))
+            let revoked = KeyInfo(try await store.revokeAPIKey(try context.parameters.require("id")), key: nil)
+            events.publish(.keyRevoked, revoked)
+            return Envelope(requestID: context.id, data: revoked)
         } catch let error as StoreError where error.code == .notFound {
             throw APIError.notFound(error.message)
         }

@@ -93,6 +93,12 @@ enum OpenAPIDocument {
                     "Create an API key; the value is in this answer only", jsonResponse("OK", envelope(ref("Key"))), body: "KeyCreateRequest",
                     extra: ["409": jsonResponse("The name is taken", ref("ErrorEnvelope"))]),
             ],
+            "/api/v1/events": [
+                "get": operation(
+                    "Live events as Server-Sent Events (`id`, `event`, one JSON `data` line): run.changed, run.removed, pull.progress, pull.done, pull.failed, version.added, version.removed, key.created, key.revoked, reload. Send Last-Event-ID to get what was missed.",
+                    ["description": "An event stream that stays open", "content": ["text/event-stream": ["schema": string]]],
+                    parameters: [["name": "Last-Event-ID", "in": "header", "required": false, "description": "The id of the last event seen", "schema": string]])
+            ],
             "/api/v1/keys/{id}/revoke": [
                 "post": operation("Revoke an API key", jsonResponse("OK", envelope(ref("Key"))), parameters: [pathParameter("id", "Key id or name")])
             ],

@@ -19,6 +19,7 @@ import Logging
 struct PullController {
     let catalog: ModelCatalog
     let pulls: PullService
+    let events: PullEventSource
 
     func addRoutes(to group: RouterGroup<DaemonRequestContext>) {
         group.post("pull", use: pull)
@@ -37,6 +38,7 @@ struct PullController {
             PullRequest(
                 source: resolved.source, repo: resolved.repo, revision: body.revision, include: body.include ?? [],
                 exclude: body.exclude ?? []))
+        events.watch(job)
         context.logger.info("pull", metadata: ["repo": "\(resolved.repo)", "job": "\(job.id)", "source": "\(resolved.source.rawValue)"])
 
         if request.uri.queryParameters["stream"] == "false" {
@@ -96,6 +98,7 @@ struct PullController {
                 throw APIError(Self.status(for: error.code), error.message)
             }
             removed.append(LocalVersionInfo(version))
+            events.bus.publish(.versionRemoved, LocalVersionInfo(version))
         }
         return Envelope(requestID: context.id, data: RemoveResult(removed: removed))
     }

@@ -46,6 +46,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "CA certificates (PEM) to verify the hubs with, for a mirror behind a private CA (env MODELD_CA_BUNDLE; default $CURL_CA_BUNDLE, $SSL_CERT_FILE or $REQUESTS_CA_BUNDLE, else libcurl's default).")
     var caBundle: String?
 
+    @Option(name: .customLong("cors-origin"), help: "A web origin whose pages may call the API, such as https://app.example.com, or * for any; repeat for more (env MODELD_CORS_ORIGINS, comma-separated; default none).")
+    var corsOrigins: [String] = []
+
+    @Option(name: .customLong("allowed-host"), help: "A host name requests may use besides the daemon's own (localhost, its addresses, the machine's name) while no API key exists; repeat for more (env MODELD_ALLOWED_HOSTS).")
+    var allowedHosts: [String] = []
+
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
@@ -61,7 +67,7 @@ struct Serve: AsyncParsableCommand {
             let daemon = try await DaemonStartup.prepare(
                 flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket,
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
-                    maxLoadedRuns: maxLoadedRuns, caBundle: caBundle),
+                    maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
             let keysExist = try await daemon.store.hasActiveAPIKeys()
@@ -119,9 +125,11 @@ enum DaemonStartup {
             configuration: SupervisorConfiguration(
                 engines: try engineSettings(environment), portRange: try enginePorts(environment), baseEnvironment: environment),
             logger: supervisorLogger, metrics: metrics.factory)
+        let events = EventBus()
+        events.watchRuns(of: supervisor)
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
-            logger: logger, authorizer: Authorizer(store: store))
+            logger: logger, authorizer: Authorizer(store: store), events: events, pullEvents: PullEventSource(bus: events, pulls: pulls))
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
@@ -175,6 +183,7 @@ enum DaemonStartup {
         services.insert(
             .init(service: SupervisorRunner(supervisor: daemon.supervisor, notifier: notifier, readiness: readiness)), at: 0)
         services.append(.init(service: IdleUnloader(runs: daemon.loadedRuns, interval: .seconds(1))))
+        services.append(.init(service: EventHeartbeat(bus: daemon.events)))
         services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
         services.append(.init(service: StoppingNotifier(notifier: notifier)))
         var configuration = ServiceGroupConfiguration(

@@ -13,6 +13,8 @@ struct GatewayLane: Sendable {
     let dateCache: HTTPDateCache
     let serverName: String
     let client = EngineClient.shared
+    /// Built once: the relay asks it about every request's `Host`.
+    let origins: OriginPolicy
 }
 
 /// The gateway's fast lane, below the router: a `POST` to `/v1/chat/completions`, `/v1/completions` or
@@ -176,8 +178,10 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
 
     /// The route of a request that may be relayed, or nil for the router's.
     private func relayablePath(_ head: HTTPRequestHead) -> String? {
+        // A request from a web page (`Origin`) is left to the router's origin and host checks (``OriginPolicy``).
         guard head.method == .POST, head.version == .http1_1, head.isKeepAlive, routerOwes == 0, !closing,
-            !head.headers.contains(name: "expect")
+            !head.headers.contains(name: "expect"), !head.headers.contains(name: "origin"),
+            isControlSocket || head.headers.first(name: "host").map(lane.origins.names(host:)) ?? true
         else { return nil }
         let path = head.uri.firstIndex(of: "?").map { String(head.uri[..<$0]) } ?? head.uri
         guard GatewayController.relayedPaths.contains(path) else { return nil }

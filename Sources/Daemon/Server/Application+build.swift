@@ -23,6 +23,13 @@ struct DaemonContext: Sendable {
     var activity = OutstandingRequests()
     /// Admits one run start at a time under the loaded-runs limit, for every route that starts runs.
     var admission = Serializer()
+    /// What changed, for `GET /api/v1/events` (``DaemonStartup/prepare`` connects the supervisor to it).
+    var events: EventBus
+    /// Publishes the pulls the API starts.
+    var pullEvents: PullEventSource
+
+    /// Which web pages may call the daemon, and under which host names.
+    var origins: OriginPolicy { OriginPolicy(configuration: configuration) }
 
     /// The loaded-runs policy (idle unload, the limit and its evictions).
     var loadedRuns: LoadedRuns {
@@ -37,6 +44,8 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
     router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
+    // Before the error envelope, so that error replies to allowed origins carry the CORS headers too.
+    router.add(middleware: OriginMiddleware(policy: daemon.origins, store: daemon.store))
     router.add(middleware: EnvelopeErrorMiddleware())
     router.add(middleware: AuthMiddleware(authorizer: daemon.authorizer))
 
@@ -49,12 +58,13 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
         startTimeout: daemon.configuration.onDemandTimeout, onDemandKeepAlive: daemon.configuration.onDemandKeepAlive,
         loadedRuns: daemon.loadedRuns, metrics: daemon.metrics)
     let api = router.group("api/v1")
-    KeysController(store: daemon.store).addRoutes(to: api.group("keys"))
+    KeysController(store: daemon.store, events: daemon.events).addRoutes(to: api.group("keys"))
+    EventsController(bus: daemon.events).addRoutes(to: api)
     let models = api.group("models")
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
-    PullController(catalog: daemon.catalog, pulls: daemon.pulls).addRoutes(to: models)
+    PullController(catalog: daemon.catalog, pulls: daemon.pulls, events: daemon.pullEvents).addRoutes(to: models)
     RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor, loadedRuns: daemon.loadedRuns).addRoutes(to: models)
-    ArchiveController(catalog: daemon.catalog, pulls: daemon.pulls).addRoutes(to: models)
+    ArchiveController(catalog: daemon.catalog, pulls: daemon.pulls, events: daemon.events).addRoutes(to: models)
     // Last: `{ref}` must not shadow the fixed routes above (the router prefers fixed segments anyway).
     models.get(":ref") { request, context in try await show(daemon, request: request, context: context, ref: try context.parameters.require("ref")) }
     models.get(":ref/:name") { request, context in

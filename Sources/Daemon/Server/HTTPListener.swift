@@ -35,7 +35,7 @@ struct HTTPListener: Service, CustomStringConvertible {
         let group = MultiThreadedEventLoopGroup.singleton
         let quiesce = ServerQuiescingHelper(group: group)
         let dateCache = HTTPDateCache()
-        let gateway = GatewayLane(daemon: daemon, dateCache: dateCache, serverName: serverName)
+        let gateway = GatewayLane(daemon: daemon, dateCache: dateCache, serverName: serverName, origins: daemon.origins)
         let responder = self.responder
         let logger = self.logger
         let serverName = self.serverName

@@ -145,6 +145,12 @@ package actor Supervisor {
     /// actor, for the per-request path.
     package nonisolated var snapshot: [RunInfo] { published.runs }
 
+    /// Calls `observer` with every run after each change (a run added, removed or saved), on the supervisor's
+    /// actor: it must return quickly. The daemon's event stream is built on it.
+    package nonisolated func observeRuns(_ observer: @escaping @Sendable ([RunInfo]) -> Void) {
+        published.observe(observer)
+    }
+
     /// Publishes the runs for ``snapshot``; called whenever a run is added, removed or saved.
     func publish() {
         published.runs = list()
@@ -642,9 +648,18 @@ func format(_ duration: Duration) -> String {
 /// The runs as the supervisor last published them.
 final class PublishedRuns: Sendable {
     private let value = Mutex<[RunInfo]>([])
+    private let observers = Mutex<[@Sendable ([RunInfo]) -> Void]>([])
 
+    /// Setting tells every observer, in the order of the changes (the supervisor sets it from its actor).
     var runs: [RunInfo] {
         get { value.withLock { $0 } }
-        set { value.withLock { $0 = newValue } }
+        set {
+            value.withLock { $0 = newValue }
+            for observer in observers.withLock({ $0 }) { observer(newValue) }
+        }
+    }
+
+    func observe(_ observer: @escaping @Sendable ([RunInfo]) -> Void) {
+        observers.withLock { $0.append(observer) }
     }
 }
