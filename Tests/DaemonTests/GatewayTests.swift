@@ -76,7 +76,7 @@ struct GatewayTests {
                 port: daemon.port,
                 [
                     RawHTTP.post("/v1/chat/completions", chat), RawHTTP.post("/v1/chat/completions", stream),
-                    "GET /health HTTP/1.1\r\nHost: modeld\r\n\r\n", RawHTTP.post("/v1/chat/completions", unknown),
+                    "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", RawHTTP.post("/v1/chat/completions", unknown),
                     RawHTTP.post("/v1/chat/completions?x=1", byRepo),
                 ],
                 expecting: 5)
@@ -168,7 +168,7 @@ enum RawHTTP {
     }
 
     static func post(_ path: String, _ body: String, key: String? = nil) -> String {
-        "POST \(path) HTTP/1.1\r\nHost: modeld\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+        "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
             + (key.map { "Authorization: Bearer \($0)\r\n" } ?? "") + "\r\n\(body)"
     }
 

@@ -22,7 +22,7 @@ struct JSONLimitsTests {
         let reply = try #require(replies.first, "\(path): no reply; modeld log:\n\(daemon.log)")
         #expect(reply.status == 400, "\(path): \(reply)")
         #expect(message(reply).contains("limit of 64 levels"), "\(path): \(reply)")
-        let health = try await RawHTTP.exchange(port: daemon.port, ["GET /health HTTP/1.1\r\nHost: modeld\r\n\r\n"], expecting: 1)
+        let health = try await RawHTTP.exchange(port: daemon.port, ["GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"], expecting: 1)
         #expect(health.first?.status == 200, "after \(path): \(health); modeld log:\n\(daemon.log)")
     }
 
