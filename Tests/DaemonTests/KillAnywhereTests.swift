@@ -422,6 +422,9 @@ final class KillHarness: @unchecked Sendable {
                         files: files.map { StoredFile(path: $0["path"], size: $0["size"], hash: $0["hash"]) })
                 }
         }
+        // Right after a restart no pull runs: a version still `pending` or `downloading` would claim one that is not.
+        let claiming = versions.filter { $0.state == "pending" || $0.state == "downloading" }
+        #expect(claiming.isEmpty, "\(context) \(moment): versions left \(claiming.map { "\($0.repo) \($0.state)" }) after the restart")
         for version in versions where version.state == "ready" {
             let place = "\(context) \(moment): ready version \(version.repo)@\(version.commit)"
             guard let expected = repos.first(where: { $0.source == version.source && $0.repo == version.repo }), let path = version.path else {

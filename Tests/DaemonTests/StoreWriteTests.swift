@@ -45,6 +45,8 @@ struct StoreWriteTests {
         // More writes in flight than the daemon has event loop threads (one per core): each would hold a loop
         // for as long as the lock is held if writes ran on them.
         let writers = max(8, 4 * ProcessInfo.processInfo.activeProcessorCount)
+        // Few enough that the lock is held well within the store's busy timeout (30 s) on a loaded machine.
+        let rounds = 5
         let writes = Task {
             await withTaskGroup(of: Void.self) { group in
                 for index in 0..<writers {
@@ -61,16 +63,25 @@ struct StoreWriteTests {
             }
         }
 
+        // Every write has reached the daemon (and waits on the lock): the requests in flight, this one included.
+        var inFlight = 0
+        for _ in 0..<600 where inFlight < writers + 1 {
+            let text = try await runProcess(URL(filePath: "/usr/bin/curl"), ["-s", "\(base)/metrics"]).stdout
+            inFlight = text.firstMatch(of: /\nmodeld_http_requests_in_flight (\d+)/).flatMap { Int($0.1) } ?? 0
+            if inFlight < writers + 1 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        #expect(inFlight >= writers + 1, "the writes never all reached the daemon")
+
         // Requests that need no write lock (a WAL reader is not blocked by a writer): each on its own connection,
         // one after another, while the writes wait.
-        for _ in 0..<20 {
+        for _ in 0..<rounds {
             let client = try ModeldClient(endpoint: DaemonEndpoint(baseURL: base))
             _ = try await client.health()
             _ = try await client.models()
             answers.append(.read)
         }
         let beforeRelease = answers.all
-        #expect(beforeRelease == Array(repeating: .read, count: 20), "a write was answered before the lock was released: \(beforeRelease)")
+        #expect(beforeRelease == Array(repeating: .read, count: rounds), "a write was answered before the lock was released: \(beforeRelease)")
 
         try holder.inDatabase { db in try db.execute(sql: "COMMIT") }
         await writes.value

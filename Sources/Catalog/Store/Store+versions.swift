@@ -96,6 +96,24 @@ extension Store {
         }
     }
 
+    /// Marks the versions left `pending` or `downloading` by a daemon that stopped mid-pull (killed, or the
+    /// machine lost power) as `failed`, so that no version claims a pull that is not running. Called at start-up,
+    /// before any pull can begin; pulling the version again resumes from the partial files.
+    /// - Returns: how many versions were marked.
+    @discardableResult
+    package func markInterruptedPulls() async throws -> Int {
+        try await write { db in
+            let stale = try VersionRecord.filter([VersionState.pending, VersionState.downloading].contains(Column("state"))).fetchAll(db)
+            for var version in stale {
+                version.state = .failed
+                version.error = "interrupted: modeld stopped during the pull; pull it again to resume"
+                version.updatedAt = Date()
+                try version.update(db)
+            }
+            return stale.count
+        }
+    }
+
     /// The files of a version, by path.
     package func files(versionID: Int64) async throws -> [FileRecord] {
         try await read { db in try FileRecord.filter(Column("version_id") == versionID).order(Column("path")).fetchAll(db) }

@@ -23,7 +23,7 @@ package final class Store: Sendable {
         self.path = path
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
-        configuration.busyMode = .timeout(10)
+        configuration.busyMode = .timeout(30)
         configuration.label = "modeld.store"
         configuration.prepareDatabase { db in
             // Durability without an fsync per transaction: WAL + NORMAL is safe against process crashes.

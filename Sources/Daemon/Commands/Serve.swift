@@ -118,6 +118,8 @@ enum DaemonStartup {
                 maxDownloadRate: configuration.maxDownloadRate, caBundle: configuration.caBundle),
             store: store, metrics: metrics.factory)
         pulls.removeAbandonedImports()
+        let interrupted = try await store.markInterruptedPulls()
+        if interrupted > 0 { logger.notice("marked \(interrupted) versions whose pull was interrupted as failed") }
         var supervisorLogger = logger
         supervisorLogger[metadataKey: "part"] = "supervisor"
         let supervisor = try await Supervisor(

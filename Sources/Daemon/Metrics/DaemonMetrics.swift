@@ -16,6 +16,9 @@ final class DaemonMetrics: Sendable {
     let factory: PrometheusMetricsFactory
 
     private let runGauges: [RunState: Prometheus.Gauge]
+    /// `modeld_http_requests_in_flight`: requests the router has begun and not finished (streams until their end).
+    private let inFlight: Prometheus.Gauge
+    private let inFlightCount = Atomic<Int>(0)
     private let series = Mutex(Series())
 
     private struct Series {
@@ -57,6 +60,18 @@ final class DaemonMetrics: Sendable {
         runGauges = Dictionary(uniqueKeysWithValues: RunState.allCases.map { state in
             (state, registry.makeGauge(descriptor: runs, labels: [("state", state.rawValue)]))
         })
+        inFlight = registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                metricName: "modeld_http_requests_in_flight", unitName: "", helpText: "HTTP requests begun and not yet answered in full"))
+    }
+
+    /// A request began (``requestFinished()`` follows when its reply has been written).
+    func requestStarted() {
+        inFlight.set(Double(inFlightCount.add(1, ordering: .relaxed).newValue))
+    }
+
+    func requestFinished() {
+        inFlight.set(Double(inFlightCount.subtract(1, ordering: .relaxed).newValue))
     }
 
     /// One finished HTTP request: `modeld_http_requests_total{route,code}` and

@@ -11,6 +11,7 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
+        metrics.requestStarted()
         var response: Response
         do {
             response = try await next(request, context)
@@ -36,6 +37,7 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     private func finished(_ request: Request, context: Context, code: Int, started: ContinuousClock.Instant) {
+        metrics.requestFinished()
         // "NotFound" for unknown paths: the raw path would make the label set unbounded.
         Self.record(
             method: request.method.rawValue, route: context.endpointPath ?? "NotFound", path: request.uri.path, code: code,
