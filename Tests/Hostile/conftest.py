@@ -200,25 +200,31 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+def start_tiny_run(server):
+    """Adopts the tiny model fixture into the daemon and starts a run `tiny` of it on the built-in engine; returns
+    once the run is ready."""
+    status, _, body = call(server.port, "POST", "/api/v1/models/adopt",
+                           {"path": str(TINY_MODEL), "kind": "dir", "name": "acme/qwen2-tiny"})
+    assert status == 200, body
+    status, _, body = call(server.port, "POST", "/api/v1/models/start",
+                           {"model": "acme/qwen2-tiny", "engine": "builtin", "name": "tiny"})
+    assert status == 200, body
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        status, _, body = call(server.port, "GET", "/api/v1/models/running/tiny")
+        state = json.loads(body)["data"]["state"] if status == 200 else None
+        if state == "ready":
+            return
+        assert state in ("starting", None) and time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
 def daemon(workdir, hub):
     """A daemon with no API keys, the tiny model adopted and a ready run `tiny` of the built-in engine on it."""
     server = Daemon(workdir / "daemon", extra_env=hub_env(hub))
     try:
-        status, _, body = call(server.port, "POST", "/api/v1/models/adopt",
-                                  {"path": str(TINY_MODEL), "kind": "dir", "name": "acme/qwen2-tiny"})
-        assert status == 200, body
-        status, _, body = call(server.port, "POST", "/api/v1/models/start",
-                                  {"model": "acme/qwen2-tiny", "engine": "builtin", "name": "tiny"})
-        assert status == 200, body
-        deadline = time.monotonic() + PATIENCE
-        while True:
-            status, _, body = call(server.port, "GET", "/api/v1/models/running/tiny")
-            state = json.loads(body)["data"]["state"] if status == 200 else None
-            if state == "ready":
-                break
-            assert state in ("starting", None) and time.monotonic() < deadline, body
-            time.sleep(0.1)
+        start_tiny_run(server)
         yield server
     finally:
         server.stop()
