@@ -219,19 +219,56 @@ def start_tiny_run(server):
         time.sleep(0.1)
 
 
+class Restarting:
+    """One server for the whole session, started again (in a new directory) when a test has ended it: the test
+    that ended it fails, the tests after it still test something."""
+
+    def __init__(self, make):
+        self.make = make
+        self.server = None
+        self.starts = 0
+
+    def get(self):
+        if self.server is None or not self.server.alive():
+            self.starts += 1
+            self.server = self.make(self.starts)
+        return self.server
+
+    def stop(self):
+        if self.server is not None:
+            self.server.stop()
+
+
 @pytest.fixture(scope="session")
-def daemon(workdir, hub):
+def daemons(workdir, hub):
+    def make(start):
+        server = Daemon(workdir / f"daemon-{start}", extra_env=hub_env(hub))
+        try:
+            start_tiny_run(server)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    servers = Restarting(make)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def daemon(daemons):
     """A daemon with no API keys, the tiny model adopted and a ready run `tiny` of the built-in engine on it."""
-    server = Daemon(workdir / "daemon", extra_env=hub_env(hub))
-    try:
-        start_tiny_run(server)
-        yield server
-    finally:
-        server.stop()
+    return daemons.get()
 
 
 @pytest.fixture(scope="session")
-def engine():
-    server = Engine(TINY_MODEL)
-    yield server
-    server.stop()
+def engines():
+    servers = Restarting(lambda _: Engine(TINY_MODEL))
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def engine(engines):
+    """`modeld engine` on the tiny model, served as `tiny`."""
+    return engines.get()

@@ -274,6 +274,22 @@ def test_keep_alive_connection_is_closed_after_the_idle_timeout(target):
         closed_within(sock, 5 * TIMEOUT)
 
 
+def test_a_quiet_stream_outlives_the_idle_timeout(daemon):
+    """A reply being streamed is never idle time: `logs?follow=true` sends nothing while the engine is quiet, and
+    stays open for three idle timeouts (then the client ends it)."""
+    with connect(daemon) as sock:
+        send(sock, b"GET /api/v1/models/running/tiny/logs?follow=true HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert outcome(sock, 30) == 200
+        deadline = time.monotonic() + 3 * TIMEOUT
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            try:
+                assert sock.recv(65536), "the server ended a following log stream"
+            except socket.timeout:
+                break
+    assert_serving(daemon)
+
+
 @pytest.mark.parametrize("fixture,count", [("daemon", 1000), ("engine", 300)])
 def test_many_idle_connections(request, fixture, count):
     """`count` idle connections do not keep the server from answering another one at once, and all of them are

@@ -255,8 +255,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head) where head.status.code >= 200:
-            // A response to a request whose body is still arriving: the rest is not read, the connection ends.
-            if case .body = reading { closeAfterResponse = true }
+            // A response to the request whose body is still arriving (the only one owed: with more, it answers an
+            // earlier, pipelined one): the rest is not read, the connection ends.
+            if case .body = reading, owed == 1 { closeAfterResponse = true }
             if closeAfterResponse {
                 head.headers.replaceOrAdd(name: "Connection", value: "close")
                 context.write(wrapOutboundOut(.head(head)), promise: promise)
