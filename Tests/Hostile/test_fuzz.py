@@ -39,7 +39,8 @@ def schemathesis(daemon, *extra):
         "--phases", "examples,coverage,fuzzing", "--generation-database", "none", "--request-timeout", "30",
         "--no-color", "--suppress-health-check", "all", *extra,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    # In the daemon's throw-away directory: schemathesis leaves its state in the working directory.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=daemon.root)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"schemathesis failed ({' '.join(command)}):\n{output[-20000:]}"
     # The summary (operations, phases, cases) in pytest's captured output, shown with -s or -rP.
