@@ -12,7 +12,8 @@ struct ConnectionLimits: Sendable {
     var idleTimeout: Duration
     /// How long a request's head (request line and headers) may take to arrive once its first byte has.
     var headerTimeout: Duration
-    /// The longest pause between two reads of a request's body.
+    /// The longest pause between two reads of a request's body; past the first such span of pauses, a body must
+    /// also keep up ``ConnectionGuard/minimumBodyRate`` on average.
     var bodyTimeout: Duration
     /// The largest request body, but for ``streamedBodyPaths``: a larger `Content-Length` is answered 413 before
     /// any of the body is read, a longer chunked body ends the connection when it passes the limit.
