@@ -198,4 +198,42 @@ struct LoadedRunSettingsTests {
             #expect(error.key == key)
         }
     }
+
+    @Test("connection limits: defaults, a config file with numbers, the environment, flags; bad values name their key")
+    func connectionLimits() async throws {
+        let plain = try await DaemonConfiguration.resolve(flags: .init(), environment: ["HOME": "/home/u"])
+        #expect(plain.maxBodySize == 32 << 20 && plain.maxConnections == 4096)
+        #expect(plain.idleTimeout == .seconds(60) && plain.headerTimeout == .seconds(30) && plain.bodyTimeout == .seconds(60))
+
+        let directory = try TemporaryDirectory()
+        let file = directory.path("config.json")
+        try Data(#"{"max_body_size": 1048576, "max_connections": 100, "idle_timeout": 5, "header_timeout": "10s", "body_timeout": "2m"}"#.utf8)
+            .write(to: URL(filePath: file))
+        let fromFile = try await DaemonConfiguration.resolve(flags: .init(config: file), environment: ["HOME": "/home/u"])
+        #expect(fromFile.maxBodySize == 1 << 20 && fromFile.maxConnections == 100)
+        #expect(fromFile.idleTimeout == .seconds(5) && fromFile.headerTimeout == .seconds(10) && fromFile.bodyTimeout == .seconds(120))
+
+        let fromEnvironment = try await DaemonConfiguration.resolve(
+            flags: .init(config: file), environment: ["HOME": "/home/u", "MODELD_MAX_BODY_SIZE": "64M", "MODELD_IDLE_TIMEOUT": "1m"])
+        #expect(fromEnvironment.maxBodySize == 64 << 20 && fromEnvironment.idleTimeout == .seconds(60))
+
+        let fromFlags = try await DaemonConfiguration.resolve(
+            flags: .init(config: file, maxBodySize: "512K", bodyTimeout: "2s"), environment: ["HOME": "/home/u", "MODELD_MAX_BODY_SIZE": "64M"])
+        #expect(fromFlags.maxBodySize == 512 << 10 && fromFlags.bodyTimeout == .seconds(2))
+
+        for (flags, key) in [
+            (DaemonConfiguration.Flags(maxBodySize: "0"), "max_body_size"),
+            (DaemonConfiguration.Flags(maxBodySize: "lots"), "max_body_size"),
+            (DaemonConfiguration.Flags(maxBodySize: "99999999999G"), "max_body_size"),
+            (DaemonConfiguration.Flags(maxConnections: "0"), "max_connections"),
+            (DaemonConfiguration.Flags(idleTimeout: "never"), "idle_timeout"),
+            (DaemonConfiguration.Flags(headerTimeout: "0s"), "header_timeout"),
+            (DaemonConfiguration.Flags(bodyTimeout: "soon"), "body_timeout"),
+        ] {
+            let error = try await #require(throws: ConfigurationError.self) {
+                try await DaemonConfiguration.resolve(flags: flags, environment: ["HOME": "/home/u"])
+            }
+            #expect(error.key == key)
+        }
+    }
 }

@@ -68,6 +68,11 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `ca_bundle` | `--ca-bundle` | `MODELD_CA_BUNDLE` | `CURL_CA_BUNDLE`, `SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`, else libcurl's default |
 /// | `cors_origins` | `--cors-origin` (repeated) | `MODELD_CORS_ORIGINS` (comma-separated) | none |
 /// | `allowed_hosts` | `--allowed-host` (repeated) | `MODELD_ALLOWED_HOSTS` (comma-separated) | none |
+/// | `max_body_size` | `--max-body-size` | `MODELD_MAX_BODY_SIZE` | `32M` (archive imports excepted) |
+/// | `max_connections` | `--max-connections` | `MODELD_MAX_CONNECTIONS` | `4096` per listener |
+/// | `idle_timeout` | `--idle-timeout` | `MODELD_IDLE_TIMEOUT` | `60s` |
+/// | `header_timeout` | `--header-timeout` | `MODELD_HEADER_TIMEOUT` | `30s` |
+/// | `body_timeout` | `--body-timeout` | `MODELD_BODY_TIMEOUT` | `60s` |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -102,6 +107,16 @@ package struct DaemonConfiguration: Sendable {
     package var corsOrigins: [String] = []
     /// Host names, besides the daemon's own, that requests may name in `Host` while no API key exists.
     package var allowedHosts: [String] = []
+    /// The largest request body in bytes (archive imports excepted: their route bounds them).
+    package var maxBodySize = 32 << 20
+    /// The most connections one listener keeps open; more wait to be accepted.
+    package var maxConnections = 4096
+    /// How long a connection may stay open with no request in progress.
+    package var idleTimeout: Duration = .seconds(60)
+    /// How long a request's head may take to arrive once its first byte has.
+    package var headerTimeout: Duration = .seconds(30)
+    /// The longest pause between two reads of a request's body.
+    package var bodyTimeout: Duration = .seconds(60)
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -129,16 +144,27 @@ package struct DaemonConfiguration: Sendable {
         /// Empty means "not given".
         package var corsOrigins: [String]
         package var allowedHosts: [String]
+        package var maxBodySize: String?
+        package var maxConnections: String?
+        package var idleTimeout: String?
+        package var headerTimeout: String?
+        package var bodyTimeout: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
-            allowedHosts: [String] = []
+            allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
+            headerTimeout: String? = nil, bodyTimeout: String? = nil
         ) {
             self.caBundle = caBundle
             self.corsOrigins = corsOrigins
             self.allowedHosts = allowedHosts
+            self.maxBodySize = maxBodySize
+            self.maxConnections = maxConnections
+            self.idleTimeout = idleTimeout
+            self.headerTimeout = headerTimeout
+            self.bodyTimeout = bodyTimeout
             self.onDemandKeepAlive = onDemandKeepAlive
             self.onDemandTimeout = onDemandTimeout
             self.maxLoadedRuns = maxLoadedRuns
@@ -169,6 +195,11 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.caBundle { flagValues["ca_bundle"] = .init(.string(value), isSecret: false) }
         if !flags.corsOrigins.isEmpty { flagValues["cors_origins"] = .init(.stringArray(flags.corsOrigins), isSecret: false) }
         if !flags.allowedHosts.isEmpty { flagValues["allowed_hosts"] = .init(.stringArray(flags.allowedHosts), isSecret: false) }
+        if let value = flags.maxBodySize { flagValues["max_body_size"] = .init(.string(value), isSecret: false) }
+        if let value = flags.maxConnections { flagValues["max_connections"] = .init(.string(value), isSecret: false) }
+        if let value = flags.idleTimeout { flagValues["idle_timeout"] = .init(.string(value), isSecret: false) }
+        if let value = flags.headerTimeout { flagValues["header_timeout"] = .init(.string(value), isSecret: false) }
+        if let value = flags.bodyTimeout { flagValues["body_timeout"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -221,11 +252,18 @@ package struct DaemonConfiguration: Sendable {
             }
             configuration.onDemandKeepAlive = keepAlive
         }
-        if let text = reader.string(forKey: "on_demand_timeout") ?? reader.int(forKey: "on_demand_timeout").map(String.init), !text.isEmpty {
-            guard let seconds = KeepAlive(parsing: text)?.seconds, seconds > 0 else {
-                throw ConfigurationError(key: "on_demand_timeout", problem: "\"\(text)\" is not a positive duration such as 90s or 5m")
+        if let timeout = try positiveDuration(reader, key: "on_demand_timeout") { configuration.onDemandTimeout = timeout }
+        if let timeout = try positiveDuration(reader, key: "idle_timeout") { configuration.idleTimeout = timeout }
+        if let timeout = try positiveDuration(reader, key: "header_timeout") { configuration.headerTimeout = timeout }
+        if let timeout = try positiveDuration(reader, key: "body_timeout") { configuration.bodyTimeout = timeout }
+        if let text = reader.string(forKey: "max_body_size") ?? reader.int(forKey: "max_body_size").map(String.init), !text.isEmpty {
+            configuration.maxBodySize = try parseSize(text, key: "max_body_size")
+        }
+        if let text = reader.string(forKey: "max_connections") ?? reader.int(forKey: "max_connections").map(String.init), !text.isEmpty {
+            guard let count = Int(text), count > 0 else {
+                throw ConfigurationError(key: "max_connections", problem: "\"\(text)\" is not a positive whole number")
             }
-            configuration.onDemandTimeout = .seconds(seconds)
+            configuration.maxConnections = count
         }
         if let text = reader.string(forKey: "max_loaded_runs") ?? reader.int(forKey: "max_loaded_runs").map(String.init), !text.isEmpty {
             guard let count = Int(text), count >= 0 else {
@@ -282,6 +320,33 @@ package struct DaemonConfiguration: Sendable {
             throw ConfigurationError(key: "cors_origins", problem: "\"\(text)\" is not an origin such as https://app.example.com or http://localhost:3000 (or *)")
         }
         return origin
+    }
+
+    /// A positive duration (`90s`, `5m`, or seconds) under `key`, nil when not set.
+    private static func positiveDuration(_ reader: ConfigReader, key: String) throws -> Duration? {
+        guard let text = reader.string(forKey: ConfigKey(key)) ?? reader.int(forKey: ConfigKey(key)).map(String.init), !text.isEmpty else {
+            return nil
+        }
+        guard let seconds = KeepAlive(parsing: text)?.seconds, seconds > 0 else {
+            throw ConfigurationError(key: key, problem: "\"\(text)\" is not a positive duration such as 90s or 5m")
+        }
+        return .seconds(seconds)
+    }
+
+    /// `32M`, `512K`, `1G` (binary multiples: `32M` is 32 MiB) or plain bytes.
+    static func parseSize(_ text: String, key: String) throws -> Int {
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        var number = text.trimmingCharacters(in: .whitespaces).uppercased()
+        if number.hasSuffix("IB") { number.removeLast(2) } else if number.hasSuffix("B") { number.removeLast() }
+        var factor = 1
+        if let last = number.last, let unit = units[last] {
+            factor = unit
+            number.removeLast()
+        }
+        guard let value = Int(number), value > 0, value <= Int.max / factor else {
+            throw ConfigurationError(key: key, problem: "\"\(text)\" is not a size such as 32M or 512K")
+        }
+        return value * factor
     }
 
     /// `50M`, `1.5G`, `800K` or plain bytes per second.

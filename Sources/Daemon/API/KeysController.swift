@@ -25,6 +25,10 @@ struct KeysController {
         let scope = body.scope ?? "inference"
         guard ["inference", "admin"].contains(scope) else { throw APIError.badRequest("scope must be inference or admin") }
         guard !body.name.trimmingCharacters(in: .whitespaces).isEmpty else { throw APIError.badRequest("name must not be empty") }
+        // Names are printed by `modelctl keys list` and logged: no NUL, escape or other control character.
+        guard !body.name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw APIError.badRequest("name must not contain control characters")
+        }
         if let rate = body.ratePerMinute, rate < 1 { throw APIError.badRequest("rate_per_minute must be at least 1") }
         do {
             let (record, key) = try await store.createAPIKey(name: body.name, scope: scope, ratePerMinute: body.ratePerMinute)

@@ -30,17 +30,28 @@ enum OpenAPIDocument {
         ["description": description, "content": ["application/json": ["schema": schema]]]
     }
 
-    private static var errorResponses: [String: Any] { [
-        "400": jsonResponse("Bad request: the message names the field", ref("ErrorEnvelope")),
-        "404": jsonResponse("Unknown route, model, job or run", ref("ErrorEnvelope")),
-        "500": jsonResponse("Internal error, with the request id", ref("ErrorEnvelope")),
+    /// The errors any route may answer, in the route family's shape (`ErrorEnvelope`, or `OpenAIError` under `/v1`):
+    /// the API-key checks (once a key exists) apply to every route but `/health`.
+    private static func errorResponses(_ schema: String) -> [String: Any] { [
+        "400": jsonResponse("Bad request: the message names the field", ref(schema)),
+        "401": jsonResponse("No API key, or an invalid or revoked one (only once a key exists)", ref(schema)),
+        "403": jsonResponse("The API key's scope does not cover this route", ref(schema)),
+        "404": jsonResponse("Unknown route, model, job or run", ref(schema)),
+        "429": jsonResponse("The API key's rate limit; Retry-After says when to retry", ref(schema)),
+        "500": jsonResponse("Internal error, with the request id", ref(schema)),
     ] }
 
+    /// An operation; `body` names its JSON request body's schema, `openAI` gives it OpenAI's error shape.
     private static func operation(
-        _ summary: String, _ ok: [String: Any], body: String? = nil, parameters: [[String: Any]] = [], extra: [String: Any] = [:]
+        _ summary: String, _ ok: [String: Any], body: String? = nil, parameters: [[String: Any]] = [], extra: [String: Any] = [:],
+        openAI: Bool = false
     ) -> [String: Any] {
-        var responses = errorResponses
+        let errorSchema = openAI ? "OpenAIError" : "ErrorEnvelope"
+        var responses = errorResponses(errorSchema)
         responses["200"] = ok
+        if body != nil {
+            responses["413"] = jsonResponse("The body is larger than the limit (max_body_size, or the route's own)", ref(errorSchema))
+        }
         for (key, value) in extra { responses[key] = value }
         var operation: [String: Any] = ["summary": summary, "responses": responses]
         if let body {
@@ -62,6 +73,10 @@ enum OpenAPIDocument {
 
     static let json: Data = {
         let runID = pathParameter("id", "Run id or name")
+        let gatewayErrors: [String: Any] = [
+            "502": jsonResponse("The engine failed or did not answer", ref("OpenAIError")),
+            "503": jsonResponse("An on-demand start failed", ref("OpenAIError")),
+        ]
         let paths: [String: Any] = [
             "/health": ["get": operation("Liveness and version", jsonResponse("OK", ref("Health")))],
             "/openapi.json": ["get": operation("This document", jsonResponse("The OpenAPI document", ["type": "object"]))],
@@ -71,21 +86,23 @@ enum OpenAPIDocument {
                     "Prometheus metrics: requests, durations, tokens, time to first token, runs, engine restarts, pulled bytes",
                     ["description": "Prometheus text format 0.0.4", "content": ["text/plain": ["schema": string]]])
             ],
-            "/v1/models": ["get": operation("OpenAI: the models of ready runs", jsonResponse("OK", ["type": "object"]))],
+            "/v1/models": ["get": operation("OpenAI: the models of ready runs", jsonResponse("OK", ["type": "object"]), openAI: true)],
             "/v1/chat/completions": [
                 "post": operation(
                     "OpenAI chat, routed by `model` to a ready run (SSE when stream is true)",
                     ["description": "The engine's reply, relayed", "content": ["application/json": ["schema": ["type": "object"]], "text/event-stream": ["schema": string]]],
-                    body: "OpenAIRequest")
+                    body: "OpenAIRequest", extra: gatewayErrors, openAI: true)
             ],
             "/v1/completions": [
                 "post": operation(
                     "OpenAI completion, routed by `model`",
                     ["description": "The engine's reply, relayed", "content": ["application/json": ["schema": ["type": "object"]], "text/event-stream": ["schema": string]]],
-                    body: "OpenAIRequest")
+                    body: "OpenAIRequest", extra: gatewayErrors, openAI: true)
             ],
             "/v1/embeddings": [
-                "post": operation("OpenAI embeddings, routed by `model`", jsonResponse("The engine's reply, relayed", ["type": "object"]), body: "OpenAIRequest")
+                "post": operation(
+                    "OpenAI embeddings, routed by `model`", jsonResponse("The engine's reply, relayed", ["type": "object"]), body: "OpenAIRequest",
+                    extra: gatewayErrors, openAI: true)
             ],
             "/api/v1/keys": [
                 "get": operation("API keys (never their values)", jsonResponse("OK", envelope(array(ref("Key"))))),
@@ -215,6 +232,13 @@ enum OpenAPIDocument {
                 ],
                 required: ["id", "name", "prefix", "scope", "created_at", "revoked"]),
             "OpenAIRequest": ["type": "object", "required": ["model"], "properties": ["model": string], "additionalProperties": true],
+            "OpenAIError": object(
+                [
+                    "error": object(
+                        ["message": string, "type": string, "param": nullableString, "code": ["type": ["integer", "string", "null"]]],
+                        required: ["message", "type"], additional: true)
+                ],
+                required: ["error"]),
             "ErrorEnvelope": object(
                 ["request_id": string, "code": integer, "msg": string, "data": ["type": "null"]],
                 required: ["request_id", "code", "msg", "data"]),

@@ -2,7 +2,9 @@ import ArgumentParser
 import Engine
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
+import ModeldAPI
 import ServiceLifecycle
 import UnixSignals
 
@@ -34,6 +36,35 @@ struct EngineServe: AsyncParsableCommand {
     @Option(name: .long, help: "Sequences decoded together at most (continuous batching).")
     var maxBatch = 16
 
+    @Option(name: .long, help: "How long a connection with no request in progress stays open (default 60s).")
+    var idleTimeout = "60s"
+
+    @Option(name: .long, help: "How long a request's line and headers may take to arrive (default 30s).")
+    var headerTimeout = "30s"
+
+    @Option(name: .long, help: "The longest pause while a request body arrives (default 60s).")
+    var bodyTimeout = "60s"
+
+    /// The largest request body (the routes read at most this much).
+    static let maxBodySize = 32 << 20
+    /// The most connections open at once; more wait to be accepted.
+    static let maxConnections = 4096
+
+    func validate() throws {
+        for (name, text) in [("idle-timeout", idleTimeout), ("header-timeout", headerTimeout), ("body-timeout", bodyTimeout)] {
+            guard (KeepAlive(parsing: text)?.seconds ?? 0) > 0 else { throw ValidationError("--\(name): \"\(text)\" is not a positive duration such as 30s") }
+        }
+    }
+
+    /// The server's connection limits; errors the guard answers are OpenAI-shaped, as the routes' are.
+    var limits: ConnectionLimits {
+        func duration(_ text: String) -> Duration { .seconds(KeepAlive(parsing: text)?.seconds ?? 60) }
+        return ConnectionLimits(
+            idleTimeout: duration(idleTimeout), headerTimeout: duration(headerTimeout), bodyTimeout: duration(bodyTimeout),
+            maxBodySize: Self.maxBodySize
+        ) { code, message, _ in openAIErrorBody(code, message, type: "BadRequestError") }
+    }
+
     func run() async throws {
         LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, logLevel: .info) }
         let logger = Logger(label: "modeld-engine")
@@ -47,9 +78,13 @@ struct EngineServe: AsyncParsableCommand {
             throw ExitCode(1)
         }
         logger.info("model loaded", metadata: ["model": "\(name)", "context": "\(runtime.contextLength)"])
+        let limits = self.limits
         let app = Application(
             router: EngineServer(runtime: runtime).router(),
-            configuration: .init(address: .hostname(host, port: port), serverName: "modeld-engine"),
+            server: HTTPServerBuilder { responder in GuardedHTTP1Channel(responder: responder, limits: limits) },
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: "modeld-engine",
+                availableConnectionsDelegate: MaximumAvailableConnections(Self.maxConnections, logger: logger)),
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

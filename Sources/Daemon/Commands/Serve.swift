@@ -52,6 +52,21 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("allowed-host"), help: "A host name requests may use besides the daemon's own (localhost, its addresses, the machine's name) while no API key exists; repeat for more (env MODELD_ALLOWED_HOSTS).")
     var allowedHosts: [String] = []
 
+    @Option(name: .long, help: "The largest request body, with optional K/M/G suffix; archive imports excepted (env MODELD_MAX_BODY_SIZE; default 32M).")
+    var maxBodySize: String?
+
+    @Option(name: .long, help: "The most connections a listener keeps open; more wait to be accepted (env MODELD_MAX_CONNECTIONS; default 4096).")
+    var maxConnections: String?
+
+    @Option(name: .long, help: "How long a connection with no request in progress stays open (env MODELD_IDLE_TIMEOUT; default 60s).")
+    var idleTimeout: String?
+
+    @Option(name: .long, help: "How long a request's line and headers may take to arrive (env MODELD_HEADER_TIMEOUT; default 30s).")
+    var headerTimeout: String?
+
+    @Option(name: .long, help: "The longest pause while a request body arrives (env MODELD_BODY_TIMEOUT; default 60s).")
+    var bodyTimeout: String?
+
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
@@ -67,7 +82,9 @@ struct Serve: AsyncParsableCommand {
             let daemon = try await DaemonStartup.prepare(
                 flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket,
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
-                    maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts),
+                    maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts,
+                    maxBodySize: maxBodySize, maxConnections: maxConnections, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
+                    bodyTimeout: bodyTimeout),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
             let keysExist = try await daemon.store.hasActiveAPIKeys()
@@ -163,6 +180,7 @@ enum DaemonStartup {
     /// shutdown stops accepting, finishes in-flight requests within a bound, and closes the store.
     static func run(_ daemon: DaemonContext) async throws {
         let notifier = SystemdNotifier()
+        raiseOpenFileLimit(daemon)
         let sockets = try listeningSockets(daemon)
         // Ready once every listener accepts and the supervisor has reconciled the recorded runs.
         let readiness = Readiness(expected: sockets.count + 1) {
@@ -200,6 +218,26 @@ enum DaemonStartup {
         try daemon.store.close()
         notifier.flush(timeout: .seconds(2))
         daemon.logger.info("modeld stopped")
+    }
+
+    /// Raises the soft limit on open files towards the hard one, up to 65536 as the systemd unit sets it (the
+    /// kernel's default soft limit, 1024, is below what `max_connections` allows), and warns when even that leaves too few descriptors for the connections, the
+    /// store, downloads and engines.
+    static func raiseOpenFileLimit(_ daemon: DaemonContext) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let wanted = min(limit.rlim_max, 65536)
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        let reserve: rlim_t = 256
+        if limit.rlim_cur < rlim_t(daemon.configuration.maxConnections) + reserve {
+            daemon.logger.warning(
+                "the open-files limit is low for max_connections",
+                metadata: ["limit": "\(limit.rlim_cur)", "max_connections": "\(daemon.configuration.maxConnections)"])
+        }
     }
 
     /// The sockets to serve: systemd's `http` and `control` when activated, else our own.

@@ -1,3 +1,4 @@
+import Catalog
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -39,7 +40,9 @@ struct HTTPListener: Service, CustomStringConvertible {
         let responder = self.responder
         let logger = self.logger
         let serverName = self.serverName
-        let channelSetup = HTTP1Channel(responder: { request, writer, channel in
+        let limits = ConnectionLimits(daemon: daemon.configuration)
+        let maxConnections = daemon.configuration.maxConnections
+        let channelSetup = GuardedHTTP1Channel(responder: { request, writer, channel in
             var requestLogger = logger
             // Formatted once: every `context.id` reads it back.
             requestLogger[metadataKey: "hb.request.id"] = .string(RequestID().description)
@@ -56,19 +59,20 @@ struct HTTPListener: Service, CustomStringConvertible {
             response.headers[.date] = dateCache.now()
             response.headers[.server] = serverName
             try await writer.write(response: response.head, body: response.body)
-        })
+        }, limits: limits)
 
         let server = try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AvailableConnectionsChannelHandler(maxConnections: maxConnections))
                     try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
                 }
             }
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .bind(NIOBSDSocket.Handle(socket.fd)) { channel -> EventLoopFuture<HTTP1Channel.Value> in
                 channelSetup.setup(channel: channel, logger: logger).flatMapThrowing { value in
-                    // Right after the HTTP/1 decoder, before the conversion to HTTP types: the relay reads and
-                    // writes NIOHTTP1's parts and passes what it does not relay on unchanged.
+                    // After the HTTP/1 decoder and the connection guard, before the conversion to HTTP types: the
+                    // relay reads and writes NIOHTTP1's parts and passes what it does not relay on unchanged.
                     let operations = channel.pipeline.syncOperations
                     let conversion = try operations.handler(type: HTTP1ToHTTPServerCodec.self)
                     let relay = GatewayRelay(lane: gateway, isControlSocket: channel.localAddress?.protocol == .unix)
@@ -102,6 +106,21 @@ struct HTTPListener: Service, CustomStringConvertible {
                 try await tasks.next()
             } catch {}
             tasks.cancelAll()
+        }
+    }
+}
+
+extension ConnectionLimits {
+    /// The daemon's connection limits, from its configuration; the errors the guard answers are the route family's
+    /// (OpenAI's shape under `/v1/`, the envelope elsewhere).
+    init(daemon configuration: DaemonConfiguration) {
+        self.init(
+            idleTimeout: configuration.idleTimeout, headerTimeout: configuration.headerTimeout, bodyTimeout: configuration.bodyTimeout,
+            maxBodySize: configuration.maxBodySize, streamedBodyPaths: ["/api/v1/models/import"]
+        ) { code, message, path in
+            if let path, path.hasPrefix("/v1/") { return openAIErrorBody(code, message, type: "BadRequestError") }
+            let envelope = Envelope<EmptyPayload>(requestID: RequestID().description, code: code, msg: message, data: nil)
+            return ByteBuffer(bytes: (try? WireJSON.encoder().encode(envelope)) ?? Data())
         }
     }
 }

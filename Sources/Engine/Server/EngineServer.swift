@@ -301,6 +301,8 @@ package struct EngineServer: Sendable {
     }
 
     private func decodeFields<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
+        // JSON is UTF-8 (RFC 8259); the decoders would let an ill-formed sequence through as U+FFFD.
+        guard String(validating: bytes, as: UTF8.self) != nil else { throw EngineRequestError("the body is not valid UTF-8") }
         do {
             return try JSONLimits.decode(T.self, from: Data(bytes))
         } catch let DecodingError.typeMismatch(_, context) {
