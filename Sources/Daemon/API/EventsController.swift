@@ -18,7 +18,7 @@ struct EventsController {
     }
 
     @Sendable func stream(_ request: Request, context: DaemonRequestContext) async throws -> Response {
-        let items = bus.subscribe(after: request.headers[.lastEventID])
+        let items = bus.subscribe(after: request.headers[.lastEventID].flatMap { $0.isEmpty ? nil : $0 })
         return Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", .xAccelBuffering: "no"],

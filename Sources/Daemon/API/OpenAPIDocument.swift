@@ -1,4 +1,5 @@
 import Foundation
+import ModeldAPI
 
 /// The OpenAPI 3.1 description of the management API, served at `/openapi.json` (and rendered at `/docs`).
 /// Tests check that every route of the router is here and that live responses match these schemas.
@@ -113,7 +114,20 @@ enum OpenAPIDocument {
             "/api/v1/events": [
                 "get": operation(
                     "Live events as Server-Sent Events (`id`, `event`, one JSON `data` line): run.changed, run.removed, pull.progress, pull.done, pull.failed, version.added, version.removed, key.created, key.revoked, reload. Send Last-Event-ID to get what was missed.",
-                    ["description": "An event stream that stays open", "content": ["text/event-stream": ["schema": string]]],
+                    [
+                        "description": "An event stream that stays open",
+                        "content": [
+                            "text/event-stream": [
+                                "schema": [
+                                    "type": "object", "description": "One event",
+                                    "properties": [
+                                        "id": string, "event": ["type": "string", "enum": DaemonEventType.allCases.map(\.rawValue)],
+                                        "data": ["type": "string", "description": "One JSON object"], "retry": integer,
+                                    ],
+                                ]
+                            ]
+                        ],
+                    ],
                     parameters: [["name": "Last-Event-ID", "in": "header", "required": false, "description": "The id of the last event seen", "schema": string]])
             ],
             "/api/v1/keys/{id}/revoke": [
