@@ -1,7 +1,7 @@
 // swift-tools-version:6.2
 import PackageDescription
 
-/// Settings every target shares: Swift 6 mode plus the upcoming features the style guide asks for.
+/// Settings every target shares: Swift 6 mode plus the upcoming features the project adopts.
 let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
@@ -9,8 +9,9 @@ let swiftSettings: [SwiftSetting] = [
 ]
 
 /// The built-in engine's numeric code is compiled optimised even in debug builds, with AVX2/FMA
-/// (engine.md section 6): tests run real forward passes and would crawl at -Onone. Only the numeric
-/// kernels and the forward pass (`EngineCompute`): whatever reads input from outside is checked.
+/// (docs/builtin-engine.md, Compile settings): tests run real forward passes and would crawl at -Onone.
+/// Only the numeric kernels and the forward pass (`EngineCompute`): whatever reads input from outside is
+/// checked.
 let engineSettings: [SwiftSetting] = swiftSettings + [
     .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "haswell"]),
 ]
@@ -160,7 +161,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        /// A fake Hugging Face / ModelScope hub on loopback (protocols.md A and B), shared by the test targets.
+        /// A fake Hugging Face / ModelScope hub on loopback (docs/hubs.md), shared by the test targets.
         .target(
             name: "FakeHub",
             dependencies: [

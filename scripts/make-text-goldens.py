@@ -4,7 +4,7 @@
 What it writes, and where each answer comes from:
   qwen2/tokenizer.json, llama3/tokenizer.json   real vocabularies and merges taken from llama.cpp's
       ggml-vocab-qwen2.gguf and ggml-vocab-llama-bpe.gguf, wrapped in the exact normalizer/pre-tokenizer/
-      decoder configuration of the Hugging Face originals (engine.md section 4). Qwen2's merges are written
+      decoder configuration of the Hugging Face originals (docs/builtin-engine.md, Tokenizer). Qwen2's merges are written
       as "a b" strings, Llama 3's as ["a", "b"] pairs, so both formats are exercised on real vocabularies.
   small/tokenizer.json   a small BPE trained here with `tokenizers` (pair merges, added tokens).
   corpus.json            the test strings (hand-written hard cases, llama.cpp's .inp vectors, seeded fuzz).

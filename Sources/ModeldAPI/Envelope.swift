@@ -1,7 +1,7 @@
 import FoundationEssentials
 import Glibc
 
-/// The seed platform's response envelope: every management API reply, success or error, has this shape.
+/// The management API's response envelope: every reply, success or error, has this shape.
 ///
 /// ```json
 /// {"request_id": "9f1c...", "code": 200, "msg": "success", "data": ...}

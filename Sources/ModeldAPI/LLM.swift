@@ -1,7 +1,7 @@
 import FoundationEssentials
 import Glibc
 
-// The seed platform's LLM API (`/api/v1/llm/*`): requests name their run by `run_id` (a run id or name) or by
+// The LLM API (`/api/v1/llm/*`), inference in the management envelope: requests name their run by `run_id` (a run id or name) or by
 // `model` (routed like the OpenAI gateway, with on-demand start). Fields these types do not list are passed
 // to the engine untouched (`ignore_eos`, `top_k`, ...); the daemon reads the raw body for those.
 

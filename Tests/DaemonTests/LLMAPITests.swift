@@ -5,7 +5,7 @@ import Testing
 
 @testable import Daemon
 
-/// The seed platform's LLM API (`/api/v1/llm/*`) against a real daemon and real engines.
+/// The LLM API (`/api/v1/llm/*`) against a real daemon and real engines.
 @Suite("LLM API")
 struct LLMAPITests {
     /// An HTTP reply as curl saw it.

@@ -50,7 +50,7 @@ struct ManagementAPITests {
                 #expect(small.versions.first?.sizeBytes == 1234)
                 #expect(qwen.sizes.first { $0.size == "7b" }?.state == "not_pulled")
             }
-            // The raw JSON uses the seed's field names.
+            // The raw JSON uses the envelope's documented field names.
             try await client.execute(uri: "/api/v1/models", method: .get) { response in
                 let object = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
                 #expect(Set(object?.keys.map { $0 } ?? []) == ["request_id", "code", "msg", "data"])

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A stand-in for vLLM, SGLang, Ollama and modeld's built-in engine, driven by the same command lines
-/// (protocols.md C), with misbehaviour on demand through `FAKE_ENGINE_*` variables:
+/// (docs/engines.md), with misbehaviour on demand through `FAKE_ENGINE_*` variables:
 ///
 /// | variable | effect |
 /// |---|---|

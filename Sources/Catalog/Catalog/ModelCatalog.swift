@@ -22,7 +22,7 @@ package struct CatalogSize: Sendable, Hashable, Codable {
     }
 }
 
-/// A model family in the catalog (`models.example.json`), in the seed platform's format.
+/// A model family in the catalog (`models.example.json`, in the catalog format the README describes).
 package struct CatalogEntry: Sendable, Hashable, Codable {
     package var id: String
     package var name: String

@@ -1,4 +1,4 @@
-/// One file of a Hugging Face repository tree (protocols.md A.3).
+/// One file of a Hugging Face repository tree (docs/hubs.md, Tree endpoint).
 package struct HFTreeEntry: Sendable, Hashable, Decodable {
     package struct LFS: Sendable, Hashable, Decodable {
         package var oid: String

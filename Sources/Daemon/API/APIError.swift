@@ -20,7 +20,7 @@ struct APIError: Error, CustomStringConvertible {
     static func notFound(_ message: String) -> APIError { APIError(.notFound, message) }
 }
 
-/// Turns every error thrown below it into the seed's envelope, so clients see one error shape everywhere:
+/// Turns every error thrown below it into the management envelope, so clients see one error shape everywhere:
 /// `{"request_id": "...", "code": 404, "msg": "...", "data": null}`.
 struct EnvelopeErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

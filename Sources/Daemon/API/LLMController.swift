@@ -8,7 +8,7 @@ import ModeldAPI
 import NIOCore
 import Transfer
 
-/// The seed platform's LLM API, in the management envelope:
+/// The LLM API (`/api/v1/llm/*`), in the management envelope:
 ///
 /// | route | what |
 /// |---|---|
@@ -27,7 +27,8 @@ struct LLMController {
     let tokenizers = TokenizerCache()
 
     /// The engines that constrain output to a JSON schema given as OpenAI's `response_format` on chat
-    /// completions (protocols.md C; Ollama maps it onto its `format`).
+    /// completions (docs/engines.md, OpenAI-compatible endpoints and structured output;
+    /// Ollama maps it onto its `format`).
     static let structuredEngines: [EngineKind] = [.vllm, .sglang, .ollama]
 
     var supervisor: Supervisor { gateway.supervisor }

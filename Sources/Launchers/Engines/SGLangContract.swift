@@ -1,7 +1,7 @@
 import Catalog
 
 /// `python3 -m sglang.launch_server --model-path <dir> --host 127.0.0.1 --port P --served-model-name N [...]`
-/// (protocols.md C, SGLang).
+/// (docs/engines.md, SGLang).
 package struct SGLangContract: EngineContract {
     package init() {}
 
