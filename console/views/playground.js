@@ -23,6 +23,8 @@ export function mount(container) {
     input("Temperature", "temperature", { type: "number", step: "0.1", min: 0, max: 2, value: "0.7", size: 5 }),
     input("top_p", "top_p", { type: "number", step: "0.05", min: 0, max: 1, value: "1", size: 5 }),
     input("Max tokens", "max_tokens", { type: "number", min: 1, value: "256", size: 6 }),
+    h("label", { title: "vLLM, SGLang and the built-in engine: generate max tokens whatever the model says" },
+      "Ignore EOS", h("input", { name: "ignore_eos", type: "checkbox" })),
     h("label", {}, "System prompt", h("textarea", { name: "system", rows: 2, cols: 40 })),
     h("label", {}, "Message", h("textarea", { name: "prompt", rows: 3, cols: 40, required: true })),
     h("button", { type: "submit", class: "primary", id: "chat-send" }, "Send"),
@@ -50,6 +52,7 @@ export function mount(container) {
         messages: [...(values.system.trim() ? [{ role: "system", content: values.system }] : []), ...messages],
         temperature: Number(values.temperature), top_p: Number(values.top_p), max_tokens: Number(values.max_tokens),
       };
+      if (values.ignore_eos) body.ignore_eos = true;
       const response = await request("/v1/chat/completions", { method: "POST", body, raw: true, signal: controller.signal });
       await readLines(response, (line) => {
         if (!line.startsWith("data:")) return;
