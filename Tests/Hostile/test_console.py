@@ -150,6 +150,18 @@ def test_every_view_at_both_sizes(console_daemon, browser, size):
         if size == "desktop":
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(SCREENSHOTS / f"{view}.png"))
+    if size == "phone":
+        open_view(browser, console_daemon, "runs")
+        wait_for(browser, ready["runs"])
+        browser.save_screenshot(str(SCREENSHOTS / "runs-phone.png"))
+    else:
+        # The dark theme follows the system's setting.
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        open_view(browser, console_daemon, "status")
+        wait_for(browser, ready["status"])
+        assert browser.execute_script("return getComputedStyle(document.body).backgroundColor") == "rgb(18, 20, 23)"
+        browser.save_screenshot(str(SCREENSHOTS / "status-dark.png"))
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     assert browser_errors(browser) == []
 
 
@@ -231,6 +243,10 @@ def test_key_created_then_asked_for(console_daemon, browser):
     key = text_of(browser, "#new-key")
     assert key.startswith("mdk_") or len(key) > 20
     wait_for(browser, "return document.querySelector(\"#keys-table tr[data-name='console-admin']\")")
+    # From now on the API needs the key; the console's own files still do not.
+    assert call(console_daemon.port, "GET", "/api/v1/models/running")[0] == 401
+    assert call(console_daemon.port, "GET", "/", headers={"Accept": "text/html"})[0] == 200
+    assert call(console_daemon.port, "GET", "/ui/views/keys.js")[0] == 200
 
     # A new page of this tab has no key yet: the API says 401 and the page asks for one.
     browser.refresh()
