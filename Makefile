@@ -1,12 +1,12 @@
 # The two set-up commands of the README:
 #   make run    builds modeld (release) and starts the daemon on 127.0.0.1:8700
-#   make test   runs the whole test suite: swift test, then the hostile-input and fuzzing suites (pytest)
+#   make test   runs the whole test suite: swift test, then the hostile-input, fuzzing and browser suites (pytest)
 # Both install what is missing first: the Debian -dev packages (apt-get) and the Python test peers (pip).
 
 SWIFT ?= swift
 PYTHON ?= python3
-APT_PACKAGES := libcurl4-openssl-dev libsqlite3-dev libarchive-dev libsystemd-dev pkg-config systemd zstd openssl
-PY_PEERS := huggingface_hub openai prometheus_client jsonschema openapi-spec-validator schemathesis pytest
+APT_PACKAGES := libcurl4-openssl-dev libsqlite3-dev libarchive-dev libsystemd-dev pkg-config systemd zstd openssl chromium chromium-driver
+PY_PEERS := huggingface_hub openai prometheus_client jsonschema openapi-spec-validator schemathesis pytest selenium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
@@ -36,7 +36,7 @@ deps:
 
 ## Installs the Python clients the tests use as real peers (nothing when all import).
 py-peers:
-	@$(PYTHON) -c "import huggingface_hub, openai, prometheus_client, jsonschema, openapi_spec_validator, schemathesis, pytest" 2>/dev/null || \
+	@$(PYTHON) -c "import huggingface_hub, openai, prometheus_client, jsonschema, openapi_spec_validator, schemathesis, pytest, selenium" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check $(PY_PEERS)
 
 ## Installs binaries, systemd units, the modeld user and completions (PREFIX, DESTDIR).

@@ -84,7 +84,8 @@ struct AuthMiddleware: RouterMiddleware {
     }
 }
 
-/// Who may make a request over TCP: once any API key exists, every request except `/health` needs
+/// Who may make a request over TCP: once any API key exists, every request except `/health` and the web console's
+/// files (``ConsoleController/isPublic(path:)``: the page asks for a key itself) needs
 /// `Authorization: Bearer <key>`; routes other than the OpenAI API, the LLM API and `/metrics` need an admin key;
 /// each key's rate limit applies. The control socket is trusted. Shared by ``AuthMiddleware`` and the gateway's
 /// relay (``GatewayRelay``), so both take from the same rate buckets.
@@ -101,14 +102,14 @@ struct Authorizer: Sendable {
     /// Decides a request; an allowed request with a rate-limited key has taken one of its tokens.
     /// - Parameter authorization: the `Authorization` header.
     func decide(path: String, authorization: String?, isControlSocket: Bool) async throws -> Decision {
-        if isControlSocket || path == "/health" { return .allow }
+        if isControlSocket || path == "/health" || ConsoleController.isPublic(path: path) { return .allow }
         return decide(path: path, authorization: authorization, activeKeys: try await store.activeAPIKeys())
     }
 
     /// ``decide(path:authorization:isControlSocket:)`` without waiting, for code on an event loop: nil when the
     /// active keys are not in memory yet (the router's path, which reads them, decides then).
     func decideNow(path: String, authorization: String?, isControlSocket: Bool) -> Decision? {
-        if isControlSocket || path == "/health" { return .allow }
+        if isControlSocket || path == "/health" || ConsoleController.isPublic(path: path) { return .allow }
         return store.cachedActiveAPIKeys().map { decide(path: path, authorization: authorization, activeKeys: $0) }
     }
 

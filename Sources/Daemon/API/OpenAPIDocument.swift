@@ -78,10 +78,32 @@ enum OpenAPIDocument {
             "502": jsonResponse("The engine failed or did not answer", ref("OpenAIError")),
             "503": jsonResponse("An on-demand start failed", ref("OpenAIError")),
         ]
+        let consoleFile: [String: Any] = [
+            "description": "The file, gzip-encoded when accepted; a strong ETag",
+            "content": ["text/css": ["schema": string], "text/javascript": ["schema": string]],
+        ]
+        let consoleNotModified: [String: Any] = ["304": ["description": "Not modified: If-None-Match names the current ETag"]]
         let paths: [String: Any] = [
             "/health": ["get": operation("Liveness and version", jsonResponse("OK", ref("Health")))],
             "/openapi.json": ["get": operation("This document", jsonResponse("The OpenAPI document", ["type": "object"]))],
             "/docs": ["get": operation("Human-readable API documentation", ["description": "HTML page", "content": ["text/html": ["schema": string]]])],
+            "/": [
+                "get": operation(
+                    "The web console's page for a browser (Accept: text/html); any other client gets the line \"modeld is running\". Needs no key",
+                    ["description": "The page, or the line", "content": ["text/html": ["schema": string], "text/plain": ["schema": string]]],
+                    extra: consoleNotModified),
+                "head": operation("Whether the daemon is running", ["description": "Running"]),
+            ],
+            "/ui/{file}": [
+                "get": operation(
+                    "A file of the web console (CSS, JavaScript), compiled into modeld; needs no key", consoleFile,
+                    parameters: [pathParameter("file", "The file's name, e.g. app.js")], extra: consoleNotModified)
+            ],
+            "/ui/views/{file}": [
+                "get": operation(
+                    "A view module of the web console; needs no key", consoleFile,
+                    parameters: [pathParameter("file", "The module's name, e.g. runs.js")], extra: consoleNotModified)
+            ],
             "/metrics": [
                 "get": operation(
                     "Prometheus metrics: requests, durations, tokens, time to first token, runs, engine restarts, pulled bytes",

@@ -78,6 +78,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     router.get("/docs") { _, _ in
         Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.html)))
     }
+    ConsoleController().addRoutes(to: router)
     return router
 }
 

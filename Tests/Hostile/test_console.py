@@ -1,0 +1,271 @@
+"""The web console in a real browser (Debian's headless Chromium driven by Selenium) against a real daemon with the
+tiny model on the built-in engine, plus its serving rules over plain HTTP. Every wait is on the page's DOM (or a
+reply), bounded by PATIENCE; any error in the browser's console log fails the test. The views are photographed at
+1280x800 into docs/console/ (committed, shown in docs/console.md)."""
+
+import gzip
+import hashlib
+import json
+import re
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import PATIENCE, ROOT, Daemon, call, hub_env, start_tiny_run
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+SCREENSHOTS = ROOT / "docs" / "console"
+VIEWS = ["status", "runs", "versions", "models", "keys", "playground"]
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+@pytest.fixture(scope="module")
+def console_daemon(workdir, hub):
+    """A daemon of its own (the key test creates keys): the tiny model adopted, a ready run `tiny`."""
+    server = Daemon(workdir / "console", extra_env=hub_env(hub))
+    try:
+        start_tiny_run(server)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,800"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.set_script_timeout(PATIENCE)
+    yield driver
+    driver.quit()
+
+
+def resize(driver, size):
+    width, height = SIZES[size]
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": size == "phone"})
+
+
+def wait_for(driver, script, *args, message="the page did not get there"):
+    """Waits until the script returns something truthy; returns it."""
+    return WebDriverWait(driver, PATIENCE, poll_frequency=0.05).until(lambda d: d.execute_script(script, *args), message)
+
+
+def text_of(driver, selector):
+    return wait_for(driver, "const e = document.querySelector(arguments[0]); return e && e.textContent.trim()", selector,
+                    message=f"no text at {selector}")
+
+
+def state_of_row(driver, name):
+    return driver.execute_script(
+        "const row = document.querySelector(`#runs-table tr[data-name='${arguments[0]}']`);"
+        "return row ? row.querySelector('[data-state]').dataset.state : null", name)
+
+
+def open_view(driver, daemon, view):
+    if not driver.current_url.startswith(f"http://127.0.0.1:{daemon.port}/"):
+        driver.get(f"http://127.0.0.1:{daemon.port}/")
+    driver.execute_script("location.hash = arguments[0]", view)
+    wait_for(driver, "return document.getElementById('view').dataset.view === arguments[0]", view)
+
+
+def assert_no_horizontal_scroll(driver, where):
+    widths = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"{where}: the page scrolls sideways (scrollWidth {widths[0]} > {widths[1]})"
+
+
+def browser_errors(driver, expected=()):
+    """The console log's errors since the last call, but those matching an `expected` pattern."""
+    return [entry["message"] for entry in driver.get_log("browser")
+            if entry["level"] == "SEVERE" and not any(re.search(pattern, entry["message"]) for pattern in expected)]
+
+
+def test_serving_rules(console_daemon):
+    port = console_daemon.port
+    status, headers, body = call(port, "GET", "/", headers={"Accept": "*/*"})
+    assert (status, body, headers["Content-Type"]) == (200, b"modeld is running\n", "text/plain; charset=utf-8")
+    status, headers, _ = call(port, "HEAD", "/")
+    assert status == 200
+
+    accept_html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    status, headers, page = call(port, "GET", "/", headers=accept_html)
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b'<script type="module" src="/ui/app.js">' in page and b"<script>" not in page
+    assert headers["Content-Security-Policy"] == CSP
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["ETag"] == f'"{hashlib.sha256(page).hexdigest()}"'
+    assert headers["Cache-Control"] == "no-cache"
+    status, headers, body = call(port, "GET", "/", headers={**accept_html, "If-None-Match": headers["ETag"]})
+    assert (status, body) == (304, b"")
+
+    for path, content_type in [("/ui/app.css", "text/css"), ("/ui/app.js", "text/javascript"),
+                               ("/ui/views/runs.js", "text/javascript")]:
+        status, plain_headers, plain = call(port, "GET", path)
+        assert status == 200 and plain_headers["Content-Type"] == f"{content_type}; charset=utf-8", path
+        assert "Content-Encoding" not in plain_headers
+        assert plain_headers["ETag"] == f'"{hashlib.sha256(plain).hexdigest()}"'
+        assert plain_headers["Content-Security-Policy"] == CSP and plain_headers["X-Content-Type-Options"] == "nosniff"
+        assert plain == (ROOT / "console" / path.removeprefix("/ui/")).read_bytes(), f"{path} is not the file in console/"
+        status, packed_headers, packed = call(port, "GET", path, headers={"Accept-Encoding": "gzip, br"})
+        assert status == 200 and packed_headers["Content-Encoding"] == "gzip" and packed_headers["Vary"] == "Accept-Encoding"
+        assert gzip.decompress(packed) == plain and len(packed) < len(plain), path
+        assert call(port, "GET", path, headers={"If-None-Match": f'W/{plain_headers["ETag"]}'})[0] == 304
+
+    assert call(port, "GET", "/ui/index.html")[0] == 404
+    assert call(port, "GET", "/ui/nosuch.js")[0] == 404
+    assert call(port, "GET", "/ui/views/..%2Fapp.js")[0] == 404
+    # The origin and host checks apply to the console too.
+    assert call(port, "GET", "/", headers={**accept_html, "Origin": "http://evil.test"})[0] == 403
+    assert call(port, "GET", "/ui/app.js", headers={"Host": "rebound.evil.test"})[0] == 403
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_view_at_both_sizes(console_daemon, browser, size):
+    resize(browser, size)
+    browser.get(f"http://127.0.0.1:{console_daemon.port}/")
+    _, _, health = call(console_daemon.port, "GET", "/health")
+    assert text_of(browser, "#status-version .stat") == json.loads(health)["version"]
+    assert text_of(browser, "#status-runs .hint") == "1 ready"
+    wait_for(browser, "return document.getElementById('live').textContent === 'live'")
+    assert browser.execute_script("return [innerWidth, innerHeight]") == list(SIZES[size])
+    ready = {
+        "status": "return document.querySelector('#status-tokens')",
+        "runs": "return document.querySelector(\"#runs-table tr[data-name='tiny'] [data-state='ready']\")",
+        "versions": "return document.querySelector(\"#versions-table tr[data-repo='acme/qwen2-tiny'] [data-state='ready']\")",
+        "models": "return document.querySelectorAll('#catalog article').length > 3",
+        "keys": "return document.querySelector('#keys-table p, #keys-table table')",
+        "playground": "return document.querySelector('#chat-form [name=model]').value === 'tiny'",
+    }
+    for view in VIEWS:
+        open_view(browser, console_daemon, view)
+        wait_for(browser, ready[view], message=f"the {view} view did not show its data")
+        assert_no_horizontal_scroll(browser, f"{view} at {size}")
+        if size == "desktop":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(SCREENSHOTS / f"{view}.png"))
+    if size == "phone":
+        open_view(browser, console_daemon, "runs")
+        wait_for(browser, ready["runs"])
+        browser.save_screenshot(str(SCREENSHOTS / "runs-phone.png"))
+    else:
+        # The dark theme follows the system's setting.
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        open_view(browser, console_daemon, "status")
+        wait_for(browser, ready["status"])
+        assert browser.execute_script("return getComputedStyle(document.body).backgroundColor") == "rgb(18, 20, 23)"
+        browser.save_screenshot(str(SCREENSHOTS / "status-dark.png"))
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    assert browser_errors(browser) == []
+
+
+def test_runs_follow_the_event_stream(console_daemon, browser):
+    resize(browser, "desktop")
+    browser.get(f"http://127.0.0.1:{console_daemon.port}/#runs")
+    wait_for(browser, "return document.getElementById('live').textContent === 'live'")
+    browser.execute_script("window.notReloaded = true")
+    status, _, body = call(console_daemon.port, "POST", "/api/v1/models/start",
+                           {"model": "acme/qwen2-tiny", "engine": "builtin", "name": "second"})
+    assert status == 200, body
+    WebDriverWait(browser, PATIENCE, 0.05).until(lambda d: state_of_row(d, "second") == "ready", "run second never showed ready")
+    status, _, body = call(console_daemon.port, "POST", "/api/v1/models/running/second/stop")
+    assert status == 200, body
+    WebDriverWait(browser, PATIENCE, 0.05).until(lambda d: state_of_row(d, "second") in ("stopped", None),
+                                                 "the stop of run second never showed")
+    assert browser.execute_script("return window.notReloaded") is True, "the page was reloaded"
+
+    # The log view follows the run's log as it grows.
+    browser.find_element(By.CSS_SELECTOR, "#runs-table tr[data-name='tiny'] button").click()
+    wait_for(browser, "return document.getElementById('log-output')?.textContent.includes('\\n')")
+    assert browser_errors(browser) == []
+
+
+def test_local_versions_verify_and_confirm_removal(console_daemon, browser):
+    open_view(browser, console_daemon, "versions")
+    row = "#versions-table tr[data-repo='acme/qwen2-tiny']"
+    wait_for(browser, f"return document.querySelector(\"{row}\")")
+    browser.find_element(By.CSS_SELECTOR, f"{row} td.actions button").click()
+    shown = wait_for(browser, "const t = document.getElementById('versions-message').textContent;"
+                              "return /intact|damaged|failed/.test(t) && t")
+    status, _, body = call(console_daemon.port, "POST", "/api/v1/models/verify", {"model": "acme/qwen2-tiny"})
+    assert status == 200, body
+    result = json.loads(body)["data"][0]
+    assert shown.startswith(f"acme/qwen2-tiny: {'intact' if result['intact'] else 'damaged'}")
+    assert f"{result['files_checked']} files" in shown or not result["intact"]
+
+    # Remove asks first; cancelling keeps the version.
+    browser.find_element(By.CSS_SELECTOR, f"{row} button.danger").click()
+    wait_for(browser, "return document.getElementById('confirm-dialog').open")
+    assert "acme/qwen2-tiny" in browser.find_element(By.ID, "confirm-text").text
+    browser.find_element(By.ID, "confirm-cancel").click()
+    wait_for(browser, "return !document.getElementById('confirm-dialog').open")
+    status, _, body = call(console_daemon.port, "GET", "/api/v1/models/local")
+    assert [version["repo"] for version in json.loads(body)["data"]] == ["acme/qwen2-tiny"]
+    assert browser_errors(browser) == []
+
+
+def test_playground_streams_the_engines_reply(console_daemon, browser):
+    open_view(browser, console_daemon, "playground")
+    wait_for(browser, "return document.querySelector('#chat-form [name=model]').value === 'tiny'")
+    form = browser.find_element(By.ID, "chat-form")
+    for name, value in (("temperature", "0"), ("max_tokens", "12")):
+        field = form.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+    form.find_element(By.NAME, "ignore_eos").click()
+    form.find_element(By.NAME, "prompt").send_keys("Hello")
+    form.find_element(By.ID, "chat-send").click()
+    wait_for(browser, "return document.querySelector('#chat .assistant')?.dataset.state === 'done'")
+    shown = browser.execute_script("return document.querySelector('#chat .assistant').textContent")
+    status, _, body = call(console_daemon.port, "POST", "/v1/chat/completions", {
+        "model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "temperature": 0, "top_p": 1, "max_tokens": 12,
+        "ignore_eos": True})
+    assert status == 200, body
+    expected = json.loads(body)["choices"][0]["message"]["content"]
+    assert expected and shown == expected
+    assert "tokens/s" in text_of(browser, "#chat p.hint")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "playground.png"))
+    assert browser_errors(browser) == []
+
+
+def test_key_created_then_asked_for(console_daemon, browser):
+    open_view(browser, console_daemon, "keys")
+    form = browser.find_element(By.ID, "key-create-form")
+    form.find_element(By.NAME, "name").send_keys("console-admin")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    key = text_of(browser, "#new-key")
+    assert key.startswith("mdk_") or len(key) > 20
+    wait_for(browser, "return document.querySelector(\"#keys-table tr[data-name='console-admin']\")")
+    # From now on the API needs the key; the console's own files still do not.
+    assert call(console_daemon.port, "GET", "/api/v1/models/running")[0] == 401
+    assert call(console_daemon.port, "GET", "/", headers={"Accept": "text/html"})[0] == 200
+    assert call(console_daemon.port, "GET", "/ui/views/keys.js")[0] == 200
+
+    # A new page of this tab has no key yet: the API says 401 and the page asks for one.
+    browser.refresh()
+    wait_for(browser, "return document.getElementById('key-dialog').open")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "key-prompt.png"))
+    browser.find_element(By.ID, "key-input").send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+    wait_for(browser, "return !document.getElementById('key-dialog').open")
+    wait_for(browser, "return document.querySelector(\"#keys-table tr[data-name='console-admin']\")")
+    wait_for(browser, "return document.getElementById('live').textContent === 'live'")
+    assert browser.execute_script("return sessionStorage.getItem('modeld.apiKey')") == key
+    assert key not in browser.current_url and browser.get_cookies() == []
+
+    # Revoked through the page, after its confirmation.
+    browser.find_element(By.CSS_SELECTOR, "#keys-table tr[data-name='console-admin'] button.danger").click()
+    wait_for(browser, "return document.getElementById('confirm-dialog').open")
+    browser.find_element(By.ID, "confirm-ok").click()
+    wait_for(browser, "const row = document.querySelector(\"#keys-table tr[data-name='console-admin']\");"
+                      "return row && row.textContent.includes('revoked')")
+    # The only errors: the browser's own lines for the 401s that made the page ask for the key.
+    assert browser_errors(browser, expected=[r"status of 401 \(Unauthorized\)"]) == []
