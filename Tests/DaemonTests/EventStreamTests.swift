@@ -82,12 +82,18 @@ struct EventStreamTests {
             let data = Mutex(Data())
         }
 
-        init(_ daemon: DaemonProcess, lastEventID: String? = nil) throws {
-            process = Process()
-            process.executableURL = URL(filePath: "/usr/bin/curl")
+        convenience init(_ daemon: DaemonProcess, lastEventID: String? = nil) throws {
             var arguments = ["-sN", "http://127.0.0.1:\(daemon.port)/api/v1/events"]
             if let lastEventID { arguments += ["-H", "Last-Event-ID: \(lastEventID)"] }
+            try self.init(URL(filePath: "/usr/bin/curl"), arguments)
+        }
+
+        /// Any long-running command, its standard output kept as it arrives.
+        init(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) throws {
+            process = Process()
+            process.executableURL = executable
             process.arguments = arguments
+            if let environment { process.environment = environment }
             let pipe = Pipe()
             process.standardOutput = pipe
             try process.run()
@@ -101,9 +107,11 @@ struct EventStreamTests {
             }.start()
         }
 
+        /// Everything read so far.
+        var text: String { String(decoding: output.data.withLock { $0 }, as: UTF8.self) }
+
         /// The complete events so far: (id, event, data).
         var events: [(id: String?, type: String, data: String)] {
-            let text = String(decoding: output.data.withLock { $0 }, as: UTF8.self)
             var events: [(String?, String, String)] = []
             for block in text.components(separatedBy: "\n\n").dropLast() {
                 var id: String?
@@ -136,6 +144,16 @@ struct EventStreamTests {
         }
     }
 
+    /// Waits until `condition` holds (something live: no fixed wait).
+    static func waitUntil(_ what: String, seeing output: () -> String = { "" }, _ condition: () -> Bool) async throws {
+        for _ in 0..<600 {
+            if condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("timed out waiting for \(what); output:\n\(output())")
+        throw CancellationError()
+    }
+
     @Test("a pull, a start and stop, keys and a removal show up on the stream in order; a reconnect resumes")
     func liveDaemon() async throws {
         let fakeEngine = productsDirectory.appending(path: "fake-engine").path
@@ -148,11 +166,20 @@ struct EventStreamTests {
             do {
                 #expect(try await daemon.modelctl(["pull", "acme/events"]).status == 0)
                 try await reader.waitFor("version.added") { type, data in type == "version.added" && data.contains("acme/events") }
+                // `modelctl ps --watch` prints the list again as the run changes.
+                let watcher = try StreamReader(
+                    productsDirectory.appending(path: "modelctl"), ["ps", "--watch"],
+                    environment: ["HOME": daemon.root.path, "MODELD_CONTROL_SOCKET": daemon.root.appending(path: "modeld.sock").path])
+                try await Self.waitUntil("the first list", seeing: { watcher.text }) { watcher.text.contains("RUN_ID") }
                 let started = try await daemon.modelctl(["start", "acme/events", "--engine", "vllm", "--name", "ev", "--wait"])
                 #expect(started.status == 0, "\(started.stderr)")
                 try await reader.waitFor("run ready") { type, data in type == "run.changed" && data.contains(#""state":"ready""#) }
+                try await Self.waitUntil("ps --watch to show ev ready", seeing: { watcher.text }) { watcher.text.contains(/\sev +acme\/events +vllm +ready\s/) }
                 #expect(try await daemon.modelctl(["stop", "ev"]).status == 0)
                 try await reader.waitFor("run stopped") { type, data in type == "run.changed" && data.contains(#""state":"stopped""#) }
+                try await Self.waitUntil("ps --watch to show ev stopped", seeing: { watcher.text }) { watcher.text.contains(/\sev +acme\/events +vllm +stopped\s/) }
+                #expect(watcher.text.components(separatedBy: "RUN_ID").count - 1 >= 3, "printed again on each change: \(watcher.text)")
+                try await watcher.stop()
                 let key = try await daemon.modelctl(["keys", "create", "--name", "watcher"])
                 let value = String(key.stdout.split(separator: "\n").last ?? "")
                 try await reader.waitFor("key.created") { type, data in type == "key.created" && data.contains("watcher") }

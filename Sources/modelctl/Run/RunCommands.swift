@@ -62,15 +62,45 @@ struct RunList: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print JSON.") var json = false
+    @Flag(name: .long, help: "Print the list again whenever a run changes (from the daemon's event stream), until interrupted.") var watch = false
 
     func run() async throws {
-        let runs: [RunSummary]
         do {
-            runs = try await global.client().call("GET", "/api/v1/models/running")
+            let client = try global.client()
+            show(try await client.call("GET", "/api/v1/models/running"))
+            guard watch else { return }
+            // Each run event (or a `reload`) is a reason to read the list again; the stream's own data is not needed.
+            let (changes, signal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+            // A client of its own: one client's requests take turns, and this one never ends.
+            let events = try global.client()
+            let stream = Task {
+                defer { signal.finish() }
+                try await events.streamText("/api/v1/events") { line in
+                    if line.hasPrefix("event: run.") || line == "event: reload" { signal.yield() }
+                    return true
+                }
+            }
+            for await _ in changes {
+                show(try await client.call("GET", "/api/v1/models/running"))
+            }
+            try await stream.value
+            printError("modeld closed the event stream")
+            throw ExitCode(1)
+        } catch let error as ExitCode {
+            throw error
         } catch {
             throw ModelctlExit.fail(error)
         }
-        if json { return printJSON(runs) }
+    }
+
+    /// Prints the runs (after clearing the screen when watching a terminal).
+    private func show(_ runs: [RunSummary]) {
+        if json {
+            printJSON(runs)
+            if watch { fflush(nil) }
+            return
+        }
+        if watch && isatty(STDOUT_FILENO) == 1 { print("\u{1B}[H\u{1B}[2J", terminator: "") }
         var rows = [["RUN_ID", "NAME", "MODEL", "ENGINE", "STATE", "PID", "PORT", "RESTARTS", "UNLOAD", "REASON"]]
         for run in runs {
             let reason = run.reason.map { String($0.split(separator: "\n").last ?? "").prefix(60) } ?? ""
@@ -80,6 +110,8 @@ struct RunList: AsyncParsableCommand {
             ])
         }
         print(table(rows))
+        // Each list goes out whole at once, also into a pipe.
+        if watch { fflush(nil) }
     }
 }
 
