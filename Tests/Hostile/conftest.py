@@ -2,6 +2,7 @@
 `swift build`, each in a throw-away data directory on a loopback port, with timeouts short enough (2 s) that
 slow clients are cut off within a test. Nothing here talks to anything but 127.0.0.1."""
 
+import hashlib
 import http.client
 import http.server
 import json
@@ -176,6 +177,77 @@ class NotFoundHub(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), self.Handler)
         self.daemon_threads = True
         threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class RepoHub(http.server.ThreadingHTTPServer):
+    """A Hugging Face hub on loopback (docs/hubs.md, Hugging Face) serving one repository, `repo`, at one commit from
+    the files of a directory, all as regular (git) files, their etag the git blob sha1. Bodies go out at
+    `bytes_per_second` in all, like a slow link, so that a pull's progress can be watched; anything else is the hub's
+    404 for an unknown repository."""
+
+    COMMIT = "c" * 40
+    CHUNK = 16 * 1024
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _send(self, status, headers, body=b""):
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.server.pace(self.wfile, body)
+
+        def _route(self):
+            hub, path = self.server, self.path.split("?")[0]
+            if path.startswith(f"/api/models/{hub.repo}/revision/"):
+                reply = {"id": hub.repo, "sha": hub.COMMIT, "siblings": [{"rfilename": name} for name in hub.files]}
+                return self._send(200, [("Content-Type", "application/json")], json.dumps(reply).encode())
+            if path == f"/api/models/{hub.repo}/tree/{hub.COMMIT}":
+                tree = [{"type": "file", "oid": etag, "size": len(body), "path": name}
+                        for name, (body, etag) in hub.files.items()]
+                return self._send(200, [("Content-Type", "application/json")], json.dumps(tree).encode())
+            prefix = f"/{hub.repo}/resolve/{hub.COMMIT}/"
+            if path.startswith(prefix) and path[len(prefix):] in hub.files:
+                body, etag = hub.files[path[len(prefix):]]
+                return self._send(200, [("ETag", f'"{etag}"'), ("X-Repo-Commit", hub.COMMIT)], body)
+            self._send(404, [("Content-Type", "application/json"), ("X-Error-Code", "RepoNotFound")],
+                       b'{"error":"Repository not found"}')
+
+        do_GET = do_HEAD = _route
+
+        def log_message(self, *args):
+            pass
+
+    def __init__(self, repo, directory, bytes_per_second):
+        super().__init__(("127.0.0.1", 0), self.Handler)
+        self.daemon_threads = True
+        self.repo = repo
+        self.files = {}
+        for path in sorted(Path(directory).iterdir()):
+            body = path.read_bytes()
+            self.files[path.name] = (body, hashlib.sha1(b"blob %d\0" % len(body) + body).hexdigest())
+        self.bytes_per_second = bytes_per_second
+        self._clock = threading.Lock()
+        self._next_send = time.monotonic()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def pace(self, out, body):
+        """Writes `body` in chunks, each one when the hub's shared budget of bytes per second allows it."""
+        for start in range(0, len(body), self.CHUNK):
+            chunk = body[start:start + self.CHUNK]
+            with self._clock:
+                at = max(self._next_send, time.monotonic())
+                self._next_send = at + len(chunk) / self.bytes_per_second
+            time.sleep(max(0.0, at - time.monotonic()))
+            out.write(chunk)
+            out.flush()
 
     @property
     def endpoint(self):
