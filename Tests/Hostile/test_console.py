@@ -215,6 +215,29 @@ def test_local_versions_verify_and_confirm_removal(console_daemon, browser):
     assert browser_errors(browser) == []
 
 
+def test_local_version_exported_through_the_page(console_daemon, browser, tmp_path):
+    """Export fetches the archive with the key in a header and saves it from a Blob: the file equals the API's."""
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    open_view(browser, console_daemon, "versions")
+    row = "#versions-table tr[data-repo='acme/qwen2-tiny']"
+    wait_for(browser, f"return document.querySelector(\"{row}\")")
+    browser.find_element(By.CSS_SELECTOR, f"{row} button.export").click()
+    shown = wait_for(browser, "const t = document.getElementById('versions-message').textContent;"
+                              "return /Exported|failed/.test(t) && t")
+    _, _, body = call(console_daemon.port, "GET", "/api/v1/models/local")
+    version = json.loads(body)["data"][0]
+    status, headers, archive = call(
+        console_daemon.port, "GET", f"/api/v1/models/acme%2Fqwen2-tiny/export?source={version['source']}&revision={version['commit']}")
+    assert status == 200 and archive
+    name = re.search(r'filename="([^"]+)"', headers["Content-Disposition"]).group(1)
+    assert shown.endswith(f"as {name}."), shown
+    saved = tmp_path / name
+    WebDriverWait(browser, PATIENCE, 0.05).until(
+        lambda _: saved.exists() and saved.stat().st_size == len(archive), f"{name} was not saved in full")
+    assert saved.read_bytes() == archive
+    assert browser_errors(browser) == []
+
+
 def test_playground_streams_the_engines_reply(console_daemon, browser):
     open_view(browser, console_daemon, "playground")
     wait_for(browser, "return document.querySelector('#chat-form [name=model]').value === 'tiny'")
