@@ -119,6 +119,60 @@ package struct HealthInfo: Codable, Sendable, Equatable {
     }
 }
 
+/// `GET /api/v1/status`: a summary for a dashboard.
+package struct DaemonStatus: Codable, Sendable, Equatable {
+    package var version: String
+    package var dataDir: String
+    /// The sizes of the local versions the store records.
+    package var dataDirBytes: Int64
+    /// Free bytes for an unprivileged user, and the size, of the file system holding the data directory; nil when
+    /// unknown.
+    package var freeBytes: Int64?
+    package var totalBytes: Int64?
+    /// Runs by state, every state present (zero included).
+    package var runs: [String: Int]
+    /// Local versions, in any state.
+    package var versions: Int
+    package var tokensServed: TokensServed
+    package var uptimeSeconds: Int
+
+    /// Tokens in replies of the gateway and the LLM API since the daemon started, by the engines' own counts.
+    package struct TokensServed: Codable, Sendable, Equatable {
+        package var prompt: Int
+        package var completion: Int
+
+        package init(prompt: Int, completion: Int) {
+            self.prompt = prompt
+            self.completion = completion
+        }
+    }
+
+    package init(
+        version: String, dataDir: String, dataDirBytes: Int64, freeBytes: Int64?, totalBytes: Int64?, runs: [String: Int],
+        versions: Int, tokensServed: TokensServed, uptimeSeconds: Int
+    ) {
+        self.version = version
+        self.dataDir = dataDir
+        self.dataDirBytes = dataDirBytes
+        self.freeBytes = freeBytes
+        self.totalBytes = totalBytes
+        self.runs = runs
+        self.versions = versions
+        self.tokensServed = tokensServed
+        self.uptimeSeconds = uptimeSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, runs, versions
+        case dataDir = "data_dir"
+        case dataDirBytes = "data_dir_bytes"
+        case freeBytes = "free_bytes"
+        case totalBytes = "total_bytes"
+        case tokensServed = "tokens_served"
+        case uptimeSeconds = "uptime_seconds"
+    }
+}
+
 /// modeld's version, reported by `/health` and `--version`.
 package let modeldVersion = "0.1.0"
 

@@ -63,6 +63,7 @@ struct OpenAPITests {
             (.get, "/api/v1/models/local", "/api/v1/models/local", nil, "200"),
             (.get, "/api/v1/models/running", "/api/v1/models/running", nil, "200"),
             (.get, "/api/v1/models/pulls", "/api/v1/models/pulls", nil, "200"),
+            (.get, "/api/v1/status", "/api/v1/status", nil, "200"),
             (.get, "/api/v1/models/qwen2.5:0.5b", "/api/v1/models/{ref}", nil, "200"),
             (.get, "/api/v1/models/acme%2Fnot-in-catalog", "/api/v1/models/{ref}", nil, "200"),
             (.post, "/api/v1/models/resolve", "/api/v1/models/resolve", #"{"model": "qwen3:0.6b"}"#, "200"),

@@ -97,8 +97,13 @@ def test_serving_rules(console_daemon):
     port = console_daemon.port
     status, headers, body = call(port, "GET", "/", headers={"Accept": "*/*"})
     assert (status, body, headers["Content-Type"]) == (200, b"modeld is running\n", "text/plain; charset=utf-8")
-    status, headers, _ = call(port, "HEAD", "/")
-    assert status == 200
+    # HEAD / sends what GET / would, Content-Length included, without the body.
+    for accept in ("*/*", "text/html"):
+        _, got, body = call(port, "GET", "/", headers={"Accept": accept})
+        status, headers, empty = call(port, "HEAD", "/", headers={"Accept": accept})
+        assert (status, empty) == (200, b"") and headers["Content-Length"] == str(len(body)), accept
+        assert {name: value for name, value in headers.items() if name not in ("Date", "X-Request-Id")} == \
+            {name: value for name, value in got.items() if name not in ("Date", "X-Request-Id")}, accept
 
     accept_html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
     status, headers, page = call(port, "GET", "/", headers=accept_html)
@@ -216,6 +221,29 @@ def test_local_versions_verify_and_confirm_removal(console_daemon, browser):
     assert browser_errors(browser) == []
 
 
+def test_local_version_exported_through_the_page(console_daemon, browser, tmp_path):
+    """Export fetches the archive with the key in a header and saves it from a Blob: the file equals the API's."""
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    open_view(browser, console_daemon, "versions")
+    row = "#versions-table tr[data-repo='acme/qwen2-tiny']"
+    wait_for(browser, f"return document.querySelector(\"{row}\")")
+    browser.find_element(By.CSS_SELECTOR, f"{row} button.export").click()
+    shown = wait_for(browser, "const t = document.getElementById('versions-message').textContent;"
+                              "return /Exported|failed/.test(t) && t")
+    _, _, body = call(console_daemon.port, "GET", "/api/v1/models/local")
+    version = json.loads(body)["data"][0]
+    status, headers, archive = call(
+        console_daemon.port, "GET", f"/api/v1/models/acme%2Fqwen2-tiny/export?source={version['source']}&revision={version['commit']}")
+    assert status == 200 and archive
+    name = re.search(r'filename="([^"]+)"', headers["Content-Disposition"]).group(1)
+    assert shown.endswith(f"as {name}."), shown
+    saved = tmp_path / name
+    WebDriverWait(browser, PATIENCE, 0.05).until(
+        lambda _: saved.exists() and saved.stat().st_size == len(archive), f"{name} was not saved in full")
+    assert saved.read_bytes() == archive
+    assert browser_errors(browser) == []
+
+
 def test_playground_streams_the_engines_reply(console_daemon, browser):
     open_view(browser, console_daemon, "playground")
     wait_for(browser, "return document.querySelector('#chat-form [name=model]').value === 'tiny'")
@@ -239,6 +267,86 @@ def test_playground_streams_the_engines_reply(console_daemon, browser):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "playground.png"))
     assert browser_errors(browser) == []
+
+
+def format_bytes(browser, count):
+    """The console's own rendering of a byte count."""
+    return browser.execute_async_script(
+        "const [count, done] = arguments; import('/ui/dom.js').then((dom) => done(dom.formatBytes(count)))", count)
+
+
+def test_status_shows_data_directory_use_and_free_space(console_daemon, browser):
+    open_view(browser, console_daemon, "status")
+    status, _, body = call(console_daemon.port, "GET", "/api/v1/status")
+    assert status == 200, body
+    summary = json.loads(body)["data"]
+    assert summary["versions"] == 1 and summary["free_bytes"] > 0 and summary["data_dir_bytes"] > 0
+    assert text_of(browser, "#status-disk .stat") == format_bytes(browser, summary["data_dir_bytes"])
+    assert text_of(browser, "#status-disk .hint") == f"1 local version in {summary['data_dir']}"
+    # Free space moves as other tests write; the file system's size does not.
+    assert re.fullmatch(r"[0-9.]+ [KMGT]?B", text_of(browser, "#status-free .stat"))
+    total = format_bytes(browser, summary["total_bytes"])
+    assert text_of(browser, "#status-free .hint") == f"of {total} on the data directory's file system"
+    assert text_of(browser, "#status-version .hint").startswith("up ")
+    assert browser_errors(browser) == []
+
+
+def test_start_form_sends_optional_fields_only_when_filled(console_daemon, browser):
+    open_view(browser, console_daemon, "runs")
+    browser.execute_script("""
+        window.startBodies = [];
+        const original = window.fetch;
+        window.fetch = (url, options = {}) => {
+          if (String(url) === '/api/v1/models/start') window.startBodies.push(JSON.parse(options.body));
+          return original(url, options);
+        };""")
+    form = browser.find_element(By.ID, "start-form")
+    # A model that is not pulled: the daemon refuses it, and the page shows the daemon's own message.
+    form.find_element(By.NAME, "model").send_keys("acme/not-pulled")
+    form.find_element(By.NAME, "tensor_parallel").send_keys("2")
+    form.find_element(By.NAME, "memory_fraction").send_keys("0.5")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    failed = "return window.startBodies.length === arguments[0] && document.getElementById('view').textContent.includes('The start failed')"
+    wait_for(browser, failed, 1)
+    first = browser.execute_script("return window.startBodies[0]")
+    assert first == {"model": "acme/not-pulled", "tensor_parallel": 2, "memory_fraction": 0.5}
+    _, _, refused = call(console_daemon.port, "POST", "/api/v1/models/start", first)
+    assert json.loads(refused)["msg"] in browser.find_element(By.ID, "view").text
+    for name in ("tensor_parallel", "memory_fraction"):
+        form.find_element(By.NAME, name).clear()
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_for(browser, failed, 2)
+    assert browser.execute_script("return window.startBodies[1]") == {"model": "acme/not-pulled"}
+    assert browser_errors(browser, expected=[r"status of 409 \(Conflict\)"]) == []
+
+
+def test_runs_loaded_after_an_event_keep_the_event(console_daemon, browser):
+    """The runs list is read before a run starts and its reply held back until the page has shown the new run ready
+    from the event stream: the older list must not erase it."""
+    port = console_daemon.port
+    hold = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": """
+        window.heldLists = [];
+        const original = window.fetch;
+        window.fetch = async (url, options) => {
+          const response = await original(url, options);
+          if (String(url) !== '/api/v1/models/running') return response;
+          await new Promise((resolve) => window.heldLists.push(resolve));
+          return response;
+        };"""})
+    try:
+        browser.get("about:blank")  # so that the page loads anew rather than changing its hash
+        browser.get(f"http://127.0.0.1:{port}/#runs")
+        wait_for(browser, "return window.heldLists.length > 0 && document.getElementById('live').textContent === 'live'")
+        status, _, body = call(port, "POST", "/api/v1/models/start", {"model": "acme/qwen2-tiny", "engine": "builtin", "name": "third"})
+        assert status == 200, body
+        WebDriverWait(browser, PATIENCE, 0.05).until(lambda d: state_of_row(d, "third") == "ready", "run third never showed ready")
+        browser.execute_script("window.heldLists.forEach((release) => release())")
+        wait_for(browser, "return document.querySelector(\"#runs-table tr[data-name='tiny']\")", message="the list never loaded")
+        assert state_of_row(browser, "third") == "ready", "the list read before the run started erased it"
+        assert browser_errors(browser) == []
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": hold["identifier"]})
+        call(port, "POST", "/api/v1/models/running/third/stop")
 
 
 def test_key_created_then_asked_for(console_daemon, browser):

@@ -1,5 +1,6 @@
-// Runs: a live table of the daemon's runs (kept current by run.changed and run.removed events), a start form that
-// shows the engine's own error when a start fails, stop, and a log view that follows new lines.
+// Runs: a live table of the daemon's runs (kept current by run.changed and run.removed events, also while the list
+// loads), a start form (optional fields are sent only when filled) that shows the engine's own error when a start
+// fails, stop, and a log view that follows new lines.
 
 import { get, post, readLines, request } from "../api.js";
 import { on } from "../events.js";
@@ -22,6 +23,8 @@ export function mount(container) {
     field("Name", "name", { placeholder: "optional" }),
     field("Keep alive", "keep_alive", { placeholder: "e.g. 10m", size: 8 }),
     field("GPUs", "gpus", { placeholder: "0,1", size: 6 }),
+    field("Tensor parallel", "tensor_parallel", { type: "number", min: 1, step: 1, size: 4 }),
+    field("Memory fraction", "memory_fraction", { type: "number", min: 0.01, max: 1, step: 0.01, size: 5, placeholder: "0.9" }),
     field("Max context", "max_context", { type: "number", min: 1, size: 8 }),
     field("Engine args", "engine_args", { placeholder: "space-separated" }),
     h("button", { type: "submit", class: "primary" }, "Start"));
@@ -30,7 +33,7 @@ export function mount(container) {
     const values = Object.fromEntries(new FormData(form));
     const body = { model: values.model.trim() };
     for (const name of ["engine", "name", "keep_alive", "gpus"]) if (values[name].trim()) body[name] = values[name].trim();
-    if (values.max_context) body.max_context = Number(values.max_context);
+    for (const name of ["tensor_parallel", "memory_fraction", "max_context"]) if (values[name]) body[name] = Number(values[name]);
     if (values.engine_args.trim()) body.engine_args = values.engine_args.trim().split(/\s+/);
     show(message, notice(`Starting ${body.model}…`));
     try {
@@ -67,7 +70,21 @@ export function mount(container) {
       : h("p", { class: "muted" }, "No runs."));
   }
 
+  // Events that arrive while the list loads, applied again on top of it: the list may be older than they are.
+  let arrived = null;
+
   function upsert(run) { runs.set(run.run_id, run); render(); }
+
+  function changed(run) {
+    arrived?.push(() => runs.set(run.run_id, run));
+    upsert(run);
+  }
+
+  function removed(run) {
+    arrived?.push(() => runs.delete(run.run_id));
+    runs.delete(run.run_id);
+    render();
+  }
 
   async function stop(run) {
     try {
@@ -99,21 +116,25 @@ export function mount(container) {
   }
 
   async function load() {
+    const meanwhile = arrived = [];
     try {
       const list = await get("/api/v1/models/running");
       runs.clear();
       for (const run of list) runs.set(run.run_id, run);
+      for (const apply of meanwhile) apply();
       render();
     } catch (error) {
       show(message, notice(`Could not read the runs: ${error.message}`, true));
+    } finally {
+      if (arrived === meanwhile) arrived = null;
     }
   }
 
   show(container, h("h2", {}, "Runs"), message, list, h("h2", {}, "Start a run"), form, logs);
   load();
   const stops = [
-    on("run.changed", upsert),
-    on("run.removed", (removed) => { runs.delete(removed.run_id); render(); }),
+    on("run.changed", changed),
+    on("run.removed", removed),
     on("reload", load),
   ];
   return () => { stops.forEach((stop) => stop()); logStream?.abort(); };

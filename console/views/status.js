@@ -1,4 +1,5 @@
-// Status: the daemon's version, its runs by state, the disk its local versions use, and the tokens it served.
+// Status: the daemon's version and uptime, its runs by state, its data directory's use and free space, and the tokens
+// it served, from GET /api/v1/status.
 
 import { get } from "../api.js";
 import { on } from "../events.js";
@@ -6,16 +7,12 @@ import { formatBytes, h, notice, show } from "../dom.js";
 
 export const title = "Status";
 
-/** Sums `modeld_tokens_total` over its labels, by kind, from the Prometheus text of /metrics. */
-function tokensServed(text) {
-  const totals = {};
-  for (const line of text.split("\n")) {
-    const match = /^modeld_tokens_total\{([^}]*)\}\s+([0-9.eE+]+)/.exec(line);
-    if (!match) continue;
-    const kind = /kind="([^"]*)"/.exec(match[1])?.[1] ?? "all";
-    totals[kind] = (totals[kind] ?? 0) + Number(match[2]);
-  }
-  return totals;
+/** Seconds as people read them ("3 d 4 h", "5 min"). */
+function formatDuration(seconds) {
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+  return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
 }
 
 export function mount(container) {
@@ -28,23 +25,21 @@ export function mount(container) {
 
   async function refresh() {
     try {
-      const [health, runs, versions, metrics] = await Promise.all([
-        get("/health"), get("/api/v1/models/running"), get("/api/v1/models/local"),
-        get("/metrics", { raw: true }).then((response) => response.text()),
-      ]);
-      const byState = {};
-      for (const run of runs) byState[run.state] = (byState[run.state] ?? 0) + 1;
-      const ready = versions.filter((version) => version.state === "ready");
-      const tokens = tokensServed(metrics);
+      const status = await get("/api/v1/status");
+      const runs = Object.values(status.runs).reduce((sum, count) => sum + count, 0);
+      const tokens = status.tokens_served;
       show(message);
       show(stats,
-        card("Version", health.version, `status ${health.status}`, "status-version"),
-        card("Runs", String(runs.length),
-          Object.entries(byState).map(([state, count]) => `${count} ${state}`).join(", ") || "none", "status-runs"),
-        card("Local versions", String(ready.length),
-          `${formatBytes(ready.reduce((sum, version) => sum + version.size_bytes, 0))} on disk`, "status-disk"),
-        card("Tokens served", String((tokens.prompt ?? 0) + (tokens.completion ?? 0)),
-          `${tokens.prompt ?? 0} prompt, ${tokens.completion ?? 0} completion`, "status-tokens"));
+        card("Version", status.version, `up ${formatDuration(status.uptime_seconds)}`, "status-version"),
+        card("Runs", String(runs),
+          Object.entries(status.runs).filter(([, count]) => count > 0).map(([state, count]) => `${count} ${state}`).join(", ") || "none",
+          "status-runs"),
+        card("Data directory", formatBytes(status.data_dir_bytes),
+          `${status.versions} local version${status.versions === 1 ? "" : "s"} in ${status.data_dir}`, "status-disk"),
+        card("Free space", formatBytes(status.free_bytes),
+          `of ${formatBytes(status.total_bytes)} on the data directory's file system`, "status-free"),
+        card("Tokens served", String(tokens.prompt + tokens.completion),
+          `${tokens.prompt} prompt, ${tokens.completion} completion`, "status-tokens"));
     } catch (error) {
       show(message, notice(`Could not read the status: ${error.message}`, true));
     }

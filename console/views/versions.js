@@ -1,7 +1,7 @@
 // Local versions: what is on disk (repo, source, revision, commit, size, state), with verify (and its result),
 // remove (after a confirmation) and export (a download of the archive). Kept current by version events.
 
-import { get, post } from "../api.js";
+import { get, post, request } from "../api.js";
 import { on } from "../events.js";
 import { confirmAction, formatBytes, formatTime, h, notice, show, stateCell, table } from "../dom.js";
 
@@ -24,6 +24,32 @@ export function mount(container) {
         : notice(`${version.repo}: damaged: ${result.damage.join("; ")}`, true));
     } catch (error) {
       show(message, notice(`Verify failed: ${error.message}`, true));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  /**
+   * Downloads the version's archive. The request carries the key in its header (never in a URL), so the archive is
+   * read into a Blob and saved from there, under the name the daemon gives it.
+   */
+  async function download(version, button) {
+    button.disabled = true;
+    show(message, notice(`Exporting ${version.repo} ${version.commit.slice(0, 12)}…`));
+    try {
+      const query = new URLSearchParams({ source: version.source, revision: version.commit });
+      const response = await request(`/api/v1/models/${encodeURIComponent(version.repo)}/export?${query}`, { raw: true });
+      const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "")?.[1] ?? "model.tar.zst";
+      const url = URL.createObjectURL(await response.blob());
+      const link = h("a", { href: url, download: name, hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      // The download has taken the Blob's URL by the time this runs; only then is the Blob freed.
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      show(message, notice(`Exported ${version.repo} ${version.commit.slice(0, 12)} as ${name}.`));
+    } catch (error) {
+      show(message, notice(`Export failed: ${error.message}`, true));
     } finally {
       button.disabled = false;
     }
@@ -56,6 +82,10 @@ export function mount(container) {
               className: "actions",
               node: h("span", {},
                 h("button", { type: "button", onclick: (event) => verify(version, event.currentTarget) }, "Verify"), " ",
+                h("button", {
+                  type: "button", class: "export", disabled: version.state !== "ready",
+                  onclick: (event) => download(version, event.currentTarget),
+                }, "Export"), " ",
                 h("button", { type: "button", class: "danger", onclick: () => remove(version) }, "Remove")),
             },
           ],

@@ -66,13 +66,19 @@ package struct PullConfiguration: Sendable {
 
 /// Free bytes for an unprivileged user on the file system holding `url` (statvfs), nil when unknown.
 package func availableBytes(_ url: URL) -> Int64? {
+    fileSystemSpace(url)?.available
+}
+
+/// Free bytes for an unprivileged user, and the size, of the file system holding `url` (statvfs, on the nearest
+/// existing ancestor); nil when unknown.
+package func fileSystemSpace(_ url: URL) -> (available: Int64, total: Int64)? {
     var info = statvfs()
     var path = url.path
     while statvfs(path, &info) != 0 {
         guard path != "/", !path.isEmpty else { return nil }
         path = (path as NSString).deletingLastPathComponent
     }
-    return Int64(info.f_bavail) * Int64(info.f_frsize)
+    return (Int64(info.f_bavail) * Int64(info.f_frsize), Int64(info.f_blocks) * Int64(info.f_frsize))
 }
 
 /// Bytes as people read them ("1.5 GB").

@@ -1,3 +1,4 @@
+import Catalog
 import Foundation
 import ModeldAPI
 
@@ -152,6 +153,11 @@ enum OpenAPIDocument {
                     ],
                     parameters: [["name": "Last-Event-ID", "in": "header", "required": false, "description": "The id of the last event seen", "schema": string]])
             ],
+            "/api/v1/status": [
+                "get": operation(
+                    "A summary: version, data directory use and free space, runs by state, local versions, tokens served, uptime",
+                    jsonResponse("OK", envelope(ref("Status"))))
+            ],
             "/api/v1/keys/{id}/revoke": [
                 "post": operation("Revoke an API key", jsonResponse("OK", envelope(ref("Key"))), parameters: [pathParameter("id", "Key id or name")])
             ],
@@ -279,6 +285,20 @@ enum OpenAPIDocument {
                 ["request_id": string, "code": integer, "msg": string, "data": ["type": "null"]],
                 required: ["request_id", "code", "msg", "data"]),
             "Health": object(["status": string, "version": string], required: ["status", "version"]),
+            "Status": object(
+                [
+                    "version": string, "data_dir": string,
+                    "data_dir_bytes": ["type": "integer", "description": "the sizes of the local versions the store records"],
+                    "free_bytes": ["type": "integer", "description": "free bytes for an unprivileged user on the data directory's file system"],
+                    "total_bytes": ["type": "integer", "description": "the size of the data directory's file system"],
+                    "runs": object(
+                        Dictionary(uniqueKeysWithValues: RunState.allCases.map { ($0.rawValue, integer) }),
+                        required: RunState.allCases.map(\.rawValue)),
+                    "versions": integer,
+                    "tokens_served": object(["prompt": integer, "completion": integer], required: ["prompt", "completion"]),
+                    "uptime_seconds": integer,
+                ],
+                required: ["version", "data_dir", "data_dir_bytes", "runs", "versions", "tokens_served", "uptime_seconds"]),
             "LocalVersion": localVersion,
             "CatalogModel": object(
                 [

@@ -56,11 +56,8 @@ struct ConsoleController {
 
     func addRoutes(to router: Router<DaemonRequestContext>) {
         router.get("/") { request, _ in Self.root(request) }
-        router.head("/") { request, _ in
-            var response = Self.root(request)
-            response.body = ResponseBody()
-            return response
-        }
+        // The headers GET would send, `Content-Length` included, without the body.
+        router.head("/") { request, _ in Self.root(request).createHeadResponse() }
         router.get("ui/:file") { request, context in try Self.file(try context.parameters.require("file"), request: request) }
         router.get("ui/views/:file") { request, context in
             try Self.file("views/" + (try context.parameters.require("file")), request: request)

@@ -20,6 +20,9 @@ final class DaemonMetrics: Sendable {
     private let inFlight: Prometheus.Gauge
     private let inFlightCount = Atomic<Int>(0)
     private let series = Mutex(Series())
+    /// Every model's tokens together, for `GET /api/v1/status`.
+    private let promptTokens = Atomic<Int>(0)
+    private let completionTokens = Atomic<Int>(0)
 
     private struct Series {
         var requests: [RequestKey: Prometheus.Counter] = [:]
@@ -89,9 +92,18 @@ final class DaemonMetrics: Sendable {
     /// Tokens of one reply of the gateway or the LLM API, `modeld_tokens_total{model,kind}`.
     func recordTokens(model: String, kind: TokenKind, count: Int) {
         guard count > 0 else { return }
+        switch kind {
+        case .prompt: promptTokens.add(count, ordering: .relaxed)
+        case .completion: completionTokens.add(count, ordering: .relaxed)
+        }
         cached(\.tokens, TokenKey(model: model, kind: kind)) {
             registry.makeCounter(descriptor: Self.tokensDescriptor, labels: [("model", model), ("kind", kind.rawValue)])
         }.increment(by: Int64(count))
+    }
+
+    /// Prompt and completion tokens recorded by ``recordTokens(model:kind:count:)`` over every model.
+    var tokensServed: (prompt: Int, completion: Int) {
+        (promptTokens.load(ordering: .relaxed), completionTokens.load(ordering: .relaxed))
     }
 
     /// A reply that was not streamed and is larger than this is not read for its usage (embeddings of many inputs).

@@ -27,6 +27,8 @@ struct DaemonContext: Sendable {
     var events: EventBus
     /// Publishes the pulls the API starts.
     var pullEvents: PullEventSource
+    /// When the daemon started, for the uptime in `GET /api/v1/status`.
+    var startedAt = ContinuousClock.now
 
     /// Which web pages may call the daemon, and under which host names.
     var origins: OriginPolicy { OriginPolicy(configuration: configuration) }
@@ -60,6 +62,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let api = router.group("api/v1")
     KeysController(store: daemon.store, events: daemon.events).addRoutes(to: api.group("keys"))
     EventsController(bus: daemon.events).addRoutes(to: api)
+    StatusController(daemon: daemon).addRoutes(to: api)
     let models = api.group("models")
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls, events: daemon.pullEvents).addRoutes(to: models)
