@@ -29,14 +29,26 @@ function setLive(live) {
   badge.classList.toggle("on", live);
 }
 
-/** Connects, and connects again whenever the stream ends, for as long as the page is open. */
+// The open stream's controller. A page left for another (kept in the back/forward cache) closes its stream and
+// opens it again when shown: browsers allow six connections per host, and streams of hidden pages would hold them.
+let current = null;
+let hidden = false;
+addEventListener("pagehide", () => { hidden = true; current?.abort(); });
+addEventListener("pageshow", (event) => {
+  hidden = false;
+  if (event.persisted) connect();
+});
+
+/** Connects, and connects again whenever the stream ends, for as long as the page is shown. */
 export async function connect() {
   let connectedBefore = false;
-  for (;;) {
+  while (!hidden) {
+    const controller = new AbortController();
+    current = controller;
     try {
       const headers = { Accept: "text/event-stream" };
       if (lastEventID) headers["Last-Event-ID"] = lastEventID;
-      const response = await request("/api/v1/events", { headers, raw: true });
+      const response = await request("/api/v1/events", { headers, raw: true, signal: controller.signal });
       setLive(true);
       // Without an id to resume from, what happened while disconnected is unknown: read everything again.
       if (connectedBefore && !lastEventID) dispatch("reload", { reason: "reconnected" });
@@ -63,8 +75,10 @@ export async function connect() {
         else if (field === "retry" && /^\d+$/.test(value)) retry = Number(value);
       });
     } catch (error) {
+      if (hidden) return;
       console.warn("event stream:", error.message);
     }
+    if (hidden) return;
     setLive(false);
     await new Promise((resolve) => setTimeout(resolve, retry));
   }

@@ -383,3 +383,19 @@ def test_key_created_then_asked_for(console_daemon, browser):
                       "return row && row.textContent.includes('revoked')")
     # The only errors: the browser's own lines for the 401s that made the page ask for the key.
     assert browser_errors(browser, expected=[r"status of 401 \(Unauthorized\)"]) == []
+
+
+def test_pages_left_for_others_give_back_their_connections(console_daemon, browser):
+    """Browsers open at most six connections per host. Each console page holds one for its event stream; a page
+    left for another (kept in the back/forward cache) closes it, so loading the console again and again keeps working."""
+    resize(browser, "desktop")
+    ready = "return document.querySelector(\"#runs-table tr[data-name='tiny'] [data-state='ready']\")"
+    for load in range(10):
+        browser.get("about:blank")
+        browser.get(f"http://127.0.0.1:{console_daemon.port}/#runs")
+        # A load takes well under a second; one waiting for a connection held by a cached page waits far longer
+        # (it took 15-30 s before pages closed their streams on pagehide).
+        WebDriverWait(browser, 10, poll_frequency=0.05).until(
+            lambda d: d.execute_script(ready), f"load {load + 1}: the page waited for a connection")
+        wait_for(browser, "return document.getElementById('live').textContent === 'live'")
+    assert browser_errors(browser) == []
