@@ -27,7 +27,11 @@ final class ArchiveWriter {
         case .tar, .tarGz, .tarZst:
             // pax keeps long names and large sizes; "restricted" writes plain ustar headers when they suffice.
             try check(archive_write_set_format_pax_restricted(archive))
-            if format == .tarGz { try check(archive_write_add_filter_gzip(archive)) }
+            if format == .tarGz {
+                try check(archive_write_add_filter_gzip(archive))
+                // No time in the gzip header: the same version exports to the same bytes.
+                try check(archive_write_set_filter_option(archive, "gzip", "timestamp", nil))
+            }
             if format == .tarZst { try check(archive_write_add_filter_zstd(archive)) }
         case .zip:
             try check(archive_write_set_format_zip(archive))

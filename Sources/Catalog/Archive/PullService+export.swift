@@ -58,13 +58,14 @@ extension PullService {
     /// - Throws: ``ArchiveError``, or the output's error (``ChunkPipe/Abandoned`` when the client went away).
     package func writeArchive(_ plan: ExportPlan, format: ArchiveFormat, to output: any ArchiveOutput, cancel: CancellationFlag) throws {
         let writer = try ArchiveWriter(format: format, output: output)
-        let now = Date()
+        // Every entry carries the time the version became ready, so that exporting a version twice gives the same
+        // bytes (an archive can be checked against another by its hash).
+        let modified = plan.version.version.readyAt ?? plan.version.version.createdAt
         let manifestData = try plan.manifest.encoded()
-        try writer.addFile(path: ArchiveManifest.fileName, size: Int64(manifestData.count), modified: now) { write in
+        try writer.addFile(path: ArchiveManifest.fileName, size: Int64(manifestData.count), modified: modified) { write in
             try manifestData.withUnsafeBytes { try write($0) }
         }
         var firstPathByHash: [String: String] = [:]
-        let modified = plan.version.version.readyAt ?? now
         let repo = plan.manifest.repo
         for file in plan.manifest.files {
             if cancel.isCancelled { throw ArchiveError(.cancelled, "export of \(repo) was cancelled") }
