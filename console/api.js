@@ -43,14 +43,29 @@ function askForKey(reason) {
   return pendingKey;
 }
 
-async function errorOf(response) {
-  const text = await response.text();
+/** The API's error from a status and the body's text (its message, or the text itself). */
+function errorFrom(status, text, statusText) {
   try {
     const body = JSON.parse(text);
-    return new APIError(response.status, body.msg ?? body.error?.message ?? text);
+    return new APIError(status, body.msg ?? body.error?.message ?? text);
   } catch {
-    return new APIError(response.status, text || response.statusText);
+    return new APIError(status, text || statusText);
   }
+}
+
+/** Asks for a key after a 401, saying whether the key sent was refused or none was sent. */
+function askForKeyAfter(error, key) {
+  return askForKey(key ? `The key was refused: ${error.message}` : "This daemon needs an API key (an admin key for the console).");
+}
+
+async function errorOf(response) {
+  return errorFrom(response.status, await response.text(), response.statusText);
+}
+
+/** The `data` of an envelope, or the whole JSON body outside one. */
+function dataOf(text) {
+  const json = text ? JSON.parse(text) : null;
+  return json && typeof json === "object" && "data" in json && "request_id" in json ? json.data : json;
 }
 
 /**
@@ -69,14 +84,44 @@ export async function request(path, { method = "GET", body, headers = {}, signal
     });
     if (response.status === 401) {
       const error = await errorOf(response);
-      await askForKey(key ? `The key was refused: ${error.message}` : "This daemon needs an API key (an admin key for the console).");
+      await askForKeyAfter(error, key);
       continue;
     }
     if (!response.ok) throw await errorOf(response);
     if (raw) return response;
-    const text = await response.text();
-    const json = text ? JSON.parse(text) : null;
-    return json && typeof json === "object" && "data" in json && "request_id" in json ? json.data : json;
+    return dataOf(await response.text());
+  }
+}
+
+/** POSTs one XMLHttpRequest with the key in its header; resolves to the finished request, rejects if it fails. */
+function send(path, body, key, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    if (key) xhr.setRequestHeader("Authorization", `Bearer ${key}`);
+    xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : body.size);
+    xhr.onload = () => resolve(xhr);
+    xhr.onerror = () => reject(new APIError(0, "the upload did not reach the daemon"));
+    xhr.onabort = () => reject(new APIError(0, "the upload was cancelled"));
+    xhr.send(body);
+  });
+}
+
+/**
+ * Uploads a file as the body of a POST, calling `onProgress(sent, total)` as it goes (fetch reports no upload
+ * progress, so this is an XMLHttpRequest). Resolves and throws as `request` does, and asks for a key on a 401.
+ */
+export async function upload(path, file, onProgress = () => {}) {
+  for (;;) {
+    const key = currentKey();
+    const xhr = await send(path, file, key, onProgress);
+    if (xhr.status === 401) {
+      const error = errorFrom(xhr.status, xhr.responseText, xhr.statusText);
+      await askForKeyAfter(error, key);
+      continue;
+    }
+    if (xhr.status < 200 || xhr.status > 299) throw errorFrom(xhr.status, xhr.responseText, xhr.statusText);
+    return dataOf(xhr.responseText);
   }
 }
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -347,6 +348,57 @@ def test_runs_loaded_after_an_event_keep_the_event(console_daemon, browser):
     finally:
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": hold["identifier"]})
         call(port, "POST", "/api/v1/models/running/third/stop")
+
+
+def test_archive_imported_through_the_page(console_daemon, browser, tmp_path):
+    """An exported archive, its version removed, comes back through the page's Import (an upload with a progress bar);
+    a file that is not an archive shows the daemon's own error."""
+    port = console_daemon.port
+    row = "#versions-table tr[data-repo='acme/qwen2-tiny']"
+    _, _, body = call(port, "GET", "/api/v1/models/local")
+    version = json.loads(body)["data"][0]
+    status, _, archive = call(
+        port, "GET", f"/api/v1/models/acme%2Fqwen2-tiny/export?source={version['source']}&revision={version['commit']}&format=tar")
+    assert status == 200 and archive
+    path = tmp_path / "tiny.tar"
+    path.write_bytes(archive)
+    with tarfile.open(path) as tar:
+        # Its manifest describes the version; the version's files are the rest.
+        files = [member.name for member in tar.getmembers() if member.isfile() and member.name != "modeld-manifest.json"]
+
+    open_view(browser, console_daemon, "versions")
+    wait_for(browser, f"return document.querySelector(\"{row}\")")
+    status, _, body = call(port, "POST", "/api/v1/models/remove", {"model": "acme/qwen2-tiny", "revision": version["commit"]})
+    assert status == 200, body
+    wait_for(browser, f"return !document.querySelector(\"{row}\")", message="the removed version stayed listed")
+
+    browser.find_element(By.ID, "import-file").send_keys(str(path))
+    browser.find_element(By.CSS_SELECTOR, "#import-form button[type=submit]").click()
+    shown = wait_for(browser, "const t = document.getElementById('import-status').textContent;"
+                              "return /Imported|failed/.test(t) && t")
+    assert shown == (f"Imported acme/qwen2-tiny {version['commit'][:12]}: {len(files)} files, "
+                     f"{format_bytes(browser, version['size_bytes'])}."), shown
+    WebDriverWait(browser, PATIENCE, 0.05).until(
+        lambda d: d.execute_script(f"return document.querySelector(\"{row} [data-state]\")?.dataset.state") == "ready",
+        "the imported version was not listed as ready")
+    _, _, body = call(port, "GET", "/api/v1/models/local")
+    assert [(v["repo"], v["commit"], v["state"]) for v in json.loads(body)["data"]] == [
+        ("acme/qwen2-tiny", version["commit"], "ready")]
+    assert browser.execute_script("return document.querySelector('#import-status progress')") is None
+
+    # Not an archive: the page shows what the daemon answers the same bytes, and the list is as it was.
+    junk = tmp_path / "notes.txt"
+    junk.write_bytes(b"these are notes, not an archive\n" * 8)
+    status, _, body = call(port, "POST", "/api/v1/models/import", junk.read_bytes())
+    assert status == 400, body
+    refusal = json.loads(body)
+    message = refusal.get("msg") or refusal["error"]["message"]
+    browser.find_element(By.ID, "import-file").send_keys(str(junk))
+    browser.find_element(By.CSS_SELECTOR, "#import-form button[type=submit]").click()
+    shown = wait_for(browser, "const e = document.querySelector('#import-status .error'); return e && e.textContent")
+    assert shown == f"Import failed: {message}", shown
+    assert browser.execute_script(f"return document.querySelectorAll(\"{row}\").length") == 1
+    assert browser_errors(browser, expected=[r"models/import .*status of 400 \(Bad Request\)"]) == []
 
 
 def test_key_created_then_asked_for(console_daemon, browser):

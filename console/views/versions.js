@@ -1,7 +1,8 @@
 // Local versions: what is on disk (repo, source, revision, commit, size, state), with verify (and its result),
-// remove (after a confirmation) and export (a download of the archive). Kept current by version events.
+// remove (after a confirmation), export (a download of the archive) and import (an archive uploaded with a progress
+// bar). Kept current by version events.
 
-import { get, post, request } from "../api.js";
+import { get, post, request, upload } from "../api.js";
 import { on } from "../events.js";
 import { confirmAction, formatBytes, formatTime, h, notice, show, stateCell, table } from "../dom.js";
 
@@ -10,7 +11,11 @@ export const title = "Local versions";
 export function mount(container) {
   const message = h("div", { id: "versions-message" });
   const list = h("div", { id: "versions-table" });
-  show(container, h("h2", {}, "Local versions"), message, list);
+  const archive = h("input", { type: "file", id: "import-file", name: "archive", required: true, accept: ".tar.zst,.tar.gz,.tgz,.tar,.zip" });
+  const importStatus = h("div", { id: "import-status" });
+  const importForm = h("form", { id: "import-form", class: "inline", onsubmit: (event) => { event.preventDefault(); importArchive(event.submitter); } },
+    h("label", {}, "Archive to import (.tar.zst, .tar.gz, .tar, .zip)", archive), h("button", { type: "submit" }, "Import"));
+  show(container, h("h2", {}, "Local versions"), importForm, importStatus, message, list);
 
   const selector = (version) => ({ model: version.repo, source: version.source, revision: version.commit });
 
@@ -50,6 +55,31 @@ export function mount(container) {
       show(message, notice(`Exported ${version.repo} ${version.commit.slice(0, 12)} as ${name}.`));
     } catch (error) {
       show(message, notice(`Export failed: ${error.message}`, true));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  /** Uploads the chosen archive with a live progress bar, then shows the version it held or the daemon's error. */
+  async function importArchive(button) {
+    const file = archive.files[0];
+    if (!file) return;
+    button.disabled = true;
+    const bar = h("progress", { max: Math.max(file.size, 1), value: 0, "aria-label": `Uploading ${file.name}` });
+    const sent = h("span", { class: "muted" }, `0 B of ${formatBytes(file.size)}`);
+    show(importStatus, h("p", {}, `Uploading ${file.name}… `, sent), bar);
+    try {
+      const result = await upload("/api/v1/models/import", file, (loaded, total) => {
+        bar.max = Math.max(total, 1);
+        bar.value = loaded;
+        sent.textContent = `${formatBytes(loaded)} of ${formatBytes(total)}`;
+      });
+      const version = result.version;
+      show(importStatus, notice(`Imported ${version.repo} ${version.commit.slice(0, 12)}: ${result.files} files, ${formatBytes(result.bytes)}.`));
+      importForm.reset();
+      load();
+    } catch (error) {
+      show(importStatus, notice(`Import failed: ${error.message}`, true));
     } finally {
       button.disabled = false;
     }
