@@ -52,7 +52,7 @@ struct GatewayTests {
                 ["-s", "--max-time", "0.5", "-H", "Content-Type: application/json", "--data-binary", body,
                  "http://127.0.0.1:\(daemon.port)/v1/chat/completions"])
             #expect(impatient.status == 28)
-            try await Task.sleep(for: .milliseconds(300))
+            _ = try await daemon.logEventually { $0.components(separatedBy: "status=499 via=relay").count - 1 == 2 }
             let gaveUp = daemon.log.split(separator: "\n").filter { $0.contains("status=499 via=relay") }.compactMap { line in
                 line.firstMatch(of: /duration_ms=([0-9.]+)/).flatMap { Double($0.1) }
             }
@@ -96,14 +96,24 @@ struct GatewayTests {
             // Each reply carries its request id, and the daemon's log line for it says which lane answered.
             let ids = replies.map { $0.headers["x-request-id"] ?? "" }
             #expect(Set(ids).count == 5 && !ids.contains(""), "\(ids)")
-            func line(_ id: String) -> Substring? {
-                daemon.log.split(separator: "\n").first { $0.contains("hb.request.id=\(id)") && $0.contains("] request") }
+            // A request is logged once its reply is done, which the client may see a moment before the line is
+            // written (and read from the daemon's stderr): wait for the line.
+            func line(_ id: String) async throws -> Substring? {
+                for _ in 0..<400 {
+                    if let found = daemon.log.split(separator: "\n").first(where: { $0.contains("hb.request.id=\(id)") && $0.contains("] request") }) {
+                        return found
+                    }
+                    try await Task.sleep(for: .milliseconds(25))
+                }
+                return nil
             }
             for index in [0, 1] {
-                #expect(line(ids[index])?.contains("status=200 via=relay") == true, "request \(index): \(String(describing: line(ids[index])))")
+                let logged = try await line(ids[index])
+                #expect(logged?.contains("status=200 via=relay") == true, "request \(index): \(String(describing: logged))")
             }
-            #expect(line(ids[3]).map { $0.contains("status=404") && !$0.contains("via=relay") } == true, "\(String(describing: line(ids[3])))")
-            #expect(line(ids[4]).map { $0.contains("status=200") && !$0.contains("via=relay") } == true, "\(String(describing: line(ids[4])))")
+            let notFound = try await line(ids[3]), routed = try await line(ids[4])
+            #expect(notFound.map { $0.contains("status=404") && !$0.contains("via=relay") } == true, "\(String(describing: notFound))")
+            #expect(routed.map { $0.contains("status=200") && !$0.contains("via=relay") } == true, "\(String(describing: routed))")
 
             // A pipelined request whose body comes later, while the reply before it streams: it waits, then is read
             // and relayed.
@@ -114,7 +124,7 @@ struct GatewayTests {
                 later: String(waiting[split...]), delay: 0.5, expecting: 2)
             #expect(late.map(\.status) == [200, 200] && late.last?.body.contains("A fake reply.") == true, "\(late)")
             for reply in late {
-                #expect(line(reply.headers["x-request-id"] ?? "-")?.contains("via=relay") == true, "\(reply)")
+                #expect(try await line(reply.headers["x-request-id"] ?? "-")?.contains("via=relay") == true, "\(reply)")
             }
             // A request cut short by a half-close goes to the router as far as it came, which ends the connection.
             let cutAt = ContinuousClock.now
@@ -130,7 +140,8 @@ struct GatewayTests {
                 try await Task.sleep(for: .milliseconds(100))
                 noticed = try String(contentsOfFile: requestLog, encoding: .utf8).contains("stream cancelled by the client")
             }
-            #expect(noticed && daemon.log.contains("status=499 via=relay"), "\(daemon.log)")
+            let loggedGone = try await daemon.logEventually { $0.contains("status=499 via=relay") }
+            #expect(noticed && loggedGone, "\(daemon.log)")
 
             // Once a key exists the relay asks for it too, and takes from the router's rate buckets: a key limited to
             // two requests a minute has two relayed requests, then the router's 429.
@@ -142,7 +153,7 @@ struct GatewayTests {
             #expect(try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: key).status == 200)
             let limited = try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: key)
             #expect(limited.status == 429 && limited.body.contains("2 requests per minute"), "\(limited.body)")
-            #expect(daemon.log.components(separatedBy: "via=relay").count - 1 == 7, "\(daemon.log)")
+            #expect(try await daemon.logEventually { $0.components(separatedBy: "via=relay").count - 1 == 7 }, "\(daemon.log)")
 
             // A shutdown while a reply streams lets it finish (the daemon drains its connections).
             let admin = try await daemon.modelctl(["keys", "create", "--name", "drain"])
@@ -256,5 +267,17 @@ enum RawHTTP {
             index += 1
         }
         return nil
+    }
+}
+
+extension DaemonProcess {
+    /// Whether the daemon's log comes to satisfy `condition` within a few seconds: a request is logged once its
+    /// reply is done, which its client may see a moment before the line is written and read back.
+    func logEventually(_ condition: (String) -> Bool) async throws -> Bool {
+        for _ in 0..<200 {
+            if condition(log) { return true }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        return condition(log)
     }
 }
