@@ -348,53 +348,34 @@ package struct JinjaParser {
     }
 
     private mutating func parseAdditive() throws -> JinjaExpression {
-        var wraps = 0
-        defer { nesting -= wraps }
-        var left = try parseConcat()
-        while case .symbol(let symbol) = current.kind, symbol == "+" || symbol == "-" {
-            let token = advance()
-            try nest()
-            wraps += 1
-            left = .binary(symbol, left, try parseConcat(), line: token.line, column: token.column)
-        }
-        return left
+        try parseBinaryChain({ $0 == "+" || $0 == "-" }) { try $0.parseConcat() }
     }
 
     private mutating func parseConcat() throws -> JinjaExpression {
-        var wraps = 0
-        defer { nesting -= wraps }
-        var left = try parseMultiplicative()
-        while isSymbol("~") {
-            let token = advance()
-            try nest()
-            wraps += 1
-            left = .binary("~", left, try parseMultiplicative(), line: token.line, column: token.column)
-        }
-        return left
+        try parseBinaryChain({ $0 == "~" }) { try $0.parseMultiplicative() }
     }
 
     private mutating func parseMultiplicative() throws -> JinjaExpression {
-        var wraps = 0
-        defer { nesting -= wraps }
-        var left = try parsePower()
-        while case .symbol(let symbol) = current.kind, ["*", "/", "//", "%"].contains(symbol) {
-            let token = advance()
-            try nest()
-            wraps += 1
-            left = .binary(symbol, left, try parsePower(), line: token.line, column: token.column)
-        }
-        return left
+        try parseBinaryChain({ ["*", "/", "//", "%"].contains($0) }) { try $0.parsePower() }
     }
 
     private mutating func parsePower() throws -> JinjaExpression {
+        try parseBinaryChain({ $0 == "**" }) { try $0.parseUnary() }
+    }
+
+    /// A left-associative chain `operand (operator operand)*` of the symbols `isOperator` accepts; each operator
+    /// is one more level of nesting (``nest()``), given back when the chain is parsed.
+    private mutating func parseBinaryChain(
+        _ isOperator: (String) -> Bool, operand: (inout JinjaParser) throws -> JinjaExpression
+    ) throws -> JinjaExpression {
         var wraps = 0
         defer { nesting -= wraps }
-        var left = try parseUnary()
-        while isSymbol("**") {
+        var left = try operand(&self)
+        while case .symbol(let symbol) = current.kind, isOperator(symbol) {
             let token = advance()
             try nest()
             wraps += 1
-            left = .binary("**", left, try parseUnary(), line: token.line, column: token.column)
+            left = .binary(symbol, left, try operand(&self), line: token.line, column: token.column)
         }
         return left
     }
