@@ -161,7 +161,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        /// A fake Hugging Face / ModelScope hub on loopback (docs/hubs.md), shared by the test targets.
+        /// A fake Hugging Face / ModelScope hub on loopback (docs/design/hubs.md), shared by the test targets.
         .target(
             name: "FakeHub",
             dependencies: [

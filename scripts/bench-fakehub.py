@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A minimal Hugging Face hub on loopback for benchmarks (docs/hubs.md, Hugging Face), serving files from a directory.
+"""A minimal Hugging Face hub on loopback for benchmarks (docs/design/hubs.md, Hugging Face), serving files from a directory.
 
 Usage: bench-fakehub.py <repo-dir> <port> <repo-id>
 Regular files (config.json) are served by the hub origin (http://127.0.0.1:<port>); LFS files (*.safetensors)

@@ -50,7 +50,7 @@ struct HuggingFacePullTests {
         }
     }
 
-    @Test("requests follow the hub protocol (docs/hubs.md): revision, tree, HEAD pinned to the commit; Authorization never sent to the CDN")
+    @Test("requests follow the hub protocol (docs/design/hubs.md): revision, tree, HEAD pinned to the commit; Authorization never sent to the CDN")
     func requestSequenceAndAuthorization() async throws {
         try await FakeHub.withRunning { hub in
             let commit = tinyCommit()

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A stand-in for vLLM, SGLang, Ollama and modeld's built-in engine, driven by the same command lines
-/// (docs/engines.md), with misbehaviour on demand through `FAKE_ENGINE_*` variables:
+/// (docs/design/engine-launch.md), with misbehaviour on demand through `FAKE_ENGINE_*` variables:
 ///
 /// | variable | effect |
 /// |---|---|

@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 
 extension FakeHub {
-    /// ModelScope's API under `/api/v1` (docs/hubs.md, ModelScope).
+    /// ModelScope's API under `/api/v1` (docs/design/hubs.md, ModelScope).
     func respondModelScope(_ request: Request, parts: [String]) async -> Response {
         // models/{owner}/{name}/revisions | models/{owner}/{name}/repo/files | models/{owner}/{name}/repo
         guard parts.count >= 4, parts[0] == "models" else { return envelopeError(404, "no route") }

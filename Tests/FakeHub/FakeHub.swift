@@ -4,7 +4,7 @@ import Hummingbird
 import Logging
 import Synchronization
 
-/// A fake Hugging Face hub and ModelScope on loopback, answering exactly as docs/hubs.md describes,
+/// A fake Hugging Face hub and ModelScope on loopback, answering exactly as docs/design/hubs.md describes,
 /// with faults on demand.
 ///
 /// Two origins: the hub (`endpoint`) and a "CDN" (`cdnEndpoint`, another port) that serves LFS blobs

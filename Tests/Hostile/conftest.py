@@ -184,7 +184,7 @@ class NotFoundHub(http.server.ThreadingHTTPServer):
 
 
 class RepoHub(http.server.ThreadingHTTPServer):
-    """A Hugging Face hub on loopback (docs/hubs.md, Hugging Face) serving one repository, `repo`, at one commit from
+    """A Hugging Face hub on loopback (docs/design/hubs.md, Hugging Face) serving one repository, `repo`, at one commit from
     the files of a directory, all as regular (git) files, their etag the git blob sha1. Bodies go out at
     `bytes_per_second` in all, like a slow link, so that a pull's progress can be watched; anything else is the hub's
     404 for an unknown repository."""

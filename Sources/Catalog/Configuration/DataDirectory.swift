@@ -4,7 +4,7 @@ import Foundation
 ///
 /// ```
 /// <data>/modeld.sqlite        the store
-/// <data>/huggingface/hub/     a Hugging Face hub cache (docs/hubs.md, Cache layout)
+/// <data>/huggingface/hub/     a Hugging Face hub cache (docs/design/hubs.md, Cache layout)
 /// <data>/modelscope/          ModelScope downloads, per repository and commit
 /// <data>/ollama/              OLLAMA_MODELS of the shared Ollama child
 /// <data>/logs/                engine logs, one file per run

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The Hugging Face hub cache modeld writes under `<data>/huggingface/hub` (docs/hubs.md, Cache layout), so that
+/// The Hugging Face hub cache modeld writes under `<data>/huggingface/hub` (docs/design/hubs.md, Cache layout), so that
 /// transformers, vLLM and SGLang load models offline with `HF_HUB_CACHE` and `HF_HUB_OFFLINE=1`.
 ///
 /// ```

@@ -6,7 +6,7 @@ extension PullService {
     /// The Hugging Face cache under the data directory.
     var huggingFaceCache: HuggingFaceCache { HuggingFaceCache(root: configuration.dataDirectory.huggingFaceHub) }
 
-    /// Pulls a Hugging Face repository into the hub cache (docs/hubs.md, Hugging Face).
+    /// Pulls a Hugging Face repository into the hub cache (docs/design/hubs.md, Hugging Face).
     func pullHuggingFace(_ job: PullJob) async throws {
         let request = job.request
         let repo = request.repo

@@ -5,7 +5,7 @@ import Synchronization
 extension PullService {
     var modelScopeCache: ModelScopeCache { ModelScopeCache(root: configuration.dataDirectory.modelScope) }
 
-    /// Pulls a ModelScope repository into `<data>/modelscope` (docs/hubs.md, ModelScope; layout in ``ModelScopeCache``).
+    /// Pulls a ModelScope repository into `<data>/modelscope` (docs/design/hubs.md, ModelScope; layout in ``ModelScopeCache``).
     func pullModelScope(_ job: PullJob) async throws {
         let request = job.request
         let repo = request.repo

@@ -1,4 +1,4 @@
-/// What a `HEAD /{repo}/resolve/{commit}/{path}` says about a file (docs/hubs.md, File metadata).
+/// What a `HEAD /{repo}/resolve/{commit}/{path}` says about a file (docs/design/hubs.md, File metadata).
 package struct HFFileMetadata: Sendable, Hashable {
     package var commit: String
     /// sha256 (LFS) or git sha1 (regular file).

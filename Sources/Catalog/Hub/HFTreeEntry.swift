@@ -1,4 +1,4 @@
-/// One file of a Hugging Face repository tree (docs/hubs.md, Tree endpoint).
+/// One file of a Hugging Face repository tree (docs/design/hubs.md, Tree endpoint).
 package struct HFTreeEntry: Sendable, Hashable, Decodable {
     package struct LFS: Sendable, Hashable, Decodable {
         package var oid: String

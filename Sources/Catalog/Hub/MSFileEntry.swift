@@ -1,4 +1,4 @@
-/// One entry of a ModelScope file listing (docs/hubs.md, File listing).
+/// One entry of a ModelScope file listing (docs/design/hubs.md, File listing).
 package struct MSFileEntry: Sendable, Hashable, Decodable {
     package var name: String
     package var path: String

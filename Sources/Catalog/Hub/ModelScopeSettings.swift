@@ -1,6 +1,6 @@
 import Foundation
 
-/// Where ModelScope is and who we are there (docs/hubs.md, ModelScope).
+/// Where ModelScope is and who we are there (docs/design/hubs.md, ModelScope).
 ///
 /// `MODELSCOPE_ENDPOINT` (a full URL, the 2.x clients), else `https://` + `MODELSCOPE_DOMAIN` (the older
 /// clients; default `www.modelscope.cn`); the token from `MODELSCOPE_API_TOKEN`.

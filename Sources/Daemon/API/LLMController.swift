@@ -27,7 +27,7 @@ struct LLMController {
     let tokenizers = TokenizerCache()
 
     /// The engines that constrain output to a JSON schema given as OpenAI's `response_format` on chat
-    /// completions (docs/engines.md, OpenAI-compatible endpoints and structured output;
+    /// completions (docs/design/engine-launch.md, OpenAI-compatible endpoints and structured output;
     /// Ollama maps it onto its `format`).
     static let structuredEngines: [EngineKind] = [.vllm, .sglang, .ollama]
 

@@ -43,7 +43,7 @@ package struct CommandBuilder: Sendable {
     }
 
     /// The environment without the variables meant for the daemon alone: systemd's notification socket,
-    /// socket-activation and watchdog variables (docs/engines.md, Environment of an engine).
+    /// socket-activation and watchdog variables (docs/design/engine-launch.md, Environment of an engine).
     package static func strippedEnvironment(_ environment: [String: String]) -> [String: String] {
         environment.filter { key, _ in
             key != "NOTIFY_SOCKET" && !key.hasPrefix("LISTEN_") && !key.hasPrefix("WATCHDOG_")

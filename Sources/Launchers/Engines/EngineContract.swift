@@ -1,7 +1,7 @@
 import Catalog
 import Foundation
 
-/// How one engine is launched and probed (docs/engines.md).
+/// How one engine is launched and probed (docs/design/engine-launch.md).
 package protocol EngineContract: Sendable {
     var kind: EngineKind { get }
     /// The engine's own arguments and environment variables for a run; the executable prefix comes first.

@@ -14,7 +14,7 @@ package struct EngineSettings: Sendable, Hashable {
         self.stopGrace = stopGrace
     }
 
-    /// The defaults of each engine (docs/engines.md, Defaults per engine).
+    /// The defaults of each engine (docs/design/engine-launch.md, Defaults per engine).
     package static func defaults(for kind: EngineKind) -> EngineSettings {
         switch kind {
         case .vllm: EngineSettings(command: ["vllm"], startTimeout: .seconds(600), stopGrace: .seconds(90))

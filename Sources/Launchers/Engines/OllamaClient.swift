@@ -3,7 +3,7 @@ import Foundation
 import ModelText
 import Transfer
 
-/// The calls modeld makes to the shared Ollama server to bring models into it (docs/engines.md, Ollama).
+/// The calls modeld makes to the shared Ollama server to bring models into it (docs/design/engine-launch.md, Ollama).
 /// Blocking: call it from a dedicated thread.
 package struct OllamaClient: Sendable {
     package var baseURL: String

@@ -1,7 +1,7 @@
 import Foundation
 import Catalog
 
-/// The shared `ollama serve` child (docs/engines.md, Ollama): one per daemon, models enter it over its API.
+/// The shared `ollama serve` child (docs/design/engine-launch.md, Ollama): one per daemon, models enter it over its API.
 package struct OllamaContract: EngineContract {
     /// `OLLAMA_KEEP_ALIVE`: `-1` keeps started models loaded until their run stops.
     package var keepAlive: String

@@ -1,7 +1,7 @@
 import Catalog
 
 /// `python3 -m sglang.launch_server --model-path <dir> --host 127.0.0.1 --port P --served-model-name N [...]`
-/// (docs/engines.md, SGLang).
+/// (docs/design/engine-launch.md, SGLang).
 package struct SGLangContract: EngineContract {
     package init() {}
 

@@ -1,6 +1,6 @@
 import Catalog
 
-/// `vllm serve <dir> --host 127.0.0.1 --port P --served-model-name N [...]` (docs/engines.md, vLLM).
+/// `vllm serve <dir> --host 127.0.0.1 --port P --served-model-name N [...]` (docs/design/engine-launch.md, vLLM).
 package struct VLLMContract: EngineContract {
     package init() {}
 

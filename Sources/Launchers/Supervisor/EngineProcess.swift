@@ -92,7 +92,7 @@ package final class EngineProcess: Sendable {
     }
 
     /// Stops the engine: SIGTERM to the group, `grace`, SIGKILL to the group, reap, and a check that the
-    /// group is gone (docs/engines.md, Stopping).
+    /// group is gone (docs/design/supervision.md, Stopping).
     /// - Returns: the leader's exit status and whether the whole group is gone.
     @discardableResult
     package func terminate(grace: Duration) async -> (status: ExitStatus?, groupGone: Bool) {

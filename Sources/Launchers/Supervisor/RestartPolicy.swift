@@ -1,5 +1,5 @@
 /// When to restart an engine that died, like systemd: an exponentially growing delay up to a cap, and a
-/// burst limit after which the run is `failed` (docs/engines.md, Restarts).
+/// burst limit after which the run is `failed` (docs/design/supervision.md, Restart policy).
 package struct RestartPolicy: Sendable, Hashable {
     /// The delay before the first restart; it doubles with each consecutive failure.
     package var backoffBase: Duration
