@@ -33,7 +33,7 @@ struct cspawn_result {
     int stage;
 };
 
-/// Starts `path` as a supervised engine.
+/// Starts `path` as a supervised engine (docs/design/supervision.md, Spawning).
 ///
 /// In the child, before `execve`: `PR_SET_PDEATHSIG(SIGKILL)`, a check that the parent is still the caller
 /// (else `_exit`), `setsid()`, every signal disposition reset to default and the mask emptied, /dev/null on

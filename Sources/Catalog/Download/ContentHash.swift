@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 
-/// How a hub identifies a file's content.
+/// How a hub identifies a file's content (docs/design/hubs.md, File metadata; ModelScope's File listing).
 package enum HashKind: String, Sendable, Codable, Hashable {
     /// SHA-256 of the bytes (Hugging Face LFS files, every ModelScope file).
     case sha256

@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 
-/// Where ModelScope models live under `<data>/modelscope`.
+/// Where ModelScope models live under `<data>/modelscope` (docs/design/hubs.md, ModelScope layout).
 ///
 /// ```
 /// <owner>/<name>/.blobs/<sha256>           each distinct file content once, written by rename when verified

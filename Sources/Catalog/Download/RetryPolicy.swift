@@ -3,7 +3,7 @@ import Foundation
 /// When and how long to wait before trying a request again.
 ///
 /// Retried: connection errors, stalls and cut bodies, 408, 429 (after `Retry-After` or `RateLimit`'s `t`),
-/// and 5xx. The default waits like huggingface_hub: 1, 2, 4, 8, 8 s.
+/// and 5xx. The default waits like huggingface_hub: 1, 2, 4, 8, 8 s (docs/design/hubs.md, Errors and rate limits).
 package struct RetryPolicy: Sendable {
     /// Tries of one request before giving up on transient failures (the first try included).
     package var maxAttempts: Int

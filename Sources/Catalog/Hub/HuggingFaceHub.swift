@@ -2,7 +2,8 @@ import Foundation
 import ModelText
 import Transfer
 
-/// The Hugging Face hub's HTTP API, as `snapshot_download` uses it. Blocking calls, for worker threads.
+/// The Hugging Face hub's HTTP API, as `snapshot_download` uses it (docs/design/hubs.md, Hugging Face). Blocking
+/// calls, for worker threads.
 struct HuggingFaceHub: Sendable {
     let settings: HuggingFaceSettings
     let requester: HubRequester

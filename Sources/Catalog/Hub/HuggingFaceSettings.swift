@@ -1,6 +1,7 @@
 import Foundation
 
-/// Where the Hugging Face hub is and who we are there, from the same variables huggingface_hub reads.
+/// Where the Hugging Face hub is and who we are there, from the same variables huggingface_hub reads
+/// (docs/design/hubs.md, Environment).
 ///
 /// `HF_ENDPOINT` (default `https://huggingface.co`, trailing `/` stripped), `HF_TOKEN`, then the legacy
 /// `HUGGING_FACE_HUB_TOKEN`, then the file `$HF_HOME/token` (`HF_HOME` defaults to `~/.cache/huggingface`).

@@ -2,7 +2,7 @@ import Foundation
 import ModelText
 import Transfer
 
-/// ModelScope's HTTP API. Blocking calls, for worker threads.
+/// ModelScope's HTTP API (docs/design/hubs.md, ModelScope). Blocking calls, for worker threads.
 struct ModelScopeHub: Sendable {
     let settings: ModelScopeSettings
     let requester: HubRequester

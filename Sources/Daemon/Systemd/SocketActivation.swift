@@ -1,7 +1,8 @@
 import CSystemd
 import Foundation
 
-/// Sockets handed over by systemd (`sd_listen_fds_with_names`), by their `FileDescriptorName=`.
+/// Sockets handed over by systemd (`sd_listen_fds_with_names`), by their `FileDescriptorName=`
+/// (docs/design/systemd.md, Socket activation).
 struct ActivatedSockets {
     /// Name → file descriptor, e.g. `["http": 3, "control": 4]`.
     var byName: [String: Int32]

@@ -1,7 +1,8 @@
 import CSystemd
 import Foundation
 
-/// `sd_notify` messages to the service manager. Every call is a no-op when `NOTIFY_SOCKET` is unset.
+/// `sd_notify` messages to the service manager (docs/design/systemd.md, Notification). Every call is a no-op
+/// when `NOTIFY_SOCKET` is unset.
 ///
 /// Messages go out in order from a thread of their own: `sd_notify` blocks while the manager's socket queue is full
 /// (ten datagrams by default), and the daemon's tasks run on its event loops, which must never wait on it.

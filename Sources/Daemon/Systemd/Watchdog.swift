@@ -6,7 +6,7 @@ import ServiceLifecycle
 
 /// Pings systemd's watchdog at half its interval, but only after the parts that would stall in a hung
 /// daemon answer: a round trip through the event loops that serve HTTP, and a read of the store. A daemon
-/// wedged in either stops pinging, and systemd restarts it.
+/// wedged in either stops pinging, and systemd restarts it (docs/design/systemd.md, Watchdog).
 struct Watchdog: Service, CustomStringConvertible {
     let interval: Duration
     let store: Store

@@ -1,6 +1,7 @@
 import Transfer
 
-/// An HTTP GET against an engine's loopback port, expecting 200. Runs libcurl on a dedicated thread.
+/// An HTTP GET against an engine's loopback port, expecting 200 (docs/design/supervision.md, Health probes).
+/// Runs libcurl on a dedicated thread.
 package struct HealthProbe: Sendable {
     package var url: String
     package var timeout: Duration

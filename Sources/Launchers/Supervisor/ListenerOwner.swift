@@ -2,7 +2,7 @@ import Foundation
 
 /// Who holds a listening TCP port, read from `/proc`: an engine answering its readiness probe must be the
 /// engine we spawned, not another program that bound the port first (the engine then fails to bind and exits,
-/// but a probe in between would have reached the wrong server).
+/// but a probe in between would have reached the wrong server; docs/design/supervision.md, Health probes).
 enum ListenerOwner {
     /// Whether a process of the session `session` (engines run in their own session, led by the pid we
     /// spawned) holds the socket listening on `port`.

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The fields modeld reads from `/proc/<pid>/stat`.
+/// The fields modeld reads from `/proc/<pid>/stat` (docs/design/supervision.md, Reconciliation at start-up).
 package struct ProcStat: Sendable, Hashable {
     package var pid: Int32
     /// `R`, `S`, `D`, `Z` (zombie), `X` (dead), ...

@@ -4,7 +4,7 @@ import Synchronization
 
 /// A run's log: `<data>/logs/<run>.log`, rotated by size to `<run>.log.1 ... .N`, fed by the engine's
 /// output pipe (read on a dedicated thread) and by the supervisor's own notes, with the last lines kept in
-/// memory for failure reasons and live followers.
+/// memory for failure reasons and live followers (docs/design/supervision.md, Logs).
 package final class RunLog: Sendable {
     package let url: URL
     package let maxBytes: Int64

@@ -2,7 +2,7 @@ import CSpawn
 import Foundation
 import Synchronization
 
-/// The one long-lived thread that forks every engine.
+/// The one long-lived thread that forks every engine (docs/design/supervision.md, Spawning).
 ///
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, so engines must never be forked
 /// from Swift's pooled threads or a short-lived helper thread. This thread is started once per process and

@@ -4,7 +4,8 @@ import Transfer
 
 /// Ollama runs share one `ollama serve` child: a run is a model entered into it (pulled, or created from a
 /// GGUF), and its pid and port are the server's. The server starts with the first Ollama run, is restarted
-/// like any engine (its runs' models entered again), and stops with the last one.
+/// like any engine (its runs' models entered again), and stops with the last one (docs/design/supervision.md,
+/// The shared Ollama server).
 extension Supervisor {
     /// Starts (or reuses) the shared server and returns; the model enters it in the run's monitor task,
     /// since a pull can take minutes.

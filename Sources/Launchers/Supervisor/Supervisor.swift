@@ -251,7 +251,7 @@ package actor Supervisor {
 
     /// At daemon start-up: stops engines that survived the previous daemon (a pid whose `/proc` start time
     /// matches the record), marks their runs stopped, and starts again the runs whose desired state is
-    /// `running`. Runs once; later calls do nothing.
+    /// `running`. Runs once; later calls do nothing (docs/design/supervision.md, Reconciliation at start-up).
     package func reconcile() async {
         guard !reconciled else { return }
         reconciled = true
