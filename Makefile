@@ -10,7 +10,7 @@ PY_PEERS := huggingface_hub openai prometheus_client jsonschema openapi-spec-val
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: run test deps py-peers build release install clean
+.PHONY: run test deps py-peers build release install clean lint format
 
 run: deps release
 	./.build/release/modeld $(ARGS)
@@ -42,6 +42,18 @@ py-peers:
 ## Installs binaries, systemd units, the modeld user and completions (PREFIX, DESTDIR).
 install: release
 	./scripts/install.sh --prefix $(or $(PREFIX),/usr/local) $(if $(DESTDIR),--destdir $(DESTDIR))
+
+## Swift sources checked by `make lint` and rewritten by `make format` (.swift-format: 150 columns, ordered imports).
+## Generated files (the embedded console, the built-in catalog) are left as their generators write them.
+FORMAT_FILES = $(shell git ls-files '*.swift' ':!:Sources/Daemon/Console/ConsoleAssets+files.swift' ':!:**/ModelCatalog+builtIn.swift')
+
+## Reports formatting differences and lint findings; not part of `make test`.
+lint:
+	$(SWIFT) format lint --strict --parallel $(FORMAT_FILES)
+
+## Applies the formatter in place.
+format:
+	$(SWIFT) format format --in-place --parallel $(FORMAT_FILES)
 
 clean:
 	rm -rf .build
