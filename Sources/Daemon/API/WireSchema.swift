@@ -13,16 +13,32 @@ typealias JSONSchema = [String: Any]
 /// optionals are all nil, to learn what replies always carry: a key written even when nil is required and may be
 /// `null`; one left out is optional. ``WireDocumented`` adds what decoding cannot show (descriptions, allowed
 /// values), ``WireSchemaDescribed`` describes a type that decodes one of several shapes.
+///
+/// The same decoding draws sample values for tests, given a source of random numbers: optionals present or not,
+/// arrays of a few elements, any case of an enumeration, and a noted field's listed values.
 final class SchemaRecorder {
     /// The named schemas (`#/components/schemas/<name>`): one per struct recorded, named after the type
     /// (`PullEvent.FileProgress`); generic types (the envelope) are written inline instead.
     private(set) var components: [String: JSONSchema] = [:]
     /// Which type each component name stands for, so that two types never share one.
     private var owners: [String: ObjectIdentifier] = [:]
+    /// A number in `0..<n`, when drawing samples.
+    private let random: ((Int) -> Int)?
+
+    /// - Parameter random: returns a number in `0..<n`; given, the recorder draws samples instead of describing types.
+    init(random: ((Int) -> Int)? = nil) { self.random = random }
+
+    /// A sample value of `type` (for a recorder made with `random`).
+    func sample<T: Decodable>(_ type: T.Type) throws -> T {
+        try record(type, note: [:]).value
+    }
+
+    /// A number in `0..<n` when drawing samples, else nil: leaves answer their placeholder.
+    fileprivate func draw(_ n: Int) -> Int? { random.map { $0(n) } }
 
     /// The schema of `type`: a `$ref` to its component for a struct, else the schema itself.
     func schema<T: Decodable>(for type: T.Type) throws -> JSONSchema {
-        try record(type).schema
+        try record(type, note: [:]).schema
     }
 
     /// Records `schema` under `name`, for shapes the document names itself (the error envelope).
@@ -34,21 +50,24 @@ final class SchemaRecorder {
 
     static func ref(_ name: String) -> JSONSchema { ["$ref": "#/components/schemas/\(name)"] }
 
-    /// The schema of `type` and a placeholder value of it.
-    fileprivate func record<T: Decodable>(_ type: T.Type) throws -> (schema: JSONSchema, value: T) {
+    /// The schema of `type` and a placeholder (or sample) value of it.
+    /// - Parameter note: the note on the field being decoded, which guides samples.
+    fileprivate func record<T: Decodable>(_ type: T.Type, note: JSONSchema) throws -> (schema: JSONSchema, value: T) {
         if let enumeration = type as? any WireEnumeration.Type {
             let (schema, value) = try enumeration.recorded(by: self)
             return (schema, value as! T)
         }
         if let leaf = type as? any SchemaLeaf.Type {
-            let (schema, value) = try leaf.recorded(by: self)
+            let (schema, value) = try leaf.recorded(by: self, note: note)
             return (schema, value as! T)
         }
-        let decoder = RecordingDecoder(recorder: self)
+        let notes = (type as? any WireDocumented.Type)?.wireNotes ?? WireNotes()
+        let decoder = RecordingDecoder(recorder: self, notes: notes)
         let value = try T(from: decoder)
+        if random != nil { return ([:], value) }
         if let described = type as? any WireSchemaDescribed.Type { return (described.wireSchema, value) }
         if let single = decoder.single { return (single, value) }
-        let schema = try objectSchema(type, value: value, decoded: decoder.properties)
+        let schema = try objectSchema(type, value: value, decoded: decoder.properties, notes: notes)
         let name = String(reflecting: type).split(separator: ".", maxSplits: 1).last.map(String.init) ?? "\(type)"
         guard !name.contains("<") else { return (schema, value) }
         if let owner = owners[name], owner != ObjectIdentifier(type) {
@@ -60,7 +79,9 @@ final class SchemaRecorder {
     }
 
     /// An object's schema from the keys its decoding asked for, and its encoding wrote for the placeholder.
-    private func objectSchema<T: Decodable>(_ type: T.Type, value: T, decoded: [RecordingDecoder.Property]) throws -> JSONSchema {
+    private func objectSchema<T: Decodable>(
+        _ type: T.Type, value: T, decoded: [RecordingDecoder.Property], notes: WireNotes
+    ) throws -> JSONSchema {
         var required = Set(decoded.filter(\.required).map(\.key))
         var nullable: Set<String> = []
         if let encodable = value as? any Encodable {
@@ -73,7 +94,6 @@ final class SchemaRecorder {
             required = encoder.keys
             nullable = encoder.keys.intersection(optional)
         }
-        let notes = (type as? any WireDocumented.Type)?.wireNotes ?? WireNotes()
         if let stale = Set(notes.fields.keys).subtracting(decoded.map(\.key)).first {
             throw SchemaError("a note on \(type) names \(stale), which is not one of its fields")
         }
@@ -134,20 +154,30 @@ protocol WireEnumeration: Decodable, CaseIterable, RawRepresentable where RawVal
 
 /// A type the recorder describes without decoding it: scalars, dates, arrays, dictionaries, optionals, enumerations.
 private protocol SchemaLeaf {
-    static func recorded(by recorder: SchemaRecorder) throws -> (schema: JSONSchema, value: Self)
+    /// - Parameter note: the field's note (its `enum`, a dictionary's `required` keys), which guides samples.
+    static func recorded(by recorder: SchemaRecorder, note: JSONSchema) throws -> (schema: JSONSchema, value: Self)
 }
 
 extension String: SchemaLeaf {
-    fileprivate static func recorded(by recorder: SchemaRecorder) -> (schema: JSONSchema, value: Self) { (["type": "string"], "") }
+    fileprivate static func recorded(by recorder: SchemaRecorder, note: JSONSchema) -> (schema: JSONSchema, value: Self) {
+        let choices = note["enum"] as? [String] ?? ["", "x", "a b/c", "ünï \"q\"\n"]
+        return (["type": "string"], recorder.draw(choices.count).map { choices[$0] } ?? "")
+    }
 }
 extension Bool: SchemaLeaf {
-    fileprivate static func recorded(by recorder: SchemaRecorder) -> (schema: JSONSchema, value: Self) { (["type": "boolean"], false) }
+    fileprivate static func recorded(by recorder: SchemaRecorder, note: JSONSchema) -> (schema: JSONSchema, value: Self) {
+        (["type": "boolean"], recorder.draw(2) == 1)
+    }
 }
 extension Double: SchemaLeaf {
-    fileprivate static func recorded(by recorder: SchemaRecorder) -> (schema: JSONSchema, value: Self) { (["type": "number"], 0) }
+    fileprivate static func recorded(by recorder: SchemaRecorder, note: JSONSchema) -> (schema: JSONSchema, value: Self) {
+        (["type": "number"], Self(recorder.draw(8001) ?? 0) / 8)
+    }
 }
 extension Float: SchemaLeaf {
-    fileprivate static func recorded(by recorder: SchemaRecorder) -> (schema: JSONSchema, value: Self) { (["type": "number"], 0) }
+    fileprivate static func recorded(by recorder: SchemaRecorder, note: JSONSchema) -> (schema: JSONSchema, value: Self) {
+        (["type": "number"], Self(recorder.draw(8001) ?? 0) / 8)
+    }
 }
 extension Int: SchemaLeaf {}
 extension Int8: SchemaLeaf {}
@@ -161,37 +191,46 @@ extension UInt32: SchemaLeaf {}
 extension UInt64: SchemaLeaf {}
 
 extension SchemaLeaf where Self: FixedWidthInteger {
-    fileprivate static func recorded(by recorder: SchemaRecorder) -> (schema: JSONSchema, value: Self) { (["type": "integer"], 0) }
+    fileprivate static func recorded(by recorder: SchemaRecorder, note: JSONSchema) -> (schema: JSONSchema, value: Self) {
+        (["type": "integer"], Self(truncatingIfNeeded: recorder.draw(100) ?? 0))
+    }
 }
 
 extension Date: SchemaLeaf {
-    fileprivate static func recorded(by recorder: SchemaRecorder) -> (schema: JSONSchema, value: Self) {
-        (["type": "string", "format": "date-time"], Date(timeIntervalSince1970: 0))
+    fileprivate static func recorded(by recorder: SchemaRecorder, note: JSONSchema) -> (schema: JSONSchema, value: Self) {
+        (["type": "string", "format": "date-time"], Date(timeIntervalSince1970: Double(recorder.draw(4_000_000_000) ?? 0)))
     }
 }
 
 extension Array: SchemaLeaf where Element: Decodable {
-    fileprivate static func recorded(by recorder: SchemaRecorder) throws -> (schema: JSONSchema, value: Self) {
-        (["type": "array", "items": try recorder.schema(for: Element.self)], [])
+    fileprivate static func recorded(by recorder: SchemaRecorder, note: JSONSchema) throws -> (schema: JSONSchema, value: Self) {
+        let elements = try (0..<(recorder.draw(4) ?? 0)).map { _ in try recorder.sample(Element.self) }
+        return (["type": "array", "items": try recorder.schema(for: Element.self)], elements)
     }
 }
 
 extension Dictionary: SchemaLeaf where Key == String, Value: Decodable {
-    fileprivate static func recorded(by recorder: SchemaRecorder) throws -> (schema: JSONSchema, value: Self) {
-        (["type": "object", "additionalProperties": try recorder.schema(for: Value.self)], [:])
+    fileprivate static func recorded(by recorder: SchemaRecorder, note: JSONSchema) throws -> (schema: JSONSchema, value: Self) {
+        var value: Self = [:]
+        if let count = recorder.draw(3) {
+            for key in note["required"] as? [String] ?? (0..<count).map { "key\($0)" } { value[key] = try recorder.sample(Value.self) }
+        }
+        return (["type": "object", "additionalProperties": try recorder.schema(for: Value.self)], value)
     }
 }
 
 extension Optional: SchemaLeaf where Wrapped: Decodable {
-    fileprivate static func recorded(by recorder: SchemaRecorder) throws -> (schema: JSONSchema, value: Self) {
-        (SchemaRecorder.nullable(try recorder.schema(for: Wrapped.self)), nil)
+    fileprivate static func recorded(by recorder: SchemaRecorder, note: JSONSchema) throws -> (schema: JSONSchema, value: Self) {
+        let value = recorder.draw(2) == 1 ? try recorder.record(Wrapped.self, note: note).value : nil
+        return (SchemaRecorder.nullable(try recorder.schema(for: Wrapped.self)), value)
     }
 }
 
 extension WireEnumeration {
     fileprivate static func recorded(by recorder: SchemaRecorder) throws -> (schema: JSONSchema, value: Self) {
-        guard let first = allCases.first else { throw SchemaError("\(Self.self) has no cases") }
-        return (["type": "string", "enum": allCases.map(\.rawValue)], first)
+        let cases = Array(allCases)
+        guard !cases.isEmpty else { throw SchemaError("\(Self.self) has no cases") }
+        return (["type": "string", "enum": cases.map(\.rawValue)], cases[recorder.draw(cases.count) ?? 0])
     }
 }
 
@@ -206,13 +245,18 @@ private final class RecordingDecoder: Decoder {
     }
 
     let recorder: SchemaRecorder
+    /// The notes of the type being decoded, which guide its samples.
+    let notes: WireNotes
     var properties: [Property] = []
     /// The schema of a type that decodes one value rather than an object.
     var single: JSONSchema?
     var codingPath: [any CodingKey] = []
     var userInfo: [CodingUserInfoKey: Any] = [:]
 
-    init(recorder: SchemaRecorder) { self.recorder = recorder }
+    init(recorder: SchemaRecorder, notes: WireNotes) {
+        self.recorder = recorder
+        self.notes = notes
+    }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedDecodingContainer<Key> {
         KeyedDecodingContainer(KeyedRecorder<Key>(decoder: self))
@@ -224,9 +268,9 @@ private final class RecordingDecoder: Decoder {
 
     func singleValueContainer() -> any SingleValueDecodingContainer { SingleValueRecorder(decoder: self) }
 
-    /// A placeholder for `key`, recorded as required or optional.
+    /// A placeholder (or sample) for `key`, recorded as required or optional.
     func value<T: Decodable>(_ type: T.Type, _ key: some CodingKey, required: Bool) throws -> T {
-        let (schema, value) = try recorder.record(type)
+        let (schema, value) = try recorder.record(type, note: notes.fields[key.stringValue] ?? [:])
         if !properties.contains(where: { $0.key == key.stringValue }) {
             properties.append(Property(key: key.stringValue, schema: schema, required: required))
         }
@@ -242,10 +286,7 @@ private struct KeyedRecorder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func contains(_ key: Key) -> Bool { true }
     func decodeNil(forKey key: Key) -> Bool { false }
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T { try decoder.value(type, key, required: true) }
-    func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
-        _ = try decoder.value(type, key, required: false)
-        return nil
-    }
+    func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? { try optional(type, key) }
     func decode(_ type: Bool.Type, forKey key: Key) throws -> Bool { try decoder.value(type, key, required: true) }
     func decode(_ type: String.Type, forKey key: Key) throws -> String { try decoder.value(type, key, required: true) }
     func decode(_ type: Double.Type, forKey key: Key) throws -> Double { try decoder.value(type, key, required: true) }
@@ -275,9 +316,10 @@ private struct KeyedRecorder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decodeIfPresent(_ type: UInt32.Type, forKey key: Key) throws -> UInt32? { try optional(type, key) }
     func decodeIfPresent(_ type: UInt64.Type, forKey key: Key) throws -> UInt64? { try optional(type, key) }
 
+    /// Nil for a placeholder, so that encoding it shows which keys are written when absent; a sample may have it.
     private func optional<T: Decodable>(_ type: T.Type, _ key: Key) throws -> T? {
-        _ = try decoder.value(type, key, required: false)
-        return nil
+        let value = try decoder.value(type, key, required: false)
+        return decoder.recorder.draw(2) == 1 ? value : nil
     }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
@@ -313,7 +355,7 @@ private struct SingleValueRecorder: SingleValueDecodingContainer {
     func decode(_ type: UInt64.Type) throws -> UInt64 { try recorded(type) }
 
     private func recorded<T: Decodable>(_ type: T.Type) throws -> T {
-        let (schema, value) = try decoder.recorder.record(type)
+        let (schema, value) = try decoder.recorder.record(type, note: [:])
         if decoder.single == nil { decoder.single = schema }
         return value
     }
