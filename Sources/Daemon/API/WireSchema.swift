@@ -22,6 +22,8 @@ final class SchemaRecorder {
     private(set) var components: [String: JSONSchema] = [:]
     /// Which type each component name stands for, so that two types never share one.
     private var owners: [String: ObjectIdentifier] = [:]
+    /// The structs described so far, with their placeholders: each is decoded once.
+    private var described: [ObjectIdentifier: (schema: JSONSchema, value: Any)] = [:]
     /// A number in `0..<n`, when drawing samples.
     private let random: ((Int) -> Int)?
 
@@ -61,21 +63,29 @@ final class SchemaRecorder {
             let (schema, value) = try leaf.recorded(by: self, note: note)
             return (schema, value as! T)
         }
+        if let (schema, value) = described[ObjectIdentifier(type)] { return (schema, value as! T) }
         let notes = (type as? any WireDocumented.Type)?.wireNotes ?? WireNotes()
         let decoder = RecordingDecoder(recorder: self, notes: notes)
         let value = try T(from: decoder)
         if random != nil { return ([:], value) }
-        if let described = type as? any WireSchemaDescribed.Type { return (described.wireSchema, value) }
-        if let single = decoder.single { return (single, value) }
+        let schema = try describe(type, value: value, decoder: decoder, notes: notes)
+        described[ObjectIdentifier(type)] = (schema, value)
+        return (schema, value)
+    }
+
+    /// The schema of a type decoded by `decoder`: a `$ref` to its component for an object.
+    private func describe<T: Decodable>(_ type: T.Type, value: T, decoder: RecordingDecoder, notes: WireNotes) throws -> JSONSchema {
+        if let described = type as? any WireSchemaDescribed.Type { return described.wireSchema }
+        if let single = decoder.single { return single }
         let schema = try objectSchema(type, value: value, decoded: decoder.properties, notes: notes)
         let name = String(reflecting: type).split(separator: ".", maxSplits: 1).last.map(String.init) ?? "\(type)"
-        guard !name.contains("<") else { return (schema, value) }
+        guard !name.contains("<") else { return schema }
         if let owner = owners[name], owner != ObjectIdentifier(type) {
             throw SchemaError("two wire types are named \(name)")
         }
         owners[name] = ObjectIdentifier(type)
         components[name] = schema
-        return (Self.ref(name), value)
+        return Self.ref(name)
     }
 
     /// An object's schema from the keys its decoding asked for, and its encoding wrote for the placeholder.
