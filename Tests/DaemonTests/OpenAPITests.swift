@@ -99,7 +99,8 @@ struct OpenAPITests {
             problems += check.problems(try #require(try Self.sampleJSON(Envelope<EmptyPayload>.self, recorder)), SchemaRecorder.ref("ErrorEnvelope"))
         }
         for param in [nil, "model"] {
-            let body = try JSONDecoder().decode(JSONValue.self, from: Data(openAIErrorBody(404, "no such model", type: "NotFoundError", param: param).readableBytesView))
+            let buffer = openAIErrorBody(404, "no such model", type: "NotFoundError", param: param)
+            let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
             problems += check.problems(body, SchemaRecorder.ref("OpenAIError"))
         }
         #expect(problems.isEmpty, "\(problems.prefix(20).joined(separator: "\n"))")
@@ -281,7 +282,9 @@ final class SchemaCheck {
         if let minimum = schema["minimum"] as? Int, case .integer(let number) = value, number < minimum {
             found.append("\(path): \(number) is below \(minimum)")
         }
-        if let pattern = schema["pattern"] as? String, case .string(let text) = value, (try? Regex(pattern)).flatMap({ try? $0.firstMatch(in: text) }) == nil {
+        if let pattern = schema["pattern"] as? String, case .string(let text) = value,
+            (try? Regex(pattern)).flatMap({ try? $0.firstMatch(in: text) }) == nil
+        {
             found.append("\(path): \(text) does not match \(pattern)")
         }
         switch value {

@@ -23,7 +23,8 @@ enum OpenAPIDocument {
         let recorder = SchemaRecorder()
         recorder.name("ErrorEnvelope", try recorder.schema(for: Envelope<EmptyPayload>.self))
         recorder.name("OpenAIError", openAIError)
-        recorder.name("OpenAIRequest", ["type": "object", "required": ["model"], "properties": ["model": ["type": "string"]], "additionalProperties": true])
+        recorder.name(
+            "OpenAIRequest", ["type": "object", "required": ["model"], "properties": ["model": ["type": "string"]], "additionalProperties": true])
         var paths: [String: [String: Any]] = [:]
         for operation in operations {
             paths[operation.path, default: [:]][operation.method.rawValue] = try operation.described(recorder)
@@ -143,7 +144,9 @@ enum OpenAPIDocument {
             .get(
                 "/api/v1/models/{ref}", "One model: catalog entry, local versions and runs", ok: .envelope(ModelDetail.self),
                 parameters: [.path("ref", "Catalog ref (qwen2.5:0.5b) or repository id, URL-encoded (Qwen%2FQwen2.5-0.5B-Instruct)")]),
-            .post("/api/v1/models/resolve", "Which hub repository a ref names", body: .type(ResolveRequest.self), ok: .envelope(ResolveResponse.self)),
+            .post(
+                "/api/v1/models/resolve", "Which hub repository a ref names", body: .type(ResolveRequest.self),
+                ok: .envelope(ResolveResponse.self)),
             .post(
                 "/api/v1/models/pull", "Start or join a pull; NDJSON progress events (or one envelope with ?stream=false)",
                 body: .type(PullRequestBody.self),
@@ -190,7 +193,8 @@ enum OpenAPIDocument {
                     .path("ref", "Catalog ref or repository id, URL-encoded"),
                     .query("source", ["type": "string", "enum": ModelSource.allCases.map(\.rawValue)], "The hub (default huggingface)"),
                     .query("revision", text, "Commit, unique prefix or revision (default: the newest ready version)"),
-                    .query("format", ["type": "string", "enum": ["tar", "tar.gz", "tgz", "tar.zst", "tzst", "zip"]], "Archive format (default tar.zst)"),
+                    .query(
+                        "format", ["type": "string", "enum": ["tar", "tar.gz", "tgz", "tar.zst", "tzst", "zip"]], "Archive format (default tar.zst)"),
                 ],
                 more: ["409": .error("The version is not ready")]),
 
@@ -310,7 +314,9 @@ struct APIOperation {
     static func get(
         _ path: String, _ summary: String, _ access: Access = .admin, ok: Reply, parameters: [Parameter] = [], more: [String: Reply] = [:]
     ) -> APIOperation {
-        APIOperation(method: .get, path: path, summary: summary, access: access, body: nil, replies: more.merging(["200": ok]) { $1 }, parameters: parameters)
+        APIOperation(
+            method: .get, path: path, summary: summary, access: access, body: nil, replies: more.merging(["200": ok]) { $1 },
+            parameters: parameters)
     }
 
     static func head(_ path: String, _ summary: String, _ access: Access = .admin, ok: Reply) -> APIOperation {

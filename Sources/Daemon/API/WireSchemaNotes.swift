@@ -50,7 +50,9 @@ extension StartRequest: WireDocumented {
     static var wireNotes: WireNotes {
         WireNotes(fields: [
             "engine": ["enum": EngineKind.allCases.map(\.rawValue)],
-            "keep_alive": ["description": "unload after this long without requests: 30s, 10m, 1h30m, seconds, or never (the default for explicit starts)"],
+            "keep_alive": [
+                "description": "unload after this long without requests: 30s, 10m, 1h30m, seconds, or never (the default for explicit starts)"
+            ],
         ])
     }
 }
