@@ -132,6 +132,32 @@ struct OpenAPITests {
         #expect(!check.problems(changed { $0["last_used_at"] = .null }, schema).isEmpty)
     }
 
+    @Test("the recorder reads required, optional and nullable fields, nested types, dictionaries and enumerations")
+    func recorderReadsTypes() throws {
+        let recorder = SchemaRecorder()
+        let schema = try recorder.schema(for: SchemaProbe.self)
+        let nested: JSONSchema = [
+            "type": "object", "properties": ["flag": ["type": "boolean"]], "required": ["flag"], "additionalProperties": false,
+        ]
+        let probe: JSONSchema = [
+            "type": "object", "additionalProperties": false,
+            "properties": [
+                "name": ["type": "string", "description": "what it is called"], "count": ["type": "integer"], "ratio": ["type": "number"],
+                "tags": ["type": "array", "items": ["type": "string"]], "color": ["type": "string", "enum": ["red", "green"]],
+                "when": ["type": "string", "format": "date-time"],
+                "nested": ["anyOf": [SchemaRecorder.ref("SchemaProbe.Nested"), ["type": "null"]]],
+                "sizes": ["type": "object", "additionalProperties": ["type": "integer"]],
+            ],
+            // `ratio` and `when` are left out when nil; `nested` is written as null.
+            "required": ["name", "count", "tags", "color", "nested", "sizes"],
+        ]
+        func json(_ object: Any) throws -> String {
+            String(decoding: try JSONSerialization.data(withJSONObject: object, options: .sortedKeys), as: UTF8.self)
+        }
+        #expect(try json(schema) == json(SchemaRecorder.ref("SchemaProbe")))
+        #expect(try json(recorder.components) == json(["SchemaProbe": probe, "SchemaProbe.Nested": nested]))
+    }
+
     /// The schema of an operation's 200 reply in JSON.
     static func replySchema(_ operation: APIOperation, in document: [String: Any]) throws -> [String: Any] {
         let paths = try #require(document["paths"] as? [String: [String: [String: Any]]])
@@ -245,6 +271,42 @@ func pythonCanCheckOpenAPI() -> Bool {
     guard (try? process.run()) != nil else { return false }
     process.waitUntilExit()
     return process.terminationStatus == 0
+}
+
+/// A wire type with a field of each kind the recorder tells apart.
+struct SchemaProbe: Codable, WireDocumented {
+    enum Color: String, Codable, WireEnumeration {
+        case red, green
+    }
+
+    struct Nested: Codable {
+        var flag: Bool
+    }
+
+    var name: String
+    var count: Int64
+    var ratio: Double?
+    var tags: [String]
+    var color: Color
+    var when: Date?
+    var nested: Nested?
+    var sizes: [String: Int]
+
+    static var wireNotes: WireNotes { WireNotes(fields: ["name": ["description": "what it is called"]]) }
+
+    enum CodingKeys: CodingKey { case name, count, ratio, tags, color, when, nested, sizes }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(count, forKey: .count)
+        try container.encodeIfPresent(ratio, forKey: .ratio)
+        try container.encode(tags, forKey: .tags)
+        try container.encode(color, forKey: .color)
+        try container.encodeIfPresent(when, forKey: .when)
+        try container.encode(nested, forKey: .nested)
+        try container.encode(sizes, forKey: .sizes)
+    }
 }
 
 /// Checks a JSON value against the part of JSON Schema the generated document uses (`$ref`, `type`, `properties`,

@@ -80,6 +80,9 @@ final class SchemaRecorder {
         let schema = try objectSchema(type, value: value, decoded: decoder.properties, notes: notes)
         let name = String(reflecting: type).split(separator: ".", maxSplits: 1).last.map(String.init) ?? "\(type)"
         guard !name.contains("<") else { return schema }
+        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_") }) else {
+            throw SchemaError("\(name) cannot name a component: a wire type must not be private or local")
+        }
         if let owner = owners[name], owner != ObjectIdentifier(type) {
             throw SchemaError("two wire types are named \(name)")
         }
