@@ -16,7 +16,7 @@ import Glibc
 /// ```
 package struct PullEvent: Codable, Sendable, Hashable {
     /// What the event reports.
-    package enum Kind: String, Codable, Sendable, Hashable {
+    package enum Kind: String, Codable, Sendable, Hashable, CaseIterable {
         /// The job's state changed (queued, resolving, downloading, ...).
         case status
         /// Bytes moved (sent a few times a second while downloading).
@@ -30,7 +30,7 @@ package struct PullEvent: Codable, Sendable, Hashable {
     }
 
     /// A job's state: `queued`, `resolving`, `downloading`, `ready`, `failed`, `cancelled`.
-    package enum State: String, Codable, Sendable, Hashable {
+    package enum State: String, Codable, Sendable, Hashable, CaseIterable {
         case queued, resolving, downloading, ready, failed, cancelled
 
         package var isFinal: Bool { self == .ready || self == .failed || self == .cancelled }
