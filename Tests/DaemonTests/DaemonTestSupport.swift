@@ -2,6 +2,7 @@ import Catalog
 import FakeHub
 import Foundation
 import Logging
+import ModelStore
 import Synchronization
 import Testing
 
