@@ -28,7 +28,7 @@ let package = Package(
     products: [
         .executable(name: "modeld", targets: ["Daemon"]),
         .executable(name: "modelctl", targets: ["modelctl"]),
-        .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "BuiltinEngine", targets: ["BuiltinEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -56,25 +56,75 @@ let package = Package(
             dependencies: ["CCurl"],
             swiftSettings: swiftSettings
         ),
-        /// Wire types of the management API and a small client, shared by the daemon and modelctl.
+        /// Wire types of the management and LLM APIs (Codable, no I/O), shared by the daemon, modelctl and tests.
         .target(
             name: "ModeldAPI",
-            dependencies: ["Transfer"],
             swiftSettings: swiftSettings
         ),
-        /// Catalog file, configuration, data directory, hubs, downloads, SQLite store, archives.
+        /// The client of the management API over libcurl, used by modelctl and by tests as any web client would.
+        .target(
+            name: "ModeldClient",
+            dependencies: ["ModeldAPI", "Transfer"],
+            swiftSettings: swiftSettings
+        ),
+        /// The model catalog: the catalog file, its built-in entries, model references and their validation.
         .target(
             name: "Catalog",
+            swiftSettings: swiftSettings
+        ),
+        /// The Hugging Face and ModelScope hub clients: URLs, safe file paths, file listing and selection,
+        /// retried requests, content hashes and the hub errors.
+        .target(
+            name: "Hubs",
             dependencies: [
                 "Transfer",
+                "ModelText",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// What modeld keeps on disk: the data directory, the SQLite store (models, versions, runs, API keys) and
+        /// the model cache (`ModelCache`: version directories, blobs, repository claims, installs).
+        .target(
+            name: "ModelStore",
+            dependencies: [
+                "Catalog",
+                "Hubs",
+                "ModeldAPI",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// Pulls from the hubs into the model cache: jobs, file fetching with ranges, retries and rate limits,
+        /// verification and removal of versions.
+        .target(
+            name: "Downloads",
+            dependencies: [
+                "Hubs",
+                "ModelStore",
+                "Catalog",
+                "ModeldAPI",
+                "Transfer",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        /// Models that arrive or leave without a hub: archive export and import (libarchive), and adoption of
+        /// existing Hugging Face caches and model directories.
+        .target(
+            name: "Archives",
+            dependencies: [
+                "Downloads",
+                "Hubs",
+                "ModelStore",
+                "Catalog",
                 "ModeldAPI",
                 "ModelText",
                 "CArchive",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -84,7 +134,7 @@ let package = Package(
         .target(
             name: "Launchers",
             dependencies: [
-                "Catalog",
+                "ModelStore",
                 "CSpawn",
                 "Transfer",
                 "ModelText",
@@ -116,7 +166,7 @@ let package = Package(
         ),
         /// The built-in inference engine: sampling, generation, batching and its OpenAI server, checked.
         .target(
-            name: "Engine",
+            name: "BuiltinEngine",
             dependencies: [
                 "EngineCompute",
                 "ModelText",
@@ -130,8 +180,12 @@ let package = Package(
             name: "Daemon",
             dependencies: [
                 "Catalog",
+                "ModelStore",
+                "Hubs",
+                "Downloads",
+                "Archives",
                 "Launchers",
-                "Engine",
+                "BuiltinEngine",
                 "ModelText",
                 "ModeldAPI",
                 "CSystemd",
@@ -155,6 +209,7 @@ let package = Package(
             name: "modelctl",
             dependencies: [
                 "ModeldAPI",
+                "ModeldClient",
                 "Transfer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -173,7 +228,17 @@ let package = Package(
         ),
         .testTarget(
             name: "CatalogTests",
-            dependencies: ["Catalog", "FakeHub", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Catalog",
+                "ModelStore",
+                "Hubs",
+                "Downloads",
+                "Archives",
+                "Daemon",
+                "ModeldAPI",
+                "FakeHub",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -181,6 +246,7 @@ let package = Package(
             dependencies: [
                 "Launchers",
                 "Catalog",
+                "ModelStore",
                 "Transfer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -193,15 +259,15 @@ let package = Package(
             name: "fake-engine",
             dependencies: [
                 "Launchers",
-                "Catalog",
+                "ModelStore",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Tests/FakeEngine",
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "EngineTests",
-            dependencies: ["Engine", "EngineCompute", "ModelText", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            name: "BuiltinEngineTests",
+            dependencies: ["BuiltinEngine", "EngineCompute", "ModelText", .product(name: "HummingbirdTesting", package: "hummingbird")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
@@ -210,6 +276,7 @@ let package = Package(
             dependencies: [
                 "Daemon",
                 "ModeldAPI",
+                "ModeldClient",
                 "FakeHub",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],

@@ -14,7 +14,7 @@ start_gateway_daemon() {
     local ctl=${MODELCTL:-.build/release/modelctl}
     mkdir -p "$dir/repo"
     for f in config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json; do
-        cp "Tests/EngineTests/Fixtures/models/qwen2-tiny/$f" "$dir/repo/"
+        cp "Tests/BuiltinEngineTests/Fixtures/models/qwen2-tiny/$f" "$dir/repo/"
     done
     python3 scripts/bench-fakehub.py "$dir/repo" "$hub" acme/qwen2-tiny > "$dir/hub.log" 2>&1 &
     pids+=($!)

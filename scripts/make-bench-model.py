@@ -6,7 +6,7 @@
 The config.json and generation_config.json values are the real model's; the weights are seeded
 normal(0, 0.02) in bf16 (norm weights 1, biases 0.02 * normal), so every engine benchmarked on
 the directory reads the same 494 M parameters (988 MB). The tokenizer is the real Qwen2
-vocabulary committed for the tokenizer tests (Tests/EngineTests/Fixtures/text/qwen2): only the
+vocabulary committed for the tokenizer tests (Tests/BuiltinEngineTests/Fixtures/text/qwen2): only the
 GGUF conversion needs it. Needs torch and safetensors; writes nothing when OUT_DIR is complete.
 """
 
@@ -112,7 +112,7 @@ def main() -> None:
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(CONFIG, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2) + "\n")
-    shutil.copy(ROOT / "Tests" / "EngineTests" / "Fixtures" / "text" / "qwen2" / "tokenizer.json", out / "tokenizer.json")
+    shutil.copy(ROOT / "Tests" / "BuiltinEngineTests" / "Fixtures" / "text" / "qwen2" / "tokenizer.json", out / "tokenizer.json")
     (out / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n")
     count = sum(t.numel() for t in tensors.values())
     print(f"{out}: {count / 1e6:.1f} M parameters in bf16")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the text-side fixtures of the built-in engine's tests (Tests/EngineTests/Fixtures/text/).
+"""Builds the text-side fixtures of the built-in engine's tests (Tests/BuiltinEngineTests/Fixtures/text/).
 
 What it writes, and where each answer comes from:
   qwen2/tokenizer.json, llama3/tokenizer.json   real vocabularies and merges taken from llama.cpp's
@@ -36,7 +36,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from tokenizers import AddedToken
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "Tests", "EngineTests", "Fixtures", "text")
+OUT = os.path.join(ROOT, "Tests", "BuiltinEngineTests", "Fixtures", "text")
 
 QWEN2_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"

@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
   cat models.example.json
   echo '"""#'
   echo '}'
-} > Sources/Catalog/Catalog/ModelCatalog+builtIn.swift
+} > Sources/Catalog/ModelCatalog+builtIn.swift

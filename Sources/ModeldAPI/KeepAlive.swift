@@ -1,6 +1,5 @@
 import FoundationEssentials
 import Glibc
-import Transfer
 
 /// How long a run stays loaded without requests: `30s`, `5m`, `1h`, `1h30m`, plain seconds, or `never` (also
 /// `-1`). `0` unloads a run as soon as its last request ends.
@@ -10,7 +9,7 @@ package enum KeepAlive: Sendable, Hashable, CustomStringConvertible {
 
     /// - Returns: nil when the text is none of the forms above.
     package init?(parsing text: String) {
-        let trimmed = trimmingWhitespace(text[...]).lowercased()
+        let trimmed = String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()).lowercased()
         if trimmed == "never" || trimmed == "-1" {
             self = .never
             return

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import Catalog
+@testable import ModelStore
 
 @Suite("API keys in the store")
 struct APIKeyStoreTests {

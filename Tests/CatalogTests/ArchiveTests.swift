@@ -3,7 +3,11 @@ import Testing
 import FakeHub
 import ModeldAPI
 
+@testable import Archives
 @testable import Catalog
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
 
 /// What a version looks like in the store and on disk, for comparing two data directories.
 private struct VersionShape: Equatable, Sendable {
@@ -40,12 +44,12 @@ private func shape(_ harness: PullHarness, source: ModelSource, repo: String) as
 
 /// Exports into a file and imports it back through file descriptors, as the daemon does through its pipes.
 private func export(_ harness: PullHarness, source: ModelSource = .huggingface, repo: String, format: ArchiveFormat, to file: URL) async throws {
-    let plan = try await harness.service.exportPlan(source: source, repo: repo, commit: nil)
+    let plan = try await harness.archives.exportPlan(source: source, repo: repo, commit: nil)
     try await offPool {
         let fd = open(file.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         try #require(fd >= 0)
         defer { close(fd) }
-        try harness.service.writeArchive(plan, format: format, to: FileDescriptorStream(fd: fd), cancel: CancellationFlag())
+        try harness.archives.writeArchive(plan, format: format, to: FileDescriptorStream(fd: fd), cancel: CancellationFlag())
     }
 }
 
@@ -54,7 +58,7 @@ private func importFile(_ harness: PullHarness, _ file: URL) async throws -> Imp
         let fd = open(file.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ArchiveError(.notFound, "cannot open \(file.path)") }
         defer { close(fd) }
-        return try harness.service.importArchiveBlocking(from: FileDescriptorStream(fd: fd), cancel: CancellationFlag())
+        return try harness.archives.importArchiveBlocking(from: FileDescriptorStream(fd: fd), cancel: CancellationFlag())
     }
 }
 
@@ -182,7 +186,7 @@ struct ArchiveRoundTripTests {
             let commit = tinyCommit()
             hub.addRepo("acme/tiny", commits: [commit])
             try await withPullService(hub: hub) { harness in
-                await #expect(throws: ArchiveError.self) { try await harness.service.exportPlan(source: .huggingface, repo: "acme/tiny", commit: nil) }
+                await #expect(throws: ArchiveError.self) { try await harness.archives.exportPlan(source: .huggingface, repo: "acme/tiny", commit: nil) }
                 try await harness.pull("acme/tiny")
                 let blob = harness.repoDirectory("acme/tiny").appending(path: "blobs/\(commit.files.first { $0.path == "model.safetensors" }!.sha256)")
                 var bytes = try Data(contentsOf: blob)
@@ -436,7 +440,7 @@ struct InstallRollbackTests {
                 // was begun again under another revision.
                 let failing = VerifiedVersion(
                     source: .huggingface, repo: "acme/tiny", revision: "other", commit: before.version.commit, files: [file, file])
-                #expect(throws: (any Error).self) { try harness.service.install(failing, for: "an import") }
+                #expect(throws: (any Error).self) { try harness.archives.install(failing, for: "an import") }
                 let after = try #require(try await harness.store.versions(source: "huggingface", repo: "acme/tiny").first)
                 #expect(after.version == before.version)
                 #expect(try await harness.store.files(versionID: before.version.id!).count == 4)
@@ -476,7 +480,7 @@ struct AdoptTests {
             }
             try await withPullService(hub: hub) { harness in
                 // The HF_HOME above the hub cache is accepted too.
-                let outcome = try await harness.service.adoptHuggingFaceCache(at: cache)
+                let outcome = try await harness.archives.adoptHuggingFaceCache(at: cache)
                 #expect(outcome.skipped.isEmpty, "\(outcome.skipped.map(\.reason))")
                 let version = try #require(outcome.adopted.first)
                 #expect(outcome.adopted.count == 1)
@@ -527,7 +531,7 @@ struct AdoptTests {
                 try bytes.write(to: blob)
             }
             try await withPullService(hub: hub) { harness in
-                let outcome = try await harness.service.adoptHuggingFaceCache(at: source.appending(path: "huggingface/hub"))
+                let outcome = try await harness.archives.adoptHuggingFaceCache(at: source.appending(path: "huggingface/hub"))
                 #expect(outcome.adopted.map(\.model.repo) == ["acme/tiny"])
                 #expect(outcome.skipped.count == 1)
                 #expect(outcome.skipped.first?.reason.contains("w.safetensors is damaged or incomplete") == true, "\(outcome.skipped)")
@@ -550,7 +554,7 @@ struct AdoptTests {
             try Data("nested".utf8).write(to: directory.appending(path: "sub/a.txt"))
             try Data("git internals".utf8).write(to: directory.appending(path: ".git/HEAD"))
             try await withPullService(hub: hub) { harness in
-                let outcome = try await harness.service.adoptDirectory(at: directory, repo: "local/my-model")
+                let outcome = try await harness.archives.adoptDirectory(at: directory, repo: "local/my-model")
                 let version = try #require(outcome.adopted.first)
                 #expect(version.version.state == .ready && version.version.requestedRevision == "local")
                 #expect(version.version.commit.count == 40)
@@ -567,7 +571,7 @@ struct AdoptTests {
 
                 symlink("/etc/passwd", directory.appending(path: "escape.txt").path)
                 let refused = try await #require(throws: ArchiveError.self) {
-                    try await harness.service.adoptDirectory(at: directory, repo: "local/other")
+                    try await harness.archives.adoptDirectory(at: directory, repo: "local/other")
                 }
                 #expect(refused.code == .unsafeEntry && refused.message.contains("escape.txt"), "\(refused)")
                 #expect(try await harness.store.versions(source: "huggingface", repo: "local/other").isEmpty)

@@ -3,6 +3,10 @@ import ModeldAPI
 import Testing
 
 @testable import Catalog
+@testable import Daemon
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
 
 @Suite("Configuration precedence")
 struct ConfigurationTests {

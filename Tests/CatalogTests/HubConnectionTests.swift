@@ -5,6 +5,10 @@ import Testing
 import Transfer
 
 @testable import Catalog
+@testable import Daemon
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
 
 @Suite("Hub connections: unresolvable hosts, private CAs")
 struct HubConnectionTests {

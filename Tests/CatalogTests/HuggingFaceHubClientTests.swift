@@ -3,6 +3,9 @@ import Testing
 import FakeHub
 
 @testable import Catalog
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
 
 /// Whether `python3` can import huggingface_hub (`pip install huggingface_hub`).
 let pythonHasHuggingFaceHub: Bool = {

@@ -4,6 +4,11 @@ import FakeHub
 import ModeldAPI
 
 @testable import Catalog
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
+
+
 
 @Suite("Hugging Face pulls against the fake hub")
 struct HuggingFacePullTests {

@@ -3,6 +3,11 @@ import Testing
 import FakeHub
 
 @testable import Catalog
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
+
+
 
 @Suite("ModelScope pulls against the fake hub")
 struct ModelScopePullTests {

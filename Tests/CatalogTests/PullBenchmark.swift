@@ -2,6 +2,9 @@ import Foundation
 import Testing
 
 @testable import Catalog
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
 
 /// The pull half of `scripts/bench-pull.sh`: pulls `MODELD_BENCH_REPO` from `MODELD_BENCH_ENDPOINT` into
 /// `MODELD_BENCH_DATA`. It runs only when the script sets those variables (a benchmark, not a check).

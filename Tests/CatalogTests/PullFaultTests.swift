@@ -4,6 +4,9 @@ import FakeHub
 import ModeldAPI
 
 @testable import Catalog
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
 
 @Suite("Pull faults: retries, resume, verification, cancellation")
 struct PullFaultTests {

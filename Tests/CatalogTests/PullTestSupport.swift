@@ -5,7 +5,11 @@ import FakeHub
 import ModeldAPI
 import Synchronization
 
+@testable import Archives
 @testable import Catalog
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
 
 /// A data directory, a store and a running pull service pointed at a fake hub.
 struct PullHarness: Sendable {
@@ -13,6 +17,9 @@ struct PullHarness: Sendable {
     let store: Store
     let service: PullService
     let hub: FakeHub
+
+    /// Exports, imports and adoptions into the same data directory.
+    var archives: ArchiveService { ArchiveService(pulls: service) }
 
     var hubCache: URL { data.huggingFaceHub }
 

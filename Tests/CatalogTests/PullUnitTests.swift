@@ -3,6 +3,9 @@ import ModeldAPI
 import Testing
 
 @testable import Catalog
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
 
 @Suite("Pull building blocks")
 struct PullUnitTests {

@@ -3,6 +3,9 @@ import Testing
 import FakeHub
 
 @testable import Catalog
+@testable import Downloads
+@testable import Hubs
+@testable import ModelStore
 
 @Suite("Large files in parallel ranges")
 struct RangedDownloadTests {

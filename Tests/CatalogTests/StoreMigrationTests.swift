@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 import Testing
 
-@testable import Catalog
+@testable import ModelStore
 
 @Suite("Store migrations")
 struct StoreMigrationTests {

@@ -1,6 +1,7 @@
 import FakeHub
 import Foundation
 import ModeldAPI
+import ModeldClient
 import Testing
 
 @Suite("modelctl export and import between two daemons")

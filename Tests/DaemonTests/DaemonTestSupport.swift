@@ -2,6 +2,7 @@ import Catalog
 import FakeHub
 import Foundation
 import Logging
+import ModelStore
 import Synchronization
 import Testing
 
@@ -145,10 +146,10 @@ func enginePortBlock() -> String {
     return "\(low)-\(low + 19)"
 }
 
-/// The tiny Qwen2 model the engine tests committed (Tests/EngineTests/Fixtures/models/qwen2-tiny).
+/// The tiny Qwen2 model the engine tests committed (Tests/BuiltinEngineTests/Fixtures/models/qwen2-tiny).
 enum TinyQwen2 {
     static let directory = URL(filePath: #filePath).deletingLastPathComponent()
-        .appending(path: "../EngineTests/Fixtures/models/qwen2-tiny").standardized
+        .appending(path: "../BuiltinEngineTests/Fixtures/models/qwen2-tiny").standardized
     /// The files a hub serves for it (the fixture's expected logits are left out).
     static let names = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
 

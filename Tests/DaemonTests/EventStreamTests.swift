@@ -1,6 +1,7 @@
 import FakeHub
 import Foundation
 import ModeldAPI
+import ModeldClient
 import Synchronization
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import ModeldAPI
+import ModeldClient
 import Testing
 
 @Suite("API keys")

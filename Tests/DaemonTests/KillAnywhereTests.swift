@@ -1,12 +1,13 @@
 import FakeHub
 import Foundation
-import Glibc
 import GRDB
+import Glibc
 import ModeldAPI
+import ModeldClient
 import Synchronization
 import Testing
 
-import struct Engine.SeededGenerator
+import struct BuiltinEngine.SeededGenerator
 
 /// The real `modeld` is SIGKILLed at random moments of pulls (Hugging Face and ModelScope), imports, starts and stops,
 /// and started again on the same data directory each time. After every kill: the daemon's engines are gone with it,

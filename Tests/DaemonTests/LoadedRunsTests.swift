@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Launchers
 import Logging
+import ModelStore
 import Testing
 
 @testable import Daemon

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import ModeldAPI
+import ModeldClient
 import NIOCore
 import Testing
 

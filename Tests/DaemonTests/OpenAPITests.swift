@@ -4,7 +4,9 @@ import Foundation
 import GRDB
 import Hummingbird
 import HummingbirdTesting
+import ModelStore
 import ModeldAPI
+import ModeldClient
 import Testing
 
 @testable import Daemon

@@ -1,6 +1,7 @@
 import FakeHub
 import Foundation
 import ModeldAPI
+import ModeldClient
 import Testing
 
 /// A real `modeld` process on a temporary data directory, with its environment, stopped at the end.

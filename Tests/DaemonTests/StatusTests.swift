@@ -1,6 +1,8 @@
 import Catalog
 import Foundation
+import ModelStore
 import ModeldAPI
+import ModeldClient
 import Testing
 
 @testable import Daemon

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import ModeldAPI
+import ModeldClient
 import Synchronization
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import ModeldAPI
+import ModeldClient
 import Testing
 
 /// A unix datagram socket bound to an abstract name, standing in for systemd's notification socket.

@@ -1,7 +1,7 @@
-import Catalog
 import Foundation
 import Launchers
 import Logging
+import ModelStore
 
 /// A throw-away daemon for the "no orphans" test: starts this program as a vLLM engine through the real
 /// supervisor, writes the engine's pid to a file once it is ready, and waits to be SIGKILLed.

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCTS = Path(os.environ.get("MODELD_PRODUCTS", ROOT / ".build" / "debug"))
 MODELD = PRODUCTS / "modeld"
 FAKE_ENGINE = PRODUCTS / "fake-engine"
-TINY_MODEL = ROOT / "Tests" / "EngineTests" / "Fixtures" / "models" / "qwen2-tiny"
+TINY_MODEL = ROOT / "Tests" / "BuiltinEngineTests" / "Fixtures" / "models" / "qwen2-tiny"
 # The timeouts every server under test runs with (seconds): slow clients must be gone well within a test.
 TIMEOUT = 2
 # How long any wait of these tests lasts at most: a server that never answers fails the test, not the run.

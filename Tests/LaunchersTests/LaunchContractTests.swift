@@ -1,6 +1,6 @@
-import Catalog
 import Foundation
 import Launchers
+import ModelStore
 import Testing
 
 @Suite("Launch contracts")

@@ -1,7 +1,7 @@
-import Catalog
 import Foundation
 import Launchers
 import Logging
+import ModelStore
 import ServiceLifecycle
 import Testing
 import Transfer

@@ -1,7 +1,11 @@
+import Archives
 import Catalog
+import Downloads
 import Foundation
+import Hubs
 import Hummingbird
 import Logging
+import ModelStore
 import ModeldAPI
 import NIOCore
 
@@ -14,7 +18,7 @@ import NIOCore
 /// | `POST /api/v1/models/adopt` | `{path, kind: hf-cache\|dir, name?, revision?}`: registers models already on this host |
 struct ArchiveController {
     let catalog: ModelCatalog
-    let pulls: PullService
+    let archives: ArchiveService
     let events: EventBus
 
     func addRoutes(to group: RouterGroup<DaemonRequestContext>) {
@@ -40,9 +44,9 @@ struct ArchiveController {
         guard let format = ArchiveFormat(name: name) else {
             throw APIError.badRequest("unknown archive format \"\(name)\" (use \(ArchiveFormat.names))")
         }
-        let pulls = self.pulls
+        let archives = self.archives
         let revision = query["revision"].map(String.init)
-        let plan = try await Self.mapErrors { try await pulls.exportPlan(source: resolved.source, repo: resolved.repo, commit: revision) }
+        let plan = try await Self.mapErrors { try await archives.exportPlan(source: resolved.source, repo: resolved.repo, commit: revision) }
         context.logger.info("export", metadata: ["repo": "\(resolved.repo)", "commit": "\(plan.manifest.commit)", "format": "\(format.rawValue)"])
         let logger = context.logger
         return Response(
@@ -57,7 +61,7 @@ struct ArchiveController {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         do {
-                            try await pulls.exportArchive(plan, format: format, to: pipe)
+                            try await archives.exportArchive(plan, format: format, to: pipe)
                             pipe.finish()
                         } catch {
                             pipe.finish(throwing: error)
@@ -81,13 +85,13 @@ struct ArchiveController {
     /// Feeds the request body to the importer as it arrives. When the importer refuses the archive early, the
     /// rest of the body is read and dropped, so the client can read the error.
     @Sendable func importArchive(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<ImportResult> {
-        let pulls = self.pulls
+        let archives = self.archives
         let pipe = ChunkPipe(capacity: 16)
         let outcome = try await Self.mapErrors {
             try await withThrowingTaskGroup(of: ImportOutcome.self) { group in
                 group.addTask {
                     defer { pipe.abandon() }
-                    return try await pulls.importArchive(from: ChunkPipeInput(pipe))
+                    return try await archives.importArchive(from: ChunkPipeInput(pipe))
                 }
                 var feeding = true
                 do {
@@ -122,12 +126,12 @@ struct ArchiveController {
         let outcome: AdoptOutcome
         switch body.kind {
         case "hf-cache":
-            outcome = try await Self.mapErrors { try await pulls.adoptHuggingFaceCache(at: url) }
+            outcome = try await Self.mapErrors { try await archives.adoptHuggingFaceCache(at: url) }
         case "dir":
             guard let name = body.name, !name.isEmpty else {
                 throw APIError.badRequest("missing field \"name\": a directory is registered as a repository id owner/name")
             }
-            outcome = try await Self.mapErrors { try await pulls.adoptDirectory(at: url, repo: name, revision: body.revision) }
+            outcome = try await Self.mapErrors { try await archives.adoptDirectory(at: url, repo: name, revision: body.revision) }
         default:
             throw APIError.badRequest("field \"kind\" must be hf-cache or dir, not \"\(body.kind)\"")
         }

@@ -2,6 +2,7 @@ import Catalog
 import Foundation
 import Hummingbird
 import Launchers
+import ModelStore
 import ModelText
 import ModeldAPI
 import NIOCore

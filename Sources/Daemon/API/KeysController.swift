@@ -1,9 +1,9 @@
-import Catalog
 import Foundation
-import Synchronization
 import Hummingbird
 import Logging
+import ModelStore
 import ModeldAPI
+import Synchronization
 
 /// `/api/v1/keys`: API keys for TCP clients (the control socket needs none).
 struct KeysController {

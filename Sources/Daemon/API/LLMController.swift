@@ -1,8 +1,10 @@
 import Catalog
 import Foundation
+import Hubs
 import Hummingbird
 import Launchers
 import Logging
+import ModelStore
 import ModelText
 import ModeldAPI
 import NIOCore

@@ -1,6 +1,7 @@
 import Catalog
 import Foundation
 import Hummingbird
+import ModelStore
 import ModeldAPI
 
 /// `/api/v1/models`: the catalog with what this host has of each model.

@@ -1,5 +1,6 @@
-import Catalog
+import Downloads
 import Foundation
+import ModelStore
 import ModeldAPI
 
 /// The OpenAPI 3.1 description of the management API, served at `/openapi.json` (and rendered at `/docs`).

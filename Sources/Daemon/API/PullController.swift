@@ -1,9 +1,12 @@
 import Catalog
+import Downloads
 import Foundation
+import Hubs
 import Hummingbird
+import Logging
+import ModelStore
 import ModeldAPI
 import NIOCore
-import Logging
 
 /// Pulling, listing, removing and verifying local model versions:
 ///

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Launchers
 import Logging
+import ModelStore
 import ModeldAPI
 import NIOCore
 

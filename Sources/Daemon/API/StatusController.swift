@@ -1,7 +1,8 @@
-import Catalog
+import Downloads
 import Foundation
 import Hummingbird
 import Launchers
+import ModelStore
 import ModeldAPI
 
 /// `GET /api/v1/status`: the version, the data directory's use and free space, runs by state, local versions,

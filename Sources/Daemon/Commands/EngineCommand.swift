@@ -1,5 +1,5 @@
 import ArgumentParser
-import Engine
+import BuiltinEngine
 import Foundation
 import Hummingbird
 import HummingbirdCore

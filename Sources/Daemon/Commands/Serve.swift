@@ -1,11 +1,14 @@
+import Archives
 import ArgumentParser
 import Catalog
+import Downloads
 import Foundation
 import Hummingbird
 import Launchers
 import Logging
-import ServiceLifecycle
+import ModelStore
 import ModeldAPI
+import ServiceLifecycle
 import UnixSignals
 
 /// `modeld serve` (the default): runs the daemon until SIGTERM or SIGINT.
@@ -134,7 +137,7 @@ enum DaemonStartup {
                 dataDirectory: configuration.dataDirectory, environment: environment,
                 maxDownloadRate: configuration.maxDownloadRate, caBundle: configuration.caBundle),
             store: store, metrics: metrics.factory)
-        pulls.removeAbandonedImports()
+        ArchiveService(pulls: pulls).removeAbandonedImports()
         let interrupted = try await store.markInterruptedPulls()
         if interrupted > 0 { logger.notice("marked \(interrupted) versions whose pull was interrupted as failed") }
         var supervisorLogger = logger

@@ -1,5 +1,6 @@
-import Catalog
+import Downloads
 import Launchers
+import ModelStore
 import ModeldAPI
 import ServiceLifecycle
 import Synchronization

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Launchers
 import Logging
+import ModelStore
 import ModelText
 import ModeldAPI
 import NIOCore

@@ -1,11 +1,14 @@
+import Archives
 import Catalog
+import Downloads
 import Foundation
 import HTTPTypes
 import Hummingbird
 import Launchers
 import Logging
-import NIOCore
+import ModelStore
 import ModeldAPI
+import NIOCore
 
 /// Everything the HTTP layer needs, built once at start-up.
 struct DaemonContext: Sendable {
@@ -67,7 +70,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls, events: daemon.pullEvents).addRoutes(to: models)
     RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor, loadedRuns: daemon.loadedRuns).addRoutes(to: models)
-    ArchiveController(catalog: daemon.catalog, pulls: daemon.pulls, events: daemon.events).addRoutes(to: models)
+    ArchiveController(catalog: daemon.catalog, archives: ArchiveService(pulls: daemon.pulls), events: daemon.events).addRoutes(to: models)
     // Last: `{ref}` must not shadow the fixed routes above (the router prefers fixed segments anyway).
     models.get(":ref") { request, context in try await show(daemon, request: request, context: context, ref: try context.parameters.require("ref")) }
     models.get(":ref/:name") { request, context in

@@ -3,14 +3,15 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
+import ModelStore
 import ModeldAPI
 import NIOCore
 import NIOExtras
-import NIOPosix
 import NIOHTTP1
 import NIOHTTPTypesHTTP1
-import Synchronization
+import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Serves the daemon's router on a listening socket it already owns (bound by us or passed by systemd).
 ///

@@ -1,7 +1,7 @@
-import Catalog
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ModelStore
 
 /// Which web pages may call the daemon, and under which host names: CORS, and the defences of a daemon on
 /// loopback against the pages its user visits.

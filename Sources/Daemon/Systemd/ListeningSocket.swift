@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import ModelStore
 
 /// A listening socket the daemon owns: from systemd, or bound by us.
 struct ListeningSocket: Sendable {

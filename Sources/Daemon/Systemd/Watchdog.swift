@@ -1,4 +1,4 @@
-import Catalog
+import ModelStore
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,4 +1,4 @@
-import Catalog
+import ModelStore
 
 /// modeld's own engine: `modeld engine --model DIR --host 127.0.0.1 --port P --served-model-name N`.
 package struct BuiltinContract: EngineContract {

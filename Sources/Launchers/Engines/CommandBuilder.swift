@@ -1,5 +1,5 @@
-import Catalog
 import Foundation
+import ModelStore
 
 /// Turns a run's spec into the exact command line and environment of its engine.
 package struct CommandBuilder: Sendable {

@@ -1,5 +1,5 @@
-import Catalog
 import Foundation
+import ModelStore
 
 /// How one engine is launched and probed (docs/design/engine-launch.md).
 package protocol EngineContract: Sendable {

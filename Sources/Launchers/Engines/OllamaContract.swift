@@ -1,5 +1,5 @@
 import Foundation
-import Catalog
+import ModelStore
 
 /// The shared `ollama serve` child (docs/design/engine-launch.md, Ollama): one per daemon, models enter it over its API.
 package struct OllamaContract: EngineContract {

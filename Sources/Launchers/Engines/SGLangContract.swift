@@ -1,4 +1,4 @@
-import Catalog
+import ModelStore
 
 /// `python3 -m sglang.launch_server --model-path <dir> --host 127.0.0.1 --port P --served-model-name N [...]`
 /// (docs/design/engine-launch.md, SGLang).

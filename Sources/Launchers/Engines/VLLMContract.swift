@@ -1,4 +1,4 @@
-import Catalog
+import ModelStore
 
 /// `vllm serve <dir> --host 127.0.0.1 --port P --served-model-name N [...]` (docs/design/engine-launch.md, vLLM).
 package struct VLLMContract: EngineContract {

@@ -1,4 +1,4 @@
-import Catalog
+import ModelStore
 
 /// The supervisor's working state for one run; owned and mutated by the ``Supervisor`` actor only.
 final class ManagedRun {

@@ -1,5 +1,5 @@
-import Catalog
 import Foundation
+import ModelStore
 
 /// What the daemon reports about a run.
 package struct RunInfo: Sendable, Hashable, Codable {

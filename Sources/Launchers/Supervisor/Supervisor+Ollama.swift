@@ -1,5 +1,5 @@
-import Catalog
 import Foundation
+import ModelStore
 import Transfer
 
 /// Ollama runs share one `ollama serve` child: a run is a model entered into it (pulled, or created from a

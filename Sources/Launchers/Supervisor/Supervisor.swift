@@ -1,9 +1,9 @@
 import CSpawn
-import Catalog
 import CoreMetrics
 import Foundation
-import Synchronization
 import Logging
+import ModelStore
+import Synchronization
 
 /// Starts engines as supervised children, keeps them at their desired state, and stops them.
 ///

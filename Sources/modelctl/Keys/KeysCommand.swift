@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import ModeldAPI
+import ModeldClient
 
 /// `modelctl keys`: API keys for clients that reach modeld over TCP.
 struct KeysCommand: AsyncParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import ModeldAPI
+import ModeldClient
 
 /// `modelctl export REF -o FILE`: writes a local version as an archive, for a host without a hub.
 struct ModelExport: AsyncParsableCommand {

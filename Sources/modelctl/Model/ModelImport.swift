@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import ModeldAPI
+import ModeldClient
 
 /// `modelctl import FILE`, `--hf-cache DIR`, `--dir DIR --name NAME`: registers models that come without a hub.
 struct ModelImport: AsyncParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import ModeldAPI
+import ModeldClient
 
 /// `modelctl list`: the local model versions, or with `--catalog` the catalog and what this host has of it.
 struct ModelList: AsyncParsableCommand {

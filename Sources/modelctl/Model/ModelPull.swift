@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import ModeldAPI
+import ModeldClient
 import Synchronization
 
 /// `modelctl pull REF`: downloads a model into the daemon's store, showing progress.

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import ModeldAPI
+import ModeldClient
 
 /// `modelctl rm REF`: removes local versions and the blobs nothing else uses.
 struct ModelRemove: AsyncParsableCommand {

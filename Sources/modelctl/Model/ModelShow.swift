@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import ModeldAPI
+import ModeldClient
 
 /// `modelctl show REF`: the catalog entry, local versions and runs of one model.
 struct ModelShow: AsyncParsableCommand {

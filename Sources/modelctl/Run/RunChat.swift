@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import ModeldAPI
+import ModeldClient
 import Synchronization
 import Transfer
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import ModeldAPI
+import ModeldClient
 import Synchronization
 
 /// `modelctl start REF --engine E`: starts a pulled model on an engine.
