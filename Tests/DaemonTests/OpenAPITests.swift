@@ -1,5 +1,5 @@
 import Catalog
-import Engine
+import BuiltinEngine
 import Foundation
 import GRDB
 import Hummingbird

@@ -1,3 +1,4 @@
+import Catalog
 import Downloads
 import Foundation
 import ModelStore

@@ -1,4 +1,5 @@
 import Catalog
+import ModelStore
 import Launchers
 import ModeldAPI
 
