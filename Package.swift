@@ -85,6 +85,7 @@ let package = Package(
             name: "Launchers",
             dependencies: [
                 "Catalog",
+                "ModeldAPI",
                 "CSpawn",
                 "Transfer",
                 "ModelText",

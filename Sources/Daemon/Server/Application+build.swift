@@ -48,7 +48,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     router.add(middleware: RequestIDHeaderMiddleware())
     // Before the error envelope, so that error replies to allowed origins carry the CORS headers too.
     router.add(middleware: OriginMiddleware(policy: daemon.origins, store: daemon.store))
-    router.add(middleware: EnvelopeErrorMiddleware())
+    router.add(middleware: ErrorReplyMiddleware())
     router.add(middleware: AuthMiddleware(authorizer: daemon.authorizer))
 
     router.get("/health") { _, _ in
