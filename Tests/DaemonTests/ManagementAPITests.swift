@@ -13,7 +13,7 @@ struct ManagementAPITests {
     @Test("GET /health answers ok with the version")
     func health() async throws {
         let daemon = try await TestDaemon()
-        try await buildApplication(daemon.context, port: 0).test(.live) { client in
+        try await daemon.serve { client in
             try await client.execute(uri: "/health", method: .get) { response in
                 #expect(response.status == .ok)
                 let health = try JSONDecoder().decode(HealthInfo.self, from: Data(response.body.readableBytesView))
@@ -33,7 +33,7 @@ struct ManagementAPITests {
                 modelID: model.id!, requestedRevision: "main", commit: commit, state: .ready, path: "/x", totalBytes: 1234)
             try version.insert(db)
         }
-        try await buildApplication(daemon.context, port: 0).test(.live) { client in
+        try await daemon.serve { client in
             try await client.execute(uri: "/api/v1/models", method: .get) { response in
                 #expect(response.status == .ok)
                 let envelope = try WireJSON.decoder().decode(Envelope<[CatalogModelInfo]>.self, from: Data(response.body.readableBytesView))
@@ -61,7 +61,7 @@ struct ManagementAPITests {
     @Test("unknown routes and bad bodies get JSON envelopes with 404 and 400")
     func errors() async throws {
         let daemon = try await TestDaemon()
-        try await buildApplication(daemon.context, port: 0).test(.live) { client in
+        try await daemon.serve { client in
             try await client.execute(uri: "/api/v1/nothing-here", method: .get) { response in
                 #expect(response.status == .notFound)
                 let envelope = try WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: Data(response.body.readableBytesView))
@@ -100,8 +100,8 @@ struct ManagementAPITests {
     @Test("modelctl's libcurl client reads the live API")
     func clientAgainstLiveServer() async throws {
         let daemon = try await TestDaemon()
-        try await buildApplication(daemon.context, port: 0).test(.live) { client in
-            let port = try #require(client.port)
+        try await daemon.serve { client in
+            let port = client.port
             let api = try ModeldClient(endpoint: DaemonEndpoint(baseURL: "http://127.0.0.1:\(port)/"))
             #expect(try await api.health().status == "ok")
             let models = try await api.models()

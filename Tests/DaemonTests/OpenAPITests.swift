@@ -81,7 +81,7 @@ struct OpenAPITests {
             (.post, "/api/v1/models/adopt", "/api/v1/models/adopt", #"{"path": "relative/dir", "kind": "dir"}"#, "400"),
             (.post, "/api/v1/models/import", "/api/v1/models/import", "not an archive", "400"),
         ]
-        let collected = try await buildApplication(daemon.context, port: 0).test(.router) { client in
+        let collected = try await daemon.serve { client in
             var collected: [(path: String, method: String, status: String, data: Data)] = []
             for request in requests {
                 let (status, data) = try await client.execute(

@@ -41,7 +41,7 @@ struct DaemonContext: Sendable {
     }
 }
 
-/// Builds the daemon's router: every route of the management API.
+/// Builds the daemon's router: every route of the management API, served by ``HTTPListener``.
 func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
     router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
@@ -83,18 +83,6 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     }
     ConsoleController().addRoutes(to: router)
     return router
-}
-
-/// The router as a Hummingbird application on a TCP address, for tests that drive it with
-/// HummingbirdTesting. The daemon itself serves the same router through ``HTTPListener``.
-/// - Parameter port: overrides the configured port (tests pass 0 for an ephemeral one).
-func buildApplication(_ daemon: DaemonContext, port: Int? = nil) -> some ApplicationProtocol {
-    Application(
-        router: buildRouter(daemon),
-        configuration: .init(
-            address: .hostname(daemon.configuration.listen.host, port: port ?? daemon.configuration.listen.port),
-            serverName: "modeld/\(modeldVersion)"),
-        logger: daemon.logger)
 }
 
 extension HealthInfo: ResponseEncodable {}
