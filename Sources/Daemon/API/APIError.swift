@@ -64,7 +64,8 @@ enum ErrorShape {
             ]
             return ByteBuffer(bytes: (try? JSONSerialization.data(withJSONObject: body, options: [.withoutEscapingSlashes])) ?? Data())
         case .ollama:
-            return ByteBuffer(bytes: (try? JSONSerialization.data(withJSONObject: ["error": error.message], options: [.withoutEscapingSlashes])) ?? Data())
+            let body = ["error": error.message]
+            return ByteBuffer(bytes: (try? JSONSerialization.data(withJSONObject: body, options: [.withoutEscapingSlashes])) ?? Data())
         }
     }
 
