@@ -135,6 +135,7 @@ let package = Package(
             name: "Launchers",
             dependencies: [
                 "ModelStore",
+                "ModeldAPI",
                 "CSpawn",
                 "Transfer",
                 "ModelText",

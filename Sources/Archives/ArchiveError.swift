@@ -1,7 +1,9 @@
 import Hubs
+import ModeldAPI
+
 /// Why an export, import or adoption failed, as one sentence a user can act on.
 package struct ArchiveError: Error, CustomStringConvertible, Sendable, Equatable {
-    /// An extensible failure kind; the daemon maps it to an HTTP status.
+    /// An extensible failure kind; ``apiError`` maps it to an HTTP status.
     package struct Code: Hashable, Sendable, CustomStringConvertible {
         package let name: String
         package init(_ name: String) { self.name = name }
@@ -50,4 +52,19 @@ package struct ArchiveError: Error, CustomStringConvertible, Sendable, Equatable
     }
 
     package var description: String { message }
+}
+
+extension ArchiveError: APIErrorConvertible {
+    /// A bad archive or manifest is the client's (400); a missing version 404; one not ready or busy 409.
+    package var apiError: APIError {
+        let status =
+            switch code {
+            case .notFound: 404
+            case .notReady, .cancelled, .busy: 409
+            case .diskFull: 507
+            case .storage: 500
+            default: 400
+            }
+        return APIError(status: status, code: code.name, message: message)
+    }
 }

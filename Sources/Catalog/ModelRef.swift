@@ -9,18 +9,18 @@ package enum ModelRef: Sendable, Hashable, CustomStringConvertible {
     /// - Throws: ``ModelRefError`` for empty or malformed input.
     package init(parsing text: String) throws {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
-        guard !trimmed.isEmpty else { throw ModelRefError(input: text, problem: "is empty") }
+        guard !trimmed.isEmpty else { throw ModelRefError(.malformed, input: text, problem: "is empty") }
         if trimmed.contains("/") {
             let parts = trimmed.split(separator: "/", omittingEmptySubsequences: false)
             guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && Self.isRepoComponent($0) }) else {
-                throw ModelRefError(input: text, problem: "is not a repository id of the form owner/name")
+                throw ModelRefError(.malformed, input: text, problem: "is not a repository id of the form owner/name")
             }
             self = .repo(trimmed)
             return
         }
         let parts = trimmed.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count <= 2, parts.allSatisfy({ !$0.isEmpty }) else {
-            throw ModelRefError(input: text, problem: "is not a catalog ref of the form id:size (for example qwen2.5:0.5b)")
+            throw ModelRefError(.malformed, input: text, problem: "is not a catalog ref of the form id:size (for example qwen2.5:0.5b)")
         }
         self = .catalog(id: parts[0].lowercased(), size: parts.count == 2 ? parts[1].lowercased() : nil)
     }
@@ -42,15 +42,38 @@ package enum ModelRef: Sendable, Hashable, CustomStringConvertible {
 
 /// A model reference that could not be parsed or resolved.
 package struct ModelRefError: Error, CustomStringConvertible, Equatable {
+    /// What is wrong with the reference.
+    package enum Code: String, Sendable {
+        /// Not a reference at all: empty, or neither `id:size` nor `owner/name`.
+        case malformed
+        /// A catalog id the catalog does not have.
+        case notInCatalog
+        /// A catalog entry without the size asked for.
+        case unknownSize
+        /// A catalog entry without a repository on the hub asked for.
+        case notOnHub
+        /// A catalog id alone, for an entry with several sizes.
+        case needsSize
+    }
+
+    package var code: Code
     package var input: String
     package var problem: String
 
-    package init(input: String, problem: String) {
+    package init(_ code: Code, input: String, problem: String) {
+        self.code = code
         self.input = input
         self.problem = problem
     }
 
     package var description: String { "model \"\(input)\" \(problem)" }
+}
+
+extension ModelRefError: APIErrorConvertible {
+    /// An id the catalog does not have is a 404; anything else wrong with the reference a 400.
+    package var apiError: APIError {
+        APIError(status: code == .notInCatalog ? 404 : 400, code: code.rawValue, message: description, field: "model")
+    }
 }
 
 /// The hub a model comes from.
@@ -79,14 +102,14 @@ extension ModelCatalog {
         case .catalog(let id, let sizeName):
             guard let entry = entry(id: id) else {
                 throw ModelRefError(
-                    input: ref.description,
+                    .notInCatalog, input: ref.description,
                     problem: "is not in the catalog (known: \(entries.map(\.id).joined(separator: ", ")))")
             }
             let size: CatalogSize
             if let sizeName {
                 guard let found = entry.sizes.first(where: { $0.size == sizeName }) else {
                     throw ModelRefError(
-                        input: ref.description,
+                        .unknownSize, input: ref.description,
                         problem: "has no size \"\(sizeName)\" (sizes: \(entry.sizes.map(\.size).joined(separator: ", ")))")
                 }
                 size = found
@@ -94,7 +117,7 @@ extension ModelCatalog {
                 size = entry.sizes[0]
             } else {
                 throw ModelRefError(
-                    input: ref.description,
+                    .needsSize, input: ref.description,
                     problem: "needs a size: \(entry.sizes.map { "\(entry.id):\($0.size)" }.joined(separator: ", "))")
             }
             let repo: String
@@ -102,7 +125,7 @@ extension ModelCatalog {
             case .huggingface: repo = size.hfRepo
             case .modelscope:
                 guard let id = size.modelscopeID else {
-                    throw ModelRefError(input: ref.description, problem: "has no ModelScope repository in the catalog")
+                    throw ModelRefError(.notOnHub, input: ref.description, problem: "has no ModelScope repository in the catalog")
                 }
                 repo = id
             }
@@ -112,3 +135,4 @@ extension ModelCatalog {
 }
 
 import Foundation
+import ModeldAPI

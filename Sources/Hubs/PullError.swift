@@ -1,8 +1,9 @@
+import ModeldAPI
 import Transfer
 
 /// Why a pull failed, as one sentence a user can act on. Never contains a token.
 package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
-    /// An extensible failure kind; the daemon maps it to an HTTP status.
+    /// An extensible failure kind; ``apiError`` maps it to an HTTP status.
     package struct Code: Hashable, Sendable, CustomStringConvertible {
         package let name: String
         package init(_ name: String) { self.name = name }
@@ -36,20 +37,6 @@ package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
 
     package var description: String { message }
 
-    /// The HTTP status the management API should answer with for this error.
-    package var httpStatus: Int {
-        switch code {
-        case .repoNotFound, .revisionNotFound, .entryNotFound, .notFound: 404
-        case .gated, .unauthorized: 403
-        case .rateLimited: 429
-        case .diskFull: 507
-        case .unsafePath, .checksumMismatch, .invalidResponse, .network, .server: 502
-        case .cancelled: 499
-        case .busy: 409
-        default: 500
-        }
-    }
-
     package static func cancelled(_ what: String) -> PullError {
         PullError(.cancelled, "pull of \(what) was cancelled")
     }
@@ -68,5 +55,23 @@ package struct PullError: Error, CustomStringConvertible, Sendable, Equatable {
             message += "; for a hub behind a private CA, point ca_bundle (or CURL_CA_BUNDLE) at its CA certificate"
         }
         return PullError(.network, message)
+    }
+}
+
+extension PullError: APIErrorConvertible {
+    /// A hub's refusal as the hub's kind of status (403, 404, 429); what the hub or the network got wrong, a 502; a
+    /// pull cancelled or a repository busy, a 409.
+    package var apiError: APIError {
+        let status =
+            switch code {
+            case .gated, .unauthorized: 403
+            case .repoNotFound, .revisionNotFound, .entryNotFound, .notFound: 404
+            case .rateLimited: 429
+            case .diskFull: 507
+            case .checksumMismatch, .unsafePath, .network, .server, .invalidResponse: 502
+            case .cancelled, .busy: 409
+            default: 500
+            }
+        return APIError(status: status, code: code.name, message: message)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ModeldAPI
 
 /// The SQLite store: models, their versions and files, runs, and API keys.
 ///
@@ -119,4 +120,17 @@ package struct StoreError: Error, CustomStringConvertible {
     }
 
     package var description: String { message }
+}
+
+extension StoreError: APIErrorConvertible {
+    /// No such record is a 404, a name taken a 409; a store that cannot be opened or migrated never reaches a request.
+    package var apiError: APIError {
+        let status =
+            switch code {
+            case .notFound: 404
+            case .conflict: 409
+            default: 500
+            }
+        return APIError(status: status, code: code.name, message: message)
+    }
 }

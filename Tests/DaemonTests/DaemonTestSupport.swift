@@ -1,14 +1,18 @@
 import Catalog
 import FakeHub
 import Foundation
+import HTTPTypes
+import HummingbirdTesting
 import Logging
 import ModelStore
+import NIOCore
+import ServiceLifecycle
 import Synchronization
 import Testing
 
 @testable import Daemon
 
-/// A data directory and daemon context in a temporary folder.
+/// A data directory and daemon context in a temporary folder, prepared as `modeld serve` prepares them.
 final class TestDaemon: Sendable {
     let root: URL
     let context: DaemonContext
@@ -21,6 +25,66 @@ final class TestDaemon: Sendable {
     }
 
     deinit { try? FileManager.default.removeItem(at: root) }
+
+    /// Serves the daemon as `modeld serve` does (``DaemonStartup/services(_:sockets:notifier:signals:onReady:)``: the
+    /// listeners on 127.0.0.1:0 and the control socket, with their connection guard, relay and router, the
+    /// supervisor and the other services) and runs `body` with a client of its TCP listener once it is ready; then
+    /// shuts it down gracefully, as SIGTERM would.
+    func serve<Value: Sendable>(_ body: @Sendable (DaemonTestClient) async throws -> Value) async throws -> Value {
+        let sockets = try DaemonStartup.listeningSockets(context)
+        let port = try #require(sockets.first { $0.kind == .tcp }?.port)
+        let (ready, readiness) = AsyncStream<Void>.makeStream()
+        let group = await DaemonStartup.services(context, sockets: sockets, notifier: SystemdNotifier(), signals: []) {
+            readiness.finish()
+        }
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            for await _ in ready {}
+            let client = DaemonTestClient(port: port)
+            let result: Result<Value, any Error>
+            do {
+                result = .success(try await body(client))
+            } catch {
+                result = .failure(error)
+            }
+            try await client.shutdown()
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+            return try result.get()
+        }
+    }
+}
+
+/// An HTTP/1.1 client of a daemon the test serves, on one keep-alive connection over loopback; its `execute` reads
+/// like HummingbirdTesting's.
+struct DaemonTestClient: Sendable {
+    /// A whole reply.
+    struct Response: Sendable {
+        var status: HTTPResponse.Status
+        var headers: HTTPFields
+        var body: ByteBuffer
+    }
+
+    let port: Int
+    private let client: TestClient
+
+    init(port: Int) {
+        self.port = port
+        client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(60)))
+        client.connect()
+    }
+
+    /// Sends a request and runs `check` on its reply.
+    @discardableResult
+    func execute<Value>(
+        uri: String, method: HTTPRequest.Method, headers: HTTPFields = [:], body: ByteBuffer? = nil,
+        _ check: (Response) async throws -> Value
+    ) async throws -> Value {
+        let reply = try await client.execute(.init(uri, method: method, authority: "127.0.0.1:\(port)", headers: headers, body: body))
+        return try await check(Response(status: reply.status, headers: reply.headers, body: reply.body ?? ByteBuffer()))
+    }
+
+    func shutdown() async throws { try await client.shutdown() }
 }
 
 /// Where SwiftPM put the built executables (`modeld`, `modelctl`), next to the test bundle.

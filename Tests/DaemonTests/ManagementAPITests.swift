@@ -15,7 +15,7 @@ struct ManagementAPITests {
     @Test("GET /health answers ok with the version")
     func health() async throws {
         let daemon = try await TestDaemon()
-        try await buildApplication(daemon.context, port: 0).test(.live) { client in
+        try await daemon.serve { client in
             try await client.execute(uri: "/health", method: .get) { response in
                 #expect(response.status == .ok)
                 let health = try JSONDecoder().decode(HealthInfo.self, from: Data(response.body.readableBytesView))
@@ -35,7 +35,7 @@ struct ManagementAPITests {
                 modelID: model.id!, requestedRevision: "main", commit: commit, state: .ready, path: "/x", totalBytes: 1234)
             try version.insert(db)
         }
-        try await buildApplication(daemon.context, port: 0).test(.live) { client in
+        try await daemon.serve { client in
             try await client.execute(uri: "/api/v1/models", method: .get) { response in
                 #expect(response.status == .ok)
                 let envelope = try WireJSON.decoder().decode(Envelope<[CatalogModelInfo]>.self, from: Data(response.body.readableBytesView))
@@ -63,7 +63,7 @@ struct ManagementAPITests {
     @Test("unknown routes and bad bodies get JSON envelopes with 404 and 400")
     func errors() async throws {
         let daemon = try await TestDaemon()
-        try await buildApplication(daemon.context, port: 0).test(.live) { client in
+        try await daemon.serve { client in
             try await client.execute(uri: "/api/v1/nothing-here", method: .get) { response in
                 #expect(response.status == .notFound)
                 let envelope = try WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: Data(response.body.readableBytesView))
@@ -99,11 +99,53 @@ struct ManagementAPITests {
         }
     }
 
+    @Test("domain errors reply with their own status and message, in the shape of the route that failed")
+    func errorShapes() async throws {
+        let daemon = try await TestDaemon()
+        try await daemon.serve { client in
+            func envelope(_ uri: String, _ method: HTTPRequest.Method, _ body: String? = nil) async throws -> (Int, String) {
+                try await client.execute(uri: uri, method: method, body: body.map { ByteBuffer(string: $0) }) { response in
+                    let envelope = try WireJSON.decoder().decode(Envelope<EmptyPayload>.self, from: Data(response.body.readableBytesView))
+                    #expect(envelope.code == response.status.code && envelope.data == nil)
+                    return (envelope.code, envelope.msg)
+                }
+            }
+            // StoreError, LaunchError and ModelRefError, none caught by their controllers.
+            #expect(try await envelope("/api/v1/keys/nosuch/revoke", .post) == (404, "no API key nosuch"))
+            let run = try await envelope("/api/v1/models/running/nosuch", .get)
+            #expect(run.0 == 404 && run.1.contains("nosuch"), "\(run)")
+            let size = #"{"model": "qwen2.5:70b"}"#
+            let start = try await envelope("/api/v1/models/start", .post, size)
+            #expect(start.0 == 400 && start.1.hasPrefix("model \"qwen2.5:70b\" has no size"), "\(start)")
+            // The resolve route alone reports an unknown size as not found.
+            #expect(try await envelope("/api/v1/models/resolve", .post, size).0 == 404)
+
+            // Under /v1/, OpenAI's shape: an on-demand miss (OnDemandError), a bad body, no such route.
+            func openAI(_ uri: String, _ method: HTTPRequest.Method, _ body: String? = nil) async throws -> (Int, [String: Any]) {
+                try await client.execute(uri: uri, method: method, body: body.map { ByteBuffer(string: $0) }) { response in
+                    #expect(response.headers[.contentType] == "application/json")
+                    let object = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+                    let error = try #require(object?["error"] as? [String: Any], "\(String(buffer: response.body))")
+                    #expect(error["code"] as? Int == response.status.code && error["message"] is String)
+                    return (response.status.code, error)
+                }
+            }
+            let miss = try await openAI("/v1/chat/completions", .post, #"{"model": "nosuch:1b", "messages": []}"#)
+            #expect(miss.0 == 404 && miss.1["type"] as? String == "NotFoundError" && miss.1["param"] as? String == "model", "\(miss)")
+            #expect((miss.1["message"] as? String)?.contains("not running here and not pulled") == true)
+            let bad = try await openAI("/v1/completions", .post, "[1]")
+            #expect(bad.0 == 400 && bad.1["type"] as? String == "BadRequestError" && bad.1["param"] is NSNull, "\(bad)")
+            #expect(try await openAI("/v1/nothing-here", .get).1["message"] as? String == "no route for GET /v1/nothing-here")
+        }
+        let ollama = ErrorShape.ollama.body(APIError(.notFound, "model \"x\" not found"), requestID: "r")
+        #expect(String(buffer: ollama) == #"{"error":"model \"x\" not found"}"#)
+    }
+
     @Test("modelctl's libcurl client reads the live API")
     func clientAgainstLiveServer() async throws {
         let daemon = try await TestDaemon()
-        try await buildApplication(daemon.context, port: 0).test(.live) { client in
-            let port = try #require(client.port)
+        try await daemon.serve { client in
+            let port = client.port
             let api = try ModeldClient(endpoint: DaemonEndpoint(baseURL: "http://127.0.0.1:\(port)/"))
             #expect(try await api.health().status == "ok")
             let models = try await api.models()

@@ -251,7 +251,7 @@ struct MetricsTests {
     func inProcess() async throws {
         for _ in 0..<2 {
             let daemon = try await TestDaemon()
-            try await buildApplication(daemon.context, port: 0).test(.router) { client in
+            try await daemon.serve { client in
                 for _ in 0..<2 {
                     try await client.execute(uri: "/api/v1/models/running/nosuch", method: .get) { #expect($0.status == .notFound) }
                 }

@@ -42,7 +42,7 @@ struct OpenAPITests {
 
         // What `/openapi.json` serves is the document built from the operations and the wire types.
         let built = try JSONSerialization.data(withJSONObject: try OpenAPIDocument.document(), options: [.sortedKeys, .withoutEscapingSlashes])
-        let served = try await buildApplication(daemon.context, port: 0).test(.router) { client in
+        let served = try await daemon.serve { client in
             try await client.execute(uri: "/openapi.json", method: .get) { response in Data(response.body.readableBytesView) }
         }
         #expect(served == built)
@@ -101,7 +101,7 @@ struct OpenAPITests {
             problems += check.problems(try #require(try Self.sampleJSON(Envelope<EmptyPayload>.self, recorder)), SchemaRecorder.ref("ErrorEnvelope"))
         }
         for param in [nil, "model"] {
-            let buffer = openAIErrorBody(404, "no such model", type: "NotFoundError", param: param)
+            let buffer = ErrorShape.openAI.body(APIError(.notFound, "no such model", field: param), requestID: "test")
             let body = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
             problems += check.problems(body, SchemaRecorder.ref("OpenAIError"))
         }
@@ -230,7 +230,7 @@ struct OpenAPITests {
             (.post, "/api/v1/models/adopt", "/api/v1/models/adopt", #"{"path": "relative/dir", "kind": "dir"}"#, "400"),
             (.post, "/api/v1/models/import", "/api/v1/models/import", "not an archive", "400"),
         ]
-        let collected = try await buildApplication(daemon.context, port: 0).test(.router) { client in
+        let collected = try await daemon.serve { client in
             var collected: [(path: String, method: String, status: String, data: Data)] = []
             for request in requests {
                 let (status, data) = try await client.execute(

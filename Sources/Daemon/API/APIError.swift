@@ -4,49 +4,119 @@ import Logging
 import ModelText
 import ModeldAPI
 
-/// An error the management API reports to clients, in the envelope, with a status and a message a user can act on.
-struct APIError: Error, CustomStringConvertible {
-    var status: HTTPResponse.Status
-    var message: String
-
-    init(_ status: HTTPResponse.Status, _ message: String) {
-        self.status = status
-        self.message = message
+extension APIError {
+    /// An error a route reports itself, with a code named after its status (`badRequest`, `conflict`).
+    init(_ status: HTTPResponse.Status, _ message: String, field: String? = nil) {
+        self.init(status: status.code, code: Self.code(for: status), message: message, field: field)
     }
 
-    var description: String { message }
-
-    static func badRequest(_ message: String) -> APIError { APIError(.badRequest, message) }
+    static func badRequest(_ message: String, field: String? = nil) -> APIError { APIError(.badRequest, message, field: field) }
     static func notFound(_ message: String) -> APIError { APIError(.notFound, message) }
+
+    /// The status as Hummingbird sends it.
+    var httpStatus: HTTPResponse.Status { HTTPResponse.Status(code: status) }
+
+    private static func code(for status: HTTPResponse.Status) -> String {
+        switch status {
+        case .badRequest: "badRequest"
+        case .unauthorized: "unauthorized"
+        case .forbidden: "forbidden"
+        case .notFound: "notFound"
+        case .methodNotAllowed: "methodNotAllowed"
+        case .conflict: "conflict"
+        case .contentTooLarge: "contentTooLarge"
+        case .tooManyRequests: "rateLimited"
+        case .badGateway: "badGateway"
+        case .serviceUnavailable: "serviceUnavailable"
+        case .internalServerError: "internal"
+        default: "http\(status.code)"
+        }
+    }
 }
 
-/// Turns every error thrown below it into the management envelope, so clients see one error shape everywhere:
-/// `{"request_id": "...", "code": 404, "msg": "...", "data": null}`.
-struct EnvelopeErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            return try await next(request, context)
-        } catch let error as APIError {
-            return Self.envelope(status: error.status, message: error.message, requestID: context.id)
-        } catch let error as HTTPError {
-            let message = error.body ?? Self.defaultMessage(for: error.status, request: request)
-            return Self.envelope(status: error.status, message: message, requestID: context.id)
-        } catch let error as any HTTPResponseError {
-            return Self.envelope(status: error.status, message: "\(error)", requestID: context.id)
-        } catch {
-            context.logger.error("request failed", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
-            return Self.envelope(
-                status: .internalServerError, message: "internal error (request id \(context.id))", requestID: context.id)
+/// The shapes error replies take, one per API family; every error reply of the daemon, from a route, a middleware or
+/// the connection guard, is made by ``body(_:requestID:)``.
+enum ErrorShape {
+    /// The management API's envelope: `{"request_id": "...", "code": 404, "msg": "...", "data": null}`.
+    case envelope
+    /// The OpenAI-compatible API's (`/v1/*`): `{"error": {"message", "type", "param", "code"}}`.
+    case openAI
+    /// Ollama's API: `{"error": "..."}`. Its routes choose it in ``of(path:)`` as they are added.
+    case ollama
+
+    /// The shape of the replies on a path.
+    static func of(path: some StringProtocol) -> ErrorShape {
+        path.hasPrefix("/v1/") ? .openAI : .envelope
+    }
+
+    /// The JSON body of an error reply.
+    func body(_ error: APIError, requestID: String) -> ByteBuffer {
+        switch self {
+        case .envelope:
+            let body = Envelope<EmptyPayload>(requestID: requestID, code: error.status, msg: error.message, data: nil)
+            return ByteBuffer(bytes: (try? WireJSON.encoder().encode(body)) ?? Data("{}".utf8))
+        case .openAI:
+            let body: [String: Any] = [
+                "error": [
+                    "message": error.message, "type": Self.openAIType(error.status), "param": error.field as Any? ?? NSNull(),
+                    "code": error.status,
+                ]
+            ]
+            return ByteBuffer(bytes: (try? JSONSerialization.data(withJSONObject: body, options: [.withoutEscapingSlashes])) ?? Data())
+        case .ollama:
+            let body = ["error": error.message]
+            return ByteBuffer(bytes: (try? JSONSerialization.data(withJSONObject: body, options: [.withoutEscapingSlashes])) ?? Data())
         }
     }
 
-    static func envelope(status: HTTPResponse.Status, message: String, requestID: String) -> Response {
-        let body = Envelope<EmptyPayload>(requestID: requestID, code: status.code, msg: message, data: nil)
-        let data = (try? WireJSON.encoder().encode(body)) ?? Data("{}".utf8)
-        return Response(
-            status: status,
-            headers: [.contentType: "application/json; charset=utf-8"],
-            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    /// The error reply: the error's status and ``body(_:requestID:)``.
+    func response(_ error: APIError, requestID: String) -> Response {
+        let contentType = self == .envelope ? "application/json; charset=utf-8" : "application/json"
+        return Response(status: error.httpStatus, headers: [.contentType: contentType], body: .init(byteBuffer: body(error, requestID: requestID)))
+    }
+
+    /// OpenAI's error type for a status, as its client libraries name their exceptions.
+    private static func openAIType(_ status: Int) -> String {
+        switch status {
+        case 401: "AuthenticationError"
+        case 403: "PermissionDeniedError"
+        case 404: "NotFoundError"
+        case 409: "ConflictError"
+        case 422: "UnprocessableEntityError"
+        case 429: "RateLimitError"
+        case 502: "BadGatewayError"
+        case 503: "ServiceUnavailableError"
+        case 500...: "InternalServerError"
+        default: "BadRequestError"
+        }
+    }
+}
+
+/// Turns every error thrown below it into the reply of its route's ``ErrorShape``, so that no route converts errors
+/// itself: an ``APIErrorConvertible`` error (the domain's errors, ``APIError``) with its status and message, a
+/// Hummingbird error (no such route) with its status, anything else as a 500 whose cause goes to the log only.
+struct ErrorReplyMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            return ErrorShape.of(path: request.uri.path).response(Self.apiError(error, request: request, context: context), requestID: context.id)
+        }
+    }
+
+    /// What the client is told about `error`.
+    static func apiError(_ error: any Error, request: Request, context: Context) -> APIError {
+        switch error {
+        case let error as any APIErrorConvertible:
+            return error.apiError
+        case let error as HTTPError:
+            return APIError(error.status, error.body ?? defaultMessage(for: error.status, request: request))
+        case let error as any HTTPResponseError:
+            return APIError(error.status, "\(error)")
+        default:
+            context.logger.error("request failed", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+            return APIError(.internalServerError, "internal error (request id \(context.id))")
+        }
     }
 
     private static func defaultMessage(for status: HTTPResponse.Status, request: Request) -> String {

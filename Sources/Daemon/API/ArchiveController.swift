@@ -46,7 +46,7 @@ struct ArchiveController {
         }
         let archives = self.archives
         let revision = query["revision"].map(String.init)
-        let plan = try await Self.mapErrors { try await archives.exportPlan(source: resolved.source, repo: resolved.repo, commit: revision) }
+        let plan = try await Self.asArchiveError { try await archives.exportPlan(source: resolved.source, repo: resolved.repo, commit: revision) }
         context.logger.info("export", metadata: ["repo": "\(resolved.repo)", "commit": "\(plan.manifest.commit)", "format": "\(format.rawValue)"])
         let logger = context.logger
         return Response(
@@ -87,7 +87,7 @@ struct ArchiveController {
     @Sendable func importArchive(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<ImportResult> {
         let archives = self.archives
         let pipe = ChunkPipe(capacity: 16)
-        let outcome = try await Self.mapErrors {
+        let outcome = try await Self.asArchiveError {
             try await withThrowingTaskGroup(of: ImportOutcome.self) { group in
                 group.addTask {
                     defer { pipe.abandon() }
@@ -126,12 +126,12 @@ struct ArchiveController {
         let outcome: AdoptOutcome
         switch body.kind {
         case "hf-cache":
-            outcome = try await Self.mapErrors { try await archives.adoptHuggingFaceCache(at: url) }
+            outcome = try await Self.asArchiveError { try await archives.adoptHuggingFaceCache(at: url) }
         case "dir":
             guard let name = body.name, !name.isEmpty else {
                 throw APIError.badRequest("missing field \"name\": a directory is registered as a repository id owner/name")
             }
-            outcome = try await Self.mapErrors { try await archives.adoptDirectory(at: url, repo: name, revision: body.revision) }
+            outcome = try await Self.asArchiveError { try await archives.adoptDirectory(at: url, repo: name, revision: body.revision) }
         default:
             throw APIError.badRequest("field \"kind\" must be hf-cache or dir, not \"\(body.kind)\"")
         }
@@ -144,26 +144,13 @@ struct ArchiveController {
                 linkedBytes: outcome.linkedBytes, copiedBytes: outcome.copiedBytes))
     }
 
-    /// Runs `body`, turning an ``ArchiveError`` (or a ``PullError`` from the shared cache helpers) into the API
-    /// error with its status.
-    static func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+    /// Runs `body`, reporting a ``PullError`` from the cache and store helpers the archives share with pulls as the
+    /// ``ArchiveError`` it is here (an unsafe path is the archive's fault, not a hub's).
+    static func asArchiveError<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
-        } catch let error as ArchiveError {
-            throw APIError(status(for: error.code), error.message)
         } catch let error as PullError {
-            let error = ArchiveError(error)
-            throw APIError(status(for: error.code), error.message)
-        }
-    }
-
-    static func status(for code: ArchiveError.Code) -> HTTPResponse.Status {
-        switch code {
-        case .notFound: .notFound
-        case .notReady, .cancelled, .busy: .conflict
-        case .diskFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
-        case .storage: .internalServerError
-        default: .badRequest
+            throw ArchiveError(error)
         }
     }
 }

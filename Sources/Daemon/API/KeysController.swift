@@ -30,24 +30,16 @@ struct KeysController {
             throw APIError.badRequest("name must not contain control characters")
         }
         if let rate = body.ratePerMinute, rate < 1 { throw APIError.badRequest("rate_per_minute must be at least 1") }
-        do {
-            let (record, key) = try await store.createAPIKey(name: body.name, scope: scope, ratePerMinute: body.ratePerMinute)
-            context.logger.info("API key created", metadata: ["name": "\(record.name)", "scope": "\(scope)", "prefix": "\(record.prefix)"])
-            events.publish(.keyCreated, KeyInfo(record, key: nil))
-            return Envelope(requestID: context.id, data: KeyInfo(record, key: key))
-        } catch let error as StoreError where error.code == .conflict {
-            throw APIError(.conflict, error.message)
-        }
+        let (record, key) = try await store.createAPIKey(name: body.name, scope: scope, ratePerMinute: body.ratePerMinute)
+        context.logger.info("API key created", metadata: ["name": "\(record.name)", "scope": "\(scope)", "prefix": "\(record.prefix)"])
+        events.publish(.keyCreated, KeyInfo(record, key: nil))
+        return Envelope(requestID: context.id, data: KeyInfo(record, key: key))
     }
 
     @Sendable func revoke(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<KeyInfo> {
-        do {
-            let revoked = KeyInfo(try await store.revokeAPIKey(try context.parameters.require("id")), key: nil)
-            events.publish(.keyRevoked, revoked)
-            return Envelope(requestID: context.id, data: revoked)
-        } catch let error as StoreError where error.code == .notFound {
-            throw APIError.notFound(error.message)
-        }
+        let revoked = KeyInfo(try await store.revokeAPIKey(try context.parameters.require("id")), key: nil)
+        events.publish(.keyRevoked, revoked)
+        return Envelope(requestID: context.id, data: revoked)
     }
 }
 
@@ -73,11 +65,7 @@ struct AuthMiddleware: RouterMiddleware {
         case .allow:
             return try await next(request, context)
         case .deny(let status, let message, let retryAfter):
-            let openAI = path.hasPrefix("/v1/")
-            var response =
-                openAI
-                ? openAIError(status, message, type: status == .unauthorized ? "AuthenticationError" : "PermissionDeniedError")
-                : EnvelopeErrorMiddleware<Context>.envelope(status: status, message: message, requestID: context.id)
+            var response = ErrorShape.of(path: path).response(APIError(status, message), requestID: context.id)
             if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
             return response
         }

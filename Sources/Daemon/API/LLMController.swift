@@ -215,11 +215,7 @@ extension LLMController {
             }
             return run
         case .model(let model):
-            do {
-                return try await gateway.route(model, logger: logger, prefer: prefer)
-            } catch let error as OnDemandError {
-                throw APIError(error.status, error.message)
-            }
+            return try await gateway.route(model, logger: logger, prefer: prefer)
         }
     }
 

@@ -29,15 +29,14 @@ struct ModelsController {
     }
 
     /// Resolves a model reference for a request: an unknown catalog id is a 404, any other bad reference a 400
-    /// (with `missingSizeIsNotFound`, an unknown size of a known model is a 404 too).
+    /// (with `missingSizeIsNotFound`, an unknown size of a known model, or none on the hub, is a 404 too).
     static func resolve(
         _ catalog: ModelCatalog, model: String, source: ModelSource, missingSizeIsNotFound: Bool = false
     ) throws -> ResolvedModel {
         do {
             return try catalog.resolve(ModelRef(parsing: model), source: source)
-        } catch let error as ModelRefError {
-            let notFound = error.problem.hasPrefix("is not in the catalog") || (missingSizeIsNotFound && error.problem.hasPrefix("has no"))
-            throw APIError(notFound ? .notFound : .badRequest, error.description)
+        } catch let error as ModelRefError where missingSizeIsNotFound && (error.code == .unknownSize || error.code == .notOnHub) {
+            throw APIError(status: 404, code: error.code.rawValue, message: error.description, field: "model")
         }
     }
 

@@ -45,11 +45,7 @@ struct PullController {
         context.logger.info("pull", metadata: ["repo": "\(resolved.repo)", "job": "\(job.id)", "source": "\(resolved.source.rawValue)"])
 
         if request.uri.queryParameters["stream"] == "false" {
-            do {
-                _ = try await job.result()
-            } catch let error as PullError {
-                throw APIError(Self.status(for: error.code), error.message)
-            }
+            _ = try await job.result()
             return try Envelope(requestID: context.id, data: job.current).response(from: request, context: context)
         }
         let events = job.events()
@@ -95,11 +91,7 @@ struct PullController {
         let (resolved, versions) = try await selectVersions(body)
         var removed: [LocalVersionInfo] = []
         for version in versions {
-            do {
-                try await pulls.remove(source: resolved.source, repo: version.model.repo, commit: version.version.commit)
-            } catch let error as PullError {
-                throw APIError(Self.status(for: error.code), error.message)
-            }
+            try await pulls.remove(source: resolved.source, repo: version.model.repo, commit: version.version.commit)
             removed.append(LocalVersionInfo(version))
             events.bus.publish(.versionRemoved, LocalVersionInfo(version))
         }
@@ -111,12 +103,7 @@ struct PullController {
         let (resolved, versions) = try await selectVersions(body)
         var results: [VerifyResult] = []
         for version in versions {
-            let report: VerifyReport
-            do {
-                report = try await pulls.verify(source: resolved.source, repo: version.model.repo, commit: version.version.commit)
-            } catch let error as PullError {
-                throw APIError(Self.status(for: error.code), error.message)
-            }
+            let report = try await pulls.verify(source: resolved.source, repo: version.model.repo, commit: version.version.commit)
             results.append(
                 VerifyResult(
                     repo: report.repo, source: report.source.rawValue, commit: report.commit, filesChecked: report.filesChecked,
@@ -134,31 +121,14 @@ struct PullController {
     /// The versions a selector names: one (by commit, prefix or revision) or all of the model's.
     private func selectVersions(_ body: VersionSelector) async throws -> (ResolvedModel, [LocalVersion]) {
         let resolved = try resolve(body.model, source: body.source)
-        do {
-            if let revision = body.revision, !revision.isEmpty {
-                return (resolved, [try await pulls.findVersion(source: resolved.source, repo: resolved.repo, commit: revision)])
-            }
-        } catch let error as PullError {
-            throw APIError(Self.status(for: error.code), error.message)
+        if let revision = body.revision, !revision.isEmpty {
+            return (resolved, [try await pulls.findVersion(source: resolved.source, repo: resolved.repo, commit: revision)])
         }
         let all = try await pulls.store.versions(source: resolved.source.rawValue, repo: resolved.repo)
         guard !all.isEmpty else {
             throw APIError.notFound("no local version of \(resolved.repo) (\(resolved.source.rawValue)); `modelctl list` shows what is stored")
         }
         return (resolved, all)
-    }
-
-    /// The HTTP status for a pull failure.
-    static func status(for code: PullError.Code) -> HTTPResponse.Status {
-        switch code {
-        case .gated, .unauthorized: .forbidden
-        case .repoNotFound, .revisionNotFound, .entryNotFound, .notFound: .notFound
-        case .rateLimited: .tooManyRequests
-        case .diskFull: HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
-        case .checksumMismatch, .unsafePath, .network, .server, .invalidResponse: .badGateway
-        case .cancelled, .busy: .conflict
-        default: .internalServerError
-        }
     }
 }
 

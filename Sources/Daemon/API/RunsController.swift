@@ -63,13 +63,9 @@ struct RunsController {
         }
         // Room for it: idle on-demand runs may be unloaded; an explicit start itself is never refused for the limit.
         let request = RunRequest(name: body.name, model: body.model, versionID: versionID, spec: spec, keepAlive: keepAlive)
-        do {
-            let run = try await loadedRuns.load(body.model, strict: false) { try await supervisor.start(request) }
-            context.logger.info("run started", metadata: ["run": "\(run.runID)", "engine": "\(engine.rawValue)", "model": "\(body.model)"])
-            return Envelope(requestID: context.id, data: summary(run))
-        } catch let error as LaunchError {
-            throw APIError(Self.status(for: error.code), error.message)
-        }
+        let run = try await loadedRuns.load(body.model, strict: false) { try await supervisor.start(request) }
+        context.logger.info("run started", metadata: ["run": "\(run.runID)", "engine": "\(engine.rawValue)", "model": "\(body.model)"])
+        return Envelope(requestID: context.id, data: summary(run))
     }
 
     @Sendable func list(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[RunSummary]> {
@@ -78,21 +74,21 @@ struct RunsController {
 
     @Sendable func get(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
         let id = try context.parameters.require("id")
-        return Envelope(requestID: context.id, data: summary(try await lookup { try await supervisor.get(id) }))
+        return Envelope(requestID: context.id, data: summary(try await supervisor.get(id)))
     }
 
     @Sendable func stop(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
         let id = try context.parameters.require("id")
-        return Envelope(requestID: context.id, data: summary(try await lookup { try await supervisor.stop(id) }))
+        return Envelope(requestID: context.id, data: summary(try await supervisor.stop(id)))
     }
 
     @Sendable func logs(_ request: Request, context: DaemonRequestContext) async throws -> Response {
         let id = try context.parameters.require("id")
         let tailText = request.uri.queryParameters["tail"].map(String.init) ?? "100"
         guard let tail = Int(tailText), tail >= 0 else { throw APIError.badRequest("tail must be a non-negative integer") }
-        let run = try await lookup { try await supervisor.get(id) }
+        let run = try await supervisor.get(id)
         if request.uri.queryParameters["follow"] == "true" {
-            let lines = try await lookup { try await supervisor.followLogs(id, tail: tail) }
+            let lines = try await supervisor.followLogs(id, tail: tail)
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; charset=utf-8", .cacheControl: "no-cache"],
@@ -103,7 +99,7 @@ struct RunsController {
                     try await writer.finish(nil)
                 })
         }
-        let lines = try await lookup { try await supervisor.logs(id, tail: tail) }
+        let lines = try await supervisor.logs(id, tail: tail)
         return try Envelope(requestID: context.id, data: RunLogs(runID: run.runID, lines: lines)).response(from: request, context: context)
     }
 
@@ -133,24 +129,6 @@ struct RunsController {
             throw APIError(.conflict, "\(model) is not pulled on this host: run `modelctl pull \(model)` first")
         }
         return newest
-    }
-
-    private func lookup<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as LaunchError {
-            throw APIError(Self.status(for: error.code), error.message)
-        }
-    }
-
-    static func status(for code: LaunchError.Code) -> HTTPResponse.Status {
-        switch code {
-        case .runNotFound: .notFound
-        case .nameInUse: .conflict
-        case .engineNotFound, .invalidSpec, .ollamaModel: .badRequest
-        case .noFreePort: .serviceUnavailable
-        default: .internalServerError
-        }
     }
 }
 

@@ -62,7 +62,7 @@ struct EngineServe: AsyncParsableCommand {
         return ConnectionLimits(
             idleTimeout: duration(idleTimeout), headerTimeout: duration(headerTimeout), bodyTimeout: duration(bodyTimeout),
             maxBodySize: Self.maxBodySize
-        ) { code, message, _ in openAIErrorBody(code, message, type: "BadRequestError") }
+        ) { code, message, _ in ErrorShape.openAI.body(APIError(HTTPResponse.Status(code: code), message), requestID: "") }
     }
 
     func run() async throws {

@@ -184,11 +184,27 @@ enum DaemonStartup {
     static func run(_ daemon: DaemonContext) async throws {
         let notifier = SystemdNotifier()
         raiseOpenFileLimit(daemon)
-        let sockets = try listeningSockets(daemon)
-        // Ready once every listener accepts and the supervisor has reconciled the recorded runs.
+        let group = await services(daemon, sockets: try listeningSockets(daemon), notifier: notifier, signals: [.sigterm, .sigint])
+        try await group.run()
+        try daemon.store.close()
+        notifier.flush(timeout: .seconds(2))
+        daemon.logger.info("modeld stopped")
+    }
+
+    /// Everything the daemon runs, as one service group: a listener on each socket (router, connection guard and
+    /// the gateway's relay), the supervisor, the pulls, idle unload, the event heartbeat and systemd's status and
+    /// watchdog. `modeld serve` runs it until a signal; the tests run the very same group (`TestDaemon.serve`).
+    /// - Parameters:
+    ///   - signals: the signals that begin a graceful shutdown.
+    ///   - onReady: called once every listener accepts and the supervisor has reconciled the recorded runs.
+    static func services(
+        _ daemon: DaemonContext, sockets: [ListeningSocket], notifier: SystemdNotifier, signals: [UnixSignal],
+        onReady: @escaping @Sendable () -> Void = {}
+    ) async -> ServiceGroup {
         let readiness = Readiness(expected: sockets.count + 1) {
             notifier.ready(status: "ready")
             daemon.logger.info("modeld ready")
+            onReady()
         }
         let responder = buildRouter(daemon).buildResponder()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = sockets.map { socket in
@@ -203,24 +219,24 @@ enum DaemonStartup {
         // Started first, stopped last: the supervisor reconciles before READY=1 and stops every engine after
         // the listeners have drained.
         services.insert(.init(service: PullRunner(pulls: daemon.pulls)), at: 0)
-        services.insert(
-            .init(service: SupervisorRunner(supervisor: daemon.supervisor, notifier: notifier, readiness: readiness)), at: 0)
+        let supervisor = SupervisorService(
+            supervisor: daemon.supervisor, reconciled: { await readiness.listening() },
+            stopping: { runs, grace in
+                notifier.extendTimeout(grace + .seconds(10))
+                notifier.status("stopping \(runs) engine(s)")
+            })
+        services.insert(.init(service: supervisor), at: 0)
         services.append(.init(service: IdleUnloader(runs: daemon.loadedRuns, interval: .seconds(1))))
         services.append(.init(service: EventHeartbeat(bus: daemon.events)))
         services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
         services.append(.init(service: StoppingNotifier(notifier: notifier)))
-        var configuration = ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: daemon.logger)
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: signals, logger: daemon.logger)
         // Listeners drain for at most HTTPListener.drainTime; engines get their own grace periods on top.
         let supervision = await daemon.supervisor.configuration
         let longestGrace = EngineKind.allCases.map { supervision.settings(for: $0).stopGrace }.max() ?? .seconds(10)
         configuration.maximumGracefulShutdownDuration = HTTPListener.drainTime + longestGrace + .seconds(15)
         configuration.maximumCancellationDuration = .seconds(5)
-        let group = ServiceGroup(configuration: configuration)
-        try await group.run()
-        try daemon.store.close()
-        notifier.flush(timeout: .seconds(2))
-        daemon.logger.info("modeld stopped")
+        return ServiceGroup(configuration: configuration)
     }
 
     /// Raises the soft limit on open files towards the hard one, up to 65536 as the systemd unit sets it (the
@@ -315,29 +331,5 @@ struct PullRunner: Service, CustomStringConvertible {
         try await cancelWhenGracefulShutdown {
             await pulls.run()
         }
-    }
-}
-
-/// Runs the supervisor inside the daemon: reconciles recorded runs before the daemon reports ready, and
-/// on shutdown stops every engine, asking systemd for the time that takes.
-struct SupervisorRunner: Service, CustomStringConvertible {
-    let supervisor: Supervisor
-    let notifier: SystemdNotifier
-    let readiness: Readiness
-    var description: String { "Supervisor" }
-
-    func run() async throws {
-        await supervisor.reconcile()
-        await readiness.listening()
-        // Cancellation and graceful shutdown both end the wait; either way the engines are stopped.
-        try? await gracefulShutdown()
-        let running = await supervisor.list().filter { $0.state == .starting || $0.state == .ready }
-        if !running.isEmpty {
-            let supervision = await supervisor.configuration
-            let longest = running.map { supervision.settings(for: $0.engine).stopGrace }.max() ?? .seconds(10)
-            notifier.extendTimeout(longest + .seconds(10))
-            notifier.status("stopping \(running.count) engine(s)")
-        }
-        await supervisor.shutdown()
     }
 }

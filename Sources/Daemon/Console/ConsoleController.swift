@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ModeldAPI
 import NIOCore
 
 /// One file of the web console, decoded once from what `scripts/embed-console.py` compiled into the binary.

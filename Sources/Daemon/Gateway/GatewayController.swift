@@ -59,25 +59,20 @@ struct GatewayController {
         do {
             body = try await request.body.collect(upTo: Self.maxBody)
         } catch {
-            return openAIError(.contentTooLarge, "the request body is larger than \(Self.maxBody >> 20) MiB", type: "BadRequestError")
+            throw APIError(.contentTooLarge, "the request body is larger than \(Self.maxBody >> 20) MiB")
         }
         do {
             try JSONLimits.check(body.readableBytesView)
         } catch {
-            return openAIError(.badRequest, "malformed JSON body: \(error.message)", type: "BadRequestError")
+            throw APIError.badRequest("malformed JSON body: \(error.message)")
         }
         guard let members = JSONMembers(body.readableBytesView) else {
-            return openAIError(.badRequest, "the body must be a JSON object", type: "BadRequestError")
+            throw APIError.badRequest("the body must be a JSON object")
         }
         guard let model = members.string("model"), !model.isEmpty else {
-            return openAIError(.badRequest, "model is required", type: "BadRequestError", param: "model")
+            throw APIError.badRequest("model is required", field: "model")
         }
-        let run: RunInfo
-        do {
-            run = try await route(model, logger: context.logger)
-        } catch let error as OnDemandError {
-            return openAIError(error.status, error.message, type: error.status == .notFound ? "NotFoundError" : "ServiceUnavailableError", param: "model")
-        }
+        let run = try await route(model, logger: context.logger)
         var payload = body
         if run.servedName != model {
             payload = ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
@@ -88,17 +83,17 @@ struct GatewayController {
                 endpoint: run.endpoint!, path: path,
                 headers: [("Content-Type", "application/json"), ("Accept", request.headers[.accept] ?? "*/*")], body: payload)
         } catch {
-            return openAIError(.badGateway, "\(error)", type: "BadGatewayError")
+            throw APIError(.badGateway, "\(error)")
         }
         if members.bool("stream") == true {
-            let reply = await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
+            let reply = try await UpstreamRelay.start(upstream, runID: run.runID, outstanding: outstanding)
             return metrics.meterReply(reply, model: run.model, started: started)
         }
         let reply: (head: Transfer.HTTPResponseHead, body: ByteBuffer)
         do {
             reply = try await UpstreamRelay.fetch(upstream, runID: run.runID, outstanding: outstanding)
         } catch {
-            return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
+            throw APIError.engineDidNotAnswer(error)
         }
         let contentType = reply.head.headers["content-type"] ?? "application/json"
         if (200..<300).contains(reply.head.status), contentType.lowercased().hasPrefix("application/json") {
@@ -204,9 +199,12 @@ extension GatewayController {
     }
 }
 
-struct OnDemandError: Error {
+/// No run is ready for a model and none can be started: 404 for a model that is not pulled, else 503.
+struct OnDemandError: APIErrorConvertible {
     var status: HTTPResponse.Status
     var message: String
+
+    var apiError: APIError { APIError(status, message, field: "model") }
 }
 
 /// Requests in flight per run, for least-busy routing, and when each run was last used, for idle unload
@@ -263,12 +261,13 @@ final class OutstandingRequests: Sendable {
 enum UpstreamRelay {
     /// The reply relayed chunk by chunk as the engine sends it, at the client's pace; a client that goes away
     /// cancels the engine's request.
-    static func start(_ request: EngineRequest, runID: String, outstanding: OutstandingRequests, client: EngineClient = .shared) async -> Response {
+    /// - Throws: ``APIError/engineDidNotAnswer(_:)`` when the engine did not answer at all.
+    static func start(_ request: EngineRequest, runID: String, outstanding: OutstandingRequests, client: EngineClient = .shared) async throws -> Response {
         let upstream: EngineReply
         do {
             upstream = try await open(request, runID: runID, outstanding: outstanding, client: client)
         } catch {
-            return openAIError(.badGateway, "the engine did not answer: \(error)", type: "BadGatewayError")
+            throw APIError.engineDidNotAnswer(error)
         }
         var headers: HTTPFields = [:]
         headers[.contentType] = upstream.head.headers["content-type"] ?? "application/json"
@@ -315,14 +314,9 @@ func openAIJSON(_ object: [String: Any], status: HTTPResponse.Status = .ok) thro
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }
 
-/// An OpenAI-style error: `{"error": {"message", "type", "param", "code"}}`.
-func openAIError(_ status: HTTPResponse.Status, _ message: String, type: String, param: String? = nil) -> Response {
-    Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: openAIErrorBody(status.code, message, type: type, param: param)))
-}
-
-/// The body of ``openAIError(_:_:type:param:)``.
-func openAIErrorBody(_ code: Int, _ message: String, type: String, param: String? = nil) -> ByteBuffer {
-    let body: [String: Any] = ["error": ["message": message, "type": type, "param": param as Any? ?? NSNull(), "code": code]]
-    let data = (try? JSONSerialization.data(withJSONObject: body, options: [.withoutEscapingSlashes])) ?? Data()
-    return ByteBuffer(bytes: data)
+extension APIError {
+    /// The gateway's 502 for an engine that did not answer or broke off before its reply was in.
+    static func engineDidNotAnswer(_ error: any Error) -> APIError {
+        APIError(.badGateway, "the engine did not answer: \(error)")
+    }
 }

@@ -314,7 +314,7 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
             return
         }
         complete(code: 502)
-        let body = openAIErrorBody(502, "the engine did not answer: \(error)", type: "BadGatewayError")
+        let body = ErrorShape.openAI.body(.engineDidNotAnswer(error), requestID: exchange.id)
         let sent = context.eventLoop.makePromise(of: Void.self)
         writeWhole(status: 502, contentType: "application/json", body: body, id: exchange.id, promise: sent, context: context)
         resume(after: sent.futureResult, context: context)

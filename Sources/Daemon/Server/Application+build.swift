@@ -44,14 +44,14 @@ struct DaemonContext: Sendable {
     }
 }
 
-/// Builds the daemon's router: every route of the management API.
+/// Builds the daemon's router: every route of the management API, served by ``HTTPListener``.
 func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
     router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
     // Before the error envelope, so that error replies to allowed origins carry the CORS headers too.
     router.add(middleware: OriginMiddleware(policy: daemon.origins, store: daemon.store))
-    router.add(middleware: EnvelopeErrorMiddleware())
+    router.add(middleware: ErrorReplyMiddleware())
     router.add(middleware: AuthMiddleware(authorizer: daemon.authorizer))
 
     router.get("/health") { _, _ in
@@ -86,18 +86,6 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     }
     ConsoleController().addRoutes(to: router)
     return router
-}
-
-/// The router as a Hummingbird application on a TCP address, for tests that drive it with
-/// HummingbirdTesting. The daemon itself serves the same router through ``HTTPListener``.
-/// - Parameter port: overrides the configured port (tests pass 0 for an ephemeral one).
-func buildApplication(_ daemon: DaemonContext, port: Int? = nil) -> some ApplicationProtocol {
-    Application(
-        router: buildRouter(daemon),
-        configuration: .init(
-            address: .hostname(daemon.configuration.listen.host, port: port ?? daemon.configuration.listen.port),
-            serverName: "modeld/\(modeldVersion)"),
-        logger: daemon.logger)
 }
 
 extension HealthInfo: ResponseEncodable {}

@@ -119,9 +119,7 @@ extension ConnectionLimits {
             idleTimeout: configuration.idleTimeout, headerTimeout: configuration.headerTimeout, bodyTimeout: configuration.bodyTimeout,
             maxBodySize: configuration.maxBodySize, streamedBodyPaths: ["/api/v1/models/import"]
         ) { code, message, path in
-            if let path, path.hasPrefix("/v1/") { return openAIErrorBody(code, message, type: "BadRequestError") }
-            let envelope = Envelope<EmptyPayload>(requestID: RequestID().description, code: code, msg: message, data: nil)
-            return ByteBuffer(bytes: (try? WireJSON.encoder().encode(envelope)) ?? Data())
+            ErrorShape.of(path: path ?? "").body(APIError(HTTPResponse.Status(code: code), message), requestID: RequestID().description)
         }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ModelStore
+import ModeldAPI
 
 /// Which web pages may call the daemon, and under which host names: CORS, and the defences of a daemon on
 /// loopback against the pages its user visits.
@@ -120,9 +121,7 @@ struct OriginMiddleware: RouterMiddleware {
         case .proceed:
             return try await next(request, context)
         case .refuse(let message):
-            return request.uri.path.hasPrefix("/v1/")
-                ? openAIError(.forbidden, message, type: "PermissionDeniedError")
-                : EnvelopeErrorMiddleware<Context>.envelope(status: .forbidden, message: message, requestID: context.id)
+            return ErrorShape.of(path: request.uri.path).response(APIError(.forbidden, message), requestID: context.id)
         case .preflight(let allowOrigin):
             var response = Response(status: .noContent)
             OriginPolicy.corsHeaders(allowOrigin: allowOrigin, into: &response.headers)

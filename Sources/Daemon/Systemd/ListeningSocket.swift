@@ -9,6 +9,8 @@ struct ListeningSocket: Sendable {
     var kind: Kind
     /// `127.0.0.1:8700` or the socket path, for logs.
     var description: String
+    /// The port a TCP socket we bound is bound to (the one the system chose for port 0).
+    var port: Int?
 
     /// Binds and listens on a TCP address, close-on-exec.
     /// - Throws: ``ListenError`` naming the address and the system's reason.
@@ -31,7 +33,8 @@ struct ListeningSocket: Sendable {
             close(fd)
             throw ListenError(address: address.description, reason: reason)
         }
-        return ListeningSocket(fd: fd, kind: .tcp, description: "\(address.host):\(boundPort(fd) ?? address.port)")
+        let port = boundPort(fd) ?? address.port
+        return ListeningSocket(fd: fd, kind: .tcp, description: "\(address.host):\(port)", port: port)
     }
 
     /// Binds and listens on a unix socket with mode 0660, close-on-exec. A stale socket file (nobody

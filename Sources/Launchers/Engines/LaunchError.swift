@@ -1,3 +1,5 @@
+import ModeldAPI
+
 /// A run that cannot be launched, or a supervisor request that cannot be honoured; prints as one sentence.
 package struct LaunchError: Error, CustomStringConvertible, Sendable {
     package struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -27,5 +29,20 @@ package struct LaunchError: Error, CustomStringConvertible, Sendable {
     package var description: String {
         if let cause { return "\(message): \(cause)" }
         return message
+    }
+}
+
+extension LaunchError: APIErrorConvertible {
+    /// The message alone: the cause is for the log.
+    package var apiError: APIError {
+        let status =
+            switch code {
+            case .runNotFound: 404
+            case .nameInUse: 409
+            case .engineNotFound, .invalidSpec, .ollamaModel: 400
+            case .noFreePort: 503
+            default: 500
+            }
+        return APIError(status: status, code: code.name, message: message)
     }
 }
