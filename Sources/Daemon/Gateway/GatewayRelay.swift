@@ -65,9 +65,10 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
     private struct Exchange {
         let id: String
         let route: String
-        let runID: String
+        /// The request's hold on its run, released when the exchange ends.
+        let lease: RunLease
         /// The `model` label of the token metrics: the model the run serves.
-        let model: String
+        var model: String { lease.run.model }
         let streamed: Bool
         let started: ContinuousClock.Instant
         var relay: EngineRelay?
@@ -184,7 +185,7 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
             isControlSocket || head.headers.first(name: "host").map(lane.origins.names(host:)) ?? true
         else { return nil }
         let path = head.uri.firstIndex(of: "?").map { String(head.uri[..<$0]) } ?? head.uri
-        guard GatewayController.relayedPaths.contains(path) else { return nil }
+        guard GatewayController.engineRoutes.contains(path) else { return nil }
         if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > GatewayController.maxBody { return nil }
         return path
     }
@@ -216,24 +217,24 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
             let model = members.string("model"), !model.isEmpty
         else { return false }
         let head = request.head, path = request.path
-        let candidates = GatewayController.readyRuns(model, in: lane.daemon.supervisor)
-        guard !candidates.isEmpty else { return false }
-        let run = GatewayController.leastBusy(candidates, outstanding: lane.daemon.activity)
-        guard let endpoint = run.endpoint else { return false }
+        guard let lease = lane.daemon.scheduler.acquireReady(model) else { return false }
+        let run = lease.run
         let payload = run.servedName == model ? body : ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
         let accept = Self.field("accept", of: head) ?? "*/*"
-        guard
+        // Last: a request the API keys allow has taken from its key's rate bucket, and must then be forwarded here.
+        guard let endpoint = run.endpoint,
             let upstream = try? EngineRequest(
                 endpoint: endpoint, path: path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: payload),
             lane.daemon.authorizer.decideNow(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket)
                 == .allow
-        else { return false }
+        else {
+            lease.release()
+            return false
+        }
 
         let id = RequestID().description
         collecting = nil
-        exchange = Exchange(
-            id: id, route: path, runID: run.runID, model: run.model, streamed: members.bool("stream") == true, started: request.started)
-        lane.daemon.activity.begin(run.runID)
+        exchange = Exchange(id: id, route: path, lease: lease, streamed: members.bool("stream") == true, started: request.started)
         state = .relaying
         let relay = lane.client.relay(upstream, on: context.eventLoop, to: self)
         // The relay may have ended already (a refused connection is reported at once).
@@ -343,7 +344,7 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
         self.exchange = nil
         state = .flushing
         exchange.meter?.finish()
-        lane.daemon.activity.end(exchange.runID)
+        exchange.lease.release()
         var logger = lane.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }
         RequestLogMiddleware<DaemonRequestContext>.record(
