@@ -17,7 +17,7 @@ struct DaemonContext: Sendable {
     /// The Prometheus registry behind `/metrics`, shared with the pull service and the supervisor.
     var metrics: DaemonMetrics
     var logger: Logger
-    /// API keys and their rate limits, shared by the router and the gateway's relay.
+    /// API keys and their rate limits, shared by the router and the gateway's fast path.
     var authorizer: Authorizer
     /// Which run answers a request for a model, which runs stay loaded, and their use: every route that sends
     /// requests to engines goes through it.
