@@ -176,6 +176,23 @@ struct RunSchedulerTests {
         await supervisor.shutdown()
     }
 
+    @Test("a run used again before its keep-alive passed stays loaded for its keep-alive after that use (its timer arms again for the rest)")
+    func keepAliveRearms() async throws {
+        let (daemon, _) = try await Self.daemon(models: 1)
+        let (supervisor, scheduler) = (daemon.context.supervisor, daemon.context.scheduler)
+        let first = try await scheduler.acquire("acme/m0", keepAlive: .seconds(3))
+        first.release()
+        // A second of the three passes (time passing, not a wait for an event), then the run is used again.
+        try await Task.sleep(until: .now + .seconds(1), clock: .continuous)
+        let second = try await scheduler.acquire("acme/m0", keepAlive: .seconds(3))
+        #expect(second.run.runID == first.run.runID)
+        let used = ContinuousClock.now
+        second.release()
+        #expect(try await waitForRuns(supervisor) { runs in !runs.contains { $0.runID == first.run.runID } })
+        #expect(ContinuousClock.now - used >= .milliseconds(2900), "unloaded \(ContinuousClock.now - used) after its last use")
+        await supervisor.shutdown()
+    }
+
     @Test("a request's keep-alive overrides the run's: 0 unloads the run when its last lease ends, never keeps it")
     func requestKeepAlive() async throws {
         let (daemon, _) = try await Self.daemon(models: 2)

@@ -19,8 +19,10 @@ import Synchronization
 ///   ``SchedulerError/unavailable(_:)`` (503); an explicit start (``start(_:)``) only evicts on-demand runs and
 ///   goes over the limit rather than be refused.
 /// - **Keep-alive**: when a run's last lease is released, a timer is armed for its keep-alive (the last
-///   request's, else the run's own); a new lease cancels it. When it fires the run is unloaded: an on-demand run
-///   is forgotten (its log stays), an explicit one stopped (a request naming it starts it again).
+///   request's, else the run's own). When it fires and the run is still idle, and has been for its keep-alive,
+///   the run is unloaded: an on-demand run is forgotten (its log stays), an explicit one stopped (a request naming
+///   it starts it again). A run used meanwhile is not unloaded: the timer is armed again for the rest of its
+///   keep-alive, so that a run in steady use costs one timer per keep-alive period rather than one per request.
 ///
 /// Leases are taken and released without a hop onto the actor (``acquireReady(_:)``, ``RunLease/release()``): the
 /// gateway's fast path takes them on the connection's event loop. The scheduler follows the supervisor's changes
@@ -41,8 +43,8 @@ package actor RunScheduler {
         var seenReady = false
         /// Being unloaded: no new lease, and it no longer counts towards the limit.
         var leaving = false
-        /// Unloads the run when its keep-alive has passed, while it is idle.
-        var timer: Task<Void, Never>?
+        /// Wakes when the keep-alive may have passed (``RunScheduler/expire(_:timer:)``).
+        var timer: Timer?
 
         init(_ run: RunInfo, now: ContinuousClock.Instant) {
             lastUsed = now
@@ -54,9 +56,17 @@ package actor RunScheduler {
         var keepAlive: Int? { requested.map(\.seconds) ?? runKeepAlive }
     }
 
+    /// A keep-alive timer: a task asleep until `deadline`.
+    struct Timer {
+        let id: Int
+        let deadline: ContinuousClock.Instant
+        let task: Task<Void, Never>
+    }
+
     /// What the leases and timers share, behind one lock.
     struct Book {
         var runs: [String: Activity] = [:]
+        var timers = 0
         /// Set at shutdown: no timer is armed any more.
         var stopped = false
         var watcher: Task<Void, Never>?
@@ -185,11 +195,10 @@ package actor RunScheduler {
         return RunLease(run: run, scheduler: self)
     }
 
+    /// A lease or hold taken: the timer, if any, stays (it finds the run busy, or used since, when it fires).
     private static func use(_ activity: inout Activity, now: ContinuousClock.Instant, keepAlive: KeepAlive?) {
         activity.lastUsed = now
         if let keepAlive { activity.requested = keepAlive }
-        activity.timer?.cancel()
-        activity.timer = nil
     }
 
     /// A lease ended (``RunLease/release()``).
@@ -199,7 +208,7 @@ package actor RunScheduler {
             guard var activity = book.runs[runID] else { return }
             activity.inFlight -= 1
             activity.lastUsed = now
-            if !activity.busy, !book.stopped { arm(runID, &activity) }
+            if !activity.busy { arm(runID, &activity, in: &book) }
             book.runs[runID] = activity
         }
     }
@@ -344,8 +353,7 @@ package actor RunScheduler {
             for run in chosen {
                 var activity = book.runs[run.runID] ?? Activity(run, now: now)
                 activity.leaving = true
-                activity.timer?.cancel()
-                activity.timer = nil
+                Self.disarm(&activity)
                 book.runs[run.runID] = activity
             }
             return chosen
@@ -358,8 +366,6 @@ package actor RunScheduler {
         book.withLock { book in
             var activity = book.runs[run.runID] ?? Activity(run, now: now)
             activity.holds += count
-            activity.timer?.cancel()
-            activity.timer = nil
             book.runs[run.runID] = activity
         }
     }
@@ -368,7 +374,7 @@ package actor RunScheduler {
         book.withLock { book in
             guard var activity = book.runs[runID] else { return }
             activity.holds = max(0, activity.holds - 1)
-            if !activity.busy, activity.seenReady, !book.stopped { arm(runID, &activity) }
+            if !activity.busy { arm(runID, &activity, in: &book) }
             book.runs[runID] = activity
         }
     }
@@ -392,8 +398,7 @@ package actor RunScheduler {
                     return false
                 }
                 activity.leaving = true
-                activity.timer?.cancel()
-                activity.timer = nil
+                Self.disarm(&activity)
                 return true
             }
         }
@@ -404,34 +409,46 @@ package actor RunScheduler {
         }
     }
 
-    /// Arms the keep-alive timer of an idle run, replacing any; the caller holds the lock.
-    private nonisolated func arm(_ runID: String, _ activity: inout Activity) {
-        activity.timer?.cancel()
-        activity.timer = nil
-        guard !activity.busy, !activity.leaving, activity.seenReady, let seconds = activity.keepAlive else { return }
+    /// Arms the keep-alive timer of an idle run; the caller holds the lock. A timer that wakes no later than
+    /// this one would is kept: it arms again for the rest when it finds the run used since.
+    private nonisolated func arm(_ runID: String, _ activity: inout Activity, in book: inout Book) {
+        guard !activity.busy, !activity.leaving, activity.seenReady, !book.stopped, let seconds = activity.keepAlive else { return }
         let deadline = activity.lastUsed + .seconds(seconds)
-        activity.timer = Task { [weak self] in
-            guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return }
-            await self?.expire(runID)
+        if let timer = activity.timer {
+            guard deadline < timer.deadline else { return }
+            timer.task.cancel()
         }
+        book.timers += 1
+        let id = book.timers
+        let task = Task { [weak self] in
+            guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return }
+            await self?.expire(runID, timer: id)
+        }
+        activity.timer = Timer(id: id, deadline: deadline, task: task)
     }
 
-    /// A keep-alive timer fired: the run is unloaded if it is still idle and its keep-alive has passed.
-    private func expire(_ runID: String) async {
-        guard let run = supervisor.snapshot.first(where: { $0.runID == runID }), run.state == .ready else { return }
+    private static func disarm(_ activity: inout Activity) {
+        activity.timer?.task.cancel()
+        activity.timer = nil
+    }
+
+    /// A keep-alive timer woke: the run is unloaded if it is idle and its keep-alive has passed since its last
+    /// use; used since, it is armed again for the rest; busy, its last lease's release arms it again.
+    private func expire(_ runID: String, timer: Int) async {
+        let run = supervisor.snapshot.first { $0.runID == runID }
         let keepAlive = book.withLock { book -> Int? in
-            guard var activity = book.runs[runID], !activity.busy, !activity.leaving, !book.stopped, let seconds = activity.keepAlive
-            else { return nil }
+            guard var activity = book.runs[runID], activity.timer?.id == timer else { return nil }
             defer { book.runs[runID] = activity }
+            activity.timer = nil
+            guard run?.state == .ready, !activity.busy, !activity.leaving, !book.stopped, let seconds = activity.keepAlive else { return nil }
             guard ContinuousClock.now >= activity.lastUsed + .seconds(seconds) else {
-                arm(runID, &activity)
+                arm(runID, &activity, in: &book)
                 return nil
             }
             activity.leaving = true
-            activity.timer = nil
             return seconds
         }
-        guard let keepAlive else { return }
+        guard let run, let keepAlive else { return }
         await unload(run, why: keepAlive == 0 ? "its last request ended (keep_alive 0)" : "idle for \(keepAlive) s (keep_alive)")
     }
 
@@ -455,8 +472,8 @@ package actor RunScheduler {
         await task.value
         unloads[run.runID] = nil
         book.withLock { book in
-            if let activity = book.runs[run.runID], !activity.busy {
-                activity.timer?.cancel()
+            if var activity = book.runs[run.runID], !activity.busy {
+                Self.disarm(&activity)
                 book.runs[run.runID] = nil
             }
         }
@@ -476,12 +493,12 @@ package actor RunScheduler {
                 if run.state == .ready, !activity.seenReady {
                     activity.seenReady = true
                     if !activity.busy { activity.lastUsed = now }
-                    if !book.stopped { arm(run.runID, &activity) }
+                    arm(run.runID, &activity, in: &book)
                 }
                 book.runs[run.runID] = activity
             }
-            for (id, activity) in book.runs where !loaded.contains(id) && !activity.busy && !activity.leaving {
-                activity.timer?.cancel()
+            for (id, var activity) in book.runs where !loaded.contains(id) && !activity.busy && !activity.leaving {
+                Self.disarm(&activity)
                 book.runs[id] = nil
             }
         }
@@ -493,7 +510,7 @@ package actor RunScheduler {
             book.stopped = true
             book.watcher?.cancel()
             for id in book.runs.keys {
-                book.runs[id]?.timer?.cancel()
+                book.runs[id]?.timer?.task.cancel()
                 book.runs[id]?.timer = nil
             }
         }
