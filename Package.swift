@@ -130,7 +130,7 @@ let package = Package(
         ),
         /// The one fork/exec of engines: PDEATHSIG, session, signal reset and fd closing in the child.
         .target(name: "CSpawn"),
-        /// Engine launch contracts and the supervisor.
+        /// Engine launch contracts, the supervisor and the run scheduler.
         .target(
             name: "Launchers",
             dependencies: [

@@ -53,8 +53,8 @@ struct GatewayTests {
                 ["-s", "--max-time", "0.5", "-H", "Content-Type: application/json", "--data-binary", body,
                  "http://127.0.0.1:\(daemon.port)/v1/chat/completions"])
             #expect(impatient.status == 28)
-            _ = try await daemon.logEventually { $0.components(separatedBy: "status=499 via=relay").count - 1 == 2 }
-            let gaveUp = daemon.log.split(separator: "\n").filter { $0.contains("status=499 via=relay") }.compactMap { line in
+            _ = try await daemon.logEventually { $0.components(separatedBy: "status=499 via=fast-path").count - 1 == 2 }
+            let gaveUp = daemon.log.split(separator: "\n").filter { $0.contains("status=499 via=fast-path") }.compactMap { line in
                 line.firstMatch(of: /duration_ms=([0-9.]+)/).flatMap { Double($0.1) }
             }
             #expect(gaveUp.count == 2 && gaveUp.last.map { $0 < 1500 } == true, "\(gaveUp)\n\(daemon.log)")
@@ -110,11 +110,11 @@ struct GatewayTests {
             }
             for index in [0, 1] {
                 let logged = try await line(ids[index])
-                #expect(logged?.contains("status=200 via=relay") == true, "request \(index): \(String(describing: logged))")
+                #expect(logged?.contains("status=200 via=fast-path") == true, "request \(index): \(String(describing: logged))")
             }
             let notFound = try await line(ids[3]), routed = try await line(ids[4])
-            #expect(notFound.map { $0.contains("status=404") && !$0.contains("via=relay") } == true, "\(String(describing: notFound))")
-            #expect(routed.map { $0.contains("status=200") && !$0.contains("via=relay") } == true, "\(String(describing: routed))")
+            #expect(notFound.map { $0.contains("status=404") && !$0.contains("via=fast-path") } == true, "\(String(describing: notFound))")
+            #expect(routed.map { $0.contains("status=200") && !$0.contains("via=fast-path") } == true, "\(String(describing: routed))")
 
             // A pipelined request whose body comes later, while the reply before it streams: it waits, then is read
             // and relayed.
@@ -125,7 +125,7 @@ struct GatewayTests {
                 later: String(waiting[split...]), delay: 0.5, expecting: 2)
             #expect(late.map(\.status) == [200, 200] && late.last?.body.contains("A fake reply.") == true, "\(late)")
             for reply in late {
-                #expect(try await line(reply.headers["x-request-id"] ?? "-")?.contains("via=relay") == true, "\(reply)")
+                #expect(try await line(reply.headers["x-request-id"] ?? "-")?.contains("via=fast-path") == true, "\(reply)")
             }
             // A request cut short by a half-close goes to the router as far as it came, which ends the connection.
             let cutAt = ContinuousClock.now
@@ -141,7 +141,7 @@ struct GatewayTests {
                 try await Task.sleep(for: .milliseconds(100))
                 noticed = try String(contentsOfFile: requestLog, encoding: .utf8).contains("stream cancelled by the client")
             }
-            let loggedGone = try await daemon.logEventually { $0.contains("status=499 via=relay") }
+            let loggedGone = try await daemon.logEventually { $0.contains("status=499 via=fast-path") }
             #expect(noticed && loggedGone, "\(daemon.log)")
 
             // Once a key exists the relay asks for it too, and takes from the router's rate buckets: a key limited to
@@ -154,7 +154,7 @@ struct GatewayTests {
             #expect(try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: key).status == 200)
             let limited = try await LLMAPITests.post(daemon, "/v1/chat/completions", chat, key: key)
             #expect(limited.status == 429 && limited.body.contains("2 requests per minute"), "\(limited.body)")
-            #expect(try await daemon.logEventually { $0.components(separatedBy: "via=relay").count - 1 == 7 }, "\(daemon.log)")
+            #expect(try await daemon.logEventually { $0.components(separatedBy: "via=fast-path").count - 1 == 7 }, "\(daemon.log)")
 
             // A shutdown while a reply streams lets it finish (the daemon drains its connections).
             let admin = try await daemon.modelctl(["keys", "create", "--name", "drain"])

@@ -7,9 +7,9 @@ import ModelText
 import ModeldAPI
 import NIOCore
 
-/// One LLM API request on its way to a run's OpenAI endpoint, through the gateway's relay (so it counts
-/// towards the run's load and stops when the client goes away), and its answer turned into the envelope's
-/// terms. Its tokens and time to first token are counted in the metrics as the gateway's are.
+/// One LLM API request on its way to a run's OpenAI endpoint, through ``EngineProxy`` (its lease holds the
+/// run until the exchange ends, and it stops when the client goes away), and its answer turned into the
+/// envelope's terms. Its tokens and time to first token are counted in the metrics as the gateway's are.
 struct EngineCall {
     enum Kind {
         /// `/v1/completions`: text in `choices[0].text`.
@@ -25,15 +25,15 @@ struct EngineCall {
         var usage: LLMUsage?
     }
 
-    let run: RunInfo
+    /// The request's hold on its run, released when the exchange with the engine ends.
+    let lease: RunLease
+    var run: RunInfo { lease.run }
     let path: String
     let kind: Kind
     /// The engine's request: the client's body with `model` set to the served name and the LLM API's own
     /// fields (`run_id`) removed.
     let body: JinjaObject
     let stream: Bool
-    /// The gateway's count of requests in flight per run, for least-busy routing.
-    let outstanding: OutstandingRequests
     let metrics: DaemonMetrics
     /// When the request arrived, for the time to first token.
     let started: ContinuousClock.Instant
@@ -42,20 +42,18 @@ struct EngineCall {
     static let maxReply = 64 << 20
 
     init(
-        run: RunInfo, path: String, kind: Kind, body: JinjaObject, stream: Bool, outstanding: OutstandingRequests, metrics: DaemonMetrics,
-        started: ContinuousClock.Instant
+        lease: RunLease, path: String, kind: Kind, body: JinjaObject, stream: Bool, metrics: DaemonMetrics, started: ContinuousClock.Instant
     ) {
         var body = body
         body["run_id"] = nil
-        body["model"] = .string(run.servedName)
+        body["model"] = .string(lease.run.servedName)
         body["stream"] = .bool(stream)
         if stream { body["stream_options"] = ["include_usage": true] }
-        self.run = run
+        self.lease = lease
         self.path = path
         self.kind = kind
         self.body = body
         self.stream = stream
-        self.outstanding = outstanding
         self.metrics = metrics
         self.started = started
     }
@@ -165,25 +163,19 @@ struct EngineCall {
 
     // MARK: Helpers
 
-    /// Opens the request through the gateway's relay; a refusal or failure becomes an ``APIError``.
+    /// Opens the request through ``EngineProxy``; a refusal or failure becomes an ``APIError``. The lease is
+    /// released when the exchange ends, or here when the request cannot be sent.
     private func open() async throws -> EngineReply {
-        guard let endpoint = run.endpoint else {
-            throw APIError(.conflict, "run \(run.name) has no endpoint: it is \(run.state.rawValue)")
-        }
-        let payload: ByteBuffer
+        let request: EngineRequest
         do {
-            payload = ByteBuffer(string: try JinjaValue.object(body).pythonJSON())
-        } catch let error as TemplateError {
-            // The body the daemon built nests past the limit (a schema at the limit, wrapped in response_format).
-            throw APIError.badRequest("the request cannot be sent to the engine: \(error.message)")
+            request = try engineRequest()
+        } catch {
+            lease.release()
+            throw error
         }
         let upstream: EngineReply
         do {
-            let request = try EngineRequest(
-                endpoint: endpoint, path: path,
-                headers: [("Content-Type", "application/json"), ("Accept", stream ? "text/event-stream" : "application/json")],
-                body: payload)
-            upstream = try await UpstreamRelay.open(request, runID: run.runID, outstanding: outstanding)
+            upstream = try await EngineProxy.open(request, lease: lease)
         } catch {
             throw APIError(.badGateway, "the \(run.engine.displayName) of run \(run.name) did not answer: \(error)")
         }
@@ -194,6 +186,27 @@ struct EngineCall {
             throw engineError(status: upstream.status, body: data)
         }
         return upstream
+    }
+
+    private func engineRequest() throws -> EngineRequest {
+        guard let endpoint = run.endpoint else {
+            throw APIError(.conflict, "run \(run.name) has no endpoint: it is \(run.state.rawValue)")
+        }
+        let payload: ByteBuffer
+        do {
+            payload = ByteBuffer(string: try JinjaValue.object(body).pythonJSON())
+        } catch let error as TemplateError {
+            // The body the daemon built nests past the limit (a schema at the limit, wrapped in response_format).
+            throw APIError.badRequest("the request cannot be sent to the engine: \(error.message)")
+        }
+        do {
+            return try EngineRequest(
+                endpoint: endpoint, path: path,
+                headers: [("Content-Type", "application/json"), ("Accept", stream ? "text/event-stream" : "application/json")],
+                body: payload)
+        } catch {
+            throw APIError(.badGateway, "the \(run.engine.displayName) of run \(run.name) did not answer: \(error)")
+        }
     }
 
     /// An engine's error reply as the envelope reports it: its 4xx kept (the request was at fault), anything

@@ -76,7 +76,7 @@ struct AuthMiddleware: RouterMiddleware {
 /// files (``ConsoleController/isPublic(path:)``: the page asks for a key itself) needs
 /// `Authorization: Bearer <key>`; routes other than the OpenAI API, the LLM API and `/metrics` need an admin key;
 /// each key's rate limit applies. The control socket is trusted. Shared by ``AuthMiddleware`` and the gateway's
-/// relay (``GatewayRelay``), so both take from the same rate buckets.
+/// fast path (``GatewayFastPath``), so both take from the same rate buckets.
 struct Authorizer: Sendable {
     let store: Store
     let limiter = RateLimiter()

@@ -25,7 +25,9 @@ import Transfer
 /// properties); `stream: true` answers NDJSON ``LLMStreamEvent`` lines.
 struct LLMController {
     typealias Context = DaemonRequestContext
-    let gateway: GatewayController
+    let scheduler: RunScheduler
+    /// Counts the tokens of replies and their time to first token, as the gateway's.
+    let metrics: DaemonMetrics
     let tokenizers = TokenizerCache()
 
     /// The engines that constrain output to a JSON schema given as OpenAI's `response_format` on chat
@@ -33,9 +35,9 @@ struct LLMController {
     /// Ollama maps it onto its `format`).
     static let structuredEngines: [EngineKind] = [.vllm, .sglang, .ollama]
 
-    var supervisor: Supervisor { gateway.supervisor }
-    var catalog: ModelCatalog { gateway.catalog }
-    var store: Store { gateway.store }
+    var supervisor: Supervisor { scheduler.supervisor }
+    var catalog: ModelCatalog { scheduler.catalog }
+    var store: Store { scheduler.store }
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.post("generate", use: generate)
@@ -49,8 +51,9 @@ struct LLMController {
         let body = try await RawBody.read(request)
         let fields = try APIError.decodeJSON(as: LLMGenerateRequest.self, from: body.data)
         guard !fields.prompt.isEmpty else { throw APIError.badRequest("prompt must not be empty") }
-        let run = try await target(runID: fields.runID, model: fields.model, logger: context.logger)
-        let call = engineCall(run, "/v1/completions", .completion, body: body.object, stream: fields.stream == true, started: started)
+        let lease = try await target(runID: fields.runID, model: fields.model)
+        let run = lease.run
+        let call = engineCall(lease, "/v1/completions", .completion, body: body.object, stream: fields.stream == true, started: started)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
         return try Envelope(
@@ -64,8 +67,9 @@ struct LLMController {
         let body = try await RawBody.read(request)
         let fields = try APIError.decodeJSON(as: LLMChatRequest.self, from: body.data)
         guard !fields.messages.isEmpty else { throw APIError.badRequest("messages must not be empty") }
-        let run = try await target(runID: fields.runID, model: fields.model, logger: context.logger)
-        let call = engineCall(run, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true, started: started)
+        let lease = try await target(runID: fields.runID, model: fields.model)
+        let run = lease.run
+        let call = engineCall(lease, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true, started: started)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
         return try Envelope(
@@ -99,8 +103,9 @@ struct LLMController {
         body["schema"] = nil
         body["schema_name"] = nil
         body["response_format"] = ["type": "json_schema", "json_schema": ["name": .string(name), "schema": schema]]
-        let run = try await structuredTarget(runID: fields.runID, model: fields.model, logger: context.logger)
-        let reply = try await engineCall(run, "/v1/chat/completions", .chat, body: body, stream: false, started: started).reply()
+        let lease = try await structuredTarget(runID: fields.runID, model: fields.model)
+        let run = lease.run
+        let reply = try await engineCall(lease, "/v1/chat/completions", .chat, body: body, stream: false, started: started).reply()
         var json: JSONValue?
         var jsonError: String?
         do {
@@ -168,11 +173,9 @@ struct LLMController {
 extension LLMController {
     /// - Parameter started: when the request arrived.
     private func engineCall(
-        _ run: RunInfo, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool, started: ContinuousClock.Instant
+        _ lease: RunLease, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool, started: ContinuousClock.Instant
     ) -> EngineCall {
-        EngineCall(
-            run: run, path: path, kind: kind, body: body, stream: stream, outstanding: gateway.outstanding, metrics: gateway.metrics,
-            started: started)
+        EngineCall(lease: lease, path: path, kind: kind, body: body, stream: stream, metrics: metrics, started: started)
     }
 
     /// What a request names: a run (`run_id`, a run id or name) or a model.
@@ -200,35 +203,38 @@ extension LLMController {
         }
     }
 
-    /// The run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes it,
-    /// among ready runs preferring those `prefer` accepts.
+    /// A lease on the run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes
+    /// it, among ready runs preferring those `prefer` accepts.
     private func target(
-        runID: String?, model: String?, logger: Logger, prefer: (RunInfo) -> Bool = { _ in true }
-    ) async throws -> RunInfo {
+        runID: String?, model: String?, prefer: @Sendable (RunInfo) -> Bool = { _ in true }
+    ) async throws -> RunLease {
         switch try named(runID: runID, model: model) {
         case .run(let id):
             let run = try await self.run(id)
-            guard run.state == .ready, run.endpoint != nil else {
+            guard run.state == .ready, run.endpoint != nil, let lease = scheduler.acquire(run: run) else {
                 let why = run.reason.map { " (\($0))" } ?? ""
+                let state = run.state == .ready ? "being unloaded" : run.state.rawValue
                 let hint = run.state == .starting ? "wait until `modelctl ps` shows it ready" : "start it with `modelctl start \(run.model)`"
-                throw APIError(.conflict, "run \(run.name) is \(run.state.rawValue)\(why), not ready: \(hint)")
+                throw APIError(.conflict, "run \(run.name) is \(state)\(why), not ready: \(hint)")
             }
-            return run
+            return lease
         case .model(let model):
-            return try await gateway.route(model, logger: logger, prefer: prefer)
+            return try await scheduler.acquire(model, prefer: prefer)
         }
     }
 
-    /// Like ``target(runID:model:logger:prefer:)``, preferring ready runs on engines with structured output; a run on
+    /// Like ``target(runID:model:prefer:)``, preferring ready runs on engines with structured output; a run on
     /// another engine is a 400 that says which engines can do it.
-    private func structuredTarget(runID: String?, model: String?, logger: Logger) async throws -> RunInfo {
-        let run = try await target(runID: runID, model: model, logger: logger, prefer: { Self.structuredEngines.contains($0.engine) })
+    private func structuredTarget(runID: String?, model: String?) async throws -> RunLease {
+        let lease = try await target(runID: runID, model: model, prefer: { Self.structuredEngines.contains($0.engine) })
+        let run = lease.run
         guard Self.structuredEngines.contains(run.engine) else {
+            lease.release()
             throw APIError.badRequest(
                 "run \(run.name) is on the \(run.engine.displayName), which has no structured output (constrained decoding); "
                     + "structured-generate needs a run on vLLM, SGLang or Ollama (`modelctl start \(run.model) --engine vllm`)")
         }
-        return run
+        return lease
     }
 
     /// The model directory whose tokenizer counts: a run's (by `run_id`, or a run that `model` names), else the
@@ -243,7 +249,7 @@ extension LLMController {
             }
             return (path, run.model, run.runID)
         case .model(let model):
-            let runs = await supervisor.list().filter { GatewayController.matches($0, model) && $0.modelPath != nil }
+            let runs = await supervisor.list().filter { RunScheduler.matches($0, model) && $0.modelPath != nil }
             if let run = runs.first(where: { $0.state == .ready }) ?? runs.first, let path = run.modelPath {
                 return (path, run.model, run.runID)
             }

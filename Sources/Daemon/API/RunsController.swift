@@ -20,7 +20,7 @@ struct RunsController {
     let catalog: ModelCatalog
     let store: Store
     let supervisor: Supervisor
-    let loadedRuns: LoadedRuns
+    let scheduler: RunScheduler
 
     func addRoutes(to group: RouterGroup<DaemonRequestContext>) {
         group.post("start", use: start)
@@ -63,23 +63,25 @@ struct RunsController {
         }
         // Room for it: idle on-demand runs may be unloaded; an explicit start itself is never refused for the limit.
         let request = RunRequest(name: body.name, model: body.model, versionID: versionID, spec: spec, keepAlive: keepAlive)
-        let run = try await loadedRuns.load(body.model, strict: false) { try await supervisor.start(request) }
+        let run = try await scheduler.start(request)
         context.logger.info("run started", metadata: ["run": "\(run.runID)", "engine": "\(engine.rawValue)", "model": "\(body.model)"])
-        return Envelope(requestID: context.id, data: summary(run))
+        return Envelope(requestID: context.id, data: await summary(run))
     }
 
     @Sendable func list(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[RunSummary]> {
-        Envelope(requestID: context.id, data: await supervisor.list().map(summary))
+        var summaries: [RunSummary] = []
+        for run in await supervisor.list() { summaries.append(await summary(run)) }
+        return Envelope(requestID: context.id, data: summaries)
     }
 
     @Sendable func get(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
         let id = try context.parameters.require("id")
-        return Envelope(requestID: context.id, data: summary(try await supervisor.get(id)))
+        return Envelope(requestID: context.id, data: await summary(try await supervisor.get(id)))
     }
 
     @Sendable func stop(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
         let id = try context.parameters.require("id")
-        return Envelope(requestID: context.id, data: summary(try await supervisor.stop(id)))
+        return Envelope(requestID: context.id, data: await summary(try await supervisor.stop(id)))
     }
 
     @Sendable func logs(_ request: Request, context: DaemonRequestContext) async throws -> Response {
@@ -106,9 +108,9 @@ struct RunsController {
     // MARK: Helpers
 
     /// A run with when it was last used, while it is loaded.
-    private func summary(_ run: RunInfo) -> RunSummary {
+    private func summary(_ run: RunInfo) async -> RunSummary {
         var summary = RunSummary(run)
-        if run.state == .ready || run.state == .starting { summary.lastUsedAt = loadedRuns.activity.lastUsedDate(run.runID) }
+        if run.state == .ready || run.state == .starting { summary.lastUsedAt = await scheduler.lastUsed(run.runID) }
         return summary
     }
 

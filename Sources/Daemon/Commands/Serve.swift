@@ -147,11 +147,17 @@ enum DaemonStartup {
             configuration: SupervisorConfiguration(
                 engines: try engineSettings(environment), portRange: try enginePorts(environment), baseEnvironment: environment),
             logger: supervisorLogger, metrics: metrics.factory)
+        var schedulerLogger = logger
+        schedulerLogger[metadataKey: "part"] = "runs"
+        let scheduler = RunScheduler(
+            supervisor: supervisor, catalog: catalog, store: store, maxLoadedRuns: configuration.maxLoadedRuns,
+            onDemandKeepAlive: configuration.onDemandKeepAlive, startTimeout: configuration.onDemandTimeout, logger: schedulerLogger)
         let events = EventBus()
         events.watchRuns(of: supervisor)
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
-            logger: logger, authorizer: Authorizer(store: store), events: events, pullEvents: PullEventSource(bus: events, pulls: pulls))
+            logger: logger, authorizer: Authorizer(store: store), scheduler: scheduler, events: events,
+            pullEvents: PullEventSource(bus: events, pulls: pulls))
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
@@ -226,7 +232,8 @@ enum DaemonStartup {
                 notifier.status("stopping \(runs) engine(s)")
             })
         services.insert(.init(service: supervisor), at: 0)
-        services.append(.init(service: IdleUnloader(runs: daemon.loadedRuns, interval: .seconds(1))))
+        // Its keep-alive timers stop when shutdown begins: no run is unloaded while the daemon stops.
+        services.append(.init(service: daemon.scheduler))
         services.append(.init(service: EventHeartbeat(bus: daemon.events)))
         services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
         services.append(.init(service: StoppingNotifier(notifier: notifier)))

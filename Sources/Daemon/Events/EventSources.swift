@@ -6,19 +6,23 @@ import ServiceLifecycle
 import Synchronization
 
 extension EventBus {
-    /// Publishes `run.changed` when a run's state, reason, process or port changes, and `run.removed`.
+    /// Publishes `run.changed` when a run's state, reason, process or port changes, and `run.removed`, following
+    /// the supervisor's changes until it goes away.
     func watchRuns(of supervisor: Supervisor) {
-        let known = Mutex(Dictionary(supervisor.snapshot.map { ($0.runID, $0) }, uniquingKeysWith: { $1 }))
-        supervisor.observeRuns { [self] runs in
-            let (changed, removed) = known.withLock { known in
+        let changes = supervisor.changes()
+        Task { [self] in
+            var known: [String: RunInfo]?
+            for await runs in changes {
                 let current = Dictionary(runs.map { ($0.runID, $0) }, uniquingKeysWith: { $1 })
-                let changed = runs.filter { run in known[run.runID].map { !Self.sameVisibleState($0, run) } ?? true }
-                let removed = known.values.filter { current[$0.runID] == nil }.sorted { $0.createdAt < $1.createdAt }
+                // The first element is the runs as they were when watching began: nothing changed yet.
+                if let known {
+                    let changed = runs.filter { run in known[run.runID].map { !Self.sameVisibleState($0, run) } ?? true }
+                    let removed = known.values.filter { current[$0.runID] == nil }.sorted { $0.createdAt < $1.createdAt }
+                    for run in changed { publish(.runChanged, RunSummary(run)) }
+                    for run in removed { publish(.runRemoved, RunRemoved(runID: run.runID, name: run.name)) }
+                }
                 known = current
-                return (changed, removed)
             }
-            for run in changed { publish(.runChanged, RunSummary(run)) }
-            for run in removed { publish(.runRemoved, RunRemoved(runID: run.runID, name: run.name)) }
         }
     }
 

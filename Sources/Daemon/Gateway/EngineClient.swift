@@ -24,7 +24,7 @@ final class EngineClient: Sendable {
     let maxIdlePerEngine: Int
     /// A reply that sends no byte for this long is abandoned and its connection closed.
     let stallTimeout: TimeAmount
-    /// The longest reply read whole before it is sent on (``fetch(_:limit:onEnd:)``, the gateway's relay).
+    /// The longest reply read whole before it is sent on (``fetch(_:limit:onEnd:)``, the gateway's fast path).
     static let maxWholeReply = 256 << 20
 
     init(group: any EventLoopGroup, maxIdlePerEngine: Int = 64, stallTimeout: TimeAmount = .seconds(600)) {
@@ -38,7 +38,7 @@ final class EngineClient: Sendable {
     ///   no reply came (before this throws).
     /// - Throws: ``EngineClientError`` or a connection error when the engine did not answer.
     func send(_ request: EngineRequest, onEnd: @escaping @Sendable () -> Void = {}) async throws -> EngineReply {
-        try await exchange(request, onEnd: onEnd) { connection in
+        try await onConnection(request, onEnd: onEnd) { connection in
             try await withCheckedThrowingContinuation { continuation in
                 connection.send(request, .streamed { continuation.resume(with: $0) }, client: self, onEnd: onEnd)
             }
@@ -52,7 +52,7 @@ final class EngineClient: Sendable {
     func fetch(
         _ request: EngineRequest, limit: Int = maxWholeReply, onEnd: @escaping @Sendable () -> Void = {}
     ) async throws -> (head: Transfer.HTTPResponseHead, body: ByteBuffer) {
-        try await exchange(request, onEnd: onEnd) { connection in
+        try await onConnection(request, onEnd: onEnd) { connection in
             try await withCheckedThrowingContinuation { continuation in
                 connection.send(request, .whole({ continuation.resume(with: $0.map { (head: $0.0, body: $0.1) }) }, limit: limit), client: self, onEnd: onEnd)
             }
@@ -60,7 +60,7 @@ final class EngineClient: Sendable {
     }
 
     /// Runs one exchange on a kept-alive connection, or a new one.
-    private func exchange<Result>(
+    private func onConnection<Result>(
         _ request: EngineRequest, onEnd: @Sendable () -> Void, _ body: (EngineConnection) async throws -> Result
     ) async throws -> Result {
         do {
@@ -80,7 +80,7 @@ final class EngineClient: Sendable {
         }
     }
 
-    /// An idle connection to `address`: with `loop`, only one on that loop (the relay must not cross threads);
+    /// An idle connection to `address`: with `loop`, only one on that loop (the fast path must not cross threads);
     /// else preferably one on the event loop this runs on (no thread hand-off).
     fileprivate func takeIdle(_ address: EngineAddress, on loop: (any EventLoop)? = nil) -> EngineConnection? {
         idle.withLock { idle in
@@ -131,52 +131,53 @@ final class EngineClient: Sendable {
             }
     }
 
-    /// Relays one request for a caller on an event loop of the group (the gateway's relay, ``GatewayRelay``):
-    /// the request goes out on a connection on that loop, kept-alive or new, and the reply comes back to `sink`
-    /// part by part, with no task, future or thread hand-off in between. A kept-alive connection the engine
+    /// Starts one exchange for a caller on an event loop of the group (the gateway's fast path,
+    /// ``GatewayFastPath``): the request goes out on a connection on that loop, kept-alive or new, and the reply
+    /// comes back to `sink` part by part, with no task, future or thread hand-off in between. A kept-alive connection the engine
     /// closed just before it was taken is retried on the next, as ``send(_:onEnd:)`` does.
     /// - Returns: the exchange, to pause, resume or cancel; `sink` hears of its end exactly once.
-    func relay(_ request: EngineRequest, on loop: any EventLoop, to sink: any EngineRelaySink) -> EngineRelay {
+    func exchange(_ request: EngineRequest, on loop: any EventLoop, to sink: any EngineReplySink) -> EngineExchange {
         loop.preconditionInEventLoop()
-        let relay = EngineRelay(client: self, request: request, loop: loop, sink: sink)
-        relay.attempt()
-        return relay
+        let exchange = EngineExchange(client: self, request: request, loop: loop, sink: sink)
+        exchange.attempt()
+        return exchange
     }
 
 }
 
-/// Receives a relayed reply (``EngineClient/relay(_:on:to:)``), on the event loop of the request.
-protocol EngineRelaySink: AnyObject {
+/// Receives an engine's reply part by part (``EngineClient/exchange(_:on:to:)``), on the event loop of the request.
+protocol EngineReplySink: AnyObject {
     /// The reply's head (interim 1xx heads are skipped).
-    func relayHead(_ head: NIOHTTP1.HTTPResponseHead)
+    func engineHead(_ head: NIOHTTP1.HTTPResponseHead)
     /// A piece of the body.
-    /// - Returns: false to stop reading from the engine until ``EngineRelay/resume()``.
-    func relayBody(_ chunk: ByteBuffer) -> Bool
+    /// - Returns: false to stop reading from the engine until ``EngineExchange/resume()``.
+    func engineBody(_ chunk: ByteBuffer) -> Bool
     /// The body is complete: the exchange is over.
-    func relayEnd()
+    func engineEnd()
     /// The exchange failed, before the head (no reply) or in the body: it is over.
-    func relayFailed(_ error: any Error)
+    func engineFailed(_ error: any Error)
 }
 
-/// One relayed exchange, seen from the caller: it can resume the reply's reading, or cancel it.
-/// `@unchecked`: it lives on one event loop and is only used there (``EngineClient/relay(_:on:to:)`` checks).
-final class EngineRelay: @unchecked Sendable {
+/// One exchange with an engine whose reply comes in parts, seen from the caller: it can resume the reply's
+/// reading, or cancel it.
+/// `@unchecked`: it lives on one event loop and is only used there (``EngineClient/exchange(_:on:to:)`` checks).
+final class EngineExchange: @unchecked Sendable {
     private let client: EngineClient
     private let request: EngineRequest
     private let loop: any EventLoop
     /// Until the exchange ends (the sink owns this object, so the reference is dropped then).
-    private var sink: (any EngineRelaySink)?
+    private var sink: (any EngineReplySink)?
     /// The connection's handler and the exchange's number on it, once sent.
     private var current: (handler: EngineReplyHandler, id: Int)?
 
-    fileprivate init(client: EngineClient, request: EngineRequest, loop: any EventLoop, sink: any EngineRelaySink) {
+    fileprivate init(client: EngineClient, request: EngineRequest, loop: any EventLoop, sink: any EngineReplySink) {
         self.client = client
         self.request = request
         self.loop = loop
         self.sink = sink
     }
 
-    /// Reads the reply again after ``EngineRelaySink/relayBody(_:)`` asked to pause.
+    /// Reads the reply again after ``EngineReplySink/engineBody(_:)`` asked to pause.
     func resume() {
         guard let current else { return }
         current.handler.resumeReading(current.id)
@@ -211,20 +212,20 @@ final class EngineRelay: @unchecked Sendable {
         }
         let handler = connection.handler.value
         let client = self.client
-        let id = handler.begin(request, .relayed(self, reused: reused)) { reusable, _ in
+        let id = handler.begin(request, .inParts(self, reused: reused)) { reusable, _ in
             if reusable { client.release(connection) } else { connection.channel.close(promise: nil) }
         }
         if let id, sink != nil { current = (handler: handler, id: id) }
     }
 
-    fileprivate func head(_ head: NIOHTTP1.HTTPResponseHead) { sink?.relayHead(head) }
-    fileprivate func body(_ chunk: ByteBuffer) -> Bool { sink?.relayBody(chunk) ?? false }
+    fileprivate func head(_ head: NIOHTTP1.HTTPResponseHead) { sink?.engineHead(head) }
+    fileprivate func body(_ chunk: ByteBuffer) -> Bool { sink?.engineBody(chunk) ?? false }
 
     fileprivate func end() {
         let sink = self.sink
         self.sink = nil
         current = nil
-        sink?.relayEnd()
+        sink?.engineEnd()
     }
 
     fileprivate func failed(_ error: any Error, reused: Bool) {
@@ -235,7 +236,7 @@ final class EngineRelay: @unchecked Sendable {
         }
         let sink = self.sink
         self.sink = nil
-        sink?.relayFailed(error)
+        sink?.engineFailed(error)
     }
 }
 
@@ -374,15 +375,15 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         case streamed(@Sendable (Result<EngineReply, any Error>) -> Void)
         /// Head and body together at the end, the body no larger than the limit.
         case whole(@Sendable (Result<(Transfer.HTTPResponseHead, ByteBuffer), any Error>) -> Void, limit: Int)
-        /// Head, body pieces and end as they arrive, to a relay on this event loop.
+        /// Head, body pieces and end as they arrive, to an exchange on this event loop (the gateway's fast path).
         /// - Parameter reused: the connection was kept alive from an earlier exchange.
-        case relayed(EngineRelay, reused: Bool)
+        case inParts(EngineExchange, reused: Bool)
 
         func fail(_ error: any Error) {
             switch self {
             case .streamed(let deliver): deliver(.failure(error))
             case .whole(let deliver, _): deliver(.failure(error))
-            case .relayed(let relay, let reused): relay.failed(error, reused: reused)
+            case .inParts(let receiver, let reused): receiver.failed(error, reused: reused)
             }
         }
     }
@@ -396,8 +397,8 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         var source: EngineBody.Source?
         /// A streamed body until the head arrives and the reply takes it: a reply dropped unread then ends the exchange.
         var body: EngineBody?
-        /// The relay a relayed reply goes to, once its head has.
-        var relay: EngineRelay?
+        /// Where a reply delivered in parts goes, once its head has.
+        var receiver: EngineExchange?
         /// A whole reply while it arrives.
         var head: Transfer.HTTPResponseHead?
         var collected: ByteBuffer?
@@ -463,11 +464,11 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             guard head.status.code >= 200, !current.headArrived else { return }
             current.headArrived = true
             current.keepAlive = head.isKeepAlive
-            if case .relayed(let relay, _) = current.delivery {
+            if case .inParts(let receiver, _) = current.delivery {
                 current.delivery = nil
-                current.relay = relay
+                current.receiver = receiver
                 exchange = current
-                relay.head(head)
+                receiver.head(head)
                 return
             }
             var headers: [String: String] = [:]
@@ -485,8 +486,8 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
                 exchange = current
             }
         case .body(var chunk):
-            if let relay = current.relay {
-                if !relay.body(chunk) { reading = false }
+            if let receiver = current.receiver {
+                if !receiver.body(chunk) { reading = false }
             } else if let source = current.source {
                 if source.yield(chunk) == .stopProducing { reading = false }
             } else if case .whole(_, let limit) = current.delivery {
@@ -503,10 +504,10 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             exchange = nil
             // An idle connection keeps reading, so that it notices the engine closing it.
             readAgain()
-            if let relay = current.relay {
-                // The connection goes back first: the relay may send its next request at once.
+            if let receiver = current.receiver {
+                // The connection goes back first: the fast path may send its next request at once.
                 current.finished(current.keepAlive, true)
-                relay.end()
+                receiver.end()
                 return
             }
             current.source?.finish()
@@ -572,7 +573,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         exchange = nil
         current.finished(false, current.delivery == nil)
         current.delivery?.fail(error)
-        current.relay?.failed(error, reused: false)
+        current.receiver?.failed(error, reused: false)
         if current.delivery == nil {
             current.source?.finish(error)
         } else {

@@ -5,7 +5,7 @@ import ModeldAPI
 import NIOCore
 
 extension DaemonMetrics {
-    /// Wraps a relayed streamed gateway reply (SSE) so that its tokens and its time to first token are counted
+    /// Wraps a forwarded streamed gateway reply (SSE) so that its tokens and its time to first token are counted
     /// as its bytes pass. Each chunk is examined after it has been handed to the client, so nothing is held
     /// back or delayed. A reply that is not streamed is counted by ``recordUsage(ofReply:model:)``.
     /// - Parameters:
@@ -27,7 +27,7 @@ extension DaemonMetrics {
     }
 }
 
-/// The tokens of one streamed reply, counted as its chunks pass (the gateway's SSE relay and the LLM API's
+/// The tokens of one streamed reply, counted as its chunks pass (the gateway's forwarded SSE and the LLM API's
 /// streams): the last `usage` the engine sends (a final chunk when the client asked for
 /// `stream_options.include_usage`) gives both counts; without one, each chunk with content counts as one
 /// completion token. The first chunk with content gives the time to first token.
@@ -61,7 +61,7 @@ struct StreamTokenTally {
     }
 }
 
-/// Reads one streamed gateway reply (SSE) event by event as it is relayed, and counts its tokens with a
+/// Reads one streamed gateway reply (SSE) event by event as it is forwarded, and counts its tokens with a
 /// ``StreamTokenTally``.
 final class ReplyMeter {
     private let decoder = JSONDecoder()

@@ -44,14 +44,14 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
             duration: ContinuousClock.now - started, logger: context.logger, metrics: metrics)
     }
 
-    /// Records one finished request in `metrics` and logs its line (also for the gateway's relay, which
+    /// Records one finished request in `metrics` and logs its line (also for the gateway's fast path, which
     /// answers below the router).
     /// - Parameters:
     ///   - logger: carries the request id (`hb.request.id`).
-    ///   - relayed: the gateway's relay answered it (``GatewayRelay``); the line says `via=relay`.
+    ///   - fastPath: the gateway's fast path answered it (``GatewayFastPath``); the line says `via=fast-path`.
     static func record(
         method: String, route: String, path: String, code: Int, duration: Duration, logger: Logger, metrics: DaemonMetrics,
-        relayed: Bool = false
+        fastPath: Bool = false
     ) {
         metrics.recordRequest(route: route, code: code, duration: duration)
         logger.info(
@@ -61,7 +61,7 @@ struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
                     "method": .string(method), "route": .string(route), "path": .string(path),
                     "status": .stringConvertible(code), "duration_ms": .stringConvertible(milliseconds(duration)),
                 ]
-                if relayed { metadata["via"] = "relay" }
+                if fastPath { metadata["via"] = "fast-path" }
                 return metadata
             }())
     }

@@ -20,12 +20,11 @@ struct DaemonContext: Sendable {
     /// The Prometheus registry behind `/metrics`, shared with the pull service and the supervisor.
     var metrics: DaemonMetrics
     var logger: Logger
-    /// API keys and their rate limits, shared by the router and the gateway's relay.
+    /// API keys and their rate limits, shared by the router and the gateway's fast path.
     var authorizer: Authorizer
-    /// Requests in flight and last use per run, shared by every route that sends requests to engines.
-    var activity = OutstandingRequests()
-    /// Admits one run start at a time under the loaded-runs limit, for every route that starts runs.
-    var admission = Serializer()
+    /// Which run answers a request for a model, which runs stay loaded, and their use: every route that sends
+    /// requests to engines goes through it.
+    var scheduler: RunScheduler
     /// What changed, for `GET /api/v1/events` (``DaemonStartup/prepare`` connects the supervisor to it).
     var events: EventBus
     /// Publishes the pulls the API starts.
@@ -36,12 +35,6 @@ struct DaemonContext: Sendable {
     /// Which web pages may call the daemon, and under which host names.
     var origins: OriginPolicy { OriginPolicy(configuration: configuration) }
 
-    /// The loaded-runs policy (idle unload, the limit and its evictions).
-    var loadedRuns: LoadedRuns {
-        var runsLogger = logger
-        runsLogger[metadataKey: "part"] = "runs"
-        return LoadedRuns(supervisor: supervisor, activity: activity, admission: admission, maxLoaded: configuration.maxLoadedRuns, logger: runsLogger)
-    }
 }
 
 /// Builds the daemon's router: every route of the management API, served by ``HTTPListener``.
@@ -58,10 +51,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
         HealthInfo(status: "ok", version: modeldVersion)
     }
     MetricsController(metrics: daemon.metrics, supervisor: daemon.supervisor).addRoutes(to: router)
-    let gateway = GatewayController(
-        supervisor: daemon.supervisor, catalog: daemon.catalog, store: daemon.store,
-        startTimeout: daemon.configuration.onDemandTimeout, onDemandKeepAlive: daemon.configuration.onDemandKeepAlive,
-        loadedRuns: daemon.loadedRuns, metrics: daemon.metrics)
+    let gateway = GatewayController(scheduler: daemon.scheduler, metrics: daemon.metrics)
     let api = router.group("api/v1")
     KeysController(store: daemon.store, events: daemon.events).addRoutes(to: api.group("keys"))
     EventsController(bus: daemon.events).addRoutes(to: api)
@@ -69,14 +59,14 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let models = api.group("models")
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls, events: daemon.pullEvents).addRoutes(to: models)
-    RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor, loadedRuns: daemon.loadedRuns).addRoutes(to: models)
+    RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor, scheduler: daemon.scheduler).addRoutes(to: models)
     ArchiveController(catalog: daemon.catalog, archives: ArchiveService(pulls: daemon.pulls), events: daemon.events).addRoutes(to: models)
     // Last: `{ref}` must not shadow the fixed routes above (the router prefers fixed segments anyway).
     models.get(":ref") { request, context in try await show(daemon, request: request, context: context, ref: try context.parameters.require("ref")) }
     models.get(":ref/:name") { request, context in
         try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
-    LLMController(gateway: gateway).addRoutes(to: api.group("llm"))
+    LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics).addRoutes(to: api.group("llm"))
     gateway.addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))

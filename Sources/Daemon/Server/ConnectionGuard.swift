@@ -30,7 +30,7 @@ struct ConnectionLimits: Sendable {
     static let maxHeaderFields = 500
 
     /// Hummingbird's HTTP/1 channel configuration with the header limits; its own idle timeout stays off
-    /// (``ConnectionGuard`` keeps time, relayed requests included).
+    /// (``ConnectionGuard`` keeps time, requests on the fast path included).
     static var channelConfiguration: HTTP1Channel.Configuration {
         .init(
             httpDecoderConfiguration: .init(
@@ -68,7 +68,7 @@ struct GuardedHTTP1Channel: ServerChildChannel {
 }
 
 /// Keeps one connection within its ``ConnectionLimits``, right after the HTTP/1 decoder, where it sees every
-/// request and every response (the gateway's relay's too): closes the connection when it stays idle, when a
+/// request and every response (the gateway's fast path's too): closes the connection when it stays idle, when a
 /// request's head or the next piece of its body is late (slowloris, a `Content-Length` larger than the body),
 /// answers 413 to a declared body over the limit and 431 to an over-large header block, and ends a connection
 /// whose request body is still arriving when its response is complete (an endless chunked body is not read on).

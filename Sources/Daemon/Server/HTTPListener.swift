@@ -26,7 +26,7 @@ struct HTTPListener: Service, CustomStringConvertible {
     let responder: RouterResponder<DaemonRequestContext>
     let logger: Logger
     let serverName: String
-    /// What the gateway's relay below the router (``GatewayRelay``) needs, on every connection.
+    /// What the gateway's fast path below the router (``GatewayFastPath``) needs, on every connection.
     let daemon: DaemonContext
     /// Called once the socket is registered and accepting.
     let onListening: @Sendable () async -> Void
@@ -37,7 +37,7 @@ struct HTTPListener: Service, CustomStringConvertible {
         let group = MultiThreadedEventLoopGroup.singleton
         let quiesce = ServerQuiescingHelper(group: group)
         let dateCache = HTTPDateCache()
-        let gateway = GatewayLane(daemon: daemon, dateCache: dateCache, serverName: serverName, origins: daemon.origins)
+        let gateway = GatewayFastPathShared(daemon: daemon, dateCache: dateCache, serverName: serverName, origins: daemon.origins)
         let responder = self.responder
         let logger = self.logger
         let serverName = self.serverName
@@ -73,11 +73,11 @@ struct HTTPListener: Service, CustomStringConvertible {
             .bind(NIOBSDSocket.Handle(socket.fd)) { channel -> EventLoopFuture<HTTP1Channel.Value> in
                 channelSetup.setup(channel: channel, logger: logger).flatMapThrowing { value in
                     // After the HTTP/1 decoder and the connection guard, before the conversion to HTTP types: the
-                    // relay reads and writes NIOHTTP1's parts and passes what it does not relay on unchanged.
+                    // fast path reads and writes NIOHTTP1's parts and passes what it does not forward on unchanged.
                     let operations = channel.pipeline.syncOperations
                     let conversion = try operations.handler(type: HTTP1ToHTTPServerCodec.self)
-                    let relay = GatewayRelay(lane: gateway, isControlSocket: channel.localAddress?.protocol == .unix)
-                    try operations.addHandler(relay, position: .before(conversion))
+                    let fastPath = GatewayFastPath(shared: gateway, isControlSocket: channel.localAddress?.protocol == .unix)
+                    try operations.addHandler(fastPath, position: .before(conversion))
                     return value
                 }
             }

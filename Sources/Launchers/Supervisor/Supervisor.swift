@@ -115,7 +115,10 @@ package actor Supervisor {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let options = String(decoding: try encoder.encode(spec), as: UTF8.self)
-        let id = "r" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(11).lowercased()
+        let id = request.id ?? RunRequest.newID()
+        guard runs[id] == nil else {
+            throw LaunchError(code: .invalidSpec, message: "a run with id \(id) exists already")
+        }
         let record = RunRecord(
             id: id, name: name, versionID: request.versionID, model: request.model, engine: spec.engine.rawValue,
             options: options, state: .starting, desiredState: .running, keepAlive: request.keepAlive, onDemand: request.onDemand)
@@ -145,10 +148,16 @@ package actor Supervisor {
     /// actor, for the per-request path.
     package nonisolated var snapshot: [RunInfo] { published.runs }
 
-    /// Calls `observer` with every run after each change (a run added, removed or saved), on the supervisor's
-    /// actor: it must return quickly. The daemon's event stream is built on it.
-    package nonisolated func observeRuns(_ observer: @escaping @Sendable ([RunInfo]) -> Void) {
-        published.observe(observer)
+    /// The runs after each change (a run added, removed or saved), oldest first, starting with the runs as they
+    /// are now: the scheduler, the event stream and ``waitUntilSettled(_:timeout:)`` follow the runs through it.
+    /// Each call is a subscriber of its own; the stream ends when the subscriber stops iterating it.
+    /// - Parameter buffering: what is kept while the subscriber is busy: every change (the default, for
+    ///   subscribers that compare each change with the one before), or only the newest
+    ///   (`.bufferingNewest(1)`, for those that only want the current state).
+    package nonisolated func changes(
+        buffering: AsyncStream<[RunInfo]>.Continuation.BufferingPolicy = .unbounded
+    ) -> AsyncStream<[RunInfo]> {
+        published.subscribe(buffering: buffering)
     }
 
     /// Publishes the runs for ``snapshot``; called whenever a run is added, removed or saved.
@@ -237,16 +246,33 @@ package actor Supervisor {
         try find(idOrName).log.url
     }
 
-    /// Waits until a run is `ready` (or ends `failed`/`stopped`), polling its state.
+    /// Waits until a run is `ready` (or ends `failed`/`stopped`), following its changes (``changes(buffering:)``).
     /// - Returns: the run as it then is; still `starting` when `timeout` passed first.
-    package func waitUntilSettled(_ idOrName: String, timeout: Duration, poll: Duration = .milliseconds(50)) async throws -> RunInfo {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while true {
-            let info = try get(idOrName)
-            if info.state != .starting || clock.now >= deadline { return info }
-            try await Task.sleep(for: poll)
+    /// - Throws: ``LaunchError`` with ``LaunchError/Code/runNotFound`` when there is no such run, or it is removed
+    ///   meanwhile; `CancellationError` when the caller is cancelled.
+    package nonisolated func waitUntilSettled(_ idOrName: String, timeout: Duration) async throws -> RunInfo {
+        let changes = changes(buffering: .bufferingNewest(1))
+        let deadline = ContinuousClock.now + timeout
+        let settled = try await withThrowingTaskGroup(of: RunInfo?.self) { group in
+            group.addTask {
+                for await runs in changes {
+                    guard let run = runs.first(where: { $0.runID == idOrName }) ?? runs.first(where: { $0.name == idOrName }) else {
+                        throw LaunchError(code: .runNotFound, message: "no run named \(idOrName): see the running models with `modelctl ps`")
+                    }
+                    if run.state != .starting { return run }
+                }
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
         }
+        try Task.checkCancellation()
+        if let settled { return settled }
+        return try await get(idOrName)
     }
 
     /// At daemon start-up: stops engines that survived the previous daemon (a pid whose `/proc` start time
@@ -645,21 +671,42 @@ func format(_ duration: Duration) -> String {
     return String(format: "%.1f s", seconds)
 }
 
-/// The runs as the supervisor last published them.
+/// The runs as the supervisor last published them, and the subscribers to their changes.
 final class PublishedRuns: Sendable {
-    private let value = Mutex<[RunInfo]>([])
-    private let observers = Mutex<[@Sendable ([RunInfo]) -> Void]>([])
+    private struct State {
+        var runs: [RunInfo] = []
+        var subscribers: [Int: AsyncStream<[RunInfo]>.Continuation] = [:]
+    }
+    private let state = Mutex(State())
+    private let nextID = Atomic(0)
 
-    /// Setting tells every observer, in the order of the changes (the supervisor sets it from its actor).
+    /// Setting tells every subscriber, in the order of the changes (the supervisor sets it from its actor).
     var runs: [RunInfo] {
-        get { value.withLock { $0 } }
+        get { state.withLock { $0.runs } }
         set {
-            value.withLock { $0 = newValue }
-            for observer in observers.withLock({ $0 }) { observer(newValue) }
+            // Yielded under the lock, so that a new subscriber's first element and the changes after it are in order.
+            state.withLock { state in
+                state.runs = newValue
+                for subscriber in state.subscribers.values { subscriber.yield(newValue) }
+            }
         }
     }
 
-    func observe(_ observer: @escaping @Sendable ([RunInfo]) -> Void) {
-        observers.withLock { $0.append(observer) }
+    /// A stream of the runs after each change, starting with the current ones.
+    func subscribe(buffering: AsyncStream<[RunInfo]>.Continuation.BufferingPolicy) -> AsyncStream<[RunInfo]> {
+        let (stream, continuation) = AsyncStream.makeStream(of: [RunInfo].self, bufferingPolicy: buffering)
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) }
+        }
+        state.withLock { state in
+            state.subscribers[id] = continuation
+            continuation.yield(state.runs)
+        }
+        return stream
+    }
+
+    deinit {
+        for subscriber in state.withLock({ $0.subscribers.values }) { subscriber.finish() }
     }
 }

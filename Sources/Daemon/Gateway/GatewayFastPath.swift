@@ -6,33 +6,34 @@ import ModeldAPI
 import NIOCore
 import NIOHTTP1
 
-/// What the gateway's relay needs, shared by every connection of a listener.
-struct GatewayLane: Sendable {
+/// What the gateway's fast path needs, shared by every connection of a listener.
+struct GatewayFastPathShared: Sendable {
     let daemon: DaemonContext
-    /// The listener's own, so that relayed replies carry the `Date` and `Server` headers routed ones do.
+    /// The listener's own, so that forwarded replies carry the `Date` and `Server` headers routed ones do.
     let dateCache: HTTPDateCache
     let serverName: String
     let client = EngineClient.shared
-    /// Built once: the relay asks it about every request's `Host`.
+    /// Built once: the fast path asks it about every request's `Host`.
     let origins: OriginPolicy
 }
 
-/// The gateway's fast lane, below the router: a `POST` to `/v1/chat/completions`, `/v1/completions` or
-/// `/v1/embeddings` that names a ready run is relayed to its engine from the connection's own channel
+/// The gateway's fast path, below the router: a `POST` to `/v1/chat/completions`, `/v1/completions` or
+/// `/v1/embeddings` that names a ready run is forwarded to its engine from the connection's own channel
 /// pipeline, on its event loop, with no task, async channel or router in between (issue #7's added latency).
 ///
-/// It does what ``GatewayController`` does for such a request: the least busy ready run, the body byte for byte
+/// It does what ``GatewayController`` does for such a request, with no policy of its own: a lease on the run
+/// ``RunScheduler/acquireReady(_:)`` chooses (released when the exchange ends), the body byte for byte
 /// but `model`'s value, the reply streamed chunk by chunk with backpressure or sent whole, the engine's request
 /// cancelled when the client goes away, tokens and the time to first token counted, the request logged with its
 /// id and counted in `modeld_http_requests_total`, API keys and their rate limits applied. Everything else
 /// passes to the router unchanged: other routes, a model with no ready run (an on-demand start), a body that is
 /// not a JSON object or is too large, a request the API keys refuse, `Connection: close` and `Expect`.
 ///
-/// Responses keep the requests' order: while a request is relayed, what the client sends next (a pipelining
+/// Responses keep the requests' order: while a request is forwarded, what the client sends next (a pipelining
 /// client's next requests, a half-close, a malformed request) waits until the reply has been written, and a
-/// request that could be relayed is left to the router while the router still owes an answer. A shutdown
-/// (``ChannelShouldQuiesceEvent``) waits the same way, and ends relaying on the connection.
-final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
+/// request that could be forwarded is left to the router while the router still owes an answer. A shutdown
+/// (``ChannelShouldQuiesceEvent``) waits the same way, and ends forwarding on the connection.
+final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -40,20 +41,20 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
 
     private enum State {
         case idle
-        /// A request that may be relayed (``collecting``), until its body is in.
+        /// A request that may be forwarded (``collecting``), until its body is in.
         case collecting
-        /// A request relayed (``exchange``), until its reply is.
-        case relaying
-        /// The end of a relayed reply is being written; what came after it waits until it is out.
+        /// A request forwarded (``exchange``), until its reply is.
+        case forwarding
+        /// The end of a forwarded reply is being written; what came after it waits until it is out.
         case flushing
         /// A request the router answers, until its last part has gone to it.
         case passing
 
-        /// Whether what the client sends now must wait (the relay owes a reply before it).
-        var holds: Bool { self == .relaying || self == .flushing }
+        /// Whether what the client sends now must wait (the fast path owes a reply before it).
+        var holds: Bool { self == .forwarding || self == .flushing }
     }
 
-    /// A request that may be relayed, while its body arrives.
+    /// A request that may be forwarded, while its body arrives.
     private struct Collecting {
         let head: HTTPRequestHead
         let path: String
@@ -61,16 +62,18 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
         var body: ByteBuffer?
     }
 
-    /// One relayed request.
+    /// One forwarded request.
     private struct Exchange {
         let id: String
         let route: String
-        let runID: String
+        /// The request's hold on its run, released when the exchange ends.
+        let lease: RunLease
         /// The `model` label of the token metrics: the model the run serves.
-        let model: String
+        var model: String { lease.run.model }
         let streamed: Bool
         let started: ContinuousClock.Instant
-        var relay: EngineRelay?
+        /// The exchange with the engine, to pause, resume or cancel.
+        var engine: EngineExchange?
         var status: Int?
         var contentType = "application/json"
         /// A whole reply while it arrives.
@@ -81,14 +84,14 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
         var paused = false
     }
 
-    /// What the client's side delivered while the relay held it, in order.
+    /// What the client's side delivered while the fast path held it, in order.
     private enum Held {
         case part(HTTPServerRequestPart)
         case event(Any)
         case error(any Error)
     }
 
-    private let lane: GatewayLane
+    private let shared: GatewayFastPathShared
     private let isControlSocket: Bool
     private var context: ChannelHandlerContext?
     private var state = State.idle
@@ -97,18 +100,18 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
     private var exchange: Exchange?
     /// Requests handed to the router that it has not answered in full.
     private var routerOwes = 0
-    /// Parts, events and errors that came while a relayed reply was owed.
+    /// Parts, events and errors that came while a forwarded reply was owed.
     private var held: [Held] = []
     /// Events (a half-close, a shutdown) that came while a request was being collected: they follow it.
     private var heldEvents: [Any] = []
     private var readHeld = false
     /// Parts went to the router since its last read-complete event.
     private var forwardedSinceReadComplete = false
-    /// No more requests are relayed here: shutdown began, or the router answered with `Connection: close`.
+    /// No more requests are forwarded here: shutdown began, or the router answered with `Connection: close`.
     private var closing = false
 
-    init(lane: GatewayLane, isControlSocket: Bool) {
-        self.lane = lane
+    init(shared: GatewayFastPathShared, isControlSocket: Bool) {
+        self.shared = shared
         self.isControlSocket = isControlSocket
     }
 
@@ -129,11 +132,11 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
     private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
         switch (state, part) {
         case (.idle, .head(let head)):
-            if let path = relayablePath(head) {
+            if let path = forwardablePath(head) {
                 state = .collecting
                 collecting = Collecting(head: head, path: path, started: .now)
             } else {
-                // The router closes the connection after a request without keep-alive: none after it is relayed.
+                // The router closes the connection after a request without keep-alive: none after it is forwarded.
                 if !head.isKeepAlive { closing = true }
                 routerOwes += 1
                 state = .passing
@@ -141,7 +144,7 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
             }
         case (.collecting, .body(var chunk)):
             if (collecting!.body?.readableBytes ?? 0) + chunk.readableBytes > GatewayController.maxBody {
-                // Too large to relay: the router answers it (413).
+                // Too large to forward: the router answers it (413).
                 handToRouter(context: context)
                 forward(part, context: context)
             } else if collecting!.body == nil {
@@ -150,7 +153,7 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
                 collecting!.body!.writeBuffer(&chunk)
             }
         case (.collecting, .end):
-            if startRelay(context: context) {
+            if startForwarding(context: context) {
                 // Events that came with the request follow its reply.
                 held.append(contentsOf: heldEvents.map { .event($0) })
                 heldEvents = []
@@ -176,15 +179,15 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
         context.fireChannelReadComplete()
     }
 
-    /// The route of a request that may be relayed, or nil for the router's.
-    private func relayablePath(_ head: HTTPRequestHead) -> String? {
+    /// The route of a request that may be forwarded, or nil for the router's.
+    private func forwardablePath(_ head: HTTPRequestHead) -> String? {
         // A request from a web page (`Origin`) is left to the router's origin and host checks (``OriginPolicy``).
         guard head.method == .POST, head.version == .http1_1, head.isKeepAlive, routerOwes == 0, !closing,
             !head.headers.contains(name: "expect"), !head.headers.contains(name: "origin"),
-            isControlSocket || head.headers.first(name: "host").map(lane.origins.names(host:)) ?? true
+            isControlSocket || head.headers.first(name: "host").map(shared.origins.names(host:)) ?? true
         else { return nil }
         let path = head.uri.firstIndex(of: "?").map { String(head.uri[..<$0]) } ?? head.uri
-        guard GatewayController.relayedPaths.contains(path) else { return nil }
+        guard GatewayController.engineRoutes.contains(path) else { return nil }
         if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > GatewayController.maxBody { return nil }
         return path
     }
@@ -209,35 +212,35 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
         return values.isEmpty ? nil : values.joined(separator: ", ")
     }
 
-    /// Starts relaying the request whose body is in, when it names a ready run and may be made.
+    /// Starts forwarding the request whose body is in, when it names a ready run and may be made.
     /// - Returns: false when the router should answer it instead (nothing has been done then).
-    private func startRelay(context: ChannelHandlerContext) -> Bool {
+    private func startForwarding(context: ChannelHandlerContext) -> Bool {
         guard let request = collecting, let body = request.body, let members = JSONMembers(body.readableBytesView),
             let model = members.string("model"), !model.isEmpty
         else { return false }
         let head = request.head, path = request.path
-        let candidates = GatewayController.readyRuns(model, in: lane.daemon.supervisor)
-        guard !candidates.isEmpty else { return false }
-        let run = GatewayController.leastBusy(candidates, outstanding: lane.daemon.activity)
-        guard let endpoint = run.endpoint else { return false }
+        guard let lease = shared.daemon.scheduler.acquireReady(model) else { return false }
+        let run = lease.run
         let payload = run.servedName == model ? body : ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
         let accept = Self.field("accept", of: head) ?? "*/*"
-        guard
+        // Last: a request the API keys allow has taken from its key's rate bucket, and must then be forwarded here.
+        guard let endpoint = run.endpoint,
             let upstream = try? EngineRequest(
                 endpoint: endpoint, path: path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: payload),
-            lane.daemon.authorizer.decideNow(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket)
+            shared.daemon.authorizer.decideNow(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket)
                 == .allow
-        else { return false }
+        else {
+            lease.release()
+            return false
+        }
 
         let id = RequestID().description
         collecting = nil
-        exchange = Exchange(
-            id: id, route: path, runID: run.runID, model: run.model, streamed: members.bool("stream") == true, started: request.started)
-        lane.daemon.activity.begin(run.runID)
-        state = .relaying
-        let relay = lane.client.relay(upstream, on: context.eventLoop, to: self)
-        // The relay may have ended already (a refused connection is reported at once).
-        if exchange?.id == id { exchange!.relay = relay }
+        exchange = Exchange(id: id, route: path, lease: lease, streamed: members.bool("stream") == true, started: request.started)
+        state = .forwarding
+        let engine = shared.client.exchange(upstream, on: context.eventLoop, to: self)
+        // The exchange may have ended already (a refused connection is reported at once).
+        if exchange?.id == id { exchange!.engine = engine }
         return true
     }
 
@@ -246,21 +249,21 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
     // A write to the client can fail at once and close its channel, which calls `channelInactive` (and so
     // `complete`) before the write returns: each method below is done with `exchange` before it writes.
 
-    func relayHead(_ head: HTTPResponseHead) {
-        guard state == .relaying, exchange != nil, let context else { return }
+    func engineHead(_ head: HTTPResponseHead) {
+        guard state == .forwarding, exchange != nil, let context else { return }
         exchange!.status = Int(head.status.code)
         exchange!.contentType = head.headers.first(name: "content-type") ?? "application/json"
         guard let exchange, exchange.streamed else { return }
         var headers = responseHeaders(id: exchange.id, contentType: exchange.contentType)
         if let cache = head.headers.first(name: "cache-control") { headers.add(name: "Cache-Control", value: cache) }
         if (200..<300).contains(head.status.code), exchange.contentType.lowercased().hasPrefix("text/event-stream") {
-            self.exchange!.meter = ReplyMeter(model: exchange.model, started: exchange.started, metrics: lane.daemon.metrics)
+            self.exchange!.meter = ReplyMeter(model: exchange.model, started: exchange.started, metrics: shared.daemon.metrics)
         }
         context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
     }
 
-    func relayBody(_ chunk: ByteBuffer) -> Bool {
-        guard state == .relaying, let current = exchange, let context else { return false }
+    func engineBody(_ chunk: ByteBuffer) -> Bool {
+        guard state == .forwarding, let current = exchange, let context else { return false }
         if current.streamed {
             // Counted first: a client that has gone away has been sent what is counted.
             current.meter?.observe(chunk)
@@ -276,15 +279,15 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
             exchange!.collected!.writeBuffer(&chunk)
         }
         if exchange!.collected!.readableBytes > EngineClient.maxWholeReply {
-            exchange!.relay?.cancel()
+            exchange!.engine?.cancel()
             replyFailed(EngineClientError.replyTooLarge(limit: EngineClient.maxWholeReply), context: context)
             return false
         }
         return true
     }
 
-    func relayEnd() {
-        guard state == .relaying, let exchange, let context else { return }
+    func engineEnd() {
+        guard state == .forwarding, let exchange, let context else { return }
         let status = exchange.status ?? 502
         complete(code: status)
         let sent = context.eventLoop.makePromise(of: Void.self)
@@ -293,14 +296,14 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
         } else {
             let body = exchange.collected ?? ByteBuffer()
             if (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
-                lane.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
+                shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
             }
             writeWhole(status: status, contentType: exchange.contentType, body: body, id: exchange.id, promise: sent, context: context)
         }
         resume(after: sent.futureResult, context: context)
     }
 
-    func relayFailed(_ error: any Error) {
+    func engineFailed(_ error: any Error) {
         guard let context else { return }
         replyFailed(error, context: context)
     }
@@ -308,7 +311,7 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
     /// The engine did not answer, broke off, or sent too much: a 502 when the client has had nothing yet, else
     /// its connection is closed (a streamed reply cannot be ended cleanly).
     private func replyFailed(_ error: any Error, context: ChannelHandlerContext) {
-        guard state == .relaying, let exchange else { return }
+        guard state == .forwarding, let exchange else { return }
         if exchange.streamed, let status = exchange.status {
             abandon(code: status, context: context)
             return
@@ -332,10 +335,10 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
 
     /// The headers the router's replies carry too.
     private func responseHeaders(id: String, contentType: String) -> HTTPHeaders {
-        ["Content-Type": contentType, "X-Request-Id": id, "Date": lane.dateCache.now(), "Server": lane.serverName]
+        ["Content-Type": contentType, "X-Request-Id": id, "Date": shared.dateCache.now(), "Server": shared.serverName]
     }
 
-    /// The relayed request is over (its reply's end is about to be written, or the client went away): it is
+    /// The forwarded request is over (its reply's end is about to be written, or the client went away): it is
     /// counted and logged, its tokens recorded, and the run is free of it. What the client sent meanwhile still
     /// waits (``State/flushing``).
     private func complete(code: Int) {
@@ -343,12 +346,12 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
         self.exchange = nil
         state = .flushing
         exchange.meter?.finish()
-        lane.daemon.activity.end(exchange.runID)
-        var logger = lane.daemon.logger
+        exchange.lease.release()
+        var logger = shared.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }
         RequestLogMiddleware<DaemonRequestContext>.record(
             method: "POST", route: exchange.route, path: exchange.route, code: code, duration: .now - exchange.started, logger: logger,
-            metrics: lane.daemon.metrics, relayed: true)
+            metrics: shared.daemon.metrics, fastPath: true)
     }
 
     /// Once the reply's last bytes are out (so that a half-close or shutdown delivered next cannot cut them off):
@@ -383,7 +386,7 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
         }
     }
 
-    /// Ends the relayed request and the connection: the client cannot be answered.
+    /// Ends the forwarded request and the connection: the client cannot be answered.
     private func abandon(code: Int, context: ChannelHandlerContext) {
         complete(code: code)
         held = []
@@ -404,7 +407,7 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let head) where !head.isKeepAlive || head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }):
-            // The router closes the connection after this reply: nothing after it may be relayed.
+            // The router closes the connection after this reply: nothing after it may be forwarded.
             closing = true
         case .end:
             // At most what was handed over: a reply to no request (a malformed one) is the router's own.
@@ -416,29 +419,29 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, state == .relaying, exchange?.paused == true {
+        if context.channel.isWritable, state == .forwarding, exchange?.paused == true {
             exchange!.paused = false
-            exchange!.relay?.resume()
+            exchange!.engine?.resume()
         }
         context.fireChannelWritabilityChanged()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent { closing = true }
-        if state == .relaying, let exchange, case .inputClosed? = event as? ChannelEvent {
+        if state == .forwarding, let exchange, case .inputClosed? = event as? ChannelEvent {
             // The client closed its side before the reply came: as proxies read it, it went away (a client that
             // stops waiting closes its socket, and the kernel tells us no more than that). The engine's request
             // is cancelled rather than left to run for nobody.
-            exchange.relay?.cancel()
+            exchange.engine?.cancel()
             abandon(code: 499, context: context)
             return
         }
         switch state {
-        case .relaying, .flushing:
+        case .forwarding, .flushing:
             held.append(.event(event))
         case .collecting:
             if case .inputClosed? = event as? ChannelEvent {
-                // The request will not be completed: the router gets it as far as it came, as without the relay.
+                // The request will not be completed: the router gets it as far as it came, as without the fast path.
                 handToRouter(context: context)
                 context.fireUserInboundEventTriggered(event)
             } else {
@@ -451,11 +454,11 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         switch state {
-        case .relaying, .flushing:
-            // A malformed request after a relayed one: the router hears of it after the reply, in order.
+        case .forwarding, .flushing:
+            // A malformed request after a forwarded one: the router hears of it after the reply, in order.
             held.append(.error(error))
         case .collecting:
-            // The router gets the request as far as it came, then the error, as it would have without the relay.
+            // The router gets the request as far as it came, then the error, as it would have without the fast path.
             handToRouter(context: context)
             context.fireErrorCaught(error)
         case .idle, .passing:
@@ -464,10 +467,10 @@ final class GatewayRelay: ChannelDuplexHandler, EngineRelaySink {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if state == .relaying, let exchange {
+        if state == .forwarding, let exchange {
             // The client went away: the engine's request is cancelled. 499, as proxies log it: the client closed
             // the connection before the reply was complete.
-            exchange.relay?.cancel()
+            exchange.engine?.cancel()
             complete(code: 499)
         }
         held = []
