@@ -75,6 +75,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     }
     LLMController(gateway: gateway).addRoutes(to: api.group("llm"))
     gateway.addRoutes(to: router)
+    OllamaController(daemon: daemon, gateway: gateway).addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
     }
