@@ -3,7 +3,12 @@
 from a hub on loopback. Nothing here talks to anything but 127.0.0.1."""
 
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -11,7 +16,7 @@ import ollama
 import pytest
 from langchain_ollama import ChatOllama
 
-from conftest import PATIENCE, TINY_MODEL, Daemon, RepoHub, call
+from conftest import MODELD, PATIENCE, TINY_MODEL, Daemon, RepoHub, call
 
 REPO = "acme/qwen2-tiny"
 NAME = f"{REPO}:latest"
@@ -43,9 +48,15 @@ def hub(workdir):
 
 @pytest.fixture(scope="module")
 def served(workdir, hub):
-    """A daemon whose Ollama API has pulled the tiny model from the hub; `progress` holds the pull's lines."""
-    server = Daemon(workdir / "ollama", extra_env={"HF_ENDPOINT": hub.endpoint, "MODELSCOPE_ENDPOINT": hub.endpoint})
+    """A daemon with an Ollama listener (`ollama_port`) whose Ollama API has pulled the tiny model from the hub;
+    `progress` holds the pull's lines."""
+    server = Daemon(workdir / "ollama", extra_args=["--ollama-listen", "127.0.0.1:0"],
+                    extra_env={"HF_ENDPOINT": hub.endpoint, "MODELSCOPE_ENDPOINT": hub.endpoint})
     try:
+        # The Ollama listener logs its address under `ollama=`, the daemon's under `socket=`.
+        pattern = re.compile(r"ollama=127\.0\.0\.1:(\d+)[^\n]* listening")
+        wait_until(lambda: pattern.search(server.log), "the Ollama listener")
+        server.ollama_port = int(pattern.search(server.log).group(1))
         client = ollama.Client(host=f"http://127.0.0.1:{server.port}", timeout=PATIENCE)
         server.progress = [dict(line) for line in client.pull(REPO, stream=True)]
         yield server
@@ -264,6 +275,69 @@ def test_copy_then_delete(client):
     assert error.value.status_code == 404
 
 
+def test_the_ollama_listener_serves_ollama_and_openai_alone(served):
+    status, headers, body = call(served.ollama_port, "GET", "/")
+    assert status == 200 and body == b"Ollama is running"
+    status, _, body = call(served.ollama_port, "HEAD", "/")
+    assert status == 200
+    client = ollama.Client(host=f"http://127.0.0.1:{served.ollama_port}", timeout=PATIENCE)
+    assert NAME in [model.model for model in client.list().models]
+    expected = openai_chat(served, MESSAGES, OPTIONS["num_predict"])
+    assert client.chat(REPO, messages=MESSAGES, options=OPTIONS).message.content == expected
+    # Ollama serves OpenAI's API beside its own; the management API is the daemon's listener's alone.
+    status, _, body = call(served.ollama_port, "POST", "/v1/chat/completions",
+                           {"model": REPO, "messages": MESSAGES, "temperature": 0, "max_tokens": OPTIONS["num_predict"]})
+    assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == expected
+    status, _, _ = call(served.ollama_port, "GET", "/api/v1/status")
+    assert status == 404
+    status, _, body = call(served.port, "GET", "/")
+    assert body != b"Ollama is running"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_socket_activated_ollama_listener(workdir):
+    """Under systemd-socket-activate with the three named sockets: the first connection, to the Ollama socket, starts
+    the daemon, which serves Ollama's API there and the daemon's on `http`."""
+    if not os.access("/usr/bin/systemd-socket-activate", os.X_OK):
+        pytest.skip("no systemd-socket-activate")
+    root = workdir / "ollama-activated"
+    root.mkdir()
+    http_port, ollama_port = free_port(), free_port()
+    control = root / "control.sock"
+    process = subprocess.Popen(
+        ["/usr/bin/systemd-socket-activate", "-l", f"127.0.0.1:{http_port}", "-l", str(control), "-l", f"127.0.0.1:{ollama_port}",
+         "--fdname=http:control:ollama", "-E", f"MODELD_DATA_DIR={root / 'data'}", str(MODELD)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(control.exists, "the sockets")
+        status, _, body = call(ollama_port, "GET", "/")
+        assert status == 200 and body == b"Ollama is running"
+        status, _, body = call(ollama_port, "GET", "/api/version")
+        assert status == 200 and json.loads(body) == {"version": "0.32.15"}
+        assert ollama.Client(host=f"http://127.0.0.1:{ollama_port}", timeout=PATIENCE).list().models == []
+        status, _, _ = call(ollama_port, "GET", "/api/v1/status")
+        assert status == 404
+        status, _, body = call(http_port, "GET", "/api/v1/status")
+        assert status == 200, body
+        status, _, body = call(http_port, "GET", "/api/tags")
+        assert status == 200 and json.loads(body) == {"models": []}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    log = process.stderr.read().decode("utf-8", "replace")
+    assert process.returncode == 0, log
+    assert "socket-activated" in log and "ollama" in log, log
+
+
 def test_keys_of_both_scopes(served):
     def create(scope):
         status, _, body = call(served.control_socket, "POST", "/api/v1/keys", {"name": f"ollama-{scope}", "scope": scope})
@@ -290,6 +364,16 @@ def test_keys_of_both_scopes(served):
         administrator = ollama.Client(host=base, timeout=PATIENCE, headers={"Authorization": f"Bearer {admin}"})
         administrator.copy(REPO, "allowed")
         administrator.delete("allowed")
+        # The Ollama listener takes the same keys.
+        listener = f"http://127.0.0.1:{served.ollama_port}"
+        with pytest.raises(ollama.ResponseError) as error:
+            ollama.Client(host=listener, timeout=PATIENCE).list()
+        assert error.value.status_code == 401
+        reader = ollama.Client(host=listener, timeout=PATIENCE, headers={"Authorization": f"Bearer {inference}"})
+        assert NAME in [model.model for model in reader.list().models]
+        with pytest.raises(ollama.ResponseError) as error:
+            reader.pull(REPO)
+        assert error.value.status_code == 403
     finally:
         served.revoke_keys()
 

@@ -80,7 +80,9 @@ struct HTTPListener: Service, CustomStringConvertible {
                     return value
                 }
             }
-        logger.info("listening", metadata: ["socket": "\(socket.description)"])
+        // The Ollama listener names its address under its own key: tools that read the daemon's port from the
+        // first `socket=` line must not take it.
+        logger.info("listening", metadata: [socket.servesOllama ? "ollama" : "socket": "\(socket.description)"])
         await onListening()
 
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -112,13 +114,14 @@ struct HTTPListener: Service, CustomStringConvertible {
 
 extension ConnectionLimits {
     /// The daemon's connection limits, from its configuration; the errors the guard answers are the route family's
-    /// (OpenAI's shape under `/v1/`, the envelope elsewhere).
+    /// (OpenAI's shape under `/v1/`, Ollama's under its `/api/*`, the envelope elsewhere).
     init(daemon configuration: DaemonConfiguration) {
         self.init(
             idleTimeout: configuration.idleTimeout, headerTimeout: configuration.headerTimeout, bodyTimeout: configuration.bodyTimeout,
             maxBodySize: configuration.maxBodySize, streamedBodyPaths: ["/api/v1/models/import"]
         ) { code, message, path in
             if let path, path.hasPrefix("/v1/") { return openAIErrorBody(code, message, type: "BadRequestError") }
+            if let path, OllamaController.owns(String(path)) { return OllamaError(HTTPResponse.Status(code: code), message).body }
             let envelope = Envelope<EmptyPayload>(requestID: RequestID().description, code: code, msg: message, data: nil)
             return ByteBuffer(bytes: (try? WireJSON.encoder().encode(envelope)) ?? Data())
         }
