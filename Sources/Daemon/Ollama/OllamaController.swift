@@ -187,6 +187,8 @@ struct OllamaController {
         let all = try await store.versions(source: model.version.model.source, repo: model.version.model.repo)
         let chosen = name.key == OllamaNames.versionTag(model.version).lowercased() || model.name.tag != OllamaName.latest && model.name.isRepository
             ? [model.version] : all
+        // Its runs go first, as keep_alive 0 unloads them: an engine must not be left on removed files.
+        try await backend.unload(model.routeModel, logger: context.logger)
         for version in chosen {
             guard let source = ModelSource(rawValue: version.model.source) else { continue }
             do {

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ModeldAPI
 import NIOCore
 
 /// An error the Ollama API reports as Ollama does: `{"error": "..."}` with Ollama's status codes.
@@ -54,9 +55,13 @@ enum OllamaJSON {
         return String(cString: number.objCType) == "c" ? nil : number
     }
 
-    /// A time as Ollama writes it (RFC 3339 in UTC, with fractional seconds).
+    /// A time as Ollama writes it: RFC 3339 in UTC with fractional seconds (microseconds here), from the C library
+    /// as the wire's other dates (``UTCTime``).
     static func time(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        let interval = date.timeIntervalSince1970
+        let seconds = Int(interval.rounded(.down))
+        let microseconds = min(999_999, Int(((interval - Double(seconds)) * 1e6).rounded(.down)))
+        return UTCTime(seconds: seconds).dateTime(separator: "T") + "." + UTCTime.padded(microseconds, 6) + "Z"
     }
 
     /// A duration in whole nanoseconds, Ollama's unit for durations.
