@@ -131,7 +131,8 @@ def test_show(client):
     assert shown.modelinfo["qwen2.block_count"] == config["num_hidden_layers"]
     assert shown.modelinfo["general.parameter_count"] > 0
     assert shown.template == tokenizer_config["chat_template"]
-    assert "completion" in shown.capabilities
+    assert "completion" in shown.capabilities and "embedding" not in shown.capabilities
+    assert ("tools" in shown.capabilities) == ("tools" in tokenizer_config["chat_template"])
     assert shown.details.family == "qwen2"
 
 
@@ -173,6 +174,23 @@ def test_format_on_the_builtin_engine_is_a_clear_400(client):
         client.chat(REPO, messages=MESSAGES, format="json")
     assert error.value.status_code == 400
     assert "format" in error.value.error
+
+
+def test_images_to_a_model_without_vision_are_a_clear_400(client):
+    with pytest.raises(ollama.ResponseError) as error:
+        client.chat(REPO, messages=[{"role": "user", "content": "what is this?", "images": [b"\x89PNG\r\n"]}])
+    assert error.value.status_code == 400
+    assert "images" in error.value.error
+
+
+def test_tools_pass_through_to_the_template(client):
+    tool = {"type": "function", "function": {"name": "add", "description": "Adds two numbers",
+                                             "parameters": {"type": "object", "properties": {"a": {"type": "number"}}}}}
+    plain = client.chat(REPO, messages=MESSAGES, options=OPTIONS)
+    with_tools = client.chat(REPO, messages=MESSAGES, options=OPTIONS, tools=[tool])
+    # The template renders the tool into the prompt: more prompt tokens, the same reply shape.
+    assert with_tools.prompt_eval_count > plain.prompt_eval_count
+    assert with_tools.done and with_tools.message.role == "assistant"
 
 
 def test_embed_on_the_builtin_engine_is_a_clear_400(client):
