@@ -134,6 +134,7 @@ let package = Package(
         .target(
             name: "Launchers",
             dependencies: [
+                "Catalog",
                 "ModelStore",
                 "ModeldAPI",
                 "CSpawn",

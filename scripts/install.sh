@@ -19,7 +19,7 @@ install -D -m 0755 .build/release/modeld "$destdir$prefix/bin/modeld"
 install -D -m 0755 .build/release/modelctl "$destdir$prefix/bin/modelctl"
 units="$destdir/etc/systemd/system"
 install -d "$units"
-for unit in modeld.service modeld.socket modeld-control.socket; do
+for unit in modeld.service modeld.socket modeld-control.socket modeld-ollama.socket; do
   sed "s|/usr/local/bin/modeld|$prefix/bin/modeld|" "systemd/$unit" > "$units/$unit"
   chmod 0644 "$units/$unit"
 done
@@ -36,5 +36,5 @@ done
 if [ -z "$destdir" ]; then
   command -v systemd-sysusers >/dev/null && systemd-sysusers /usr/lib/sysusers.d/modeld.conf || true
   [ -d /run/systemd/system ] && systemctl daemon-reload || true
-  echo "installed; start with: systemctl enable --now modeld.socket modeld-control.socket"
+  echo "installed; start with: systemctl enable --now modeld.socket modeld-control.socket (add modeld-ollama.socket for Ollama clients on 127.0.0.1:11434)"
 fi

@@ -80,6 +80,11 @@ package struct VersionRecord: Sendable, Hashable, Codable, FetchableRecord, Muta
 package struct LocalVersion: Sendable, Hashable {
     package var model: ModelRecord
     package var version: VersionRecord
+
+    package init(model: ModelRecord, version: VersionRecord) {
+        self.model = model
+        self.version = version
+    }
 }
 
 extension Store {

@@ -41,6 +41,25 @@ struct ConfigurationTests {
         #expect(fileOnly.configFile == configFile)
     }
 
+    @Test("ollama_listen: none by default; flag, MODELD_OLLAMA_LISTEN, config key; a bad address names its key")
+    func ollamaListen() async throws {
+        let home = ["HOME": "/home/u"]
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: home).ollamaListen == nil)
+        let file = directory.path("ollama.json")
+        try Data(#"{"ollama_listen": "127.0.0.3:11434"}"#.utf8).write(to: URL(filePath: file))
+        let fromFile = try await DaemonConfiguration.resolve(flags: .init(config: file), environment: home)
+        #expect(fromFile.ollamaListen == ListenAddress(host: "127.0.0.3", port: 11434))
+        let fromEnvironment = try await DaemonConfiguration.resolve(
+            flags: .init(config: file), environment: home.merging(["MODELD_OLLAMA_LISTEN": "127.0.0.2:11434"]) { $1 })
+        #expect(fromEnvironment.ollamaListen?.description == "127.0.0.2:11434")
+        let fromFlag = try await DaemonConfiguration.resolve(
+            flags: .init(config: file, ollamaListen: "[::1]:11434"), environment: home.merging(["MODELD_OLLAMA_LISTEN": "127.0.0.2:11434"]) { $1 })
+        #expect(fromFlag.ollamaListen == ListenAddress(host: "::1", port: 11434))
+        await #expect {
+            _ = try await DaemonConfiguration.resolve(flags: .init(ollamaListen: "11434"), environment: home)
+        } throws: { ($0 as? ConfigurationError)?.key == "ollama_listen" }
+    }
+
     @Test("defaults: 127.0.0.1:8700 and the data directory from systemd, XDG, or HOME")
     func defaults() async throws {
         let plain = try await DaemonConfiguration.resolve(flags: .init(), environment: ["HOME": "/home/u"])

@@ -1,6 +1,7 @@
 import Catalog
 import Foundation
 import Launchers
+import ModelStore
 import ModeldAPI
 import Synchronization
 import Testing

@@ -191,7 +191,7 @@ struct SystemdTests {
         let staging = FileManager.default.temporaryDirectory.appending(path: "modeld-units-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: staging) }
-        let units = ["modeld.socket", "modeld-control.socket", "modeld.service"]
+        let units = ["modeld.socket", "modeld-control.socket", "modeld-ollama.socket", "modeld.service"]
         for unit in units {
             let text = try String(contentsOf: source.appending(path: unit), encoding: .utf8)
             #expect(text.contains("/usr/local/bin/modeld") || unit != "modeld.service")
@@ -218,5 +218,7 @@ struct SystemdTests {
         #expect(!service.contains("PrivateDevices=yes") && !service.contains("MemoryDenyWriteExecute=yes"))
         let control = try String(contentsOf: source.appending(path: "modeld-control.socket"), encoding: .utf8)
         #expect(control.contains("FileDescriptorName=control") && control.contains("SocketMode=0660"))
+        let ollama = try String(contentsOf: source.appending(path: "modeld-ollama.socket"), encoding: .utf8)
+        #expect(ollama.contains("FileDescriptorName=ollama") && ollama.contains("ListenStream=127.0.0.1:11434"))
     }
 }

@@ -1,5 +1,5 @@
-"""Hostile requests against every route family of the daemon (management, keys, the LLM API, the `/v1` gateway
-both through the router and through the relay below it) and against `modeld engine`'s own server. Each must
+"""Hostile requests against every route family of the daemon (management, keys, the LLM API, Ollama's API, the `/v1`
+gateway both through the router and through the relay below it) and against `modeld engine`'s own server. Each must
 get a 4xx or a closed connection, and afterwards the server must still be alive and answering.
 
 HTTP-level attacks use raw sockets; the servers run with 2 s idle, header and body timeouts (conftest.TIMEOUT)."""
@@ -26,6 +26,7 @@ TARGETS = {
     "gateway-relay": ("daemon", "/v1/chat/completions", {"model": "tiny", **CHAT}, "model"),
     "gateway-router": ("daemon", "/v1/chat/completions", {"model": "none", **CHAT}, "model"),
     "engine": ("engine", "/v1/chat/completions", {"model": "tiny", **CHAT}, "model"),
+    "ollama": ("daemon", "/api/chat", {"model": "tiny", "messages": CHAT["messages"], "options": {"num_predict": 2}}, "model"),
 }
 # The routes that read sampling numbers.
 SAMPLING = ["llm", "gateway-relay", "gateway-router", "engine"]

@@ -46,7 +46,8 @@ enum ErrorShape {
 
     /// The shape of the replies on a path.
     static func of(path: some StringProtocol) -> ErrorShape {
-        path.hasPrefix("/v1/") ? .openAI : .envelope
+        if path.hasPrefix("/v1/") { return .openAI }
+        return OllamaController.owns(String(path)) ? .ollama : .envelope
     }
 
     /// The JSON body of an error reply.

@@ -53,7 +53,7 @@ extension KeyInfo {
 
 /// Once any API key exists, every TCP request but `/health` needs `Authorization: Bearer <key>`; the
 /// management API (`/api/v1/*`) needs the admin scope, except the LLM API (`/api/v1/llm/*`), which is
-/// inference like `/v1/*`; `/metrics` takes a key of either scope (a Prometheus scraper needs no admin
+/// inference like `/v1/*` and Ollama's read and inference routes (``OllamaController/inferencePaths``); `/metrics` takes a key of either scope (a Prometheus scraper needs no admin
 /// rights). The control socket is trusted: its 0660 mode is the access control.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = DaemonRequestContext
@@ -109,7 +109,9 @@ struct Authorizer: Sendable {
         guard let key = store.authenticate(key: String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces), among: activeKeys) else {
             return .deny(.unauthorized, "invalid or revoked API key", retryAfter: nil)
         }
-        if !path.hasPrefix("/v1/") && path != "/metrics" && !path.hasPrefix("/api/v1/llm/") && key.scope != "admin" {
+        if !path.hasPrefix("/v1/") && path != "/metrics" && !path.hasPrefix("/api/v1/llm/") && !OllamaController.inferencePaths.contains(path)
+            && key.scope != "admin"
+        {
             return .deny(.forbidden, "API key \(key.name) has scope \(key.scope); \(path) needs an admin key", retryAfter: nil)
         }
         if let rate = key.ratePerMinute, let wait = limiter.take(key: key.id, perMinute: rate) {

@@ -22,6 +22,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Address to listen on, HOST:PORT (env MODELD_LISTEN; default 127.0.0.1:8700).")
     var listen: String?
 
+    @Option(name: .long, help: "A second address serving Ollama's API alone, HOST:PORT, such as 127.0.0.1:11434 (env MODELD_OLLAMA_LISTEN; default none).")
+    var ollamaListen: String?
+
     @Option(name: .long, help: "Data directory (env MODELD_DATA_DIR; default $STATE_DIRECTORY, else $XDG_DATA_HOME/modeld).")
     var dataDir: String?
 
@@ -87,14 +90,16 @@ struct Serve: AsyncParsableCommand {
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
                     maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts,
                     maxBodySize: maxBodySize, maxConnections: maxConnections, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
-                    bodyTimeout: bodyTimeout),
+                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
             let keysExist = try await daemon.store.hasActiveAPIKeys()
-            if !daemon.configuration.listen.isLoopback && !insecureNoAuth && !keysExist {
+            let addresses: [(String, ListenAddress?)] = [("listen", daemon.configuration.listen), ("ollama_listen", daemon.configuration.ollamaListen)]
+            for (key, address) in addresses {
+                guard let address, !address.isLoopback, !insecureNoAuth, !keysExist else { continue }
                 throw ConfigurationError(
-                    key: "listen",
-                    problem: "\(daemon.configuration.listen) is reachable from other hosts and no API key exists; start modeld on 127.0.0.1 and create one first (`modelctl keys create --name NAME --scope admin`), or pass --insecure-no-auth")
+                    key: key,
+                    problem: "\(address) is reachable from other hosts and no API key exists; start modeld on 127.0.0.1 and create one first (`modelctl keys create --name NAME --scope admin`), or pass --insecure-no-auth")
             }
             try await DaemonStartup.run(daemon)
         } catch let error as CleanExit {
@@ -212,12 +217,15 @@ enum DaemonStartup {
             daemon.logger.info("modeld ready")
             onReady()
         }
-        let responder = buildRouter(daemon).buildResponder()
+        let gateway = GatewayController(daemon: daemon)
+        let ollama = OllamaController(daemon: daemon, gateway: gateway)
+        let responder = buildRouter(daemon, gateway: gateway, ollama: ollama).buildResponder()
+        let ollamaResponder = buildOllamaRouter(daemon, gateway: gateway, ollama: ollama).buildResponder()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = sockets.map { socket in
             .init(
                 service: HTTPListener(
-                    socket: socket, responder: responder, logger: daemon.logger, serverName: "modeld/\(modeldVersion)",
-                    daemon: daemon, onListening: { await readiness.listening() }))
+                    socket: socket, responder: socket.servesOllama ? ollamaResponder : responder, logger: daemon.logger,
+                    serverName: "modeld/\(modeldVersion)", daemon: daemon, onListening: { await readiness.listening() }))
         }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: Watchdog(interval: interval, store: daemon.store, notifier: notifier, logger: daemon.logger)))
@@ -266,7 +274,8 @@ enum DaemonStartup {
         }
     }
 
-    /// The sockets to serve: systemd's `http` and `control` when activated, else our own.
+    /// The sockets to serve: systemd's `http`, `control` and `ollama` when activated, else our own (the Ollama
+    /// listener when `ollama_listen` is set).
     static func listeningSockets(_ daemon: DaemonContext) throws -> [ListeningSocket] {
         let activated = ActivatedSockets.take()
         if !activated.byName.isEmpty {
@@ -274,10 +283,16 @@ enum DaemonStartup {
             daemon.logger.info("socket-activated", metadata: ["names": "\(activated.byName.keys.sorted().joined(separator: ","))"])
             return sockets
         }
-        return [
+        var sockets = [
             try ListeningSocket.tcp(daemon.configuration.listen),
             try ListeningSocket.unix(path: daemon.configuration.controlSocket),
         ]
+        if let address = daemon.configuration.ollamaListen {
+            var socket = try ListeningSocket.tcp(address)
+            socket.servesOllama = true
+            sockets.append(socket)
+        }
+        return sockets
     }
 
     /// The one-line status systemd shows (`systemctl status modeld`): runs and pulls.

@@ -59,6 +59,7 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | key | flag | environment | default |
 /// |---|---|---|---|
 /// | `listen` | `--listen` | `MODELD_LISTEN` | `127.0.0.1:8700` |
+/// | `ollama_listen` | `--ollama-listen` | `MODELD_OLLAMA_LISTEN` | none (Ollama's API on `listen` only) |
 /// | `data_dir` | `--data-dir` | `MODELD_DATA_DIR` | `$STATE_DIRECTORY`, `$XDG_DATA_HOME/modeld`, `~/.local/share/modeld` |
 /// | `catalog` | `--catalog` | `MODELD_CATALOG` | the built-in catalog |
 /// | `control_socket` | `--control-socket` | `MODELD_CONTROL_SOCKET` | `$RUNTIME_DIRECTORY/modeld.sock`, else `<data>/modeld.sock` |
@@ -80,6 +81,8 @@ package struct DaemonConfiguration: Sendable {
     package static let defaultConfigFile = "/etc/modeld/config.json"
 
     package var listen: ListenAddress
+    /// A second address serving Ollama's API alone (docs/ollama-api.md), such as Ollama's own `127.0.0.1:11434`.
+    package var ollamaListen: ListenAddress?
     package var dataDirectory: DataDirectory
     /// A catalog file; nil means the built-in catalog.
     package var catalogPath: String?
@@ -133,6 +136,7 @@ package struct DaemonConfiguration: Sendable {
     /// Values given on the command line; nil means "not given".
     package struct Flags: Sendable {
         package var listen: String?
+        package var ollamaListen: String?
         package var dataDir: String?
         package var catalog: String?
         package var config: String?
@@ -156,8 +160,9 @@ package struct DaemonConfiguration: Sendable {
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
             allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
-            headerTimeout: String? = nil, bodyTimeout: String? = nil
+            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil
         ) {
+            self.ollamaListen = ollamaListen
             self.caBundle = caBundle
             self.corsOrigins = corsOrigins
             self.allowedHosts = allowedHosts
@@ -186,6 +191,7 @@ package struct DaemonConfiguration: Sendable {
     package static func resolve(flags: Flags, environment: [String: String]) async throws -> DaemonConfiguration {
         var flagValues: [AbsoluteConfigKey: ConfigValue] = [:]
         if let value = flags.listen { flagValues["listen"] = .init(.string(value), isSecret: false) }
+        if let value = flags.ollamaListen { flagValues["ollama_listen"] = .init(.string(value), isSecret: false) }
         if let value = flags.dataDir { flagValues["data_dir"] = .init(.string(value), isSecret: false) }
         if let value = flags.catalog { flagValues["catalog"] = .init(.string(value), isSecret: false) }
         if let value = flags.maxDownloadRate { flagValues["max_download_rate"] = .init(.string(value), isSecret: false) }
@@ -244,6 +250,9 @@ package struct DaemonConfiguration: Sendable {
         var configuration = DaemonConfiguration(
             listen: listen, dataDirectory: dataDirectory, catalogPath: catalog, configFile: configFile,
             controlSocket: controlSocket)
+        if let text = reader.string(forKey: "ollama_listen"), !text.isEmpty {
+            configuration.ollamaListen = try ListenAddress(parsing: text, key: "ollama_listen")
+        }
         if let rate = reader.string(forKey: "max_download_rate"), !rate.isEmpty {
             configuration.maxDownloadRate = try parseRate(rate)
         }

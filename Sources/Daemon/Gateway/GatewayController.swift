@@ -4,6 +4,7 @@ import Hummingbird
 import Launchers
 import ModelStore
 import ModelText
+import ModeldAPI
 import NIOCore
 import Transfer
 

@@ -37,8 +37,17 @@ struct DaemonContext: Sendable {
 
 }
 
-/// Builds the daemon's router: every route of the management API, served by ``HTTPListener``.
-func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
+extension GatewayController {
+    /// The gateway of the daemon's routers.
+    init(daemon: DaemonContext) {
+        self.init(
+scheduler: daemon.scheduler, metrics: daemon.metrics)
+    }
+}
+
+/// A router with the middleware every listener's requests pass: request log, request id, origin checks, errors,
+/// API keys.
+private func makeRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
     router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
@@ -46,12 +55,27 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     router.add(middleware: OriginMiddleware(policy: daemon.origins, store: daemon.store))
     router.add(middleware: ErrorReplyMiddleware())
     router.add(middleware: AuthMiddleware(authorizer: daemon.authorizer))
+    return router
+}
+
+/// The router of the Ollama listener (`ollama_listen`): Ollama's API and the OpenAI gateway, as Ollama serves both.
+/// - Parameter ollama: the Ollama API the daemon's router serves too (they share its aliases and caches).
+func buildOllamaRouter(_ daemon: DaemonContext, gateway: GatewayController, ollama: OllamaController) -> Router<DaemonRequestContext> {
+    let router = makeRouter(daemon)
+    gateway.addRoutes(to: router)
+    ollama.addListenerRoutes(to: router)
+    return router
+}
+
+/// Builds the daemon's router: every route of the management API, the OpenAI gateway and Ollama's API.
+func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, ollama: OllamaController? = nil) -> Router<DaemonRequestContext> {
+    let router = makeRouter(daemon)
 
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)
     }
     MetricsController(metrics: daemon.metrics, supervisor: daemon.supervisor).addRoutes(to: router)
-    let gateway = GatewayController(scheduler: daemon.scheduler, metrics: daemon.metrics)
+    let gateway = gateway ?? GatewayController(daemon: daemon)
     let api = router.group("api/v1")
     KeysController(store: daemon.store, events: daemon.events).addRoutes(to: api.group("keys"))
     EventsController(bus: daemon.events).addRoutes(to: api)
@@ -68,6 +92,7 @@ func buildRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     }
     LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics).addRoutes(to: api.group("llm"))
     gateway.addRoutes(to: router)
+    (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
     }

@@ -81,7 +81,9 @@ struct HTTPListener: Service, CustomStringConvertible {
                     return value
                 }
             }
-        logger.info("listening", metadata: ["socket": "\(socket.description)"])
+        // The Ollama listener names its address under its own key: tools that read the daemon's port from the
+        // first `socket=` line must not take it.
+        logger.info("listening", metadata: [socket.servesOllama ? "ollama" : "socket": "\(socket.description)"])
         await onListening()
 
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -113,7 +115,7 @@ struct HTTPListener: Service, CustomStringConvertible {
 
 extension ConnectionLimits {
     /// The daemon's connection limits, from its configuration; the errors the guard answers are the route family's
-    /// (OpenAI's shape under `/v1/`, the envelope elsewhere).
+    /// (OpenAI's shape under `/v1/`, Ollama's under its `/api/*`, the envelope elsewhere).
     init(daemon configuration: DaemonConfiguration) {
         self.init(
             idleTimeout: configuration.idleTimeout, headerTimeout: configuration.headerTimeout, bodyTimeout: configuration.bodyTimeout,

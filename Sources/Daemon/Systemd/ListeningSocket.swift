@@ -11,6 +11,8 @@ struct ListeningSocket: Sendable {
     var description: String
     /// The port a TCP socket we bound is bound to (the one the system chose for port 0).
     var port: Int?
+    /// Whether it serves Ollama's API alone (`ollama_listen`, or systemd's socket named `ollama`).
+    var servesOllama = false
 
     /// Binds and listens on a TCP address, close-on-exec.
     /// - Throws: ``ListenError`` naming the address and the system's reason.
@@ -72,6 +74,9 @@ struct ListeningSocket: Sendable {
         return ListeningSocket(fd: fd, kind: .unix, description: path)
     }
 
+    /// The name (`FileDescriptorName=`) of the socket systemd passes for Ollama's API.
+    static let ollamaSocketName = "ollama"
+
     /// Wraps a socket systemd passed, after checking what it is.
     static func activated(fd: Int32, name: String) -> ListeningSocket {
         var storage = sockaddr_storage()
@@ -79,7 +84,9 @@ struct ListeningSocket: Sendable {
         let family = withUnsafeMutablePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 ? Int32($0.pointee.sa_family) : -1 }
         }
-        return ListeningSocket(fd: fd, kind: family == AF_UNIX ? .unix : .tcp, description: "systemd socket \"\(name)\" (fd \(fd))")
+        return ListeningSocket(
+            fd: fd, kind: family == AF_UNIX ? .unix : .tcp, description: "systemd socket \"\(name)\" (fd \(fd))",
+            servesOllama: name == ollamaSocketName)
     }
 
     private static func boundPort(_ fd: Int32) -> Int? {

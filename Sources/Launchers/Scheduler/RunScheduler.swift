@@ -1,4 +1,5 @@
 import Catalog
+import ModelStore
 import Foundation
 import Logging
 import ModeldAPI
