@@ -228,8 +228,10 @@ let package = Package(
             path: "Tests/FakeHub",
             swiftSettings: [.swiftLanguageMode(.v6), .enableUpcomingFeature("ExistentialAny")]
         ),
+        /// Tests of the domain modules, one folder each: Catalog, ModelStore (Store), Hubs, Downloads, Archives, and the
+        /// daemon's configuration resolution.
         .testTarget(
-            name: "CatalogTests",
+            name: "DomainTests",
             dependencies: [
                 "Catalog",
                 "ModelStore",

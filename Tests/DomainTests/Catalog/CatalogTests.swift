@@ -39,7 +39,7 @@ struct CatalogTests {
 
     @Test("the example catalog is valid, covers the required families, and equals the built-in one")
     func exampleCatalog() throws {
-        let url = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../../models.example.json").standardized
+        let url = URL(filePath: #filePath).deletingLastPathComponent().appending(path: "../../../models.example.json").standardized
         let example = try ModelCatalog.load(contentsOf: url)
         let builtIn = try ModelCatalog.builtIn()
         #expect(example.entries == builtIn.entries, "run scripts/sync-catalog.sh after editing models.example.json")
