@@ -7,6 +7,8 @@ package enum RunState: String, Sendable, Codable, CaseIterable, DatabaseValueCon
 
     /// Whether an engine process may exist for a run in this state.
     package var isLive: Bool { self == .starting || self == .ready || self == .stopping }
+    /// Loaded, or being loaded: what counts against the loaded-runs limit.
+    package var isLoaded: Bool { self == .starting || self == .ready }
 }
 
 /// What the user wants a run to be; the supervisor works towards it, also after a daemon restart.

@@ -184,7 +184,8 @@ struct OllamaConversionTests {
     @Test("errors are {\"error\": ...}; durations are nanoseconds")
     func shapes() throws {
         let error = OllamaError.modelNotFound("x")
-        let object = try JSONSerialization.jsonObject(with: Data(error.body.readableBytesView)) as? [String: String]
+        let body = ErrorShape.ollama.body(error.apiError, requestID: "")
+        let object = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: String]
         #expect(object == ["error": "model \"x\" not found, try pulling it first"] && error.status == .notFound)
         #expect(OllamaJSON.nanoseconds(.milliseconds(1500)) == 1_500_000_000)
         #expect(OllamaJSON.time(Date(timeIntervalSince1970: 1_700_000_000.25)) == "2023-11-14T22:13:20.250000Z")

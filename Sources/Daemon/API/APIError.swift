@@ -72,7 +72,8 @@ enum ErrorShape {
 
     /// The error reply: the error's status and ``body(_:requestID:)``.
     func response(_ error: APIError, requestID: String) -> Response {
-        let contentType = self == .envelope ? "application/json; charset=utf-8" : "application/json"
+        // Ollama's server names the charset, as the envelope does; OpenAI's does not.
+        let contentType = self == .openAI ? "application/json" : "application/json; charset=utf-8"
         return Response(status: error.httpStatus, headers: [.contentType: contentType], body: .init(byteBuffer: body(error, requestID: requestID)))
     }
 

@@ -1,10 +1,6 @@
-import Catalog
-import Downloads
 import Foundation
 import HTTPTypes
-import Hubs
 import Launchers
-import Logging
 import ModelStore
 import ModeldAPI
 import NIOCore
@@ -19,7 +15,7 @@ struct OllamaBackend: Sendable {
     ///   lease is released, a negative one keeps it loaded until stopped.
     /// - Throws: ``SchedulerError``.
     func acquire(
-        _ model: String, keepAlive: KeepAlive? = nil, prefer: @escaping @Sendable (RunInfo) -> Bool = { _ in true }, logger: Logger
+        _ model: String, keepAlive: KeepAlive? = nil, prefer: @escaping @Sendable (RunInfo) -> Bool = { _ in true }
     ) async throws -> OllamaLease {
         OllamaLease(try await scheduler.acquire(model, keepAlive: keepAlive, prefer: prefer))
     }
@@ -31,7 +27,7 @@ struct OllamaBackend: Sendable {
 
     /// Unloads the runs of `model` now (a run with requests in flight when their last one ends); nothing when the
     /// model has no run.
-    func unload(_ model: String, logger: Logger) async throws {
+    func unload(_ model: String) async throws {
         do {
             try await scheduler.unload(model)
         } catch SchedulerError.notFound {
@@ -41,7 +37,7 @@ struct OllamaBackend: Sendable {
 
     /// The loaded runs: starting or ready.
     var loadedRuns: [RunInfo] {
-        scheduler.supervisor.snapshot.filter { $0.state == .ready || $0.state == .starting }
+        scheduler.supervisor.snapshot.filter { $0.state.isLoaded }
     }
 }
 

@@ -1,12 +1,10 @@
 import Catalog
 import Downloads
 import Foundation
-import HTTPTypes
 import Hubs
 import Hummingbird
 import Launchers
 import Logging
-import ModelStore
 import ModeldAPI
 import NIOCore
 
@@ -77,7 +75,7 @@ extension OllamaController {
         }
         let keepAlive = try OllamaConversion.keepAlive(body["keep_alive"])
         let beforeLoad = ContinuousClock.now
-        let lease = try await acquire(name, target: try resolvedAlias(name), keepAlive: keepAlive, logger: context.logger)
+        let lease = try await acquire(name, target: try resolvedAlias(name), keepAlive: keepAlive)
         defer { lease.release() }
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run

@@ -1,7 +1,6 @@
 import Catalog
 import Downloads
 import Foundation
-import HTTPTypes
 import Hubs
 import Hummingbird
 import Launchers
@@ -63,17 +62,17 @@ struct OllamaController {
     func addRoutes(to router: Router<Context>) {
         router.get("/api/version") { _, _ in OllamaJSON.response(["version": Self.version]) }
         router.head("/api/version") { _, _ in Response(status: .ok) }
-        router.get("/api/tags") { request, context in await answer { try await tags() } }
+        router.get("/api/tags") { _, _ in try await tags() }
         router.head("/api/tags") { _, _ in Response(status: .ok) }
-        router.get("/api/ps") { request, context in await answer { try await ps() } }
-        router.post("/api/show") { request, context in await answer { try await show(request) } }
-        router.post("/api/chat") { request, context in await answer { try await chat(request, context: context) } }
-        router.post("/api/generate") { request, context in await answer { try await generate(request, context: context) } }
-        router.post("/api/embed") { request, context in await answer { try await embed(request, context: context, legacy: false) } }
-        router.post("/api/embeddings") { request, context in await answer { try await embed(request, context: context, legacy: true) } }
-        router.post("/api/pull") { request, context in await answer { try await pull(request, context: context) } }
-        router.delete("/api/delete") { request, context in await answer { try await delete(request, context: context) } }
-        router.post("/api/copy") { request, context in await answer { try await copy(request) } }
+        router.get("/api/ps") { _, _ in try await ps() }
+        router.post("/api/show") { request, _ in try await show(request) }
+        router.post("/api/chat") { request, context in try await chat(request, context: context) }
+        router.post("/api/generate") { request, context in try await generate(request, context: context) }
+        router.post("/api/embed") { request, context in try await embed(request, context: context, legacy: false) }
+        router.post("/api/embeddings") { request, context in try await embed(request, context: context, legacy: true) }
+        router.post("/api/pull") { request, context in try await pull(request, context: context) }
+        router.delete("/api/delete") { request, context in try await delete(request, context: context) }
+        router.post("/api/copy") { request, _ in try await copy(request) }
         let unsupported: [(String, String)] = [
             (
                 "/api/create",
@@ -100,19 +99,6 @@ struct OllamaController {
         }
         router.head("/") { _, _ in Response(status: .ok) }
         addRoutes(to: router)
-    }
-
-    /// Runs a handler; any error is answered as Ollama answers it.
-    private func answer(_ body: () async throws -> Response) async -> Response {
-        do {
-            return try await body()
-        } catch let error as OllamaError {
-            return error.response
-        } catch let error as any APIErrorConvertible {
-            return OllamaError(error.apiError.httpStatus, error.apiError.message).response
-        } catch {
-            return OllamaError(.internalServerError, "\(error)").response
-        }
     }
 
     // MARK: Models
@@ -203,7 +189,7 @@ struct OllamaController {
             name.key == OllamaNames.versionTag(model.version).lowercased() || model.name.tag != OllamaName.latest && model.name.isRepository
             ? [model.version] : all
         // Its runs go first, as keep_alive 0 unloads them: an engine must not be left on removed files.
-        try await backend.unload(model.routeModel, logger: context.logger)
+        try await backend.unload(model.routeModel)
         for version in chosen {
             guard let source = ModelSource(rawValue: version.model.source) else { continue }
             do {
@@ -336,21 +322,21 @@ extension OllamaController {
         if keepAlive == .seconds(0) {
             let known = try await library().find(target) != nil || backend.loadedRuns.contains { RunScheduler.matches($0, target.routeModel) }
             guard known else { throw OllamaError.modelNotFound(name.given) }
-            try await backend.unload(target.routeModel, logger: logger)
+            try await backend.unload(target.routeModel)
             reply["done_reason"] = "unload"
             return OllamaJSON.response(reply)
         }
-        let lease = try await acquire(name, target: target, keepAlive: keepAlive, logger: logger)
+        let lease = try await acquire(name, target: target, keepAlive: keepAlive)
         lease.release()
         reply["done_reason"] = "load"
         return OllamaJSON.response(reply)
     }
 
     func acquire(
-        _ name: OllamaName, target: OllamaName, keepAlive: KeepAlive?, prefer: @escaping @Sendable (RunInfo) -> Bool = { _ in true }, logger: Logger
+        _ name: OllamaName, target: OllamaName, keepAlive: KeepAlive?, prefer: @escaping @Sendable (RunInfo) -> Bool = { _ in true }
     ) async throws -> OllamaLease {
         do {
-            return try await backend.acquire(target.routeModel, keepAlive: keepAlive, prefer: prefer, logger: logger)
+            return try await backend.acquire(target.routeModel, keepAlive: keepAlive, prefer: prefer)
         } catch SchedulerError.notFound {
             throw OllamaError.modelNotFound(name.given)
         } catch SchedulerError.unavailable(let message) {
@@ -369,8 +355,7 @@ extension OllamaController {
         let anyEngine = responseFormat == nil
         let beforeLoad = ContinuousClock.now
         let lease = try await acquire(
-            name, target: try resolvedAlias(name), keepAlive: keepAlive, prefer: { anyEngine || structured.contains($0.engine) },
-            logger: logger)
+            name, target: try resolvedAlias(name), keepAlive: keepAlive, prefer: { anyEngine || structured.contains($0.engine) })
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run
         var openAI = openAI

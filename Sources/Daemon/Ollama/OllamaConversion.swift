@@ -1,9 +1,5 @@
-import Catalog
-import Downloads
 import Foundation
 import HTTPTypes
-import Hubs
-import ModelStore
 import ModeldAPI
 
 /// Ollama's requests in OpenAI's terms and the engines' OpenAI replies in Ollama's (docs/ollama-api.md, Chat

@@ -1,15 +1,11 @@
-import Catalog
-import Downloads
 import Foundation
-import HTTPTypes
-import Hubs
 import Hummingbird
-import ModelStore
 import ModeldAPI
 import NIOCore
 
-/// An error the Ollama API reports as Ollama does: `{"error": "..."}` with Ollama's status codes.
-struct OllamaError: Error, CustomStringConvertible {
+/// An error the Ollama API reports as Ollama does: `{"error": "..."}` with Ollama's status codes. Thrown from a route, it
+/// is written by ``ErrorReplyMiddleware`` in the Ollama shape like any other error on Ollama's paths.
+struct OllamaError: APIErrorConvertible, CustomStringConvertible {
     var status: HTTPResponse.Status
     var message: String
 
@@ -25,12 +21,10 @@ struct OllamaError: Error, CustomStringConvertible {
         OllamaError(.notFound, "model \"\(name)\" not found, try pulling it first")
     }
 
-    /// The error as one JSON object: `{"error": "..."}`.
-    var body: ByteBuffer { OllamaJSON.encode(["error": message]) }
+    var apiError: APIError { APIError(status, message) }
 
-    var response: Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: body))
-    }
+    /// The reply, for a route that answers the error rather than throwing it.
+    var response: Response { ErrorShape.ollama.response(apiError, requestID: "") }
 }
 
 /// JSON as the Ollama API writes it.

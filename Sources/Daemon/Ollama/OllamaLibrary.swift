@@ -1,8 +1,5 @@
 import Catalog
-import Downloads
 import Foundation
-import HTTPTypes
-import Hubs
 import ModelStore
 import ModeldAPI
 import Synchronization

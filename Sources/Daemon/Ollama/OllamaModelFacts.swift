@@ -1,9 +1,4 @@
-import Catalog
-import Downloads
 import Foundation
-import HTTPTypes
-import Hubs
-import ModelStore
 import ModelText
 import ModeldAPI
 import Synchronization

@@ -1,8 +1,6 @@
 import Catalog
-import Downloads
 import Foundation
 import HTTPTypes
-import Hubs
 import ModelStore
 import ModeldAPI
 

@@ -338,7 +338,7 @@ package actor RunScheduler {
     /// The runs to unload so that one more fits under the limit, marked as leaving. Loaded are the runs starting
     /// or ready that are not leaving, and the admitted starts whose run is not listed yet.
     private func admit(_ model: String, strict: Bool) throws -> [RunInfo] {
-        let runs = supervisor.snapshot.filter { $0.state == .starting || $0.state == .ready }
+        let runs = supervisor.snapshot.filter { $0.state.isLoaded }
         let (admitted, maxLoaded) = (admitted, maxLoaded)
         return try book.withLock { book in
             let loaded = runs.filter { book.runs[$0.runID]?.leaving != true }
@@ -394,7 +394,7 @@ package actor RunScheduler {
         let runs = supervisor.snapshot.filter { Self.matches($0, model) }
         guard !runs.isEmpty else { throw SchedulerError.notFound("no run of \(model) here: `modelctl ps` lists the runs") }
         let now = ContinuousClock.now
-        let idle = runs.filter { $0.state == .starting || $0.state == .ready }.filter { run in
+        let idle = runs.filter { $0.state.isLoaded }.filter { run in
             book.withLock { book in
                 var activity = book.runs[run.runID] ?? Activity(run, now: now)
                 defer { book.runs[run.runID] = activity }

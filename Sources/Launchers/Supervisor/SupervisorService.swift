@@ -26,7 +26,7 @@ package struct SupervisorService: Service, CustomStringConvertible {
         await reconciled()
         // Cancellation and graceful shutdown both end the wait; either way the engines are stopped.
         try? await gracefulShutdown()
-        let running = await supervisor.list().filter { $0.state == .starting || $0.state == .ready }
+        let running = await supervisor.list().filter { $0.state.isLoaded }
         if !running.isEmpty {
             let supervision = await supervisor.configuration
             stopping(running.count, running.map { supervision.settings(for: $0.engine).stopGrace }.max() ?? .seconds(10))
