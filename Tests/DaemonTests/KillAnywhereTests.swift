@@ -115,7 +115,7 @@ struct KillTally: Sendable, CustomStringConvertible {
     var midPull = 0
     /// Partial files that the next request for the file resumed with `Range: bytes=<size>-`.
     var resumedRanges = 0
-    /// Kills while an import's staging files were being written.
+    /// Kills while an import was under way: its staging directory in `tmp/` existed and its reply had not come.
     var midImport = 0
     /// Kills while the store had a run `starting`, or `stopping`.
     var whileStarting = 0
@@ -263,8 +263,8 @@ final class KillHarness: @unchecked Sendable {
         }
     }
 
-    /// Exports the ready version, removes it, and imports the archive with `kills` SIGKILLs on the way (each when the
-    /// staged bytes pass a random fraction of the archive, or after a random delay), then lets the import finish.
+    /// Exports the ready version, removes it, and imports the archive with `kills` SIGKILLs on the way (each at a random
+    /// fraction of the upload once the import has begun, or after a random delay), then lets the import finish.
     /// The upload is throttled so that the moments fall inside it.
     func importWithKills(_ repo: ExpectedRepo, kills: Int) async throws {
         let archive = work.appending(path: "archive.tar")
@@ -297,18 +297,24 @@ final class KillHarness: @unchecked Sendable {
             let delay = Duration.milliseconds(Int(random.nextUnit() * 3500))
             let killer = KillSwitch<Int64>(pid: launch.process.processIdentifier)
             if byBytes {
-                try await waitFor("staged import bytes to reach \(Int(fraction * 100))%", timeout: .seconds(60)) {
-                    self.stagedImportBytes() >= Int64(Double(size) * fraction) || finished.withLock { $0 }
+                // The importer stages a file's bytes as they arrive, but the whole archive may be in before the
+                // first staged byte shows: the moment is a fraction of the upload (at curl's 4 MB/s) once the
+                // import has begun (its staging directory exists).
+                try await waitFor("the import's staging directory", timeout: .seconds(60)) {
+                    self.importStagingExists() || finished.withLock { $0 }
                 }
+                try await Task.sleep(for: .seconds(fraction * Double(size) / 4_000_000))
             } else {
                 try await Task.sleep(for: delay)
             }
             let staged = stagedImportBytes()
+            let underWay = importStagingExists()
             let uploaded = finished.withLock { $0 }
             killer.fire(seeing: staged)
             _ = try await upload.value
-            if staged > 0 && !uploaded { tally.withLock { $0.midImport += 1 } }
-            let moment = "import round \(round) (\(byBytes ? "at \(Int(fraction * 100))%" : "after \(delay)")), killed with \(staged) bytes staged"
+            if underWay && !uploaded { tally.withLock { $0.midImport += 1 } }
+            let moment =
+                "import round \(round) (\(byBytes ? "at \(Int(fraction * 100))% of the upload" : "after \(delay)")), killed with \(staged) bytes staged"
             try await afterKill(moment)
         }
     }
@@ -548,6 +554,11 @@ final class KillHarness: @unchecked Sendable {
     /// Bytes of each partial download on disk, by file path.
     private func partialSizes(_ repo: ExpectedRepo) -> [String: Int64] {
         Dictionary(uniqueKeysWithValues: repo.files.map { ($0.path, fileSize(repo.partial($0, in: root))) })
+    }
+
+    /// Whether an import is under way: a staging directory (`<data>/tmp/import-*`) exists.
+    private func importStagingExists() -> Bool {
+        children(of: root.appending(path: "tmp")).contains { $0.lastPathComponent.hasPrefix("import-") }
     }
 
     /// Bytes written so far into import staging directories (`<data>/tmp/import-*`).
