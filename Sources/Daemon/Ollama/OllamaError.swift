@@ -4,6 +4,7 @@ import Foundation
 import HTTPTypes
 import Hubs
 import Hummingbird
+import Launchers
 import ModeldAPI
 import ModelStore
 import NIOCore
@@ -25,16 +26,27 @@ struct OllamaError: Error, CustomStringConvertible {
         OllamaError(.notFound, "model \"\(name)\" not found, try pulling it first")
     }
 
+    /// A run's engine that did not answer a request (500).
+    static func engineDidNotAnswer(_ run: RunInfo, _ error: any Error) -> OllamaError {
+        OllamaError(.internalServerError, "the \(run.engine.displayName) of run \(run.name) did not answer: \(error)")
+    }
+
     /// The error as one JSON object: `{"error": "..."}`.
     var body: ByteBuffer { OllamaJSON.encode(["error": message]) }
 
+    /// The error as the last line of a streamed reply, which Ollama ends with it.
+    var line: ByteBuffer { OllamaJSON.line(["error": message]) }
+
     var response: Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: body))
+        Response(status: status, headers: [.contentType: OllamaJSON.contentType], body: .init(byteBuffer: body))
     }
 }
 
 /// JSON as the Ollama API writes it.
 enum OllamaJSON {
+    /// The `Content-Type` of a whole reply.
+    static let contentType = "application/json; charset=utf-8"
+
     /// One JSON object, or `{}` for an object JSONSerialization cannot write (never one this API builds).
     static func encode(_ object: [String: Any]) -> ByteBuffer {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
@@ -49,7 +61,7 @@ enum OllamaJSON {
     }
 
     static func response(_ object: [String: Any], status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: encode(object)))
+        Response(status: status, headers: [.contentType: contentType], body: .init(byteBuffer: encode(object)))
     }
 
     /// A JSON number as JSONSerialization read it; nil for anything else, `true` and `false` too (which it reads
