@@ -437,6 +437,13 @@ def test_keys_of_both_scopes(served):
         reader = ollama.Client(host=base, timeout=PATIENCE, headers={"Authorization": f"Bearer {inference}"})
         assert NAME in [model.model for model in reader.list().models]
         assert reader.show(REPO).details.family == "qwen2"
+        # A chat the keys refuse (for a ready run, which the fast path would answer) changes nothing, not the
+        # run's keep-alive either.
+        reader.generate(REPO, prompt="", keep_alive="10m")
+        status, _, body = call(served.port, "POST", "/api/chat", {"model": REPO, "messages": MESSAGES, "keep_alive": "1m"})
+        assert status == 401 and "API key" in json.loads(body)["error"]
+        expires = {model.model: model.expires_at for model in reader.ps().models}[NAME] - datetime.now(timezone.utc)
+        assert timedelta(minutes=9) < expires <= timedelta(minutes=10, seconds=5)
         assert reader.chat(REPO, messages=MESSAGES, options=OPTIONS, keep_alive=0).message.content
         with pytest.raises(ollama.ResponseError) as error:
             reader.copy(REPO, "not-allowed")

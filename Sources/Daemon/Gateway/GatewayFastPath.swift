@@ -264,7 +264,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         }
         let tally = StreamTokenTally(model: run.model, started: request.started, metrics: shared.daemon.metrics)
         let relay = OllamaRelay(
-            model: turn.modelText, kind: turn.kind, stream: turn.stream, started: request.started, loadDuration: loadDuration, sent: .now, tally: tally)
+            model: turn.modelText, kind: turn.kind, stream: turn.stream, started: request.started, loadDuration: loadDuration, sent: .now,
+            tally: tally)
         return begin(request, lease: lease, upstream: upstream, streamed: turn.stream, keepAlive: turn.keepAlive, ollama: relay, context: context)
     }
 

@@ -288,7 +288,8 @@ extension OllamaController {
         if let tools = body["tools"] as? [Any], !tools.isEmpty { openAI["tools"] = tools }
         if let think = body["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
         return OllamaTurn(
-            name: name, modelText: modelText, keepAlive: keepAlive, openAI: openAI, responseFormat: try OllamaConversion.responseFormat(body["format"]),
+            name: name, modelText: modelText, keepAlive: keepAlive, openAI: openAI,
+            responseFormat: try OllamaConversion.responseFormat(body["format"]),
             images: OllamaConversion.hasImages(body["messages"]), kind: .chat, stream: stream)
     }
 
@@ -319,7 +320,8 @@ extension OllamaController {
             if let think = body["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
         }
         return OllamaTurn(
-            name: name, modelText: modelText, keepAlive: keepAlive, openAI: openAI, responseFormat: try OllamaConversion.responseFormat(body["format"]),
+            name: name, modelText: modelText, keepAlive: keepAlive, openAI: openAI,
+            responseFormat: try OllamaConversion.responseFormat(body["format"]),
             images: images, kind: raw ? .completion : .generate, stream: stream)
     }
 
