@@ -5,8 +5,8 @@ import HTTPTypes
 import Hubs
 import Hummingbird
 import Launchers
-import ModeldAPI
 import ModelStore
+import ModeldAPI
 import NIOCore
 
 /// An error the Ollama API reports as Ollama does: `{"error": "..."}` with Ollama's status codes.
