@@ -68,6 +68,43 @@ struct GatewayTests {
     }
 
     @Test(
+        "Ollama's chat for a ready run, below the router: the engine's chunks become lines as they come, or one reply; a client that leaves cancels the engine's request"
+    )
+    func ollamaFastPath() async throws {
+        try await withFakeVLLMDaemon { daemon, requestLog in
+            let started = try await daemon.modelctl(["start", "acme/tiny", "--engine", "vllm", "--name", "first", "--wait"])
+            #expect(started.status == 0, "\(started.stderr)")
+            // The fake engine streams 30 chunks 100 ms apart; the client gives up after 1 s.
+            let body = #"{"model": "acme/tiny", "messages": [{"role": "user", "content": "Hi"}]}"#
+            let streamed = try await runProcess(
+                URL(filePath: "/usr/bin/curl"),
+                [
+                    "-s", "-N", "--max-time", "1", "-H", "Content-Type: application/json", "--data-binary", body,
+                    "http://127.0.0.1:\(daemon.port)/api/chat",
+                ])
+            #expect(streamed.status == 28, "curl was not cut off by --max-time: \(streamed.stdout)")
+            let lines = streamed.stdout.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            let ticks = lines.filter { ($0?["message"] as? [String: Any])?["content"] as? String == "tick " && $0?["done"] as? Bool == false }
+            #expect(ticks.count >= 3 && ticks.count < 30 && ticks.count == lines.count, "\(streamed.stdout)")
+            var cancelled = false
+            for _ in 0..<40 where !cancelled {
+                try await Task.sleep(for: .milliseconds(100))
+                cancelled = try String(contentsOfFile: requestLog, encoding: .utf8).contains("stream cancelled by the client")
+            }
+            #expect(cancelled, "the engine kept streaming after the client left; modeld log:\n\(daemon.log)")
+            #expect(try await daemon.logEventually { $0.contains("route=/api/chat status=499 via=fast-path") }, "\(daemon.log)")
+
+            // Whole: the text gathered, the last line's fields, as the router's handler answers.
+            let whole = try await LLMAPITests.post(daemon, "/api/generate", #"{"model": "acme/tiny", "prompt": "Hi", "stream": false}"#)
+            let reply = try #require(try JSONSerialization.jsonObject(with: Data(whole.body.utf8)) as? [String: Any], "\(whole.body)")
+            #expect(whole.status == 200 && reply["response"] as? String == String(repeating: "tick ", count: 30), "\(whole.body)")
+            #expect(reply["done"] as? Bool == true && reply["done_reason"] as? String == "stop" && reply["model"] as? String == "acme/tiny")
+            #expect((reply["eval_duration"] as? Int ?? 0) > 0 && (reply["total_duration"] as? Int ?? 0) > (reply["eval_duration"] as? Int ?? 0))
+            #expect(try await daemon.logEventually { $0.contains("route=/api/generate status=200 via=fast-path") }, "\(daemon.log)")
+        }
+    }
+
+    @Test(
         "the relay below the router: pipelined requests answered in order, relayed or routed; its requests logged with their ids; API keys and rate limits shared with the router"
     )
     func relay() async throws {

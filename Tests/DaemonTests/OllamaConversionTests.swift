@@ -148,6 +148,29 @@ struct OllamaConversionTests {
         #expect(try completion.read(#"{"choices":[{"index":0,"text":"abc"}]}"#).content == "abc")
     }
 
+    @Test("Ollama's JSON reads back as written: strings with escapes, numbers, booleans, null, nested; JSONSerialization's values too")
+    func json() throws {
+        let object: [String: Any] = [
+            "text": "a \"quote\", a \\ and /, a\nnew line, a tab\t, \u{01} and ünïcødé 🦙", "int": 42, "negative": Int64(-7_000_000_000),
+            "double": 0.25, "whole": 2.0, "true": true, "false": false, "null": NSNull(), "empty": [String: Any](),
+            "list": [1, "two", [3.5], ["four": false]],
+        ]
+        let read = try #require(try JSONSerialization.jsonObject(with: Data(OllamaJSON.encode(object).readableBytesView)) as? [String: Any])
+        #expect(try canonical(read) == canonical(object), "\(read)")
+        #expect(read["true"].map(OllamaJSON.number) == .some(nil) && OllamaJSON.number(read["int"]!) == 42)
+        // What JSONSerialization read (NSNumber booleans and numbers) is written back as it was.
+        let text = #"{"stream":false,"n":3,"t":0.7,"big":18446744073709551615,"m":[{"role":"user","content":"hi","images":null}]}"#
+        let parsed = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        let again = try #require(try JSONSerialization.jsonObject(with: Data(OllamaJSON.encode(parsed).readableBytesView)) as? [String: Any])
+        #expect(try canonical(again) == canonical(parsed), "\(again)")
+        #expect(again["stream"] as? Bool == false && OllamaJSON.number(again["stream"]!) == nil)
+    }
+
+    /// JSONSerialization's text of an object, keys sorted: equal for equal values.
+    private func canonical(_ object: [String: Any]) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+    }
+
     @Test("a pull's events become Ollama's progress lines")
     func pull() {
         func event(_ kind: PullEvent.Kind, file: PullEvent.FileProgress? = nil, error: PullEvent.Failure? = nil) -> PullEvent {

@@ -312,6 +312,71 @@ def test_the_ollama_listener_serves_ollama_and_openai_alone(served):
     assert body != b"Ollama is running"
 
 
+def request_line(server, request_id):
+    """The daemon's request log line for `request_id` (`X-Request-Id`), once written."""
+    lines = []
+    def seen():
+        lines[:] = [line for line in server.log.splitlines() if request_id in line and " method=" in line]
+        return lines
+    wait_until(seen, f"the request line of {request_id}")
+    return lines[0]
+
+
+# What differs between two answers to the same request: when they were written and how long they took.
+DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+
+
+def comparable(line):
+    """A reply object with its time and durations checked for their type and set aside."""
+    line = dict(line)
+    datetime.fromisoformat(line.pop("created_at"))
+    if line.get("done"):
+        for field in DURATIONS:
+            assert isinstance(line.pop(field), int), field
+    return line
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("path, fields", [("/api/chat", {"messages": MESSAGES}), ("/api/generate", {"prompt": "Hello"})],
+                         ids=["chat", "generate"])
+def test_fast_path_answers_as_the_router_does(served, path, fields, stream):
+    """A chat or generate for a ready run is answered below the router (`via=fast-path`); the same greedy request
+    through the router (which `Connection: close` takes) gets the same reply, line by line and field by field."""
+    status, _, body = call(served.port, "POST", "/api/generate", {"model": REPO, "keep_alive": "10m"})
+    assert status == 200 and json.loads(body)["done_reason"] == "load", body
+    request = {"model": NAME, "options": OPTIONS, "stream": stream, **fields}
+    fast = call(served.port, "POST", path, request)
+    routed = call(served.port, "POST", path, request, {"Connection": "close"})
+    assert "status=200 via=fast-path" in request_line(served, fast[1]["X-Request-Id"])
+    line = request_line(served, routed[1]["X-Request-Id"])
+    assert "status=200" in line and "via=fast-path" not in line
+    for status, headers, _ in (fast, routed):
+        assert status == 200
+        assert headers["Content-Type"] == ("application/x-ndjson" if stream else "application/json; charset=utf-8")
+    fast_lines, routed_lines = ([comparable(json.loads(line)) for line in reply[2].decode().splitlines()] for reply in (fast, routed))
+    assert fast_lines == routed_lines
+    *chunks, last = fast_lines
+    assert last["done"] is True and last["done_reason"] == "length" and last["eval_count"] == OPTIONS["num_predict"]
+    assert len(chunks) > 1 if stream else not chunks
+    text = "".join(line["message"]["content"] if "message" in line else line["response"] for line in fast_lines)
+    assert text == openai_chat(served, [{"role": "user", "content": "Hello"}], OPTIONS["num_predict"])
+
+
+def test_fast_path_applies_keep_alive_and_serves_the_ollama_listener(served, client):
+    """keep_alive on a request the fast path answers becomes the run's, as on the router's path; the Ollama
+    listener's requests take the fast path too."""
+    client.generate(REPO, prompt="", keep_alive="10m")
+    status, headers, _ = call(served.ollama_port, "POST", "/api/chat",
+                              {"model": REPO, "messages": MESSAGES, "options": OPTIONS, "keep_alive": "3m"})
+    assert status == 200 and "via=fast-path" in request_line(served, headers["X-Request-Id"])
+    expires = {model.model: model.expires_at for model in client.ps().models}[NAME] - datetime.now(timezone.utc)
+    assert timedelta(minutes=2) < expires <= timedelta(minutes=3, seconds=5)
+    status, headers, _ = call(served.port, "POST", "/api/generate",
+                              {"model": REPO, "prompt": "Hello", "options": OPTIONS, "keep_alive": 0, "stream": False})
+    assert status == 200 and "via=fast-path" in request_line(served, headers["X-Request-Id"])
+    wait_until(lambda: NAME not in loaded(client), "the unload after the reply")
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -372,6 +437,13 @@ def test_keys_of_both_scopes(served):
         reader = ollama.Client(host=base, timeout=PATIENCE, headers={"Authorization": f"Bearer {inference}"})
         assert NAME in [model.model for model in reader.list().models]
         assert reader.show(REPO).details.family == "qwen2"
+        # A chat the keys refuse (for a ready run, which the fast path would answer) changes nothing, not the
+        # run's keep-alive either.
+        reader.generate(REPO, prompt="", keep_alive="10m")
+        status, _, body = call(served.port, "POST", "/api/chat", {"model": REPO, "messages": MESSAGES, "keep_alive": "1m"})
+        assert status == 401 and "API key" in json.loads(body)["error"]
+        expires = {model.model: model.expires_at for model in reader.ps().models}[NAME] - datetime.now(timezone.utc)
+        assert timedelta(minutes=9) < expires <= timedelta(minutes=10, seconds=5)
         assert reader.chat(REPO, messages=MESSAGES, options=OPTIONS, keep_alive=0).message.content
         with pytest.raises(ollama.ResponseError) as error:
             reader.copy(REPO, "not-allowed")

@@ -257,7 +257,7 @@ enum DaemonStartup {
             .init(
                 service: HTTPListener(
                     socket: socket, responder: socket.servesOllama ? ollamaResponder : responder, logger: daemon.logger,
-                    serverName: "modeld/\(modeldVersion)", daemon: daemon, onListening: { await readiness.listening() }))
+                    serverName: "modeld/\(modeldVersion)", daemon: daemon, ollama: ollama, onListening: { await readiness.listening() }))
         }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: Watchdog(interval: interval, store: daemon.store, notifier: notifier, logger: daemon.logger)))

@@ -15,11 +15,17 @@ struct GatewayFastPathShared: Sendable {
     let client = EngineClient.shared
     /// Built once: the fast path asks it about every request's `Host`.
     let origins: OriginPolicy
+    /// Ollama's API, whose chats and generations the fast path answers too (its aliases).
+    let ollama: OllamaController
 }
 
 /// The gateway's fast path, below the router: a `POST` to `/v1/chat/completions`, `/v1/completions` or
 /// `/v1/embeddings` that names a ready run is forwarded to its engine from the connection's own channel
 /// pipeline, on its event loop, with no task, async channel or router in between (issue #7's added latency).
+/// So is Ollama's `/api/chat` and `/api/generate` with messages or a prompt for a ready run: the engine's SSE
+/// becomes Ollama's lines or whole reply as it arrives, through the conversion the router's handler uses
+/// (``OllamaTurn``, ``OllamaRelay``), the request's `keep_alive` applied to the run once the request is allowed.
+/// Ollama requests with `format` or images, and loads and unloads, are the router's.
 ///
 /// It does what ``GatewayController`` does for such a request, with no policy of its own: a lease on the run
 /// ``RunScheduler/acquireReady(_:)`` chooses (released when the exchange ends), the body byte for byte
@@ -82,6 +88,11 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         var meter: ReplyMeter?
         /// Reading from the engine waits until the client's connection can take more.
         var paused = false
+        /// An Ollama chat or generate: the engine's stream on its way to Ollama's reply.
+        var ollama: OllamaRelay?
+
+        /// The engine took the request (a 2xx head): an Ollama reply's lines may begin.
+        var accepted: Bool { status.map { (200..<300).contains($0) } ?? false }
     }
 
     /// What the client's side delivered while the fast path held it, in order.
@@ -187,7 +198,7 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
             isControlSocket || head.headers.first(name: "host").map(shared.origins.names(host:)) ?? true
         else { return nil }
         let path = head.uri.firstIndex(of: "?").map { String(head.uri[..<$0]) } ?? head.uri
-        guard GatewayController.engineRoutes.contains(path) else { return nil }
+        guard GatewayController.engineRoutes.contains(path) || OllamaController.fastPathRoutes.contains(path) else { return nil }
         if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > GatewayController.maxBody { return nil }
         return path
     }
@@ -215,28 +226,66 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     /// Starts forwarding the request whose body is in, when it names a ready run and may be made.
     /// - Returns: false when the router should answer it instead (nothing has been done then).
     private func startForwarding(context: ChannelHandlerContext) -> Bool {
-        guard let request = collecting, let body = request.body, let members = JSONMembers(body.readableBytesView),
-            let model = members.string("model"), !model.isEmpty
+        guard let request = collecting, let body = request.body else { return false }
+        if OllamaController.fastPathRoutes.contains(request.path) { return startOllama(request, body: body, context: context) }
+        guard let members = JSONMembers(body.readableBytesView), let model = members.string("model"), !model.isEmpty,
+            let lease = shared.daemon.scheduler.acquireReady(model)
         else { return false }
-        let head = request.head, path = request.path
-        guard let lease = shared.daemon.scheduler.acquireReady(model) else { return false }
         let run = lease.run
         let payload = run.servedName == model ? body : ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
-        let accept = Self.field("accept", of: head) ?? "*/*"
-        // Last: a request the API keys allow has taken from its key's rate bucket, and must then be forwarded here.
+        let accept = Self.field("accept", of: request.head) ?? "*/*"
         guard let endpoint = run.endpoint,
             let upstream = try? EngineRequest(
-                endpoint: endpoint, path: path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: payload),
-            shared.daemon.authorizer.decideNow(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket)
-                == .allow
+                endpoint: endpoint, path: request.path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: payload)
         else {
             lease.release()
             return false
         }
+        return begin(request, lease: lease, upstream: upstream, streamed: members.bool("stream") == true, context: context)
+    }
 
+    /// Starts an Ollama chat or generate the fast path may answer (``OllamaController/fastPathTurn(path:body:)``),
+    /// as the router's handler would: the engine always streams, with the token counts at the end.
+    private func startOllama(_ request: Collecting, body: ByteBuffer, context: ChannelHandlerContext) -> Bool {
+        guard let turn = OllamaController.fastPathTurn(path: request.path, body: body),
+            let target = try? shared.ollama.resolvedAlias(turn.name)
+        else { return false }
+        let beforeLoad = ContinuousClock.now
+        guard let lease = shared.daemon.scheduler.acquireReady(target.routeModel) else { return false }
+        let loadDuration = ContinuousClock.now - beforeLoad
+        let run = lease.run
+        guard let endpoint = run.endpoint,
+            let upstream = try? EngineRequest(
+                endpoint: endpoint, path: turn.kind.path, headers: [("Content-Type", "application/json"), ("Accept", "text/event-stream")],
+                body: turn.engineBody(servedName: run.servedName))
+        else {
+            lease.release()
+            return false
+        }
+        let tally = StreamTokenTally(model: run.model, started: request.started, metrics: shared.daemon.metrics)
+        let relay = OllamaRelay(
+            model: turn.modelText, kind: turn.kind, stream: turn.stream, started: request.started, loadDuration: loadDuration, sent: .now,
+            tally: tally)
+        return begin(request, lease: lease, upstream: upstream, streamed: turn.stream, keepAlive: turn.keepAlive, ollama: relay, context: context)
+    }
+
+    /// Forwards a request on its lease when the API keys allow it; else releases the lease.
+    /// - Parameter keepAlive: the request's keep-alive, applied to the run once the request is allowed.
+    /// - Returns: false when the router should answer it instead.
+    private func begin(
+        _ request: Collecting, lease: RunLease, upstream: EngineRequest, streamed: Bool, keepAlive: KeepAlive? = nil, ollama: OllamaRelay? = nil,
+        context: ChannelHandlerContext
+    ) -> Bool {
+        // Last: a request the API keys allow has taken from its key's rate bucket, and must then be forwarded here.
+        let authorization = Self.field("authorization", of: request.head)
+        guard shared.daemon.authorizer.decideNow(path: request.path, authorization: authorization, isControlSocket: isControlSocket) == .allow else {
+            lease.release()
+            return false
+        }
+        if let keepAlive { shared.daemon.scheduler.apply(keepAlive, to: lease) }
         let id = RequestID().description
         collecting = nil
-        exchange = Exchange(id: id, route: path, lease: lease, streamed: members.bool("stream") == true, started: request.started)
+        exchange = Exchange(id: id, route: request.path, lease: lease, streamed: streamed, started: request.started, ollama: ollama)
         state = .forwarding
         let engine = shared.client.exchange(upstream, on: context.eventLoop, to: self)
         // The exchange may have ended already (a refused connection is reported at once).
@@ -254,6 +303,13 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         exchange!.status = Int(head.status.code)
         exchange!.contentType = head.headers.first(name: "content-type") ?? "application/json"
         guard let exchange, exchange.streamed else { return }
+        if exchange.ollama != nil {
+            // Lines once the engine took the request; its refusal is answered whole, once read (``finishOllama``).
+            guard exchange.accepted else { return }
+            let headers = responseHeaders(id: exchange.id, contentType: OllamaRelay.streamContentType)
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            return
+        }
         var headers = responseHeaders(id: exchange.id, contentType: exchange.contentType)
         if let cache = head.headers.first(name: "cache-control") { headers.add(name: "Cache-Control", value: cache) }
         if (200..<300).contains(head.status.code), exchange.contentType.lowercased().hasPrefix("text/event-stream") {
@@ -264,6 +320,7 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
 
     func engineBody(_ chunk: ByteBuffer) -> Bool {
         guard state == .forwarding, let current = exchange, let context else { return false }
+        if current.ollama != nil { return ollamaBody(chunk, context: context) }
         if current.streamed {
             // Counted first: a client that has gone away has been sent what is counted.
             current.meter?.observe(chunk)
@@ -288,6 +345,10 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
 
     func engineEnd() {
         guard state == .forwarding, let exchange, let context else { return }
+        if exchange.ollama != nil {
+            finishOllama(nil, context: context)
+            return
+        }
         let status = exchange.status ?? 502
         complete(code: status)
         let sent = context.eventLoop.makePromise(of: Void.self)
@@ -312,6 +373,12 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     /// its connection is closed (a streamed reply cannot be ended cleanly).
     private func replyFailed(_ error: any Error, context: ChannelHandlerContext) {
         guard state == .forwarding, let exchange else { return }
+        if exchange.ollama != nil {
+            // No head: the engine did not answer; a refusal is answered with what came of it.
+            let failure = exchange.status == nil ? OllamaError.engineDidNotAnswer(exchange.lease.run, error) : nil
+            finishOllama(exchange.accepted ? OllamaRelay.brokeOff(error) : failure, context: context)
+            return
+        }
         if exchange.streamed, let status = exchange.status {
             abandon(code: status, context: context)
             return
@@ -320,6 +387,74 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         let body = ErrorShape.openAI.body(.engineDidNotAnswer(error), requestID: exchange.id)
         let sent = context.eventLoop.makePromise(of: Void.self)
         writeWhole(status: 502, contentType: "application/json", body: body, id: exchange.id, promise: sent, context: context)
+        resume(after: sent.futureResult, context: context)
+    }
+
+    // MARK: Ollama's replies
+
+    /// A piece of an Ollama reply: converted, its lines written at once when the client asked for lines; or a
+    /// piece of the engine's refusal, kept for the error reply.
+    private func ollamaBody(_ chunk: ByteBuffer, context: ChannelHandlerContext) -> Bool {
+        guard exchange!.accepted else {
+            var chunk = chunk
+            if exchange!.collected == nil {
+                exchange!.collected = chunk
+            } else {
+                exchange!.collected!.writeBuffer(&chunk)
+            }
+            guard exchange!.collected!.readableBytes > OllamaController.maxRefusal else { return true }
+            exchange!.engine?.cancel()
+            finishOllama(nil, context: context)
+            return false
+        }
+        let piece = exchange!.ollama!.feed(chunk)
+        var lines = ByteBuffer()
+        if exchange!.streamed {
+            for delta in piece.deltas {
+                var line = exchange!.ollama!.line(delta)
+                lines.writeBuffer(&line)
+            }
+        }
+        if let failure = piece.failure {
+            exchange!.engine?.cancel()
+            finishOllama(failure, after: lines, context: context)
+            return false
+        }
+        guard lines.readableBytes > 0 else { return true }
+        let id = exchange!.id
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(lines))), promise: nil)
+        guard exchange?.id == id else { return false }
+        exchange!.paused = !context.channel.isWritable
+        return !exchange!.paused
+    }
+
+    /// Ends an Ollama chat or generate as the router's handler ends it: the closing lines, or the whole reply; a
+    /// failure as Ollama reports it, a last line once lines have gone out, else an error reply.
+    /// - Parameters:
+    ///   - failure: the engine's stream failed (nil: it ended, or its refusal was read, which this reads).
+    ///   - lines: lines converted before the failure, not yet written.
+    private func finishOllama(_ failure: OllamaError?, after lines: ByteBuffer = ByteBuffer(), context: ChannelHandlerContext) {
+        guard state == .forwarding, let exchange, let relay = exchange.ollama else { return }
+        var failure = failure
+        if failure == nil, !exchange.accepted {
+            failure = OllamaController.engineError(status: exchange.status ?? 502, body: Data((exchange.collected ?? ByteBuffer()).readableBytesView))
+        } else if failure == nil, !relay.done {
+            failure = OllamaRelay.endedEarly
+        }
+        let sent = context.eventLoop.makePromise(of: Void.self)
+        if exchange.streamed, exchange.accepted {
+            var body = lines
+            var last = failure?.line ?? relay.closingLines()
+            body.writeBuffer(&last)
+            complete(code: 200)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
+        } else {
+            let status = failure.map { Int($0.status.code) } ?? 200
+            let body = failure?.body ?? OllamaJSON.encode(relay.wholeReply())
+            complete(code: status)
+            writeWhole(status: status, contentType: OllamaJSON.contentType, body: body, id: exchange.id, promise: sent, context: context)
+        }
         resume(after: sent.futureResult, context: context)
     }
 
@@ -348,6 +483,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         self.exchange = nil
         state = .flushing
         exchange.meter?.finish()
+        var relay = exchange.ollama
+        relay?.finish()
         exchange.lease.release()
         var logger = shared.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }

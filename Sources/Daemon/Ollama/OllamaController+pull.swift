@@ -88,10 +88,10 @@ extension OllamaController {
         do {
             upstream = try await lease.send(path: "/v1/embeddings", body: OllamaJSON.encode(openAI), accept: "application/json")
         } catch {
-            throw OllamaError(.internalServerError, "the \(run.engine.displayName) of run \(run.name) did not answer: \(error)")
+            throw OllamaError.engineDidNotAnswer(run, error)
         }
         guard (200..<300).contains(upstream.status) else {
-            let error = await Self.engineError(upstream, run: run)
+            let error = await Self.engineError(upstream)
             if error.status == .notFound {
                 throw OllamaError(.badRequest, "\(name) has no embeddings on the \(run.engine.displayName): \(error.message)")
             }

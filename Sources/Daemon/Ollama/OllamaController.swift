@@ -221,6 +221,12 @@ struct OllamaController {
         } catch {
             throw OllamaError(.contentTooLarge, "the request body is larger than \(GatewayController.maxBody >> 20) MiB")
         }
+        return try object(buffer)
+    }
+
+    /// A body's JSON object; an empty body is an empty object.
+    /// - Throws: ``OllamaError`` (400).
+    static func object(_ buffer: ByteBuffer) throws(OllamaError) -> [String: Any] {
         if buffer.readableBytes == 0 { return [:] }
         let bytes = Array(buffer.readableBytesView)
         do {
@@ -248,36 +254,53 @@ extension OllamaController {
 
     private func chat(_ request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        let body = try await Self.body(request)
-        let name = try Self.modelName(body)
-        let modelText = body["model"] as? String ?? name.description
-        let keepAlive = try OllamaConversion.keepAlive(body["keep_alive"])
-        let messages = try OllamaConversion.messages(body["messages"])
-        if messages.isEmpty {
-            return try await loadOrUnload(name, as: modelText, keepAlive: keepAlive, chat: true, logger: context.logger)
-        }
-        var openAI = try OllamaConversion.samplingFields(body["options"])
-        openAI["messages"] = messages
-        if let tools = body["tools"] as? [Any], !tools.isEmpty { openAI["tools"] = tools }
-        if let think = body["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
-        return try await exchange(
-            name, as: modelText, openAI: openAI, format: body["format"], images: OllamaConversion.hasImages(body["messages"]),
-            kind: .chat, stream: body["stream"] as? Bool ?? true, keepAlive: keepAlive, started: started, logger: context.logger)
+        return try await turn(try Self.chatTurn(try await Self.body(request)), started: started, logger: context.logger)
     }
 
     private func generate(_ request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        let body = try await Self.body(request)
-        let name = try Self.modelName(body)
+        return try await turn(try Self.generateTurn(try await Self.body(request)), started: started, logger: context.logger)
+    }
+
+    /// Answers a chat or generate: an exchange with the run's engine, or a load or unload.
+    private func turn(_ turn: OllamaTurn, started: ContinuousClock.Instant, logger: Logger) async throws -> Response {
+        guard turn.openAI != nil else {
+            return try await loadOrUnload(turn.name, as: turn.modelText, keepAlive: turn.keepAlive, chat: turn.kind == .chat, logger: logger)
+        }
+        return try await exchange(turn, started: started, logger: logger)
+    }
+
+    /// An `/api/chat` body read as a ``OllamaTurn``.
+    /// - Throws: ``OllamaError`` (400) for a malformed field.
+    static func chatTurn(_ body: [String: Any]) throws -> OllamaTurn {
+        let name = try modelName(body)
+        let modelText = body["model"] as? String ?? name.description
+        let keepAlive = try OllamaConversion.keepAlive(body["keep_alive"])
+        let messages = try OllamaConversion.messages(body["messages"])
+        let stream = body["stream"] as? Bool ?? true
+        if messages.isEmpty { return OllamaTurn(name: name, modelText: modelText, keepAlive: keepAlive, kind: .chat, stream: stream) }
+        var openAI = try OllamaConversion.samplingFields(body["options"])
+        openAI["messages"] = messages
+        if let tools = body["tools"] as? [Any], !tools.isEmpty { openAI["tools"] = tools }
+        if let think = body["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
+        return OllamaTurn(
+            name: name, modelText: modelText, keepAlive: keepAlive, openAI: openAI,
+            responseFormat: try OllamaConversion.responseFormat(body["format"]),
+            images: OllamaConversion.hasImages(body["messages"]), kind: .chat, stream: stream)
+    }
+
+    /// An `/api/generate` body read as a ``OllamaTurn``.
+    /// - Throws: ``OllamaError`` (400) for a malformed field.
+    static func generateTurn(_ body: [String: Any]) throws -> OllamaTurn {
+        let name = try modelName(body)
         let modelText = body["model"] as? String ?? name.description
         let keepAlive = try OllamaConversion.keepAlive(body["keep_alive"])
         guard body["prompt"] == nil || body["prompt"] is NSNull || body["prompt"] is String else {
             throw OllamaError(.badRequest, "prompt must be a string")
         }
         let prompt = body["prompt"] as? String ?? ""
-        if prompt.isEmpty {
-            return try await loadOrUnload(name, as: modelText, keepAlive: keepAlive, chat: false, logger: context.logger)
-        }
+        let stream = body["stream"] as? Bool ?? true
+        if prompt.isEmpty { return OllamaTurn(name: name, modelText: modelText, keepAlive: keepAlive, kind: .generate, stream: stream) }
         var openAI = try OllamaConversion.samplingFields(body["options"])
         let raw = body["raw"] as? Bool ?? false
         let images = (body["images"] as? [Any]).map { !$0.isEmpty } ?? false
@@ -292,9 +315,24 @@ extension OllamaController {
             openAI["messages"] = try OllamaConversion.messages(messages)
             if let think = body["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
         }
-        return try await exchange(
-            name, as: modelText, openAI: openAI, format: body["format"], images: images, kind: raw ? .completion : .generate,
-            stream: body["stream"] as? Bool ?? true, keepAlive: keepAlive, started: started, logger: context.logger)
+        return OllamaTurn(
+            name: name, modelText: modelText, keepAlive: keepAlive, openAI: openAI,
+            responseFormat: try OllamaConversion.responseFormat(body["format"]),
+            images: images, kind: raw ? .completion : .generate, stream: stream)
+    }
+
+    /// The routes whose requests the gateway's fast path may answer (``GatewayFastPath``).
+    static let fastPathRoutes: Set<String> = ["/api/chat", "/api/generate"]
+
+    /// A chat or generate the gateway's fast path may answer without the router: a JSON object this API reads
+    /// without error, with messages or a prompt, and neither `format` nor images (their checks need the run's
+    /// engine and the model's facts). Nil when the router's handler must answer it.
+    static func fastPathTurn(path: String, body: ByteBuffer) -> OllamaTurn? {
+        guard let object = try? object(body),
+            let turn = try? (path == "/api/chat" ? chatTurn(object) : generateTurn(object)),
+            turn.openAI != nil, turn.responseFormat == nil, !turn.images
+        else { return nil }
+        return turn
     }
 
     /// Which reply a request gets.
@@ -346,178 +384,271 @@ extension OllamaController {
 
     /// One chat or generate exchange with the run's engine, which always streams: its chunks become NDJSON
     /// lines, or one object when the client asked for `stream: false`.
-    private func exchange(
-        _ name: OllamaName, as modelText: String, openAI: [String: Any], format: Any?, images: Bool, kind: ReplyKind, stream: Bool,
-        keepAlive: KeepAlive?, started: ContinuousClock.Instant, logger: Logger
-    ) async throws -> Response {
-        let responseFormat = try OllamaConversion.responseFormat(format)
+    private func exchange(_ turn: OllamaTurn, started: ContinuousClock.Instant, logger: Logger) async throws -> Response {
+        let name = turn.name
         let structured = LLMController.structuredEngines
-        let anyEngine = responseFormat == nil
+        let anyEngine = turn.responseFormat == nil
         let beforeLoad = ContinuousClock.now
         let lease = try await acquire(
-            name, target: try resolvedAlias(name), keepAlive: keepAlive, prefer: { anyEngine || structured.contains($0.engine) })
+            name, target: try resolvedAlias(name), keepAlive: turn.keepAlive, prefer: { anyEngine || structured.contains($0.engine) })
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run
-        var openAI = openAI
         do {
-            if let responseFormat {
-                guard structured.contains(run.engine) else {
-                    throw OllamaError(
-                        .badRequest,
-                        "format needs an engine that constrains output to JSON (\(structured.map(\.rawValue).joined(separator: ", "))); \(name) runs on the \(run.engine.displayName)"
-                    )
-                }
-                openAI["response_format"] = responseFormat
+            if turn.responseFormat != nil, !structured.contains(run.engine) {
+                throw OllamaError(
+                    .badRequest,
+                    "format needs an engine that constrains output to JSON (\(structured.map(\.rawValue).joined(separator: ", "))); \(name) runs on the \(run.engine.displayName)"
+                )
             }
-            if images, !(run.modelPath.map { facts.facts($0).capabilities.contains("vision") } ?? false) {
+            if turn.images, !(run.modelPath.map { facts.facts($0).capabilities.contains("vision") } ?? false) {
                 throw OllamaError(.badRequest, "\(name) does not support images")
             }
         } catch {
             lease.release()
             throw error
         }
-        openAI["model"] = run.servedName
-        openAI["stream"] = true
-        openAI["stream_options"] = ["include_usage": true]
         let sent = ContinuousClock.now
         let upstream: EngineReply
         do {
-            upstream = try await lease.send(path: kind.path, body: OllamaJSON.encode(openAI), accept: "text/event-stream")
+            upstream = try await lease.send(path: turn.kind.path, body: turn.engineBody(servedName: run.servedName), accept: "text/event-stream")
         } catch {
             lease.release()
-            throw OllamaError(.internalServerError, "the \(run.engine.displayName) of run \(run.name) did not answer: \(error)")
+            throw OllamaError.engineDidNotAnswer(run, error)
         }
         guard (200..<300).contains(upstream.status) else {
-            let error = await Self.engineError(upstream, run: run)
+            let error = await Self.engineError(upstream)
             lease.release()
             throw error
         }
         let metrics = self.metrics
+        let (model, kind, stream) = (turn.modelText, turn.kind, turn.stream)
         let relay = { @Sendable in
             OllamaRelay(
-                model: modelText, kind: kind, reader: OpenAIStreamReader(kind: kind.reader), started: started, loadDuration: loadDuration,
-                sent: sent, tally: StreamTokenTally(model: run.model, started: started, metrics: metrics))
+                model: model, kind: kind, stream: stream, started: started, loadDuration: loadDuration, sent: sent,
+                tally: StreamTokenTally(model: run.model, started: started, metrics: metrics))
         }
-        if !stream {
+        if !turn.stream {
             defer { lease.release() }
             var relay = relay()
-            var text = "", thinking = ""
-            try await relay.run(upstream) { delta in
-                text += delta.content
-                thinking += delta.thinking
-            }
-            return OllamaJSON.response(relay.final(content: text, thinking: thinking, toolCalls: true))
+            try await relay.run(upstream) { _ in }
+            return OllamaJSON.response(relay.wholeReply())
         }
         return Response(
-            status: .ok, headers: [.contentType: "application/x-ndjson"],
+            status: .ok, headers: [.contentType: OllamaRelay.streamContentType],
             body: ResponseBody { writer in
                 var relay = relay()
                 defer { lease.release() }
                 do {
-                    try await relay.run(upstream) { delta in
-                        try await writer.write(OllamaJSON.line(OllamaRelay.chunk(delta, model: modelText, kind: kind)))
-                    }
-                    if !relay.reader.toolCalls.isEmpty { try await writer.write(OllamaJSON.line(relay.toolCallChunk())) }
-                    try await writer.write(OllamaJSON.line(relay.final(content: "", thinking: "", toolCalls: false)))
+                    try await relay.run(upstream) { line in try await writer.write(line) }
+                    try await writer.write(relay.closingLines())
                 } catch let error as OllamaError {
                     // Ollama reports a failure after the first line as one more line.
-                    try await writer.write(OllamaJSON.line(["error": error.message]))
+                    try await writer.write(error.line)
                 }
                 try await writer.finish(nil)
             })
     }
 
-    /// An engine's refusal as Ollama reports it: the engine's 4xx kept, anything else a 500; its message quoted.
-    static func engineError(_ reply: EngineReply, run: RunInfo) async -> OllamaError {
+    /// An engine's refusal as Ollama reports it (``engineError(status:body:)``), read from its reply.
+    static func engineError(_ reply: EngineReply) async -> OllamaError {
         var data = Data()
         do {
             for try await chunk in reply.body {
                 data.append(contentsOf: chunk.readableBytesView)
-                if data.count > 1 << 20 { break }
+                if data.count > maxRefusal { break }
             }
         } catch {}
         reply.cancel()
+        return engineError(status: reply.status, body: data)
+    }
+
+    /// How much of an engine's refusal is read.
+    static let maxRefusal = 1 << 20
+
+    /// An engine's refusal as Ollama reports it: the engine's 4xx kept, anything else a 500; its message quoted.
+    static func engineError(status: Int, body data: Data) -> OllamaError {
         let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         let message =
             ((object?["error"] as? [String: Any])?["message"] as? String) ?? (object?["error"] as? String)
             ?? String(decoding: data.prefix(300), as: UTF8.self)
-        let status = (400..<500).contains(reply.status) ? HTTPResponse.Status(code: reply.status) : .internalServerError
-        return OllamaError(status, message)
+        return OllamaError((400..<500).contains(status) ? HTTPResponse.Status(code: status) : .internalServerError, message)
+    }
+}
+
+/// A chat or generate request, read from its body and put in OpenAI's terms before a run is chosen: what the
+/// router's handler and the gateway's fast path (``GatewayFastPath``) both send.
+struct OllamaTurn {
+    let name: OllamaName
+    /// `model` as the client wrote it, which the reply repeats.
+    let modelText: String
+    let keepAlive: KeepAlive?
+    /// The OpenAI request but for `model` and streaming; nil for an empty conversation or prompt (a load or unload).
+    var openAI: [String: Any]?
+    /// `format` as OpenAI's `response_format`.
+    var responseFormat: [String: Any]?
+    var images = false
+    let kind: OllamaController.ReplyKind
+    /// Whether the client asked for lines (`stream`, true unless false).
+    let stream: Bool
+
+    /// The body sent to the run's engine: always streamed, with the token counts at the end.
+    func engineBody(servedName: String) -> ByteBuffer {
+        var body = openAI ?? [:]
+        if let responseFormat { body["response_format"] = responseFormat }
+        body["model"] = servedName
+        body["stream"] = true
+        body["stream_options"] = ["include_usage": true]
+        return OllamaJSON.encode(body)
     }
 }
 
 /// One chat or generate reply on its way from the engine's SSE stream to Ollama's lines, with its timings:
 /// load (waiting for a ready run), prompt evaluation (from sending the request to the first token) and
-/// evaluation (from the first token to the end), all measured here.
+/// evaluation (from the first token to the end), all measured here. The router's handler reads the stream with
+/// ``run(_:deliver:)``; the gateway's fast path (``GatewayFastPath``) hands it each piece as it comes (``feed(_:)``).
 struct OllamaRelay {
+    /// The `Content-Type` of a streamed reply.
+    static let streamContentType = "application/x-ndjson"
+
     let model: String
     let kind: OllamaController.ReplyKind
+    /// Whether the client asked for lines; else the text is gathered for one whole reply.
+    let stream: Bool
     var reader: OpenAIStreamReader
     let started: ContinuousClock.Instant
     let loadDuration: Duration
     let sent: ContinuousClock.Instant
     var tally: StreamTokenTally
+    private var events = ServerSentEvents()
+    /// The text and thinking of a whole reply, gathered as they come.
+    private var gathered = OpenAIStreamReader.Delta()
     private(set) var firstToken: ContinuousClock.Instant?
     private(set) var ended: ContinuousClock.Instant?
+    /// The engine's `[DONE]` came: the reply is complete.
+    private(set) var done = false
+    private var recorded = false
 
+    /// - Parameters:
+    ///   - model: `model` as the client wrote it (``OllamaTurn/modelText``).
     init(
-        model: String, kind: OllamaController.ReplyKind, reader: OpenAIStreamReader, started: ContinuousClock.Instant, loadDuration: Duration,
+        model: String, kind: OllamaController.ReplyKind, stream: Bool, started: ContinuousClock.Instant, loadDuration: Duration,
         sent: ContinuousClock.Instant, tally: StreamTokenTally
     ) {
         self.model = model
         self.kind = kind
-        self.reader = reader
+        self.stream = stream
+        reader = OpenAIStreamReader(kind: kind.reader)
         self.started = started
         self.loadDuration = loadDuration
         self.sent = sent
         self.tally = tally
     }
 
-    /// Reads the engine's stream to its end, handing each chunk with text to `deliver`; a client that goes away
-    /// (`deliver` throws) stops the engine's request.
+    /// What one piece of the engine's stream brought.
+    struct Piece {
+        /// The chunks with text, in order.
+        var deltas: [OpenAIStreamReader.Delta] = []
+        /// The engine sent an error or something unreadable, after `deltas`: the reply ends with it.
+        var failure: OllamaError?
+    }
+
+    /// Reads one piece of the engine's stream; nothing more once ``done``.
+    mutating func feed(_ chunk: ByteBuffer) -> Piece {
+        var piece = Piece()
+        guard !done else { return piece }
+        for payload in events.feed(chunk) {
+            if payload == "[DONE]" {
+                ended = .now
+                done = true
+                return piece
+            }
+            let delta: OpenAIStreamReader.Delta
+            do {
+                delta = try reader.read(payload)
+            } catch {
+                piece.failure = error
+                return piece
+            }
+            // The first token: the first text, or the end when the reply has none.
+            if firstToken == nil, !delta.content.isEmpty || !delta.thinking.isEmpty || reader.finishReason != nil { firstToken = .now }
+            guard !delta.content.isEmpty || !delta.thinking.isEmpty else { continue }
+            tally.content()
+            if !stream {
+                gathered.content += delta.content
+                gathered.thinking += delta.thinking
+            }
+            piece.deltas.append(delta)
+        }
+        if events.buffered > ServerSentEvents.maxLineBytes {
+            piece.failure = OllamaError(.internalServerError, "the engine sent a line longer than \(ServerSentEvents.maxLineBytes >> 20) MiB")
+        }
+        return piece
+    }
+
+    /// Records the reply's tokens; the first call counts (the reply ended, broke off, or its client went away).
+    mutating func finish() {
+        guard !recorded else { return }
+        recorded = true
+        ended = ended ?? .now
+        if let prompt = reader.promptTokens, let completion = reader.completionTokens {
+            tally.usage = ReplyMeter.Usage(promptTokens: prompt, completionTokens: completion)
+        }
+        tally.record()
+    }
+
+    /// The engine's stream broke off.
+    static func brokeOff(_ error: any Error) -> OllamaError {
+        OllamaError(.internalServerError, "the engine broke off its reply: \(error)")
+    }
+
+    /// The engine's stream ended before `[DONE]`.
+    static let endedEarly = OllamaError(.internalServerError, "the engine ended its reply without [DONE]")
+
+    /// Reads the engine's stream to its end, handing the line of each chunk with text to `deliver` when the client
+    /// asked for lines; a client that goes away (`deliver` throws) stops the engine's request.
     /// - Throws: ``OllamaError`` when the engine broke off or sent an error; `deliver`'s error.
-    mutating func run(_ upstream: EngineReply, deliver: (OpenAIStreamReader.Delta) async throws -> Void) async throws {
-        var events = ServerSentEvents()
+    mutating func run(_ upstream: EngineReply, deliver: (ByteBuffer) async throws -> Void) async throws {
         defer {
             upstream.cancel()
-            ended = ended ?? .now
-            if let prompt = reader.promptTokens, let completion = reader.completionTokens {
-                tally.usage = ReplyMeter.Usage(promptTokens: prompt, completionTokens: completion)
-            }
-            tally.record()
+            finish()
         }
         do {
             for try await chunk in upstream.body {
-                for payload in events.feed(chunk) {
-                    if payload == "[DONE]" {
-                        ended = .now
-                        return
-                    }
-                    let delta = try reader.read(payload)
-                    // The first token: the first text, or the end when the reply has none.
-                    if firstToken == nil, !delta.content.isEmpty || !delta.thinking.isEmpty || reader.finishReason != nil { firstToken = .now }
-                    guard !delta.content.isEmpty || !delta.thinking.isEmpty else { continue }
-                    tally.content()
-                    try await deliver(delta)
+                let piece = feed(chunk)
+                if stream {
+                    for delta in piece.deltas { try await deliver(line(delta)) }
                 }
-                if events.buffered > ServerSentEvents.maxLineBytes {
-                    throw OllamaError(.internalServerError, "the engine sent a line longer than \(ServerSentEvents.maxLineBytes >> 20) MiB")
-                }
+                if let failure = piece.failure { throw failure }
+                if done { return }
             }
         } catch let error as OllamaError {
             throw error
         } catch let error as EngineClientError {
-            throw OllamaError(.internalServerError, "the engine broke off its reply: \(error)")
+            throw Self.brokeOff(error)
         }
-        throw OllamaError(.internalServerError, "the engine ended its reply without [DONE]")
+        throw Self.endedEarly
+    }
+
+    /// One chunk's line (``chunk(_:)``).
+    func line(_ delta: OpenAIStreamReader.Delta) -> ByteBuffer {
+        OllamaJSON.line(chunk(delta))
+    }
+
+    /// The lines that end a streamed reply: its tool calls, when it has any, and the last line.
+    func closingLines() -> ByteBuffer {
+        var lines = reader.toolCalls.isEmpty ? ByteBuffer() : OllamaJSON.line(toolCallChunk())
+        var last = OllamaJSON.line(final(content: "", thinking: "", toolCalls: false))
+        lines.writeBuffer(&last)
+        return lines
+    }
+
+    /// A whole reply (`stream: false`): the gathered text and thinking, the tool calls, and the last line's fields.
+    func wholeReply() -> [String: Any] {
+        final(content: gathered.content, thinking: gathered.thinking, toolCalls: true)
     }
 
     /// A line with one chunk's text.
     func chunk(_ delta: OpenAIStreamReader.Delta) -> [String: Any] {
-        Self.chunk(delta, model: model, kind: kind)
-    }
-
-    static func chunk(_ delta: OpenAIStreamReader.Delta, model: String, kind: OllamaController.ReplyKind) -> [String: Any] {
         var line: [String: Any] = ["model": model, "created_at": OllamaJSON.time(Date()), "done": false]
         if kind == .chat {
             var message: [String: Any] = ["role": "assistant", "content": delta.content]

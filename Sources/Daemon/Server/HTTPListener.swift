@@ -28,6 +28,8 @@ struct HTTPListener: Service, CustomStringConvertible {
     let serverName: String
     /// What the gateway's fast path below the router (``GatewayFastPath``) needs, on every connection.
     let daemon: DaemonContext
+    /// Ollama's API, whose chats and generations the fast path answers too.
+    let ollama: OllamaController
     /// Called once the socket is registered and accepting.
     let onListening: @Sendable () async -> Void
 
@@ -37,7 +39,7 @@ struct HTTPListener: Service, CustomStringConvertible {
         let group = MultiThreadedEventLoopGroup.singleton
         let quiesce = ServerQuiescingHelper(group: group)
         let dateCache = HTTPDateCache()
-        let gateway = GatewayFastPathShared(daemon: daemon, dateCache: dateCache, serverName: serverName, origins: daemon.origins)
+        let gateway = GatewayFastPathShared(daemon: daemon, dateCache: dateCache, serverName: serverName, origins: daemon.origins, ollama: ollama)
         let responder = self.responder
         let logger = self.logger
         let serverName = self.serverName

@@ -153,6 +153,18 @@ package actor RunScheduler {
         lease(among: Self.readyRuns(model, in: supervisor.snapshot), keepAlive: nil)
     }
 
+    /// Applies a request's keep-alive to the run of its lease, as ``acquire(_:keepAlive:prefer:)`` does when it
+    /// gives the lease: for the gateway's fast path, which takes its lease before it knows the request is allowed
+    /// (a refused request must not change the run's keep-alive).
+    package nonisolated func apply(_ keepAlive: KeepAlive, to lease: RunLease) {
+        let now = ContinuousClock.now
+        book.withLock { book in
+            guard var activity = book.runs[lease.run.runID] else { return }
+            Self.use(&activity, now: now, keepAlive: keepAlive)
+            book.runs[lease.run.runID] = activity
+        }
+    }
+
     /// A lease on this ready run, for a request that names the run itself; nil when it is being unloaded.
     package nonisolated func acquire(run: RunInfo) -> RunLease? {
         lease(among: [run], keepAlive: nil)
