@@ -106,3 +106,19 @@ struct FixtureMissing: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+/// Runs one of the repository's Python scripts (`scripts/NAME`) and fails with its standard error.
+func runScript(_ name: String, _ arguments: [String]) throws {
+    let process = Process()
+    process.executableURL = URL(filePath: "/usr/bin/env")
+    process.arguments = ["python3", LlamaCppSource.packageRoot.appending(path: "scripts/\(name)").path] + arguments
+    let errors = FileManager.default.temporaryDirectory.appending(path: "script-err-\(UUID().uuidString)")
+    FileManager.default.createFile(atPath: errors.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: errors) }
+    process.standardError = try FileHandle(forWritingTo: errors)
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw FixtureMissing("scripts/\(name) \(arguments.joined(separator: " ")) failed: \((try? String(contentsOf: errors, encoding: .utf8)) ?? "")")
+    }
+}
