@@ -16,8 +16,13 @@ package enum Dequantize {
             if count == 0 { return }
             throw ModelError(.invalidTensor, "\(count) \(type) elements do not fit the \(data.count) bytes given")
         }
-        let blocks = count / type.blockSize
-        for block in 0..<blocks {
+        blocks(type, base, count: count / type.blockSize, into: output)
+    }
+
+    /// Dequantizes `count` blocks of a supported `type` at `base` into `output`, without checks: for callers
+    /// that validated the type and the extent when they loaded the tensor.
+    package static func blocks(_ type: GGMLType, _ base: UnsafeRawPointer, count: Int, into output: UnsafeMutablePointer<Float>) {
+        for block in 0..<count {
             let x = base + block * type.blockBytes
             let y = output + block * type.blockSize
             switch type {
@@ -29,7 +34,7 @@ package enum Dequantize {
             case .q4_K: q4_K(x, y)
             case .q5_K: q5_K(x, y)
             case .q6_K: q6_K(x, y)
-            default: preconditionFailure("unreachable: \(type) is supported")
+            default: preconditionFailure("\(type) is not a supported type")
             }
         }
     }

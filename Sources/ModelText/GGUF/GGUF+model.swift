@@ -86,7 +86,8 @@ extension GenerationConfig {
     package static let endOfTurnTokens: Set<String> = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"]
 
     /// Stop and start ids of a GGUF model: `tokenizer.ggml.eos_token_id`, `eot_token_id` and `eom_token_id`,
-    /// plus the control tokens of ``endOfTurnTokens``. GGUF files carry no sampling defaults.
+    /// plus the control tokens of ``endOfTurnTokens``; sampling defaults from `general.sampling.*` (the converter
+    /// copies them from `generation_config.json`).
     package init(gguf: GGUFFile) {
         var stops: [Int32] = []
         for key in ["eos", "eot", "eom"] {
@@ -100,7 +101,12 @@ extension GenerationConfig {
         where type.int == GGUFTokenType.control && Self.endOfTurnTokens.contains(token.string ?? "") {
             if let id32 = Int32(exactly: id), !stops.contains(id32) { stops.append(id32) }
         }
-        self.init(eosTokenIds: stops, bosTokenId: gguf.metadata["tokenizer.ggml.bos_token_id"]?.int.flatMap { Int32(exactly: $0) })
+        func float(_ key: String) -> Float? { gguf.metadata["general.sampling.\(key)"]?.double.map(Float.init) }
+        self.init(
+            eosTokenIds: stops, bosTokenId: gguf.metadata["tokenizer.ggml.bos_token_id"]?.int.flatMap { Int32(exactly: $0) },
+            temperature: float("temp"), topP: float("top_p"), topK: gguf.metadata["general.sampling.top_k"]?.int, minP: float("min_p"),
+            repetitionPenalty: float("penalty_repeat")
+        )
     }
 }
 
