@@ -74,6 +74,7 @@ package enum Dequantize {
     }
 
     /// The 6-bit scale and min of sub-block `j` (0–7) of a Q4_K or Q5_K block, packed in 12 bytes.
+    @inlinable
     package static func scaleMin(_ scales: UnsafeRawPointer, _ j: Int) -> (scale: UInt8, min: UInt8) {
         func byte(_ i: Int) -> UInt8 { scales.load(fromByteOffset: i, as: UInt8.self) }
         if j < 4 { return (byte(j) & 0x3F, byte(j + 4) & 0x3F) }

@@ -1,5 +1,10 @@
 import Foundation
 
+extension URL {
+    /// Whether this names a GGUF model file (by its extension) rather than a model directory.
+    package var isGGUF: Bool { pathExtension.lowercased() == "gguf" }
+}
+
 extension GGUFFile {
     /// `general.architecture`, the prefix of the model's own keys.
     package var architectureName: String { metadata["general.architecture"]?.string ?? "none" }

@@ -113,7 +113,7 @@ func runScript(_ name: String, _ arguments: [String]) throws {
     process.executableURL = URL(filePath: "/usr/bin/env")
     process.arguments = ["python3", LlamaCppSource.packageRoot.appending(path: "scripts/\(name)").path] + arguments
     let errors = FileManager.default.temporaryDirectory.appending(path: "script-err-\(UUID().uuidString)")
-    FileManager.default.createFile(atPath: errors.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: errors.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: errors) }
     process.standardError = try FileHandle(forWritingTo: errors)
     try process.run()
