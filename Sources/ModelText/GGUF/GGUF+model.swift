@@ -30,7 +30,8 @@ extension ModelConfig {
         let name = gguf.architectureName
         guard let architecture = Self.ggufArchitectures[name] else {
             let supported = Self.ggufArchitectures.keys.sorted().joined(separator: ", ")
-            throw ModelError(.unsupportedArchitecture, "\(source) has architecture \(name), which the built-in engine does not support; it runs \(supported)")
+            throw ModelError(
+                .unsupportedArchitecture, "\(source) has architecture \(name), which the built-in engine does not support; it runs \(supported)")
         }
         func value(_ key: String) -> GGUFValue? { gguf.metadata["\(name).\(key)"] }
         func int(_ key: String) throws -> Int {
@@ -42,13 +43,17 @@ extension ModelConfig {
         let kvHeads = value("attention.head_count_kv") == nil ? heads : try int("attention.head_count_kv")
         let headDim = value("attention.key_length") == nil ? (heads > 0 ? hidden / heads : 0) : try int("attention.key_length")
         if let valueLength = value("attention.value_length")?.int, valueLength != headDim {
-            throw ModelError(.unsupportedArchitecture, "\(source) has key length \(headDim) and value length \(valueLength); the built-in engine needs them equal")
+            throw ModelError(
+                .unsupportedArchitecture, "\(source) has key length \(headDim) and value length \(valueLength); the built-in engine needs them equal")
         }
         guard hidden > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0, headDim > 0, headDim % 2 == 0 else {
-            throw ModelError(.invalidConfig, "\(source) has inconsistent attention sizes: hidden \(hidden), heads \(heads), kv heads \(kvHeads), head dim \(headDim)")
+            throw ModelError(
+                .invalidConfig,
+                "\(source) has inconsistent attention sizes: hidden \(hidden), heads \(heads), kv heads \(kvHeads), head dim \(headDim)")
         }
         if let ropeDimensions = value("rope.dimension_count")?.int, ropeDimensions != headDim {
-            throw ModelError(.unsupportedArchitecture, "\(source) rotates \(ropeDimensions) of \(headDim) head dimensions; the built-in engine rotates all")
+            throw ModelError(
+                .unsupportedArchitecture, "\(source) rotates \(ropeDimensions) of \(headDim) head dimensions; the built-in engine rotates all")
         }
         if let scaling = value("rope.scaling.type")?.string, scaling != "none" {
             throw ModelError(.unsupportedArchitecture, "\(source) has rope scaling \(scaling), which the built-in engine does not support")
@@ -76,7 +81,8 @@ extension ModelConfig {
         // Llama 3.1-style scaling arrives as per-frequency divisors (`rope_freqs.weight`), not as keys.
         if let factors = gguf.tensorInfo(named: "rope_freqs.weight") {
             guard factors.type == .f32, factors.dimensions == [headDim / 2] else {
-                throw ModelError(.invalidTensor, "\(source): rope_freqs.weight is \(factors.type) \(factors.dimensions), expected F32 [\(headDim / 2)]")
+                throw ModelError(
+                    .invalidTensor, "\(source): rope_freqs.weight is \(factors.type) \(factors.dimensions), expected F32 [\(headDim / 2)]")
             }
             let data = gguf.data(of: factors)
             config.ropeFrequencyFactors = (0..<headDim / 2).map { data.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }

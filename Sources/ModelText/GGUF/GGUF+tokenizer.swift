@@ -25,7 +25,8 @@ extension Tokenizer {
         }
         let model = gguf.metadata["tokenizer.ggml.model"]?.string ?? "none"
         guard model == "gpt2" else {
-            throw TokenizerError(.unsupported, "\(source) has a \(model) tokenizer, which this engine does not support (supported: byte-level BPE, gpt2)")
+            throw TokenizerError(
+                .unsupported, "\(source) has a \(model) tokenizer, which this engine does not support (supported: byte-level BPE, gpt2)")
         }
         let preName = gguf.metadata["tokenizer.ggml.pre"]?.string ?? "default"
         guard let pre = Self.ggufPreTokenizers[preName] else {

@@ -136,7 +136,8 @@ package final class GGUFFile: @unchecked Sendable {
             let type = GGMLType(rawValue: try reader.read(UInt32.self, "the type of \(name)"))
             guard type.isKnown else { throw reader.invalid("tensor \(name) has unknown type \(type.rawValue)") }
             guard let rowBytes = type.rowBytes(dimensions[0]) else {
-                throw reader.invalid("tensor \(name) is \(type) with rows of \(dimensions[0]) elements, not a whole number of \(type.blockSize)-element blocks")
+                throw reader.invalid(
+                    "tensor \(name) is \(type) with rows of \(dimensions[0]) elements, not a whole number of \(type.blockSize)-element blocks")
             }
             let rows = dimensions.dropFirst().reduce(1, *)
             let rawOffset = try reader.read(UInt64.self, "the offset of \(name)")
@@ -153,7 +154,9 @@ package final class GGUFFile: @unchecked Sendable {
         let dataOffset = min(padded / alignment * alignment, bytes.count)
         let dataLength = bytes.count - dataOffset
         for tensor in tensors where tensor.offset > dataLength || tensor.byteCount > dataLength - tensor.offset {
-            throw reader.invalid("tensor \(tensor.name) (\(tensor.byteCount) bytes at offset \(tensor.offset)) runs past the end of the \(dataLength)-byte data section")
+            throw reader.invalid(
+                "tensor \(tensor.name) (\(tensor.byteCount) bytes at offset \(tensor.offset)) runs past the end of the \(dataLength)-byte data section"
+            )
         }
         let sorted = tensors.filter { $0.byteCount > 0 }.sorted { $0.offset < $1.offset }
         for (previous, next) in zip(sorted, sorted.dropFirst()) where next.offset < previous.offset + previous.byteCount {

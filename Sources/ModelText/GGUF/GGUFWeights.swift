@@ -16,7 +16,10 @@ package final class GGUFWeights: WeightSource, @unchecked Sendable {
         self.config = config
         for tensor in file.tensors where !tensor.type.isSupported {
             let supported = GGMLType.supported.map(\.description).joined(separator: ", ")
-            throw ModelError(.invalidTensor, "\(file.url.lastPathComponent): tensor \(tensor.name) is \(tensor.type), which the built-in engine does not support (supported: \(supported))")
+            throw ModelError(
+                .invalidTensor,
+                "\(file.url.lastPathComponent): tensor \(tensor.name) is \(tensor.type), which the built-in engine does not support (supported: \(supported))"
+            )
         }
         var reordered: [String: UnsafeMutableRawBufferPointer] = [:]
         if config.architecture == .llama {
@@ -83,7 +86,8 @@ package final class GGUFWeights: WeightSource, @unchecked Sendable {
     private static func unpermute(_ info: GGUFFile.TensorInfo, heads: Int, in file: GGUFFile) throws -> UnsafeMutableRawBufferPointer {
         let rows = info.shape.count == 2 ? info.shape[0] : 0
         guard rows > 0, rows % (2 * heads) == 0, let rowBytes = info.type.rowBytes(info.dimensions[0]) else {
-            throw ModelError(.invalidTensor, "\(file.url.lastPathComponent): \(info.name) has shape \(info.shape), not \(heads) heads of an even size")
+            throw ModelError(
+                .invalidTensor, "\(file.url.lastPathComponent): \(info.name) has shape \(info.shape), not \(heads) heads of an even size")
         }
         let source = file.data(of: info)
         let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: source.count, alignment: 64)

@@ -87,11 +87,13 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
                 throw invalid("tensor \(name) has unknown dtype \(dtypeName)")
             }
             guard let shapeValues = fields["shape"] as? [Any], let shape = integers(shapeValues),
-                  shape.allSatisfy({ $0 >= 0 }) else {
+                shape.allSatisfy({ $0 >= 0 })
+            else {
                 throw invalid("tensor \(name) has no valid shape")
             }
             guard let offsetValues = fields["data_offsets"] as? [Any], let offsets = integers(offsetValues),
-                  offsets.count == 2 else {
+                offsets.count == 2
+            else {
                 throw invalid("tensor \(name) has no valid data_offsets")
             }
             let (begin, end) = (offsets[0], offsets[1])
@@ -111,7 +113,9 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
             }
             entries[name] = Entry(dtype: dtype, shape: shape, range: begin..<end)
         }
-        let sorted = entries.sorted { ($0.value.range.lowerBound, $0.value.range.upperBound) < ($1.value.range.lowerBound, $1.value.range.upperBound) }
+        let sorted = entries.sorted {
+            ($0.value.range.lowerBound, $0.value.range.upperBound) < ($1.value.range.lowerBound, $1.value.range.upperBound)
+        }
         for (previous, next) in zip(sorted, sorted.dropFirst())
         where next.value.range.lowerBound < previous.value.range.upperBound && !next.value.range.isEmpty {
             throw invalid("tensors \(previous.key) and \(next.key) overlap")

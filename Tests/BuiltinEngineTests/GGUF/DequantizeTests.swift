@@ -13,7 +13,10 @@ struct DequantizeTests {
         let values = try Dequantize.floats(tensor, in: file)
         let expected = try Dequantize.floats(reference, in: referenceFile)
         let differences = zip(values, expected).enumerated().filter { $0.element.0.bitPattern != $0.element.1.bitPattern }
-        #expect(differences.isEmpty, "\(tensor.name) (\(tensor.type)): \(differences.count) of \(values.count) differ, first \(differences.prefix(3).map { "[\($0.offset)] \($0.element.0) vs \($0.element.1)" })")
+        #expect(
+            differences.isEmpty,
+            "\(tensor.name) (\(tensor.type)): \(differences.count) of \(values.count) differ, first \(differences.prefix(3).map { "[\($0.offset)] \($0.element.0) vs \($0.element.1)" })"
+        )
     }
 
     @Test("random blocks of every supported type", arguments: [1, 2, 3])

@@ -107,8 +107,10 @@ struct GGUFModelTests {
     func unsupportedType() throws {
         var builder = GGUFBuilder()
         let source = try GGUFFile(url: Self.file("qwen2", "q8_0"))
-        builder.metadata = [("general.architecture", .string("qwen2")), ("qwen2.embedding_length", .u32(256)), ("qwen2.feed_forward_length", .u32(512)),
-                            ("qwen2.block_count", .u32(1)), ("qwen2.attention.head_count", .u32(4)), ("qwen2.context_length", .u32(64))]
+        builder.metadata = [
+            ("general.architecture", .string("qwen2")), ("qwen2.embedding_length", .u32(256)), ("qwen2.feed_forward_length", .u32(512)),
+            ("qwen2.block_count", .u32(1)), ("qwen2.attention.head_count", .u32(4)), ("qwen2.context_length", .u32(64)),
+        ]
         builder.tensors = [.init(name: "token_embd.weight", dimensions: [256, 2], type: 6, data: [UInt8](repeating: 0, count: 2 * 8 * 22))]
         let url = try builder.write()
         defer { try? FileManager.default.removeItem(at: url) }

@@ -111,7 +111,12 @@ struct GGUFReaderTests {
         builder.metadata.append(("odd", .raw(type: 13, bytes: [])))
         expectInvalid(builder, mentioning: "odd", "unknown value type 13")
         builder = Self.valid()
-        builder.metadata.append(("nested", .raw(type: 9, bytes: withUnsafeBytes(of: UInt32(9).littleEndian, Array.init) + withUnsafeBytes(of: UInt64(1).littleEndian, Array.init))))
+        builder.metadata.append(
+            (
+                "nested",
+                .raw(
+                    type: 9, bytes: withUnsafeBytes(of: UInt32(9).littleEndian, Array.init) + withUnsafeBytes(of: UInt64(1).littleEndian, Array.init))
+            ))
         expectInvalid(builder, mentioning: "nested", "array of arrays")
         builder = Self.valid()
         builder.metadata.append(("yes", .raw(type: 7, bytes: [2])))

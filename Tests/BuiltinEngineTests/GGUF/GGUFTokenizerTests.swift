@@ -10,9 +10,16 @@ struct GGUFTokenizerTests {
     static let cases = [("qwen2", "qwen2"), ("llama3", "llama-bpe")]
 
     /// The vocabulary files parsed once: they hold 150k tokens and 150k-280k merges each.
-    static let files: [String: Result<(GGUFFile, Tokenizer), any Error>] = Dictionary(uniqueKeysWithValues: cases.map { name, file in
-        (name, Result { let gguf = try GGUFFile(url: LlamaCppSource.vocabulary(file)); return (gguf, try Tokenizer(gguf: gguf)) })
-    })
+    static let files: [String: Result<(GGUFFile, Tokenizer), any Error>] = Dictionary(
+        uniqueKeysWithValues: cases.map { name, file in
+            (
+                name,
+                Result {
+                    let gguf = try GGUFFile(url: LlamaCppSource.vocabulary(file))
+                    return (gguf, try Tokenizer(gguf: gguf))
+                }
+            )
+        })
 
     /// Qwen2.5's added tokens that the vocabulary GGUF lacks (its slots hold `[PADn]` fillers there).
     static let qwenExtras = (try? TextFixtures.tokenizer("qwen2"))?.addedTokens.filter { $0.id >= 151_646 } ?? []
@@ -105,7 +112,8 @@ struct GGUFTokenizerTests {
         let template = try ChatTemplate(gguf: qwen)
         #expect(template.source == qwen.metadata["tokenizer.chat_template"]?.string)
         #expect(template.eosToken == "<|endoftext|>")
-        let text = try template.render(messages: [.object(JinjaObject(["role": .string("user"), "content": .string("Hi")]))], addGenerationPrompt: true)
+        let text = try template.render(
+            messages: [.object(JinjaObject(["role": .string("user"), "content": .string("Hi")]))], addGenerationPrompt: true)
         #expect(text == "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
         #expect(try tokenizer.encode(text).first == tokenizer.addedTokenID("<|im_start|>"))
         let (llama, _) = try #require(Self.files["llama3"]).get()
@@ -121,7 +129,9 @@ struct GGUFTokenizerTests {
         defer { try? FileManager.default.removeItem(at: url) }
         #expect(throws: TokenizerError.self) { try Tokenizer(gguf: GGUFFile(url: url)) }
         do { _ = try Tokenizer(gguf: GGUFFile(url: url)) } catch let error as TokenizerError { #expect(error.message.contains("llama tokenizer")) }
-        builder.metadata = [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("falcon")), ("tokenizer.ggml.tokens", .strings(["a"]))]
+        builder.metadata = [
+            ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("falcon")), ("tokenizer.ggml.tokens", .strings(["a"])),
+        ]
         try? FileManager.default.removeItem(at: url)
         url = try builder.write()
         do {

@@ -19,11 +19,12 @@ struct QuantizedMatMulTests {
         let bytes = rows * format.rowBytes(columns)
         let data = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         for i in 0..<bytes { data.storeBytes(of: UInt8.random(in: 0...255, using: &random), toByteOffset: i, as: UInt8.self) }
-        let halves: [Int] = switch format {
-        case .q4_K, .q5_K: [0, 2]
-        case .q6_K: [208]
-        default: [0]
-        }
+        let halves: [Int] =
+            switch format {
+            case .q4_K, .q5_K: [0, 2]
+            case .q6_K: [208]
+            default: [0]
+            }
         for block in 0..<(bytes / type.blockBytes) {
             for offset in halves {
                 let value = Float16(Float.random(in: -0.05...0.05, using: &random))
@@ -56,8 +57,9 @@ struct QuantizedMatMulTests {
             x.withUnsafeBufferPointer { xs in
                 bias.withUnsafeBufferPointer { b in
                     y.withUnsafeMutableBufferPointer { ys in
-                        matmul(weights, x: xs.baseAddress!, xStride: columns, tokens: tokens, y: ys.baseAddress!, yStride: rows,
-                               bias: b.baseAddress!, accumulate: true, pool: .shared)
+                        matmul(
+                            weights, x: xs.baseAddress!, xStride: columns, tokens: tokens, y: ys.baseAddress!, yStride: rows,
+                            bias: b.baseAddress!, accumulate: true, pool: .shared)
                     }
                 }
             }
@@ -70,7 +72,9 @@ struct QuantizedMatMulTests {
                         magnitude += abs(product)
                     }
                     let expected = 1 + sum + Double(bias[r])
-                    #expect(abs(Double(y[t * rows + r]) - expected) <= 1e-5 * magnitude + 1e-5, "\(format) token \(t) row \(r): \(y[t * rows + r]) vs \(expected)")
+                    #expect(
+                        abs(Double(y[t * rows + r]) - expected) <= 1e-5 * magnitude + 1e-5,
+                        "\(format) token \(t) row \(r): \(y[t * rows + r]) vs \(expected)")
                 }
             }
         }

@@ -37,19 +37,37 @@ struct GGUFBuilder {
         for (key, value) in metadata {
             string(key)
             switch value {
-            case .u32(let v): int(UInt32(4)); int(v)
-            case .i32(let v): int(UInt32(5)); int(v)
-            case .u64(let v): int(UInt32(10)); int(v)
-            case .f32(let v): int(UInt32(6)); int(v.bitPattern)
-            case .bool(let v): int(UInt32(7)); out.append(v ? 1 : 0)
-            case .string(let v): int(UInt32(8)); string(v)
+            case .u32(let v):
+                int(UInt32(4))
+                int(v)
+            case .i32(let v):
+                int(UInt32(5))
+                int(v)
+            case .u64(let v):
+                int(UInt32(10))
+                int(v)
+            case .f32(let v):
+                int(UInt32(6))
+                int(v.bitPattern)
+            case .bool(let v):
+                int(UInt32(7))
+                out.append(v ? 1 : 0)
+            case .string(let v):
+                int(UInt32(8))
+                string(v)
             case .strings(let v):
-                int(UInt32(9)); int(UInt32(8)); int(UInt64(v.count))
+                int(UInt32(9))
+                int(UInt32(8))
+                int(UInt64(v.count))
                 v.forEach(string)
             case .i32s(let v):
-                int(UInt32(9)); int(UInt32(5)); int(UInt64(v.count))
+                int(UInt32(9))
+                int(UInt32(5))
+                int(UInt64(v.count))
                 v.forEach { int($0) }
-            case .raw(let type, let bytes): int(type); out.append(contentsOf: bytes)
+            case .raw(let type, let bytes):
+                int(type)
+                out.append(contentsOf: bytes)
             }
         }
         var offsets: [UInt64] = []
@@ -119,6 +137,7 @@ func runScript(_ name: String, _ arguments: [String]) throws {
     try process.run()
     process.waitUntilExit()
     guard process.terminationStatus == 0 else {
-        throw FixtureMissing("scripts/\(name) \(arguments.joined(separator: " ")) failed: \((try? String(contentsOf: errors, encoding: .utf8)) ?? "")")
+        throw FixtureMissing(
+            "scripts/\(name) \(arguments.joined(separator: " ")) failed: \((try? String(contentsOf: errors, encoding: .utf8)) ?? "")")
     }
 }
