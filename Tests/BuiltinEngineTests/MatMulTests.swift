@@ -34,6 +34,8 @@ struct MatMulTests {
                 let half = Float16(value)
                 storage.storeBytes(of: half, toByteOffset: i * 2, as: Float16.self)
                 values.append(Float(half))
+            default:
+                preconditionFailure("quantized matrices are made by QuantizedMatMulTests")
             }
         }
         return Matrix(matrix: WeightMatrix(rows: rows, columns: columns, format: format, data: storage), values: values, storage: storage)

@@ -38,9 +38,9 @@ package struct BenchResult: Sendable, CustomStringConvertible {
 /// The engine benchmark: times one prompt's prefill, then `generatedTokens` decode steps of
 /// `batch` sequences at once (each prefilled first), on random token ids.
 package enum EngineBench {
-    /// Loads `directory` and benchmarks it.
+    /// Loads `directory` (or a GGUF file) and benchmarks it.
     package static func run(directory: URL, promptTokens: Int, generatedTokens: Int, batch: Int = 1) throws -> BenchResult {
-        try run(model: TransformerModel(directory: directory), promptTokens: promptTokens, generatedTokens: generatedTokens, batch: batch)
+        try run(model: TransformerModel(path: directory), promptTokens: promptTokens, generatedTokens: generatedTokens, batch: batch)
     }
 
     /// Benchmarks random bf16 weights of `config`'s shape (default: Qwen2.5-0.5B's) built in memory.

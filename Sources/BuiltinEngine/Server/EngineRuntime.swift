@@ -13,17 +13,29 @@ package final class EngineRuntime: Sendable {
     package let scheduler: BatchScheduler
     package let created: Int
 
-    /// Loads a Hugging Face model directory.
-    /// - Throws: a clear error for an unsupported architecture, a broken safetensors file or tokenizer.
+    /// Loads a Hugging Face model directory, or a GGUF file (a path ending in `.gguf`) that holds the model,
+    /// its tokenizer and its chat template.
+    /// - Throws: a clear error for an unsupported architecture, a broken safetensors or GGUF file or tokenizer.
     package init(directory: URL, servedName: String, maxBatch: Int = 16) throws {
-        let model = try TransformerModel(directory: directory)
+        let model: TransformerModel
+        let template: Result<ChatTemplate, any Error>
+        if directory.isGGUF {
+            let file = try GGUFFile(url: directory)
+            model = try TransformerModel(gguf: file)
+            tokenizer = try Tokenizer(gguf: file)
+            template = Result { try ChatTemplate(gguf: file) }
+        } else {
+            model = try TransformerModel(directory: directory)
+            tokenizer = try Tokenizer(directory: directory)
+            template = Result { try ChatTemplate(directory: directory) }
+        }
         generator = Generator(model: model)
-        tokenizer = try Tokenizer(directory: directory)
-        do {
-            template = try ChatTemplate(directory: directory)
+        switch template {
+        case .success(let loaded):
+            self.template = loaded
             templateError = nil
-        } catch {
-            template = nil
+        case .failure(let error):
+            self.template = nil
             templateError = "\(error)"
         }
         self.servedName = servedName

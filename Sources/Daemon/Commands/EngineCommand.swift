@@ -12,16 +12,16 @@ import UnixSignals
 struct EngineCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engine",
-        abstract: "Run the built-in CPU engine (an OpenAI-compatible server over a Hugging Face model directory).",
+        abstract: "Run the built-in CPU engine (an OpenAI-compatible server over a Hugging Face model directory or a GGUF file).",
         subcommands: [EngineServe.self, EngineBenchCommand.self],
         defaultSubcommand: EngineServe.self)
 }
 
-/// `modeld engine --model DIR [--host 127.0.0.1] [--port P] [--served-model-name N]`.
+/// `modeld engine --model DIR|FILE.gguf [--host 127.0.0.1] [--port P] [--served-model-name N]`.
 struct EngineServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", abstract: "Serve a model (the default).")
 
-    @Option(name: .long, help: "Hugging Face model directory (config.json, safetensors, tokenizer.json).")
+    @Option(name: .long, help: "Hugging Face model directory (config.json, safetensors, tokenizer.json) or a GGUF file.")
     var model: String
 
     @Option(name: .long, help: "Address to bind (default 127.0.0.1).")
@@ -70,8 +70,9 @@ struct EngineServe: AsyncParsableCommand {
     func run() async throws {
         LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, logLevel: .info) }
         let logger = Logger(label: "modeld-engine")
-        let directory = URL(filePath: model, directoryHint: .isDirectory)
-        let name = servedModelName ?? directory.standardizedFileURL.lastPathComponent
+        let isFile = model.lowercased().hasSuffix(".gguf")
+        let directory = URL(filePath: model, directoryHint: isFile ? .notDirectory : .isDirectory)
+        let name = servedModelName ?? (isFile ? directory.deletingPathExtension() : directory).standardizedFileURL.lastPathComponent
         let runtime: EngineRuntime
         do {
             runtime = try EngineRuntime(directory: directory, servedName: name, maxBatch: maxBatch)
@@ -100,7 +101,7 @@ struct EngineBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure prefill and decode tokens per second.")
 
-    @Option(name: .long, help: "Model directory; omit with --random.")
+    @Option(name: .long, help: "Model directory or GGUF file; omit with --random.")
     var model: String?
 
     @Flag(name: .long, help: "Use random bf16 weights of Qwen2.5-0.5B's exact shape, built in memory.")
@@ -124,7 +125,8 @@ struct EngineBenchCommand: AsyncParsableCommand {
         let result: BenchResult
         if let model {
             result = try EngineBench.run(
-                directory: URL(filePath: model, directoryHint: .isDirectory), promptTokens: promptTokens,
+                directory: URL(filePath: model, directoryHint: model.lowercased().hasSuffix(".gguf") ? .notDirectory : .isDirectory),
+                promptTokens: promptTokens,
                 generatedTokens: genTokens, batch: batch)
         } else {
             result = try EngineBench.runRandom(promptTokens: promptTokens, generatedTokens: genTokens, batch: batch)

@@ -21,10 +21,10 @@ package func matmul(
     y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>? = nil, accumulate: Bool = false,
     pool: ThreadPool, instructionSet: InstructionSet = .best
 ) {
-    AMXMatMul.withActivations(for: weights, x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) { activations in
+    withActivations(for: [weights], x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) { activations, quantized in
         let job = MatMulJob(
             weights: weights, x: x, xStride: xStride, tokens: tokens, y: y, yStride: yStride, bias: bias,
-            accumulate: accumulate, instructionSet: instructionSet, amxActivations: activations
+            accumulate: accumulate, instructionSet: instructionSet, amxActivations: activations, quantized: quantized
         )
         pool.forEachRange(weights.rows, alignment: 16) { rows in job.run(rows: rows) }
     }
@@ -52,9 +52,11 @@ package func matmul(
     _ projections: [Projection], x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
     instructionSet: InstructionSet = .best
 ) {
-    guard let first = projections.first else { return }
+    guard !projections.isEmpty else { return }
     let total = projections.reduce(0) { $0 + $1.weights.rows }
-    AMXMatMul.withActivations(for: first.weights, x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) { activations in
+    withActivations(
+        for: projections.map(\.weights), x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool
+    ) { activations, quantized in
         pool.forEachRange(total, alignment: 16) { rows in
             var start = 0
             for p in projections {
@@ -63,7 +65,7 @@ package func matmul(
                 if lower < upper {
                     let job = MatMulJob(
                         weights: p.weights, x: x, xStride: xStride, tokens: tokens, y: p.y, yStride: p.yStride, bias: p.bias,
-                        accumulate: false, instructionSet: instructionSet, amxActivations: activations
+                        accumulate: false, instructionSet: instructionSet, amxActivations: activations, quantized: quantized
                     )
                     job.run(rows: (lower - start)..<(upper - start))
                 }
@@ -81,14 +83,16 @@ package func gatedMatmul(
     instructionSet: InstructionSet = .best
 ) {
     precondition(gate.weights.rows == up.weights.rows && gate.yStride == up.yStride, "gate and up projections must match")
-    AMXMatMul.withActivations(for: gate.weights, x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) { activations in
+    withActivations(
+        for: [gate.weights, up.weights], x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool
+    ) { activations, quantized in
         let gateJob = MatMulJob(
             weights: gate.weights, x: x, xStride: xStride, tokens: tokens, y: gate.y, yStride: gate.yStride, bias: gate.bias,
-            accumulate: false, instructionSet: instructionSet, amxActivations: activations
+            accumulate: false, instructionSet: instructionSet, amxActivations: activations, quantized: quantized
         )
         let upJob = MatMulJob(
             weights: up.weights, x: x, xStride: xStride, tokens: tokens, y: up.y, yStride: up.yStride, bias: up.bias,
-            accumulate: false, instructionSet: instructionSet, amxActivations: activations
+            accumulate: false, instructionSet: instructionSet, amxActivations: activations, quantized: quantized
         )
         pool.forEachRange(gate.weights.rows, alignment: 16) { rows in
             gateJob.run(rows: rows)
@@ -98,6 +102,25 @@ package func gatedMatmul(
                 VectorOps.siluMultiply(gate.y + offset, up.y + offset, count: rows.count)
             }
         }
+    }
+}
+
+/// Runs `body` with the activations the kernels of `weights` (matrices of the same columns) read besides `x`:
+/// converted for AMX tiles when the first is bf16 and the product runs on tiles, quantized to int8 blocks when
+/// any is block-quantized.
+private func withActivations<R>(
+    for weights: [WeightMatrix], x: UnsafePointer<Float>, xStride: Int, tokens: Int, instructionSet: InstructionSet, pool: ThreadPool,
+    _ body: (AMXMatMul.Activations?, QuantizedActivations?) -> R
+) -> R {
+    if weights.contains(where: \.format.isQuantized) {
+        return QuantizedActivations.with(x: x, xStride: xStride, tokens: tokens, columns: weights[0].columns, pool: pool) { quantized in
+            AMXMatMul.withActivations(for: weights[0], x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) {
+                body($0, quantized)
+            }
+        }
+    }
+    return AMXMatMul.withActivations(for: weights[0], x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) {
+        body($0, nil)
     }
 }
 
@@ -154,6 +177,8 @@ private struct MatMulJob {
     /// The activations converted for ``AMXMatMul`` when the product runs on tiles (same columns as
     /// `weights`; used only if they are bf16); nil otherwise.
     let amxActivations: AMXMatMul.Activations?
+    /// The activations quantized for block-quantized weights; nil when no weights of the product are.
+    let quantized: QuantizedActivations?
 
     /// Rows per tile: 16 rows of even a 4864-wide bf16 matrix (155 KB) stay in L2 while every
     /// token group passes over them.
@@ -168,6 +193,12 @@ private struct MatMulJob {
     private static let block = 1024
 
     func run(rows: Range<Int>) {
+        if weights.format.isQuantized, let quantized {
+            QuantizedMatMul.multiply(
+                weights, rows: rows, activations: quantized, tokens: tokens, y: y, yStride: yStride, bias: bias, accumulate: accumulate
+            )
+            return
+        }
         if let amxActivations, weights.format == .bf16 {
             AMXMatMul.multiply(
                 weights, rows: rows, activations: amxActivations, tokens: tokens, y: y, yStride: yStride, bias: bias,
@@ -185,6 +216,7 @@ private struct MatMulJob {
             case .bf16: format = .bf16
             case .f16: format = .f16
             case .f32: format = .f32
+            default: preconditionFailure("block-quantized weights are multiplied above")
             }
             PackedMatMul(
                 weights: weights.data, format: format, columns: weights.columns, x: x, xStride: xStride, tokens: tokens,
@@ -196,6 +228,7 @@ private struct MatMulJob {
         case .bf16: run(rows: rows, BF16Elements.self)
         case .f16: run(rows: rows, F16Elements.self)
         case .f32: run(rows: rows, F32Elements.self)
+        default: preconditionFailure("block-quantized weights are multiplied above")
         }
     }
 

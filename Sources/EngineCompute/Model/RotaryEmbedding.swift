@@ -32,6 +32,9 @@ package struct RotaryEmbedding: Sendable {
                 return (1 - smooth) * frequency / factor + smooth * frequency
             }
         }
+        if let factors = config.ropeFrequencyFactors {
+            frequencies = zip(frequencies, factors).map { $0 / $1 }
+        }
         inverseFrequencies = frequencies
     }
 

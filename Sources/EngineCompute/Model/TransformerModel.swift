@@ -50,6 +50,30 @@ package final class TransformerModel: @unchecked Sendable {
         )
     }
 
+    /// Loads a GGUF model file: configuration, stop ids and weights (kept quantized) from the file alone.
+    /// - Throws: ``ModelError``; an unsupported architecture or tensor type is named.
+    package convenience init(gguf url: URL, pool: ThreadPool = .shared, instructionSet: InstructionSet = .preferred) throws {
+        try self.init(gguf: GGUFFile(url: url), pool: pool, instructionSet: instructionSet)
+    }
+
+    /// Builds the model of an opened GGUF file.
+    package convenience init(gguf file: GGUFFile, pool: ThreadPool = .shared, instructionSet: InstructionSet = .preferred) throws {
+        let config = try ModelConfig(gguf: file)
+        try self.init(
+            config: config, generationConfig: GenerationConfig(gguf: file), weights: GGUFWeights(file: file, config: config), pool: pool,
+            instructionSet: instructionSet
+        )
+    }
+
+    /// Loads a GGUF file (a path ending in `.gguf`) or a Hugging Face model directory.
+    package convenience init(path url: URL, pool: ThreadPool = .shared, instructionSet: InstructionSet = .preferred) throws {
+        if url.isGGUF {
+            try self.init(gguf: url, pool: pool, instructionSet: instructionSet)
+        } else {
+            try self.init(directory: url, pool: pool, instructionSet: instructionSet)
+        }
+    }
+
     /// Builds a model from named tensors in transformers' naming (`model.layers.N.self_attn.q_proj.weight`...).
     package init(
         config: ModelConfig, generationConfig: GenerationConfig, weights: any WeightSource, pool: ThreadPool = .shared,
@@ -78,7 +102,7 @@ package final class TransformerModel: @unchecked Sendable {
             guard tensor.shape == [count] else {
                 throw ModelError(.invalidTensor, "tensor \(name) has shape \(tensor.shape), expected [\(count)]")
             }
-            guard [.bf16, .f16, .f32].contains(tensor.dtype) else {
+            guard tensor.blockType == nil, [.bf16, .f16, .f32].contains(tensor.dtype) else {
                 throw ModelError(.invalidTensor, "tensor \(name) is \(tensor.dtype.rawValue); weights must be BF16, F16 or F32")
             }
             let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)

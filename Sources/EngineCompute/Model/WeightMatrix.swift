@@ -1,12 +1,54 @@
 import ModelText
 
-/// How a weight matrix's elements are stored; all three are read in place and widened to f32.
+/// How a weight matrix's elements are stored, all read in place: floats widened to f32, or GGUF blocks
+/// (docs/design/gguf.md, Tensor types) multiplied with int8-quantized activations (``QuantizedMatMul``).
 package enum WeightFormat: Sendable {
     case bf16
     case f16
     case f32
+    case q8_0
+    case q4_0
+    case q4_K
+    case q5_K
+    case q6_K
 
-    package var size: Int { self == .f32 ? 4 : 2 }
+    /// Bytes per element of the float formats.
+    package var size: Int {
+        switch self {
+        case .f32: 4
+        case .bf16, .f16: 2
+        default: preconditionFailure("\(self) is block-quantized: use rowBytes")
+        }
+    }
+
+    package var isQuantized: Bool { ![.bf16, .f16, .f32].contains(self) }
+
+    /// The GGUF type of the same layout.
+    package var ggmlType: GGMLType {
+        switch self {
+        case .bf16: .bf16
+        case .f16: .f16
+        case .f32: .f32
+        case .q8_0: .q8_0
+        case .q4_0: .q4_0
+        case .q4_K: .q4_K
+        case .q5_K: .q5_K
+        case .q6_K: .q6_K
+        }
+    }
+
+    /// The format of a GGUF type, or nil when the engine cannot compute with it.
+    package init?(_ type: GGMLType) {
+        let all: [WeightFormat] = [.bf16, .f16, .f32, .q8_0, .q4_0, .q4_K, .q5_K, .q6_K]
+        guard let format = all.first(where: { $0.ggmlType == type }) else { return nil }
+        self = format
+    }
+
+    /// Bytes of one row of `columns` elements (a whole number of blocks).
+    package func rowBytes(_ columns: Int) -> Int {
+        let type = ggmlType
+        return columns / type.blockSize * type.blockBytes
+    }
 }
 
 /// A row-major `rows × columns` weight matrix (PyTorch's `[out_features, in_features]`) in place.
@@ -33,18 +75,30 @@ package struct WeightMatrix: @unchecked Sendable {
             throw ModelError(.invalidTensor, "tensor \(tensor.name) has \(columns) columns; the kernels need a multiple of 8")
         }
         let format: WeightFormat
-        switch tensor.dtype {
-        case .bf16: format = .bf16
-        case .f16: format = .f16
-        case .f32: format = .f32
-        default:
-            throw ModelError(.invalidTensor, "tensor \(tensor.name) is \(tensor.dtype.rawValue); weights must be BF16, F16 or F32")
+        if let blockType = tensor.blockType {
+            guard let quantized = WeightFormat(blockType) else {
+                throw ModelError(.invalidTensor, "tensor \(tensor.name) is \(blockType), which the built-in engine cannot compute with")
+            }
+            format = quantized
+        } else {
+            switch tensor.dtype {
+            case .bf16: format = .bf16
+            case .f16: format = .f16
+            case .f32: format = .f32
+            default:
+                throw ModelError(.invalidTensor, "tensor \(tensor.name) is \(tensor.dtype.rawValue); weights must be BF16, F16 or F32")
+            }
         }
         self.init(rows: rows, columns: columns, format: format, data: tensor.data)
     }
 
     /// Row `row` widened into `output` (`columns` floats): the embedding lookup.
     package func copyRow(_ row: Int, to output: UnsafeMutablePointer<Float>) {
+        if format.isQuantized {
+            let type = format.ggmlType
+            Dequantize.blocks(type, data + row * format.rowBytes(columns), count: columns / type.blockSize, into: output)
+            return
+        }
         let base = data + row * columns * format.size
         for column in 0..<columns {
             switch format {
@@ -54,6 +108,8 @@ package struct WeightMatrix: @unchecked Sendable {
                 output[column] = Float(bitPattern: UInt32(base.loadUnaligned(fromByteOffset: column * 2, as: UInt16.self)) << 16)
             case .f16:
                 output[column] = Float(base.loadUnaligned(fromByteOffset: column * 2, as: Float16.self))
+            default:
+                preconditionFailure("quantized rows are dequantized above")
             }
         }
     }

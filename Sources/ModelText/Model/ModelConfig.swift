@@ -35,6 +35,9 @@ package struct ModelConfig: Sendable, Equatable {
     package var rmsNormEps: Float
     package var ropeTheta: Double
     package var ropeScaling: Llama3RopeScaling?
+    /// Divisors of the rotary frequencies, one per pair (GGUF files of Llama 3.1 and later store the
+    /// scaling so); nil for none.
+    package var ropeFrequencyFactors: [Float]?
     package var tieWordEmbeddings: Bool
     /// Biases on the q, k and v projections (always for Qwen2, `attention_bias` otherwise).
     package var attentionBias: Bool

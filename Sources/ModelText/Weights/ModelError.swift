@@ -10,6 +10,8 @@ package struct ModelError: Error, CustomStringConvertible, Sendable {
         package static let unreadableFile = Code("unreadable file")
         /// A safetensors header is malformed or inconsistent with the file.
         package static let invalidSafetensors = Code("invalid safetensors")
+        /// A GGUF file's header is malformed or inconsistent with the file.
+        package static let invalidGGUF = Code("invalid GGUF")
         /// `config.json` or `generation_config.json` is malformed.
         package static let invalidConfig = Code("invalid config")
         /// The architecture or one of its options is not implemented by this engine.

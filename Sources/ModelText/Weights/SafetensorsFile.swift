@@ -1,11 +1,5 @@
 import Foundation
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
-
 /// One `.safetensors` file, mapped read-only so weights are used in place without copying.
 ///
 /// The header is validated before any tensor is handed out: a size cap, known dtypes, offsets
@@ -25,56 +19,28 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
     package let url: URL
     package let entries: [String: Entry]
     package let metadata: [String: String]
-    private let base: UnsafeMutableRawPointer?
-    private let length: Int
+    private let file: MappedFile
     private let dataOffset: Int
 
     /// Maps `url` and validates its header.
     /// - Throws: ``ModelError`` with code `unreadableFile` or `invalidSafetensors`.
     package init(url: URL) throws {
         self.url = url
-        let fd = open(url.path, O_RDONLY)
-        guard fd >= 0 else {
-            throw ModelError(.unreadableFile, "cannot open \(url.path): \(String(cString: strerror(errno)))")
+        file = try MappedFile(url: url)
+        guard file.bytes.count >= 8 else {
+            throw ModelError(.invalidSafetensors, "\(url.lastPathComponent) is \(file.bytes.count) bytes, too short for a safetensors header")
         }
-        defer { close(fd) }
-        // The size by seeking to the end: `struct stat` is ambiguous between C modules on Linux.
-        let end = lseek(fd, 0, SEEK_END)
-        guard end >= 0 else {
-            throw ModelError(.unreadableFile, "cannot stat \(url.path): \(String(cString: strerror(errno)))")
-        }
-        let length = Int(end)
-        guard length >= 8 else {
-            throw ModelError(.invalidSafetensors, "\(url.lastPathComponent) is \(length) bytes, too short for a safetensors header")
-        }
-        guard let mapped = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {
-            throw ModelError(.unreadableFile, "cannot map \(url.path): \(String(cString: strerror(errno)))")
-        }
-        do {
-            let bytes = UnsafeRawBufferPointer(start: mapped, count: length)
-            let parsed = try Self.parseHeader(bytes, fileName: url.lastPathComponent)
-            self.entries = parsed.entries
-            self.metadata = parsed.metadata
-            self.dataOffset = parsed.dataOffset
-        } catch {
-            munmap(mapped, length)
-            throw error
-        }
+        let parsed = try Self.parseHeader(file.bytes, fileName: url.lastPathComponent)
+        self.entries = parsed.entries
+        self.metadata = parsed.metadata
+        self.dataOffset = parsed.dataOffset
         // The weights are about to be read front to back; ask the kernel to start reading now.
-        _ = madvise(mapped, length, MADV_WILLNEED)
-        self.base = mapped
-        self.length = length
-    }
-
-    deinit {
-        if let base { munmap(base, length) }
+        file.willNeed()
     }
 
     package func tensor(named name: String) -> TensorView? {
-        guard let entry = entries[name], let base else { return nil }
-        return TensorView(
-            name: name, dtype: entry.dtype, shape: entry.shape,
-            data: UnsafeRawPointer(base + dataOffset + entry.range.lowerBound))
+        guard let entry = entries[name], let base = file.bytes.baseAddress else { return nil }
+        return TensorView(name: name, dtype: entry.dtype, shape: entry.shape, data: base + dataOffset + entry.range.lowerBound)
     }
 
     /// Parses and validates a whole file's bytes: the 8-byte length, the JSON header, the entries.

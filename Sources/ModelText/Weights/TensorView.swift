@@ -7,18 +7,22 @@ package struct TensorView: @unchecked Sendable {
     package let dtype: DType
     package let shape: [Int]
     package let data: UnsafeRawPointer
+    /// The GGUF block type of a quantized tensor (its rows are blocks; `dtype` is then meaningless), or nil.
+    package let blockType: GGMLType?
 
-    package init(name: String, dtype: DType, shape: [Int], data: UnsafeRawPointer) {
+    package init(name: String, dtype: DType, shape: [Int], data: UnsafeRawPointer, blockType: GGMLType? = nil) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
         self.data = data
+        self.blockType = blockType
     }
 
     package var count: Int { shape.reduce(1, *) }
 
     /// Element `i` widened to `Float`; for small tensors (norms, biases), not for hot loops.
     package func float(at i: Int) -> Float {
+        precondition(blockType == nil, "tensor \(name) is block-quantized")
         switch dtype {
         case .f32: return data.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
         case .bf16:

@@ -1,0 +1,105 @@
+import Foundation
+
+/// The tensors of a GGUF model under transformers' names, so the model is built as from a checkpoint
+/// (docs/design/gguf.md, Tensors). F32, F16 and BF16 tensors are plain ``TensorView``s; quantized ones carry
+/// their ``GGMLType``. For the `llama` architecture the rows of `attn_q` and `attn_k` are put back in
+/// transformers' order (copies: the mapping is read-only).
+package final class GGUFWeights: WeightSource, @unchecked Sendable {
+    package let file: GGUFFile
+    private let config: ModelConfig
+    /// The reordered q and k matrices, by transformers' name.
+    private let reordered: [String: UnsafeMutableRawBufferPointer]
+
+    /// - Throws: ``ModelError`` `invalidTensor` naming a tensor of an unsupported type or a malformed q/k matrix.
+    package init(file: GGUFFile, config: ModelConfig) throws {
+        self.file = file
+        self.config = config
+        for tensor in file.tensors where !tensor.type.isSupported {
+            let supported = GGMLType.supported.map(\.description).joined(separator: ", ")
+            throw ModelError(
+                .invalidTensor,
+                "\(file.url.lastPathComponent): tensor \(tensor.name) is \(tensor.type), which the built-in engine does not support (supported: \(supported))"
+            )
+        }
+        var reordered: [String: UnsafeMutableRawBufferPointer] = [:]
+        if config.architecture == .llama {
+            do {
+                for layer in 0..<config.layerCount {
+                    for (name, heads) in [("q", config.headCount), ("k", config.kvHeadCount)] {
+                        let key = "model.layers.\(layer).self_attn.\(name)_proj.weight"
+                        guard let info = file.tensorInfo(named: "blk.\(layer).attn_\(name).weight") else { continue }
+                        reordered[key] = try Self.unpermute(info, heads: heads, in: file)
+                    }
+                }
+            } catch {
+                reordered.values.forEach { $0.deallocate() }
+                throw error
+            }
+        }
+        self.reordered = reordered
+    }
+
+    deinit {
+        reordered.values.forEach { $0.deallocate() }
+    }
+
+    /// transformers' name of each GGUF tensor name part.
+    private static let layerNames: [String: String] = [
+        "input_layernorm.weight": "attn_norm.weight",
+        "self_attn.q_proj.weight": "attn_q.weight", "self_attn.q_proj.bias": "attn_q.bias",
+        "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
+        "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
+        "self_attn.o_proj.weight": "attn_output.weight",
+        "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
+        "post_attention_layernorm.weight": "ffn_norm.weight",
+        "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
+    ]
+
+    /// The GGUF name of a transformers tensor name, or nil.
+    package static func ggufName(_ name: String) -> String? {
+        switch name {
+        case "model.embed_tokens.weight": return "token_embd.weight"
+        case "lm_head.weight": return "output.weight"
+        case "model.norm.weight": return "output_norm.weight"
+        default:
+            let parts = name.split(separator: ".", maxSplits: 3).map(String.init)
+            guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]),
+                let tail = layerNames[parts[3]]
+            else { return nil }
+            return "blk.\(layer).\(tail)"
+        }
+    }
+
+    package func tensor(named name: String) -> TensorView? {
+        guard let ggufName = Self.ggufName(name), let info = file.tensorInfo(named: ggufName) else { return nil }
+        let data = reordered[name].map { UnsafeRawPointer($0.baseAddress!) } ?? file.data(of: info).baseAddress!
+        switch info.type {
+        case .f32: return TensorView(name: name, dtype: .f32, shape: info.shape, data: data)
+        case .f16: return TensorView(name: name, dtype: .f16, shape: info.shape, data: data)
+        case .bf16: return TensorView(name: name, dtype: .bf16, shape: info.shape, data: data)
+        default: return TensorView(name: name, dtype: .u8, shape: info.shape, data: data, blockType: info.type)
+        }
+    }
+
+    /// A copy of a llama q or k matrix with each head's rows back in transformers' order: the stored row
+    /// `2i + s` of a head of `d` rows is transformers' row `s·d/2 + i`.
+    private static func unpermute(_ info: GGUFFile.TensorInfo, heads: Int, in file: GGUFFile) throws -> UnsafeMutableRawBufferPointer {
+        let rows = info.shape.count == 2 ? info.shape[0] : 0
+        guard rows > 0, rows % (2 * heads) == 0, let rowBytes = info.type.rowBytes(info.dimensions[0]) else {
+            throw ModelError(
+                .invalidTensor, "\(file.url.lastPathComponent): \(info.name) has shape \(info.shape), not \(heads) heads of an even size")
+        }
+        let source = file.data(of: info)
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: source.count, alignment: 64)
+        let headRows = rows / heads, half = headRows / 2
+        for head in 0..<heads {
+            for s in 0..<2 {
+                for i in 0..<half {
+                    let from = head * headRows + 2 * i + s, to = head * headRows + s * half + i
+                    copy[(to * rowBytes)..<((to + 1) * rowBytes)].copyBytes(from: source[(from * rowBytes)..<((from + 1) * rowBytes)])
+                }
+            }
+        }
+        return copy
+    }
+}
