@@ -27,7 +27,9 @@ struct SupervisorTests {
             sandbox.vllmRequest(
                 environment: ["FAKE_ENGINE_RECORD": record],
                 options: RunOptions(gpus: "1", tensorParallelSize: 2, maxContext: 4096)))
-        #expect(started.state == .starting)
+        // `start` answers once the launch is recorded; on a loaded machine the readiness probe may already have
+        // seen the engine answer by then.
+        #expect([.starting, .ready].contains(started.state))
         #expect(started.name == "tiny")
         let port = try #require(started.port)
         #expect(sandbox.ports.contains(port))
