@@ -336,11 +336,9 @@ extension OllamaController {
         return OllamaJSON.response(reply)
     }
 
-    func acquire(
-        _ name: OllamaName, target: OllamaName, keepAlive: KeepAlive?, prefer: @escaping @Sendable (RunInfo) -> Bool = { _ in true }, logger: Logger
-    ) async throws -> OllamaLease {
+    func acquire(_ name: OllamaName, target: OllamaName, keepAlive: KeepAlive?, logger: Logger) async throws -> OllamaLease {
         do {
-            return try await backend.acquire(target.routeModel, keepAlive: keepAlive, prefer: prefer, logger: logger)
+            return try await backend.acquire(target.routeModel, keepAlive: keepAlive, logger: logger)
         } catch SchedulerError.notFound {
             throw OllamaError.modelNotFound(name.given)
         } catch SchedulerError.unavailable(let message) {
@@ -355,24 +353,13 @@ extension OllamaController {
         keepAlive: KeepAlive?, started: ContinuousClock.Instant, logger: Logger
     ) async throws -> Response {
         let responseFormat = try OllamaConversion.responseFormat(format)
-        let structured = LLMController.structuredEngines
-        let anyEngine = responseFormat == nil
         let beforeLoad = ContinuousClock.now
-        let lease = try await acquire(
-            name, target: try resolvedAlias(name), keepAlive: keepAlive, prefer: { anyEngine || structured.contains($0.engine) },
-            logger: logger)
+        let lease = try await acquire(name, target: try resolvedAlias(name), keepAlive: keepAlive, logger: logger)
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run
         var openAI = openAI
         do {
-            if let responseFormat {
-                guard structured.contains(run.engine) else {
-                    throw OllamaError(
-                        .badRequest,
-                        "format needs an engine that constrains output to JSON (\(structured.map(\.rawValue).joined(separator: ", "))); \(name) runs on the \(run.engine.displayName)")
-                }
-                openAI["response_format"] = responseFormat
-            }
+            if let responseFormat { openAI["response_format"] = responseFormat }
             if images, !(run.modelPath.map { facts.facts($0).capabilities.contains("vision") } ?? false) {
                 throw OllamaError(.badRequest, "\(name) does not support images")
             }
