@@ -123,6 +123,26 @@ struct StructuredOutputTests {
         }
     }
 
+    @Test("inside strings, the precomputed masks equal the trie walk's, with and without a tight budget")
+    func stringFastPath() throws {
+        let tokenizer = try Self.tinyTokenizer()
+        let trie = TokenTrie(tokenizer: tokenizer)
+        let grammar = try Self.grammar(#"{"type": "object", "properties": {"a": {"type": "string", "minLength": 2, "maxLength": 5}, "b": {"type": "object"}}}"#)
+        for prefix in [#"{"a":""#, #"{"a":"x"#, #"{"a":"xyz"#, #"{"a":"xy\n"#, #"{"a":"é"#, #"{"a":"xy","b":{""#, #"{"a":"xy","b":{"k"#] {
+            let constraint = JSONConstraint(grammar: grammar, vocabulary: trie)
+            for id in try tokenizer.encode(prefix) { constraint.accept(Int32(id)) }
+            #expect(constraint.state.freeString(grammar) != nil, "\(prefix)")
+            for budget in [nil, 3, 5, 8, 20] {
+                let fast = constraint.compute(budget: budget, size: tokenizer.vocabularySize)
+                let walked = constraint.compute(budget: budget, size: tokenizer.vocabularySize, fastStrings: false)
+                #expect(fast.mask == walked.mask && fast.worstClose == walked.worstClose, "\(prefix), budget \(budget ?? 0)")
+                if budget.map({ $0 > constraint.state.bytesToClose(grammar) }) ?? true {
+                    #expect(!fast.mask.isEmpty, "\(prefix), budget \(budget ?? 0)")
+                }
+            }
+        }
+    }
+
     @Test("tool calls are parsed from Hermes tags and Llama 3 JSON, the same however the text is split")
     func toolCallParsing() {
         let hermes = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 2}}\n</tool_call>\n"

@@ -113,9 +113,9 @@ struct LLMAPITests {
                 #expect(chatEvents.last?["done"] as? Bool == true && Self.usage(chatEvents.last ?? [:])["completion_tokens"] == 3)
 
                 // The built-in engine constrains decoding: the random tiny model answers JSON of the schema.
+                let schema = #"{"type": "object", "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"}}, "required": ["n", "ok"]}"#
                 let structured = try await Self.post(
-                    daemon, "/api/v1/llm/structured-generate",
-                    #"{"model": "tiny", "prompt": "x", "max_tokens": 40, "schema": {"type": "object", "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"}}, "required": ["n", "ok"]}}"#)
+                    daemon, "/api/v1/llm/structured-generate", #"{"model": "tiny", "prompt": "x", "max_tokens": 40, "schema": "# + schema + "}")
                 #expect(structured.status == 200, "\(structured.body)")
                 let json = try #require(structured.data["json"] as? [String: Any], "\(structured.body)")
                 #expect(json["n"] is Int && json["ok"] is Bool && json.count == 2, "\(structured.body)")

@@ -86,7 +86,8 @@ package struct EngineServer: Sendable {
                 grammar = try Self.toolGrammar(format, tools: tools, only: nil, besides: grammar)
             case .object(let choice)?:
                 guard case .object(let function)? = choice["function"], case .string(let name)? = function["name"] else {
-                    throw EngineRequestError("tool_choice must name a function: {\"type\": \"function\", \"function\": {\"name\": ...}}", param: "tool_choice")
+                    throw EngineRequestError(
+                        "tool_choice must name a function: {\"type\": \"function\", \"function\": {\"name\": ...}}", param: "tool_choice")
                 }
                 toolFormat = format
                 grammar = try Self.toolGrammar(format, tools: tools, only: name, besides: grammar)
@@ -123,7 +124,9 @@ package struct EngineServer: Sendable {
     }
 
     /// The grammar of one forced tool call (`tool_choice` `required` or a named function).
-    private static func toolGrammar(_ format: ToolCallFormat, tools: [JinjaValue], only name: String?, besides grammar: JSONGrammar?) throws -> JSONGrammar {
+    private static func toolGrammar(
+        _ format: ToolCallFormat, tools: [JinjaValue], only name: String?, besides grammar: JSONGrammar?
+    ) throws -> JSONGrammar {
         guard grammar == nil else { throw EngineRequestError("tool_choice that forces a call cannot go with response_format", param: "tool_choice") }
         do {
             return try format.grammar(tools: tools, only: name)
@@ -304,17 +307,20 @@ package struct EngineServer: Sendable {
                     }
                     /// Text as it goes out: through the tool-call parser when tools are on, its calls sent as their own deltas.
                     func content(_ text: String, final: Bool) async throws -> String {
-                        guard parser != nil else { return text }
+                        guard var current = parser else { return text }
+                        defer { parser = current }
                         var passed = ""
-                        for event in parser!.feed(text) + (final ? parser!.finish() : []) {
+                        var sent = current.calls
+                        for event in current.feed(text) + (final ? current.finish() : []) {
                             switch event {
                             case .content(let piece): passed += piece
                             case .call(let call):
-                                var delta = chunk(nil, finish: nil)
-                                let entry = call.json(index: parser!.calls - 1)
-                                delta["choices"] = [["index": 0, "delta": ["tool_calls": [entry]], "logprobs": NSNull(), "finish_reason": NSNull()]]
                                 if !passed.isEmpty { try await send(chunk(passed, finish: nil)) }
                                 passed = ""
+                                var delta = chunk(nil, finish: nil)
+                                let entry = call.json(index: sent)
+                                sent += 1
+                                delta["choices"] = [["index": 0, "delta": ["tool_calls": [entry]], "logprobs": NSNull(), "finish_reason": NSNull()]]
                                 try await send(delta)
                             }
                         }

@@ -44,17 +44,18 @@ enum ToolCallFormat: Equatable {
             if let name, name != toolName { continue }
             let parameters = function["parameters"] ?? .object(JinjaObject(["type": .string("object")]))
             let argumentsKey = self == .hermes ? "arguments" : "parameters"
+            let properties = JinjaObject(pairs: [("name", .object(JinjaObject(["const": .string(toolName)]))), (argumentsKey, parameters)])
             alternatives.append(
                 .object(
                     JinjaObject([
-                        "type": .string("object"),
-                        "properties": .object(JinjaObject(pairs: [("name", .object(JinjaObject(["const": .string(toolName)]))), (argumentsKey, parameters)])),
+                        "type": .string("object"), "properties": .object(properties),
                         "required": .array([.string("name"), .string(argumentsKey)]),
                     ])))
         }
         guard !alternatives.isEmpty else { throw SchemaError(name.map { "no tool is named \"\($0)\"" } ?? "tools has no function") }
         let schema: JinjaValue = alternatives.count == 1 ? alternatives[0] : .object(JinjaObject(["anyOf": .array(alternatives)]))
-        return self == .hermes ? try JSONGrammar(schema: schema, prefix: Self.open + "\n", suffix: "\n" + Self.close) : try JSONGrammar(schema: schema)
+        guard self == .hermes else { return try JSONGrammar(schema: schema) }
+        return try JSONGrammar(schema: schema, prefix: Self.open + "\n", suffix: "\n" + Self.close)
     }
 }
 

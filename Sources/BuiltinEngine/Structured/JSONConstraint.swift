@@ -13,6 +13,12 @@ package final class TokenTrie: Sendable {
     let tokenIDs: [Int32]
     /// The bytes of every id (empty for ids left out).
     let bytesOfID: [[UInt8]]
+    /// Per id, what it does inside a string without a pattern: characters begun (-1 when it leaves the string or
+    /// cannot be in one) and the escape or UTF-8 state it ends in.
+    let stringCharacters: [Int32]
+    let stringEnd: [Int32]
+    /// The ids that close a string (they hold a quote): tested by walking them.
+    let leavingString: [Int32]
 
     package init(tokenizer: Tokenizer) {
         var bytesOfID = [[UInt8]](repeating: [], count: tokenizer.vocabularySize)
@@ -59,6 +65,21 @@ package final class TokenTrie: Sendable {
         self.tokenBegin = tokenBegin
         self.tokenIDs = tokenIDs
         self.bytesOfID = bytesOfID
+        var stringCharacters = [Int32](repeating: -1, count: bytesOfID.count)
+        var stringEnd = [Int32](repeating: 0, count: bytesOfID.count)
+        var leavingString: [Int32] = []
+        for (id, bytes) in bytesOfID.enumerated() {
+            switch JSONMatcher.stringContent(bytes) {
+            case .inside(let characters, let end):
+                stringCharacters[id] = Int32(characters)
+                stringEnd[id] = end
+            case .leaves: leavingString.append(Int32(id))
+            case .invalid: break
+            }
+        }
+        self.stringCharacters = stringCharacters
+        self.stringEnd = stringEnd
+        self.leavingString = leavingString
     }
 
     /// Nodes in the trie.
@@ -133,10 +154,34 @@ package final class JSONConstraint: @unchecked Sendable {
     }
 
     /// Walks the trie from the current state: the allowed tokens, and the largest closing cost among them.
-    private func compute(budget: Int?, size: Int) -> (mask: TokenMask, worstClose: Int) {
+    /// `fastStrings: false` walks the trie inside strings too (the tests compare both ways).
+    func compute(budget: Int?, size: Int, fastStrings: Bool = true) -> (mask: TokenMask, worstClose: Int) {
         var mask = TokenMask(count: size)
         var worst = 0
         let limit = budget.map { $0 - 1 } ?? Int.max
+        if fastStrings, let string = state.freeString(grammar) {
+            // Inside a free string, a token's fate is precomputed, except for those that close the string.
+            let trie = vocabulary
+            for id in 0..<min(size, trie.bytesOfID.count) where trie.stringCharacters[id] >= 0 {
+                let count = string.count + Int(trie.stringCharacters[id])
+                guard count <= string.max else { continue }
+                let close = JSONMatcher.utf8Pending(trie.stringEnd[id]) + max(0, string.min - count) + 1 + string.below
+                if close <= limit {
+                    worst = max(worst, close)
+                    mask[id] = true
+                }
+            }
+            for id in trie.leavingString where Int(id) < size {
+                let next = state.advance(trie.bytesOfID[Int(id)], grammar)
+                guard !next.isDead else { continue }
+                let close = next.bytesToClose(grammar)
+                if close <= limit {
+                    worst = max(worst, close)
+                    mask[Int(id)] = true
+                }
+            }
+            return (mask, worst)
+        }
         var pending: [(Int32, JSONMatcher)] = [(0, state)]
         let trie = vocabulary
         while let (node, matcher) = pending.popLast() {

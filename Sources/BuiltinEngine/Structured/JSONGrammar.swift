@@ -370,8 +370,8 @@ private struct SchemaCompiler {
             }
             if case .string(let format)? = schema["format"] {
                 guard let formatPattern = Self.formats[format] else {
-                    throw SchemaError(
-                        "format \"\(format)\" is not supported for structured output (supported: \(Self.formats.keys.sorted().joined(separator: ", ")))", path: path)
+                    let known = Self.formats.keys.sorted().joined(separator: ", ")
+                    throw SchemaError("format \"\(format)\" is not supported for structured output (supported: \(known))", path: path)
                 }
                 guard pattern == nil else { throw SchemaError("format together with pattern is not supported", path: path) }
                 pattern = formatPattern
@@ -445,17 +445,18 @@ private struct SchemaCompiler {
         if let known = refs[reference] { return known }
         guard reference.hasPrefix("#") else { throw SchemaError("$ref \"\(reference)\" outside the document is not supported", path: path) }
         var target = document
+        let nowhere = SchemaError("$ref \"\(reference)\" points nowhere", path: path)
         for raw in reference.dropFirst().split(separator: "/", omittingEmptySubsequences: true) {
             let token = raw.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
             switch target {
             case .object(let object):
-                guard let next = object[token.removingPercentEncoding ?? token] else { throw SchemaError("$ref \"\(reference)\" points nowhere", path: path) }
+                guard let next = object[token.removingPercentEncoding ?? token] else { throw nowhere }
                 target = next
             case .array(let list):
-                guard let position = Int(token), list.indices.contains(position) else { throw SchemaError("$ref \"\(reference)\" points nowhere", path: path) }
+                guard let position = Int(token), list.indices.contains(position) else { throw nowhere }
                 target = list[position]
             default:
-                throw SchemaError("$ref \"\(reference)\" points nowhere", path: path)
+                throw nowhere
             }
         }
         // A placeholder first, so that a schema referring to itself ends up pointing at its own node.

@@ -70,6 +70,54 @@ package struct JSONMatcher: Hashable, Sendable {
         }
     }
 
+    /// When the only reading is between two characters of a string without a pattern (the common case, where most
+    /// tokens are allowed): its characters so far (capped), its bounds, and the fewest bytes that close the frames
+    /// below it. ``JSONConstraint`` then tests tokens by their precomputed ``StringContent``, not by walking them.
+    func freeString(_ grammar: JSONGrammar) -> (count: Int, min: Int, max: Int, below: Int)? {
+        guard stacks.count == 1, let top = stacks[0].last, top.kind == .string, top.c == 0,
+            case .string(let min, let max, nil) = grammar.nodes[Int(top.node)]
+        else { return nil }
+        let below = stacks[0].dropLast().reduce(0) { Swift.min(JSONGrammar.unreachable, $0 + Self.remaining($1, grammar)) }
+        return (Int(top.a), min, max, below)
+    }
+
+    /// What a token does inside a string without a pattern, from between two characters.
+    enum StringContent: Equatable {
+        /// It stays inside: `characters` begun, ending in escape or UTF-8 state `end` (0 between characters).
+        case inside(characters: Int, end: Int32)
+        /// It holds the closing quote: what follows belongs to the frames below.
+        case leaves
+        /// It cannot be in a string (a control character, a bad escape, ill-formed UTF-8).
+        case invalid
+    }
+
+    static func stringContent(_ bytes: [UInt8]) -> StringContent {
+        var state: Int32 = 0
+        var characters = 0
+        for byte in bytes {
+            if state == 1 {
+                guard "\"\\/bfnrt".utf8.contains(byte) else { return .invalid }
+                state = 0
+            } else if state >= 2 {
+                guard let next = utf8Continue(state, byte) else { return .invalid }
+                state = next
+            } else if byte == quote {
+                return .leaves
+            } else {
+                if byte == backslash {
+                    state = 1
+                } else if byte >= 0x80 {
+                    guard let next = utf8Start(byte) else { return .invalid }
+                    state = next
+                } else if byte < 0x20 {
+                    return .invalid
+                }
+                characters += 1
+            }
+        }
+        return bytes.isEmpty ? .invalid : .inside(characters: characters, end: state)
+    }
+
     /// The fewest bytes that complete the output from here.
     package func bytesToClose(_ grammar: JSONGrammar) -> Int {
         stacks.map { stack in stack.reduce(0) { min(JSONGrammar.unreachable, $0 + Self.remaining($1, grammar)) } }.min() ?? JSONGrammar.unreachable
@@ -326,7 +374,8 @@ package struct JSONMatcher: Hashable, Sendable {
         return byte >= low && byte <= high ? next : nil
     }
 
-    private static func utf8Pending(_ state: Int32) -> Int {
+    /// Bytes still needed to finish an escape or a UTF-8 sequence in string state `state`.
+    static func utf8Pending(_ state: Int32) -> Int {
         switch state {
         case 1, 2: 1
         case 3, 5, 6: 2

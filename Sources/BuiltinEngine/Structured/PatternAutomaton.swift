@@ -235,7 +235,9 @@ private struct RegexParser {
                 index += 2
                 if high == "\\" { high = try escapedScalar() }
                 guard low.value <= high.value else { throw error("class range \(low)-\(high)") }
-                for value in low.value...max(low.value, min(high.value, 0x7F)) where value <= 0x7F { set.formUnion(Self.literal(Unicode.Scalar(value)!)) }
+                for value in low.value...max(low.value, min(high.value, 0x7F)) where value <= 0x7F {
+                    set.formUnion(Self.literal(Unicode.Scalar(value)!))
+                }
             } else {
                 set.formUnion(Self.literal(low))
             }
