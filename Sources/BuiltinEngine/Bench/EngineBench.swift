@@ -162,24 +162,22 @@ extension EngineBench {
         var sampler = Sampler(parameters: .greedy(maxTokens: generatedTokens), promptTokens: [])
         var maskSeconds = 0.0
         var outputs = 0
-        var produced = 0
         var current: [Int32] = []
         var visited: [[Int32]] = []
         let maskedSeconds = try decode { logits in
             let start = DispatchTime.now()
-            if constraint.isComplete || constraint.mask(budget: generatedTokens, size: logits.count).isEmpty {
+            if constraint.isComplete {
                 constraint = JSONConstraint(grammar: grammar, vocabulary: vocabulary)
                 outputs += 1
                 current = []
             }
-            // Each value gets a budget that lets it close before the run ends.
-            let budget = max(grammar.shortestOutput, generatedTokens - produced)
+            // Each value may take as many tokens as the run (at least its shortest form), as `max_tokens` would allow.
+            let budget = max(grammar.shortestOutput, generatedTokens) - current.count
             let mask = constraint.mask(budget: budget, size: logits.count)
             visited.append(current)
             let token = sampler.sample(logits, allowed: mask).token
             constraint.accept(token)
             current.append(token)
-            produced += 1
             maskSeconds += seconds(since: start)
             return token
         }
@@ -189,7 +187,7 @@ extension EngineBench {
             let fresh = JSONConstraint(grammar: grammar, vocabulary: vocabulary)
             for token in tokens { fresh.accept(token) }
             let start = DispatchTime.now()
-            _ = fresh.mask(budget: generatedTokens, size: model.config.vocabSize)
+            _ = fresh.mask(budget: max(grammar.shortestOutput, generatedTokens) - tokens.count, size: model.config.vocabSize)
             uncachedMaskSeconds += seconds(since: start)
         }
         return MaskBenchResult(
