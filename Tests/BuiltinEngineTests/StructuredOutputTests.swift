@@ -24,25 +24,27 @@ struct StructuredOutputTests {
          "required": ["name", "age"], "$defs": {"pet": {"type": "object", "properties": {"kind": {"const": "cat"}}, "required": ["kind"]}}}
         """
 
-    @Test("the matcher accepts instances of the schema and nothing else", arguments: [
-        (#"{"name":"Al","age":3}"#, true),
-        (#"{"name": "Al", "age": -30, "tags": ["a", "b"]}"#, true),
-        (#"{"name":"Al","age":3,"pet":{"kind":"cat"}}"#, true),
-        (#"{"name":"Al","age":3,"pet":null}"#, true),
-        (#"{"name":"é日","age":0}"#, true),
-        (#"{"name":"Al\n","age":1}"#, true),
-        (#"{"name":"","age":3}"#, false),
-        (#"{"name":"abcdefghi","age":3}"#, false),
-        (#"{"age":3,"name":"Al"}"#, false),
-        (#"{"name":"Al"}"#, false),
-        (#"{"name":"Al","age":3.5}"#, false),
-        (#"{"name":"Al","age":03}"#, false),
-        (#"{"name":"Al","age":3,"tags":["a","b","a"]}"#, false),
-        (#"{"name":"Al","age":3,"pet":{"kind":"dog"}}"#, false),
-        (#"{"name":"Al","age":3,"extra":1}"#, false),
-        (#"{"name":"Al","age":3} "#, false),
-        (#" {"name":"Al","age":3}"#, false),
-    ])
+    @Test(
+        "the matcher accepts instances of the schema and nothing else",
+        arguments: [
+            (#"{"name":"Al","age":3}"#, true),
+            (#"{"name": "Al", "age": -30, "tags": ["a", "b"]}"#, true),
+            (#"{"name":"Al","age":3,"pet":{"kind":"cat"}}"#, true),
+            (#"{"name":"Al","age":3,"pet":null}"#, true),
+            (#"{"name":"é日","age":0}"#, true),
+            (#"{"name":"Al\n","age":1}"#, true),
+            (#"{"name":"","age":3}"#, false),
+            (#"{"name":"abcdefghi","age":3}"#, false),
+            (#"{"age":3,"name":"Al"}"#, false),
+            (#"{"name":"Al"}"#, false),
+            (#"{"name":"Al","age":3.5}"#, false),
+            (#"{"name":"Al","age":03}"#, false),
+            (#"{"name":"Al","age":3,"tags":["a","b","a"]}"#, false),
+            (#"{"name":"Al","age":3,"pet":{"kind":"dog"}}"#, false),
+            (#"{"name":"Al","age":3,"extra":1}"#, false),
+            (#"{"name":"Al","age":3} "#, false),
+            (#" {"name":"Al","age":3}"#, false),
+        ])
     func matcher(text: String, valid: Bool) throws {
         #expect(Self.accepts(try Self.grammar(Self.person), text) == valid, "\(text)")
     }
@@ -70,22 +72,24 @@ struct StructuredOutputTests {
         #expect(tree.shortestOutput == #"{"kids":[]}"#.utf8.count)
     }
 
-    @Test("unsupported schema features are errors that name them", arguments: [
-        (#"{"type": "integer", "minimum": 0}"#, "\"minimum\""),
-        (#"{"oneOf": [{"type": "string"}]}"#, "\"oneOf\""),
-        (#"{"not": {"type": "string"}}"#, "\"not\""),
-        (#"{"type": "array", "uniqueItems": true}"#, "uniqueItems"),
-        (#"{"type": "string", "format": "email"}"#, "format \"email\""),
-        (#"{"$ref": "other.json#/a"}"#, "outside the document"),
-        (##"{"$ref": "#/$defs/missing"}"##, "points nowhere"),
-        (#"{"type": "string", "pattern": "^(?=a)"}"#, "pattern group (?="),
-        (#"{"type": "string", "pattern": "^\\p{L}$"}"#, "pattern escape \\p"),
-        (#"{"type": "string", "pattern": "^é$"}"#, "matches no string of printable ASCII"),
-        (##"{"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]}"##, "no finite instance"),
-        (#"{"type": "array", "items": [{"type": "string"}]}"#, "tuple"),
-        (#"{"type": "object", "properties": {"a": {"type": "string", "maxLength": 2, "minLength": 3}}}"#, "minLength is above maxLength"),
-        (#"false"#, "allows no value"),
-    ])
+    @Test(
+        "unsupported schema features are errors that name them",
+        arguments: [
+            (#"{"type": "integer", "minimum": 0}"#, "\"minimum\""),
+            (#"{"oneOf": [{"type": "string"}]}"#, "\"oneOf\""),
+            (#"{"not": {"type": "string"}}"#, "\"not\""),
+            (#"{"type": "array", "uniqueItems": true}"#, "uniqueItems"),
+            (#"{"type": "string", "format": "email"}"#, "format \"email\""),
+            (#"{"$ref": "other.json#/a"}"#, "outside the document"),
+            (##"{"$ref": "#/$defs/missing"}"##, "points nowhere"),
+            (#"{"type": "string", "pattern": "^(?=a)"}"#, "pattern group (?="),
+            (#"{"type": "string", "pattern": "^\\p{L}$"}"#, "pattern escape \\p"),
+            (#"{"type": "string", "pattern": "^é$"}"#, "matches no string of printable ASCII"),
+            (##"{"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]}"##, "no finite instance"),
+            (#"{"type": "array", "items": [{"type": "string"}]}"#, "tuple"),
+            (#"{"type": "object", "properties": {"a": {"type": "string", "maxLength": 2, "minLength": 3}}}"#, "minLength is above maxLength"),
+            (#"false"#, "allows no value"),
+        ])
     func unsupported(schema: String, message: String) throws {
         let error = try #require(throws: SchemaError.self) { try Self.grammar(schema) }
         #expect(error.message.contains(message), "\(error.message)")
@@ -127,7 +131,8 @@ struct StructuredOutputTests {
     func stringFastPath() throws {
         let tokenizer = try Self.tinyTokenizer()
         let trie = TokenTrie(tokenizer: tokenizer)
-        let grammar = try Self.grammar(#"{"type": "object", "properties": {"a": {"type": "string", "minLength": 2, "maxLength": 5}, "b": {"type": "object"}}}"#)
+        let grammar = try Self.grammar(
+            #"{"type": "object", "properties": {"a": {"type": "string", "minLength": 2, "maxLength": 5}, "b": {"type": "object"}}}"#)
         for prefix in [#"{"a":""#, #"{"a":"x"#, #"{"a":"xyz"#, #"{"a":"xy\n"#, #"{"a":"é"#, #"{"a":"xy","b":{""#, #"{"a":"xy","b":{"k"#] {
             let constraint = JSONConstraint(grammar: grammar, vocabulary: trie)
             for id in try tokenizer.encode(prefix) { constraint.accept(Int32(id)) }
@@ -145,7 +150,8 @@ struct StructuredOutputTests {
 
     @Test("tool calls are parsed from Hermes tags and Llama 3 JSON, the same however the text is split")
     func toolCallParsing() {
-        let hermes = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 2}}\n</tool_call>\n"
+        let hermes =
+            "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"days\": 2}}\n</tool_call>\n"
             + "<tool_call>\n{\"name\": \"time\", \"arguments\": {}}\n</tool_call>"
         let wanted: [ToolCallParser.Event] = [
             .content("Let me check.\n"), .call(ToolCall(name: "get_weather", arguments: #"{"city":"Paris","days":2}"#)),

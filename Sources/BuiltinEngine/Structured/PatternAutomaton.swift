@@ -1,4 +1,5 @@
 import Foundation
+
 /// A JSON Schema `pattern` compiled to a deterministic automaton over the bytes a generated string may hold.
 ///
 /// Generated strings are restricted to printable ASCII without `"` and `\` (no escapes needed), so the automaton
@@ -118,9 +119,15 @@ private struct RegexParser {
         guard index < scalars.count else { return atom }
         var result: RegexNode
         switch scalars[index] {
-        case "*": result = .repeated(atom, min: 0, max: nil); index += 1
-        case "+": result = .repeated(atom, min: 1, max: nil); index += 1
-        case "?": result = .repeated(atom, min: 0, max: 1); index += 1
+        case "*":
+            result = .repeated(atom, min: 0, max: nil)
+            index += 1
+        case "+":
+            result = .repeated(atom, min: 1, max: nil)
+            index += 1
+        case "?":
+            result = .repeated(atom, min: 0, max: 1)
+            index += 1
         case "{":
             guard let close = scalars[index...].firstIndex(of: "}") else { throw error("\"{\" without \"}\"") }
             let inside = String(String.UnicodeScalarView(scalars[(index + 1)..<close]))
