@@ -108,7 +108,8 @@ package final class Generator: @unchecked Sendable {
         if stops.contains(id) || generation.constraint?.isComplete == true {
             token.finishReason = .stop
         } else if generation.outputTokens.count >= parameters.maxTokens
-            || generation.cache.count + 1 >= model.config.maxPositionEmbeddings {
+            || generation.cache.count + 1 >= model.config.maxPositionEmbeddings
+        {
             token.finishReason = .length
         } else {
             generation.pending = [id]
