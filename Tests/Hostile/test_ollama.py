@@ -169,11 +169,20 @@ def test_generate_equals_the_engine_and_streams_the_same(client, served):
     assert chunks[-1].done and chunks[-1].total_duration > 0
 
 
-def test_format_on_the_builtin_engine_is_a_clear_400(client):
+def test_format_on_the_builtin_engine_constrains_the_reply(client):
+    # The built-in engine constrains decoding (docs/builtin-engine.md, Structured output): JSON mode and a schema.
+    assert isinstance(json.loads(client.chat(REPO, messages=MESSAGES, format="json", options=OPTIONS | {"num_predict": 40}).message.content), dict)
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"}}, "required": ["n", "ok"]}
+    reply = client.generate(REPO, prompt="A number:", format=schema, options={"temperature": 0.8, "seed": 2, "num_predict": 40})
+    value = json.loads(reply.response)
+    assert set(value) == {"n", "ok"} and type(value["n"]) is int and type(value["ok"]) is bool
+    chunks = list(client.chat(REPO, messages=MESSAGES, format=schema, options=OPTIONS | {"num_predict": 40}, stream=True))
+    assert set(json.loads("".join(chunk.message.content for chunk in chunks))) == {"n", "ok"}
+    # A keyword the engine cannot constrain to is a 400 that names it.
     with pytest.raises(ollama.ResponseError) as error:
-        client.chat(REPO, messages=MESSAGES, format="json")
+        client.chat(REPO, messages=MESSAGES, format={"type": "integer", "minimum": 1})
     assert error.value.status_code == 400
-    assert "format" in error.value.error
+    assert '"minimum"' in error.value.error
 
 
 def test_images_to_a_model_without_vision_are_a_clear_400(client):

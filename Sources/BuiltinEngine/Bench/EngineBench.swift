@@ -94,7 +94,105 @@ package enum EngineBench {
         return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
-    private static func seconds(since start: DispatchTime) -> Double {
+    static func seconds(since start: DispatchTime) -> Double {
         Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    }
+}
+
+/// Structured output's cost per token: the same decode steps plain (argmax) and constrained by a JSON schema.
+package struct MaskBenchResult: Sendable, CustomStringConvertible {
+    package var tokens: Int
+    package var plainSeconds: Double
+    package var maskedSeconds: Double
+    /// Seconds of the masked run spent computing masks and advancing the grammar (cache hits included).
+    package var maskSeconds: Double
+    /// Seconds to compute the masks of the same states with an empty cache (the trie walk every time).
+    package var uncachedMaskSeconds: Double
+    /// Whole JSON values generated in the masked run (each ends and a new one begins).
+    package var outputs: Int
+    package var vocabulary: Int
+
+    package var description: String {
+        let perToken = { (seconds: Double) in 1000 * seconds / Double(max(1, tokens)) }
+        return String(
+            format: "decode %d tokens, vocabulary %d: plain %.2f ms/token (%.1f tok/s), masked %.2f ms/token (%.1f tok/s); "
+                + "mask %.3f ms/token (cached as served), %.3f ms/token uncached; %d JSON outputs",
+            tokens, vocabulary, perToken(plainSeconds), Double(tokens) / plainSeconds, perToken(maskedSeconds),
+            Double(tokens) / maskedSeconds, perToken(maskSeconds), perToken(uncachedMaskSeconds), outputs)
+    }
+}
+
+extension EngineBench {
+    /// Loads `directory` (random weights of Qwen2.5-0.5B's shape when nil) and the tokenizer in `tokenizerDirectory`,
+    /// and measures decoding under `schema` (JSON Schema text).
+    package static func runMasked(
+        directory: URL?, tokenizerDirectory: URL, schema: Data, promptTokens: Int, generatedTokens: Int
+    ) throws -> MaskBenchResult {
+        let model =
+            try directory.map { try TransformerModel(directory: $0) }
+            ?? TransformerModel(config: .qwen25_0_5B, generationConfig: GenerationConfig(), weights: RandomWeights(config: .qwen25_0_5B))
+        let grammar = try JSONGrammar(schema: try JinjaValue(json: Array(schema)))
+        return try runMasked(
+            model: model, tokenizer: try Tokenizer(directory: tokenizerDirectory), grammar: grammar, promptTokens: promptTokens,
+            generatedTokens: generatedTokens)
+    }
+
+    /// Decodes `generatedTokens` greedily after a random prompt, plain, then under `grammar` (a new value begins
+    /// when one is complete); both runs take the same model steps, so their difference is the mask's cost.
+    package static func runMasked(
+        model: TransformerModel, tokenizer: Tokenizer, grammar: JSONGrammar, promptTokens: Int, generatedTokens: Int
+    ) throws -> MaskBenchResult {
+        var random = SeededGenerator(seed: 7)
+        let prompt = (0..<promptTokens).map { _ in Int32(random.next() % UInt64(model.config.vocabSize)) }
+        let vocabulary = TokenTrie(tokenizer: tokenizer)
+        _ = try model.forward([ForwardSegment(cache: model.makeCache(capacity: 8), tokens: [1])])
+
+        func decode(_ choose: ([Float]) -> Int32) throws -> Double {
+            let cache = model.makeCache(capacity: promptTokens + generatedTokens + 1)
+            var logits = try model.forward([ForwardSegment(cache: cache, tokens: prompt)])[0][0]
+            let start = DispatchTime.now()
+            for _ in 0..<generatedTokens {
+                let next = choose(logits)
+                logits = try model.forward([ForwardSegment(cache: cache, tokens: [next])])[0][0]
+            }
+            return seconds(since: start)
+        }
+        let plainSeconds = try decode { Sampler.argmax($0) }
+
+        var constraint = JSONConstraint(grammar: grammar, vocabulary: vocabulary)
+        var sampler = Sampler(parameters: .greedy(maxTokens: generatedTokens), promptTokens: [])
+        var maskSeconds = 0.0
+        var outputs = 0
+        var current: [Int32] = []
+        var visited: [[Int32]] = []
+        let maskedSeconds = try decode { logits in
+            let start = DispatchTime.now()
+            if constraint.isComplete {
+                constraint = JSONConstraint(grammar: grammar, vocabulary: vocabulary)
+                outputs += 1
+                current = []
+            }
+            // Each value may take as many tokens as the run (at least its shortest form), as `max_tokens` would allow.
+            let budget = max(grammar.shortestOutput, generatedTokens) - current.count
+            let mask = constraint.mask(budget: budget, size: logits.count)
+            visited.append(current)
+            let token = sampler.sample(logits, allowed: mask).token
+            constraint.accept(token)
+            current.append(token)
+            maskSeconds += seconds(since: start)
+            return token
+        }
+        // The same states' masks, each computed from an empty cache.
+        var uncachedMaskSeconds = 0.0
+        for tokens in visited {
+            let fresh = JSONConstraint(grammar: grammar, vocabulary: vocabulary)
+            for token in tokens { fresh.accept(token) }
+            let start = DispatchTime.now()
+            _ = fresh.mask(budget: max(grammar.shortestOutput, generatedTokens) - tokens.count, size: model.config.vocabSize)
+            uncachedMaskSeconds += seconds(since: start)
+        }
+        return MaskBenchResult(
+            tokens: generatedTokens, plainSeconds: plainSeconds, maskedSeconds: maskedSeconds, maskSeconds: maskSeconds,
+            uncachedMaskSeconds: uncachedMaskSeconds, outputs: outputs + (current.isEmpty ? 0 : 1), vocabulary: tokenizer.vocabularySize)
     }
 }

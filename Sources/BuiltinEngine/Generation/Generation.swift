@@ -12,6 +12,8 @@ package final class Generation: @unchecked Sendable {
     package internal(set) var outputTokens: [Int32] = []
     package internal(set) var finishReason: FinishReason?
     var sampler: Sampler
+    /// Structured output: only tokens that keep the text a valid prefix of the schema's JSON are sampled.
+    package var constraint: JSONConstraint?
     /// Tokens not yet run through the model: the prompt (or what is left of it) at first, then
     /// the last sampled token.
     var pending: [Int32]

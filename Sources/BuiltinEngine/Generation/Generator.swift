@@ -86,11 +86,26 @@ package final class Generator: @unchecked Sendable {
         var stops = Set(parameters.stopTokenIds)
         if !parameters.ignoreEOS { stops.formUnion(eosTokenIds) }
         let banned = generation.outputTokens.count < parameters.minTokens ? Array(stops).sorted() : []
-        let (id, logprob, top) = generation.sampler.sample(logits, banned: banned)
+        var allowed: TokenMask?
+        if let constraint = generation.constraint {
+            let budget = min(parameters.maxTokens - generation.outputTokens.count, model.config.maxPositionEmbeddings - generation.cache.count)
+            var mask = constraint.mask(budget: budget, size: logits.count)
+            if constraint.canEnd {
+                for id in stops { mask[Int(id)] = true }
+            }
+            if mask.isEmpty {
+                // Nothing can follow (a vocabulary without the bytes the schema needs): end rather than break it.
+                generation.finishReason = .stop
+                return GeneratedToken(id: stops.min() ?? 0, finishReason: .stop)
+            }
+            allowed = mask
+        }
+        let (id, logprob, top) = generation.sampler.sample(logits, banned: banned, allowed: allowed)
         generation.sampler.accept(id)
         generation.outputTokens.append(id)
         var token = GeneratedToken(id: id, logprob: logprob, topLogprobs: top)
-        if stops.contains(id) {
+        if !stops.contains(id) { generation.constraint?.accept(id) }
+        if stops.contains(id) || generation.constraint?.isComplete == true {
             token.finishReason = .stop
         } else if generation.outputTokens.count >= parameters.maxTokens
             || generation.cache.count + 1 >= model.config.maxPositionEmbeddings

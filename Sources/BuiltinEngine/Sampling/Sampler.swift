@@ -41,14 +41,20 @@ package struct Sampler: Sendable {
     /// - Parameters:
     ///   - logits: the model's raw logits for the next position.
     ///   - banned: ids that must not be chosen (stop tokens before `minTokens`).
+    ///   - allowed: when given, only these ids may be chosen (structured output).
     /// - Returns: the token and, when asked for, its log-probability and the top alternatives,
     ///   both under the model's raw distribution (before penalties and filtering, as vLLM reports).
-    package mutating func sample(_ logits: [Float], banned: [Int32] = []) -> (token: Int32, logprob: Float?, top: [TokenLogprob]) {
+    package mutating func sample(
+        _ logits: [Float], banned: [Int32] = [], allowed: TokenMask? = nil
+    ) -> (token: Int32, logprob: Float?, top: [TokenLogprob]) {
         var scores = logits
         Self.applyPenalties(
             &scores, seen: seen, outputCounts: outputCounts, repetition: parameters.repetitionPenalty,
             presence: parameters.presencePenalty, frequency: parameters.frequencyPenalty
         )
+        if let allowed {
+            for i in scores.indices where !allowed[i] { scores[i] = -.infinity }
+        }
         for id in banned where Int(id) < scores.count && id >= 0 { scores[Int(id)] = -.infinity }
 
         let token: Int32

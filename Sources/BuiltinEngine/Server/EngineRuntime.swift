@@ -1,6 +1,7 @@
 import EngineCompute
 import Foundation
 import ModelText
+import Synchronization
 
 /// A loaded model ready to serve: weights, tokenizer, chat template, and the batching loop.
 package final class EngineRuntime: Sendable {
@@ -12,6 +13,8 @@ package final class EngineRuntime: Sendable {
     package let servedName: String
     package let scheduler: BatchScheduler
     package let created: Int
+    /// The vocabulary's trie for structured output, built by the first request that needs it.
+    private let trie = Mutex<TokenTrie?>(nil)
 
     /// Loads a Hugging Face model directory, or a GGUF file (a path ending in `.gguf`) that holds the model,
     /// its tokenizer and its chat template.
@@ -45,6 +48,16 @@ package final class EngineRuntime: Sendable {
     }
 
     package var contextLength: Int { generator.model.config.maxPositionEmbeddings }
+
+    /// The vocabulary as a trie of token bytes (structured output's masks walk it).
+    package var vocabulary: TokenTrie {
+        trie.withLock { trie in
+            if let trie { return trie }
+            let built = TokenTrie(tokenizer: tokenizer)
+            trie = built
+            return built
+        }
+    }
 
     /// The request's sampling settings over the model's defaults from `generation_config.json`.
     func parameters(for request: SamplingFields, promptTokens: Int) throws -> SamplingParameters {

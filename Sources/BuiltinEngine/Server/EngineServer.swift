@@ -12,6 +12,9 @@ import NIOCore
 /// | `GET /v1/models` | the served model |
 /// | `POST /v1/chat/completions` | chat, streaming (SSE `chat.completion.chunk`, then `data: [DONE]`) or not |
 /// | `POST /v1/completions` | raw completion, streaming or not |
+///
+/// Both take `response_format` (`json_object`, `json_schema`: sampling constrained to the schema); chat parses
+/// tool calls out of replies when the request has `tools` (docs/builtin-engine.md, Structured output and Tool calls).
 package struct EngineServer: Sendable {
     package let runtime: EngineRuntime
 
@@ -69,7 +72,67 @@ package struct EngineServer: Sendable {
             throw EngineRequestError("the chat template rejected the conversation: \(error)", param: "messages")
         }
         let ids = try runtime.tokenizer.encode(prompt).map { Int32($0) }
-        return try await respond(fields: fields, promptIDs: ids, kind: .chat, request: request)
+        var grammar = try Self.grammar(responseFormat: object["response_format"])
+        var toolFormat: ToolCallFormat?
+        if let tools {
+            let format = ToolCallFormat(template: template.source)
+            switch object["tool_choice"] {
+            case nil, .none?, .string("auto")?:
+                toolFormat = format
+            case .string("none")?:
+                break
+            case .string("required")?:
+                toolFormat = format
+                grammar = try Self.toolGrammar(format, tools: tools, only: nil, besides: grammar)
+            case .object(let choice)?:
+                guard case .object(let function)? = choice["function"], case .string(let name)? = function["name"] else {
+                    throw EngineRequestError(
+                        "tool_choice must name a function: {\"type\": \"function\", \"function\": {\"name\": ...}}", param: "tool_choice")
+                }
+                toolFormat = format
+                grammar = try Self.toolGrammar(format, tools: tools, only: name, besides: grammar)
+            default:
+                throw EngineRequestError("tool_choice must be none, auto, required or a named function", param: "tool_choice")
+            }
+        }
+        return try await respond(fields: fields, promptIDs: ids, kind: .chat, grammar: grammar, toolFormat: toolFormat, request: request)
+    }
+
+    /// The grammar `response_format` asks for: nil for text, or when there is none.
+    static func grammar(responseFormat: JinjaValue?) throws -> JSONGrammar? {
+        guard let responseFormat, responseFormat != .none else { return nil }
+        guard case .object(let format) = responseFormat, case .string(let type)? = format["type"] else {
+            throw EngineRequestError("response_format must be an object with a type", param: "response_format")
+        }
+        switch type {
+        case "text":
+            return nil
+        case "json_object":
+            return JSONGrammar()
+        case "json_schema":
+            guard case .object(let wrapper)? = format["json_schema"] else {
+                throw EngineRequestError("response_format.json_schema must be an object holding the schema", param: "response_format")
+            }
+            do {
+                return try JSONGrammar(schema: wrapper["schema"] ?? .bool(true))
+            } catch let error as SchemaError {
+                throw EngineRequestError("response_format.json_schema.schema: \(error.message)", param: "response_format")
+            }
+        default:
+            throw EngineRequestError("response_format type \"\(type)\" is not supported (text, json_object, json_schema)", param: "response_format")
+        }
+    }
+
+    /// The grammar of one forced tool call (`tool_choice` `required` or a named function).
+    private static func toolGrammar(
+        _ format: ToolCallFormat, tools: [JinjaValue], only name: String?, besides grammar: JSONGrammar?
+    ) throws -> JSONGrammar {
+        guard grammar == nil else { throw EngineRequestError("tool_choice that forces a call cannot go with response_format", param: "tool_choice") }
+        do {
+            return try format.grammar(tools: tools, only: name)
+        } catch let error as SchemaError {
+            throw EngineRequestError("tools: \(error.message)", param: "tools")
+        }
     }
 
     /// Message content may be a list of parts (`[{"type": "text", "text": ...}]`): templates expect text.
@@ -104,7 +167,9 @@ package struct EngineServer: Sendable {
             ids = try runtime.tokenizer.encode(prompt.text ?? "").map { Int32($0) }
         }
         guard !ids.isEmpty else { throw EngineRequestError("prompt must not be empty", param: "prompt") }
-        return try await respond(fields: fields, promptIDs: ids, kind: .completion, request: request)
+        guard case .object(let object) = try JinjaValue(json: bytes) else { throw EngineRequestError("the body must be a JSON object") }
+        let grammar = try Self.grammar(responseFormat: object["response_format"])
+        return try await respond(fields: fields, promptIDs: ids, kind: .completion, grammar: grammar, toolFormat: nil, request: request)
     }
 
     // MARK: Generation and responses
@@ -118,7 +183,9 @@ package struct EngineServer: Sendable {
         }
     }
 
-    private func respond(fields: SamplingFields, promptIDs: [Int32], kind: Kind, request: Request) async throws -> Response {
+    private func respond(
+        fields: SamplingFields, promptIDs: [Int32], kind: Kind, grammar: JSONGrammar?, toolFormat: ToolCallFormat?, request: Request
+    ) async throws -> Response {
         var parameters = try runtime.parameters(for: fields, promptTokens: promptIDs.count)
         if kind == .completion, let count = fields.logprobs?.count {
             parameters.logprobs = true
@@ -130,6 +197,15 @@ package struct EngineServer: Sendable {
         } catch let error as ModelError {
             throw EngineRequestError(error.description)
         }
+        if let grammar {
+            // Each byte of the shortest output can be one token (byte-level vocabularies have all 256 bytes).
+            guard grammar.shortestOutput <= parameters.maxTokens else {
+                throw EngineRequestError(
+                    "max_tokens \(parameters.maxTokens) is too small for the JSON schema: its shortest output takes \(grammar.shortestOutput) tokens",
+                    param: "max_tokens")
+            }
+            generation.constraint = JSONConstraint(grammar: grammar, vocabulary: runtime.vocabulary)
+        }
         let job = runtime.scheduler.submit(generation)
         let id = (kind == .chat ? "chatcmpl-" : "cmpl-") + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
         let created = Int(Date().timeIntervalSince1970)
@@ -137,7 +213,7 @@ package struct EngineServer: Sendable {
         if fields.stream == true {
             return streamingResponse(
                 job: job, id: id, created: created, kind: kind, stops: stops, promptTokens: promptIDs.count,
-                includeUsage: fields.streamOptions?.includeUsage == true, logprobs: parameters.logprobs)
+                includeUsage: fields.streamOptions?.includeUsage == true, logprobs: parameters.logprobs, toolFormat: toolFormat)
         }
         var assembler = TextAssembler(tokenizer: runtime.tokenizer, stops: stops)
         var text = ""
@@ -165,7 +241,25 @@ package struct EngineServer: Sendable {
         let logprobsValue: Any = parameters.logprobs ? logprobsJSON(logprobs, kind: kind) : NSNull()
         choice["logprobs"] = logprobsValue
         switch kind {
-        case .chat: choice["message"] = ["role": "assistant", "content": text]
+        case .chat:
+            var message: [String: Any] = ["role": "assistant", "content": text]
+            if let toolFormat {
+                var parser = ToolCallParser(format: toolFormat)
+                var content = ""
+                var calls: [ToolCall] = []
+                for event in parser.feed(text) + parser.finish() {
+                    switch event {
+                    case .content(let piece): content += piece
+                    case .call(let call): calls.append(call)
+                    }
+                }
+                if !calls.isEmpty {
+                    message["content"] = content.isEmpty ? NSNull() : content
+                    message["tool_calls"] = calls.map { $0.json(index: nil) }
+                    choice["finish_reason"] = "tool_calls"
+                }
+            }
+            choice["message"] = message
         case .completion: choice["text"] = text
         }
         return try jsonResponse([
@@ -176,7 +270,7 @@ package struct EngineServer: Sendable {
 
     private func streamingResponse(
         job: SchedulerJob, id: String, created: Int, kind: Kind, stops: [String], promptTokens: Int, includeUsage: Bool,
-        logprobs: Bool
+        logprobs: Bool, toolFormat: ToolCallFormat?
     ) -> Response {
         let runtime = self.runtime
         let server = self
@@ -185,6 +279,7 @@ package struct EngineServer: Sendable {
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
             body: ResponseBody { writer in
                 var assembler = TextAssembler(tokenizer: runtime.tokenizer, stops: stops)
+                var parser = toolFormat.map(ToolCallParser.init(format:))
                 var completionTokens = 0
                 var finish = "length"
                 func send(_ object: [String: Any]) async throws {
@@ -214,9 +309,30 @@ package struct EngineServer: Sendable {
                         ]
                         try await send(first)
                     }
+                    /// Text as it goes out: through the tool-call parser when tools are on, its calls sent as their own deltas.
+                    func content(_ text: String, final: Bool) async throws -> String {
+                        guard var current = parser else { return text }
+                        defer { parser = current }
+                        var passed = ""
+                        var sent = current.calls
+                        for event in current.feed(text) + (final ? current.finish() : []) {
+                            switch event {
+                            case .content(let piece): passed += piece
+                            case .call(let call):
+                                if !passed.isEmpty { try await send(chunk(passed, finish: nil)) }
+                                passed = ""
+                                var delta = chunk(nil, finish: nil)
+                                let entry = call.json(index: sent)
+                                sent += 1
+                                delta["choices"] = [["index": 0, "delta": ["tool_calls": [entry]], "logprobs": NSNull(), "finish_reason": NSNull()]]
+                                try await send(delta)
+                            }
+                        }
+                        return passed
+                    }
                     for try await token in job.tokens {
                         completionTokens += 1
-                        let text = try assembler.feed(token.id)
+                        let text = try await content(try assembler.feed(token.id), final: false)
                         if let reason = token.finishReason { finish = reason == .stop ? "stop" : "length" }
                         if assembler.stopped {
                             job.cancel()
@@ -227,8 +343,9 @@ package struct EngineServer: Sendable {
                         }
                         if assembler.stopped { break }
                     }
-                    let rest = assembler.finish()
+                    let rest = try await content(assembler.finish(), final: true)
                     if !rest.isEmpty { try await send(chunk(rest, finish: nil)) }
+                    if let parser, parser.calls > 0 { finish = "tool_calls" }
                     try await send(chunk(nil, finish: finish))
                     if includeUsage {
                         var last = chunk(nil, finish: nil)

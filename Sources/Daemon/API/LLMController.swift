@@ -16,7 +16,7 @@ import Transfer
 /// |---|---|
 /// | `POST /api/v1/llm/generate` | complete `prompt` (the engine's `/v1/completions`) |
 /// | `POST /api/v1/llm/chat` | answer `messages` (the engine's `/v1/chat/completions`) |
-/// | `POST /api/v1/llm/structured-generate` | JSON constrained to `schema`, on engines with structured output |
+/// | `POST /api/v1/llm/structured-generate` | JSON constrained to `schema` (every engine constrains decoding) |
 /// | `POST /api/v1/llm/count-tokens` | count with the model's own tokenizer; needs no running engine |
 ///
 /// A request names its run by `run_id` (a run id or name, which must be ready) or by `model`, routed as the
@@ -29,11 +29,6 @@ struct LLMController {
     /// Counts the tokens of replies and their time to first token, as the gateway's.
     let metrics: DaemonMetrics
     let tokenizers = TokenizerCache()
-
-    /// The engines that constrain output to a JSON schema given as OpenAI's `response_format` on chat
-    /// completions (docs/design/engine-launch.md, OpenAI-compatible endpoints and structured output;
-    /// Ollama maps it onto its `format`).
-    static let structuredEngines: [EngineKind] = [.vllm, .sglang, .ollama]
 
     var supervisor: Supervisor { scheduler.supervisor }
     var catalog: ModelCatalog { scheduler.catalog }
@@ -103,7 +98,9 @@ struct LLMController {
         body["schema"] = nil
         body["schema_name"] = nil
         body["response_format"] = ["type": "json_schema", "json_schema": ["name": .string(name), "schema": schema]]
-        let lease = try await structuredTarget(runID: fields.runID, model: fields.model)
+        // Every engine takes the schema as OpenAI's `response_format` on chat completions (docs/design/engine-launch.md,
+        // OpenAI-compatible endpoints and structured output; docs/builtin-engine.md, Structured output).
+        let lease = try await target(runID: fields.runID, model: fields.model)
         let run = lease.run
         let reply = try await engineCall(lease, "/v1/chat/completions", .chat, body: body, stream: false, started: started).reply()
         var json: JSONValue?
@@ -204,11 +201,8 @@ extension LLMController {
         }
     }
 
-    /// A lease on the run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes
-    /// it, among ready runs preferring those `prefer` accepts.
-    private func target(
-        runID: String?, model: String?, prefer: @Sendable (RunInfo) -> Bool = { _ in true }
-    ) async throws -> RunLease {
+    /// A lease on the run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes it.
+    private func target(runID: String?, model: String?) async throws -> RunLease {
         switch try named(runID: runID, model: model) {
         case .run(let id):
             let run = try await self.run(id)
@@ -220,22 +214,8 @@ extension LLMController {
             }
             return lease
         case .model(let model):
-            return try await scheduler.acquire(model, prefer: prefer)
+            return try await scheduler.acquire(model)
         }
-    }
-
-    /// Like ``target(runID:model:prefer:)``, preferring ready runs on engines with structured output; a run on
-    /// another engine is a 400 that says which engines can do it.
-    private func structuredTarget(runID: String?, model: String?) async throws -> RunLease {
-        let lease = try await target(runID: runID, model: model, prefer: { Self.structuredEngines.contains($0.engine) })
-        let run = lease.run
-        guard Self.structuredEngines.contains(run.engine) else {
-            lease.release()
-            throw APIError.badRequest(
-                "run \(run.name) is on the \(run.engine.displayName), which has no structured output (constrained decoding); "
-                    + "structured-generate needs a run on vLLM, SGLang or Ollama (`modelctl start \(run.model) --engine vllm`)")
-        }
-        return lease
     }
 
     /// The model directory whose tokenizer counts: a run's (by `run_id`, or a run that `model` names), else the

@@ -211,7 +211,7 @@ enum OpenAPIDocument {
                 "/api/v1/llm/chat", "Answer a conversation on a run (by run_id) or a model (routed, started on demand)", .anyKey,
                 body: .type(LLMChatRequest.self), ok: streaming(LLMChatReply.self), more: engineErrors),
             .post(
-                "/api/v1/llm/structured-generate", "JSON output constrained to a schema (vLLM, SGLang, Ollama; 400 for the built-in engine)",
+                "/api/v1/llm/structured-generate", "JSON output constrained to a schema (every engine; an unsupported schema keyword is a 400)",
                 .anyKey, body: .type(LLMStructuredRequest.self), ok: .envelope(LLMStructuredReply.self), more: engineErrors),
             .post(
                 "/api/v1/llm/count-tokens", "Count tokens with the model's own tokenizer (no engine needed)", .anyKey,

@@ -96,7 +96,8 @@ struct EngineServe: AsyncParsableCommand {
     }
 }
 
-/// `modeld engine bench --model DIR --prompt-tokens 128 --gen-tokens 64 [--batch B]`.
+/// `modeld engine bench --model DIR --prompt-tokens 128 --gen-tokens 64 [--batch B]`; with `--json-schema FILE`, the
+/// decode plain and constrained to the schema (structured output's cost per token).
 struct EngineBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure prefill and decode tokens per second.")
@@ -116,12 +117,27 @@ struct EngineBenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Sequences decoded together.")
     var batch = 1
 
+    @Option(name: .long, help: "A JSON Schema file: decode plain and constrained to it, and report the mask's cost per token.")
+    var jsonSchema: String?
+
+    @Option(name: .long, help: "The tokenizer's directory for --json-schema with --random (default: the model's).")
+    var tokenizer: String?
+
     func validate() throws {
         guard (model != nil) != random else { throw ValidationError("give either --model DIR or --random") }
         guard promptTokens > 0, genTokens > 0, batch > 0 else { throw ValidationError("counts must be positive") }
     }
 
     func run() async throws {
+        if let jsonSchema {
+            guard let tokenizer = tokenizer ?? model else { throw ValidationError("--json-schema with --random needs --tokenizer DIR") }
+            print(
+                try EngineBench.runMasked(
+                    directory: model.map { URL(filePath: $0, directoryHint: .isDirectory) },
+                    tokenizerDirectory: URL(filePath: tokenizer, directoryHint: .isDirectory),
+                    schema: try Data(contentsOf: URL(filePath: jsonSchema)), promptTokens: promptTokens, generatedTokens: genTokens))
+            return
+        }
         let result: BenchResult
         if let model {
             result = try EngineBench.run(

@@ -14,10 +14,8 @@ struct OllamaBackend: Sendable {
     /// - Parameter keepAlive: the request's keep-alive, which becomes the run's: 0 unloads the run once its last
     ///   lease is released, a negative one keeps it loaded until stopped.
     /// - Throws: ``SchedulerError``.
-    func acquire(
-        _ model: String, keepAlive: KeepAlive? = nil, prefer: @escaping @Sendable (RunInfo) -> Bool = { _ in true }
-    ) async throws -> OllamaLease {
-        OllamaLease(try await scheduler.acquire(model, keepAlive: keepAlive, prefer: prefer))
+    func acquire(_ model: String, keepAlive: KeepAlive? = nil) async throws -> OllamaLease {
+        OllamaLease(try await scheduler.acquire(model, keepAlive: keepAlive))
     }
 
     /// When a run will be unloaded if no request comes; nil when it stays loaded until stopped.

@@ -370,11 +370,9 @@ extension OllamaController {
         return OllamaJSON.response(reply)
     }
 
-    func acquire(
-        _ name: OllamaName, target: OllamaName, keepAlive: KeepAlive?, prefer: @escaping @Sendable (RunInfo) -> Bool = { _ in true }
-    ) async throws -> OllamaLease {
+    func acquire(_ name: OllamaName, target: OllamaName, keepAlive: KeepAlive?) async throws -> OllamaLease {
         do {
-            return try await backend.acquire(target.routeModel, keepAlive: keepAlive, prefer: prefer)
+            return try await backend.acquire(target.routeModel, keepAlive: keepAlive)
         } catch SchedulerError.notFound {
             throw OllamaError.modelNotFound(name.given)
         } catch SchedulerError.unavailable(let message) {
@@ -386,20 +384,11 @@ extension OllamaController {
     /// lines, or one object when the client asked for `stream: false`.
     private func exchange(_ turn: OllamaTurn, started: ContinuousClock.Instant, logger: Logger) async throws -> Response {
         let name = turn.name
-        let structured = LLMController.structuredEngines
-        let anyEngine = turn.responseFormat == nil
         let beforeLoad = ContinuousClock.now
-        let lease = try await acquire(
-            name, target: try resolvedAlias(name), keepAlive: turn.keepAlive, prefer: { anyEngine || structured.contains($0.engine) })
+        let lease = try await acquire(name, target: try resolvedAlias(name), keepAlive: turn.keepAlive)
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run
         do {
-            if turn.responseFormat != nil, !structured.contains(run.engine) {
-                throw OllamaError(
-                    .badRequest,
-                    "format needs an engine that constrains output to JSON (\(structured.map(\.rawValue).joined(separator: ", "))); \(name) runs on the \(run.engine.displayName)"
-                )
-            }
             if turn.images, !(run.modelPath.map { facts.facts($0).capabilities.contains("vision") } ?? false) {
                 throw OllamaError(.badRequest, "\(name) does not support images")
             }
