@@ -281,6 +281,7 @@ let package = Package(
             name: "DaemonTests",
             dependencies: [
                 "Daemon",
+                "Launchers",
                 "ModeldAPI",
                 "ModeldClient",
                 "FakeHub",

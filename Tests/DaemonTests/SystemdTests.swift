@@ -1,4 +1,5 @@
 import Foundation
+import Launchers
 import ModeldAPI
 import ModeldClient
 import Testing
@@ -59,18 +60,26 @@ struct SystemdTests {
         let socketPath = root.appending(path: "control.sock").path
         let notify = try NotifyReceiver()
 
-        let process = Process()
-        process.executableURL = URL(filePath: Self.socketActivate)
-        process.arguments = [
+        // Not Foundation's `Process`: systemd-socket-activate closes the descriptors it does not pass on, and
+        // Foundation takes the close of its per-child socket for the child's exit and then blocks its one
+        // process-monitoring thread in `waitpid` until this process really ends, holding up every other test's
+        // `Process` meanwhile. The supervisor's spawner and a reaper for this pid alone do not.
+        let logPath = root.appending(path: "output.log").path
+        let logDescriptor = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        try #require(logDescriptor >= 0)
+        let arguments = [
             "-l", "127.0.0.1:\(port)", "-l", socketPath, "--fdname=http:control",
             "-E", "NOTIFY_SOCKET=@\(notify.name)", "-E", "WATCHDOG_USEC=500000", "-E", "MODELD_DATA_DIR=\(root.path)",
             productsDirectory.appending(path: "modeld").path,
         ]
-        let log = Pipe()
-        process.standardError = log
-        process.standardOutput = log
-        try process.run()
-        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let pid = try await Spawner.shared.spawn(
+            LaunchCommand(
+                executablePath: Self.socketActivate, arguments: [Self.socketActivate] + arguments,
+                environment: ProcessInfo.processInfo.environment),
+            outputDescriptor: logDescriptor)
+        close(logDescriptor)
+        let process = EngineProcess(childPid: pid)
+        defer { if process.exitStatus == nil { kill(pid, SIGKILL) } }
 
         // systemd-socket-activate binds first and execs the daemon only on the first connection.
         var listening = false
@@ -101,13 +110,13 @@ struct SystemdTests {
         // The daemon is exec'd in place: the process we started is the daemon now.
         let clock = ContinuousClock()
         let stopStarted = clock.now
-        kill(process.processIdentifier, SIGTERM)
+        kill(pid, SIGTERM)
         let stopping = await notify.wait(for: "STOPPING=1")
         #expect(stopping.contains { $0.split(separator: "\n").contains("STOPPING=1") }, "got \(stopping)")
-        try await waitForExit(process)
+        let exit = await process.waitForExit(timeout: .seconds(25))
         #expect(clock.now - stopStarted < .seconds(25))
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
-        let output = String(decoding: log.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(exit == .exited(0), "\(String(describing: exit))")
+        let output = try String(contentsOfFile: logPath, encoding: .utf8)
         #expect(output.contains("socket-activated"), "\(output)")
         #expect(output.contains("modeld stopped"))
     }
