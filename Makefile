@@ -1,6 +1,7 @@
 # The two set-up commands of the README:
 #   make run    builds modeld (release) and starts the daemon on 127.0.0.1:8700
-#   make test   runs the whole test suite: swift test, then the hostile-input, fuzzing and browser suites (pytest)
+#   make test   runs the whole test suite: swift test, then the hostile-input, fuzzing, browser and real-engine suites
+#               (pytest; llama.cpp's programs are built first, cached under .build/llama.cpp)
 # Both install what is missing first: the Debian -dev packages (apt-get) and the Python test peers (pip).
 
 SWIFT ?= swift
@@ -16,9 +17,10 @@ run: deps release
 	./.build/release/modeld $(ARGS)
 
 test: deps py-peers
+	scripts/build-llamacpp.sh >/dev/null
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
-	$(PYTHON) -m pytest -q Tests/Hostile
+	$(PYTHON) -m pytest -q -rs Tests/Hostile
 
 build: deps
 	$(SWIFT) build

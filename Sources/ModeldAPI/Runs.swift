@@ -5,7 +5,7 @@ import Glibc
 package struct StartRequest: Codable, Sendable {
     /// A catalog ref or `owner/name`.
     package var model: String
-    /// `builtin`, `vllm`, `sglang` or `ollama`; default: the catalog's `default_engine`, else `builtin`.
+    /// `builtin`, `vllm`, `sglang`, `ollama` or `llamacpp`; default: the catalog's `default_engine`, else `builtin`.
     package var engine: String?
     /// A unique run name (also the model name clients send to the engine); default from the model.
     package var name: String?
@@ -17,6 +17,14 @@ package struct StartRequest: Codable, Sendable {
     package var tensorParallel: Int?
     package var memoryFraction: Double?
     package var maxContext: Int?
+    /// llama.cpp: requests decoded at once (`--parallel`).
+    package var parallel: Int?
+    /// llama.cpp: CPU threads (`--threads`).
+    package var threads: Int?
+    /// llama.cpp: layers offloaded to the GPU (`--n-gpu-layers`).
+    package var gpuLayers: Int?
+    /// llama.cpp: the GGUF file to load, relative to the snapshot; needed when it holds several.
+    package var modelFile: String?
     /// Appended verbatim to the engine's command line.
     package var engineArgs: [String]?
     /// Unload the run after this long without requests (``KeepAlive`` forms); default: keep it until stopped.
@@ -25,8 +33,13 @@ package struct StartRequest: Codable, Sendable {
     package init(
         model: String, engine: String? = nil, name: String? = nil, revision: String? = nil, source: String? = nil,
         gpus: String? = nil, tensorParallel: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
-        engineArgs: [String]? = nil, keepAlive: String? = nil
+        engineArgs: [String]? = nil, keepAlive: String? = nil, parallel: Int? = nil, threads: Int? = nil,
+        gpuLayers: Int? = nil, modelFile: String? = nil
     ) {
+        self.parallel = parallel
+        self.threads = threads
+        self.gpuLayers = gpuLayers
+        self.modelFile = modelFile
         self.keepAlive = keepAlive.map(KeepAliveText.init)
         self.model = model
         self.engine = engine
@@ -41,7 +54,9 @@ package struct StartRequest: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, engine, name, revision, source, gpus
+        case model, engine, name, revision, source, gpus, parallel, threads
+        case gpuLayers = "gpu_layers"
+        case modelFile = "model_file"
         case tensorParallel = "tensor_parallel"
         case memoryFraction = "memory_fraction"
         case maxContext = "max_context"

@@ -180,6 +180,14 @@ enum OpenAPIDocument {
                 parameters: [
                     runID, .query("tail", ["type": "integer"], "Lines from the end (default 100)"), .query("follow", yesNo, "Stream new lines"),
                 ]),
+            .get(
+                "/api/v1/models/running/{id}/metrics",
+                "A ready run's engine metrics (llama.cpp, vLLM; SGLang with --enable-metrics), relayed",
+                ok: .init("Prometheus text format", ["text/plain": .schema(text)]), parameters: [runID],
+                more: [
+                    "404": .error("The engine serves no metrics"), "409": .error("The run is not ready"),
+                    "502": .error("The engine did not answer"),
+                ]),
             .post(
                 "/api/v1/models/import",
                 "Import a model archive (tar, tar.gz, tar.zst or zip with modeld-manifest.json first), streamed; every file is checked before the version is registered",

@@ -459,13 +459,21 @@ package actor Supervisor {
             run.record.processStartTime = nil
             run.record.exitStatus = status?.code
             guard !Task.isCancelled, run.record.desiredState == .running else { return }
-            // A Python engine whose package is missing fails the same way on every restart: say so now.
-            if case .exited(_, readyFor: nil) = outcome,
-                let missing = run.log.recentLines(configuration.reasonLogLines).last(where: { $0.contains("No module named") })
-            {
+            // A Python engine whose package is missing, or an engine refusing its command line, fails the same way on
+            // every restart: say so now.
+            if case .exited(_, readyFor: nil) = outcome {
                 let contract = builder.contract(for: run.engine)
-                fail(run, reason: "\(run.engine.displayName) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)")
-                return
+                let lines = run.log.recentLines(configuration.reasonLogLines)
+                let name = run.engine.displayName
+                if let missing = lines.last(where: { $0.contains("No module named") }) {
+                    fail(run, reason: "\(name) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)")
+                    return
+                }
+                if let refusal = lines.last(where: { line in contract.commandLineRefusals.contains { line.contains($0) } }) {
+                    let quoted = refusal.trimmingCharacters(in: .whitespaces)
+                    fail(run, reason: "\(name) refused its command line (\(quoted)); \(cause). Last log lines:\n" + lines.joined(separator: "\n"))
+                    return
+                }
             }
 
             let clock = ContinuousClock()
