@@ -79,6 +79,8 @@ package struct RunSummary: Codable, Sendable, Hashable {
     /// `http://127.0.0.1:<port>`: the engine's OpenAI-compatible base URL.
     package var endpoint: String?
     package var servedName: String
+    /// The GPUs it holds (`CUDA_VISIBLE_DEVICES`), as asked or as placed; nil on the CPU.
+    package var gpus: String?
     package var restarts: Int
     package var exitStatus: Int?
     package var reason: String?
@@ -94,8 +96,9 @@ package struct RunSummary: Codable, Sendable, Hashable {
     package init(
         runID: String, name: String, model: String, engine: String, state: String, desiredState: String, pid: Int32?,
         port: Int?, endpoint: String?, servedName: String, restarts: Int, exitStatus: Int?, reason: String?,
-        keepAlive: Int? = nil, onDemand: Bool = false, lastUsedAt: Date? = nil, createdAt: Date, updatedAt: Date
+        keepAlive: Int? = nil, onDemand: Bool = false, lastUsedAt: Date? = nil, createdAt: Date, updatedAt: Date, gpus: String? = nil
     ) {
+        self.gpus = gpus
         self.keepAlive = keepAlive
         self.onDemand = onDemand
         self.lastUsedAt = lastUsedAt
@@ -117,7 +120,7 @@ package struct RunSummary: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, model, engine, state, pid, port, endpoint, restarts, reason
+        case name, model, engine, state, pid, port, endpoint, restarts, reason, gpus
         case runID = "run_id"
         case desiredState = "desired_state"
         case servedName = "served_name"

@@ -141,6 +141,9 @@ enum OpenAPIDocument {
             .get(
                 "/api/v1/status", "A summary: version, data directory use and free space, runs by state, local versions, tokens served, uptime",
                 ok: .envelope(DaemonStatus.self)),
+            .get(
+                "/api/v1/system", "The host: CPU, memory, the data directory's disk, and its NVIDIA GPUs with the runs holding each",
+                ok: .envelope(SystemInfo.self)),
 
             .get("/api/v1/models", "Catalog models with their local state", ok: .envelope([CatalogModelInfo].self)),
             .get(

@@ -171,6 +171,6 @@ extension RunSummary {
             runID: run.runID, name: run.name, model: run.model, engine: run.engine.rawValue, state: run.state.rawValue,
             desiredState: run.desiredState.rawValue, pid: run.pid, port: run.port, endpoint: run.endpoint,
             servedName: run.servedName, restarts: run.restarts, exitStatus: run.exitStatus, reason: run.reason,
-            keepAlive: run.keepAlive, onDemand: run.onDemand, createdAt: run.createdAt, updatedAt: run.updatedAt)
+            keepAlive: run.keepAlive, onDemand: run.onDemand, createdAt: run.createdAt, updatedAt: run.updatedAt, gpus: run.gpus)
     }
 }

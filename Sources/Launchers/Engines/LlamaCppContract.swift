@@ -16,7 +16,9 @@ package struct LlamaCppContract: EngineContract {
 
     package var commandLineRefusals: [String] { ["error: invalid argument: ", "error while handling argument "] }
 
-    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (arguments: [String], environment: [String: String]) {
+    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (
+        arguments: [String], environment: [String: String]
+    ) {
         let options = spec.options
         var arguments = [
             "-m", try Self.modelFile(in: try requireModelPath(spec), named: options.modelFile), "--host", "127.0.0.1",

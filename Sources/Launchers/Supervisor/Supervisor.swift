@@ -104,13 +104,29 @@ package actor Supervisor {
         guard !shuttingDown else {
             throw LaunchError(code: .invalidSpec, message: "the daemon is shutting down: no new runs are started")
         }
-        let spec = request.spec
+        var spec = request.spec
         // A missing engine is the user's first error: report it before anything is recorded.
         _ = try builder.command(for: spec, port: configuration.portRange.lowerBound)
         if spec.engine == .ollama, spec.ollama == nil {
             throw LaunchError(code: .invalidSpec, message: "an Ollama run needs its model source (an Ollama name to pull, or a GGUF file)")
         }
         try checkModelFiles(spec)
+        if spec.options.gpus == nil, GPUPlacement.usesGPUs(spec) {
+            let gpus: [GPU]
+            do {
+                gpus = try await configuration.gpuInventory.read()
+            } catch {
+                logger.warning("cannot read the GPUs, so run \(request.name ?? request.model) is not placed: \(error)")
+                gpus = []
+            }
+            // From here to recording the run nothing suspends: no other start can take the same GPUs meanwhile.
+            if !gpus.isEmpty {
+                let need = try MemoryNeed.estimate(spec)
+                let chosen = try GPUPlacement.choose(
+                    need: need, count: GPUPlacement.gpuCount(spec.options), gpus: gpus, held: heldGPUs(), run: request.name ?? request.model)
+                spec.options.gpus = chosen.map(String.init).joined(separator: ",")
+            }
+        }
         let name = try runName(for: request)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -345,6 +361,15 @@ package actor Supervisor {
         if case .gguf(let path, _, _) = spec.ollama, !FileManager.default.fileExists(atPath: path) {
             throw LaunchError(code: .invalidSpec, message: "the GGUF file \(path) does not exist: pull the model again")
         }
+    }
+
+    /// The GPUs live runs hold (index → run name): each run meant to be running holds the GPUs of its `gpus`.
+    func heldGPUs() -> [Int: String] {
+        var held: [Int: String] = [:]
+        for run in runs.values where run.record.desiredState == .running {
+            for index in run.spec.flatMap({ $0.options.gpus }).map(GPUPlacement.indices) ?? [] { held[index] = run.record.name }
+        }
+        return held
     }
 
     /// A free, valid name: the requested one, or `<model>-<engine>` made unique.
