@@ -15,6 +15,10 @@ package struct StartRequest: Codable, Sendable {
     /// `CUDA_VISIBLE_DEVICES`.
     package var gpus: String?
     package var tensorParallel: Int?
+    /// vLLM `--pipeline-parallel-size`, SGLang `--pp-size`.
+    package var pipelineParallel: Int?
+    /// vLLM `--data-parallel-size`, SGLang `--dp-size`.
+    package var dataParallel: Int?
     package var memoryFraction: Double?
     package var maxContext: Int?
     /// llama.cpp: requests decoded at once (`--parallel`).
@@ -34,8 +38,10 @@ package struct StartRequest: Codable, Sendable {
         model: String, engine: String? = nil, name: String? = nil, revision: String? = nil, source: String? = nil,
         gpus: String? = nil, tensorParallel: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
         engineArgs: [String]? = nil, keepAlive: String? = nil, parallel: Int? = nil, threads: Int? = nil,
-        gpuLayers: Int? = nil, modelFile: String? = nil
+        gpuLayers: Int? = nil, modelFile: String? = nil, pipelineParallel: Int? = nil, dataParallel: Int? = nil
     ) {
+        self.pipelineParallel = pipelineParallel
+        self.dataParallel = dataParallel
         self.parallel = parallel
         self.threads = threads
         self.gpuLayers = gpuLayers
@@ -58,6 +64,8 @@ package struct StartRequest: Codable, Sendable {
         case gpuLayers = "gpu_layers"
         case modelFile = "model_file"
         case tensorParallel = "tensor_parallel"
+        case pipelineParallel = "pipeline_parallel"
+        case dataParallel = "data_parallel"
         case memoryFraction = "memory_fraction"
         case maxContext = "max_context"
         case engineArgs = "engine_args"

@@ -122,4 +122,27 @@ struct GPUPlacementTests {
         #expect(try await supervisor.start(sandbox.vllmRequest(name: "third")).gpus == "1")
         for name in ["second", "third"] { _ = try await supervisor.stop(name) }
     }
+
+    @Test("a vLLM run with tensor × pipeline parallelism is placed on that many GPUs and the fake engine gets them and the sizes")
+    func parallelRunPlaced() async throws {
+        let sandbox = try Sandbox()
+        try Self.writeModel(in: sandbox.modelDirectory, weightsGiB: 100)
+        let lines = (0..<6).map { "\($0), \(Self.a100), 81920, \(70000 + $0 * 1000), 0" }
+        let bin = try Self.fakeNvidiaSMI(in: sandbox, lines: lines)
+        let record = sandbox.path("record.json")
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(environment: ["PATH": "\(bin):/usr/bin:/bin"]))
+        let options = RunOptions(tensorParallelSize: 2, pipelineParallelSize: 2)
+        let run = try await supervisor.start(sandbox.vllmRequest(name: "big", environment: ["FAKE_ENGINE_RECORD": record], options: options))
+        #expect(run.gpus == "2,3,4,5")
+        #expect(try await supervisor.waitUntilSettled("big", timeout: .seconds(30)).state == .ready)
+        let fake = try FakeRecord(path: record)
+        #expect(fake.env["CUDA_VISIBLE_DEVICES"] == "2,3,4,5")
+        #expect(Array(fake.argv.suffix(4)) == ["--tensor-parallel-size", "2", "--pipeline-parallel-size", "2"])
+        // Two GPUs are left: a second such run does not fit.
+        let refused = try await #require(throws: LaunchError.self) {
+            try await supervisor.start(sandbox.vllmRequest(name: "again", options: options))
+        }
+        #expect(refused.message.contains("across 4 GPUs (25.1 GiB on each)"))
+        _ = try await supervisor.stop("big")
+    }
 }

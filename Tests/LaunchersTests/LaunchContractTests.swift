@@ -72,6 +72,20 @@ struct LaunchContractTests {
         ])
     }
 
+    @Test("several GPUs: vLLM's tensor, pipeline and data parallel sizes; SGLang's --tp-size, --pp-size, --dp-size")
+    func parallelism() throws {
+        let options = RunOptions(gpus: "0,1,2,3,4,5,6,7", tensorParallelSize: 2, pipelineParallelSize: 2, dataParallelSize: 2)
+        let vllm = try builder([.vllm: ["/bin/sh"]]).command(
+            for: LaunchSpec(engine: .vllm, modelPath: "/m/snap", servedName: "big", options: options), port: 18400)
+        #expect(Array(vllm.arguments.suffix(6)) == ["--tensor-parallel-size", "2", "--pipeline-parallel-size", "2", "--data-parallel-size", "2"])
+        let sglang = try builder([.sglang: ["/bin/sh"]]).command(
+            for: LaunchSpec(engine: .sglang, modelPath: "/m/snap", servedName: "big", options: options), port: 18401)
+        #expect(Array(sglang.arguments.suffix(6)) == ["--tp-size", "2", "--pp-size", "2", "--dp-size", "2"])
+        #expect(vllm.environment["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7" && sglang.environment["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7")
+        #expect(GPUPlacement.gpuCount(options) == 8)
+        #expect(GPUPlacement.gpuCount(RunOptions()) == 1)
+    }
+
     @Test("llama.cpp: llama-server -m <the snapshot's GGUF> on loopback, --alias, --metrics and its own option names")
     func llamacpp() throws {
         let snapshot = try TemporarySnapshot(["model-q8_0.gguf", "README.md", "mmproj-f16.gguf"])

@@ -47,7 +47,8 @@ struct RunsController {
         let options = RunOptions(
             gpus: body.gpus, tensorParallelSize: body.tensorParallel, memoryFraction: body.memoryFraction,
             maxContext: body.maxContext, parallel: body.parallel, threads: body.threads, gpuLayers: body.gpuLayers,
-            modelFile: body.modelFile, extraArguments: body.engineArgs ?? [])
+            modelFile: body.modelFile, pipelineParallelSize: body.pipelineParallel, dataParallelSize: body.dataParallel,
+            extraArguments: body.engineArgs ?? [])
         var keepAlive: Int?
         if let text = body.keepAlive?.text {
             guard let parsed = KeepAlive(parsing: text) else {

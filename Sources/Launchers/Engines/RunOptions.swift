@@ -4,6 +4,10 @@ package struct RunOptions: Sendable, Hashable, Codable {
     package var gpus: String?
     /// vLLM `--tensor-parallel-size`, SGLang `--tp-size`.
     package var tensorParallelSize: Int?
+    /// vLLM `--pipeline-parallel-size`, SGLang `--pp-size`.
+    package var pipelineParallelSize: Int?
+    /// vLLM `--data-parallel-size`, SGLang `--dp-size`: replicas of the model, each on its own GPUs.
+    package var dataParallelSize: Int?
     /// vLLM `--gpu-memory-utilization`, SGLang `--mem-fraction-static`.
     package var memoryFraction: Double?
     /// vLLM `--max-model-len`, SGLang `--context-length`, llama.cpp `--ctx-size`.
@@ -24,8 +28,10 @@ package struct RunOptions: Sendable, Hashable, Codable {
     package init(
         gpus: String? = nil, tensorParallelSize: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
         parallel: Int? = nil, threads: Int? = nil, gpuLayers: Int? = nil, modelFile: String? = nil,
-        extraArguments: [String] = [], environment: [String: String] = [:]
+        pipelineParallelSize: Int? = nil, dataParallelSize: Int? = nil, extraArguments: [String] = [], environment: [String: String] = [:]
     ) {
+        self.pipelineParallelSize = pipelineParallelSize
+        self.dataParallelSize = dataParallelSize
         self.gpus = gpus
         self.tensorParallelSize = tensorParallelSize
         self.memoryFraction = memoryFraction
@@ -41,6 +47,8 @@ package struct RunOptions: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey {
         case gpus, parallel, threads
         case tensorParallelSize = "tensor_parallel_size"
+        case pipelineParallelSize = "pipeline_parallel_size"
+        case dataParallelSize = "data_parallel_size"
         case memoryFraction = "memory_fraction"
         case maxContext = "max_context"
         case gpuLayers = "gpu_layers"
@@ -53,6 +61,8 @@ package struct RunOptions: Sendable, Hashable, Codable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         gpus = try container.decodeIfPresent(String.self, forKey: .gpus)
         tensorParallelSize = try container.decodeIfPresent(Int.self, forKey: .tensorParallelSize)
+        pipelineParallelSize = try container.decodeIfPresent(Int.self, forKey: .pipelineParallelSize)
+        dataParallelSize = try container.decodeIfPresent(Int.self, forKey: .dataParallelSize)
         memoryFraction = try container.decodeIfPresent(Double.self, forKey: .memoryFraction)
         maxContext = try container.decodeIfPresent(Int.self, forKey: .maxContext)
         parallel = try container.decodeIfPresent(Int.self, forKey: .parallel)

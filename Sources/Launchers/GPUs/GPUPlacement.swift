@@ -66,8 +66,10 @@ package enum GPUPlacement {
         }
     }
 
-    /// How many GPUs a run spans: its tensor-parallel size.
-    package static func gpuCount(_ options: RunOptions) -> Int { max(1, options.tensorParallelSize ?? 1) }
+    /// How many GPUs a run spans: tensor × pipeline × data parallel sizes.
+    package static func gpuCount(_ options: RunOptions) -> Int {
+        [options.tensorParallelSize, options.pipelineParallelSize, options.dataParallelSize].reduce(1) { $0 * max(1, $1 ?? 1) }
+    }
 
     /// The GPUs for a run needing `need` over `count` GPUs (an equal share on each): those with the most free memory
     /// among the ones no run holds, each with room for its share.

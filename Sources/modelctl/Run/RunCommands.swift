@@ -18,6 +18,8 @@ struct RunStart: AsyncParsableCommand {
     @Option(name: .long, help: "huggingface (default) or modelscope.") var source: String?
     @Option(name: .long, help: "GPUs for the engine (CUDA_VISIBLE_DEVICES), e.g. 0,1.") var gpus: String?
     @Option(name: .long, help: "Tensor parallel size.") var tensorParallel: Int?
+    @Option(name: .long, help: "Pipeline parallel size (vLLM, SGLang).") var pipelineParallel: Int?
+    @Option(name: .long, help: "Data parallel size: model replicas (vLLM, SGLang).") var dataParallel: Int?
     @Option(name: .long, help: "GPU memory fraction for vLLM/SGLang.") var memoryFraction: Double?
     @Option(name: .long, help: "Maximum context length.") var maxContext: Int?
     @Option(name: .long, help: "llama.cpp: requests decoded at once (its slots).") var parallel: Int?
@@ -38,7 +40,7 @@ struct RunStart: AsyncParsableCommand {
                     model: ref, engine: engine, name: name, revision: revision, source: source, gpus: gpus,
                     tensorParallel: tensorParallel, memoryFraction: memoryFraction, maxContext: maxContext,
                     engineArgs: engineArgs.isEmpty ? nil : engineArgs, keepAlive: keepAlive, parallel: parallel, threads: threads,
-                    gpuLayers: gpuLayers, modelFile: modelFile))
+                    gpuLayers: gpuLayers, modelFile: modelFile, pipelineParallel: pipelineParallel, dataParallel: dataParallel))
             if wait {
                 while run.state == "starting" {
                     try await Task.sleep(for: .milliseconds(250))
