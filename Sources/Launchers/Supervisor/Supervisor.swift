@@ -53,9 +53,10 @@ package actor Supervisor {
         store: Store, dataDirectory: DataDirectory, configuration: SupervisorConfiguration = SupervisorConfiguration(),
         logger: Logger = Logger(label: "modeld.supervisor"), metrics: any MetricsFactory = MetricsSystem.factory
     ) async throws {
-        self.restartCounters = Dictionary(uniqueKeysWithValues: EngineKind.allCases.map { engine in
-            (engine, CoreMetrics.Counter(label: "modeld_engine_restarts_total", dimensions: [("engine", engine.rawValue)], factory: metrics))
-        })
+        self.restartCounters = Dictionary(
+            uniqueKeysWithValues: EngineKind.allCases.map { engine in
+                (engine, CoreMetrics.Counter(label: "modeld_engine_restarts_total", dimensions: [("engine", engine.rawValue)], factory: metrics))
+            })
         self.store = store
         self.dataDirectory = dataDirectory
         self.configuration = configuration
@@ -491,7 +492,9 @@ package actor Supervisor {
                 let lines = run.log.recentLines(configuration.reasonLogLines)
                 let name = run.engine.displayName
                 if let missing = lines.last(where: { $0.contains("No module named") }) {
-                    fail(run, reason: "\(name) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)")
+                    fail(
+                        run,
+                        reason: "\(name) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)")
                     return
                 }
                 if let refusal = lines.last(where: { line in contract.commandLineRefusals.contains { line.contains($0) } }) {
@@ -506,7 +509,11 @@ package actor Supervisor {
             run.restartTimes.removeAll { now - $0 > policy.burstWindow }
             if run.restartTimes.count >= policy.burstLimit {
                 let lines = run.log.recentLines(configuration.reasonLogLines)
-                fail(run, reason: "\(cause); it was restarted \(run.restartTimes.count) times within \(format(policy.burstWindow)), so modeld gave up. Last log lines:\n" + lines.joined(separator: "\n"))
+                fail(
+                    run,
+                    reason:
+                        "\(cause); it was restarted \(run.restartTimes.count) times within \(format(policy.burstWindow)), so modeld gave up. Last log lines:\n"
+                        + lines.joined(separator: "\n"))
                 return
             }
             if case .exited(_, let readyFor?) = outcome, readyFor >= policy.backoffCap {
@@ -622,7 +629,8 @@ package actor Supervisor {
             let (status, gone) = await Task { await process.terminate(grace: grace) }.value
             if run.process === process { run.process = nil }
             run.record.exitStatus = status?.code
-            run.log.note("stopped (\(status.map { "\($0)" } ?? "status unknown"))" + (gone ? "" : "; some processes of group \(process.pid) did not go away"))
+            run.log.note(
+                "stopped (\(status.map { "\($0)" } ?? "status unknown"))" + (gone ? "" : "; some processes of group \(process.pid) did not go away"))
             if !gone { logger.error("run \(run.record.name): processes of group \(process.pid) remain after SIGKILL") }
         }
         run.record.pid = nil

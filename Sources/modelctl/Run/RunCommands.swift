@@ -27,7 +27,9 @@ struct RunStart: AsyncParsableCommand {
     @Option(name: .long, help: "llama.cpp: layers offloaded to the GPU.") var gpuLayers: Int?
     @Option(name: .long, help: "llama.cpp: the GGUF file to load, relative to the snapshot (when it holds several).") var modelFile: String?
     @Option(name: .customLong("engine-arg"), help: "Extra engine argument (repeatable).") var engineArgs: [String] = []
-    @Option(name: .long, help: "Unload after this long without requests (30s, 10m, 1h; default: keep until stopped); a request naming it loads it again.") var keepAlive: String?
+    @Option(
+        name: .long, help: "Unload after this long without requests (30s, 10m, 1h; default: keep until stopped); a request naming it loads it again.")
+    var keepAlive: String?
     @Flag(name: .long, help: "Wait until the run is ready (or failed).") var wait = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
