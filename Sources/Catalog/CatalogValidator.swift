@@ -91,7 +91,8 @@ struct CatalogValidator {
             size: size,
             hfRepo: hfRepo,
             modelscopeID: try repo(object, "modelscope_id", path: path, required: false),
-            ollamaName: try optionalString(object, "ollama_name", path: path)
+            ollamaName: try optionalString(object, "ollama_name", path: path),
+            ggufRepo: try repo(object, "gguf_repo", path: path, required: false)
         )
     }
 

@@ -14,25 +14,29 @@ extension ModelCatalog {
           "size": "0.5b",
           "hf_repo": "Qwen/Qwen2.5-0.5B-Instruct",
           "modelscope_id": "Qwen/Qwen2.5-0.5B-Instruct",
-          "ollama_name": "qwen2.5:0.5b"
+          "ollama_name": "qwen2.5:0.5b",
+          "gguf_repo": "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
         },
         {
           "size": "1.5b",
           "hf_repo": "Qwen/Qwen2.5-1.5B-Instruct",
           "modelscope_id": "Qwen/Qwen2.5-1.5B-Instruct",
-          "ollama_name": "qwen2.5:1.5b"
+          "ollama_name": "qwen2.5:1.5b",
+          "gguf_repo": "Qwen/Qwen2.5-1.5B-Instruct-GGUF"
         },
         {
           "size": "3b",
           "hf_repo": "Qwen/Qwen2.5-3B-Instruct",
           "modelscope_id": "Qwen/Qwen2.5-3B-Instruct",
-          "ollama_name": "qwen2.5:3b"
+          "ollama_name": "qwen2.5:3b",
+          "gguf_repo": "Qwen/Qwen2.5-3B-Instruct-GGUF"
         },
         {
           "size": "7b",
           "hf_repo": "Qwen/Qwen2.5-7B-Instruct",
           "modelscope_id": "Qwen/Qwen2.5-7B-Instruct",
-          "ollama_name": "qwen2.5:7b"
+          "ollama_name": "qwen2.5:7b",
+          "gguf_repo": "Qwen/Qwen2.5-7B-Instruct-GGUF"
         }
       ],
       "quantizations": [
@@ -44,7 +48,8 @@ extension ModelCatalog {
         "builtin",
         "vllm",
         "sglang",
-        "ollama"
+        "ollama",
+        "llamacpp"
       ],
       "formats": [
         "safetensors",
@@ -62,25 +67,29 @@ extension ModelCatalog {
           "size": "0.6b",
           "hf_repo": "Qwen/Qwen3-0.6B",
           "modelscope_id": "Qwen/Qwen3-0.6B",
-          "ollama_name": "qwen3:0.6b"
+          "ollama_name": "qwen3:0.6b",
+          "gguf_repo": "Qwen/Qwen3-0.6B-GGUF"
         },
         {
           "size": "1.7b",
           "hf_repo": "Qwen/Qwen3-1.7B",
           "modelscope_id": "Qwen/Qwen3-1.7B",
-          "ollama_name": "qwen3:1.7b"
+          "ollama_name": "qwen3:1.7b",
+          "gguf_repo": "Qwen/Qwen3-1.7B-GGUF"
         },
         {
           "size": "4b",
           "hf_repo": "Qwen/Qwen3-4B",
           "modelscope_id": "Qwen/Qwen3-4B",
-          "ollama_name": "qwen3:4b"
+          "ollama_name": "qwen3:4b",
+          "gguf_repo": "Qwen/Qwen3-4B-GGUF"
         },
         {
           "size": "8b",
           "hf_repo": "Qwen/Qwen3-8B",
           "modelscope_id": "Qwen/Qwen3-8B",
-          "ollama_name": "qwen3:8b"
+          "ollama_name": "qwen3:8b",
+          "gguf_repo": "Qwen/Qwen3-8B-GGUF"
         }
       ],
       "quantizations": [
@@ -92,7 +101,8 @@ extension ModelCatalog {
         "builtin",
         "vllm",
         "sglang",
-        "ollama"
+        "ollama",
+        "llamacpp"
       ],
       "formats": [
         "safetensors",

@@ -6,8 +6,11 @@ package struct CatalogSize: Sendable, Hashable, Codable {
     package var hfRepo: String
     package var modelscopeID: String?
     package var ollamaName: String?
+    /// A Hugging Face repository of the same model as GGUF files (several quantizations), for llama.cpp.
+    package var ggufRepo: String?
 
-    package init(size: String, hfRepo: String, modelscopeID: String? = nil, ollamaName: String? = nil) {
+    package init(size: String, hfRepo: String, modelscopeID: String? = nil, ollamaName: String? = nil, ggufRepo: String? = nil) {
+        self.ggufRepo = ggufRepo
         self.size = size
         self.hfRepo = hfRepo
         self.modelscopeID = modelscopeID
@@ -19,6 +22,7 @@ package struct CatalogSize: Sendable, Hashable, Codable {
         case hfRepo = "hf_repo"
         case modelscopeID = "modelscope_id"
         case ollamaName = "ollama_name"
+        case ggufRepo = "gguf_repo"
     }
 }
 
@@ -57,7 +61,7 @@ package struct CatalogEntry: Sendable, Hashable, Codable {
 }
 
 /// The engines modeld knows how to launch.
-package let knownEngines: Set<String> = ["builtin", "vllm", "sglang", "ollama"]
+package let knownEngines: Set<String> = ["builtin", "vllm", "sglang", "ollama", "llamacpp"]
 
 /// The model catalog: the families users can pull by a short reference such as `qwen2.5:0.5b`.
 package struct ModelCatalog: Sendable {
@@ -103,12 +107,12 @@ package struct ModelCatalog: Sendable {
         entries.first { $0.id.lowercased() == id.lowercased() }
     }
 
-    /// The catalog entry and size whose Hugging Face or ModelScope repository is `repo`, if any.
+    /// The catalog entry and size whose Hugging Face, ModelScope or GGUF repository is `repo`, if any.
     package func entry(forRepo repo: String) -> (CatalogEntry, CatalogSize)? {
         let wanted = repo.lowercased()
         for entry in entries {
             for size in entry.sizes
-            where size.hfRepo.lowercased() == wanted || size.modelscopeID?.lowercased() == wanted {
+            where size.hfRepo.lowercased() == wanted || size.modelscopeID?.lowercased() == wanted || size.ggufRepo?.lowercased() == wanted {
                 return (entry, size)
             }
         }

@@ -1,4 +1,4 @@
 /// The engines modeld launches as supervised children.
 package enum EngineKind: String, Sendable, Codable, CaseIterable {
-    case builtin, vllm, sglang, ollama
+    case builtin, vllm, sglang, ollama, llamacpp
 }

@@ -49,14 +49,17 @@ package struct CatalogSizeInfo: Codable, Sendable, Hashable {
     package var hfRepo: String
     package var modelscopeID: String?
     package var ollamaName: String?
+    /// The Hugging Face repository of its GGUF files, for llama.cpp.
+    package var ggufRepo: String?
     /// `not_pulled`, or the state of the newest local version (`ready`, `downloading`, ...).
     package var state: String
     package var versions: [LocalVersionInfo]
 
     package init(
-        size: String, ref: String, hfRepo: String, modelscopeID: String?, ollamaName: String?, state: String,
-        versions: [LocalVersionInfo]
+        size: String, ref: String, hfRepo: String, modelscopeID: String?, ollamaName: String?, ggufRepo: String? = nil,
+        state: String, versions: [LocalVersionInfo]
     ) {
+        self.ggufRepo = ggufRepo
         self.size = size
         self.ref = ref
         self.hfRepo = hfRepo
@@ -71,6 +74,7 @@ package struct CatalogSizeInfo: Codable, Sendable, Hashable {
         case hfRepo = "hf_repo"
         case modelscopeID = "modelscope_id"
         case ollamaName = "ollama_name"
+        case ggufRepo = "gguf_repo"
     }
 }
 

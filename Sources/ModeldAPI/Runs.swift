@@ -5,7 +5,7 @@ import Glibc
 package struct StartRequest: Codable, Sendable {
     /// A catalog ref or `owner/name`.
     package var model: String
-    /// `builtin`, `vllm`, `sglang` or `ollama`; default: the catalog's `default_engine`, else `builtin`.
+    /// `builtin`, `vllm`, `sglang`, `ollama` or `llamacpp`; default: the catalog's `default_engine`, else `builtin`.
     package var engine: String?
     /// A unique run name (also the model name clients send to the engine); default from the model.
     package var name: String?
@@ -15,8 +15,20 @@ package struct StartRequest: Codable, Sendable {
     /// `CUDA_VISIBLE_DEVICES`.
     package var gpus: String?
     package var tensorParallel: Int?
+    /// vLLM `--pipeline-parallel-size`, SGLang `--pp-size`.
+    package var pipelineParallel: Int?
+    /// vLLM `--data-parallel-size`, SGLang `--dp-size`.
+    package var dataParallel: Int?
     package var memoryFraction: Double?
     package var maxContext: Int?
+    /// llama.cpp: requests decoded at once (`--parallel`).
+    package var parallel: Int?
+    /// llama.cpp: CPU threads (`--threads`).
+    package var threads: Int?
+    /// llama.cpp: layers offloaded to the GPU (`--n-gpu-layers`).
+    package var gpuLayers: Int?
+    /// llama.cpp: the GGUF file to load, relative to the snapshot; needed when it holds several.
+    package var modelFile: String?
     /// Appended verbatim to the engine's command line.
     package var engineArgs: [String]?
     /// Unload the run after this long without requests (``KeepAlive`` forms); default: keep it until stopped.
@@ -25,8 +37,15 @@ package struct StartRequest: Codable, Sendable {
     package init(
         model: String, engine: String? = nil, name: String? = nil, revision: String? = nil, source: String? = nil,
         gpus: String? = nil, tensorParallel: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
-        engineArgs: [String]? = nil, keepAlive: String? = nil
+        engineArgs: [String]? = nil, keepAlive: String? = nil, parallel: Int? = nil, threads: Int? = nil,
+        gpuLayers: Int? = nil, modelFile: String? = nil, pipelineParallel: Int? = nil, dataParallel: Int? = nil
     ) {
+        self.pipelineParallel = pipelineParallel
+        self.dataParallel = dataParallel
+        self.parallel = parallel
+        self.threads = threads
+        self.gpuLayers = gpuLayers
+        self.modelFile = modelFile
         self.keepAlive = keepAlive.map(KeepAliveText.init)
         self.model = model
         self.engine = engine
@@ -41,8 +60,12 @@ package struct StartRequest: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, engine, name, revision, source, gpus
+        case model, engine, name, revision, source, gpus, parallel, threads
+        case gpuLayers = "gpu_layers"
+        case modelFile = "model_file"
         case tensorParallel = "tensor_parallel"
+        case pipelineParallel = "pipeline_parallel"
+        case dataParallel = "data_parallel"
         case memoryFraction = "memory_fraction"
         case maxContext = "max_context"
         case engineArgs = "engine_args"
@@ -64,6 +87,8 @@ package struct RunSummary: Codable, Sendable, Hashable {
     /// `http://127.0.0.1:<port>`: the engine's OpenAI-compatible base URL.
     package var endpoint: String?
     package var servedName: String
+    /// The GPUs it holds (`CUDA_VISIBLE_DEVICES`), as asked or as placed; nil on the CPU.
+    package var gpus: String?
     package var restarts: Int
     package var exitStatus: Int?
     package var reason: String?
@@ -79,8 +104,9 @@ package struct RunSummary: Codable, Sendable, Hashable {
     package init(
         runID: String, name: String, model: String, engine: String, state: String, desiredState: String, pid: Int32?,
         port: Int?, endpoint: String?, servedName: String, restarts: Int, exitStatus: Int?, reason: String?,
-        keepAlive: Int? = nil, onDemand: Bool = false, lastUsedAt: Date? = nil, createdAt: Date, updatedAt: Date
+        keepAlive: Int? = nil, onDemand: Bool = false, lastUsedAt: Date? = nil, createdAt: Date, updatedAt: Date, gpus: String? = nil
     ) {
+        self.gpus = gpus
         self.keepAlive = keepAlive
         self.onDemand = onDemand
         self.lastUsedAt = lastUsedAt
@@ -102,7 +128,7 @@ package struct RunSummary: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, model, engine, state, pid, port, endpoint, restarts, reason
+        case name, model, engine, state, pid, port, endpoint, restarts, reason, gpus
         case runID = "run_id"
         case desiredState = "desired_state"
         case servedName = "served_name"

@@ -43,6 +43,11 @@ struct FakeEngine {
             FileHandle.standardError.write(Data("/usr/bin/python3: No module named \(module)\n".utf8))
             exit(1)
         }
+        if let unknown = arguments.first(where: { $0.hasPrefix("--unknown-") }) {
+            // What Python's argparse (vLLM, SGLang) prints, with its exit status, for a flag it does not know.
+            FileHandle.standardError.write(Data("fake-engine: error: unrecognized arguments: \(unknown)\n".utf8))
+            exit(2)
+        }
         guard let role = FakeRole(arguments: arguments, environment: environment) else {
             FileHandle.standardError.write(Data("fake-engine: cannot tell which engine to be from \(arguments)\n".utf8))
             exit(2)

@@ -77,6 +77,74 @@ struct LaunchContractTests {
             ])
     }
 
+    @Test("several GPUs: vLLM's tensor, pipeline and data parallel sizes; SGLang's --tp-size, --pp-size, --dp-size")
+    func parallelism() throws {
+        let options = RunOptions(gpus: "0,1,2,3,4,5,6,7", tensorParallelSize: 2, pipelineParallelSize: 2, dataParallelSize: 2)
+        let vllm = try builder([.vllm: ["/bin/sh"]]).command(
+            for: LaunchSpec(engine: .vllm, modelPath: "/m/snap", servedName: "big", options: options), port: 18400)
+        #expect(Array(vllm.arguments.suffix(6)) == ["--tensor-parallel-size", "2", "--pipeline-parallel-size", "2", "--data-parallel-size", "2"])
+        let sglang = try builder([.sglang: ["/bin/sh"]]).command(
+            for: LaunchSpec(engine: .sglang, modelPath: "/m/snap", servedName: "big", options: options), port: 18401)
+        #expect(Array(sglang.arguments.suffix(6)) == ["--tp-size", "2", "--pp-size", "2", "--dp-size", "2"])
+        #expect(vllm.environment["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7" && sglang.environment["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7")
+        #expect(GPUPlacement.gpuCount(options) == 8)
+        #expect(GPUPlacement.gpuCount(RunOptions()) == 1)
+    }
+
+    @Test("llama.cpp: llama-server -m <the snapshot's GGUF> on loopback, --alias, --metrics and its own option names")
+    func llamacpp() throws {
+        let snapshot = try TemporarySnapshot(["model-q8_0.gguf", "README.md", "mmproj-f16.gguf"])
+        defer { snapshot.remove() }
+        let options = RunOptions(
+            gpus: "1", maxContext: 4096, parallel: 4, threads: 2, gpuLayers: 99, extraArguments: ["--jinja"],
+            environment: ["LLAMA_ARG_BATCH": "512"])
+        let spec = LaunchSpec(engine: .llamacpp, modelPath: snapshot.path, servedName: "qwen", options: options)
+        let command = try builder([.llamacpp: ["/bin/sh"]]).command(for: spec, port: 18300)
+        #expect(
+            command.arguments == [
+                "/bin/sh", "-m", "\(snapshot.path)/model-q8_0.gguf", "--host", "127.0.0.1", "--port", "18300", "--alias", "qwen",
+                "--metrics", "--ctx-size", "4096", "--parallel", "4", "--threads", "2", "--n-gpu-layers", "99", "--jinja",
+            ])
+        #expect(
+            command.environment == [
+                "PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld", "CUDA_VISIBLE_DEVICES": "1", "LLAMA_ARG_BATCH": "512",
+            ])
+        #expect(EngineSettings.defaults(for: .llamacpp).command == ["llama-server"])
+    }
+
+    @Test("llama.cpp: a split model loads from its first part; several models need --model-file; none is a clear error")
+    func llamacppModelFile() throws {
+        let split = try TemporarySnapshot(["q4/m-00002-of-00002.gguf", "q4/m-00001-of-00002.gguf"])
+        defer { split.remove() }
+        let arguments = try LlamaCppContract().arguments(
+            for: LaunchSpec(engine: .llamacpp, modelPath: split.path, servedName: "m"), port: 1, dataDirectory: data
+        ).arguments
+        #expect(arguments.prefix(2) == ["-m", "\(split.path)/q4/m-00001-of-00002.gguf"])
+
+        let several = try TemporarySnapshot(["a-Q4_K_M.gguf", "a-Q8_0.gguf"])
+        defer { several.remove() }
+        let ambiguous = try #require(throws: LaunchError.self) {
+            try LlamaCppContract().arguments(
+                for: LaunchSpec(engine: .llamacpp, modelPath: several.path, servedName: "a"), port: 1, dataDirectory: data)
+        }
+        #expect(ambiguous.code == .invalidSpec)
+        #expect(ambiguous.message.contains("a-Q4_K_M.gguf, a-Q8_0.gguf") && ambiguous.message.contains("--model-file"))
+        let chosen = LaunchSpec(engine: .llamacpp, modelPath: several.path, servedName: "a", options: RunOptions(modelFile: "a-Q8_0.gguf"))
+        #expect(try LlamaCppContract().arguments(for: chosen, port: 1, dataDirectory: data).arguments[1] == "\(several.path)/a-Q8_0.gguf")
+        for bad in ["../a-Q8_0.gguf", "/etc/passwd", "a-Q8_0.bin", "missing.gguf"] {
+            let escape = LaunchSpec(engine: .llamacpp, modelPath: several.path, servedName: "a", options: RunOptions(modelFile: bad))
+            #expect(throws: LaunchError.self) { try LlamaCppContract().arguments(for: escape, port: 1, dataDirectory: data) }
+        }
+
+        let safetensors = try TemporarySnapshot(["model.safetensors", "config.json"])
+        defer { safetensors.remove() }
+        let none = try #require(throws: LaunchError.self) {
+            try LlamaCppContract().arguments(
+                for: LaunchSpec(engine: .llamacpp, modelPath: safetensors.path, servedName: "a"), port: 1, dataDirectory: data)
+        }
+        #expect(none.message.contains("has none: pull a GGUF repository"))
+    }
+
     @Test("defaults: vllm on PATH, SGLang through python3, 600 s vLLM start time-out, short grace for Ollama and built-in")
     func defaults() {
         #expect(EngineSettings.defaults(for: .vllm).command == ["vllm"])
@@ -165,4 +233,21 @@ struct SupervisorPartsTests {
         }
         #expect(full.code == .noFreePort)
     }
+}
+
+/// A snapshot directory holding empty files at the given relative paths.
+struct TemporarySnapshot {
+    let path: String
+
+    init(_ files: [String]) throws {
+        path = FileManager.default.temporaryDirectory.appending(path: "snapshot-\(UUID().uuidString)", directoryHint: .notDirectory)
+            .path(percentEncoded: false)
+        for file in files {
+            let url = URL(filePath: "\(path)/\(file)")
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data().write(to: url)
+        }
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
 }

@@ -516,4 +516,18 @@ struct SupervisorTests {
                 == "SGLang is not installed for this Python (/usr/bin/python3: No module named sglang): install it with `pip install \"sglang[all]\"` or set the SGLang executable in the configuration"
         )
     }
+
+    @Test("an engine refusing its command line fails at once with its own error, not restarted")
+    func commandLineRefused() async throws {
+        let sandbox = try Sandbox()
+        let supervisor = try await sandbox.supervisor()
+        let spec = LaunchSpec(
+            engine: .vllm, modelPath: sandbox.modelDirectory, servedName: "tiny", options: RunOptions(extraArguments: ["--unknown-flag"]))
+        _ = try await supervisor.start(RunRequest(name: "refused", model: "acme/tiny", spec: spec))
+        #expect(await eventually { (try? await supervisor.get("refused"))?.state == .failed })
+        let info = try await supervisor.get("refused")
+        #expect(info.restarts == 0)
+        let reason = try #require(info.reason)
+        #expect(reason.hasPrefix("vLLM refused its command line (fake-engine: error: unrecognized arguments: --unknown-flag); the engine exited"))
+    }
 }

@@ -67,7 +67,7 @@ struct ModelsController {
                     }.map(LocalVersionInfo.init)
                     return CatalogSizeInfo(
                         size: size.size, ref: "\(entry.id):\(size.size)", hfRepo: size.hfRepo,
-                        modelscopeID: size.modelscopeID, ollamaName: size.ollamaName,
+                        modelscopeID: size.modelscopeID, ollamaName: size.ollamaName, ggufRepo: size.ggufRepo,
                         state: versions.first?.state ?? "not_pulled", versions: versions)
                 },
                 quantizations: entry.quantizations, engines: entry.engines, formats: entry.formats,

@@ -144,6 +144,9 @@ enum OpenAPIDocument {
             .get(
                 "/api/v1/status", "A summary: version, data directory use and free space, runs by state, local versions, tokens served, uptime",
                 ok: .envelope(DaemonStatus.self)),
+            .get(
+                "/api/v1/system", "The host: CPU, memory, the data directory's disk, and its NVIDIA GPUs with the runs holding each",
+                ok: .envelope(SystemInfo.self)),
 
             .get("/api/v1/models", "Catalog models with their local state", ok: .envelope([CatalogModelInfo].self)),
             .get(
@@ -182,6 +185,14 @@ enum OpenAPIDocument {
                 ok: .init("The last lines, or a text stream", ["application/json": .envelope(RunLogs.self), "text/plain": .schema(text)]),
                 parameters: [
                     runID, .query("tail", ["type": "integer"], "Lines from the end (default 100)"), .query("follow", yesNo, "Stream new lines"),
+                ]),
+            .get(
+                "/api/v1/models/running/{id}/metrics",
+                "A ready run's engine metrics (llama.cpp, vLLM; SGLang with --enable-metrics), relayed",
+                ok: .init("Prometheus text format", ["text/plain": .schema(text)]), parameters: [runID],
+                more: [
+                    "404": .error("The engine serves no metrics"), "409": .error("The run is not ready"),
+                    "502": .error("The engine did not answer"),
                 ]),
             .post(
                 "/api/v1/models/import",

@@ -6,6 +6,8 @@ import Logging
 import ModelStore
 import ModeldAPI
 import NIOCore
+import NIOHTTP1
+import Transfer
 
 /// Starting, listing and stopping engine runs:
 ///
@@ -16,6 +18,7 @@ import NIOCore
 /// | `GET /api/v1/models/running/{id}` | one run, by id or name |
 /// | `POST /api/v1/models/running/{id}/stop` | stop a run (it stays stopped across restarts) |
 /// | `GET /api/v1/models/running/{id}/logs?tail=N&follow=true` | its log; `follow` streams text lines |
+/// | `GET /api/v1/models/running/{id}/metrics` | its engine's own Prometheus metrics, relayed |
 struct RunsController {
     let catalog: ModelCatalog
     let store: Store
@@ -28,19 +31,24 @@ struct RunsController {
         group.get("running/:id", use: get)
         group.post("running/:id/stop", use: stop)
         group.get("running/:id/logs", use: logs)
+        group.get("running/:id/metrics", use: engineMetrics)
     }
 
     @Sendable func start(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
         let body = try await request.decodeJSON(as: StartRequest.self, context: context)
         let source = try ModelsController.source(body.source)
-        let resolved = try ModelsController.resolve(catalog, model: body.model, source: source)
+        var resolved = try ModelsController.resolve(catalog, model: body.model, source: source)
         let engineName = body.engine ?? resolved.entry?.defaultEngine ?? EngineKind.builtin.rawValue
         guard let engine = EngineKind(rawValue: engineName) else {
-            throw APIError.badRequest("unknown engine \"\(engineName)\" (use builtin, vllm, sglang or ollama)")
+            throw APIError.badRequest("unknown engine \"\(engineName)\" (use builtin, vllm, sglang, ollama or llamacpp)")
         }
+        // llama.cpp loads GGUF files: a catalog model runs from its GGUF repository where it has one.
+        if engine == .llamacpp, source == .huggingface, let ggufRepo = resolved.size?.ggufRepo { resolved.repo = ggufRepo }
         let options = RunOptions(
             gpus: body.gpus, tensorParallelSize: body.tensorParallel, memoryFraction: body.memoryFraction,
-            maxContext: body.maxContext, extraArguments: body.engineArgs ?? [])
+            maxContext: body.maxContext, parallel: body.parallel, threads: body.threads, gpuLayers: body.gpuLayers,
+            modelFile: body.modelFile, pipelineParallelSize: body.pipelineParallel, dataParallelSize: body.dataParallel,
+            extraArguments: body.engineArgs ?? [])
         var keepAlive: Int?
         if let text = body.keepAlive?.text {
             guard let parsed = KeepAlive(parsing: text) else {
@@ -105,6 +113,30 @@ struct RunsController {
         return try Envelope(requestID: context.id, data: RunLogs(runID: run.runID, lines: lines)).response(from: request, context: context)
     }
 
+    /// The engine's own `GET /metrics` (Prometheus text), relayed as it comes: llama.cpp serves it (modeld starts it
+    /// with `--metrics`), vLLM always, SGLang when started with `--enable-metrics`.
+    @Sendable func engineMetrics(_ request: Request, context: DaemonRequestContext) async throws -> Response {
+        let run = try await supervisor.get(try context.parameters.require("id"))
+        guard run.state == .ready, let endpoint = run.endpoint else {
+            throw APIError(.conflict, "run \(run.name) is \(run.state.rawValue): its engine's metrics are read while it is ready")
+        }
+        let engineRequest = try EngineRequest(endpoint: endpoint, path: "/metrics", method: .GET, headers: [], body: ByteBuffer())
+        let reply: (head: Transfer.HTTPResponseHead, body: ByteBuffer)
+        do {
+            reply = try await EngineClient.shared.fetch(engineRequest, limit: Self.maxEngineMetrics)
+        } catch {
+            throw APIError.engineDidNotAnswer(error)
+        }
+        guard reply.head.status == 200 else {
+            throw APIError.notFound("the \(run.engine.displayName) engine of run \(run.name) serves no metrics (HTTP \(reply.head.status))")
+        }
+        let contentType = reply.head.headers["content-type"] ?? "text/plain; version=0.0.4; charset=utf-8"
+        return Response(status: .ok, headers: [.contentType: contentType], body: .init(byteBuffer: reply.body))
+    }
+
+    /// The most of an engine's metrics that is relayed.
+    static let maxEngineMetrics = 16 << 20
+
     // MARK: Helpers
 
     /// A run with when it was last used, while it is loaded.
@@ -142,6 +174,6 @@ extension RunSummary {
             runID: run.runID, name: run.name, model: run.model, engine: run.engine.rawValue, state: run.state.rawValue,
             desiredState: run.desiredState.rawValue, pid: run.pid, port: run.port, endpoint: run.endpoint,
             servedName: run.servedName, restarts: run.restarts, exitStatus: run.exitStatus, reason: run.reason,
-            keepAlive: run.keepAlive, onDemand: run.onDemand, createdAt: run.createdAt, updatedAt: run.updatedAt)
+            keepAlive: run.keepAlive, onDemand: run.onDemand, createdAt: run.createdAt, updatedAt: run.updatedAt, gpus: run.gpus)
     }
 }

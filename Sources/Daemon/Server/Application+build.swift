@@ -80,6 +80,7 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     KeysController(store: daemon.store, events: daemon.events).addRoutes(to: api.group("keys"))
     EventsController(bus: daemon.events).addRoutes(to: api)
     StatusController(daemon: daemon).addRoutes(to: api)
+    SystemController(daemon: daemon).addRoutes(to: api)
     let models = api.group("models")
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls, events: daemon.pullEvents).addRoutes(to: models)

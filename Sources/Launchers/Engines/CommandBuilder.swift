@@ -81,6 +81,7 @@ extension EngineKind {
         case .sglang: "SGLang"
         case .ollama: "Ollama"
         case .builtin: "built-in engine"
+        case .llamacpp: "llama.cpp"
         }
     }
 }

@@ -17,6 +17,14 @@ package protocol EngineContract: Sendable {
     var livenessPath: String { get }
     /// A sentence telling the user how to install the engine when its executable is missing.
     var installHint: String { get }
+    /// Text the engine prints when it refuses its command line: a start that ends with such a line in its log fails
+    /// at once, since every restart would be refused the same way.
+    var commandLineRefusals: [String] { get }
+}
+
+extension EngineContract {
+    /// Python's `argparse` (vLLM, SGLang): `vllm: error: unrecognized arguments: --x`, `error: argument --port: ...`.
+    package var commandLineRefusals: [String] { [": error: unrecognized arguments:", ": error: argument "] }
 }
 
 /// The contract for an engine kind.
@@ -26,6 +34,7 @@ package func engineContract(for kind: EngineKind) -> any EngineContract {
     case .sglang: SGLangContract()
     case .ollama: OllamaContract()
     case .builtin: BuiltinContract()
+    case .llamacpp: LlamaCppContract()
     }
 }
 

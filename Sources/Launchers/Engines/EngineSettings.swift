@@ -22,6 +22,7 @@ package struct EngineSettings: Sendable, Hashable {
             EngineSettings(command: ["python3", "-m", "sglang.launch_server"], startTimeout: .seconds(600), stopGrace: .seconds(90))
         case .ollama: EngineSettings(command: ["ollama"], startTimeout: .seconds(60), stopGrace: .seconds(10))
         case .builtin: EngineSettings(command: [currentExecutablePath()], startTimeout: .seconds(300), stopGrace: .seconds(10))
+        case .llamacpp: EngineSettings(command: ["llama-server"], startTimeout: .seconds(300), stopGrace: .seconds(10))
         }
     }
 }

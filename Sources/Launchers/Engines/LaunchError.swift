@@ -8,6 +8,7 @@ package struct LaunchError: Error, CustomStringConvertible, Sendable {
         package static let invalidSpec = Code(name: "invalidSpec")
         package static let spawnFailed = Code(name: "spawnFailed")
         package static let noFreePort = Code(name: "noFreePort")
+        package static let noGPU = Code(name: "noGPU")
         package static let runNotFound = Code(name: "runNotFound")
         package static let nameInUse = Code(name: "nameInUse")
         package static let ollamaModel = Code(name: "ollamaModel")
@@ -38,7 +39,7 @@ extension LaunchError: APIErrorConvertible {
         let status =
             switch code {
             case .runNotFound: 404
-            case .nameInUse: 409
+            case .nameInUse, .noGPU: 409
             case .engineNotFound, .invalidSpec, .ollamaModel: 400
             case .noFreePort: 503
             default: 500

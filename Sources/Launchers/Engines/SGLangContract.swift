@@ -21,6 +21,8 @@ package struct SGLangContract: EngineContract {
             "--served-model-name", spec.servedName,
         ]
         if let size = options.tensorParallelSize { arguments += ["--tp-size", String(size)] }
+        if let size = options.pipelineParallelSize { arguments += ["--pp-size", String(size)] }
+        if let size = options.dataParallelSize { arguments += ["--dp-size", String(size)] }
         if let fraction = options.memoryFraction { arguments += ["--mem-fraction-static", String(fraction)] }
         if let length = options.maxContext { arguments += ["--context-length", String(length)] }
         arguments += options.extraArguments

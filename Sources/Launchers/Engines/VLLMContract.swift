@@ -20,6 +20,8 @@ package struct VLLMContract: EngineContract {
             "--served-model-name", spec.servedName,
         ]
         if let size = options.tensorParallelSize { arguments += ["--tensor-parallel-size", String(size)] }
+        if let size = options.pipelineParallelSize { arguments += ["--pipeline-parallel-size", String(size)] }
+        if let size = options.dataParallelSize { arguments += ["--data-parallel-size", String(size)] }
         if let fraction = options.memoryFraction { arguments += ["--gpu-memory-utilization", String(fraction)] }
         if let length = options.maxContext { arguments += ["--max-model-len", String(length)] }
         arguments += options.extraArguments

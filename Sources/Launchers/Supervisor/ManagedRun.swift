@@ -23,5 +23,7 @@ final class ManagedRun {
 
     var engine: EngineKind { EngineKind(rawValue: record.engine) ?? .builtin }
 
-    var info: RunInfo { RunInfo(record: record, servedName: spec?.servedName ?? record.model, modelPath: spec?.modelPath) }
+    var info: RunInfo {
+        RunInfo(record: record, servedName: spec?.servedName ?? record.model, modelPath: spec?.modelPath, gpus: spec?.options.gpus)
+    }
 }

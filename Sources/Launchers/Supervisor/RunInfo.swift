@@ -17,6 +17,8 @@ package struct RunInfo: Sendable, Hashable, Codable {
     package var servedName: String
     /// The snapshot directory the engine loads (nil for Ollama runs, whose models live in Ollama's store).
     package var modelPath: String?
+    /// The GPUs it holds (`CUDA_VISIBLE_DEVICES`): as asked, or as placed (docs/design/gpus.md, Placement).
+    package var gpus: String?
     package var restarts: Int
     package var exitStatus: Int?
     package var reason: String?
@@ -27,7 +29,8 @@ package struct RunInfo: Sendable, Hashable, Codable {
     package var createdAt: Date
     package var updatedAt: Date
 
-    package init(record: RunRecord, servedName: String, modelPath: String? = nil) {
+    package init(record: RunRecord, servedName: String, modelPath: String? = nil, gpus: String? = nil) {
+        self.gpus = gpus
         runID = record.id
         name = record.name
         model = record.model
@@ -49,7 +52,7 @@ package struct RunInfo: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, model, engine, state, pid, port, endpoint, restarts, reason
+        case name, model, engine, state, pid, port, endpoint, restarts, reason, gpus
         case runID = "run_id"
         case desiredState = "desired_state"
         case servedName = "served_name"

@@ -105,13 +105,29 @@ package actor Supervisor {
         guard !shuttingDown else {
             throw LaunchError(code: .invalidSpec, message: "the daemon is shutting down: no new runs are started")
         }
-        let spec = request.spec
+        var spec = request.spec
         // A missing engine is the user's first error: report it before anything is recorded.
         _ = try builder.command(for: spec, port: configuration.portRange.lowerBound)
         if spec.engine == .ollama, spec.ollama == nil {
             throw LaunchError(code: .invalidSpec, message: "an Ollama run needs its model source (an Ollama name to pull, or a GGUF file)")
         }
         try checkModelFiles(spec)
+        if spec.options.gpus == nil, GPUPlacement.usesGPUs(spec) {
+            let gpus: [GPU]
+            do {
+                gpus = try await configuration.gpuInventory.read()
+            } catch {
+                logger.warning("cannot read the GPUs, so run \(request.name ?? request.model) is not placed: \(error)")
+                gpus = []
+            }
+            // From here to recording the run nothing suspends: no other start can take the same GPUs meanwhile.
+            if !gpus.isEmpty {
+                let need = try MemoryNeed.estimate(spec)
+                let chosen = try GPUPlacement.choose(
+                    need: need, count: GPUPlacement.gpuCount(spec.options), gpus: gpus, held: heldGPUs(), run: request.name ?? request.model)
+                spec.options.gpus = chosen.map(String.init).joined(separator: ",")
+            }
+        }
         let name = try runName(for: request)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -348,6 +364,15 @@ package actor Supervisor {
         }
     }
 
+    /// The GPUs live runs hold (index → run name): each run meant to be running holds the GPUs of its `gpus`.
+    func heldGPUs() -> [Int: String] {
+        var held: [Int: String] = [:]
+        for run in runs.values where run.record.desiredState == .running {
+            for index in run.spec.flatMap({ $0.options.gpus }).map(GPUPlacement.indices) ?? [] { held[index] = run.record.name }
+        }
+        return held
+    }
+
     /// A free, valid name: the requested one, or `<model>-<engine>` made unique.
     func runName(for request: RunRequest) throws -> String {
         if let name = request.name {
@@ -460,17 +485,23 @@ package actor Supervisor {
             run.record.processStartTime = nil
             run.record.exitStatus = status?.code
             guard !Task.isCancelled, run.record.desiredState == .running else { return }
-            // A Python engine whose package is missing fails the same way on every restart: say so now.
-            if case .exited(_, readyFor: nil) = outcome,
-                let missing = run.log.recentLines(configuration.reasonLogLines).last(where: { $0.contains("No module named") })
-            {
+            // A Python engine whose package is missing, or an engine refusing its command line, fails the same way on
+            // every restart: say so now.
+            if case .exited(_, readyFor: nil) = outcome {
                 let contract = builder.contract(for: run.engine)
-                fail(
-                    run,
-                    reason:
-                        "\(run.engine.displayName) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)"
-                )
-                return
+                let lines = run.log.recentLines(configuration.reasonLogLines)
+                let name = run.engine.displayName
+                if let missing = lines.last(where: { $0.contains("No module named") }) {
+                    fail(
+                        run,
+                        reason: "\(name) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)")
+                    return
+                }
+                if let refusal = lines.last(where: { line in contract.commandLineRefusals.contains { line.contains($0) } }) {
+                    let quoted = refusal.trimmingCharacters(in: .whitespaces)
+                    fail(run, reason: "\(name) refused its command line (\(quoted)); \(cause). Last log lines:\n" + lines.joined(separator: "\n"))
+                    return
+                }
             }
 
             let clock = ContinuousClock()

@@ -28,6 +28,8 @@ package struct SupervisorConfiguration: Sendable {
     /// Become the reaper of orphaned engine helpers (`PR_SET_CHILD_SUBREAPER`), so a stopped engine's
     /// grandchildren are reaped and its group truly disappears, whatever PID 1 does.
     package var childSubreaper: Bool
+    /// Where the host's GPUs are read from, for placing runs that name none.
+    package var gpuInventory: GPUInventory
 
     package init(
         engines: [EngineKind: EngineSettings] = [:],
@@ -42,8 +44,10 @@ package struct SupervisorConfiguration: Sendable {
         reasonLogLines: Int = 20,
         baseEnvironment: [String: String] = ProcessInfo.processInfo.environment,
         ollama: OllamaContract = OllamaContract(),
-        childSubreaper: Bool = true
+        childSubreaper: Bool = true,
+        gpuInventory: GPUInventory? = nil
     ) {
+        self.gpuInventory = gpuInventory ?? GPUInventory(searchPath: baseEnvironment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")
         var all: [EngineKind: EngineSettings] = [:]
         for kind in EngineKind.allCases { all[kind] = engines[kind] ?? EngineSettings.defaults(for: kind) }
         self.engines = all

@@ -8,18 +8,24 @@ import Synchronization
 /// `modelctl start REF --engine E`: starts a pulled model on an engine.
 struct RunStart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "start", abstract: "Start a model on an engine (builtin, vllm, sglang, ollama).")
+        commandName: "start", abstract: "Start a model on an engine (builtin, vllm, sglang, ollama, llamacpp).")
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Catalog ref or repository id.") var ref: String
-    @Option(name: .long, help: "builtin, vllm, sglang or ollama (default: the catalog's default engine).") var engine: String?
+    @Option(name: .long, help: "builtin, vllm, sglang, ollama or llamacpp (default: the catalog's default engine).") var engine: String?
     @Option(name: .long, help: "Run name, also the model name clients send (default: REF).") var name: String?
     @Option(name: .long, help: "Which local version: commit, prefix or revision (default: newest ready).") var revision: String?
     @Option(name: .long, help: "huggingface (default) or modelscope.") var source: String?
     @Option(name: .long, help: "GPUs for the engine (CUDA_VISIBLE_DEVICES), e.g. 0,1.") var gpus: String?
     @Option(name: .long, help: "Tensor parallel size.") var tensorParallel: Int?
+    @Option(name: .long, help: "Pipeline parallel size (vLLM, SGLang).") var pipelineParallel: Int?
+    @Option(name: .long, help: "Data parallel size: model replicas (vLLM, SGLang).") var dataParallel: Int?
     @Option(name: .long, help: "GPU memory fraction for vLLM/SGLang.") var memoryFraction: Double?
     @Option(name: .long, help: "Maximum context length.") var maxContext: Int?
+    @Option(name: .long, help: "llama.cpp: requests decoded at once (its slots).") var parallel: Int?
+    @Option(name: .long, help: "llama.cpp: CPU threads.") var threads: Int?
+    @Option(name: .long, help: "llama.cpp: layers offloaded to the GPU.") var gpuLayers: Int?
+    @Option(name: .long, help: "llama.cpp: the GGUF file to load, relative to the snapshot (when it holds several).") var modelFile: String?
     @Option(name: .customLong("engine-arg"), help: "Extra engine argument (repeatable).") var engineArgs: [String] = []
     @Option(
         name: .long, help: "Unload after this long without requests (30s, 10m, 1h; default: keep until stopped); a request naming it loads it again.")
@@ -35,7 +41,8 @@ struct RunStart: AsyncParsableCommand {
                 body: StartRequest(
                     model: ref, engine: engine, name: name, revision: revision, source: source, gpus: gpus,
                     tensorParallel: tensorParallel, memoryFraction: memoryFraction, maxContext: maxContext,
-                    engineArgs: engineArgs.isEmpty ? nil : engineArgs, keepAlive: keepAlive))
+                    engineArgs: engineArgs.isEmpty ? nil : engineArgs, keepAlive: keepAlive, parallel: parallel, threads: threads,
+                    gpuLayers: gpuLayers, modelFile: modelFile, pipelineParallel: pipelineParallel, dataParallel: dataParallel))
             if wait {
                 while run.state == "starting" {
                     try await Task.sleep(for: .milliseconds(250))

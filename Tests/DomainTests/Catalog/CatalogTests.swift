@@ -71,7 +71,7 @@ struct CatalogTests {
         "wrong types, bad values and duplicates name their location",
         arguments: [
             ("name", "42", "models[2].name: must be a string"),
-            ("engines", #"["builtin", "tgi"]"#, "models[2].engines[1]: unknown engine \"tgi\" (known: builtin, ollama, sglang, vllm)"),
+            ("engines", #"["builtin", "tgi"]"#, "models[2].engines[1]: unknown engine \"tgi\" (known: builtin, llamacpp, ollama, sglang, vllm)"),
             ("default_engine", #""ollama""#, "models[2].default_engine: \"ollama\" is not one of this model's engines (builtin, vllm)"),
             ("official_url", #""not a url""#, "models[2].official_url: \"not a url\" is not an http(s) URL"),
             ("sizes", "[]", "models[2].sizes: must be a non-empty array"),
@@ -96,6 +96,23 @@ struct CatalogTests {
             model["sizes"] = sizes
         }
         #expect(message == "models[2].sizes[0].modelscope_id: \"no-slash\" is not a repository id of the form owner/name")
+    }
+
+    @Test("gguf_repo: optional, a repository id, and a GGUF repository resolves to its catalog size")
+    func ggufRepo() throws {
+        let message = try Self.errorAfterEditingThirdModel { model in
+            var sizes = model["sizes"] as! [[String: Any]]
+            sizes[0]["gguf_repo"] = "Qwen2.5-GGUF"
+            model["sizes"] = sizes
+        }
+        #expect(message == "models[2].sizes[0].gguf_repo: \"Qwen2.5-GGUF\" is not a repository id of the form owner/name")
+        #expect(try Self.parse(Self.validJSON()).entries[0].sizes[0].ggufRepo == nil)
+
+        let catalog = try ModelCatalog.builtIn()
+        let size = try #require(catalog.entry(id: "qwen2.5")?.sizes.first { $0.size == "0.5b" })
+        #expect(size.ggufRepo == "Qwen/Qwen2.5-0.5B-Instruct-GGUF")
+        let byGGUF = try catalog.resolve(ModelRef(parsing: "Qwen/Qwen2.5-0.5B-Instruct-GGUF"))
+        #expect(byGGUF.entry?.id == "qwen2.5" && byGGUF.size?.size == "0.5b" && byGGUF.repo == "Qwen/Qwen2.5-0.5B-Instruct-GGUF")
     }
 
     @Test("invalid JSON and a wrong root are reported")
