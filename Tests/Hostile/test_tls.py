@@ -192,11 +192,13 @@ def test_plain_http_is_told_to_use_https(server, method, path, shape):
 
 def test_plain_http_connection_is_closed_after_the_answer(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.sendall(b"GET /health?token=secret HTTP/1.1\r\nHost:  localhost:1\r\n\r\n")
         received = b""
         while chunk := sock.recv(65536):
             received += chunk
-    assert received.startswith(b"HTTP/1.1 400 ") and b"https://" in received
+    # The address quoted back is the Host and the path, without the query.
+    assert received.startswith(b"HTTP/1.1 400 ") and b"https://localhost:1/health\"" in received, received
+    assert b"secret" not in received
 
 
 def test_a_connection_that_never_starts_tls_is_closed(server):

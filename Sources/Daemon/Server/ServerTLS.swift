@@ -188,16 +188,17 @@ final class PlainHTTPRefusal: ChannelInboundHandler, RemovableChannelHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    /// The path of the request line and the `Host` header, when the first bytes hold them and they are plain
-    /// (they are quoted back to the client).
+    /// The path of the request line (without its query) and the `Host` header, when the first bytes hold them and
+    /// they are plain text (they are quoted back to the client).
     private static func target(of bytes: ByteBuffer) -> (path: Substring?, host: Substring?) {
         let text = String(decoding: bytes.readableBytesView.prefix(4096), as: UTF8.self)
         let lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
         let words = lines.first?.split(separator: " ") ?? []
-        let path = words.count == 3 && words[1].hasPrefix("/") ? words[1] : nil
-        let host = lines.dropFirst().first { $0.lowercased().hasPrefix("host:") }.map { $0.dropFirst(5).trimmingCharacters(in: .whitespaces) }
-        let plain = { (text: Substring) in text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-._:[]/?=&%~+".contains($0)) } }
-        return (path.flatMap { plain($0) ? $0 : nil }, host.map { Substring($0) }.flatMap { plain($0) && !$0.contains("/") ? $0 : nil })
+        let path = words.count == 3 && words[1].hasPrefix("/") ? words[1].prefix { $0 != "?" } : nil
+        let host = lines.dropFirst().first { $0.lowercased().hasPrefix("host:") }?.dropFirst(5).drop { $0 == " " || $0 == "\t" }
+            .prefix { $0 != " " && $0 != "\t" }
+        let plain = { (text: Substring) in text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-._:[]/%~+".contains($0)) } }
+        return (path.flatMap { plain($0) ? $0 : nil }, host.flatMap { !$0.isEmpty && plain($0) && !$0.contains("/") ? $0 : nil })
     }
 }
 
