@@ -6,7 +6,7 @@
 
 SWIFT ?= swift
 PYTHON ?= python3
-APT_PACKAGES := libcurl4-openssl-dev libsqlite3-dev libarchive-dev libsystemd-dev pkg-config systemd zstd openssl chromium chromium-driver
+APT_PACKAGES := libcurl4-openssl-dev libsqlite3-dev libarchive-dev libsystemd-dev pkg-config systemd zstd openssl curl chromium chromium-driver
 PY_PEERS := huggingface_hub openai prometheus_client jsonschema openapi-spec-validator schemathesis pytest selenium ollama langchain-ollama gguf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=

@@ -100,6 +100,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The longest pause while a request body arrives (env MODELD_BODY_TIMEOUT; default 60s).")
     var bodyTimeout: String?
 
+    @Option(name: .long, help: "Serve HTTPS (and HTTP/2) with this PEM certificate chain; with --tls-key (env MODELD_TLS_CERT; default none).")
+    var tlsCert: String?
+
+    @Option(name: .long, help: "The PEM private key of --tls-cert (env MODELD_TLS_KEY). Both are read again on SIGHUP.")
+    var tlsKey: String?
+
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
@@ -118,9 +124,10 @@ struct Serve: AsyncParsableCommand {
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
                     maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts,
                     maxBodySize: maxBodySize, maxConnections: maxConnections, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
-                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen),
+                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen, tlsCert: tlsCert, tlsKey: tlsKey),
                 environment: environment, logger: logger)
-            // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
+            // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth), with
+            // HTTPS too: TLS hides the traffic, it does not say who may send it.
             let keysExist = try await daemon.store.hasActiveAPIKeys()
             let addresses: [(String, ListenAddress?)] = [
                 ("listen", daemon.configuration.listen), ("ollama_listen", daemon.configuration.ollamaListen),
@@ -159,12 +166,14 @@ enum DaemonStartup {
         } else {
             catalog = try ModelCatalog.builtIn()
         }
+        let tls = try ServerTLS.load(configuration)
         let store = try Store(path: configuration.dataDirectory.database.path)
         let metrics = DaemonMetrics()
         var startMetadata: Logger.Metadata = [
             "listen": "\(configuration.listen)", "data_dir": "\(configuration.dataDirectory.root.path)",
             "catalog": "\(configuration.catalogPath ?? "built-in") (\(catalog.entries.count) models)",
         ]
+        if let tls { startMetadata["tls_cert"] = "\(tls.certificatePath)" }
         if let bundle = configuration.caBundle {
             startMetadata["ca_bundle"] = "\(bundle) (from \(configuration.caBundleSource ?? "ca_bundle"))"
         }
@@ -194,7 +203,7 @@ enum DaemonStartup {
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
             logger: logger, authorizer: Authorizer(store: store), scheduler: scheduler, events: events,
-            pullEvents: PullEventSource(bus: events, pulls: pulls))
+            pullEvents: PullEventSource(bus: events, pulls: pulls), tls: tls)
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
@@ -277,6 +286,7 @@ enum DaemonStartup {
         services.append(.init(service: EventHeartbeat(bus: daemon.events)))
         services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
         services.append(.init(service: StoppingNotifier(notifier: notifier)))
+        services.append(.init(service: CertificateReloader(tls: daemon.tls, logger: daemon.logger)))
         var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: signals, logger: daemon.logger)
         // Listeners drain for at most HTTPListener.drainTime; engines get their own grace periods on top.
         let supervision = await daemon.supervisor.configuration

@@ -75,6 +75,8 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `idle_timeout` | `--idle-timeout` | `MODELD_IDLE_TIMEOUT` | `60s` |
 /// | `header_timeout` | `--header-timeout` | `MODELD_HEADER_TIMEOUT` | `30s` |
 /// | `body_timeout` | `--body-timeout` | `MODELD_BODY_TIMEOUT` | `60s` |
+/// | `tls_cert` | `--tls-cert` | `MODELD_TLS_CERT` | none (plain HTTP) |
+/// | `tls_key` | `--tls-key` | `MODELD_TLS_KEY` | none |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -121,6 +123,10 @@ package struct DaemonConfiguration: Sendable {
     package var headerTimeout: Duration = .seconds(30)
     /// The longest pause between two reads of a request's body.
     package var bodyTimeout: Duration = .seconds(60)
+    /// The certificate chain (PEM) the TCP listeners serve HTTPS with; nil serves plain HTTP. Set with ``tlsKey``.
+    package var tlsCert: String?
+    /// The private key (PEM) of ``tlsCert``.
+    package var tlsKey: String?
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -154,15 +160,20 @@ package struct DaemonConfiguration: Sendable {
         package var idleTimeout: String?
         package var headerTimeout: String?
         package var bodyTimeout: String?
+        package var tlsCert: String?
+        package var tlsKey: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
             allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
-            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil
+            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, tlsCert: String? = nil,
+            tlsKey: String? = nil
         ) {
             self.ollamaListen = ollamaListen
+            self.tlsCert = tlsCert
+            self.tlsKey = tlsKey
             self.caBundle = caBundle
             self.corsOrigins = corsOrigins
             self.allowedHosts = allowedHosts
@@ -207,6 +218,8 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.idleTimeout { flagValues["idle_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.headerTimeout { flagValues["header_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.bodyTimeout { flagValues["body_timeout"] = .init(.string(value), isSecret: false) }
+        if let value = flags.tlsCert { flagValues["tls_cert"] = .init(.string(value), isSecret: false) }
+        if let value = flags.tlsKey { flagValues["tls_key"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -300,7 +313,29 @@ package struct DaemonConfiguration: Sendable {
             }
             return name
         }
+        (configuration.tlsCert, configuration.tlsKey) = try tlsFiles(reader, environment: environment)
         return configuration
+    }
+
+    /// The `tls_cert` and `tls_key` files, absolute: both or neither, each readable. Whether they hold PEM that
+    /// fits together is checked when the daemon loads them (``ServerTLS``).
+    private static func tlsFiles(_ reader: ConfigReader, environment: [String: String]) throws -> (String?, String?) {
+        let paths = ["tls_cert", "tls_key"].map { key in
+            reader.string(forKey: ConfigKey(key)).flatMap { $0.isEmpty ? nil : absoluteURL($0, environment: environment).path }
+        }
+        switch (paths[0], paths[1]) {
+        case (nil, nil):
+            return (nil, nil)
+        case (let cert?, let key?):
+            for (setting, path) in [("tls_cert", cert), ("tls_key", key)] where FileManager.default.contents(atPath: path) == nil {
+                throw ConfigurationError(key: setting, problem: "file \(path) does not exist or cannot be read")
+            }
+            return (cert, key)
+        case (nil, _):
+            throw ConfigurationError(key: "tls_cert", problem: "is not set but tls_key is: HTTPS needs the certificate and its key")
+        case (_, nil):
+            throw ConfigurationError(key: "tls_key", problem: "is not set but tls_cert is: HTTPS needs the certificate and its key")
+        }
     }
 
     /// The CA bundle to use and what named it: the `ca_bundle` setting, else the first of

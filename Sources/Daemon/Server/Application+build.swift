@@ -31,6 +31,8 @@ struct DaemonContext: Sendable {
     var pullEvents: PullEventSource
     /// When the daemon started, for the uptime in `GET /api/v1/status`.
     var startedAt = ContinuousClock.now
+    /// The certificate the TCP listeners serve HTTPS with; nil for plain HTTP.
+    var tls: ServerTLS?
 
     /// Which web pages may call the daemon, and under which host names.
     var origins: OriginPolicy { OriginPolicy(configuration: configuration) }

@@ -138,6 +138,43 @@ struct ConfigurationTests {
         #expect(unreadable.key == "ca_bundle" && unreadable.description.contains("cannot be read"))
     }
 
+    @Test("tls_cert and tls_key: flags, MODELD_TLS_CERT and MODELD_TLS_KEY, config keys; both or neither; unreadable files named")
+    func tlsFiles() async throws {
+        for name in ["flag.crt", "flag.key", "env.crt", "env.key", "file.crt", "file.key"] {
+            try Data("-----BEGIN CERTIFICATE-----\n".utf8).write(to: URL(filePath: directory.path(name)))
+        }
+        let file = directory.path("tls.json")
+        try Data(#"{"tls_cert": "\#(directory.path("file.crt"))", "tls_key": "\#(directory.path("file.key"))"}"#.utf8).write(
+            to: URL(filePath: file))
+        var environment = ["HOME": "/home/u", "MODELD_TLS_CERT": directory.path("env.crt"), "MODELD_TLS_KEY": directory.path("env.key")]
+        func resolved(_ flags: DaemonConfiguration.Flags) async throws -> [String?] {
+            let configuration = try await DaemonConfiguration.resolve(flags: flags, environment: environment)
+            return [configuration.tlsCert, configuration.tlsKey].map { $0.map { URL(filePath: $0).lastPathComponent } }
+        }
+        #expect(
+            try await resolved(.init(config: file, tlsCert: directory.path("flag.crt"), tlsKey: directory.path("flag.key"))) == [
+                "flag.crt", "flag.key",
+            ])
+        #expect(try await resolved(.init(config: file)) == ["env.crt", "env.key"])
+        environment = ["HOME": "/home/u"]
+        #expect(try await resolved(.init(config: file)) == ["file.crt", "file.key"])
+        #expect(try await resolved(.init()) == [nil, nil])
+
+        let onlyCert = try await #require(throws: ConfigurationError.self) { try await resolved(.init(tlsCert: directory.path("flag.crt"))) }
+        #expect(onlyCert.key == "tls_key" && onlyCert.problem.contains("tls_cert is"))
+        let onlyKey = try await #require(throws: ConfigurationError.self) { try await resolved(.init(tlsKey: directory.path("flag.key"))) }
+        #expect(onlyKey.key == "tls_cert")
+        let missing = directory.path("missing.key")
+        let unreadable = try await #require(throws: ConfigurationError.self) {
+            try await resolved(.init(tlsCert: directory.path("flag.crt"), tlsKey: missing))
+        }
+        #expect(unreadable.description == "configuration tls_key: file \(missing) does not exist or cannot be read")
+        let folder = try await #require(throws: ConfigurationError.self) {
+            try await resolved(.init(tlsCert: directory.url.path, tlsKey: directory.path("flag.key")))
+        }
+        #expect(folder.key == "tls_cert" && folder.description.contains("cannot be read"))
+    }
+
     @Test("a missing or malformed config file named explicitly is an error")
     func badFile() async throws {
         let missing = try await #require(throws: ConfigurationError.self) {
