@@ -363,6 +363,7 @@ extension OllamaController {
             logger: logger)
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run
+        RequestTag.mark(model: run.model, streamed: stream)
         var openAI = openAI
         do {
             if let responseFormat {

@@ -48,10 +48,13 @@ import ServiceLifecycle
 /// that it is the first service told to shut down.
 struct StoppingNotifier: Service, CustomStringConvertible {
     let notifier: SystemdNotifier
+    /// Answers 503 from then on.
+    let readiness: DaemonReadiness
     var description: String { "StoppingNotifier" }
 
     func run() async throws {
         try? await gracefulShutdown()
+        readiness.stopping()
         notifier.stopping()
     }
 }
