@@ -148,8 +148,10 @@ extension ChatSocket {
                         if case .string(let session)? = frame["session"] { key = session } else { key = id }
                         generating.withLock { $0 = key }
                         tasks.addTask { [self] in
-                            await chat(frame, outbound: outbound, logger: logger)
+                            let last = await chat(frame, outbound: outbound, logger: logger)
+                            // Free before the last frame: a client may send its next chat as soon as it reads it.
                             generating.withLock { $0 = nil }
+                            if let last { try? await send(outbound, last) }
                         }
                     default:
                         try await send(outbound, error: "unknown frame type \(type): chat, stop, ping or auth")
@@ -159,8 +161,9 @@ extension ChatSocket {
             }
         }
 
-        /// Answers one chat frame: delta frames, then done (or an error frame).
-        private func chat(_ frame: JinjaObject, outbound: WebSocketOutboundWriter, logger: Logger) async {
+        /// Answers one chat frame with delta frames. - Returns: the frame that ends the reply (done or error); nil
+        /// when the connection is gone.
+        private func chat(_ frame: JinjaObject, outbound: WebSocketOutboundWriter, logger: Logger) async -> Frame? {
             let started = ContinuousClock.now
             do {
                 let authorization = auth.withLock { $0.authorization }
@@ -190,17 +193,14 @@ extension ChatSocket {
                     outcome = await opened.call.relay(opened.upstream) { delta in try await self.send(outbound, Frame(type: "delta", content: delta)) }
                     stopped = reply.stopped
                 }
-                if outcome.abandoned != nil { return }
-                if let problem = outcome.problem, !stopped {
-                    try await send(outbound, error: problem)
-                    return
-                }
-                try await send(outbound, Frame(type: "done", finishReason: stopped ? "stopped" : outcome.finishReason, usage: outcome.usage))
+                if outcome.abandoned != nil { return nil }
+                if let problem = outcome.problem, !stopped { return Frame(type: "error", message: problem) }
+                return Frame(type: "done", finishReason: stopped ? "stopped" : outcome.finishReason, usage: outcome.usage)
             } catch let error as APIErrorConvertible {
-                try? await send(outbound, error: error.apiError.message)
+                return Frame(type: "error", message: error.apiError.message)
             } catch {
                 logger.debug("chat frame failed", metadata: ["error": "\(error)"])
-                try? await send(outbound, error: "\(error)")
+                return Frame(type: "error", message: "\(error)")
             }
         }
 
