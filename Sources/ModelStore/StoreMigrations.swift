@@ -6,80 +6,83 @@ enum StoreMigrations {
         var migrator = DatabaseMigrator()
 
         migrator.registerMigration("v1-models") { db in
-            try db.execute(sql: """
-                CREATE TABLE models (
-                    id INTEGER PRIMARY KEY,
-                    source TEXT NOT NULL CHECK (source IN ('huggingface', 'modelscope', 'local')),
-                    repo TEXT NOT NULL,
-                    created_at REAL NOT NULL,
-                    UNIQUE (source, repo)
-                );
-                CREATE TABLE versions (
-                    id INTEGER PRIMARY KEY,
-                    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-                    requested_revision TEXT NOT NULL,
-                    "commit" TEXT NOT NULL,
-                    state TEXT NOT NULL CHECK (state IN ('pending', 'downloading', 'ready', 'failed', 'damaged')),
-                    path TEXT,
-                    total_bytes INTEGER NOT NULL DEFAULT 0,
-                    error TEXT,
-                    created_at REAL NOT NULL,
-                    updated_at REAL NOT NULL,
-                    ready_at REAL,
-                    UNIQUE (model_id, "commit")
-                );
-                CREATE TABLE files (
-                    id INTEGER PRIMARY KEY,
-                    version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
-                    path TEXT NOT NULL,
-                    size INTEGER NOT NULL CHECK (size >= 0),
-                    hash TEXT NOT NULL,
-                    hash_kind TEXT NOT NULL CHECK (hash_kind IN ('sha256', 'git-sha1')),
-                    verified INTEGER NOT NULL DEFAULT 0,
-                    UNIQUE (version_id, path)
-                );
-                CREATE INDEX files_by_hash ON files(hash);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE models (
+                        id INTEGER PRIMARY KEY,
+                        source TEXT NOT NULL CHECK (source IN ('huggingface', 'modelscope', 'local')),
+                        repo TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        UNIQUE (source, repo)
+                    );
+                    CREATE TABLE versions (
+                        id INTEGER PRIMARY KEY,
+                        model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+                        requested_revision TEXT NOT NULL,
+                        "commit" TEXT NOT NULL,
+                        state TEXT NOT NULL CHECK (state IN ('pending', 'downloading', 'ready', 'failed', 'damaged')),
+                        path TEXT,
+                        total_bytes INTEGER NOT NULL DEFAULT 0,
+                        error TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        ready_at REAL,
+                        UNIQUE (model_id, "commit")
+                    );
+                    CREATE TABLE files (
+                        id INTEGER PRIMARY KEY,
+                        version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+                        path TEXT NOT NULL,
+                        size INTEGER NOT NULL CHECK (size >= 0),
+                        hash TEXT NOT NULL,
+                        hash_kind TEXT NOT NULL CHECK (hash_kind IN ('sha256', 'git-sha1')),
+                        verified INTEGER NOT NULL DEFAULT 0,
+                        UNIQUE (version_id, path)
+                    );
+                    CREATE INDEX files_by_hash ON files(hash);
+                    """)
         }
 
         migrator.registerMigration("v2-runs") { db in
-            try db.execute(sql: """
-                CREATE TABLE runs (
-                    id TEXT PRIMARY KEY,
-                    name TEXT NOT NULL UNIQUE,
-                    version_id INTEGER REFERENCES versions(id) ON DELETE SET NULL,
-                    model TEXT NOT NULL,
-                    engine TEXT NOT NULL,
-                    options TEXT NOT NULL DEFAULT '{}',
-                    pid INTEGER,
-                    process_start_time INTEGER,
-                    port INTEGER,
-                    state TEXT NOT NULL CHECK (state IN ('starting', 'ready', 'stopping', 'stopped', 'failed')),
-                    desired_state TEXT NOT NULL CHECK (desired_state IN ('running', 'stopped')),
-                    restarts INTEGER NOT NULL DEFAULT 0,
-                    exit_status INTEGER,
-                    reason TEXT,
-                    created_at REAL NOT NULL,
-                    updated_at REAL NOT NULL
-                );
-                CREATE INDEX runs_by_desired_state ON runs(desired_state);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE runs (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE,
+                        version_id INTEGER REFERENCES versions(id) ON DELETE SET NULL,
+                        model TEXT NOT NULL,
+                        engine TEXT NOT NULL,
+                        options TEXT NOT NULL DEFAULT '{}',
+                        pid INTEGER,
+                        process_start_time INTEGER,
+                        port INTEGER,
+                        state TEXT NOT NULL CHECK (state IN ('starting', 'ready', 'stopping', 'stopped', 'failed')),
+                        desired_state TEXT NOT NULL CHECK (desired_state IN ('running', 'stopped')),
+                        restarts INTEGER NOT NULL DEFAULT 0,
+                        exit_status INTEGER,
+                        reason TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    );
+                    CREATE INDEX runs_by_desired_state ON runs(desired_state);
+                    """)
         }
 
         migrator.registerMigration("v3-api-keys") { db in
-            try db.execute(sql: """
-                CREATE TABLE api_keys (
-                    id TEXT PRIMARY KEY,
-                    name TEXT NOT NULL UNIQUE,
-                    prefix TEXT NOT NULL,
-                    hash TEXT NOT NULL UNIQUE,
-                    scope TEXT NOT NULL CHECK (scope IN ('inference', 'admin')),
-                    rate_per_minute INTEGER,
-                    created_at REAL NOT NULL,
-                    last_used_at REAL,
-                    revoked_at REAL
-                );
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE api_keys (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE,
+                        prefix TEXT NOT NULL,
+                        hash TEXT NOT NULL UNIQUE,
+                        scope TEXT NOT NULL CHECK (scope IN ('inference', 'admin')),
+                        rate_per_minute INTEGER,
+                        created_at REAL NOT NULL,
+                        last_used_at REAL,
+                        revoked_at REAL
+                    );
+                    """)
         }
         migrator.registerMigration("v4-file-source-commit") { db in
             // ModelScope lists, per file, the commit it came from; recorded with the file.
@@ -88,43 +91,45 @@ enum StoreMigrations {
         migrator.registerMigration("v5-run-keep-alive") { db in
             // How long a run stays loaded without requests (NULL: until stopped), and whether the gateway
             // started it on demand (such runs may be evicted to make room for another).
-            try db.execute(sql: """
-                ALTER TABLE runs ADD COLUMN keep_alive INTEGER CHECK (keep_alive IS NULL OR keep_alive >= 0);
-                ALTER TABLE runs ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0;
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE runs ADD COLUMN keep_alive INTEGER CHECK (keep_alive IS NULL OR keep_alive >= 0);
+                    ALTER TABLE runs ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0;
+                    """)
         }
         migrator.registerMigration("v6-sessions") { db in
             // Conversations: messages form a tree (an edited user message starts a sibling branch), and the
             // session's head is the last message of the branch in use. `owner` is the id of the API key that
             // made the session (NULL when made without a key: no keys existed, or the control socket).
-            try db.execute(sql: """
-                CREATE TABLE sessions (
-                    id TEXT PRIMARY KEY,
-                    name TEXT UNIQUE,
-                    owner TEXT,
-                    model TEXT NOT NULL,
-                    system TEXT,
-                    options TEXT NOT NULL DEFAULT '{}',
-                    head_id INTEGER,
-                    created_at REAL NOT NULL,
-                    updated_at REAL NOT NULL
-                );
-                CREATE INDEX sessions_by_owner ON sessions(owner, created_at);
-                CREATE TABLE session_messages (
-                    id INTEGER PRIMARY KEY,
-                    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-                    parent_id INTEGER REFERENCES session_messages(id) ON DELETE CASCADE,
-                    role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-                    content TEXT NOT NULL,
-                    partial INTEGER NOT NULL DEFAULT 0,
-                    finish_reason TEXT,
-                    prompt_tokens INTEGER,
-                    completion_tokens INTEGER,
-                    created_at REAL NOT NULL
-                );
-                CREATE INDEX session_messages_by_session ON session_messages(session_id);
-                CREATE INDEX session_messages_by_parent ON session_messages(parent_id);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE sessions (
+                        id TEXT PRIMARY KEY,
+                        name TEXT UNIQUE,
+                        owner TEXT,
+                        model TEXT NOT NULL,
+                        system TEXT,
+                        options TEXT NOT NULL DEFAULT '{}',
+                        head_id INTEGER,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    );
+                    CREATE INDEX sessions_by_owner ON sessions(owner, created_at);
+                    CREATE TABLE session_messages (
+                        id INTEGER PRIMARY KEY,
+                        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                        parent_id INTEGER REFERENCES session_messages(id) ON DELETE CASCADE,
+                        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+                        content TEXT NOT NULL,
+                        partial INTEGER NOT NULL DEFAULT 0,
+                        finish_reason TEXT,
+                        prompt_tokens INTEGER,
+                        completion_tokens INTEGER,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE INDEX session_messages_by_session ON session_messages(session_id);
+                    CREATE INDEX session_messages_by_parent ON session_messages(parent_id);
+                    """)
         }
         return migrator
     }()

@@ -12,7 +12,9 @@ struct SessionsTests {
     typealias Reply = LLMAPITests.Reply
 
     /// Sends a request with curl; `body` nil sends none.
-    static func call(_ daemon: DaemonProcess, _ method: String, _ path: String, _ body: [String: Any]? = nil, key: String? = nil) async throws -> Reply {
+    static func call(_ daemon: DaemonProcess, _ method: String, _ path: String, _ body: [String: Any]? = nil, key: String? = nil) async throws
+        -> Reply
+    {
         var arguments = ["-s", "-N", "-X", method, "-o", "/dev/stdout", "-w", "\n%{http_code}", "http://127.0.0.1:\(daemon.port)\(path)"]
         if let body { arguments += ["-H", "Content-Type: application/json", "--data-binary", try LLMAPITests.json(body)] }
         if let key { arguments += ["-H", "Authorization: Bearer \(key)"] }
@@ -112,7 +114,8 @@ struct SessionsTests {
 
     static func conversation(_ daemon: DaemonProcess) async throws {
         let options: [String: Any] = ["max_tokens": 6, "temperature": 0, "ignore_eos": true]
-        let created = try await call(daemon, "POST", "/api/v1/sessions", ["model": "tiny", "name": "first", "system": "Be terse.", "options": options])
+        let created = try await call(
+            daemon, "POST", "/api/v1/sessions", ["model": "tiny", "name": "first", "system": "Be terse.", "options": options])
         #expect(created.status == 200, "\(created.body)")
         let id = try #require(created.data["id"] as? String)
         #expect((created.data["options"] as? [String: Any])?["max_tokens"] as? Int == 6)

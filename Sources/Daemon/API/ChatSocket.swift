@@ -67,7 +67,8 @@ struct ChatSocket: Sendable {
             guard decision == .allow else { return nil }
         }
         let connection = Connection(
-            socket: self, authorization: authorization, isControlSocket: isControlSocket, authorized: authorization != nil || !keysExist || isControlSocket)
+            socket: self, authorization: authorization, isControlSocket: isControlSocket,
+            authorized: authorization != nil || !keysExist || isControlSocket)
         return { inbound, outbound, context in try await connection.run(inbound: inbound, outbound: outbound, logger: context.logger) }
     }
 }
@@ -123,7 +124,8 @@ extension ChatSocket {
                             try await outbound.close(.policyViolation, reason: "not authenticated")
                             return
                         }
-                        let decision = try await socket.authorizer.decide(path: ChatSocket.path, authorization: "Bearer \(key)", isControlSocket: false)
+                        let decision = try await socket.authorizer.decide(
+                            path: ChatSocket.path, authorization: "Bearer \(key)", isControlSocket: false)
                         guard decision == .allow else {
                             if case .deny(_, let why, _) = decision { try await send(outbound, error: why) }
                             try await outbound.close(.policyViolation, reason: "not authenticated")
@@ -168,7 +170,8 @@ extension ChatSocket {
             do {
                 let authorization = auth.withLock { $0.authorization }
                 // Each chat is a request for the key's rate limit.
-                let decision = try await socket.authorizer.decide(path: ChatSocket.path, authorization: authorization, isControlSocket: isControlSocket)
+                let decision = try await socket.authorizer.decide(
+                    path: ChatSocket.path, authorization: authorization, isControlSocket: isControlSocket)
                 if case .deny(_, let why, _) = decision { throw APIError(.tooManyRequests, why) }
                 var sampling = frame
                 for field in ["type", "model", "messages", "session", "content", "message"] { sampling[field] = nil }
@@ -190,7 +193,8 @@ extension ChatSocket {
                     defer { socket.replies.end(id, reply) }
                     let opened = try await socket.turn.open(model: model, messages: messages, sampling: sampling, started: started)
                     reply.attach(opened.upstream)
-                    outcome = await opened.call.relay(opened.upstream) { delta in try await self.send(outbound, Frame(type: "delta", content: delta)) }
+                    outcome = await opened.call.relay(opened.upstream) { delta in try await self.send(outbound, Frame(type: "delta", content: delta))
+                    }
                     stopped = reply.stopped
                 }
                 if outcome.abandoned != nil { return nil }

@@ -45,7 +45,8 @@ struct ChatTurn {
             if case .int(let value)? = body["max_tokens"] { maxTokens = value }
             let (kept, dropped) = try await fit(messages, modelPath: lease.run.modelPath, maxContext: maxContext, maxTokens: maxTokens)
             body["messages"] = .array(kept.map { .object(JinjaObject(["role": .string($0.role), "content": .string($0.content)])) })
-            let call = EngineCall(lease: lease, path: "/v1/chat/completions", kind: .chat, body: body, stream: true, metrics: metrics, started: started)
+            let call = EngineCall(
+                lease: lease, path: "/v1/chat/completions", kind: .chat, body: body, stream: true, metrics: metrics, started: started)
             return Opened(call: call, upstream: try await call.open(), dropped: dropped)
         } catch {
             lease.release()

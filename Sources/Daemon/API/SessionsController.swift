@@ -110,7 +110,8 @@ struct SessionsController {
     }
 
     /// Adds a user message at the head of the session and opens the engine's reply to it.
-    func say(_ content: String, in session: SessionRecord, sampling: JinjaObject, started: ContinuousClock.Instant) async throws -> SessionGeneration {
+    func say(_ content: String, in session: SessionRecord, sampling: JinjaObject, started: ContinuousClock.Instant) async throws -> SessionGeneration
+    {
         let user = try await store.appendSessionMessage(
             SessionMessageRecord(sessionID: session.id, parentID: session.headID, role: "user", content: content))
         return try await begin(after: user, in: session, sampling: sampling, started: started)
@@ -127,7 +128,8 @@ struct SessionsController {
         else {
             throw APIError(.conflict, "session \(tree.session.id) has no user message to answer")
         }
-        return try await reply(after: user, in: tree.session, raw: raw, stream: fields.stream == true, started: started, request: request, context: context)
+        return try await reply(
+            after: user, in: tree.session, raw: raw, stream: fields.stream == true, started: started, request: request, context: context)
     }
 
     @Sendable func edit(_ request: Request, context: Context) async throws -> Response {
@@ -142,7 +144,8 @@ struct SessionsController {
         guard let content = fields.content, !content.isEmpty else { throw APIError.badRequest("content must not be empty", field: "content") }
         let user = try await store.appendSessionMessage(
             SessionMessageRecord(sessionID: tree.session.id, parentID: original.parentID, role: "user", content: content))
-        return try await reply(after: user, in: tree.session, raw: raw, stream: fields.stream == true, started: started, request: request, context: context)
+        return try await reply(
+            after: user, in: tree.session, raw: raw, stream: fields.stream == true, started: started, request: request, context: context)
     }
 
     @Sendable func rollback(_ request: Request, context: Context) async throws -> Envelope<SessionInfo> {
@@ -191,7 +194,8 @@ extension SessionsController {
             guard let message else { throw APIError(.badGateway, outcome.problem ?? "the engine gave no reply") }
             return try Envelope(
                 requestID: context.id,
-                data: SessionReply(sessionID: sessionID, runID: generation.run.runID, message: message, usage: outcome.usage, dropped: generation.dropped)
+                data: SessionReply(
+                    sessionID: sessionID, runID: generation.run.runID, message: message, usage: outcome.usage, dropped: generation.dropped)
             ).response(from: request, context: context)
         }
         return Response(

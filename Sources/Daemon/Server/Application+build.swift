@@ -50,7 +50,7 @@ extension GatewayController {
     /// The gateway of the daemon's routers.
     init(daemon: DaemonContext) {
         self.init(
-scheduler: daemon.scheduler, metrics: daemon.metrics)
+            scheduler: daemon.scheduler, metrics: daemon.metrics)
     }
 }
 
@@ -100,10 +100,12 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     // Last: `{ref}` must not shadow the fixed routes above (the router prefers fixed segments anyway).
     models.get(":ref") { request, context in try await show(daemon, request: request, context: context, ref: try context.parameters.require("ref")) }
     models.get(":ref/:name") { request, context in
-        try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
+        try await show(
+            daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
     api.get("chat/ws") { _, _ -> Response in
-        throw APIError(.upgradeRequired, "\(ChatSocket.path) is a WebSocket: open it with an upgrade request (Upgrade: websocket) as a new connection")
+        throw APIError(
+            .upgradeRequired, "\(ChatSocket.path) is a WebSocket: open it with an upgrade request (Upgrade: websocket) as a new connection")
     }
     LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics).addRoutes(to: api.group("llm"))
     SessionsController(store: daemon.store, authorizer: daemon.authorizer, turn: daemon.chatTurn, active: daemon.replies)
@@ -155,7 +157,9 @@ func show(_ daemon: DaemonContext, request: Request, context: DaemonRequestConte
         ModelsController.catalogWithState(ModelCatalog(entries: [entry]), local: local)[0]
     }
     let versions = local.filter { $0.model.source == resolved.source.rawValue && $0.model.repo.lowercased() == resolved.repo.lowercased() }
-    let names = Set([ref.lowercased(), resolved.repo.lowercased()] + (resolved.entry.flatMap { entry in resolved.size.map { "\(entry.id):\($0.size)" } }.map { [$0] } ?? []))
+    let names = Set(
+        [ref.lowercased(), resolved.repo.lowercased()]
+            + (resolved.entry.flatMap { entry in resolved.size.map { "\(entry.id):\($0.size)" } }.map { [$0] } ?? []))
     let runs = await daemon.supervisor.list().filter { names.contains($0.model.lowercased()) }.map(RunSummary.init)
     return Envelope(
         requestID: context.id,

@@ -45,24 +45,25 @@ struct HTTPListener: Service, CustomStringConvertible {
         let maxConnections = daemon.configuration.maxConnections
         // The Ollama listener serves Ollama's API only: no WebSocket chat there.
         let chat = socket.servesOllama ? nil : ChatSocket(daemon: daemon)
-        let channelSetup = DaemonHTTPChannel(responder: { request, writer, channel in
-            var requestLogger = logger
-            // Formatted once: every `context.id` reads it back.
-            requestLogger[metadataKey: "hb.request.id"] = .string(RequestID().description)
-            let context = DaemonRequestContext(source: .init(channel: channel, logger: requestLogger))
-            var response: Response
-            do {
-                response = try await responder.respond(to: request, context: context)
-            } catch let error as HTTPParserError {
-                throw error
-            } catch {
-                requestLogger.error("unhandled error", metadata: ["error": "\(error)"])
-                response = Response(status: .internalServerError)
-            }
-            response.headers[.date] = dateCache.now()
-            response.headers[.server] = serverName
-            try await writer.write(response: response.head, body: response.body)
-        }, limits: limits, chat: chat)
+        let channelSetup = DaemonHTTPChannel(
+            responder: { request, writer, channel in
+                var requestLogger = logger
+                // Formatted once: every `context.id` reads it back.
+                requestLogger[metadataKey: "hb.request.id"] = .string(RequestID().description)
+                let context = DaemonRequestContext(source: .init(channel: channel, logger: requestLogger))
+                var response: Response
+                do {
+                    response = try await responder.respond(to: request, context: context)
+                } catch let error as HTTPParserError {
+                    throw error
+                } catch {
+                    requestLogger.error("unhandled error", metadata: ["error": "\(error)"])
+                    response = Response(status: .internalServerError)
+                }
+                response.headers[.date] = dateCache.now()
+                response.headers[.server] = serverName
+                try await writer.write(response: response.head, body: response.body)
+            }, limits: limits, chat: chat)
 
         let server = try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
