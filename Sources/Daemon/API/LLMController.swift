@@ -256,7 +256,8 @@ struct RawBody {
     var data: Data
     var object: JinjaObject
 
-    static func read(_ request: Request) async throws -> RawBody {
+    /// - Parameter allowEmpty: an empty body reads as an empty object (for routes whose fields are all optional).
+    static func read(_ request: Request, allowEmpty: Bool = false) async throws -> RawBody {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: GatewayController.maxBody)
@@ -264,6 +265,7 @@ struct RawBody {
             throw APIError(.contentTooLarge, "the request body is larger than \(GatewayController.maxBody >> 20) MiB")
         }
         let bytes = Array(buffer.readableBytesView)
+        if allowEmpty, bytes.isEmpty { return RawBody(data: Data("{}".utf8), object: JinjaObject()) }
         do {
             try JSONLimits.check(bytes)
         } catch {

@@ -65,6 +65,7 @@ struct GatewayController {
         }
         let lease = try await scheduler.acquire(model)
         let run = lease.run
+        RequestTag.mark(model: run.model, streamed: members.bool("stream") == true)
         var payload = body
         if run.servedName != model {
             payload = ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))

@@ -388,6 +388,7 @@ extension OllamaController {
         let lease = try await acquire(name, target: try resolvedAlias(name), keepAlive: turn.keepAlive)
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run
+        RequestTag.mark(model: run.model, streamed: turn.stream)
         do {
             if turn.images, !(run.modelPath.map { facts.facts($0).capabilities.contains("vision") } ?? false) {
                 throw OllamaError(.badRequest, "\(name) does not support images")

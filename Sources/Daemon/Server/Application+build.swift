@@ -31,6 +31,15 @@ struct DaemonContext: Sendable {
     var pullEvents: PullEventSource
     /// When the daemon started, for the uptime in `GET /api/v1/status`.
     var startedAt = ContinuousClock.now
+    /// The conversation replies being generated, shared by sessions and the WebSocket chat (one per session).
+    let replies = ActiveReplies()
+    /// Whether the daemon is ready to serve, for `GET /readiness`.
+    let readiness = DaemonReadiness()
+    /// Tokenizers and chat templates, for fitting conversations to a model's context.
+    let tokenizers = TokenizerCache()
+
+    /// How sessions and the WebSocket chat reach engines.
+    var chatTurn: ChatTurn { ChatTurn(scheduler: scheduler, metrics: metrics, tokenizers: tokenizers) }
 
     /// Which web pages may call the daemon, and under which host names.
     var origins: OriginPolicy { OriginPolicy(configuration: configuration) }
@@ -74,6 +83,9 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)
     }
+    router.get("/readiness") { _, context in
+        try await readiness(daemon, context: context)
+    }
     MetricsController(metrics: daemon.metrics, supervisor: daemon.supervisor).addRoutes(to: router)
     let gateway = gateway ?? GatewayController(daemon: daemon)
     let api = router.group("api/v1")
@@ -92,7 +104,13 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
         try await show(
             daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
+    api.get("chat/ws") { _, _ -> Response in
+        throw APIError(
+            .upgradeRequired, "\(ChatSocket.path) is a WebSocket: open it with an upgrade request (Upgrade: websocket) as a new connection")
+    }
     LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics).addRoutes(to: api.group("llm"))
+    SessionsController(store: daemon.store, authorizer: daemon.authorizer, turn: daemon.chatTurn, active: daemon.replies)
+        .addRoutes(to: api.group("sessions"))
     gateway.addRoutes(to: router)
     (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
@@ -106,6 +124,18 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
 }
 
 extension HealthInfo: ResponseEncodable {}
+
+/// `GET /readiness`: 200 once the store answers, every listener accepts and the recorded runs are reconciled;
+/// 503 with the reason before then and once shutdown has begun.
+func readiness(_ daemon: DaemonContext, context: DaemonRequestContext) async throws -> Envelope<HealthInfo> {
+    if let reason = daemon.readiness.notReadyReason { throw APIError(.serviceUnavailable, "not ready: \(reason)") }
+    do {
+        _ = try await daemon.store.journalMode()
+    } catch {
+        throw APIError(.serviceUnavailable, "not ready: the store at \(daemon.store.path) does not answer: \(error)")
+    }
+    return Envelope(requestID: context.id, data: HealthInfo(status: "ready", version: modeldVersion))
+}
 
 private let requestIDField = HTTPField.Name("X-Request-Id")!
 

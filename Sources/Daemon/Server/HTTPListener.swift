@@ -45,7 +45,9 @@ struct HTTPListener: Service, CustomStringConvertible {
         let serverName = self.serverName
         let limits = ConnectionLimits(daemon: daemon.configuration)
         let maxConnections = daemon.configuration.maxConnections
-        let channelSetup = GuardedHTTP1Channel(
+        // The Ollama listener serves Ollama's API only: no WebSocket chat there.
+        let chat = socket.servesOllama ? nil : ChatSocket(daemon: daemon)
+        let channelSetup = DaemonHTTPChannel(
             responder: { request, writer, channel in
                 var requestLogger = logger
                 // Formatted once: every `context.id` reads it back.
@@ -63,7 +65,7 @@ struct HTTPListener: Service, CustomStringConvertible {
                 response.headers[.date] = dateCache.now()
                 response.headers[.server] = serverName
                 try await writer.write(response: response.head, body: response.body)
-            }, limits: limits)
+            }, limits: limits, chat: chat)
 
         let server = try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
@@ -73,15 +75,9 @@ struct HTTPListener: Service, CustomStringConvertible {
                 }
             }
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .bind(NIOBSDSocket.Handle(socket.fd)) { channel -> EventLoopFuture<HTTP1Channel.Value> in
-                channelSetup.setup(channel: channel, logger: logger).flatMapThrowing { value in
-                    // After the HTTP/1 decoder and the connection guard, before the conversion to HTTP types: the
-                    // fast path reads and writes NIOHTTP1's parts and passes what it does not forward on unchanged.
-                    let operations = channel.pipeline.syncOperations
-                    let conversion = try operations.handler(type: HTTP1ToHTTPServerCodec.self)
-                    let fastPath = GatewayFastPath(shared: gateway, isControlSocket: channel.localAddress?.protocol == .unix)
-                    try operations.addHandler(fastPath, position: .before(conversion))
-                    return value
+            .bind(NIOBSDSocket.Handle(socket.fd)) { channel -> EventLoopFuture<DaemonHTTPChannel.Value> in
+                channelSetup.setup(channel: channel, logger: logger) {
+                    GatewayFastPath(shared: gateway, isControlSocket: channel.localAddress?.protocol == .unix)
                 }
             }
         // The Ollama listener names its address under its own key: tools that read the daemon's port from the
