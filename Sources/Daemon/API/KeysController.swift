@@ -123,7 +123,7 @@ struct Authorizer: Sendable {
             return .deny(.unauthorized, "invalid or revoked API key", retryAfter: nil)
         }
         if !path.hasPrefix("/v1/") && path != "/metrics" && !path.hasPrefix("/api/v1/llm/") && !OllamaController.inferencePaths.contains(path)
-            && !Self.isConversation(path) && key.scope != "admin"
+            && !LLMController.olderInferencePaths.contains(path) && !Self.isConversation(path) && key.scope != "admin"
         {
             return .deny(.forbidden, "API key \(key.name) has scope \(key.scope); \(path) needs an admin key", retryAfter: nil)
         }

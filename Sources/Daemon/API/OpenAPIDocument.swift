@@ -230,6 +230,14 @@ enum OpenAPIDocument {
             .post(
                 "/api/v1/llm/count-tokens", "Count tokens with the model's own tokenizer (no engine needed)", .anyKey,
                 body: .type(TokenCountRequest.self), ok: .envelope(TokenCount.self)),
+
+            // The earlier services' routes (docs/older-api.md); a request without `model` goes to default_model.
+            .post(
+                "/generate", "Earlier service: complete several prompts with the same sampling_params, in order", .anyKey,
+                body: .type(OlderGenerateRequest.self), ok: .envelope([OlderCompletion].self), more: engineErrors),
+            .post(
+                "/api/count-tokens", "Earlier RAG service: count a text's tokens with the model's tokenizer", .anyKey,
+                body: .type(OlderCountTokensRequest.self), ok: .envelope(TokenCount.self)),
         ] + sessionOperations
     }
 

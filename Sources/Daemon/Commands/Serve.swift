@@ -101,6 +101,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The longest pause while a request body arrives (env MODELD_BODY_TIMEOUT; default 60s).")
     var bodyTimeout: String?
 
+    @Option(name: .long, help: "The model of /v1 requests that name none, and of the earlier services' routes (env MODELD_DEFAULT_MODEL).")
+    var defaultModel: String?
+
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
@@ -119,7 +122,7 @@ struct Serve: AsyncParsableCommand {
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
                     maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts,
                     maxBodySize: maxBodySize, maxConnections: maxConnections, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
-                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen),
+                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen, defaultModel: defaultModel),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
             let keysExist = try await daemon.store.hasActiveAPIKeys()

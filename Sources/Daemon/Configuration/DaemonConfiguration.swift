@@ -75,6 +75,7 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `idle_timeout` | `--idle-timeout` | `MODELD_IDLE_TIMEOUT` | `60s` |
 /// | `header_timeout` | `--header-timeout` | `MODELD_HEADER_TIMEOUT` | `30s` |
 /// | `body_timeout` | `--body-timeout` | `MODELD_BODY_TIMEOUT` | `60s` |
+/// | `default_model` | `--default-model` | `MODELD_DEFAULT_MODEL` | none (requests must name their model) |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -121,6 +122,8 @@ package struct DaemonConfiguration: Sendable {
     package var headerTimeout: Duration = .seconds(30)
     /// The longest pause between two reads of a request's body.
     package var bodyTimeout: Duration = .seconds(60)
+    /// The model of gateway requests that name none, and of the earlier services' routes (docs/older-api.md).
+    package var defaultModel: String?
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -154,14 +157,16 @@ package struct DaemonConfiguration: Sendable {
         package var idleTimeout: String?
         package var headerTimeout: String?
         package var bodyTimeout: String?
+        package var defaultModel: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
             allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
-            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil
+            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, defaultModel: String? = nil
         ) {
+            self.defaultModel = defaultModel
             self.ollamaListen = ollamaListen
             self.caBundle = caBundle
             self.corsOrigins = corsOrigins
@@ -207,6 +212,7 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.idleTimeout { flagValues["idle_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.headerTimeout { flagValues["header_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.bodyTimeout { flagValues["body_timeout"] = .init(.string(value), isSecret: false) }
+        if let value = flags.defaultModel { flagValues["default_model"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -291,6 +297,9 @@ package struct DaemonConfiguration: Sendable {
             }
             configuration.caBundle = absolute
             configuration.caBundleSource = source
+        }
+        if let model = reader.string(forKey: "default_model")?.trimmingCharacters(in: .whitespaces), !model.isEmpty {
+            configuration.defaultModel = model
         }
         configuration.corsOrigins = try list(reader, "cors_origins").map { try parseOrigin($0) }
         configuration.allowedHosts = try list(reader, "allowed_hosts").map { host in

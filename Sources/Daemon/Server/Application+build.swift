@@ -50,7 +50,7 @@ extension GatewayController {
     /// The gateway of the daemon's routers.
     init(daemon: DaemonContext) {
         self.init(
-            scheduler: daemon.scheduler, metrics: daemon.metrics)
+            scheduler: daemon.scheduler, metrics: daemon.metrics, defaultModel: daemon.configuration.defaultModel)
     }
 }
 
@@ -108,11 +108,14 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
         throw APIError(
             .upgradeRequired, "\(ChatSocket.path) is a WebSocket: open it with an upgrade request (Upgrade: websocket) as a new connection")
     }
-    LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics).addRoutes(to: api.group("llm"))
+    let llm = LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics, defaultModel: daemon.configuration.defaultModel)
+    llm.addRoutes(to: api.group("llm"))
+    llm.addOlderRoutes(to: router)
     SessionsController(store: daemon.store, authorizer: daemon.authorizer, turn: daemon.chatTurn, active: daemon.replies)
         .addRoutes(to: api.group("sessions"))
     gateway.addRoutes(to: router)
-    (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(to: router)
+    (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(
+        to: router, olderPrompt: { buffer, context in await llm.olderPrompt(buffer, context: context) })
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
     }
