@@ -103,6 +103,7 @@ struct SessionsTests {
                 try await Self.conversation(daemon)
                 try await Self.cutOff(daemon)
                 try await Self.trimming(daemon)
+                try await Self.modelctlChat(daemon)
                 try await Self.ownership(daemon)
             } catch {
                 try await daemon.stop()
@@ -249,6 +250,24 @@ struct SessionsTests {
         #expect(dropped > 0, "six turns outgrow a context of 160 tokens")
         let huge = try await call(daemon, "POST", "/api/v1/sessions/\(id)/messages", ["content": String(repeating: "word ", count: 400)])
         #expect(huge.status == 400 && huge.message.contains("context"), "\(huge.body)")
+    }
+
+    /// `modelctl chat --session NAME`: made on REF when missing, resumed without REF, each turn stored.
+    static func modelctlChat(_ daemon: DaemonProcess) async throws {
+        let missing = try await daemon.modelctl(["chat", "--session", "notes"], input: "Hello\n")
+        #expect(missing.status == 1 && missing.stderr.contains("no session notes"), "\(missing.stderr)")
+        let made = try await daemon.modelctl(
+            ["chat", "tiny", "--session", "notes", "--max-tokens", "4", "--temperature", "0", "--json"], input: "Hello\n")
+        #expect(made.status == 0, "\(made.stderr)")
+        let first = try #require(try JSONSerialization.jsonObject(with: Data(made.stdout.utf8)) as? [String: Any], "\(made.stdout)")
+        let resumed = try await daemon.modelctl(["chat", "--session", "notes", "--json"], input: "Again\n")
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let shown = messages(try await call(daemon, "GET", "/api/v1/sessions/notes"))
+        #expect(shown.map { $0["content"] as? String }.count == 4, "\(shown)")
+        #expect(shown[0]["content"] as? String == "Hello" && shown[1]["content"] as? String == first["content"] as? String)
+        #expect(shown[2]["content"] as? String == "Again" && shown[3]["role"] as? String == "assistant", "\(shown)")
+        let other = try await daemon.modelctl(["chat", "acme/qwen2-tiny", "--session", "notes"], input: "x\n")
+        #expect(other.status == 1 && other.stderr.contains("leave REF out"), "\(other.stderr)")
     }
 
     /// A session belongs to the key that made it; an admin key sees all; without a key nothing.
