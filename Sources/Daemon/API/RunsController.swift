@@ -35,7 +35,11 @@ struct RunsController {
     }
 
     @Sendable func start(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
-        let body = try await request.decodeJSON(as: StartRequest.self, context: context)
+        // The earlier platform's names are accepted too (docs/older-api.md): `model_id` for `model`, `engine_type` for `engine`.
+        var raw = try await RawBody.read(request, limit: context.maxUploadSize)
+        try raw.rename("model_id", to: "model")
+        try raw.rename("engine_type", to: "engine")
+        let body = try APIError.decodeJSON(as: StartRequest.self, from: raw.data)
         let source = try ModelsController.source(body.source)
         var resolved = try ModelsController.resolve(catalog, model: body.model, source: source)
         let engineName = body.engine ?? resolved.entry?.defaultEngine ?? EngineKind.builtin.rawValue

@@ -77,6 +77,7 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `body_timeout` | `--body-timeout` | `MODELD_BODY_TIMEOUT` | `60s` |
 /// | `tls_cert` | `--tls-cert` | `MODELD_TLS_CERT` | none (plain HTTP) |
 /// | `tls_key` | `--tls-key` | `MODELD_TLS_KEY` | none |
+/// | `default_model` | `--default-model` | `MODELD_DEFAULT_MODEL` | none (requests must name their model) |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -127,6 +128,8 @@ package struct DaemonConfiguration: Sendable {
     package var tlsCert: String?
     /// The private key (PEM) of ``tlsCert``.
     package var tlsKey: String?
+    /// The model of gateway requests that name none, and of the earlier services' routes (docs/older-api.md).
+    package var defaultModel: String?
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -162,6 +165,7 @@ package struct DaemonConfiguration: Sendable {
         package var bodyTimeout: String?
         package var tlsCert: String?
         package var tlsKey: String?
+        package var defaultModel: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
@@ -169,8 +173,9 @@ package struct DaemonConfiguration: Sendable {
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
             allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
             headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, tlsCert: String? = nil,
-            tlsKey: String? = nil
+            tlsKey: String? = nil, defaultModel: String? = nil
         ) {
+            self.defaultModel = defaultModel
             self.ollamaListen = ollamaListen
             self.tlsCert = tlsCert
             self.tlsKey = tlsKey
@@ -220,6 +225,7 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.bodyTimeout { flagValues["body_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.tlsCert { flagValues["tls_cert"] = .init(.string(value), isSecret: false) }
         if let value = flags.tlsKey { flagValues["tls_key"] = .init(.string(value), isSecret: false) }
+        if let value = flags.defaultModel { flagValues["default_model"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -304,6 +310,9 @@ package struct DaemonConfiguration: Sendable {
             }
             configuration.caBundle = absolute
             configuration.caBundleSource = source
+        }
+        if let model = reader.string(forKey: "default_model")?.trimmingCharacters(in: .whitespaces), !model.isEmpty {
+            configuration.defaultModel = model
         }
         configuration.corsOrigins = try list(reader, "cors_origins").map { try parseOrigin($0) }
         configuration.allowedHosts = try list(reader, "allowed_hosts").map { host in

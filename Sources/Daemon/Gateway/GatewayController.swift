@@ -19,6 +19,8 @@ struct GatewayController {
     let scheduler: RunScheduler
     /// Counts the tokens of forwarded replies and their time to first token.
     let metrics: DaemonMetrics
+    /// The model of requests that name none (the `default_model` setting).
+    var defaultModel: String? = nil
     /// The largest request body the gateway accepts.
     static let maxBody = 32 << 20
     /// The routes whose requests go to an engine.
@@ -60,14 +62,17 @@ struct GatewayController {
         guard let members = JSONMembers(body.readableBytesView) else {
             throw APIError.badRequest("the body must be a JSON object")
         }
-        guard let model = members.string("model"), !model.isEmpty else {
-            throw APIError.badRequest("model is required", field: "model")
+        // Without `model`, the `default_model` setting names it (its run's served name is set in the body).
+        let given = members.string("model").flatMap { $0.isEmpty ? nil : $0 }
+        guard let model = given ?? defaultModel else {
+            throw APIError.badRequest("model is required (or set the default_model setting)", field: "model")
         }
         let lease = try await scheduler.acquire(model)
         let run = lease.run
+        RequestTag.mark(model: run.model, streamed: members.bool("stream") == true)
         var payload = body
-        if run.servedName != model {
-            payload = ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
+        if run.servedName != given {
+            payload = ByteBuffer(bytes: members.setting("model", to: JSONMembers.encode(run.servedName)))
         }
         let upstream: EngineRequest
         do {

@@ -39,7 +39,7 @@ struct GatewayFastPathShared: Sendable {
 /// client's next requests, a half-close, a malformed request) waits until the reply has been written, and a
 /// request that could be forwarded is left to the router while the router still owes an answer. A shutdown
 /// (``ChannelShouldQuiesceEvent``) waits the same way, and ends forwarding on the connection.
-final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
+final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, EngineReplySink {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -489,8 +489,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         var logger = shared.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }
         RequestLogMiddleware<DaemonRequestContext>.record(
-            method: "POST", route: exchange.route, path: exchange.route, code: code, duration: .now - exchange.started, logger: logger,
-            metrics: shared.daemon.metrics, fastPath: true)
+            method: "POST", route: exchange.route, path: exchange.route, code: code, model: exchange.lease.run.model, streamed: exchange.streamed,
+            duration: .now - exchange.started, logger: logger, metrics: shared.daemon.metrics, fastPath: true)
     }
 
     /// Once the reply's last bytes are out (so that a half-close or shutdown delivered next cannot cut them off):

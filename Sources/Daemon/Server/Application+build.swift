@@ -33,6 +33,15 @@ struct DaemonContext: Sendable {
     var startedAt = ContinuousClock.now
     /// The certificate the TCP listeners serve HTTPS with; nil for plain HTTP.
     var tls: ServerTLS?
+    /// The conversation replies being generated, shared by sessions and the WebSocket chat (one per session).
+    let replies = ActiveReplies()
+    /// Whether the daemon is ready to serve, for `GET /readiness`.
+    let readiness = DaemonReadiness()
+    /// Tokenizers and chat templates, for fitting conversations to a model's context.
+    let tokenizers = TokenizerCache()
+
+    /// How sessions and the WebSocket chat reach engines.
+    var chatTurn: ChatTurn { ChatTurn(scheduler: scheduler, metrics: metrics, tokenizers: tokenizers) }
 
     /// Which web pages may call the daemon, and under which host names.
     var origins: OriginPolicy { OriginPolicy(configuration: configuration) }
@@ -43,7 +52,7 @@ extension GatewayController {
     /// The gateway of the daemon's routers.
     init(daemon: DaemonContext) {
         self.init(
-            scheduler: daemon.scheduler, metrics: daemon.metrics)
+            scheduler: daemon.scheduler, metrics: daemon.metrics, defaultModel: daemon.configuration.defaultModel)
     }
 }
 
@@ -76,6 +85,9 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)
     }
+    router.get("/readiness") { _, context in
+        try await readiness(daemon, context: context)
+    }
     MetricsController(metrics: daemon.metrics, supervisor: daemon.supervisor).addRoutes(to: router)
     let gateway = gateway ?? GatewayController(daemon: daemon)
     let api = router.group("api/v1")
@@ -94,9 +106,18 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
         try await show(
             daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
-    LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics).addRoutes(to: api.group("llm"))
+    api.get("chat/ws") { _, _ -> Response in
+        throw APIError(
+            .upgradeRequired, "\(ChatSocket.path) is a WebSocket: open it with an upgrade request (Upgrade: websocket) as a new connection")
+    }
+    let llm = LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics, defaultModel: daemon.configuration.defaultModel)
+    llm.addRoutes(to: api.group("llm"))
+    llm.addOlderRoutes(to: router)
+    SessionsController(store: daemon.store, authorizer: daemon.authorizer, turn: daemon.chatTurn, active: daemon.replies)
+        .addRoutes(to: api.group("sessions"))
     gateway.addRoutes(to: router)
-    (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(to: router)
+    (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(
+        to: router, olderPrompt: { buffer, context in await llm.olderPrompt(buffer, context: context) })
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
     }
@@ -108,6 +129,18 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
 }
 
 extension HealthInfo: ResponseEncodable {}
+
+/// `GET /readiness`: 200 once the store answers, every listener accepts and the recorded runs are reconciled;
+/// 503 with the reason before then and once shutdown has begun.
+func readiness(_ daemon: DaemonContext, context: DaemonRequestContext) async throws -> Envelope<HealthInfo> {
+    if let reason = daemon.readiness.notReadyReason { throw APIError(.serviceUnavailable, "not ready: \(reason)") }
+    do {
+        _ = try await daemon.store.journalMode()
+    } catch {
+        throw APIError(.serviceUnavailable, "not ready: the store at \(daemon.store.path) does not answer: \(error)")
+    }
+    return Envelope(requestID: context.id, data: HealthInfo(status: "ready", version: modeldVersion))
+}
 
 private let requestIDField = HTTPField.Name("X-Request-Id")!
 

@@ -60,7 +60,9 @@ struct HTTPListener: Service, CustomStringConvertible {
             response.headers[.server] = serverName
             try await writer.write(response: response.head, body: response.body)
         }
-        let http1 = GatewayHTTP1Channel(guarded: GuardedHTTP1Channel(responder: respond, limits: limits), gateway: gateway)
+        // The Ollama listener serves Ollama's API only: no WebSocket chat there.
+        let chat = socket.servesOllama ? nil : ChatSocket(daemon: daemon)
+        let http1 = DaemonHTTPChannel(responder: respond, limits: limits, chat: chat, gateway: gateway)
         // The control socket stays plain HTTP: its file mode is its access control.
         if socket.kind == .tcp, let tls = daemon.tls {
             try await serve(SecureHTTPChannel(tls: tls, http1: http1, responder: respond, limits: limits), scheme: "https")
@@ -113,31 +115,6 @@ struct HTTPListener: Service, CustomStringConvertible {
             } catch {}
             tasks.cancelAll()
         }
-    }
-}
-
-/// The listener's HTTP/1 channel: Hummingbird's, with the ``ConnectionGuard`` and the gateway's fast path.
-struct GatewayHTTP1Channel: ServerChildChannel {
-    typealias Value = HTTP1Channel.Value
-
-    let guarded: GuardedHTTP1Channel
-    let gateway: GatewayFastPathShared
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let gateway = self.gateway
-        return guarded.setup(channel: channel, logger: logger).flatMapThrowing { value in
-            // After the HTTP/1 decoder and the connection guard, before the conversion to HTTP types: the
-            // fast path reads and writes NIOHTTP1's parts and passes what it does not forward on unchanged.
-            let operations = channel.pipeline.syncOperations
-            let conversion = try operations.handler(type: HTTP1ToHTTPServerCodec.self)
-            let fastPath = GatewayFastPath(shared: gateway, isControlSocket: channel.localAddress?.protocol == .unix)
-            try operations.addHandler(fastPath, position: .before(conversion))
-            return value
-        }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await guarded.handle(value: value, logger: logger)
     }
 }
 

@@ -60,6 +60,20 @@ struct ConfigurationTests {
         } throws: { ($0 as? ConfigurationError)?.key == "ollama_listen" }
     }
 
+    @Test("default_model: none by default; config key, MODELD_DEFAULT_MODEL, flag; blank is none")
+    func defaultModel() async throws {
+        let home = ["HOME": "/home/u"]
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: home).defaultModel == nil)
+        let file = directory.path("default-model.json")
+        try Data(#"{"default_model": "qwen2.5:0.5b"}"#.utf8).write(to: URL(filePath: file))
+        #expect(try await DaemonConfiguration.resolve(flags: .init(config: file), environment: home).defaultModel == "qwen2.5:0.5b")
+        let environment = home.merging(["MODELD_DEFAULT_MODEL": "chat"]) { $1 }
+        #expect(try await DaemonConfiguration.resolve(flags: .init(config: file), environment: environment).defaultModel == "chat")
+        let flagged = try await DaemonConfiguration.resolve(flags: .init(config: file, defaultModel: "tiny"), environment: environment)
+        #expect(flagged.defaultModel == "tiny")
+        #expect(try await DaemonConfiguration.resolve(flags: .init(defaultModel: " "), environment: home).defaultModel == nil)
+    }
+
     @Test("defaults: 127.0.0.1:8700 and the data directory from systemd, XDG, or HOME")
     func defaults() async throws {
         let plain = try await DaemonConfiguration.resolve(flags: .init(), environment: ["HOME": "/home/u"])
