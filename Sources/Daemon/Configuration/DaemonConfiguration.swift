@@ -75,6 +75,7 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `idle_timeout` | `--idle-timeout` | `MODELD_IDLE_TIMEOUT` | `60s` |
 /// | `header_timeout` | `--header-timeout` | `MODELD_HEADER_TIMEOUT` | `30s` |
 /// | `body_timeout` | `--body-timeout` | `MODELD_BODY_TIMEOUT` | `60s` |
+/// | `otlp_endpoint` | `--otlp-endpoint` | `MODELD_OTLP_ENDPOINT` | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, else none (tracing off) |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -121,6 +122,8 @@ package struct DaemonConfiguration: Sendable {
     package var headerTimeout: Duration = .seconds(30)
     /// The longest pause between two reads of a request's body.
     package var bodyTimeout: Duration = .seconds(60)
+    /// Where spans go, OTLP over HTTP (docs/tracing.md); nil means tracing is off.
+    package var tracing: TracingSettings?
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -154,14 +157,16 @@ package struct DaemonConfiguration: Sendable {
         package var idleTimeout: String?
         package var headerTimeout: String?
         package var bodyTimeout: String?
+        package var otlpEndpoint: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
             allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
-            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil
+            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, otlpEndpoint: String? = nil
         ) {
+            self.otlpEndpoint = otlpEndpoint
             self.ollamaListen = ollamaListen
             self.caBundle = caBundle
             self.corsOrigins = corsOrigins
@@ -207,6 +212,7 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.idleTimeout { flagValues["idle_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.headerTimeout { flagValues["header_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.bodyTimeout { flagValues["body_timeout"] = .init(.string(value), isSecret: false) }
+        if let value = flags.otlpEndpoint { flagValues["otlp_endpoint"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -300,6 +306,7 @@ package struct DaemonConfiguration: Sendable {
             }
             return name
         }
+        configuration.tracing = try TracingSettings(setting: reader.string(forKey: "otlp_endpoint"), environment: environment)
         return configuration
     }
 

@@ -9,6 +9,8 @@ import Logging
 import ModelStore
 import ModeldAPI
 import NIOCore
+import ServiceLifecycle
+import Tracing
 
 /// Everything the HTTP layer needs, built once at start-up.
 struct DaemonContext: Sendable {
@@ -31,6 +33,8 @@ struct DaemonContext: Sendable {
     var pullEvents: PullEventSource
     /// When the daemon started, for the uptime in `GET /api/v1/status`.
     var startedAt = ContinuousClock.now
+    /// The span exporter when tracing is on (docs/tracing.md); nil when it is off.
+    var tracing: (any Service)?
 
     /// Which web pages may call the daemon, and under which host names.
     var origins: OriginPolicy { OriginPolicy(configuration: configuration) }
@@ -49,6 +53,8 @@ extension GatewayController {
 /// API keys.
 private func makeRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
+    // First, so that its span covers everything the request meets and carries the status the client gets.
+    if daemon.tracing != nil { router.add(middleware: TracingMiddleware(attributes: ["modeld.relay": "router"])) }
     router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
     // Before the error envelope, so that error replies to allowed origins carry the CORS headers too.
