@@ -16,6 +16,7 @@ import Foundation
 /// | `FAKE_ENGINE_LOG_BYTES` | print this many bytes of log lines at start |
 /// | `FAKE_ENGINE_NO_MODULE` | exit 1 at once with Python's "No module named <value>" |
 /// | `FAKE_ENGINE_REQUEST_LOG` | append the body of each `/v1/chat/completions` request to this file, one line each |
+/// | `FAKE_ENGINE_TRACE_LOG` | append the `traceparent` header of each `/v1/chat/completions` request (`-` if none) to this file |
 ///
 /// As vLLM or SGLang it answers `/v1/chat/completions` (not streamed) like an engine with structured output:
 /// with `response_format` `json_schema` the reply is a JSON instance of the schema (see ``SchemaInstance``).

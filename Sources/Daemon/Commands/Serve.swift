@@ -110,6 +110,13 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The model of /v1 requests that name none, and of the earlier services' routes (env MODELD_DEFAULT_MODEL).")
     var defaultModel: String?
 
+    @Option(
+        name: .long,
+        help:
+            "Send traces to this OpenTelemetry collector, OTLP over HTTP, such as http://127.0.0.1:4318 (env MODELD_OTLP_ENDPOINT; default $OTEL_EXPORTER_OTLP_ENDPOINT, else off)."
+    )
+    var otlpEndpoint: String?
+
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
@@ -129,7 +136,7 @@ struct Serve: AsyncParsableCommand {
                     maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts,
                     maxBodySize: maxBodySize, maxConnections: maxConnections, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
                     bodyTimeout: bodyTimeout, ollamaListen: ollamaListen, tlsCert: tlsCert, tlsKey: tlsKey,
-                    defaultModel: defaultModel),
+                    defaultModel: defaultModel, otlpEndpoint: otlpEndpoint),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth), with
             // HTTPS too: TLS hides the traffic, it does not say who may send it.
@@ -182,6 +189,11 @@ enum DaemonStartup {
         if let bundle = configuration.caBundle {
             startMetadata["ca_bundle"] = "\(bundle) (from \(configuration.caBundleSource ?? "ca_bundle"))"
         }
+        var tracing: (any Service)?
+        if let settings = configuration.tracing {
+            tracing = try DaemonTracing.bootstrap(settings, environment: environment, logger: logger)
+            startMetadata["otlp_endpoint"] = "\(settings.tracesURL) (from \(settings.source))"
+        }
         logger.info("modeld starting", metadata: startMetadata)
         let pulls = PullService(
             configuration: .fromEnvironment(
@@ -208,7 +220,7 @@ enum DaemonStartup {
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
             logger: logger, authorizer: Authorizer(store: store), scheduler: scheduler, events: events,
-            pullEvents: PullEventSource(bus: events, pulls: pulls), tls: tls)
+            pullEvents: PullEventSource(bus: events, pulls: pulls), tls: tls, tracing: tracing)
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
@@ -287,6 +299,8 @@ enum DaemonStartup {
                 notifier.status("stopping \(runs) engine(s)")
             })
         services.insert(.init(service: supervisor), at: 0)
+        // Stopped after everything else: the spans of the last requests and of the engines' stops are sent.
+        if let tracing = daemon.tracing { services.insert(.init(service: tracing), at: 0) }
         // Its keep-alive timers stop when shutdown begins: no run is unloaded while the daemon stops.
         services.append(.init(service: daemon.scheduler))
         services.append(.init(service: EventHeartbeat(bus: daemon.events)))

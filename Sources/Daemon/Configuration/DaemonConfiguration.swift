@@ -78,6 +78,7 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `tls_cert` | `--tls-cert` | `MODELD_TLS_CERT` | none (plain HTTP) |
 /// | `tls_key` | `--tls-key` | `MODELD_TLS_KEY` | none |
 /// | `default_model` | `--default-model` | `MODELD_DEFAULT_MODEL` | none (requests must name their model) |
+/// | `otlp_endpoint` | `--otlp-endpoint` | `MODELD_OTLP_ENDPOINT` | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, else none (tracing off) |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -130,6 +131,8 @@ package struct DaemonConfiguration: Sendable {
     package var tlsKey: String?
     /// The model of gateway requests that name none, and of the earlier services' routes (docs/older-api.md).
     package var defaultModel: String?
+    /// Where spans go, OTLP over HTTP (docs/tracing.md); nil means tracing is off.
+    package var tracing: TracingSettings?
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -166,6 +169,7 @@ package struct DaemonConfiguration: Sendable {
         package var tlsCert: String?
         package var tlsKey: String?
         package var defaultModel: String?
+        package var otlpEndpoint: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
@@ -173,8 +177,10 @@ package struct DaemonConfiguration: Sendable {
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
             allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
             headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, tlsCert: String? = nil,
-            tlsKey: String? = nil, defaultModel: String? = nil
+            tlsKey: String? = nil, defaultModel: String? = nil,
+            otlpEndpoint: String? = nil
         ) {
+            self.otlpEndpoint = otlpEndpoint
             self.defaultModel = defaultModel
             self.ollamaListen = ollamaListen
             self.tlsCert = tlsCert
@@ -226,6 +232,7 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.tlsCert { flagValues["tls_cert"] = .init(.string(value), isSecret: false) }
         if let value = flags.tlsKey { flagValues["tls_key"] = .init(.string(value), isSecret: false) }
         if let value = flags.defaultModel { flagValues["default_model"] = .init(.string(value), isSecret: false) }
+        if let value = flags.otlpEndpoint { flagValues["otlp_endpoint"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -323,6 +330,7 @@ package struct DaemonConfiguration: Sendable {
             return name
         }
         (configuration.tlsCert, configuration.tlsKey) = try tlsFiles(reader, environment: environment)
+        configuration.tracing = try TracingSettings(setting: reader.string(forKey: "otlp_endpoint"), environment: environment)
         return configuration
     }
 

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Synchronization
+import Tracing
 import Transfer
 
 /// HTTP/1.1 to the engines, on the daemon's own event loops, over kept-alive connections.
@@ -38,7 +39,8 @@ final class EngineClient: Sendable {
     ///   no reply came (before this throws).
     /// - Throws: ``EngineClientError`` or a connection error when the engine did not answer.
     func send(_ request: EngineRequest, onEnd: @escaping @Sendable () -> Void = {}) async throws -> EngineReply {
-        try await onConnection(request, onEnd: onEnd) { connection in
+        let (request, onEnd) = traced(request, onEnd: onEnd)
+        return try await onConnection(request, onEnd: onEnd) { connection in
             try await withCheckedThrowingContinuation { continuation in
                 connection.send(request, .streamed { continuation.resume(with: $0) }, client: self, onEnd: onEnd)
             }
@@ -52,12 +54,29 @@ final class EngineClient: Sendable {
     func fetch(
         _ request: EngineRequest, limit: Int = maxWholeReply, onEnd: @escaping @Sendable () -> Void = {}
     ) async throws -> (head: Transfer.HTTPResponseHead, body: ByteBuffer) {
-        try await onConnection(request, onEnd: onEnd) { connection in
+        let (request, onEnd) = traced(request, onEnd: onEnd)
+        return try await onConnection(request, onEnd: onEnd) { connection in
             try await withCheckedThrowingContinuation { continuation in
                 connection.send(
                     request, .whole({ continuation.resume(with: $0.map { (head: $0.0, body: $0.1) }) }, limit: limit), client: self, onEnd: onEnd)
             }
         }
+    }
+
+    /// With tracing on (a span in the task's context: the router's), the request with its span
+    /// (``EngineCallSpan``), which ends with the exchange.
+    private func traced(_ request: EngineRequest, onEnd: @escaping @Sendable () -> Void) -> (EngineRequest, @Sendable () -> Void) {
+        guard request.span == nil, let parent = InstrumentationContext.current else { return (request, onEnd) }
+        var request = request
+        let span = EngineCallSpan(&request, parent: parent)
+        request.span = span
+        return (
+            request,
+            {
+                onEnd()
+                span.end()
+            }
+        )
     }
 
     /// Runs one exchange on a kept-alive connection, or a new one.
@@ -76,6 +95,7 @@ final class EngineClient: Sendable {
             }
             return try await body(try await connect(request.address))
         } catch {
+            request.span?.failed(error)
             onEnd()
             throw error
         }
@@ -235,6 +255,7 @@ final class EngineExchange: @unchecked Sendable {
             attempt()
             return
         }
+        request.span?.failed(error)
         let sink = self.sink
         self.sink = nil
         sink?.engineFailed(error)
@@ -255,6 +276,8 @@ struct EngineRequest: Sendable {
     var method: HTTPMethod = .POST
     var headers: [(String, String)]
     var body: ByteBuffer
+    /// The request's span when tracing is on; its `traceparent` is among `headers`.
+    var span: EngineCallSpan?
 
     /// - Throws: ``EngineClientError/badEndpoint(_:)`` unless `endpoint` is an `http://host:port[/path]` URL.
     init(endpoint: String, path: String, method: HTTPMethod = .POST, headers: [(String, String)], body: ByteBuffer) throws {
@@ -408,6 +431,8 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         let finished: (_ reusable: Bool, _ answered: Bool) -> Void
         var headArrived = false
         var keepAlive = true
+        /// The request's span, told of the reply's head, its first byte and a failure.
+        let span: EngineCallSpan?
     }
 
     private var context: ChannelHandlerContext?
@@ -430,7 +455,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         }
         exchanges += 1
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        var current = Exchange(id: exchanges, delivery: delivery, finished: finished)
+        var current = Exchange(id: exchanges, delivery: delivery, finished: finished, span: request.span)
         if case .streamed = delivery {
             let sequence = EngineBody.makeSequence(
                 backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: true,
@@ -465,6 +490,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             guard head.status.code >= 200, !current.headArrived else { return }
             current.headArrived = true
             current.keepAlive = head.isKeepAlive
+            current.span?.replied(status: Int(head.status.code))
             if case .inParts(let receiver, _) = current.delivery {
                 current.delivery = nil
                 current.receiver = receiver
@@ -487,6 +513,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
                 exchange = current
             }
         case .body(var chunk):
+            current.span?.received()
             if let receiver = current.receiver {
                 if !receiver.body(chunk) { reading = false }
             } else if let source = current.source {
@@ -572,6 +599,8 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
     private func fail(_ id: Int, _ error: any Error) {
         guard let current = exchange, current.id == id else { return }
         exchange = nil
+        // A kept-alive connection closed before the reply is retried on another (the caller hears of it if not).
+        if case EngineClientError.closedBeforeReply = error {} else { current.span?.failed(error) }
         current.finished(false, current.delivery == nil)
         current.delivery?.fail(error)
         current.receiver?.failed(error, reused: false)

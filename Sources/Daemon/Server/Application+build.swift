@@ -9,6 +9,8 @@ import Logging
 import ModelStore
 import ModeldAPI
 import NIOCore
+import ServiceLifecycle
+import Tracing
 
 /// Everything the HTTP layer needs, built once at start-up.
 struct DaemonContext: Sendable {
@@ -42,6 +44,8 @@ struct DaemonContext: Sendable {
 
     /// How sessions and the WebSocket chat reach engines.
     var chatTurn: ChatTurn { ChatTurn(scheduler: scheduler, metrics: metrics, tokenizers: tokenizers) }
+    /// The span exporter when tracing is on (docs/tracing.md); nil when it is off.
+    var tracing: (any Service)?
 
     /// Which web pages may call the daemon, and under which host names.
     var origins: OriginPolicy { OriginPolicy(configuration: configuration) }
@@ -60,6 +64,8 @@ extension GatewayController {
 /// API keys.
 private func makeRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
+    // First, so that its span covers everything the request meets and carries the status the client gets.
+    if daemon.tracing != nil { router.add(middleware: TracingMiddleware(attributes: ["modeld.relay": "router"])) }
     router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
     // Before the error envelope, so that error replies to allowed origins carry the CORS headers too.

@@ -314,4 +314,52 @@ struct LoadedRunSettingsTests {
             #expect(error.key == key)
         }
     }
+
+    @Test("otlp_endpoint: off by default; flag, MODELD_OTLP_ENDPOINT, config key, then OpenTelemetry's variables; bad URLs name their key")
+    func otlpEndpoint() async throws {
+        let home = ["HOME": "/home/u"]
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: home).tracing == nil)
+        let directory = try TemporaryDirectory()
+        let file = directory.path("tracing.json")
+        try Data(#"{"otlp_endpoint": "http://file:4318/"}"#.utf8).write(to: URL(filePath: file))
+        let fromFile = try await DaemonConfiguration.resolve(flags: .init(config: file), environment: home)
+        #expect(fromFile.tracing == TracingSettings(tracesURL: "http://file:4318/v1/traces", source: "otlp_endpoint", serviceName: "modeld"))
+
+        // The setting wins over OpenTelemetry's variables; its own variable over the file; the flag over both.
+        let otel = home.merging([
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318", "OTEL_SERVICE_NAME": "gateway-a", "MODELD_OTLP_ENDPOINT": "https://env:4318/v1/traces",
+        ]) { $1 }
+        let fromEnvironment = try await DaemonConfiguration.resolve(flags: .init(config: file), environment: otel)
+        #expect(
+            fromEnvironment.tracing == TracingSettings(tracesURL: "https://env:4318/v1/traces", source: "otlp_endpoint", serviceName: "gateway-a"))
+        let fromFlag = try await DaemonConfiguration.resolve(flags: .init(config: file, otlpEndpoint: "http://[::1]:4318/otlp"), environment: otel)
+        #expect(fromFlag.tracing?.tracesURL == "http://[::1]:4318/otlp/v1/traces")
+
+        // Without the setting: the traces variable as it is, else the base variable with /v1/traces.
+        var variables = otel
+        variables["MODELD_OTLP_ENDPOINT"] = nil
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: variables).tracing?.source == "OTEL_EXPORTER_OTLP_ENDPOINT")
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: variables).tracing?.tracesURL == "http://otel:4318/v1/traces")
+        variables["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = "http://traces:4318/custom"
+        #expect(
+            try await DaemonConfiguration.resolve(flags: .init(), environment: variables).tracing
+                == TracingSettings(tracesURL: "http://traces:4318/custom", source: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", serviceName: "gateway-a"))
+        variables["OTEL_SDK_DISABLED"] = "true"
+        #expect(try await DaemonConfiguration.resolve(flags: .init(otlpEndpoint: "http://a:4318"), environment: variables).tracing == nil)
+
+        for (endpoint, problem) in [
+            ("collector:4318", "not an http or https URL"), ("grpc://collector:4317", "not an http or https URL"),
+            ("http://:4318", "not an http or https URL"), ("http://user:secret@collector:4318", "must not hold credentials"),
+        ] {
+            let error = try await #require(throws: ConfigurationError.self) {
+                try await DaemonConfiguration.resolve(flags: .init(otlpEndpoint: endpoint), environment: home)
+            }
+            #expect(error.key == "otlp_endpoint" && error.problem.contains(problem))
+            #expect(!error.description.contains("secret"))
+        }
+        let error = try await #require(throws: ConfigurationError.self) {
+            try await DaemonConfiguration.resolve(flags: .init(), environment: home.merging(["OTEL_EXPORTER_OTLP_ENDPOINT": "localhost"]) { $1 })
+        }
+        #expect(error.key == "OTEL_EXPORTER_OTLP_ENDPOINT")
+    }
 }
