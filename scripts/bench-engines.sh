@@ -25,6 +25,9 @@ BENCH_DIR=${BENCH_DIR:-.build/bench-engine}
 ENGINES=${ENGINES:-builtin vllm llamacpp}
 MODELS=${MODELS:-tiny 0.5b}
 VLLM_ARGS=${VLLM_ARGS:---enforce-eager}
+GEN_TOKENS=${GEN_TOKENS:-64}
+REPEATS=${REPEATS:-3}
+REQUESTS=${REQUESTS:-200}
 source scripts/gateway-daemon.sh
 ctl() { "$BIN/modelctl" "$@" --url "http://127.0.0.1:$PORT"; }
 
@@ -44,8 +47,8 @@ ctl import --dir "$BENCH_DIR/qwen2.5-0.5b-random" --name bench/0.5b > /dev/null
 ctl import --dir "$BENCH_DIR/gguf-tiny" --name bench/tiny-gguf > /dev/null
 ctl import --dir "$BENCH_DIR/gguf-0.5b" --name bench/0.5b-gguf > /dev/null
 
-echo "modeld $(git rev-parse --short HEAD), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs," \
-    "$GEN_TOKENS-token completions ×${REPEATS:-3}, ${REQUESTS:-200} 1-token completions per side"
+echo "modeld $(git rev-parse --short HEAD 2>/dev/null || echo "(commit unknown)"), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs," \
+    "$GEN_TOKENS-token completions ×$REPEATS, $REQUESTS 1-token completions per side"
 echo
 echo "| model | engine | start to ready | tok/s direct | tok/s gateway | p50 direct (1 token) | added p50 | added, paired median | load before |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -62,7 +65,7 @@ for model in $MODELS; do
         ready=$(date +%s.%N)
         endpoint=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["endpoint"])' <<< "$run")
         figures=$(python3 scripts/bench-engines.py --gateway "http://127.0.0.1:$PORT" --direct "$endpoint" --model bench \
-            --gen-tokens "${GEN_TOKENS:-64}" --repeats "${REPEATS:-3}" --requests "${REQUESTS:-200}")
+            --gen-tokens "$GEN_TOKENS" --repeats "$REPEATS" --requests "$REQUESTS")
         ctl stop bench > /dev/null
         python3 - "$model" "$engine" "$started" "$ready" "$load" "$figures" <<'PY'
 import json, sys
