@@ -61,7 +61,7 @@ for model in $MODELS; do
         esac
         load=$(cut -d' ' -f1 /proc/loadavg)
         started=$(date +%s.%N)
-        run=$(ctl start "$repo" --engine "$engine" --name bench --max-context 2048 "${arguments[@]}" --wait --json)
+        run=$(ctl start "$repo" --engine "$engine" --name bench --max-context 512 "${arguments[@]}" --wait --json)
         ready=$(date +%s.%N)
         endpoint=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["endpoint"])' <<< "$run")
         figures=$(python3 scripts/bench-engines.py --gateway "http://127.0.0.1:$PORT" --direct "$endpoint" --model bench \

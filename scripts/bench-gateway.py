@@ -27,8 +27,15 @@ class Client:
         self.connection = http.client.HTTPConnection(url.hostname, url.port)
 
     def post(self, path, body):
-        self.connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-        response = self.connection.getresponse()
+        try:
+            self.connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            response = self.connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the kept-alive connection while it was idle (vLLM's uvicorn does after 5 s): again,
+            # on a new one.
+            self.connection.close()
+            self.connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            response = self.connection.getresponse()
         data = response.read()
         if response.status != 200:
             raise SystemExit("HTTP %d: %s" % (response.status, data[:300]))
