@@ -52,7 +52,7 @@ struct RunsController {
             gpus: body.gpus, tensorParallelSize: body.tensorParallel, memoryFraction: body.memoryFraction,
             maxContext: body.maxContext, parallel: body.parallel, threads: body.threads, gpuLayers: body.gpuLayers,
             modelFile: body.modelFile, pipelineParallelSize: body.pipelineParallel, dataParallelSize: body.dataParallel,
-            extraArguments: body.engineArgs ?? [])
+            multiNode: try Self.multiNode(body), extraArguments: body.engineArgs ?? [])
         var keepAlive: Int?
         if let text = body.keepAlive?.text {
             guard let parsed = KeepAlive(parsing: text) else {
@@ -78,6 +78,21 @@ struct RunsController {
         let run = try await scheduler.start(request)
         context.logger.info("run started", metadata: ["run": "\(run.runID)", "engine": "\(engine.rawValue)", "model": "\(body.model)"])
         return Envelope(requestID: context.id, data: await summary(run))
+    }
+
+    /// This host's part of a run across hosts, from `nodes`, `node_rank`, `master_addr` and `master_port`; nil when
+    /// none is given. The numbers themselves are checked by the vLLM contract.
+    static func multiNode(_ body: StartRequest) throws -> MultiNode? {
+        guard let nodes = body.nodes else {
+            guard body.nodeRank == nil, body.masterAddr == nil, body.masterPort == nil else {
+                throw APIError.badRequest("node_rank, master_addr and master_port belong to a run across hosts: give nodes too")
+            }
+            return nil
+        }
+        guard let address = body.masterAddr else {
+            throw APIError.badRequest("a run across \(nodes) hosts needs master_addr, the head host's address (docs/multi-node.md)")
+        }
+        return MultiNode(nodes: nodes, rank: body.nodeRank ?? 0, masterAddress: address, masterPort: body.masterPort ?? 29501)
     }
 
     @Sendable func list(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[RunSummary]> {
