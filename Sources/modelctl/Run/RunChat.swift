@@ -79,16 +79,8 @@ struct RunChat: AsyncParsableCommand {
         let interactive = isatty(STDIN_FILENO) == 1
         if interactive && !json { print("chatting with \(run.servedName) on \(run.engine) (/clear, /exit)") }
         var messages: [[String: String]] = system.map { [["role": "system", "content": $0]] } ?? []
-        while true {
-            if interactive && !json {
-                print("> ", terminator: "")
-                fflush(nil)
-            }
-            guard let line = readLine() else { break }
-            let text = trimmingWhitespace(line[...])
-            if text.isEmpty { continue }
-            if text == "/exit" || text == "/quit" { break }
-            if text == "/clear" {
+        while let input = nextInput(prompting: interactive && !json) {
+            guard case .message(let text) = input else {
                 messages = system.map { [["role": "system", "content": $0]] } ?? []
                 continue
             }
@@ -174,16 +166,8 @@ extension RunChat {
                 print(message.role == "user" ? "> \(message.content)" : message.content + (message.partial ? " [cut off]" : ""))
             }
         }
-        while true {
-            if interactive && !json {
-                print("> ", terminator: "")
-                fflush(nil)
-            }
-            guard let line = readLine() else { break }
-            let text = trimmingWhitespace(line[...])
-            if text.isEmpty { continue }
-            if text == "/exit" || text == "/quit" { break }
-            if text == "/clear" {
+        while let input = nextInput(prompting: interactive && !json) {
+            guard case .message(let text) = input else {
                 let _: SessionInfo = try await client.call("POST", "\(path)/rollback", body: SessionRollbackRequest(to: 0))
                 continue
             }
@@ -289,5 +273,27 @@ private struct ChatReply: Encodable {
         try container.encode(content, forKey: .content)
         try container.encode(finishReason, forKey: .finishReason)
         try container.encode(usage, forKey: .usage)
+    }
+}
+
+/// A line typed at the chat prompt: a message, or `/clear`.
+private enum ChatInput {
+    case message(String)
+    case clear
+}
+
+/// The next message or `/clear` from standard input, prompting with `> ` when asked; blank lines are skipped; nil at
+/// the end of input, `/exit` or `/quit`.
+private func nextInput(prompting: Bool) -> ChatInput? {
+    while true {
+        if prompting {
+            print("> ", terminator: "")
+            fflush(nil)
+        }
+        guard let line = readLine() else { return nil }
+        let text = trimmingWhitespace(line[...])
+        if text.isEmpty { continue }
+        if text == "/exit" || text == "/quit" { return nil }
+        return text == "/clear" ? .clear : .message(text)
     }
 }
