@@ -17,6 +17,12 @@ enum EngineProxy {
         } catch {
             throw APIError.engineDidNotAnswer(error)
         }
+        return relay(upstream)
+    }
+
+    /// A reply whose head has arrived, forwarded chunk by chunk at the client's pace; a client that goes away
+    /// cancels it.
+    static func relay(_ upstream: EngineReply) -> Response {
         var headers: HTTPFields = [:]
         headers[.contentType] = upstream.head.headers["content-type"] ?? "application/json"
         if let cache = upstream.head.headers["cache-control"] { headers[.cacheControl] = cache }

@@ -70,6 +70,9 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         let lease: RunLease
         /// The `model` label of the token metrics: the model the run serves.
         var model: String { lease.run.model }
+        /// The model as the request named it, and the API key's id, for ``RequestOutcomes`` (when observed).
+        var requested: String
+        var keyID: String?
         let streamed: Bool
         let started: ContinuousClock.Instant
         /// The exchange with the engine, to pause, resume or cancel.
@@ -219,7 +222,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
             let model = members.string("model"), !model.isEmpty
         else { return false }
         let head = request.head, path = request.path
-        guard let lease = shared.daemon.scheduler.acquireReady(model) else { return false }
+        // A model that upstreams serve, or a model group, is routed with failover by the router.
+        guard shared.daemon.router.servesLocallyOnly(model), let lease = shared.daemon.scheduler.acquireReady(model) else { return false }
         let run = lease.run
         let payload = run.servedName == model ? body : ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
         let accept = Self.field("accept", of: head) ?? "*/*"
@@ -236,7 +240,9 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
 
         let id = RequestID().description
         collecting = nil
-        exchange = Exchange(id: id, route: path, lease: lease, streamed: members.bool("stream") == true, started: request.started)
+        let keyID = shared.daemon.outcomes.isObserved ? shared.daemon.authorizer.keyID(authorization: Self.field("authorization", of: head)) : nil
+        exchange = Exchange(
+            id: id, route: path, lease: lease, requested: model, keyID: keyID, streamed: members.bool("stream") == true, started: request.started)
         state = .forwarding
         let engine = shared.client.exchange(upstream, on: context.eventLoop, to: self)
         // The exchange may have ended already (a refused connection is reported at once).
@@ -289,15 +295,16 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     func engineEnd() {
         guard state == .forwarding, let exchange, let context else { return }
         let status = exchange.status ?? 502
-        complete(code: status)
+        let body = exchange.collected ?? ByteBuffer()
+        var usage: ReplyMeter.Usage?
+        if !exchange.streamed, (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
+            usage = shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
+        }
+        complete(code: status, usage: usage)
         let sent = context.eventLoop.makePromise(of: Void.self)
         if exchange.streamed {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
         } else {
-            let body = exchange.collected ?? ByteBuffer()
-            if (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
-                shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
-            }
             writeWhole(status: status, contentType: exchange.contentType, body: body, id: exchange.id, promise: sent, context: context)
         }
         resume(after: sent.futureResult, context: context)
@@ -341,12 +348,19 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     /// The forwarded request is over (its reply's end is about to be written, or the client went away): it is
     /// counted and logged, its tokens recorded, and the run is free of it. What the client sent meanwhile still
     /// waits (``State/flushing``).
-    private func complete(code: Int) {
+    private func complete(code: Int, usage: ReplyMeter.Usage? = nil) {
         guard let exchange else { return }
         self.exchange = nil
         state = .flushing
-        exchange.meter?.finish()
+        let counted = exchange.meter?.finish() ?? usage
         exchange.lease.release()
+        if shared.daemon.outcomes.isObserved {
+            shared.daemon.outcomes.record(
+                RequestOutcome(
+                    keyID: exchange.keyID, model: exchange.requested, backend: "local:\(exchange.lease.run.name)",
+                    promptTokens: counted?.promptTokens, completionTokens: counted?.completionTokens, latency: .now - exchange.started,
+                    status: code, cost: 0))
+        }
         var logger = shared.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }
         RequestLogMiddleware<DaemonRequestContext>.record(
