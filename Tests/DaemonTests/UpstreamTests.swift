@@ -1,3 +1,4 @@
+import FakeHub
 import Foundation
 import ModelStore
 import ModeldAPI
@@ -349,6 +350,33 @@ struct UpstreamTests {
                 }
                 #expect(try await Self.post(daemon, "/v1/chat/completions", Self.chat("qwen2.5:7b")).status == 200)
                 #expect(!daemon.log.contains(secret))
+            }
+        }
+    }
+
+    @Test("an https upstream behind a private CA: verified with the ca_bundle's CAs, refused with another CA's")
+    func tls() async throws {
+        let root = FileManager.default.temporaryDirectory.appending(path: "modeld-upstream-ca-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let certificates = try await TestCertificates.generate(in: root)
+        try await FakeUpstream.withRunning(["secure"]) { fakes in
+            try await TLSFront.withRunning(certificates: certificates, backends: [fakes[0].port]) { ports in
+                for (bundle, trusted) in [(certificates.caBundle, true), (certificates.otherCABundle, false)] {
+                    try await Self.withDaemon(["CURL_CA_BUNDLE": bundle]) { daemon in
+                        let added = try await daemon.modelctl(["upstream", "add", "secure", "--url", "https://localhost:\(ports[0])/v1", "--models", "gpt-x"])
+                        #expect(added.status == 0, "\(added.stderr)")
+                        let tested = try await daemon.modelctl(["upstream", "test", "secure"])
+                        let reply = try await Self.post(daemon, "/v1/chat/completions", Self.chat("gpt-x"))
+                        if trusted {
+                            #expect(tested.status == 0, "\(tested.stderr)")
+                            #expect(reply.status == 200 && reply.body.contains("from secure"), "\(reply)")
+                        } else {
+                            #expect(tested.status == 1, "\(tested.stdout)")
+                            #expect(reply.status == 502, "\(reply)")
+                        }
+                    }
+                }
             }
         }
     }

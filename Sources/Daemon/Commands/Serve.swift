@@ -128,6 +128,13 @@ enum DaemonStartup {
             catalog = try ModelCatalog.builtIn()
         }
         let store = try Store(path: configuration.dataDirectory.database.path)
+        if let bundle = configuration.caBundle {
+            do {
+                try EngineClient.shared.trust(caBundle: bundle)
+            } catch {
+                throw ConfigurationError(key: configuration.caBundleSource ?? "ca_bundle", problem: "cannot read \(bundle) for TLS to upstreams: \(error)")
+            }
+        }
         let metrics = DaemonMetrics()
         var startMetadata: Logger.Metadata = [
             "listen": "\(configuration.listen)", "data_dir": "\(configuration.dataDirectory.root.path)",

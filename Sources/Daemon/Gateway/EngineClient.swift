@@ -29,14 +29,24 @@ final class EngineClient: Sendable {
     /// The longest reply read whole before it is sent on (``fetch(_:limit:onEnd:)``, the gateway's fast path).
     static let maxWholeReply = 256 << 20
 
-    /// For `https` upstreams: the system's trust store, and only TLS 1.2 and later.
-    private let tls: NIOSSLContext?
+    /// For `https` upstreams: the system's trust store (and the `ca_bundle`'s CAs, ``trust(caBundle:)``).
+    private let tls: Mutex<NIOSSLContext?>
 
     init(group: any EventLoopGroup, maxIdlePerEngine: Int = 64, stallTimeout: TimeAmount = .seconds(600)) {
         self.group = group
         self.maxIdlePerEngine = maxIdlePerEngine
         self.stallTimeout = stallTimeout
-        tls = try? NIOSSLContext(configuration: .makeClientConfiguration())
+        tls = Mutex(try? NIOSSLContext(configuration: .makeClientConfiguration()))
+    }
+
+    /// Trusts the CAs of a PEM bundle besides the system's for `https` upstreams (the `ca_bundle` setting, which
+    /// the hubs use too): a provider behind a private CA.
+    /// - Throws: when the bundle cannot be read as PEM certificates.
+    func trust(caBundle: String) throws {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.additionalTrustRoots = [.file(caBundle)]
+        let context = try NIOSSLContext(configuration: configuration)
+        tls.withLock { $0 = context }
     }
 
     /// Sends `request` and returns once the reply's head has arrived; its body follows as it is read.
@@ -122,7 +132,7 @@ final class EngineClient: Sendable {
         _ address: EngineAddress, on loop: any EventLoop, timeout: TimeAmount = .seconds(30)
     ) -> EventLoopFuture<EngineConnection> {
         let stallTimeout = self.stallTimeout
-        let tls = self.tls
+        let tls = address.tls ? self.tls.withLock { $0 } : nil
         return ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(timeout)
