@@ -24,7 +24,7 @@ package enum RoutingStrategy: String, Codable, Sendable, CaseIterable {
     case roundRobin = "round-robin"
     /// The fewest requests in flight.
     case leastBusy = "least-busy"
-    /// The lowest moving average (EWMA) of the time to the reply's first byte; untried backends first.
+    /// The lowest moving average (EWMA) of the time to first token; untried backends first.
     case latency
     /// The lowest price per token (cost in + cost out); local runs cost nothing.
     case cost
@@ -110,7 +110,7 @@ package struct UpstreamInfo: Codable, Sendable, Equatable {
     /// `up`, `cooling` (too many failures: no traffic until a probe succeeds) or `disabled`.
     package var state: String
     package var inFlight: Int
-    /// The moving average of the time to the first byte, in milliseconds, once measured.
+    /// The moving average of the time to first token, in milliseconds, once measured.
     package var latencyMs: Double?
 
     package init(

@@ -137,7 +137,7 @@ struct UpstreamTests {
                 #expect(try await daemon.modelctl(["upstream", "disable", "alpha"]).status == 0)
                 #expect(try await Self.upstreams(daemon).first { $0.name == "alpha" }?.state == "disabled")
                 let disabled = try await Self.post(daemon, "/v1/chat/completions", Self.chat("gpt-x"))
-                #expect(disabled.status == 404 && disabled.body.contains("no upstream serves it"), "\(disabled.body)")
+                #expect(disabled.status == 404 && disabled.body.contains("not running here and not pulled"), "\(disabled.body)")
                 #expect(try await daemon.modelctl(["upstream", "enable", "alpha"]).status == 0)
                 #expect(try await Self.post(daemon, "/v1/chat/completions", Self.chat("gpt-x")).status == 200)
                 let models = try await KeysTests.get(daemon, "/v1/models")
@@ -208,11 +208,11 @@ struct UpstreamTests {
         router.ended("upstream:b")
         // Latency: the lower moving average first; an untried backend before both.
         _ = try await order("m", .latency)
-        router.firstByte("upstream:a", after: .milliseconds(50))
+        router.firstToken("upstream:a", after: .milliseconds(50))
         #expect(router.plan("m").map(\.name).prefix(2) == ["upstream:b", "upstream:a"], "b is untried")
-        router.firstByte("upstream:b", after: .milliseconds(400))
+        router.firstToken("upstream:b", after: .milliseconds(400))
         #expect(router.plan("m").map(\.name).prefix(2) == ["upstream:a", "upstream:b"])
-        for _ in 0..<10 { router.firstByte("upstream:a", after: .milliseconds(900)) }
+        for _ in 0..<10 { router.firstToken("upstream:a", after: .milliseconds(900)) }
         #expect(router.plan("m").map(\.name).prefix(2) == ["upstream:b", "upstream:a"], "a's average moved past b's")
 
         // A group aliases several models: every backend of each, by the group's strategy.
@@ -308,6 +308,11 @@ struct UpstreamTests {
                 let tried = a.completions.count
                 #expect(try await Self.post(daemon, "/v1/chat/completions", Self.chat("gpt-x")).body.contains("from b"))
                 #expect(a.completions.count == tried)
+                // With b disabled too, nothing can take it now: 503, saying why.
+                #expect(try await daemon.modelctl(["upstream", "disable", "b"]).status == 0)
+                let none = try await Self.post(daemon, "/v1/chat/completions", Self.chat("gpt-x"))
+                #expect(none.status == 503 && none.body.contains("cooling down"), "\(none)")
+                #expect(try await daemon.modelctl(["upstream", "enable", "b"]).status == 0)
                 // Its probe keeps failing while it is down; once its listing answers, it gets traffic again.
                 try await Self.eventually("a's listing is probed") { a.requests.contains { $0.method == "GET" } }
                 #expect(try await Self.upstreams(daemon).first { $0.name == "a" }?.state == "cooling")

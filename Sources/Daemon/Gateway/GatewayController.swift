@@ -106,6 +106,7 @@ struct GatewayController {
         var attempts = 0
         var lastFailure: Failure?
         var unavailable: SchedulerError?
+        var notFound: SchedulerError?
         /// The backend that failed last: the next attempt is a failover from it.
         var failedFrom: String?
         for backend in router.plan(model) {
@@ -120,7 +121,10 @@ struct GatewayController {
                     lease = try await scheduler.acquire(target)
                 } catch let error as SchedulerError {
                     // Not pulled here: not a backend of this model, nothing failed.
-                    if case .notFound = error { continue }
+                    if case .notFound = error {
+                        notFound = error
+                        continue
+                    }
                     unavailable = error
                 }
             case .upstream:
@@ -160,9 +164,11 @@ struct GatewayController {
                 APIError(.badGateway, "no backend of \(model) answered: \(lastFailure.detail)")
             } else if let unavailable {
                 unavailable
+            } else if !router.servesLocallyOnly(model) {
+                SchedulerError.unavailable(
+                    "no backend of \(model) can take it now: its upstreams are cooling down or at their max_concurrency (`modelctl upstream list`)")
             } else {
-                SchedulerError.notFound(
-                    "model \(model) is not running here, not pulled, and no upstream serves it: `modelctl pull \(model)`, or `modelctl upstream add`")
+                notFound ?? SchedulerError.notFound("model \(model) is not running here and not pulled: `modelctl pull \(model)`")
             }
         record(exchange, backend: nil, usage: nil, status: error.apiError.status)
         throw error
@@ -218,7 +224,7 @@ struct GatewayController {
         let outcome = await send(
             request, exchange: exchange, backend: backend, tokenModel: model, price: (upstream.record.costIn, upstream.record.costOut),
             onEnd: { router.ended(backend) },
-            onHead: { router.firstByte(backend, after: .now - sent) })
+            onFirstToken: { router.firstToken(backend, after: .now - sent) })
         switch outcome {
         case .answered: break
         case .failed(let failure):
@@ -235,10 +241,10 @@ struct GatewayController {
     ///   - tokenModel: the `model` label of the token metrics.
     ///   - price: the backend's prices per million prompt and completion tokens.
     ///   - onEnd: called once when the exchange is over.
-    ///   - onHead: called when a reply's head arrives.
+    ///   - onFirstToken: called when a stream's first chunk arrives, or a whole reply has (the time to first token).
     private func send(
         _ request: EngineRequest, exchange: Exchange, backend: String, tokenModel: String, price: (Double, Double) = (0, 0),
-        onEnd: @escaping @Sendable () -> Void, onHead: @escaping @Sendable () -> Void = {}
+        onEnd: @escaping @Sendable () -> Void, onFirstToken: @escaping @Sendable () -> Void = {}
     ) async -> Attempt {
         let isUpstream = backend.hasPrefix("upstream:")
         if exchange.streamed {
@@ -248,7 +254,6 @@ struct GatewayController {
             } catch {
                 return .failed(Self.failure(error))
             }
-            onHead()
             if Self.failsOver(reply.status) {
                 var kept = ByteBuffer()
                 do {
@@ -259,7 +264,8 @@ struct GatewayController {
             }
             if isUpstream { metrics.recordUpstreamRequest(backend: backend, code: String(reply.status)) }
             let status = reply.status
-            let response = metrics.meterReply(EngineProxy.relay(reply), model: tokenModel, started: exchange.started) { usage in
+            let relayed = EngineProxy.relay(reply, firstChunk: onFirstToken)
+            let response = metrics.meterReply(relayed, model: tokenModel, started: exchange.started) { usage in
                 if let usage, (200..<300).contains(status) {
                     metrics.recordBackendUsage(backend: backend, usage: usage, costIn: price.0, costOut: price.1)
                 }
@@ -273,7 +279,7 @@ struct GatewayController {
         } catch {
             return .failed(Self.failure(error))
         }
-        onHead()
+        onFirstToken()
         if Self.failsOver(reply.head.status) {
             let kept = reply.body.getSlice(at: reply.body.readerIndex, length: min(reply.body.readableBytes, Self.maxFailedReply)) ?? ByteBuffer()
             return .failed(Self.failure(status: reply.head.status, headers: reply.head.headers, body: kept))

@@ -33,7 +33,7 @@ enum Backend: Sendable {
 /// backend that serves it (ready local runs, a local start on demand, upstreams; through a model group's targets
 /// when the name is a group) and orders them by the group's strategy or the default one. The gateway tries them in
 /// that order, failing over before the first byte of a reply (``GatewayController``), and reports each attempt
-/// here: the in-flight counts, the time to the first byte (for `latency`) and the failures that cool an upstream
+/// here: the in-flight counts, the time to first token (for `latency`) and the failures that cool an upstream
 /// down until a probe finds it answering again.
 ///
 /// Local runs stay the scheduler's: their leases, on-demand starts and keep-alive; their in-flight counts are the
@@ -58,7 +58,7 @@ final class BackendRouter: Sendable {
     struct HealthInfo {
         var state: String
         var inFlight: Int
-        /// Seconds, the moving average of the time to the first byte.
+        /// Seconds, the moving average of the time to first token.
         var latency: Double?
     }
 
@@ -67,7 +67,7 @@ final class BackendRouter: Sendable {
         /// No traffic until a probe succeeds.
         var cooling = false
         var inFlight = 0
-        /// EWMA of the time to the first byte, in seconds.
+        /// EWMA of the time to first token, in seconds.
         var latency: Double?
     }
 
@@ -275,8 +275,8 @@ final class BackendRouter: Sendable {
         }
     }
 
-    /// The reply's head came after `duration`: the EWMA of the time to the first byte moves towards it.
-    func firstByte(_ backend: String, after duration: Duration) {
+    /// The first token came after `duration` (a stream's first chunk, or a whole reply): the EWMA moves towards it.
+    func firstToken(_ backend: String, after duration: Duration) {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         state.withLock { state in
             var health = state.health[backend] ?? Health()
@@ -285,7 +285,7 @@ final class BackendRouter: Sendable {
         }
     }
 
-    /// The weight of the newest sample in the moving average of the time to the first byte.
+    /// The weight of the newest sample in the moving average of the time to first token.
     static let smoothing = 0.3
 
     /// An attempt on an upstream failed before its first byte: after ``Settings/failuresToCool`` failures within
