@@ -6,80 +6,83 @@ enum StoreMigrations {
         var migrator = DatabaseMigrator()
 
         migrator.registerMigration("v1-models") { db in
-            try db.execute(sql: """
-                CREATE TABLE models (
-                    id INTEGER PRIMARY KEY,
-                    source TEXT NOT NULL CHECK (source IN ('huggingface', 'modelscope', 'local')),
-                    repo TEXT NOT NULL,
-                    created_at REAL NOT NULL,
-                    UNIQUE (source, repo)
-                );
-                CREATE TABLE versions (
-                    id INTEGER PRIMARY KEY,
-                    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-                    requested_revision TEXT NOT NULL,
-                    "commit" TEXT NOT NULL,
-                    state TEXT NOT NULL CHECK (state IN ('pending', 'downloading', 'ready', 'failed', 'damaged')),
-                    path TEXT,
-                    total_bytes INTEGER NOT NULL DEFAULT 0,
-                    error TEXT,
-                    created_at REAL NOT NULL,
-                    updated_at REAL NOT NULL,
-                    ready_at REAL,
-                    UNIQUE (model_id, "commit")
-                );
-                CREATE TABLE files (
-                    id INTEGER PRIMARY KEY,
-                    version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
-                    path TEXT NOT NULL,
-                    size INTEGER NOT NULL CHECK (size >= 0),
-                    hash TEXT NOT NULL,
-                    hash_kind TEXT NOT NULL CHECK (hash_kind IN ('sha256', 'git-sha1')),
-                    verified INTEGER NOT NULL DEFAULT 0,
-                    UNIQUE (version_id, path)
-                );
-                CREATE INDEX files_by_hash ON files(hash);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE models (
+                        id INTEGER PRIMARY KEY,
+                        source TEXT NOT NULL CHECK (source IN ('huggingface', 'modelscope', 'local')),
+                        repo TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        UNIQUE (source, repo)
+                    );
+                    CREATE TABLE versions (
+                        id INTEGER PRIMARY KEY,
+                        model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+                        requested_revision TEXT NOT NULL,
+                        "commit" TEXT NOT NULL,
+                        state TEXT NOT NULL CHECK (state IN ('pending', 'downloading', 'ready', 'failed', 'damaged')),
+                        path TEXT,
+                        total_bytes INTEGER NOT NULL DEFAULT 0,
+                        error TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        ready_at REAL,
+                        UNIQUE (model_id, "commit")
+                    );
+                    CREATE TABLE files (
+                        id INTEGER PRIMARY KEY,
+                        version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+                        path TEXT NOT NULL,
+                        size INTEGER NOT NULL CHECK (size >= 0),
+                        hash TEXT NOT NULL,
+                        hash_kind TEXT NOT NULL CHECK (hash_kind IN ('sha256', 'git-sha1')),
+                        verified INTEGER NOT NULL DEFAULT 0,
+                        UNIQUE (version_id, path)
+                    );
+                    CREATE INDEX files_by_hash ON files(hash);
+                    """)
         }
 
         migrator.registerMigration("v2-runs") { db in
-            try db.execute(sql: """
-                CREATE TABLE runs (
-                    id TEXT PRIMARY KEY,
-                    name TEXT NOT NULL UNIQUE,
-                    version_id INTEGER REFERENCES versions(id) ON DELETE SET NULL,
-                    model TEXT NOT NULL,
-                    engine TEXT NOT NULL,
-                    options TEXT NOT NULL DEFAULT '{}',
-                    pid INTEGER,
-                    process_start_time INTEGER,
-                    port INTEGER,
-                    state TEXT NOT NULL CHECK (state IN ('starting', 'ready', 'stopping', 'stopped', 'failed')),
-                    desired_state TEXT NOT NULL CHECK (desired_state IN ('running', 'stopped')),
-                    restarts INTEGER NOT NULL DEFAULT 0,
-                    exit_status INTEGER,
-                    reason TEXT,
-                    created_at REAL NOT NULL,
-                    updated_at REAL NOT NULL
-                );
-                CREATE INDEX runs_by_desired_state ON runs(desired_state);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE runs (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE,
+                        version_id INTEGER REFERENCES versions(id) ON DELETE SET NULL,
+                        model TEXT NOT NULL,
+                        engine TEXT NOT NULL,
+                        options TEXT NOT NULL DEFAULT '{}',
+                        pid INTEGER,
+                        process_start_time INTEGER,
+                        port INTEGER,
+                        state TEXT NOT NULL CHECK (state IN ('starting', 'ready', 'stopping', 'stopped', 'failed')),
+                        desired_state TEXT NOT NULL CHECK (desired_state IN ('running', 'stopped')),
+                        restarts INTEGER NOT NULL DEFAULT 0,
+                        exit_status INTEGER,
+                        reason TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    );
+                    CREATE INDEX runs_by_desired_state ON runs(desired_state);
+                    """)
         }
 
         migrator.registerMigration("v3-api-keys") { db in
-            try db.execute(sql: """
-                CREATE TABLE api_keys (
-                    id TEXT PRIMARY KEY,
-                    name TEXT NOT NULL UNIQUE,
-                    prefix TEXT NOT NULL,
-                    hash TEXT NOT NULL UNIQUE,
-                    scope TEXT NOT NULL CHECK (scope IN ('inference', 'admin')),
-                    rate_per_minute INTEGER,
-                    created_at REAL NOT NULL,
-                    last_used_at REAL,
-                    revoked_at REAL
-                );
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE api_keys (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE,
+                        prefix TEXT NOT NULL,
+                        hash TEXT NOT NULL UNIQUE,
+                        scope TEXT NOT NULL CHECK (scope IN ('inference', 'admin')),
+                        rate_per_minute INTEGER,
+                        created_at REAL NOT NULL,
+                        last_used_at REAL,
+                        revoked_at REAL
+                    );
+                    """)
         }
         migrator.registerMigration("v4-file-source-commit") { db in
             // ModelScope lists, per file, the commit it came from; recorded with the file.
@@ -88,44 +91,46 @@ enum StoreMigrations {
         migrator.registerMigration("v5-run-keep-alive") { db in
             // How long a run stays loaded without requests (NULL: until stopped), and whether the gateway
             // started it on demand (such runs may be evicted to make room for another).
-            try db.execute(sql: """
-                ALTER TABLE runs ADD COLUMN keep_alive INTEGER CHECK (keep_alive IS NULL OR keep_alive >= 0);
-                ALTER TABLE runs ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0;
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE runs ADD COLUMN keep_alive INTEGER CHECK (keep_alive IS NULL OR keep_alive >= 0);
+                    ALTER TABLE runs ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0;
+                    """)
         }
         migrator.registerMigration("v6-upstreams") { db in
             // Servers the gateway forwards to besides local runs (docs/gateway.md). A provider's key is never
             // stored: only the name of the environment variable or the path of the file that holds it.
-            try db.execute(sql: """
-                CREATE TABLE upstreams (
-                    name TEXT PRIMARY KEY,
-                    kind TEXT NOT NULL CHECK (kind IN ('openai', 'azure', 'ollama', 'modeld')),
-                    url TEXT NOT NULL,
-                    api_key_env TEXT,
-                    api_key_file TEXT,
-                    api_version TEXT,
-                    models TEXT NOT NULL DEFAULT '[]',
-                    discover INTEGER NOT NULL DEFAULT 0,
-                    discovered TEXT NOT NULL DEFAULT '[]',
-                    discovered_at REAL,
-                    priority INTEGER NOT NULL DEFAULT 0,
-                    weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 0),
-                    cost_in REAL NOT NULL DEFAULT 0,
-                    cost_out REAL NOT NULL DEFAULT 0,
-                    max_concurrency INTEGER CHECK (max_concurrency IS NULL OR max_concurrency > 0),
-                    timeout REAL NOT NULL DEFAULT 30 CHECK (timeout > 0),
-                    enabled INTEGER NOT NULL DEFAULT 1,
-                    created_at REAL NOT NULL,
-                    updated_at REAL NOT NULL,
-                    CHECK (api_key_env IS NULL OR api_key_file IS NULL)
-                );
-                CREATE TABLE model_groups (
-                    name TEXT PRIMARY KEY,
-                    targets TEXT NOT NULL DEFAULT '[]',
-                    strategy TEXT,
-                    created_at REAL NOT NULL
-                );
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE upstreams (
+                        name TEXT PRIMARY KEY,
+                        kind TEXT NOT NULL CHECK (kind IN ('openai', 'azure', 'ollama', 'modeld')),
+                        url TEXT NOT NULL,
+                        api_key_env TEXT,
+                        api_key_file TEXT,
+                        api_version TEXT,
+                        models TEXT NOT NULL DEFAULT '[]',
+                        discover INTEGER NOT NULL DEFAULT 0,
+                        discovered TEXT NOT NULL DEFAULT '[]',
+                        discovered_at REAL,
+                        priority INTEGER NOT NULL DEFAULT 0,
+                        weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 0),
+                        cost_in REAL NOT NULL DEFAULT 0,
+                        cost_out REAL NOT NULL DEFAULT 0,
+                        max_concurrency INTEGER CHECK (max_concurrency IS NULL OR max_concurrency > 0),
+                        timeout REAL NOT NULL DEFAULT 30 CHECK (timeout > 0),
+                        enabled INTEGER NOT NULL DEFAULT 1,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        CHECK (api_key_env IS NULL OR api_key_file IS NULL)
+                    );
+                    CREATE TABLE model_groups (
+                        name TEXT PRIMARY KEY,
+                        targets TEXT NOT NULL DEFAULT '[]',
+                        strategy TEXT,
+                        created_at REAL NOT NULL
+                    );
+                    """)
         }
         return migrator
     }()

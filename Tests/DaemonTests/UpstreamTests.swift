@@ -369,7 +369,9 @@ struct UpstreamTests {
             try await TLSFront.withRunning(certificates: certificates, backends: [fakes[0].port]) { ports in
                 for (bundle, trusted) in [(certificates.caBundle, true), (certificates.otherCABundle, false)] {
                     try await Self.withDaemon(["CURL_CA_BUNDLE": bundle]) { daemon in
-                        let added = try await daemon.modelctl(["upstream", "add", "secure", "--url", "https://localhost:\(ports[0])/v1", "--models", "gpt-x"])
+                        let added = try await daemon.modelctl([
+                            "upstream", "add", "secure", "--url", "https://localhost:\(ports[0])/v1", "--models", "gpt-x",
+                        ])
                         #expect(added.status == 0, "\(added.stderr)")
                         let tested = try await daemon.modelctl(["upstream", "test", "secure"])
                         let reply = try await Self.post(daemon, "/v1/chat/completions", Self.chat("gpt-x"))

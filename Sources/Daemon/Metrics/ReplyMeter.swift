@@ -17,7 +17,8 @@ extension DaemonMetrics {
         _ response: Response, model: String, started: ContinuousClock.Instant,
         finished: (@Sendable (ReplyMeter.Usage?) -> Void)? = nil
     ) -> Response {
-        let metered = (200..<300).contains(response.status.code)
+        let metered =
+            (200..<300).contains(response.status.code)
             && response.headers[.contentType]?.lowercased().hasPrefix("text/event-stream") == true
         guard metered || finished != nil else { return response }
         var response = response
