@@ -97,6 +97,41 @@ enum StoreMigrations {
                     ALTER TABLE runs ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0;
                     """)
         }
+        migrator.registerMigration("v6-upstreams") { db in
+            // Servers the gateway forwards to besides local runs (docs/gateway.md). A provider's key is never
+            // stored: only the name of the environment variable or the path of the file that holds it.
+            try db.execute(
+                sql: """
+                    CREATE TABLE upstreams (
+                        name TEXT PRIMARY KEY,
+                        kind TEXT NOT NULL CHECK (kind IN ('openai', 'azure', 'ollama', 'modeld')),
+                        url TEXT NOT NULL,
+                        api_key_env TEXT,
+                        api_key_file TEXT,
+                        api_version TEXT,
+                        models TEXT NOT NULL DEFAULT '[]',
+                        discover INTEGER NOT NULL DEFAULT 0,
+                        discovered TEXT NOT NULL DEFAULT '[]',
+                        discovered_at REAL,
+                        priority INTEGER NOT NULL DEFAULT 0,
+                        weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 0),
+                        cost_in REAL NOT NULL DEFAULT 0,
+                        cost_out REAL NOT NULL DEFAULT 0,
+                        max_concurrency INTEGER CHECK (max_concurrency IS NULL OR max_concurrency > 0),
+                        timeout REAL NOT NULL DEFAULT 30 CHECK (timeout > 0),
+                        enabled INTEGER NOT NULL DEFAULT 1,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        CHECK (api_key_env IS NULL OR api_key_file IS NULL)
+                    );
+                    CREATE TABLE model_groups (
+                        name TEXT PRIMARY KEY,
+                        targets TEXT NOT NULL DEFAULT '[]',
+                        strategy TEXT,
+                        created_at REAL NOT NULL
+                    );
+                    """)
+        }
         return migrator
     }()
 

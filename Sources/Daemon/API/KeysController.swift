@@ -101,6 +101,12 @@ struct Authorizer: Sendable {
         return store.cachedActiveAPIKeys().map { decide(path: path, authorization: authorization, activeKeys: $0) }
     }
 
+    /// The id of the active key in an `Authorization` header, from the keys in memory; nil without one.
+    func keyID(authorization: String?) -> String? {
+        guard let authorization, authorization.hasPrefix("Bearer "), let active = store.cachedActiveAPIKeys() else { return nil }
+        return active[Store.keyHash(String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces))]?.id
+    }
+
     private func decide(path: String, authorization: String?, activeKeys: [String: APIKeyRecord]) -> Decision {
         guard !activeKeys.isEmpty else { return .allow }
         guard let authorization, authorization.hasPrefix("Bearer ") else {

@@ -74,6 +74,7 @@ enum OpenAPIDocument {
     static var operations: [APIOperation] {
         let runID = APIOperation.Parameter.path("id", "Run id or name")
         let pullID = APIOperation.Parameter.path("id", "Pull job id")
+        let upstreamName = APIOperation.Parameter.path("name", "The upstream's name")
         let yesNo: JSONSchema = ["type": "string", "enum": ["true", "false"]]
         let text: JSONSchema = ["type": "string"]
         let binary: JSONSchema = ["type": "string", "format": "binary"]
@@ -136,6 +137,26 @@ enum OpenAPIDocument {
                 "/api/v1/keys", "Create an API key; the value is in this answer only", body: .type(KeyCreateRequest.self),
                 ok: .envelope(KeyInfo.self), more: ["409": .error("The name is taken")]),
             .post("/api/v1/keys/{id}/revoke", "Revoke an API key", ok: .envelope(KeyInfo.self), parameters: [.path("id", "Key id or name")]),
+            .get(
+                "/api/v1/upstreams", "Upstreams: where each key comes from and whether it is set, never the key",
+                ok: .envelope([UpstreamInfo].self)),
+            .post(
+                "/api/v1/upstreams", "Add an upstream, or replace the settings of the one with this name; with discover, list its models",
+                body: .type(UpstreamRequest.self), ok: .envelope(UpstreamInfo.self)),
+            .get("/api/v1/upstreams/{name}", "One upstream", ok: .envelope(UpstreamInfo.self), parameters: [upstreamName]),
+            .post("/api/v1/upstreams/{name}/remove", "Remove an upstream", ok: .envelope(UpstreamInfo.self), parameters: [upstreamName]),
+            .post(
+                "/api/v1/upstreams/{name}/disable", "Send an upstream no more requests", ok: .envelope(UpstreamInfo.self),
+                parameters: [upstreamName]),
+            .post("/api/v1/upstreams/{name}/enable", "Send an upstream requests again", ok: .envelope(UpstreamInfo.self), parameters: [upstreamName]),
+            .post(
+                "/api/v1/upstreams/{name}/test", "List an upstream's models with its key: reachable, key accepted",
+                ok: .envelope(UpstreamTestResult.self), parameters: [upstreamName]),
+            .get("/api/v1/model-groups", "Model groups: a public name, the models it routes to, the strategy", ok: .envelope([ModelGroupInfo].self)),
+            .post("/api/v1/model-groups", "Create or replace a model group", body: .type(ModelGroupInfo.self), ok: .envelope(ModelGroupInfo.self)),
+            .post(
+                "/api/v1/model-groups/{name}/remove", "Remove a model group", ok: .envelope(EmptyPayload.self),
+                parameters: [.path("name", "The group's name")]),
             .get(
                 "/api/v1/events",
                 "Live events as Server-Sent Events (`id`, `event`, one JSON `data` line): \(DaemonEventType.allCases.map(\.rawValue).joined(separator: ", ")). Send Last-Event-ID to get what was missed.",

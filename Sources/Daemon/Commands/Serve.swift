@@ -160,6 +160,14 @@ enum DaemonStartup {
             catalog = try ModelCatalog.builtIn()
         }
         let store = try Store(path: configuration.dataDirectory.database.path)
+        if let bundle = configuration.caBundle {
+            do {
+                try EngineClient.shared.trust(caBundle: bundle)
+            } catch {
+                throw ConfigurationError(
+                    key: configuration.caBundleSource ?? "ca_bundle", problem: "cannot read \(bundle) for TLS to upstreams: \(error)")
+            }
+        }
         let metrics = DaemonMetrics()
         var startMetadata: Logger.Metadata = [
             "listen": "\(configuration.listen)", "data_dir": "\(configuration.dataDirectory.root.path)",
@@ -191,9 +199,15 @@ enum DaemonStartup {
             onDemandKeepAlive: configuration.onDemandKeepAlive, startTimeout: configuration.onDemandTimeout, logger: schedulerLogger)
         let events = EventBus()
         events.watchRuns(of: supervisor)
+        var routerLogger = logger
+        routerLogger[metadataKey: "part"] = "routing"
+        let router = BackendRouter(
+            settings: configuration.routing, scheduler: scheduler, store: store, metrics: metrics, logger: routerLogger, environment: environment,
+            lister: { await UpstreamsController.list($0) })
+        try await router.reload()
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
-            logger: logger, authorizer: Authorizer(store: store), scheduler: scheduler, events: events,
+            logger: logger, authorizer: Authorizer(store: store), scheduler: scheduler, router: router, events: events,
             pullEvents: PullEventSource(bus: events, pulls: pulls))
     }
 
@@ -274,6 +288,7 @@ enum DaemonStartup {
         services.insert(.init(service: supervisor), at: 0)
         // Its keep-alive timers stop when shutdown begins: no run is unloaded while the daemon stops.
         services.append(.init(service: daemon.scheduler))
+        services.append(.init(service: UpstreamDiscovery(router: daemon.router)))
         services.append(.init(service: EventHeartbeat(bus: daemon.events)))
         services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
         services.append(.init(service: StoppingNotifier(notifier: notifier)))
@@ -373,6 +388,23 @@ actor Readiness {
     func listening() {
         remaining -= 1
         if remaining == 0 { onReady() }
+    }
+}
+
+/// Lists the models of upstreams with `discover` at start-up and every `discovery_interval`; at shutdown, stops
+/// the probes of cooled upstreams.
+struct UpstreamDiscovery: Service, CustomStringConvertible {
+    let router: BackendRouter
+    var description: String { "UpstreamDiscovery" }
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await router.discover()
+                try await Task.sleep(for: router.settings.discoveryInterval)
+            }
+        }
+        router.shutdown()
     }
 }
 

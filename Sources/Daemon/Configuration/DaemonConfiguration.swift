@@ -75,6 +75,12 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `idle_timeout` | `--idle-timeout` | `MODELD_IDLE_TIMEOUT` | `60s` |
 /// | `header_timeout` | `--header-timeout` | `MODELD_HEADER_TIMEOUT` | `30s` |
 /// | `body_timeout` | `--body-timeout` | `MODELD_BODY_TIMEOUT` | `60s` |
+/// | `routing_strategy` | | `MODELD_ROUTING_STRATEGY` | `local-first` |
+/// | `max_failovers` | | `MODELD_MAX_FAILOVERS` | `2` |
+/// | `cooldown_failures` | | `MODELD_COOLDOWN_FAILURES` | `3` (within `cooldown_window`) |
+/// | `cooldown_window` | | `MODELD_COOLDOWN_WINDOW` | `60s` |
+/// | `cooldown` | | `MODELD_COOLDOWN` | `30s` (between probes of a cooled upstream) |
+/// | `discovery_interval` | | `MODELD_DISCOVERY_INTERVAL` | `5m` |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -121,6 +127,8 @@ package struct DaemonConfiguration: Sendable {
     package var headerTimeout: Duration = .seconds(30)
     /// The longest pause between two reads of a request's body.
     package var bodyTimeout: Duration = .seconds(60)
+    /// How the gateway chooses among backends and fails over (docs/gateway.md).
+    var routing = BackendRouter.Settings()
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -292,6 +300,7 @@ package struct DaemonConfiguration: Sendable {
             configuration.caBundle = absolute
             configuration.caBundleSource = source
         }
+        configuration.routing = try routing(reader)
         configuration.corsOrigins = try list(reader, "cors_origins").map { try parseOrigin($0) }
         configuration.allowedHosts = try list(reader, "allowed_hosts").map { host in
             let name = host.lowercased()
@@ -301,6 +310,31 @@ package struct DaemonConfiguration: Sendable {
             return name
         }
         return configuration
+    }
+
+    /// The routing settings (docs/gateway.md, Settings).
+    private static func routing(_ reader: ConfigReader) throws -> BackendRouter.Settings {
+        var settings = BackendRouter.Settings()
+        if let text = reader.string(forKey: "routing_strategy"), !text.isEmpty {
+            guard let strategy = RoutingStrategy(rawValue: text) else {
+                throw ConfigurationError(
+                    key: "routing_strategy", problem: "\"\(text)\" is not one of \(RoutingStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            settings.strategy = strategy
+        }
+        for (key, path) in [("max_failovers", \BackendRouter.Settings.maxFailovers), ("cooldown_failures", \.failuresToCool)] {
+            guard let text = reader.string(forKey: ConfigKey(key)) ?? reader.int(forKey: ConfigKey(key)).map(String.init), !text.isEmpty else {
+                continue
+            }
+            guard let count = Int(text), count >= (key == "max_failovers" ? 0 : 1) else {
+                throw ConfigurationError(key: key, problem: "\"\(text)\" is not a whole number\(key == "max_failovers" ? "" : " of at least 1")")
+            }
+            settings[keyPath: path] = count
+        }
+        if let window = try positiveDuration(reader, key: "cooldown_window") { settings.failureWindow = window }
+        if let cooldown = try positiveDuration(reader, key: "cooldown") { settings.cooldown = cooldown }
+        if let interval = try positiveDuration(reader, key: "discovery_interval") { settings.discoveryInterval = interval }
+        return settings
     }
 
     /// The CA bundle to use and what named it: the `ca_bundle` setting, else the first of

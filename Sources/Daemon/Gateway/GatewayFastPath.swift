@@ -76,6 +76,9 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         let lease: RunLease
         /// The `model` label of the token metrics: the model the run serves.
         var model: String { lease.run.model }
+        /// The model as the request named it, and the API key's id, for ``RequestOutcomes`` (when observed).
+        var requested: String
+        var keyID: String?
         let streamed: Bool
         let started: ContinuousClock.Instant
         /// The exchange with the engine, to pause, resume or cancel.
@@ -228,8 +231,9 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     private func startForwarding(context: ChannelHandlerContext) -> Bool {
         guard let request = collecting, let body = request.body else { return false }
         if OllamaController.fastPathRoutes.contains(request.path) { return startOllama(request, body: body, context: context) }
+        // A model that upstreams serve, or a model group, is routed with failover by the router.
         guard let members = JSONMembers(body.readableBytesView), let model = members.string("model"), !model.isEmpty,
-            let lease = shared.daemon.scheduler.acquireReady(model)
+            shared.daemon.router.servesLocallyOnly(model), let lease = shared.daemon.scheduler.acquireReady(model)
         else { return false }
         let run = lease.run
         let payload = run.servedName == model ? body : ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
@@ -241,7 +245,7 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
             lease.release()
             return false
         }
-        return begin(request, lease: lease, upstream: upstream, streamed: members.bool("stream") == true, context: context)
+        return begin(request, lease: lease, requested: model, upstream: upstream, streamed: members.bool("stream") == true, context: context)
     }
 
     /// Starts an Ollama chat or generate the fast path may answer (``OllamaController/fastPathTurn(path:body:)``),
@@ -266,14 +270,19 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         let relay = OllamaRelay(
             model: turn.modelText, kind: turn.kind, stream: turn.stream, started: request.started, loadDuration: loadDuration, sent: .now,
             tally: tally)
-        return begin(request, lease: lease, upstream: upstream, streamed: turn.stream, keepAlive: turn.keepAlive, ollama: relay, context: context)
+        return begin(
+            request, lease: lease, requested: turn.modelText, upstream: upstream, streamed: turn.stream, keepAlive: turn.keepAlive, ollama: relay,
+            context: context)
     }
 
     /// Forwards a request on its lease when the API keys allow it; else releases the lease.
-    /// - Parameter keepAlive: the request's keep-alive, applied to the run once the request is allowed.
+    /// - Parameters:
+    ///   - requested: the model as the request named it.
+    ///   - keepAlive: the request's keep-alive, applied to the run once the request is allowed.
     /// - Returns: false when the router should answer it instead.
     private func begin(
-        _ request: Collecting, lease: RunLease, upstream: EngineRequest, streamed: Bool, keepAlive: KeepAlive? = nil, ollama: OllamaRelay? = nil,
+        _ request: Collecting, lease: RunLease, requested: String, upstream: EngineRequest, streamed: Bool, keepAlive: KeepAlive? = nil,
+        ollama: OllamaRelay? = nil,
         context: ChannelHandlerContext
     ) -> Bool {
         // Last: a request the API keys allow has taken from its key's rate bucket, and must then be forwarded here.
@@ -285,7 +294,10 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         if let keepAlive { shared.daemon.scheduler.apply(keepAlive, to: lease) }
         let id = RequestID().description
         collecting = nil
-        exchange = Exchange(id: id, route: request.path, lease: lease, streamed: streamed, started: request.started, ollama: ollama)
+        let keyID = shared.daemon.outcomes.isObserved ? shared.daemon.authorizer.keyID(authorization: authorization) : nil
+        exchange = Exchange(
+            id: id, route: request.path, lease: lease, requested: requested, keyID: keyID, streamed: streamed, started: request.started,
+            ollama: ollama)
         state = .forwarding
         let engine = shared.client.exchange(upstream, on: context.eventLoop, to: self)
         // The exchange may have ended already (a refused connection is reported at once).
@@ -350,15 +362,16 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
             return
         }
         let status = exchange.status ?? 502
-        complete(code: status)
+        let body = exchange.collected ?? ByteBuffer()
+        var usage: ReplyMeter.Usage?
+        if !exchange.streamed, (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
+            usage = shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
+        }
+        complete(code: status, usage: usage)
         let sent = context.eventLoop.makePromise(of: Void.self)
         if exchange.streamed {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
         } else {
-            let body = exchange.collected ?? ByteBuffer()
-            if (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
-                shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
-            }
             writeWhole(status: status, contentType: exchange.contentType, body: body, id: exchange.id, promise: sent, context: context)
         }
         resume(after: sent.futureResult, context: context)
@@ -478,14 +491,21 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     /// The forwarded request is over (its reply's end is about to be written, or the client went away): it is
     /// counted and logged, its tokens recorded, and the run is free of it. What the client sent meanwhile still
     /// waits (``State/flushing``).
-    private func complete(code: Int) {
+    private func complete(code: Int, usage: ReplyMeter.Usage? = nil) {
         guard let exchange else { return }
         self.exchange = nil
         state = .flushing
-        exchange.meter?.finish()
         var relay = exchange.ollama
         relay?.finish()
+        let counted = exchange.meter?.finish() ?? usage
         exchange.lease.release()
+        if shared.daemon.outcomes.isObserved {
+            shared.daemon.outcomes.record(
+                RequestOutcome(
+                    keyID: exchange.keyID, model: exchange.requested, backend: "local:\(exchange.lease.run.name)",
+                    promptTokens: counted?.promptTokens, completionTokens: counted?.completionTokens, latency: .now - exchange.started,
+                    status: code, cost: 0))
+        }
         var logger = shared.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }
         RequestLogMiddleware<DaemonRequestContext>.record(

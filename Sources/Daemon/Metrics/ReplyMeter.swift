@@ -11,16 +11,26 @@ extension DaemonMetrics {
     /// - Parameters:
     ///   - model: the `model` label (the model the run serves, as it was started).
     ///   - started: when the gateway received the request.
-    func meterReply(_ response: Response, model: String, started: ContinuousClock.Instant) -> Response {
-        guard (200..<300).contains(response.status.code),
-            response.headers[.contentType]?.lowercased().hasPrefix("text/event-stream") == true
-        else { return response }
+    ///   - finished: called once when the body is done or broken off, with what was counted (nil for a reply
+    ///     that is not a stream of events).
+    func meterReply(
+        _ response: Response, model: String, started: ContinuousClock.Instant,
+        finished: (@Sendable (ReplyMeter.Usage?) -> Void)? = nil
+    ) -> Response {
+        let metered =
+            (200..<300).contains(response.status.code)
+            && response.headers[.contentType]?.lowercased().hasPrefix("text/event-stream") == true
+        guard metered || finished != nil else { return response }
         var response = response
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
+            guard metered else {
+                defer { finished?(nil) }
+                return try await body.write(writer)
+            }
             let meter = ReplyMeter(model: model, started: started, metrics: self)
             // Also when the client goes away mid-stream: what it was sent is counted.
-            defer { meter.finish() }
+            defer { finished?(meter.finish()) }
             try await body.write(MeteredBodyWriter(base: writer, meter: meter))
         }
         return response
@@ -52,12 +62,15 @@ struct StreamTokenTally {
     }
 
     /// Records the count; called once, when the stream is done or broken off.
-    func record() {
+    /// - Returns: what was recorded.
+    @discardableResult
+    func record() -> ReplyMeter.Usage {
         if let usage {
             metrics.recordUsage(usage, model: model)
-        } else {
-            metrics.recordTokens(model: model, kind: .completion, count: contentChunks)
+            return usage
         }
+        metrics.recordTokens(model: model, kind: .completion, count: contentChunks)
+        return ReplyMeter.Usage(promptTokens: nil, completionTokens: contentChunks)
     }
 }
 
@@ -84,7 +97,9 @@ final class ReplyMeter {
     }
 
     /// Records what the reply said; called once, when the body is done or broken off.
-    func finish() { tally.record() }
+    /// - Returns: the tokens counted.
+    @discardableResult
+    func finish() -> Usage { tally.record() }
 
     /// One SSE event's payload: `{json}` chunks are read; `[DONE]` is not.
     private func event(_ payload: String) {
@@ -109,7 +124,7 @@ final class ReplyMeter {
     }
 
     /// The engine's own count of a reply's tokens (OpenAI's `usage`).
-    struct Usage: Decodable {
+    struct Usage: Decodable, Sendable {
         var promptTokens: Int?
         var completionTokens: Int?
 

@@ -25,6 +25,10 @@ struct DaemonContext: Sendable {
     /// Which run answers a request for a model, which runs stay loaded, and their use: every route that sends
     /// requests to engines goes through it.
     var scheduler: RunScheduler
+    /// Which backends (local runs, upstreams) answer a model, in which order: the routing layer above the scheduler.
+    var router: BackendRouter
+    /// Every gateway request's outcome (key, model, backend, tokens, latency, status), for usage accounting.
+    var outcomes = RequestOutcomes()
     /// What changed, for `GET /api/v1/events` (``DaemonStartup/prepare`` connects the supervisor to it).
     var events: EventBus
     /// Publishes the pulls the API starts.
@@ -41,7 +45,7 @@ extension GatewayController {
     /// The gateway of the daemon's routers.
     init(daemon: DaemonContext) {
         self.init(
-            scheduler: daemon.scheduler, metrics: daemon.metrics)
+            scheduler: daemon.scheduler, router: daemon.router, metrics: daemon.metrics, outcomes: daemon.outcomes, authorizer: daemon.authorizer)
     }
 }
 
@@ -78,6 +82,7 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     let gateway = gateway ?? GatewayController(daemon: daemon)
     let api = router.group("api/v1")
     KeysController(store: daemon.store, events: daemon.events).addRoutes(to: api.group("keys"))
+    UpstreamsController(router: daemon.router).addRoutes(upstreams: api.group("upstreams"), groups: api.group("model-groups"))
     EventsController(bus: daemon.events).addRoutes(to: api)
     StatusController(daemon: daemon).addRoutes(to: api)
     SystemController(daemon: daemon).addRoutes(to: api)
