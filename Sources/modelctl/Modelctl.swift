@@ -13,7 +13,7 @@ struct Modelctl: AsyncParsableCommand {
         version: modeldVersion,
         subcommands: [
             ModelPull.self, ModelList.self, ModelShow.self, ModelRemove.self, ModelVerify.self, ModelExport.self, ModelImport.self, RunStart.self, RunList.self, RunStop.self,
-            RunLogsCommand.self, RunChat.self, KeysCommand.self,
+            RunLogsCommand.self, RunChat.self, KeysCommand.self, UsageCommand.self,
         ]
     )
 }

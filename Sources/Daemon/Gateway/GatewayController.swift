@@ -19,6 +19,8 @@ struct GatewayController {
     let scheduler: RunScheduler
     /// Counts the tokens of forwarded replies and their time to first token.
     let metrics: DaemonMetrics
+    /// Records each request's usage.
+    let usage: UsageLedger
     /// The largest request body the gateway accepts.
     static let maxBody = 32 << 20
     /// The routes whose requests go to an engine.
@@ -63,8 +65,11 @@ struct GatewayController {
         guard let model = members.string("model"), !model.isEmpty else {
             throw APIError.badRequest("model is required", field: "model")
         }
+        try Authorizer.check(model: model, for: context.apiKey)
         let lease = try await scheduler.acquire(model)
         let run = lease.run
+        let ticket = UsageTicket(
+            ledger: usage, keyID: context.apiKey?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: path, started: started)
         var payload = body
         if run.servedName != model {
             payload = ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
@@ -76,22 +81,32 @@ struct GatewayController {
                 headers: [("Content-Type", "application/json"), ("Accept", request.headers[.accept] ?? "*/*")], body: payload)
         } catch {
             lease.release()
+            ticket.record(status: 502, usage: nil)
             throw APIError(.badGateway, "\(error)")
         }
         if members.bool("stream") == true {
-            let reply = try await EngineProxy.stream(upstream, lease: lease)
-            return metrics.meterReply(reply, model: run.model, started: started)
+            let reply: Response
+            do {
+                reply = try await EngineProxy.stream(upstream, lease: lease)
+            } catch {
+                ticket.record(status: (error as? any APIErrorConvertible)?.apiError.status ?? 502, usage: nil)
+                throw error
+            }
+            return metrics.meterReply(reply, model: run.model, started: started, ticket: ticket)
         }
         let reply: (head: Transfer.HTTPResponseHead, body: ByteBuffer)
         do {
             reply = try await EngineProxy.fetch(upstream, lease: lease)
         } catch {
+            ticket.record(status: 502, usage: nil)
             throw APIError.engineDidNotAnswer(error)
         }
         let contentType = reply.head.headers["content-type"] ?? "application/json"
+        var counted: ReplyMeter.Usage?
         if (200..<300).contains(reply.head.status), contentType.lowercased().hasPrefix("application/json") {
-            metrics.recordUsage(ofReply: reply.body.readableBytesView, model: run.model)
+            counted = metrics.recordUsage(ofReply: reply.body.readableBytesView, model: run.model)
         }
+        ticket.record(status: reply.head.status, usage: counted)
         return Response(
             status: HTTPResponse.Status(code: reply.head.status), headers: [.contentType: contentType],
             body: .init(byteBuffer: reply.body))

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Launchers
 import Logging
+import ModelStore
 import ModeldAPI
 import NIOCore
 import NIOHTTP1
@@ -72,6 +73,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         var model: String { lease.run.model }
         let streamed: Bool
         let started: ContinuousClock.Instant
+        /// The request's usage account.
+        let ticket: UsageTicket
         /// The exchange with the engine, to pause, resume or cancel.
         var engine: EngineExchange?
         var status: Int?
@@ -227,8 +230,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         guard let endpoint = run.endpoint,
             let upstream = try? EngineRequest(
                 endpoint: endpoint, path: path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: payload),
-            shared.daemon.authorizer.decideNow(path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket)
-                == .allow
+            case .allow(let key)? = shared.daemon.authorizer.decideNow(
+                path: path, authorization: Self.field("authorization", of: head), isControlSocket: isControlSocket, model: model)
         else {
             lease.release()
             return false
@@ -236,7 +239,11 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
 
         let id = RequestID().description
         collecting = nil
-        exchange = Exchange(id: id, route: path, lease: lease, streamed: members.bool("stream") == true, started: request.started)
+        let ticket = UsageTicket(
+            ledger: shared.daemon.usage, keyID: key?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: path,
+            started: request.started)
+        exchange = Exchange(
+            id: id, route: path, lease: lease, streamed: members.bool("stream") == true, started: request.started, ticket: ticket)
         state = .forwarding
         let engine = shared.client.exchange(upstream, on: context.eventLoop, to: self)
         // The exchange may have ended already (a refused connection is reported at once).
@@ -257,7 +264,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         var headers = responseHeaders(id: exchange.id, contentType: exchange.contentType)
         if let cache = head.headers.first(name: "cache-control") { headers.add(name: "Cache-Control", value: cache) }
         if (200..<300).contains(head.status.code), exchange.contentType.lowercased().hasPrefix("text/event-stream") {
-            self.exchange!.meter = ReplyMeter(model: exchange.model, started: exchange.started, metrics: shared.daemon.metrics)
+            self.exchange!.meter = ReplyMeter(
+                model: exchange.model, started: exchange.started, metrics: shared.daemon.metrics, ticket: exchange.ticket)
         }
         context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
     }
@@ -289,15 +297,18 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     func engineEnd() {
         guard state == .forwarding, let exchange, let context else { return }
         let status = exchange.status ?? 502
-        complete(code: status)
+        var usage: ReplyMeter.Usage?
+        if !exchange.streamed, let body = exchange.collected, (200..<300).contains(status),
+            exchange.contentType.lowercased().hasPrefix("application/json")
+        {
+            usage = shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
+        }
+        complete(code: status, usage: usage)
         let sent = context.eventLoop.makePromise(of: Void.self)
         if exchange.streamed {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
         } else {
             let body = exchange.collected ?? ByteBuffer()
-            if (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
-                shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
-            }
             writeWhole(status: status, contentType: exchange.contentType, body: body, id: exchange.id, promise: sent, context: context)
         }
         resume(after: sent.futureResult, context: context)
@@ -339,13 +350,18 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     }
 
     /// The forwarded request is over (its reply's end is about to be written, or the client went away): it is
-    /// counted and logged, its tokens recorded, and the run is free of it. What the client sent meanwhile still
-    /// waits (``State/flushing``).
-    private func complete(code: Int) {
+    /// counted and logged, its tokens and usage recorded, and the run is free of it. What the client sent meanwhile
+    /// still waits (``State/flushing``).
+    /// - Parameter usage: a whole reply's count (a streamed one is its meter's).
+    private func complete(code: Int, usage: ReplyMeter.Usage? = nil) {
         guard let exchange else { return }
         self.exchange = nil
         state = .flushing
-        exchange.meter?.finish()
+        if let meter = exchange.meter {
+            meter.finish(status: code)
+        } else {
+            exchange.ticket.record(status: code, usage: usage)
+        }
         exchange.lease.release()
         var logger = shared.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }

@@ -35,6 +35,8 @@ struct OllamaController {
     let pullEvents: PullEventSource
     let aliases: OllamaAliases
     let metrics: DaemonMetrics
+    /// Records each request's usage.
+    let usage: UsageLedger
     let facts = OllamaFactsCache()
 
     /// The Ollama release whose API this one matches (docs/ollama-api.md, Version).
@@ -58,6 +60,7 @@ struct OllamaController {
         pullEvents = daemon.pullEvents
         aliases = OllamaAliases(file: daemon.configuration.dataDirectory.root.appending(path: "ollama-aliases.json"))
         metrics = daemon.metrics
+        usage = daemon.usage
     }
 
     func addRoutes(to router: Router<Context>) {
@@ -255,6 +258,7 @@ extension OllamaController {
         let body = try await Self.body(request)
         let name = try Self.modelName(body)
         let modelText = body["model"] as? String ?? name.description
+        try Authorizer.check(model: modelText, for: context.apiKey)
         let keepAlive = try OllamaConversion.keepAlive(body["keep_alive"])
         let messages = try OllamaConversion.messages(body["messages"])
         if messages.isEmpty {
@@ -266,7 +270,7 @@ extension OllamaController {
         if let think = body["think"] as? Bool { openAI["chat_template_kwargs"] = ["enable_thinking": think] }
         return try await exchange(
             name, as: modelText, openAI: openAI, format: body["format"], images: OllamaConversion.hasImages(body["messages"]),
-            kind: .chat, stream: body["stream"] as? Bool ?? true, keepAlive: keepAlive, started: started, logger: context.logger)
+            kind: .chat, stream: body["stream"] as? Bool ?? true, keepAlive: keepAlive, started: started, request: request, context: context)
     }
 
     private func generate(_ request: Request, context: Context) async throws -> Response {
@@ -274,6 +278,7 @@ extension OllamaController {
         let body = try await Self.body(request)
         let name = try Self.modelName(body)
         let modelText = body["model"] as? String ?? name.description
+        try Authorizer.check(model: modelText, for: context.apiKey)
         let keepAlive = try OllamaConversion.keepAlive(body["keep_alive"])
         guard body["prompt"] == nil || body["prompt"] is NSNull || body["prompt"] is String else {
             throw OllamaError(.badRequest, "prompt must be a string")
@@ -298,7 +303,7 @@ extension OllamaController {
         }
         return try await exchange(
             name, as: modelText, openAI: openAI, format: body["format"], images: images, kind: raw ? .completion : .generate,
-            stream: body["stream"] as? Bool ?? true, keepAlive: keepAlive, started: started, logger: context.logger)
+            stream: body["stream"] as? Bool ?? true, keepAlive: keepAlive, started: started, request: request, context: context)
     }
 
     /// Which reply a request gets.
@@ -352,8 +357,9 @@ extension OllamaController {
     /// lines, or one object when the client asked for `stream: false`.
     private func exchange(
         _ name: OllamaName, as modelText: String, openAI: [String: Any], format: Any?, images: Bool, kind: ReplyKind, stream: Bool,
-        keepAlive: KeepAlive?, started: ContinuousClock.Instant, logger: Logger
+        keepAlive: KeepAlive?, started: ContinuousClock.Instant, request: Request, context: Context
     ) async throws -> Response {
+        let logger = context.logger
         let responseFormat = try OllamaConversion.responseFormat(format)
         let structured = LLMController.structuredEngines
         let anyEngine = responseFormat == nil
@@ -363,6 +369,9 @@ extension OllamaController {
             logger: logger)
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run
+        let ticket = UsageTicket(
+            ledger: usage, keyID: context.apiKey?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: request.uri.path,
+            started: started)
         var openAI = openAI
         do {
             if let responseFormat {
@@ -389,18 +398,20 @@ extension OllamaController {
             upstream = try await lease.send(path: kind.path, body: OllamaJSON.encode(openAI), accept: "text/event-stream")
         } catch {
             lease.release()
+            ticket.record(status: 500, usage: nil)
             throw OllamaError(.internalServerError, "the \(run.engine.displayName) of run \(run.name) did not answer: \(error)")
         }
         guard (200..<300).contains(upstream.status) else {
             let error = await Self.engineError(upstream, run: run)
             lease.release()
+            ticket.record(status: Int(error.status.code), usage: nil)
             throw error
         }
         let metrics = self.metrics
         let relay = { @Sendable in
             OllamaRelay(
                 model: modelText, kind: kind, reader: OpenAIStreamReader(kind: kind.reader), started: started, loadDuration: loadDuration,
-                sent: sent, tally: StreamTokenTally(model: run.model, started: started, metrics: metrics))
+                sent: sent, tally: StreamTokenTally(model: run.model, started: started, metrics: metrics, ticket: ticket))
         }
         if !stream {
             defer { lease.release() }

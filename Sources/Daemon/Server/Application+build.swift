@@ -29,6 +29,8 @@ struct DaemonContext: Sendable {
     var events: EventBus
     /// Publishes the pulls the API starts.
     var pullEvents: PullEventSource
+    /// Usage accounting and the keys' quota counters, shared by every route that reaches a backend.
+    var usage: UsageLedger
     /// When the daemon started, for the uptime in `GET /api/v1/status`.
     var startedAt = ContinuousClock.now
 
@@ -40,8 +42,7 @@ struct DaemonContext: Sendable {
 extension GatewayController {
     /// The gateway of the daemon's routers.
     init(daemon: DaemonContext) {
-        self.init(
-scheduler: daemon.scheduler, metrics: daemon.metrics)
+        self.init(scheduler: daemon.scheduler, metrics: daemon.metrics, usage: daemon.usage)
     }
 }
 
@@ -78,6 +79,7 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     let gateway = gateway ?? GatewayController(daemon: daemon)
     let api = router.group("api/v1")
     KeysController(store: daemon.store, events: daemon.events).addRoutes(to: api.group("keys"))
+    UsageController(store: daemon.store, usage: daemon.usage).addRoutes(to: api.group("usage"))
     EventsController(bus: daemon.events).addRoutes(to: api)
     StatusController(daemon: daemon).addRoutes(to: api)
     let models = api.group("models")
@@ -90,7 +92,7 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     models.get(":ref/:name") { request, context in
         try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
-    LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics).addRoutes(to: api.group("llm"))
+    LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics, usage: daemon.usage).addRoutes(to: api.group("llm"))
     gateway.addRoutes(to: router)
     (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
