@@ -29,7 +29,9 @@ final class TestClock: Sendable {
 struct UsageTests {
     /// Requests to a daemon's run `tiny` (the built-in engine on the tiny model) in one lane, with the engine's own
     /// counts summed: `fast` (the real openai client, kept alive: the fast path), `router` (urllib, which closes each
-    /// connection: the router), `llm` (the LLM API) and `ollama` (the Ollama API); streamed and not in each.
+    /// connection: the router), `llm` (the LLM API) and `ollama` (the Ollama API); streamed and not in each. `uncounted`
+    /// streams without `include_usage` on the fast path and the router: the engine reports nothing, so the expected
+    /// prompt is the model's tokenizer's count (count-tokens) and the completion one token per chunk with content.
     static let traffic = """
         import sys, json, urllib.request, openai
         base, key, lane = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -73,6 +75,14 @@ struct UsageTests {
             lines = [json.loads(line) for line in post("/api/generate", {"model": "acme/qwen2-tiny", "prompt": "Hello", "options": options}).splitlines()
                      if line.strip()]
             add(lines[-1]["prompt_eval_count"], lines[-1]["eval_count"])
+        elif lane == "uncounted":
+            client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+            counted = json.loads(post("/api/v1/llm/count-tokens", {"model": "tiny", "messages": chat["messages"]}))["data"]["tokens"]
+            chunks = client.chat.completions.create(stream=True, extra_body={"ignore_eos": True}, **chat)
+            add(counted, sum(1 for c in chunks if c.choices and c.choices[0].delta.content))
+            lines = post("/v1/chat/completions", dict(chat, ignore_eos=True, stream=True)).decode().split("\\n")
+            events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+            add(counted, sum(1 for e in events if e["choices"] and e["choices"][0]["delta"].get("content")))
         print(json.dumps(totals))
         """
 
@@ -98,7 +108,7 @@ struct UsageTests {
                     return try WireJSON.decoder().decode(UsageReport.self, from: Data(shown.stdout.utf8)).groups.first
                 }
                 var expected = (prompt: 0, completion: 0, requests: 0)
-                for lane in ["fast", "router", "llm", "ollama"] {
+                for lane in ["fast", "router", "llm", "ollama", "uncounted"] {
                     let fastBefore = daemon.log.components(separatedBy: "via=fast-path").count
                     let run = try await runProcess(URL(filePath: "/usr/bin/env"), ["python3", "-c", Self.traffic, "http://127.0.0.1:\(daemon.port)", secret, lane])
                     #expect(run.status == 0, "\(lane): \(run.stdout)\(run.stderr)")
@@ -113,7 +123,7 @@ struct UsageTests {
                     #expect(recorded.completionTokens == expected.completion, "\(lane): \(recorded) vs \(expected)")
                     #expect(recorded.requests == expected.requests && recorded.errors == 0, "\(lane): \(recorded)")
                     let fastAfter = daemon.log.components(separatedBy: "via=fast-path").count
-                    #expect((fastAfter - fastBefore > 0) == (lane == "fast"), "\(lane) took the wrong lane")
+                    #expect((fastAfter - fastBefore > 0) == ["fast", "uncounted"].contains(lane), "\(lane) took the wrong lane")
                 }
 
                 // One request without a key, on the control socket.

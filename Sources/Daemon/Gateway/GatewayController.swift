@@ -68,7 +68,7 @@ struct GatewayController {
         try Authorizer.check(model: model, for: context.apiKey)
         let lease = try await scheduler.acquire(model)
         let run = lease.run
-        let ticket = UsageTicket(
+        var ticket = UsageTicket(
             ledger: usage, keyID: context.apiKey?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: path, started: started)
         var payload = body
         if run.servedName != model {
@@ -85,6 +85,8 @@ struct GatewayController {
             throw APIError(.badGateway, "\(error)")
         }
         if members.bool("stream") == true {
+            // A stream carries no usage unless the client asked for it: its prompt may have to be counted.
+            if let directory = run.modelPath { ticket.prompt = UsageLedger.PromptSource(body: body, modelPath: directory) }
             let reply: Response
             do {
                 reply = try await EngineProxy.stream(upstream, lease: lease)

@@ -239,11 +239,13 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
 
         let id = RequestID().description
         collecting = nil
-        let ticket = UsageTicket(
+        let streamed = members.bool("stream") == true
+        var ticket = UsageTicket(
             ledger: shared.daemon.usage, keyID: key?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: path,
             started: request.started)
-        exchange = Exchange(
-            id: id, route: path, lease: lease, streamed: members.bool("stream") == true, started: request.started, ticket: ticket)
+        // A stream carries no usage unless the client asked for it: its prompt may have to be counted.
+        if streamed, let directory = run.modelPath { ticket.prompt = UsageLedger.PromptSource(body: body, modelPath: directory) }
+        exchange = Exchange(id: id, route: path, lease: lease, streamed: streamed, started: request.started, ticket: ticket)
         state = .forwarding
         let engine = shared.client.exchange(upstream, on: context.eventLoop, to: self)
         // The exchange may have ended already (a refused connection is reported at once).

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ModelStore
 import ModeldAPI
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 
@@ -29,6 +30,12 @@ final class UsageLedger: Sendable {
         var cost: Double
     }
 
+    /// Where a request's prompt can be counted when its backend gives no count: the body and the model's directory.
+    struct PromptSource: Sendable {
+        var body: ByteBuffer
+        var modelPath: String
+    }
+
     /// A quota a request is over: the 429's message and when the quota resets.
     struct Denial: Sendable, Equatable {
         var message: String
@@ -44,6 +51,12 @@ final class UsageLedger: Sendable {
     private struct State {
         var pending: [UsageRecord] = []
         var counters: [String: Counter] = [:]
+        /// Requests whose prompt is still to be counted, with when they ended.
+        var uncounted: [(entry: Entry, source: PromptSource, at: Date)] = []
+        var uncountedBytes = 0
+        /// Prompts being counted (taken from `uncounted`, not recorded yet), and who waits until there are none.
+        var counting = 0
+        var countingWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     let store: Store
@@ -53,6 +66,7 @@ final class UsageLedger: Sendable {
     /// The time; tests set it to move days and months without waiting.
     let now: @Sendable () -> Date
     private let state = Mutex(State())
+    private let prompts = PromptCounter()
 
     /// Rows written at once when this many are pending.
     static let batchSize = 256
@@ -62,6 +76,8 @@ final class UsageLedger: Sendable {
     static let rollUpInterval: Duration = .seconds(3600)
     /// Rows kept when the store refuses writes: beyond this many, the oldest are dropped (and logged).
     static let maxPending = 100_000
+    /// The most request bytes held for prompts still to be counted; beyond it, a prompt is recorded uncounted (0).
+    static let maxUncountedBytes = 64 << 20
 
     /// The routes whose requests reach a backend: their keys' token and spending quotas apply.
     static let meteredPaths: Set<String> = Set(GatewayController.engineRoutes).union([
@@ -79,8 +95,46 @@ final class UsageLedger: Sendable {
     // MARK: Recording
 
     /// Records a finished request: counted against its key's quotas at once, written to the store with the next batch.
-    func record(_ entry: Entry) {
+    func record(_ entry: Entry) { record(entry, at: now()) }
+
+    /// Records a finished request whose backend did not count its prompt: the writer counts it with the model's
+    /// tokenizer (``countPrompts()``), then records it.
+    func record(_ entry: Entry, countingPromptOf source: PromptSource) {
         let at = now()
+        let held = state.withLock { state in
+            guard state.uncountedBytes + source.body.readableBytes <= Self.maxUncountedBytes else { return false }
+            state.uncounted.append((entry, source, at))
+            state.uncountedBytes += source.body.readableBytes
+            return true
+        }
+        if !held { record(entry, at: at) }
+    }
+
+    /// Counts the prompts of the requests recorded with ``record(_:countingPromptOf:)`` and records them.
+    func countPrompts() async {
+        let uncounted = state.withLock { state in
+            defer {
+                state.counting += state.uncounted.count
+                state.uncounted = []
+                state.uncountedBytes = 0
+            }
+            return state.uncounted
+        }
+        for (entry, source, at) in uncounted {
+            var counted = entry
+            counted.promptTokens = await prompts.count(body: source.body, route: entry.route, modelPath: source.modelPath) ?? 0
+            record(counted, at: at)
+            let waiters = state.withLock { state in
+                state.counting -= 1
+                guard state.counting == 0 else { return [CheckedContinuation<Void, Never>]() }
+                defer { state.countingWaiters = [] }
+                return state.countingWaiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    private func record(_ entry: Entry, at: Date) {
         let record = UsageRecord(
             at: at, keyID: entry.keyID ?? "", model: entry.model, backend: entry.backend, route: entry.route,
             promptTokens: max(0, entry.promptTokens), completionTokens: max(0, entry.completionTokens),
@@ -113,8 +167,18 @@ final class UsageLedger: Sendable {
         write(batch)
     }
 
-    /// Writes the pending rows and waits until every row recorded before is in the store.
+    /// Counts the prompts still to count, writes the pending rows and waits until every row recorded before is in the
+    /// store.
     func flushed() async {
+        await countPrompts()
+        // Prompts the writer took before are recorded too.
+        await withCheckedContinuation { waiter in
+            let counted = state.withLock { state in
+                if state.counting > 0 { state.countingWaiters.append(waiter) }
+                return state.counting == 0
+            }
+            if counted { waiter.resume() }
+        }
         flush()
         await store.writesFinished()
     }
@@ -239,6 +303,7 @@ struct UsageWriter: Service, CustomStringConvertible {
             var lastRollUp = ContinuousClock.now
             while !Task.isCancelled {
                 try await Task.sleep(for: UsageLedger.flushInterval)
+                await ledger.countPrompts()
                 ledger.flush()
                 if ContinuousClock.now - lastRollUp >= UsageLedger.rollUpInterval {
                     lastRollUp = .now
@@ -267,15 +332,22 @@ struct UsageTicket: Sendable {
     let backend: String
     let route: String
     let started: ContinuousClock.Instant
+    /// Where the prompt can be counted when the backend gives no count.
+    var prompt: UsageLedger.PromptSource? = nil
 
     /// The backend name of a local run.
     static func backend(run name: String) -> String { "local:\(name)" }
 
-    /// Records the request's end. Without the engine's count, each streamed chunk with content is one completion token.
+    /// Records the request's end. Without the engine's count, each streamed chunk with content is one completion token
+    /// and the prompt is counted with the model's tokenizer (when ``prompt`` is known).
     func record(status: Int, usage: ReplyMeter.Usage?, contentChunks: Int = 0) {
-        ledger.record(
-            UsageLedger.Entry(
-                keyID: keyID, model: model, backend: backend, route: route, promptTokens: usage?.promptTokens ?? 0,
-                completionTokens: usage?.completionTokens ?? contentChunks, latency: .now - started, status: status, cost: 0))
+        let entry = UsageLedger.Entry(
+            keyID: keyID, model: model, backend: backend, route: route, promptTokens: usage?.promptTokens ?? 0,
+            completionTokens: usage?.completionTokens ?? contentChunks, latency: .now - started, status: status, cost: 0)
+        if usage?.promptTokens == nil, let prompt {
+            ledger.record(entry, countingPromptOf: prompt)
+        } else {
+            ledger.record(entry)
+        }
     }
 }
