@@ -198,7 +198,8 @@ struct MetricsTests {
         let daemon = try await TestDaemon()
         let started = ContinuousClock.now
         func feed(_ text: String, model: String, pieces: Int) {
-            let ticket = UsageTicket(ledger: daemon.context.usage, keyID: nil, model: model, backend: "local:\(model)", route: "/v1/completions", started: started)
+            let ticket = UsageTicket(
+                ledger: daemon.context.usage, keyID: nil, model: model, backend: "local:\(model)", route: "/v1/completions", started: started)
             let meter = ReplyMeter(model: model, started: started, metrics: metrics, ticket: ticket)
             let bytes = Array(text.utf8)
             let size = max(1, bytes.count / pieces)

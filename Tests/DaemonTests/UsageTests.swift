@@ -110,7 +110,8 @@ struct UsageTests {
                 var expected = (prompt: 0, completion: 0, requests: 0)
                 for lane in ["fast", "router", "llm", "ollama", "uncounted"] {
                     let fastBefore = daemon.log.components(separatedBy: "via=fast-path").count
-                    let run = try await runProcess(URL(filePath: "/usr/bin/env"), ["python3", "-c", Self.traffic, "http://127.0.0.1:\(daemon.port)", secret, lane])
+                    let run = try await runProcess(
+                        URL(filePath: "/usr/bin/env"), ["python3", "-c", Self.traffic, "http://127.0.0.1:\(daemon.port)", secret, lane])
                     #expect(run.status == 0, "\(lane): \(run.stdout)\(run.stderr)")
                     let sent = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Int], "\(lane): \(run.stderr)")
                     #expect(sent["prompt", default: 0] > 0, "\(lane): \(run.stdout)")
@@ -142,7 +143,8 @@ struct UsageTests {
                 }
                 let byKey = try await groups("key")
                 #expect(Set(byKey.map(\.group)) == ["none", key.id], "\(byKey)")
-                #expect(byKey.first { $0.group == key.id }.map { ($0.name, $0.totalTokens, $0.requests) }! == ("app", expected.prompt + expected.completion, expected.requests))
+                let keyed = try #require(byKey.first { $0.group == key.id })
+                #expect(keyed.name == "app" && keyed.totalTokens == expected.prompt + expected.completion && keyed.requests == expected.requests)
                 #expect(byKey.first { $0.group == "none" }.map { ($0.totalTokens, $0.requests) }! == (unkeyedTokens, 1))
                 let all = expected.prompt + expected.completion + unkeyedTokens
                 let byModel = try await groups("model"), byBackend = try await groups("backend"), byDay = try await groups("day")
@@ -285,7 +287,8 @@ struct UsageTests {
             var (status, body) = try await patch(#"{"tokens_per_month": 1000, "allowed_models": ["a", "b"], "tokens_per_day": 0}"#)
             #expect(status == 200, "\(body)")
             let info = try WireJSON.decoder().decode(Envelope<KeyInfo>.self, from: Data(body.utf8)).data
-            #expect(info?.tokensPerDay == nil && info?.tokensPerMonth == 1000 && info?.spendCap == 2.5 && info?.allowedModels == ["a", "b"], "\(body)")
+            #expect(info?.tokensPerDay == nil && info?.tokensPerMonth == 1000, "\(body)")
+            #expect(info?.spendCap == 2.5 && info?.allowedModels == ["a", "b"], "\(body)")
             for bad in [#"{"tokens_per_day": -1}"#, #"{"spend_cap": -2}"#, #"{"allowed_models": [""]}"#] {
                 (status, body) = try await patch(bad)
                 #expect(status == 400, "\(bad): \(body)")
@@ -311,8 +314,8 @@ struct UsageTests {
             try clock.set(at)
             ledger.record(
                 UsageLedger.Entry(
-                    keyID: key.id, model: model, backend: "local:\(model)", route: "/v1/completions", promptTokens: prompt, completionTokens: completion,
-                    latency: .milliseconds(10), status: status, cost: cost))
+                    keyID: key.id, model: model, backend: "local:\(model)", route: "/v1/completions", promptTokens: prompt,
+                    completionTokens: completion, latency: .milliseconds(10), status: status, cost: cost))
         }
         try record("2026-10-01T10:00:00Z", model: "a", prompt: 1, completion: 2)
         try record("2026-10-01T23:59:59Z", model: "a", prompt: 3, completion: 4, status: 502)

@@ -49,7 +49,8 @@ struct KeysController {
     static func limits(_ body: KeyLimitsRequest, creating: Bool) throws -> APIKeyLimits {
         let least = creating ? 1 : 0
         let removal = creating ? "" : " (0 removes the limit)"
-        for (name, value) in [("rate_per_minute", body.ratePerMinute), ("tokens_per_day", body.tokensPerDay), ("tokens_per_month", body.tokensPerMonth)] {
+        let counts = [("rate_per_minute", body.ratePerMinute), ("tokens_per_day", body.tokensPerDay), ("tokens_per_month", body.tokensPerMonth)]
+        for (name, value) in counts {
             if let value, value < least { throw APIError.badRequest("\(name) must be at least \(least)\(removal)") }
         }
         if let cap = body.spendCap, !(cap.isFinite && (cap > 0 || !creating && cap == 0)) {

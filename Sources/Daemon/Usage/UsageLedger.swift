@@ -223,7 +223,8 @@ final class UsageLedger: Sendable {
         let (day, month) = Self.period(at)
         let used = usage(ofKey: key.id)
         if let limit = key.tokensPerDay, used.dayTokens >= limit {
-            return Self.denial("API key \(key.name) has used its \(limit) tokens per day (\(used.dayTokens) used)", resets: Self.dayStart(day + 1), now: at)
+            return Self.denial(
+                "API key \(key.name) has used its \(limit) tokens per day (\(used.dayTokens) used)", resets: Self.dayStart(day + 1), now: at)
         }
         if let limit = key.tokensPerMonth, used.monthTokens >= limit {
             return Self.denial(

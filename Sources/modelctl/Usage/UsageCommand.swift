@@ -32,10 +32,11 @@ struct UsageCommand: AsyncParsableCommand {
         }
         if json { return printJSON(report) }
         let first = report.groupBy.map { $0.uppercased() } ?? "TOTAL"
-        var rows = [[first] + (report.groupBy == "key" ? ["NAME"] : []) + ["REQUESTS", "ERRORS", "PROMPT", "COMPLETION", "TOTAL TOKENS", "COST", "MEAN LATENCY"]]
+        let byKey = report.groupBy == "key"
+        var rows = [[first] + (byKey ? ["NAME"] : []) + ["REQUESTS", "ERRORS", "PROMPT", "COMPLETION", "TOTAL TOKENS", "COST", "MEAN LATENCY"]]
         for group in report.groups {
             rows.append(
-                [group.group] + (report.groupBy == "key" ? [group.name ?? "-"] : [])
+                [group.group] + (byKey ? [group.name ?? "-"] : [])
                     + [
                         String(group.requests), String(group.errors), String(group.promptTokens), String(group.completionTokens),
                         String(group.totalTokens), fixed(group.cost, digits: 4), fixed(group.meanLatencyMs, digits: 1) + " ms",
