@@ -298,6 +298,19 @@ struct UsageTests {
                 body: ByteBuffer(string: "{}")
             ) { (Int($0.status.code), String(buffer: $0.body)) }
             #expect(status == 404, "\(body)")
+
+            // modelctl on the control socket.
+            let environment = ["HOME": daemon.root.path, "MODELD_CONTROL_SOCKET": daemon.context.configuration.controlSocket]
+            let modelctl = productsDirectory.appending(path: "modelctl")
+            let updated = try await runProcess(
+                modelctl, ["keys", "update", "admin", "--tokens-per-day", "7", "--models", "x, y", "--spend-cap", "0", "--json"],
+                environment: environment)
+            #expect(updated.status == 0, "\(updated.stderr)")
+            let key = try WireJSON.decoder().decode(KeyInfo.self, from: Data(updated.stdout.utf8))
+            #expect(key.tokensPerDay == 7 && key.allowedModels == ["x", "y"] && key.spendCap == nil && key.tokensPerMonth == 1000)
+            let listed = try await runProcess(modelctl, ["keys", "list"], environment: environment)
+            #expect(listed.stdout.contains("7 tokens/day, 1000 tokens/month, models x, y"), "\(listed.stdout)")
+            #expect(try await runProcess(modelctl, ["keys", "update", "admin"], environment: environment).status != 0)
         }
     }
 
