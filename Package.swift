@@ -12,15 +12,17 @@ let swiftSettings: [SwiftSetting] = [
 /// (docs/builtin-engine.md, Compile settings): tests run real forward passes and would crawl at -Onone.
 /// Only the numeric kernels and the forward pass (`EngineCompute`): whatever reads input from outside is
 /// checked.
-let engineSettings: [SwiftSetting] = swiftSettings + [
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "haswell"]),
-]
+let engineSettings: [SwiftSetting] =
+    swiftSettings + [
+        .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "haswell"])
+    ]
 
 /// The engine's AVX-512 kernels: the same, one CPU level up. The engine calls them only after
 /// checking the CPU (`InstructionSet.best`).
-let avx512Settings: [SwiftSetting] = swiftSettings + [
-    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "skylake-avx512"]),
-]
+let avx512Settings: [SwiftSetting] =
+    swiftSettings + [
+        .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked", "-target-cpu", "skylake-avx512"])
+    ]
 
 let package = Package(
     name: "modeld",

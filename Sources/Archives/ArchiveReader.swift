@@ -63,7 +63,8 @@ final class ArchiveReader {
         if status == ARCHIVE_EOF { return nil }
         guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let pointer else { throw failure(status, doing: "read an entry header") }
         entry = pointer
-        let path = archive_entry_pathname_utf8(pointer).map { String(cString: $0) }
+        let path =
+            archive_entry_pathname_utf8(pointer).map { String(cString: $0) }
             ?? archive_entry_pathname(pointer).map { String(decoding: Data(bytes: $0, count: strlen($0)), as: UTF8.self) } ?? ""
         let type = UInt32(archive_entry_filetype(pointer))
         let kind: Entry.Kind
@@ -71,7 +72,9 @@ final class ArchiveReader {
         case MODELD_AE_IFREG: kind = .file
         case MODELD_AE_IFDIR: kind = .directory
         case MODELD_AE_IFLNK:
-            kind = .symlink(target: archive_entry_symlink_utf8(pointer).map { String(cString: $0) } ?? archive_entry_symlink(pointer).map { String(cString: $0) } ?? "")
+            kind = .symlink(
+                target: archive_entry_symlink_utf8(pointer).map { String(cString: $0) } ?? archive_entry_symlink(pointer).map { String(cString: $0) }
+                    ?? "")
         default: kind = .other(mode: type)
         }
         let hardLink = archive_entry_hardlink_utf8(pointer).map { String(cString: $0) } ?? archive_entry_hardlink(pointer).map { String(cString: $0) }

@@ -98,7 +98,8 @@ extension ArchiveService {
         }
         let root = hasModels(given) ? given : given.appending(path: "hub", directoryHint: .isDirectory)
         guard hasModels(root) else {
-            throw ArchiveError(.notFound, "\(given.path) holds no models--* directories: give a Hugging Face hub cache such as ~/.cache/huggingface/hub")
+            throw ArchiveError(
+                .notFound, "\(given.path) holds no models--* directories: give a Hugging Face hub cache such as ~/.cache/huggingface/hub")
         }
         if root.resolvingSymlinksInPath().path == cache.dataDirectory.huggingFaceHub.resolvingSymlinksInPath().path {
             throw ArchiveError(.unsupported, "\(root.path) is modeld's own cache")
@@ -138,7 +139,8 @@ extension ArchiveService {
             }
             let (digest, size) = try hashFile(real, kind: kind)
             if let expected, digest != expected {
-                throw ArchiveError(.checksumMismatch, "\(relative) is damaged or incomplete: its \(kind.rawValue) is \(digest), its blob is named \(expected)")
+                throw ArchiveError(
+                    .checksumMismatch, "\(relative) is damaged or incomplete: its \(kind.rawValue) is \(digest), its blob is named \(expected)")
             }
             files.append(.init(path: path, size: size, hash: digest, kind: kind, content: .external(real)))
         }

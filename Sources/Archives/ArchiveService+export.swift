@@ -40,7 +40,8 @@ extension ArchiveService {
         guard found.version.state == .ready else {
             throw ArchiveError(
                 .notReady,
-                "\(repo)@\(found.version.commit.prefix(12)) is \(found.version.state.rawValue), not ready: pull it again (or `modelctl verify` it) before exporting")
+                "\(repo)@\(found.version.commit.prefix(12)) is \(found.version.state.rawValue), not ready: pull it again (or `modelctl verify` it) before exporting"
+            )
         }
         let records = try await store.files(versionID: found.version.id!)
         var files: [ArchiveManifest.File] = []
@@ -81,7 +82,10 @@ extension ArchiveService {
             let blob = cache.blobURL(plan.manifest.source, repo: repo, hash: file.hash)
             let fd = open(blob.path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
-                throw ArchiveError(.notReady, "\(file.path) of \(repo) is missing from the cache (\(String(cString: strerror(errno)))): run `modelctl verify` and pull it again")
+                throw ArchiveError(
+                    .notReady,
+                    "\(file.path) of \(repo) is missing from the cache (\(String(cString: strerror(errno)))): run `modelctl verify` and pull it again"
+                )
             }
             defer { close(fd) }
             var hasher = ContentHasher(kind: file.hashKind, size: file.size)
@@ -96,7 +100,8 @@ extension ArchiveService {
                     let got = read(fd, buffer.baseAddress, want)
                     if got < 0 && errno == EINTR { continue }
                     guard got > 0 else {
-                        throw ArchiveError(.notReady, "\(file.path) of \(repo) is shorter on disk than recorded: run `modelctl verify` and pull it again")
+                        throw ArchiveError(
+                            .notReady, "\(file.path) of \(repo) is shorter on disk than recorded: run `modelctl verify` and pull it again")
                     }
                     let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<got])
                     hasher.update(bytes)
@@ -106,7 +111,9 @@ extension ArchiveService {
             }
             let digest = hasher.finalize()
             guard digest == file.hash else {
-                throw ArchiveError(.notReady, "\(file.path) of \(repo) is damaged on disk (\(file.hashKind.rawValue) \(digest)): run `modelctl verify` and pull it again")
+                throw ArchiveError(
+                    .notReady,
+                    "\(file.path) of \(repo) is damaged on disk (\(file.hashKind.rawValue) \(digest)): run `modelctl verify` and pull it again")
             }
         }
         try writer.close()

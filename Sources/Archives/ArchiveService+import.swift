@@ -45,7 +45,9 @@ extension ArchiveService {
         // What the import writes: each content once, and none the cache already holds.
         var counted = Set<String>()
         let needed = manifest.files.reduce(Int64(0)) { sum, file in
-            guard counted.insert(file.hash).inserted, !cache.hasBlob(manifest.source, repo: repo, hash: file.hash, size: file.size) else { return sum }
+            guard counted.insert(file.hash).inserted, !cache.hasBlob(manifest.source, repo: repo, hash: file.hash, size: file.size) else {
+                return sum
+            }
             return sum + file.size
         }
         do {
@@ -151,7 +153,8 @@ extension ArchiveService {
                 try FileManager.default.removeItem(at: tmp.appending(path: name, directoryHint: .isDirectory))
                 logger.notice("removed the staging files of an unfinished import", metadata: ["directory": "\(tmp.path)/\(name)"])
             } catch {
-                logger.warning("cannot remove the staging files of an unfinished import", metadata: ["directory": "\(tmp.path)/\(name)", "error": "\(error)"])
+                logger.warning(
+                    "cannot remove the staging files of an unfinished import", metadata: ["directory": "\(tmp.path)/\(name)", "error": "\(error)"])
             }
         }
     }
@@ -164,7 +167,8 @@ extension ArchiveService {
         let path = try? Self.entryPath(first.path)
         guard path == ArchiveManifest.fileName, first.kind == .file, first.hardLinkTarget == nil else {
             throw ArchiveError(
-                .badManifest, "the archive's first entry is \(first.path), not \(ArchiveManifest.fileName): is it an archive `modelctl export` wrote?")
+                .badManifest, "the archive's first entry is \(first.path), not \(ArchiveManifest.fileName): is it an archive `modelctl export` wrote?"
+            )
         }
         var data = Data()
         try reader.readData { bytes in

@@ -1,4 +1,5 @@
 import Hubs
+
 extension HubPath {
     /// A file path from an archive, an adopted cache or a directory, checked as a hub gives one.
     /// - Throws: ``ArchiveError`` (`unsafeEntry`) saying what is wrong with the path.

@@ -1,3 +1,6 @@
+import Foundation
+import ModeldAPI
+
 /// How a user names a model: a catalog ref (`qwen2.5:0.5b`) or a hub repository id (`Qwen/Qwen2.5-0.5B-Instruct`).
 package enum ModelRef: Sendable, Hashable, CustomStringConvertible {
     /// `id:size` from the catalog; `size` is nil when the user gave the id alone.
@@ -133,6 +136,3 @@ extension ModelCatalog {
         }
     }
 }
-
-import Foundation
-import ModeldAPI

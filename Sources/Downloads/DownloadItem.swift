@@ -1,4 +1,5 @@
 import Hubs
+
 /// One file to download: where from, how big, and the hash it must have.
 package struct DownloadItem: Sendable {
     /// The file's path in the repository (for messages and progress).

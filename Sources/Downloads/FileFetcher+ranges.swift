@@ -365,7 +365,8 @@ extension FileFetcher {
                         status == 429 ? .rateLimited : .server,
                         status == 429
                             ? "rate limited by \(hostOf(url)) while downloading \(item.path) (HTTP 429 after \(settings.policy.maxAttempts) tries); wait a few minutes and pull again"
-                            : "\(hostOf(url)) answered HTTP \(status) while downloading \(item.path) (\(settings.policy.maxAttempts) tries); try again later")
+                            : "\(hostOf(url)) answered HTTP \(status) while downloading \(item.path) (\(settings.policy.maxAttempts) tries); try again later"
+                    )
                 } else {
                     throw mapError(HubResponse(head: result.head, body: errorBody), item)
                 }

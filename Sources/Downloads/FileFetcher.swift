@@ -226,10 +226,13 @@ struct FileFetcher: Sendable {
                 if status == 429 {
                     error = PullError(
                         .rateLimited,
-                        "rate limited by \(hostOf(url)) while downloading \(item.path) (HTTP 429 after \(settings.policy.maxAttempts) tries); wait a few minutes and pull again")
+                        "rate limited by \(hostOf(url)) while downloading \(item.path) (HTTP 429 after \(settings.policy.maxAttempts) tries); wait a few minutes and pull again"
+                    )
                 } else {
                     error = PullError(
-                        .server, "\(hostOf(url)) answered HTTP \(status) while downloading \(item.path) (\(settings.policy.maxAttempts) tries); try again later")
+                        .server,
+                        "\(hostOf(url)) answered HTTP \(status) while downloading \(item.path) (\(settings.policy.maxAttempts) tries); try again later"
+                    )
                 }
                 return .retry(error, wait: wait, madeProgress: false)
             }

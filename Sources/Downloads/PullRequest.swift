@@ -26,7 +26,8 @@ package struct PullRequest: Sendable, Hashable {
     /// - Throws: ``PullError`` (`notFound`) naming the problem.
     package func validate() throws {
         let parts = repo.split(separator: "/", omittingEmptySubsequences: false)
-        let valid = parts.count == 2
+        let valid =
+            parts.count == 2
             && parts.allSatisfy { part in
                 !part.isEmpty && part != "." && part != ".."
                     && part.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) }

@@ -31,10 +31,12 @@ extension PullService {
             existing.version.state == .ready, let versionID = existing.version.id
         {
             let files = try await store.files(versionID: versionID)
-            let intact = !files.isEmpty && files.allSatisfy { file in
-                cache.hasBlob(repo: repo, etag: file.hash, size: file.size)
-                    && FileManager.default.fileExists(atPath: snapshotPath + "/" + file.path)
-            }
+            let intact =
+                !files.isEmpty
+                && files.allSatisfy { file in
+                    cache.hasBlob(repo: repo, etag: file.hash, size: file.size)
+                        && FileManager.default.fileExists(atPath: snapshotPath + "/" + file.path)
+                }
             if intact {
                 if writesRef { try cache.writeRef(repo: repo, revision: request.revision, commit: commit) }
                 job.setPlan(files.map { ($0.path, $0.size) })
@@ -92,7 +94,8 @@ extension PullService {
         settings.rangeParts = configuration.parallelRanges
         settings.rangeThreshold = configuration.rangeThreshold
         settings.transfers = TransferBudget(limit: configuration.concurrency)
-        settings.maxReceiveRate = configuration.perTransferRate(files: files.filter { !cache.hasBlob(repo: repo, etag: $0.1.etag, size: $0.1.size) }.count)
+        settings.maxReceiveRate = configuration.perTransferRate(
+            files: files.filter { !cache.hasBlob(repo: repo, etag: $0.1.etag, size: $0.1.size) }.count)
         let fetcher = FileFetcher(settings: settings, pool: pool, logger: logger, pulledBytes: pulledBytes[.huggingface]!) { response, item in
             hub.mapError(response, repo: repo, revision: commit, file: item.path)
         }

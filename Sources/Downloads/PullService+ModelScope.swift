@@ -62,7 +62,8 @@ extension PullService {
         settings.rangeParts = configuration.parallelRanges
         settings.rangeThreshold = configuration.rangeThreshold
         settings.transfers = TransferBudget(limit: configuration.concurrency)
-        settings.maxReceiveRate = configuration.perTransferRate(files: files.filter { !cache.hasBlob(repo: repo, sha256: $0.sha256, size: $0.entry.size) }.count)
+        settings.maxReceiveRate = configuration.perTransferRate(
+            files: files.filter { !cache.hasBlob(repo: repo, sha256: $0.sha256, size: $0.entry.size) }.count)
         let fetcher = FileFetcher(settings: settings, pool: pool, logger: logger, pulledBytes: pulledBytes[.modelscope]!) { response, item in
             if response.status == 404 {
                 return PullError(.entryNotFound, "file \(item.path) not found in \(repo)@\(request.revision) on ModelScope")

@@ -58,9 +58,10 @@ package final class PullService: Sendable, CustomStringConvertible {
         self.logger = logger
         let caBundle = configuration.caBundle
         pool = HandlePool { try CurlDownload(caBundle: caBundle) }
-        pulledBytes = Dictionary(uniqueKeysWithValues: ModelSource.allCases.map { source in
-            (source, CoreMetrics.Counter(label: "modeld_pulled_bytes_total", dimensions: [("source", source.rawValue)], factory: metrics))
-        })
+        pulledBytes = Dictionary(
+            uniqueKeysWithValues: ModelSource.allCases.map { source in
+                (source, CoreMetrics.Counter(label: "modeld_pulled_bytes_total", dimensions: [("source", source.rawValue)], factory: metrics))
+            })
         (submissions, submit) = AsyncStream<PullJob>.makeStream()
     }
 
@@ -176,7 +177,8 @@ package final class PullService: Sendable, CustomStringConvertible {
         if needed + margin > free {
             throw PullError(
                 .diskFull,
-                "not enough disk space to \(verb) \(repo): needs \(formatBytes(needed)), \(formatBytes(free)) free in \(configuration.dataDirectory.root.path)")
+                "not enough disk space to \(verb) \(repo): needs \(formatBytes(needed)), \(formatBytes(free)) free in \(configuration.dataDirectory.root.path)"
+            )
         }
     }
 
@@ -203,9 +205,11 @@ package final class PullService: Sendable, CustomStringConvertible {
     /// - Throws: ``PullError/Code/busy`` when a pull of the repository is running, or another such operation.
     package func claiming<T>(source: ModelSource, repo: String, for what: String, _ body: () throws -> T) throws -> T {
         // Checked after the claim: a pull that starts from now on waits for it.
-        try cache.claiming(source: source, repo: repo, for: what, admit: {
-            guard !isPulling(source: source, repo: repo) else { throw PullError.beingPulled(repo) }
-        }, body)
+        try cache.claiming(
+            source: source, repo: repo, for: what,
+            admit: {
+                guard !isPulling(source: source, repo: repo) else { throw PullError.beingPulled(repo) }
+            }, body)
     }
 }
 

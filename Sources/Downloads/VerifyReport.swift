@@ -1,4 +1,5 @@
 import Catalog
+
 /// What `verify` found.
 package struct VerifyReport: Sendable, Hashable {
     /// One file that is missing or whose content changed.

@@ -168,21 +168,37 @@ package struct PackedMatMul {
             let p1 = x1.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self)
             let p2 = x2.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self)
             let u0 = w0.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self)
-            a00 = a00.addingProduct(u0, p0); a01 = a01.addingProduct(u0, p1); a02 = a02.addingProduct(u0, p2)
+            a00 = a00.addingProduct(u0, p0)
+            a01 = a01.addingProduct(u0, p1)
+            a02 = a02.addingProduct(u0, p2)
             let u1 = w0.loadUnaligned(fromByteOffset: at &+ 1 &* rowBytes, as: SIMD16<Float>.self)
-            a10 = a10.addingProduct(u1, p0); a11 = a11.addingProduct(u1, p1); a12 = a12.addingProduct(u1, p2)
+            a10 = a10.addingProduct(u1, p0)
+            a11 = a11.addingProduct(u1, p1)
+            a12 = a12.addingProduct(u1, p2)
             let u2 = w0.loadUnaligned(fromByteOffset: at &+ 2 &* rowBytes, as: SIMD16<Float>.self)
-            a20 = a20.addingProduct(u2, p0); a21 = a21.addingProduct(u2, p1); a22 = a22.addingProduct(u2, p2)
+            a20 = a20.addingProduct(u2, p0)
+            a21 = a21.addingProduct(u2, p1)
+            a22 = a22.addingProduct(u2, p2)
             let u3 = w0.loadUnaligned(fromByteOffset: at &+ 3 &* rowBytes, as: SIMD16<Float>.self)
-            a30 = a30.addingProduct(u3, p0); a31 = a31.addingProduct(u3, p1); a32 = a32.addingProduct(u3, p2)
+            a30 = a30.addingProduct(u3, p0)
+            a31 = a31.addingProduct(u3, p1)
+            a32 = a32.addingProduct(u3, p2)
             let u4 = w0.loadUnaligned(fromByteOffset: at &+ 4 &* rowBytes, as: SIMD16<Float>.self)
-            a40 = a40.addingProduct(u4, p0); a41 = a41.addingProduct(u4, p1); a42 = a42.addingProduct(u4, p2)
+            a40 = a40.addingProduct(u4, p0)
+            a41 = a41.addingProduct(u4, p1)
+            a42 = a42.addingProduct(u4, p2)
             let u5 = w0.loadUnaligned(fromByteOffset: at &+ 5 &* rowBytes, as: SIMD16<Float>.self)
-            a50 = a50.addingProduct(u5, p0); a51 = a51.addingProduct(u5, p1); a52 = a52.addingProduct(u5, p2)
+            a50 = a50.addingProduct(u5, p0)
+            a51 = a51.addingProduct(u5, p1)
+            a52 = a52.addingProduct(u5, p2)
             let u6 = w0.loadUnaligned(fromByteOffset: at &+ 6 &* rowBytes, as: SIMD16<Float>.self)
-            a60 = a60.addingProduct(u6, p0); a61 = a61.addingProduct(u6, p1); a62 = a62.addingProduct(u6, p2)
+            a60 = a60.addingProduct(u6, p0)
+            a61 = a61.addingProduct(u6, p1)
+            a62 = a62.addingProduct(u6, p2)
             let u7 = w0.loadUnaligned(fromByteOffset: at &+ 7 &* rowBytes, as: SIMD16<Float>.self)
-            a70 = a70.addingProduct(u7, p0); a71 = a71.addingProduct(u7, p1); a72 = a72.addingProduct(u7, p2)
+            a70 = a70.addingProduct(u7, p0)
+            a71 = a71.addingProduct(u7, p1)
+            a72 = a72.addingProduct(u7, p2)
             i &+= 16
         }
         let first = columns.lowerBound == 0
@@ -220,7 +236,8 @@ package struct PackedMatMul {
         var i = columns.lowerBound
         while i + 16 <= columns.upperBound {
             let at = i &* 4
-            a = a.addingProduct(w.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self), p.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self))
+            a = a.addingProduct(
+                w.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self), p.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self))
             i &+= 16
         }
         var sum = a.sum()

@@ -66,7 +66,8 @@ package struct HubRequester: Sendable {
                     if status == 429 {
                         throw PullError(
                             .rateLimited,
-                            "rate limited by \(hostOf(request.url)) while \(what) (HTTP 429, \(failures) tries); wait a few minutes and pull again, or set a token")
+                            "rate limited by \(hostOf(request.url)) while \(what) (HTTP 429, \(failures) tries); wait a few minutes and pull again, or set a token"
+                        )
                     }
                     throw PullError(.server, "\(hostOf(request.url)) answered HTTP \(status) while \(what), \(failures) tries; try again later")
                 }

@@ -20,7 +20,8 @@ package struct HuggingFaceSettings: Sendable {
         let endpoint = environment["HF_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://huggingface.co"
         var token = environment["HF_TOKEN"].flatMap(nonEmpty) ?? environment["HUGGING_FACE_HUB_TOKEN"].flatMap(nonEmpty)
         if token == nil {
-            let home = environment["HF_HOME"].flatMap(nonEmpty)
+            let home =
+                environment["HF_HOME"].flatMap(nonEmpty)
                 ?? ((environment["HOME"].flatMap(nonEmpty) ?? NSHomeDirectory()) + "/.cache/huggingface")
             if let text = try? String(contentsOfFile: home + "/token", encoding: .utf8) {
                 token = nonEmpty(text.trimmingCharacters(in: .whitespacesAndNewlines))

@@ -49,7 +49,10 @@ package struct ModelScopeHub: Sendable {
     /// Checks that the revision is a branch or a tag.
     package func checkRevision(repo: String, revision: String, cancel: CancellationFlag) throws {
         struct Item: Decodable { var Revision: String }
-        struct Map: Decodable { var Branches: [Item]?; var Tags: [Item]? }
+        struct Map: Decodable {
+            var Branches: [Item]?
+            var Tags: [Item]?
+        }
         struct Revisions: Decodable { var RevisionMap: Map }
         let url = "\(endpoint)/api/v1/models/\(repo)/revisions"
         let response = try get(url, cancel: cancel, what: "reading the revisions of \(repo)")
@@ -113,7 +116,8 @@ package struct ModelScopeHub: Sendable {
         case 404: return PullError(.repoNotFound, "model \(repo) not found on ModelScope (\(endpoint))")
         case 401, 403:
             return PullError(
-                .unauthorized, "ModelScope denied access to \(repo) (HTTP \(response.status))\(detail); set MODELSCOPE_API_TOKEN to a token with access")
+                .unauthorized,
+                "ModelScope denied access to \(repo) (HTTP \(response.status))\(detail); set MODELSCOPE_API_TOKEN to a token with access")
         default:
             return PullError(.invalidResponse, "ModelScope answered HTTP \(response.status) for \(repo)\(detail)")
         }

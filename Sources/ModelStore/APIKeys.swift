@@ -124,9 +124,10 @@ extension Store {
         let now = Date()
         let id = record.id
         if activeKeys.shouldRecordUse(of: id, at: now) {
-            write({ db in
-                try db.execute(sql: "UPDATE api_keys SET last_used_at = ? WHERE id = ?", arguments: [StoreDate.text(now), id])
-            }, completion: { _ in })
+            write(
+                { db in
+                    try db.execute(sql: "UPDATE api_keys SET last_used_at = ? WHERE id = ?", arguments: [StoreDate.text(now), id])
+                }, completion: { _ in })
         }
         record.lastUsedAt = now
         return record

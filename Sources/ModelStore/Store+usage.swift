@@ -81,19 +81,20 @@ extension Store {
     /// Appends usage rows in one transaction, without waiting for it (as ``write(_:completion:)``), with one prepared
     /// statement: a row costs a few microseconds of the writer's time, not a record encoding.
     package func insertUsage(_ records: [UsageRecord], completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
-        write({ db in
-            let statement = try db.cachedStatement(
-                sql: """
-                    INSERT INTO usage (at, key_id, model, backend, route, prompt_tokens, completion_tokens, latency_ms, status, cost)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
-            for record in records {
-                try statement.execute(arguments: [
-                    StoreDate.text(record.at), record.keyID, record.model, record.backend, record.route, record.promptTokens,
-                    record.completionTokens, record.latencyMs, record.status, record.cost,
-                ])
-            }
-        }, completion: completion)
+        write(
+            { db in
+                let statement = try db.cachedStatement(
+                    sql: """
+                        INSERT INTO usage (at, key_id, model, backend, route, prompt_tokens, completion_tokens, latency_ms, status, cost)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """)
+                for record in records {
+                    try statement.execute(arguments: [
+                        StoreDate.text(record.at), record.keyID, record.model, record.backend, record.route, record.promptTokens,
+                        record.completionTokens, record.latencyMs, record.status, record.cost,
+                    ])
+                }
+            }, completion: completion)
     }
 
     /// Sums usage in `[from, to)`, grouped; the rows rolled up per day count from their day's start. Sorted by group.

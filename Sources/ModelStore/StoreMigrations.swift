@@ -6,80 +6,83 @@ enum StoreMigrations {
         var migrator = DatabaseMigrator()
 
         migrator.registerMigration("v1-models") { db in
-            try db.execute(sql: """
-                CREATE TABLE models (
-                    id INTEGER PRIMARY KEY,
-                    source TEXT NOT NULL CHECK (source IN ('huggingface', 'modelscope', 'local')),
-                    repo TEXT NOT NULL,
-                    created_at REAL NOT NULL,
-                    UNIQUE (source, repo)
-                );
-                CREATE TABLE versions (
-                    id INTEGER PRIMARY KEY,
-                    model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
-                    requested_revision TEXT NOT NULL,
-                    "commit" TEXT NOT NULL,
-                    state TEXT NOT NULL CHECK (state IN ('pending', 'downloading', 'ready', 'failed', 'damaged')),
-                    path TEXT,
-                    total_bytes INTEGER NOT NULL DEFAULT 0,
-                    error TEXT,
-                    created_at REAL NOT NULL,
-                    updated_at REAL NOT NULL,
-                    ready_at REAL,
-                    UNIQUE (model_id, "commit")
-                );
-                CREATE TABLE files (
-                    id INTEGER PRIMARY KEY,
-                    version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
-                    path TEXT NOT NULL,
-                    size INTEGER NOT NULL CHECK (size >= 0),
-                    hash TEXT NOT NULL,
-                    hash_kind TEXT NOT NULL CHECK (hash_kind IN ('sha256', 'git-sha1')),
-                    verified INTEGER NOT NULL DEFAULT 0,
-                    UNIQUE (version_id, path)
-                );
-                CREATE INDEX files_by_hash ON files(hash);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE models (
+                        id INTEGER PRIMARY KEY,
+                        source TEXT NOT NULL CHECK (source IN ('huggingface', 'modelscope', 'local')),
+                        repo TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        UNIQUE (source, repo)
+                    );
+                    CREATE TABLE versions (
+                        id INTEGER PRIMARY KEY,
+                        model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+                        requested_revision TEXT NOT NULL,
+                        "commit" TEXT NOT NULL,
+                        state TEXT NOT NULL CHECK (state IN ('pending', 'downloading', 'ready', 'failed', 'damaged')),
+                        path TEXT,
+                        total_bytes INTEGER NOT NULL DEFAULT 0,
+                        error TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        ready_at REAL,
+                        UNIQUE (model_id, "commit")
+                    );
+                    CREATE TABLE files (
+                        id INTEGER PRIMARY KEY,
+                        version_id INTEGER NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+                        path TEXT NOT NULL,
+                        size INTEGER NOT NULL CHECK (size >= 0),
+                        hash TEXT NOT NULL,
+                        hash_kind TEXT NOT NULL CHECK (hash_kind IN ('sha256', 'git-sha1')),
+                        verified INTEGER NOT NULL DEFAULT 0,
+                        UNIQUE (version_id, path)
+                    );
+                    CREATE INDEX files_by_hash ON files(hash);
+                    """)
         }
 
         migrator.registerMigration("v2-runs") { db in
-            try db.execute(sql: """
-                CREATE TABLE runs (
-                    id TEXT PRIMARY KEY,
-                    name TEXT NOT NULL UNIQUE,
-                    version_id INTEGER REFERENCES versions(id) ON DELETE SET NULL,
-                    model TEXT NOT NULL,
-                    engine TEXT NOT NULL,
-                    options TEXT NOT NULL DEFAULT '{}',
-                    pid INTEGER,
-                    process_start_time INTEGER,
-                    port INTEGER,
-                    state TEXT NOT NULL CHECK (state IN ('starting', 'ready', 'stopping', 'stopped', 'failed')),
-                    desired_state TEXT NOT NULL CHECK (desired_state IN ('running', 'stopped')),
-                    restarts INTEGER NOT NULL DEFAULT 0,
-                    exit_status INTEGER,
-                    reason TEXT,
-                    created_at REAL NOT NULL,
-                    updated_at REAL NOT NULL
-                );
-                CREATE INDEX runs_by_desired_state ON runs(desired_state);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE runs (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE,
+                        version_id INTEGER REFERENCES versions(id) ON DELETE SET NULL,
+                        model TEXT NOT NULL,
+                        engine TEXT NOT NULL,
+                        options TEXT NOT NULL DEFAULT '{}',
+                        pid INTEGER,
+                        process_start_time INTEGER,
+                        port INTEGER,
+                        state TEXT NOT NULL CHECK (state IN ('starting', 'ready', 'stopping', 'stopped', 'failed')),
+                        desired_state TEXT NOT NULL CHECK (desired_state IN ('running', 'stopped')),
+                        restarts INTEGER NOT NULL DEFAULT 0,
+                        exit_status INTEGER,
+                        reason TEXT,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    );
+                    CREATE INDEX runs_by_desired_state ON runs(desired_state);
+                    """)
         }
 
         migrator.registerMigration("v3-api-keys") { db in
-            try db.execute(sql: """
-                CREATE TABLE api_keys (
-                    id TEXT PRIMARY KEY,
-                    name TEXT NOT NULL UNIQUE,
-                    prefix TEXT NOT NULL,
-                    hash TEXT NOT NULL UNIQUE,
-                    scope TEXT NOT NULL CHECK (scope IN ('inference', 'admin')),
-                    rate_per_minute INTEGER,
-                    created_at REAL NOT NULL,
-                    last_used_at REAL,
-                    revoked_at REAL
-                );
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE api_keys (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE,
+                        prefix TEXT NOT NULL,
+                        hash TEXT NOT NULL UNIQUE,
+                        scope TEXT NOT NULL CHECK (scope IN ('inference', 'admin')),
+                        rate_per_minute INTEGER,
+                        created_at REAL NOT NULL,
+                        last_used_at REAL,
+                        revoked_at REAL
+                    );
+                    """)
         }
         migrator.registerMigration("v4-file-source-commit") { db in
             // ModelScope lists, per file, the commit it came from; recorded with the file.
@@ -88,49 +91,51 @@ enum StoreMigrations {
         migrator.registerMigration("v5-run-keep-alive") { db in
             // How long a run stays loaded without requests (NULL: until stopped), and whether the gateway
             // started it on demand (such runs may be evicted to make room for another).
-            try db.execute(sql: """
-                ALTER TABLE runs ADD COLUMN keep_alive INTEGER CHECK (keep_alive IS NULL OR keep_alive >= 0);
-                ALTER TABLE runs ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0;
-                """)
+            try db.execute(
+                sql: """
+                    ALTER TABLE runs ADD COLUMN keep_alive INTEGER CHECK (keep_alive IS NULL OR keep_alive >= 0);
+                    ALTER TABLE runs ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0;
+                    """)
         }
         migrator.registerMigration("v6-usage-and-quotas") { db in
             // One row per request that reached a backend (``UsageRecord``); rows older than the retention are
             // summed into `usage_daily` per (day, key, model, backend) and deleted. `key_id` '' is no key (the
             // control socket, or no key exists). Each key's quotas: tokens per UTC day and month, a spending cap
             // per UTC month, and the models it may name (a JSON array; NULL: any).
-            try db.execute(sql: """
-                CREATE TABLE usage (
-                    id INTEGER PRIMARY KEY,
-                    at TEXT NOT NULL,
-                    key_id TEXT NOT NULL DEFAULT '',
-                    model TEXT NOT NULL,
-                    backend TEXT NOT NULL,
-                    route TEXT NOT NULL,
-                    prompt_tokens INTEGER NOT NULL CHECK (prompt_tokens >= 0),
-                    completion_tokens INTEGER NOT NULL CHECK (completion_tokens >= 0),
-                    latency_ms REAL NOT NULL,
-                    status INTEGER NOT NULL,
-                    cost REAL NOT NULL DEFAULT 0
-                );
-                CREATE INDEX usage_by_time ON usage(at);
-                CREATE TABLE usage_daily (
-                    day TEXT NOT NULL,
-                    key_id TEXT NOT NULL,
-                    model TEXT NOT NULL,
-                    backend TEXT NOT NULL,
-                    requests INTEGER NOT NULL,
-                    errors INTEGER NOT NULL,
-                    prompt_tokens INTEGER NOT NULL,
-                    completion_tokens INTEGER NOT NULL,
-                    latency_ms REAL NOT NULL,
-                    cost REAL NOT NULL,
-                    PRIMARY KEY (day, key_id, model, backend)
-                );
-                ALTER TABLE api_keys ADD COLUMN tokens_per_day INTEGER;
-                ALTER TABLE api_keys ADD COLUMN tokens_per_month INTEGER;
-                ALTER TABLE api_keys ADD COLUMN spend_cap REAL;
-                ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE usage (
+                        id INTEGER PRIMARY KEY,
+                        at TEXT NOT NULL,
+                        key_id TEXT NOT NULL DEFAULT '',
+                        model TEXT NOT NULL,
+                        backend TEXT NOT NULL,
+                        route TEXT NOT NULL,
+                        prompt_tokens INTEGER NOT NULL CHECK (prompt_tokens >= 0),
+                        completion_tokens INTEGER NOT NULL CHECK (completion_tokens >= 0),
+                        latency_ms REAL NOT NULL,
+                        status INTEGER NOT NULL,
+                        cost REAL NOT NULL DEFAULT 0
+                    );
+                    CREATE INDEX usage_by_time ON usage(at);
+                    CREATE TABLE usage_daily (
+                        day TEXT NOT NULL,
+                        key_id TEXT NOT NULL,
+                        model TEXT NOT NULL,
+                        backend TEXT NOT NULL,
+                        requests INTEGER NOT NULL,
+                        errors INTEGER NOT NULL,
+                        prompt_tokens INTEGER NOT NULL,
+                        completion_tokens INTEGER NOT NULL,
+                        latency_ms REAL NOT NULL,
+                        cost REAL NOT NULL,
+                        PRIMARY KEY (day, key_id, model, backend)
+                    );
+                    ALTER TABLE api_keys ADD COLUMN tokens_per_day INTEGER;
+                    ALTER TABLE api_keys ADD COLUMN tokens_per_month INTEGER;
+                    ALTER TABLE api_keys ADD COLUMN spend_cap REAL;
+                    ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
+                    """)
         }
         return migrator
     }()

@@ -1,3 +1,6 @@
+import FoundationEssentials
+import Glibc
+
 /// Folds one header line from libcurl's header callback into `headers` (names lower-cased; a repeated
 /// header keeps its last value). A status line (`HTTP/...`) starts a new response — after a 100 Continue or
 /// a redirect — so it clears what was collected.
@@ -9,9 +12,6 @@ func collectHeaderLine(_ data: UnsafeMutablePointer<CChar>, count: Int, into hea
         headers[trimmingWhitespace(line[..<colon]).lowercased()] = trimmingWhitespace(line[line.index(after: colon)...])
     }
 }
-
-import FoundationEssentials
-import Glibc
 
 /// Text without the white space (line ends included) around it.
 package func trimmingWhitespace(_ text: Substring) -> String {

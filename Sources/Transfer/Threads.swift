@@ -38,9 +38,11 @@ package func startThread(stackSize: Int, _ body: @escaping @Sendable () -> Void)
     pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
     let start = Unmanaged.passRetained(Start(body)).toOpaque()
     var thread = pthread_t()
-    let result = pthread_create(&thread, &attributes, { argument in
-        Unmanaged<Start>.fromOpaque(argument!).takeRetainedValue().body()
-        return nil
-    }, start)
+    let result = pthread_create(
+        &thread, &attributes,
+        { argument in
+            Unmanaged<Start>.fromOpaque(argument!).takeRetainedValue().body()
+            return nil
+        }, start)
     precondition(result == 0, "cannot start a thread: \(String(cString: strerror(result)))")
 }

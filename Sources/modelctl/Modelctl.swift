@@ -12,7 +12,8 @@ struct Modelctl: AsyncParsableCommand {
         abstract: "Control modeld: pull, list and run models.",
         version: modeldVersion,
         subcommands: [
-            ModelPull.self, ModelList.self, ModelShow.self, ModelRemove.self, ModelVerify.self, ModelExport.self, ModelImport.self, RunStart.self, RunList.self, RunStop.self,
+            ModelPull.self, ModelList.self, ModelShow.self, ModelRemove.self, ModelVerify.self, ModelExport.self, ModelImport.self, RunStart.self,
+            RunList.self, RunStop.self,
             RunLogsCommand.self, RunChat.self, KeysCommand.self, UsageCommand.self,
         ]
     )
@@ -23,7 +24,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "modeld's URL (env MODELD_URL). Without it modelctl uses the control socket, else http://127.0.0.1:8700.")
     var url: String?
 
-    @Option(name: .long, help: "modeld's control socket (env MODELD_CONTROL_SOCKET; default /run/modeld/modeld.sock, then ~/.local/share/modeld/modeld.sock).")
+    @Option(
+        name: .long,
+        help: "modeld's control socket (env MODELD_CONTROL_SOCKET; default /run/modeld/modeld.sock, then ~/.local/share/modeld/modeld.sock).")
     var socket: String?
 
     @Option(name: .long, help: "API key for a TCP daemon that requires one (env MODELD_API_KEY).")

@@ -81,7 +81,8 @@ struct AMXMatMulTests {
                 let unrounded = Self.reference(w, x: x, tokens: tokens, bias: bias, start: initial)
                 for split in [0, 16] where split < rows {
                     var y = accumulate ? start : [Float](repeating: .nan, count: tokens * rows)
-                    AMXMatMul.withActivations(x: x, xStride: columns, tokens: tokens, columns: columns, precision: precision, pool: Self.pool) { activations in
+                    AMXMatMul.withActivations(x: x, xStride: columns, tokens: tokens, columns: columns, precision: precision, pool: Self.pool) {
+                        activations in
                         bias.withUnsafeBufferPointer { bias in
                             for range in [0..<split, split..<rows] where !range.isEmpty {
                                 AMXMatMul.multiply(
@@ -95,7 +96,8 @@ struct AMXMatMulTests {
                     let againstRounded = Self.worstRelative(y, exact)
                     let againstUnrounded = Self.worstRelative(y, unrounded)
                     #expect(againstRounded < 1e-5, "\(label): \(againstRounded) relative to the bf16 parts' products")
-                    #expect(againstUnrounded < Self.representationBound(precision), "\(label): \(againstUnrounded) relative to the unrounded products")
+                    #expect(
+                        againstUnrounded < Self.representationBound(precision), "\(label): \(againstUnrounded) relative to the unrounded products")
                 }
             }
         }
@@ -115,7 +117,8 @@ struct AMXMatMulTests {
             let w = MatMulTests.randomMatrix(rows: rows, columns: columns, format: format, seed: 43)
             defer { w.storage.deallocate() }
             var amx = [Float](repeating: .nan, count: tokens * rows), avx512 = amx
-            matmul(w.matrix, x: x, xStride: columns, tokens: tokens, y: &amx, yStride: rows, bias: bias, pool: Self.pool, instructionSet: instructionSet)
+            matmul(
+                w.matrix, x: x, xStride: columns, tokens: tokens, y: &amx, yStride: rows, bias: bias, pool: Self.pool, instructionSet: instructionSet)
             matmul(w.matrix, x: x, xStride: columns, tokens: tokens, y: &avx512, yStride: rows, bias: bias, pool: Self.pool, instructionSet: .avx512)
             if format == .bf16 && tokens >= AMXMatMul.minimumTokens {
                 let exact = Self.reference(w, x: x.map { Self.parts($0, precision) }, tokens: tokens, bias: bias, start: zero)

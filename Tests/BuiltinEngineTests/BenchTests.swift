@@ -24,7 +24,8 @@ struct BenchTests {
     @Test func qwen25ShapeIsTheRealOne() {
         let config = ModelConfig.qwen25_0_5B
         let q = config.headCount * config.headDim, kv = config.kvHeadCount * config.headDim
-        let perLayer = 2 * config.hiddenSize * q + 2 * config.hiddenSize * kv + 3 * config.hiddenSize * config.intermediateSize
+        let perLayer =
+            2 * config.hiddenSize * q + 2 * config.hiddenSize * kv + 3 * config.hiddenSize * config.intermediateSize
             + q + 2 * kv + 2 * config.hiddenSize
         let parameters = config.vocabSize * config.hiddenSize + config.layerCount * perLayer + config.hiddenSize
         // Qwen2.5-0.5B has 494,032,768 parameters (tied embeddings counted once).

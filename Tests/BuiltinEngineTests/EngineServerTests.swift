@@ -152,7 +152,8 @@ struct EngineServerTests {
         defer { runtime.scheduler.stop() }
         try await app.test(.router) { client in
             let deep = String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000)
-            let messages = #"{"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": "#
+            let messages =
+                #"{"model": "tiny", "max_tokens": 1, "messages": [{"role": "user", "content": "#
                 + String(repeating: "[", count: 64) + String(repeating: "]", count: 64) + "}]}"
             for (path, body) in [("/v1/chat/completions", deep), ("/v1/completions", deep), ("/v1/chat/completions", messages)] {
                 try await client.execute(uri: path, method: .post, body: ByteBuffer(string: body)) { response in

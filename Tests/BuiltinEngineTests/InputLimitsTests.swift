@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import ModelText
+import Testing
 
 /// The limits on untrusted text (JSON, chat templates, tokenizer files): input past one fails with an error that
 /// names it, instead of overflowing the stack or filling memory, and input at the limit still works.
@@ -168,7 +167,8 @@ struct InputLimitsTests {
         let json = #"{"model": {"type": "BPE", "vocab": {}, "merges": []}, "normalizer": "# + Self.nested(200_000) + "}"
         let error = try #require(throws: TokenizerError.self) { try Tokenizer(json: Data(json.utf8)) }
         #expect(error.code == .invalidFile && error.message.contains("limit of 64 levels"), "\(error)")
-        let sequences = #"{"model": {"type": "BPE", "vocab": {}, "merges": []}, "pre_tokenizer": "#
+        let sequences =
+            #"{"model": {"type": "BPE", "vocab": {}, "merges": []}, "pre_tokenizer": "#
             + String(repeating: #"{"type": "Sequence", "pretokenizers": ["#, count: 100) + "{}" + String(repeating: "]}", count: 100) + "}"
         let sequenceError = try #require(throws: TokenizerError.self) { try Tokenizer(json: Data(sequences.utf8)) }
         #expect(sequenceError.message.contains("limit of 64 levels"), "\(sequenceError)")

@@ -126,10 +126,13 @@ struct MatMulTests {
             let accumulated = Self.reference(w, x: x, tokens: tokens, bias: bias, start: start)
             let label = "\(format) \(rows)x\(columns), \(tokens) tokens, \(instructionSet)"
             var y = [Float](repeating: .nan, count: tokens * rows)
-            matmul(w.matrix, x: x, xStride: columns, tokens: tokens, y: &y, yStride: rows, bias: bias, pool: Self.pool, instructionSet: instructionSet)
+            matmul(
+                w.matrix, x: x, xStride: columns, tokens: tokens, y: &y, yStride: rows, bias: bias, pool: Self.pool, instructionSet: instructionSet)
             Self.expectClose(y, overwritten, columns: columns, label + ", with bias")
             y = start
-            matmul(w.matrix, x: x, xStride: columns, tokens: tokens, y: &y, yStride: rows, bias: bias, accumulate: true, pool: Self.pool, instructionSet: instructionSet)
+            matmul(
+                w.matrix, x: x, xStride: columns, tokens: tokens, y: &y, yStride: rows, bias: bias, accumulate: true, pool: Self.pool,
+                instructionSet: instructionSet)
             Self.expectClose(y, accumulated, columns: columns, label + ", accumulating")
         }
     }
@@ -161,7 +164,10 @@ struct MatMulTests {
         let rows = 72, columns = 48
         let gate = Self.randomMatrix(rows: rows, columns: columns, format: .bf16, seed: 31)
         let up = Self.randomMatrix(rows: rows, columns: columns, format: .bf16, seed: 32)
-        defer { gate.storage.deallocate(); up.storage.deallocate() }
+        defer {
+            gate.storage.deallocate()
+            up.storage.deallocate()
+        }
         let x = Self.randomVector(tokens * columns, seed: 33)
         var gateOut = [Float](repeating: 0, count: tokens * rows)
         var upOut = [Float](repeating: 0, count: tokens * rows)

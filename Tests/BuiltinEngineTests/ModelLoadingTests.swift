@@ -24,14 +24,18 @@ struct ModelLoadingTests {
     }
 
     @Test func unsupportedRopeScalingIsRejected() throws {
-        let config = #"{"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"vocab_size":10,"rope_scaling":{"rope_type":"yarn","factor":4.0}}"#
+        let config =
+            #"{"architectures":["LlamaForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"vocab_size":10,"rope_scaling":{"rope_type":"yarn","factor":4.0}}"#
         let error = try #require(throws: ModelError.self) { try ModelConfig(json: Data(config.utf8)) }
         #expect(error.code == .unsupportedArchitecture)
         #expect(error.message.contains("yarn"))
     }
 
     @Test func missingWeightsAreReported() throws {
-        let url = try directory(config: #"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":10}"#)
+        let url = try directory(
+            config:
+                #"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4,"num_key_value_heads":2,"vocab_size":10}"#
+        )
         defer { try? FileManager.default.removeItem(at: url) }
         let error = try #require(throws: ModelError.self) { try TransformerModel(directory: url) }
         #expect(error.message.contains("model.safetensors"))

@@ -1,6 +1,7 @@
-@testable import ModelText
 import Foundation
 import Testing
+
+@testable import ModelText
 
 @Suite("safetensors header validation")
 struct SafetensorsTests {
@@ -37,7 +38,8 @@ struct SafetensorsTests {
     }
 
     @Test func validFileIsReadInPlace() throws {
-        let header = #"{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]},"empty":{"dtype":"F32","shape":[0],"data_offsets":[32,32]}}"#
+        let header =
+            #"{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]},"empty":{"dtype":"F32","shape":[0],"data_offsets":[32,32]}}"#
         let url = try write(header: header, dataLength: 32)
         defer { try? FileManager.default.removeItem(at: url) }
         let file = try SafetensorsFile(url: url)

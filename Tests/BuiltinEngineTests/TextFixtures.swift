@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import ModelText
+import Testing
 
 /// The text fixtures written by scripts/make-text-goldens.py, loaded once per process.
 enum TextFixtures {

@@ -1,7 +1,7 @@
-import Foundation
-import Testing
 import FakeHub
+import Foundation
 import ModeldAPI
+import Testing
 
 @testable import Archives
 @testable import Catalog
@@ -28,7 +28,8 @@ private func shape(_ harness: PullHarness, source: ModelSource, repo: String) as
     let files = try await harness.store.files(versionID: version.version.id!).map {
         "\($0.path) \($0.size) \($0.hash) \($0.hashKind) \($0.verified) \($0.sourceCommit ?? "-")"
     }
-    let repoDirectory = source == .huggingface
+    let repoDirectory =
+        source == .huggingface
         ? harness.repoDirectory(repo) : ModelScopeCache(root: harness.data.modelScope).repoDirectory(repo)
     var layout: [String] = []
     if let enumerator = FileManager.default.enumerator(atPath: repoDirectory.path) {
@@ -133,7 +134,8 @@ struct ArchiveRoundTripTests {
         }
     }
 
-    @Test("the real huggingface_hub reads an imported version offline",
+    @Test(
+        "the real huggingface_hub reads an imported version offline",
         .enabled(if: pythonHasHuggingFaceHub, "needs python3 with huggingface_hub (pip install huggingface_hub)"))
     func importedVersionLoadsOffline() async throws {
         try await FakeHub.withRunning { hub in
@@ -152,7 +154,9 @@ struct ArchiveRoundTripTests {
                 #expect(report.repos == ["acme/tiny"])
                 #expect(report.warnings.isEmpty)
                 #expect(report.revisions[commit.sha]?.refs == ["main"])
-                #expect(URL(filePath: report.path).standardizedFileURL.path == outcome.version.version.path.map { URL(filePath: $0).standardizedFileURL.path })
+                #expect(
+                    URL(filePath: report.path).standardizedFileURL.path
+                        == outcome.version.version.path.map { URL(filePath: $0).standardizedFileURL.path })
                 let expected = Dictionary(uniqueKeysWithValues: commit.files.filter { $0.path != "pytorch_model.bin" }.map { ($0.path, $0.sha256) })
                 #expect(report.files == expected)
             }
@@ -186,9 +190,12 @@ struct ArchiveRoundTripTests {
             let commit = tinyCommit()
             hub.addRepo("acme/tiny", commits: [commit])
             try await withPullService(hub: hub) { harness in
-                await #expect(throws: ArchiveError.self) { try await harness.archives.exportPlan(source: .huggingface, repo: "acme/tiny", commit: nil) }
+                await #expect(throws: ArchiveError.self) {
+                    try await harness.archives.exportPlan(source: .huggingface, repo: "acme/tiny", commit: nil)
+                }
                 try await harness.pull("acme/tiny")
-                let blob = harness.repoDirectory("acme/tiny").appending(path: "blobs/\(commit.files.first { $0.path == "model.safetensors" }!.sha256)")
+                let blob = harness.repoDirectory("acme/tiny").appending(
+                    path: "blobs/\(commit.files.first { $0.path == "model.safetensors" }!.sha256)")
                 var bytes = try Data(contentsOf: blob)
                 bytes[100] ^= 0xFF
                 try bytes.write(to: blob)
@@ -310,7 +317,9 @@ struct HostileArchiveTests {
                 #expect(tree(harness.data.huggingFaceHub).isEmpty, "nothing entered the cache: \(tree(harness.data.huggingFaceHub))")
                 #expect(!FileManager.default.fileExists(atPath: outside.path), "nothing was written outside")
                 for directory in [harness.data.root, harness.data.tmp, harness.data.huggingFaceHub] {
-                    #expect(!FileManager.default.fileExists(atPath: directory.deletingLastPathComponent().appending(path: outside.lastPathComponent).path))
+                    #expect(
+                        !FileManager.default.fileExists(atPath: directory.deletingLastPathComponent().appending(path: outside.lastPathComponent).path)
+                    )
                 }
             }
         }
@@ -453,7 +462,8 @@ struct InstallRollbackTests {
 
 @Suite("Adopting models already on the host")
 struct AdoptTests {
-    @Test("a Hugging Face cache written by huggingface_hub is registered through hard links, not copies",
+    @Test(
+        "a Hugging Face cache written by huggingface_hub is registered through hard links, not copies",
         .enabled(if: pythonHasHuggingFaceHub, "needs python3 with huggingface_hub (pip install huggingface_hub)"))
     func adoptHuggingFaceCache() async throws {
         try await FakeHub.withRunning { hub in
@@ -516,7 +526,8 @@ struct AdoptTests {
     func adoptSkipsDamage() async throws {
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/tiny", commits: [tinyCommit()])
-            hub.addRepo("acme/other", commits: [FakeCommit(files: [FakeFile("config.json", "{}"), FakeFile("w.safetensors", testBytes(4096, seed: 3))])])
+            hub.addRepo(
+                "acme/other", commits: [FakeCommit(files: [FakeFile("config.json", "{}"), FakeFile("w.safetensors", testBytes(4096, seed: 3))])])
             let source = FileManager.default.temporaryDirectory.appending(path: "modeld-adopt-src-\(UUID().uuidString.prefix(8))")
             defer { try? FileManager.default.removeItem(at: source) }
             try await withPullService(hub: hub, dataRoot: source) { harness in
@@ -566,7 +577,8 @@ struct AdoptTests {
                 let blob = harness.repoDirectory("local/my-model").appending(path: "blobs/\(records[1].hash)")
                 #expect(stat(blob.path, &a) == 0 && stat(directory.appending(path: "model.safetensors").path, &b) == 0)
                 #expect(a.st_ino == b.st_ino)
-                #expect(try Data(contentsOf: harness.repoDirectory("local/my-model").appending(path: "refs/local")) == Data(version.version.commit.utf8))
+                #expect(
+                    try Data(contentsOf: harness.repoDirectory("local/my-model").appending(path: "refs/local")) == Data(version.version.commit.utf8))
                 #expect(try await harness.service.verify(source: .huggingface, repo: "local/my-model", commit: "local").isIntact)
 
                 symlink("/etc/passwd", directory.appending(path: "escape.txt").path)

@@ -67,16 +67,21 @@ struct CatalogTests {
         #expect(message == "models[2].sizes[0].hf_repo: missing")
     }
 
-    @Test("wrong types, bad values and duplicates name their location", arguments: [
-        ("name", "42", "models[2].name: must be a string"),
-        ("engines", #"["builtin", "tgi"]"#, "models[2].engines[1]: unknown engine \"tgi\" (known: builtin, ollama, sglang, vllm)"),
-        ("default_engine", #""ollama""#, "models[2].default_engine: \"ollama\" is not one of this model's engines (builtin, vllm)"),
-        ("official_url", #""not a url""#, "models[2].official_url: \"not a url\" is not an http(s) URL"),
-        ("sizes", "[]", "models[2].sizes: must be a non-empty array"),
-        ("id", #""qwen2.5""#, "models[2].id: duplicate id \"qwen2.5\""),
-        ("id", #""Bad Id""#, "models[2].id: \"Bad Id\" must be lower-case letters, digits, '.', '_' or '-' (it is used in refs like Bad Id:SIZE)"),
-        ("quantizations", "null", "models[2].quantizations: missing"),
-    ])
+    @Test(
+        "wrong types, bad values and duplicates name their location",
+        arguments: [
+            ("name", "42", "models[2].name: must be a string"),
+            ("engines", #"["builtin", "tgi"]"#, "models[2].engines[1]: unknown engine \"tgi\" (known: builtin, ollama, sglang, vllm)"),
+            ("default_engine", #""ollama""#, "models[2].default_engine: \"ollama\" is not one of this model's engines (builtin, vllm)"),
+            ("official_url", #""not a url""#, "models[2].official_url: \"not a url\" is not an http(s) URL"),
+            ("sizes", "[]", "models[2].sizes: must be a non-empty array"),
+            ("id", #""qwen2.5""#, "models[2].id: duplicate id \"qwen2.5\""),
+            (
+                "id", #""Bad Id""#,
+                "models[2].id: \"Bad Id\" must be lower-case letters, digits, '.', '_' or '-' (it is used in refs like Bad Id:SIZE)"
+            ),
+            ("quantizations", "null", "models[2].quantizations: missing"),
+        ])
     func badField(key: String, valueJSON: String, expected: String) throws {
         let value = try JSONSerialization.jsonObject(with: Data(valueJSON.utf8), options: .fragmentsAllowed)
         let message = try Self.errorAfterEditingThirdModel { model in model[key] = value }

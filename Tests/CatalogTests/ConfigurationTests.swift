@@ -160,11 +160,13 @@ struct ConfigurationTests {
         #expect(fromFile.corsOrigins == ["https://app.example.com"])
         #expect(fromFile.allowedHosts == ["models.internal"])
         let fromEnvironment = try await DaemonConfiguration.resolve(
-            flags: .init(config: file), environment: ["HOME": "/home/u", "MODELD_CORS_ORIGINS": "http://a.test:3000, *", "MODELD_ALLOWED_HOSTS": "x.test,y.test"])
+            flags: .init(config: file),
+            environment: ["HOME": "/home/u", "MODELD_CORS_ORIGINS": "http://a.test:3000, *", "MODELD_ALLOWED_HOSTS": "x.test,y.test"])
         #expect(fromEnvironment.corsOrigins == ["http://a.test:3000", "*"])
         #expect(fromEnvironment.allowedHosts == ["x.test", "y.test"])
         let fromFlags = try await DaemonConfiguration.resolve(
-            flags: .init(config: file, corsOrigins: ["http://localhost:5173"]), environment: ["HOME": "/home/u", "MODELD_CORS_ORIGINS": "http://a.test"])
+            flags: .init(config: file, corsOrigins: ["http://localhost:5173"]),
+            environment: ["HOME": "/home/u", "MODELD_CORS_ORIGINS": "http://a.test"])
         #expect(fromFlags.corsOrigins == ["http://localhost:5173"])
         #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: ["HOME": "/home/u"]).corsOrigins.isEmpty)
         for bad in ["app.example.com", "ftp://x.test", "https://x.test/path", "https://"] {
@@ -178,9 +180,11 @@ struct ConfigurationTests {
 
 @Suite("Loaded-run settings")
 struct LoadedRunSettingsTests {
-    @Test("keep-alive durations parse; nonsense is refused", arguments: [
-        ("300", 300), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("0", 0), ("never", nil), ("-1", nil),
-    ] as [(String, Int?)])
+    @Test(
+        "keep-alive durations parse; nonsense is refused",
+        arguments: [
+            ("300", 300), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("0", 0), ("never", nil), ("-1", nil),
+        ] as [(String, Int?)])
     func keepAlive(text: String, seconds: Int?) throws {
         let parsed = try #require(KeepAlive(parsing: text))
         #expect(parsed.seconds == seconds)

@@ -21,7 +21,11 @@ struct HubConnectionTests {
         let download = try CurlDownload()
         for _ in 0..<3 {
             let error = try #require(throws: CurlError.self) {
-                _ = try download.perform(DownloadRequest(url: Self.unresolvable + "/api/models/a/b")) { _ in .receive } onData: { _ in true }
+                _ = try download.perform(DownloadRequest(url: Self.unresolvable + "/api/models/a/b")) { _ in
+                    .receive
+                } onData: { _ in
+                    true
+                }
             }
             #expect(error.message == "cannot resolve host nonexistent.invalid (DNS lookup failed)")
             #expect(error.isTransient)
@@ -33,7 +37,11 @@ struct HubConnectionTests {
         let download = try CurlDownload()
         func failure(_ url: String) throws -> CurlError {
             try #require(throws: CurlError.self) {
-                _ = try download.perform(DownloadRequest(url: url, stallTimeout: .seconds(1))) { _ in .receive } onData: { _ in true }
+                _ = try download.perform(DownloadRequest(url: url, stallTimeout: .seconds(1))) { _ in
+                    .receive
+                } onData: { _ in
+                    true
+                }
             }
         }
         // Bound but not listening: a connection is refused, and the port stays ours meanwhile.
@@ -54,10 +62,13 @@ struct HubConnectionTests {
             hub.addModelScopeRepo("acme/tiny", commits: [tinyCommit()])
             let logs = LogCollector()
             let policy = RetryPolicy(maxAttempts: 3, delays: [.milliseconds(10)])
-            try await withPullService(hub: hub, logs: logs, configure: {
-                $0.huggingFace = HuggingFaceSettings(endpoint: Self.unresolvable)
-                $0.retry = policy
-            }) { harness in
+            try await withPullService(
+                hub: hub, logs: logs,
+                configure: {
+                    $0.huggingFace = HuggingFaceSettings(endpoint: Self.unresolvable)
+                    $0.retry = policy
+                }
+            ) { harness in
                 let error = try #require(await harness.pullError("a/b"))
                 #expect(error.code == .network)
                 #expect(error.message.contains("cannot resolve host nonexistent.invalid (DNS lookup failed)"), "\(error.message)")
@@ -72,7 +83,9 @@ struct HubConnectionTests {
         }
     }
 
-    @Test("a hub behind a private CA: refused at once without the CA; verified with ca_bundle or the curl, OpenSSL and requests variables, in that order")
+    @Test(
+        "a hub behind a private CA: refused at once without the CA; verified with ca_bundle or the curl, OpenSSL and requests variables, in that order"
+    )
     func privateCA() async throws {
         let directory = try TemporaryDirectory()
         let certificates = try await TestCertificates.generate(in: directory.url)

@@ -1,6 +1,6 @@
+import FakeHub
 import Foundation
 import Testing
-import FakeHub
 
 @testable import Catalog
 @testable import Downloads
@@ -59,7 +59,8 @@ struct HuggingFaceHubClientTests {
         var files: [String: String]
     }
 
-    @Test("scan_cache_dir sees the repo and revision; offline snapshot_download returns the snapshot with the right bytes",
+    @Test(
+        "scan_cache_dir sees the repo and revision; offline snapshot_download returns the snapshot with the right bytes",
         .enabled(if: pythonHasHuggingFaceHub, "needs python3 with huggingface_hub (pip install huggingface_hub)"))
     func offlineLoad() async throws {
         try await FakeHub.withRunning { hub in
@@ -74,14 +75,16 @@ struct HuggingFaceHubClientTests {
                     #expect(report.revisions[commit.sha]?.refs == ["main"])
                     #expect(report.revisions[commit.sha]?.files == ["config.json", "model.safetensors", "sub/extra.txt", "tokenizer.json"])
                     #expect(URL(filePath: report.path).standardizedFileURL.path == URL(filePath: path).standardizedFileURL.path)
-                    let expected = Dictionary(uniqueKeysWithValues: commit.files.filter { $0.path != "pytorch_model.bin" }.map { ($0.path, $0.sha256) })
+                    let expected = Dictionary(
+                        uniqueKeysWithValues: commit.files.filter { $0.path != "pytorch_model.bin" }.map { ($0.path, $0.sha256) })
                     #expect(report.files == expected)
                 }
             }
         }
     }
 
-    @Test("the fake hub speaks the protocol the real client expects: snapshot_download against it gets the same files",
+    @Test(
+        "the fake hub speaks the protocol the real client expects: snapshot_download against it gets the same files",
         .enabled(if: pythonHasHuggingFaceHub, "needs python3 with huggingface_hub (pip install huggingface_hub)"))
     func fakeHubFidelity() async throws {
         try await FakeHub.withRunning { hub in
@@ -94,9 +97,11 @@ struct HuggingFaceHubClientTests {
                 from huggingface_hub import snapshot_download
                 print(snapshot_download(sys.argv[1], cache_dir=sys.argv[2], ignore_patterns=["*.bin"]))
                 """
-            let output = try await offPool { try runPython(
-                script, arguments: ["acme/tiny", cache.path],
-                environment: ["HF_ENDPOINT": hub.endpoint, "HF_TOKEN": FakeHub.validToken, "HF_HUB_DISABLE_XET": "1"]) }
+            let output = try await offPool {
+                try runPython(
+                    script, arguments: ["acme/tiny", cache.path],
+                    environment: ["HF_ENDPOINT": hub.endpoint, "HF_TOKEN": FakeHub.validToken, "HF_HUB_DISABLE_XET": "1"])
+            }
             let path = output.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(path.hasSuffix("models--acme--tiny/snapshots/\(commit.sha)"))
             for file in commit.files where file.path != "pytorch_model.bin" {

@@ -1,14 +1,12 @@
-import Foundation
-import Testing
 import FakeHub
+import Foundation
 import ModeldAPI
+import Testing
 
 @testable import Catalog
 @testable import Downloads
 @testable import Hubs
 @testable import ModelStore
-
-
 
 @Suite("Hugging Face pulls against the fake hub")
 struct HuggingFacePullTests {
@@ -33,7 +31,8 @@ struct HuggingFacePullTests {
                 #expect(readLink(snapshot.appending(path: "model.safetensors")) == "../../blobs/\(files["model.safetensors"]!.sha256)")
                 #expect(try Data(contentsOf: snapshot.appending(path: "model.safetensors")) == files["model.safetensors"]!.data)
                 #expect(try Data(contentsOf: snapshot.appending(path: "sub/extra.txt")) == files["sub/extra.txt"]!.data)
-                #expect(!FileManager.default.fileExists(atPath: snapshot.appending(path: "pytorch_model.bin").path),
+                #expect(
+                    !FileManager.default.fileExists(atPath: snapshot.appending(path: "pytorch_model.bin").path),
                     "the .bin duplicate of the safetensors weights is skipped")
 
                 let blobs = try FileManager.default.contentsOfDirectory(atPath: repoDir.appending(path: "blobs").path).sorted()

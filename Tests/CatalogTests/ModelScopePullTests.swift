@@ -1,13 +1,11 @@
+import FakeHub
 import Foundation
 import Testing
-import FakeHub
 
 @testable import Catalog
 @testable import Downloads
 @testable import Hubs
 @testable import ModelStore
-
-
 
 @Suite("ModelScope pulls against the fake hub")
 struct ModelScopePullTests {

@@ -1,7 +1,7 @@
-import Foundation
-import Testing
 import FakeHub
+import Foundation
 import ModeldAPI
+import Testing
 
 @testable import Catalog
 @testable import Downloads
@@ -199,7 +199,13 @@ struct PullFaultTests {
     func cancel() async throws {
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/tiny", commits: [tinyCommit(weights: testBytes(8 << 20, seed: 5))])
-            try await withPullService(hub: hub, configure: { $0.maxDownloadRate = 1 << 20; $0.concurrency = 1 }) { harness in
+            try await withPullService(
+                hub: hub,
+                configure: {
+                    $0.maxDownloadRate = 1 << 20
+                    $0.concurrency = 1
+                }
+            ) { harness in
                 let job = harness.service.pull(PullRequest(repo: "acme/tiny"))
                 for await event in job.events() where event.completedBytes > 100_000 {
                     break
@@ -218,7 +224,13 @@ struct PullFaultTests {
     func bandwidthLimit() async throws {
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/tiny", commits: [tinyCommit(weights: testBytes(4 << 20, seed: 3))])
-            try await withPullService(hub: hub, configure: { $0.maxDownloadRate = 1 << 20; $0.concurrency = 4 }) { harness in
+            try await withPullService(
+                hub: hub,
+                configure: {
+                    $0.maxDownloadRate = 1 << 20
+                    $0.concurrency = 4
+                }
+            ) { harness in
                 let clock = ContinuousClock()
                 let start = clock.now
                 try await harness.pull("acme/tiny", include: ["*.safetensors"])

@@ -1,9 +1,9 @@
+import FakeHub
 import Foundation
 import Logging
-import Testing
-import FakeHub
 import ModeldAPI
 import Synchronization
+import Testing
 
 @testable import Archives
 @testable import Catalog
@@ -27,7 +27,9 @@ struct PullHarness: Sendable {
 
     /// Pulls and waits; returns the snapshot path or throws the job's ``PullError``.
     @discardableResult
-    func pull(_ repo: String, revision: String? = nil, source: ModelSource = .huggingface, include: [String] = [], exclude: [String] = []) async throws -> String {
+    func pull(_ repo: String, revision: String? = nil, source: ModelSource = .huggingface, include: [String] = [], exclude: [String] = [])
+        async throws -> String
+    {
         try await service.pull(PullRequest(source: source, repo: repo, revision: revision, include: include, exclude: exclude)).result()
     }
 

@@ -9,10 +9,12 @@ import Testing
 
 @Suite("Pull building blocks")
 struct PullUnitTests {
-    @Test("hub file names", arguments: [
-        ("config.json", true), ("a/b/c.txt", true), ("..x", true), ("../x", false), ("/etc/x", false), ("a/../../x", false),
-        ("", false), ("a\0b", false), ("a\\b", false), ("a//b", false), ("./a", false),
-    ])
+    @Test(
+        "hub file names",
+        arguments: [
+            ("config.json", true), ("a/b/c.txt", true), ("..x", true), ("../x", false), ("/etc/x", false), ("a/../../x", false),
+            ("", false), ("a\0b", false), ("a\\b", false), ("a//b", false), ("./a", false),
+        ])
     func hubPaths(name: String, valid: Bool) {
         #expect(((try? HubPath(name, repo: "r/r")) != nil) == valid)
     }
@@ -28,7 +30,9 @@ struct PullUnitTests {
 
     @Test("environment: HF_ENDPOINT without trailing slash, HF_TOKEN, legacy name, token file; ModelScope endpoint fallbacks")
     func environment() throws {
-        #expect(HuggingFaceSettings.fromEnvironment(["HF_ENDPOINT": "https://hf-mirror.com/", "HOME": "/nonexistent"]).endpoint == "https://hf-mirror.com")
+        #expect(
+            HuggingFaceSettings.fromEnvironment(["HF_ENDPOINT": "https://hf-mirror.com/", "HOME": "/nonexistent"]).endpoint == "https://hf-mirror.com"
+        )
         #expect(HuggingFaceSettings.fromEnvironment(["HF_TOKEN": "a", "HUGGING_FACE_HUB_TOKEN": "b"]).token == "a")
         #expect(HuggingFaceSettings.fromEnvironment(["HUGGING_FACE_HUB_TOKEN": "b", "HOME": "/nonexistent"]).token == "b")
         let home = FileManager.default.temporaryDirectory.appending(path: "hfhome-\(UUID().uuidString)")

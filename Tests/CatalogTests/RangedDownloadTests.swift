@@ -1,6 +1,6 @@
+import FakeHub
 import Foundation
 import Testing
-import FakeHub
 
 @testable import Catalog
 @testable import Downloads
@@ -40,7 +40,13 @@ struct RangedDownloadTests {
             // The bytes after each range come after 30 s; the stall timeout is longer, so a fetcher that waited
             // for them would read them all (served bytes > the file).
             hub.addFault(.overlongRange(path: "model.safetensors", seconds: 30, times: .max))
-            try await withPullService(hub: hub, configure: { Self.ranged(&$0); $0.stallTimeout = .seconds(120) }) { harness in
+            try await withPullService(
+                hub: hub,
+                configure: {
+                    Self.ranged(&$0)
+                    $0.stallTimeout = .seconds(120)
+                }
+            ) { harness in
                 let path = try await harness.pull("acme/tiny")
                 #expect(hub.servedBytes("model.safetensors") == 3 << 20, "each range read to its end and no further")
                 #expect(try Data(contentsOf: URL(filePath: path).appending(path: "model.safetensors")) == commit.files[3].data)
@@ -71,7 +77,13 @@ struct RangedDownloadTests {
             let root = FileManager.default.temporaryDirectory.appending(path: "modeld-ranges-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: root) }
             let recorded = Locked<Int64>(0)
-            try await withPullService(hub: hub, dataRoot: root, configure: { Self.ranged(&$0); $0.retry.maxAttempts = 1 }) { harness in
+            try await withPullService(
+                hub: hub, dataRoot: root,
+                configure: {
+                    Self.ranged(&$0)
+                    $0.retry.maxAttempts = 1
+                }
+            ) { harness in
                 let error = try #require(await harness.pullError("acme/tiny"))
                 #expect(error.code == .network)
                 let plan = try #require(harness.temporaryFiles().first { $0.hasSuffix(".part.ranges") })

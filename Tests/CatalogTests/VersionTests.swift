@@ -1,14 +1,12 @@
-import Foundation
-import Testing
 import FakeHub
+import Foundation
 import ModeldAPI
+import Testing
 
 @testable import Catalog
 @testable import Downloads
 @testable import Hubs
 @testable import ModelStore
-
-
 
 @Suite("Versions: no-op re-pulls, shared blobs, remove, verify")
 struct VersionTests {

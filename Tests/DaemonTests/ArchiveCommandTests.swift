@@ -10,7 +10,9 @@ struct ArchiveCommandTests {
     func roundTripBetweenDaemons() async throws {
         try await FakeHub.withRunning { hub in
             let weights = Data((0..<400_000).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) })
-            let files = [FakeFile("config.json", #"{"model_type": "qwen2"}"#), FakeFile("model.safetensors", weights), FakeFile("sub/notes.txt", "hello\n")]
+            let files = [
+                FakeFile("config.json", #"{"model_type": "qwen2"}"#), FakeFile("model.safetensors", weights), FakeFile("sub/notes.txt", "hello\n"),
+            ]
             hub.addRepo("acme/tiny", commits: [FakeCommit(files: files)])
             let work = FileManager.default.temporaryDirectory.appending(path: "modeld-export-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
@@ -68,7 +70,9 @@ struct ArchiveCommandTests {
     @Test("a corrupted archive fails the import with one line and exit 1; nothing is registered or left in tmp/")
     func corruptedImport() async throws {
         try await FakeHub.withRunning { hub in
-            hub.addRepo("acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", "{}"), FakeFile("model.safetensors", Data(repeating: 7, count: 200_000))])])
+            hub.addRepo(
+                "acme/tiny",
+                commits: [FakeCommit(files: [FakeFile("config.json", "{}"), FakeFile("model.safetensors", Data(repeating: 7, count: 200_000))])])
             let work = FileManager.default.temporaryDirectory.appending(path: "modeld-corrupt-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: work) }

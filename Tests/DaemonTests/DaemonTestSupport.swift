@@ -102,7 +102,9 @@ let productsDirectory: URL = {
 ///
 /// Tests run on Swift's small cooperative pool (two threads on two cores): blocking it in `waitUntilExit`
 /// or a pipe read would starve every other test, so all blocking process work happens off the pool.
-func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+func runProcess(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) async throws -> (
+    status: Int32, stdout: String, stderr: String
+) {
     try await blocking {
         let process = Process()
         process.executableURL = executable

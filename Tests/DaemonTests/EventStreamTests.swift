@@ -30,7 +30,10 @@ struct EventStreamTests {
         for index in 1...6 { bus.publish(.keyCreated, RunRemoved(runID: "r\(index)", name: "n\(index)")) }
         let seen = await Self.take(6, from: live)
         #expect(Self.ids(seen) == (1...6).map { "\(bus.boot)-\($0)" })
-        guard case .event(let first) = seen[0] else { Issue.record("not an event"); return }
+        guard case .event(let first) = seen[0] else {
+            Issue.record("not an event")
+            return
+        }
         #expect(first.type == "key.created" && first.data == #"{"name":"n1","run_id":"r1"}"#)
 
         // Kept: 3...6. After 4: 5 and 6.
@@ -38,14 +41,20 @@ struct EventStreamTests {
         #expect(Self.ids(resumed) == ["\(bus.boot)-5", "\(bus.boot)-6"])
         // After 1: 2 is gone, so reload first, then what is kept.
         let gap = await Self.take(5, from: bus.subscribe(after: "\(bus.boot)-1"))
-        guard case .reload(_, closes: false) = gap[0] else { Issue.record("expected reload, got \(gap[0])"); return }
+        guard case .reload(_, closes: false) = gap[0] else {
+            Issue.record("expected reload, got \(gap[0])")
+            return
+        }
         #expect(Self.ids(gap) == (3...6).map { "\(bus.boot)-\($0)" })
         // An id of another daemon process, or nonsense: reload, then live events.
         for stale in ["0badf00d-3", "garbage", "\(bus.boot)-99"] {
             let stream = bus.subscribe(after: stale)
             bus.publish(.keyRevoked, RunRemoved(runID: "x", name: "x"))
             let items = await Self.take(2, from: stream)
-            guard case .reload = items[0], case .event = items[1] else { Issue.record("\(stale): \(items)"); return }
+            guard case .reload = items[0], case .event = items[1] else {
+                Issue.record("\(stale): \(items)")
+                return
+            }
         }
         // Caught up exactly: nothing replayed.
         let upToDate = bus.subscribe(after: "\(bus.boot)-9")
@@ -175,10 +184,14 @@ struct EventStreamTests {
                 let started = try await daemon.modelctl(["start", "acme/events", "--engine", "vllm", "--name", "ev", "--wait"])
                 #expect(started.status == 0, "\(started.stderr)")
                 try await reader.waitFor("run ready") { type, data in type == "run.changed" && data.contains(#""state":"ready""#) }
-                try await Self.waitUntil("ps --watch to show ev ready", seeing: { watcher.text }) { watcher.text.contains(/\sev +acme\/events +vllm +ready\s/) }
+                try await Self.waitUntil("ps --watch to show ev ready", seeing: { watcher.text }) {
+                    watcher.text.contains(/\sev +acme\/events +vllm +ready\s/)
+                }
                 #expect(try await daemon.modelctl(["stop", "ev"]).status == 0)
                 try await reader.waitFor("run stopped") { type, data in type == "run.changed" && data.contains(#""state":"stopped""#) }
-                try await Self.waitUntil("ps --watch to show ev stopped", seeing: { watcher.text }) { watcher.text.contains(/\sev +acme\/events +vllm +stopped\s/) }
+                try await Self.waitUntil("ps --watch to show ev stopped", seeing: { watcher.text }) {
+                    watcher.text.contains(/\sev +acme\/events +vllm +stopped\s/)
+                }
                 #expect(watcher.text.components(separatedBy: "RUN_ID").count - 1 >= 3, "printed again on each change: \(watcher.text)")
                 try await watcher.stop()
                 let key = try await daemon.modelctl(["keys", "create", "--name", "watcher"])

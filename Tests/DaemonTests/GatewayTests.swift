@@ -8,7 +8,9 @@ import Testing
 /// The OpenAI gateway routing between runs of one model, against a real daemon and fake vLLM engines.
 @Suite("Gateway routing")
 struct GatewayTests {
-    @Test("requests for a model with two runs are shared by outstanding requests; streams relay as they come; a client that leaves cancels the engine's request")
+    @Test(
+        "requests for a model with two runs are shared by outstanding requests; streams relay as they come; a client that leaves cancels the engine's request"
+    )
     func leastBusy() async throws {
         // Each reply takes 2 s, so the four requests below are all in flight at once.
         try await withFakeVLLMDaemon(environment: ["FAKE_ENGINE_REPLY_DELAY": "2"]) { daemon, requestLog in
@@ -34,8 +36,10 @@ struct GatewayTests {
             let streamBody = #"{"model": "first", "stream": true, "messages": [{"role": "user", "content": "Hi"}]}"#
             let streamed = try await runProcess(
                 URL(filePath: "/usr/bin/curl"),
-                ["-s", "-N", "--max-time", "1", "-H", "Content-Type: application/json", "--data-binary", streamBody,
-                 "http://127.0.0.1:\(daemon.port)/v1/chat/completions"])
+                [
+                    "-s", "-N", "--max-time", "1", "-H", "Content-Type: application/json", "--data-binary", streamBody,
+                    "http://127.0.0.1:\(daemon.port)/v1/chat/completions",
+                ])
             #expect(streamed.status == 28, "curl was not cut off by --max-time: \(streamed.stdout)")
             let ticks = streamed.stdout.components(separatedBy: "tick").count - 1
             #expect(ticks >= 3 && ticks < 30, "\(ticks) chunks arrived within 1 s: \(streamed.stdout)")
@@ -50,8 +54,10 @@ struct GatewayTests {
             // the daemon gives up on the engine's reply when the client goes, not when the reply comes.
             let impatient = try await runProcess(
                 URL(filePath: "/usr/bin/curl"),
-                ["-s", "--max-time", "0.5", "-H", "Content-Type: application/json", "--data-binary", body,
-                 "http://127.0.0.1:\(daemon.port)/v1/chat/completions"])
+                [
+                    "-s", "--max-time", "0.5", "-H", "Content-Type: application/json", "--data-binary", body,
+                    "http://127.0.0.1:\(daemon.port)/v1/chat/completions",
+                ])
             #expect(impatient.status == 28)
             _ = try await daemon.logEventually { $0.components(separatedBy: "status=499 via=fast-path").count - 1 == 2 }
             let gaveUp = daemon.log.split(separator: "\n").filter { $0.contains("status=499 via=fast-path") }.compactMap { line in
@@ -61,7 +67,9 @@ struct GatewayTests {
         }
     }
 
-    @Test("the relay below the router: pipelined requests answered in order, relayed or routed; its requests logged with their ids; API keys and rate limits shared with the router")
+    @Test(
+        "the relay below the router: pipelined requests answered in order, relayed or routed; its requests logged with their ids; API keys and rate limits shared with the router"
+    )
     func relay() async throws {
         try await withFakeVLLMDaemon { daemon, requestLog in
             let started = try await daemon.modelctl(["start", "acme/tiny", "--engine", "vllm", "--name", "first", "--wait"])
@@ -85,12 +93,16 @@ struct GatewayTests {
             guard replies.count == 5 else { return }
             #expect(replies[0].body.contains("A fake reply.") && replies[0].headers["content-length"] != nil, "\(replies[0])")
             #expect(replies[1].headers["content-type"] == "text/event-stream" && replies[1].headers["transfer-encoding"] == "chunked")
-            #expect(replies[1].body.components(separatedBy: "tick").count - 1 == 30 && replies[1].body.hasSuffix("data: [DONE]\n\n"), "\(replies[1].body)")
+            #expect(
+                replies[1].body.components(separatedBy: "tick").count - 1 == 30 && replies[1].body.hasSuffix("data: [DONE]\n\n"), "\(replies[1].body)"
+            )
             #expect(replies[2].body.contains("\"ok\""), "\(replies[2])")
             #expect(replies[3].body.contains("not pulled"), "\(replies[3])")
             #expect(replies[4].body.contains("A fake reply."), "\(replies[4])")
             // The engine got the served name in place of the repo id.
-            let models = try String(contentsOfFile: requestLog, encoding: .utf8).split(separator: "\n").compactMap { JSONMembers(Array($0.utf8))?.string("model") }
+            let models = try String(contentsOfFile: requestLog, encoding: .utf8).split(separator: "\n").compactMap {
+                JSONMembers(Array($0.utf8))?.string("model")
+            }
             #expect(models == ["first", "first", "first"], "\(models)")
             #expect(try !String(contentsOfFile: requestLog, encoding: .utf8).contains("stream cancelled by the client"))
 
@@ -101,7 +113,8 @@ struct GatewayTests {
             // written (and read from the daemon's stderr): wait for the line.
             func line(_ id: String) async throws -> Substring? {
                 for _ in 0..<400 {
-                    if let found = daemon.log.split(separator: "\n").first(where: { $0.contains("hb.request.id=\(id)") && $0.contains("] request") }) {
+                    if let found = daemon.log.split(separator: "\n").first(where: { $0.contains("hb.request.id=\(id)") && $0.contains("] request") })
+                    {
                         return found
                     }
                     try await Task.sleep(for: .milliseconds(25))

@@ -44,7 +44,8 @@ struct JSONLimitsTests {
             try await Self.expectRefused(daemon, "/v1/chat/completions", #"{"model": "first", "messages": "# + Self.deep + "}")
             try await Self.expectRefused(daemon, "/api/v1/llm/chat", #"{"model": "first", "messages": "# + Self.deep + "}")
             // A schema within the limit that the daemon's wrapping (response_format.json_schema.schema) puts past it.
-            let schema = #"{"model": "first", "prompt": "x", "schema": {"type": "object", "x": "#
+            let schema =
+                #"{"model": "first", "prompt": "x", "schema": {"type": "object", "x": "#
                 + String(repeating: "[", count: 62) + String(repeating: "]", count: 62) + "}}"
             try await Self.expectRefused(daemon, "/api/v1/llm/structured-generate", schema)
             let chat = #"{"model": "first", "messages": [{"role": "user", "content": "Hi"}]}"#
@@ -60,7 +61,8 @@ struct JSONLimitsTests {
         let daemon = try await DaemonProcess()
         do {
             // An object around 63 arrays.
-            let body = #"{"model": "acme/not-pulled", "text": "x", "extra": "#
+            let body =
+                #"{"model": "acme/not-pulled", "text": "x", "extra": "#
                 + String(repeating: "[", count: 63) + String(repeating: "]", count: 63) + "}"
             let replies = try await RawHTTP.exchange(port: daemon.port, [RawHTTP.post("/api/v1/llm/count-tokens", body)], expecting: 1)
             let reply = try #require(replies.first)

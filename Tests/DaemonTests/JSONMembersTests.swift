@@ -35,15 +35,17 @@ struct JSONMembersTests {
         #expect(JSONMembers(Array(replaced.utf8))?.string("model") == "acme/q\"w\\en\n\u{01}")
     }
 
-    @Test("anything but one well-formed object is refused", arguments: [
-        "", "   ", "[]", "\"model\"", "42", "null", "{", "}", "{\"model\": \"x\"", "{\"model\": \"x\"} {}", "{\"model\" \"x\"}",
-        "{\"model\": \"x\",}", "{model: \"x\"}", "{\"model\": \"x\" \"stream\": true}", "{\"a\": [1, 2}", "{\"a\": {\"b\" 1}}",
-        "{\"a\": tru}", "{\"a\": \"unterminated}", "{\"a\": \"raw\nnewline\"}", "{\"a\": nul}", "{\"a\": [1,]}", "{\"a\": 'x'}",
-        String(repeating: "[", count: 600) + String(repeating: "]", count: 600),
-        String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000),
-        String(repeating: "[", count: 64) + String(repeating: "]", count: 64),
-        "{\"a\": [1 2]}", "{\"a\": [[1], [2]]]}", "{\"a\": {\"b\": 1,}}",
-    ])
+    @Test(
+        "anything but one well-formed object is refused",
+        arguments: [
+            "", "   ", "[]", "\"model\"", "42", "null", "{", "}", "{\"model\": \"x\"", "{\"model\": \"x\"} {}", "{\"model\" \"x\"}",
+            "{\"model\": \"x\",}", "{model: \"x\"}", "{\"model\": \"x\" \"stream\": true}", "{\"a\": [1, 2}", "{\"a\": {\"b\" 1}}",
+            "{\"a\": tru}", "{\"a\": \"unterminated}", "{\"a\": \"raw\nnewline\"}", "{\"a\": nul}", "{\"a\": [1,]}", "{\"a\": 'x'}",
+            String(repeating: "[", count: 600) + String(repeating: "]", count: 600),
+            String(repeating: "[", count: 200_000) + String(repeating: "]", count: 200_000),
+            String(repeating: "[", count: 64) + String(repeating: "]", count: 64),
+            "{\"a\": [1 2]}", "{\"a\": [[1], [2]]]}", "{\"a\": {\"b\": 1,}}",
+        ])
     func refuses(_ text: String) {
         let wrapped = text.hasPrefix("[[") ? "{\"a\": \(text)}" : text
         #expect(JSONMembers(Array(wrapped.utf8)) == nil, "\(wrapped.prefix(80))")

@@ -59,7 +59,8 @@ struct KeysTests {
             #expect(try await Self.get(daemon, "/v1/models", key: limitedKey).0 == 200)
             #expect(try await Self.get(daemon, "/v1/models", key: limitedKey).0 == 200)
             let headers = try await runProcess(
-                URL(filePath: "/usr/bin/curl"), ["-s", "-D", "-", "-o", "/dev/null", "-H", "Authorization: Bearer \(limitedKey)", "http://127.0.0.1:\(daemon.port)/v1/models"])
+                URL(filePath: "/usr/bin/curl"),
+                ["-s", "-D", "-", "-o", "/dev/null", "-H", "Authorization: Bearer \(limitedKey)", "http://127.0.0.1:\(daemon.port)/v1/models"])
             #expect(headers.stdout.hasPrefix("HTTP/1.1 429"), "\(headers.stdout)")
             #expect(headers.stdout.lowercased().contains("retry-after: "), "\(headers.stdout)")
 

@@ -76,7 +76,8 @@ struct ExpectedRepo: Sendable {
     /// The repository's directory in the cache: Hugging Face's `models--owner--name`, ModelScope's `owner/name`.
     func cacheDirectory(in root: URL) -> URL {
         source == "huggingface"
-            ? root.appending(path: "huggingface/hub/models--\(repo.replacingOccurrences(of: "/", with: "--"))") : root.appending(path: "modelscope/\(repo)")
+            ? root.appending(path: "huggingface/hub/models--\(repo.replacingOccurrences(of: "/", with: "--"))")
+            : root.appending(path: "modelscope/\(repo)")
     }
 
     /// Where the cache keeps each content once, named by its hash.
@@ -210,7 +211,9 @@ final class KillHarness: @unchecked Sendable {
                     return true
                 }
                 let done = last.withLock { $0 }
-                #expect(done?.event == .done && done?.state == .ready, "\(context) the pull after the last restart did not finish: \(String(describing: done))\n\(launch.log)")
+                #expect(
+                    done?.event == .done && done?.state == .ready,
+                    "\(context) the pull after the last restart did not finish: \(String(describing: done))\n\(launch.log)")
                 checkResumed(repo, partials: partials, since: mark)
                 // Nothing already on disk went over the wire again.
                 let fetched = served(repo) - servedBefore
@@ -248,7 +251,8 @@ final class KillHarness: @unchecked Sendable {
             // A pull that ended before its moment is killed now: just after a pull is a moment too.
             killer.fire(seeing: last.withLock { $0 })
             let seen = killer.seen
-            let moment = "pull \(repo.repo) round \(round) (\(byProgress ? "at \(Int(fraction * 100))% of the rest" : "after \(delay)")), "
+            let moment =
+                "pull \(repo.repo) round \(round) (\(byProgress ? "at \(Int(fraction * 100))% of the rest" : "after \(delay)")), "
                 + "killed at \(seen.map { "\($0.state.rawValue) \($0.completedBytes)/\($0.totalBytes)" } ?? "no event")"
             if let seen, seen.state == .downloading, seen.completedBytes > 0, seen.completedBytes < seen.totalBytes {
                 tally.withLock { $0.midPull += 1 }
@@ -265,7 +269,8 @@ final class KillHarness: @unchecked Sendable {
     func importWithKills(_ repo: ExpectedRepo, kills: Int) async throws {
         let archive = work.appending(path: "archive.tar")
         try await client.download("/api/v1/models/\(repo.repo)/export?source=\(repo.source)&format=tar", to: archive.path)
-        let removed: RemoveResult = try await client.call("POST", "/api/v1/models/remove", body: VersionSelector(model: repo.repo, source: repo.source))
+        let removed: RemoveResult = try await client.call(
+            "POST", "/api/v1/models/remove", body: VersionSelector(model: repo.repo, source: repo.source))
         #expect(removed.removed.count == 1)
         let size = Int64(try FileManager.default.attributesOfItem(atPath: archive.path)[.size] as? Int ?? 0)
         for round in 0...kills {
@@ -274,13 +279,17 @@ final class KillHarness: @unchecked Sendable {
                 defer { finished.withLock { $0 = true } }
                 return try await runProcess(
                     URL(filePath: "/usr/bin/curl"),
-                    ["-sS", "--limit-rate", "4M", "-X", "POST", "-H", "Content-Type: application/octet-stream", "-T", archive.path,
-                     "http://127.0.0.1:\(self.launch.port)/api/v1/models/import"])
+                    [
+                        "-sS", "--limit-rate", "4M", "-X", "POST", "-H", "Content-Type: application/octet-stream", "-T", archive.path,
+                        "http://127.0.0.1:\(self.launch.port)/api/v1/models/import",
+                    ])
             }
             if round == kills {
                 let result = try await upload.value
                 let reply = try? WireJSON.decoder().decode(Envelope<ImportResult>.self, from: Data(result.stdout.utf8))
-                #expect(reply?.data?.version.state == "ready", "\(context) the import after the last restart failed: \(result.stdout)\(result.stderr)\n\(launch.log)")
+                #expect(
+                    reply?.data?.version.state == "ready",
+                    "\(context) the import after the last restart failed: \(result.stdout)\(result.stderr)\n\(launch.log)")
                 break
             }
             let byBytes = random.nextUnit() < 0.6
@@ -398,7 +407,9 @@ final class KillHarness: @unchecked Sendable {
         #expect(staging.isEmpty, "\(context) \(moment): import staging left in tmp/ after the restart: \(staging.map(\.lastPathComponent))")
         try await checkVersions(moment)
         let helpers = left.filter { $0.arguments.dropFirst().first == "grandchild" }
-        try await waitFor("\(moment): the killed daemon's engine helpers \(helpers.map(\.pid)) to be stopped by the next daemon", timeout: .seconds(20)) {
+        try await waitFor(
+            "\(moment): the killed daemon's engine helpers \(helpers.map(\.pid)) to be stopped by the next daemon", timeout: .seconds(20)
+        ) {
             helpers.allSatisfy { !isAlive($0.pid) }
         }
     }
@@ -419,13 +430,15 @@ final class KillHarness: @unchecked Sendable {
         let versions = try await database.read { db in
             try Row.fetchAll(
                 db,
-                sql: #"SELECT versions.id, versions."commit", versions.state, versions.path, models.source, models.repo FROM versions JOIN models ON models.id = versions.model_id"#)
-                .map { row in
-                    let files = try Row.fetchAll(db, sql: "SELECT path, size, hash FROM files WHERE version_id = ?", arguments: [row["id"] as Int64])
-                    return StoredVersion(
-                        commit: row["commit"], state: row["state"], path: row["path"], source: row["source"], repo: row["repo"],
-                        files: files.map { StoredFile(path: $0["path"], size: $0["size"], hash: $0["hash"]) })
-                }
+                sql:
+                    #"SELECT versions.id, versions."commit", versions.state, versions.path, models.source, models.repo FROM versions JOIN models ON models.id = versions.model_id"#
+            )
+            .map { row in
+                let files = try Row.fetchAll(db, sql: "SELECT path, size, hash FROM files WHERE version_id = ?", arguments: [row["id"] as Int64])
+                return StoredVersion(
+                    commit: row["commit"], state: row["state"], path: row["path"], source: row["source"], repo: row["repo"],
+                    files: files.map { StoredFile(path: $0["path"], size: $0["size"], hash: $0["hash"]) })
+            }
         }
         // Right after a restart no pull runs: a version still `pending` or `downloading` would claim one that is not.
         let claiming = versions.filter { $0.state == "pending" || $0.state == "downloading" }
@@ -479,12 +492,15 @@ final class KillHarness: @unchecked Sendable {
             for snapshot in snapshots {
                 for (relative, kind) in entries(under: snapshot) where kind != .typeDirectory {
                     let file = repo.files.first { $0.path == relative }
-                    #expect(kind == .typeSymbolicLink && file != nil, "\(place): \(snapshot.lastPathComponent)/\(relative) is not a link named as a file of the repository")
+                    #expect(
+                        kind == .typeSymbolicLink && file != nil,
+                        "\(place): \(snapshot.lastPathComponent)/\(relative) is not a link named as a file of the repository")
                     guard let file else { continue }
                     let depth = relative.split(separator: "/").count - 1
                     let target = try? FileManager.default.destinationOfSymbolicLink(atPath: snapshot.appending(path: relative).path)
                     #expect(target == linkPrefix(depth) + repo.recordedHash(file), "\(place): \(relative) links to \(target ?? "nothing")")
-                    #expect((try? Data(contentsOf: snapshot.appending(path: relative))) == file.data, "\(place): \(relative) does not read as the file")
+                    #expect(
+                        (try? Data(contentsOf: snapshot.appending(path: relative))) == file.data, "\(place): \(relative) does not read as the file")
                 }
             }
         }
@@ -497,7 +513,9 @@ final class KillHarness: @unchecked Sendable {
             guard let have = partials[file.path], have > 0, have < file.data.count,
                 let first = requests.first(where: { $0.origin == .cdn && $0.method == "GET" && $0.path == "/blob/\(file.sha256)" })
             else { continue }
-            #expect(first.range == "bytes=\(have)-", "\(context) \(repo.repo)/\(file.path): \(have) bytes on disk, but the next request asked for \(first.range ?? "everything")")
+            #expect(
+                first.range == "bytes=\(have)-",
+                "\(context) \(repo.repo)/\(file.path): \(have) bytes on disk, but the next request asked for \(first.range ?? "everything")")
             if first.range == "bytes=\(have)-" { tally.withLock { $0.resumedRanges += 1 } }
         }
     }
@@ -549,7 +567,9 @@ final class KillHarness: @unchecked Sendable {
                 })
             else { return nil }
             let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            guard arguments.first?.hasSuffix("/fake-engine") == true, arguments.contains(where: { $0.contains(root.path) }), isAlive(pid) else { return nil }
+            guard arguments.first?.hasSuffix("/fake-engine") == true, arguments.contains(where: { $0.contains(root.path) }), isAlive(pid) else {
+                return nil
+            }
             return (pid, arguments)
         }
     }

@@ -60,7 +60,8 @@ struct LLMAPITests {
                 }
 
                 // count-tokens needs no engine: the pulled model's own tokenizer.json.
-                let counted = try await Self.post(daemon, "/api/v1/llm/count-tokens", #"{"model": "acme/qwen2-tiny", "text": "Hello world, hello tokens"}"#)
+                let counted = try await Self.post(
+                    daemon, "/api/v1/llm/count-tokens", #"{"model": "acme/qwen2-tiny", "text": "Hello world, hello tokens"}"#)
                 #expect(counted.status == 200, "\(counted.body)")
                 let countedTokens = try #require(counted.data["tokens"] as? Int)
                 #expect(countedTokens > 0, "\(counted.body)")
@@ -88,12 +89,15 @@ struct LLMAPITests {
                 #expect(byRun.status == 200 && byRun.data["text"] as? String == text, "\(byRun.body)")
 
                 // Streamed: delta lines that add up to the same text, then one done line with the usage.
-                let streamed = try await Self.post(daemon, "/api/v1/llm/generate", try Self.json(ask.merging(["model": "tiny", "stream": true]) { $1 }))
+                let streamed = try await Self.post(
+                    daemon, "/api/v1/llm/generate", try Self.json(ask.merging(["model": "tiny", "stream": true]) { $1 }))
                 #expect(streamed.status == 200, "\(streamed.body)")
                 let events = streamed.events
                 #expect(events.dropLast().compactMap { $0["delta"] as? String }.joined() == text, "\(streamed.body)")
                 let done = try #require(events.last)
-                #expect(done["done"] as? Bool == true && done["finish_reason"] as? String == "length" && done["run_id"] as? String == run.runID, "\(streamed.body)")
+                #expect(
+                    done["done"] as? Bool == true && done["finish_reason"] as? String == "length" && done["run_id"] as? String == run.runID,
+                    "\(streamed.body)")
                 #expect(Self.usage(done)["completion_tokens"] == 4)
 
                 // chat by the model's repository id; its prompt_tokens equal count-tokens of the same messages.
@@ -107,7 +111,8 @@ struct LLMAPITests {
                 let chatCount = try await Self.post(daemon, "/api/v1/llm/count-tokens", try Self.json(["model": "tiny", "messages": messages]))
                 #expect(chatCount.status == 200 && chatCount.data["run_id"] as? String == run.runID, "\(chatCount.body)")
                 #expect(Self.usage(chat.data)["prompt_tokens"] == chatCount.data["tokens"] as? Int, "\(chat.body)\n\(chatCount.body)")
-                let chatStreamed = try await Self.post(daemon, "/api/v1/llm/chat", try Self.json(chatAsk.merging(["run_id": "tiny", "stream": true]) { $1 }))
+                let chatStreamed = try await Self.post(
+                    daemon, "/api/v1/llm/chat", try Self.json(chatAsk.merging(["run_id": "tiny", "stream": true]) { $1 }))
                 let chatEvents = chatStreamed.events
                 #expect(chatEvents.dropLast().compactMap { $0["delta"] as? String }.joined() == message["content"], "\(chatStreamed.body)")
                 #expect(chatEvents.last?["done"] as? Bool == true && Self.usage(chatEvents.last ?? [:])["completion_tokens"] == 3)
@@ -145,7 +150,8 @@ struct LLMAPITests {
                 #expect(try await daemon.modelctl(["stop", "tiny"]).status == 0)
                 let stopped = try await Self.post(daemon, "/api/v1/llm/generate", #"{"run_id": "tiny", "prompt": "x"}"#, key: key)
                 #expect(stopped.status == 409 && stopped.message.contains("stopped"), "\(stopped.body)")
-                let afterStop = try await Self.post(daemon, "/api/v1/llm/count-tokens", #"{"run_id": "tiny", "text": "Hello world, hello tokens"}"#, key: key)
+                let afterStop = try await Self.post(
+                    daemon, "/api/v1/llm/count-tokens", #"{"run_id": "tiny", "text": "Hello world, hello tokens"}"#, key: key)
                 #expect(afterStop.status == 200 && afterStop.data["tokens"] as? Int == countedTokens, "\(afterStop.body)")
             } catch {
                 try await daemon.stop()
@@ -163,8 +169,10 @@ struct LLMAPITests {
             let run = try WireJSON.decoder().decode(RunSummary.self, from: Data(started.stdout.utf8))
 
             // Properties deliberately out of alphabetical order: constrained decoders emit them in schema order.
-            let schema = #"{"type": "object", "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}, "mid": {"type": "boolean", "description": "ünïcode"}}, "required": ["zeta", "alpha", "mid"]}"#
-            let body = #"{"model": "tiny-vllm", "prompt": "Describe a cat", "schema": \#(schema), "schema_name": "cat", "temperature": 0, "guided_decoding_backend": "xgrammar"}"#
+            let schema =
+                #"{"type": "object", "properties": {"zeta": {"type": "string"}, "alpha": {"type": "integer"}, "mid": {"type": "boolean", "description": "ünïcode"}}, "required": ["zeta", "alpha", "mid"]}"#
+            let body =
+                #"{"model": "tiny-vllm", "prompt": "Describe a cat", "schema": \#(schema), "schema_name": "cat", "temperature": 0, "guided_decoding_backend": "xgrammar"}"#
             let reply = try await Self.post(daemon, "/api/v1/llm/structured-generate", body)
             #expect(reply.status == 200, "\(reply.body)\n\(daemon.log)")
             let json = try #require(reply.data["json"] as? [String: Any], "\(reply.body)")
@@ -196,12 +204,14 @@ struct LLMAPITests {
             #expect(cut.data["finish_reason"] as? String == "length" && (cut.data["text"] as? String)?.isEmpty == false)
 
             // chat on the same engine, by run name.
-            let chat = try await Self.post(daemon, "/api/v1/llm/chat", #"{"run_id": "tiny-vllm", "messages": [{"role": "user", "content": "Hi there"}]}"#)
+            let chat = try await Self.post(
+                daemon, "/api/v1/llm/chat", #"{"run_id": "tiny-vllm", "messages": [{"role": "user", "content": "Hi there"}]}"#)
             #expect(chat.status == 200 && (chat.data["message"] as? [String: String])?["content"] == "A fake reply.", "\(chat.body)")
 
             // The OpenAI gateway passes a body through byte for byte but for model, which becomes the served name:
             // numbers a decode and re-encode would rewrite, unknown fields, nested "model" keys and escapes stay.
-            let original = #"{"messages":[{"role":"user","content":"Hi \"there\" \u00e9"}],"temperature":0.1,"#
+            let original =
+                #"{"messages":[{"role":"user","content":"Hi \"there\" \u00e9"}],"temperature":0.1,"#
                 + #""seed":12345678901234567890,"ignore_eos":true,"extra":{"model":"inner","x":[1e-7,null]},"model":"TINY-VLLM"}"#
             let relayed = try await Self.post(daemon, "/v1/chat/completions", original)
             #expect(relayed.status == 200 && relayed.body.contains("A fake reply."), "\(relayed.body)")

@@ -2,8 +2,8 @@ import FakeHub
 import Foundation
 import Hummingbird
 import HummingbirdTesting
-import ModeldAPI
 import ModelStore
+import ModeldAPI
 import ModeldClient
 import NIOCore
 import Testing
@@ -48,7 +48,9 @@ struct ParseFailure: Error, CustomStringConvertible {
 @Suite("Metrics and request logs")
 struct MetricsTests {
     /// `curl` a path of the daemon: status, headers (lower-cased names) and body.
-    static func curl(_ daemon: DaemonProcess, _ path: String, key: String? = nil) async throws -> (status: Int, headers: [String: String], body: String) {
+    static func curl(_ daemon: DaemonProcess, _ path: String, key: String? = nil) async throws -> (
+        status: Int, headers: [String: String], body: String
+    ) {
         let headersFile = daemon.root.appending(path: "headers-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: headersFile) }
         var arguments = ["-s", "-D", headersFile.path, "http://127.0.0.1:\(daemon.port)\(path)"]
@@ -149,8 +151,12 @@ struct MetricsTests {
                 #expect(samples.value("\(durations)_bucket", ["route": "/openapi.json", "le": "+Inf"]) == 3)
 
                 let model = "acme/qwen2-tiny"
-                #expect(samples.value("modeld_tokens_total", ["model": model, "kind": "prompt"]) == Double(sent["prompt", default: -1]), "\(traffic.stdout)")
-                #expect(samples.value("modeld_tokens_total", ["model": model, "kind": "completion"]) == Double(sent["completion", default: -1]), "\(traffic.stdout)")
+                #expect(
+                    samples.value("modeld_tokens_total", ["model": model, "kind": "prompt"]) == Double(sent["prompt", default: -1]),
+                    "\(traffic.stdout)")
+                #expect(
+                    samples.value("modeld_tokens_total", ["model": model, "kind": "completion"]) == Double(sent["completion", default: -1]),
+                    "\(traffic.stdout)")
                 // Three streamed replies (two through the gateway, one through the LLM API); the first content came
                 // before the reply ended.
                 #expect(samples.value("modeld_time_to_first_token_seconds_count", ["model": model]) == 3)
@@ -236,7 +242,8 @@ struct MetricsTests {
             """
         feed(withUsage, model: "b", pieces: 5)
         // Replies that were not streamed: their usage, read whole.
-        metrics.recordUsage(ofReply: Data(#"{"id":"c","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#.utf8), model: "c")
+        metrics.recordUsage(
+            ofReply: Data(#"{"id":"c","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#.utf8), model: "c")
         metrics.recordUsage(ofReply: Data(#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":6,"total_tokens":6}}"#.utf8), model: "d")
 
         let samples = try await parsePrometheus(String(decoding: metrics.exposition(), as: UTF8.self))

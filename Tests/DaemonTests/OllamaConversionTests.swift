@@ -1,11 +1,11 @@
-@testable import Catalog
 import Foundation
-import ModelStore
 import HTTPTypes
+import ModelStore
 import ModeldAPI
 import NIOCore
 import Testing
 
+@testable import Catalog
 @testable import Daemon
 
 @Suite("Ollama API: names, options, keep-alive, stream and pull conversions")
@@ -67,10 +67,11 @@ struct OllamaConversionTests {
 
     @Test("options map to OpenAI's fields; num_ctx and other runner options are left out; bad types are a 400")
     func options() throws {
-        let fields = try OllamaConversion.samplingFields([
-            "temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64, "stop": ["\n"], "seed": 7, "repeat_penalty": 1.1,
-            "num_ctx": 4096, "num_gpu": 1, "min_p": 0.05,
-        ] as [String: Any])
+        let fields = try OllamaConversion.samplingFields(
+            [
+                "temperature": 0.2, "top_p": 0.9, "top_k": 40, "num_predict": 64, "stop": ["\n"], "seed": 7, "repeat_penalty": 1.1,
+                "num_ctx": 4096, "num_gpu": 1, "min_p": 0.05,
+            ] as [String: Any])
         #expect(Set(fields.keys) == ["temperature", "top_p", "top_k", "max_tokens", "stop", "seed", "repetition_penalty", "min_p"])
         #expect(fields["max_tokens"] as? Int == 64 && fields["repetition_penalty"] as? Double == 1.1 && fields["stop"] as? [String] == ["\n"])
         #expect(try OllamaConversion.samplingFields(["num_predict": -1] as [String: Any]).isEmpty)
@@ -112,11 +113,12 @@ struct OllamaConversionTests {
 
     @Test("messages: images become image parts, tool calls get JSON text arguments, tool_name becomes name")
     func messages() throws {
-        let converted = try OllamaConversion.messages([
-            ["role": "user", "content": "look", "images": ["aGk="]],
-            ["role": "assistant", "content": "", "tool_calls": [["function": ["name": "f", "arguments": ["x": 1]]]]],
-            ["role": "tool", "content": "2", "tool_name": "f"],
-        ] as [Any])
+        let converted = try OllamaConversion.messages(
+            [
+                ["role": "user", "content": "look", "images": ["aGk="]],
+                ["role": "assistant", "content": "", "tool_calls": [["function": ["name": "f", "arguments": ["x": 1]]]]],
+                ["role": "tool", "content": "2", "tool_name": "f"],
+            ] as [Any])
         let parts = converted[0]["content"] as? [[String: Any]]
         #expect(parts?.count == 2 && (parts?[1]["image_url"] as? [String: Any])?["url"] as? String == "data:image/png;base64,aGk=")
         let call = (converted[1]["tool_calls"] as? [[String: Any]])?.first
@@ -131,7 +133,8 @@ struct OllamaConversionTests {
         #expect(try reader.read(#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#).content == "")
         #expect(try reader.read(#"{"choices":[{"index":0,"delta":{"content":"Hel"}}]}"#).content == "Hel")
         #expect(try reader.read(#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#).thinking == "hmm")
-        _ = try reader.read(#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"add","arguments":"{\"a\":"}}]}}]}"#)
+        _ = try reader.read(
+            #"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"add","arguments":"{\"a\":"}}]}}]}"#)
         _ = try reader.read(#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]}}]}"#)
         _ = try reader.read(#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#)
         _ = try reader.read(#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#)
@@ -148,14 +151,17 @@ struct OllamaConversionTests {
     @Test("a pull's events become Ollama's progress lines")
     func pull() {
         func event(_ kind: PullEvent.Kind, file: PullEvent.FileProgress? = nil, error: PullEvent.Failure? = nil) -> PullEvent {
-            PullEvent(event: kind, jobID: "j", source: "huggingface", repo: "acme/tiny", revision: "main", state: .downloading, file: file, error: error)
+            PullEvent(
+                event: kind, jobID: "j", source: "huggingface", repo: "acme/tiny", revision: "main", state: .downloading, file: file, error: error)
         }
         var progress = OllamaPullProgress()
         let first = progress.lines(for: event(.status))
         #expect(first.map { $0["status"] as? String } == ["pulling manifest"])
-        let moving = progress.lines(for: event(.progress, file: .init(path: "model.safetensors", completedBytes: 10, totalBytes: 100, state: "downloading")))
+        let moving = progress.lines(
+            for: event(.progress, file: .init(path: "model.safetensors", completedBytes: 10, totalBytes: 100, state: "downloading")))
         #expect(moving.count == 1 && moving[0]["status"] as? String == "pulling model.safetensors")
-        #expect(moving[0]["digest"] as? String == "model.safetensors" && moving[0]["completed"] as? Int64 == 10 && moving[0]["total"] as? Int64 == 100)
+        #expect(
+            moving[0]["digest"] as? String == "model.safetensors" && moving[0]["completed"] as? Int64 == 10 && moving[0]["total"] as? Int64 == 100)
         let present = progress.lines(for: event(.file, file: .init(path: "config.json", completedBytes: 0, totalBytes: 5, state: "present")))
         #expect(present[0]["completed"] as? Int64 == 5)
         #expect(progress.lines(for: event(.done)).map { $0["status"] as? String } == ["verifying sha256 digest", "writing manifest", "success"])

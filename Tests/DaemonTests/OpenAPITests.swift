@@ -1,5 +1,5 @@
-import Catalog
 import BuiltinEngine
+import Catalog
 import Foundation
 import GRDB
 import Hummingbird
@@ -21,12 +21,16 @@ struct OpenAPITests {
     func routesMatch() async throws {
         let daemon = try await TestDaemon()
         // Ollama's API (`/api/*` outside `/api/v1`) is Ollama's own, documented in docs/ollama-api.md.
-        let routes = Set(buildRouter(daemon.context).routes.map { route in
-            let path = "/" + route.path.description.split(separator: "/").map { segment in
-                segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)
-            }.joined(separator: "/")
-            return "\(route.method.rawValue.lowercased()) \(path)"
-        }).filter { !OllamaController.owns(String($0.split(separator: " ")[1])) }
+        let routes = Set(
+            buildRouter(daemon.context).routes.map { route in
+                let path =
+                    "/"
+                    + route.path.description.split(separator: "/").map { segment in
+                        segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)
+                    }.joined(separator: "/")
+                return "\(route.method.rawValue.lowercased()) \(path)"
+            }
+        ).filter { !OllamaController.owns(String($0.split(separator: " ")[1])) }
         let paths = try #require(try Self.document()["paths"] as? [String: [String: Any]])
         var documented: Set<String> = []
         for (path, operations) in paths {
@@ -119,9 +123,10 @@ struct OpenAPITests {
         let key = KeyInfo(
             id: "k1", name: "ci", prefix: "mk_1", scope: "admin", createdAt: Date(), lastUsedAt: nil, revoked: false, key: nil)
         let encoded = try JSONDecoder().decode(JSONValue.self, from: try WireJSON.encoder().encode(Envelope(requestID: "r", data: key)))
-        let schema = try #require(try OpenAPIDocument.operations.first { $0.path == "/api/v1/keys/{id}/revoke" }.map { operation in
-            try Self.replySchema(operation, in: try Self.document())
-        })
+        let schema = try #require(
+            try OpenAPIDocument.operations.first { $0.path == "/api/v1/keys/{id}/revoke" }.map { operation in
+                try Self.replySchema(operation, in: try Self.document())
+            })
         #expect(check.problems(encoded, schema).isEmpty)
         func changed(_ change: (inout [String: JSONValue]) -> Void) -> JSONValue {
             guard case .object(var envelope) = encoded, case .object(var data) = envelope["data"] else { return encoded }

@@ -35,7 +35,10 @@ struct OriginPolicyTests {
         do {
             let preflight = try await Self.request(
                 daemon, "OPTIONS", "/api/v1/models",
-                headers: ["Origin": "http://app.test:3000", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"])
+                headers: [
+                    "Origin": "http://app.test:3000", "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization, content-type",
+                ])
             #expect(preflight.status == 204)
             #expect(preflight.headers["access-control-allow-origin"] == "http://app.test:3000")
             #expect(preflight.headers["access-control-allow-methods"]?.contains("POST") == true)
@@ -54,13 +57,16 @@ struct OriginPolicyTests {
             #expect(allowed.headers["access-control-expose-headers"] == "X-Request-Id")
             #expect(allowed.headers["x-request-id"] != nil)
             let allowedError = try await Self.request(daemon, "GET", "/api/v1/models/no-such-model:1b", headers: ["Origin": "http://app.test:3000"])
-            #expect(allowedError.status == 404 && allowedError.headers["access-control-allow-origin"] == "http://app.test:3000", "error replies carry CORS too")
+            #expect(
+                allowedError.status == 404 && allowedError.headers["access-control-allow-origin"] == "http://app.test:3000",
+                "error replies carry CORS too")
 
             // A "simple" cross-origin POST (no preflight) from another site: refused, and the key is not created.
             let forged = try await Self.request(
                 daemon, "POST", "/api/v1/keys", headers: ["Origin": "http://evil.test", "Content-Type": "text/plain"], body: #"{"name":"forged"}"#)
             #expect(forged.status == 403 && forged.body.contains("--cors-origin"), "\(forged.body)")
-            let openAI = try await Self.request(daemon, "POST", "/v1/chat/completions", headers: ["Origin": "null", "Content-Type": "text/plain"], body: "{}")
+            let openAI = try await Self.request(
+                daemon, "POST", "/v1/chat/completions", headers: ["Origin": "null", "Content-Type": "text/plain"], body: "{}")
             #expect(openAI.status == 403 && openAI.body.contains("\"error\""), "\(openAI.body)")
             let keys = try await daemon.modelctl(["keys", "list", "--json"])
             #expect(keys.status == 0 && !keys.stdout.contains("forged"), "\(keys.stdout)")

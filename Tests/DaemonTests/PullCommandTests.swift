@@ -49,7 +49,11 @@ struct PullCommandTests {
     func endToEnd() async throws {
         try await FakeHub.withRunning { hub in
             let weights = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) })
-            hub.addRepo("acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", #"{"model_type": "qwen2"}"#), FakeFile("model.safetensors", weights, lfs: true)])])
+            hub.addRepo(
+                "acme/tiny",
+                commits: [
+                    FakeCommit(files: [FakeFile("config.json", #"{"model_type": "qwen2"}"#), FakeFile("model.safetensors", weights, lfs: true)])
+                ])
             hub.addRepo("acme/gated", commits: [FakeCommit(files: [FakeFile("config.json", "{}")])], gated: true)
             let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint])
             do {
@@ -126,7 +130,8 @@ struct PrivateCAPullTests {
         #expect(lines.count == 1 && lines[0].contains("configuration ca_bundle: file \(missing) does not exist"), "\(refused.stderr)")
 
         try await FakeHub.withRunning { hub in
-            hub.addRepo("acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", "{}"), FakeFile("model.safetensors", Data(count: 100_000))])])
+            hub.addRepo(
+                "acme/tiny", commits: [FakeCommit(files: [FakeFile("config.json", "{}"), FakeFile("model.safetensors", Data(count: 100_000))])])
             try await TLSFront.withRunning(certificates: certificates, backends: [hub.hubPort, hub.cdnPort]) { ports in
                 hub.setPublicOrigins(hub: "https://localhost:\(ports[0])", cdn: "https://127.0.0.1:\(ports[1])")
                 let daemon = try await DaemonProcess(extraEnvironment: ["HF_ENDPOINT": hub.endpoint, "CURL_CA_BUNDLE": certificates.caBundle])
@@ -259,7 +264,8 @@ struct BuiltinRunTests {
                 let run = try WireJSON.decoder().decode(RunSummary.self, from: Data(started.stdout.utf8))
                 #expect(run.state == "ready")
                 let endpoint = try #require(run.endpoint)
-                let body = #"{"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4, "ignore_eos": true, "temperature": 0}"#
+                let body =
+                    #"{"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4, "ignore_eos": true, "temperature": 0}"#
                 let reply = try await runProcess(
                     URL(filePath: "/usr/bin/curl"), ["-s", "-H", "Content-Type: application/json", "-d", body, "\(endpoint)/v1/chat/completions"])
                 let object = try JSONSerialization.jsonObject(with: Data(reply.stdout.utf8)) as? [String: Any]
@@ -268,7 +274,9 @@ struct BuiltinRunTests {
                 // modelctl chat: two piped turns against the ready run, each reply a JSON line with real usage.
                 let chat = try await daemon.modelctl(["chat", "tiny", "--json", "--max-tokens", "3"], input: "Hello\n/clear\nHow are you?\n")
                 #expect(chat.status == 0, "\(chat.stderr)")
-                let replies = chat.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                let replies = chat.stdout.split(separator: "\n").compactMap {
+                    try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+                }
                 #expect(replies.count == 2, "\(chat.stdout)")
                 for reply in replies {
                     let usage = reply["usage"] as? [String: Int]
@@ -334,9 +342,11 @@ extension BuiltinRunTests {
                 let pulled = try await daemon.modelctl(["pull", "acme/qwen2-tiny"])
                 #expect(pulled.status == 0, "\(pulled.stderr)")
                 let body = #"{"model": "acme/qwen2-tiny", "prompt": "Hello", "max_tokens": 2, "ignore_eos": true}"#
-                let ask = { try await runProcess(
-                    URL(filePath: "/usr/bin/curl"),
-                    ["-s", "-H", "Content-Type: application/json", "-d", body, "http://127.0.0.1:\(daemon.port)/v1/completions"]) }
+                let ask = {
+                    try await runProcess(
+                        URL(filePath: "/usr/bin/curl"),
+                        ["-s", "-H", "Content-Type: application/json", "-d", body, "http://127.0.0.1:\(daemon.port)/v1/completions"])
+                }
                 let first = try await ask()
                 #expect(first.stdout.contains(#""completion_tokens":2"#), "\(first.stdout)\n\(daemon.log)")
                 let runs = try WireJSON.decoder().decode([RunSummary].self, from: Data(try await daemon.modelctl(["ps", "--json"]).stdout.utf8))
@@ -348,7 +358,8 @@ extension BuiltinRunTests {
                 var unloaded = false
                 for _ in 0..<100 where !unloaded {
                     try await Task.sleep(for: .milliseconds(100))
-                    let listed = try WireJSON.decoder().decode([RunSummary].self, from: Data(try await daemon.modelctl(["ps", "--json"]).stdout.utf8))
+                    let listed = try WireJSON.decoder().decode(
+                        [RunSummary].self, from: Data(try await daemon.modelctl(["ps", "--json"]).stdout.utf8))
                     unloaded = !listed.contains { $0.runID == run.runID } && !isAlive(pid)
                 }
                 #expect(unloaded, "the idle on-demand run was not unloaded\n\(daemon.log)")

@@ -44,7 +44,9 @@ struct RunSchedulerTests {
         runs.filter { $0.state == .starting || $0.state == .ready }
     }
 
-    @Test("concurrent on-demand starts never load more runs than max_loaded_runs, at any change; the one without room gets 503; released runs make room, least recently used first")
+    @Test(
+        "concurrent on-demand starts never load more runs than max_loaded_runs, at any change; the one without room gets 503; released runs make room, least recently used first"
+    )
     func concurrentOnDemandStarts() async throws {
         let limit = 2
         let (daemon, _) = try await Self.daemon(maxLoaded: limit, models: 3)
@@ -94,7 +96,8 @@ struct RunSchedulerTests {
         let (supervisor, scheduler) = (daemon.context.supervisor, daemon.context.scheduler)
         // The limit is reached by an idle on-demand run: the first start admitted unloads it, which takes a while.
         let idle = try await supervisor.start(
-            RunRequest(name: "idle", model: "idle", spec: LaunchSpec(engine: .builtin, modelPath: path, servedName: "idle"), keepAlive: 300, onDemand: true))
+            RunRequest(
+                name: "idle", model: "idle", spec: LaunchSpec(engine: .builtin, modelPath: path, servedName: "idle"), keepAlive: 300, onDemand: true))
         #expect(try await supervisor.waitUntilSettled(idle.runID, timeout: .seconds(30)).state == .ready)
         let watch = LoadedWatch(supervisor)
         let errors = await withTaskGroup(of: (any Error)?.self) { group in
@@ -148,7 +151,9 @@ struct RunSchedulerTests {
         await supervisor.shutdown()
     }
 
-    @Test("keep-alive timers: a run is unloaded when its keep-alive has passed since its last lease ended, never while leased; an unloaded explicit run comes back when named")
+    @Test(
+        "keep-alive timers: a run is unloaded when its keep-alive has passed since its last lease ended, never while leased; an unloaded explicit run comes back when named"
+    )
     func keepAliveTimers() async throws {
         let (daemon, path) = try await Self.daemon(keepAlive: "1s", models: 1)
         let (supervisor, scheduler) = (daemon.context.supervisor, daemon.context.scheduler)
@@ -301,7 +306,9 @@ final class LoadedWatch: Sendable {
 
 /// Waits until the supervisor's runs satisfy `condition`, following its changes.
 /// - Returns: false when `timeout` passed first.
-func waitForRuns(_ supervisor: Supervisor, timeout: Duration = .seconds(30), _ condition: @escaping @Sendable ([RunInfo]) -> Bool) async throws -> Bool {
+func waitForRuns(_ supervisor: Supervisor, timeout: Duration = .seconds(30), _ condition: @escaping @Sendable ([RunInfo]) -> Bool) async throws
+    -> Bool
+{
     let changes = supervisor.changes(buffering: .bufferingNewest(1))
     return try await withThrowingTaskGroup(of: Bool.self) { group in
         group.addTask {

@@ -54,7 +54,8 @@ struct StoreWriteTests {
                     group.addTask {
                         do {
                             let client = try ModeldClient(endpoint: DaemonEndpoint(baseURL: base))
-                            let _: KeyInfo = try await client.call("POST", "/api/v1/keys", body: KeyCreateRequest(name: "held-\(index)", scope: "admin"))
+                            let _: KeyInfo = try await client.call(
+                                "POST", "/api/v1/keys", body: KeyCreateRequest(name: "held-\(index)", scope: "admin"))
                             answers.append(.written)
                         } catch {
                             answers.append(.writeFailed("\(error)"))

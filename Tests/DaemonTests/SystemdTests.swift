@@ -153,11 +153,14 @@ struct SystemdTests {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(socketPath.utf8) + [0]) }
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
         close(stale)
         #expect(FileManager.default.fileExists(atPath: socketPath))
 
-        let daemon = try await ModeldLaunch(arguments: ["--data-dir", root.path], environment: ["HOME": root.path, "RUNTIME_DIRECTORY": root.path]).process
+        let daemon = try await ModeldLaunch(arguments: ["--data-dir", root.path], environment: ["HOME": root.path, "RUNTIME_DIRECTORY": root.path])
+            .process
         defer { if daemon.isRunning { kill(daemon.processIdentifier, SIGKILL) } }
 
         let client = try ModeldClient(endpoint: DaemonEndpoint(baseURL: "http://localhost", unixSocketPath: socketPath))

@@ -131,8 +131,10 @@ struct UsageTests {
                 let socket = daemon.root.appending(path: "modeld.sock").path
                 let unkeyed = try await runProcess(
                     URL(filePath: "/usr/bin/curl"),
-                    ["-s", "--unix-socket", socket, "-H", "Content-Type: application/json", "--data-binary",
-                     #"{"model": "tiny", "prompt": "Hi", "max_tokens": 2, "ignore_eos": true}"#, "http://localhost/v1/completions"])
+                    [
+                        "-s", "--unix-socket", socket, "-H", "Content-Type: application/json", "--data-binary",
+                        #"{"model": "tiny", "prompt": "Hi", "max_tokens": 2, "ignore_eos": true}"#, "http://localhost/v1/completions",
+                    ])
                 let unkeyedUsage = try #require(JSONMembers(Array(unkeyed.stdout.utf8))?.object("usage"), "\(unkeyed.stdout)")
                 let unkeyedTokens = (unkeyedUsage.int("prompt_tokens") ?? 0) + (unkeyedUsage.int("completion_tokens") ?? 0)
 
@@ -222,7 +224,8 @@ struct UsageTests {
             (status, retry, body) = try await Self.post(client, "/api/v1/llm/chat", chat, key: daily)
             #expect(status == 429 && retry == "50400", "\(body)")
             #expect(JSONMembers(Array(body.utf8))?.string("msg").map { $0.contains(dayMessage) && $0.contains(dayReset) } == true, "\(body)")
-            (status, _, body) = try await Self.post(client, "/api/chat", #"{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}]}"#, key: daily)
+            (status, _, body) = try await Self.post(
+                client, "/api/chat", #"{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}]}"#, key: daily)
             #expect(status == 429, "\(body)")
             #expect(JSONMembers(Array(body.utf8))?.string("error").map { $0.contains(dayMessage) } == true, "Ollama's error shape: \(body)")
             // Routes that reach no backend are not metered.
@@ -247,7 +250,9 @@ struct UsageTests {
             try clock.set("2026-12-31T23:00:00Z")
             (status, retry, body) = try await Self.post(client, "/v1/chat/completions", chat, key: monthly)
             #expect(status == 429 && retry == "3600", "\(body)")
-            #expect(body.contains("API key monthly has used its 5 tokens per month") && body.contains("resets at 2027-01-01T00:00:00Z (in 3600 s)"), "\(body)")
+            #expect(
+                body.contains("API key monthly has used its 5 tokens per month") && body.contains("resets at 2027-01-01T00:00:00Z (in 3600 s)"),
+                "\(body)")
             // The daily key's day has turned.
             (status, _, body) = try await Self.post(client, "/v1/chat/completions", chat, key: daily)
             #expect(status == 200, "\(body)")
@@ -337,7 +342,9 @@ struct UsageTests {
         // Over the cap (4 x 0.25 this month is 1, and October's spending is what counts).
         let spender = try #require(try await store.activeAPIKeys().values.first)
         let denial = try #require(ledger.denial(for: spender))
-        #expect(denial.message == "API key spender has reached its spending cap of 1 per month (1 spent); it resets at 2026-11-01T00:00:00Z (in 993600 s)")
+        #expect(
+            denial.message == "API key spender has reached its spending cap of 1 per month (1 spent); it resets at 2026-11-01T00:00:00Z (in 993600 s)"
+        )
         #expect(denial.retryAfter == 993_600)
 
         await ledger.flushed()

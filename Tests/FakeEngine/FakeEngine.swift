@@ -137,7 +137,8 @@ struct FakeEngine {
     static func writeRecord(to path: String, arguments: [String], environment: [String: String], descriptors: [Int32]) {
         let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
         func field(_ name: String) -> String {
-            status.split(separator: "\n").first { $0.hasPrefix(name + ":") }.map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) } ?? ""
+            status.split(separator: "\n").first { $0.hasPrefix(name + ":") }.map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) }
+                ?? ""
         }
         let record: [String: Any] = [
             "argv": arguments,

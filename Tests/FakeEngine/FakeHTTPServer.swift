@@ -90,7 +90,8 @@ final class FakeHTTPServer: Sendable {
 
     private func send(_ connection: Int32, status: Int, contentType: String = "application/json", body: Data, head: Bool = false) {
         let reason = [200: "OK", 201: "Created", 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"][status] ?? "Status"
-        var response = Data("HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8)
+        var response = Data(
+            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8)
         if !head { response.append(body) }
         writeAll(connection, response)
     }
@@ -158,7 +159,9 @@ final class FakeHTTPServer: Sendable {
             }
             send(connection, status: behaviour.isStarting ? 503 : 200, body: Data())
         case ("GET", "/v1/models"):
-            send(connection, status: 200, json: ["object": "list", "data": [["id": role.servedName ?? "", "object": "model", "owned_by": role.kind.rawValue]]])
+            send(
+                connection, status: 200,
+                json: ["object": "list", "data": [["id": role.servedName ?? "", "object": "model", "owned_by": role.kind.rawValue]]])
         case ("POST", "/v1/chat/completions") where role.kind == .vllm || role.kind == .sglang:
             chatCompletion(request, on: connection)
         case ("GET", "/get_model_info") where role.kind == .sglang:
@@ -175,12 +178,16 @@ final class FakeHTTPServer: Sendable {
             FakeEngine.appendLine(String(decoding: request.body, as: UTF8.self), to: log)
         }
         guard let body = (try? JSONSerialization.jsonObject(with: request.body)) as? [String: Any] else {
-            send(connection, status: 400, json: ["object": "error", "message": "the body is not a JSON object", "type": "BadRequestError", "code": 400])
+            send(
+                connection, status: 400,
+                json: ["object": "error", "message": "the body is not a JSON object", "type": "BadRequestError", "code": 400])
             return
         }
         let model = body["model"] as? String ?? ""
         guard model == role.servedName else {
-            send(connection, status: 404, json: ["object": "error", "message": "The model `\(model)` does not exist.", "type": "NotFoundError", "code": 404])
+            send(
+                connection, status: 404,
+                json: ["object": "error", "message": "The model `\(model)` does not exist.", "type": "NotFoundError", "code": 404])
             return
         }
         var text = "A fake reply."
@@ -205,11 +212,13 @@ final class FakeHTTPServer: Sendable {
         let messages = body["messages"] as? [[String: Any]] ?? []
         let promptTokens = messages.reduce(0) { $0 + (($1["content"] as? String)?.split(separator: " ").count ?? 0) }
         let completionTokens = (bytes.count + 3) / 4
-        send(connection, status: 200, json: [
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": Int(Date().timeIntervalSince1970), "model": model,
-            "choices": [["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": finish]],
-            "usage": ["prompt_tokens": promptTokens, "completion_tokens": completionTokens, "total_tokens": promptTokens + completionTokens],
-        ])
+        send(
+            connection, status: 200,
+            json: [
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": Int(Date().timeIntervalSince1970), "model": model,
+                "choices": [["index": 0, "message": ["role": "assistant", "content": text], "finish_reason": finish]],
+                "usage": ["prompt_tokens": promptTokens, "completion_tokens": completionTokens, "total_tokens": promptTokens + completionTokens],
+            ])
     }
 
     private func respondAsOllama(_ request: Request, path: String, on connection: Int32) {
@@ -217,7 +226,9 @@ final class FakeHTTPServer: Sendable {
         switch (request.method, path) {
         case ("GET", "/"), ("HEAD", "/"):
             if behaviour.healthHangs { while true { sleep(60) } }
-            send(connection, status: behaviour.isStarting ? 503 : 200, contentType: "text/plain; charset=utf-8", body: Data("Ollama is running".utf8), head: request.method == "HEAD")
+            send(
+                connection, status: behaviour.isStarting ? 503 : 200, contentType: "text/plain; charset=utf-8", body: Data("Ollama is running".utf8),
+                head: request.method == "HEAD")
         case ("GET", "/api/version"):
             send(connection, status: 200, json: ["version": "0.0.0-fake"])
         case ("GET", "/api/tags"):
@@ -233,12 +244,14 @@ final class FakeHTTPServer: Sendable {
                 return
             }
             let digest = "sha256:" + String(repeating: "ab", count: 32)
-            stream(connection, lines: [
-                ["status": "pulling manifest"],
-                ["status": "pulling \(digest.prefix(19))", "digest": digest, "total": 1000, "completed": 0],
-                ["status": "pulling \(digest.prefix(19))", "digest": digest, "total": 1000, "completed": 1000],
-                ["status": "verifying sha256 digest"], ["status": "writing manifest"], ["status": "success"],
-            ])
+            stream(
+                connection,
+                lines: [
+                    ["status": "pulling manifest"],
+                    ["status": "pulling \(digest.prefix(19))", "digest": digest, "total": 1000, "completed": 0],
+                    ["status": "pulling \(digest.prefix(19))", "digest": digest, "total": 1000, "completed": 1000],
+                    ["status": "verifying sha256 digest"], ["status": "writing manifest"], ["status": "success"],
+                ])
             ollama.withLock { state in if !state.models.contains(name) { state.models.append(name) } }
         case (let method, let blob) where blob.hasPrefix("/api/blobs/sha256:"):
             let digest = String(blob.dropFirst("/api/blobs/sha256:".count))

@@ -24,9 +24,10 @@ enum SuperviseMode {
         try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
         var options = RunOptions()
         for (key, value) in environment where key.hasPrefix("FAKE_ENGINE_") { options.environment[key] = value }
-        let info = try await supervisor.start(RunRequest(
-            name: "orphan-check", model: "acme/tiny",
-            spec: LaunchSpec(engine: .vllm, modelPath: model, servedName: "tiny", options: options)))
+        let info = try await supervisor.start(
+            RunRequest(
+                name: "orphan-check", model: "acme/tiny",
+                spec: LaunchSpec(engine: .vllm, modelPath: model, servedName: "tiny", options: options)))
         let ready = try await supervisor.waitUntilSettled(info.runID, timeout: .seconds(30))
         guard ready.state == .ready, let pid = ready.pid else {
             FileHandle.standardError.write(Data("supervise: the engine did not become ready: \(ready)\n".utf8))

@@ -59,7 +59,9 @@ extension FakeHub {
         }
         if repo.gated && !authorized {
             return .failure(
-                HubFailure(status: 401, code: "GatedRepo", message: "Access to model \(repoID) is restricted. You must have access to it and be authenticated to access it. Please log in."))
+                HubFailure(
+                    status: 401, code: "GatedRepo",
+                    message: "Access to model \(repoID) is restricted. You must have access to it and be authenticated to access it. Please log in."))
         }
         return .success(repo)
     }

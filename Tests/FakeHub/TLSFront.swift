@@ -15,7 +15,8 @@ package struct TestCertificates: Sendable {
         func path(_ name: String) -> String { directory.appending(path: name).path }
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         try await openssl(["req", "-x509"] + ec + ["-keyout", path("ca.key"), "-out", path("ca.pem"), "-days", "1", "-subj", "/CN=modeld test CA"])
-        try await openssl(["req", "-x509"] + ec + ["-keyout", path("other-ca.key"), "-out", path("other-ca.pem"), "-days", "1", "-subj", "/CN=modeld other CA"])
+        try await openssl(
+            ["req", "-x509"] + ec + ["-keyout", path("other-ca.key"), "-out", path("other-ca.pem"), "-days", "1", "-subj", "/CN=modeld other CA"])
         try await openssl(["req"] + ec + ["-keyout", path("server.key"), "-out", path("server.csr"), "-subj", "/CN=localhost"])
         let extensions = "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
         try Data(extensions.utf8).write(to: directory.appending(path: "server.ext"))

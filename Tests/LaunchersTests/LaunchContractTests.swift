@@ -27,25 +27,28 @@ struct LaunchContractTests {
         let spec = LaunchSpec(engine: .vllm, modelPath: "/m/snap", servedName: "qwen", options: options)
         let command = try builder([.vllm: ["/bin/sh"]]).command(for: spec, port: 18123)
         #expect(command.executablePath == "/bin/sh")
-        #expect(command.arguments == [
-            "/bin/sh", "serve", "/m/snap", "--host", "127.0.0.1", "--port", "18123", "--served-model-name", "qwen",
-            "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.85", "--max-model-len", "8192", "--dtype", "auto",
-        ])
-        #expect(command.environment == [
-            "PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld", "HF_HUB_CACHE": "/var/lib/modeld/huggingface/hub",
-            "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "0,1", "VLLM_LOGGING_LEVEL": "DEBUG",
-        ])
+        #expect(
+            command.arguments == [
+                "/bin/sh", "serve", "/m/snap", "--host", "127.0.0.1", "--port", "18123", "--served-model-name", "qwen",
+                "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.85", "--max-model-len", "8192", "--dtype", "auto",
+            ])
+        #expect(
+            command.environment == [
+                "PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld", "HF_HUB_CACHE": "/var/lib/modeld/huggingface/hub",
+                "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "0,1", "VLLM_LOGGING_LEVEL": "DEBUG",
+            ])
     }
 
     @Test("SGLang: python3 -m sglang.launch_server --model-path with its own option names")
     func sglang() throws {
         let spec = LaunchSpec(engine: .sglang, modelPath: "/m/snap", servedName: "qwen", options: options)
         let command = try builder([.sglang: ["/bin/sh", "-m", "sglang.launch_server"]]).command(for: spec, port: 30001)
-        #expect(command.arguments == [
-            "/bin/sh", "-m", "sglang.launch_server", "--model-path", "/m/snap", "--host", "127.0.0.1", "--port", "30001",
-            "--served-model-name", "qwen", "--tp-size", "2", "--mem-fraction-static", "0.85", "--context-length", "8192",
-            "--dtype", "auto",
-        ])
+        #expect(
+            command.arguments == [
+                "/bin/sh", "-m", "sglang.launch_server", "--model-path", "/m/snap", "--host", "127.0.0.1", "--port", "30001",
+                "--served-model-name", "qwen", "--tp-size", "2", "--mem-fraction-static", "0.85", "--context-length", "8192",
+                "--dtype", "auto",
+            ])
         #expect(command.environment["HF_HUB_CACHE"] == "/var/lib/modeld/huggingface/hub")
         #expect(command.environment["HF_HUB_OFFLINE"] == "1")
         #expect(command.environment["CUDA_VISIBLE_DEVICES"] == "0,1")
@@ -56,7 +59,8 @@ struct LaunchContractTests {
     func builtin() throws {
         let spec = LaunchSpec(engine: .builtin, modelPath: "/m/snap", servedName: "tiny")
         let command = try builder([.builtin: ["/bin/sh"]]).command(for: spec, port: 18200)
-        #expect(command.arguments == ["/bin/sh", "engine", "--model", "/m/snap", "--host", "127.0.0.1", "--port", "18200", "--served-model-name", "tiny"])
+        #expect(
+            command.arguments == ["/bin/sh", "engine", "--model", "/m/snap", "--host", "127.0.0.1", "--port", "18200", "--served-model-name", "tiny"])
         #expect(command.environment == ["PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld"])
         #expect(EngineSettings.defaults(for: .builtin).command == [currentExecutablePath()])
     }
@@ -66,10 +70,11 @@ struct LaunchContractTests {
         let spec = LaunchSpec(engine: .ollama, servedName: "ollama")
         let command = try builder([.ollama: ["/bin/sh"]]).command(for: spec, port: 11500)
         #expect(command.arguments == ["/bin/sh", "serve"])
-        #expect(command.environment == [
-            "PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld", "OLLAMA_HOST": "127.0.0.1:11500",
-            "OLLAMA_MODELS": "/var/lib/modeld/ollama", "OLLAMA_KEEP_ALIVE": "-1",
-        ])
+        #expect(
+            command.environment == [
+                "PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld", "OLLAMA_HOST": "127.0.0.1:11500",
+                "OLLAMA_MODELS": "/var/lib/modeld/ollama", "OLLAMA_KEEP_ALIVE": "-1",
+            ])
     }
 
     @Test("defaults: vllm on PATH, SGLang through python3, 600 s vLLM start time-out, short grace for Ollama and built-in")

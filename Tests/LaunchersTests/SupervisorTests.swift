@@ -18,13 +18,15 @@ struct SupervisorTests {
         // An ignored signal in the daemon must not stay ignored in the engine.
         signal(SIGUSR2, SIG_IGN)
         let record = sandbox.path("record.json")
-        let supervisor = try await sandbox.supervisor(sandbox.configuration(environment: [
-            "NOTIFY_SOCKET": "@modeld-test", "LISTEN_FDS": "1", "LISTEN_PID": "\(getpid())", "LISTEN_FDNAMES": "http",
-            "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "\(getpid())",
-        ]))
-        let started = try await supervisor.start(sandbox.vllmRequest(
-            environment: ["FAKE_ENGINE_RECORD": record],
-            options: RunOptions(gpus: "1", tensorParallelSize: 2, maxContext: 4096)))
+        let supervisor = try await sandbox.supervisor(
+            sandbox.configuration(environment: [
+                "NOTIFY_SOCKET": "@modeld-test", "LISTEN_FDS": "1", "LISTEN_PID": "\(getpid())", "LISTEN_FDNAMES": "http",
+                "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "\(getpid())",
+            ]))
+        let started = try await supervisor.start(
+            sandbox.vllmRequest(
+                environment: ["FAKE_ENGINE_RECORD": record],
+                options: RunOptions(gpus: "1", tensorParallelSize: 2, maxContext: 4096)))
         #expect(started.state == .starting)
         #expect(started.name == "tiny")
         let port = try #require(started.port)
@@ -36,10 +38,11 @@ struct SupervisorTests {
         let pid = try #require(ready.pid)
         let fake = try FakeRecord(path: record)
         #expect(fake.pid == pid)
-        #expect(fake.argv == [
-            fakeEngine, "serve", sandbox.modelDirectory, "--host", "127.0.0.1", "--port", "\(port)",
-            "--served-model-name", "tiny", "--tensor-parallel-size", "2", "--max-model-len", "4096",
-        ])
+        #expect(
+            fake.argv == [
+                fakeEngine, "serve", sandbox.modelDirectory, "--host", "127.0.0.1", "--port", "\(port)",
+                "--served-model-name", "tiny", "--tensor-parallel-size", "2", "--max-model-len", "4096",
+            ])
         #expect(fake.env["HF_HUB_CACHE"] == sandbox.root.appending(path: "huggingface/hub").path)
         #expect(fake.env["HF_HUB_OFFLINE"] == "1")
         #expect(fake.env["CUDA_VISIBLE_DEVICES"] == "1")
@@ -72,7 +75,8 @@ struct SupervisorTests {
         let sandbox = try Sandbox()
         let record = sandbox.path("record.json")
         let supervisor = try await sandbox.supervisor()
-        let spec = LaunchSpec(engine: engine, modelPath: sandbox.modelDirectory, servedName: "tiny", options: RunOptions(environment: ["FAKE_ENGINE_RECORD": record]))
+        let spec = LaunchSpec(
+            engine: engine, modelPath: sandbox.modelDirectory, servedName: "tiny", options: RunOptions(environment: ["FAKE_ENGINE_RECORD": record]))
         let started = try await supervisor.start(RunRequest(model: "acme/tiny", spec: spec))
         #expect(started.name == "tiny-\(engine.rawValue)")
         let ready = try await supervisor.waitUntilSettled(started.runID, timeout: .seconds(30))
@@ -81,10 +85,18 @@ struct SupervisorTests {
         let fake = try FakeRecord(path: record)
         switch engine {
         case .sglang:
-            #expect(fake.argv == [fakeEngine, "-m", "sglang.launch_server", "--model-path", sandbox.modelDirectory, "--host", "127.0.0.1", "--port", "\(port)", "--served-model-name", "tiny"])
+            #expect(
+                fake.argv == [
+                    fakeEngine, "-m", "sglang.launch_server", "--model-path", sandbox.modelDirectory, "--host", "127.0.0.1", "--port", "\(port)",
+                    "--served-model-name", "tiny",
+                ])
             #expect(fake.env["HF_HUB_OFFLINE"] == "1")
         default:
-            #expect(fake.argv == [fakeEngine, "engine", "--model", sandbox.modelDirectory, "--host", "127.0.0.1", "--port", "\(port)", "--served-model-name", "tiny"])
+            #expect(
+                fake.argv == [
+                    fakeEngine, "engine", "--model", sandbox.modelDirectory, "--host", "127.0.0.1", "--port", "\(port)", "--served-model-name",
+                    "tiny",
+                ])
         }
         _ = try await supervisor.stop(started.runID)
     }
@@ -172,9 +184,10 @@ struct SupervisorTests {
         let sandbox = try Sandbox()
         let grandchildFile = sandbox.path("grandchild.pid")
         let supervisor = try await sandbox.supervisor(sandbox.configuration(grace: .seconds(1)))
-        _ = try await supervisor.start(sandbox.vllmRequest(environment: [
-            "FAKE_ENGINE_IGNORE_SIGTERM": "1", "FAKE_ENGINE_GRANDCHILD_PIDFILE": grandchildFile,
-        ]))
+        _ = try await supervisor.start(
+            sandbox.vllmRequest(environment: [
+                "FAKE_ENGINE_IGNORE_SIGTERM": "1", "FAKE_ENGINE_GRANDCHILD_PIDFILE": grandchildFile,
+            ]))
         let ready = try await supervisor.waitUntilSettled("tiny", timeout: .seconds(30))
         let pid = try #require(ready.pid)
         #expect(await eventually { readPid(grandchildFile) != nil })
@@ -250,14 +263,17 @@ struct SupervisorTests {
             let probe = try HealthProbe(port: probePort, path: "/health", timeout: .seconds(2))
             #expect(await eventually { await probe.check() })
         }
-        let spec = String(decoding: try JSONEncoder().encode(LaunchSpec(engine: .vllm, modelPath: sandbox.modelDirectory, servedName: "tiny")), as: UTF8.self)
-        try await sandbox.store.saveRun(RunRecord(
-            id: "rsurvivor", name: "survivor", model: "acme/tiny", engine: "vllm", options: spec, pid: survivor.pid,
-            processStartTime: survivor.startTime, port: port, state: .ready, desiredState: .stopped))
+        let spec = String(
+            decoding: try JSONEncoder().encode(LaunchSpec(engine: .vllm, modelPath: sandbox.modelDirectory, servedName: "tiny")), as: UTF8.self)
+        try await sandbox.store.saveRun(
+            RunRecord(
+                id: "rsurvivor", name: "survivor", model: "acme/tiny", engine: "vllm", options: spec, pid: survivor.pid,
+                processStartTime: survivor.startTime, port: port, state: .ready, desiredState: .stopped))
         // Same pid, other start time: a different process now holds the pid.
-        try await sandbox.store.saveRun(RunRecord(
-            id: "rstranger", name: "stranger", model: "acme/tiny", engine: "vllm", options: spec, pid: stranger.pid,
-            processStartTime: (stranger.startTime ?? 0) - 1, port: port, state: .ready, desiredState: .stopped))
+        try await sandbox.store.saveRun(
+            RunRecord(
+                id: "rstranger", name: "stranger", model: "acme/tiny", engine: "vllm", options: spec, pid: stranger.pid,
+                processStartTime: (stranger.startTime ?? 0) - 1, port: port, state: .ready, desiredState: .stopped))
 
         let supervisor = try await sandbox.supervisor()
         await supervisor.reconcile()
@@ -367,7 +383,8 @@ struct SupervisorTests {
         configuration.engines[.vllm] = EngineSettings(command: ["vllm"], startTimeout: .seconds(5), stopGrace: .seconds(1))
         let supervisor = try await sandbox.supervisor(configuration)
         let noFiles = try await #require(throws: LaunchError.self) {
-            try await supervisor.start(RunRequest(model: "acme/gone", spec: LaunchSpec(engine: .builtin, modelPath: sandbox.path("gone"), servedName: "gone")))
+            try await supervisor.start(
+                RunRequest(model: "acme/gone", spec: LaunchSpec(engine: .builtin, modelPath: sandbox.path("gone"), servedName: "gone")))
         }
         #expect(noFiles.description == "the model directory \(sandbox.path("gone")) does not exist: pull the model again")
         let missing = try await #require(throws: LaunchError.self) { try await supervisor.start(sandbox.vllmRequest()) }
@@ -389,14 +406,16 @@ struct SupervisorTests {
         let sandbox = try Sandbox()
         let record = sandbox.path("ollama.json")
         let supervisor = try await sandbox.supervisor(sandbox.configuration(environment: ["FAKE_ENGINE_RECORD": record, "NOTIFY_SOCKET": "/run/x"]))
-        let pulled = try await supervisor.start(RunRequest(
-            name: "qwen", model: "qwen2.5:0.5b",
-            spec: LaunchSpec(engine: .ollama, servedName: "qwen2.5:0.5b", ollama: .pull(name: "qwen2.5:0.5b"))))
+        let pulled = try await supervisor.start(
+            RunRequest(
+                name: "qwen", model: "qwen2.5:0.5b",
+                spec: LaunchSpec(engine: .ollama, servedName: "qwen2.5:0.5b", ollama: .pull(name: "qwen2.5:0.5b"))))
         let gguf = sandbox.path("tiny.gguf")
         FileManager.default.createFile(atPath: gguf, contents: Data("GGUF fake weights".utf8))
-        let created = try await supervisor.start(RunRequest(
-            name: "tiny", model: "acme/tiny-GGUF",
-            spec: LaunchSpec(engine: .ollama, servedName: "tiny:latest", ollama: .gguf(path: gguf, name: "tiny:latest", sha256: nil))))
+        let created = try await supervisor.start(
+            RunRequest(
+                name: "tiny", model: "acme/tiny-GGUF",
+                spec: LaunchSpec(engine: .ollama, servedName: "tiny:latest", ollama: .gguf(path: gguf, name: "tiny:latest", sha256: nil))))
         let first = try await supervisor.waitUntilSettled("qwen", timeout: .seconds(30))
         let second = try await supervisor.waitUntilSettled("tiny", timeout: .seconds(30))
         #expect(first.state == .ready && second.state == .ready)
@@ -415,7 +434,9 @@ struct SupervisorTests {
         #expect(text.contains("qwen2.5:0.5b") && text.contains("tiny:latest"))
         #expect(try await logText(supervisor, "qwen").contains("ollama: success"))
 
-        _ = try await supervisor.start(RunRequest(name: "gone", model: "missing:1b", spec: LaunchSpec(engine: .ollama, servedName: "missing:1b", ollama: .pull(name: "missing:1b"))))
+        _ = try await supervisor.start(
+            RunRequest(
+                name: "gone", model: "missing:1b", spec: LaunchSpec(engine: .ollama, servedName: "missing:1b", ollama: .pull(name: "missing:1b"))))
         let gone = try await supervisor.waitUntilSettled("gone", timeout: .seconds(30))
         #expect(gone.state == .failed)
         #expect(gone.reason?.contains("file does not exist") == true)
@@ -432,18 +453,20 @@ struct SupervisorTests {
     func ollamaRestart() async throws {
         let sandbox = try Sandbox()
         let supervisor = try await sandbox.supervisor()
-        _ = try await supervisor.start(RunRequest(
-            name: "qwen", model: "qwen2.5:0.5b",
-            spec: LaunchSpec(engine: .ollama, servedName: "qwen2.5:0.5b", ollama: .pull(name: "qwen2.5:0.5b"))))
+        _ = try await supervisor.start(
+            RunRequest(
+                name: "qwen", model: "qwen2.5:0.5b",
+                spec: LaunchSpec(engine: .ollama, servedName: "qwen2.5:0.5b", ollama: .pull(name: "qwen2.5:0.5b"))))
         let first = try await supervisor.waitUntilSettled("qwen", timeout: .seconds(30))
         #expect(first.state == .ready)
         let host = try #require(first.pid)
         #expect(kill(host, SIGKILL) == 0)
         #expect(await eventually { (try? await supervisor.get("qwen"))?.restarts == 1 })
-        #expect(await eventually {
-            guard let info = try? await supervisor.get("qwen") else { return false }
-            return info.state == .ready && info.pid != nil && info.pid != host
-        })
+        #expect(
+            await eventually {
+                guard let info = try? await supervisor.get("qwen") else { return false }
+                return info.state == .ready && info.pid != nil && info.pid != host
+            })
         let port = try #require(try await supervisor.get("qwen").port)
         // A new server knows nothing of the model until modeld enters it again.
         let tags = try await HTTPTransfer().perform(HTTPRequest(url: "http://127.0.0.1:\(port)/api/tags"))
@@ -479,11 +502,16 @@ struct SupervisorTests {
     func pythonModuleMissing() async throws {
         let sandbox = try Sandbox()
         let supervisor = try await sandbox.supervisor()
-        let spec = LaunchSpec(engine: .sglang, modelPath: sandbox.modelDirectory, servedName: "tiny", options: RunOptions(environment: ["FAKE_ENGINE_NO_MODULE": "sglang"]))
+        let spec = LaunchSpec(
+            engine: .sglang, modelPath: sandbox.modelDirectory, servedName: "tiny",
+            options: RunOptions(environment: ["FAKE_ENGINE_NO_MODULE": "sglang"]))
         _ = try await supervisor.start(RunRequest(name: "sg", model: "acme/tiny", spec: spec))
         #expect(await eventually { (try? await supervisor.get("sg"))?.state == .failed })
         let info = try await supervisor.get("sg")
         #expect(info.restarts == 0)
-        #expect(info.reason == "SGLang is not installed for this Python (/usr/bin/python3: No module named sglang): install it with `pip install \"sglang[all]\"` or set the SGLang executable in the configuration")
+        #expect(
+            info.reason
+                == "SGLang is not installed for this Python (/usr/bin/python3: No module named sglang): install it with `pip install \"sglang[all]\"` or set the SGLang executable in the configuration"
+        )
     }
 }

@@ -75,7 +75,8 @@ final class Sandbox: Sendable {
     func vllmRequest(name: String = "tiny", environment: [String: String] = [:], options: RunOptions = RunOptions()) -> RunRequest {
         var options = options
         options.environment.merge(environment) { _, new in new }
-        return RunRequest(name: name, model: "acme/tiny", spec: LaunchSpec(engine: .vllm, modelPath: modelDirectory, servedName: "tiny", options: options))
+        return RunRequest(
+            name: name, model: "acme/tiny", spec: LaunchSpec(engine: .vllm, modelPath: modelDirectory, servedName: "tiny", options: options))
     }
 }
 

@@ -3,7 +3,7 @@ import Foundation
 import ModelText
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Prefill and decode throughput of a model, as `modeld engine bench` reports it.
@@ -27,7 +27,8 @@ package struct BenchResult: Sendable, CustomStringConvertible {
 
     package var description: String {
         String(
-            format: "prefill %d tokens: %.1f tok/s (%.3f s, %.3f CPU-s); decode %d tokens x batch %d: %.1f tok/s aggregate (%.1f ms/step, %.3f CPU-s); %d threads",
+            format:
+                "prefill %d tokens: %.1f tok/s (%.3f s, %.3f CPU-s); decode %d tokens x batch %d: %.1f tok/s aggregate (%.1f ms/step, %.3f CPU-s); %d threads",
             promptTokens, prefillTokensPerSecond, prefillSeconds, prefillCPUSeconds, generatedTokens, batch,
             decodeTokensPerSecond, 1000 * decodeSeconds / Double(max(1, generatedTokens)), decodeCPUSeconds, threads
         )

@@ -93,7 +93,8 @@ package final class Generator: @unchecked Sendable {
         if stops.contains(id) {
             token.finishReason = .stop
         } else if generation.outputTokens.count >= parameters.maxTokens
-            || generation.cache.count + 1 >= model.config.maxPositionEmbeddings {
+            || generation.cache.count + 1 >= model.config.maxPositionEmbeddings
+        {
             token.finishReason = .length
         } else {
             generation.pending = [id]

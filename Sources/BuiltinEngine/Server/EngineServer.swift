@@ -80,7 +80,9 @@ package struct EngineServer: Sendable {
             var text = ""
             for part in parts {
                 guard case .object(let partObject) = part, case .string(let type)? = partObject["type"] else { continue }
-                guard type == "text" else { throw EngineRequestError("content parts of type \"\(type)\" are not supported; send text", param: "messages") }
+                guard type == "text" else {
+                    throw EngineRequestError("content parts of type \"\(type)\" are not supported; send text", param: "messages")
+                }
                 if case .string(let value)? = partObject["text"] { text += value }
             }
             object = JinjaObject(pairs: object.pairs.map { $0.key == "content" ? ($0.key, JinjaValue.string(text)) : ($0.key, $0.value) })
@@ -207,7 +209,9 @@ package struct EngineServer: Sendable {
                 do {
                     if kind == .chat {
                         var first = chunk(nil, finish: nil)
-                        first["choices"] = [["index": 0, "delta": ["role": "assistant", "content": ""], "logprobs": NSNull(), "finish_reason": NSNull()]]
+                        first["choices"] = [
+                            ["index": 0, "delta": ["role": "assistant", "content": ""], "logprobs": NSNull(), "finish_reason": NSNull()]
+                        ]
                         try await send(first)
                     }
                     for try await token in job.tokens {
@@ -306,7 +310,9 @@ package struct EngineServer: Sendable {
         do {
             return try JSONLimits.decode(T.self, from: Data(bytes))
         } catch let DecodingError.typeMismatch(_, context) {
-            throw EngineRequestError("field \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type", param: context.codingPath.first?.stringValue)
+            throw EngineRequestError(
+                "field \(context.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type",
+                param: context.codingPath.first?.stringValue)
         } catch let DecodingError.keyNotFound(key, _) {
             throw EngineRequestError("missing field \(key.stringValue)", param: key.stringValue)
         } catch {
@@ -329,7 +335,9 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as EngineRequestError {
             return Self.error(.badRequest, error.message, type: "BadRequestError", param: error.param)
         } catch let error as HTTPError {
-            return Self.error(error.status, error.body ?? "\(error.status.reasonPhrase): \(request.uri.path)", type: error.status == .notFound ? "NotFoundError" : "BadRequestError")
+            return Self.error(
+                error.status, error.body ?? "\(error.status.reasonPhrase): \(request.uri.path)",
+                type: error.status == .notFound ? "NotFoundError" : "BadRequestError")
         } catch {
             context.logger.error("engine request failed", metadata: ["error": "\(error)"])
             return Self.error(.internalServerError, "\(error)", type: "InternalServerError")

@@ -96,10 +96,11 @@ struct EngineCall {
         else {
             throw APIError(.badGateway, "run \(run.name) answered something that is not an OpenAI reply: \(Self.excerpt(data))")
         }
-        let text: String? = switch kind {
-        case .completion: choice["text"] as? String
-        case .chat: (choice["message"] as? [String: Any])?["content"] as? String
-        }
+        let text: String? =
+            switch kind {
+            case .completion: choice["text"] as? String
+            case .chat: (choice["message"] as? [String: Any])?["content"] as? String
+            }
         let usage = Self.usage(object["usage"])
         if let usage { metrics.recordUsage(ReplyMeter.Usage(usage), model: run.model) }
         return Reply(text: text ?? "", finishReason: choice["finish_reason"] as? String, usage: usage)
@@ -162,7 +163,8 @@ struct EngineCall {
                             }
                         }
                         if events.buffered > ServerSentEvents.maxLineBytes {
-                            problem = "run \(run.name) sent a line longer than \(ServerSentEvents.maxLineBytes >> 20) MiB: its reply is not an event stream"
+                            problem =
+                                "run \(run.name) sent a line longer than \(ServerSentEvents.maxLineBytes >> 20) MiB: its reply is not an event stream"
                             break reading
                         }
                     }
@@ -256,10 +258,11 @@ struct EngineCall {
             return (nil, nil, nil, message)
         }
         let choice = (object["choices"] as? [[String: Any]])?.first
-        let delta: String? = switch kind {
-        case .completion: choice?["text"] as? String
-        case .chat: (choice?["delta"] as? [String: Any])?["content"] as? String
-        }
+        let delta: String? =
+            switch kind {
+            case .completion: choice?["text"] as? String
+            case .chat: (choice?["delta"] as? [String: Any])?["content"] as? String
+            }
         return (delta, choice?["finish_reason"] as? String, usage(object["usage"]), nil)
     }
 

@@ -153,7 +153,8 @@ struct Authorizer: Sendable {
     private func decide(path: String, authorization: String?, activeKeys: [String: APIKeyRecord], model: String?) -> Decision {
         guard !activeKeys.isEmpty else { return .allow(nil) }
         guard let authorization, authorization.hasPrefix("Bearer ") else {
-            return .deny(.unauthorized, "an API key is required: send Authorization: Bearer <key> (create one with `modelctl keys create`)", retryAfter: nil)
+            return .deny(
+                .unauthorized, "an API key is required: send Authorization: Bearer <key> (create one with `modelctl keys create`)", retryAfter: nil)
         }
         guard let key = store.authenticate(key: String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces), among: activeKeys) else {
             return .deny(.unauthorized, "invalid or revoked API key", retryAfter: nil)

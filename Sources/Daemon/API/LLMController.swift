@@ -119,7 +119,8 @@ struct LLMController {
         do {
             json = try JSONLimits.decode(JSONValue.self, from: Data(reply.text.utf8))
         } catch {
-            jsonError = reply.finishReason == "length"
+            jsonError =
+                reply.finishReason == "length"
                 ? "the output is not valid JSON: it was cut off at max_tokens (finish_reason length)"
                 : "the output is not valid JSON"
         }

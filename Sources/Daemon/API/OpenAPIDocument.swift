@@ -35,7 +35,8 @@ enum OpenAPIDocument {
             "openapi": "3.1.0",
             "info": [
                 "title": "modeld management API", "version": "0.1.0",
-                "description": "Pull, store, run and supervise LLM inference engines. Every reply but streams is an envelope {request_id, code, msg, data}.",
+                "description":
+                    "Pull, store, run and supervise LLM inference engines. Every reply but streams is an envelope {request_id, code, msg, data}.",
             ],
             "servers": [["url": "http://127.0.0.1:8700"]],
             "paths": paths,
@@ -52,18 +53,20 @@ enum OpenAPIDocument {
     }
 
     /// OpenAI's error shape, answered under `/v1`.
-    private static var openAIError: JSONSchema { [
-        "type": "object", "required": ["error"], "additionalProperties": false,
-        "properties": [
-            "error": [
-                "type": "object", "required": ["message", "type"], "additionalProperties": true,
-                "properties": [
-                    "message": ["type": "string"], "type": ["type": "string"], "param": ["type": ["string", "null"]],
-                    "code": ["type": ["integer", "string", "null"]],
-                ],
-            ]
-        ],
-    ] }
+    private static var openAIError: JSONSchema {
+        [
+            "type": "object", "required": ["error"], "additionalProperties": false,
+            "properties": [
+                "error": [
+                    "type": "object", "required": ["message", "type"], "additionalProperties": true,
+                    "properties": [
+                        "message": ["type": "string"], "type": ["type": "string"], "param": ["type": ["string", "null"]],
+                        "code": ["type": ["integer", "string", "null"]],
+                    ],
+                ]
+            ],
+        ]
+    }
 
     // MARK: The operations
 
@@ -147,7 +150,9 @@ enum OpenAPIDocument {
                 "Usage of the requests that reached a backend (tokens, cost, latency, errors), summed per key, model, backend or UTC day; rows older than usage_retention are kept summed per day",
                 ok: .envelope(UsageReport.self),
                 parameters: [
-                    .init(name: "from", location: "query", description: "A UTC day (2026-12-01) or time (2026-12-01T12:00:00Z); default: 30 days before to", schema: text),
+                    .init(
+                        name: "from", location: "query",
+                        description: "A UTC day (2026-12-01) or time (2026-12-01T12:00:00Z); default: 30 days before to", schema: text),
                     .init(name: "to", location: "query", description: "Exclusive, as from; default: the end of today (UTC)", schema: text),
                     .init(
                         name: "group_by", location: "query", description: "What to sum per; default: one total",

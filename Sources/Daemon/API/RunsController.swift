@@ -119,11 +119,13 @@ struct RunsController {
         let versions = try await store.versions(source: resolved.source.rawValue, repo: resolved.repo)
         let ready = versions.filter { $0.version.state == .ready }
         if let revision, !revision.isEmpty {
-            let match = versions.first { $0.version.commit == revision || $0.version.requestedRevision == revision }
+            let match =
+                versions.first { $0.version.commit == revision || $0.version.requestedRevision == revision }
                 ?? versions.first { revision.count >= 7 && $0.version.commit.hasPrefix(revision) }
             guard let match else { throw APIError.notFound("no local version \(revision) of \(resolved.repo); `modelctl list` shows what is stored") }
             guard match.version.state == .ready else {
-                throw APIError(.conflict, "version \(match.version.commit.prefix(12)) of \(resolved.repo) is \(match.version.state.rawValue), not ready")
+                throw APIError(
+                    .conflict, "version \(match.version.commit.prefix(12)) of \(resolved.repo) is \(match.version.state.rawValue), not ready")
             }
             return match
         }

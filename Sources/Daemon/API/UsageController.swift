@@ -47,8 +47,10 @@ struct UsageController {
             return Int32(String(decoding: bytes[range], as: UTF8.self))
         }
         let dayOnly = bytes.count == 10
-        guard dayOnly || bytes.count == 20 && bytes[10] == UInt8(ascii: "T") && bytes[13] == UInt8(ascii: ":") && bytes[16] == UInt8(ascii: ":")
-            && bytes[19] == UInt8(ascii: "Z"),
+        guard
+            dayOnly
+                || bytes.count == 20 && bytes[10] == UInt8(ascii: "T") && bytes[13] == UInt8(ascii: ":") && bytes[16] == UInt8(ascii: ":")
+                    && bytes[19] == UInt8(ascii: "Z"),
             bytes.count >= 10, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
             let year = number(0..<4), let month = number(5..<7), let day = number(8..<10), (1...12).contains(month), (1...31).contains(day)
         else {

@@ -1,6 +1,6 @@
 import Catalog
-import ModelStore
 import Launchers
+import ModelStore
 import ModeldAPI
 
 // What the schemas of the wire types say beyond what their decoding shows (``SchemaRecorder``): the values a
@@ -75,12 +75,14 @@ extension AdoptRequest: WireDocumented {
 }
 
 /// The LLM API's requests name their run or model, and pass fields they do not list to the engine.
-private var llmRequest: WireNotes { WireNotes(
-    fields: [
-        "run_id": ["description": "A run id or name; the run must be ready"],
-        "model": ["description": "A run name, served name, catalog ref or repository id"],
-    ],
-    additionalProperties: true) }
+private var llmRequest: WireNotes {
+    WireNotes(
+        fields: [
+            "run_id": ["description": "A run id or name; the run must be ready"],
+            "model": ["description": "A run name, served name, catalog ref or repository id"],
+        ],
+        additionalProperties: true)
+}
 
 extension LLMGenerateRequest: WireDocumented {
     static var wireNotes: WireNotes { llmRequest }

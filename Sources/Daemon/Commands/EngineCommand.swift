@@ -52,7 +52,9 @@ struct EngineServe: AsyncParsableCommand {
 
     func validate() throws {
         for (name, text) in [("idle-timeout", idleTimeout), ("header-timeout", headerTimeout), ("body-timeout", bodyTimeout)] {
-            guard (KeepAlive(parsing: text)?.seconds ?? 0) > 0 else { throw ValidationError("--\(name): \"\(text)\" is not a positive duration such as 30s") }
+            guard (KeepAlive(parsing: text)?.seconds ?? 0) > 0 else {
+                throw ValidationError("--\(name): \"\(text)\" is not a positive duration such as 30s")
+            }
         }
     }
 

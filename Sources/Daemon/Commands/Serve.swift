@@ -22,7 +22,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Address to listen on, HOST:PORT (env MODELD_LISTEN; default 127.0.0.1:8700).")
     var listen: String?
 
-    @Option(name: .long, help: "A second address serving Ollama's API alone, HOST:PORT, such as 127.0.0.1:11434 (env MODELD_OLLAMA_LISTEN; default none).")
+    @Option(
+        name: .long, help: "A second address serving Ollama's API alone, HOST:PORT, such as 127.0.0.1:11434 (env MODELD_OLLAMA_LISTEN; default none)."
+    )
     var ollamaListen: String?
 
     @Option(name: .long, help: "Data directory (env MODELD_DATA_DIR; default $STATE_DIRECTORY, else $XDG_DATA_HOME/modeld).")
@@ -34,31 +36,56 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "Config file, JSON (env MODELD_CONFIG; default /etc/modeld/config.json if present).")
     var config: String?
 
-    @Option(name: .long, help: "Unix control socket, trusted for administration (env MODELD_CONTROL_SOCKET; default $RUNTIME_DIRECTORY/modeld.sock, else DATA/modeld.sock).")
+    @Option(
+        name: .long,
+        help:
+            "Unix control socket, trusted for administration (env MODELD_CONTROL_SOCKET; default $RUNTIME_DIRECTORY/modeld.sock, else DATA/modeld.sock)."
+    )
     var controlSocket: String?
 
     @Option(name: .long, help: "Limit pull bandwidth, bytes per second, with optional K/M/G suffix (env MODELD_MAX_DOWNLOAD_RATE).")
     var maxDownloadRate: String?
 
-    @Option(name: .long, help: "How long a run started on demand by a request stays loaded without requests: 30s, 5m, 1h, or never (env MODELD_ON_DEMAND_KEEP_ALIVE; default 5m).")
+    @Option(
+        name: .long,
+        help:
+            "How long a run started on demand by a request stays loaded without requests: 30s, 5m, 1h, or never (env MODELD_ON_DEMAND_KEEP_ALIVE; default 5m)."
+    )
     var onDemandKeepAlive: String?
 
     @Option(name: .long, help: "How long a request waits for an on-demand start to become ready (env MODELD_ON_DEMAND_TIMEOUT; default 5m).")
     var onDemandTimeout: String?
 
-    @Option(name: .long, help: "The most runs loaded at once; idle on-demand runs are unloaded, least recently used first, to make room (env MODELD_MAX_LOADED_RUNS; default 3; 0 for no limit).")
+    @Option(
+        name: .long,
+        help:
+            "The most runs loaded at once; idle on-demand runs are unloaded, least recently used first, to make room (env MODELD_MAX_LOADED_RUNS; default 3; 0 for no limit)."
+    )
     var maxLoadedRuns: String?
 
-    @Option(name: .long, help: "CA certificates (PEM) to verify the hubs with, for a mirror behind a private CA (env MODELD_CA_BUNDLE; default $CURL_CA_BUNDLE, $SSL_CERT_FILE or $REQUESTS_CA_BUNDLE, else libcurl's default).")
+    @Option(
+        name: .long,
+        help:
+            "CA certificates (PEM) to verify the hubs with, for a mirror behind a private CA (env MODELD_CA_BUNDLE; default $CURL_CA_BUNDLE, $SSL_CERT_FILE or $REQUESTS_CA_BUNDLE, else libcurl's default)."
+    )
     var caBundle: String?
 
-    @Option(name: .customLong("cors-origin"), help: "A web origin whose pages may call the API, such as https://app.example.com, or * for any; repeat for more (env MODELD_CORS_ORIGINS, comma-separated; default none).")
+    @Option(
+        name: .customLong("cors-origin"),
+        help:
+            "A web origin whose pages may call the API, such as https://app.example.com, or * for any; repeat for more (env MODELD_CORS_ORIGINS, comma-separated; default none)."
+    )
     var corsOrigins: [String] = []
 
-    @Option(name: .customLong("allowed-host"), help: "A host name requests may use besides the daemon's own (localhost, its addresses, the machine's name) while no API key exists; repeat for more (env MODELD_ALLOWED_HOSTS).")
+    @Option(
+        name: .customLong("allowed-host"),
+        help:
+            "A host name requests may use besides the daemon's own (localhost, its addresses, the machine's name) while no API key exists; repeat for more (env MODELD_ALLOWED_HOSTS)."
+    )
     var allowedHosts: [String] = []
 
-    @Option(name: .long, help: "The largest request body, with optional K/M/G suffix; archive imports excepted (env MODELD_MAX_BODY_SIZE; default 32M).")
+    @Option(
+        name: .long, help: "The largest request body, with optional K/M/G suffix; archive imports excepted (env MODELD_MAX_BODY_SIZE; default 32M).")
     var maxBodySize: String?
 
     @Option(name: .long, help: "The most connections a listener keeps open; more wait to be accepted (env MODELD_MAX_CONNECTIONS; default 4096).")
@@ -73,7 +100,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The longest pause while a request body arrives (env MODELD_BODY_TIMEOUT; default 60s).")
     var bodyTimeout: String?
 
-    @Option(name: .long, help: "How long usage is kept one row per request before it is summed per day: 30d, 720h (env MODELD_USAGE_RETENTION; default 30d).")
+    @Option(
+        name: .long,
+        help: "How long usage is kept one row per request before it is summed per day: 30d, 720h (env MODELD_USAGE_RETENTION; default 30d).")
     var usageRetention: String?
 
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
@@ -89,7 +118,8 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "modeld")
         do {
             let daemon = try await DaemonStartup.prepare(
-                flags: .init(listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket,
+                flags: .init(
+                    listen: listen, dataDir: dataDir, catalog: catalog, config: config, controlSocket: controlSocket,
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
                     maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts,
                     maxBodySize: maxBodySize, maxConnections: maxConnections, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
@@ -97,12 +127,16 @@ struct Serve: AsyncParsableCommand {
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
             let keysExist = try await daemon.store.hasActiveAPIKeys()
-            let addresses: [(String, ListenAddress?)] = [("listen", daemon.configuration.listen), ("ollama_listen", daemon.configuration.ollamaListen)]
+            let addresses: [(String, ListenAddress?)] = [
+                ("listen", daemon.configuration.listen), ("ollama_listen", daemon.configuration.ollamaListen),
+            ]
             for (key, address) in addresses {
                 guard let address, !address.isLoopback, !insecureNoAuth, !keysExist else { continue }
                 throw ConfigurationError(
                     key: key,
-                    problem: "\(address) is reachable from other hosts and no API key exists; start modeld on 127.0.0.1 and create one first (`modelctl keys create --name NAME --scope admin`), or pass --insecure-no-auth")
+                    problem:
+                        "\(address) is reachable from other hosts and no API key exists; start modeld on 127.0.0.1 and create one first (`modelctl keys create --name NAME --scope admin`), or pass --insecure-no-auth"
+                )
             }
             try await DaemonStartup.run(daemon)
         } catch let error as CleanExit {

@@ -343,7 +343,8 @@ package struct DaemonConfiguration: Sendable {
         guard let separator = origin.range(of: "://"), ["http", "https"].contains(origin[..<separator.lowerBound]),
             !origin[separator.upperBound...].isEmpty, !origin[separator.upperBound...].contains("/")
         else {
-            throw ConfigurationError(key: "cors_origins", problem: "\"\(text)\" is not an origin such as https://app.example.com or http://localhost:3000 (or *)")
+            throw ConfigurationError(
+                key: "cors_origins", problem: "\"\(text)\" is not an origin such as https://app.example.com or http://localhost:3000 (or *)")
         }
         return origin
     }
@@ -379,7 +380,9 @@ package struct DaemonConfiguration: Sendable {
     static func parseRate(_ text: String) throws -> Int64 {
         let units: [Character: Double] = ["K": 1e3, "M": 1e6, "G": 1e9]
         var number = text.trimmingCharacters(in: .whitespaces).uppercased()
-        if number.hasSuffix("B") || number.hasSuffix("/S") { number = String(number.replacingOccurrences(of: "/S", with: "").dropLast(number.hasSuffix("B") ? 1 : 0)) }
+        if number.hasSuffix("B") || number.hasSuffix("/S") {
+            number = String(number.replacingOccurrences(of: "/S", with: "").dropLast(number.hasSuffix("B") ? 1 : 0))
+        }
         var factor = 1.0
         if let last = number.last, let unit = units[last] {
             factor = unit

@@ -54,7 +54,8 @@ final class EngineClient: Sendable {
     ) async throws -> (head: Transfer.HTTPResponseHead, body: ByteBuffer) {
         try await onConnection(request, onEnd: onEnd) { connection in
             try await withCheckedThrowingContinuation { continuation in
-                connection.send(request, .whole({ continuation.resume(with: $0.map { (head: $0.0, body: $0.1) }) }, limit: limit), client: self, onEnd: onEnd)
+                connection.send(
+                    request, .whole({ continuation.resume(with: $0.map { (head: $0.0, body: $0.1) }) }, limit: limit), client: self, onEnd: onEnd)
             }
         }
     }

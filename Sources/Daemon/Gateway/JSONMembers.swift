@@ -30,7 +30,8 @@ struct JSONMembers {
         let wanted = key.utf8
         for member in members.reversed() {
             let inner = bytes[(member.key.lowerBound + 1)..<(member.key.upperBound - 1)]
-            let same = inner.contains(UInt8(ascii: "\\"))
+            let same =
+                inner.contains(UInt8(ascii: "\\"))
                 ? Self.decodeString(bytes[member.key]) == key
                 : inner.elementsEqual(wanted)
             if same { return member.value }
@@ -267,7 +268,8 @@ private struct Scanner {
             // The characters of a number; their order is the engine's to judge.
             while index < bytes.count {
                 switch bytes[index] {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"):
+                case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "e"),
+                    UInt8(ascii: "E"):
                     index += 1
                 default: return true
                 }

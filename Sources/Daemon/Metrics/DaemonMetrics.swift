@@ -60,9 +60,10 @@ final class DaemonMetrics: Sendable {
         self.registry = registry
         factory = PrometheusMetricsFactory(registry: registry)
         let runs = MetricNameDescriptor(metricName: "modeld_runs", unitName: "", helpText: "Runs known to the supervisor, by state")
-        runGauges = Dictionary(uniqueKeysWithValues: RunState.allCases.map { state in
-            (state, registry.makeGauge(descriptor: runs, labels: [("state", state.rawValue)]))
-        })
+        runGauges = Dictionary(
+            uniqueKeysWithValues: RunState.allCases.map { state in
+                (state, registry.makeGauge(descriptor: runs, labels: [("state", state.rawValue)]))
+            })
         inFlight = registry.makeGauge(
             descriptor: MetricNameDescriptor(
                 metricName: "modeld_http_requests_in_flight", unitName: "", helpText: "HTTP requests begun and not yet answered in full"))
@@ -168,7 +169,8 @@ final class DaemonMetrics: Sendable {
     }
     private static var tokensDescriptor: MetricNameDescriptor {
         MetricNameDescriptor(
-            metricName: "modeld_tokens", unitName: "total", helpText: "Tokens in replies of the gateway and the LLM API, by model and kind (prompt or completion)")
+            metricName: "modeld_tokens", unitName: "total",
+            helpText: "Tokens in replies of the gateway and the LLM API, by model and kind (prompt or completion)")
     }
     private static var firstTokenDescriptor: MetricNameDescriptor {
         MetricNameDescriptor(

@@ -5,8 +5,8 @@ import HTTPTypes
 import Hubs
 import Launchers
 import Logging
-import ModeldAPI
 import ModelStore
+import ModeldAPI
 import NIOCore
 
 /// The Ollama API's view of the run scheduler (``RunScheduler``): leases on ready runs (started on demand when
@@ -57,8 +57,11 @@ struct OllamaLease: Sendable {
     /// Sends a request to the run's engine and returns once the reply's head has arrived.
     /// - Throws: when the engine did not answer at all.
     func send(path: String, body: ByteBuffer, accept: String) async throws -> EngineReply {
-        guard let endpoint = run.endpoint else { throw OllamaError(.serviceUnavailable, "run \(run.name) has no endpoint: it is \(run.state.rawValue)") }
-        let request = try EngineRequest(endpoint: endpoint, path: path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: body)
+        guard let endpoint = run.endpoint else {
+            throw OllamaError(.serviceUnavailable, "run \(run.name) has no endpoint: it is \(run.state.rawValue)")
+        }
+        let request = try EngineRequest(
+            endpoint: endpoint, path: path, headers: [("Content-Type", "application/json"), ("Accept", accept)], body: body)
         return try await EngineClient.shared.send(request)
     }
 }

@@ -6,8 +6,8 @@ import Hubs
 import Hummingbird
 import Launchers
 import Logging
-import ModeldAPI
 import ModelStore
+import ModeldAPI
 import NIOCore
 
 extension OllamaController {
@@ -98,7 +98,9 @@ extension OllamaController {
         }
         guard (200..<300).contains(upstream.status) else {
             let error = await Self.engineError(upstream, run: run)
-            if error.status == .notFound { throw OllamaError(.badRequest, "\(name) has no embeddings on the \(run.engine.displayName): \(error.message)") }
+            if error.status == .notFound {
+                throw OllamaError(.badRequest, "\(name) has no embeddings on the \(run.engine.displayName): \(error.message)")
+            }
             throw error
         }
         var data = Data()

@@ -6,9 +6,9 @@ import Hubs
 import Hummingbird
 import Launchers
 import Logging
-import ModeldAPI
 import ModelStore
 import ModelText
+import ModeldAPI
 import NIOCore
 
 /// Ollama's REST API (docs/ollama-api.md), on the daemon's listener and on `ollama_listen`:
@@ -78,9 +78,15 @@ struct OllamaController {
         router.delete("/api/delete") { request, context in await answer { try await delete(request, context: context) } }
         router.post("/api/copy") { request, context in await answer { try await copy(request) } }
         let unsupported: [(String, String)] = [
-            ("/api/create", "modeld does not build models from Modelfiles: pull one from Hugging Face or ModelScope (`modelctl pull`, or /api/pull) or adopt a local directory (`modelctl adopt`)"),
+            (
+                "/api/create",
+                "modeld does not build models from Modelfiles: pull one from Hugging Face or ModelScope (`modelctl pull`, or /api/pull) or adopt a local directory (`modelctl adopt`)"
+            ),
             ("/api/push", "modeld does not push models to a registry: `modelctl export` writes a model to an archive another host can import"),
-            ("/api/blobs/:digest", "modeld does not take blobs: adopt a local model directory with `modelctl adopt`, or import an archive with `modelctl import`"),
+            (
+                "/api/blobs/:digest",
+                "modeld does not take blobs: adopt a local model directory with `modelctl adopt`, or import an archive with `modelctl import`"
+            ),
         ]
         for (path, message) in unsupported {
             let path = RouterPath(path)
@@ -91,7 +97,10 @@ struct OllamaController {
 
     /// The routes of the Ollama listener alone: Ollama's `/` answer, then the API.
     func addListenerRoutes(to router: Router<Context>) {
-        router.get("/") { _, _ in Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "Ollama is running"))) }
+        router.get("/") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "Ollama is running")))
+        }
         router.head("/") { _, _ in Response(status: .ok) }
         addRoutes(to: router)
     }
@@ -193,7 +202,8 @@ struct OllamaController {
         // A repository's newest name (`:latest` or its catalog ref) stands for all its versions; an older
         // version's tag for that version alone.
         let all = try await store.versions(source: model.version.model.source, repo: model.version.model.repo)
-        let chosen = name.key == OllamaNames.versionTag(model.version).lowercased() || model.name.tag != OllamaName.latest && model.name.isRepository
+        let chosen =
+            name.key == OllamaNames.versionTag(model.version).lowercased() || model.name.tag != OllamaName.latest && model.name.isRepository
             ? [model.version] : all
         // Its runs go first, as keep_alive 0 unloads them: an engine must not be left on removed files.
         try await backend.unload(model.routeModel, logger: context.logger)
@@ -378,7 +388,8 @@ extension OllamaController {
                 guard structured.contains(run.engine) else {
                     throw OllamaError(
                         .badRequest,
-                        "format needs an engine that constrains output to JSON (\(structured.map(\.rawValue).joined(separator: ", "))); \(name) runs on the \(run.engine.displayName)")
+                        "format needs an engine that constrains output to JSON (\(structured.map(\.rawValue).joined(separator: ", "))); \(name) runs on the \(run.engine.displayName)"
+                    )
                 }
                 openAI["response_format"] = responseFormat
             }
@@ -453,7 +464,8 @@ extension OllamaController {
         } catch {}
         reply.cancel()
         let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        let message = ((object?["error"] as? [String: Any])?["message"] as? String) ?? (object?["error"] as? String)
+        let message =
+            ((object?["error"] as? [String: Any])?["message"] as? String) ?? (object?["error"] as? String)
             ?? String(decoding: data.prefix(300), as: UTF8.self)
         let status = (400..<500).contains(reply.status) ? HTTPResponse.Status(code: reply.status) : .internalServerError
         return OllamaError(status, message)

@@ -3,8 +3,8 @@ import Downloads
 import Foundation
 import HTTPTypes
 import Hubs
-import ModeldAPI
 import ModelStore
+import ModeldAPI
 
 /// Ollama's requests in OpenAI's terms and the engines' OpenAI replies in Ollama's (docs/ollama-api.md, Chat
 /// and generate).

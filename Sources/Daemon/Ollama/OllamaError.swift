@@ -4,8 +4,8 @@ import Foundation
 import HTTPTypes
 import Hubs
 import Hummingbird
-import ModeldAPI
 import ModelStore
+import ModeldAPI
 import NIOCore
 
 /// An error the Ollama API reports as Ollama does: `{"error": "..."}` with Ollama's status codes.

@@ -3,8 +3,8 @@ import Downloads
 import Foundation
 import HTTPTypes
 import Hubs
-import ModeldAPI
 import ModelStore
+import ModeldAPI
 import Synchronization
 
 /// The local models as Ollama lists them (docs/ollama-api.md, Names): every ready version under a name, and

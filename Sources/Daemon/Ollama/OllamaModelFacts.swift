@@ -3,9 +3,9 @@ import Downloads
 import Foundation
 import HTTPTypes
 import Hubs
-import ModeldAPI
 import ModelStore
 import ModelText
+import ModeldAPI
 import Synchronization
 
 /// What `/api/tags`, `/api/ps` and `/api/show` say about a model, read from its files (docs/ollama-api.md,

@@ -3,8 +3,8 @@ import Downloads
 import Foundation
 import HTTPTypes
 import Hubs
-import ModeldAPI
 import ModelStore
+import ModeldAPI
 
 /// A model name as Ollama clients write it, `model:tag` (docs/ollama-api.md, Names): the tag is `latest`
 /// when left out. `model` may be a catalog id (`qwen2.5`, tag `0.5b`), a repository id (`owner/name`,

@@ -90,7 +90,8 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     // Last: `{ref}` must not shadow the fixed routes above (the router prefers fixed segments anyway).
     models.get(":ref") { request, context in try await show(daemon, request: request, context: context, ref: try context.parameters.require("ref")) }
     models.get(":ref/:name") { request, context in
-        try await show(daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
+        try await show(
+            daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
     LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics, usage: daemon.usage).addRoutes(to: api.group("llm"))
     gateway.addRoutes(to: router)
@@ -128,7 +129,9 @@ func show(_ daemon: DaemonContext, request: Request, context: DaemonRequestConte
         ModelsController.catalogWithState(ModelCatalog(entries: [entry]), local: local)[0]
     }
     let versions = local.filter { $0.model.source == resolved.source.rawValue && $0.model.repo.lowercased() == resolved.repo.lowercased() }
-    let names = Set([ref.lowercased(), resolved.repo.lowercased()] + (resolved.entry.flatMap { entry in resolved.size.map { "\(entry.id):\($0.size)" } }.map { [$0] } ?? []))
+    let names = Set(
+        [ref.lowercased(), resolved.repo.lowercased()]
+            + (resolved.entry.flatMap { entry in resolved.size.map { "\(entry.id):\($0.size)" } }.map { [$0] } ?? []))
     let runs = await daemon.supervisor.list().filter { names.contains($0.model.lowercased()) }.map(RunSummary.init)
     return Envelope(
         requestID: context.id,

@@ -220,7 +220,9 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let parserError = error as? HTTPParserError, parserError == .headerOverflow {
             owed += 1
-            refuse(.requestHeaderFieldsTooLarge, path: nil, "the request's headers are larger than \(ConnectionLimits.maxHeaderSize >> 10) KiB", context: context)
+            refuse(
+                .requestHeaderFieldsTooLarge, path: nil, "the request's headers are larger than \(ConnectionLimits.maxHeaderSize >> 10) KiB",
+                context: context)
             return
         }
         context.fireErrorCaught(error)

@@ -43,24 +43,25 @@ struct HTTPListener: Service, CustomStringConvertible {
         let serverName = self.serverName
         let limits = ConnectionLimits(daemon: daemon.configuration)
         let maxConnections = daemon.configuration.maxConnections
-        let channelSetup = GuardedHTTP1Channel(responder: { request, writer, channel in
-            var requestLogger = logger
-            // Formatted once: every `context.id` reads it back.
-            requestLogger[metadataKey: "hb.request.id"] = .string(RequestID().description)
-            let context = DaemonRequestContext(source: .init(channel: channel, logger: requestLogger))
-            var response: Response
-            do {
-                response = try await responder.respond(to: request, context: context)
-            } catch let error as HTTPParserError {
-                throw error
-            } catch {
-                requestLogger.error("unhandled error", metadata: ["error": "\(error)"])
-                response = Response(status: .internalServerError)
-            }
-            response.headers[.date] = dateCache.now()
-            response.headers[.server] = serverName
-            try await writer.write(response: response.head, body: response.body)
-        }, limits: limits)
+        let channelSetup = GuardedHTTP1Channel(
+            responder: { request, writer, channel in
+                var requestLogger = logger
+                // Formatted once: every `context.id` reads it back.
+                requestLogger[metadataKey: "hb.request.id"] = .string(RequestID().description)
+                let context = DaemonRequestContext(source: .init(channel: channel, logger: requestLogger))
+                var response: Response
+                do {
+                    response = try await responder.respond(to: request, context: context)
+                } catch let error as HTTPParserError {
+                    throw error
+                } catch {
+                    requestLogger.error("unhandled error", metadata: ["error": "\(error)"])
+                    response = Response(status: .internalServerError)
+                }
+                response.headers[.date] = dateCache.now()
+                response.headers[.server] = serverName
+                try await writer.write(response: response.head, body: response.body)
+            }, limits: limits)
 
         let server = try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in

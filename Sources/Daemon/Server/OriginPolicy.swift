@@ -56,7 +56,9 @@ struct OriginPolicy: Sendable {
     func verdict(method: HTTPRequest.Method, origin: String?, host: String?, keysExist: Bool, isControlSocket: Bool) -> Verdict {
         if isControlSocket { return .proceed }
         if !keysExist, let host, !names(host: host) {
-            return .refuse("Host \(host) is not a name of this daemon; add it with --allowed-host if it is (a web page on another site may be trying to reach a daemon on this machine)")
+            return .refuse(
+                "Host \(host) is not a name of this daemon; add it with --allowed-host if it is (a web page on another site may be trying to reach a daemon on this machine)"
+            )
         }
         guard let origin else { return .proceed }
         let normalized = origin.lowercased()

@@ -1,5 +1,6 @@
 import CSystemd
 import Foundation
+import ServiceLifecycle
 
 /// `sd_notify` messages to the service manager (docs/design/systemd.md, Notification). Every call is a no-op
 /// when `NOTIFY_SOCKET` is unset.
@@ -41,8 +42,6 @@ struct SystemdNotifier: Sendable {
         _ = sent.wait(timeout: .now() + .milliseconds(Int(timeout / .milliseconds(1))))
     }
 }
-
-import ServiceLifecycle
 
 /// Tells systemd `STOPPING=1` the moment graceful shutdown begins. Listed last in the service group so
 /// that it is the first service told to shut down.

@@ -1,5 +1,6 @@
-import ModelStore
+import GRDB
 import Logging
+import ModelStore
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -34,5 +35,3 @@ struct Watchdog: Service, CustomStringConvertible {
         }
     }
 }
-
-import GRDB

@@ -323,13 +323,21 @@ private struct MatMulJob {
         while i < columns.upperBound {
             let p0 = load8(x0, i), p1 = load8(x1, i), p2 = load8(x2, i)
             let u0 = E.load8(w0, i)
-            a00 = a00.addingProduct(u0, p0); a01 = a01.addingProduct(u0, p1); a02 = a02.addingProduct(u0, p2)
+            a00 = a00.addingProduct(u0, p0)
+            a01 = a01.addingProduct(u0, p1)
+            a02 = a02.addingProduct(u0, p2)
             let u1 = E.load8(w1, i)
-            a10 = a10.addingProduct(u1, p0); a11 = a11.addingProduct(u1, p1); a12 = a12.addingProduct(u1, p2)
+            a10 = a10.addingProduct(u1, p0)
+            a11 = a11.addingProduct(u1, p1)
+            a12 = a12.addingProduct(u1, p2)
             let u2 = E.load8(w2, i)
-            a20 = a20.addingProduct(u2, p0); a21 = a21.addingProduct(u2, p1); a22 = a22.addingProduct(u2, p2)
+            a20 = a20.addingProduct(u2, p0)
+            a21 = a21.addingProduct(u2, p1)
+            a22 = a22.addingProduct(u2, p2)
             let u3 = E.load8(w3, i)
-            a30 = a30.addingProduct(u3, p0); a31 = a31.addingProduct(u3, p1); a32 = a32.addingProduct(u3, p2)
+            a30 = a30.addingProduct(u3, p0)
+            a31 = a31.addingProduct(u3, p1)
+            a32 = a32.addingProduct(u3, p2)
             i &+= 8
         }
         let first = columns.lowerBound == 0

@@ -1,9 +1,9 @@
 import ModelText
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Rotary position embedding as transformers computes it, all in f32: the inverse frequencies,

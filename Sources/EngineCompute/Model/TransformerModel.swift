@@ -236,7 +236,9 @@ package final class TransformerModel: @unchecked Sendable {
                 }
             }
             // The residual connections are folded into the output projections: they add to `x`.
-            matmul(layer.o, x: attended, xStride: qDim, tokens: count, y: x, yStride: hidden, accumulate: true, pool: pool, instructionSet: instructionSet)
+            matmul(
+                layer.o, x: attended, xStride: qDim, tokens: count, y: x, yStride: hidden, accumulate: true, pool: pool,
+                instructionSet: instructionSet)
 
             for t in 0..<count {
                 VectorOps.rmsNorm(x + t * hidden, weight: layer.postNorm, eps: eps, count: hidden, output: normed + t * hidden)

@@ -11,7 +11,9 @@ package struct BuiltinContract: EngineContract {
         "the built-in engine is part of the modeld binary: set the built-in engine executable to a modeld binary"
     }
 
-    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (arguments: [String], environment: [String: String]) {
+    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (
+        arguments: [String], environment: [String: String]
+    ) {
         var arguments = [
             "engine", "--model", try requireModelPath(spec), "--host", "127.0.0.1", "--port", String(port),
             "--served-model-name", spec.servedName,

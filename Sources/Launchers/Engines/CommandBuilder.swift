@@ -54,7 +54,8 @@ package struct CommandBuilder: Sendable {
     func resolveExecutable(_ program: String, engine: EngineKind, hint: String) throws -> String {
         if program.contains("/") {
             guard FileManager.default.isExecutableFile(atPath: program) else {
-                throw LaunchError(code: .engineNotFound, message: "\(engine.displayName) executable \(program) does not exist or is not executable: \(hint)")
+                throw LaunchError(
+                    code: .engineNotFound, message: "\(engine.displayName) executable \(program) does not exist or is not executable: \(hint)")
             }
             return program
         }

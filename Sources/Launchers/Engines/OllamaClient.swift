@@ -39,11 +39,15 @@ package struct OllamaClient: Sendable {
         let head = try send(HTTPRequest(method: "HEAD", url: blobURL), what: "checking the blob of \(name)")
         if head.status != 200 {
             progress("uploading \(file.lastPathComponent) (\(data.count) bytes) as sha256:\(digest)")
-            let upload = try send(HTTPRequest(method: "POST", url: blobURL, body: data, stallTimeout: .seconds(120)), what: "uploading \(file.lastPathComponent) to Ollama")
+            let upload = try send(
+                HTTPRequest(method: "POST", url: blobURL, body: data, stallTimeout: .seconds(120)),
+                what: "uploading \(file.lastPathComponent) to Ollama")
             guard upload.status == 201 || upload.status == 200 else {
                 throw LaunchError(
                     code: .ollamaModel,
-                    message: "Ollama refused the upload of \(path) (HTTP \(upload.status): \(String(decoding: upload.body, as: UTF8.self).prefix(200))); the file may be damaged: pull it again")
+                    message:
+                        "Ollama refused the upload of \(path) (HTTP \(upload.status): \(String(decoding: upload.body, as: UTF8.self).prefix(200))); the file may be damaged: pull it again"
+                )
             }
         }
         let fileName = file.lastPathComponent.hasSuffix(".gguf") ? file.lastPathComponent : "model.gguf"
@@ -55,7 +59,10 @@ package struct OllamaClient: Sendable {
     /// Asks Ollama to unload a model now (`keep_alive: 0`); best effort.
     package func unload(_ name: String) {
         guard let body = try? JSONSerialization.data(withJSONObject: ["model": name, "keep_alive": 0] as [String: Any]) else { return }
-        _ = try? transfer.perform(HTTPRequest(method: "POST", url: "\(baseURL)/api/generate", headers: [("Content-Type", "application/json")], body: body, stallTimeout: .seconds(10)))
+        _ = try? transfer.perform(
+            HTTPRequest(
+                method: "POST", url: "\(baseURL)/api/generate", headers: [("Content-Type", "application/json")], body: body,
+                stallTimeout: .seconds(10)))
     }
 
     private func send(_ request: HTTPRequest, what: String) throws -> HTTPResponse {

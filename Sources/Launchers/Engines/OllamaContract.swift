@@ -21,7 +21,9 @@ package struct OllamaContract: EngineContract {
         "install it from https://ollama.com/download (`curl -fsSL https://ollama.com/install.sh | sh`) or set the Ollama executable in the configuration"
     }
 
-    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (arguments: [String], environment: [String: String]) {
+    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (
+        arguments: [String], environment: [String: String]
+    ) {
         var environment = [
             "OLLAMA_HOST": "127.0.0.1:\(port)",
             "OLLAMA_MODELS": dataDirectory.ollama.path(percentEncoded: false).trimmingSlash,

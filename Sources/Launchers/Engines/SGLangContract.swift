@@ -12,7 +12,9 @@ package struct SGLangContract: EngineContract {
         "install it with `pip install \"sglang[all]\"` or set the SGLang executable in the configuration"
     }
 
-    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (arguments: [String], environment: [String: String]) {
+    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (
+        arguments: [String], environment: [String: String]
+    ) {
         let options = spec.options
         var arguments = [
             "--model-path", try requireModelPath(spec), "--host", "127.0.0.1", "--port", String(port),

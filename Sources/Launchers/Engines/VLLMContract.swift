@@ -11,7 +11,9 @@ package struct VLLMContract: EngineContract {
         "install it with `pip install vllm` or set the vLLM executable in the configuration"
     }
 
-    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (arguments: [String], environment: [String: String]) {
+    package func arguments(for spec: LaunchSpec, port: Int, dataDirectory: DataDirectory) throws -> (
+        arguments: [String], environment: [String: String]
+    ) {
         let options = spec.options
         var arguments = [
             "serve", try requireModelPath(spec), "--host", "127.0.0.1", "--port", String(port),

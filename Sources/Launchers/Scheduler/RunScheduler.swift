@@ -1,7 +1,7 @@
 import Catalog
-import ModelStore
 import Foundation
 import Logging
+import ModelStore
 import ModeldAPI
 import ServiceLifecycle
 import Synchronization
@@ -276,7 +276,8 @@ package actor RunScheduler {
             let settled = try await supervisor.waitUntilSettled(run.runID, timeout: startTimeout)
             guard settled.state == .ready else {
                 throw SchedulerError.unavailable(
-                    "model \(model) did not become ready (\(settled.state.rawValue)\(settled.reason.map { ": \($0)" } ?? "")); see `modelctl logs \(settled.name)`")
+                    "model \(model) did not become ready (\(settled.state.rawValue)\(settled.reason.map { ": \($0)" } ?? "")); see `modelctl logs \(settled.name)`"
+                )
             }
             let waiters = starts.removeValue(forKey: key)?.waiters ?? 1
             hold(run, count: waiters - 1)
@@ -292,10 +293,12 @@ package actor RunScheduler {
     /// A pulled model started on its catalog entry's default engine, with the on-demand keep-alive.
     private func startNew(_ model: String) async throws -> RunInfo {
         guard let ref = try? ModelRef(parsing: model), let resolved = try? catalog.resolve(ref),
-            let version = try await store.versions(source: resolved.source.rawValue, repo: resolved.repo).first(where: { $0.version.state == .ready }),
+            let version = try await store.versions(source: resolved.source.rawValue, repo: resolved.repo).first(where: { $0.version.state == .ready }
+            ),
             let path = version.version.path
         else {
-            throw SchedulerError.notFound("model \(model) is not running here and not pulled: `modelctl pull \(model)`, then `modelctl start \(model)`")
+            throw SchedulerError.notFound(
+                "model \(model) is not running here and not pulled: `modelctl pull \(model)`, then `modelctl start \(model)`")
         }
         let engine = resolved.entry.flatMap { EngineKind(rawValue: $0.defaultEngine) } ?? .builtin
         let spec = LaunchSpec(engine: engine, modelPath: path, servedName: model)
@@ -343,12 +346,14 @@ package actor RunScheduler {
             let excess = count + 1 - maxLoaded
             guard excess > 0 else { return [] }
             let now = ContinuousClock.now
-            let evictable = loaded
+            let evictable =
+                loaded
                 .filter { $0.onDemand && $0.state == .ready && book.runs[$0.runID]?.busy != true }
                 .sorted { (book.runs[$0.runID]?.lastUsed ?? now) < (book.runs[$1.runID]?.lastUsed ?? now) }
             if strict && evictable.count < excess {
                 throw SchedulerError.unavailable(
-                    "cannot load \(model): \(count) runs are loaded or starting (max_loaded_runs \(maxLoaded)) and none is an idle on-demand run to unload; stop one with `modelctl stop`, or raise --max-loaded-runs")
+                    "cannot load \(model): \(count) runs are loaded or starting (max_loaded_runs \(maxLoaded)) and none is an idle on-demand run to unload; stop one with `modelctl stop`, or raise --max-loaded-runs"
+                )
             }
             let chosen = Array(evictable.prefix(excess))
             for run in chosen {
@@ -533,10 +538,12 @@ package actor RunScheduler {
     /// with each run's names), others as Foundation compares them.
     package static func sameName(_ a: String, _ b: String) -> Bool {
         var a = a, b = b
-        let ascii = a.withUTF8 { a in b.withUTF8 { b in
-            guard !a.contains(where: { $0 >= 0x80 }), !b.contains(where: { $0 >= 0x80 }) else { return nil as Bool? }
-            return a.count == b.count && zip(a, b).allSatisfy { lowered($0) == lowered($1) }
-        } }
+        let ascii = a.withUTF8 { a in
+            b.withUTF8 { b in
+                guard !a.contains(where: { $0 >= 0x80 }), !b.contains(where: { $0 >= 0x80 }) else { return nil as Bool? }
+                return a.count == b.count && zip(a, b).allSatisfy { lowered($0) == lowered($1) }
+            }
+        }
         return ascii ?? (a.caseInsensitiveCompare(b) == .orderedSame)
     }
 

@@ -17,7 +17,10 @@ package struct RunRequest: Sendable, Hashable {
     /// Whether the gateway starts it for a request (see ``RunRecord/onDemand``).
     package var onDemand: Bool
 
-    package init(id: String? = nil, name: String? = nil, model: String, versionID: Int64? = nil, spec: LaunchSpec, keepAlive: Int? = nil, onDemand: Bool = false) {
+    package init(
+        id: String? = nil, name: String? = nil, model: String, versionID: Int64? = nil, spec: LaunchSpec, keepAlive: Int? = nil,
+        onDemand: Bool = false
+    ) {
         self.id = id
         self.name = name
         self.model = model

@@ -29,9 +29,10 @@ package final class Spawner: @unchecked Sendable {
     /// - Throws: ``LaunchError`` when fork, the child's set-up or `execve` fails.
     package func spawn(_ command: LaunchCommand, outputDescriptor: Int32, directory: String? = nil) async throws -> pid_t {
         let result: cspawn_result = await withCheckedContinuation { continuation in
-            enqueue(Job(command: command, outputDescriptor: outputDescriptor, directory: directory) { result in
-                continuation.resume(returning: result)
-            })
+            enqueue(
+                Job(command: command, outputDescriptor: outputDescriptor, directory: directory) { result in
+                    continuation.resume(returning: result)
+                })
         }
         guard result.error == 0, result.pid > 0 else {
             let reason = String(cString: strerror(result.error))

@@ -87,7 +87,8 @@ extension Supervisor {
                 host.process = nil
                 throw LaunchError(
                     code: .spawnFailed,
-                    message: "ollama serve exited while starting (\(status)); last log lines:\n" + host.log.recentLines(configuration.reasonLogLines).joined(separator: "\n"))
+                    message: "ollama serve exited while starting (\(status)); last log lines:\n"
+                        + host.log.recentLines(configuration.reasonLogLines).joined(separator: "\n"))
             }
             if await probe.check() { break }
             if clock.now >= deadline {
@@ -157,7 +158,8 @@ extension Supervisor {
             let now = clock.now
             host.restartTimes.removeAll { now - $0 > policy.burstWindow }
             if host.restartTimes.count >= policy.burstLimit {
-                let reason = "\(cause); it was restarted \(host.restartTimes.count) times within \(format(policy.burstWindow)), so modeld gave up. Last log lines:\n"
+                let reason =
+                    "\(cause); it was restarted \(host.restartTimes.count) times within \(format(policy.burstWindow)), so modeld gave up. Last log lines:\n"
                     + host.log.recentLines(configuration.reasonLogLines).joined(separator: "\n")
                 for run in members { fail(run, reason: reason) }
                 if ollamaHost === host { ollamaHost = nil }

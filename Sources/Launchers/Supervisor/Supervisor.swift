@@ -53,9 +53,10 @@ package actor Supervisor {
         store: Store, dataDirectory: DataDirectory, configuration: SupervisorConfiguration = SupervisorConfiguration(),
         logger: Logger = Logger(label: "modeld.supervisor"), metrics: any MetricsFactory = MetricsSystem.factory
     ) async throws {
-        self.restartCounters = Dictionary(uniqueKeysWithValues: EngineKind.allCases.map { engine in
-            (engine, CoreMetrics.Counter(label: "modeld_engine_restarts_total", dimensions: [("engine", engine.rawValue)], factory: metrics))
-        })
+        self.restartCounters = Dictionary(
+            uniqueKeysWithValues: EngineKind.allCases.map { engine in
+                (engine, CoreMetrics.Counter(label: "modeld_engine_restarts_total", dimensions: [("engine", engine.rawValue)], factory: metrics))
+            })
         self.store = store
         self.dataDirectory = dataDirectory
         self.configuration = configuration
@@ -464,7 +465,11 @@ package actor Supervisor {
                 let missing = run.log.recentLines(configuration.reasonLogLines).last(where: { $0.contains("No module named") })
             {
                 let contract = builder.contract(for: run.engine)
-                fail(run, reason: "\(run.engine.displayName) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)")
+                fail(
+                    run,
+                    reason:
+                        "\(run.engine.displayName) is not installed for this Python (\(missing.trimmingCharacters(in: .whitespaces))): \(contract.installHint)"
+                )
                 return
             }
 
@@ -473,7 +478,11 @@ package actor Supervisor {
             run.restartTimes.removeAll { now - $0 > policy.burstWindow }
             if run.restartTimes.count >= policy.burstLimit {
                 let lines = run.log.recentLines(configuration.reasonLogLines)
-                fail(run, reason: "\(cause); it was restarted \(run.restartTimes.count) times within \(format(policy.burstWindow)), so modeld gave up. Last log lines:\n" + lines.joined(separator: "\n"))
+                fail(
+                    run,
+                    reason:
+                        "\(cause); it was restarted \(run.restartTimes.count) times within \(format(policy.burstWindow)), so modeld gave up. Last log lines:\n"
+                        + lines.joined(separator: "\n"))
                 return
             }
             if case .exited(_, let readyFor?) = outcome, readyFor >= policy.backoffCap {
@@ -589,7 +598,8 @@ package actor Supervisor {
             let (status, gone) = await Task { await process.terminate(grace: grace) }.value
             if run.process === process { run.process = nil }
             run.record.exitStatus = status?.code
-            run.log.note("stopped (\(status.map { "\($0)" } ?? "status unknown"))" + (gone ? "" : "; some processes of group \(process.pid) did not go away"))
+            run.log.note(
+                "stopped (\(status.map { "\($0)" } ?? "status unknown"))" + (gone ? "" : "; some processes of group \(process.pid) did not go away"))
             if !gone { logger.error("run \(run.record.name): processes of group \(process.pid) remain after SIGKILL") }
         }
         run.record.pid = nil

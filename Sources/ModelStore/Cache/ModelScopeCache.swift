@@ -73,7 +73,8 @@ package struct ModelScopeCache: Sendable {
             var info = stat()
             if lstat(current.path, &info) == 0 {
                 guard (info.st_mode & S_IFMT) == S_IFDIR else {
-                    throw PullError(.unsafePath, "refusing file name \"\(path)\" from \(repo): \(current.lastPathComponent) is already a file or symlink")
+                    throw PullError(
+                        .unsafePath, "refusing file name \"\(path)\" from \(repo): \(current.lastPathComponent) is already a file or symlink")
                 }
             } else if mkdir(current.path, 0o755) != 0 && errno != EEXIST {
                 throw storageError(errno, "cannot create \(current.path)")

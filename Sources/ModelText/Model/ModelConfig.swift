@@ -118,11 +118,14 @@ package struct ModelConfig: Sendable, Equatable {
         }
         let hidden = try int("hidden_size")
         let heads = try int("num_attention_heads")
-        let kvHeads = object["num_key_value_heads"] == nil || object["num_key_value_heads"] is NSNull
+        let kvHeads =
+            object["num_key_value_heads"] == nil || object["num_key_value_heads"] is NSNull
             ? heads : try int("num_key_value_heads")
         let headDim = object["head_dim"] == nil || object["head_dim"] is NSNull ? (heads > 0 ? hidden / heads : 0) : try int("head_dim")
         guard hidden > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0, headDim > 0, headDim % 2 == 0 else {
-            throw ModelError(.invalidConfig, "config.json has inconsistent attention sizes: hidden \(hidden), heads \(heads), kv heads \(kvHeads), head_dim \(headDim)")
+            throw ModelError(
+                .invalidConfig,
+                "config.json has inconsistent attention sizes: hidden \(hidden), heads \(heads), kv heads \(kvHeads), head_dim \(headDim)")
         }
         if object["use_sliding_window"] as? Bool == true {
             throw ModelError(.unsupportedArchitecture, "sliding-window attention (use_sliding_window) is not supported by the built-in engine")
@@ -155,7 +158,8 @@ package struct ModelConfig: Sendable, Equatable {
                     originalMaxPositionEmbeddings: try number("original_max_position_embeddings")
                 )
             default:
-                throw ModelError(.unsupportedArchitecture, "rope_scaling type \(type) is not supported by the built-in engine; it runs default and llama3")
+                throw ModelError(
+                    .unsupportedArchitecture, "rope_scaling type \(type) is not supported by the built-in engine; it runs default and llama3")
             }
         }
         self.init(

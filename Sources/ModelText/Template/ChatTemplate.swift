@@ -32,7 +32,9 @@ package struct ChatTemplate: Sendable {
         } else if let text = try Self.namedTemplate(config["chat_template"], name: name) {
             source = text
         } else {
-            throw TemplateError(.missingTemplate, "\(directory.path) has no chat_template.jinja and tokenizer_config.json has no chat_template: the model cannot chat")
+            throw TemplateError(
+                .missingTemplate, "\(directory.path) has no chat_template.jinja and tokenizer_config.json has no chat_template: the model cannot chat"
+            )
         }
         try self.init(source: source, bosToken: Self.tokenText(config["bos_token"]), eosToken: Self.tokenText(config["eos_token"]))
     }
@@ -84,7 +86,8 @@ package struct ChatTemplate: Sendable {
             // (Written without a loop over enum patterns: Swift 6.3's LICM pass crashes on that shape here.)
             let named = entries.compactMap(Self.nameAndTemplate)
             if let match = named.first(where: { $0.name == name }) { return match.template }
-            throw TemplateError(.missingTemplate, "tokenizer_config.json has no chat template named '\(name)' (it has \(named.map(\.name).joined(separator: ", ")))")
+            throw TemplateError(
+                .missingTemplate, "tokenizer_config.json has no chat template named '\(name)' (it has \(named.map(\.name).joined(separator: ", ")))")
         default:
             return nil
         }

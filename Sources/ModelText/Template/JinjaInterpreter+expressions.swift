@@ -50,7 +50,8 @@ extension JinjaInterpreter {
             return try subscriptValue(try evaluate(baseExpression), try evaluate(keyExpression))
         case .slice(let baseExpression, let start, let stop, let step):
             let base = try evaluate(baseExpression)
-            return try slice(base, start: try start.map { try evaluate($0) }, stop: try stop.map { try evaluate($0) }, step: try step.map { try evaluate($0) })
+            return try slice(
+                base, start: try start.map { try evaluate($0) }, stop: try stop.map { try evaluate($0) }, step: try step.map { try evaluate($0) })
         case .call(let callee, let argumentExpressions, let keywordExpressions, let line, let column):
             let function: JinjaValue
             if case .attribute(let baseExpression, let methodName) = callee {

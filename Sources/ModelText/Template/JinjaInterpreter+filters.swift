@@ -4,7 +4,8 @@ extension JinjaInterpreter {
     // MARK: filters
 
     /// Applies `value | name(arguments)`.
-    mutating func applyFilter(_ name: String, _ value: JinjaValue, _ arguments: [JinjaValue], _ keywords: [(String, JinjaValue)]) throws -> JinjaValue {
+    mutating func applyFilter(_ name: String, _ value: JinjaValue, _ arguments: [JinjaValue], _ keywords: [(String, JinjaValue)]) throws -> JinjaValue
+    {
         func argument(_ position: Int, _ keyword: String) -> JinjaValue? {
             keywords.first { $0.0 == keyword }?.1 ?? (position < arguments.count ? arguments[position] : nil)
         }
@@ -83,18 +84,20 @@ extension JinjaInterpreter {
             }
             let testName: String? = if case .string(let test)? = arguments.dropFirst().first { test } else { nil }
             let testArguments = Array(arguments.dropFirst(2))
-            return .array(try iterate(value).filter { item in
-                let field = try attribute(item, attributeName)
-                let passed = try testName.map { try applyTest($0, field, testArguments) } ?? field.isTruthy
-                return passed == (name == "selectattr")
-            })
+            return .array(
+                try iterate(value).filter { item in
+                    let field = try attribute(item, attributeName)
+                    let passed = try testName.map { try applyTest($0, field, testArguments) } ?? field.isTruthy
+                    return passed == (name == "selectattr")
+                })
         case "map":
             if case .string(let attributeName)? = keywords.first(where: { $0.0 == "attribute" })?.1 {
                 let fallback = keywords.first { $0.0 == "default" }?.1
-                return .array(try iterate(value).map { item in
-                    let field = try attribute(item, attributeName)
-                    return field.isUndefined ? (fallback ?? field) : field
-                })
+                return .array(
+                    try iterate(value).map { item in
+                        let field = try attribute(item, attributeName)
+                        return field.isUndefined ? (fallback ?? field) : field
+                    })
             }
             guard case .string(let filterName)? = arguments.first else { throw TemplateError(.runtime, "map needs a filter name or attribute=") }
             let rest = Array(arguments.dropFirst())
@@ -268,7 +271,9 @@ extension JinjaInterpreter {
             guard case .int(let number) = value.integerValue else { throw TemplateError(.runtime, "the '\(name)' test needs an integer") }
             if name == "odd" { return number % 2 != 0 }
             if name == "even" { return number % 2 == 0 }
-            guard case .int(let divisor)? = arguments.first, divisor != 0 else { throw TemplateError(.runtime, "divisibleby needs a non-zero integer") }
+            guard case .int(let divisor)? = arguments.first, divisor != 0 else {
+                throw TemplateError(.runtime, "divisibleby needs a non-zero integer")
+            }
             return number % divisor == 0
         case "lower": return value.pythonString() == value.pythonString().lowercased()
         case "upper": return value.pythonString() == value.pythonString().uppercased()
@@ -338,12 +343,13 @@ extension JinjaInterpreter {
                 guard case .int(let number) = value.integerValue else { throw TemplateError(.runtime, "range needs integers") }
                 return number
             }
-            let (start, stop, step) = switch bounds.count {
-            case 1: (0, bounds[0], 1)
-            case 2: (bounds[0], bounds[1], 1)
-            case 3: (bounds[0], bounds[1], bounds[2])
-            default: (0, 0, 1)
-            }
+            let (start, stop, step) =
+                switch bounds.count {
+                case 1: (0, bounds[0], 1)
+                case 2: (bounds[0], bounds[1], 1)
+                case 3: (bounds[0], bounds[1], bounds[2])
+                default: (0, 0, 1)
+                }
             guard step != 0 else { throw TemplateError(.runtime, "range() arg 3 must not be zero") }
             // Jinja's sandbox refuses ranges over 100000 items (MAX_RANGE); so do we.
             guard (Double(stop) - Double(start)) / Double(step) <= 100_000 else {
@@ -393,7 +399,8 @@ extension JinjaInterpreter {
             return .bool(false)
         case "split", "rsplit":
             let maxSplit: Int = if arguments.count > 1, case .int(let limit) = arguments[1] { limit } else { -1 }
-            return .array(try Self.split(string, separator: try stringArgument(0), maxSplit: maxSplit, fromRight: name == "rsplit").map(JinjaValue.string))
+            return .array(
+                try Self.split(string, separator: try stringArgument(0), maxSplit: maxSplit, fromRight: name == "rsplit").map(JinjaValue.string))
         case "strip": return .string(try Self.strip(string, arguments.first, leading: true, trailing: true))
         case "lstrip": return .string(try Self.strip(string, arguments.first, leading: true, trailing: false))
         case "rstrip": return .string(try Self.strip(string, arguments.first, leading: false, trailing: true))
@@ -402,7 +409,9 @@ extension JinjaInterpreter {
         case "title": return .string(string.capitalized)
         case "capitalize": return .string(string.prefix(1).uppercased() + string.dropFirst().lowercased())
         case "replace":
-            guard let old = try stringArgument(0), let new = try stringArgument(1) else { throw TemplateError(.runtime, "replace() needs two strings") }
+            guard let old = try stringArgument(0), let new = try stringArgument(1) else {
+                throw TemplateError(.runtime, "replace() needs two strings")
+            }
             return .string(string.replacingOccurrences(of: old, with: new))
         case "find":
             guard let needle = try stringArgument(0) else { throw TemplateError(.runtime, "find() needs a string") }
@@ -417,8 +426,13 @@ extension JinjaInterpreter {
             guard case .array(let items)? = arguments.first else { throw TemplateError(.runtime, "join() needs a list") }
             return .string(items.map { $0.pythonString() }.joined(separator: string))
         case "splitlines":
-            return .array(string.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }).map { .string(String($0)) }.dropLast(string.hasSuffix("\n") ? 1 : 0))
-        case "isdigit": return .bool(!string.isEmpty && string.unicodeScalars.allSatisfy { $0.properties.numericType == .decimal || $0.properties.numericType == .digit })
+            return .array(
+                string.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }).map {
+                    .string(String($0))
+                }.dropLast(string.hasSuffix("\n") ? 1 : 0))
+        case "isdigit":
+            return .bool(
+                !string.isEmpty && string.unicodeScalars.allSatisfy { $0.properties.numericType == .decimal || $0.properties.numericType == .digit })
         case "isalpha": return .bool(!string.isEmpty && string.unicodeScalars.allSatisfy { $0.properties.isAlphabetic })
         case "isspace": return .bool(!string.isEmpty && string.unicodeScalars.allSatisfy(Self.isPythonSpace))
         default:

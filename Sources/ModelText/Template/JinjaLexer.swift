@@ -185,15 +185,19 @@ package struct JinjaLexer {
         while position < source.count && Self.isSpace(source[position]) { position += 1 }
     }
 
-    private static let symbols = ["**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
-                                  "|", ".", ",", ":", "(", ")", "[", "]", "{", "}"]
+    private static let symbols = [
+        "**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
+        "|", ".", ",", ":", "(", ")", "[", "]", "{", "}",
+    ]
 
     private mutating func lexExpressionToken() throws {
         let start = position
         let scalar = source[position]
         if scalar == "_" || scalar.properties.isAlphabetic {
             var name = String.UnicodeScalarView()
-            while position < source.count && (source[position] == "_" || source[position].properties.isAlphabetic || ("0"..."9").contains(source[position])) {
+            while position < source.count
+                && (source[position] == "_" || source[position].properties.isAlphabetic || ("0"..."9").contains(source[position]))
+            {
                 name.append(source[position])
                 position += 1
             }
@@ -210,7 +214,9 @@ package struct JinjaLexer {
                 } else if c == "." && !isFloat && position + 1 < source.count && ("0"..."9").contains(source[position + 1]) {
                     isFloat = true
                     digits.unicodeScalars.append(c)
-                } else if (c == "e" || c == "E") && position + 1 < source.count && (("0"..."9").contains(source[position + 1]) || source[position + 1] == "-" || source[position + 1] == "+") {
+                } else if (c == "e" || c == "E") && position + 1 < source.count
+                    && (("0"..."9").contains(source[position + 1]) || source[position + 1] == "-" || source[position + 1] == "+")
+                {
                     isFloat = true
                     digits.unicodeScalars.append(c)
                     position += 1

@@ -164,7 +164,9 @@ package struct JinjaParser {
                 index += 1
                 filter = try parseExpression()
             }
-            if isName("recursive") { throw TemplateError(.unsupported, "recursive for loops are not supported", line: current.line, column: current.column) }
+            if isName("recursive") {
+                throw TemplateError(.unsupported, "recursive for loops are not supported", line: current.line, column: current.column)
+            }
             try expectBlockEnd()
             let (body, end) = try parseBody(until: ["else", "endfor"])
             var otherwise: [JinjaNode] = []

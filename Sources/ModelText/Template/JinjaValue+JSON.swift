@@ -44,10 +44,19 @@ extension JinjaValue {
         case .bool(let value): out += value ? "true" : "false"
         case .int(let value): out += String(value)
         case .double(let value):
-            if value.isNaN { out += "NaN" } else if value.isInfinite { out += value < 0 ? "-Infinity" : "Infinity" } else { out += Self.pythonFloat(value) }
+            if value.isNaN {
+                out += "NaN"
+            } else if value.isInfinite {
+                out += value < 0 ? "-Infinity" : "Infinity"
+            } else {
+                out += Self.pythonFloat(value)
+            }
         case .string(let value): Self.writeJSONString(value, into: &out, ensureASCII: options.ensureASCII)
         case .array(let values):
-            guard !values.isEmpty else { out += "[]"; return }
+            guard !values.isEmpty else {
+                out += "[]"
+                return
+            }
             out += "["
             for (index, value) in values.enumerated() {
                 if index > 0 { out += separators.0 }
@@ -65,8 +74,13 @@ extension JinjaValue {
         }
     }
 
-    private static func writeJSONObject(_ object: JinjaObject, into out: inout String, _ options: JSONOptions, _ separators: (String, String), depth: Int) throws {
-        guard !object.isEmpty else { out += "{}"; return }
+    private static func writeJSONObject(
+        _ object: JinjaObject, into out: inout String, _ options: JSONOptions, _ separators: (String, String), depth: Int
+    ) throws {
+        guard !object.isEmpty else {
+            out += "{}"
+            return
+        }
         out += "{"
         var pairs = object.pairs
         if options.sortKeys { pairs.sort { Array($0.key.unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.key.unicodeScalars.map(\.value)) } }

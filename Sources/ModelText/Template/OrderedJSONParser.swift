@@ -50,7 +50,10 @@ struct OrderedJSONParser {
         position += 1
         var object = JinjaObject()
         skipWhitespace()
-        if position < bytes.count && bytes[position] == UInt8(ascii: "}") { position += 1; return .object(object) }
+        if position < bytes.count && bytes[position] == UInt8(ascii: "}") {
+            position += 1
+            return .object(object)
+        }
         while true {
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw error("expected a key") }
@@ -61,8 +64,14 @@ struct OrderedJSONParser {
             object[key] = try parseValue()
             skipWhitespace()
             guard position < bytes.count else { throw error("unexpected end") }
-            if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
-            if bytes[position] == UInt8(ascii: "}") { position += 1; return .object(object) }
+            if bytes[position] == UInt8(ascii: ",") {
+                position += 1
+                continue
+            }
+            if bytes[position] == UInt8(ascii: "}") {
+                position += 1
+                return .object(object)
+            }
             throw error("expected ',' or '}'")
         }
     }
@@ -71,13 +80,22 @@ struct OrderedJSONParser {
         position += 1
         var array: [JinjaValue] = []
         skipWhitespace()
-        if position < bytes.count && bytes[position] == UInt8(ascii: "]") { position += 1; return .array(array) }
+        if position < bytes.count && bytes[position] == UInt8(ascii: "]") {
+            position += 1
+            return .array(array)
+        }
         while true {
             array.append(try parseValue())
             skipWhitespace()
             guard position < bytes.count else { throw error("unexpected end") }
-            if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
-            if bytes[position] == UInt8(ascii: "]") { position += 1; return .array(array) }
+            if bytes[position] == UInt8(ascii: ",") {
+                position += 1
+                continue
+            }
+            if bytes[position] == UInt8(ascii: "]") {
+                position += 1
+                return .array(array)
+            }
             throw error("expected ',' or ']'")
         }
     }
@@ -137,7 +155,9 @@ struct OrderedJSONParser {
                 case UInt8(ascii: "f"): scalars.append("\u{0C}")
                 case UInt8(ascii: "u"):
                     var code = try hex4()
-                    if (0xD800..<0xDC00).contains(code), position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"), bytes[position + 1] == UInt8(ascii: "u") {
+                    if (0xD800..<0xDC00).contains(code), position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"),
+                        bytes[position + 1] == UInt8(ascii: "u")
+                    {
                         position += 2
                         let low = try hex4()
                         guard (0xDC00..<0xE000).contains(low) else { throw error("a high surrogate not followed by a low one") }

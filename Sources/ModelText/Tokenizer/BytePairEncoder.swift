@@ -38,7 +38,10 @@ package final class BytePairEncoder: Sendable {
         merges.reserveCapacity(pairs.count)
         for (rank, (left, right)) in pairs.enumerated() {
             guard let leftID = vocabulary[left], let rightID = vocabulary[right], let mergedID = vocabulary[left + right] else {
-                throw TokenizerError(.invalidFile, "merge \(rank) (\(ByteLevel.vocabularyString(of: left)) \(ByteLevel.vocabularyString(of: right))) names a token missing from the vocabulary")
+                throw TokenizerError(
+                    .invalidFile,
+                    "merge \(rank) (\(ByteLevel.vocabularyString(of: left)) \(ByteLevel.vocabularyString(of: right))) names a token missing from the vocabulary"
+                )
             }
             let key = UInt64(UInt32(leftID)) << 32 | UInt64(UInt32(rightID))
             // The first (lowest-rank) occurrence of a pair wins, as in `tokenizers`.

@@ -52,13 +52,14 @@ package struct StreamingDecoder: Sendable {
         // Hold back only if the partial sequence is a valid beginning (second-byte limits of UTF-8).
         if continuations >= 1 {
             let second = bytes[index + 1]
-            let valid: Bool = switch lead {
-            case 0xE0: second >= 0xA0
-            case 0xED: second <= 0x9F
-            case 0xF0: second >= 0x90
-            case 0xF4: second <= 0x8F
-            default: true
-            }
+            let valid: Bool =
+                switch lead {
+                case 0xE0: second >= 0xA0
+                case 0xED: second <= 0x9F
+                case 0xF0: second >= 0x90
+                case 0xF4: second <= 0x8F
+                default: true
+                }
             if !valid { return bytes.count }
         }
         return index

@@ -43,7 +43,8 @@ extension Tokenizer {
             throw TokenizerError(.invalidFile, "\(source) is not valid JSON: \(error)")
         }
         func unsupported(_ what: String) -> TokenizerError {
-            TokenizerError(.unsupported, "\(source) uses \(what), which this engine does not support (supported: byte-level BPE as in Qwen2 and Llama 3)")
+            TokenizerError(
+                .unsupported, "\(source) uses \(what), which this engine does not support (supported: byte-level BPE as in Qwen2 and Llama 3)")
         }
 
         // Model.

@@ -1,9 +1,9 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One `.safetensors` file, mapped read-only so weights are used in place without copying.
@@ -72,8 +72,9 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
 
     package func tensor(named name: String) -> TensorView? {
         guard let entry = entries[name], let base else { return nil }
-        return TensorView(name: name, dtype: entry.dtype, shape: entry.shape,
-                          data: UnsafeRawPointer(base + dataOffset + entry.range.lowerBound))
+        return TensorView(
+            name: name, dtype: entry.dtype, shape: entry.shape,
+            data: UnsafeRawPointer(base + dataOffset + entry.range.lowerBound))
     }
 
     /// Parses and validates a whole file's bytes: the 8-byte length, the JSON header, the entries.
@@ -120,11 +121,13 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
                 throw invalid("tensor \(name) has unknown dtype \(dtypeName)")
             }
             guard let shapeValues = fields["shape"] as? [Any], let shape = integers(shapeValues),
-                  shape.allSatisfy({ $0 >= 0 }) else {
+                shape.allSatisfy({ $0 >= 0 })
+            else {
                 throw invalid("tensor \(name) has no valid shape")
             }
             guard let offsetValues = fields["data_offsets"] as? [Any], let offsets = integers(offsetValues),
-                  offsets.count == 2 else {
+                offsets.count == 2
+            else {
                 throw invalid("tensor \(name) has no valid data_offsets")
             }
             let (begin, end) = (offsets[0], offsets[1])
@@ -144,7 +147,9 @@ package final class SafetensorsFile: WeightSource, @unchecked Sendable {
             }
             entries[name] = Entry(dtype: dtype, shape: shape, range: begin..<end)
         }
-        let sorted = entries.sorted { ($0.value.range.lowerBound, $0.value.range.upperBound) < ($1.value.range.lowerBound, $1.value.range.upperBound) }
+        let sorted = entries.sorted {
+            ($0.value.range.lowerBound, $0.value.range.upperBound) < ($1.value.range.lowerBound, $1.value.range.upperBound)
+        }
         for (previous, next) in zip(sorted, sorted.dropFirst())
         where next.value.range.lowerBound < previous.value.range.upperBound && !next.value.range.isEmpty {
             throw invalid("tensors \(previous.key) and \(next.key) overlap")

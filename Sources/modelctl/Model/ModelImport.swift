@@ -67,7 +67,9 @@ struct ModelImport: AsyncParsableCommand {
         }
         if json { return printJSON(result) }
         let version = result.version
-        print("ready \(version.repo)@\(version.commit.prefix(12)) (\(version.source), \(result.files) files, \(formatBytes(result.bytes))) \(version.path ?? "")")
+        print(
+            "ready \(version.repo)@\(version.commit.prefix(12)) (\(version.source), \(result.files) files, \(formatBytes(result.bytes))) \(version.path ?? "")"
+        )
     }
 
     private func absolute(_ path: String) -> String {

@@ -45,7 +45,9 @@ struct ModelList: AsyncParsableCommand {
                     ])
                 }
                 print(table(rows))
-                if versions.isEmpty { print("(no local models: `modelctl pull qwen2.5:0.5b` pulls one; `modelctl list --catalog` shows the catalog)") }
+                if versions.isEmpty {
+                    print("(no local models: `modelctl pull qwen2.5:0.5b` pulls one; `modelctl list --catalog` shows the catalog)")
+                }
             }
         } catch let exit as ExitCode {
             throw exit

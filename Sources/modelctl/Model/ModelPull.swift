@@ -112,7 +112,9 @@ final class PullRenderer: Sendable {
                 print("\(file.state) \(file.path) (\(formatBytes(file.totalBytes)))")
             }
         case .done:
-            print("ready \(event.repo)@\(event.commit ?? event.revision) \(formatBytes(event.totalBytes))\(event.alreadyPresent == true ? " (already present)" : "") -> \(event.path ?? "")")
+            print(
+                "ready \(event.repo)@\(event.commit ?? event.revision) \(formatBytes(event.totalBytes))\(event.alreadyPresent == true ? " (already present)" : "") -> \(event.path ?? "")"
+            )
         case .error:
             break
         default:
@@ -140,10 +142,12 @@ final class PullRenderer: Sendable {
             let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
             let speed = event.bytesPerSecond.map { "\(formatBytes(Int64($0)))/s" } ?? "-"
             let eta = event.etaSeconds.map { formatDuration($0) } ?? "-"
-            let current = event.activeFiles?.first.map { file in
-                " \(file.path) \(file.totalBytes > 0 ? Int(100 * Double(file.completedBytes) / Double(file.totalBytes)) : 0)%"
-            } ?? ""
-            let text = "\(bar) \(Int(fraction * 100))% \(formatBytes(event.completedBytes))/\(formatBytes(event.totalBytes)) \(speed) ETA \(eta) [\(event.filesDone)/\(event.filesTotal)]\(current)"
+            let current =
+                event.activeFiles?.first.map { file in
+                    " \(file.path) \(file.totalBytes > 0 ? Int(100 * Double(file.completedBytes) / Double(file.totalBytes)) : 0)%"
+                } ?? ""
+            let text =
+                "\(bar) \(Int(fraction * 100))% \(formatBytes(event.completedBytes))/\(formatBytes(event.totalBytes)) \(speed) ETA \(eta) [\(event.filesDone)/\(event.filesTotal)]\(current)"
             print("\r\u{1B}[2K\(text)", terminator: "")
             fflush(nil)
             state.withLock { $0.barShown = true }

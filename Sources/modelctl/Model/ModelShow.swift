@@ -25,7 +25,9 @@ struct ModelShow: AsyncParsableCommand {
         print("\(detail.ref) -> \(detail.repo) (\(detail.source))")
         if let entry = detail.catalog {
             print("\(entry.name): \(entry.description)")
-            print("engines: \(entry.engines.joined(separator: ", ")) (default \(entry.defaultEngine)); formats: \(entry.formats.joined(separator: ", "))")
+            print(
+                "engines: \(entry.engines.joined(separator: ", ")) (default \(entry.defaultEngine)); formats: \(entry.formats.joined(separator: ", "))"
+            )
             print("sizes: " + entry.sizes.map { "\($0.ref) [\($0.state)]" }.joined(separator: ", "))
         }
         print("")

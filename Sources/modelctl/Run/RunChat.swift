@@ -117,7 +117,9 @@ struct RunChat: AsyncParsableCommand {
         let client = try global.client()
         let runs: [RunSummary] = try await client.call("GET", "/api/v1/models/running")
         let wanted = ref.lowercased()
-        if let ready = runs.first(where: { $0.state == "ready" && ($0.name.lowercased() == wanted || $0.model.lowercased() == wanted || $0.runID == ref) }) {
+        if let ready = runs.first(where: {
+            $0.state == "ready" && ($0.name.lowercased() == wanted || $0.model.lowercased() == wanted || $0.runID == ref)
+        }) {
             return ready
         }
         var run: RunSummary = try await client.call("POST", "/api/v1/models/start", body: StartRequest(model: ref, engine: engine))

@@ -21,7 +21,9 @@ struct RunStart: AsyncParsableCommand {
     @Option(name: .long, help: "GPU memory fraction for vLLM/SGLang.") var memoryFraction: Double?
     @Option(name: .long, help: "Maximum context length.") var maxContext: Int?
     @Option(name: .customLong("engine-arg"), help: "Extra engine argument (repeatable).") var engineArgs: [String] = []
-    @Option(name: .long, help: "Unload after this long without requests (30s, 10m, 1h; default: keep until stopped); a request naming it loads it again.") var keepAlive: String?
+    @Option(
+        name: .long, help: "Unload after this long without requests (30s, 10m, 1h; default: keep until stopped); a request naming it loads it again.")
+    var keepAlive: String?
     @Flag(name: .long, help: "Wait until the run is ready (or failed).") var wait = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 

@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import ModelText
+import Testing
 
 /// One template shipped with llama.cpp and one conversation, with what transformers rendered for it.
 struct ShippedTemplate: CustomTestStringConvertible, Sendable {
@@ -20,13 +19,15 @@ struct ShippedTemplate: CustomTestStringConvertible, Sendable {
             case .object(let sources)? = root["sources"], case .array(let cases)? = root["cases"]
         else { return [] }
         return cases.compactMap { value in
-            guard case .object(let object) = value, case .string(let file)? = object["file"], case .string(let conversation)? = object["conversation"],
+            guard case .object(let object) = value, case .string(let file)? = object["file"],
+                case .string(let conversation)? = object["conversation"],
                 case .string(let source)? = sources[file], case .array(let messages)? = object["messages"]
             else { return nil }
             let tools: [JinjaValue]? = if case .array(let items)? = object["tools"] { items } else { nil }
             let expected: String? = if case .string(let text)? = object["expected"] { text } else { nil }
             let error: String? = if case .string(let text)? = object["error"] { text } else { nil }
-            return ShippedTemplate(file: file, conversation: conversation, source: source, messages: messages, tools: tools, expected: expected, error: error)
+            return ShippedTemplate(
+                file: file, conversation: conversation, source: source, messages: messages, tools: tools, expected: expected, error: error)
         }
     }()
 

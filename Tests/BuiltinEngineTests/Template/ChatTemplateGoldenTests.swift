@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import ModelText
+import Testing
 
 /// One conversation of templates.json with what transformers rendered for it.
 struct TemplateCase: CustomTestStringConvertible, Sendable {
@@ -105,7 +104,10 @@ struct ChatTemplateGoldenTests {
         let config = directory.appendingPathComponent("tokenizer_config.json")
         let messages: [JinjaValue] = [["role": "user", "content": "hi"]]
 
-        try Data(#"{"bos_token": {"content": "<s>"}, "eos_token": "</s>", "chat_template": [{"name": "default", "template": "{{ bos_token }}D{{ messages[0].content }}{{ eos_token }}"}, {"name": "tool_use", "template": "T"}]}"#.utf8).write(to: config)
+        try Data(
+            #"{"bos_token": {"content": "<s>"}, "eos_token": "</s>", "chat_template": [{"name": "default", "template": "{{ bos_token }}D{{ messages[0].content }}{{ eos_token }}"}, {"name": "tool_use", "template": "T"}]}"#
+                .utf8
+        ).write(to: config)
         #expect(try ChatTemplate(directory: directory).render(messages: messages, addGenerationPrompt: false) == "<s>Dhi</s>")
         #expect(try ChatTemplate(directory: directory, name: "tool_use").render(messages: messages, addGenerationPrompt: false) == "T")
         #expect(throws: TemplateError.self) { try ChatTemplate(directory: directory, name: "rag") }

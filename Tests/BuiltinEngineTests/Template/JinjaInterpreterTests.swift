@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import ModelText
+import Testing
 
 /// One small template of jinja-cases.json, with what transformers' environment made of it.
 struct JinjaCase: CustomTestStringConvertible, Sendable {
@@ -58,14 +57,16 @@ struct JinjaInterpreterTests {
         #expect(error.description.contains("only user and assistant roles"))
     }
 
-    @Test("syntax errors give line and column", arguments: [
-        ("{% if x %}\nunclosed", 2, "expected 'elif' or 'else' or 'endif'"),
-        ("ok\n  {{ a + }}", 2, "unexpected '}}'"),
-        ("{% for x in y %}{% endif %}", 1, "expected"),
-        ("{{ 'unterminated }}", 1, "unterminated string"),
-        ("line1\nline2 {{ a b }}", 2, "expected '}}'"),
-        ("{% endfor %}", 1, "no open block"),
-    ])
+    @Test(
+        "syntax errors give line and column",
+        arguments: [
+            ("{% if x %}\nunclosed", 2, "expected 'elif' or 'else' or 'endif'"),
+            ("ok\n  {{ a + }}", 2, "unexpected '}}'"),
+            ("{% for x in y %}{% endif %}", 1, "expected"),
+            ("{{ 'unterminated }}", 1, "unterminated string"),
+            ("line1\nline2 {{ a b }}", 2, "expected '}}'"),
+            ("{% endfor %}", 1, "no open block"),
+        ])
     func syntaxErrors(source: String, line: Int, message: String) throws {
         let error = try #require(throws: TemplateError.self) { try JinjaTemplate(source) }
         #expect(error.code == .syntax)
@@ -74,13 +75,15 @@ struct JinjaInterpreterTests {
         #expect(error.description.contains(message), "\(error)")
     }
 
-    @Test("unsupported syntax is named", arguments: [
-        ("{% include 'x' %}", "'include' tag"),
-        ("{{ x|wordwrap }}", "'wordwrap' filter"),
-        ("{{ x is escaped }}", "'escaped' test"),
-        ("{{ 'a'.zfill(3) }}", "string method 'zfill'"),
-        ("{{ {'a': 1}.update({}) }}", "mapping method 'update'"),
-    ])
+    @Test(
+        "unsupported syntax is named",
+        arguments: [
+            ("{% include 'x' %}", "'include' tag"),
+            ("{{ x|wordwrap }}", "'wordwrap' filter"),
+            ("{{ x is escaped }}", "'escaped' test"),
+            ("{{ 'a'.zfill(3) }}", "string method 'zfill'"),
+            ("{{ {'a': 1}.update({}) }}", "mapping method 'update'"),
+        ])
     func unsupported(source: String, name: String) throws {
         do {
             let template = try JinjaTemplate(source)
@@ -131,6 +134,7 @@ struct JinjaInterpreterTests {
     func tojsonOrder() throws {
         let value = try JinjaValue(json: Data(#"{"zeta": 1, "alpha": {"b": [1, 2.5, "é"], "a": null}}"#.utf8))
         #expect(try value.pythonJSON() == #"{"zeta": 1, "alpha": {"b": [1, 2.5, "é"], "a": null}}"#)
-        #expect(try value.pythonJSON(indent: 1) == "{\n \"zeta\": 1,\n \"alpha\": {\n  \"b\": [\n   1,\n   2.5,\n   \"é\"\n  ],\n  \"a\": null\n }\n}")
+        #expect(
+            try value.pythonJSON(indent: 1) == "{\n \"zeta\": 1,\n \"alpha\": {\n  \"b\": [\n   1,\n   2.5,\n   \"é\"\n  ],\n  \"a\": null\n }\n}")
     }
 }

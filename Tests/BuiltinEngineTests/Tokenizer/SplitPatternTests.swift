@@ -1,6 +1,5 @@
-import Testing
-
 import ModelText
+import Testing
 
 @Suite("Split pattern")
 struct SplitPatternTests {

@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import ModelText
+import Testing
 
 @Suite("Tokenizer against the tokenizers package")
 struct TokenizerTests {
@@ -56,7 +55,9 @@ struct TokenizerTests {
             Issue.record("first difference at token \(first.offset)")
         }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        print("encode speed \(name): \(ids.count) tokens, \(text.utf8.count) bytes in \(seconds) s = \(Int(Double(ids.count) / seconds)) tokens/s (cold cache)")
+        print(
+            "encode speed \(name): \(ids.count) tokens, \(text.utf8.count) bytes in \(seconds) s = \(Int(Double(ids.count) / seconds)) tokens/s (cold cache)"
+        )
         let warm = try clock.measure { ids = try tokenizer.encode(text) }
         let warmSeconds = Double(warm.components.seconds) + Double(warm.components.attoseconds) * 1e-18
         print("encode speed \(name): \(Int(Double(ids.count) / warmSeconds)) tokens/s (warm cache)")
@@ -89,7 +90,9 @@ struct TokenizerTests {
             var pieces: [String] = []
             for id in ids {
                 let piece = try decoder.feed(id)
-                #expect(textHasReplacement || !piece.unicodeScalars.contains("\u{FFFD}"), "a piece of \(text.debugDescription) holds a replacement character")
+                #expect(
+                    textHasReplacement || !piece.unicodeScalars.contains("\u{FFFD}"),
+                    "a piece of \(text.debugDescription) holds a replacement character")
                 pieces.append(piece)
                 // A token that ends inside a character makes the decoder hold bytes back.
                 if piece.isEmpty, try !tokenizer.decodeBytes([id]).isEmpty { splitCharacters += 1 }
@@ -192,7 +195,8 @@ struct TokenizerTests {
 
     @Test("zero merges fail the merge-count check")
     func zeroMerges() throws {
-        var object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: TextFixtures.url("small/tokenizer.json"))) as? [String: Any])
+        var object = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: TextFixtures.url("small/tokenizer.json"))) as? [String: Any])
         var model = try #require(object["model"] as? [String: Any])
         model["merges"] = [Any]()
         object["model"] = model
