@@ -132,6 +132,46 @@ enum StoreMigrations {
                     );
                     """)
         }
+        migrator.registerMigration("v7-usage-and-quotas") { db in
+            // One row per request that reached a backend (``UsageRecord``); rows older than the retention are
+            // summed into `usage_daily` per (day, key, model, backend) and deleted. `key_id` '' is no key (the
+            // control socket, or no key exists). Each key's quotas: tokens per UTC day and month, a spending cap
+            // per UTC month, and the models it may name (a JSON array; NULL: any).
+            try db.execute(
+                sql: """
+                    CREATE TABLE usage (
+                        id INTEGER PRIMARY KEY,
+                        at TEXT NOT NULL,
+                        key_id TEXT NOT NULL DEFAULT '',
+                        model TEXT NOT NULL,
+                        backend TEXT NOT NULL,
+                        route TEXT NOT NULL,
+                        prompt_tokens INTEGER NOT NULL CHECK (prompt_tokens >= 0),
+                        completion_tokens INTEGER NOT NULL CHECK (completion_tokens >= 0),
+                        latency_ms REAL NOT NULL,
+                        status INTEGER NOT NULL,
+                        cost REAL NOT NULL DEFAULT 0
+                    );
+                    CREATE INDEX usage_by_time ON usage(at);
+                    CREATE TABLE usage_daily (
+                        day TEXT NOT NULL,
+                        key_id TEXT NOT NULL,
+                        model TEXT NOT NULL,
+                        backend TEXT NOT NULL,
+                        requests INTEGER NOT NULL,
+                        errors INTEGER NOT NULL,
+                        prompt_tokens INTEGER NOT NULL,
+                        completion_tokens INTEGER NOT NULL,
+                        latency_ms REAL NOT NULL,
+                        cost REAL NOT NULL,
+                        PRIMARY KEY (day, key_id, model, backend)
+                    );
+                    ALTER TABLE api_keys ADD COLUMN tokens_per_day INTEGER;
+                    ALTER TABLE api_keys ADD COLUMN tokens_per_month INTEGER;
+                    ALTER TABLE api_keys ADD COLUMN spend_cap REAL;
+                    ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
+                    """)
+        }
         return migrator
     }()
 

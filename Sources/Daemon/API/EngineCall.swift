@@ -37,12 +37,15 @@ struct EngineCall {
     let metrics: DaemonMetrics
     /// When the request arrived, for the time to first token.
     let started: ContinuousClock.Instant
+    /// The request's usage account.
+    let ticket: UsageTicket
 
     /// The most of a whole (not streamed) reply that is read.
     static let maxReply = 64 << 20
 
     init(
-        lease: RunLease, path: String, kind: Kind, body: JinjaObject, stream: Bool, metrics: DaemonMetrics, started: ContinuousClock.Instant
+        lease: RunLease, path: String, kind: Kind, body: JinjaObject, stream: Bool, metrics: DaemonMetrics, started: ContinuousClock.Instant,
+        ticket: UsageTicket
     ) {
         var body = body
         body["run_id"] = nil
@@ -56,11 +59,23 @@ struct EngineCall {
         self.stream = stream
         self.metrics = metrics
         self.started = started
+        self.ticket = ticket
     }
 
     /// Sends the request and reads the whole reply.
     /// - Throws: ``APIError``: the engine's refusal (4xx, with its message) or failure (502).
     func reply() async throws -> Reply {
+        do {
+            let reply = try await whole()
+            ticket.record(status: 200, usage: reply.usage.map(ReplyMeter.Usage.init))
+            return reply
+        } catch {
+            ticket.record(status: (error as? APIError)?.status ?? 502, usage: nil)
+            throw error
+        }
+    }
+
+    private func whole() async throws -> Reply {
         let upstream = try await open()
         var data = Data()
         let whole: Bool
@@ -94,10 +109,16 @@ struct EngineCall {
     /// Sends the request with `stream: true` and answers NDJSON ``LLMStreamEvent`` lines as the engine's SSE
     /// chunks arrive. An engine that refuses the request is still an envelope error: nothing was streamed yet.
     func streamed() async throws -> Response {
-        let upstream = try await open()
+        let upstream: EngineReply
+        do {
+            upstream = try await open()
+        } catch {
+            ticket.record(status: (error as? APIError)?.status ?? 502, usage: nil)
+            throw error
+        }
         let run = self.run
         let kind = self.kind
-        let metrics = self.metrics, started = self.started
+        let metrics = self.metrics, started = self.started, ticket = self.ticket
         return Response(
             status: .ok,
             headers: [.contentType: "application/x-ndjson", .cacheControl: "no-cache"],
@@ -107,7 +128,7 @@ struct EngineCall {
                 var usage: LLMUsage?
                 var problem: String?
                 var done = false
-                var tally = StreamTokenTally(model: run.model, started: started, metrics: metrics)
+                var tally = StreamTokenTally(model: run.model, started: started, metrics: metrics, ticket: ticket)
                 func send(_ event: LLMStreamEvent) async throws {
                     var line = try WireJSON.encoder().encode(event)
                     line.append(UInt8(ascii: "\n"))
@@ -148,6 +169,7 @@ struct EngineCall {
                         }
                     }
                 } catch let error as LLMStreamAbort {
+                    tally.record(status: 499)
                     throw error.underlying
                 } catch {
                     problem = "run \(run.name) broke off its reply: \(error)"

@@ -28,6 +28,8 @@ struct LLMController {
     let scheduler: RunScheduler
     /// Counts the tokens of replies and their time to first token, as the gateway's.
     let metrics: DaemonMetrics
+    /// Records each request's usage.
+    let usage: UsageLedger
     let tokenizers = TokenizerCache()
 
     var supervisor: Supervisor { scheduler.supervisor }
@@ -46,9 +48,11 @@ struct LLMController {
         let body = try await RawBody.read(request)
         let fields = try APIError.decodeJSON(as: LLMGenerateRequest.self, from: body.data)
         guard !fields.prompt.isEmpty else { throw APIError.badRequest("prompt must not be empty") }
-        let lease = try await target(runID: fields.runID, model: fields.model)
+        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey)
         let run = lease.run
-        let call = engineCall(lease, "/v1/completions", .completion, body: body.object, stream: fields.stream == true, started: started)
+        let call = engineCall(
+            lease, "/v1/completions", .completion, body: body.object, stream: fields.stream == true, started: started, request: request,
+            context: context)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
         return try Envelope(
@@ -62,9 +66,11 @@ struct LLMController {
         let body = try await RawBody.read(request)
         let fields = try APIError.decodeJSON(as: LLMChatRequest.self, from: body.data)
         guard !fields.messages.isEmpty else { throw APIError.badRequest("messages must not be empty") }
-        let lease = try await target(runID: fields.runID, model: fields.model)
+        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey)
         let run = lease.run
-        let call = engineCall(lease, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true, started: started)
+        let call = engineCall(
+            lease, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true, started: started, request: request,
+            context: context)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
         return try Envelope(
@@ -100,9 +106,11 @@ struct LLMController {
         body["response_format"] = ["type": "json_schema", "json_schema": ["name": .string(name), "schema": schema]]
         // Every engine takes the schema as OpenAI's `response_format` on chat completions (docs/design/engine-launch.md,
         // OpenAI-compatible endpoints and structured output; docs/builtin-engine.md, Structured output).
-        let lease = try await target(runID: fields.runID, model: fields.model)
+        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey)
         let run = lease.run
-        let reply = try await engineCall(lease, "/v1/chat/completions", .chat, body: body, stream: false, started: started).reply()
+        let reply = try await engineCall(
+            lease, "/v1/chat/completions", .chat, body: body, stream: false, started: started, request: request, context: context
+        ).reply()
         var json: JSONValue?
         var jsonError: String?
         do {
@@ -171,9 +179,13 @@ struct LLMController {
 extension LLMController {
     /// - Parameter started: when the request arrived.
     private func engineCall(
-        _ lease: RunLease, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool, started: ContinuousClock.Instant
+        _ lease: RunLease, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool, started: ContinuousClock.Instant,
+        request: Request, context: Context
     ) -> EngineCall {
-        EngineCall(lease: lease, path: path, kind: kind, body: body, stream: stream, metrics: metrics, started: started)
+        let ticket = UsageTicket(
+            ledger: usage, keyID: context.apiKey?.id, model: lease.run.model, backend: UsageTicket.backend(run: lease.run.name),
+            route: request.uri.path, started: started)
+        return EngineCall(lease: lease, path: path, kind: kind, body: body, stream: stream, metrics: metrics, started: started, ticket: ticket)
     }
 
     /// What a request names: a run (`run_id`, a run id or name) or a model.
@@ -201,11 +213,13 @@ extension LLMController {
         }
     }
 
-    /// A lease on the run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes it.
-    private func target(runID: String?, model: String?) async throws -> RunLease {
+    /// A lease on the run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes
+    /// it. A key with an allowed-models list may name a model on it, or a run whose name or model is on it.
+    private func target(runID: String?, model: String?, key: APIKeyRecord?) async throws -> RunLease {
         switch try named(runID: runID, model: model) {
         case .run(let id):
             let run = try await self.run(id)
+            if let key, !key.allows(model: run.name) { try Authorizer.check(model: run.model, for: key) }
             guard run.state == .ready, run.endpoint != nil, let lease = scheduler.acquire(run: run) else {
                 let why = run.reason.map { " (\($0))" } ?? ""
                 let state = run.state == .ready ? "being unloaded" : run.state.rawValue
@@ -214,6 +228,7 @@ extension LLMController {
             }
             return lease
         case .model(let model):
+            try Authorizer.check(model: model, for: key)
             return try await scheduler.acquire(model)
         }
     }

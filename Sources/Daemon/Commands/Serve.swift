@@ -100,6 +100,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The longest pause while a request body arrives (env MODELD_BODY_TIMEOUT; default 60s).")
     var bodyTimeout: String?
 
+    @Option(
+        name: .long,
+        help: "How long usage is kept one row per request before it is summed per day: 30d, 720h (env MODELD_USAGE_RETENTION; default 30d).")
+    var usageRetention: String?
+
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
 
@@ -118,7 +123,7 @@ struct Serve: AsyncParsableCommand {
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
                     maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts,
                     maxBodySize: maxBodySize, maxConnections: maxConnections, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
-                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen),
+                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen, usageRetention: usageRetention),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
             let keysExist = try await daemon.store.hasActiveAPIKeys()
@@ -148,9 +153,10 @@ struct Serve: AsyncParsableCommand {
 enum DaemonStartup {
     /// Resolves configuration, prepares the data directory, loads the catalog and migrates the store.
     /// - Throws: a one-sentence error for a malformed catalog, an unusable data directory or a newer store.
-    static func prepare(flags: DaemonConfiguration.Flags, environment: [String: String], logger: Logger) async throws
-        -> DaemonContext
-    {
+    /// - Parameter now: the usage ledger's clock (``UsageLedger/now``): tests move it to cross days and months.
+    static func prepare(
+        flags: DaemonConfiguration.Flags, environment: [String: String], logger: Logger, now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> DaemonContext {
         let configuration = try await DaemonConfiguration.resolve(flags: flags, environment: environment)
         try configuration.dataDirectory.prepare()
         let catalog: ModelCatalog
@@ -205,10 +211,14 @@ enum DaemonStartup {
             settings: configuration.routing, scheduler: scheduler, store: store, metrics: metrics, logger: routerLogger, environment: environment,
             lister: { await UpstreamsController.list($0) })
         try await router.reload()
+        var usageLogger = logger
+        usageLogger[metadataKey: "part"] = "usage"
+        let usage = UsageLedger(store: store, retention: configuration.usageRetention, logger: usageLogger, now: now)
+        try await usage.seed()
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
-            logger: logger, authorizer: Authorizer(store: store), scheduler: scheduler, router: router, events: events,
-            pullEvents: PullEventSource(bus: events, pulls: pulls))
+            logger: logger, authorizer: Authorizer(store: store, usage: usage), scheduler: scheduler, router: router, events: events,
+            pullEvents: PullEventSource(bus: events, pulls: pulls), usage: usage)
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
@@ -286,6 +296,8 @@ enum DaemonStartup {
                 notifier.status("stopping \(runs) engine(s)")
             })
         services.insert(.init(service: supervisor), at: 0)
+        // Stopped last: the usage of the requests the listeners drained is written before the store closes.
+        services.insert(.init(service: UsageWriter(ledger: daemon.usage)), at: 0)
         // Its keep-alive timers stop when shutdown begins: no run is unloaded while the daemon stops.
         services.append(.init(service: daemon.scheduler))
         services.append(.init(service: UpstreamDiscovery(router: daemon.router)))

@@ -81,6 +81,7 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `cooldown_window` | | `MODELD_COOLDOWN_WINDOW` | `60s` |
 /// | `cooldown` | | `MODELD_COOLDOWN` | `30s` (between probes of a cooled upstream) |
 /// | `discovery_interval` | | `MODELD_DISCOVERY_INTERVAL` | `5m` |
+/// | `usage_retention` | `--usage-retention` | `MODELD_USAGE_RETENTION` | `30d` |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -129,6 +130,8 @@ package struct DaemonConfiguration: Sendable {
     package var bodyTimeout: Duration = .seconds(60)
     /// How the gateway chooses among backends and fails over (docs/gateway.md).
     var routing = BackendRouter.Settings()
+    /// How long usage is kept one row per request before it is summed per day (``UsageLedger``).
+    package var usageRetention: Duration = .seconds(30 * 86400)
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -162,14 +165,16 @@ package struct DaemonConfiguration: Sendable {
         package var idleTimeout: String?
         package var headerTimeout: String?
         package var bodyTimeout: String?
+        package var usageRetention: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
             allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
-            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil
+            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, usageRetention: String? = nil
         ) {
+            self.usageRetention = usageRetention
             self.ollamaListen = ollamaListen
             self.caBundle = caBundle
             self.corsOrigins = corsOrigins
@@ -215,6 +220,7 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.idleTimeout { flagValues["idle_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.headerTimeout { flagValues["header_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.bodyTimeout { flagValues["body_timeout"] = .init(.string(value), isSecret: false) }
+        if let value = flags.usageRetention { flagValues["usage_retention"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -274,6 +280,16 @@ package struct DaemonConfiguration: Sendable {
         if let timeout = try positiveDuration(reader, key: "idle_timeout") { configuration.idleTimeout = timeout }
         if let timeout = try positiveDuration(reader, key: "header_timeout") { configuration.headerTimeout = timeout }
         if let timeout = try positiveDuration(reader, key: "body_timeout") { configuration.bodyTimeout = timeout }
+        if let text = reader.string(forKey: "usage_retention") ?? reader.int(forKey: "usage_retention").map(String.init), !text.isEmpty {
+            // Days (`30d`), or a duration as the other settings take one (`720h`).
+            if text.hasSuffix("d"), let days = Int(text.dropLast()), days > 0, days <= 36500 {
+                configuration.usageRetention = .seconds(days * 86400)
+            } else if let seconds = KeepAlive(parsing: text)?.seconds, seconds > 0 {
+                configuration.usageRetention = .seconds(seconds)
+            } else {
+                throw ConfigurationError(key: "usage_retention", problem: "\"\(text)\" is not a positive duration such as 30d or 720h")
+            }
+        }
         if let text = reader.string(forKey: "max_body_size") ?? reader.int(forKey: "max_body_size").map(String.init), !text.isEmpty {
             configuration.maxBodySize = try parseSize(text, key: "max_body_size")
         }

@@ -25,9 +25,8 @@ struct GatewayController {
     let router: BackendRouter
     /// Counts the tokens of forwarded replies and their time to first token.
     let metrics: DaemonMetrics
-    let outcomes: RequestOutcomes
-    /// Which API key asked, for ``outcomes``.
-    let authorizer: Authorizer
+    /// Records each request's usage.
+    let usage: UsageLedger
     var client = EngineClient.shared
     /// The largest request body the gateway accepts.
     static let maxBody = 32 << 20
@@ -99,10 +98,10 @@ struct GatewayController {
         guard let model = members.string("model"), !model.isEmpty else {
             throw APIError.badRequest("model is required", field: "model")
         }
+        try Authorizer.check(model: model, for: context.apiKey)
         let exchange = Exchange(
             model: model, route: path, members: members, body: body, accept: request.headers[.accept] ?? "*/*",
-            streamed: members.bool("stream") == true, started: started,
-            keyID: outcomes.isObserved ? authorizer.keyID(authorization: request.headers[.authorization]) : nil)
+            streamed: members.bool("stream") == true, started: started, keyID: context.apiKey?.id)
         var attempts = 0
         var lastFailure: Failure?
         var unavailable: SchedulerError?
@@ -153,8 +152,10 @@ struct GatewayController {
             }
         }
         // No backend answered: the last one's own error reply (a 429 keeps its Retry-After), else a 502, 503 or 404.
+        // The request's usage row names the backend that failed last.
+        let failed = failedFrom.map { exchange.ticket(ledger: usage, backend: $0, model: model) }
         if let reply = lastFailure?.reply {
-            record(exchange, backend: nil, usage: nil, status: reply.status)
+            failed?.record(status: reply.status, usage: nil)
             var headers: HTTPFields = [.contentType: reply.headers["content-type"] ?? "application/json"]
             if let retry = reply.headers["retry-after"] { headers[.retryAfter] = retry }
             return Response(status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: reply.body))
@@ -170,7 +171,7 @@ struct GatewayController {
             } else {
                 notFound ?? SchedulerError.notFound("model \(model) is not running here and not pulled: `modelctl pull \(model)`")
             }
-        record(exchange, backend: nil, usage: nil, status: error.apiError.status)
+        failed?.record(status: error.apiError.status, usage: nil)
         throw error
     }
 
@@ -184,6 +185,11 @@ struct GatewayController {
         let streamed: Bool
         let started: ContinuousClock.Instant
         let keyID: String?
+
+        /// The request's usage account on a backend that serves it as `model`.
+        func ticket(ledger: UsageLedger, backend: String, model: String) -> UsageTicket {
+            UsageTicket(ledger: ledger, keyID: keyID, model: model, backend: backend, route: route, started: started)
+        }
 
         /// The body with `model` named as the backend names it.
         func payload(for name: String) -> ByteBuffer {
@@ -203,7 +209,10 @@ struct GatewayController {
             lease.release()
             return .failed(Failure(reason: "connect", detail: "\(error)"))
         }
-        let outcome = await send(request, exchange: exchange, backend: backend, tokenModel: run.model, onEnd: { lease.release() })
+        var ticket = exchange.ticket(ledger: usage, backend: backend, model: run.model)
+        // A stream carries no usage unless the client asked for it: its prompt may have to be counted.
+        if exchange.streamed, let directory = run.modelPath { ticket.prompt = UsageLedger.PromptSource(body: exchange.body, modelPath: directory) }
+        let outcome = await send(request, exchange: exchange, ticket: ticket, onEnd: { lease.release() })
         log(exchange, backend: backend, attempt: attempt, outcome: outcome, context: context)
         return outcome
     }
@@ -221,9 +230,10 @@ struct GatewayController {
         router.began(backend)
         let sent = ContinuousClock.now
         let router = self.router
+        var ticket = exchange.ticket(ledger: usage, backend: backend, model: model)
+        (ticket.costIn, ticket.costOut, ticket.metrics) = (upstream.record.costIn, upstream.record.costOut, metrics)
         let outcome = await send(
-            request, exchange: exchange, backend: backend, tokenModel: model, price: (upstream.record.costIn, upstream.record.costOut),
-            onEnd: { router.ended(backend) },
+            request, exchange: exchange, ticket: ticket, onEnd: { router.ended(backend) },
             onFirstToken: { router.firstToken(backend, after: .now - sent) })
         switch outcome {
         case .answered: break
@@ -238,14 +248,15 @@ struct GatewayController {
     /// Sends one attempt and, when its reply begins well, forwards it; a reply that begins with 5xx or 429, or none,
     /// is a failure to fail over from.
     /// - Parameters:
-    ///   - tokenModel: the `model` label of the token metrics.
-    ///   - price: the backend's prices per million prompt and completion tokens.
+    ///   - ticket: the request's usage account on this backend (its model is the token metrics' `model` label),
+    ///     recorded when a reply that began well ends.
     ///   - onEnd: called once when the exchange is over.
     ///   - onFirstToken: called when a stream's first chunk arrives, or a whole reply has (the time to first token).
     private func send(
-        _ request: EngineRequest, exchange: Exchange, backend: String, tokenModel: String, price: (Double, Double) = (0, 0),
-        onEnd: @escaping @Sendable () -> Void, onFirstToken: @escaping @Sendable () -> Void = {}
+        _ request: EngineRequest, exchange: Exchange, ticket: UsageTicket, onEnd: @escaping @Sendable () -> Void,
+        onFirstToken: @escaping @Sendable () -> Void = {}
     ) async -> Attempt {
+        let backend = ticket.backend, tokenModel = ticket.model
         let isUpstream = backend.hasPrefix("upstream:")
         if exchange.streamed {
             let reply: EngineReply
@@ -263,15 +274,8 @@ struct GatewayController {
                 return .failed(Self.failure(status: reply.status, headers: reply.head.headers, body: kept))
             }
             if isUpstream { metrics.recordUpstreamRequest(backend: backend, code: String(reply.status)) }
-            let status = reply.status
             let relayed = EngineProxy.relay(reply, firstChunk: onFirstToken)
-            let response = metrics.meterReply(relayed, model: tokenModel, started: exchange.started) { usage in
-                if let usage, (200..<300).contains(status) {
-                    metrics.recordBackendUsage(backend: backend, usage: usage, costIn: price.0, costOut: price.1)
-                }
-                record(exchange, backend: backend, usage: usage, status: status, price: price)
-            }
-            return .answered(response)
+            return .answered(metrics.meterReply(relayed, model: tokenModel, started: exchange.started, ticket: ticket))
         }
         let reply: (head: Transfer.HTTPResponseHead, body: ByteBuffer)
         do {
@@ -289,9 +293,8 @@ struct GatewayController {
         var usage: ReplyMeter.Usage?
         if (200..<300).contains(reply.head.status), contentType.lowercased().hasPrefix("application/json") {
             usage = metrics.recordUsage(ofReply: reply.body.readableBytesView, model: tokenModel)
-            if let usage { metrics.recordBackendUsage(backend: backend, usage: usage, costIn: price.0, costOut: price.1) }
         }
-        record(exchange, backend: backend, usage: usage, status: reply.head.status, price: price)
+        ticket.record(status: reply.head.status, usage: usage)
         return .answered(
             Response(status: HTTPResponse.Status(code: reply.head.status), headers: [.contentType: contentType], body: .init(byteBuffer: reply.body)))
     }
@@ -325,17 +328,6 @@ struct GatewayController {
             metadata["error"] = "\(failure.detail)"
             context.logger.warning("gateway attempt failed", metadata: metadata)
         }
-    }
-
-    /// The request's outcome, once: for usage accounting.
-    private func record(_ exchange: Exchange, backend: String?, usage: ReplyMeter.Usage?, status: Int, price: (Double, Double) = (0, 0)) {
-        guard outcomes.isObserved else { return }
-        let prompt = usage?.promptTokens, completion = usage?.completionTokens
-        outcomes.record(
-            RequestOutcome(
-                keyID: exchange.keyID, model: exchange.model, backend: backend, promptTokens: prompt, completionTokens: completion,
-                latency: .now - exchange.started, status: status,
-                cost: (Double(prompt ?? 0) * price.0 + Double(completion ?? 0) * price.1) / 1_000_000))
     }
 }
 

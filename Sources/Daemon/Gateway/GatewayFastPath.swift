@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Launchers
 import Logging
+import ModelStore
 import ModeldAPI
 import NIOCore
 import NIOHTTP1
@@ -76,11 +77,10 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         let lease: RunLease
         /// The `model` label of the token metrics: the model the run serves.
         var model: String { lease.run.model }
-        /// The model as the request named it, and the API key's id, for ``RequestOutcomes`` (when observed).
-        var requested: String
-        var keyID: String?
         let streamed: Bool
         let started: ContinuousClock.Instant
+        /// The request's usage account.
+        let ticket: UsageTicket
         /// The exchange with the engine, to pause, resume or cancel.
         var engine: EngineExchange?
         var status: Int?
@@ -245,7 +245,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
             lease.release()
             return false
         }
-        return begin(request, lease: lease, requested: model, upstream: upstream, streamed: members.bool("stream") == true, context: context)
+        return begin(
+            request, lease: lease, model: model, upstream: upstream, streamed: members.bool("stream") == true, promptBody: body, context: context)
     }
 
     /// Starts an Ollama chat or generate the fast path may answer (``OllamaController/fastPathTurn(path:body:)``),
@@ -266,38 +267,49 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
             lease.release()
             return false
         }
-        let tally = StreamTokenTally(model: run.model, started: request.started, metrics: shared.daemon.metrics)
-        let relay = OllamaRelay(
-            model: turn.modelText, kind: turn.kind, stream: turn.stream, started: request.started, loadDuration: loadDuration, sent: .now,
-            tally: tally)
+        let metrics = shared.daemon.metrics, sent = ContinuousClock.now
+        let relay = { (ticket: UsageTicket) in
+            OllamaRelay(
+                model: turn.modelText, kind: turn.kind, stream: turn.stream, started: request.started, loadDuration: loadDuration, sent: sent,
+                tally: StreamTokenTally(model: run.model, started: request.started, metrics: metrics, ticket: ticket))
+        }
         return begin(
-            request, lease: lease, requested: turn.modelText, upstream: upstream, streamed: turn.stream, keepAlive: turn.keepAlive, ollama: relay,
+            request, lease: lease, model: turn.modelText, upstream: upstream, streamed: turn.stream, keepAlive: turn.keepAlive, ollama: relay,
             context: context)
     }
 
     /// Forwards a request on its lease when the API keys allow it; else releases the lease.
     /// - Parameters:
-    ///   - requested: the model as the request named it.
+    ///   - model: the model the request names, for the key's allowed models.
     ///   - keepAlive: the request's keep-alive, applied to the run once the request is allowed.
+    ///   - promptBody: the OpenAI request's body, whose prompt a stream without usage has counted.
+    ///   - ollama: makes the Ollama reply's relay, given the request's usage account.
     /// - Returns: false when the router should answer it instead.
     private func begin(
-        _ request: Collecting, lease: RunLease, requested: String, upstream: EngineRequest, streamed: Bool, keepAlive: KeepAlive? = nil,
-        ollama: OllamaRelay? = nil,
-        context: ChannelHandlerContext
+        _ request: Collecting, lease: RunLease, model: String, upstream: EngineRequest, streamed: Bool, keepAlive: KeepAlive? = nil,
+        promptBody: ByteBuffer? = nil, ollama: ((UsageTicket) -> OllamaRelay)? = nil, context: ChannelHandlerContext
     ) -> Bool {
         // Last: a request the API keys allow has taken from its key's rate bucket, and must then be forwarded here.
         let authorization = Self.field("authorization", of: request.head)
-        guard shared.daemon.authorizer.decideNow(path: request.path, authorization: authorization, isControlSocket: isControlSocket) == .allow else {
+        guard
+            case .allow(let key)? = shared.daemon.authorizer.decideNow(
+                path: request.path, authorization: authorization, isControlSocket: isControlSocket, model: model)
+        else {
             lease.release()
             return false
         }
         if let keepAlive { shared.daemon.scheduler.apply(keepAlive, to: lease) }
         let id = RequestID().description
         collecting = nil
-        let keyID = shared.daemon.outcomes.isObserved ? shared.daemon.authorizer.keyID(authorization: authorization) : nil
+        var ticket = UsageTicket(
+            ledger: shared.daemon.usage, keyID: key?.id, model: lease.run.model, backend: UsageTicket.backend(run: lease.run.name),
+            route: request.path, started: request.started)
+        // A stream carries no usage unless the client asked for it: its prompt may have to be counted.
+        if streamed, let promptBody, let directory = lease.run.modelPath {
+            ticket.prompt = UsageLedger.PromptSource(body: promptBody, modelPath: directory)
+        }
         exchange = Exchange(
-            id: id, route: request.path, lease: lease, requested: requested, keyID: keyID, streamed: streamed, started: request.started,
-            ollama: ollama)
+            id: id, route: request.path, lease: lease, streamed: streamed, started: request.started, ticket: ticket, ollama: ollama?(ticket))
         state = .forwarding
         let engine = shared.client.exchange(upstream, on: context.eventLoop, to: self)
         // The exchange may have ended already (a refused connection is reported at once).
@@ -325,7 +337,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         var headers = responseHeaders(id: exchange.id, contentType: exchange.contentType)
         if let cache = head.headers.first(name: "cache-control") { headers.add(name: "Cache-Control", value: cache) }
         if (200..<300).contains(head.status.code), exchange.contentType.lowercased().hasPrefix("text/event-stream") {
-            self.exchange!.meter = ReplyMeter(model: exchange.model, started: exchange.started, metrics: shared.daemon.metrics)
+            self.exchange!.meter = ReplyMeter(
+                model: exchange.model, started: exchange.started, metrics: shared.daemon.metrics, ticket: exchange.ticket)
         }
         context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
     }
@@ -362,9 +375,10 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
             return
         }
         let status = exchange.status ?? 502
-        let body = exchange.collected ?? ByteBuffer()
         var usage: ReplyMeter.Usage?
-        if !exchange.streamed, (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
+        if !exchange.streamed, let body = exchange.collected, (200..<300).contains(status),
+            exchange.contentType.lowercased().hasPrefix("application/json")
+        {
             usage = shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
         }
         complete(code: status, usage: usage)
@@ -372,6 +386,7 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         if exchange.streamed {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
         } else {
+            let body = exchange.collected ?? ByteBuffer()
             writeWhole(status: status, contentType: exchange.contentType, body: body, id: exchange.id, promise: sent, context: context)
         }
         resume(after: sent.futureResult, context: context)
@@ -489,23 +504,21 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
     }
 
     /// The forwarded request is over (its reply's end is about to be written, or the client went away): it is
-    /// counted and logged, its tokens recorded, and the run is free of it. What the client sent meanwhile still
-    /// waits (``State/flushing``).
+    /// counted and logged, its tokens and usage recorded, and the run is free of it. What the client sent meanwhile
+    /// still waits (``State/flushing``).
+    /// - Parameter usage: a whole reply's count (a streamed one is its meter's).
     private func complete(code: Int, usage: ReplyMeter.Usage? = nil) {
         guard let exchange else { return }
         self.exchange = nil
         state = .flushing
-        var relay = exchange.ollama
-        relay?.finish()
-        let counted = exchange.meter?.finish() ?? usage
-        exchange.lease.release()
-        if shared.daemon.outcomes.isObserved {
-            shared.daemon.outcomes.record(
-                RequestOutcome(
-                    keyID: exchange.keyID, model: exchange.requested, backend: "local:\(exchange.lease.run.name)",
-                    promptTokens: counted?.promptTokens, completionTokens: counted?.completionTokens, latency: .now - exchange.started,
-                    status: code, cost: 0))
+        if let meter = exchange.meter {
+            meter.finish(status: code)
+        } else if var relay = exchange.ollama {
+            relay.finish(status: code)
+        } else {
+            exchange.ticket.record(status: code, usage: usage)
         }
+        exchange.lease.release()
         var logger = shared.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }
         RequestLogMiddleware<DaemonRequestContext>.record(

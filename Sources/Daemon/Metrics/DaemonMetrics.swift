@@ -115,13 +115,13 @@ final class DaemonMetrics: Sendable {
 
     /// Tokens of a gateway reply that was not streamed, from the `usage` of its JSON; a reply larger than
     /// ``maxUsageReplyBytes``, or without `usage`, is not counted.
-    /// - Returns: what was counted.
+    /// - Returns: the count, for the request's usage row.
     @discardableResult
     func recordUsage(ofReply body: some Collection<UInt8>, model: String) -> ReplyMeter.Usage? {
-        guard body.count <= Self.maxUsageReplyBytes, let usage = JSONMembers(body)?.object("usage") else { return nil }
-        let counted = ReplyMeter.Usage(promptTokens: usage.int("prompt_tokens"), completionTokens: usage.int("completion_tokens"))
-        recordUsage(counted, model: model)
-        return counted
+        guard body.count <= Self.maxUsageReplyBytes, let members = JSONMembers(body)?.object("usage") else { return nil }
+        let usage = ReplyMeter.Usage(promptTokens: members.int("prompt_tokens"), completionTokens: members.int("completion_tokens"))
+        recordUsage(usage, model: model)
+        return usage
     }
 
     /// The engine's own count of one reply's tokens.

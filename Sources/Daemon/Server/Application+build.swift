@@ -27,12 +27,12 @@ struct DaemonContext: Sendable {
     var scheduler: RunScheduler
     /// Which backends (local runs, upstreams) answer a model, in which order: the routing layer above the scheduler.
     var router: BackendRouter
-    /// Every gateway request's outcome (key, model, backend, tokens, latency, status), for usage accounting.
-    var outcomes = RequestOutcomes()
     /// What changed, for `GET /api/v1/events` (``DaemonStartup/prepare`` connects the supervisor to it).
     var events: EventBus
     /// Publishes the pulls the API starts.
     var pullEvents: PullEventSource
+    /// Usage accounting and the keys' quota counters, shared by every route that reaches a backend.
+    var usage: UsageLedger
     /// When the daemon started, for the uptime in `GET /api/v1/status`.
     var startedAt = ContinuousClock.now
 
@@ -44,8 +44,7 @@ struct DaemonContext: Sendable {
 extension GatewayController {
     /// The gateway of the daemon's routers.
     init(daemon: DaemonContext) {
-        self.init(
-            scheduler: daemon.scheduler, router: daemon.router, metrics: daemon.metrics, outcomes: daemon.outcomes, authorizer: daemon.authorizer)
+        self.init(scheduler: daemon.scheduler, router: daemon.router, metrics: daemon.metrics, usage: daemon.usage)
     }
 }
 
@@ -83,6 +82,7 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     let api = router.group("api/v1")
     KeysController(store: daemon.store, events: daemon.events).addRoutes(to: api.group("keys"))
     UpstreamsController(router: daemon.router).addRoutes(upstreams: api.group("upstreams"), groups: api.group("model-groups"))
+    UsageController(store: daemon.store, usage: daemon.usage).addRoutes(to: api.group("usage"))
     EventsController(bus: daemon.events).addRoutes(to: api)
     StatusController(daemon: daemon).addRoutes(to: api)
     SystemController(daemon: daemon).addRoutes(to: api)
@@ -97,7 +97,7 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
         try await show(
             daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
-    LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics).addRoutes(to: api.group("llm"))
+    LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics, usage: daemon.usage).addRoutes(to: api.group("llm"))
     gateway.addRoutes(to: router)
     (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(to: router)
     router.get("/openapi.json") { _, _ in
