@@ -412,4 +412,50 @@ struct UpstreamTests {
             }
         }
     }
+
+    @Test(
+        "usage rows of upstreams: the tokens they report, the cost at their cost_in and cost_out, the backend that answered a failover; a spending cap reached answers 429 with when it resets"
+    )
+    func usageAndCost() async throws {
+        try await FakeUpstream.withRunning(["a", "b"]) { fakes in
+            let (a, b) = (fakes[0], fakes[1])
+            try await Self.withDaemon(["MODELD_COOLDOWN_FAILURES": "100"]) { daemon in
+                // Prices per million tokens; each fake reports 7 prompt and 3 completion tokens per reply.
+                for (fake, priority, costIn, costOut) in [(a, 1, 1000, 2000), (b, 2, 3000, 4000)] {
+                    let added = try await daemon.modelctl([
+                        "upstream", "add", fake.name, "--url", fake.url + "/v1", "--models", "gpt-x", "--priority", "\(priority)", "--cost-in",
+                        "\(costIn)", "--cost-out", "\(costOut)",
+                    ])
+                    #expect(added.status == 0, "\(added.stderr)")
+                }
+                let created = try await daemon.modelctl(["keys", "create", "--name", "app", "--spend-cap", "0.05", "--json"])
+                let secret = try #require(try WireJSON.decoder().decode(KeyInfo.self, from: Data(created.stdout.utf8)).key, "\(created.stderr)")
+                // a fails before its first byte: b answers, at b's prices.
+                a.behave(.status(500))
+                #expect(try await Self.post(daemon, "/v1/chat/completions", Self.chat("gpt-x"), key: secret).body.contains("chatcmpl-b"))
+                a.behave(.ok)
+                for stream in [false, true] {
+                    let reply = try await Self.post(daemon, "/v1/chat/completions", Self.chat("gpt-x", stream: stream), key: secret)
+                    #expect(reply.status == 200 && reply.body.contains("chatcmpl-a"), "\(reply)")
+                }
+                let shown = try await daemon.modelctl(["usage", "--by", "backend", "--json"])
+                let groups = try WireJSON.decoder().decode(UsageReport.self, from: Data(shown.stdout.utf8)).groups
+                let byBackend = Dictionary(uniqueKeysWithValues: groups.map { ($0.group, $0) })
+                let (onA, onB) = (try #require(byBackend["upstream:a"], "\(groups)"), try #require(byBackend["upstream:b"], "\(groups)"))
+                #expect(onA.requests == 2 && onA.promptTokens == 14 && onA.completionTokens == 6 && onA.errors == 0, "\(onA)")
+                #expect(onB.requests == 1 && onB.promptTokens == 7 && onB.completionTokens == 3, "\(onB)")
+                // (7 x 1000 + 3 x 2000) / 1e6 per reply from a; (7 x 3000 + 3 x 4000) / 1e6 from b.
+                #expect(abs(onA.cost - 0.026) < 1e-9 && abs(onB.cost - 0.033) < 1e-9, "\(groups)")
+                let metrics = try await runProcess(
+                    URL(filePath: "/usr/bin/curl"), ["-s", "http://127.0.0.1:\(daemon.port)/metrics", "-H", "Authorization: Bearer \(secret)"])
+                #expect(metrics.stdout.contains(#"modeld_backend_tokens_total{backend="upstream:a",kind="prompt"} 14"#), "\(metrics.stdout)")
+
+                // 0.059 spent this month is over the key's cap of 0.05.
+                let refused = try await Self.post(daemon, "/v1/chat/completions", Self.chat("gpt-x"), key: secret)
+                #expect(refused.status == 429 && refused.body.contains("spending cap of 0.05 per month (0.059 spent)"), "\(refused)")
+                #expect(refused.body.contains("it resets at") && Int(refused.headers["retry-after"] ?? "") ?? 0 > 0, "\(refused)")
+                #expect(a.completions.count == 3 && b.completions.count == 1, "the refused request reached no upstream (a: the 500 and two replies)")
+            }
+        }
+    }
 }
