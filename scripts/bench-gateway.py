@@ -27,8 +27,15 @@ class Client:
         self.connection = http.client.HTTPConnection(url.hostname, url.port)
 
     def post(self, path, body):
-        self.connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-        response = self.connection.getresponse()
+        try:
+            self.connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            response = self.connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed the kept-alive connection while it was idle (vLLM's uvicorn does after 5 s): again,
+            # on a new one.
+            self.connection.close()
+            self.connection.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            response = self.connection.getresponse()
         data = response.read()
         if response.status != 200:
             raise SystemExit("HTTP %d: %s" % (response.status, data[:300]))
@@ -43,20 +50,26 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def latency(args):
-    body = json.dumps({"model": args.model, "prompt": "Hello", "max_tokens": 1, "temperature": 0}).encode()
-    gateway, direct = Client(args.gateway), Client(args.direct)
-    for _ in range(100):
-        gateway.post("/v1/completions", body)
-        direct.post("/v1/completions", body)
-    through, straight = [], []
-    daemon_cpu, engine_cpu = cpu_seconds(args.daemon_pid), cpu_seconds(args.engine_pid)
-    for i in range(args.requests):
+def alternate(gateway, direct, body, requests):
+    """POSTs `body` to /v1/completions `requests` times through each Client, alternating which side goes first so
+    that drift hits both alike. Returns each side's times in ms (gateway, direct) and its replies, parsed."""
+    through, straight, replies = [], [], {id(gateway): [], id(direct): []}
+    for i in range(requests):
         order = [(gateway, through), (direct, straight)] if i % 2 == 0 else [(direct, straight), (gateway, through)]
         for client, out in order:
             start = time.perf_counter()
-            client.post("/v1/completions", body)
+            reply = client.post("/v1/completions", body)
             out.append((time.perf_counter() - start) * 1000)
+            replies[id(client)].append(reply)
+    return through, straight, [json.loads(r) for r in replies[id(gateway)]], [json.loads(r) for r in replies[id(direct)]]
+
+
+def latency(args):
+    body = json.dumps({"model": args.model, "prompt": "Hello", "max_tokens": 1, "temperature": 0}).encode()
+    gateway, direct = Client(args.gateway), Client(args.direct)
+    alternate(gateway, direct, body, 100)
+    daemon_cpu, engine_cpu = cpu_seconds(args.daemon_pid), cpu_seconds(args.engine_pid)
+    through, straight, _, _ = alternate(gateway, direct, body, args.requests)
     paired = [g - d for g, d in zip(through, straight)]
     print("latency of %d sequential 1-token completions, ms:" % args.requests)
     print("  %-10s %8s %8s %8s" % ("", "p50", "p90", "p99"))
@@ -134,4 +147,5 @@ def main():
     concurrency(args)
 
 
-main()
+if __name__ == "__main__":
+    main()

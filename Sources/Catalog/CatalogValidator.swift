@@ -44,7 +44,13 @@ struct CatalogValidator {
                 location: "\(path).engines[\(index)]",
                 problem: "unknown engine \"\(engine)\" (known: \(knownEngines.sorted().joined(separator: ", ")))")
         }
-        let defaultEngine = try string(object, "default_engine", path: path)
+        // The earlier catalog format has no default_engine: the first engine listed is the default.
+        let defaultEngine: String
+        if object["default_engine"] == nil, let first = engines.first {
+            defaultEngine = first
+        } else {
+            defaultEngine = try string(object, "default_engine", path: path)
+        }
         guard engines.contains(defaultEngine) else {
             throw CatalogError(
                 location: "\(path).default_engine",
@@ -82,7 +88,8 @@ struct CatalogValidator {
         guard let object = raw as? [String: Any] else {
             throw CatalogError(location: path, problem: "must be an object")
         }
-        let size = try string(object, "size", path: path)
+        // Sizes are lower case in refs (`qwen2.5:0.5b`); the earlier catalog format wrote them in any case (`0.5B`).
+        let size = try string(object, "size", path: path).lowercased()
         guard size.wholeMatch(of: Self.idPattern) != nil else {
             throw CatalogError(location: "\(path).size", problem: "\"\(size)\" must be lower-case letters, digits, '.', '_' or '-'")
         }

@@ -3,6 +3,7 @@ import Foundation
 import Hubs
 import ModeldAPI
 import Synchronization
+import Tracing
 
 /// One pull in progress: its state, the progress of its files, and the subscribers to its events.
 ///
@@ -11,6 +12,8 @@ import Synchronization
 package final class PullJob: Sendable, Identifiable {
     package let id: String
     package let request: PullRequest
+    /// The trace context of the request that started the job: the pull's span is its child (docs/tracing.md).
+    let traceContext: InstrumentationContext?
     let cancelFlag = CancellationFlag()
     /// Set by ``cancel()`` (the user or shutdown), unlike `cancelFlag`, which a failing sibling transfer also sets.
     let cancelRequested = CancellationFlag()
@@ -41,9 +44,10 @@ package final class PullJob: Sendable, Identifiable {
         var nextSubscriber = 0
     }
 
-    init(request: PullRequest) {
+    init(request: PullRequest, traceContext: InstrumentationContext? = nil) {
         self.id = String(UUID().uuidString.lowercased().prefix(8))
         self.request = request
+        self.traceContext = traceContext
     }
 
     // MARK: Reading

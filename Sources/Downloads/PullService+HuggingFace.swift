@@ -101,7 +101,11 @@ extension PullService {
         }
         do {
             try await forEachConcurrently(files, limit: configuration.concurrency) { (path, meta) in
-                if !cache.hasBlob(repo: repo, etag: meta.etag, size: meta.size) {
+                try await self.traced(path.value, size: meta.size) {
+                    guard !cache.hasBlob(repo: repo, etag: meta.etag, size: meta.size) else {
+                        job.fileDone(path.value, how: "present")
+                        return "present"
+                    }
                     let partial = self.partialURL(repo: repo, etag: meta.etag)
                     try await self.withPartial(partial.path, cancel: flag) {
                         guard !cache.hasBlob(repo: repo, etag: meta.etag, size: meta.size) else { return }
@@ -113,8 +117,7 @@ extension PullService {
                         }
                     }
                     job.fileDone(path.value, how: "verified")
-                } else {
-                    job.fileDone(path.value, how: "present")
+                    return "verified"
                 }
                 try cache.link(repo: repo, commit: commit, path: path, etag: meta.etag)
             }

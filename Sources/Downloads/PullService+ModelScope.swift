@@ -73,7 +73,11 @@ extension PullService {
         do {
             try await forEachConcurrently(files, limit: configuration.concurrency) { file in
                 let size = file.entry.size
-                if !cache.hasBlob(repo: repo, sha256: file.sha256, size: size) {
+                try await self.traced(file.path.value, size: size) {
+                    guard !cache.hasBlob(repo: repo, sha256: file.sha256, size: size) else {
+                        job.fileDone(file.path.value, how: "present")
+                        return "present"
+                    }
                     let partial = self.modelScopePartialURL(repo: repo, sha256: file.sha256)
                     try await self.withPartial(partial.path, cancel: flag) {
                         guard !cache.hasBlob(repo: repo, sha256: file.sha256, size: size) else { return }
@@ -86,8 +90,7 @@ extension PullService {
                         }
                     }
                     job.fileDone(file.path.value, how: "verified")
-                } else {
-                    job.fileDone(file.path.value, how: "present")
+                    return "verified"
                 }
                 try cache.link(repo: repo, version: version, path: file.path, sha256: file.sha256)
             }

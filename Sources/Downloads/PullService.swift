@@ -6,6 +6,7 @@ import Logging
 import ModelStore
 import ModeldAPI
 import Synchronization
+import Tracing
 import Transfer
 
 /// Pulls models from the hubs into the data directory and records their versions in the store.
@@ -81,7 +82,7 @@ package final class PullService: Sendable, CustomStringConvertible {
         let (job, isNew) = registry.withLock { registry -> (PullJob, Bool) in
             // A job that has sent its final event is done even if `execute` has not unregistered it yet.
             if let running = registry.active[request.jobKey], !running.isFinished { return (running, false) }
-            let job = PullJob(request: request)
+            let job = PullJob(request: request, traceContext: InstrumentationContext.current)
             registry.active[request.jobKey] = job
             registry.byID[job.id] = job
             return (job, true)
@@ -113,7 +114,34 @@ package final class PullService: Sendable, CustomStringConvertible {
         try await store.localVersions()
     }
 
+    /// Runs a job in its span, `pull`: a child of the request that started it, with one child per file (``traced(_:_:)``).
     private func execute(_ job: PullJob) async {
+        await withSpan("pull", context: job.traceContext ?? .topLevel) { span in
+            span.updateAttributes { attributes in
+                attributes["modeld.pull.job"] = job.id
+                attributes["modeld.pull.source"] = job.request.source.rawValue
+                attributes["modeld.pull.repo"] = job.request.repo
+                attributes["modeld.pull.revision"] = job.request.revision
+            }
+            await run(job)
+            let outcome = job.current
+            span.attributes["modeld.pull.state"] = outcome.state.rawValue
+            span.attributes["modeld.pull.bytes"] = Int(outcome.totalBytes)
+            if let error = outcome.error { span.setStatus(SpanStatus(code: .error, message: error.message)) }
+        }
+    }
+
+    /// One file of a pull in its span, `pull file`, a child of the pull's: its path and size, and whether it was
+    /// downloaded (`verified`) or already present.
+    func traced(_ path: String, size: Int64, _ body: () async throws -> String) async throws {
+        try await withSpan("pull file") { span in
+            span.attributes["modeld.pull.file"] = path
+            span.attributes["modeld.pull.file.size"] = Int(size)
+            span.attributes["modeld.pull.file.state"] = try await body()
+        }
+    }
+
+    private func run(_ job: PullJob) async {
         await withTaskCancellationHandler {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {

@@ -97,7 +97,41 @@ enum StoreMigrations {
                     ALTER TABLE runs ADD COLUMN on_demand INTEGER NOT NULL DEFAULT 0;
                     """)
         }
-        migrator.registerMigration("v6-upstreams") { db in
+        migrator.registerMigration("v6-sessions") { db in
+            // Conversations: messages form a tree (an edited user message starts a sibling branch), and the
+            // session's head is the last message of the branch in use. `owner` is the id of the API key that
+            // made the session (NULL when made without a key: no keys existed, or the control socket).
+            try db.execute(
+                sql: """
+                    CREATE TABLE sessions (
+                        id TEXT PRIMARY KEY,
+                        name TEXT UNIQUE,
+                        owner TEXT,
+                        model TEXT NOT NULL,
+                        system TEXT,
+                        options TEXT NOT NULL DEFAULT '{}',
+                        head_id INTEGER,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL
+                    );
+                    CREATE INDEX sessions_by_owner ON sessions(owner, created_at);
+                    CREATE TABLE session_messages (
+                        id INTEGER PRIMARY KEY,
+                        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                        parent_id INTEGER REFERENCES session_messages(id) ON DELETE CASCADE,
+                        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+                        content TEXT NOT NULL,
+                        partial INTEGER NOT NULL DEFAULT 0,
+                        finish_reason TEXT,
+                        prompt_tokens INTEGER,
+                        completion_tokens INTEGER,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE INDEX session_messages_by_session ON session_messages(session_id);
+                    CREATE INDEX session_messages_by_parent ON session_messages(parent_id);
+                    """)
+        }
+        migrator.registerMigration("v7-upstreams") { db in
             // Servers the gateway forwards to besides local runs (docs/gateway.md). A provider's key is never
             // stored: only the name of the environment variable or the path of the file that holds it.
             try db.execute(
@@ -132,7 +166,7 @@ enum StoreMigrations {
                     );
                     """)
         }
-        migrator.registerMigration("v7-usage-and-quotas") { db in
+        migrator.registerMigration("v8-usage-and-quotas") { db in
             // One row per request that reached a backend (``UsageRecord``); rows older than the retention are
             // summed into `usage_daily` per (day, key, model, backend) and deleted. `key_id` '' is no key (the
             // control socket, or no key exists). Each key's quotas: tokens per UTC day and month, a spending cap

@@ -29,6 +29,14 @@ package struct StartRequest: Codable, Sendable {
     package var gpuLayers: Int?
     /// llama.cpp: the GGUF file to load, relative to the snapshot; needed when it holds several.
     package var modelFile: String?
+    /// vLLM across hosts (docs/multi-node.md): how many hosts the run spans; with `master_addr`.
+    package var nodes: Int?
+    /// This host's rank among them: 0 (the default) is the head, which serves the API; the others are workers.
+    package var nodeRank: Int?
+    /// The head's address on the cluster network.
+    package var masterAddr: String?
+    /// The head's rendezvous port (default 29501, vLLM's).
+    package var masterPort: Int?
     /// Appended verbatim to the engine's command line.
     package var engineArgs: [String]?
     /// Unload the run after this long without requests (``KeepAlive`` forms); default: keep it until stopped.
@@ -38,8 +46,13 @@ package struct StartRequest: Codable, Sendable {
         model: String, engine: String? = nil, name: String? = nil, revision: String? = nil, source: String? = nil,
         gpus: String? = nil, tensorParallel: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
         engineArgs: [String]? = nil, keepAlive: String? = nil, parallel: Int? = nil, threads: Int? = nil,
-        gpuLayers: Int? = nil, modelFile: String? = nil, pipelineParallel: Int? = nil, dataParallel: Int? = nil
+        gpuLayers: Int? = nil, modelFile: String? = nil, pipelineParallel: Int? = nil, dataParallel: Int? = nil,
+        nodes: Int? = nil, nodeRank: Int? = nil, masterAddr: String? = nil, masterPort: Int? = nil
     ) {
+        self.nodes = nodes
+        self.nodeRank = nodeRank
+        self.masterAddr = masterAddr
+        self.masterPort = masterPort
         self.pipelineParallel = pipelineParallel
         self.dataParallel = dataParallel
         self.parallel = parallel
@@ -60,7 +73,10 @@ package struct StartRequest: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, engine, name, revision, source, gpus, parallel, threads
+        case model, engine, name, revision, source, gpus, parallel, threads, nodes
+        case nodeRank = "node_rank"
+        case masterAddr = "master_addr"
+        case masterPort = "master_port"
         case gpuLayers = "gpu_layers"
         case modelFile = "model_file"
         case tensorParallel = "tensor_parallel"

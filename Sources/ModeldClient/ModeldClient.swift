@@ -9,13 +9,17 @@ package struct DaemonEndpoint: Sendable, CustomStringConvertible {
     package var unixSocketPath: String?
     /// Sent as `Authorization: Bearer <key>` (TCP only; the control socket needs none).
     package var apiKey: String?
+    /// CA certificates (PEM) that verify an `https://` daemon, such as its own self-signed certificate; nil for
+    /// the system's bundle.
+    package var caCertificates: String?
 
-    package init(baseURL: String, unixSocketPath: String? = nil, apiKey: String? = nil) {
+    package init(baseURL: String, unixSocketPath: String? = nil, apiKey: String? = nil, caCertificates: String? = nil) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
         self.unixSocketPath = unixSocketPath
         self.apiKey = apiKey
+        self.caCertificates = caCertificates
     }
 
     /// The authorization header, when there is a key and the transport is TCP.
@@ -51,7 +55,7 @@ package struct ModeldClient: Sendable {
 
     package init(endpoint: DaemonEndpoint) throws {
         self.endpoint = endpoint
-        self.transfer = try HTTPTransfer()
+        self.transfer = try HTTPTransfer(caBundle: endpoint.caCertificates)
     }
 
     /// GETs or POSTs an endpoint and unwraps its envelope.
@@ -74,7 +78,7 @@ package struct ModeldClient: Sendable {
         } catch let error as CurlError {
             throw ClientError(
                 kind: .unreachable,
-                message: "cannot reach modeld at \(endpoint): \(error.message) (is the daemon running? start it with `modeld`)")
+                message: "cannot reach modeld at \(endpoint): \(error.message) (\(Self.hint(error)))")
         }
         return try Self.unwrap(response, as: Payload.self, from: "\(endpoint)\(path)")
     }
@@ -256,6 +260,13 @@ package struct ModeldClient: Sendable {
             return ClientError(kind: .api, code: envelope.code, message: envelope.msg)
         }
         return ClientError(kind: .protocolError, code: status, message: "HTTP \(status) from \(what)")
+    }
+
+    /// What to try when the daemon cannot be reached.
+    private static func hint(_ error: CurlError) -> String {
+        error.isUntrustedCertificate
+            ? "for a daemon with its own certificate, trust it with --cacert FILE or MODELD_CACERT"
+            : "is the daemon running? start it with `modeld`"
     }
 
     package func health() async throws -> HealthInfo {

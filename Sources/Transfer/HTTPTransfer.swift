@@ -55,9 +55,14 @@ package struct HTTPResponse: Sendable {
 package final class HTTPTransfer: @unchecked Sendable {
     private let lock = ThreadCondition()
     private let easy: CurlEasy
+    /// A PEM file of CA certificates that verifies `https://` servers instead of the default bundle.
+    private let caBundle: String?
 
-    package init() throws {
+    /// - Parameter caBundle: CA certificates (PEM) to verify servers with, as `curl --cacert` does; nil for
+    ///   libcurl's default bundle.
+    package init(caBundle: String? = nil) throws {
         easy = try CurlEasy()
+        self.caBundle = caBundle
     }
 
     /// Sends a request and collects the whole response body.
@@ -105,6 +110,7 @@ package final class HTTPTransfer: @unchecked Sendable {
             let pointer = unmanaged.toOpaque()
 
             try easy.set(CURLOPT_URL, request.url)
+            if let caBundle { try easy.set(CURLOPT_CAINFO, caBundle) }
             try easy.set(CURLOPT_NOSIGNAL, 1)
             try easy.set(CURLOPT_FOLLOWLOCATION, 0)
             try easy.set(CURLOPT_ACCEPT_ENCODING, "identity")

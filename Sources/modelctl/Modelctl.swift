@@ -32,10 +32,16 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "API key for a TCP daemon that requires one (env MODELD_API_KEY).")
     var apiKey: String?
 
+    @Option(
+        name: .long,
+        help: "CA certificates (PEM) to verify an https:// --url with, such as the daemon's own self-signed certificate (env MODELD_CACERT).")
+    var cacert: String?
+
     func client() throws -> ModeldClient {
         let environment = ProcessInfo.processInfo.environment
         var endpoint = endpoint(environment: environment)
         endpoint.apiKey = apiKey ?? environment["MODELD_API_KEY"]
+        endpoint.caCertificates = cacert ?? environment["MODELD_CACERT"].flatMap { $0.isEmpty ? nil : $0 }
         return try ModeldClient(endpoint: endpoint)
     }
 

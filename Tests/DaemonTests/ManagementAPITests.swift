@@ -117,6 +117,11 @@ struct ManagementAPITests {
             let size = #"{"model": "qwen2.5:70b"}"#
             let start = try await envelope("/api/v1/models/start", .post, size)
             #expect(start.0 == 400 && start.1.hasPrefix("model \"qwen2.5:70b\" has no size"), "\(start)")
+            // A run across hosts names its hosts and its head (docs/multi-node.md).
+            let stray = try await envelope("/api/v1/models/start", .post, #"{"model": "acme/tiny", "node_rank": 1}"#)
+            #expect(stray.0 == 400 && stray.1.hasPrefix("node_rank, master_addr and master_port belong to a run across hosts"), "\(stray)")
+            let headless = try await envelope("/api/v1/models/start", .post, #"{"model": "acme/tiny", "engine": "vllm", "nodes": 2}"#)
+            #expect(headless.0 == 400 && headless.1.hasPrefix("a run across 2 hosts needs master_addr"), "\(headless)")
             // The resolve route alone reports an unknown size as not found.
             #expect(try await envelope("/api/v1/models/resolve", .post, size).0 == 404)
 

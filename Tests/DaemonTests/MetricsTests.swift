@@ -148,10 +148,10 @@ struct MetricsTests {
                 #expect(scrape.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
                 let samples = try await parsePrometheus(scrape.body)
                 let requests = "modeld_http_requests_total"
-                #expect(samples.value(requests, ["route": "/v1/chat/completions", "code": "200"]) == 2, "\(scrape.body)")
-                #expect(samples.value(requests, ["route": "/v1/completions", "code": "200"]) == 1)
-                #expect(samples.value(requests, ["route": "/openapi.json", "code": "200"]) == 3)
-                #expect(samples.value(requests, ["route": "NotFound", "code": "404"]) == 1)
+                #expect(samples.value(requests, ["route": "/v1/chat/completions", "code": "200", "model": "acme/qwen2-tiny"]) == 2, "\(scrape.body)")
+                #expect(samples.value(requests, ["route": "/v1/completions", "code": "200", "model": "acme/qwen2-tiny"]) == 1)
+                #expect(samples.value(requests, ["route": "/openapi.json", "code": "200", "model": ""]) == 3)
+                #expect(samples.value(requests, ["route": "NotFound", "code": "404", "model": ""]) == 1)
                 #expect(!samples.contains { $0.labels["route"] == "/no/such/path" }, "raw paths never become labels")
                 let durations = "modeld_http_request_duration_seconds"
                 #expect(samples.value("\(durations)_count", ["route": "/v1/chat/completions"]) == 2)
@@ -197,7 +197,7 @@ struct MetricsTests {
                 #expect(try await Self.curl(daemon, "/metrics", key: key).status == 200)
                 #expect(try await Self.curl(daemon, "/health").status == 200)
                 let denied = try await parsePrometheus(try await Self.curl(daemon, "/metrics", key: key).body)
-                #expect(denied.value(requests, ["route": "/metrics", "code": "401"]) == 1)
+                #expect(denied.value(requests, ["route": "/metrics", "code": "401", "model": ""]) == 1)
                 #expect(!key.isEmpty && !daemon.log.contains(key), "an API key reached the log")
             } catch {
                 try await daemon.stop()
@@ -286,7 +286,7 @@ struct MetricsTests {
                 try await client.execute(uri: "/metrics", method: .get) { response in
                     #expect(response.status == .ok)
                     let samples = try await parsePrometheus(String(buffer: response.body))
-                    #expect(samples.value("modeld_http_requests_total", ["route": "/api/v1/models/running/{id}", "code": "404"]) == 2)
+                    #expect(samples.value("modeld_http_requests_total", ["route": "/api/v1/models/running/{id}", "code": "404", "model": ""]) == 2)
                     #expect(samples.value("modeld_runs", ["state": "ready"]) == 0)
                 }
             }

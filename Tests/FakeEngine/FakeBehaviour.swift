@@ -10,6 +10,8 @@ struct FakeBehaviour: Sendable {
     var requestLog: String?
     /// Seconds a chat completion that is not streamed takes before its reply.
     var replyDelay: Double
+    /// Where to append the `traceparent` header of every completion request (`-` when it has none), one line each.
+    var traceLog: String?
 
     init(environment: [String: String], startedAt: Date) {
         startDelay = environment["FAKE_ENGINE_START_DELAY"].flatMap(Double.init) ?? 0
@@ -21,6 +23,7 @@ struct FakeBehaviour: Sendable {
         self.startedAt = startedAt
         requestLog = environment["FAKE_ENGINE_REQUEST_LOG"]
         replyDelay = environment["FAKE_ENGINE_REPLY_DELAY"].flatMap(Double.init) ?? 0
+        traceLog = environment["FAKE_ENGINE_TRACE_LOG"]
     }
 
     var elapsed: Double { Date().timeIntervalSince(startedAt) }

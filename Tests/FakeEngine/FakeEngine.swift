@@ -16,8 +16,10 @@ import Foundation
 /// | `FAKE_ENGINE_LOG_BYTES` | print this many bytes of log lines at start |
 /// | `FAKE_ENGINE_NO_MODULE` | exit 1 at once with Python's "No module named <value>" |
 /// | `FAKE_ENGINE_REQUEST_LOG` | append the body of each `/v1/chat/completions` request to this file, one line each |
+/// | `FAKE_ENGINE_TRACE_LOG` | append the `traceparent` header of each `/v1/chat/completions` request (`-` if none) to this file |
 ///
-/// As vLLM or SGLang it answers `/v1/chat/completions` (not streamed) like an engine with structured output:
+/// As vLLM's worker of a multi-node run (`serve DIR ... --node-rank R --master-addr A ... --headless`) it serves nothing
+/// and runs until stopped. As vLLM or SGLang it answers `/v1/chat/completions` (not streamed) like an engine with structured output:
 /// with `response_format` `json_schema` the reply is a JSON instance of the schema (see ``SchemaInstance``).
 /// `fake-engine supervise DATA PIDFILE` is a throw-away daemon instead: it starts one engine (this program
 /// as vLLM) through the real ``Supervisor``, writes the engine's pid, and waits to be killed.
@@ -87,11 +89,6 @@ struct FakeEngine {
                 written += line.utf8.count
             }
         }
-        let startedAt = Date()
-        let behaviour = FakeBehaviour(environment: environment, startedAt: startedAt)
-        let server = try FakeHTTPServer(port: role.port, role: role, behaviour: behaviour)
-        print("fake-engine: \(role.kind) serving \(role.servedName ?? "ollama") on 127.0.0.1:\(role.port)")
-        fflush(nil)
         if let crash = environment["FAKE_ENGINE_CRASH_AFTER"].flatMap(Double.init) {
             Thread.detachNewThread {
                 Thread.sleep(forTimeInterval: crash)
@@ -100,6 +97,16 @@ struct FakeEngine {
                 exit(3)
             }
         }
+        if role.headless {
+            // A multi-node worker answers nothing: it runs until it is told to stop.
+            print("fake-engine: vllm headless worker, no HTTP port")
+            fflush(nil)
+            while true { pause() }
+        }
+        let behaviour = FakeBehaviour(environment: environment, startedAt: Date())
+        let server = try FakeHTTPServer(port: role.port, role: role, behaviour: behaviour)
+        print("fake-engine: \(role.kind) serving \(role.servedName ?? "ollama") on 127.0.0.1:\(role.port)")
+        fflush(nil)
         server.serveForever()
     }
 

@@ -56,6 +56,8 @@ final class FakeHTTPServer: Sendable {
         var method: String
         var path: String
         var body: Data
+        /// The W3C trace context the client sent, if any.
+        var traceparent: String?
     }
 
     private func readRequest(_ connection: Int32) -> Request? {
@@ -73,10 +75,14 @@ final class FakeHTTPServer: Sendable {
         let parts = lines.first?.split(separator: " ") ?? []
         guard parts.count >= 2 else { return nil }
         var length = 0
+        var traceparent: String?
         for line in lines.dropFirst() {
             let pieces = line.split(separator: ":", maxSplits: 1)
-            if pieces.count == 2, pieces[0].lowercased() == "content-length" {
-                length = Int(pieces[1].trimmingCharacters(in: .whitespaces)) ?? 0
+            guard pieces.count == 2 else { continue }
+            switch pieces[0].lowercased() {
+            case "content-length": length = Int(pieces[1].trimmingCharacters(in: .whitespaces)) ?? 0
+            case "traceparent": traceparent = pieces[1].trimmingCharacters(in: .whitespaces)
+            default: break
             }
         }
         var body = Data(data[headerEnd!.upperBound...])
@@ -85,7 +91,7 @@ final class FakeHTTPServer: Sendable {
             if count <= 0 { return nil }
             body.append(contentsOf: buffer[0..<count])
         }
-        return Request(method: String(parts[0]), path: String(parts[1]), body: body)
+        return Request(method: String(parts[0]), path: String(parts[1]), body: body, traceparent: traceparent)
     }
 
     private func send(_ connection: Int32, status: Int, contentType: String = "application/json", body: Data, head: Bool = false) {
@@ -177,6 +183,7 @@ final class FakeHTTPServer: Sendable {
         if let log = behaviour.requestLog {
             FakeEngine.appendLine(String(decoding: request.body, as: UTF8.self), to: log)
         }
+        if let log = behaviour.traceLog { FakeEngine.appendLine(request.traceparent ?? "-", to: log) }
         guard let body = (try? JSONSerialization.jsonObject(with: request.body)) as? [String: Any] else {
             send(
                 connection, status: 400,

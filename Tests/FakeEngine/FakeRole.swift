@@ -5,6 +5,8 @@ struct FakeRole: Sendable {
     var port: Int
     var servedName: String?
     var modelPath: String?
+    /// vLLM's worker of a multi-node run (`serve DIR ... --headless`): no HTTP port, only a process.
+    var headless = false
 
     init?(arguments: [String], environment: [String: String]) {
         func value(_ flag: String) -> String? {
@@ -30,6 +32,11 @@ struct FakeRole: Sendable {
                 let port = Int(host[host.index(after: colon)...])
             else { return nil }
             self.port = port
+        } else if kind == .vllm, arguments.contains("--headless") {
+            // vLLM refuses a headless start outside a multi-node run (a worker needs its node rank and head).
+            guard value("--node-rank").flatMap(Int.init).map({ $0 > 0 }) == true, value("--master-addr") != nil else { return nil }
+            headless = true
+            port = 0
         } else {
             guard let port = value("--port").flatMap(Int.init), value("--host") == "127.0.0.1" else { return nil }
             self.port = port

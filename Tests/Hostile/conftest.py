@@ -272,18 +272,18 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def start_tiny_run(server):
-    """Adopts the tiny model fixture into the daemon and starts a run `tiny` of it on the built-in engine; returns
-    once the run is ready."""
-    status, _, body = call(server.port, "POST", "/api/v1/models/adopt",
-                           {"path": str(TINY_MODEL), "kind": "dir", "name": "acme/qwen2-tiny"})
+def start_tiny_run(server, model_dir=TINY_MODEL, repo="acme/qwen2-tiny", name="tiny", via=None):
+    """Adopts the tiny model fixture (or a model directory like it) into the daemon and starts a run `tiny` (or
+    `name`) of it on the built-in engine; returns once the run is ready. `via` is where to send the requests
+    (`call`'s `port`) when not the daemon's plain-HTTP port."""
+    port = via or server.port
+    status, _, body = call(port, "POST", "/api/v1/models/adopt", {"path": str(model_dir), "kind": "dir", "name": repo})
     assert status == 200, body
-    status, _, body = call(server.port, "POST", "/api/v1/models/start",
-                           {"model": "acme/qwen2-tiny", "engine": "builtin", "name": "tiny"})
+    status, _, body = call(port, "POST", "/api/v1/models/start", {"model": repo, "engine": "builtin", "name": name})
     assert status == 200, body
     deadline = time.monotonic() + PATIENCE
     while True:
-        status, _, body = call(server.port, "GET", "/api/v1/models/running/tiny")
+        status, _, body = call(port, "GET", f"/api/v1/models/running/{name}")
         state = json.loads(body)["data"]["state"] if status == 200 else None
         if state == "ready":
             return

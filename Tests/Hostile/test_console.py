@@ -270,6 +270,74 @@ def test_playground_streams_the_engines_reply(console_daemon, browser):
     assert browser_errors(browser) == []
 
 
+def set_fields(form, values):
+    for name, value in values.items():
+        field = form.find_element(By.NAME, name)
+        field.clear()
+        field.send_keys(value)
+
+
+def session_messages(port, session):
+    status, _, body = call(port, "GET", f"/api/v1/sessions/{session}")
+    assert status == 200, body
+    return json.loads(body)["data"]["messages"]
+
+
+def test_playground_lists_resumes_and_keeps_sessions(console_daemon, browser):
+    port = console_daemon.port
+    options = {"max_tokens": 6, "temperature": 0, "ignore_eos": True}
+    status, _, body = call(port, "POST", "/api/v1/sessions",
+                           {"model": "tiny", "name": "console story", "system": "Be brief.", "options": options})
+    assert status == 200, body
+    session = json.loads(body)["data"]["id"]
+    status, _, body = call(port, "POST", f"/api/v1/sessions/{session}/messages", {"content": "Hello", "stream": False})
+    assert status == 200, body
+    first = json.loads(body)["data"]["message"]["content"]
+
+    # Listed (in a fresh page: the view reads the list as it opens); resumed with its messages, model and system prompt.
+    browser.get(f"http://127.0.0.1:{port}/")
+    open_view(browser, console_daemon, "playground")
+    selector = f"#session-list [data-resume='{session}']"
+    wait_for(browser, "return document.querySelector(arguments[0])", selector)
+    assert text_of(browser, selector) == "console story"
+    browser.find_element(By.CSS_SELECTOR, selector).click()
+    wait_for(browser, "return document.querySelectorAll('#chat .msg').length === 2")
+    shown = browser.execute_script("return [...document.querySelectorAll('#chat .msg')].map((m) => m.textContent)")
+    assert shown == ["Hello", first]
+    assert text_of(browser, "#chat-session") == "Session console story with tiny"
+    form = browser.find_element(By.ID, "chat-form")
+    assert form.find_element(By.NAME, "system").get_attribute("value") == "Be brief."
+    assert form.find_element(By.NAME, "keep").is_selected()
+
+    # Continued: the reply is stored in the session, as the page shows it.
+    set_fields(form, {"temperature": "0", "max_tokens": "6"})
+    if not form.find_element(By.NAME, "ignore_eos").is_selected():
+        form.find_element(By.NAME, "ignore_eos").click()
+    form.find_element(By.NAME, "prompt").send_keys("Again")
+    form.find_element(By.ID, "chat-send").click()
+    wait_for(browser, "return document.querySelectorAll('#chat .assistant')[1]?.dataset.state === 'done'")
+    reply = browser.execute_script("return document.querySelectorAll('#chat .assistant')[1].textContent")
+    stored = session_messages(port, session)
+    assert [m["content"] for m in stored] == ["Hello", first, "Again", reply]
+    assert not stored[-1]["partial"]
+    wait_for(browser, "return document.querySelector(arguments[0])?.parentElement.textContent.includes('4 messages')", selector)
+
+    # A new chat kept as a session: made by the page, listed first, its messages stored.
+    browser.find_element(By.ID, "chat-new").click()
+    assert browser.execute_script("return document.querySelectorAll('#chat .msg').length") == 0
+    assert browser.execute_script("return document.getElementById('chat-session').textContent") == ""
+    form.find_element(By.NAME, "keep").click()
+    form.find_element(By.NAME, "prompt").send_keys("Fresh start")
+    form.find_element(By.ID, "chat-send").click()
+    wait_for(browser, "return document.querySelector('#chat .assistant')?.dataset.state === 'done'")
+    status, _, body = call(port, "GET", "/api/v1/sessions?limit=1")
+    newest = json.loads(body)["data"]["sessions"][0]
+    assert newest["id"] != session and newest["model"] == "tiny"
+    assert [m["content"] for m in session_messages(port, newest["id"])][0] == "Fresh start"
+    wait_for(browser, "return document.querySelector('#session-list li')?.dataset.id === arguments[0]", newest["id"])
+    assert browser_errors(browser) == []
+
+
 def format_bytes(browser, count):
     """The console's own rendering of a byte count."""
     return browser.execute_async_script(

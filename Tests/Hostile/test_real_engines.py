@@ -192,24 +192,6 @@ def test_llamacpp_end_to_end(workdir, llamacpp_bin, gguf_repo):
         hub.shutdown()
 
 
-# A Qwen2 model as small as the tiny fixture but with 64-wide attention heads (vLLM's CPU attention has kernels for
-# head sizes 32, 64, 80, ...; the tiny fixture's are 16 wide), its weights random from a fixed seed, and the tiny
-# fixture's tokenizer.
-WIDE_HEADS_MODEL = """
-import shutil, sys, torch, transformers
-source, target = sys.argv[1:3]
-torch.manual_seed(0)
-config = transformers.Qwen2Config(
-    vocab_size=603, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-    num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True, eos_token_id=602,
-    rope_theta=1000000.0, torch_dtype="float32")
-transformers.Qwen2ForCausalLM(config).save_pretrained(target + ".part", safe_serialization=True)
-for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-    shutil.copy(f"{source}/{name}", f"{target}.part/{name}")
-shutil.move(target + ".part", target)
-"""
-
-
 def vllm_unsupported():
     """Why vLLM's CPU build cannot run here, or None: its wheel is for x86-64 with AVX2 or AVX-512."""
     if platform.machine() not in ("x86_64", "AMD64"):
@@ -231,11 +213,11 @@ def vllm_bin():
 
 @pytest.fixture(scope="module")
 def wide_heads_repo(vllm_bin):
+    """The tiny fixture's size with 64-wide attention heads, which vLLM's CPU attention needs."""
     directory = FIXTURES / "qwen2-tiny-h64"
-    if not directory.exists():
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(vllm_bin / "python"), "-c", WIDE_HEADS_MODEL, str(TINY_MODEL), str(directory)], check=True,
-                       stdout=subprocess.DEVNULL)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(vllm_bin / "python"), str(ROOT / "scripts" / "make-wide-heads-model.py"), str(TINY_MODEL), str(directory)],
+                   check=True, stdout=subprocess.DEVNULL)
     return directory
 
 

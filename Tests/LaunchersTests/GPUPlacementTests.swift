@@ -145,4 +145,29 @@ struct GPUPlacementTests {
         #expect(refused.message.contains("across 4 GPUs (25.1 GiB on each)"))
         _ = try await supervisor.stop("big")
     }
+
+    @Test("a run across 2 hosts places its host's share: tensor × pipeline / hosts GPUs, each with its part of the weights")
+    func multiNodeRunPlaced() async throws {
+        let sandbox = try Sandbox()
+        try Self.writeModel(in: sandbox.modelDirectory, weightsGiB: 100)
+        let lines = (0..<6).map { "\($0), \(Self.a100), 81920, \(70000 + $0 * 1000), 0" }
+        let bin = try Self.fakeNvidiaSMI(in: sandbox, lines: lines)
+        let supervisor = try await sandbox.supervisor(sandbox.configuration(environment: ["PATH": "\(bin):/usr/bin:/bin"]))
+        let node = MultiNode(nodes: 2, rank: 0, masterAddress: "10.0.0.1", masterPort: 29500)
+        let head = try await supervisor.start(
+            sandbox.vllmRequest(name: "head", options: RunOptions(tensorParallelSize: 2, pipelineParallelSize: 2, multiNode: node)))
+        #expect(head.gpus == "4,5")
+        // On one host the same sizes take 4 GPUs.
+        let alone = try await supervisor.start(
+            sandbox.vllmRequest(name: "alone", options: RunOptions(tensorParallelSize: 2, pipelineParallelSize: 2)))
+        #expect(alone.gpus == "0,1,2,3")
+        // A host's share of a model too large for 2 of its GPUs is refused with the per-host numbers.
+        try Self.writeModel(in: sandbox.modelDirectory, weightsGiB: 300)
+        let refused = try await #require(throws: LaunchError.self) {
+            try await supervisor.start(
+                sandbox.vllmRequest(name: "huge", options: RunOptions(tensorParallelSize: 2, pipelineParallelSize: 2, multiNode: node)))
+        }
+        #expect(refused.message.contains("across 2 GPUs (75.1 GiB on each)"))
+        for name in ["head", "alone"] { _ = try await supervisor.stop(name) }
+    }
 }

@@ -91,6 +91,67 @@ struct LaunchContractTests {
         #expect(GPUPlacement.gpuCount(RunOptions()) == 1)
     }
 
+    @Test("vLLM across hosts: the head serves with its node rank 0, a worker is `--headless` without a port (docs/multi-node.md)")
+    func multiNode() throws {
+        let builder = builder([.vllm: ["/bin/sh"]])
+        func spec(rank: Int) -> LaunchSpec {
+            LaunchSpec(
+                engine: .vllm, modelPath: "/m/snap", servedName: "qwen72",
+                options: RunOptions(
+                    gpus: "0,1,2,3,4,5,6,7", tensorParallelSize: 8, pipelineParallelSize: 2,
+                    multiNode: MultiNode(nodes: 2, rank: rank, masterAddress: "10.0.0.1", masterPort: 29500), extraArguments: ["--enforce-eager"]))
+        }
+        let head = try builder.command(for: spec(rank: 0), port: 18500)
+        #expect(
+            head.arguments == [
+                "/bin/sh", "serve", "/m/snap", "--host", "127.0.0.1", "--port", "18500", "--served-model-name", "qwen72",
+                "--tensor-parallel-size", "8", "--pipeline-parallel-size", "2", "--nnodes", "2", "--node-rank", "0",
+                "--master-addr", "10.0.0.1", "--master-port", "29500", "--enforce-eager",
+            ])
+        #expect(spec(rank: 0).servesHTTP)
+        let worker = try builder.command(for: spec(rank: 1), port: 0)
+        #expect(
+            worker.arguments == [
+                "/bin/sh", "serve", "/m/snap", "--tensor-parallel-size", "8", "--pipeline-parallel-size", "2", "--nnodes", "2",
+                "--node-rank", "1", "--master-addr", "10.0.0.1", "--master-port", "29500", "--headless", "--enforce-eager",
+            ])
+        #expect(!spec(rank: 1).servesHTTP)
+        let environment = [
+            "PATH": "/usr/bin:/bin", "HOME": "/var/lib/modeld", "HF_HUB_CACHE": "/var/lib/modeld/huggingface/hub", "HF_HUB_OFFLINE": "1",
+            "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7",
+        ]
+        #expect(head.environment == environment && worker.environment == environment)
+        // Each host places its own share of the GPUs: 8 × 2 over 2 hosts.
+        #expect(GPUPlacement.gpuCount(spec(rank: 1).options) == 8)
+    }
+
+    @Test(
+        "vLLM across hosts: impossible parts are refused before launch, and other engines run on one host",
+        arguments: [
+            (MultiNode(nodes: 1, rank: 0, masterAddress: "10.0.0.1", masterPort: 29500), "a multi-node run spans 2 hosts or more, not 1"),
+            (MultiNode(nodes: 2, rank: 2, masterAddress: "10.0.0.1", masterPort: 29500), "node rank 2 is not one of the run's 2 hosts (0 to 1)"),
+            (
+                MultiNode(nodes: 2, rank: 1, masterAddress: "--headless", masterPort: 29500),
+                "master address \"--headless\" is not a host name or IP address"
+            ),
+            (
+                MultiNode(nodes: 2, rank: 1, masterAddress: "head node", masterPort: 29500),
+                "master address \"head node\" is not a host name or IP address"
+            ),
+            (MultiNode(nodes: 2, rank: 1, masterAddress: "head.cluster", masterPort: 70000), "master port 70000 is not a port (1 to 65535)"),
+        ])
+    func multiNodeRefused(node: MultiNode, message: String) throws {
+        let spec = LaunchSpec(engine: .vllm, modelPath: "/m/snap", servedName: "qwen72", options: RunOptions(multiNode: node))
+        let refused = try #require(throws: LaunchError.self) { try builder([.vllm: ["/bin/sh"]]).command(for: spec, port: 18500) }
+        #expect(refused.code == .invalidSpec && refused.message == message)
+        let sglang = LaunchSpec(
+            engine: .sglang, modelPath: "/m/snap", servedName: "qwen72",
+            options: RunOptions(multiNode: MultiNode(nodes: 2, rank: 0, masterAddress: "10.0.0.1", masterPort: 29500)))
+        let oneHost = try #require(throws: LaunchError.self) { try builder([.sglang: ["/bin/sh"]]).command(for: sglang, port: 18500) }
+        #expect(oneHost.code == .invalidSpec)
+        #expect(oneHost.message == "a run across several hosts is vLLM's; SGLang runs on one host (docs/multi-node.md)")
+    }
+
     @Test("llama.cpp: llama-server -m <the snapshot's GGUF> on loopback, --alias, --metrics and its own option names")
     func llamacpp() throws {
         let snapshot = try TemporarySnapshot(["model-q8_0.gguf", "README.md", "mmproj-f16.gguf"])

@@ -530,4 +530,61 @@ struct SupervisorTests {
         let reason = try #require(info.reason)
         #expect(reason.hasPrefix("vLLM refused its command line (fake-engine: error: unrecognized arguments: --unknown-flag); the engine exited"))
     }
+
+    @Test("a multi-node worker: headless, no port, ready by its process alone, restarted after SIGKILL, stopped with its group")
+    func multiNodeWorker() async throws {
+        let sandbox = try Sandbox()
+        var configuration = sandbox.configuration()
+        configuration.workerSettle = .seconds(2)
+        let supervisor = try await sandbox.supervisor(configuration)
+        let record = sandbox.path("record.json")
+        let node = MultiNode(nodes: 2, rank: 1, masterAddress: "10.0.0.1", masterPort: 29500)
+        let options = RunOptions(gpus: "0,1", tensorParallelSize: 2, pipelineParallelSize: 2, multiNode: node)
+        let started = try await supervisor.start(sandbox.vllmRequest(name: "worker", environment: ["FAKE_ENGINE_RECORD": record], options: options))
+        #expect(started.state == .starting && started.port == nil && started.endpoint == nil)
+
+        let ready = try await supervisor.waitUntilSettled("worker", timeout: .seconds(30))
+        #expect(ready.state == .ready && ready.port == nil)
+        let pid = try #require(ready.pid)
+        let fake = try FakeRecord(path: record)
+        #expect(
+            fake.argv == [
+                fakeEngine, "serve", sandbox.modelDirectory, "--tensor-parallel-size", "2", "--pipeline-parallel-size", "2", "--nnodes", "2",
+                "--node-rank", "1", "--master-addr", "10.0.0.1", "--master-port", "29500", "--headless",
+            ])
+        #expect(fake.env["CUDA_VISIBLE_DEVICES"] == "0,1" && fake.env["HF_HUB_OFFLINE"] == "1")
+        #expect(fake.pgid == pid && fake.sid == pid)
+        // Nothing to route requests to: the gateway sees no ready run of the model.
+        #expect(RunScheduler.readyRuns("tiny", in: supervisor.snapshot).isEmpty)
+        #expect(try await logText(supervisor, "worker").contains("ready: the worker has run for 2 s"))
+
+        #expect(kill(pid, SIGKILL) == 0)
+        #expect(await eventually { (try? await supervisor.get("worker"))?.restarts == 1 })
+        let again = try await supervisor.waitUntilSettled("worker", timeout: .seconds(30))
+        #expect(again.state == .ready)
+        let second = try #require(again.pid)
+        #expect(second != pid && !isRunning(pid))
+        #expect(try await logText(supervisor, "worker").contains("the engine exited unexpectedly (killed by signal 9"))
+
+        let stopped = try await supervisor.stop("worker")
+        #expect(stopped.state == .stopped && stopped.pid == nil)
+        #expect(!ProcessGroup(id: second).hasRunningMembers)
+    }
+
+    @Test("a multi-node worker refusing its command line fails at once with vLLM's own error")
+    func multiNodeWorkerRefused() async throws {
+        let sandbox = try Sandbox()
+        var configuration = sandbox.configuration()
+        configuration.workerSettle = .seconds(20)
+        let supervisor = try await sandbox.supervisor(configuration)
+        let node = MultiNode(nodes: 2, rank: 1, masterAddress: "10.0.0.1", masterPort: 29500)
+        _ = try await supervisor.start(sandbox.vllmRequest(name: "worker", options: RunOptions(multiNode: node, extraArguments: ["--unknown-flag"])))
+        #expect(await eventually { (try? await supervisor.get("worker"))?.state == .failed })
+        let info = try await supervisor.get("worker")
+        #expect(info.restarts == 0 && info.pid == nil)
+        let reason = try #require(info.reason)
+        #expect(
+            reason.hasPrefix(
+                "vLLM refused its command line (fake-engine: error: unrecognized arguments: --unknown-flag); the engine exited while starting"))
+    }
 }

@@ -19,7 +19,9 @@ func portBlock(size: Int = 20) -> ClosedRange<Int> {
     let index = nextPortBlock.add(1, ordering: .relaxed).oldValue
     // Stay below the kernel's ephemeral range (32768 and up): a listener there can collide with the source
     // port of some other test's outgoing connection.
-    let low = 20000 + (Int(getpid()) % 40) * 300 + (index % (300 / size)) * size
+    // 3,000 ports per test process, so the blocks of one run's sandboxes (a few dozen) never wrap onto each
+    // other while their tests run at once; four processes at once get separate slices.
+    let low = 20000 + (Int(getpid()) % 4) * 3000 + (index % (3000 / size)) * size
     return low...(low + size - 1)
 }
 

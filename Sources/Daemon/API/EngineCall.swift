@@ -52,6 +52,7 @@ struct EngineCall {
         body["model"] = .string(lease.run.servedName)
         body["stream"] = .bool(stream)
         if stream { body["stream_options"] = ["include_usage": true] }
+        RequestTag.mark(model: lease.run.model, streamed: false)
         self.lease = lease
         self.path = path
         self.kind = kind
@@ -65,8 +66,9 @@ struct EngineCall {
     /// Sends the request and reads the whole reply.
     /// - Throws: ``APIError``: the engine's refusal (4xx, with its message) or failure (502).
     func reply() async throws -> Reply {
+        let upstream = try await open()
         do {
-            let reply = try await whole()
+            let reply = try await whole(upstream)
             ticket.record(status: 200, usage: reply.usage.map(ReplyMeter.Usage.init))
             return reply
         } catch {
@@ -75,8 +77,7 @@ struct EngineCall {
         }
     }
 
-    private func whole() async throws -> Reply {
-        let upstream = try await open()
+    private func whole(_ upstream: EngineReply) async throws -> Reply {
         var data = Data()
         let whole: Bool
         do {
@@ -106,90 +107,112 @@ struct EngineCall {
         return Reply(text: text ?? "", finishReason: choice["finish_reason"] as? String, usage: usage)
     }
 
+    /// What a streamed reply came to.
+    struct Outcome {
+        /// The text streamed so far (all of it when complete).
+        var text = ""
+        var finishReason: String?
+        var usage: LLMUsage?
+        /// Why the reply ended before the engine's `[DONE]`; nil when it is complete.
+        var problem: String?
+        /// What `onDelta` threw (the client went away): the engine's request was stopped.
+        var abandoned: (any Error)?
+    }
+
     /// Sends the request with `stream: true` and answers NDJSON ``LLMStreamEvent`` lines as the engine's SSE
     /// chunks arrive. An engine that refuses the request is still an envelope error: nothing was streamed yet.
     func streamed() async throws -> Response {
-        let upstream: EngineReply
-        do {
-            upstream = try await open()
-        } catch {
-            ticket.record(status: (error as? APIError)?.status ?? 502, usage: nil)
-            throw error
-        }
-        let run = self.run
-        let kind = self.kind
-        let metrics = self.metrics, started = self.started, ticket = self.ticket
+        let upstream = try await open()
+        RequestTag.mark(model: run.model, streamed: true)
+        let call = self
         return Response(
             status: .ok,
             headers: [.contentType: "application/x-ndjson", .cacheControl: "no-cache"],
             body: ResponseBody { writer in
-                var events = ServerSentEvents()
-                var finishReason: String?
-                var usage: LLMUsage?
-                var problem: String?
-                var done = false
-                var tally = StreamTokenTally(model: run.model, started: started, metrics: metrics, ticket: ticket)
                 func send(_ event: LLMStreamEvent) async throws {
                     var line = try WireJSON.encoder().encode(event)
                     line.append(UInt8(ascii: "\n"))
-                    do {
-                        try await writer.write(ByteBuffer(bytes: line))
-                    } catch {
-                        // The client went away: stop the engine's request.
-                        upstream.cancel()
-                        throw LLMStreamAbort(underlying: error)
-                    }
+                    try await writer.write(ByteBuffer(bytes: line))
                 }
-                do {
-                    reading: for try await chunk in upstream.body {
-                        for payload in events.feed(chunk) {
-                            if payload == "[DONE]" {
-                                done = true
-                                break reading
-                            }
-                            let parsed = Self.streamChunk(payload, kind: kind)
-                            if let error = parsed.error {
-                                problem = "run \(run.name): \(error)"
-                                break reading
-                            }
-                            if let reason = parsed.finishReason { finishReason = reason }
-                            if let counted = parsed.usage {
-                                usage = counted
-                                tally.usage = ReplyMeter.Usage(counted)
-                            }
-                            if let delta = parsed.delta, !delta.isEmpty {
-                                tally.content()
-                                try await send(LLMStreamEvent(delta: delta))
-                            }
-                        }
-                        if events.buffered > ServerSentEvents.maxLineBytes {
-                            problem =
-                                "run \(run.name) sent a line longer than \(ServerSentEvents.maxLineBytes >> 20) MiB: its reply is not an event stream"
-                            break reading
-                        }
-                    }
-                } catch let error as LLMStreamAbort {
-                    tally.record(status: 499)
-                    throw error.underlying
-                } catch {
-                    problem = "run \(run.name) broke off its reply: \(error)"
-                }
-                upstream.cancel()
-                tally.record()
-                if done {
-                    try await send(LLMStreamEvent(done: true, runID: run.runID, model: run.model, finishReason: finishReason, usage: usage))
+                let outcome = await call.relay(upstream) { delta in try await send(LLMStreamEvent(delta: delta)) }
+                if let error = outcome.abandoned { throw error }
+                if let problem = outcome.problem {
+                    try await send(LLMStreamEvent(done: true, error: problem))
                 } else {
-                    try await send(LLMStreamEvent(done: true, error: problem ?? "run \(run.name) ended its reply without [DONE]"))
+                    let run = call.run
+                    try await send(
+                        LLMStreamEvent(done: true, runID: run.runID, model: run.model, finishReason: outcome.finishReason, usage: outcome.usage))
                 }
                 try await writer.finish(nil)
             })
     }
 
+    /// Reads a streamed reply (from ``open()``), handing each piece of text to `onDelta`, until the engine's
+    /// `[DONE]`, until the engine breaks off or sends something that is not an OpenAI stream, or until `onDelta`
+    /// throws (the client went away); the engine's request is stopped whenever it ends early. Its tokens and time
+    /// to first token are recorded, and its usage row (status 499 when the client went away).
+    func relay(_ upstream: EngineReply, onDelta: (String) async throws -> Void) async -> Outcome {
+        var outcome = Outcome()
+        var events = ServerSentEvents()
+        var done = false
+        var tally = StreamTokenTally(model: run.model, started: started, metrics: metrics, ticket: ticket)
+        do {
+            reading: for try await chunk in upstream.body {
+                for payload in events.feed(chunk) {
+                    if payload == "[DONE]" {
+                        done = true
+                        break reading
+                    }
+                    let parsed = Self.streamChunk(payload, kind: kind)
+                    if let error = parsed.error {
+                        outcome.problem = "run \(run.name): \(error)"
+                        break reading
+                    }
+                    if let reason = parsed.finishReason { outcome.finishReason = reason }
+                    if let counted = parsed.usage {
+                        outcome.usage = counted
+                        tally.usage = ReplyMeter.Usage(counted)
+                    }
+                    if let delta = parsed.delta, !delta.isEmpty {
+                        tally.content()
+                        outcome.text += delta
+                        do {
+                            try await onDelta(delta)
+                        } catch {
+                            outcome.abandoned = error
+                            break reading
+                        }
+                    }
+                }
+                if events.buffered > ServerSentEvents.maxLineBytes {
+                    outcome.problem =
+                        "run \(run.name) sent a line longer than \(ServerSentEvents.maxLineBytes >> 20) MiB: its reply is not an event stream"
+                    break reading
+                }
+            }
+        } catch {
+            outcome.problem = "run \(run.name) broke off its reply: \(error)"
+        }
+        upstream.cancel()
+        tally.record(status: outcome.abandoned == nil ? 200 : 499)
+        if !done, outcome.problem == nil { outcome.problem = "run \(run.name) ended its reply without [DONE]" }
+        return outcome
+    }
+
     // MARK: Helpers
 
-    /// Opens the request through ``EngineProxy``; a refusal or failure becomes an ``APIError``. The lease is
-    /// released when the exchange ends, or here when the request cannot be sent.
-    private func open() async throws -> EngineReply {
+    /// Opens the request through ``EngineProxy``; a refusal or failure becomes an ``APIError``, recorded in the
+    /// request's usage row. The lease is released when the exchange ends, or here when the request cannot be sent.
+    func open() async throws -> EngineReply {
+        do {
+            return try await send()
+        } catch {
+            ticket.record(status: (error as? APIError)?.status ?? 502, usage: nil)
+            throw error
+        }
+    }
+
+    private func send() async throws -> EngineReply {
         let request: EngineRequest
         do {
             request = try engineRequest()
@@ -294,9 +317,4 @@ extension EngineReply {
         }
         return true
     }
-}
-
-/// A write to the client failed inside the streaming loop: not the engine's fault, so it is not reported as one.
-private struct LLMStreamAbort: Error {
-    var underlying: any Error
 }

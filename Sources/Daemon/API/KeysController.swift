@@ -87,9 +87,9 @@ extension KeyInfo {
     }
 }
 
-/// Once any API key exists, every TCP request but `/health` needs `Authorization: Bearer <key>`; the
-/// management API (`/api/v1/*`) needs the admin scope, except the LLM API (`/api/v1/llm/*`), which is
-/// inference like `/v1/*` and Ollama's read and inference routes (``OllamaController/inferencePaths``); `/metrics` takes a key of either scope (a Prometheus scraper needs no admin
+/// Once any API key exists, every TCP request but `/health` and `/readiness` needs `Authorization: Bearer <key>`; the
+/// management API (`/api/v1/*`) needs the admin scope, except the LLM API (`/api/v1/llm/*`), sessions and the
+/// WebSocket chat, which are inference like `/v1/*` and Ollama's read and inference routes (``OllamaController/inferencePaths``); `/metrics` takes a key of either scope (a Prometheus scraper needs no admin
 /// rights). The control socket is trusted: its 0660 mode is the access control. The key a request was allowed
 /// with goes on in its context (``DaemonRequestContext/apiKey``), for its usage and its allowed models.
 struct AuthMiddleware: RouterMiddleware {
@@ -111,12 +111,13 @@ struct AuthMiddleware: RouterMiddleware {
     }
 }
 
-/// Who may make a request over TCP: once any API key exists, every request except `/health` and the web console's
+/// Who may make a request over TCP: once any API key exists, every request except `/health`, `/readiness` and the web console's
 /// files (``ConsoleController/isPublic(path:)``: the page asks for a key itself) needs
-/// `Authorization: Bearer <key>`; routes other than the OpenAI API, the LLM API and `/metrics` need an admin key;
-/// each key's rate limit applies, and on the routes that reach a backend (``UsageLedger/meteredPaths``) its token
-/// and spending quotas. The control socket is trusted. Shared by ``AuthMiddleware`` and the gateway's fast path
-/// (``GatewayFastPath``), so both take from the same rate buckets and count against the same quotas.
+/// `Authorization: Bearer <key>`; routes other than the OpenAI API, the LLM API, sessions, the WebSocket chat and
+/// `/metrics` need an admin key; each key's rate limit applies, and on the routes that reach a backend
+/// (``UsageLedger/meteredPaths``) its token and spending quotas. The control socket is trusted. Shared by
+/// ``AuthMiddleware`` and the gateway's fast path (``GatewayFastPath``), so both take from the same rate buckets and
+/// count against the same quotas.
 struct Authorizer: Sendable {
     let store: Store
     let usage: UsageLedger
@@ -137,7 +138,7 @@ struct Authorizer: Sendable {
     /// Decides a request; an allowed request with a rate-limited key has taken one of its tokens.
     /// - Parameter authorization: the `Authorization` header.
     func decide(path: String, authorization: String?, isControlSocket: Bool) async throws -> Decision {
-        if isControlSocket || path == "/health" || ConsoleController.isPublic(path: path) { return .allow(nil) }
+        if isControlSocket || path == "/health" || path == "/readiness" || ConsoleController.isPublic(path: path) { return .allow(nil) }
         return decide(path: path, authorization: authorization, activeKeys: try await store.activeAPIKeys(), model: nil)
     }
 
@@ -146,8 +147,19 @@ struct Authorizer: Sendable {
     /// - Parameter model: the model the request names; a key that may not use it is refused before its rate bucket
     ///   is touched (the router then answers the refusal).
     func decideNow(path: String, authorization: String?, isControlSocket: Bool, model: String) -> Decision? {
-        if isControlSocket || path == "/health" || ConsoleController.isPublic(path: path) { return .allow(nil) }
+        if isControlSocket || path == "/health" || path == "/readiness" || ConsoleController.isPublic(path: path) { return .allow(nil) }
         return store.cachedActiveAPIKeys().map { decide(path: path, authorization: authorization, activeKeys: $0, model: model) }
+    }
+
+    /// Sessions and the WebSocket chat, which any key may use (each key sees only its own sessions).
+    static func isConversation(_ path: String) -> Bool {
+        path == "/api/v1/sessions" || path.hasPrefix("/api/v1/sessions/") || path == ChatSocket.path
+    }
+
+    /// The active key an `Authorization` header carries; nil without one, or when it names no active key.
+    func caller(authorization: String?) async throws -> APIKeyRecord? {
+        guard let authorization, authorization.hasPrefix("Bearer ") else { return nil }
+        return try await store.authenticate(key: String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces))
     }
 
     private func decide(path: String, authorization: String?, activeKeys: [String: APIKeyRecord], model: String?) -> Decision {
@@ -160,7 +172,7 @@ struct Authorizer: Sendable {
             return .deny(.unauthorized, "invalid or revoked API key", retryAfter: nil)
         }
         if !path.hasPrefix("/v1/") && path != "/metrics" && !path.hasPrefix("/api/v1/llm/") && !OllamaController.inferencePaths.contains(path)
-            && key.scope != "admin"
+            && !LLMController.olderInferencePaths.contains(path) && !Self.isConversation(path) && key.scope != "admin"
         {
             return .deny(.forbidden, "API key \(key.name) has scope \(key.scope); \(path) needs an admin key", retryAfter: nil)
         }

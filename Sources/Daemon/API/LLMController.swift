@@ -22,7 +22,8 @@ import Transfer
 /// A request names its run by `run_id` (a run id or name, which must be ready) or by `model`, routed as the
 /// OpenAI gateway routes it (least busy ready run, else an on-demand start). The body goes to the engine with
 /// the fields it does not know about untouched and in their order (`ignore_eos`, `top_k`, a schema's
-/// properties); `stream: true` answers NDJSON ``LLMStreamEvent`` lines.
+/// properties); `stream: true` answers NDJSON ``LLMStreamEvent`` lines. The earlier service's field names are
+/// accepted too (``RawBody/takeOlderNames()``, docs/older-api.md).
 struct LLMController {
     typealias Context = DaemonRequestContext
     let scheduler: RunScheduler
@@ -31,6 +32,8 @@ struct LLMController {
     /// Records each request's usage.
     let usage: UsageLedger
     let tokenizers = TokenizerCache()
+    /// The model of requests that name none, on the routes of the earlier services (the `default_model` setting).
+    var defaultModel: String? = nil
 
     var supervisor: Supervisor { scheduler.supervisor }
     var catalog: ModelCatalog { scheduler.catalog }
@@ -45,13 +48,14 @@ struct LLMController {
 
     @Sendable func generate(_ request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        let body = try await RawBody.read(request)
+        var body = try await RawBody.read(request)
+        let engine = try body.takeOlderNames()
         let fields = try APIError.decodeJSON(as: LLMGenerateRequest.self, from: body.data)
         guard !fields.prompt.isEmpty else { throw APIError.badRequest("prompt must not be empty") }
-        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey)
+        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey, prefer: engine)
         let run = lease.run
         let call = engineCall(
-            lease, "/v1/completions", .completion, body: body.object, stream: fields.stream == true, started: started, request: request,
+            lease, "/v1/completions", .completion, body: body.object, stream: fields.stream == true, started: started, route: request.uri.path,
             context: context)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
@@ -63,13 +67,14 @@ struct LLMController {
 
     @Sendable func chat(_ request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        let body = try await RawBody.read(request)
+        var body = try await RawBody.read(request)
+        let engine = try body.takeOlderNames()
         let fields = try APIError.decodeJSON(as: LLMChatRequest.self, from: body.data)
         guard !fields.messages.isEmpty else { throw APIError.badRequest("messages must not be empty") }
-        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey)
+        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey, prefer: engine)
         let run = lease.run
         let call = engineCall(
-            lease, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true, started: started, request: request,
+            lease, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true, started: started, route: request.uri.path,
             context: context)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
@@ -83,7 +88,11 @@ struct LLMController {
 
     @Sendable func structuredGenerate(_ request: Request, context: Context) async throws -> Envelope<LLMStructuredReply> {
         let started = ContinuousClock.now
-        let raw = try await RawBody.read(request)
+        var raw = try await RawBody.read(request)
+        let engine = try raw.takeOlderNames()
+        if case .object(let given)? = raw.object["schema"], let expanded = try SchemaShorthand.expand(given) {
+            raw.replace("schema", with: .object(expanded))
+        }
         let fields = try APIError.decodeJSON(as: LLMStructuredRequest.self, from: raw.data)
         guard fields.schema.objectValue != nil, let schema = raw.object["schema"] else {
             throw APIError.badRequest("schema must be a JSON Schema object")
@@ -106,10 +115,10 @@ struct LLMController {
         body["response_format"] = ["type": "json_schema", "json_schema": ["name": .string(name), "schema": schema]]
         // Every engine takes the schema as OpenAI's `response_format` on chat completions (docs/design/engine-launch.md,
         // OpenAI-compatible endpoints and structured output; docs/builtin-engine.md, Structured output).
-        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey)
+        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey, prefer: engine)
         let run = lease.run
         let reply = try await engineCall(
-            lease, "/v1/chat/completions", .chat, body: body, stream: false, started: started, request: request, context: context
+            lease, "/v1/chat/completions", .chat, body: body, stream: false, started: started, route: request.uri.path, context: context
         ).reply()
         var json: JSONValue?
         var jsonError: String?
@@ -129,7 +138,11 @@ struct LLMController {
     }
 
     @Sendable func countTokens(_ request: Request, context: Context) async throws -> Envelope<TokenCount> {
-        let raw = try await RawBody.read(request)
+        Envelope(requestID: context.id, data: try await count(try await RawBody.read(request)))
+    }
+
+    /// Counts a `count-tokens` body's text or messages.
+    func count(_ raw: RawBody) async throws -> TokenCount {
         let fields = try APIError.decodeJSON(as: TokenCountRequest.self, from: raw.data)
         switch (fields.text, fields.messages) {
         case (_?, nil): break
@@ -170,21 +183,23 @@ struct LLMController {
         } catch {
             throw APIError.badRequest("\(snapshot.model)'s tokenizer cannot encode the text: \(error)")
         }
-        return Envelope(requestID: context.id, data: TokenCount(model: snapshot.model, runID: snapshot.runID, tokens: ids.count, ids: ids))
+        return TokenCount(model: snapshot.model, runID: snapshot.runID, tokens: ids.count, ids: ids)
     }
 }
 
 // MARK: - Which run, which model directory
 
 extension LLMController {
-    /// - Parameter started: when the request arrived.
-    private func engineCall(
+    /// - Parameters:
+    ///   - started: when the request arrived.
+    ///   - route: the request's path, and `context` its key, for its usage row.
+    func engineCall(
         _ lease: RunLease, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool, started: ContinuousClock.Instant,
-        request: Request, context: Context
+        route: String, context: Context
     ) -> EngineCall {
         let ticket = UsageTicket(
             ledger: usage, keyID: context.apiKey?.id, model: lease.run.model, backend: UsageTicket.backend(run: lease.run.name),
-            route: request.uri.path, started: started)
+            route: route, started: started)
         return EngineCall(lease: lease, path: path, kind: kind, body: body, stream: stream, metrics: metrics, started: started, ticket: ticket)
     }
 
@@ -215,7 +230,8 @@ extension LLMController {
 
     /// A lease on the run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes
     /// it. A key with an allowed-models list may name a model on it, or a run whose name or model is on it.
-    private func target(runID: String?, model: String?, key: APIKeyRecord?) async throws -> RunLease {
+    /// - Parameter engine: for `model`, the engine whose ready runs are preferred (the earlier `engine_type`).
+    func target(runID: String?, model: String?, key: APIKeyRecord?, prefer engine: EngineKind? = nil) async throws -> RunLease {
         switch try named(runID: runID, model: model) {
         case .run(let id):
             let run = try await self.run(id)
@@ -229,7 +245,7 @@ extension LLMController {
             return lease
         case .model(let model):
             try Authorizer.check(model: model, for: key)
-            return try await scheduler.acquire(model)
+            return try await scheduler.acquire(model, prefer: { engine == nil || $0.engine == engine })
         }
     }
 
@@ -271,14 +287,33 @@ struct RawBody {
     var data: Data
     var object: JinjaObject
 
-    static func read(_ request: Request) async throws -> RawBody {
+    init(data: Data, object: JinjaObject) {
+        self.data = data
+        self.object = object
+    }
+
+    /// - Parameters:
+    ///   - allowEmpty: an empty body reads as an empty object (for routes whose fields are all optional).
+    ///   - limit: the largest body read, in bytes.
+    static func read(_ request: Request, allowEmpty: Bool = false, limit: Int = GatewayController.maxBody) async throws -> RawBody {
         let buffer: ByteBuffer
         do {
-            buffer = try await request.body.collect(upTo: GatewayController.maxBody)
+            buffer = try await request.body.collect(upTo: limit)
         } catch {
-            throw APIError(.contentTooLarge, "the request body is larger than \(GatewayController.maxBody >> 20) MiB")
+            let size = limit % (1 << 20) == 0 ? "\(limit >> 20) MiB" : "\(limit) bytes"
+            throw APIError(.contentTooLarge, "the request body is larger than \(size)")
         }
+        return try RawBody(buffer, allowEmpty: allowEmpty)
+    }
+
+    /// A body already read.
+    /// - Throws: 400 when it is not a JSON object.
+    init(_ buffer: ByteBuffer, allowEmpty: Bool = false) throws {
         let bytes = Array(buffer.readableBytesView)
+        if allowEmpty, bytes.isEmpty {
+            self.init(data: Data("{}".utf8), object: JinjaObject())
+            return
+        }
         do {
             try JSONLimits.check(bytes)
         } catch {
@@ -288,7 +323,39 @@ struct RawBody {
             let isJSON = (try? JSONSerialization.jsonObject(with: Data(bytes), options: .fragmentsAllowed)) != nil
             throw APIError.badRequest(isJSON ? "the body must be a JSON object" : "malformed JSON body")
         }
-        return RawBody(data: Data(bytes), object: object)
+        self.init(data: Data(bytes), object: object)
+    }
+}
+
+extension RawBody {
+    /// Sets a field of the object, and the bytes to match.
+    mutating func replace(_ key: String, with value: JinjaValue?) {
+        object[key] = value
+        data = Data(((try? JinjaValue.object(object).pythonJSON()) ?? "{}").utf8)
+    }
+
+    /// Moves a field given under an older name to its current one.
+    /// - Throws: 400 when both are given.
+    mutating func rename(_ older: String, to current: String) throws {
+        guard let value = object[older] else { return }
+        guard object[current] == nil else { throw APIError.badRequest("give \(current) or its older name \(older), not both", field: older) }
+        object[older] = nil
+        replace(current, with: value)
+    }
+
+    /// The LLM API's fields under the earlier service's names (docs/older-api.md): `model_name` for `model`, and
+    /// `engine_type`, the engine whose runs are preferred, which is taken out of the body.
+    /// - Returns: the engine `engine_type` names, if given.
+    /// - Throws: 400 for an engine modeld does not know.
+    mutating func takeOlderNames() throws -> EngineKind? {
+        try rename("model_name", to: "model")
+        guard let given = object["engine_type"] else { return nil }
+        guard case .string(let name) = given, let engine = EngineKind(rawValue: name.lowercased()) else {
+            throw APIError.badRequest(
+                "engine_type must be one of \(EngineKind.allCases.map(\.rawValue).joined(separator: ", "))", field: "engine_type")
+        }
+        replace("engine_type", with: nil)
+        return engine
     }
 }
 

@@ -108,6 +108,9 @@ enum OpenAPIDocument {
         ]
         return [
             .get("/health", "Liveness and version", .open, ok: .init("OK", ["application/json": .type(HealthInfo.self)])),
+            .get(
+                "/readiness", "Readiness: the store answers, every listener accepts, the recorded runs are reconciled", .open,
+                ok: .envelope(HealthInfo.self, "Ready"), more: ["503": .error("Not ready (yet, or any more): the message says why")]),
             .get("/openapi.json", "This document", ok: .init("The OpenAPI document", ["application/json": .schema(anyObject)])),
             .get("/docs", "Human-readable API documentation", ok: .init("HTML page", ["text/html": .schema(text)])),
             .get(
@@ -270,6 +273,66 @@ enum OpenAPIDocument {
             .post(
                 "/api/v1/llm/count-tokens", "Count tokens with the model's own tokenizer (no engine needed)", .anyKey,
                 body: .type(TokenCountRequest.self), ok: .envelope(TokenCount.self)),
+
+            // The earlier services' routes (docs/older-api.md); a request without `model` goes to default_model.
+            .post(
+                "/generate", "Earlier service: complete several prompts with the same sampling_params, in order", .anyKey,
+                body: .type(OlderGenerateRequest.self), ok: .envelope([OlderCompletion].self), more: engineErrors),
+            .post(
+                "/api/count-tokens", "Earlier RAG service: count a text's tokens with the model's tokenizer", .anyKey,
+                body: .type(OlderCountTokensRequest.self), ok: .envelope(TokenCount.self)),
+        ] + sessionOperations
+    }
+
+    /// Conversation sessions and the WebSocket chat: any key, each key seeing only its own sessions (an admin key all).
+    private static var sessionOperations: [APIOperation] {
+        let session = APIOperation.Parameter.path("id", "Session id or name")
+        let notYours: [String: APIOperation.Reply] = ["404": .error("No such session, or another key's")]
+        let reply = APIOperation.Reply(
+            "The stored reply in the envelope; with stream true, NDJSON events: deltas, then one done event with the stored message",
+            ["application/json": .envelope(SessionReply.self), "application/x-ndjson": .type(SessionStreamEvent.self)])
+        let replyErrors = notYours.merging([
+            "409": .error("A reply in this session is being generated"), "502": .error("The engine failed or did not answer"),
+            "503": .error("An on-demand start failed"),
+        ]) { $1 }
+        return [
+            .post(
+                "/api/v1/sessions", "Start a conversation session with a model, a system prompt and sampling options", .anyKey,
+                body: .type(SessionCreateRequest.self), ok: .envelope(SessionInfo.self), more: ["409": .error("The name is taken")]),
+            .get(
+                "/api/v1/sessions", "The caller's sessions, newest first", .anyKey, ok: .envelope(SessionPage.self),
+                parameters: [
+                    .query("limit", ["type": "integer", "minimum": 1, "maximum": SessionsController.maxPage], "Sessions per page (default 50)"),
+                    .query("offset", ["type": "integer", "minimum": 0], "Sessions to skip"),
+                ]),
+            .get(
+                "/api/v1/sessions/{id}", "A session with the messages of its branch in use", .anyKey, ok: .envelope(SessionInfo.self),
+                parameters: [session], more: notYours),
+            .delete("/api/v1/sessions/{id}", "Delete a session", .anyKey, ok: .envelope(SessionInfo.self), parameters: [session], more: notYours),
+            .post(
+                "/api/v1/sessions/{id}/messages", "Add a user message and generate the reply (history fitted to the model's context)", .anyKey,
+                body: .type(SessionMessageRequest.self), ok: reply, parameters: [session], more: replyErrors),
+            .post(
+                "/api/v1/sessions/{id}/regenerate", "Generate the last reply again (the old one stays, as an alternative)", .anyKey,
+                body: .type(SessionMessageRequest.self), ok: reply, parameters: [session], more: replyErrors),
+            .post(
+                "/api/v1/sessions/{id}/messages/{message}/edit", "Rewrite a user message as a new branch and generate its reply", .anyKey,
+                body: .type(SessionMessageRequest.self), ok: reply, parameters: [session, .path("message", "A user message's id")],
+                more: replyErrors),
+            .post(
+                "/api/v1/sessions/{id}/rollback", "Delete the messages after one on the branch in use", .anyKey,
+                body: .type(SessionRollbackRequest.self), ok: .envelope(SessionInfo.self), parameters: [session], more: notYours),
+            .post(
+                "/api/v1/sessions/{id}/checkout", "Use the branch that ends at a message", .anyKey, body: .type(SessionCheckoutRequest.self),
+                ok: .envelope(SessionInfo.self), parameters: [session], more: notYours),
+            .post(
+                "/api/v1/sessions/{id}/stop", "Stop the reply being generated; it is stored as partial", .anyKey, ok: .envelope(SessionInfo.self),
+                parameters: [session], more: notYours.merging(["409": .error("No reply is being generated")]) { $1 }),
+            .get(
+                ChatSocket.path,
+                "WebSocket chat (docs/websocket-chat.md): upgrade a new connection; the key in Authorization or a first auth frame",
+                .anyKey, ok: .init("Never: the upgrade answers 101 Switching Protocols"),
+                more: ["426": .error("Not a WebSocket upgrade")]),
         ]
     }
 
@@ -300,7 +363,7 @@ enum OpenAPIDocument {
 
 /// One operation of the API, as data: ``OpenAPIDocument`` describes it, with the schemas of the wire types it names.
 struct APIOperation {
-    enum Method: String { case get, post, patch, head }
+    enum Method: String { case get, post, patch, head, delete }
 
     /// Who may call it once any API key exists (``Authorizer``).
     enum Access {
@@ -375,6 +438,14 @@ struct APIOperation {
     ) -> APIOperation {
         APIOperation(
             method: .get, path: path, summary: summary, access: access, body: nil, replies: more.merging(["200": ok]) { $1 },
+            parameters: parameters)
+    }
+
+    static func delete(
+        _ path: String, _ summary: String, _ access: Access = .admin, ok: Reply, parameters: [Parameter] = [], more: [String: Reply] = [:]
+    ) -> APIOperation {
+        APIOperation(
+            method: .delete, path: path, summary: summary, access: access, body: nil, replies: more.merging(["200": ok]) { $1 },
             parameters: parameters)
     }
 

@@ -35,7 +35,11 @@ struct RunsController {
     }
 
     @Sendable func start(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<RunSummary> {
-        let body = try await request.decodeJSON(as: StartRequest.self, context: context)
+        // The earlier platform's names are accepted too (docs/older-api.md): `model_id` for `model`, `engine_type` for `engine`.
+        var raw = try await RawBody.read(request, limit: context.maxUploadSize)
+        try raw.rename("model_id", to: "model")
+        try raw.rename("engine_type", to: "engine")
+        let body = try APIError.decodeJSON(as: StartRequest.self, from: raw.data)
         let source = try ModelsController.source(body.source)
         var resolved = try ModelsController.resolve(catalog, model: body.model, source: source)
         let engineName = body.engine ?? resolved.entry?.defaultEngine ?? EngineKind.builtin.rawValue
@@ -48,7 +52,7 @@ struct RunsController {
             gpus: body.gpus, tensorParallelSize: body.tensorParallel, memoryFraction: body.memoryFraction,
             maxContext: body.maxContext, parallel: body.parallel, threads: body.threads, gpuLayers: body.gpuLayers,
             modelFile: body.modelFile, pipelineParallelSize: body.pipelineParallel, dataParallelSize: body.dataParallel,
-            extraArguments: body.engineArgs ?? [])
+            multiNode: try Self.multiNode(body), extraArguments: body.engineArgs ?? [])
         var keepAlive: Int?
         if let text = body.keepAlive?.text {
             guard let parsed = KeepAlive(parsing: text) else {
@@ -74,6 +78,21 @@ struct RunsController {
         let run = try await scheduler.start(request)
         context.logger.info("run started", metadata: ["run": "\(run.runID)", "engine": "\(engine.rawValue)", "model": "\(body.model)"])
         return Envelope(requestID: context.id, data: await summary(run))
+    }
+
+    /// This host's part of a run across hosts, from `nodes`, `node_rank`, `master_addr` and `master_port`; nil when
+    /// none is given. The numbers themselves are checked by the vLLM contract.
+    static func multiNode(_ body: StartRequest) throws -> MultiNode? {
+        guard let nodes = body.nodes else {
+            guard body.nodeRank == nil, body.masterAddr == nil, body.masterPort == nil else {
+                throw APIError.badRequest("node_rank, master_addr and master_port belong to a run across hosts: give nodes too")
+            }
+            return nil
+        }
+        guard let address = body.masterAddr else {
+            throw APIError.badRequest("a run across \(nodes) hosts needs master_addr, the head host's address (docs/multi-node.md)")
+        }
+        return MultiNode(nodes: nodes, rank: body.nodeRank ?? 0, masterAddress: address, masterPort: body.masterPort ?? 29501)
     }
 
     @Sendable func list(_ request: Request, context: DaemonRequestContext) async throws -> Envelope<[RunSummary]> {

@@ -3,7 +3,8 @@ import ModelText
 import Synchronization
 import Transfer
 
-/// The tokenizers (and chat templates) of model snapshots, loaded once per directory for `count-tokens`.
+/// The tokenizers (and chat templates) of model snapshots, loaded once per directory for `count-tokens` and for
+/// trimming a conversation to the model's context.
 ///
 /// A snapshot directory never changes once pulled (a new commit is a new directory), so entries stay valid;
 /// the cache keeps the few most recently loaded.
@@ -12,6 +13,8 @@ final class TokenizerCache: Sendable {
         let tokenizer: Tokenizer
         /// The chat template, or why the model has none.
         let template: Result<ChatTemplate, any Error>
+        /// The model's context length (`max_position_embeddings` in its `config.json`), when it says.
+        let contextLength: Int?
     }
 
     private let entries = Mutex<[(directory: String, entry: Entry)]>([])
@@ -31,7 +34,10 @@ final class TokenizerCache: Sendable {
         let entry = try await onThread {
             let url = URL(filePath: directory, directoryHint: .isDirectory)
             let tokenizer = try Tokenizer(directory: url)
-            return Entry(tokenizer: tokenizer, template: Result { try ChatTemplate(directory: url) })
+            let config = try? JSONLimits.jsonObject(with: Data(contentsOf: url.appending(path: "config.json"))) as? [String: Any]
+            return Entry(
+                tokenizer: tokenizer, template: Result { try ChatTemplate(directory: url) },
+                contextLength: config?["max_position_embeddings"] as? Int)
         }
         entries.withLock { entries in
             entries.removeAll { $0.directory == directory }

@@ -9,6 +9,7 @@ import Logging
 import ModelStore
 import ModeldAPI
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// `modeld serve` (the default): runs the daemon until SIGTERM or SIGINT.
@@ -104,6 +105,21 @@ struct Serve: AsyncParsableCommand {
         name: .long,
         help: "How long usage is kept one row per request before it is summed per day: 30d, 720h (env MODELD_USAGE_RETENTION; default 30d).")
     var usageRetention: String?
+    @Option(name: .long, help: "Serve HTTPS (and HTTP/2) with this PEM certificate chain; with --tls-key (env MODELD_TLS_CERT; default none).")
+    var tlsCert: String?
+
+    @Option(name: .long, help: "The PEM private key of --tls-cert (env MODELD_TLS_KEY). Both are read again on SIGHUP.")
+    var tlsKey: String?
+
+    @Option(name: .long, help: "The model of /v1 requests that name none, and of the earlier services' routes (env MODELD_DEFAULT_MODEL).")
+    var defaultModel: String?
+
+    @Option(
+        name: .long,
+        help:
+            "Send traces to this OpenTelemetry collector, OTLP over HTTP, such as http://127.0.0.1:4318 (env MODELD_OTLP_ENDPOINT; default $OTEL_EXPORTER_OTLP_ENDPOINT, else off)."
+    )
+    var otlpEndpoint: String?
 
     @Flag(name: .long, help: "Allow a non-loopback --listen address with no API key: anyone who can reach it can pull, start and stop models.")
     var insecureNoAuth = false
@@ -123,9 +139,11 @@ struct Serve: AsyncParsableCommand {
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
                     maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts,
                     maxBodySize: maxBodySize, maxConnections: maxConnections, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
-                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen, usageRetention: usageRetention),
+                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen, usageRetention: usageRetention, tlsCert: tlsCert, tlsKey: tlsKey,
+                    defaultModel: defaultModel, otlpEndpoint: otlpEndpoint),
                 environment: environment, logger: logger)
-            // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth).
+            // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth), with
+            // HTTPS too: TLS hides the traffic, it does not say who may send it.
             let keysExist = try await daemon.store.hasActiveAPIKeys()
             let addresses: [(String, ListenAddress?)] = [
                 ("listen", daemon.configuration.listen), ("ollama_listen", daemon.configuration.ollamaListen),
@@ -165,6 +183,7 @@ enum DaemonStartup {
         } else {
             catalog = try ModelCatalog.builtIn()
         }
+        let tls = try ServerTLS.load(configuration)
         let store = try Store(path: configuration.dataDirectory.database.path)
         if let bundle = configuration.caBundle {
             do {
@@ -179,8 +198,14 @@ enum DaemonStartup {
             "listen": "\(configuration.listen)", "data_dir": "\(configuration.dataDirectory.root.path)",
             "catalog": "\(configuration.catalogPath ?? "built-in") (\(catalog.entries.count) models)",
         ]
+        if let tls { startMetadata["tls_cert"] = "\(tls.certificatePath)" }
         if let bundle = configuration.caBundle {
             startMetadata["ca_bundle"] = "\(bundle) (from \(configuration.caBundleSource ?? "ca_bundle"))"
+        }
+        var tracing: (any Service)?
+        if let settings = configuration.tracing {
+            tracing = try DaemonTracing.bootstrap(settings, environment: environment, logger: logger)
+            startMetadata["otlp_endpoint"] = "\(settings.tracesURL) (from \(settings.source))"
         }
         logger.info("modeld starting", metadata: startMetadata)
         let pulls = PullService(
@@ -218,7 +243,7 @@ enum DaemonStartup {
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
             logger: logger, authorizer: Authorizer(store: store, usage: usage), scheduler: scheduler, router: router, events: events,
-            pullEvents: PullEventSource(bus: events, pulls: pulls), usage: usage)
+            pullEvents: PullEventSource(bus: events, pulls: pulls), usage: usage, tls: tls, tracing: tracing)
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
@@ -268,7 +293,8 @@ enum DaemonStartup {
         _ daemon: DaemonContext, sockets: [ListeningSocket], notifier: SystemdNotifier, signals: [UnixSignal],
         onReady: @escaping @Sendable () -> Void = {}
     ) async -> ServiceGroup {
-        let readiness = Readiness(expected: sockets.count + 1) {
+        let readiness = daemon.readiness
+        readiness.expect(listeners: sockets.count) {
             notifier.ready(status: "ready")
             daemon.logger.info("modeld ready")
             onReady()
@@ -281,7 +307,7 @@ enum DaemonStartup {
             .init(
                 service: HTTPListener(
                     socket: socket, responder: socket.servesOllama ? ollamaResponder : responder, logger: daemon.logger,
-                    serverName: "modeld/\(modeldVersion)", daemon: daemon, ollama: ollama, onListening: { await readiness.listening() }))
+                    serverName: "modeld/\(modeldVersion)", daemon: daemon, ollama: ollama, onListening: { readiness.listening() }))
         }
         if let interval = notifier.watchdogInterval {
             services.append(.init(service: Watchdog(interval: interval, store: daemon.store, notifier: notifier, logger: daemon.logger)))
@@ -290,7 +316,7 @@ enum DaemonStartup {
         // the listeners have drained.
         services.insert(.init(service: PullRunner(pulls: daemon.pulls)), at: 0)
         let supervisor = SupervisorService(
-            supervisor: daemon.supervisor, reconciled: { await readiness.listening() },
+            supervisor: daemon.supervisor, reconciled: { readiness.reconciled() },
             stopping: { runs, grace in
                 notifier.extendTimeout(grace + .seconds(10))
                 notifier.status("stopping \(runs) engine(s)")
@@ -298,12 +324,15 @@ enum DaemonStartup {
         services.insert(.init(service: supervisor), at: 0)
         // Stopped last: the usage of the requests the listeners drained is written before the store closes.
         services.insert(.init(service: UsageWriter(ledger: daemon.usage)), at: 0)
+        // Stopped after everything else: the spans of the last requests and of the engines' stops are sent.
+        if let tracing = daemon.tracing { services.insert(.init(service: tracing), at: 0) }
         // Its keep-alive timers stop when shutdown begins: no run is unloaded while the daemon stops.
         services.append(.init(service: daemon.scheduler))
         services.append(.init(service: UpstreamDiscovery(router: daemon.router)))
         services.append(.init(service: EventHeartbeat(bus: daemon.events)))
         services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
-        services.append(.init(service: StoppingNotifier(notifier: notifier)))
+        services.append(.init(service: StoppingNotifier(notifier: notifier, readiness: readiness)))
+        services.append(.init(service: CertificateReloader(tls: daemon.tls, logger: daemon.logger)))
         var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: signals, logger: daemon.logger)
         // Listeners drain for at most HTTPListener.drainTime; engines get their own grace periods on top.
         let supervision = await daemon.supervisor.configuration
@@ -387,19 +416,56 @@ struct StatusReporter: Service, CustomStringConvertible {
     }
 }
 
-/// Counts listeners as they start accepting and fires once all are.
-actor Readiness {
-    private var remaining: Int
-    private let onReady: @Sendable () -> Void
-
-    init(expected: Int, onReady: @escaping @Sendable () -> Void) {
-        remaining = expected
-        self.onReady = onReady
+/// Whether the daemon is ready to serve (`GET /readiness`, systemd's `READY=1`): every listener accepts and the
+/// supervisor has reconciled the recorded runs with their desired states; not once shutdown has begun.
+final class DaemonReadiness: Sendable {
+    private struct State {
+        /// How many listeners must accept; nil until the services are built.
+        var listeners: Int?
+        var listening = 0
+        var reconciled = false
+        var stopping = false
+        var onReady: (@Sendable () -> Void)?
     }
 
-    func listening() {
-        remaining -= 1
-        if remaining == 0 { onReady() }
+    private let state = Mutex(State())
+
+    /// Sets how many listeners there are, and what to call once the daemon becomes ready.
+    func expect(listeners: Int, onReady: @escaping @Sendable () -> Void) {
+        state.withLock { state in
+            state.listeners = listeners
+            state.onReady = onReady
+        }
+    }
+
+    /// A listener accepts.
+    func listening() { update { $0.listening += 1 } }
+
+    /// The supervisor has reconciled the recorded runs.
+    func reconciled() { update { $0.reconciled = true } }
+
+    /// Shutdown has begun.
+    func stopping() { update { $0.stopping = true } }
+
+    /// Why the daemon is not ready; nil when it is.
+    var notReadyReason: String? {
+        state.withLock { state in
+            if state.stopping { return "the daemon is stopping" }
+            guard let listeners = state.listeners else { return "the daemon is starting" }
+            if state.listening < listeners { return "\(state.listening) of \(listeners) listeners accept connections" }
+            if !state.reconciled { return "the recorded runs are being reconciled with their desired states" }
+            return nil
+        }
+    }
+
+    private func update(_ change: (inout State) -> Void) {
+        let ready: (@Sendable () -> Void)? = state.withLock { state in
+            change(&state)
+            guard let listeners = state.listeners, state.listening >= listeners, state.reconciled, let onReady = state.onReady else { return nil }
+            state.onReady = nil
+            return onReady
+        }
+        ready?()
     }
 }
 

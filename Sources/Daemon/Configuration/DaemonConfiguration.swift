@@ -82,6 +82,10 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `cooldown` | | `MODELD_COOLDOWN` | `30s` (between probes of a cooled upstream) |
 /// | `discovery_interval` | | `MODELD_DISCOVERY_INTERVAL` | `5m` |
 /// | `usage_retention` | `--usage-retention` | `MODELD_USAGE_RETENTION` | `30d` |
+/// | `tls_cert` | `--tls-cert` | `MODELD_TLS_CERT` | none (plain HTTP) |
+/// | `tls_key` | `--tls-key` | `MODELD_TLS_KEY` | none |
+/// | `default_model` | `--default-model` | `MODELD_DEFAULT_MODEL` | none (requests must name their model) |
+/// | `otlp_endpoint` | `--otlp-endpoint` | `MODELD_OTLP_ENDPOINT` | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, else none (tracing off) |
 /// | (the file itself) | `--config` | `MODELD_CONFIG` | `/etc/modeld/config.json` when it exists |
 package struct DaemonConfiguration: Sendable {
     package static let defaultListen = ListenAddress(host: "127.0.0.1", port: 8700)
@@ -132,6 +136,14 @@ package struct DaemonConfiguration: Sendable {
     var routing = BackendRouter.Settings()
     /// How long usage is kept one row per request before it is summed per day (``UsageLedger``).
     package var usageRetention: Duration = .seconds(30 * 86400)
+    /// The certificate chain (PEM) the TCP listeners serve HTTPS with; nil serves plain HTTP. Set with ``tlsKey``.
+    package var tlsCert: String?
+    /// The private key (PEM) of ``tlsCert``.
+    package var tlsKey: String?
+    /// The model of gateway requests that name none, and of the earlier services' routes (docs/older-api.md).
+    package var defaultModel: String?
+    /// Where spans go, OTLP over HTTP (docs/tracing.md); nil means tracing is off.
+    package var tracing: TracingSettings?
 
     package init(
         listen: ListenAddress, dataDirectory: DataDirectory, catalogPath: String? = nil, configFile: String? = nil,
@@ -166,16 +178,25 @@ package struct DaemonConfiguration: Sendable {
         package var headerTimeout: String?
         package var bodyTimeout: String?
         package var usageRetention: String?
+        package var tlsCert: String?
+        package var tlsKey: String?
+        package var defaultModel: String?
+        package var otlpEndpoint: String?
 
         package init(
             listen: String? = nil, dataDir: String? = nil, catalog: String? = nil, config: String? = nil,
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
             allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
-            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, usageRetention: String? = nil
+            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, usageRetention: String? = nil,
+            tlsCert: String? = nil, tlsKey: String? = nil, defaultModel: String? = nil, otlpEndpoint: String? = nil
         ) {
             self.usageRetention = usageRetention
+            self.otlpEndpoint = otlpEndpoint
+            self.defaultModel = defaultModel
             self.ollamaListen = ollamaListen
+            self.tlsCert = tlsCert
+            self.tlsKey = tlsKey
             self.caBundle = caBundle
             self.corsOrigins = corsOrigins
             self.allowedHosts = allowedHosts
@@ -221,6 +242,10 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.headerTimeout { flagValues["header_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.bodyTimeout { flagValues["body_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.usageRetention { flagValues["usage_retention"] = .init(.string(value), isSecret: false) }
+        if let value = flags.tlsCert { flagValues["tls_cert"] = .init(.string(value), isSecret: false) }
+        if let value = flags.tlsKey { flagValues["tls_key"] = .init(.string(value), isSecret: false) }
+        if let value = flags.defaultModel { flagValues["default_model"] = .init(.string(value), isSecret: false) }
+        if let value = flags.otlpEndpoint { flagValues["otlp_endpoint"] = .init(.string(value), isSecret: false) }
 
         let environmentProvider = EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: "modeld")
         var providers: [any ConfigProvider] = [
@@ -317,6 +342,9 @@ package struct DaemonConfiguration: Sendable {
             configuration.caBundleSource = source
         }
         configuration.routing = try routing(reader)
+        if let model = reader.string(forKey: "default_model")?.trimmingCharacters(in: .whitespaces), !model.isEmpty {
+            configuration.defaultModel = model
+        }
         configuration.corsOrigins = try list(reader, "cors_origins").map { try parseOrigin($0) }
         configuration.allowedHosts = try list(reader, "allowed_hosts").map { host in
             let name = host.lowercased()
@@ -325,6 +353,8 @@ package struct DaemonConfiguration: Sendable {
             }
             return name
         }
+        (configuration.tlsCert, configuration.tlsKey) = try tlsFiles(reader, environment: environment)
+        configuration.tracing = try TracingSettings(setting: reader.string(forKey: "otlp_endpoint"), environment: environment)
         return configuration
     }
 
@@ -351,6 +381,27 @@ package struct DaemonConfiguration: Sendable {
         if let cooldown = try positiveDuration(reader, key: "cooldown") { settings.cooldown = cooldown }
         if let interval = try positiveDuration(reader, key: "discovery_interval") { settings.discoveryInterval = interval }
         return settings
+    }
+
+    /// The `tls_cert` and `tls_key` files, absolute: both or neither, each readable. Whether they hold PEM that
+    /// fits together is checked when the daemon loads them (``ServerTLS``).
+    private static func tlsFiles(_ reader: ConfigReader, environment: [String: String]) throws -> (String?, String?) {
+        let paths = ["tls_cert", "tls_key"].map { key in
+            reader.string(forKey: ConfigKey(key)).flatMap { $0.isEmpty ? nil : absoluteURL($0, environment: environment).path }
+        }
+        switch (paths[0], paths[1]) {
+        case (nil, nil):
+            return (nil, nil)
+        case (let cert?, let key?):
+            for (setting, path) in [("tls_cert", cert), ("tls_key", key)] where FileManager.default.contents(atPath: path) == nil {
+                throw ConfigurationError(key: setting, problem: "file \(path) does not exist or cannot be read")
+            }
+            return (cert, key)
+        case (nil, _):
+            throw ConfigurationError(key: "tls_cert", problem: "is not set but tls_key is: HTTPS needs the certificate and its key")
+        case (_, nil):
+            throw ConfigurationError(key: "tls_key", problem: "is not set but tls_cert is: HTTPS needs the certificate and its key")
+        }
     }
 
     /// The CA bundle to use and what named it: the `ca_bundle` setting, else the first of

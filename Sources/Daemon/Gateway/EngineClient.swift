@@ -4,6 +4,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import Synchronization
+import Tracing
 import Transfer
 
 /// HTTP/1.1 to the engines (and to upstreams, over TLS for `https` URLs), on the daemon's own event loops, over
@@ -54,7 +55,8 @@ final class EngineClient: Sendable {
     ///   no reply came (before this throws).
     /// - Throws: ``EngineClientError`` or a connection error when the engine did not answer.
     func send(_ request: EngineRequest, onEnd: @escaping @Sendable () -> Void = {}) async throws -> EngineReply {
-        try await onConnection(request, onEnd: onEnd) { connection in
+        let (request, onEnd) = traced(request, onEnd: onEnd)
+        return try await onConnection(request, onEnd: onEnd) { connection in
             try await withCheckedThrowingContinuation { continuation in
                 connection.send(request, .streamed { continuation.resume(with: $0) }, client: self, onEnd: onEnd)
             }
@@ -68,12 +70,29 @@ final class EngineClient: Sendable {
     func fetch(
         _ request: EngineRequest, limit: Int = maxWholeReply, onEnd: @escaping @Sendable () -> Void = {}
     ) async throws -> (head: Transfer.HTTPResponseHead, body: ByteBuffer) {
-        try await onConnection(request, onEnd: onEnd) { connection in
+        let (request, onEnd) = traced(request, onEnd: onEnd)
+        return try await onConnection(request, onEnd: onEnd) { connection in
             try await withCheckedThrowingContinuation { continuation in
                 connection.send(
                     request, .whole({ continuation.resume(with: $0.map { (head: $0.0, body: $0.1) }) }, limit: limit), client: self, onEnd: onEnd)
             }
         }
+    }
+
+    /// With tracing on (a span in the task's context: the router's), the request with its span
+    /// (``EngineCallSpan``), which ends with the exchange.
+    private func traced(_ request: EngineRequest, onEnd: @escaping @Sendable () -> Void) -> (EngineRequest, @Sendable () -> Void) {
+        guard request.span == nil, let parent = InstrumentationContext.current else { return (request, onEnd) }
+        var request = request
+        let span = EngineCallSpan(&request, parent: parent)
+        request.span = span
+        return (
+            request,
+            {
+                onEnd()
+                span.end()
+            }
+        )
     }
 
     /// Runs one exchange on a kept-alive connection, or a new one.
@@ -92,6 +111,7 @@ final class EngineClient: Sendable {
             }
             return try await body(try await connect(request.address, timeout: request.connectTimeout))
         } catch {
+            request.span?.failed(error)
             onEnd()
             throw error
         }
@@ -260,6 +280,7 @@ final class EngineExchange: @unchecked Sendable {
             attempt()
             return
         }
+        request.span?.failed(error)
         let sink = self.sink
         self.sink = nil
         sink?.engineFailed(error)
@@ -291,6 +312,8 @@ struct EngineRequest: Sendable {
     /// How long the reply's head may take once the request is sent (an upstream's time-out); nil for no bound
     /// but the stall time-out.
     var firstByteTimeout: TimeAmount?
+    /// The request's span when tracing is on; its `traceparent` is among `headers`.
+    var span: EngineCallSpan?
 
     /// How long a new connection may take: the first-byte time-out when there is one.
     var connectTimeout: TimeAmount { firstByteTimeout ?? .seconds(30) }
@@ -457,6 +480,8 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         var keepAlive = true
         /// Fails the exchange when the head does not come in time (``EngineRequest/firstByteTimeout``).
         var headTimer: Scheduled<Void>?
+        /// The request's span, told of the reply's head, its first byte and a failure.
+        let span: EngineCallSpan?
     }
 
     private var context: ChannelHandlerContext?
@@ -479,7 +504,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         }
         exchanges += 1
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        var current = Exchange(id: exchanges, delivery: delivery, finished: finished)
+        var current = Exchange(id: exchanges, delivery: delivery, finished: finished, span: request.span)
         if case .streamed = delivery {
             let sequence = EngineBody.makeSequence(
                 backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8), finishOnDeinit: true,
@@ -521,6 +546,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             current.headArrived = true
             current.headTimer?.cancel()
             current.keepAlive = head.isKeepAlive
+            current.span?.replied(status: Int(head.status.code))
             if case .inParts(let receiver, _) = current.delivery {
                 current.delivery = nil
                 current.receiver = receiver
@@ -543,6 +569,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
                 exchange = current
             }
         case .body(var chunk):
+            current.span?.received()
             if let receiver = current.receiver {
                 if !receiver.body(chunk) { reading = false }
             } else if let source = current.source {
@@ -629,6 +656,8 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         guard let current = exchange, current.id == id else { return }
         exchange = nil
         current.headTimer?.cancel()
+        // A kept-alive connection closed before the reply is retried on another (the caller hears of it if not).
+        if case EngineClientError.closedBeforeReply = error {} else { current.span?.failed(error) }
         current.finished(false, current.delivery == nil)
         current.delivery?.fail(error)
         current.receiver?.failed(error, reused: false)

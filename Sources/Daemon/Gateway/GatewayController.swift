@@ -28,6 +28,8 @@ struct GatewayController {
     /// Records each request's usage.
     let usage: UsageLedger
     var client = EngineClient.shared
+    /// The model of requests that name none (the `default_model` setting).
+    var defaultModel: String? = nil
     /// The largest request body the gateway accepts.
     static let maxBody = 32 << 20
     /// The routes whose requests go to an engine.
@@ -95,12 +97,14 @@ struct GatewayController {
         guard let members = JSONMembers(body.readableBytesView) else {
             throw APIError.badRequest("the body must be a JSON object")
         }
-        guard let model = members.string("model"), !model.isEmpty else {
-            throw APIError.badRequest("model is required", field: "model")
+        // Without `model`, the `default_model` setting names it (its run's served name is set in the body).
+        let given = members.string("model").flatMap { $0.isEmpty ? nil : $0 }
+        guard let model = given ?? defaultModel else {
+            throw APIError.badRequest("model is required (or set the default_model setting)", field: "model")
         }
         try Authorizer.check(model: model, for: context.apiKey)
         let exchange = Exchange(
-            model: model, route: path, members: members, body: body, accept: request.headers[.accept] ?? "*/*",
+            model: model, given: given, route: path, members: members, body: body, accept: request.headers[.accept] ?? "*/*",
             streamed: members.bool("stream") == true, started: started, keyID: context.apiKey?.id)
         var attempts = 0
         var lastFailure: Failure?
@@ -178,6 +182,8 @@ struct GatewayController {
     /// A request under way, as the attempts need it.
     private struct Exchange: Sendable {
         let model: String
+        /// The model the body names; nil when `default_model` named it.
+        let given: String?
         let route: String
         let members: JSONMembers
         let body: ByteBuffer
@@ -191,15 +197,16 @@ struct GatewayController {
             UsageTicket(ledger: ledger, keyID: keyID, model: model, backend: backend, route: route, started: started)
         }
 
-        /// The body with `model` named as the backend names it.
+        /// The body with `model` named as the backend names it (set when the body named none).
         func payload(for name: String) -> ByteBuffer {
-            name == model ? body : ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(name)))
+            name == given ? body : ByteBuffer(bytes: members.setting("model", to: JSONMembers.encode(name)))
         }
     }
 
     /// An attempt on a local run, holding `lease` until its reply ends.
     private func attempt(_ exchange: Exchange, backend: String, lease: RunLease, context: DaemonRequestContext, attempt: Int) async -> Attempt {
         let run = lease.run
+        RequestTag.mark(model: run.model, streamed: exchange.streamed)
         let request: EngineRequest
         do {
             request = try EngineRequest(
@@ -221,6 +228,7 @@ struct GatewayController {
     /// counted towards its cooldown.
     private func attempt(_ exchange: Exchange, upstream: Upstream, model: String, context: DaemonRequestContext, attempt: Int) async -> Attempt {
         let backend = upstream.backend
+        RequestTag.mark(model: model, streamed: exchange.streamed)
         let request: EngineRequest
         do {
             request = try upstream.request(route: exchange.route, body: exchange.payload(for: model), accept: exchange.accept, model: model)

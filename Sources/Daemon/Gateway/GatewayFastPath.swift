@@ -6,6 +6,7 @@ import ModelStore
 import ModeldAPI
 import NIOCore
 import NIOHTTP1
+import Tracing
 
 /// What the gateway's fast path needs, shared by every connection of a listener.
 struct GatewayFastPathShared: Sendable {
@@ -18,6 +19,8 @@ struct GatewayFastPathShared: Sendable {
     let origins: OriginPolicy
     /// Ollama's API, whose chats and generations the fast path answers too (its aliases).
     let ollama: OllamaController
+    /// Whether forwarded requests get spans (docs/tracing.md).
+    var tracing: Bool { daemon.tracing != nil }
 }
 
 /// The gateway's fast path, below the router: a `POST` to `/v1/chat/completions`, `/v1/completions` or
@@ -40,7 +43,7 @@ struct GatewayFastPathShared: Sendable {
 /// client's next requests, a half-close, a malformed request) waits until the reply has been written, and a
 /// request that could be forwarded is left to the router while the router still owes an answer. A shutdown
 /// (``ChannelShouldQuiesceEvent``) waits the same way, and ends forwarding on the connection.
-final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
+final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, EngineReplySink {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
@@ -66,6 +69,8 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         let head: HTTPRequestHead
         let path: String
         let started: ContinuousClock.Instant
+        /// When the request began, for its span (nil: tracing is off).
+        let spanStart: DefaultTracerClock.Instant?
         var body: ByteBuffer?
     }
 
@@ -93,6 +98,9 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         var paused = false
         /// An Ollama chat or generate: the engine's stream on its way to Ollama's reply.
         var ollama: OllamaRelay?
+        /// The request's span and its engine call's, when tracing is on.
+        var span: (any Span)?
+        var engineSpan: EngineCallSpan?
 
         /// The engine took the request (a 2xx head): an Ollama reply's lines may begin.
         var accepted: Bool { status.map { (200..<300).contains($0) } ?? false }
@@ -148,7 +156,7 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         case (.idle, .head(let head)):
             if let path = forwardablePath(head) {
                 state = .collecting
-                collecting = Collecting(head: head, path: path, started: .now)
+                collecting = Collecting(head: head, path: path, started: .now, spanStart: shared.tracing ? DefaultTracerClock.now : nil)
             } else {
                 // The router closes the connection after a request without keep-alive: none after it is forwarded.
                 if !head.isKeepAlive { closing = true }
@@ -300,6 +308,12 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
         }
         if let keepAlive { shared.daemon.scheduler.apply(keepAlive, to: lease) }
         let id = RequestID().description
+        var upstream = upstream
+        var span: (any Span)?
+        if let start = request.spanStart {
+            span = Self.requestSpan(request, id: id, run: lease.run, at: start)
+            upstream.span = EngineCallSpan(&upstream, parent: span!.context)
+        }
         collecting = nil
         var ticket = UsageTicket(
             ledger: shared.daemon.usage, keyID: key?.id, model: lease.run.model, backend: UsageTicket.backend(run: lease.run.name),
@@ -309,12 +323,29 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
             ticket.prompt = UsageLedger.PromptSource(body: promptBody, modelPath: directory)
         }
         exchange = Exchange(
-            id: id, route: request.path, lease: lease, streamed: streamed, started: request.started, ticket: ticket, ollama: ollama?(ticket))
+            id: id, route: request.path, lease: lease, streamed: streamed, started: request.started, ticket: ticket, ollama: ollama?(ticket),
+            span: span, engineSpan: upstream.span)
         state = .forwarding
         let engine = shared.client.exchange(upstream, on: context.eventLoop, to: self)
         // The exchange may have ended already (a refused connection is reported at once).
         if exchange?.id == id { exchange!.engine = engine }
         return true
+    }
+
+    /// The span of a forwarded request: a child of the client's span when it sent a `traceparent`.
+    private static func requestSpan(_ request: Collecting, id: String, run: RunInfo, at start: DefaultTracerClock.Instant) -> any Span {
+        var parent = InstrumentationContext.topLevel
+        InstrumentationSystem.instrument.extract(request.head.headers, into: &parent, using: NIOHeadersExtractor())
+        let span = startSpan(request.path, context: parent, ofKind: .server, at: start)
+        span.updateAttributes { attributes in
+            attributes["http.request.method"] = "POST"
+            attributes["http.route"] = request.path
+            attributes["url.path"] = request.path
+            attributes["modeld.relay"] = "fast_path"
+            attributes["modeld.request_id"] = id
+            attributes["modeld.run"] = run.name
+        }
+        return span
     }
 
     // MARK: The engine's reply
@@ -519,11 +550,17 @@ final class GatewayFastPath: ChannelDuplexHandler, EngineReplySink {
             exchange.ticket.record(status: code, usage: usage)
         }
         exchange.lease.release()
+        exchange.engineSpan?.end()
+        if let span = exchange.span {
+            span.attributes["http.response.status_code"] = code
+            if code >= 500 { span.setStatus(SpanStatus(code: .error)) }
+            span.end()
+        }
         var logger = shared.daemon.logger
         if logger.logLevel <= .info { logger[metadataKey: "hb.request.id"] = .string(exchange.id) }
         RequestLogMiddleware<DaemonRequestContext>.record(
-            method: "POST", route: exchange.route, path: exchange.route, code: code, duration: .now - exchange.started, logger: logger,
-            metrics: shared.daemon.metrics, fastPath: true)
+            method: "POST", route: exchange.route, path: exchange.route, code: code, model: exchange.lease.run.model, streamed: exchange.streamed,
+            duration: .now - exchange.started, logger: logger, metrics: shared.daemon.metrics, fastPath: true)
     }
 
     /// Once the reply's last bytes are out (so that a half-close or shutdown delivered next cannot cut them off):

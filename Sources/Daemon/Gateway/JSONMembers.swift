@@ -74,6 +74,15 @@ struct JSONMembers {
         return Array(bytes[..<range.lowerBound]) + value + bytes[range.upperBound...]
     }
 
+    /// The document with a member set to `value` (its JSON text): its value replaced, or the member added first
+    /// when the object has no such key; every other byte kept.
+    func setting(_ key: String, to value: some Collection<UInt8>) -> [UInt8] {
+        guard range(key) == nil else { return replacing(key, with: value) }
+        let open = bytes.firstIndex(of: UInt8(ascii: "{"))!
+        let member = Self.encode(key) + [UInt8(ascii: ":")] + value + (members.isEmpty ? [] : [UInt8(ascii: ",")])
+        return Array(bytes[...open]) + member + bytes[(open + 1)...]
+    }
+
     /// A string's JSON text: quoted, with `"`, `\` and control characters escaped.
     static func encode(_ string: String) -> [UInt8] {
         var out: [UInt8] = [UInt8(ascii: "\"")]

@@ -26,6 +26,7 @@ final class DaemonMetrics: Sendable {
 
     private struct Series {
         var requests: [RequestKey: Prometheus.Counter] = [:]
+        var streaming: [RequestKey: Prometheus.Counter] = [:]
         var durations: [String: DurationHistogram] = [:]
         var tokens: [TokenKey: Prometheus.Counter] = [:]
         var firstTokens: [String: DurationHistogram] = [:]
@@ -37,6 +38,7 @@ final class DaemonMetrics: Sendable {
     private struct RequestKey: Hashable {
         var route: String
         var code: Int
+        var model: String
     }
 
     private struct TokenKey: Hashable {
@@ -81,13 +83,20 @@ final class DaemonMetrics: Sendable {
         inFlight.set(Double(inFlightCount.subtract(1, ordering: .relaxed).newValue))
     }
 
-    /// One finished HTTP request: `modeld_http_requests_total{route,code}` and
-    /// `modeld_http_request_duration_seconds{route}`.
-    /// - Parameter route: the router's route pattern (`/api/v1/models/running/{id}`), never the raw path.
-    func recordRequest(route: String, code: Int, duration: Duration) {
-        cached(\.requests, RequestKey(route: route, code: code)) {
-            registry.makeCounter(descriptor: Self.requestsDescriptor, labels: [("route", route), ("code", String(code))])
-        }.increment()
+    /// One finished HTTP request: `modeld_http_requests_total{route,code,model}`,
+    /// `modeld_http_request_duration_seconds{route}`, and `modeld_streaming_requests_total{route,code,model}` when its
+    /// reply was streamed.
+    /// - Parameters:
+    ///   - route: the router's route pattern (`/api/v1/models/running/{id}`), never the raw path.
+    ///   - model: the model of the run that answered (empty for requests that reached no engine): a model the
+    ///     scheduler found, never a name as the client wrote it, so the label set stays bounded.
+    func recordRequest(route: String, code: Int, model: String = "", streamed: Bool = false, duration: Duration) {
+        let key = RequestKey(route: route, code: code, model: model)
+        let labels = [("route", route), ("code", String(code)), ("model", model)]
+        cached(\.requests, key) { registry.makeCounter(descriptor: Self.requestsDescriptor, labels: labels) }.increment()
+        if streamed {
+            cached(\.streaming, key) { registry.makeCounter(descriptor: Self.streamingDescriptor, labels: labels) }.increment()
+        }
         cached(\.durations, route) {
             registry.makeDurationHistogram(descriptor: Self.durationDescriptor, labels: [("route", route)], buckets: Self.requestDurationBuckets)
         }.record(duration)
@@ -214,7 +223,12 @@ final class DaemonMetrics: Sendable {
     // Computed: `MetricNameDescriptor` is not Sendable, and these are read only when a label set first appears.
     private static var requestsDescriptor: MetricNameDescriptor {
         MetricNameDescriptor(
-            metricName: "modeld_http_requests", unitName: "total", helpText: "HTTP requests answered, by route pattern and status code")
+            metricName: "modeld_http_requests", unitName: "total", helpText: "HTTP requests answered, by route pattern, status code and model")
+    }
+    private static var streamingDescriptor: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "modeld_streaming_requests", unitName: "total",
+            helpText: "HTTP requests answered with a streamed reply (SSE, NDJSON), by route pattern, status code and model")
     }
     private static var durationDescriptor: MetricNameDescriptor {
         MetricNameDescriptor(

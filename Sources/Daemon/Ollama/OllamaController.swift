@@ -48,7 +48,7 @@ struct OllamaController {
 
     /// Whether a path is one of Ollama's (its errors are Ollama's shape).
     static func owns(_ path: String) -> Bool {
-        path.hasPrefix("/api/") && !path.hasPrefix("/api/v1/") || path == "/api"
+        path.hasPrefix("/api/") && !path.hasPrefix("/api/v1/") && !LLMController.olderInferencePaths.contains(path) || path == "/api"
     }
 
     init(daemon: DaemonContext, gateway: GatewayController) {
@@ -62,7 +62,9 @@ struct OllamaController {
         usage = daemon.usage
     }
 
-    func addRoutes(to router: Router<Context>) {
+    /// - Parameter olderPrompt: answers an `/api/generate` body without `model` (or `name`), the earlier RAG
+    ///   service's shape (``LLMController/olderPrompt(_:context:)``); nil answers it as Ollama does (400).
+    func addRoutes(to router: Router<Context>, olderPrompt: (@Sendable (ByteBuffer, Context) async -> Response)? = nil) {
         router.get("/api/version") { _, _ in OllamaJSON.response(["version": Self.version]) }
         router.head("/api/version") { _, _ in Response(status: .ok) }
         router.get("/api/tags") { _, _ in try await tags() }
@@ -70,7 +72,7 @@ struct OllamaController {
         router.get("/api/ps") { _, _ in try await ps() }
         router.post("/api/show") { request, _ in try await show(request) }
         router.post("/api/chat") { request, context in try await chat(request, context: context) }
-        router.post("/api/generate") { request, context in try await generate(request, context: context) }
+        router.post("/api/generate") { request, context in try await generate(request, context: context, olderPrompt: olderPrompt) }
         router.post("/api/embed") { request, context in try await embed(request, context: context, legacy: false) }
         router.post("/api/embeddings") { request, context in try await embed(request, context: context, legacy: true) }
         router.post("/api/pull") { request, context in try await pull(request, context: context) }
@@ -218,13 +220,16 @@ struct OllamaController {
     /// A request's JSON object.
     /// - Throws: ``OllamaError`` (400, or 413 for a body over the gateway's limit).
     static func body(_ request: Request) async throws -> [String: Any] {
-        let buffer: ByteBuffer
+        try object(try await buffer(request))
+    }
+
+    /// A request's body, up to the gateway's limit.
+    static func buffer(_ request: Request) async throws -> ByteBuffer {
         do {
-            buffer = try await request.body.collect(upTo: GatewayController.maxBody)
+            return try await request.body.collect(upTo: GatewayController.maxBody)
         } catch {
             throw OllamaError(.contentTooLarge, "the request body is larger than \(GatewayController.maxBody >> 20) MiB")
         }
-        return try object(buffer)
     }
 
     /// A body's JSON object; an empty body is an empty object.
@@ -260,9 +265,15 @@ extension OllamaController {
         return try await turn(try Self.chatTurn(try await Self.body(request)), started: started, request: request, context: context)
     }
 
-    private func generate(_ request: Request, context: Context) async throws -> Response {
+    private func generate(
+        _ request: Request, context: Context, olderPrompt: (@Sendable (ByteBuffer, Context) async -> Response)?
+    ) async throws -> Response {
         let started = ContinuousClock.now
-        return try await turn(try Self.generateTurn(try await Self.body(request)), started: started, request: request, context: context)
+        let buffer = try await Self.buffer(request)
+        let body = try Self.object(buffer)
+        // Ollama's body names its model; the earlier RAG service's never does (docs/older-api.md).
+        if let olderPrompt, body["model"] == nil, body["name"] == nil { return await olderPrompt(buffer, context) }
+        return try await turn(try Self.generateTurn(body), started: started, request: request, context: context)
     }
 
     /// Answers a chat or generate: an exchange with the run's engine, or a load or unload.
@@ -396,6 +407,7 @@ extension OllamaController {
         let ticket = UsageTicket(
             ledger: usage, keyID: context.apiKey?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: request.uri.path,
             started: started)
+        RequestTag.mark(model: run.model, streamed: turn.stream)
         do {
             if turn.images, !(run.modelPath.map { facts.facts($0).capabilities.contains("vision") } ?? false) {
                 throw OllamaError(.badRequest, "\(name) does not support images")

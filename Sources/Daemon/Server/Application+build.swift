@@ -9,6 +9,8 @@ import Logging
 import ModelStore
 import ModeldAPI
 import NIOCore
+import ServiceLifecycle
+import Tracing
 
 /// Everything the HTTP layer needs, built once at start-up.
 struct DaemonContext: Sendable {
@@ -35,6 +37,19 @@ struct DaemonContext: Sendable {
     var usage: UsageLedger
     /// When the daemon started, for the uptime in `GET /api/v1/status`.
     var startedAt = ContinuousClock.now
+    /// The certificate the TCP listeners serve HTTPS with; nil for plain HTTP.
+    var tls: ServerTLS?
+    /// The conversation replies being generated, shared by sessions and the WebSocket chat (one per session).
+    let replies = ActiveReplies()
+    /// Whether the daemon is ready to serve, for `GET /readiness`.
+    let readiness = DaemonReadiness()
+    /// Tokenizers and chat templates, for fitting conversations to a model's context.
+    let tokenizers = TokenizerCache()
+
+    /// How sessions and the WebSocket chat reach engines.
+    var chatTurn: ChatTurn { ChatTurn(scheduler: scheduler, metrics: metrics, tokenizers: tokenizers, usage: usage) }
+    /// The span exporter when tracing is on (docs/tracing.md); nil when it is off.
+    var tracing: (any Service)?
 
     /// Which web pages may call the daemon, and under which host names.
     var origins: OriginPolicy { OriginPolicy(configuration: configuration) }
@@ -44,7 +59,9 @@ struct DaemonContext: Sendable {
 extension GatewayController {
     /// The gateway of the daemon's routers.
     init(daemon: DaemonContext) {
-        self.init(scheduler: daemon.scheduler, router: daemon.router, metrics: daemon.metrics, usage: daemon.usage)
+        self.init(
+            scheduler: daemon.scheduler, router: daemon.router, metrics: daemon.metrics, usage: daemon.usage,
+            defaultModel: daemon.configuration.defaultModel)
     }
 }
 
@@ -52,6 +69,8 @@ extension GatewayController {
 /// API keys.
 private func makeRouter(_ daemon: DaemonContext) -> Router<DaemonRequestContext> {
     let router = Router(context: DaemonRequestContext.self)
+    // First, so that its span covers everything the request meets and carries the status the client gets.
+    if daemon.tracing != nil { router.add(middleware: TracingMiddleware(attributes: ["modeld.relay": "router"])) }
     router.add(middleware: RequestLogMiddleware(metrics: daemon.metrics))
     router.add(middleware: RequestIDHeaderMiddleware())
     // Before the error envelope, so that error replies to allowed origins carry the CORS headers too.
@@ -77,6 +96,9 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     router.get("/health") { _, _ in
         HealthInfo(status: "ok", version: modeldVersion)
     }
+    router.get("/readiness") { _, context in
+        try await readiness(daemon, context: context)
+    }
     MetricsController(metrics: daemon.metrics, supervisor: daemon.supervisor).addRoutes(to: router)
     let gateway = gateway ?? GatewayController(daemon: daemon)
     let api = router.group("api/v1")
@@ -97,9 +119,19 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
         try await show(
             daemon, request: request, context: context, ref: "\(try context.parameters.require("ref"))/\(try context.parameters.require("name"))")
     }
-    LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics, usage: daemon.usage).addRoutes(to: api.group("llm"))
+    api.get("chat/ws") { _, _ -> Response in
+        throw APIError(
+            .upgradeRequired, "\(ChatSocket.path) is a WebSocket: open it with an upgrade request (Upgrade: websocket) as a new connection")
+    }
+    let llm = LLMController(
+        scheduler: daemon.scheduler, metrics: daemon.metrics, usage: daemon.usage, defaultModel: daemon.configuration.defaultModel)
+    llm.addRoutes(to: api.group("llm"))
+    llm.addOlderRoutes(to: router)
+    SessionsController(store: daemon.store, authorizer: daemon.authorizer, turn: daemon.chatTurn, active: daemon.replies)
+        .addRoutes(to: api.group("sessions"))
     gateway.addRoutes(to: router)
-    (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(to: router)
+    (ollama ?? OllamaController(daemon: daemon, gateway: gateway)).addRoutes(
+        to: router, olderPrompt: { buffer, context in await llm.olderPrompt(buffer, context: context) })
     router.get("/openapi.json") { _, _ in
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.json)))
     }
@@ -111,6 +143,18 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
 }
 
 extension HealthInfo: ResponseEncodable {}
+
+/// `GET /readiness`: 200 once the store answers, every listener accepts and the recorded runs are reconciled;
+/// 503 with the reason before then and once shutdown has begun.
+func readiness(_ daemon: DaemonContext, context: DaemonRequestContext) async throws -> Envelope<HealthInfo> {
+    if let reason = daemon.readiness.notReadyReason { throw APIError(.serviceUnavailable, "not ready: \(reason)") }
+    do {
+        _ = try await daemon.store.journalMode()
+    } catch {
+        throw APIError(.serviceUnavailable, "not ready: the store at \(daemon.store.path) does not answer: \(error)")
+    }
+    return Envelope(requestID: context.id, data: HealthInfo(status: "ready", version: modeldVersion))
+}
 
 private let requestIDField = HTTPField.Name("X-Request-Id")!
 

@@ -36,35 +36,47 @@ struct HTTPListener: Service, CustomStringConvertible {
     var description: String { "HTTPListener(\(socket.description))" }
 
     func run() async throws {
-        let group = MultiThreadedEventLoopGroup.singleton
-        let quiesce = ServerQuiescingHelper(group: group)
         let dateCache = HTTPDateCache()
         let gateway = GatewayFastPathShared(daemon: daemon, dateCache: dateCache, serverName: serverName, origins: daemon.origins, ollama: ollama)
         let responder = self.responder
         let logger = self.logger
         let serverName = self.serverName
         let limits = ConnectionLimits(daemon: daemon.configuration)
-        let maxConnections = daemon.configuration.maxConnections
-        let channelSetup = GuardedHTTP1Channel(
-            responder: { request, writer, channel in
-                var requestLogger = logger
-                // Formatted once: every `context.id` reads it back.
-                requestLogger[metadataKey: "hb.request.id"] = .string(RequestID().description)
-                let context = DaemonRequestContext(source: .init(channel: channel, logger: requestLogger))
-                var response: Response
-                do {
-                    response = try await responder.respond(to: request, context: context)
-                } catch let error as HTTPParserError {
-                    throw error
-                } catch {
-                    requestLogger.error("unhandled error", metadata: ["error": "\(error)"])
-                    response = Response(status: .internalServerError)
-                }
-                response.headers[.date] = dateCache.now()
-                response.headers[.server] = serverName
-                try await writer.write(response: response.head, body: response.body)
-            }, limits: limits)
+        let respond: HTTPChannelHandler.Responder = { request, writer, channel in
+            var requestLogger = logger
+            // Formatted once: every `context.id` reads it back.
+            requestLogger[metadataKey: "hb.request.id"] = .string(RequestID().description)
+            let context = DaemonRequestContext(source: .init(channel: channel, logger: requestLogger))
+            var response: Response
+            do {
+                response = try await responder.respond(to: request, context: context)
+            } catch let error as HTTPParserError {
+                throw error
+            } catch {
+                requestLogger.error("unhandled error", metadata: ["error": "\(error)"])
+                response = Response(status: .internalServerError)
+            }
+            response.headers[.date] = dateCache.now()
+            response.headers[.server] = serverName
+            try await writer.write(response: response.head, body: response.body)
+        }
+        // The Ollama listener serves Ollama's API only: no WebSocket chat there.
+        let chat = socket.servesOllama ? nil : ChatSocket(daemon: daemon)
+        let http1 = DaemonHTTPChannel(responder: respond, limits: limits, chat: chat, gateway: gateway)
+        // The control socket stays plain HTTP: its file mode is its access control.
+        if socket.kind == .tcp, let tls = daemon.tls {
+            try await serve(SecureHTTPChannel(tls: tls, http1: http1, responder: respond, limits: limits), scheme: "https")
+        } else {
+            try await serve(http1, scheme: "http")
+        }
+    }
 
+    /// Accepts connections on the socket and serves each through `child` until shutdown.
+    private func serve<Child: ServerChildChannel>(_ child: Child, scheme: String) async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let quiesce = ServerQuiescingHelper(group: group)
+        let logger = self.logger
+        let maxConnections = daemon.configuration.maxConnections
         let server = try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -73,20 +85,10 @@ struct HTTPListener: Service, CustomStringConvertible {
                 }
             }
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .bind(NIOBSDSocket.Handle(socket.fd)) { channel -> EventLoopFuture<HTTP1Channel.Value> in
-                channelSetup.setup(channel: channel, logger: logger).flatMapThrowing { value in
-                    // After the HTTP/1 decoder and the connection guard, before the conversion to HTTP types: the
-                    // fast path reads and writes NIOHTTP1's parts and passes what it does not forward on unchanged.
-                    let operations = channel.pipeline.syncOperations
-                    let conversion = try operations.handler(type: HTTP1ToHTTPServerCodec.self)
-                    let fastPath = GatewayFastPath(shared: gateway, isControlSocket: channel.localAddress?.protocol == .unix)
-                    try operations.addHandler(fastPath, position: .before(conversion))
-                    return value
-                }
-            }
+            .bind(NIOBSDSocket.Handle(socket.fd)) { channel in child.setup(channel: channel, logger: logger) }
         // The Ollama listener names its address under its own key: tools that read the daemon's port from the
         // first `socket=` line must not take it.
-        logger.info("listening", metadata: [socket.servesOllama ? "ollama" : "socket": "\(socket.description)"])
+        logger.info("listening", metadata: [socket.servesOllama ? "ollama" : "socket": "\(socket.description)", "scheme": "\(scheme)"])
         await onListening()
 
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -94,7 +96,7 @@ struct HTTPListener: Service, CustomStringConvertible {
                 try await server.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { connections in
                         for try await connection in inbound {
-                            connections.addTask { await channelSetup.handle(value: connection, logger: logger) }
+                            connections.addTask { await child.handle(value: connection, logger: logger) }
                         }
                     }
                 }

@@ -47,10 +47,13 @@ struct SystemdNotifier: Sendable {
 /// that it is the first service told to shut down.
 struct StoppingNotifier: Service, CustomStringConvertible {
     let notifier: SystemdNotifier
+    /// Answers 503 from then on.
+    let readiness: DaemonReadiness
     var description: String { "StoppingNotifier" }
 
     func run() async throws {
         try? await gracefulShutdown()
+        readiness.stopping()
         notifier.stopping()
     }
 }

@@ -88,7 +88,7 @@ final class UsageLedger: Sendable {
     /// The routes whose requests reach a backend: their keys' token and spending quotas apply.
     static let meteredPaths: Set<String> = Set(GatewayController.engineRoutes).union([
         "/api/v1/llm/generate", "/api/v1/llm/chat", "/api/v1/llm/structured-generate", "/api/chat", "/api/generate", "/api/embed",
-        "/api/embeddings",
+        "/api/embeddings", "/generate", ChatSocket.path,
     ])
 
     init(store: Store, retention: Duration, logger: Logger, now: @escaping @Sendable () -> Date = { Date() }) {

@@ -33,6 +33,10 @@ package struct CommandBuilder: Sendable {
         guard let program = settings.command.first, !program.isEmpty else {
             throw LaunchError(code: .invalidSpec, message: "the \(spec.engine.rawValue) executable is configured as an empty command")
         }
+        if spec.options.multiNode != nil, spec.engine != .vllm {
+            throw LaunchError(
+                code: .invalidSpec, message: "a run across several hosts is vLLM's; \(spec.engine.displayName) runs on one host (docs/multi-node.md)")
+        }
         let path = try resolveExecutable(program, engine: spec.engine, hint: contract.installHint)
         let (arguments, variables) = try contract.arguments(for: spec, port: port, dataDirectory: dataDirectory)
         var environment = Self.strippedEnvironment(baseEnvironment)

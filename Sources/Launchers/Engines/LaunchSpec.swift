@@ -28,3 +28,9 @@ package struct LaunchSpec: Sendable, Hashable, Codable {
         case servedName = "served_name"
     }
 }
+
+extension LaunchSpec {
+    /// Whether the engine answers HTTP: every run but the worker of a multi-node run (docs/multi-node.md), which is
+    /// given no port and is supervised by its process alone.
+    package var servesHTTP: Bool { !(options.multiNode?.isWorker ?? false) }
+}

@@ -20,6 +20,8 @@ package struct RunOptions: Sendable, Hashable, Codable {
     package var gpuLayers: Int?
     /// llama.cpp: which GGUF file of the snapshot to load, relative to it; needed when it holds several models.
     package var modelFile: String?
+    /// vLLM across several hosts (docs/multi-node.md): this host's part of the run.
+    package var multiNode: MultiNode?
     /// Appended verbatim to the engine's command line.
     package var extraArguments: [String]
     /// Added to the engine's environment (after the contract's own variables, so they can be overridden).
@@ -28,8 +30,10 @@ package struct RunOptions: Sendable, Hashable, Codable {
     package init(
         gpus: String? = nil, tensorParallelSize: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
         parallel: Int? = nil, threads: Int? = nil, gpuLayers: Int? = nil, modelFile: String? = nil,
-        pipelineParallelSize: Int? = nil, dataParallelSize: Int? = nil, extraArguments: [String] = [], environment: [String: String] = [:]
+        pipelineParallelSize: Int? = nil, dataParallelSize: Int? = nil, multiNode: MultiNode? = nil, extraArguments: [String] = [],
+        environment: [String: String] = [:]
     ) {
+        self.multiNode = multiNode
         self.pipelineParallelSize = pipelineParallelSize
         self.dataParallelSize = dataParallelSize
         self.gpus = gpus
@@ -53,6 +57,7 @@ package struct RunOptions: Sendable, Hashable, Codable {
         case maxContext = "max_context"
         case gpuLayers = "gpu_layers"
         case modelFile = "model_file"
+        case multiNode = "multi_node"
         case extraArguments = "extra_arguments"
         case environment
     }
@@ -69,7 +74,37 @@ package struct RunOptions: Sendable, Hashable, Codable {
         threads = try container.decodeIfPresent(Int.self, forKey: .threads)
         gpuLayers = try container.decodeIfPresent(Int.self, forKey: .gpuLayers)
         modelFile = try container.decodeIfPresent(String.self, forKey: .modelFile)
+        multiNode = try container.decodeIfPresent(MultiNode.self, forKey: .multiNode)
         extraArguments = try container.decodeIfPresent([String].self, forKey: .extraArguments) ?? []
         environment = try container.decodeIfPresent([String: String].self, forKey: .environment) ?? [:]
+    }
+}
+
+/// One host's part of a vLLM run spread over several hosts with vLLM's multiprocessing backend (docs/multi-node.md):
+/// node 0, the head, serves the API; every other node runs `vllm serve --headless`, a worker without an HTTP port.
+package struct MultiNode: Sendable, Hashable, Codable {
+    /// How many hosts the run spans (`--nnodes`).
+    package var nodes: Int
+    /// This host's rank (`--node-rank`): 0 is the head.
+    package var rank: Int
+    /// The head's address on the cluster network (`--master-addr`), the same on every host.
+    package var masterAddress: String
+    /// The port of the head's distributed rendezvous (`--master-port`), the same on every host.
+    package var masterPort: Int
+
+    package init(nodes: Int, rank: Int, masterAddress: String, masterPort: Int) {
+        self.nodes = nodes
+        self.rank = rank
+        self.masterAddress = masterAddress
+        self.masterPort = masterPort
+    }
+
+    /// A worker: vLLM's headless side, supervised by its process alone.
+    package var isWorker: Bool { rank > 0 }
+
+    enum CodingKeys: String, CodingKey {
+        case nodes, rank
+        case masterAddress = "master_address"
+        case masterPort = "master_port"
     }
 }

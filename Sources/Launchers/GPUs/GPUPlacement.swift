@@ -44,6 +44,12 @@ package struct MemoryNeed: Sendable, Hashable {
         return MemoryNeed(weightsBytes: weights, kvCacheBytes: kv, context: context)
     }
 
+    /// One host's part of a need spread evenly over `nodes` hosts (a multi-node run, docs/multi-node.md).
+    package func perHost(of nodes: Int) -> MemoryNeed {
+        let nodes = Int64(max(1, nodes))
+        return MemoryNeed(weightsBytes: (weightsBytes + nodes - 1) / nodes, kvCacheBytes: (kvCacheBytes + nodes - 1) / nodes, context: context)
+    }
+
     /// A file's size, following symbolic links (snapshot files link to blobs).
     private static func fileSize(_ path: String) -> Int64 {
         let resolved = URL(filePath: path).resolvingSymlinksInPath().path(percentEncoded: false)
@@ -66,9 +72,11 @@ package enum GPUPlacement {
         }
     }
 
-    /// How many GPUs a run spans: tensor × pipeline × data parallel sizes.
+    /// How many GPUs a run spans on this host: tensor × pipeline × data parallel sizes, shared evenly by the hosts of
+    /// a multi-node run.
     package static func gpuCount(_ options: RunOptions) -> Int {
-        [options.tensorParallelSize, options.pipelineParallelSize, options.dataParallelSize].reduce(1) { $0 * max(1, $1 ?? 1) }
+        let all = [options.tensorParallelSize, options.pipelineParallelSize, options.dataParallelSize].reduce(1) { $0 * max(1, $1 ?? 1) }
+        return max(1, all / max(1, options.multiNode?.nodes ?? 1))
     }
 
     /// The GPUs for a run needing `need` over `count` GPUs (an equal share on each): those with the most free memory

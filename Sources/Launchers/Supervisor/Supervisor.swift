@@ -122,7 +122,7 @@ package actor Supervisor {
             }
             // From here to recording the run nothing suspends: no other start can take the same GPUs meanwhile.
             if !gpus.isEmpty {
-                let need = try MemoryNeed.estimate(spec)
+                let need = try MemoryNeed.estimate(spec).perHost(of: spec.options.multiNode?.nodes ?? 1)
                 let chosen = try GPUPlacement.choose(
                     need: need, count: GPUPlacement.gpuCount(spec.options), gpus: gpus, held: heldGPUs(), run: request.name ?? request.model)
                 spec.options.gpus = chosen.map(String.init).joined(separator: ",")
@@ -428,15 +428,19 @@ package actor Supervisor {
             throw LaunchError(code: .invalidSpec, message: "run \(run.record.name) has unreadable launch options")
         }
         let taken = Set(runs.values.filter { $0 !== run }.compactMap(\.record.port) + [ollamaHost?.port].compactMap { $0 })
-        let port: Int
-        if let current = run.record.port, configuration.portRange.contains(current), !taken.contains(current), PortAllocator.isFree(current) {
+        let port: Int?
+        if !spec.servesHTTP {
+            port = nil
+        } else if let current = run.record.port, configuration.portRange.contains(current), !taken.contains(current),
+            PortAllocator.isFree(current)
+        {
             port = current
         } else {
             port = try ports.allocate(excluding: taken, startingAt: run.record.port)
         }
         // Reserve it before the first suspension, so a concurrent start picks another.
         run.record.port = port
-        let command = try builder.command(for: spec, port: port)
+        let command = try builder.command(for: spec, port: port ?? 0)
         let output = try run.log.makePipe()
         defer { close(output) }
         run.log.note("exec \(command.arguments.joined(separator: " "))")
@@ -448,7 +452,7 @@ package actor Supervisor {
         run.record.exitStatus = nil
         run.record.state = .starting
         persist(run)
-        logger.info("run \(run.record.name): \(spec.engine.displayName) started, pid \(pid), port \(port)")
+        logger.info("run \(run.record.name): \(spec.engine.displayName) started, pid \(pid), \(port.map { "port \($0)" } ?? "no port")")
         return process
     }
 
@@ -546,7 +550,8 @@ package actor Supervisor {
 
     /// Probes an attempt until ready, then watches it until it ends.
     func watch(id: String, process: EngineProcess) async -> Outcome {
-        guard let run = runs[id], let port = run.record.port else { return .cancelled }
+        guard let run = runs[id] else { return .cancelled }
+        guard let port = run.record.port else { return await watchWorker(run, process: process) }
         let settings = configuration.settings(for: run.engine)
         let contract = builder.contract(for: run.engine)
         guard let readiness = try? HealthProbe(port: port, path: contract.readinessPath, timeout: configuration.probeTimeout),
@@ -593,6 +598,23 @@ package actor Supervisor {
                 if failures >= configuration.livenessFailureThreshold { return .unresponsive(failures) }
             }
         }
+    }
+
+    /// Watches an engine without an HTTP port, a multi-node run's worker (docs/multi-node.md): it is ready once its
+    /// process has run for ``SupervisorConfiguration/workerSettle`` (past its argument parsing and start-up checks),
+    /// and lives as long as its process does.
+    func watchWorker(_ run: ManagedRun, process: EngineProcess) async -> Outcome {
+        if let status = await process.waitForExit(timeout: configuration.workerSettle) { return .exited(status, readyFor: nil) }
+        guard runs[run.record.id] === run, !Task.isCancelled else { return .cancelled }
+        run.record.state = .ready
+        run.record.reason = nil
+        persist(run)
+        run.log.note("ready: the worker has run for \(format(configuration.workerSettle)); it serves through its head")
+        logger.info("run \(run.record.name) is ready (a worker without a port)")
+        let clock = ContinuousClock()
+        let readyAt = clock.now
+        guard let status = await process.waitForExit() else { return .cancelled }
+        return .exited(status, readyFor: clock.now - readyAt)
     }
 
     func describe(_ outcome: Outcome, status: ExitStatus?) -> String {

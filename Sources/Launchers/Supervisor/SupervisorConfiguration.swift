@@ -15,6 +15,9 @@ package struct SupervisorConfiguration: Sendable {
     package var livenessFailureThreshold: Int
     /// How long one probe may take.
     package var probeTimeout: Duration
+    /// How long a worker without an HTTP port (a multi-node run's worker, docs/multi-node.md) must run before it
+    /// counts as ready: by then vLLM has parsed its arguments and checked its configuration.
+    package var workerSettle: Duration
     /// Rotate a run's log before it grows past this many bytes.
     package var logMaxBytes: Int64
     /// Rotated log files kept per run (`<run>.log.1 ... .N`).
@@ -39,6 +42,7 @@ package struct SupervisorConfiguration: Sendable {
         livenessInterval: Duration = .seconds(10),
         livenessFailureThreshold: Int = 3,
         probeTimeout: Duration = .seconds(5),
+        workerSettle: Duration = .seconds(30),
         logMaxBytes: Int64 = 10 << 20,
         logFilesKept: Int = 3,
         reasonLogLines: Int = 20,
@@ -57,6 +61,7 @@ package struct SupervisorConfiguration: Sendable {
         self.livenessInterval = livenessInterval
         self.livenessFailureThreshold = livenessFailureThreshold
         self.probeTimeout = probeTimeout
+        self.workerSettle = workerSettle
         self.logMaxBytes = logMaxBytes
         self.logFilesKept = logFilesKept
         self.reasonLogLines = reasonLogLines

@@ -6,7 +6,8 @@ import ModeldClient
 import Synchronization
 import Transfer
 
-/// `modelctl chat REF`: an interactive, streaming chat with a running model.
+/// `modelctl chat REF`: an interactive, streaming chat with a running model; with `--session NAME`, a stored
+/// conversation (`/api/v1/sessions`) resumed or begun through the daemon.
 struct RunChat: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
@@ -16,10 +17,17 @@ struct RunChat: AsyncParsableCommand {
             --engine (default: its catalog default) and modelctl waits for it. Each line you type is a turn; \
             /clear forgets the conversation, /exit (or end of input) quits. With stdin from a pipe, every line \
             is one turn. The engine is reached at its loopback endpoint, so run modelctl on the daemon's host.
+
+            With --session NAME the conversation is stored by the daemon (/api/v1/sessions) and goes through its \
+            API, so it works from any host: the session NAME (or id) is resumed, its messages shown, and each turn \
+            is added to it; when there is no such session, one is made on REF (with --system, --max-tokens and \
+            --temperature as its options). REF may be left out when resuming. /clear deletes the session's \
+            messages; a reply cut off (Ctrl-C) is kept as partial.
             """)
 
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Run name, catalog ref or repository id.") var ref: String
+    @Argument(help: "Run name, catalog ref or repository id (optional when resuming a session).") var ref: String?
+    @Option(name: .long, help: "Resume the stored session of this name or id, or make it on REF when there is none.") var session: String?
     @Option(name: .long, help: "Engine to start the model on when no run is ready.") var engine: String?
     @Option(name: .long, help: "A system prompt.") var system: String?
     @Option(name: .long, help: "Maximum tokens per reply.") var maxTokens: Int?
@@ -41,9 +49,23 @@ struct RunChat: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if let session {
+            do {
+                try await chat(inSession: session)
+            } catch let exit as ExitCode {
+                throw exit
+            } catch {
+                throw ModelctlExit.fail(error)
+            }
+            return
+        }
+        guard let ref else {
+            printError("modelctl: name the model to chat with (REF), or a session with --session")
+            throw ExitCode(64)
+        }
         let run: RunSummary
         do {
-            run = try await readyRun()
+            run = try await readyRun(ref)
         } catch let exit as ExitCode {
             throw exit
         } catch {
@@ -113,7 +135,7 @@ struct RunChat: AsyncParsableCommand {
     }
 
     /// A ready run of the model: an existing one, or one started now.
-    private func readyRun() async throws -> RunSummary {
+    private func readyRun(_ ref: String) async throws -> RunSummary {
         let client = try global.client()
         let runs: [RunSummary] = try await client.call("GET", "/api/v1/models/running")
         let wanted = ref.lowercased()
@@ -133,6 +155,90 @@ struct RunChat: AsyncParsableCommand {
             throw ExitCode(1)
         }
         return run
+    }
+}
+
+// MARK: - Sessions
+
+extension RunChat {
+    /// The session's conversation through the daemon: resumed (its messages shown), or made on ``ref``.
+    private func chat(inSession name: String) async throws {
+        let client = try global.client()
+        let info = try await resumedSession(name, client: client)
+        let path = "/api/v1/sessions/\(pathComponent(info.id))"
+        let interactive = isatty(STDIN_FILENO) == 1
+        if interactive && !json {
+            let messages = info.messages ?? []
+            print("session \(info.name ?? info.id) with \(info.model): \(messages.count) message(s) (/clear, /exit)")
+            for message in messages {
+                print(message.role == "user" ? "> \(message.content)" : message.content + (message.partial ? " [cut off]" : ""))
+            }
+        }
+        while true {
+            if interactive && !json {
+                print("> ", terminator: "")
+                fflush(nil)
+            }
+            guard let line = readLine() else { break }
+            let text = trimmingWhitespace(line[...])
+            if text.isEmpty { continue }
+            if text == "/exit" || text == "/quit" { break }
+            if text == "/clear" {
+                let _: SessionInfo = try await client.call("POST", "\(path)/rollback", body: SessionRollbackRequest(to: 0))
+                continue
+            }
+            let done = Mutex<SessionStreamEvent?>(nil)
+            let streaming = !json
+            do {
+                try await client.streamLines(
+                    "\(path)/messages",
+                    body: SessionMessageRequest(content: text, stream: true, maxTokens: maxTokens, temperature: temperature)
+                ) { line in
+                    guard let event = try? WireJSON.decoder().decode(SessionStreamEvent.self, from: line) else { return true }
+                    if let delta = event.delta, streaming {
+                        print(delta, terminator: "")
+                        fflush(nil)
+                    }
+                    if event.done == true {
+                        done.withLock { $0 = event }
+                        return false
+                    }
+                    return true
+                }
+            } catch {
+                if streaming { print("") }
+                throw error
+            }
+            guard let event = done.withLock({ $0 }) else { throw ClientError(kind: .protocolError, message: "the reply ended without its done line") }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                let reply = ChatReply(content: event.message?.content ?? "", finishReason: event.finishReason, usage: event.usage)
+                if let data = try? encoder.encode(reply) { print(String(decoding: data, as: UTF8.self)) }
+            } else {
+                print("")
+            }
+            if let error = event.error { printError("modelctl: the reply was cut off: \(error)") }
+        }
+    }
+
+    /// The session named `name` (with its messages), or a new one of that name on ``ref`` when there is none.
+    private func resumedSession(_ name: String, client: ModeldClient) async throws -> SessionInfo {
+        do {
+            let info: SessionInfo = try await client.call("GET", "/api/v1/sessions/\(pathComponent(name))")
+            if let ref, ref.lowercased() != info.model.lowercased() {
+                throw ClientError(kind: .api, message: "session \(name) chats with \(info.model), not \(ref): leave REF out to resume it")
+            }
+            return info
+        } catch let error as ClientError where error.code == 404 {
+            guard let ref else {
+                throw ClientError(kind: .api, code: 404, message: "there is no session \(name): name a model (REF) to begin it")
+            }
+            let options = maxTokens == nil && temperature == nil ? nil : SessionOptions(maxTokens: maxTokens, temperature: temperature)
+            let made: SessionInfo = try await client.call(
+                "POST", "/api/v1/sessions", body: SessionCreateRequest(model: ref, name: name, system: system, options: options))
+            return made
+        }
     }
 }
 

@@ -26,6 +26,11 @@ struct RunStart: AsyncParsableCommand {
     @Option(name: .long, help: "llama.cpp: CPU threads.") var threads: Int?
     @Option(name: .long, help: "llama.cpp: layers offloaded to the GPU.") var gpuLayers: Int?
     @Option(name: .long, help: "llama.cpp: the GGUF file to load, relative to the snapshot (when it holds several).") var modelFile: String?
+    @Option(name: .long, help: "vLLM across hosts: how many hosts the run spans (docs/multi-node.md).") var nodes: Int?
+    @Option(name: .long, help: "vLLM across hosts: this host's rank, 0 for the head (default), others run a headless worker.")
+    var nodeRank: Int?
+    @Option(name: .long, help: "vLLM across hosts: the head host's address.") var masterAddr: String?
+    @Option(name: .long, help: "vLLM across hosts: the head's rendezvous port (default 29501).") var masterPort: Int?
     @Option(name: .customLong("engine-arg"), help: "Extra engine argument (repeatable).") var engineArgs: [String] = []
     @Option(
         name: .long, help: "Unload after this long without requests (30s, 10m, 1h; default: keep until stopped); a request naming it loads it again.")
@@ -42,7 +47,8 @@ struct RunStart: AsyncParsableCommand {
                     model: ref, engine: engine, name: name, revision: revision, source: source, gpus: gpus,
                     tensorParallel: tensorParallel, memoryFraction: memoryFraction, maxContext: maxContext,
                     engineArgs: engineArgs.isEmpty ? nil : engineArgs, keepAlive: keepAlive, parallel: parallel, threads: threads,
-                    gpuLayers: gpuLayers, modelFile: modelFile, pipelineParallel: pipelineParallel, dataParallel: dataParallel))
+                    gpuLayers: gpuLayers, modelFile: modelFile, pipelineParallel: pipelineParallel, dataParallel: dataParallel,
+                    nodes: nodes, nodeRank: nodeRank, masterAddr: masterAddr, masterPort: masterPort))
             if wait {
                 while run.state == "starting" {
                     try await Task.sleep(for: .milliseconds(250))

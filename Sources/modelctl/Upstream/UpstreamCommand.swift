@@ -23,6 +23,7 @@ struct UpstreamAdd: AsyncParsableCommand {
     @Option(name: .customLong("daemon-url"), help: "modeld's URL (env MODELD_URL); without it, the control socket.") var daemonURL: String?
     @Option(name: .long, help: "modeld's control socket (env MODELD_CONTROL_SOCKET).") var socket: String?
     @Option(name: .long, help: "API key for a TCP daemon that requires one (env MODELD_API_KEY).") var apiKey: String?
+    @Option(name: .long, help: "CA certificates (PEM) to verify an https:// --daemon-url with (env MODELD_CACERT).") var cacert: String?
     @Argument(help: "A unique name (its backend is upstream:NAME).") var name: String
     @Option(name: .long, help: "Its URL: an OpenAI base URL (https://api.openai.com/v1), an Azure resource, an Ollama or modeld server.") var url:
         String
@@ -45,6 +46,7 @@ struct UpstreamAdd: AsyncParsableCommand {
         global.url = daemonURL
         global.socket = socket
         global.apiKey = apiKey
+        global.cacert = cacert
         return global
     }
 

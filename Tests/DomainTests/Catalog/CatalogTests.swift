@@ -88,6 +88,33 @@ struct CatalogTests {
         #expect(message == expected)
     }
 
+    @Test("the earlier format: sizes in any case, no default_engine (the first engine), formats kept")
+    func earlierFormat() throws {
+        var root = Self.validJSON()
+        var models = root["models"] as! [[String: Any]]
+        models[0].removeValue(forKey: "default_engine")
+        models[0]["engines"] = ["vllm", "builtin"]
+        models[0]["formats"] = ["safetensors", "gguf"]
+        var sizes = models[0]["sizes"] as! [[String: Any]]
+        sizes[0]["size"] = "0.5B"
+        sizes.append(["size": "1.5B", "hf_repo": "Qwen/Qwen2.5-1.5B-Instruct"])
+        models[0]["sizes"] = sizes
+        root["models"] = models
+        let entry = try #require(try Self.parse(root).entry(id: "qwen2.5"))
+        #expect(entry.defaultEngine == "vllm")
+        #expect(entry.sizes.map(\.size) == ["0.5b", "1.5b"])
+        #expect(entry.formats == ["safetensors", "gguf"])
+        // Sizes that differ only in case are one size.
+        sizes.append(["size": "1.5b", "hf_repo": "Qwen/Qwen2.5-1.5B-Instruct"])
+        models[0]["sizes"] = sizes
+        root["models"] = models
+        #expect(throws: CatalogError(location: "models[0].sizes[2].size", problem: "duplicate size \"1.5b\"")) { try Self.parse(root) }
+        // No engines and no default: still an error at default_engine.
+        models[0]["engines"] = [String]()
+        root["models"] = models
+        #expect(throws: CatalogError(location: "models[0].default_engine", problem: "missing")) { try Self.parse(root) }
+    }
+
     @Test("a malformed repository id in a size is refused")
     func badRepo() throws {
         let message = try Self.errorAfterEditingThirdModel { model in

@@ -60,6 +60,20 @@ struct ConfigurationTests {
         } throws: { ($0 as? ConfigurationError)?.key == "ollama_listen" }
     }
 
+    @Test("default_model: none by default; config key, MODELD_DEFAULT_MODEL, flag; blank is none")
+    func defaultModel() async throws {
+        let home = ["HOME": "/home/u"]
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: home).defaultModel == nil)
+        let file = directory.path("default-model.json")
+        try Data(#"{"default_model": "qwen2.5:0.5b"}"#.utf8).write(to: URL(filePath: file))
+        #expect(try await DaemonConfiguration.resolve(flags: .init(config: file), environment: home).defaultModel == "qwen2.5:0.5b")
+        let environment = home.merging(["MODELD_DEFAULT_MODEL": "chat"]) { $1 }
+        #expect(try await DaemonConfiguration.resolve(flags: .init(config: file), environment: environment).defaultModel == "chat")
+        let flagged = try await DaemonConfiguration.resolve(flags: .init(config: file, defaultModel: "tiny"), environment: environment)
+        #expect(flagged.defaultModel == "tiny")
+        #expect(try await DaemonConfiguration.resolve(flags: .init(defaultModel: " "), environment: home).defaultModel == nil)
+    }
+
     @Test("defaults: 127.0.0.1:8700 and the data directory from systemd, XDG, or HOME")
     func defaults() async throws {
         let plain = try await DaemonConfiguration.resolve(flags: .init(), environment: ["HOME": "/home/u"])
@@ -136,6 +150,43 @@ struct ConfigurationTests {
             try await DaemonConfiguration.resolve(flags: .init(caBundle: directory.url.path), environment: environment)
         }
         #expect(unreadable.key == "ca_bundle" && unreadable.description.contains("cannot be read"))
+    }
+
+    @Test("tls_cert and tls_key: flags, MODELD_TLS_CERT and MODELD_TLS_KEY, config keys; both or neither; unreadable files named")
+    func tlsFiles() async throws {
+        for name in ["flag.crt", "flag.key", "env.crt", "env.key", "file.crt", "file.key"] {
+            try Data("-----BEGIN CERTIFICATE-----\n".utf8).write(to: URL(filePath: directory.path(name)))
+        }
+        let file = directory.path("tls.json")
+        try Data(#"{"tls_cert": "\#(directory.path("file.crt"))", "tls_key": "\#(directory.path("file.key"))"}"#.utf8).write(
+            to: URL(filePath: file))
+        var environment = ["HOME": "/home/u", "MODELD_TLS_CERT": directory.path("env.crt"), "MODELD_TLS_KEY": directory.path("env.key")]
+        func resolved(_ flags: DaemonConfiguration.Flags) async throws -> [String?] {
+            let configuration = try await DaemonConfiguration.resolve(flags: flags, environment: environment)
+            return [configuration.tlsCert, configuration.tlsKey].map { $0.map { URL(filePath: $0).lastPathComponent } }
+        }
+        #expect(
+            try await resolved(.init(config: file, tlsCert: directory.path("flag.crt"), tlsKey: directory.path("flag.key"))) == [
+                "flag.crt", "flag.key",
+            ])
+        #expect(try await resolved(.init(config: file)) == ["env.crt", "env.key"])
+        environment = ["HOME": "/home/u"]
+        #expect(try await resolved(.init(config: file)) == ["file.crt", "file.key"])
+        #expect(try await resolved(.init()) == [nil, nil])
+
+        let onlyCert = try await #require(throws: ConfigurationError.self) { try await resolved(.init(tlsCert: directory.path("flag.crt"))) }
+        #expect(onlyCert.key == "tls_key" && onlyCert.problem.contains("tls_cert is"))
+        let onlyKey = try await #require(throws: ConfigurationError.self) { try await resolved(.init(tlsKey: directory.path("flag.key"))) }
+        #expect(onlyKey.key == "tls_cert")
+        let missing = directory.path("missing.key")
+        let unreadable = try await #require(throws: ConfigurationError.self) {
+            try await resolved(.init(tlsCert: directory.path("flag.crt"), tlsKey: missing))
+        }
+        #expect(unreadable.description == "configuration tls_key: file \(missing) does not exist or cannot be read")
+        let folder = try await #require(throws: ConfigurationError.self) {
+            try await resolved(.init(tlsCert: directory.url.path, tlsKey: directory.path("flag.key")))
+        }
+        #expect(folder.key == "tls_cert" && folder.description.contains("cannot be read"))
     }
 
     @Test("a missing or malformed config file named explicitly is an error")
@@ -262,5 +313,53 @@ struct LoadedRunSettingsTests {
             }
             #expect(error.key == key)
         }
+    }
+
+    @Test("otlp_endpoint: off by default; flag, MODELD_OTLP_ENDPOINT, config key, then OpenTelemetry's variables; bad URLs name their key")
+    func otlpEndpoint() async throws {
+        let home = ["HOME": "/home/u"]
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: home).tracing == nil)
+        let directory = try TemporaryDirectory()
+        let file = directory.path("tracing.json")
+        try Data(#"{"otlp_endpoint": "http://file:4318/"}"#.utf8).write(to: URL(filePath: file))
+        let fromFile = try await DaemonConfiguration.resolve(flags: .init(config: file), environment: home)
+        #expect(fromFile.tracing == TracingSettings(tracesURL: "http://file:4318/v1/traces", source: "otlp_endpoint", serviceName: "modeld"))
+
+        // The setting wins over OpenTelemetry's variables; its own variable over the file; the flag over both.
+        let otel = home.merging([
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel:4318", "OTEL_SERVICE_NAME": "gateway-a", "MODELD_OTLP_ENDPOINT": "https://env:4318/v1/traces",
+        ]) { $1 }
+        let fromEnvironment = try await DaemonConfiguration.resolve(flags: .init(config: file), environment: otel)
+        #expect(
+            fromEnvironment.tracing == TracingSettings(tracesURL: "https://env:4318/v1/traces", source: "otlp_endpoint", serviceName: "gateway-a"))
+        let fromFlag = try await DaemonConfiguration.resolve(flags: .init(config: file, otlpEndpoint: "http://[::1]:4318/otlp"), environment: otel)
+        #expect(fromFlag.tracing?.tracesURL == "http://[::1]:4318/otlp/v1/traces")
+
+        // Without the setting: the traces variable as it is, else the base variable with /v1/traces.
+        var variables = otel
+        variables["MODELD_OTLP_ENDPOINT"] = nil
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: variables).tracing?.source == "OTEL_EXPORTER_OTLP_ENDPOINT")
+        #expect(try await DaemonConfiguration.resolve(flags: .init(), environment: variables).tracing?.tracesURL == "http://otel:4318/v1/traces")
+        variables["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = "http://traces:4318/custom"
+        #expect(
+            try await DaemonConfiguration.resolve(flags: .init(), environment: variables).tracing
+                == TracingSettings(tracesURL: "http://traces:4318/custom", source: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", serviceName: "gateway-a"))
+        variables["OTEL_SDK_DISABLED"] = "true"
+        #expect(try await DaemonConfiguration.resolve(flags: .init(otlpEndpoint: "http://a:4318"), environment: variables).tracing == nil)
+
+        for (endpoint, problem) in [
+            ("collector:4318", "not an http or https URL"), ("grpc://collector:4317", "not an http or https URL"),
+            ("http://:4318", "not an http or https URL"), ("http://user:secret@collector:4318", "must not hold credentials"),
+        ] {
+            let error = try await #require(throws: ConfigurationError.self) {
+                try await DaemonConfiguration.resolve(flags: .init(otlpEndpoint: endpoint), environment: home)
+            }
+            #expect(error.key == "otlp_endpoint" && error.problem.contains(problem))
+            #expect(!error.description.contains("secret"))
+        }
+        let error = try await #require(throws: ConfigurationError.self) {
+            try await DaemonConfiguration.resolve(flags: .init(), environment: home.merging(["OTEL_EXPORTER_OTLP_ENDPOINT": "localhost"]) { $1 })
+        }
+        #expect(error.key == "OTEL_EXPORTER_OTLP_ENDPOINT")
     }
 }
