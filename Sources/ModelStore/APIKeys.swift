@@ -14,6 +14,13 @@ package struct APIKeyRecord: Sendable, Hashable, Codable, FetchableRecord, Persi
     /// `inference` (the OpenAI API) or `admin` (everything).
     package var scope: String
     package var ratePerMinute: Int?
+    /// Tokens (prompt and completion) per UTC day and per UTC month; nil: no limit.
+    package var tokensPerDay: Int?
+    package var tokensPerMonth: Int?
+    /// The most a key may spend per UTC month, in the unit of the backends' costs; nil: no limit.
+    package var spendCap: Double?
+    /// The model names the key may request (compared case-insensitively); nil: any.
+    package var allowedModels: [String]?
     package var createdAt: Date
     package var lastUsedAt: Date?
     package var revokedAt: Date?
@@ -21,9 +28,49 @@ package struct APIKeyRecord: Sendable, Hashable, Codable, FetchableRecord, Persi
     enum CodingKeys: String, CodingKey {
         case id, name, prefix, hash, scope
         case ratePerMinute = "rate_per_minute"
+        case tokensPerDay = "tokens_per_day"
+        case tokensPerMonth = "tokens_per_month"
+        case spendCap = "spend_cap"
+        case allowedModels = "allowed_models"
         case createdAt = "created_at"
         case lastUsedAt = "last_used_at"
         case revokedAt = "revoked_at"
+    }
+
+    /// Whether the key may request `model` (its allowed-models list, case-insensitively).
+    package func allows(model: String) -> Bool {
+        guard let allowedModels else { return true }
+        return allowedModels.contains { $0.caseInsensitiveCompare(model) == .orderedSame }
+    }
+}
+
+/// A key's limits, as created or changed: for a change, nil leaves a limit as it is, and 0 (or an empty list)
+/// removes it.
+package struct APIKeyLimits: Sendable, Hashable {
+    package var ratePerMinute: Int?
+    package var tokensPerDay: Int?
+    package var tokensPerMonth: Int?
+    package var spendCap: Double?
+    package var allowedModels: [String]?
+
+    package init(
+        ratePerMinute: Int? = nil, tokensPerDay: Int? = nil, tokensPerMonth: Int? = nil, spendCap: Double? = nil,
+        allowedModels: [String]? = nil
+    ) {
+        self.ratePerMinute = ratePerMinute
+        self.tokensPerDay = tokensPerDay
+        self.tokensPerMonth = tokensPerMonth
+        self.spendCap = spendCap
+        self.allowedModels = allowedModels
+    }
+
+    /// Applies the limits given to `record`.
+    func apply(to record: inout APIKeyRecord) {
+        if let value = ratePerMinute { record.ratePerMinute = value == 0 ? nil : value }
+        if let value = tokensPerDay { record.tokensPerDay = value == 0 ? nil : value }
+        if let value = tokensPerMonth { record.tokensPerMonth = value == 0 ? nil : value }
+        if let value = spendCap { record.spendCap = value == 0 ? nil : value }
+        if let value = allowedModels { record.allowedModels = value.isEmpty ? nil : value }
     }
 }
 
@@ -35,16 +82,18 @@ extension Store {
 
     /// Creates a key. - Returns: the record and the key itself (shown once, never stored).
     /// - Throws: ``StoreError`` with `.conflict` when the name is taken.
-    package func createAPIKey(name: String, scope: String, ratePerMinute: Int?) async throws -> (APIKeyRecord, String) {
+    package func createAPIKey(name: String, scope: String, limits: APIKeyLimits = APIKeyLimits()) async throws -> (APIKeyRecord, String) {
         var bytes = [UInt8](repeating: 0, count: 24)
         var generator = SystemRandomNumberGenerator()
         for index in bytes.indices { bytes[index] = generator.next() }
         let key = "mdk_" + bytes.map { String(format: "%02x", $0) }.joined()
-        let record = APIKeyRecord(
+        var record = APIKeyRecord(
             id: "key_" + String(UUID().uuidString.prefix(8)).lowercased(), name: name, prefix: String(key.prefix(10)),
-            hash: Self.keyHash(key), scope: scope, ratePerMinute: ratePerMinute, createdAt: Date())
+            hash: Self.keyHash(key), scope: scope, createdAt: Date())
+        limits.apply(to: &record)
+        let created = record
         do {
-            try await write { db in try record.insert(db) }
+            try await write { db in try created.insert(db) }
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             throw StoreError(code: .conflict, message: "an API key named \(name) exists already")
         }
@@ -98,6 +147,22 @@ extension Store {
     /// first (with ``activeAPIKeys()``). For code that must not wait, on an event loop.
     package func cachedActiveAPIKeys() -> [String: APIKeyRecord]? {
         activeKeys.lookup().byHash
+    }
+
+    /// Changes an active key's limits (found by id or name). - Throws: ``StoreError`` `.notFound`.
+    package func updateAPIKey(_ idOrName: String, limits: APIKeyLimits) async throws -> APIKeyRecord {
+        // After the commit, as for a revocation.
+        defer { activeKeys.invalidate() }
+        return try await write { db in
+            guard var record = try APIKeyRecord.filter(Column("id") == idOrName || Column("name") == idOrName).fetchOne(db),
+                record.revokedAt == nil
+            else {
+                throw StoreError(code: .notFound, message: "no active API key \(idOrName)")
+            }
+            limits.apply(to: &record)
+            try record.update(db)
+            return record
+        }
     }
 
     /// Revokes a key by id or name. - Throws: ``StoreError`` `.notFound`.

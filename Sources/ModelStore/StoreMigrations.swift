@@ -131,6 +131,81 @@ enum StoreMigrations {
                     CREATE INDEX session_messages_by_parent ON session_messages(parent_id);
                     """)
         }
+        migrator.registerMigration("v7-upstreams") { db in
+            // Servers the gateway forwards to besides local runs (docs/gateway.md). A provider's key is never
+            // stored: only the name of the environment variable or the path of the file that holds it.
+            try db.execute(
+                sql: """
+                    CREATE TABLE upstreams (
+                        name TEXT PRIMARY KEY,
+                        kind TEXT NOT NULL CHECK (kind IN ('openai', 'azure', 'ollama', 'modeld')),
+                        url TEXT NOT NULL,
+                        api_key_env TEXT,
+                        api_key_file TEXT,
+                        api_version TEXT,
+                        models TEXT NOT NULL DEFAULT '[]',
+                        discover INTEGER NOT NULL DEFAULT 0,
+                        discovered TEXT NOT NULL DEFAULT '[]',
+                        discovered_at REAL,
+                        priority INTEGER NOT NULL DEFAULT 0,
+                        weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 0),
+                        cost_in REAL NOT NULL DEFAULT 0,
+                        cost_out REAL NOT NULL DEFAULT 0,
+                        max_concurrency INTEGER CHECK (max_concurrency IS NULL OR max_concurrency > 0),
+                        timeout REAL NOT NULL DEFAULT 30 CHECK (timeout > 0),
+                        enabled INTEGER NOT NULL DEFAULT 1,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        CHECK (api_key_env IS NULL OR api_key_file IS NULL)
+                    );
+                    CREATE TABLE model_groups (
+                        name TEXT PRIMARY KEY,
+                        targets TEXT NOT NULL DEFAULT '[]',
+                        strategy TEXT,
+                        created_at REAL NOT NULL
+                    );
+                    """)
+        }
+        migrator.registerMigration("v8-usage-and-quotas") { db in
+            // One row per request that reached a backend (``UsageRecord``); rows older than the retention are
+            // summed into `usage_daily` per (day, key, model, backend) and deleted. `key_id` '' is no key (the
+            // control socket, or no key exists). Each key's quotas: tokens per UTC day and month, a spending cap
+            // per UTC month, and the models it may name (a JSON array; NULL: any).
+            try db.execute(
+                sql: """
+                    CREATE TABLE usage (
+                        id INTEGER PRIMARY KEY,
+                        at TEXT NOT NULL,
+                        key_id TEXT NOT NULL DEFAULT '',
+                        model TEXT NOT NULL,
+                        backend TEXT NOT NULL,
+                        route TEXT NOT NULL,
+                        prompt_tokens INTEGER NOT NULL CHECK (prompt_tokens >= 0),
+                        completion_tokens INTEGER NOT NULL CHECK (completion_tokens >= 0),
+                        latency_ms REAL NOT NULL,
+                        status INTEGER NOT NULL,
+                        cost REAL NOT NULL DEFAULT 0
+                    );
+                    CREATE INDEX usage_by_time ON usage(at);
+                    CREATE TABLE usage_daily (
+                        day TEXT NOT NULL,
+                        key_id TEXT NOT NULL,
+                        model TEXT NOT NULL,
+                        backend TEXT NOT NULL,
+                        requests INTEGER NOT NULL,
+                        errors INTEGER NOT NULL,
+                        prompt_tokens INTEGER NOT NULL,
+                        completion_tokens INTEGER NOT NULL,
+                        latency_ms REAL NOT NULL,
+                        cost REAL NOT NULL,
+                        PRIMARY KEY (day, key_id, model, backend)
+                    );
+                    ALTER TABLE api_keys ADD COLUMN tokens_per_day INTEGER;
+                    ALTER TABLE api_keys ADD COLUMN tokens_per_month INTEGER;
+                    ALTER TABLE api_keys ADD COLUMN spend_cap REAL;
+                    ALTER TABLE api_keys ADD COLUMN allowed_models TEXT;
+                    """)
+        }
         return migrator
     }()
 

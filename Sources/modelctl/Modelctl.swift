@@ -14,7 +14,7 @@ struct Modelctl: AsyncParsableCommand {
         subcommands: [
             ModelPull.self, ModelList.self, ModelShow.self, ModelRemove.self, ModelVerify.self, ModelExport.self, ModelImport.self, RunStart.self,
             RunList.self, RunStop.self,
-            RunLogsCommand.self, RunChat.self, KeysCommand.self, SystemCommand.self,
+            RunLogsCommand.self, RunChat.self, KeysCommand.self, SystemCommand.self, UpstreamCommand.self, GroupCommand.self, UsageCommand.self,
         ]
     )
 }

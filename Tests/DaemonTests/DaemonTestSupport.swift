@@ -17,11 +17,13 @@ final class TestDaemon: Sendable {
     let root: URL
     let context: DaemonContext
 
-    init(catalogPath: String? = nil, environment: [String: String] = [:]) async throws {
+    /// - Parameter now: the usage ledger's clock.
+    init(catalogPath: String? = nil, environment: [String: String] = [:], now: @escaping @Sendable () -> Date = { Date() }) async throws {
         root = FileManager.default.temporaryDirectory.appending(path: "modeld-daemon-\(UUID().uuidString)", directoryHint: .isDirectory)
         context = try await DaemonStartup.prepare(
             flags: .init(listen: "127.0.0.1:0", dataDir: root.path, catalog: catalogPath),
-            environment: environment.merging(["HOME": root.path, "MODELD_ENGINE_PORTS": enginePortBlock()]) { $1 }, logger: Logger(label: "test"))
+            environment: environment.merging(["HOME": root.path, "MODELD_ENGINE_PORTS": enginePortBlock()]) { $1 }, logger: Logger(label: "test"),
+            now: now)
     }
 
     deinit { try? FileManager.default.removeItem(at: root) }

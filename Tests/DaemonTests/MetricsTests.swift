@@ -2,6 +2,7 @@ import FakeHub
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import ModelStore
 import ModeldAPI
 import ModeldClient
 import NIOCore
@@ -209,15 +210,19 @@ struct MetricsTests {
     @Test("token counting reads SSE events split anywhere, prefers the engine's usage, and reads JSON replies")
     func replyMeter() async throws {
         let metrics = DaemonMetrics()
+        let daemon = try await TestDaemon()
         let started = ContinuousClock.now
         func feed(_ text: String, model: String, pieces: Int) {
-            let meter = ReplyMeter(model: model, started: started, metrics: metrics)
+            let ticket = UsageTicket(
+                ledger: daemon.context.usage, keyID: nil, model: model, backend: "local:\(model)", route: "/v1/completions", started: started)
+            let meter = ReplyMeter(model: model, started: started, metrics: metrics, ticket: ticket)
             let bytes = Array(text.utf8)
             let size = max(1, bytes.count / pieces)
             for start in stride(from: 0, to: bytes.count, by: size) {
                 meter.observe(ByteBuffer(bytes: bytes[start..<min(bytes.count, start + size)]))
             }
-            meter.finish()
+            meter.finish(status: 200)
+            meter.finish(status: 499)
         }
         // No usage: each chunk with content counts as one token; the role-only chunk and [DONE] do not.
         let noUsage = """
@@ -261,6 +266,13 @@ struct MetricsTests {
         #expect(samples.value("modeld_time_to_first_token_seconds_count", ["model": "a"]) == 1)
         #expect(samples.value("modeld_time_to_first_token_seconds_count", ["model": "b"]) == 1)
         #expect(samples.value("modeld_time_to_first_token_seconds_count", ["model": "c"]) == nil, "JSON replies have no first token")
+
+        // The same counts went to the usage ledger, once per reply however often it was finished.
+        await daemon.context.usage.flushed()
+        let sums = try await daemon.context.store.usageSums(from: .distantPast, to: .distantFuture, groupedBy: .model)
+        #expect(sums.map(\.group) == ["a", "b"])
+        #expect(sums.map(\.requests) == [1, 1] && sums.map(\.errors) == [0, 0])
+        #expect(sums.map(\.promptTokens) == [0, 7] && sums.map(\.completionTokens) == [2, 9])
     }
 
     @Test("routers built in one process keep separate registries; /metrics counts by route pattern")

@@ -56,12 +56,12 @@ struct OpenAPITests {
     @Test("each operation's documented access is the authorizer's rule")
     func accessMatchesAuthorizer() async throws {
         let daemon = try await TestDaemon()
-        let (_, inference) = try await daemon.context.store.createAPIKey(name: "inference", scope: "inference", ratePerMinute: nil)
-        let (_, admin) = try await daemon.context.store.createAPIKey(name: "admin", scope: "admin", ratePerMinute: nil)
+        let (_, inference) = try await daemon.context.store.createAPIKey(name: "inference", scope: "inference")
+        let (_, admin) = try await daemon.context.store.createAPIKey(name: "admin", scope: "admin")
         for operation in OpenAPIDocument.operations {
             let path = operation.path.replacing(/\{[a-z]+\}/, with: "x")
             func allowed(_ key: String?) async throws -> Bool {
-                try await daemon.context.authorizer.decide(path: path, authorization: key.map { "Bearer \($0)" }, isControlSocket: false) == .allow
+                try await daemon.context.authorizer.decide(path: path, authorization: key.map { "Bearer \($0)" }, isControlSocket: false).allows
             }
             let name = "\(operation.method) \(operation.path)"
             #expect(try await allowed(nil) == (operation.access == .open), "\(name) without a key")
@@ -121,7 +121,7 @@ struct OpenAPITests {
     func schemaCheckCanFail() throws {
         let check = try SchemaCheck(document: try Self.document())
         let key = KeyInfo(
-            id: "k1", name: "ci", prefix: "mk_1", scope: "admin", ratePerMinute: nil, createdAt: Date(), lastUsedAt: nil, revoked: false, key: nil)
+            id: "k1", name: "ci", prefix: "mk_1", scope: "admin", createdAt: Date(), lastUsedAt: nil, revoked: false, key: nil)
         let encoded = try JSONDecoder().decode(JSONValue.self, from: try WireJSON.encoder().encode(Envelope(requestID: "r", data: key)))
         let schema = try #require(
             try OpenAPIDocument.operations.first { $0.path == "/api/v1/keys/{id}/revoke" }.map { operation in

@@ -64,7 +64,7 @@ struct ChatSocket: Sendable {
         let authorization = head.headerFields[.authorization]
         if authorization != nil || !keysExist {
             let decision = try await authorizer.decide(path: Self.path, authorization: authorization, isControlSocket: isControlSocket)
-            guard decision == .allow else { return nil }
+            guard decision.allows else { return nil }
         }
         let connection = Connection(
             socket: self, authorization: authorization, isControlSocket: isControlSocket,
@@ -126,7 +126,7 @@ extension ChatSocket {
                         }
                         let decision = try await socket.authorizer.decide(
                             path: ChatSocket.path, authorization: "Bearer \(key)", isControlSocket: false)
-                        guard decision == .allow else {
+                        guard decision.allows else {
                             if case .deny(_, let why, _) = decision { try await send(outbound, error: why) }
                             try await outbound.close(.policyViolation, reason: "not authenticated")
                             return
@@ -172,7 +172,11 @@ extension ChatSocket {
                 // Each chat is a request for the key's rate limit.
                 let decision = try await socket.authorizer.decide(
                     path: ChatSocket.path, authorization: authorization, isControlSocket: isControlSocket)
-                if case .deny(_, let why, _) = decision { throw APIError(.tooManyRequests, why) }
+                let key: APIKeyRecord?
+                switch decision {
+                case .allow(let allowed): key = allowed
+                case .deny(_, let why, _): throw APIError(.tooManyRequests, why)
+                }
                 var sampling = frame
                 for field in ["type", "model", "messages", "session", "content", "message"] { sampling[field] = nil }
                 let outcome: EngineCall.Outcome
@@ -189,9 +193,11 @@ extension ChatSocket {
                 } else {
                     guard case .string(let model)? = frame["model"], !model.isEmpty else { throw APIError.badRequest("model must be given") }
                     let messages = try Self.messages(frame["messages"])
+                    try Authorizer.check(model: model, for: key)
                     let reply = try socket.replies.begin(id)
                     defer { socket.replies.end(id, reply) }
-                    let opened = try await socket.turn.open(model: model, messages: messages, sampling: sampling, started: started)
+                    let opened = try await socket.turn.open(
+                        model: model, messages: messages, sampling: sampling, started: started, keyID: key?.id, route: ChatSocket.path)
                     reply.attach(opened.upstream)
                     outcome = await opened.call.relay(opened.upstream) { delta in try await self.send(outbound, Frame(type: "delta", content: delta))
                     }

@@ -12,6 +12,8 @@ struct ChatTurn {
     let scheduler: RunScheduler
     let metrics: DaemonMetrics
     let tokenizers: TokenizerCache
+    /// Where each reply's usage row goes.
+    let usage: UsageLedger
 
     /// The room left for the reply when neither the request nor the session sets `max_tokens`: a quarter of the
     /// context, at most this many tokens.
@@ -33,8 +35,11 @@ struct ChatTurn {
     ///   - sampling: fields sent to the engine with the messages (`max_tokens`, `temperature`, ...); `max_context`
     ///     lowers the context the history is fitted to and is not sent.
     ///   - started: when the request arrived, for the time to first token.
+    ///   - keyID: the API key the reply's usage is recorded for (nil: none); `route` names the request in that row.
     /// - Throws: ``APIError``: 400 when even the newest message alone does not fit; the scheduler's and engine's errors.
-    func open(model: String, messages: [LLMMessage], sampling: JinjaObject, started: ContinuousClock.Instant) async throws -> Opened {
+    func open(
+        model: String, messages: [LLMMessage], sampling: JinjaObject, started: ContinuousClock.Instant, keyID: String?, route: String
+    ) async throws -> Opened {
         let lease = try await scheduler.acquire(model)
         do {
             var body = sampling
@@ -45,8 +50,12 @@ struct ChatTurn {
             if case .int(let value)? = body["max_tokens"] { maxTokens = value }
             let (kept, dropped) = try await fit(messages, modelPath: lease.run.modelPath, maxContext: maxContext, maxTokens: maxTokens)
             body["messages"] = .array(kept.map { .object(JinjaObject(["role": .string($0.role), "content": .string($0.content)])) })
+            let ticket = UsageTicket(
+                ledger: usage, keyID: keyID, model: lease.run.model, backend: UsageTicket.backend(run: lease.run.name), route: route,
+                started: started)
             let call = EngineCall(
-                lease: lease, path: "/v1/chat/completions", kind: .chat, body: body, stream: true, metrics: metrics, started: started)
+                lease: lease, path: "/v1/chat/completions", kind: .chat, body: body, stream: true, metrics: metrics, started: started,
+                ticket: ticket)
             return Opened(call: call, upstream: try await call.open(), dropped: dropped)
         } catch {
             lease.release()

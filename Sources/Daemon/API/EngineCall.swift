@@ -37,12 +37,15 @@ struct EngineCall {
     let metrics: DaemonMetrics
     /// When the request arrived, for the time to first token.
     let started: ContinuousClock.Instant
+    /// The request's usage account.
+    let ticket: UsageTicket
 
     /// The most of a whole (not streamed) reply that is read.
     static let maxReply = 64 << 20
 
     init(
-        lease: RunLease, path: String, kind: Kind, body: JinjaObject, stream: Bool, metrics: DaemonMetrics, started: ContinuousClock.Instant
+        lease: RunLease, path: String, kind: Kind, body: JinjaObject, stream: Bool, metrics: DaemonMetrics, started: ContinuousClock.Instant,
+        ticket: UsageTicket
     ) {
         var body = body
         body["run_id"] = nil
@@ -57,12 +60,24 @@ struct EngineCall {
         self.stream = stream
         self.metrics = metrics
         self.started = started
+        self.ticket = ticket
     }
 
     /// Sends the request and reads the whole reply.
     /// - Throws: ``APIError``: the engine's refusal (4xx, with its message) or failure (502).
     func reply() async throws -> Reply {
         let upstream = try await open()
+        do {
+            let reply = try await whole(upstream)
+            ticket.record(status: 200, usage: reply.usage.map(ReplyMeter.Usage.init))
+            return reply
+        } catch {
+            ticket.record(status: (error as? APIError)?.status ?? 502, usage: nil)
+            throw error
+        }
+    }
+
+    private func whole(_ upstream: EngineReply) async throws -> Reply {
         var data = Data()
         let whole: Bool
         do {
@@ -135,12 +150,12 @@ struct EngineCall {
     /// Reads a streamed reply (from ``open()``), handing each piece of text to `onDelta`, until the engine's
     /// `[DONE]`, until the engine breaks off or sends something that is not an OpenAI stream, or until `onDelta`
     /// throws (the client went away); the engine's request is stopped whenever it ends early. Its tokens and time
-    /// to first token are recorded.
+    /// to first token are recorded, and its usage row (status 499 when the client went away).
     func relay(_ upstream: EngineReply, onDelta: (String) async throws -> Void) async -> Outcome {
         var outcome = Outcome()
         var events = ServerSentEvents()
         var done = false
-        var tally = StreamTokenTally(model: run.model, started: started, metrics: metrics)
+        var tally = StreamTokenTally(model: run.model, started: started, metrics: metrics, ticket: ticket)
         do {
             reading: for try await chunk in upstream.body {
                 for payload in events.feed(chunk) {
@@ -179,16 +194,25 @@ struct EngineCall {
             outcome.problem = "run \(run.name) broke off its reply: \(error)"
         }
         upstream.cancel()
-        tally.record()
+        tally.record(status: outcome.abandoned == nil ? 200 : 499)
         if !done, outcome.problem == nil { outcome.problem = "run \(run.name) ended its reply without [DONE]" }
         return outcome
     }
 
     // MARK: Helpers
 
-    /// Opens the request through ``EngineProxy``; a refusal or failure becomes an ``APIError``. The lease is
-    /// released when the exchange ends, or here when the request cannot be sent.
+    /// Opens the request through ``EngineProxy``; a refusal or failure becomes an ``APIError``, recorded in the
+    /// request's usage row. The lease is released when the exchange ends, or here when the request cannot be sent.
     func open() async throws -> EngineReply {
+        do {
+            return try await send()
+        } catch {
+            ticket.record(status: (error as? APIError)?.status ?? 502, usage: nil)
+            throw error
+        }
+    }
+
+    private func send() async throws -> EngineReply {
         let request: EngineRequest
         do {
             request = try engineRequest()

@@ -52,8 +52,10 @@ extension LLMController {
         for (index, prompt) in fields.prompts.enumerated() {
             var body = sampling
             body["prompt"] = .string(prompt)
-            let lease = try await target(runID: nil, model: model)
-            let reply = try await engineCall(lease, "/v1/completions", .completion, body: body, stream: false, started: started).reply()
+            let lease = try await target(runID: nil, model: model, key: context.apiKey)
+            let reply = try await engineCall(
+                lease, "/v1/completions", .completion, body: body, stream: false, started: started, route: "/generate", context: context
+            ).reply()
             completions.append(OlderCompletion(index: index, text: reply.text, finishReason: reply.finishReason, usage: reply.usage))
         }
         return Envelope(requestID: context.id, data: completions)
@@ -86,9 +88,11 @@ extension LLMController {
         var body = raw.object
         body["prompt"] = nil
         body["messages"] = [["role": "user", "content": .string(fields.prompt)]]
-        let lease = try await target(runID: nil, model: try unnamedModel(nil))
+        let lease = try await target(runID: nil, model: try unnamedModel(nil), key: context.apiKey)
         let run = lease.run
-        let call = engineCall(lease, "/v1/chat/completions", .chat, body: body, stream: fields.stream == true, started: started)
+        let call = engineCall(
+            lease, "/v1/chat/completions", .chat, body: body, stream: fields.stream == true, started: started, route: "/api/generate",
+            context: context)
         guard call.stream else {
             let reply = try await call.reply()
             let data = LLMGeneration(runID: run.runID, model: run.model, text: reply.text, finishReason: reply.finishReason, usage: reply.usage)

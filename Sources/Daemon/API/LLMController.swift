@@ -29,6 +29,8 @@ struct LLMController {
     let scheduler: RunScheduler
     /// Counts the tokens of replies and their time to first token, as the gateway's.
     let metrics: DaemonMetrics
+    /// Records each request's usage.
+    let usage: UsageLedger
     let tokenizers = TokenizerCache()
     /// The model of requests that name none, on the routes of the earlier services (the `default_model` setting).
     var defaultModel: String? = nil
@@ -50,9 +52,11 @@ struct LLMController {
         let engine = try body.takeOlderNames()
         let fields = try APIError.decodeJSON(as: LLMGenerateRequest.self, from: body.data)
         guard !fields.prompt.isEmpty else { throw APIError.badRequest("prompt must not be empty") }
-        let lease = try await target(runID: fields.runID, model: fields.model, prefer: engine)
+        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey, prefer: engine)
         let run = lease.run
-        let call = engineCall(lease, "/v1/completions", .completion, body: body.object, stream: fields.stream == true, started: started)
+        let call = engineCall(
+            lease, "/v1/completions", .completion, body: body.object, stream: fields.stream == true, started: started, route: request.uri.path,
+            context: context)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
         return try Envelope(
@@ -67,9 +71,11 @@ struct LLMController {
         let engine = try body.takeOlderNames()
         let fields = try APIError.decodeJSON(as: LLMChatRequest.self, from: body.data)
         guard !fields.messages.isEmpty else { throw APIError.badRequest("messages must not be empty") }
-        let lease = try await target(runID: fields.runID, model: fields.model, prefer: engine)
+        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey, prefer: engine)
         let run = lease.run
-        let call = engineCall(lease, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true, started: started)
+        let call = engineCall(
+            lease, "/v1/chat/completions", .chat, body: body.object, stream: fields.stream == true, started: started, route: request.uri.path,
+            context: context)
         if call.stream { return try await call.streamed() }
         let reply = try await call.reply()
         return try Envelope(
@@ -109,9 +115,11 @@ struct LLMController {
         body["response_format"] = ["type": "json_schema", "json_schema": ["name": .string(name), "schema": schema]]
         // Every engine takes the schema as OpenAI's `response_format` on chat completions (docs/design/engine-launch.md,
         // OpenAI-compatible endpoints and structured output; docs/builtin-engine.md, Structured output).
-        let lease = try await target(runID: fields.runID, model: fields.model, prefer: engine)
+        let lease = try await target(runID: fields.runID, model: fields.model, key: context.apiKey, prefer: engine)
         let run = lease.run
-        let reply = try await engineCall(lease, "/v1/chat/completions", .chat, body: body, stream: false, started: started).reply()
+        let reply = try await engineCall(
+            lease, "/v1/chat/completions", .chat, body: body, stream: false, started: started, route: request.uri.path, context: context
+        ).reply()
         var json: JSONValue?
         var jsonError: String?
         do {
@@ -182,11 +190,17 @@ struct LLMController {
 // MARK: - Which run, which model directory
 
 extension LLMController {
-    /// - Parameter started: when the request arrived.
+    /// - Parameters:
+    ///   - started: when the request arrived.
+    ///   - route: the request's path, and `context` its key, for its usage row.
     func engineCall(
-        _ lease: RunLease, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool, started: ContinuousClock.Instant
+        _ lease: RunLease, _ path: String, _ kind: EngineCall.Kind, body: JinjaObject, stream: Bool, started: ContinuousClock.Instant,
+        route: String, context: Context
     ) -> EngineCall {
-        EngineCall(lease: lease, path: path, kind: kind, body: body, stream: stream, metrics: metrics, started: started)
+        let ticket = UsageTicket(
+            ledger: usage, keyID: context.apiKey?.id, model: lease.run.model, backend: UsageTicket.backend(run: lease.run.name),
+            route: route, started: started)
+        return EngineCall(lease: lease, path: path, kind: kind, body: body, stream: stream, metrics: metrics, started: started, ticket: ticket)
     }
 
     /// What a request names: a run (`run_id`, a run id or name) or a model.
@@ -214,12 +228,14 @@ extension LLMController {
         }
     }
 
-    /// A lease on the run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes it.
+    /// A lease on the run a request names: `run_id` (which must be ready), or `model` routed as the gateway routes
+    /// it. A key with an allowed-models list may name a model on it, or a run whose name or model is on it.
     /// - Parameter engine: for `model`, the engine whose ready runs are preferred (the earlier `engine_type`).
-    func target(runID: String?, model: String?, prefer engine: EngineKind? = nil) async throws -> RunLease {
+    func target(runID: String?, model: String?, key: APIKeyRecord?, prefer engine: EngineKind? = nil) async throws -> RunLease {
         switch try named(runID: runID, model: model) {
         case .run(let id):
             let run = try await self.run(id)
+            if let key, !key.allows(model: run.name) { try Authorizer.check(model: run.model, for: key) }
             guard run.state == .ready, run.endpoint != nil, let lease = scheduler.acquire(run: run) else {
                 let why = run.reason.map { " (\($0))" } ?? ""
                 let state = run.state == .ready ? "being unloaded" : run.state.rawValue
@@ -228,6 +244,7 @@ extension LLMController {
             }
             return lease
         case .model(let model):
+            try Authorizer.check(model: model, for: key)
             return try await scheduler.acquire(model, prefer: { engine == nil || $0.engine == engine })
         }
     }

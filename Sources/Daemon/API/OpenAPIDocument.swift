@@ -74,6 +74,7 @@ enum OpenAPIDocument {
     static var operations: [APIOperation] {
         let runID = APIOperation.Parameter.path("id", "Run id or name")
         let pullID = APIOperation.Parameter.path("id", "Pull job id")
+        let upstreamName = APIOperation.Parameter.path("name", "The upstream's name")
         let yesNo: JSONSchema = ["type": "string", "enum": ["true", "false"]]
         let text: JSONSchema = ["type": "string"]
         let binary: JSONSchema = ["type": "string", "format": "binary"]
@@ -82,11 +83,15 @@ enum OpenAPIDocument {
         let consoleFile = APIOperation.Reply(
             "The file, gzip-encoded when accepted; a strong ETag", ["text/css": .schema(text), "text/javascript": .schema(text)])
         let gatewayErrors: [String: APIOperation.Reply] = [
+            "403": .error("The API key may not use this model (its allowed_models)"),
+            "429": .error("The API key is over a quota (rate, tokens per day or month, spending cap); the message says which and when it resets"),
             "502": .error("The engine failed or did not answer"), "503": .error("An on-demand start failed"),
         ]
         let relayed = APIOperation.Reply("The engine's reply, relayed", ["application/json": .schema(anyObject), "text/event-stream": .schema(text)])
         let engineErrors: [String: APIOperation.Reply] = [
             "409": .error("The run named by run_id is not ready"), "413": .error("The body is larger than 32 MiB"),
+            "403": .error("The API key may not use this model (its allowed_models)"),
+            "429": .error("The API key is over a quota (rate, tokens per day or month, spending cap); the message says which and when it resets"),
             "502": .error("The engine failed or did not answer"), "503": .error("An on-demand start failed"),
         ]
         func streaming(_ reply: any (Codable & Sendable).Type) -> APIOperation.Reply {
@@ -139,6 +144,44 @@ enum OpenAPIDocument {
                 "/api/v1/keys", "Create an API key; the value is in this answer only", body: .type(KeyCreateRequest.self),
                 ok: .envelope(KeyInfo.self), more: ["409": .error("The name is taken")]),
             .post("/api/v1/keys/{id}/revoke", "Revoke an API key", ok: .envelope(KeyInfo.self), parameters: [.path("id", "Key id or name")]),
+            .patch(
+                "/api/v1/keys/{id}",
+                "Change an active key's limits: requests per minute, tokens per UTC day and month, a spending cap per UTC month, allowed models. A field left out keeps its value; 0 (or an empty allowed_models) removes the limit",
+                body: .type(KeyLimitsRequest.self), ok: .envelope(KeyInfo.self), parameters: [.path("id", "Key id or name")],
+                more: ["404": .error("No active key has this id or name")]),
+            .get(
+                "/api/v1/usage",
+                "Usage of the requests that reached a backend (tokens, cost, latency, errors), summed per key, model, backend or UTC day; rows older than usage_retention are kept summed per day",
+                ok: .envelope(UsageReport.self),
+                parameters: [
+                    .init(
+                        name: "from", location: "query",
+                        description: "A UTC day (2026-12-01) or time (2026-12-01T12:00:00Z); default: 30 days before to", schema: text),
+                    .init(name: "to", location: "query", description: "Exclusive, as from; default: the end of today (UTC)", schema: text),
+                    .init(
+                        name: "group_by", location: "query", description: "What to sum per; default: one total",
+                        schema: ["type": "string", "enum": UsageGrouping.allCases.map(\.rawValue)]),
+                ]),
+            .get(
+                "/api/v1/upstreams", "Upstreams: where each key comes from and whether it is set, never the key",
+                ok: .envelope([UpstreamInfo].self)),
+            .post(
+                "/api/v1/upstreams", "Add an upstream, or replace the settings of the one with this name; with discover, list its models",
+                body: .type(UpstreamRequest.self), ok: .envelope(UpstreamInfo.self)),
+            .get("/api/v1/upstreams/{name}", "One upstream", ok: .envelope(UpstreamInfo.self), parameters: [upstreamName]),
+            .post("/api/v1/upstreams/{name}/remove", "Remove an upstream", ok: .envelope(UpstreamInfo.self), parameters: [upstreamName]),
+            .post(
+                "/api/v1/upstreams/{name}/disable", "Send an upstream no more requests", ok: .envelope(UpstreamInfo.self),
+                parameters: [upstreamName]),
+            .post("/api/v1/upstreams/{name}/enable", "Send an upstream requests again", ok: .envelope(UpstreamInfo.self), parameters: [upstreamName]),
+            .post(
+                "/api/v1/upstreams/{name}/test", "List an upstream's models with its key: reachable, key accepted",
+                ok: .envelope(UpstreamTestResult.self), parameters: [upstreamName]),
+            .get("/api/v1/model-groups", "Model groups: a public name, the models it routes to, the strategy", ok: .envelope([ModelGroupInfo].self)),
+            .post("/api/v1/model-groups", "Create or replace a model group", body: .type(ModelGroupInfo.self), ok: .envelope(ModelGroupInfo.self)),
+            .post(
+                "/api/v1/model-groups/{name}/remove", "Remove a model group", ok: .envelope(EmptyPayload.self),
+                parameters: [.path("name", "The group's name")]),
             .get(
                 "/api/v1/events",
                 "Live events as Server-Sent Events (`id`, `event`, one JSON `data` line): \(DaemonEventType.allCases.map(\.rawValue).joined(separator: ", ")). Send Last-Event-ID to get what was missed.",
@@ -320,7 +363,7 @@ enum OpenAPIDocument {
 
 /// One operation of the API, as data: ``OpenAPIDocument`` describes it, with the schemas of the wire types it names.
 struct APIOperation {
-    enum Method: String { case get, post, head, delete }
+    enum Method: String { case get, post, patch, head, delete }
 
     /// Who may call it once any API key exists (``Authorizer``).
     enum Access {
@@ -408,6 +451,15 @@ struct APIOperation {
 
     static func head(_ path: String, _ summary: String, _ access: Access = .admin, ok: Reply) -> APIOperation {
         APIOperation(method: .head, path: path, summary: summary, access: access, body: nil, replies: ["200": ok], parameters: [])
+    }
+
+    static func patch(
+        _ path: String, _ summary: String, _ access: Access = .admin, body: Shape, ok: Reply, parameters: [Parameter] = [],
+        more: [String: Reply] = [:]
+    ) -> APIOperation {
+        APIOperation(
+            method: .patch, path: path, summary: summary, access: access, body: ("application/json", body),
+            replies: more.merging(["200": ok]) { $1 }, parameters: parameters)
     }
 
     static func post(

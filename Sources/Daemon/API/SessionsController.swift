@@ -236,7 +236,9 @@ extension SessionsController {
         for (key, value) in sampling.pairs { body[key] = value }
         let reply = try active.begin(session.id)
         do {
-            let opened = try await turn.open(model: session.model, messages: history, sampling: body, started: started)
+            // The session's owner is the key its replies are counted for.
+            let opened = try await turn.open(
+                model: session.model, messages: history, sampling: body, started: started, keyID: session.owner, route: "/api/v1/sessions")
             reply.attach(opened.upstream)
             return SessionGeneration(opened: opened, reply: reply, user: user, store: store, active: active)
         } catch {

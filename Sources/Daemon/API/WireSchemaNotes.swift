@@ -111,3 +111,15 @@ extension TokenCountRequest: WireDocumented {
 extension LLMStructuredReply: WireDocumented {
     static var wireNotes: WireNotes { WireNotes(fields: ["json": ["description": "text parsed as JSON; null when it does not parse"]]) }
 }
+
+extension UpstreamKind: WireEnumeration {}
+extension RoutingStrategy: WireEnumeration {}
+
+extension UpstreamInfo: WireDocumented {
+    static var wireNotes: WireNotes {
+        WireNotes(fields: [
+            "state": ["enum": ["up", "cooling", "disabled", "removed"]],
+            "api_key_set": ["description": "whether the variable or file named holds a key now; the key is never shown"],
+        ])
+    }
+}

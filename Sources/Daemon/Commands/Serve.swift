@@ -101,6 +101,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "The longest pause while a request body arrives (env MODELD_BODY_TIMEOUT; default 60s).")
     var bodyTimeout: String?
 
+    @Option(
+        name: .long,
+        help: "How long usage is kept one row per request before it is summed per day: 30d, 720h (env MODELD_USAGE_RETENTION; default 30d).")
+    var usageRetention: String?
     @Option(name: .long, help: "Serve HTTPS (and HTTP/2) with this PEM certificate chain; with --tls-key (env MODELD_TLS_CERT; default none).")
     var tlsCert: String?
 
@@ -135,7 +139,7 @@ struct Serve: AsyncParsableCommand {
                     maxDownloadRate: maxDownloadRate, onDemandKeepAlive: onDemandKeepAlive, onDemandTimeout: onDemandTimeout,
                     maxLoadedRuns: maxLoadedRuns, caBundle: caBundle, corsOrigins: corsOrigins, allowedHosts: allowedHosts,
                     maxBodySize: maxBodySize, maxConnections: maxConnections, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
-                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen, tlsCert: tlsCert, tlsKey: tlsKey,
+                    bodyTimeout: bodyTimeout, ollamaListen: ollamaListen, usageRetention: usageRetention, tlsCert: tlsCert, tlsKey: tlsKey,
                     defaultModel: defaultModel, otlpEndpoint: otlpEndpoint),
                 environment: environment, logger: logger)
             // Security by default: an address other hosts can reach needs an API key (or --insecure-no-auth), with
@@ -167,9 +171,10 @@ struct Serve: AsyncParsableCommand {
 enum DaemonStartup {
     /// Resolves configuration, prepares the data directory, loads the catalog and migrates the store.
     /// - Throws: a one-sentence error for a malformed catalog, an unusable data directory or a newer store.
-    static func prepare(flags: DaemonConfiguration.Flags, environment: [String: String], logger: Logger) async throws
-        -> DaemonContext
-    {
+    /// - Parameter now: the usage ledger's clock (``UsageLedger/now``): tests move it to cross days and months.
+    static func prepare(
+        flags: DaemonConfiguration.Flags, environment: [String: String], logger: Logger, now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> DaemonContext {
         let configuration = try await DaemonConfiguration.resolve(flags: flags, environment: environment)
         try configuration.dataDirectory.prepare()
         let catalog: ModelCatalog
@@ -180,6 +185,14 @@ enum DaemonStartup {
         }
         let tls = try ServerTLS.load(configuration)
         let store = try Store(path: configuration.dataDirectory.database.path)
+        if let bundle = configuration.caBundle {
+            do {
+                try EngineClient.shared.trust(caBundle: bundle)
+            } catch {
+                throw ConfigurationError(
+                    key: configuration.caBundleSource ?? "ca_bundle", problem: "cannot read \(bundle) for TLS to upstreams: \(error)")
+            }
+        }
         let metrics = DaemonMetrics()
         var startMetadata: Logger.Metadata = [
             "listen": "\(configuration.listen)", "data_dir": "\(configuration.dataDirectory.root.path)",
@@ -217,10 +230,20 @@ enum DaemonStartup {
             onDemandKeepAlive: configuration.onDemandKeepAlive, startTimeout: configuration.onDemandTimeout, logger: schedulerLogger)
         let events = EventBus()
         events.watchRuns(of: supervisor)
+        var routerLogger = logger
+        routerLogger[metadataKey: "part"] = "routing"
+        let router = BackendRouter(
+            settings: configuration.routing, scheduler: scheduler, store: store, metrics: metrics, logger: routerLogger, environment: environment,
+            lister: { await UpstreamsController.list($0) })
+        try await router.reload()
+        var usageLogger = logger
+        usageLogger[metadataKey: "part"] = "usage"
+        let usage = UsageLedger(store: store, retention: configuration.usageRetention, logger: usageLogger, now: now)
+        try await usage.seed()
         return DaemonContext(
             configuration: configuration, catalog: catalog, store: store, pulls: pulls, supervisor: supervisor, metrics: metrics,
-            logger: logger, authorizer: Authorizer(store: store), scheduler: scheduler, events: events,
-            pullEvents: PullEventSource(bus: events, pulls: pulls), tls: tls, tracing: tracing)
+            logger: logger, authorizer: Authorizer(store: store, usage: usage), scheduler: scheduler, router: router, events: events,
+            pullEvents: PullEventSource(bus: events, pulls: pulls), usage: usage, tls: tls, tracing: tracing)
     }
 
     /// Engine executables from `MODELD_VLLM_COMMAND`, `MODELD_SGLANG_COMMAND`, `MODELD_OLLAMA_COMMAND` and
@@ -299,10 +322,13 @@ enum DaemonStartup {
                 notifier.status("stopping \(runs) engine(s)")
             })
         services.insert(.init(service: supervisor), at: 0)
+        // Stopped last: the usage of the requests the listeners drained is written before the store closes.
+        services.insert(.init(service: UsageWriter(ledger: daemon.usage)), at: 0)
         // Stopped after everything else: the spans of the last requests and of the engines' stops are sent.
         if let tracing = daemon.tracing { services.insert(.init(service: tracing), at: 0) }
         // Its keep-alive timers stop when shutdown begins: no run is unloaded while the daemon stops.
         services.append(.init(service: daemon.scheduler))
+        services.append(.init(service: UpstreamDiscovery(router: daemon.router)))
         services.append(.init(service: EventHeartbeat(bus: daemon.events)))
         services.append(.init(service: StatusReporter(daemon: daemon, notifier: notifier)))
         services.append(.init(service: StoppingNotifier(notifier: notifier, readiness: readiness)))
@@ -440,6 +466,23 @@ final class DaemonReadiness: Sendable {
             return onReady
         }
         ready?()
+    }
+}
+
+/// Lists the models of upstreams with `discover` at start-up and every `discovery_interval`; at shutdown, stops
+/// the probes of cooled upstreams.
+struct UpstreamDiscovery: Service, CustomStringConvertible {
+    let router: BackendRouter
+    var description: String { "UpstreamDiscovery" }
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await router.discover()
+                try await Task.sleep(for: router.settings.discoveryInterval)
+            }
+        }
+        router.shutdown()
     }
 }
 

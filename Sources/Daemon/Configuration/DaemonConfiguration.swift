@@ -75,6 +75,13 @@ package struct ConfigurationError: Error, CustomStringConvertible {
 /// | `idle_timeout` | `--idle-timeout` | `MODELD_IDLE_TIMEOUT` | `60s` |
 /// | `header_timeout` | `--header-timeout` | `MODELD_HEADER_TIMEOUT` | `30s` |
 /// | `body_timeout` | `--body-timeout` | `MODELD_BODY_TIMEOUT` | `60s` |
+/// | `routing_strategy` | | `MODELD_ROUTING_STRATEGY` | `local-first` |
+/// | `max_failovers` | | `MODELD_MAX_FAILOVERS` | `2` |
+/// | `cooldown_failures` | | `MODELD_COOLDOWN_FAILURES` | `3` (within `cooldown_window`) |
+/// | `cooldown_window` | | `MODELD_COOLDOWN_WINDOW` | `60s` |
+/// | `cooldown` | | `MODELD_COOLDOWN` | `30s` (between probes of a cooled upstream) |
+/// | `discovery_interval` | | `MODELD_DISCOVERY_INTERVAL` | `5m` |
+/// | `usage_retention` | `--usage-retention` | `MODELD_USAGE_RETENTION` | `30d` |
 /// | `tls_cert` | `--tls-cert` | `MODELD_TLS_CERT` | none (plain HTTP) |
 /// | `tls_key` | `--tls-key` | `MODELD_TLS_KEY` | none |
 /// | `default_model` | `--default-model` | `MODELD_DEFAULT_MODEL` | none (requests must name their model) |
@@ -125,6 +132,10 @@ package struct DaemonConfiguration: Sendable {
     package var headerTimeout: Duration = .seconds(30)
     /// The longest pause between two reads of a request's body.
     package var bodyTimeout: Duration = .seconds(60)
+    /// How the gateway chooses among backends and fails over (docs/gateway.md).
+    var routing = BackendRouter.Settings()
+    /// How long usage is kept one row per request before it is summed per day (``UsageLedger``).
+    package var usageRetention: Duration = .seconds(30 * 86400)
     /// The certificate chain (PEM) the TCP listeners serve HTTPS with; nil serves plain HTTP. Set with ``tlsKey``.
     package var tlsCert: String?
     /// The private key (PEM) of ``tlsCert``.
@@ -166,6 +177,7 @@ package struct DaemonConfiguration: Sendable {
         package var idleTimeout: String?
         package var headerTimeout: String?
         package var bodyTimeout: String?
+        package var usageRetention: String?
         package var tlsCert: String?
         package var tlsKey: String?
         package var defaultModel: String?
@@ -176,10 +188,10 @@ package struct DaemonConfiguration: Sendable {
             controlSocket: String? = nil, maxDownloadRate: String? = nil, onDemandKeepAlive: String? = nil,
             onDemandTimeout: String? = nil, maxLoadedRuns: String? = nil, caBundle: String? = nil, corsOrigins: [String] = [],
             allowedHosts: [String] = [], maxBodySize: String? = nil, maxConnections: String? = nil, idleTimeout: String? = nil,
-            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, tlsCert: String? = nil,
-            tlsKey: String? = nil, defaultModel: String? = nil,
-            otlpEndpoint: String? = nil
+            headerTimeout: String? = nil, bodyTimeout: String? = nil, ollamaListen: String? = nil, usageRetention: String? = nil,
+            tlsCert: String? = nil, tlsKey: String? = nil, defaultModel: String? = nil, otlpEndpoint: String? = nil
         ) {
+            self.usageRetention = usageRetention
             self.otlpEndpoint = otlpEndpoint
             self.defaultModel = defaultModel
             self.ollamaListen = ollamaListen
@@ -229,6 +241,7 @@ package struct DaemonConfiguration: Sendable {
         if let value = flags.idleTimeout { flagValues["idle_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.headerTimeout { flagValues["header_timeout"] = .init(.string(value), isSecret: false) }
         if let value = flags.bodyTimeout { flagValues["body_timeout"] = .init(.string(value), isSecret: false) }
+        if let value = flags.usageRetention { flagValues["usage_retention"] = .init(.string(value), isSecret: false) }
         if let value = flags.tlsCert { flagValues["tls_cert"] = .init(.string(value), isSecret: false) }
         if let value = flags.tlsKey { flagValues["tls_key"] = .init(.string(value), isSecret: false) }
         if let value = flags.defaultModel { flagValues["default_model"] = .init(.string(value), isSecret: false) }
@@ -292,6 +305,16 @@ package struct DaemonConfiguration: Sendable {
         if let timeout = try positiveDuration(reader, key: "idle_timeout") { configuration.idleTimeout = timeout }
         if let timeout = try positiveDuration(reader, key: "header_timeout") { configuration.headerTimeout = timeout }
         if let timeout = try positiveDuration(reader, key: "body_timeout") { configuration.bodyTimeout = timeout }
+        if let text = reader.string(forKey: "usage_retention") ?? reader.int(forKey: "usage_retention").map(String.init), !text.isEmpty {
+            // Days (`30d`), or a duration as the other settings take one (`720h`).
+            if text.hasSuffix("d"), let days = Int(text.dropLast()), days > 0, days <= 36500 {
+                configuration.usageRetention = .seconds(days * 86400)
+            } else if let seconds = KeepAlive(parsing: text)?.seconds, seconds > 0 {
+                configuration.usageRetention = .seconds(seconds)
+            } else {
+                throw ConfigurationError(key: "usage_retention", problem: "\"\(text)\" is not a positive duration such as 30d or 720h")
+            }
+        }
         if let text = reader.string(forKey: "max_body_size") ?? reader.int(forKey: "max_body_size").map(String.init), !text.isEmpty {
             configuration.maxBodySize = try parseSize(text, key: "max_body_size")
         }
@@ -318,6 +341,7 @@ package struct DaemonConfiguration: Sendable {
             configuration.caBundle = absolute
             configuration.caBundleSource = source
         }
+        configuration.routing = try routing(reader)
         if let model = reader.string(forKey: "default_model")?.trimmingCharacters(in: .whitespaces), !model.isEmpty {
             configuration.defaultModel = model
         }
@@ -332,6 +356,31 @@ package struct DaemonConfiguration: Sendable {
         (configuration.tlsCert, configuration.tlsKey) = try tlsFiles(reader, environment: environment)
         configuration.tracing = try TracingSettings(setting: reader.string(forKey: "otlp_endpoint"), environment: environment)
         return configuration
+    }
+
+    /// The routing settings (docs/gateway.md, Settings).
+    private static func routing(_ reader: ConfigReader) throws -> BackendRouter.Settings {
+        var settings = BackendRouter.Settings()
+        if let text = reader.string(forKey: "routing_strategy"), !text.isEmpty {
+            guard let strategy = RoutingStrategy(rawValue: text) else {
+                throw ConfigurationError(
+                    key: "routing_strategy", problem: "\"\(text)\" is not one of \(RoutingStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            settings.strategy = strategy
+        }
+        for (key, path) in [("max_failovers", \BackendRouter.Settings.maxFailovers), ("cooldown_failures", \.failuresToCool)] {
+            guard let text = reader.string(forKey: ConfigKey(key)) ?? reader.int(forKey: ConfigKey(key)).map(String.init), !text.isEmpty else {
+                continue
+            }
+            guard let count = Int(text), count >= (key == "max_failovers" ? 0 : 1) else {
+                throw ConfigurationError(key: key, problem: "\"\(text)\" is not a whole number\(key == "max_failovers" ? "" : " of at least 1")")
+            }
+            settings[keyPath: path] = count
+        }
+        if let window = try positiveDuration(reader, key: "cooldown_window") { settings.failureWindow = window }
+        if let cooldown = try positiveDuration(reader, key: "cooldown") { settings.cooldown = cooldown }
+        if let interval = try positiveDuration(reader, key: "discovery_interval") { settings.discoveryInterval = interval }
+        return settings
     }
 
     /// The `tls_cert` and `tls_key` files, absolute: both or neither, each readable. Whether they hold PEM that

@@ -2,11 +2,13 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 import Tracing
 import Transfer
 
-/// HTTP/1.1 to the engines, on the daemon's own event loops, over kept-alive connections.
+/// HTTP/1.1 to the engines (and to upstreams, over TLS for `https` URLs), on the daemon's own event loops, over
+/// kept-alive connections.
 ///
 /// A request costs no thread hand-off: it is written from the event loop that owns its connection, and the
 /// reply comes back to the handler that awaits it. A caller running on one of the group's event loops (the
@@ -28,10 +30,24 @@ final class EngineClient: Sendable {
     /// The longest reply read whole before it is sent on (``fetch(_:limit:onEnd:)``, the gateway's fast path).
     static let maxWholeReply = 256 << 20
 
+    /// For `https` upstreams: the system's trust store (and the `ca_bundle`'s CAs, ``trust(caBundle:)``).
+    private let tls: Mutex<NIOSSLContext?>
+
     init(group: any EventLoopGroup, maxIdlePerEngine: Int = 64, stallTimeout: TimeAmount = .seconds(600)) {
         self.group = group
         self.maxIdlePerEngine = maxIdlePerEngine
         self.stallTimeout = stallTimeout
+        tls = Mutex(try? NIOSSLContext(configuration: .makeClientConfiguration()))
+    }
+
+    /// Trusts the CAs of a PEM bundle besides the system's for `https` upstreams (the `ca_bundle` setting, which
+    /// the hubs use too): a provider behind a private CA.
+    /// - Throws: when the bundle cannot be read as PEM certificates.
+    func trust(caBundle: String) throws {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.additionalTrustRoots = [.file(caBundle)]
+        let context = try NIOSSLContext(configuration: configuration)
+        tls.withLock { $0 = context }
     }
 
     /// Sends `request` and returns once the reply's head has arrived; its body follows as it is read.
@@ -93,7 +109,7 @@ final class EngineClient: Sendable {
                     continue
                 }
             }
-            return try await body(try await connect(request.address))
+            return try await body(try await connect(request.address, timeout: request.connectTimeout))
         } catch {
             request.span?.failed(error)
             onEnd()
@@ -126,20 +142,29 @@ final class EngineClient: Sendable {
         if !kept { connection.channel.close(promise: nil) }
     }
 
-    private func connect(_ address: EngineAddress) async throws -> EngineConnection {
+    private func connect(_ address: EngineAddress, timeout: TimeAmount) async throws -> EngineConnection {
         // On the event loop this runs on, if it is one of ours, so that its requests need no thread hand-off.
         let current = MultiThreadedEventLoopGroup.currentEventLoop.flatMap { current in group.makeIterator().first { $0 === current } }
-        return try await connect(address, on: current ?? group.next()).get()
+        return try await connect(address, on: current ?? group.next(), timeout: timeout).get()
     }
 
     /// A new connection to `address` whose channel lives on `loop`.
-    fileprivate func connect(_ address: EngineAddress, on loop: any EventLoop) -> EventLoopFuture<EngineConnection> {
+    fileprivate func connect(
+        _ address: EngineAddress, on loop: any EventLoop, timeout: TimeAmount = .seconds(30)
+    ) -> EventLoopFuture<EngineConnection> {
         let stallTimeout = self.stallTimeout
+        let tls = address.tls ? self.tls.withLock { $0 } : nil
         return ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(30))
+            .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if address.tls {
+                        guard let tls else { throw EngineClientError.noTLS }
+                        let isAddress = (try? SocketAddress(ipAddress: address.host, port: 0)) != nil
+                        let handler = try NIOSSLClientHandler(context: tls, serverHostname: isAddress ? nil : address.host)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: stallTimeout))
                     try channel.pipeline.syncOperations.addHandler(EngineReplyHandler())
@@ -218,7 +243,7 @@ final class EngineExchange: @unchecked Sendable {
             begin(on: connection, reused: true)
             return
         }
-        client.connect(request.address, on: loop).hop(to: loop).whenComplete { result in
+        client.connect(request.address, on: loop, timeout: request.connectTimeout).hop(to: loop).whenComplete { result in
             switch result {
             case .success(let connection): self.begin(on: connection, reused: false)
             case .failure(let error): self.failed(error, reused: false)
@@ -262,10 +287,18 @@ final class EngineExchange: @unchecked Sendable {
     }
 }
 
-/// Where an engine listens.
+/// Where an engine (or an upstream) listens.
 struct EngineAddress: Hashable, Sendable {
     var host: String
     var port: Int
+    /// Over TLS (an `https` URL).
+    var tls = false
+
+    /// The `Host` header's value: the port only when it is not the scheme's own.
+    var hostField: String {
+        let name = host.contains(":") ? "[\(host)]" : host
+        return port == (tls ? 443 : 80) ? name : "\(name):\(port)"
+    }
 }
 
 /// A request to an engine: a JSON body posted to a path under the run's endpoint.
@@ -276,10 +309,16 @@ struct EngineRequest: Sendable {
     var method: HTTPMethod = .POST
     var headers: [(String, String)]
     var body: ByteBuffer
+    /// How long the reply's head may take once the request is sent (an upstream's time-out); nil for no bound
+    /// but the stall time-out.
+    var firstByteTimeout: TimeAmount?
     /// The request's span when tracing is on; its `traceparent` is among `headers`.
     var span: EngineCallSpan?
 
-    /// - Throws: ``EngineClientError/badEndpoint(_:)`` unless `endpoint` is an `http://host:port[/path]` URL.
+    /// How long a new connection may take: the first-byte time-out when there is one.
+    var connectTimeout: TimeAmount { firstByteTimeout ?? .seconds(30) }
+
+    /// - Throws: ``EngineClientError/badEndpoint(_:)`` unless `endpoint` is an `http[s]://host[:port][/path]` URL.
     init(endpoint: String, path: String, method: HTTPMethod = .POST, headers: [(String, String)], body: ByteBuffer) throws {
         let (address, base) = try Self.parse(endpoint)
         self.address = address
@@ -297,11 +336,13 @@ extension EngineRequest {
     /// An endpoint's address and path (without a trailing `/`).
     private static func parse(_ endpoint: String) throws -> (EngineAddress, String) {
         if let known = parsed.withLock({ $0[endpoint] }) { return known }
-        guard let url = URLComponents(string: endpoint), url.scheme == "http", let host = url.host, !host.isEmpty else {
+        guard let url = URLComponents(string: endpoint), url.scheme == "http" || url.scheme == "https", let host = url.host, !host.isEmpty
+        else {
             throw EngineClientError.badEndpoint(endpoint)
         }
         let base = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
-        let result = (EngineAddress(host: host, port: url.port ?? 80), base)
+        let tls = url.scheme == "https"
+        let result = (EngineAddress(host: host, port: url.port ?? (tls ? 443 : 80), tls: tls), base)
         parsed.withLock { parsed in
             if parsed.count > 1024 { parsed.removeAll() }
             parsed[endpoint] = result
@@ -320,14 +361,20 @@ enum EngineClientError: Error, CustomStringConvertible {
     case stalled
     /// A reply fetched whole was longer than the limit.
     case replyTooLarge(limit: Int)
+    /// The reply's head did not come within the request's first-byte time-out.
+    case noReplyInTime
+    /// TLS could not be set up on this host.
+    case noTLS
 
     var description: String {
         switch self {
-        case .badEndpoint(let endpoint): "the run's endpoint \(endpoint) is not an http://host:port URL"
+        case .badEndpoint(let endpoint): "the endpoint \(endpoint) is not an http(s)://host[:port] URL"
         case .closedBeforeReply: "the engine closed the connection without replying"
         case .closedDuringReply: "the engine closed the connection in the middle of its reply"
         case .stalled: "the engine sent nothing for too long"
         case .replyTooLarge(let limit): "the engine's reply is larger than \(limit >> 20) MiB"
+        case .noReplyInTime: "no reply within the time-out"
+        case .noTLS: "TLS is not available"
         }
     }
 }
@@ -431,6 +478,8 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         let finished: (_ reusable: Bool, _ answered: Bool) -> Void
         var headArrived = false
         var keepAlive = true
+        /// Fails the exchange when the head does not come in time (``EngineRequest/firstByteTimeout``).
+        var headTimer: Scheduled<Void>?
         /// The request's span, told of the reply's head, its first byte and a failure.
         let span: EngineCallSpan?
     }
@@ -466,7 +515,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         exchange = current
 
         var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.path)
-        head.headers.add(name: "Host", value: "\(request.address.host):\(request.address.port)")
+        head.headers.add(name: "Host", value: request.address.hostField)
         for (name, value) in request.headers { head.headers.add(name: name, value: value) }
         head.headers.add(name: "Content-Length", value: String(request.body.readableBytes))
         context.write(wrapOutboundOut(.head(head)), promise: nil)
@@ -477,6 +526,12 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
         written.futureResult.whenFailure { [id = exchanges] error in
             bound.value.fail(id, error)
+        }
+        if let timeout = request.firstByteTimeout {
+            exchange?.headTimer = context.eventLoop.scheduleTask(in: timeout) { [id = exchanges] in
+                guard bound.value.exchange?.id == id, bound.value.exchange?.headArrived == false else { return }
+                bound.value.fail(id, EngineClientError.noReplyInTime)
+            }
         }
         readAgain()
         return current.id
@@ -489,6 +544,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
             // 1xx heads (100 Continue) come before the real one.
             guard head.status.code >= 200, !current.headArrived else { return }
             current.headArrived = true
+            current.headTimer?.cancel()
             current.keepAlive = head.isKeepAlive
             current.span?.replied(status: Int(head.status.code))
             if case .inParts(let receiver, _) = current.delivery {
@@ -599,6 +655,7 @@ private final class EngineReplyHandler: ChannelDuplexHandler {
     private func fail(_ id: Int, _ error: any Error) {
         guard let current = exchange, current.id == id else { return }
         exchange = nil
+        current.headTimer?.cancel()
         // A kept-alive connection closed before the reply is retried on another (the caller hears of it if not).
         if case EngineClientError.closedBeforeReply = error {} else { current.span?.failed(error) }
         current.finished(false, current.delivery == nil)

@@ -17,6 +17,13 @@ enum EngineProxy {
         } catch {
             throw APIError.engineDidNotAnswer(error)
         }
+        return relay(upstream)
+    }
+
+    /// A reply whose head has arrived, forwarded chunk by chunk at the client's pace; a client that goes away
+    /// cancels it.
+    /// - Parameter firstChunk: called when the body's first chunk arrives (the routing layer's time to first token).
+    static func relay(_ upstream: EngineReply, firstChunk: (@Sendable () -> Void)? = nil) -> Response {
         var headers: HTTPFields = [:]
         headers[.contentType] = upstream.head.headers["content-type"] ?? "application/json"
         if let cache = upstream.head.headers["cache-control"] { headers[.cacheControl] = cache }
@@ -25,7 +32,10 @@ enum EngineProxy {
             headers: headers,
             body: ResponseBody { writer in
                 do {
+                    var first = firstChunk
                     for try await chunk in upstream.body {
+                        first?()
+                        first = nil
                         try await writer.write(chunk)
                     }
                     try await writer.finish(nil)

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Launchers
 import Logging
+import ModelStore
 import ModeldAPI
 import NIOCore
 import NIOHTTP1
@@ -83,6 +84,8 @@ final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, Engi
         var model: String { lease.run.model }
         let streamed: Bool
         let started: ContinuousClock.Instant
+        /// The request's usage account.
+        let ticket: UsageTicket
         /// The exchange with the engine, to pause, resume or cancel.
         var engine: EngineExchange?
         var status: Int?
@@ -236,8 +239,9 @@ final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, Engi
     private func startForwarding(context: ChannelHandlerContext) -> Bool {
         guard let request = collecting, let body = request.body else { return false }
         if OllamaController.fastPathRoutes.contains(request.path) { return startOllama(request, body: body, context: context) }
+        // A model that upstreams serve, or a model group, is routed with failover by the router.
         guard let members = JSONMembers(body.readableBytesView), let model = members.string("model"), !model.isEmpty,
-            let lease = shared.daemon.scheduler.acquireReady(model)
+            shared.daemon.router.servesLocallyOnly(model), let lease = shared.daemon.scheduler.acquireReady(model)
         else { return false }
         let run = lease.run
         let payload = run.servedName == model ? body : ByteBuffer(bytes: members.replacing("model", with: JSONMembers.encode(run.servedName)))
@@ -249,7 +253,8 @@ final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, Engi
             lease.release()
             return false
         }
-        return begin(request, lease: lease, upstream: upstream, streamed: members.bool("stream") == true, context: context)
+        return begin(
+            request, lease: lease, model: model, upstream: upstream, streamed: members.bool("stream") == true, promptBody: body, context: context)
     }
 
     /// Starts an Ollama chat or generate the fast path may answer (``OllamaController/fastPathTurn(path:body:)``),
@@ -270,23 +275,34 @@ final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, Engi
             lease.release()
             return false
         }
-        let tally = StreamTokenTally(model: run.model, started: request.started, metrics: shared.daemon.metrics)
-        let relay = OllamaRelay(
-            model: turn.modelText, kind: turn.kind, stream: turn.stream, started: request.started, loadDuration: loadDuration, sent: .now,
-            tally: tally)
-        return begin(request, lease: lease, upstream: upstream, streamed: turn.stream, keepAlive: turn.keepAlive, ollama: relay, context: context)
+        let metrics = shared.daemon.metrics, sent = ContinuousClock.now
+        let relay = { (ticket: UsageTicket) in
+            OllamaRelay(
+                model: turn.modelText, kind: turn.kind, stream: turn.stream, started: request.started, loadDuration: loadDuration, sent: sent,
+                tally: StreamTokenTally(model: run.model, started: request.started, metrics: metrics, ticket: ticket))
+        }
+        return begin(
+            request, lease: lease, model: turn.modelText, upstream: upstream, streamed: turn.stream, keepAlive: turn.keepAlive, ollama: relay,
+            context: context)
     }
 
     /// Forwards a request on its lease when the API keys allow it; else releases the lease.
-    /// - Parameter keepAlive: the request's keep-alive, applied to the run once the request is allowed.
+    /// - Parameters:
+    ///   - model: the model the request names, for the key's allowed models.
+    ///   - keepAlive: the request's keep-alive, applied to the run once the request is allowed.
+    ///   - promptBody: the OpenAI request's body, whose prompt a stream without usage has counted.
+    ///   - ollama: makes the Ollama reply's relay, given the request's usage account.
     /// - Returns: false when the router should answer it instead.
     private func begin(
-        _ request: Collecting, lease: RunLease, upstream: EngineRequest, streamed: Bool, keepAlive: KeepAlive? = nil, ollama: OllamaRelay? = nil,
-        context: ChannelHandlerContext
+        _ request: Collecting, lease: RunLease, model: String, upstream: EngineRequest, streamed: Bool, keepAlive: KeepAlive? = nil,
+        promptBody: ByteBuffer? = nil, ollama: ((UsageTicket) -> OllamaRelay)? = nil, context: ChannelHandlerContext
     ) -> Bool {
         // Last: a request the API keys allow has taken from its key's rate bucket, and must then be forwarded here.
         let authorization = Self.field("authorization", of: request.head)
-        guard shared.daemon.authorizer.decideNow(path: request.path, authorization: authorization, isControlSocket: isControlSocket) == .allow else {
+        guard
+            case .allow(let key)? = shared.daemon.authorizer.decideNow(
+                path: request.path, authorization: authorization, isControlSocket: isControlSocket, model: model)
+        else {
             lease.release()
             return false
         }
@@ -299,9 +315,16 @@ final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, Engi
             upstream.span = EngineCallSpan(&upstream, parent: span!.context)
         }
         collecting = nil
+        var ticket = UsageTicket(
+            ledger: shared.daemon.usage, keyID: key?.id, model: lease.run.model, backend: UsageTicket.backend(run: lease.run.name),
+            route: request.path, started: request.started)
+        // A stream carries no usage unless the client asked for it: its prompt may have to be counted.
+        if streamed, let promptBody, let directory = lease.run.modelPath {
+            ticket.prompt = UsageLedger.PromptSource(body: promptBody, modelPath: directory)
+        }
         exchange = Exchange(
-            id: id, route: request.path, lease: lease, streamed: streamed, started: request.started, ollama: ollama, span: span,
-            engineSpan: upstream.span)
+            id: id, route: request.path, lease: lease, streamed: streamed, started: request.started, ticket: ticket, ollama: ollama?(ticket),
+            span: span, engineSpan: upstream.span)
         state = .forwarding
         let engine = shared.client.exchange(upstream, on: context.eventLoop, to: self)
         // The exchange may have ended already (a refused connection is reported at once).
@@ -345,7 +368,8 @@ final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, Engi
         var headers = responseHeaders(id: exchange.id, contentType: exchange.contentType)
         if let cache = head.headers.first(name: "cache-control") { headers.add(name: "Cache-Control", value: cache) }
         if (200..<300).contains(head.status.code), exchange.contentType.lowercased().hasPrefix("text/event-stream") {
-            self.exchange!.meter = ReplyMeter(model: exchange.model, started: exchange.started, metrics: shared.daemon.metrics)
+            self.exchange!.meter = ReplyMeter(
+                model: exchange.model, started: exchange.started, metrics: shared.daemon.metrics, ticket: exchange.ticket)
         }
         context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
     }
@@ -382,15 +406,18 @@ final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, Engi
             return
         }
         let status = exchange.status ?? 502
-        complete(code: status)
+        var usage: ReplyMeter.Usage?
+        if !exchange.streamed, let body = exchange.collected, (200..<300).contains(status),
+            exchange.contentType.lowercased().hasPrefix("application/json")
+        {
+            usage = shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
+        }
+        complete(code: status, usage: usage)
         let sent = context.eventLoop.makePromise(of: Void.self)
         if exchange.streamed {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
         } else {
             let body = exchange.collected ?? ByteBuffer()
-            if (200..<300).contains(status), exchange.contentType.lowercased().hasPrefix("application/json") {
-                shared.daemon.metrics.recordUsage(ofReply: body.readableBytesView, model: exchange.model)
-            }
             writeWhole(status: status, contentType: exchange.contentType, body: body, id: exchange.id, promise: sent, context: context)
         }
         resume(after: sent.futureResult, context: context)
@@ -508,15 +535,20 @@ final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, Engi
     }
 
     /// The forwarded request is over (its reply's end is about to be written, or the client went away): it is
-    /// counted and logged, its tokens recorded, and the run is free of it. What the client sent meanwhile still
-    /// waits (``State/flushing``).
-    private func complete(code: Int) {
+    /// counted and logged, its tokens and usage recorded, and the run is free of it. What the client sent meanwhile
+    /// still waits (``State/flushing``).
+    /// - Parameter usage: a whole reply's count (a streamed one is its meter's).
+    private func complete(code: Int, usage: ReplyMeter.Usage? = nil) {
         guard let exchange else { return }
         self.exchange = nil
         state = .flushing
-        exchange.meter?.finish()
-        var relay = exchange.ollama
-        relay?.finish()
+        if let meter = exchange.meter {
+            meter.finish(status: code)
+        } else if var relay = exchange.ollama {
+            relay.finish(status: code)
+        } else {
+            exchange.ticket.record(status: code, usage: usage)
+        }
         exchange.lease.release()
         exchange.engineSpan?.end()
         if let span = exchange.span {

@@ -30,6 +30,9 @@ final class DaemonMetrics: Sendable {
         var durations: [String: DurationHistogram] = [:]
         var tokens: [TokenKey: Prometheus.Counter] = [:]
         var firstTokens: [String: DurationHistogram] = [:]
+        /// The routing series (``recordUpstreamRequest(backend:code:)`` and the others), by name and label values.
+        var backendCounters: [[String]: Prometheus.Counter] = [:]
+        var backendUp: [String: Prometheus.Gauge] = [:]
     }
 
     private struct RequestKey: Hashable {
@@ -121,9 +124,13 @@ final class DaemonMetrics: Sendable {
 
     /// Tokens of a gateway reply that was not streamed, from the `usage` of its JSON; a reply larger than
     /// ``maxUsageReplyBytes``, or without `usage`, is not counted.
-    func recordUsage(ofReply body: some Collection<UInt8>, model: String) {
-        guard body.count <= Self.maxUsageReplyBytes, let usage = JSONMembers(body)?.object("usage") else { return }
-        recordUsage(ReplyMeter.Usage(promptTokens: usage.int("prompt_tokens"), completionTokens: usage.int("completion_tokens")), model: model)
+    /// - Returns: the count, for the request's usage row.
+    @discardableResult
+    func recordUsage(ofReply body: some Collection<UInt8>, model: String) -> ReplyMeter.Usage? {
+        guard body.count <= Self.maxUsageReplyBytes, let members = JSONMembers(body)?.object("usage") else { return nil }
+        let usage = ReplyMeter.Usage(promptTokens: members.int("prompt_tokens"), completionTokens: members.int("completion_tokens"))
+        recordUsage(usage, model: model)
+        return usage
     }
 
     /// The engine's own count of one reply's tokens.
@@ -137,6 +144,57 @@ final class DaemonMetrics: Sendable {
         cached(\.firstTokens, model) {
             registry.makeDurationHistogram(descriptor: Self.firstTokenDescriptor, labels: [("model", model)], buckets: Self.firstTokenBuckets)
         }.record(duration)
+    }
+
+    // MARK: Backends (docs/gateway.md, Metrics)
+
+    /// One attempt on an upstream: `modeld_upstream_requests_total{backend,code}`; `code` is the reply's status,
+    /// or `error` when none came (refused, time-out, broken off).
+    func recordUpstreamRequest(backend: String, code: String) {
+        backendCounter(
+            "modeld_upstream_requests", "Attempts on upstreams, by backend and status (error: no reply)", [("backend", backend), ("code", code)]
+        ).increment()
+    }
+
+    /// A request moved on from a backend that failed before its first byte: `modeld_upstream_failovers_total{from,reason}`.
+    func recordFailover(from backend: String, reason: String) {
+        backendCounter(
+            "modeld_upstream_failovers", "Requests moved on to the next backend, by the backend that failed and why",
+            [("from", backend), ("reason", reason)]
+        ).increment()
+    }
+
+    /// `modeld_backend_up{backend}`: 1 while an upstream gets traffic, 0 while it is disabled or cooled down.
+    func setBackendUp(_ backend: String, up: Bool) {
+        cached(\.backendUp, backend) {
+            registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    metricName: "modeld_backend_up", unitName: "", helpText: "Whether an upstream gets traffic (0: disabled or cooled down)"),
+                labels: [("backend", backend)])
+        }.set(Double(up ? 1 : 0))
+    }
+
+    /// Tokens and their cost for one reply of a backend: `modeld_backend_tokens_total{backend,kind}` and
+    /// `modeld_backend_cost_total{backend}` (the upstream's prices per million tokens).
+    func recordBackendUsage(backend: String, usage: ReplyMeter.Usage, costIn: Double = 0, costOut: Double = 0) {
+        let prompt = usage.promptTokens ?? 0, completion = usage.completionTokens ?? 0
+        for (kind, count) in [(TokenKind.prompt, prompt), (.completion, completion)] where count > 0 {
+            backendCounter("modeld_backend_tokens", "Tokens in replies, by backend and kind", [("backend", backend), ("kind", kind.rawValue)])
+                .increment(by: Int64(count))
+        }
+        let cost = (Double(prompt) * costIn + Double(completion) * costOut) / 1_000_000
+        if cost > 0 {
+            backendCounter(
+                "modeld_backend_cost", "Cost of replies at the upstream's prices (cost_in, cost_out per million tokens), by backend",
+                [("backend", backend)]
+            ).increment(by: cost)
+        }
+    }
+
+    private func backendCounter(_ name: String, _ help: String, _ labels: [(String, String)]) -> Prometheus.Counter {
+        cached(\.backendCounters, [name] + labels.map(\.1)) {
+            registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "total", helpText: help), labels: labels)
+        }
     }
 
     /// The series for a label set, registered on first use. The registry deduplicates, so two requests

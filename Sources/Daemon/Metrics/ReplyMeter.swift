@@ -11,16 +11,20 @@ extension DaemonMetrics {
     /// - Parameters:
     ///   - model: the `model` label (the model the run serves, as it was started).
     ///   - started: when the gateway received the request.
-    func meterReply(_ response: Response, model: String, started: ContinuousClock.Instant) -> Response {
+    ///   - ticket: the request's usage account, recorded when the reply ends.
+    func meterReply(_ response: Response, model: String, started: ContinuousClock.Instant, ticket: UsageTicket) -> Response {
         guard (200..<300).contains(response.status.code),
             response.headers[.contentType]?.lowercased().hasPrefix("text/event-stream") == true
-        else { return response }
+        else {
+            ticket.record(status: Int(response.status.code), usage: nil)
+            return response
+        }
         var response = response
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
-            let meter = ReplyMeter(model: model, started: started, metrics: self)
+            let meter = ReplyMeter(model: model, started: started, metrics: self, ticket: ticket)
             // Also when the client goes away mid-stream: what it was sent is counted.
-            defer { meter.finish() }
+            defer { meter.finish(status: 499) }
             try await body.write(MeteredBodyWriter(base: writer, meter: meter))
         }
         return response
@@ -30,19 +34,22 @@ extension DaemonMetrics {
 /// The tokens of one streamed reply, counted as its chunks pass (the gateway's forwarded SSE and the LLM API's
 /// streams): the last `usage` the engine sends (a final chunk when the client asked for
 /// `stream_options.include_usage`) gives both counts; without one, each chunk with content counts as one
-/// completion token. The first chunk with content gives the time to first token.
+/// completion token. The first chunk with content gives the time to first token. The count goes to the metrics
+/// and to the request's usage account.
 struct StreamTokenTally {
     let model: String
     let started: ContinuousClock.Instant
     let metrics: DaemonMetrics
+    let ticket: UsageTicket
     /// The engine's own count, once the stream has carried it.
     var usage: ReplyMeter.Usage?
     private var contentChunks = 0
 
-    init(model: String, started: ContinuousClock.Instant, metrics: DaemonMetrics) {
+    init(model: String, started: ContinuousClock.Instant, metrics: DaemonMetrics, ticket: UsageTicket) {
         self.model = model
         self.started = started
         self.metrics = metrics
+        self.ticket = ticket
     }
 
     /// A chunk with content passed.
@@ -52,12 +59,15 @@ struct StreamTokenTally {
     }
 
     /// Records the count; called once, when the stream is done or broken off.
-    func record() {
+    /// - Parameter status: the request's status in its usage row (200 for a stream that began, 499 when the client
+    ///   went away).
+    func record(status: Int = 200) {
         if let usage {
             metrics.recordUsage(usage, model: model)
         } else {
             metrics.recordTokens(model: model, kind: .completion, count: contentChunks)
         }
+        ticket.record(status: status, usage: usage, contentChunks: contentChunks)
     }
 }
 
@@ -69,9 +79,10 @@ final class ReplyMeter {
     private var events = ServerSentEvents()
     private var givenUp = false
     private var tally: StreamTokenTally
+    private var finished = false
 
-    init(model: String, started: ContinuousClock.Instant, metrics: DaemonMetrics) {
-        tally = StreamTokenTally(model: model, started: started, metrics: metrics)
+    init(model: String, started: ContinuousClock.Instant, metrics: DaemonMetrics, ticket: UsageTicket) {
+        tally = StreamTokenTally(model: model, started: started, metrics: metrics, ticket: ticket)
     }
 
     func observe(_ chunk: ByteBuffer) {
@@ -83,8 +94,12 @@ final class ReplyMeter {
         }
     }
 
-    /// Records what the reply said; called once, when the body is done or broken off.
-    func finish() { tally.record() }
+    /// Records what the reply said, when the body is done or broken off; later calls do nothing.
+    func finish(status: Int) {
+        guard !finished else { return }
+        finished = true
+        tally.record(status: status)
+    }
 
     /// One SSE event's payload: `{json}` chunks are read; `[DONE]` is not.
     private func event(_ payload: String) {
@@ -109,7 +124,7 @@ final class ReplyMeter {
     }
 
     /// The engine's own count of a reply's tokens (OpenAI's `usage`).
-    struct Usage: Decodable {
+    struct Usage: Decodable, Sendable {
         var promptTokens: Int?
         var completionTokens: Int?
 
@@ -141,6 +156,8 @@ struct MeteredBodyWriter: ResponseBodyWriter {
     }
 
     consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+        // Before the end goes out: a client that has the whole reply finds its usage recorded.
+        meter.finish(status: 200)
         try await base.finish(trailingHeaders)
     }
 }

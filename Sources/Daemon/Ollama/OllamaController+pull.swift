@@ -5,6 +5,7 @@ import Hubs
 import Hummingbird
 import Launchers
 import Logging
+import ModelStore
 import ModeldAPI
 import NIOCore
 
@@ -73,12 +74,16 @@ extension OllamaController {
             }
             input = value
         }
+        try Authorizer.check(model: body["model"] as? String ?? name.description, for: context.apiKey)
         let keepAlive = try OllamaConversion.keepAlive(body["keep_alive"])
         let beforeLoad = ContinuousClock.now
         let lease = try await acquire(name, target: try resolvedAlias(name), keepAlive: keepAlive)
         defer { lease.release() }
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run
+        let ticket = UsageTicket(
+            ledger: usage, keyID: context.apiKey?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: request.uri.path,
+            started: started)
         guard run.engine != .builtin else {
             throw OllamaError(.badRequest, "\(name) runs on the built-in engine, which has no embeddings: start it on vLLM or SGLang for /api/embed")
         }
@@ -115,9 +120,11 @@ extension OllamaController {
             throw OllamaError(.internalServerError, "the engine's reply is not an OpenAI embeddings reply")
         }
         let embeddings = items.sorted { ($0["index"] as? Int ?? 0) < ($1["index"] as? Int ?? 0) }.map { $0["embedding"] ?? [Double]() }
-        if legacy { return OllamaJSON.response(["embedding": embeddings.first ?? [Double]()]) }
         let promptTokens = (object["usage"] as? [String: Any])?["prompt_tokens"] as? Int ?? 0
-        if promptTokens > 0 { metrics.recordUsage(ReplyMeter.Usage(promptTokens: promptTokens, completionTokens: 0), model: run.model) }
+        let counted = ReplyMeter.Usage(promptTokens: promptTokens, completionTokens: 0)
+        if promptTokens > 0 { metrics.recordUsage(counted, model: run.model) }
+        ticket.record(status: 200, usage: counted)
+        if legacy { return OllamaJSON.response(["embedding": embeddings.first ?? [Double]()]) }
         return OllamaJSON.response([
             "model": body["model"] as? String ?? name.description, "embeddings": embeddings,
             "total_duration": OllamaJSON.nanoseconds(.now - started), "load_duration": OllamaJSON.nanoseconds(loadDuration),

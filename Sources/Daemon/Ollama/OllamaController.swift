@@ -34,6 +34,8 @@ struct OllamaController {
     let pullEvents: PullEventSource
     let aliases: OllamaAliases
     let metrics: DaemonMetrics
+    /// Records each request's usage.
+    let usage: UsageLedger
     let facts = OllamaFactsCache()
 
     /// The Ollama release whose API this one matches (docs/ollama-api.md, Version).
@@ -57,6 +59,7 @@ struct OllamaController {
         pullEvents = daemon.pullEvents
         aliases = OllamaAliases(file: daemon.configuration.dataDirectory.root.appending(path: "ollama-aliases.json"))
         metrics = daemon.metrics
+        usage = daemon.usage
     }
 
     /// - Parameter olderPrompt: answers an `/api/generate` body without `model` (or `name`), the earlier RAG
@@ -259,7 +262,7 @@ extension OllamaController {
 
     private func chat(_ request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        return try await turn(try Self.chatTurn(try await Self.body(request)), started: started, logger: context.logger)
+        return try await turn(try Self.chatTurn(try await Self.body(request)), started: started, request: request, context: context)
     }
 
     private func generate(
@@ -270,15 +273,17 @@ extension OllamaController {
         let body = try Self.object(buffer)
         // Ollama's body names its model; the earlier RAG service's never does (docs/older-api.md).
         if let olderPrompt, body["model"] == nil, body["name"] == nil { return await olderPrompt(buffer, context) }
-        return try await turn(try Self.generateTurn(body), started: started, logger: context.logger)
+        return try await turn(try Self.generateTurn(body), started: started, request: request, context: context)
     }
 
     /// Answers a chat or generate: an exchange with the run's engine, or a load or unload.
-    private func turn(_ turn: OllamaTurn, started: ContinuousClock.Instant, logger: Logger) async throws -> Response {
+    private func turn(_ turn: OllamaTurn, started: ContinuousClock.Instant, request: Request, context: Context) async throws -> Response {
+        try Authorizer.check(model: turn.modelText, for: context.apiKey)
         guard turn.openAI != nil else {
-            return try await loadOrUnload(turn.name, as: turn.modelText, keepAlive: turn.keepAlive, chat: turn.kind == .chat, logger: logger)
+            return try await loadOrUnload(
+                turn.name, as: turn.modelText, keepAlive: turn.keepAlive, chat: turn.kind == .chat, logger: context.logger)
         }
-        return try await exchange(turn, started: started, logger: logger)
+        return try await exchange(turn, started: started, request: request, context: context)
     }
 
     /// An `/api/chat` body read as a ``OllamaTurn``.
@@ -393,12 +398,15 @@ extension OllamaController {
 
     /// One chat or generate exchange with the run's engine, which always streams: its chunks become NDJSON
     /// lines, or one object when the client asked for `stream: false`.
-    private func exchange(_ turn: OllamaTurn, started: ContinuousClock.Instant, logger: Logger) async throws -> Response {
+    private func exchange(_ turn: OllamaTurn, started: ContinuousClock.Instant, request: Request, context: Context) async throws -> Response {
         let name = turn.name
         let beforeLoad = ContinuousClock.now
         let lease = try await acquire(name, target: try resolvedAlias(name), keepAlive: turn.keepAlive)
         let loadDuration = ContinuousClock.now - beforeLoad
         let run = lease.run
+        let ticket = UsageTicket(
+            ledger: usage, keyID: context.apiKey?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: request.uri.path,
+            started: started)
         RequestTag.mark(model: run.model, streamed: turn.stream)
         do {
             if turn.images, !(run.modelPath.map { facts.facts($0).capabilities.contains("vision") } ?? false) {
@@ -414,11 +422,13 @@ extension OllamaController {
             upstream = try await lease.send(path: turn.kind.path, body: turn.engineBody(servedName: run.servedName), accept: "text/event-stream")
         } catch {
             lease.release()
+            ticket.record(status: 500, usage: nil)
             throw OllamaError.engineDidNotAnswer(run, error)
         }
         guard (200..<300).contains(upstream.status) else {
             let error = await Self.engineError(upstream)
             lease.release()
+            ticket.record(status: Int(error.status.code), usage: nil)
             throw error
         }
         let metrics = self.metrics
@@ -426,7 +436,7 @@ extension OllamaController {
         let relay = { @Sendable in
             OllamaRelay(
                 model: model, kind: kind, stream: stream, started: started, loadDuration: loadDuration, sent: sent,
-                tally: StreamTokenTally(model: run.model, started: started, metrics: metrics))
+                tally: StreamTokenTally(model: run.model, started: started, metrics: metrics, ticket: ticket))
         }
         if !turn.stream {
             defer { lease.release() }
@@ -587,14 +597,15 @@ struct OllamaRelay {
     }
 
     /// Records the reply's tokens; the first call counts (the reply ended, broke off, or its client went away).
-    mutating func finish() {
+    /// - Parameter status: the request's status in its usage row (499 when the client went away).
+    mutating func finish(status: Int = 200) {
         guard !recorded else { return }
         recorded = true
         ended = ended ?? .now
         if let prompt = reader.promptTokens, let completion = reader.completionTokens {
             tally.usage = ReplyMeter.Usage(promptTokens: prompt, completionTokens: completion)
         }
-        tally.record()
+        tally.record(status: status)
     }
 
     /// The engine's stream broke off.

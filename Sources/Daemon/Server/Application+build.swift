@@ -27,10 +27,14 @@ struct DaemonContext: Sendable {
     /// Which run answers a request for a model, which runs stay loaded, and their use: every route that sends
     /// requests to engines goes through it.
     var scheduler: RunScheduler
+    /// Which backends (local runs, upstreams) answer a model, in which order: the routing layer above the scheduler.
+    var router: BackendRouter
     /// What changed, for `GET /api/v1/events` (``DaemonStartup/prepare`` connects the supervisor to it).
     var events: EventBus
     /// Publishes the pulls the API starts.
     var pullEvents: PullEventSource
+    /// Usage accounting and the keys' quota counters, shared by every route that reaches a backend.
+    var usage: UsageLedger
     /// When the daemon started, for the uptime in `GET /api/v1/status`.
     var startedAt = ContinuousClock.now
     /// The certificate the TCP listeners serve HTTPS with; nil for plain HTTP.
@@ -43,7 +47,7 @@ struct DaemonContext: Sendable {
     let tokenizers = TokenizerCache()
 
     /// How sessions and the WebSocket chat reach engines.
-    var chatTurn: ChatTurn { ChatTurn(scheduler: scheduler, metrics: metrics, tokenizers: tokenizers) }
+    var chatTurn: ChatTurn { ChatTurn(scheduler: scheduler, metrics: metrics, tokenizers: tokenizers, usage: usage) }
     /// The span exporter when tracing is on (docs/tracing.md); nil when it is off.
     var tracing: (any Service)?
 
@@ -56,7 +60,8 @@ extension GatewayController {
     /// The gateway of the daemon's routers.
     init(daemon: DaemonContext) {
         self.init(
-            scheduler: daemon.scheduler, metrics: daemon.metrics, defaultModel: daemon.configuration.defaultModel)
+            scheduler: daemon.scheduler, router: daemon.router, metrics: daemon.metrics, usage: daemon.usage,
+            defaultModel: daemon.configuration.defaultModel)
     }
 }
 
@@ -98,6 +103,8 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     let gateway = gateway ?? GatewayController(daemon: daemon)
     let api = router.group("api/v1")
     KeysController(store: daemon.store, events: daemon.events).addRoutes(to: api.group("keys"))
+    UpstreamsController(router: daemon.router).addRoutes(upstreams: api.group("upstreams"), groups: api.group("model-groups"))
+    UsageController(store: daemon.store, usage: daemon.usage).addRoutes(to: api.group("usage"))
     EventsController(bus: daemon.events).addRoutes(to: api)
     StatusController(daemon: daemon).addRoutes(to: api)
     SystemController(daemon: daemon).addRoutes(to: api)
@@ -116,7 +123,8 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
         throw APIError(
             .upgradeRequired, "\(ChatSocket.path) is a WebSocket: open it with an upgrade request (Upgrade: websocket) as a new connection")
     }
-    let llm = LLMController(scheduler: daemon.scheduler, metrics: daemon.metrics, defaultModel: daemon.configuration.defaultModel)
+    let llm = LLMController(
+        scheduler: daemon.scheduler, metrics: daemon.metrics, usage: daemon.usage, defaultModel: daemon.configuration.defaultModel)
     llm.addRoutes(to: api.group("llm"))
     llm.addOlderRoutes(to: router)
     SessionsController(store: daemon.store, authorizer: daemon.authorizer, turn: daemon.chatTurn, active: daemon.replies)

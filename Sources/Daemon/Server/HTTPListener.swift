@@ -162,6 +162,8 @@ struct DaemonRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     /// True for requests on the unix control socket.
     let isControlSocket: Bool
+    /// The API key the request was allowed with (``AuthMiddleware``); nil when it needed none.
+    var apiKey: APIKeyRecord?
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

@@ -226,6 +226,11 @@ package actor RunScheduler {
         }
     }
 
+    /// The leases held on a run now (the routing layer's least-busy choice among backends).
+    package nonisolated func inFlight(_ runID: String) -> Int {
+        book.withLock { $0.runs[runID]?.inFlight ?? 0 }
+    }
+
     /// When a run was last used (its last lease released, or taken), while it is loaded.
     package func lastUsed(_ runID: String) -> Date? {
         book.withLock { $0.runs[runID].map { Self.date($0.lastUsed) } }

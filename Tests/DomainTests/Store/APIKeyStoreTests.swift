@@ -10,7 +10,7 @@ struct APIKeyStoreTests {
         let directory = try TemporaryDirectory()
         let store = try Store(path: directory.path("modeld.sqlite"))
         #expect(try await store.hasActiveAPIKeys() == false)
-        let (record, key) = try await store.createAPIKey(name: "app", scope: "inference", ratePerMinute: nil)
+        let (record, key) = try await store.createAPIKey(name: "app", scope: "inference")
         #expect(try await store.authenticate(key: key)?.id == record.id)
         _ = try await store.revokeAPIKey("app")
         #expect(try await store.authenticate(key: key) == nil)
