@@ -234,7 +234,7 @@ struct OllamaController {
 
     /// A body's JSON object; an empty body is an empty object.
     /// - Throws: ``OllamaError`` (400).
-    static func object(_ buffer: ByteBuffer) throws(OllamaError) -> [String: Any] {
+    static func object(_ buffer: ByteBuffer) throws -> [String: Any] {
         if buffer.readableBytes == 0 { return [:] }
         let bytes = Array(buffer.readableBytesView)
         do {
