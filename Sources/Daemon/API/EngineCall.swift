@@ -307,7 +307,7 @@ extension EngineReply {
     /// transfer is stopped.
     /// - Returns: false when the body is longer than `limit` (`data` holds its first chunks, a little past `limit`).
     /// - Throws: the transfer's error when the engine broke off; `data` keeps what arrived before.
-    fileprivate func collect(upTo limit: Int, into data: inout Data) async throws -> Bool {
+    func collect(upTo limit: Int, into data: inout Data) async throws -> Bool {
         for try await chunk in body {
             data.append(contentsOf: chunk.readableBytesView)
             if data.count > limit {

@@ -87,8 +87,27 @@ extension OllamaController {
         guard run.engine != .builtin else {
             throw OllamaError(.badRequest, "\(name) runs on the built-in engine, which has no embeddings: start it on vLLM or SGLang for /api/embed")
         }
+        let dimensions = (body["dimensions"] as? Int).flatMap { $0 > 0 ? $0 : nil }
+        let (embeddings, promptTokens) = try await Self.embeddings(of: input, dimensions: dimensions, lease: lease, name: name)
+        let counted = ReplyMeter.Usage(promptTokens: promptTokens, completionTokens: 0)
+        if promptTokens > 0 { metrics.recordUsage(counted, model: run.model) }
+        ticket.record(status: 200, usage: counted)
+        if legacy { return OllamaJSON.response(["embedding": embeddings.first ?? [Double]()]) }
+        return OllamaJSON.response([
+            "model": body["model"] as? String ?? name.description, "embeddings": embeddings,
+            "total_duration": OllamaJSON.nanoseconds(.now - started), "load_duration": OllamaJSON.nanoseconds(loadDuration),
+            "prompt_eval_count": promptTokens,
+        ])
+    }
+}
+
+extension OllamaController {
+    /// Sends `input` to the run's `/v1/embeddings` and answers the vectors in input order with the prompt's token
+    /// count (0 when the engine gives none).
+    static func embeddings(of input: Any, dimensions: Int?, lease: OllamaLease, name: OllamaName) async throws -> ([Any], Int) {
+        let run = lease.run
         var openAI: [String: Any] = ["model": run.servedName, "input": input]
-        if let dimensions = body["dimensions"] as? Int, dimensions > 0 { openAI["dimensions"] = dimensions }
+        if let dimensions { openAI["dimensions"] = dimensions }
         let upstream: EngineReply
         do {
             upstream = try await lease.send(path: "/v1/embeddings", body: OllamaJSON.encode(openAI), accept: "application/json")
@@ -103,33 +122,18 @@ extension OllamaController {
             throw error
         }
         var data = Data()
+        let whole: Bool
         do {
-            for try await chunk in upstream.body {
-                data.append(contentsOf: chunk.readableBytesView)
-                guard data.count <= EngineCall.maxReply else {
-                    upstream.cancel()
-                    throw OllamaError(.internalServerError, "the engine's reply is larger than \(EngineCall.maxReply >> 20) MiB")
-                }
-            }
-        } catch let error as OllamaError {
-            throw error
+            whole = try await upstream.collect(upTo: EngineCall.maxReply, into: &data)
         } catch {
             throw OllamaError(.internalServerError, "the engine broke off its reply: \(error)")
         }
+        guard whole else { throw OllamaError(.internalServerError, "the engine's reply is larger than \(EngineCall.maxReply >> 20) MiB") }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let items = object["data"] as? [[String: Any]] else {
             throw OllamaError(.internalServerError, "the engine's reply is not an OpenAI embeddings reply")
         }
         let embeddings = items.sorted { ($0["index"] as? Int ?? 0) < ($1["index"] as? Int ?? 0) }.map { $0["embedding"] ?? [Double]() }
-        let promptTokens = (object["usage"] as? [String: Any])?["prompt_tokens"] as? Int ?? 0
-        let counted = ReplyMeter.Usage(promptTokens: promptTokens, completionTokens: 0)
-        if promptTokens > 0 { metrics.recordUsage(counted, model: run.model) }
-        ticket.record(status: 200, usage: counted)
-        if legacy { return OllamaJSON.response(["embedding": embeddings.first ?? [Double]()]) }
-        return OllamaJSON.response([
-            "model": body["model"] as? String ?? name.description, "embeddings": embeddings,
-            "total_duration": OllamaJSON.nanoseconds(.now - started), "load_duration": OllamaJSON.nanoseconds(loadDuration),
-            "prompt_eval_count": promptTokens,
-        ])
+        return (embeddings, (object["usage"] as? [String: Any])?["prompt_tokens"] as? Int ?? 0)
     }
 }
 
