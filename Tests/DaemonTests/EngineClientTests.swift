@@ -258,9 +258,12 @@ struct EngineClientTests {
         // 1 GiB is on offer; what the engine got to send is bounded by the socket buffers and a few unread chunks.
         let sent = engine.sent.load(ordering: .relaxed)
         #expect(sent < 64 << 20, "the engine sent \(sent >> 20) MiB while nobody read")
+        // Read until the engine has sent more (at most 128 MiB: far past what the socket buffers hold).
         var read = 0
-        while read < 128 << 20, let chunk = try await chunks.next() { read += chunk.readableBytes }
-        #expect(engine.sent.load(ordering: .relaxed) > sent, "reading did not let the engine go on")
+        while engine.sent.load(ordering: .relaxed) <= sent, read < 128 << 20, let chunk = try await chunks.next() {
+            read += chunk.readableBytes
+        }
+        #expect(engine.sent.load(ordering: .relaxed) > sent, "reading \(read >> 20) MiB did not let the engine go on")
         reply.cancel()
     }
 

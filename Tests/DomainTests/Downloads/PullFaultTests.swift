@@ -138,9 +138,10 @@ struct PullFaultTests {
     func stall() async throws {
         try await FakeHub.withRunning { hub in
             hub.addRepo("acme/tiny", commits: [tinyCommit()])
-            // A 2 s stall timeout: on a loaded 2-core machine a shorter one also fires between healthy bytes.
-            hub.addFault(.stall(path: "model.safetensors", afterBytes: 500_000, seconds: 6))
-            try await withPullService(hub: hub, configure: { $0.stallTimeout = .seconds(2) }) { harness in
+            // A 4 s stall timeout: on a 2-core machine loaded with builds (load 20 and more) a 2 s one also fired
+            // between healthy bytes, while the writer fell behind and the transfer waited for it.
+            hub.addFault(.stall(path: "model.safetensors", afterBytes: 500_000, seconds: 10))
+            try await withPullService(hub: hub, configure: { $0.stallTimeout = .seconds(4) }) { harness in
                 try await harness.pull("acme/tiny")
                 // At most the stalled prefix is fetched twice: bytes still queued for the writer when the
                 // stall aborts the transfer are not on disk to resume from (exact resume is asserted by the
