@@ -23,6 +23,7 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler
     /// When the header bytes still incomplete began to arrive; nil when none are.
     private var headerSince: NIODeadline?
     private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
 
     init(limits: ConnectionLimits) {
         self.limits = limits
@@ -76,12 +77,16 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler
         return [header, idle].compactMap { $0 }.min()
     }
 
+    /// Schedules the check for the current deadline, unless one is due no later (it re-arms when it finds the
+    /// deadline moved): frames arriving push deadlines back without touching the timer.
     private func arm() {
-        timer?.cancel()
-        timer = nil
         guard let context, let deadline else { return }
+        if let timerDeadline, timerDeadline <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             timer = nil
+            timerDeadline = nil
             guard let due = self.deadline else { return }
             guard due <= .now() else { return arm() }
             let goAway = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: lastStream, errorCode: .noError, opaqueData: nil))
@@ -177,6 +182,7 @@ final class HTTP2StreamGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// The server asked for more bytes and has had none since.
     private var readPending = false
     private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
 
     init(limits: ConnectionLimits) {
         self.limits = limits
@@ -225,12 +231,15 @@ final class HTTP2StreamGuard: ChannelDuplexHandler, RemovableChannelHandler {
         written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
+    /// As ``HTTP2ConnectionGuard``'s: a check at the deadline, re-armed when it finds the deadline moved.
     private func arm() {
-        timer?.cancel()
-        timer = nil
         guard let context, readPending, let deadline = body?.deadline(limits) else { return }
+        if let timerDeadline, timerDeadline <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             timer = nil
+            timerDeadline = nil
             guard readPending, let due = body?.deadline(limits) else { return }
             if due <= .now() { context.close(promise: nil) } else { arm() }
         }
