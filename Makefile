@@ -7,7 +7,7 @@
 SWIFT ?= swift
 PYTHON ?= python3
 APT_PACKAGES := libcurl4-openssl-dev libsqlite3-dev libarchive-dev libsystemd-dev pkg-config systemd zstd openssl curl chromium chromium-driver
-PY_PEERS := huggingface_hub openai prometheus_client jsonschema openapi-spec-validator schemathesis pytest selenium ollama langchain-ollama gguf websockets opentelemetry-proto
+PY_PEERS := huggingface_hub openai prometheus_client jsonschema openapi-spec-validator schemathesis pytest selenium ollama langchain-ollama gguf websockets opentelemetry-proto h2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
@@ -39,7 +39,7 @@ deps:
 
 ## Installs the Python clients the tests use as real peers (nothing when all import).
 py-peers:
-	@$(PYTHON) -c "import huggingface_hub, openai, prometheus_client, jsonschema, openapi_spec_validator, schemathesis, pytest, selenium, ollama, langchain_ollama, gguf, websockets, opentelemetry.proto" 2>/dev/null || \
+	@$(PYTHON) -c "import huggingface_hub, openai, prometheus_client, jsonschema, openapi_spec_validator, schemathesis, pytest, selenium, ollama, langchain_ollama, gguf, websockets, opentelemetry.proto, h2" 2>/dev/null || \
 	  $(PYTHON) -m pip install --quiet --disable-pip-version-check $(PY_PEERS)
 
 ## Installs binaries, systemd units, the modeld user and completions (PREFIX, DESTDIR).

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import PATIENCE, ROOT, Daemon, call, hub_env, start_tiny_run
+from conftest import PATIENCE, ROOT, TINY_MODEL, Daemon, call, hub_env, start_tiny_run
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -336,6 +337,54 @@ def test_playground_lists_resumes_and_keeps_sessions(console_daemon, browser):
     assert [m["content"] for m in session_messages(port, newest["id"])][0] == "Fresh start"
     wait_for(browser, "return document.querySelector('#session-list li')?.dataset.id === arguments[0]", newest["id"])
     assert browser_errors(browser) == []
+
+
+def test_playground_stop_keeps_a_sessions_reply_as_partial(browser, workdir, hub, tmp_path):
+    # A daemon of its own (the other tests count the console daemon's models), with a run `long` of the tiny model
+    # with a context of 32768 tokens: a reply of 20000 tokens takes seconds, so Stop clicked once the reply streams
+    # surely comes mid-reply.
+    model = tmp_path / "qwen2-long"
+    shutil.copytree(TINY_MODEL, model)
+    config = json.loads((model / "config.json").read_text())
+    config["max_position_embeddings"] = 32768
+    (model / "config.json").write_text(json.dumps(config))
+    server = Daemon(workdir / "console-stop", extra_env=hub_env(hub))
+    port = server.port
+    try:
+        start_tiny_run(server, model_dir=model, repo="acme/qwen2-long", name="long")
+        browser.get(f"http://127.0.0.1:{port}/")
+        open_view(browser, server, "playground")
+        browser.find_element(By.ID, "chat-new").click()
+        form = browser.find_element(By.ID, "chat-form")
+        set_fields(form, {"model": "long", "temperature": "0", "max_tokens": "20000"})
+        if not form.find_element(By.NAME, "ignore_eos").is_selected():
+            form.find_element(By.NAME, "ignore_eos").click()
+        form.find_element(By.NAME, "keep").click()
+        form.find_element(By.NAME, "prompt").send_keys("Tell me a long story")
+        form.find_element(By.ID, "chat-send").click()
+        wait_for(browser, "return document.querySelector('#chat .assistant')?.dataset.state === 'streaming'")
+        browser.find_element(By.ID, "chat-stop").click()
+        wait_for(browser, "return document.querySelector('#chat .assistant')?.dataset.state === 'stopped'")
+        assert "kept as partial" in text_of(browser, "#chat p.hint")
+        shown = browser.execute_script("return document.querySelector('#chat .assistant').textContent")
+        session = wait_for(browser, "return document.querySelector('#session-list li.current')?.dataset.id")
+
+        # Stored with the text so far, marked partial; what the page showed is where it begins.
+        stored = session_messages(port, session)
+        assert [m["role"] for m in stored] == ["user", "assistant"], stored
+        assert stored[-1]["partial"] is True and stored[-1].get("finish_reason") is None, stored[-1]
+        assert shown and stored[-1]["content"].startswith(shown)
+
+        # Resumed in a fresh page, the reply is shown as partial.
+        browser.get(f"http://127.0.0.1:{port}/")
+        open_view(browser, server, "playground")
+        selector = f"#session-list [data-resume='{session}']"
+        wait_for(browser, "return document.querySelector(arguments[0])", selector)
+        browser.find_element(By.CSS_SELECTOR, selector).click()
+        wait_for(browser, "return document.querySelector('#chat .assistant')?.dataset.state === 'partial'")
+        assert browser_errors(browser) == []
+    finally:
+        server.stop()
 
 
 def format_bytes(browser, count):

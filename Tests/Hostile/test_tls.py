@@ -1,7 +1,8 @@
 """HTTPS (docs/tls.md): a daemon serving a certificate made by scripts/make-cert.sh, reached with the clients people
 use: curl with --cacert (HTTP/1.1, and HTTP/2 chosen by ALPN), the `openai` client (httpx verifying with the
 certificate) and `modelctl --cacert`; chats streamed over both protocols, through the gateway's fast path on HTTP/1.1
-and the router on HTTP/2; the certificate reloaded on SIGHUP; plain HTTP sent to the HTTPS port; certificate files
+and the router on HTTP/2; slowloris over HTTP/2 (an unfinished header block, a trickled body, an idle connection that
+ignores GOAWAY) cut while the daemon serves on, with the `h2` package as the client; the certificate reloaded on SIGHUP; plain HTTP sent to the HTTPS port; certificate files
 that do not load. Nothing here talks to anything but 127.0.0.1."""
 
 import hashlib
@@ -10,9 +11,13 @@ import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import time
 
+import h2.connection
+import h2.events
+import hpack
 import httpx
 import openai
 import pytest
@@ -207,6 +212,111 @@ def test_a_connection_that_never_starts_tls_is_closed(server):
         assert sock.recv(1) == b""
         # The header timeout (TIMEOUT) bounds the handshake.
         assert time.monotonic() - started < TIMEOUT + 5
+
+
+# MARK: HTTP/2 limits
+
+
+@pytest.fixture(scope="module")
+def h2_server(workdir):
+    """A daemon serving HTTPS with header and body timeouts of TIMEOUT but an idle timeout of 30 s: what closes a
+    connection within seconds here is the header or body timeout, not idleness."""
+    root = workdir / "tls-h2"
+    cert, key = make_cert(root / "cert", "127.0.0.1")
+    daemon = tls_daemon(root, cert, key, extra_args=["--idle-timeout", "30s"])
+    try:
+        daemon.ca = cert
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+class H2:
+    """A real HTTP/2 client (the `h2` package) on a TLS connection that chose h2 by ALPN; it sends only what it is
+    told to, when it is told to."""
+
+    def __init__(self, server):
+        self.server = server
+        context = ssl.create_default_context(cafile=server.ca)
+        context.set_alpn_protocols(["h2"])
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE)
+        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        assert self.sock.selected_alpn_protocol() == "h2"
+        self.conn = h2.connection.H2Connection()
+        self.conn.initiate_connection()
+        self.flush()
+
+    def flush(self):
+        self.sock.sendall(self.conn.data_to_send())
+
+    def headers(self, method, path, *extra):
+        return [(":method", method), (":path", path), (":scheme", "https"),
+                (":authority", f"127.0.0.1:{self.server.port}"), *extra]
+
+    def until(self, predicate):
+        """Reads until an event satisfies `predicate` and returns it; None when the server closes the connection."""
+        while data := self.sock.recv(65536):
+            events = self.conn.receive_data(data)
+            self.flush()
+            for event in events:
+                if predicate(event):
+                    return event
+        return None
+
+    def get(self, path):
+        stream = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(stream, self.headers("GET", path), end_stream=True)
+        self.flush()
+        response = self.until(lambda e: isinstance(e, h2.events.ResponseReceived) and e.stream_id == stream)
+        return response and int(dict(response.headers)[b":status"])
+
+
+def assert_serving_h2(server):
+    done = curl("--cacert", server.ca, "--http2", "-w", "%{http_version} %{http_code}", "-o", "/dev/null",
+                f"https://127.0.0.1:{server.port}/health")
+    assert done.stdout == "2 200", done.stderr
+
+
+def test_h2_a_late_body_resets_its_stream_and_the_connection_serves_on(h2_server):
+    client = H2(h2_server)
+    client.conn.send_headers(1, client.headers("POST", "/api/v1/sessions", ("content-type", "application/json"),
+                                               ("content-length", "100")))
+    client.conn.send_data(1, b'{"model": ')
+    client.flush()
+    started = time.monotonic()
+    reset = client.until(lambda e: isinstance(e, h2.events.StreamReset) and e.stream_id == 1)
+    elapsed = time.monotonic() - started
+    assert reset is not None, "the connection closed instead of the stream"
+    assert TIMEOUT - 0.5 <= elapsed < TIMEOUT + 10, elapsed
+    # The connection, and the daemon, serve on.
+    assert client.get("/health") == 200
+    assert_serving_h2(h2_server)
+
+
+def test_h2_an_unfinished_header_block_closes_the_connection(h2_server):
+    client = H2(h2_server)
+    # The server's settings acknowledged first: nothing but a CONTINUATION may follow the unfinished block.
+    assert client.until(lambda e: isinstance(e, h2.events.RemoteSettingsChanged))
+    # A HEADERS frame without END_HEADERS, and no CONTINUATION after it: the request's head never completes.
+    block = hpack.Encoder().encode(client.headers("GET", "/health"))
+    client.sock.sendall(struct.pack(">I", len(block))[1:] + bytes([0x1, 0x0]) + struct.pack(">I", 1) + block)
+    started = time.monotonic()
+    assert client.until(lambda e: False) is None
+    elapsed = time.monotonic() - started
+    # The header timeout, not the idle timeout (30 s), closed it.
+    assert TIMEOUT - 0.5 <= elapsed < TIMEOUT + 10, elapsed
+    assert_serving_h2(h2_server)
+
+
+def test_h2_an_idle_connection_is_closed_even_when_the_client_ignores_goaway(server):
+    client = H2(server)
+    started = time.monotonic()
+    # Read, never answer: the GOAWAY and its PING go unacknowledged, and the connection closes all the same.
+    while client.sock.recv(65536):
+        pass
+    elapsed = time.monotonic() - started
+    assert elapsed < TIMEOUT + 10, elapsed
+    assert_serving_h2(server)
 
 
 # MARK: Reload on SIGHUP

@@ -84,6 +84,30 @@ def test_stop_ends_the_reply(daemon, long_run):
     assert after["type"] == "done" and after["usage"]["completion_tokens"] == 5
 
 
+def test_a_stopped_session_reply_is_stored_as_partial(daemon, long_run):
+    status, _, body = call(daemon.port, "POST", "/api/v1/sessions", {"model": long_run})
+    assert status == 200, body
+    session = json.loads(body)["data"]["id"]
+
+    async def chat():
+        async with connect(url(daemon)) as ws:
+            await ws.send(json.dumps({"type": "chat", "session": session, "content": "Tell me a long story",
+                                      "max_tokens": 20000, "ignore_eos": True, "temperature": 0}))
+            first = json.loads(await ws.recv())
+            assert first["type"] == "delta", first
+            await ws.send(json.dumps({"type": "stop"}))
+            text, done = await reply(ws)
+            return first["content"] + text, done
+
+    text, done = run(chat())
+    assert done == {"type": "done", "finish_reason": "stopped"}, done
+    status, _, body = call(daemon.port, "GET", f"/api/v1/sessions/{session}")
+    last = json.loads(body)["data"]["messages"][-1]
+    assert last["role"] == "assistant" and last["partial"] is True and last.get("finish_reason") is None, last
+    # What the socket delivered is where the stored text begins (the engine may have written a little more).
+    assert text and last["content"].startswith(text), (text, last["content"][:200])
+
+
 def test_pings_are_answered(daemon):
     async def ping():
         async with connect(url(daemon)) as ws:
@@ -158,6 +182,33 @@ def test_too_many_frames_are_refused(daemon):
     refused = [a for a in answers if a["type"] == "error"]
     assert len(refused) >= 10 and "too many frames" in refused[0]["message"], answers[-3:]
     assert answers[0] == {"type": "pong"}
+
+
+def test_chat_frames_count_against_the_keys_rate_limit(daemon):
+    status, _, body = call(daemon.control_socket, "POST", "/api/v1/keys", {"name": "ws-slow", "rate_per_minute": 3})
+    assert status == 200, body
+    key = json.loads(body)["data"]["key"]
+    try:
+        async def chats():
+            async with connect(url(daemon), additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+                ends = []
+                for _ in range(4):
+                    await ws.send(json.dumps(CHAT))
+                    ends.append((await reply(ws))[1])
+                # Pings are not requests: the connection still answers them.
+                await ws.send(json.dumps({"type": "ping"}))
+                return ends, json.loads(await ws.recv())
+
+        ends, pong = run(chats())
+        # The upgrade is the key's first request of the minute, the two chats after it its second and third.
+        assert [end["type"] for end in ends] == ["done", "done", "error", "error"], ends
+        assert "limited to 3 requests per minute" in ends[2]["message"], ends[2]
+        assert pong == {"type": "pong"}
+        # The bucket is the key's, not the connection's: a request over HTTP is refused as well.
+        status, _, body = call(daemon.port, "GET", "/api/v1/sessions", headers={"Authorization": f"Bearer {key}"})
+        assert status == 429 and b"limited to 3 requests per minute" in body, body
+    finally:
+        daemon.revoke_keys()
 
 
 def test_plain_http_gets_426(daemon):

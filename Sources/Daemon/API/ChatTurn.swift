@@ -112,24 +112,37 @@ struct ChatTurn {
 final class ActiveReplies: Sendable {
     /// One reply being generated.
     final class Reply: Sendable {
-        private let state = Mutex<(stopped: Bool, upstream: EngineReply?)>((false, nil))
+        private struct State {
+            var stopped = false
+            var clientGone = false
+            var upstream: EngineReply?
+        }
+        private let state = Mutex(State())
 
         /// Whether ``stop()`` was called.
         var stopped: Bool { state.withLock { $0.stopped } }
+        /// Whether ``clientWentAway()`` was called.
+        var clientGone: Bool { state.withLock { $0.clientGone } }
 
-        /// The engine's reply to stop; stopped at once when ``stop()`` came first.
+        /// The engine's reply to stop; stopped at once when ``stop()`` or ``clientWentAway()`` came first.
         func attach(_ upstream: EngineReply) {
             let stopNow = state.withLock { state in
                 state.upstream = upstream
-                return state.stopped
+                return state.stopped || state.clientGone
             }
             if stopNow { upstream.cancel() }
         }
 
         /// Stops the engine's reply: what was streamed so far is kept as a partial reply.
-        func stop() {
+        func stop() { end { $0.stopped = true } }
+
+        /// Stops the engine's reply because its client went away (``ClientDeparture``): what was generated so far is
+        /// kept as a partial reply.
+        func clientWentAway() { end { $0.clientGone = true } }
+
+        private func end(_ mark: (inout State) -> Void) {
             let upstream = state.withLock { state in
-                state.stopped = true
+                mark(&state)
                 return state.upstream
             }
             upstream?.cancel()

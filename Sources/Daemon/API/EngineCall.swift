@@ -151,7 +151,9 @@ struct EngineCall {
     /// `[DONE]`, until the engine breaks off or sends something that is not an OpenAI stream, or until `onDelta`
     /// throws (the client went away); the engine's request is stopped whenever it ends early. Its tokens and time
     /// to first token are recorded, and its usage row (status 499 when the client went away).
-    func relay(_ upstream: EngineReply, onDelta: (String) async throws -> Void) async -> Outcome {
+    /// - Parameter clientGone: whether the client went away (``ClientDeparture``) when a reply that was cut off
+    ///   ends: it is then abandoned, as when `onDelta` throws.
+    func relay(_ upstream: EngineReply, clientGone: () -> Bool = { false }, onDelta: (String) async throws -> Void) async -> Outcome {
         var outcome = Outcome()
         var events = ServerSentEvents()
         var done = false
@@ -194,6 +196,7 @@ struct EngineCall {
             outcome.problem = "run \(run.name) broke off its reply: \(error)"
         }
         upstream.cancel()
+        if !done, outcome.abandoned == nil, clientGone() { outcome.abandoned = ClientDeparture.Gone() }
         tally.record(status: outcome.abandoned == nil ? 200 : 499)
         if !done, outcome.problem == nil { outcome.problem = "run \(run.name) ended its reply without [DONE]" }
         return outcome

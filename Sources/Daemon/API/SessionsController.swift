@@ -185,9 +185,12 @@ extension SessionsController {
     }
 
     /// Relays a reply being generated: as NDJSON ``SessionStreamEvent`` lines, or one envelope once it is stored.
+    /// A client that goes away meanwhile stops the reply, which is stored as partial.
     private func respond(_ generation: SessionGeneration, stream: Bool, request: Request, context: Context) async throws -> Response {
         let sessionID = generation.user.sessionID
         RequestTag.mark(model: generation.run.model, streamed: stream)
+        let reply = generation.reply
+        ClientDeparture.watch(context.channel) { reply.clientWentAway() }
         if !stream {
             let (stored, outcome) = await generation.finish(onDelta: { _ in })
             let message = try await stored.get()
@@ -263,14 +266,15 @@ struct SessionGeneration {
     /// (nothing is stored for a reply cut off before its first word).
     /// - Returns: the stored message (nil when nothing was stored) and how the reply ended.
     func finish(onDelta: (String) async throws -> Void) async -> (Result<SessionMessage?, any Error>, EngineCall.Outcome) {
-        var outcome = await opened.call.relay(opened.upstream, onDelta: onDelta)
+        var outcome = await opened.call.relay(opened.upstream, clientGone: { reply.clientGone }, onDelta: onDelta)
         if reply.stopped, outcome.abandoned == nil { outcome.problem = "stopped" }
         let complete = outcome.problem == nil && outcome.abandoned == nil
         let stored: Result<SessionMessage?, any Error>
         if complete || !outcome.text.isEmpty {
             let record = SessionMessageRecord(
                 sessionID: user.sessionID, parentID: user.id, role: "assistant", content: outcome.text, partial: !complete,
-                finishReason: outcome.finishReason, promptTokens: outcome.usage?.promptTokens, completionTokens: outcome.usage?.completionTokens)
+                finishReason: complete ? outcome.finishReason : nil, promptTokens: outcome.usage?.promptTokens,
+                completionTokens: outcome.usage?.completionTokens)
             do {
                 let saved = try await store.appendSessionMessage(record)
                 let tree = try await store.session(user.sessionID)

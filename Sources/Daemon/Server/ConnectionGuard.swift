@@ -13,7 +13,7 @@ struct ConnectionLimits: Sendable {
     /// How long a request's head (request line and headers) may take to arrive once its first byte has.
     var headerTimeout: Duration
     /// The longest pause between two reads of a request's body; past the first such span of pauses, a body must
-    /// also keep up ``ConnectionGuard/minimumBodyRate`` on average.
+    /// also keep up ``BodyPace/minimumRate`` on average.
     var bodyTimeout: Duration
     /// The largest request body, but for ``streamedBodyPaths``: a larger `Content-Length` is answered 413 before
     /// any of the body is read, a longer chunked body ends the connection when it passes the limit.
@@ -90,21 +90,12 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case refused
     }
 
-    /// A request body as it arrives. Only time when the server wants to read counts against the client: while
-    /// the server holds back (its reader is busy, backpressure), no read is outstanding and nothing is timed.
+    /// A request body as it arrives.
     private struct Body {
         /// Whether ``ConnectionLimits/maxBodySize`` applies.
         let limited: Bool
-        var bytes = 0
-        /// When the current pause began: the last bytes, or the server's read request after holding back.
-        var pauseStart: NIODeadline
-        /// The time the client has spent in pauses so far.
-        var waited = TimeAmount.zero
+        var pace = BodyPace()
     }
-
-    /// The average rate a body must keep up once its first ``ConnectionLimits/bodyTimeout`` is spent (bytes per
-    /// second of pauses): a body trickled a byte a time ends even when no single pause is long.
-    static let minimumBodyRate: Int64 = 1024
 
     private let limits: ConnectionLimits
     private var context: ChannelHandlerContext?
@@ -119,6 +110,10 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeAfterResponse = false
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
+    /// The client closed its sending side.
+    private var inputClosed = false
+    /// Who to tell when the client goes away (``ClientDeparture``).
+    private var departureWatchers: [@Sendable () -> Void] = []
 
     init(limits: ConnectionLimits) {
         self.limits = limits
@@ -154,7 +149,28 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        departed()
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .inputClosed? = event as? ChannelEvent {
+            inputClosed = true
+            departed()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Calls `onGone` when the client closes its sending side or the connection ends (at once when it has) before
+    /// the response being written ends.
+    fileprivate func watchDeparture(_ onGone: @escaping @Sendable () -> Void) {
+        if inputClosed || context?.channel.isActive != true { onGone() } else { departureWatchers.append(onGone) }
+    }
+
+    private func departed() {
+        let watchers = departureWatchers
+        departureWatchers = []
+        for watcher in watchers { watcher() }
     }
 
     fileprivate func bytesArrived() {
@@ -163,9 +179,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .none:
             reading = .head(since: .now())
         case .body(var body):
-            let now = NIODeadline.now()
-            body.waited = body.waited + (now - body.pauseStart)
-            body.pauseStart = now
+            body.pace.arrived()
             reading = .body(body)
         case .head, .refused:
             return
@@ -175,8 +189,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func read(context: ChannelHandlerContext) {
         if !readPending, case .body(var body) = reading {
-            // The pause starts now: until this read the server was holding back.
-            body.pauseStart = .now()
+            body.pace.readRequested()
             reading = .body(body)
         }
         readPending = true
@@ -199,11 +212,11 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                     context: context)
                 return
             }
-            reading = .body(Body(limited: limited, pauseStart: .now()))
+            reading = .body(Body(limited: limited))
         case .body(let chunk):
             guard case .body(var body) = reading else { break }
-            body.bytes += chunk.readableBytes
-            if body.limited, body.bytes > limits.maxBodySize {
+            body.pace.bytes += chunk.readableBytes
+            if body.limited, body.pace.bytes > limits.maxBodySize {
                 // The router has the request and may be answering it: the connection ends instead.
                 reading = .refused
                 context.close(promise: nil)
@@ -268,6 +281,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
             }
         case .end:
             owed -= 1
+            departureWatchers = []
             if closeAfterResponse {
                 let written = promise ?? context.eventLoop.makePromise()
                 context.writeAndFlush(data, promise: written)
@@ -298,10 +312,7 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(let since):
             return owed > 0 ? nil : since + TimeAmount(limits.headerTimeout)
         case .body(let body):
-            guard readPending else { return nil }
-            let timeout = TimeAmount(limits.bodyTimeout)
-            let earned = timeout + .seconds(min(Int64(body.bytes) / Self.minimumBodyRate, 1 << 32))
-            return body.pauseStart + min(timeout, earned - body.waited)
+            return readPending ? body.pace.deadline(limits) : nil
         case .refused:
             return nil
         case .none:
@@ -324,6 +335,66 @@ final class ConnectionGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 context.close(promise: nil)
             } else {
                 arm()
+            }
+        }
+    }
+}
+
+/// The pace of a request body as it arrives, for ``ConnectionGuard`` and ``HTTP2StreamGuard``. Only time when the
+/// server wants to read counts against the client: while the server holds back (its reader is busy, backpressure),
+/// no read is outstanding and nothing is timed.
+struct BodyPace {
+    /// The average rate a body must keep up once its first ``ConnectionLimits/bodyTimeout`` is spent (bytes per
+    /// second of pauses): a body trickled a byte a time ends even when no single pause is long.
+    static let minimumRate: Int64 = 1024
+
+    var bytes = 0
+    /// When the current pause began: the last bytes, or the server's read request after holding back.
+    private var pauseStart = NIODeadline.now()
+    /// The time the client has spent in pauses so far.
+    private var waited = TimeAmount.zero
+
+    /// Bytes arrived: the pause until now counts against the client.
+    mutating func arrived() {
+        let now = NIODeadline.now()
+        waited = waited + (now - pauseStart)
+        pauseStart = now
+    }
+
+    /// The server asks for more after holding back: the pause starts now.
+    mutating func readRequested() {
+        pauseStart = .now()
+    }
+
+    /// When the body is late, while the server waits for it: a pause longer than the body timeout, or the pauses
+    /// past the first body timeout longer than the bytes so far earn at ``minimumRate``.
+    func deadline(_ limits: ConnectionLimits) -> NIODeadline {
+        let timeout = TimeAmount(limits.bodyTimeout)
+        let earned = timeout + .seconds(min(Int64(bytes) / Self.minimumRate, 1 << 32))
+        return pauseStart + min(timeout, earned - waited)
+    }
+}
+
+/// Tells a streamed reply that its client went away while it was being written: the connection (or the HTTP/2
+/// stream) closed, or, over HTTP/1, the client closed its sending side. The last is read as proxies read it, and as
+/// the gateway's fast path does: a client that stops waiting (a killed process, a closed tab) closes its socket, and
+/// the kernel says no more than that. Without this a reply would learn of it only when a write failed, which is
+/// late (the first write after the close still succeeds) or never (a reply with nothing to write for a while).
+enum ClientDeparture {
+    /// Why a reply ended: its client went away.
+    struct Gone: Error, CustomStringConvertible {
+        var description: String { "the client went away" }
+    }
+
+    /// Calls `onGone` once, on the channel's event loop, when the client of `channel` goes away before the response
+    /// being written has ended.
+    static func watch(_ channel: any Channel, onGone: @escaping @Sendable () -> Void) {
+        channel.eventLoop.execute {
+            // HTTP/1 connections have a guard, which sees the half-close; an HTTP/2 stream's end is its close.
+            if let connectionGuard = try? channel.pipeline.syncOperations.handler(type: ConnectionGuard.self) {
+                connectionGuard.watchDeparture(onGone)
+            } else {
+                channel.closeFuture.whenComplete { _ in onGone() }
             }
         }
     }

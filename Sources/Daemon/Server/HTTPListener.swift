@@ -164,9 +164,13 @@ struct DaemonRequestContext: RequestContext {
     let isControlSocket: Bool
     /// The API key the request was allowed with (``AuthMiddleware``); nil when it needed none.
     var apiKey: APIKeyRecord?
+    /// The request's connection (its stream, over HTTP/2): a streamed reply watches it for the client going away
+    /// (``ClientDeparture``).
+    let channel: any Channel
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         isControlSocket = source.channel.localAddress?.protocol == .unix
+        channel = source.channel
     }
 }

@@ -3,6 +3,7 @@ import HummingbirdCore
 import HummingbirdHTTP2
 import Logging
 import NIOCore
+import NIOHTTP2
 import NIOSSL
 import NIOTLS
 import ServiceLifecycle
@@ -69,7 +70,8 @@ final class ServerTLS: Sendable {
 /// as ALPN chose (HTTP/1.1 when the client names neither).
 ///
 /// HTTP/1.1 gets the listener's own channel, connection guard and the gateway's fast path included. HTTP/2
-/// streams go to the router (its routes bound their bodies) under the connection's idle timeout. A client that
+/// streams go to the router (its routes bound their bodies) under an ``HTTP2ConnectionGuard`` (idle and header
+/// time-outs) and each under an ``HTTP2StreamGuard`` (its body's pace). A client that
 /// sends plain HTTP is told so (``PlainHTTPRefusal``), and a handshake not done within the header timeout of
 /// the connection's opening ends it.
 struct SecureHTTPChannel<HTTP1: ServerChildChannel>: ServerChildChannel {
@@ -91,9 +93,11 @@ struct SecureHTTPChannel<HTTP1: ServerChildChannel>: ServerChildChannel {
     init(tls: ServerTLS, http1: HTTP1, responder: @escaping HTTPChannelHandler.Responder, limits: ConnectionLimits) {
         self.tls = tls
         self.http1 = http1
-        self.http2 = HTTP2Channel(
-            responder: responder,
-            configuration: .init(idleTimeout: limits.idleTimeout, streamConfiguration: ConnectionLimits.channelConfiguration))
+        var streams = ConnectionLimits.channelConfiguration
+        streams.additionalChannelHandlers = { [HTTP2StreamGuard(limits: limits)] }
+        // The connection's idle time is the guard's to keep (HTTP2ConnectionGuard): it closes even when the client
+        // does not answer the GOAWAY.
+        self.http2 = HTTP2Channel(responder: responder, configuration: .init(streamConfiguration: streams))
         self.limits = limits
     }
 
@@ -107,7 +111,15 @@ struct SecureHTTPChannel<HTTP1: ServerChildChannel>: ServerChildChannel {
             let negotiation = NIOTypedApplicationProtocolNegotiationHandler<Negotiated> { result in
                 switch result {
                 case .negotiated("h2"):
-                    return http2.setup(channel: channel, logger: logger).map { .http2($0) }
+                    return http2.setup(channel: channel, logger: logger).flatMapThrowing { value in
+                        let operations = channel.pipeline.syncOperations
+                        let connectionGuard = HTTP2ConnectionGuard(limits: limits)
+                        try operations.addHandler(
+                            HTTP2ConnectionGuard.FrameWatch(owner: connectionGuard),
+                            position: .before(try operations.handler(type: NIOHTTP2Handler.self)))
+                        try operations.addHandler(connectionGuard)
+                        return .http2(value)
+                    }
                 case .negotiated("http/1.1"), .fallback:
                     return http1.setup(channel: channel, logger: logger).map { .http1($0) }
                 case .negotiated(let name):
