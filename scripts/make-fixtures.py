@@ -112,6 +112,13 @@ MESSAGES = [
 
 PROMPT = "The capital of France is Paris. 我们今天去公园 🙂 def forward(x): return x * 2"
 
+# More prompts whose greedy continuations are recorded too (short and long, prose, code, CJK).
+MORE_PROMPTS = [
+    "Hello! How can I help you today?",
+    "def forward(self, x):\n    h = self.norm(x)\n",
+    "人工智能正在改变世界。Rotary position embeddings rotate pairs of dimensions by an angle.",
+]
+
 SPECS = [
     {
         "name": "qwen2-tiny",
@@ -179,6 +186,98 @@ SPECS = [
                           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
         ),
     },
+    {
+        "name": "mistral-tiny",
+        "family": "llama",
+        "template": "mistralai-Mistral-Nemo-Instruct-2407.jinja",
+        "vocab": 700,
+        "specials": ["<unk>", "<s>", "</s>", "[INST]", "[/INST]"],
+        "extra": [],
+        "bos": "<s>",
+        "eos": "</s>",
+        "pad": None,
+        "gen_eos": ["</s>"],
+        "dtype": torch.bfloat16,
+        "shard": None,
+        "classic_config": True,
+        # A window shorter than the prompt, so the sliding-window mask decides every later position;
+        # head_dim is not hidden_size / heads, as in Mistral Nemo.
+        "config": dict(
+            architectures=["MistralForCausalLM"], model_type="mistral", hidden_size=64, intermediate_size=160,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=24, rms_norm_eps=1e-5,
+            rope_theta=1000000.0, max_position_embeddings=512, tie_word_embeddings=False, sliding_window=8,
+            hidden_act="silu",
+        ),
+    },
+    {
+        "name": "smollm2-tiny",
+        "family": "qwen2",
+        "template": "Qwen-Qwen2.5-7B-Instruct.jinja",
+        "vocab": 600,
+        "specials": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        "extra": [],
+        "bos": "<|im_start|>",
+        "eos": "<|im_end|>",
+        "pad": "<|im_end|>",
+        "gen_eos": ["<|im_end|>"],
+        "dtype": torch.bfloat16,
+        "shard": None,
+        "classic_config": True,
+        # SmolLM2's shape in small: Llama with tied embeddings and no rope scaling.
+        "config": dict(
+            architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=64, intermediate_size=160,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+            rope_theta=100000.0, max_position_embeddings=512, tie_word_embeddings=True,
+            attention_bias=False, mlp_bias=False, hidden_act="silu",
+        ),
+    },
+    {
+        "name": "phi3-tiny",
+        "family": "llama",
+        "template": "microsoft-Phi-3.5-mini-instruct.jinja",
+        "vocab": 700,
+        "specials": ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+        "extra": [],
+        "bos": None,
+        "eos": "<|end|>",
+        "pad": "<|endoftext|>",
+        "gen_eos": ["<|end|>", "<|endoftext|>"],
+        "dtype": torch.bfloat16,
+        "shard": None,
+        "classic_config": True,
+        # Fused qkv_proj and gate_up_proj; a sliding window as Phi-3-mini-4k has one.
+        "config": dict(
+            architectures=["Phi3ForCausalLM"], model_type="phi3", hidden_size=64, intermediate_size=128,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+            rope_theta=10000.0, max_position_embeddings=512, original_max_position_embeddings=512,
+            tie_word_embeddings=False, sliding_window=12, hidden_act="silu",
+        ),
+    },
+    {
+        "name": "gemma3-tiny",
+        "family": "llama",
+        "template": "google-gemma-2-2b-it.jinja",
+        "vocab": 700,
+        "specials": ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],
+        "extra": [],
+        "bos": "<bos>",
+        "eos": "<end_of_turn>",
+        "pad": "<pad>",
+        "gen_eos": ["<end_of_turn>", "<eos>"],
+        "dtype": torch.bfloat16,
+        "shard": None,
+        "classic_config": True,
+        # Alternating sliding (local RoPE base) and global layers, linear RoPE scaling on the global ones,
+        # query_pre_attn_scalar unlike head_dim, final logit soft-capping, GeGLU, tied embeddings.
+        "config": dict(
+            architectures=["Gemma3ForCausalLM"], model_type="gemma3_text", hidden_size=64, intermediate_size=128,
+            num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
+            rope_theta=1000000.0, rope_local_base_freq=10000.0, rope_scaling={"rope_type": "linear", "factor": 2.0},
+            max_position_embeddings=512, tie_word_embeddings=True, sliding_window=6, sliding_window_pattern=2,
+            query_pre_attn_scalar=24, final_logit_softcapping=3.0, attn_logit_softcapping=None,
+            hidden_activation="gelu_pytorch_tanh",
+        ),
+    },
 ]
 
 
@@ -188,10 +287,12 @@ def randomize(model, seed):
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
-                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+                # Gemma's RMSNorm scales by (1 + weight).
+                offset = 0.0 if model.config.model_type == "gemma3_text" else 1.0
+                p.copy_(offset + 0.2 * torch.randn(p.shape, generator=g))
             elif name.endswith("bias"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
-            elif "q_proj" in name or "k_proj" in name:
+            elif "q_proj" in name or "k_proj" in name or "qkv_proj" in name:
                 # Large enough that attention is peaked and a RoPE mistake changes the logits.
                 p.copy_(0.12 * torch.randn(p.shape, generator=g))
             elif "embed_tokens" in name or "lm_head" in name:
@@ -251,13 +352,14 @@ def build(spec, templates: Path):
 
     eos_ids = [tok.token_to_id(s) for s in spec["gen_eos"]]
     bos_id = tok.token_to_id(spec["bos"]) if spec["bos"] else None
+    pad_id = tok.token_to_id(spec["pad"]) if spec["pad"] else None
 
     # Try seeds until every greedy step has a clear winner, so float rounding cannot flip a token.
     for attempt in range(60):
         seed = 1234 + attempt
         torch.manual_seed(seed)
         cfg = AutoConfig.for_model(
-            **spec["config"], vocab_size=vocab_size, bos_token_id=bos_id, eos_token_id=eos_ids[0],
+            **spec["config"], vocab_size=vocab_size, bos_token_id=bos_id, eos_token_id=eos_ids[0], pad_token_id=pad_id,
             torch_dtype="float32",
         )
         model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").float().eval()
@@ -272,6 +374,12 @@ def build(spec, templates: Path):
         if bos_id is not None:
             prompt_ids = [bos_id] + prompt_ids
         continuation, margins = greedy(model, prompt_ids, 48)
+        more = []
+        for text in MORE_PROMPTS:
+            ids = ([bos_id] if bos_id is not None else []) + hf_tok.encode(text, add_special_tokens=False)
+            tokens, extra_margins = greedy(model, ids, 24)
+            more.append({"prompt": text, "prompt_ids": ids, "greedy_ids": tokens})
+            margins += extra_margins
         if min(margins) > 3e-3 and len(set(continuation)) >= 3:
             break
         print(f"{name}: seed {seed} rejected: margin {min(margins):.4f}, {len(set(continuation))} distinct tokens")
@@ -291,9 +399,14 @@ def build(spec, templates: Path):
         # Checkpoints on the Hub (Qwen2.5, Llama 3.x) predate transformers 5's `rope_parameters`:
         # write their `rope_theta` / `rope_scaling` form; qwen3-tiny keeps the new form.
         rope = dict(config.pop("rope_parameters"))
+        if "full_attention" in rope:
+            # Gemma 3 keeps one set per layer type: the global layers' as usual, the local base apart.
+            config["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
+            rope = dict(rope["full_attention"])
         config["rope_theta"] = rope.pop("rope_theta")
         config["rope_scaling"] = None if rope.get("rope_type") == "default" else rope
         config.pop("dtype", None)
+        config.pop("_sliding_window_pattern", None)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     generation_config = {
         "bos_token_id": bos_id if bos_id is not None else eos_ids[-1],
@@ -324,6 +437,7 @@ def build(spec, templates: Path):
         "logits": [[round(float(v), 6) for v in row] for row in logits],
         "greedy_ids": continuation,
         "greedy_min_margin": min(margins),
+        "more_prompts": more,
         "eos_token_ids": eos_ids,
         "messages": MESSAGES,
         "chat_text": chat_text,
@@ -338,12 +452,14 @@ def build(spec, templates: Path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--templates", help="directory of llama.cpp chat templates (*.jinja)")
+    parser.add_argument("--only", nargs="*", help="build only these models (by name)")
     args = parser.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     templates = find_templates(args.templates)
     for spec in SPECS:
-        build(spec, templates)
+        if not args.only or spec["name"] in args.only:
+            build(spec, templates)
 
 
 if __name__ == "__main__":

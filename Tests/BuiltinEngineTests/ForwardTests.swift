@@ -9,6 +9,11 @@ import Testing
 struct ForwardTests {
     static let tolerance: Float = 1e-3
 
+    /// The tolerance for one fixture. Gemma 3 normalises each block's output before the residual add, which
+    /// magnifies the f16 KV cache's rounding: transformers itself moves by 1.25e-3 on gemma3-tiny when its keys
+    /// and values are rounded to f16 as the cache stores them.
+    static func tolerance(_ name: String) -> Float { name == "gemma3-tiny" ? 2e-3 : tolerance }
+
     @Test(arguments: Fixtures.names)
     func prefillLogitsMatch(name: String) throws {
         let expected = try Fixtures.expected(name)
@@ -19,7 +24,7 @@ struct ForwardTests {
         #expect(cache.count == expected.prompt_ids.count)
         for (position, (row, reference)) in zip(rows, expected.logits).enumerated() {
             let difference = maxAbsDifference(row, reference)
-            #expect(difference < Self.tolerance, "\(name) position \(position): max |Δ| \(difference)")
+            #expect(difference < Self.tolerance(name), "\(name) position \(position): max |Δ| \(difference)")
         }
     }
 
@@ -31,7 +36,7 @@ struct ForwardTests {
         for (position, token) in expected.prompt_ids.enumerated() {
             let row = try model.forward([ForwardSegment(cache: cache, tokens: [token])])[0][0]
             let difference = maxAbsDifference(row, expected.logits[position])
-            #expect(difference < Self.tolerance, "\(name) position \(position): max |Δ| \(difference)")
+            #expect(difference < Self.tolerance(name), "\(name) position \(position): max |Δ| \(difference)")
         }
     }
 

@@ -13,12 +13,14 @@ struct ModelLoadingTests {
     }
 
     @Test func unsupportedArchitectureNamesTheSupportedOnes() throws {
-        let url = try directory(config: #"{"architectures":["MistralForCausalLM"],"model_type":"mistral","hidden_size":64}"#)
+        let url = try directory(config: #"{"architectures":["GPTNeoXForCausalLM"],"model_type":"gpt_neox","hidden_size":64}"#)
         defer { try? FileManager.default.removeItem(at: url) }
         let error = try #require(throws: ModelError.self) { try TransformerModel(directory: url) }
         #expect(error.code == .unsupportedArchitecture)
-        #expect(error.message.contains("MistralForCausalLM"))
-        for name in ["Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM"] {
+        #expect(error.message.contains("GPTNeoXForCausalLM"))
+        for name in [
+            "Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "Phi3ForCausalLM", "Gemma3ForCausalLM",
+        ] {
             #expect(error.message.contains(name), "\(error.message)")
         }
     }

@@ -60,13 +60,17 @@ package final class RandomWeights: WeightSource, @unchecked Sendable {
         guard parts.count >= 5, let layer = Int(parts[2]), layer < c.layerCount else { return nil }
         switch parts[3...].joined(separator: ".") {
         case "input_layernorm.weight", "post_attention_layernorm.weight": return [c.hiddenSize]
-        case "self_attn.q_proj.weight": return [q, c.hiddenSize]
-        case "self_attn.k_proj.weight", "self_attn.v_proj.weight": return [kv, c.hiddenSize]
+        case "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight": return c.hasSandwichNorms ? [c.hiddenSize] : nil
+        case "self_attn.q_proj.weight": return c.hasFusedProjections ? nil : [q, c.hiddenSize]
+        case "self_attn.k_proj.weight", "self_attn.v_proj.weight": return c.hasFusedProjections ? nil : [kv, c.hiddenSize]
+        case "self_attn.qkv_proj.weight": return c.hasFusedProjections ? [q + 2 * kv, c.hiddenSize] : nil
         case "self_attn.o_proj.weight": return [c.hiddenSize, q]
         case "self_attn.q_proj.bias": return c.attentionBias ? [q] : nil
         case "self_attn.k_proj.bias", "self_attn.v_proj.bias": return c.attentionBias ? [kv] : nil
+        case "self_attn.o_proj.bias": return c.attentionBias && c.architecture != .qwen2 ? [c.hiddenSize] : nil
         case "self_attn.q_norm.weight", "self_attn.k_norm.weight": return c.hasQKNorm ? [c.headDim] : nil
-        case "mlp.gate_proj.weight", "mlp.up_proj.weight": return [c.intermediateSize, c.hiddenSize]
+        case "mlp.gate_proj.weight", "mlp.up_proj.weight": return c.hasFusedProjections ? nil : [c.intermediateSize, c.hiddenSize]
+        case "mlp.gate_up_proj.weight": return c.hasFusedProjections ? [2 * c.intermediateSize, c.hiddenSize] : nil
         case "mlp.down_proj.weight": return [c.hiddenSize, c.intermediateSize]
         default: return nil
         }

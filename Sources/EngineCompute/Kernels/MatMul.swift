@@ -1,4 +1,5 @@
 import EngineAVX512
+import ModelText
 import _Builtin_intrinsics.intel
 
 /// `y[t][n] = bias[n] + Σₖ x[t][k] · W[n][k]` for every token `t`: the projections of a forward pass.
@@ -75,12 +76,12 @@ package func matmul(
     }
 }
 
-/// The gated MLP's first half in one parallel job: `gate.y = silu(gate) * up` for every token,
+/// The gated MLP's first half in one parallel job: `gate.y = act(gate) * up` for every token,
 /// each thread applying the activation to the rows it has just computed while they are in cache.
 /// `up.y` is scratch; both outputs need the same stride.
 package func gatedMatmul(
-    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, pool: ThreadPool,
-    instructionSet: InstructionSet = .best
+    gate: Projection, up: Projection, x: UnsafePointer<Float>, xStride: Int, tokens: Int, activation: Activation = .silu,
+    pool: ThreadPool, instructionSet: InstructionSet = .best
 ) {
     precondition(gate.weights.rows == up.weights.rows && gate.yStride == up.yStride, "gate and up projections must match")
     withActivations(
@@ -99,7 +100,10 @@ package func gatedMatmul(
             upJob.run(rows: rows)
             for t in 0..<tokens {
                 let offset = t * gate.yStride + rows.lowerBound
-                VectorOps.siluMultiply(gate.y + offset, up.y + offset, count: rows.count)
+                switch activation {
+                case .silu: VectorOps.siluMultiply(gate.y + offset, up.y + offset, count: rows.count)
+                case .geluTanh: VectorOps.geluTanhMultiply(gate.y + offset, up.y + offset, count: rows.count)
+                }
             }
         }
     }

@@ -44,6 +44,32 @@ package enum VectorOps {
         }
     }
 
+    /// `gate[i] = gelu(gate[i]) * up[i]` with GELU's tanh approximation (`gelu_pytorch_tanh`): GeGLU.
+    package static func geluTanhMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
+        let g8 = UnsafeMutableRawPointer(gate), u8 = UnsafeRawPointer(up)
+        let root = SIMD8<Float>(repeating: 0.797_884_56), cubic = SIMD8<Float>(repeating: 0.044_715)
+        var i = 0
+        while i + 8 <= count {
+            let g = g8.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            let u = u8.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            // tanh(z) = 1 - 2 / (e²ᶻ + 1), which saturates to ±1 as `exp` does to ∞ or 0.
+            let z = root * (g + cubic * g * g * g)
+            let tanh = 1 - 2 / (exp(z + z) + 1)
+            g8.storeBytes(of: 0.5 * g * (1 + tanh) * u, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count {
+            let g = gate[i]
+            gate[i] = 0.5 * g * (1 + tanhf(0.797_884_56 * (g + 0.044_715 * g * g * g))) * up[i]
+            i += 1
+        }
+    }
+
+    /// `x = cap · tanh(x / cap)` over `count` floats: Gemma's soft-capping of logits.
+    package static func softcap(_ x: UnsafeMutablePointer<Float>, cap: Float, count: Int) {
+        for i in 0..<count { x[i] = cap * tanhf(x[i] / cap) }
+    }
+
     /// `eˣ` lane by lane, within about 2 ulp of `expf` (Cephes' polynomial after reducing by
     /// `n·ln 2`); inputs are clamped to ±88, where `expf` is already 0 or infinite in f32 terms.
     @inline(__always)

@@ -12,12 +12,25 @@ package struct RotaryEmbedding: Sendable {
     package let headDim: Int
     package let inverseFrequencies: [Float]
 
+    /// The rotation of `config`'s layers (its global layers when some are local: ``init(localLayersOf:)``).
     package init(config: ModelConfig) {
-        headDim = config.headDim
-        let half = config.headDim / 2
-        let base = Float(config.ropeTheta)
-        var frequencies = (0..<half).map { i in 1 / powf(base, Float(2 * i) / Float(config.headDim)) }
-        if let scaling = config.ropeScaling {
+        self.init(
+            headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling, frequencyFactors: config.ropeFrequencyFactors)
+    }
+
+    /// The rotation of a model's sliding-window layers when they have a RoPE base of their own (Gemma 3), else nil.
+    package init?(localLayersOf config: ModelConfig) {
+        guard let theta = config.localRopeTheta else { return nil }
+        self.init(headDim: config.headDim, theta: theta, scaling: nil, frequencyFactors: nil)
+    }
+
+    private init(headDim: Int, theta: Double, scaling: RopeScaling?, frequencyFactors: [Float]?) {
+        self.headDim = headDim
+        let half = headDim / 2
+        let base = Float(theta)
+        var frequencies = (0..<half).map { i in 1 / powf(base, Float(2 * i) / Float(headDim)) }
+        switch scaling {
+        case .llama3(let scaling):
             // `_compute_llama3_parameters`: long wavelengths are slowed by `factor`, short ones kept,
             // and the band between is interpolated.
             let factor = Float(scaling.factor)
@@ -31,8 +44,13 @@ package struct RotaryEmbedding: Sendable {
                 let smooth = (context / wavelength - low) / (high - low)
                 return (1 - smooth) * frequency / factor + smooth * frequency
             }
+        case .linear(let factor):
+            // `_compute_linear_scaling_rope_parameters`: positions interpolated, so frequencies divided.
+            frequencies = frequencies.map { $0 / Float(factor) }
+        case nil:
+            break
         }
-        if let factors = config.ropeFrequencyFactors {
+        if let factors = frequencyFactors {
             frequencies = zip(frequencies, factors).map { $0 / $1 }
         }
         inverseFrequencies = frequencies

@@ -1,7 +1,8 @@
 import Foundation
 import ModelText
 
-/// A decoder-only transformer (Qwen2/2.5, Qwen3, Llama 3.x) with weights used in place.
+/// A decoder-only transformer (Qwen2/2.5, Qwen3, Llama 3.x and SmolLM2, Mistral, Phi-3, Gemma 3 text) with
+/// weights used in place.
 ///
 /// ``forward(_:)`` runs one batched pass over any mix of prefill and decode segments, each with
 /// its own ``KVCache`` and positions: the primitive continuous batching is built on. All
@@ -21,11 +22,19 @@ package final class TransformerModel: @unchecked Sendable {
     private struct Layer {
         var inputNorm: UnsafePointer<Float>
         var q: WeightMatrix, k: WeightMatrix, v: WeightMatrix, o: WeightMatrix
-        var qBias: UnsafePointer<Float>?, kBias: UnsafePointer<Float>?, vBias: UnsafePointer<Float>?
+        var qBias: UnsafePointer<Float>?, kBias: UnsafePointer<Float>?, vBias: UnsafePointer<Float>?, oBias: UnsafePointer<Float>?
         var qNorm: UnsafePointer<Float>?, kNorm: UnsafePointer<Float>?
-        var postNorm: UnsafePointer<Float>
-        var gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix
-        var gateBias: UnsafePointer<Float>?, upBias: UnsafePointer<Float>?, downBias: UnsafePointer<Float>?
+        /// Gemma 3 normalises the attention output before the residual add; nil elsewhere.
+        var postAttentionNorm: UnsafePointer<Float>?
+        /// The MLP's input norm (`post_attention_layernorm`, or Gemma's `pre_feedforward_layernorm`).
+        var feedForwardNorm: UnsafePointer<Float>
+        /// Gemma 3 normalises the MLP output before the residual add; nil elsewhere.
+        var postFeedForwardNorm: UnsafePointer<Float>?
+        var mlp: GatedMLP
+        /// Positions a sliding-window layer attends to; nil for full attention.
+        var window: Int?
+        /// Whether the layer rotates with the local RoPE base (Gemma 3's sliding-window layers).
+        var localRope: Bool
     }
 
     /// Keeps the mapped files (or in-memory weights) alive as long as the matrices point into them.
@@ -35,6 +44,8 @@ package final class TransformerModel: @unchecked Sendable {
     private let finalNorm: UnsafePointer<Float>
     private let layers: [Layer]
     private let rope: RotaryEmbedding
+    /// The rotation of the sliding-window layers when they have a RoPE base of their own.
+    private let localRope: RotaryEmbedding?
     /// Norm weights and biases, widened to f32 once at load.
     private var owned: [UnsafeMutablePointer<Float>] = []
 
@@ -97,7 +108,7 @@ package final class TransformerModel: @unchecked Sendable {
         func matrix(_ name: String, _ rows: Int, _ columns: Int) throws -> WeightMatrix {
             try WeightMatrix(tensor(name), rows: rows, columns: columns)
         }
-        func vector(_ name: String, _ count: Int) throws -> UnsafePointer<Float> {
+        func vector(_ name: String, _ count: Int, offset: Float = 0) throws -> UnsafePointer<Float> {
             let tensor = try tensor(name)
             guard tensor.shape == [count] else {
                 throw ModelError(.invalidTensor, "tensor \(name) has shape \(tensor.shape), expected [\(count)]")
@@ -106,9 +117,13 @@ package final class TransformerModel: @unchecked Sendable {
                 throw ModelError(.invalidTensor, "tensor \(name) is \(tensor.dtype.rawValue); weights must be BF16, F16 or F32")
             }
             let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
-            for i in 0..<count { buffer[i] = tensor.float(at: i) }
+            for i in 0..<count { buffer[i] = tensor.float(at: i) + offset }
             owned.append(buffer)
             return UnsafePointer(buffer)
+        }
+        /// An RMSNorm weight, with Gemma's `1 +` folded in (transformers adds it in f32 too).
+        func norm(_ name: String, _ count: Int) throws -> UnsafePointer<Float> {
+            try vector(name, count, offset: config.normWeightOffset)
         }
         let hidden = config.hiddenSize, hd = config.headDim
         let qDim = config.headCount * hd, kvDim = config.kvHeadCount * hd, inter = config.intermediateSize
@@ -119,29 +134,49 @@ package final class TransformerModel: @unchecked Sendable {
             } else {
                 lmHead = try matrix("lm_head.weight", config.vocabSize, hidden)
             }
-            finalNorm = try vector("model.norm.weight", hidden)
+            finalNorm = try norm("model.norm.weight", hidden)
             layers = try (0..<config.layerCount).map { i in
                 let p = "model.layers.\(i)."
                 let attentionBias = config.attentionBias
                 let mlpBias = config.mlpBias
+                let q: WeightMatrix, k: WeightMatrix, v: WeightMatrix, gate: WeightMatrix, up: WeightMatrix
+                if config.hasFusedProjections {
+                    let qkv = try matrix(p + "self_attn.qkv_proj.weight", qDim + 2 * kvDim, hidden)
+                    (q, k, v) = (qkv.rows(0..<qDim), qkv.rows(qDim..<qDim + kvDim), qkv.rows(qDim + kvDim..<qDim + 2 * kvDim))
+                    let gateUp = try matrix(p + "mlp.gate_up_proj.weight", 2 * inter, hidden)
+                    (gate, up) = (gateUp.rows(0..<inter), gateUp.rows(inter..<2 * inter))
+                } else {
+                    q = try matrix(p + "self_attn.q_proj.weight", qDim, hidden)
+                    k = try matrix(p + "self_attn.k_proj.weight", kvDim, hidden)
+                    v = try matrix(p + "self_attn.v_proj.weight", kvDim, hidden)
+                    gate = try matrix(p + "mlp.gate_proj.weight", inter, hidden)
+                    up = try matrix(p + "mlp.up_proj.weight", inter, hidden)
+                }
+                let sandwich = config.hasSandwichNorms
+                let window = config.window(layer: i)
                 return Layer(
-                    inputNorm: try vector(p + "input_layernorm.weight", hidden),
-                    q: try matrix(p + "self_attn.q_proj.weight", qDim, hidden),
-                    k: try matrix(p + "self_attn.k_proj.weight", kvDim, hidden),
-                    v: try matrix(p + "self_attn.v_proj.weight", kvDim, hidden),
+                    inputNorm: try norm(p + "input_layernorm.weight", hidden),
+                    q: q, k: k, v: v,
                     o: try matrix(p + "self_attn.o_proj.weight", hidden, qDim),
                     qBias: attentionBias ? try vector(p + "self_attn.q_proj.bias", qDim) : nil,
                     kBias: attentionBias ? try vector(p + "self_attn.k_proj.bias", kvDim) : nil,
                     vBias: attentionBias ? try vector(p + "self_attn.v_proj.bias", kvDim) : nil,
-                    qNorm: config.hasQKNorm ? try vector(p + "self_attn.q_norm.weight", hd) : nil,
-                    kNorm: config.hasQKNorm ? try vector(p + "self_attn.k_norm.weight", hd) : nil,
-                    postNorm: try vector(p + "post_attention_layernorm.weight", hidden),
-                    gate: try matrix(p + "mlp.gate_proj.weight", inter, hidden),
-                    up: try matrix(p + "mlp.up_proj.weight", inter, hidden),
-                    down: try matrix(p + "mlp.down_proj.weight", hidden, inter),
-                    gateBias: mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) : nil,
-                    upBias: mlpBias ? try vector(p + "mlp.up_proj.bias", inter) : nil,
-                    downBias: mlpBias ? try vector(p + "mlp.down_proj.bias", hidden) : nil
+                    // Qwen2's o_proj never has a bias; with `attention_bias` the others' has.
+                    oBias: attentionBias && config.architecture != .qwen2 ? try vector(p + "self_attn.o_proj.bias", hidden) : nil,
+                    qNorm: config.hasQKNorm ? try norm(p + "self_attn.q_norm.weight", hd) : nil,
+                    kNorm: config.hasQKNorm ? try norm(p + "self_attn.k_norm.weight", hd) : nil,
+                    postAttentionNorm: sandwich ? try norm(p + "post_attention_layernorm.weight", hidden) : nil,
+                    feedForwardNorm: try norm(p + (sandwich ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), hidden),
+                    postFeedForwardNorm: sandwich ? try norm(p + "post_feedforward_layernorm.weight", hidden) : nil,
+                    mlp: GatedMLP(
+                        gate: gate, up: up, down: try matrix(p + "mlp.down_proj.weight", hidden, inter),
+                        gateBias: mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) : nil,
+                        upBias: mlpBias ? try vector(p + "mlp.up_proj.bias", inter) : nil,
+                        downBias: mlpBias ? try vector(p + "mlp.down_proj.bias", hidden) : nil,
+                        activation: config.activation
+                    ),
+                    window: window,
+                    localRope: window != nil && config.localRopeTheta != nil
                 )
             }
         } catch {
@@ -150,6 +185,7 @@ package final class TransformerModel: @unchecked Sendable {
         }
         self.owned = owned
         rope = RotaryEmbedding(config: config)
+        localRope = RotaryEmbedding(localLayersOf: config)
     }
 
     deinit {
@@ -201,20 +237,30 @@ package final class TransformerModel: @unchecked Sendable {
         let gate = UnsafeMutablePointer<Float>.allocate(capacity: count * inter)
         let up = UnsafeMutablePointer<Float>.allocate(capacity: count * inter)
         let rotations = UnsafeMutablePointer<Float>.allocate(capacity: count * hd)
+        // Gemma 3's blocks write their output here, to be normalised before the residual add.
+        let blockOutput: UnsafeMutablePointer<Float>? = config.hasSandwichNorms ? .allocate(capacity: count * hidden) : nil
+        let localRotations: UnsafeMutablePointer<Float>? = localRope != nil ? .allocate(capacity: count * hd) : nil
         defer {
             for buffer in [x, normed, q, k, v, attended, gate, up, rotations] { buffer.deallocate() }
+            blockOutput?.deallocate()
+            localRotations?.deallocate()
         }
         for t in 0..<count {
             rope.table(position: positions[t], into: rotations + t * hd)
+            if let localRope, let localRotations { localRope.table(position: positions[t], into: localRotations + t * hd) }
         }
         let flatTokens = segments.flatMap(\.tokens)
         for t in 0..<count {
             embedding.copyRow(Int(flatTokens[t]), to: x + t * hidden)
         }
+        if let embeddingScale = config.embeddingScale {
+            for i in 0..<count * hidden { x[i] *= embeddingScale }
+        }
         let cacheOf = segments.map(\.cache)
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = config.attentionScale
 
         for (index, layer) in layers.enumerated() {
+            let table = layer.localRope ? localRotations! : rotations
             for t in 0..<count {
                 VectorOps.rmsNorm(x + t * hidden, weight: layer.inputNorm, eps: eps, count: hidden, output: normed + t * hidden)
             }
@@ -235,8 +281,8 @@ package final class TransformerModel: @unchecked Sendable {
                         VectorOps.rmsNorm(row, weight: kNorm, eps: eps, count: hd, output: row)
                     }
                 }
-                rope.apply(q + t * qDim, heads: heads, table: rotations + t * hd)
-                rope.apply(k + t * kvDim, heads: kvHeads, table: rotations + t * hd)
+                rope.apply(q + t * qDim, heads: heads, table: table + t * hd)
+                rope.apply(k + t * kvDim, heads: kvHeads, table: table + t * hd)
                 let cache = cacheOf[owners[t]]
                 let keys = cache.keys[index] + positions[t] * kvDim
                 let values = cache.values[index] + positions[t] * kvDim
@@ -251,31 +297,42 @@ package final class TransformerModel: @unchecked Sendable {
                 for job in range {
                     let t = job / kvHeads, g = job % kvHeads
                     let cache = cacheOf[owners[t]]
+                    // A sliding window attends to the last `window` positions, the token's own included.
+                    let first = layer.window.map { max(0, positions[t] + 1 - $0) } ?? 0
                     Attention.attend(
                         query: q + t * qDim + g * group * hd, groupSize: group, headDim: hd,
-                        keys: cache.keys[index], values: cache.values[index], width: kvDim, offset: g * hd,
-                        length: positions[t] + 1, scale: scale, scores: scores,
+                        keys: cache.keys[index] + first * kvDim, values: cache.values[index] + first * kvDim, width: kvDim, offset: g * hd,
+                        length: positions[t] + 1 - first, scale: scale, scores: scores,
                         output: attended + t * qDim + g * group * hd
                     )
                 }
             }
-            // The residual connections are folded into the output projections: they add to `x`.
-            matmul(
-                layer.o, x: attended, xStride: qDim, tokens: count, y: x, yStride: hidden, accumulate: true, pool: pool,
-                instructionSet: instructionSet)
+            // The residual connections are folded into the output projections: they add to `x`. With sandwich
+            // norms the block's output is normalised first, then added.
+            if let postAttentionNorm = layer.postAttentionNorm, let blockOutput {
+                matmul(
+                    layer.o, x: attended, xStride: qDim, tokens: count, y: blockOutput, yStride: hidden, bias: layer.oBias, pool: pool,
+                    instructionSet: instructionSet)
+                addNormalized(blockOutput, weight: postAttentionNorm, to: x, tokens: count)
+            } else {
+                matmul(
+                    layer.o, x: attended, xStride: qDim, tokens: count, y: x, yStride: hidden, bias: layer.oBias, accumulate: true,
+                    pool: pool, instructionSet: instructionSet)
+            }
 
             for t in 0..<count {
-                VectorOps.rmsNorm(x + t * hidden, weight: layer.postNorm, eps: eps, count: hidden, output: normed + t * hidden)
+                VectorOps.rmsNorm(x + t * hidden, weight: layer.feedForwardNorm, eps: eps, count: hidden, output: normed + t * hidden)
             }
-            gatedMatmul(
-                gate: Projection(layer.gate, y: gate, yStride: inter, bias: layer.gateBias),
-                up: Projection(layer.up, y: up, yStride: inter, bias: layer.upBias),
-                x: normed, xStride: hidden, tokens: count, pool: pool, instructionSet: instructionSet
-            )
-            matmul(
-                layer.down, x: gate, xStride: inter, tokens: count, y: x, yStride: hidden, bias: layer.downBias,
-                accumulate: true, pool: pool, instructionSet: instructionSet
-            )
+            if let postFeedForwardNorm = layer.postFeedForwardNorm, let blockOutput {
+                layer.mlp.run(
+                    x: normed, xStride: hidden, tokens: count, y: blockOutput, yStride: hidden, accumulate: false, scratch: (gate, up),
+                    pool: pool, instructionSet: instructionSet)
+                addNormalized(blockOutput, weight: postFeedForwardNorm, to: x, tokens: count)
+            } else {
+                layer.mlp.run(
+                    x: normed, xStride: hidden, tokens: count, y: x, yStride: hidden, accumulate: true, scratch: (gate, up), pool: pool,
+                    instructionSet: instructionSet)
+            }
         }
         for segment in segments { segment.cache.count += segment.tokens.count }
 
@@ -297,6 +354,9 @@ package final class TransformerModel: @unchecked Sendable {
         let logits = UnsafeMutablePointer<Float>.allocate(capacity: selected.count * vocab)
         defer { logits.deallocate() }
         matmul(lmHead, x: normed, xStride: hidden, tokens: selected.count, y: logits, yStride: vocab, pool: pool, instructionSet: instructionSet)
+        if let cap = config.finalLogitSoftcapping {
+            VectorOps.softcap(logits, cap: cap, count: selected.count * vocab)
+        }
         var row = 0
         return segments.map { segment in
             let rows: Int
@@ -307,6 +367,16 @@ package final class TransformerModel: @unchecked Sendable {
             }
             defer { row += rows }
             return (row..<row + rows).map { r in Array(UnsafeBufferPointer(start: logits + r * vocab, count: vocab)) }
+        }
+    }
+
+    /// `x += rmsNorm(block)` for `tokens` rows of the hidden size (`block` is normalised in place).
+    private func addNormalized(_ block: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>, to x: UnsafeMutablePointer<Float>, tokens: Int) {
+        let hidden = config.hiddenSize
+        for t in 0..<tokens {
+            let row = block + t * hidden
+            VectorOps.rmsNorm(row, weight: weight, eps: config.rmsNormEps, count: hidden, output: row)
+            for i in 0..<hidden { x[t * hidden + i] += row[i] }
         }
     }
 }

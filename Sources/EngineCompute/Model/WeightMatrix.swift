@@ -92,6 +92,12 @@ package struct WeightMatrix: @unchecked Sendable {
         self.init(rows: rows, columns: columns, format: format, data: tensor.data)
     }
 
+    /// Rows `range` of the matrix, in place: one part of a fused matrix (Phi-3's `qkv_proj`, `gate_up_proj`).
+    package func rows(_ range: Range<Int>) -> WeightMatrix {
+        let rowBytes = format.isQuantized ? format.rowBytes(columns) : columns * format.size
+        return WeightMatrix(rows: range.count, columns: columns, format: format, data: data + range.lowerBound * rowBytes)
+    }
+
     /// Row `row` widened into `output` (`columns` floats): the embedding lookup.
     package func copyRow(_ row: Int, to output: UnsafeMutablePointer<Float>) {
         if format.isQuantized {

@@ -5,6 +5,34 @@ package enum Architecture: String, Sendable, CaseIterable {
     case qwen2 = "Qwen2ForCausalLM"
     case qwen3 = "Qwen3ForCausalLM"
     case llama = "LlamaForCausalLM"
+    case mistral = "MistralForCausalLM"
+    /// Phi-3 and Phi-3.5: Llama's layer with fused `qkv_proj` and `gate_up_proj` matrices.
+    case phi3 = "Phi3ForCausalLM"
+    /// Gemma 3's text model: GeGLU, `(1 + w)` RMSNorms around both blocks, q/k norms, a scaled
+    /// embedding, and sliding-window layers with their own RoPE base between global ones.
+    case gemma3 = "Gemma3ForCausalLM"
+}
+
+/// The gated MLP's activation (`hidden_act`, or Gemma's `hidden_activation`).
+package enum Activation: String, Sendable, CaseIterable {
+    case silu
+    /// GELU with the tanh approximation (GeGLU when gated).
+    case geluTanh = "gelu_pytorch_tanh"
+}
+
+/// Which keys a layer attends to.
+package enum LayerAttention: String, Sendable {
+    /// Every earlier position.
+    case full = "full_attention"
+    /// The last ``ModelConfig/slidingWindow`` positions, the token's own included.
+    case sliding = "sliding_attention"
+}
+
+/// How the rotary frequencies are rescaled for long contexts (`rope_scaling`).
+package enum RopeScaling: Sendable, Equatable {
+    case llama3(Llama3RopeScaling)
+    /// `rope_type: "linear"`: every frequency divided by the factor (position interpolation).
+    case linear(factor: Double)
 }
 
 /// `rope_scaling` with `rope_type: "llama3"` (Llama 3.1 and later).
@@ -34,7 +62,7 @@ package struct ModelConfig: Sendable, Equatable {
     package var vocabSize: Int
     package var rmsNormEps: Float
     package var ropeTheta: Double
-    package var ropeScaling: Llama3RopeScaling?
+    package var ropeScaling: RopeScaling?
     /// Divisors of the rotary frequencies, one per pair (GGUF files of Llama 3.1 and later store the
     /// scaling so); nil for none.
     package var ropeFrequencyFactors: [Float]?
@@ -43,11 +71,24 @@ package struct ModelConfig: Sendable, Equatable {
     package var attentionBias: Bool
     package var mlpBias: Bool
     package var maxPositionEmbeddings: Int
+    package var activation: Activation = .silu
+    /// Positions a sliding-window layer attends to (its own included), or nil for none.
+    package var slidingWindow: Int?
+    /// Per layer, full or sliding-window attention; empty when every layer is full.
+    package var layerTypes: [LayerAttention] = []
+    /// The RoPE base of the sliding-window layers when it differs from ``ropeTheta`` (Gemma 3's
+    /// `rope_local_base_freq`; those layers never scale their frequencies).
+    package var localRopeTheta: Double?
+    /// Gemma 3's `query_pre_attn_scalar`: attention scores are scaled by its inverse square root
+    /// rather than by that of `head_dim`.
+    package var queryPreAttentionScalar: Double?
+    /// `final_logit_softcapping`: logits become `cap · tanh(logits / cap)`.
+    package var finalLogitSoftcapping: Float?
 
     package init(
         architecture: Architecture, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
         headCount: Int, kvHeadCount: Int, headDim: Int, vocabSize: Int, rmsNormEps: Float,
-        ropeTheta: Double, ropeScaling: Llama3RopeScaling? = nil, tieWordEmbeddings: Bool,
+        ropeTheta: Double, ropeScaling: RopeScaling? = nil, tieWordEmbeddings: Bool,
         attentionBias: Bool, mlpBias: Bool = false, maxPositionEmbeddings: Int
     ) {
         self.architecture = architecture
@@ -71,8 +112,34 @@ package struct ModelConfig: Sendable, Equatable {
     /// scheduler budgets memory with.
     package var kvCacheBytesPerToken: Int { 2 * layerCount * kvHeadCount * headDim * MemoryLayout<Float16>.size }
 
-    /// Qwen3 normalises each query and key head (`q_norm`, `k_norm`) before RoPE.
-    package var hasQKNorm: Bool { architecture == .qwen3 }
+    /// Qwen3 and Gemma 3 normalise each query and key head (`q_norm`, `k_norm`) before RoPE.
+    package var hasQKNorm: Bool { architecture == .qwen3 || architecture == .gemma3 }
+
+    /// Phi-3 stores q, k and v as one `qkv_proj` matrix and gate and up as one `gate_up_proj`.
+    package var hasFusedProjections: Bool { architecture == .phi3 }
+
+    /// Gemma's RMSNorms scale by `1 + weight` instead of `weight`.
+    package var normWeightOffset: Float { architecture == .gemma3 ? 1 : 0 }
+
+    /// Gemma 3 normalises each block's output too (`post_attention_layernorm`, `post_feedforward_layernorm`)
+    /// before adding it to the residual stream, and the MLP's input with `pre_feedforward_layernorm`.
+    package var hasSandwichNorms: Bool { architecture == .gemma3 }
+
+    /// What the token embeddings are multiplied by (Gemma: the square root of the hidden size, rounded to f32).
+    package var embeddingScale: Float? { architecture == .gemma3 ? Float(Double(hiddenSize).squareRoot()) : nil }
+
+    /// The factor attention scores are scaled by.
+    package var attentionScale: Float {
+        guard let queryPreAttentionScalar else { return 1 / Float(headDim).squareRoot() }
+        return Float(1 / queryPreAttentionScalar.squareRoot())
+    }
+
+    /// The attention window of `layer`: nil for full attention.
+    package func window(layer: Int) -> Int? {
+        guard let slidingWindow else { return nil }
+        if layerTypes.isEmpty { return slidingWindow }
+        return layerTypes[layer] == .sliding ? slidingWindow : nil
+    }
 
     /// Qwen2.5-0.5B's exact shape, for benchmarks on random weights.
     package static let qwen25_0_5B = ModelConfig(
@@ -133,43 +200,89 @@ package struct ModelConfig: Sendable, Equatable {
         if object["use_sliding_window"] as? Bool == true {
             throw ModelError(.unsupportedArchitecture, "sliding-window attention (use_sliding_window) is not supported by the built-in engine")
         }
-        if let act = object["hidden_act"] as? String, act != "silu" {
-            throw ModelError(.unsupportedArchitecture, "activation \(act) is not supported by the built-in engine; it runs silu")
+        let activationKey = architecture == .gemma3 && object["hidden_activation"] != nil ? "hidden_activation" : "hidden_act"
+        var activation = Activation.silu
+        if let name = object[activationKey] as? String {
+            guard let known = Activation(rawValue: name), architecture == .gemma3 || known == .silu else {
+                let supported = architecture == .gemma3 ? "gelu_pytorch_tanh and silu" : "silu"
+                throw ModelError(.unsupportedArchitecture, "\(activationKey) \(name) is not supported by the built-in engine; it runs \(supported)")
+            }
+            activation = known
+        } else if architecture == .gemma3 {
+            activation = .geluTanh
         }
         // Hub checkpoints write `rope_theta` and `rope_scaling`; transformers 5 writes both into
-        // `rope_parameters`.
-        let parameters = object["rope_parameters"] as? [String: Any]
-        var theta = double("rope_theta", default: 10000)
-        if object["rope_theta"] == nil, let value = parameters?["rope_theta"] {
-            theta = (value as? Double) ?? (value as? Int).map(Double.init) ?? theta
+        // `rope_parameters` (Gemma 3: one such object per layer type).
+        var parameters = object["rope_parameters"] as? [String: Any]
+        var localParameters: [String: Any]?
+        if let full = parameters?["full_attention"] as? [String: Any] {
+            localParameters = parameters?["sliding_attention"] as? [String: Any]
+            parameters = full
         }
-        var scaling: Llama3RopeScaling?
+        func number(_ value: Any?) -> Double? { (value as? Double) ?? (value as? Int).map(Double.init) }
+        var theta = double("rope_theta", default: architecture == .gemma3 ? 1_000_000 : 10000)
+        if object["rope_theta"] == nil, let value = number(parameters?["rope_theta"]) { theta = value }
+        var scaling: RopeScaling?
         if let rope = (object["rope_scaling"] as? [String: Any]) ?? parameters {
-            let type = (rope["rope_type"] as? String) ?? (rope["type"] as? String) ?? "default"
-            switch type {
-            case "default":
-                break
-            case "llama3":
-                func number(_ key: String) throws -> Double {
-                    if let value = rope[key] as? Double { return value }
-                    if let value = rope[key] as? Int { return Double(value) }
-                    throw ModelError(.invalidConfig, "rope_scaling of type llama3 has no \(key)")
-                }
-                scaling = Llama3RopeScaling(
-                    factor: try number("factor"), lowFrequencyFactor: try number("low_freq_factor"),
-                    highFrequencyFactor: try number("high_freq_factor"),
-                    originalMaxPositionEmbeddings: try number("original_max_position_embeddings")
-                )
-            default:
+            scaling = try Self.ropeScaling(rope)
+            let partial = number(rope["partial_rotary_factor"]) ?? 1
+            if partial != 1 {
                 throw ModelError(
-                    .unsupportedArchitecture, "rope_scaling type \(type) is not supported by the built-in engine; it runs default and llama3")
+                    .unsupportedArchitecture, "partial_rotary_factor \(partial) is not supported by the built-in engine; it rotates whole heads")
             }
         }
-        self.init(
+        if let partial = number(object["partial_rotary_factor"]), partial != 1 {
+            throw ModelError(
+                .unsupportedArchitecture, "partial_rotary_factor \(partial) is not supported by the built-in engine; it rotates whole heads")
+        }
+        let layerCount = try int("num_hidden_layers")
+        // Mistral and Phi-3 slide the window over every layer when `sliding_window` is set; Gemma 3 only over
+        // its `sliding_attention` layers (`layer_types`, or every layer but each `sliding_window_pattern`-th).
+        var slidingWindow: Int?
+        var layerTypes: [LayerAttention] = []
+        var localTheta: Double?
+        if [.mistral, .phi3, .gemma3].contains(architecture), object["sliding_window"] != nil, !(object["sliding_window"] is NSNull) {
+            let window = try int("sliding_window")
+            guard window > 0 else { throw ModelError(.invalidConfig, "config.json has sliding_window \(window); it must be positive") }
+            slidingWindow = window
+        }
+        if architecture == .gemma3 {
+            if object["use_bidirectional_attention"] as? Bool == true {
+                throw ModelError(
+                    .unsupportedArchitecture, "use_bidirectional_attention is not supported by the built-in engine; it runs causal attention")
+            }
+            if let names = object["layer_types"] as? [String] {
+                layerTypes = try names.map { name in
+                    guard let type = LayerAttention(rawValue: name) else {
+                        throw ModelError(
+                            .unsupportedArchitecture,
+                            "layer type \(name) is not supported by the built-in engine; it runs full_attention and sliding_attention")
+                    }
+                    return type
+                }
+                guard layerTypes.count == layerCount else {
+                    throw ModelError(.invalidConfig, "config.json has \(layerTypes.count) layer_types for \(layerCount) layers")
+                }
+            } else {
+                let pattern = (try? int("sliding_window_pattern")) ?? 6
+                guard pattern > 0 else { throw ModelError(.invalidConfig, "config.json has sliding_window_pattern \(pattern)") }
+                layerTypes = (0..<layerCount).map { ($0 + 1) % pattern == 0 ? .full : .sliding }
+            }
+            if let local = localParameters {
+                if try Self.ropeScaling(local) != nil {
+                    throw ModelError(.unsupportedArchitecture, "rope scaling on sliding_attention layers is not supported by the built-in engine")
+                }
+            }
+            localTheta = number(object["rope_local_base_freq"]) ?? number(localParameters?["rope_theta"]) ?? 10000
+            if layerTypes.contains(.sliding), slidingWindow == nil {
+                throw ModelError(.invalidConfig, "config.json has sliding_attention layers but no sliding_window")
+            }
+        }
+        var config = ModelConfig(
             architecture: architecture,
             hiddenSize: hidden,
             intermediateSize: try int("intermediate_size"),
-            layerCount: try int("num_hidden_layers"),
+            layerCount: layerCount,
             headCount: heads,
             kvHeadCount: kvHeads,
             headDim: headDim,
@@ -177,11 +290,57 @@ package struct ModelConfig: Sendable, Equatable {
             rmsNormEps: Float(double("rms_norm_eps", default: 1e-6)),
             ropeTheta: theta,
             ropeScaling: scaling,
-            // transformers' per-architecture defaults: every supported config class defaults to false.
-            tieWordEmbeddings: object["tie_word_embeddings"] as? Bool ?? false,
-            attentionBias: architecture == .qwen2 ? true : (object["attention_bias"] as? Bool ?? false),
+            // transformers' per-architecture defaults: Gemma 3 ties, every other supported class does not.
+            tieWordEmbeddings: object["tie_word_embeddings"] as? Bool ?? (architecture == .gemma3),
+            attentionBias: architecture == .qwen2
+                ? true : [.llama, .qwen3, .gemma3].contains(architecture) && (object["attention_bias"] as? Bool ?? false),
             mlpBias: architecture == .llama ? (object["mlp_bias"] as? Bool ?? false) : false,
             maxPositionEmbeddings: (try? int("max_position_embeddings")) ?? 32768
         )
+        config.activation = activation
+        config.slidingWindow = slidingWindow
+        config.layerTypes = layerTypes
+        config.localRopeTheta = localTheta
+        if architecture == .gemma3 {
+            config.queryPreAttentionScalar = number(object["query_pre_attn_scalar"]) ?? 256
+            if let cap = number(object["final_logit_softcapping"]) {
+                guard cap > 0 else { throw ModelError(.invalidConfig, "config.json has final_logit_softcapping \(cap); it must be positive") }
+                config.finalLogitSoftcapping = Float(cap)
+            }
+            // `attn_logit_softcapping` is read by transformers' Gemma 3 config but not applied by its attention
+            // (Gemma 3 checkpoints leave it null): the engine likewise ignores it.
+        }
+        self = config
+    }
+
+    /// The scaling of a `rope_scaling` (or `rope_parameters`) object; nil for `default`.
+    /// - Throws: ``ModelError`` `unsupportedArchitecture` naming a refused type, or `invalidConfig`.
+    private static func ropeScaling(_ rope: [String: Any]) throws -> RopeScaling? {
+        let type = (rope["rope_type"] as? String) ?? (rope["type"] as? String) ?? "default"
+        func number(_ key: String) throws -> Double {
+            if let value = rope[key] as? Double { return value }
+            if let value = rope[key] as? Int { return Double(value) }
+            throw ModelError(.invalidConfig, "rope_scaling of type \(type) has no \(key)")
+        }
+        switch type {
+        case "default":
+            return nil
+        case "linear":
+            let factor = try number("factor")
+            guard factor > 0 else { throw ModelError(.invalidConfig, "rope_scaling of type linear has factor \(factor)") }
+            return .linear(factor: factor)
+        case "llama3":
+            return .llama3(
+                Llama3RopeScaling(
+                    factor: try number("factor"), lowFrequencyFactor: try number("low_freq_factor"),
+                    highFrequencyFactor: try number("high_freq_factor"),
+                    originalMaxPositionEmbeddings: try number("original_max_position_embeddings")
+                ))
+        default:
+            // Phi-3's long-context checkpoints use `longrope` (formerly `su`), others `yarn` or `dynamic`.
+            throw ModelError(
+                .unsupportedArchitecture,
+                "rope_scaling type \(type) is not supported by the built-in engine; it runs default, linear and llama3")
+        }
     }
 }

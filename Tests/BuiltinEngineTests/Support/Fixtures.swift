@@ -12,11 +12,22 @@ struct Expected: Decodable {
     var greedy_ids: [Int32]
     var eos_token_ids: [Int32]
     var chat_prompt_ids: [Int32]
+    /// Further prompts with their greedy continuations (the fixtures made since Mistral, Phi-3 and Gemma 3).
+    var more_prompts: [PromptExpectation]?
+}
+
+/// One more prompt of a fixture and transformers' greedy continuation of it.
+struct PromptExpectation: Decodable {
+    var prompt: String
+    var prompt_ids: [Int32]
+    var greedy_ids: [Int32]
 }
 
 /// The committed tiny models under `Fixtures/models/`.
 enum Fixtures {
-    static let names = ["qwen2-tiny", "qwen3-tiny", "llama3-tiny"]
+    static let names = ["qwen2-tiny", "qwen3-tiny", "llama3-tiny", "smollm2-tiny", "mistral-tiny", "phi3-tiny", "gemma3-tiny"]
+    /// The fixtures with ``Expected/more_prompts``.
+    static let multiPromptNames = ["smollm2-tiny", "mistral-tiny", "phi3-tiny", "gemma3-tiny"]
 
     static func directory(_ name: String) throws -> URL {
         let root = try #require(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
