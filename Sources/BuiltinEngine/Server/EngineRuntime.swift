@@ -17,7 +17,7 @@ package final class EngineRuntime: Sendable {
     private let trie = Mutex<TokenTrie?>(nil)
 
     /// Loads a Hugging Face model directory, or a GGUF file (a path ending in `.gguf`) that holds the model,
-    /// its tokenizer and its chat template. `quantization` (one of ``Quantize/types``) quantizes a directory's
+    /// its tokenizer and its chat template. `quantization` (one of ``GGMLType/onLoad``) quantizes a directory's
     /// weights on load; a GGUF file is used as it is quantized.
     /// - Throws: a clear error for an unsupported architecture, a broken safetensors or GGUF file or tokenizer,
     ///   or a quantization asked of a GGUF file.

@@ -39,7 +39,7 @@ extension RunsController {
                 "quantization chooses the weights of the builtin and llamacpp engines; \(engine.rawValue) runs the checkpoint as published",
                 field: "quantization")
         }
-        let onLoad = Quantize.types.map { $0.description.lowercased() }
+        let onLoad = GGMLType.onLoad.map { $0.description.lowercased() }
         if engine == .builtin, storedTypes.contains(name) { return .asStored }
         if engine == .llamacpp { return .ggufFile(repo: resolved.repo, quantization: name) }
         if source == .huggingface, let ggufRepo = resolved.size?.ggufRepo { return .ggufFile(repo: ggufRepo, quantization: name) }

@@ -55,8 +55,8 @@ struct EngineServe: AsyncParsableCommand {
     static let maxConnections = 4096
 
     func validate() throws {
-        if let quantize, Quantize.type(named: quantize) == nil {
-            let names = Quantize.types.map { $0.description.lowercased() }.joined(separator: " or ")
+        if let quantize, GGMLType(onLoadName: quantize) == nil {
+            let names = GGMLType.onLoad.map { $0.description.lowercased() }.joined(separator: " or ")
             throw ValidationError("--quantize: \"\(quantize)\" is not a quantization the engine applies on load (use \(names))")
         }
         for (name, text) in [("idle-timeout", idleTimeout), ("header-timeout", headerTimeout), ("body-timeout", bodyTimeout)] {
@@ -84,7 +84,7 @@ struct EngineServe: AsyncParsableCommand {
         let runtime: EngineRuntime
         do {
             runtime = try EngineRuntime(
-                directory: directory, servedName: name, maxBatch: maxBatch, quantization: quantize.flatMap(Quantize.type(named:)))
+                directory: directory, servedName: name, maxBatch: maxBatch, quantization: quantize.flatMap(GGMLType.init(onLoadName:)))
         } catch {
             logger.critical("cannot load \(model): \(error)")
             throw ExitCode(1)

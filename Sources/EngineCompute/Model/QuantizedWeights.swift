@@ -10,10 +10,10 @@ package final class QuantizedWeights: WeightSource, @unchecked Sendable {
     private let tensors: [String: TensorView]
     private let buffers: [UnsafeMutableRawBufferPointer]
 
-    /// Quantizes `checkpoint`'s matrices to `type` (one of ``Quantize/types``), rows split over `pool`'s threads.
+    /// Quantizes `checkpoint`'s matrices to `type` (one of ``GGMLType/onLoad``), rows split over `pool`'s threads.
     /// - Throws: ``ModelError`` `invalidTensor` naming a matrix that holds an infinite or NaN value.
     package init(_ checkpoint: Checkpoint, type: GGMLType, pool: ThreadPool = .shared) throws {
-        precondition(Quantize.types.contains(type), "\(type) is not an on-load quantization")
+        precondition(GGMLType.onLoad.contains(type), "\(type) is not an on-load quantization")
         self.type = type
         var tensors: [String: TensorView] = [:]
         var buffers: [UnsafeMutableRawBufferPointer] = []
@@ -50,12 +50,13 @@ package final class QuantizedWeights: WeightSource, @unchecked Sendable {
     /// The rows of a float matrix widened and quantized, in parallel.
     private static func quantize(_ tensor: TensorView, to type: GGMLType, into output: UnsafeMutableRawBufferPointer, pool: ThreadPool) throws {
         let columns = tensor.shape[1], rowBytes = columns / type.blockSize * type.blockBytes
+        let matrix = try WeightMatrix(tensor, rows: tensor.shape[0], columns: columns)
         let failure = Mutex<ModelError?>(nil)
         pool.forEachRange(tensor.shape[0]) { rows in
             let row = UnsafeMutablePointer<Float>.allocate(capacity: columns)
             defer { row.deallocate() }
             for r in rows {
-                for c in 0..<columns { row[c] = tensor.float(at: r * columns + c) }
+                matrix.copyRow(r, to: row)
                 do throws(ModelError) {
                     try Quantize.blocks(type, row, count: columns, into: output.baseAddress! + r * rowBytes)
                 } catch {

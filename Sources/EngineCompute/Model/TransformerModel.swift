@@ -40,7 +40,7 @@ package final class TransformerModel: @unchecked Sendable {
 
     /// Loads a Hugging Face model directory: `config.json`, `generation_config.json` and the
     /// safetensors weights (single file or sharded), used in place or, with `quantization` (one of
-    /// ``Quantize/types``), quantized on load (``QuantizedWeights``).
+    /// ``GGMLType/onLoad``), quantized on load (``QuantizedWeights``).
     /// - Throws: ``ModelError``; an unsupported architecture names the supported ones.
     package convenience init(
         directory: URL, quantization: GGMLType? = nil, pool: ThreadPool = .shared, instructionSet: InstructionSet = .preferred

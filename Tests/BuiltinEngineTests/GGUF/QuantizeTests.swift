@@ -16,7 +16,7 @@ struct QuantizeTests {
         for source in ["F32", "BF16"] {
             let tensor = try #require(file.tensorInfo(named: source))
             let values = try Dequantize.floats(tensor, in: file)
-            for type in Quantize.types {
+            for type in GGMLType.onLoad {
                 let reference = try #require(file.tensorInfo(named: "\(source).\(type)"))
                 #expect(reference.type == type)
                 let expected = [UInt8](file.data(of: reference))
@@ -37,8 +37,8 @@ struct QuantizeTests {
 
     @Test("a type the engine does not quantize to is not named, and an infinite value is an error naming its element")
     func refusals() throws {
-        #expect(Quantize.type(named: "Q8_0") == .q8_0 && Quantize.type(named: "q4_0") == .q4_0)
-        #expect(Quantize.type(named: "q4_k_m") == nil && Quantize.type(named: "bogus") == nil)
+        #expect(GGMLType(onLoadName: "Q8_0") == .q8_0 && GGMLType(onLoadName: "q4_0") == .q4_0)
+        #expect(GGMLType(onLoadName: "q4_k_m") == nil && GGMLType(onLoadName: "bogus") == nil)
         var values = [Float](repeating: 1, count: 64)
         values[40] = .infinity
         var output = [UInt8](repeating: 0, count: 68)

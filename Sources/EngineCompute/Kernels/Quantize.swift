@@ -1,20 +1,14 @@
+import ModelText
+
 /// Quantization of floats into GGUF blocks (docs/design/gguf.md, Quantizing), with the same f32 operations in the
 /// same order as ggml's reference quantizer and the `gguf` Python package, so the bytes are identical: the built-in
 /// engine quantizes a safetensors model on load with it (`--quantize`).
 package enum Quantize {
-    /// The types a model can be quantized to on load.
-    package static let types: [GGMLType] = [.q8_0, .q4_0]
-
-    /// The type of an on-load quantization name (`q8_0`, `q4_0`, any case), or nil.
-    package static func type(named name: String) -> GGMLType? {
-        types.first { $0.description.lowercased() == name.lowercased() }
-    }
-
     /// Quantizes `count` floats, a whole number of `type`'s blocks, into `output` (`count / 32 × blockBytes` bytes).
-    /// - Precondition: `type` is one of ``types`` and `count` a multiple of 32.
+    /// - Precondition: `type` is one of ``GGMLType/onLoad`` and `count` a multiple of 32.
     /// - Throws: ``ModelError`` `invalidTensor` when a value is infinite or NaN.
     package static func blocks(_ type: GGMLType, _ input: UnsafePointer<Float>, count: Int, into output: UnsafeMutableRawPointer) throws(ModelError) {
-        precondition(types.contains(type) && count % 32 == 0, "cannot quantize \(count) floats to \(type)")
+        precondition(GGMLType.onLoad.contains(type) && count % 32 == 0, "cannot quantize \(count) floats to \(type)")
         for block in 0..<count / 32 {
             let x = input + block * 32, y = output + block * type.blockBytes
             guard (0..<32).allSatisfy({ x[$0].isFinite }) else {
