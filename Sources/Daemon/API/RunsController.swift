@@ -5,7 +5,6 @@ import Hummingbird
 import Launchers
 import Logging
 import ModelStore
-import ModelText
 import ModeldAPI
 import NIOCore
 import NIOHTTP1
@@ -75,7 +74,7 @@ struct RunsController {
             }
             spec.ollama = .pull(name: ollamaName)
         } else {
-            var version: LocalVersion
+            let version: LocalVersion
             switch weights {
             case .ggufFile(let repo, let quantization):
                 let (ready, file) = try await ggufVersion(repo: repo, quantization: quantization, revision: body.revision)
