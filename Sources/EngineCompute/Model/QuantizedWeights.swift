@@ -1,10 +1,12 @@
+import Glibc
 import ModelText
 import Synchronization
 
 /// A safetensors checkpoint's weights quantized on load (`modeld engine --quantize q8_0|q4_0`; docs/design/gguf.md,
 /// Quantizing): every matrix whose rows are whole 32-element blocks becomes GGUF blocks in memory, which the
 /// quantized kernels compute with; the other tensors (norms, biases) are copied. It owns all of it, so the
-/// checkpoint's mapped files are released once the model is built: the model then takes about its quantized size.
+/// checkpoint's mapped files are released once the model is built: the model then takes about its quantized size
+/// (docs/quantization.md).
 package final class QuantizedWeights: WeightSource, @unchecked Sendable {
     package let type: GGMLType
     private let tensors: [String: TensorView]
@@ -26,6 +28,7 @@ package final class QuantizedWeights: WeightSource, @unchecked Sendable {
                 buffers.append(buffer)
                 if isMatrix {
                     try Self.quantize(tensor, to: type, into: buffer, pool: pool)
+                    Self.release(tensor)
                     tensors[name] = TensorView(
                         name: name, dtype: .u8, shape: tensor.shape, data: UnsafeRawPointer(buffer.baseAddress!), blockType: type)
                 } else {
@@ -46,6 +49,17 @@ package final class QuantizedWeights: WeightSource, @unchecked Sendable {
     }
 
     package func tensor(named name: String) -> TensorView? { tensors[name] }
+
+    /// Lets the kernel drop the checkpoint's pages of a tensor already quantized: the mapping is private and
+    /// read-only, so they would only be read from the file again. Loading then peaks near the quantized size plus
+    /// the largest tensor, not plus the whole checkpoint.
+    private static func release(_ tensor: TensorView) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: tensor.data), end = start + tensor.count * tensor.dtype.size
+        let first = (start + page - 1) / page * page, last = end / page * page
+        guard last > first, let address = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(address, last - first, MADV_DONTNEED)
+    }
 
     /// The rows of a float matrix widened and quantized, in parallel.
     private static func quantize(_ tensor: TensorView, to type: GGMLType, into output: UnsafeMutableRawBufferPointer, pool: ThreadPool) throws {
