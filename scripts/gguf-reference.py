@@ -8,6 +8,10 @@
         package, with its dequantization beside it.
     gguf-reference.py dequantize IN.gguf OUT.gguf
         Writes every tensor of IN as F32, dequantized by the package, under the same names.
+    gguf-reference.py quantize OUT.gguf SEED
+        Writes `F32`, random rows of 512 elements with the blocks that test the rounding (zeros, halves, ties of
+        magnitude, values whose scale overflows, is subnormal or underflows in f16), `BF16`, the same values rounded to bf16, and for each of them and
+        Q8_0 and Q4_0, `<F32|BF16>.<TYPE>`: the package's quantization of its values.
 """
 
 import sys
@@ -63,6 +67,36 @@ def write_random(path, seed):
     finish(writer)
 
 
+def edge_blocks():
+    """Blocks (32 values each) where a quantizer's rounding and choice of scale show."""
+    ramp = np.arange(32, dtype=np.float32)
+    return np.stack([
+        np.zeros(32, np.float32),                                  # d = 0
+        (ramp - 16) * 0.5,                                          # halves: exact ties in Q8_0 when amax = 127·k/2
+        np.where(ramp % 2 == 0, 127.0, -63.5).astype(np.float32),  # q = ±63.5 → away from zero
+        np.where(ramp == 5, -8.0, np.where(ramp == 9, 8.0, ramp / 4)).astype(np.float32),  # |max| tie: the first wins
+        np.where(ramp == 0, 3.0e38, 1.0).astype(np.float32),        # d overflows f16
+        np.full(32, 1.0e-6, np.float32) * (ramp - 12),              # d subnormal in f16
+        np.full(32, 1.0e-30, np.float32) * (ramp - 12),             # d underflows f16 to 0
+        ramp - 8.5,                                                 # Q4_0 at x/d + 8.5 = whole numbers
+    ]).astype(np.float32)
+
+
+def write_quantized(path, seed):
+    rng = np.random.default_rng(seed)
+    values = (rng.standard_normal((ROWS, COLUMNS)) * np.exp2(rng.integers(-8, 8, (ROWS, 1)))).astype(np.float32)
+    edges = edge_blocks().reshape(-1)
+    values[0, :len(edges)] = edges
+    bf16 = quants.quantize(values, T.BF16)
+    writer = GGUFWriter(path, "reference")
+    writer.add_tensor("F32", values)
+    writer.add_tensor("BF16", bf16, raw_dtype=T.BF16)
+    for name, source in [("F32", values), ("BF16", quants.dequantize(bf16, T.BF16).astype(np.float32))]:
+        for qtype in (T.Q8_0, T.Q4_0):
+            writer.add_tensor(f"{name}.{qtype.name}", quants.quantize(source, qtype), raw_dtype=qtype)
+    finish(writer)
+
+
 def write_dequantized(source, path):
     reader = GGUFReader(source)
     writer = GGUFWriter(path, "reference")
@@ -83,6 +117,8 @@ def finish(writer):
 if __name__ == "__main__":
     if sys.argv[1] == "random":
         write_random(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "quantize":
+        write_quantized(sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1] == "dequantize":
         write_dequantized(sys.argv[2], sys.argv[3])
     else:

@@ -31,8 +31,10 @@ extension PullService {
             existing.version.state == .ready, let versionID = existing.version.id
         {
             let files = try await store.files(versionID: versionID)
+            let recorded = Set(files.map(\.path))
+            // Intact only if it holds what this pull chooses (an earlier pull may have chosen other files).
             let intact =
-                !files.isEmpty
+                !files.isEmpty && paths.allSatisfy { recorded.contains($0.value) }
                 && files.allSatisfy { file in
                     cache.hasBlob(repo: repo, etag: file.hash, size: file.size)
                         && FileManager.default.fileExists(atPath: snapshotPath + "/" + file.path)
@@ -134,6 +136,20 @@ extension PullService {
             throw error
         }
         job.finish(path: snapshotPath, commit: commit, alreadyPresent: false)
+    }
+
+    /// The file paths of a Hugging Face repository at `revision` (its default branch when nil), without pulling:
+    /// to choose files before a pull (a quantization's GGUF file).
+    /// - Throws: ``PullError`` as a pull would (an unknown repository, a revision that does not resolve).
+    package func listHuggingFaceFiles(repo: String, revision: String? = nil) async throws -> [String] {
+        let request = PullRequest(repo: repo, revision: revision)
+        try request.validate()
+        let hub = HuggingFaceHub(settings: configuration.huggingFace, requester: requester)
+        let flag = CancellationFlag()
+        return try await onCancellableThread(flag) {
+            let commit = try hub.resolveCommit(repo: repo, revision: request.revision, cancel: flag)
+            return try hub.listTree(repo: repo, commit: commit, cancel: flag).map(\.path)
+        }
     }
 
     /// The partial file of a blob: `<data>/tmp/hf--<owner>--<name>--<etag>.part`, found again after a restart.

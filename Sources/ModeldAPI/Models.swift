@@ -17,11 +17,18 @@ package struct LocalVersionInfo: Codable, Sendable, Hashable {
     package var error: String?
     package var createdAt: Date
     package var readyAt: Date?
+    /// The weights' format once ready: `safetensors` or `gguf`.
+    package var format: String?
+    /// The weights' type once ready, in the catalog's terms: the safetensors' main dtype (`bf16`), a quantization
+    /// method (`awq`), or the GGUF files' types from their names (`q4_k_m`; several joined by `,`).
+    package var quantization: String?
 
     package init(
         repo: String, source: String, revision: String, commit: String, sizeBytes: Int64, state: String,
-        path: String?, error: String?, createdAt: Date, readyAt: Date?
+        path: String?, error: String?, createdAt: Date, readyAt: Date?, format: String? = nil, quantization: String? = nil
     ) {
+        self.format = format
+        self.quantization = quantization
         self.repo = repo
         self.source = source
         self.revision = revision
@@ -35,7 +42,7 @@ package struct LocalVersionInfo: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case repo, source, revision, commit, state, path, error
+        case repo, source, revision, commit, state, path, error, format, quantization
         case sizeBytes = "size_bytes"
         case createdAt = "created_at"
         case readyAt = "ready_at"

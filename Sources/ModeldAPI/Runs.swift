@@ -39,6 +39,10 @@ package struct StartRequest: Codable, Sendable {
     package var masterPort: Int?
     /// Appended verbatim to the engine's command line.
     package var engineArgs: [String]?
+    /// The weights' quantization, one the catalog offers (`q4_k_m`, `q8_0`, `bf16`): the built-in engine and llama.cpp
+    /// load the matching file of the model's GGUF repository (pulled if needed), or the built-in engine quantizes
+    /// the safetensors on load (`q8_0`, `q4_0`) (docs/quantization.md).
+    package var quantization: String?
     /// Unload the run after this long without requests (``KeepAlive`` forms); default: keep it until stopped.
     package var keepAlive: KeepAliveText?
 
@@ -47,8 +51,9 @@ package struct StartRequest: Codable, Sendable {
         gpus: String? = nil, tensorParallel: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
         engineArgs: [String]? = nil, keepAlive: String? = nil, parallel: Int? = nil, threads: Int? = nil,
         gpuLayers: Int? = nil, modelFile: String? = nil, pipelineParallel: Int? = nil, dataParallel: Int? = nil,
-        nodes: Int? = nil, nodeRank: Int? = nil, masterAddr: String? = nil, masterPort: Int? = nil
+        nodes: Int? = nil, nodeRank: Int? = nil, masterAddr: String? = nil, masterPort: Int? = nil, quantization: String? = nil
     ) {
+        self.quantization = quantization
         self.nodes = nodes
         self.nodeRank = nodeRank
         self.masterAddr = masterAddr
@@ -73,7 +78,7 @@ package struct StartRequest: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, engine, name, revision, source, gpus, parallel, threads, nodes
+        case model, engine, name, revision, source, gpus, parallel, threads, nodes, quantization
         case nodeRank = "node_rank"
         case masterAddr = "master_addr"
         case masterPort = "master_port"

@@ -87,6 +87,18 @@ struct DaemonProcessTests {
         #expect(result.status == 3)
         #expect(result.stderr.contains("cannot reach modeld at http://127.0.0.1:\(port)"))
     }
+
+    @Test("modeld engine --quantize names the quantizations it applies when given another")
+    func bogusQuantization() async throws {
+        let modeld = productsDirectory.appending(path: "modeld")
+        for name in ["bogus", "q4_k_m"] {
+            let result = try await runProcess(modeld, ["engine", "--model", "/nonexistent", "--quantize", name])
+            #expect(result.status != 0)
+            #expect(
+                result.stderr.contains("--quantize: \"\(name)\" is not a quantization the engine applies on load (use q8_0 or q4_0)"),
+                "\(result.stderr)")
+        }
+    }
 }
 
 /// A loopback TCP port that was free a moment ago (bound to port 0, then released).

@@ -65,6 +65,23 @@ struct LaunchContractTests {
         #expect(EngineSettings.defaults(for: .builtin).command == [currentExecutablePath()])
     }
 
+    @Test("built-in: a quantization on load is --quantize; a model file is the GGUF file of the snapshot")
+    func builtinQuantized() throws {
+        var spec = LaunchSpec(engine: .builtin, modelPath: "/m/snap", servedName: "tiny", options: RunOptions(quantization: "q8_0"))
+        var command = try builder([.builtin: ["/bin/sh"]]).command(for: spec, port: 18200)
+        #expect(command.arguments.suffix(2) == ["--quantize", "q8_0"])
+        let snapshot = FileManager.default.temporaryDirectory.appending(path: "builtin-gguf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: snapshot, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: snapshot) }
+        try Data("GGUF".utf8).write(to: snapshot.appending(path: "tiny-Q4_0.gguf"))
+        spec = LaunchSpec(engine: .builtin, modelPath: snapshot.path, servedName: "tiny", options: RunOptions(modelFile: "tiny-Q4_0.gguf"))
+        command = try builder([.builtin: ["/bin/sh"]]).command(for: spec, port: 18200)
+        #expect(command.arguments.prefix(3) == ["/bin/sh", "engine", "--model"] && command.arguments[3] == snapshot.path + "/tiny-Q4_0.gguf")
+        #expect(!command.arguments.contains("--quantize"))
+        spec.options.modelFile = "other.gguf"
+        #expect(throws: LaunchError.self) { try builder([.builtin: ["/bin/sh"]]).command(for: spec, port: 18200) }
+    }
+
     @Test("Ollama: ollama serve with OLLAMA_HOST on loopback and OLLAMA_MODELS in the data directory")
     func ollama() throws {
         let spec = LaunchSpec(engine: .ollama, servedName: "ollama")

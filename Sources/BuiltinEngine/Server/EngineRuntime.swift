@@ -17,18 +17,26 @@ package final class EngineRuntime: Sendable {
     private let trie = Mutex<TokenTrie?>(nil)
 
     /// Loads a Hugging Face model directory, or a GGUF file (a path ending in `.gguf`) that holds the model,
-    /// its tokenizer and its chat template.
-    /// - Throws: a clear error for an unsupported architecture, a broken safetensors or GGUF file or tokenizer.
-    package init(directory: URL, servedName: String, maxBatch: Int = 16) throws {
+    /// its tokenizer and its chat template. `quantization` (one of ``GGMLType/onLoad``) quantizes a directory's
+    /// weights on load; a GGUF file is used as it is quantized.
+    /// - Throws: a clear error for an unsupported architecture, a broken safetensors or GGUF file or tokenizer,
+    ///   or a quantization asked of a GGUF file.
+    package init(directory: URL, servedName: String, maxBatch: Int = 16, quantization: GGMLType? = nil) throws {
         let model: TransformerModel
         let template: Result<ChatTemplate, any Error>
         if directory.isGGUF {
+            if let quantization {
+                throw ModelError(
+                    .unsupportedArchitecture,
+                    "\(directory.lastPathComponent) is a GGUF file, used as it is quantized: quantizing to \(quantization) on load is for safetensors models"
+                )
+            }
             let file = try GGUFFile(url: directory)
             model = try TransformerModel(gguf: file)
             tokenizer = try Tokenizer(gguf: file)
             template = Result { try ChatTemplate(gguf: file) }
         } else {
-            model = try TransformerModel(directory: directory)
+            model = try TransformerModel(directory: directory, quantization: quantization)
             tokenizer = try Tokenizer(directory: directory)
             template = Result { try ChatTemplate(directory: directory) }
         }

@@ -77,11 +77,18 @@ struct ModelsController {
 }
 
 extension LocalVersionInfo {
+    /// The version as the API reports it; a ready one with the format and type of its weights, read from its files.
     init(_ item: LocalVersion) {
         self.init(
             repo: item.model.repo, source: item.model.source, revision: item.version.requestedRevision,
             commit: item.version.commit, sizeBytes: item.version.totalBytes, state: item.version.state.rawValue,
             path: item.version.path, error: item.version.error, createdAt: item.version.createdAt,
             readyAt: item.version.readyAt)
+        if item.version.state == .ready, let path = item.version.path {
+            let weights = OllamaModelFacts.weights(path: path)
+            format = weights.format.isEmpty ? nil : weights.format
+            let types = weights.quantizations.filter { !$0.isEmpty }.map { $0.lowercased() }
+            quantization = types.isEmpty ? nil : types.joined(separator: ",")
+        }
     }
 }

@@ -1,4 +1,5 @@
 import Catalog
+import Downloads
 import Foundation
 import Hummingbird
 import Launchers
@@ -24,6 +25,9 @@ struct RunsController {
     let store: Store
     let supervisor: Supervisor
     let scheduler: RunScheduler
+    /// Pulls the GGUF file of a quantization a start asks for.
+    let pulls: PullService
+    let pullEvents: PullEventSource
 
     func addRoutes(to group: RouterGroup<DaemonRequestContext>) {
         group.post("start", use: start)
@@ -53,6 +57,7 @@ struct RunsController {
             maxContext: body.maxContext, parallel: body.parallel, threads: body.threads, gpuLayers: body.gpuLayers,
             modelFile: body.modelFile, pipelineParallelSize: body.pipelineParallel, dataParallelSize: body.dataParallel,
             multiNode: try Self.multiNode(body), extraArguments: body.engineArgs ?? [])
+        let weights = try body.quantization.map { try Self.weights(for: $0, of: resolved, engine: engine, source: source, model: body.model) }
         var keepAlive: Int?
         if let text = body.keepAlive?.text {
             guard let parsed = KeepAlive(parsing: text) else {
@@ -69,7 +74,18 @@ struct RunsController {
             }
             spec.ollama = .pull(name: ollamaName)
         } else {
-            let version = try await readyVersion(resolved, revision: body.revision, model: body.model)
+            let version: LocalVersion
+            switch weights {
+            case .ggufFile(let repo, let quantization):
+                let (ready, file) = try await ggufVersion(repo: repo, quantization: quantization, revision: body.revision)
+                version = ready
+                spec.options.modelFile = file
+            case .onLoad(let quantization):
+                version = try await readyVersion(resolved, revision: body.revision, model: body.model)
+                spec.options.quantization = quantization
+            case .asStored, nil:
+                version = try await readyVersion(resolved, revision: body.revision, model: body.model)
+            }
             spec.modelPath = version.version.path
             versionID = version.version.id
         }

@@ -54,6 +54,10 @@ extension StartRequest: WireDocumented {
             "keep_alive": [
                 "description": "unload after this long without requests: 30s, 10m, 1h30m, seconds, or never (the default for explicit starts)"
             ],
+            "quantization": [
+                "description":
+                    "builtin and llamacpp: the weights' quantization (q4_k_m, q8_0, bf16...), one the catalog offers: the GGUF repository's file, or quantized on load (docs/quantization.md)"
+            ],
         ])
     }
 }

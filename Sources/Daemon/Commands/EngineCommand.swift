@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
+import ModelText
 import ModeldAPI
 import ServiceLifecycle
 import UnixSignals
@@ -17,7 +18,7 @@ struct EngineCommand: AsyncParsableCommand {
         defaultSubcommand: EngineServe.self)
 }
 
-/// `modeld engine --model DIR|FILE.gguf [--host 127.0.0.1] [--port P] [--served-model-name N]`.
+/// `modeld engine --model DIR|FILE.gguf [--host 127.0.0.1] [--port P] [--served-model-name N] [--quantize q8_0|q4_0]`.
 struct EngineServe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", abstract: "Serve a model (the default).")
 
@@ -36,6 +37,9 @@ struct EngineServe: AsyncParsableCommand {
     @Option(name: .long, help: "Sequences decoded together at most (continuous batching).")
     var maxBatch = 16
 
+    @Option(name: .long, help: "Quantize a safetensors model's weights on load: q8_0 or q4_0 (GGUF's block formats).")
+    var quantize: String?
+
     @Option(name: .long, help: "How long a connection with no request in progress stays open (default 60s).")
     var idleTimeout = "60s"
 
@@ -51,6 +55,10 @@ struct EngineServe: AsyncParsableCommand {
     static let maxConnections = 4096
 
     func validate() throws {
+        if let quantize, GGMLType(onLoadName: quantize) == nil {
+            let names = GGMLType.onLoad.map { $0.description.lowercased() }.joined(separator: " or ")
+            throw ValidationError("--quantize: \"\(quantize)\" is not a quantization the engine applies on load (use \(names))")
+        }
         for (name, text) in [("idle-timeout", idleTimeout), ("header-timeout", headerTimeout), ("body-timeout", bodyTimeout)] {
             guard (KeepAlive(parsing: text)?.seconds ?? 0) > 0 else {
                 throw ValidationError("--\(name): \"\(text)\" is not a positive duration such as 30s")
@@ -75,12 +83,13 @@ struct EngineServe: AsyncParsableCommand {
         let name = servedModelName ?? (isFile ? directory.deletingPathExtension() : directory).standardizedFileURL.lastPathComponent
         let runtime: EngineRuntime
         do {
-            runtime = try EngineRuntime(directory: directory, servedName: name, maxBatch: maxBatch)
+            runtime = try EngineRuntime(
+                directory: directory, servedName: name, maxBatch: maxBatch, quantization: quantize.flatMap(GGMLType.init(onLoadName:)))
         } catch {
             logger.critical("cannot load \(model): \(error)")
             throw ExitCode(1)
         }
-        logger.info("model loaded", metadata: ["model": "\(name)", "context": "\(runtime.contextLength)"])
+        logger.info("model loaded", metadata: ["model": "\(name)", "context": "\(runtime.contextLength)", "quantization": "\(quantize ?? "none")"])
         let limits = self.limits
         let app = Application(
             router: EngineServer(runtime: runtime).router(),

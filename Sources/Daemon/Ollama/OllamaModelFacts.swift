@@ -62,33 +62,10 @@ struct OllamaModelFacts: Sendable {
         ]
         sizes = sizeKeys.compactMap { name, key in (text[key] as? Int).map { (name, $0) } }
 
-        let safetensors = files.filter { $0.hasSuffix(".safetensors") }.sorted()
-        if let gguf = files.first(where: { $0.lowercased().hasSuffix(".gguf") }) {
-            format = "gguf"
-            quantizationLevel = Self.ggufType(gguf)
-        } else if !safetensors.isEmpty {
-            format = "safetensors"
-            var count = 0
-            var bytesByType: [String: Int] = [:]
-            var readable = true
-            for name in safetensors {
-                guard let file = try? SafetensorsFile(url: directory.appending(path: name)) else {
-                    readable = false
-                    break
-                }
-                for entry in file.entries.values {
-                    count += entry.shape.reduce(1, *)
-                    bytesByType[entry.dtype.rawValue, default: 0] += entry.range.count
-                }
-            }
-            if readable {
-                parameterCount = count
-                quantizationLevel = bytesByType.max { $0.value < $1.value }?.key ?? ""
-            }
-        }
-        if let method = (config["quantization_config"] as? [String: Any])?["quant_method"] as? String {
-            quantizationLevel = method.uppercased()
-        }
+        let weights = Self.weights(directory: directory, files: files, config: config)
+        format = weights.format
+        quantizationLevel = weights.quantizations.first ?? ""
+        parameterCount = weights.parameterCount
 
         template = try? ChatTemplate(directory: directory).source
         let architectures = (config["architectures"] as? [String]) ?? []
@@ -105,6 +82,43 @@ struct OllamaModelFacts: Sendable {
             guard let value = generation[key] as? NSNumber else { return nil }
             return (name, "\(value)")
         }
+    }
+
+    /// The weights' format (`safetensors`, `gguf`, or empty), their types (the safetensors' main dtype or a
+    /// quantization method; each GGUF file's type from its name, in file order) and, for safetensors, the
+    /// parameter count; from the file names and safetensors headers of a model directory.
+    static func weights(directory: URL, files: [String], config: [String: Any]) -> (format: String, quantizations: [String], parameterCount: Int?) {
+        var result: (format: String, quantizations: [String], parameterCount: Int?) = ("", [], nil)
+        let safetensors = files.filter { $0.hasSuffix(".safetensors") }.sorted()
+        let ggufs = files.filter { $0.lowercased().hasSuffix(".gguf") }.sorted()
+        if !ggufs.isEmpty {
+            result.format = "gguf"
+            result.quantizations = ggufs.map(ggufType)
+        } else if !safetensors.isEmpty {
+            result.format = "safetensors"
+            var count = 0
+            var bytesByType: [String: Int] = [:]
+            let files = safetensors.map { try? SafetensorsFile(url: directory.appending(path: $0)) }
+            if files.allSatisfy({ $0 != nil }) {
+                for entry in files.compactMap({ $0 }).flatMap(\.entries.values) {
+                    count += entry.shape.reduce(1, *)
+                    bytesByType[entry.dtype.rawValue, default: 0] += entry.range.count
+                }
+                result.parameterCount = count
+                result.quantizations = bytesByType.max { $0.value < $1.value }.map { [$0.key] } ?? []
+            }
+        }
+        if let method = (config["quantization_config"] as? [String: Any])?["quant_method"] as? String {
+            result.quantizations = [method.uppercased()]
+        }
+        return result
+    }
+
+    /// ``weights(directory:files:config:)`` of the model directory at `path`.
+    static func weights(path: String) -> (format: String, quantizations: [String], parameterCount: Int?) {
+        let directory = URL(filePath: path)
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return weights(directory: directory, files: files, config: jsonObject(directory.appending(path: "config.json")))
     }
 
     /// `parameters` as Ollama writes them: one `name value` line each, the name padded to 30 columns.

@@ -111,7 +111,10 @@ func buildRouter(_ daemon: DaemonContext, gateway: GatewayController? = nil, oll
     let models = api.group("models")
     ModelsController(catalog: daemon.catalog, store: daemon.store).addRoutes(to: models)
     PullController(catalog: daemon.catalog, pulls: daemon.pulls, events: daemon.pullEvents).addRoutes(to: models)
-    RunsController(catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor, scheduler: daemon.scheduler).addRoutes(to: models)
+    RunsController(
+        catalog: daemon.catalog, store: daemon.store, supervisor: daemon.supervisor, scheduler: daemon.scheduler, pulls: daemon.pulls,
+        pullEvents: daemon.pullEvents
+    ).addRoutes(to: models)
     ArchiveController(catalog: daemon.catalog, archives: ArchiveService(pulls: daemon.pulls), events: daemon.events).addRoutes(to: models)
     // Last: `{ref}` must not shadow the fixed routes above (the router prefers fixed segments anyway).
     models.get(":ref") { request, context in try await show(daemon, request: request, context: context, ref: try context.parameters.require("ref")) }

@@ -50,15 +50,17 @@ package final class TransformerModel: @unchecked Sendable {
     private var owned: [UnsafeMutablePointer<Float>] = []
 
     /// Loads a Hugging Face model directory: `config.json`, `generation_config.json` and the
-    /// safetensors weights (single file or sharded).
+    /// safetensors weights (single file or sharded), used in place or, with `quantization` (one of
+    /// ``GGMLType/onLoad``), quantized on load (``QuantizedWeights``).
     /// - Throws: ``ModelError``; an unsupported architecture names the supported ones.
-    package convenience init(directory: URL, pool: ThreadPool = .shared, instructionSet: InstructionSet = .preferred) throws {
+    package convenience init(
+        directory: URL, quantization: GGMLType? = nil, pool: ThreadPool = .shared, instructionSet: InstructionSet = .preferred
+    ) throws {
         let config = try ModelConfig(directory: directory)
         let generationConfig = try GenerationConfig(directory: directory)
-        try self.init(
-            config: config, generationConfig: generationConfig, weights: Checkpoint(directory: directory), pool: pool,
-            instructionSet: instructionSet
-        )
+        let checkpoint = try Checkpoint(directory: directory)
+        let weights: any WeightSource = try quantization.map { try QuantizedWeights(checkpoint, type: $0, pool: pool) } ?? checkpoint
+        try self.init(config: config, generationConfig: generationConfig, weights: weights, pool: pool, instructionSet: instructionSet)
     }
 
     /// Loads a GGUF model file: configuration, stop ids and weights (kept quantized) from the file alone.

@@ -18,8 +18,11 @@ package struct RunOptions: Sendable, Hashable, Codable {
     package var threads: Int?
     /// llama.cpp `--n-gpu-layers`: how many layers go to the GPU.
     package var gpuLayers: Int?
-    /// llama.cpp: which GGUF file of the snapshot to load, relative to it; needed when it holds several models.
+    /// llama.cpp and the built-in engine: which GGUF file of the snapshot to load, relative to it; needed when it
+    /// holds several models.
     package var modelFile: String?
+    /// The built-in engine: quantize the safetensors weights on load (`--quantize q8_0|q4_0`).
+    package var quantization: String?
     /// vLLM across several hosts (docs/multi-node.md): this host's part of the run.
     package var multiNode: MultiNode?
     /// Appended verbatim to the engine's command line.
@@ -31,8 +34,9 @@ package struct RunOptions: Sendable, Hashable, Codable {
         gpus: String? = nil, tensorParallelSize: Int? = nil, memoryFraction: Double? = nil, maxContext: Int? = nil,
         parallel: Int? = nil, threads: Int? = nil, gpuLayers: Int? = nil, modelFile: String? = nil,
         pipelineParallelSize: Int? = nil, dataParallelSize: Int? = nil, multiNode: MultiNode? = nil, extraArguments: [String] = [],
-        environment: [String: String] = [:]
+        environment: [String: String] = [:], quantization: String? = nil
     ) {
+        self.quantization = quantization
         self.multiNode = multiNode
         self.pipelineParallelSize = pipelineParallelSize
         self.dataParallelSize = dataParallelSize
@@ -49,7 +53,7 @@ package struct RunOptions: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case gpus, parallel, threads
+        case gpus, parallel, threads, quantization
         case tensorParallelSize = "tensor_parallel_size"
         case pipelineParallelSize = "pipeline_parallel_size"
         case dataParallelSize = "data_parallel_size"
@@ -74,6 +78,7 @@ package struct RunOptions: Sendable, Hashable, Codable {
         threads = try container.decodeIfPresent(Int.self, forKey: .threads)
         gpuLayers = try container.decodeIfPresent(Int.self, forKey: .gpuLayers)
         modelFile = try container.decodeIfPresent(String.self, forKey: .modelFile)
+        quantization = try container.decodeIfPresent(String.self, forKey: .quantization)
         multiNode = try container.decodeIfPresent(MultiNode.self, forKey: .multiNode)
         extraArguments = try container.decodeIfPresent([String].self, forKey: .extraArguments) ?? []
         environment = try container.decodeIfPresent([String: String].self, forKey: .environment) ?? [:]

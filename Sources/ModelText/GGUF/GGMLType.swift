@@ -32,6 +32,16 @@ package struct GGMLType: RawRepresentable, Hashable, Sendable, CustomStringConve
         39: ("MXFP4", 32, 17),
     ]
 
+    /// The types the built-in engine quantizes a safetensors model to on load (`modeld engine --quantize`;
+    /// docs/design/gguf.md, Quantizing).
+    package static let onLoad: [GGMLType] = [.q8_0, .q4_0]
+
+    /// The on-load type called `name` (`q8_0`, `Q4_0`: any case), or nil.
+    package init?(onLoadName name: String) {
+        guard let type = Self.onLoad.first(where: { $0.description.lowercased() == name.lowercased() }) else { return nil }
+        self = type
+    }
+
     /// Whether ggml defines this type (a file naming another number is invalid).
     package var isKnown: Bool { Self.layouts[rawValue] != nil }
     package var isSupported: Bool { Self.supported.contains(self) }

@@ -37,11 +37,11 @@ struct ModelList: AsyncParsableCommand {
             } else {
                 let versions: [LocalVersionInfo] = try await client.call("GET", "/api/v1/models/local")
                 if json { return printJSON(versions) }
-                var rows: [[String]] = [["REPO", "SOURCE", "REVISION", "COMMIT", "SIZE", "STATE", "PATH"]]
+                var rows: [[String]] = [["REPO", "SOURCE", "REVISION", "COMMIT", "SIZE", "STATE", "FORMAT", "QUANTIZATION", "PATH"]]
                 for version in versions {
                     rows.append([
                         version.repo, version.source, version.revision, String(version.commit.prefix(12)),
-                        formatBytes(version.sizeBytes), version.state, version.path ?? "-",
+                        formatBytes(version.sizeBytes), version.state, version.format ?? "-", version.quantization ?? "-", version.path ?? "-",
                     ])
                 }
                 print(table(rows))

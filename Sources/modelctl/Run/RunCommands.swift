@@ -31,6 +31,12 @@ struct RunStart: AsyncParsableCommand {
     var nodeRank: Int?
     @Option(name: .long, help: "vLLM across hosts: the head host's address.") var masterAddr: String?
     @Option(name: .long, help: "vLLM across hosts: the head's rendezvous port (default 29501).") var masterPort: Int?
+    @Option(
+        name: .long,
+        help:
+            "builtin, llamacpp: the weights' quantization (q4_k_m, q8_0, bf16...): a file of the model's GGUF repository, pulled if needed, or quantized on load (q8_0, q4_0)."
+    )
+    var quantization: String?
     @Option(name: .customLong("engine-arg"), help: "Extra engine argument (repeatable).") var engineArgs: [String] = []
     @Option(
         name: .long, help: "Unload after this long without requests (30s, 10m, 1h; default: keep until stopped); a request naming it loads it again.")
@@ -48,7 +54,7 @@ struct RunStart: AsyncParsableCommand {
                     tensorParallel: tensorParallel, memoryFraction: memoryFraction, maxContext: maxContext,
                     engineArgs: engineArgs.isEmpty ? nil : engineArgs, keepAlive: keepAlive, parallel: parallel, threads: threads,
                     gpuLayers: gpuLayers, modelFile: modelFile, pipelineParallel: pipelineParallel, dataParallel: dataParallel,
-                    nodes: nodes, nodeRank: nodeRank, masterAddr: masterAddr, masterPort: masterPort))
+                    nodes: nodes, nodeRank: nodeRank, masterAddr: masterAddr, masterPort: masterPort, quantization: quantization))
             if wait {
                 while run.state == "starting" {
                     try await Task.sleep(for: .milliseconds(250))

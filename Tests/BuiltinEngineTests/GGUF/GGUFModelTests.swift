@@ -89,18 +89,45 @@ struct GGUFModelTests {
         #expect(tokens.count >= 300)
         let reference = try f32.forward([ForwardSegment(cache: f32.makeCache(capacity: tokens.count), tokens: tokens, logits: .all)])[0]
         for (kind, minimum) in [("q8_0", 0.99), ("q4_k_m", 0.95)] {
-            let model = try TransformerModel(gguf: Self.file(name, kind))
-            let rows = try model.forward([ForwardSegment(cache: model.makeCache(capacity: tokens.count), tokens: tokens, logits: .all)])[0]
-            var agree = 0
-            var divergence = 0.0
-            for (row, expected) in zip(rows, reference) {
-                if argmax(row) == argmax(expected) { agree += 1 }
-                divergence += kl(expected, row)
-            }
-            let agreement = Double(agree) / Double(rows.count)
-            print("GGUF \(name) \(kind): top-1 agreement with F32 \(agree)/\(rows.count) = \(agreement), mean KL \(divergence / Double(rows.count))")
-            #expect(agreement >= minimum, "\(name) \(kind): \(agreement)")
+            let agreement = try Self.agreement(of: TransformerModel(gguf: Self.file(name, kind)), with: reference, tokens: tokens)
+            print("GGUF \(name) \(kind): \(agreement)")
+            #expect(agreement.top1 >= minimum, "\(name) \(kind): \(agreement)")
         }
+    }
+
+    @Test("quantized on load, the safetensors model agrees with its F32 weights", arguments: names)
+    func quantizedOnLoad(name: String) throws {
+        let hf = try Self.directory.get().appending(path: name)
+        let f32 = try TransformerModel(directory: hf)
+        let tokens = try Self.text(Tokenizer(directory: hf))
+        let reference = try f32.forward([ForwardSegment(cache: f32.makeCache(capacity: tokens.count), tokens: tokens, logits: .all)])[0]
+        for (type, minimum, maximumKL) in [(GGMLType.q8_0, 0.99, 0.001), (.q4_0, 0.95, 0.05)] {
+            let weights = try QuantizedWeights(Checkpoint(directory: hf), type: type)
+            let matrix = try #require(weights.tensor(named: "model.layers.0.mlp.down_proj.weight"))
+            #expect(matrix.blockType == type && weights.tensor(named: "model.norm.weight")?.blockType == nil)
+            let agreement = try Self.agreement(of: TransformerModel(directory: hf, quantization: type), with: reference, tokens: tokens)
+            print("safetensors \(name) quantized on load to \(type): \(agreement)")
+            #expect(agreement.top1 >= minimum && agreement.meanKL <= maximumKL, "\(name) \(type): \(agreement)")
+        }
+    }
+
+    /// Teacher-forced agreement of `model` with the `reference` logits of `tokens`: the share of positions whose
+    /// top-1 token is the same, and the mean KL divergence of the model's distribution from the reference's.
+    static func agreement(of model: TransformerModel, with reference: [[Float]], tokens: [Int32]) throws -> Agreement {
+        let rows = try model.forward([ForwardSegment(cache: model.makeCache(capacity: tokens.count), tokens: tokens, logits: .all)])[0]
+        var agree = 0
+        var divergence = 0.0
+        for (row, expected) in zip(rows, reference) {
+            if argmax(row) == argmax(expected) { agree += 1 }
+            divergence += kl(expected, row)
+        }
+        return Agreement(agree: agree, count: rows.count, meanKL: divergence / Double(rows.count))
+    }
+
+    struct Agreement: CustomStringConvertible {
+        let agree: Int, count: Int, meanKL: Double
+        var top1: Double { Double(agree) / Double(count) }
+        var description: String { "top-1 agreement with F32 \(agree)/\(count) = \(top1), mean KL \(meanKL)" }
     }
 
     @Test("an unsupported tensor type is an error naming it")
