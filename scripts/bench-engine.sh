@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# The built-in engine beside llama.cpp and transformers, in one run, on the same random-weight model of
-# Qwen2.5-0.5B's exact shape in bf16 (docs/benchmarks.md records the figures).
+# The built-in engine beside llama.cpp and transformers, in one run, on models of Qwen2.5-0.5B's shape: random
+# bf16 weights (safetensors), and GGUF Q8_0 and Q4_K_M files (docs/benchmarks.md records the figures).
 #
 #   scripts/bench-engine.sh            # after `swift build -c release`
 #
 # Sets up, once, under $BENCH_DIR (default .build/bench-engine; nothing of it is committed):
-#   - a Python venv with torch (CPU), transformers, safetensors, numpy, sentencepiece and cmake;
-#   - the model directory (scripts/make-bench-model.py: real config, random bf16 weights, real Qwen2 tokenizer);
-#   - llama.cpp's llama-bench, compiled natively from the llama-cpp-python source archive on PyPI
-#     (its vendor/llama.cpp), and the model converted to a BF16 GGUF by that archive's convert_hf_to_gguf.py.
-# Then measures, back to back: modeld engine bench (as configured, then with MODELD_ENGINE_AMX=0, the f32
-# kernels), llama-bench, transformers bf16 and f32; prints a table with each one's prefill and decode
-# tok/s and our ratio to each.
+#   - a Python venv with torch (CPU), transformers, safetensors and numpy (PYTHON names another interpreter
+#     that has them, and then nothing is installed);
+#   - the bf16 model directory (scripts/make-bench-model.py: real config, random bf16 weights, real Qwen2
+#     tokenizer), and its BF16 GGUF by llama.cpp's convert_hf_to_gguf.py, for llama.cpp;
+#   - the GGUF models of scripts/make-bench-gguf.py (Qwen2.5-0.5B with the hidden size 1024, random F16 weights,
+#     quantized by llama-quantize to Q8_0 and Q4_K_M), read by both engines;
+#   - llama.cpp's programs by scripts/build-llamacpp.sh (llama-bench, llama-batched-bench, llama-quantize).
+# Then measures, back to back, per weight type (bf16, Q8_0, Q4_K_M): modeld engine bench with one stream (its
+# peak RSS too) and with BATCH streams, llama-bench (pp/tg) and llama-batched-bench (BATCH streams, aggregate
+# decode tok/s) on the same weights; for bf16 also with MODELD_ENGINE_AMX=0 where the CPU has AMX, and
+# transformers bf16 and f32 (TORCH=0 leaves them out). Prints a table with each figure and our ratios to
+# llama.cpp's.
 #
-# Also prints the memory read bandwidth PyTorch reaches summing 1 GiB on the same threads: decode reads
-# every weight once per token, so bandwidth / 988 MB is the decode ceiling for bf16.
+# Also prints the memory read bandwidth PyTorch reaches summing 1 GiB on the same threads: decode reads every
+# weight once per token, so bandwidth / weight bytes is the decode ceiling of each model.
 #
-# Environment: PROMPT_TOKENS (128), GEN_TOKENS (64), THREADS (2), LLAMA_CPP_PYTHON (0.3.36), BENCH_DIR,
-# REPEATS (3: each figure is the best of that many runs, to damp a shared machine's noise), TORCH_REPEATS
-# (1: transformers' runs are the longest; its decode measured 10.6 tok/s here idle, about 1 tok/s under load),
-# LLAMA (1; 0 skips llama.cpp: no source download, no compile, no row), MODELD (the binary: .build/release/modeld).
+# Environment: PROMPT_TOKENS (128), GEN_TOKENS (64), THREADS (2), BATCH (4), BENCH_DIR, REPEATS (3: each figure
+# is the best of that many runs, to damp a shared machine's noise), TORCH (1), TORCH_REPEATS (1: transformers'
+# runs are the longest), LLAMA (1; 0 skips llama.cpp: no download, no compile, no GGUF rows),
+# LLAMACPP_PYPI_VERSION (0.3.36, scripts/build-llamacpp.sh's), MODELD (the binary: .build/release/modeld).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,17 +32,17 @@ BENCH_DIR=${BENCH_DIR:-$ROOT/.build/bench-engine}
 PROMPT_TOKENS=${PROMPT_TOKENS:-128}
 GEN_TOKENS=${GEN_TOKENS:-64}
 THREADS=${THREADS:-2}
+BATCH=${BATCH:-4}
 REPEATS=${REPEATS:-3}
+TORCH=${TORCH:-1}
 TORCH_REPEATS=${TORCH_REPEATS:-1}
-LLAMA_CPP_PYTHON=${LLAMA_CPP_PYTHON:-0.3.36}
 LLAMA=${LLAMA:-1}
+export LLAMACPP_PYPI_VERSION=${LLAMACPP_PYPI_VERSION:-0.3.36}
 MODELD=${MODELD:-$ROOT/.build/release/modeld}
 VENV=$BENCH_DIR/venv
-PY=$VENV/bin/python
+PY=${PYTHON:-$VENV/bin/python}
 MODEL=$BENCH_DIR/qwen2.5-0.5b-random
 GGUF=$BENCH_DIR/qwen2.5-0.5b-random-bf16.gguf
-LLAMA_SRC=$BENCH_DIR/llama_cpp_python-$LLAMA_CPP_PYTHON
-LLAMA_BENCH=$LLAMA_SRC/build/bin/llama-bench
 
 log() { echo "== $*" >&2; }
 
@@ -45,50 +50,43 @@ log() { echo "== $*" >&2; }
 mkdir -p "$BENCH_DIR"
 
 # --- Python peers -------------------------------------------------------------------------------
-if [ ! -x "$PY" ]; then
-    log "creating $VENV"
-    python3 -m venv "$VENV"
+if [ -z "${PYTHON:-}" ]; then
+    [ -x "$PY" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
+    pip() { "$PY" -m pip --disable-pip-version-check -q "$@"; }
+    if ! "$PY" -c "import torch" 2>/dev/null; then
+        # The CPU-only wheel (about 200 MB) from PyTorch's index; where that index cannot be reached, a CPU
+        # wheel from pip's configured find-links; failing both, PyPI's default wheel (CUDA-enabled, large).
+        log "installing torch (CPU)"
+        pip install --index-url https://download.pytorch.org/whl/cpu torch 2>/dev/null \
+            || pip install --no-index torch 2>/dev/null \
+            || pip install torch
+    fi
+    "$PY" -c "import transformers, safetensors, numpy" 2>/dev/null \
+        || { log "installing transformers, safetensors, numpy"; pip install transformers safetensors numpy; }
 fi
-pip() { "$PY" -m pip --disable-pip-version-check -q "$@"; }
-if ! "$PY" -c "import torch" 2>/dev/null; then
-    # The CPU-only wheel (about 200 MB) from PyTorch's index; where that index cannot be reached, a CPU
-    # wheel from pip's configured find-links; failing both, PyPI's default wheel (CUDA-enabled, large).
-    log "installing torch (CPU)"
-    pip install --index-url https://download.pytorch.org/whl/cpu torch 2>/dev/null \
-        || pip install --no-index torch 2>/dev/null \
-        || pip install torch
-fi
-"$PY" -c "import transformers, safetensors, numpy, sentencepiece, cmake" 2>/dev/null \
-    || { log "installing transformers, safetensors, numpy, sentencepiece, cmake"; \
-         pip install transformers safetensors numpy sentencepiece cmake; }
 
-# --- The model ----------------------------------------------------------------------------------
+# --- The models and llama.cpp -------------------------------------------------------------------
 "$PY" "$ROOT/scripts/make-bench-model.py" "$MODEL" >&2
-
-# --- llama.cpp ----------------------------------------------------------------------------------
-if [ "$LLAMA" = 1 ] && [ ! -x "$LLAMA_BENCH" ]; then
-    log "fetching the llama-cpp-python $LLAMA_CPP_PYTHON source archive"
-    # Only llama-cpp-python as source: `:all:` would also build its build dependencies (cmake) from source.
-    pip download --no-deps --no-binary llama-cpp-python -d "$BENCH_DIR" "llama-cpp-python==$LLAMA_CPP_PYTHON"
-    tar -xzf "$BENCH_DIR/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz" -C "$BENCH_DIR"
-    log "compiling llama-bench (native, a few minutes)"
-    CMAKE=$VENV/bin/cmake
-    "$CMAKE" -S "$LLAMA_SRC/vendor/llama.cpp" -B "$LLAMA_SRC/build" -DCMAKE_BUILD_TYPE=Release \
-        -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-        -DLLAMA_BUILD_SERVER=OFF >&2
-    "$CMAKE" --build "$LLAMA_SRC/build" --target llama-bench -j "$(nproc)" >&2
-fi
-if [ "$LLAMA" = 1 ] && [ ! -s "$GGUF" ]; then
-    log "converting the model to a BF16 GGUF"
-    # The archive's own gguf-py (the script puts it on sys.path) matches its converter.
-    "$PY" "$LLAMA_SRC/vendor/llama.cpp/convert_hf_to_gguf.py" "$MODEL" --outtype bf16 --outfile "$GGUF" >&2
+if [ "$LLAMA" = 1 ]; then
+    LLAMA_BIN=$("$ROOT/scripts/build-llamacpp.sh")
+    LLAMA_SRC=$(dirname "$LLAMA_BIN")/src-$LLAMACPP_PYPI_VERSION
+    # The source's own gguf-py matches its converter.
+    export PYTHONPATH=$LLAMA_SRC/gguf-py${PYTHONPATH:+:$PYTHONPATH}
+    if [ ! -s "$GGUF" ]; then
+        log "converting the bf16 model to a BF16 GGUF"
+        "$PY" "$LLAMA_SRC/convert_hf_to_gguf.py" "$MODEL" --outtype bf16 --outfile "$GGUF" >&2
+    fi
+    "$PY" "$ROOT/scripts/make-bench-gguf.py" "$BENCH_DIR" "$LLAMA_SRC/models/ggml-vocab-qwen2.gguf" \
+        "$LLAMA_BIN/llama-quantize" >&2
 fi
 
 # --- Measurements, back to back -----------------------------------------------------------------
 best() { sort -g | tail -1; }
 RESULTS=$BENCH_DIR/results.tsv
 : > "$RESULTS"
-record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$RESULTS"; }
+# One row: weight type, name, weight bytes, prefill, decode, BATCH streams' decode (tok/s), peak RSS (bytes);
+# "-" where not measured.
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
 
 log "load before: $(uptime)"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -106,27 +104,34 @@ print(f"{best:.1f}")
 EOF
 )
 echo "memory read bandwidth (torch sum of 1 GiB f32, $THREADS threads): $BANDWIDTH GB/s" >&2
-# modeld as configured (AMX-BF16 prefill where the CPU has it), then with the f32 kernels only.
+
+# modeld on a model directory or GGUF file: one stream (its peak RSS in the first run), then BATCH streams.
 bench_modeld() {
-    local name=$1 amx=$2 line
-    prefill=(); decode=()
-    for _ in $(seq "$REPEATS"); do
-        line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx "$MODELD" engine bench --model "$MODEL" \
-            --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS")
+    local kind=$1 name=$2 path=$3 bytes=$4 amx=$5 line rss=-
+    local prefill=() decode=() batched=()
+    for i in $(seq "$REPEATS"); do
+        line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx /usr/bin/time -f "%M" -o "$BENCH_DIR/rss.txt" \
+            "$MODELD" engine bench --model "$path" --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS")
         echo "$name: $line" >&2
+        [ "$i" = 1 ] && rss=$(( $(tail -1 "$BENCH_DIR/rss.txt") * 1024 ))
         prefill+=("$(sed -E 's/^prefill [0-9]+ tokens: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
         decode+=("$(sed -E 's/.*x batch 1: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
+        line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx "$MODELD" engine bench --model "$path" \
+            --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --batch "$BATCH")
+        echo "$name: $line" >&2
+        batched+=("$(sed -E 's/.*x batch [0-9]+: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
     done
-    record "$name" "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)"
+    record "$kind" "$name" "$bytes" "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)" \
+        "$(printf '%s\n' "${batched[@]}" | best)" "$rss"
 }
-bench_modeld modeld "${MODELD_ENGINE_AMX:-1}"
-# Without AMX on this CPU the first row already is the f32 kernels.
-if grep -qw amx_bf16 /proc/cpuinfo; then bench_modeld "modeld, MODELD_ENGINE_AMX=0 (f32 kernels)" 0; fi
 
-if [ "$LLAMA" = 1 ]; then
-"$LLAMA_BENCH" -m "$GGUF" -p "$PROMPT_TOKENS" -n "$GEN_TOKENS" -t "$THREADS" -r "$REPEATS" -o json \
-    > "$BENCH_DIR/llama-bench.json" 2>/dev/null
-read -r lp ld < <("$PY" - "$BENCH_DIR/llama-bench.json" <<'EOF'
+# llama-bench (pp and tg) and llama-batched-bench (BATCH streams of PROMPT_TOKENS + GEN_TOKENS: its decode
+# figure, the aggregate) on a GGUF file, each the best run.
+bench_llama() {
+    local kind=$1 file=$2 lp ld lb=0 line
+    "$LLAMA_BIN/llama-bench" -m "$file" -p "$PROMPT_TOKENS" -n "$GEN_TOKENS" -t "$THREADS" -r "$REPEATS" -o json \
+        > "$BENCH_DIR/llama-bench.json" 2>/dev/null
+    read -r lp ld < <("$PY" - "$BENCH_DIR/llama-bench.json" <<'EOF'
 import json, sys
 runs = json.load(open(sys.argv[1]))
 for r in runs:
@@ -138,44 +143,87 @@ tg = max(max(r["samples_ts"]) for r in runs if r["n_gen"] > 0)
 print(pp, tg)
 EOF
 )
-record "llama.cpp (llama-bench, BF16 GGUF)" "$lp" "$ld"
+    for _ in $(seq "$REPEATS"); do
+        line=$("$LLAMA_BIN/llama-batched-bench" -m "$file" -c $((BATCH * (PROMPT_TOKENS + GEN_TOKENS) + 64)) \
+            -b 2048 -ub 512 -npp "$PROMPT_TOKENS" -ntg "$GEN_TOKENS" -npl "$BATCH" -t "$THREADS" \
+            --output-format jsonl 2>/dev/null | grep '^{' | tail -1)
+        echo "llama-batched-bench: $line" >&2
+        lb=$(printf '%s\n%s\n' "$lb" "$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["speed_tg"])' "$line")" | best)
+    done
+    record "$kind" "llama.cpp, $(basename "$file")" - "$lp" "$ld" "$lb" -
+}
+
+# The weight bytes a decode step reads: the bf16 model's safetensors, the whole GGUF file.
+bf16_bytes=$(cat "$MODEL"/*.safetensors | wc -c)
+bench_modeld bf16 "modeld, bf16 safetensors" "$MODEL" "$bf16_bytes" "${MODELD_ENGINE_AMX:-1}"
+# Without AMX on this CPU the first row already is the f32 kernels.
+if grep -qw amx_bf16 /proc/cpuinfo; then
+    bench_modeld bf16 "modeld, bf16, MODELD_ENGINE_AMX=0 (f32 kernels)" "$MODEL" "$bf16_bytes" 0
+fi
+if [ "$LLAMA" = 1 ]; then
+    bench_llama bf16 "$GGUF"
+    for type in q8_0 q4_k_m; do
+        file=$BENCH_DIR/bench-$type.gguf
+        bench_modeld "$type" "modeld, $(basename "$file")" "$file" "$(stat -c %s "$file")" "${MODELD_ENGINE_AMX:-1}"
+        bench_llama "$type" "$file"
+    done
 fi
 
-for dtype in bf16 f32; do
-    prefill=(); decode=()
-    for _ in $(seq "$TORCH_REPEATS"); do
-        out=$("$PY" "$ROOT/scripts/bench-transformers.py" "$MODEL" --dtype $dtype --threads "$THREADS" \
-            --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" 2>/dev/null | tail -1)
-        echo "transformers: $out" >&2
-        read -r tps_prefill tps_decode transformers_version torch_version < <("$PY" -c '
+if [ "$TORCH" = 1 ]; then
+    for dtype in bf16 f32; do
+        prefill=(); decode=()
+        for _ in $(seq "$TORCH_REPEATS"); do
+            out=$("$PY" "$ROOT/scripts/bench-transformers.py" "$MODEL" --dtype $dtype --threads "$THREADS" \
+                --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" 2>/dev/null | tail -1)
+            echo "transformers: $out" >&2
+            read -r tps_prefill tps_decode transformers_version torch_version < <("$PY" -c '
 import json, sys
 r = json.load(sys.stdin)
 print(r["prefill_tps"], r["decode_tps"], r["transformers"], r["torch"])' <<<"$out")
-        prefill+=("$tps_prefill"); decode+=("$tps_decode")
+            prefill+=("$tps_prefill"); decode+=("$tps_decode")
+        done
+        record bf16 "transformers $transformers_version $dtype (PyTorch $torch_version, eager)" - \
+            "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)" - -
     done
-    record "transformers $transformers_version $dtype (PyTorch $torch_version, eager)" \
-        "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)"
-done
+fi
 log "load after: $(uptime)"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Report -------------------------------------------------------------------------------------
 CPU=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-"$PY" - "$RESULTS" "$PROMPT_TOKENS" "$GEN_TOKENS" "$THREADS" "$REPEATS" "$TORCH_REPEATS" "$BANDWIDTH" \
+"$PY" - "$RESULTS" "$PROMPT_TOKENS" "$GEN_TOKENS" "$THREADS" "$BATCH" "$REPEATS" "$TORCH_REPEATS" "$BANDWIDTH" \
     "$LOAD_BEFORE" "$LOAD_AFTER" "$CPU" <<'EOF'
 import datetime, sys
-path, prompt, gen, threads, repeats, torch_repeats, bandwidth, load_before, load_after, cpu = sys.argv[1:]
+path, prompt, gen, threads, batch, repeats, torch_repeats, bandwidth, load_before, load_after, cpu = sys.argv[1:]
 rows = [line.rstrip("\n").split("\t") for line in open(path)]
-ours = rows[0]
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 print(f"{now}, {cpu}, {threads} threads; load average {load_before} before, {load_after} after.")
-print(f"Qwen2.5-0.5B shape, random bf16 weights; prefill {prompt} tokens, decode {gen} tokens (batch 1); "
-      f"best of {repeats} (transformers: {torch_repeats}).")
-print(f"Memory read bandwidth {bandwidth} GB/s: a bf16 decode ceiling of {float(bandwidth) / 0.988:.0f} tok/s.")
+print(f"Qwen2.5-0.5B shape (the GGUF models with hidden size 1024), random weights; prefill {prompt} tokens, decode "
+      f"{gen} tokens with 1 stream and with {batch} (aggregate); best of {repeats} (transformers: {torch_repeats}).")
+print(f"Memory read bandwidth {bandwidth} GB/s; a model's decode ceiling is that over its weight bytes.")
 print()
-print("| engine | prefill tok/s | decode tok/s | modeld prefill / this | modeld decode / this |")
-print("|---|---|---|---|---|")
-for name, prefill, decode in rows:
-    p, d = float(prefill), float(decode)
-    print(f"| {name} | {p:.1f} | {d:.1f} | {float(ours[1]) / p:.2f}x | {float(ours[2]) / d:.2f}x |")
+
+
+def number(text):
+    return None if text == "-" else float(text)
+
+
+def figure(value, digits=1):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def ratio(a, b):
+    return "" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+
+
+print(f"| weights | engine | prefill tok/s | decode tok/s | decode ceiling tok/s | decode / ceiling | {batch} streams tok/s "
+      f"| peak RSS / weights | prefill / llama.cpp | decode / llama.cpp | {batch} streams / llama.cpp |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for kind, name, size, prefill, decode, batched, rss in rows:
+    size, prefill, decode, batched, rss = map(number, (size, prefill, decode, batched, rss))
+    peer = next((r for r in rows if r[0] == kind and r[1].startswith("llama.cpp")), None)
+    lp, ld, lb = (number(peer[3]), number(peer[4]), number(peer[5])) if peer and name.startswith("modeld") else (None,) * 3
+    ceiling = float(bandwidth) * 1e9 / size if size else None
+    print(f"| {kind} | {name} | {figure(prefill)} | {figure(decode)} | {figure(ceiling)} | {ratio(decode, ceiling)} | "
+          f"{figure(batched)} | {ratio(rss, size)} | {ratio(prefill, lp)} | {ratio(decode, ld)} | {ratio(batched, lb)} |")
 EOF

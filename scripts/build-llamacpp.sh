@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's programs (llama-server, llama-quantize, llama-bench) from the llama-cpp-python source archive
+# Builds llama.cpp's programs (llama-server, llama-quantize, llama-bench, llama-batched-bench) from the llama-cpp-python source archive
 # on PyPI (its vendor/llama.cpp), into .build/llama.cpp/bin, for the tests and benchmarks that run llama.cpp beside
 # modeld: the `llamacpp` engine's end-to-end test, GGUF fixtures (converter and quantizer), `llama-bench`.
 #
@@ -12,7 +12,7 @@ version=${LLAMACPP_PYPI_VERSION:-0.3.36}
 root=$PWD/.build/llama.cpp
 bin=$root/bin
 stamp=$bin/.version
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$version" ] && [ -x "$bin/llama-server" ] && [ -x "$bin/llama-quantize" ] && [ -x "$bin/llama-bench" ]; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$version" ] && [ -x "$bin/llama-server" ] && [ -x "$bin/llama-quantize" ] && [ -x "$bin/llama-bench" ] && [ -x "$bin/llama-batched-bench" ]; then
     echo "$bin"
     exit 0
 fi
@@ -42,9 +42,9 @@ if ! command -v cmake >/dev/null 2>&1; then
 fi
 cmake -S "$src" -B "$root/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=ON >&2
-cmake --build "$root/build" -j "${JOBS:-$(nproc)}" --target llama-server llama-quantize llama-bench >&2
+cmake --build "$root/build" -j "${JOBS:-$(nproc)}" --target llama-server llama-quantize llama-bench llama-batched-bench >&2
 mkdir -p "$bin"
-for program in llama-server llama-quantize llama-bench; do
+for program in llama-server llama-quantize llama-bench llama-batched-bench; do
     cp "$root/build/bin/$program" "$bin/"
 done
 echo "$version" > "$stamp"

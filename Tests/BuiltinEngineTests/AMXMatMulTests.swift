@@ -3,11 +3,23 @@ import Foundation
 import ModelText
 import Testing
 
-/// The AMX-BF16 prefill path (``AMXMatMul``), on machines whose CPU and kernel allow it: shown as
-/// skipped elsewhere.
-@Suite("AMX-BF16 matrix multiply", .enabled(if: InstructionSet.cpuHasAMX))
+/// The bf16 prefill path (``AMXMatMul``): on AMX-BF16 tiles where the CPU and kernel allow them, with
+/// `vdpbf16ps` where the CPU has AVX512_BF16; shown as skipped on machines with neither.
+@Suite("bf16 prefill matrix multiply (AMX-BF16, AVX512_BF16)", .enabled(if: InstructionSet.cpuHasAMX || InstructionSet.cpuHasAVX512BF16))
 struct AMXMatMulTests {
     static let pool = ThreadPool(threadCount: 2)
+
+    /// The kernels this machine can run.
+    static let kernels: [AMXMatMul.Kernel] =
+        (InstructionSet.cpuHasAMX ? [.tiles] : []) + (InstructionSet.cpuHasAVX512BF16 ? [.dot] : [])
+
+    /// The instruction sets that use them, and the precision of each.
+    static let instructionSets: [InstructionSet] =
+        (InstructionSet.cpuHasAMX ? [.amx, .amxBF16] : []) + (InstructionSet.cpuHasAVX512BF16 ? [.avx512BF16, .avx512BF16Rounded] : [])
+
+    static func precision(_ instructionSet: InstructionSet) -> AMXMatMul.Precision {
+        [.amx, .avx512BF16].contains(instructionSet) ? .split : .rounded
+    }
 
     /// Rows not a multiple of 16 (one or two strips of 16 and a tail), columns not a multiple of
     /// 32 (8- and 24-column tails), and more columns than one tile row.
@@ -62,12 +74,18 @@ struct AMXMatMulTests {
     }
 
     /// Every token count from 1 to 40 (one, two and three 16-token tiles with every tail), both
-    /// precisions, called directly on one thread over all rows and over rows split at a strip
+    /// precisions and every kernel, called directly on one thread over all rows and over rows split at a strip
     /// boundary, overwriting with a bias and accumulating: within 1e-5 of the products of the
     /// activations' bf16 parts, and within their rounding (2⁻⁹ or 2⁻¹⁸ of each term) of the
     /// unrounded ones.
     @Test(arguments: 1...40, [AMXMatMul.Precision.rounded, .split])
     func gemmMatchesReferences(tokens: Int, precision: AMXMatMul.Precision) {
+        for kernel in Self.kernels {
+            gemmMatchesReferences(tokens: tokens, precision: precision, kernel: kernel)
+        }
+    }
+
+    func gemmMatchesReferences(tokens: Int, precision: AMXMatMul.Precision, kernel: AMXMatMul.Kernel) {
         for (rows, columns) in Self.shapes {
             let w = MatMulTests.randomMatrix(rows: rows, columns: columns, format: .bf16, seed: UInt64(rows * columns + tokens))
             defer { w.storage.deallocate() }
@@ -81,8 +99,9 @@ struct AMXMatMulTests {
                 let unrounded = Self.reference(w, x: x, tokens: tokens, bias: bias, start: initial)
                 for split in [0, 16] where split < rows {
                     var y = accumulate ? start : [Float](repeating: .nan, count: tokens * rows)
-                    AMXMatMul.withActivations(x: x, xStride: columns, tokens: tokens, columns: columns, precision: precision, pool: Self.pool) {
-                        activations in
+                    AMXMatMul.withActivations(
+                        x: x, xStride: columns, tokens: tokens, columns: columns, precision: precision, kernel: kernel, pool: Self.pool
+                    ) { activations in
                         bias.withUnsafeBufferPointer { bias in
                             for range in [0..<split, split..<rows] where !range.isEmpty {
                                 AMXMatMul.multiply(
@@ -92,7 +111,7 @@ struct AMXMatMulTests {
                             }
                         }
                     }
-                    let label = "\(precision) \(rows)x\(columns), \(tokens) tokens, split at \(split), accumulate \(accumulate)"
+                    let label = "\(kernel) \(precision) \(rows)x\(columns), \(tokens) tokens, split at \(split), accumulate \(accumulate)"
                     let againstRounded = Self.worstRelative(y, exact)
                     let againstUnrounded = Self.worstRelative(y, unrounded)
                     #expect(againstRounded < 1e-5, "\(label): \(againstRounded) relative to the bf16 parts' products")
@@ -106,9 +125,9 @@ struct AMXMatMulTests {
     /// Through ``matmul(_:x:xStride:tokens:y:yStride:bias:accumulate:pool:instructionSet:)``: rows
     /// split between the pool's threads; fewer than ``AMXMatMul/minimumTokens`` tokens, and f32
     /// weights, stay on the f32 kernels, bit for bit.
-    @Test(arguments: [1, 5, 6, 23, 40], [InstructionSet.amx, .amxBF16])
+    @Test(arguments: [1, 5, 6, 23, 40], instructionSets)
     func matmulUsesTilesForManyBF16Tokens(tokens: Int, instructionSet: InstructionSet) {
-        let precision: AMXMatMul.Precision = instructionSet == .amx ? .split : .rounded
+        let precision = Self.precision(instructionSet)
         let rows = 150, columns = 1096
         let x = MatMulTests.randomVector(tokens * columns, seed: 41)
         let bias = MatMulTests.randomVector(rows, seed: 42)
@@ -137,7 +156,7 @@ struct AMXMatMulTests {
     /// position (logits up to 1.8), qwen2 / qwen3 / llama3: two parts 1.5e-4 / 1.0e-4 / 4.1e-4,
     /// rounded 7.4e-3 / 7.5e-3 / 1.3e-2. For scale, the AVX2 build against the AVX-512 one (f32
     /// sums in another order) differs by 2.5e-6 / 2.1e-5 / 2.0e-4.
-    @Test(arguments: Fixtures.names, [InstructionSet.amx, .amxBF16])
+    @Test(arguments: Fixtures.names, instructionSets)
     func bf16ModelLogitsStayClose(name: String, instructionSet: InstructionSet) throws {
         let expected = try Fixtures.expected(name)
         let directory = try Fixtures.directory(name)
@@ -156,7 +175,7 @@ struct AMXMatMulTests {
         let largest = avx512.joined().map(abs).max() ?? 0
         print("\(name): bf16 weights, \(instructionSet) vs avx512 logits: max |Δ| \(worst), largest |logit| \(largest)")
         #expect(worst > 0, "\(name): the AMX path should have run")
-        #expect(worst < (instructionSet == .amx ? 1e-3 : 3e-2), "\(name), \(instructionSet): max |Δ| \(worst)")
+        #expect(worst < (Self.precision(instructionSet) == .split ? 1e-3 : 3e-2), "\(name), \(instructionSet): max |Δ| \(worst)")
     }
 }
 

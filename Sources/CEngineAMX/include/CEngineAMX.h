@@ -33,7 +33,8 @@ int amx_bf16_usable(void);
 /// ``AMX_BF16_COLUMN_BLOCK`` apart; the padding columns, and rows at or past `tokens`, are zeros.
 /// With `parts` 2, each value's remainder `x - bf16(x)`, rounded to bf16, goes to row `P + t`,
 /// where P is `tokens` rounded up to ``AMX_BF16_TOKEN_BLOCK``. Rows run to P (`parts` P rows in
-/// all). Only after ``amx_bf16_usable`` returned 1.
+/// all). Only after ``amx_bf16_usable`` returned 1, or for ``engine_bf16_dot_matmul`` on a CPU with AVX-512
+/// (F, BW): it uses no tile instructions.
 void amx_bf16_pack_activations(
     const float *x, ptrdiff_t x_stride, ptrdiff_t tokens, ptrdiff_t columns, int parts,
     ptrdiff_t row_start, ptrdiff_t row_end, uint16_t *out);
@@ -57,6 +58,32 @@ void amx_bf16_matmul(
 void engine_bf16_matvec(
     const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
     const float *x, float *y, const float *bias, int accumulate);
+
+/// `y[t][n] (+)= bias[n] + sum_k a[t][k] * w[n][k]` for bf16 weight rows `row_start..<row_end` and tokens
+/// `0..<tokens` with AVX-512 BF16's `vdpbf16ps` (products of bf16 pairs summed in f32), for CPUs without AMX.
+/// The arguments are those of ``amx_bf16_matmul``, the activations from ``amx_bf16_pack_activations``, which
+/// needs only AVX-512 (F, BW) for this. Needs AVX-512 (F, BW, DQ, VL) and AVX512_BF16.
+void engine_bf16_dot_matmul(
+    const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
+    const uint16_t *a, ptrdiff_t tokens, int parts,
+    float *y, ptrdiff_t y_stride, const float *bias, int accumulate);
+
+/// The block-quantized weight formats of ``engine_quantized_matmul_vnni``.
+enum {
+    ENGINE_QUANT_Q8_0 = 0,
+    ENGINE_QUANT_Q4_K = 1,
+    ENGINE_QUANT_Q6_K = 2,
+};
+
+/// `y[t][n] (+)= bias[n] + sum_k a[t][k] * w[n][k]` for GGUF block-quantized weight rows `row_start..<row_end`
+/// (`type` one of the ENGINE_QUANT_ formats, rows of `columns` elements, `columns` a multiple of the format's
+/// block) and tokens `0..<tokens`, with activations quantized per block of 32: `a = d * q`, `q` int8 (`tokens`
+/// rows of `columns`), `d` one scale per block and `s` its `d * sum(q)` (both `tokens` rows of `columns / 32`).
+/// Integer dot products with `vpdpbusd`, scaled and summed in f32. Needs AVX-512 (F, BW, DQ, VL) and VNNI.
+void engine_quantized_matmul_vnni(
+    int type, const void *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
+    const int8_t *q, const float *d, const float *s, ptrdiff_t tokens,
+    float *y, ptrdiff_t y_stride, const float *bias, int accumulate);
 
 #ifdef __cplusplus
 }

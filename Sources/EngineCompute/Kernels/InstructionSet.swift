@@ -14,10 +14,26 @@ package enum InstructionSet: Sendable {
     /// The same with activations rounded to bf16 (``AMXMatMul/Precision/rounded``): half the
     /// tile work, 8 significant bits.
     case amxBF16
+    /// AVX-512, and `vdpbf16ps` (AVX512_BF16) for products of many tokens with bf16 weights, each activation
+    /// split into two bf16 parts as with ``amx``: for CPUs with AVX512_BF16 but no AMX (AMD Zen 4 and 5).
+    case avx512BF16
+    /// The same with activations rounded to bf16, as with ``amxBF16``.
+    case avx512BF16Rounded
 
     /// Whether the CPU and kernel support AVX-512 (F, CD, BW, DQ, VL: the `skylake-avx512` level),
     /// whatever `MODELD_ENGINE_AVX512` says.
-    package static let cpuHasAVX512 = cpuFlags().isSuperset(of: ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"])
+    package static let cpuHasAVX512 = flags.isSuperset(of: ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"])
+
+    /// Whether the CPU has AVX-512 and its VNNI (`vpdpbusd`), for the integer dot products of block-quantized
+    /// weights (``QuantizedMatMul``).
+    package static let cpuHasVNNI = cpuHasAVX512 && flags.contains("avx512_vnni")
+
+    /// Whether products of block-quantized weights use the AVX-512 VNNI kernels: with every AVX-512 set where
+    /// the CPU has VNNI; with ``avx2``, the AVX2 kernels.
+    package var usesVNNI: Bool { self != .avx2 && Self.cpuHasVNNI }
+
+    /// Whether the CPU has AVX-512 and AVX512_BF16 (`vdpbf16ps`).
+    package static let cpuHasAVX512BF16 = cpuHasAVX512 && flags.contains("avx512_bf16")
 
     /// Whether the CPU has AVX-512 and AMX-BF16 and Linux lets this process use the tiles,
     /// whatever `MODELD_ENGINE_AMX` says.
@@ -32,16 +48,21 @@ package enum InstructionSet: Sendable {
     }()
 
     /// What models use: ``amx`` if ``cpuHasAMX`` and ``best`` is AVX-512, ``amxBF16`` instead with
-    /// `MODELD_ENGINE_AMX=bf16`, and ``best`` with `MODELD_ENGINE_AMX=0` or without AMX. Only bf16
-    /// weights are affected, so f16 and f32 models compute exactly as with ``best``.
+    /// `MODELD_ENGINE_AMX=bf16`; without AMX, ``avx512BF16`` (``avx512BF16Rounded`` with `bf16`) if
+    /// ``cpuHasAVX512BF16``; ``best`` with `MODELD_ENGINE_AMX=0` or without either. Only the prefill of bf16
+    /// weights is affected, so other models compute exactly as with ``best``.
     package static let preferred: InstructionSet = {
         let setting = ProcessInfo.processInfo.environment["MODELD_ENGINE_AMX"]
-        guard best == .avx512, setting != "0", cpuHasAMX else { return best }
-        return setting == "bf16" ? .amxBF16 : .amx
+        guard best == .avx512, setting != "0" else { return best }
+        if cpuHasAMX { return setting == "bf16" ? .amxBF16 : .amx }
+        if cpuHasAVX512BF16 { return setting == "bf16" ? .avx512BF16Rounded : .avx512BF16 }
+        return best
     }()
 
     /// The feature flags Linux reports for the first CPU: only those the kernel also enabled
     /// (AVX-512 registers need its support to be saved across context switches).
+    private static let flags = cpuFlags()
+
     private static func cpuFlags() -> Set<String> {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }
         for line in text.split(separator: "\n") where line.hasPrefix("flags") {

@@ -16,7 +16,8 @@ import _Builtin_intrinsics.intel
 ///   - bias: N floats added to every row, or nil.
 ///   - accumulate: add the result to `y` instead of overwriting it (a residual connection).
 ///   - instructionSet: which build of the prefill kernels to use (tests compare them); with
-///     ``InstructionSet/amx`` or ``InstructionSet/amxBF16``, bf16 weights and many tokens use ``AMXMatMul``.
+///     ``InstructionSet/amx``, ``InstructionSet/amxBF16`` or the AVX512_BF16 sets, bf16 weights and many tokens
+///     use ``AMXMatMul``; block-quantized weights use the VNNI kernels where ``InstructionSet/usesVNNI``.
 package func matmul(
     _ weights: WeightMatrix, x: UnsafePointer<Float>, xStride: Int, tokens: Int,
     y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>? = nil, accumulate: Bool = false,
@@ -199,7 +200,8 @@ private struct MatMulJob {
     func run(rows: Range<Int>) {
         if weights.format.isQuantized, let quantized {
             QuantizedMatMul.multiply(
-                weights, rows: rows, activations: quantized, tokens: tokens, y: y, yStride: yStride, bias: bias, accumulate: accumulate
+                weights, rows: rows, activations: quantized, tokens: tokens, y: y, yStride: yStride, bias: bias, accumulate: accumulate,
+                instructionSet: instructionSet
             )
             return
         }

@@ -1,3 +1,4 @@
+import CEngineAMX
 import ModelText
 import _Builtin_intrinsics.intel
 
@@ -63,12 +64,24 @@ package struct QuantizedActivations {
 /// ``QuantizedActivations``: per 32 elements an integer dot product (`vpmaddubsw` + `vpmaddwd`: unsigned weight
 /// bytes times signed activation bytes), scaled in f32 by the weight and activation scales. Weights stay
 /// quantized in memory; each row is read once for all tokens (it stays in L1 while they pass).
+///
+/// Where the CPU has AVX-512 VNNI (``InstructionSet/usesVNNI``), Q8_0, Q4_K and Q6_K go to the C kernels of
+/// `CEngineAMX` (QuantizedMatMul.c): `vpdpbusd` on 64 bytes (two blocks) at a time, each weight row read once
+/// per group of four tokens, with software prefetch. Their integer products are the same; only the order of
+/// the f32 sums differs.
 package enum QuantizedMatMul {
     /// `y[t][n] (+)= bias[n] + Σₖ a[t][k] · W[n][k]` for weight rows `rows` and every token.
     static func multiply(
         _ weights: WeightMatrix, rows: Range<Int>, activations a: QuantizedActivations, tokens: Int,
-        y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>?, accumulate: Bool
+        y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>?, accumulate: Bool, instructionSet: InstructionSet
     ) {
+        if instructionSet.usesVNNI, let type = vnniType(weights.format) {
+            engine_quantized_matmul_vnni(
+                type, weights.data, weights.columns, rows.lowerBound, rows.upperBound, a.values, a.scales, a.sums, tokens, y, yStride,
+                bias, accumulate ? 1 : 0
+            )
+            return
+        }
         let rowBytes = weights.format.rowBytes(weights.columns)
         let blocks = weights.columns / QuantizedActivations.block
         for row in rows {
@@ -89,6 +102,16 @@ package enum QuantizedMatMul {
                 let result = value + (bias?[row] ?? 0)
                 if accumulate { y[index] += result } else { y[index] = result }
             }
+        }
+    }
+
+    /// The C kernels' code for `format`, or nil where only the AVX2 kernels exist.
+    private static func vnniType(_ format: WeightFormat) -> Int32? {
+        switch format {
+        case .q8_0: Int32(ENGINE_QUANT_Q8_0)
+        case .q4_K: Int32(ENGINE_QUANT_Q4_K)
+        case .q6_K: Int32(ENGINE_QUANT_Q6_K)
+        default: nil
         }
     }
 

@@ -34,16 +34,27 @@ struct QuantizedMatMulTests {
         return data
     }
 
-    @Test("every format, decode and prefill, with bias and accumulation", arguments: formats)
-    func matchesDequantized(format: WeightFormat) throws {
-        let rows = 48, columns = 512
+    /// The instruction sets whose kernels differ on this CPU: AVX2, and AVX-512 VNNI where the CPU has it.
+    static let instructionSets: [InstructionSet] = InstructionSet.cpuHasVNNI ? [.avx2, .avx512] : [.avx2]
+
+    /// Rows and columns that are not multiples of the kernels' steps: an odd number of 32-element blocks (the
+    /// VNNI kernels take two at a time), an odd number of 256-element k-quant blocks, rows not a multiple of 4.
+    static func shape(_ format: WeightFormat) -> (rows: Int, columns: Int) {
+        [.q8_0, .q4_0].contains(format) ? (37, 416) : (37, 768)
+    }
+
+    @Test(
+        "every format and kernel, decode, batches and prefill, with bias and accumulation",
+        arguments: formats, instructionSets)
+    func matchesDequantized(format: WeightFormat, instructionSet: InstructionSet) throws {
+        let (rows, columns) = Self.shape(format)
         let data = Self.randomMatrix(rows: rows, columns: columns, format: format, seed: 11)
         defer { data.deallocate() }
         let weights = WeightMatrix(rows: rows, columns: columns, format: format, data: data)
         var dequantized = [Float](repeating: 0, count: rows * columns)
         for row in 0..<rows { dequantized.withUnsafeMutableBufferPointer { weights.copyRow(row, to: $0.baseAddress! + row * columns) } }
         let bias = (0..<rows).map { Float($0) / 7 }
-        for tokens in [1, 2, 7] {
+        for tokens in [1, 2, 3, 4, 5, 9] {
             var random = SeededGenerator(seed: UInt64(tokens))
             let x = (0..<tokens * columns).map { _ in Float.random(in: -2...2, using: &random) }
             // The activations as the kernels see them: quantized to int8 blocks, then back.
@@ -59,7 +70,7 @@ struct QuantizedMatMulTests {
                     y.withUnsafeMutableBufferPointer { ys in
                         matmul(
                             weights, x: xs.baseAddress!, xStride: columns, tokens: tokens, y: ys.baseAddress!, yStride: rows,
-                            bias: b.baseAddress!, accumulate: true, pool: .shared)
+                            bias: b.baseAddress!, accumulate: true, pool: .shared, instructionSet: instructionSet)
                     }
                 }
             }
@@ -74,7 +85,7 @@ struct QuantizedMatMulTests {
                     let expected = 1 + sum + Double(bias[r])
                     #expect(
                         abs(Double(y[t * rows + r]) - expected) <= 1e-5 * magnitude + 1e-5,
-                        "\(format) token \(t) row \(r): \(y[t * rows + r]) vs \(expected)")
+                        "\(format) \(instructionSet) \(tokens) tokens, token \(t) row \(r): \(y[t * rows + r]) vs \(expected)")
                 }
             }
         }
