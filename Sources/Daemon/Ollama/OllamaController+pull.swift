@@ -84,9 +84,6 @@ extension OllamaController {
         let ticket = UsageTicket(
             ledger: usage, keyID: context.apiKey?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: request.uri.path,
             started: started)
-        guard run.engine != .builtin else {
-            throw OllamaError(.badRequest, "\(name) runs on the built-in engine, which has no embeddings: start it on vLLM or SGLang for /api/embed")
-        }
         var openAI: [String: Any] = ["model": run.servedName, "input": input]
         if let dimensions = body["dimensions"] as? Int, dimensions > 0 { openAI["dimensions"] = dimensions }
         let upstream: EngineReply
