@@ -210,6 +210,45 @@ extension ModelCatalog {
         "gguf"
       ],
       "default_engine": "vllm"
+    },
+    {
+      "id": "qwen3-embedding",
+      "name": "Qwen3 Embedding",
+      "description": "Alibaba's Qwen3 text embedding models: multilingual, 32K context, last-token pooling, vectors truncatable to fewer dimensions (served at /v1/embeddings).",
+      "official_url": "https://qwenlm.github.io/blog/qwen3-embedding/",
+      "sizes": [
+        {
+          "size": "0.6b",
+          "hf_repo": "Qwen/Qwen3-Embedding-0.6B",
+          "modelscope_id": "Qwen/Qwen3-Embedding-0.6B",
+          "ollama_name": "qwen3-embedding:0.6b"
+        },
+        {
+          "size": "4b",
+          "hf_repo": "Qwen/Qwen3-Embedding-4B",
+          "modelscope_id": "Qwen/Qwen3-Embedding-4B",
+          "ollama_name": "qwen3-embedding:4b"
+        },
+        {
+          "size": "8b",
+          "hf_repo": "Qwen/Qwen3-Embedding-8B",
+          "modelscope_id": "Qwen/Qwen3-Embedding-8B",
+          "ollama_name": "qwen3-embedding:8b"
+        }
+      ],
+      "quantizations": [
+        "bf16"
+      ],
+      "engines": [
+        "builtin",
+        "vllm",
+        "sglang",
+        "ollama"
+      ],
+      "formats": [
+        "safetensors"
+      ],
+      "default_engine": "builtin"
     }
   ]
 }

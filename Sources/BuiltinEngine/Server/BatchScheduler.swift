@@ -5,7 +5,9 @@ import Foundation
 /// requests join between steps.
 ///
 /// Requests talk to the loop through ``SchedulerJob``s: tokens come back through the job's stream; a
-/// cancelled job (its client went away) leaves the batch before the next step.
+/// cancelled job (its client went away) leaves the batch before the next step. Other work on the model
+/// (embeddings) runs on the same thread between steps through ``perform(_:)``, since the model is driven by one
+/// thread at a time.
 package final class BatchScheduler: @unchecked Sendable {
     package let generator: Generator
     /// Sequences decoded together at most; later ones wait.
@@ -13,6 +15,7 @@ package final class BatchScheduler: @unchecked Sendable {
 
     private let condition = NSCondition()
     private var waiting: [SchedulerJob] = []
+    private var tasks: [@Sendable () -> Void] = []
     private var stopped = false
     private var thread: Thread?
 
@@ -56,20 +59,41 @@ package final class BatchScheduler: @unchecked Sendable {
         return job
     }
 
+    /// Runs `work` on the loop thread between two steps and returns its result.
+    /// - Throws: what `work` throws, or `CancellationError` once the scheduler is stopped.
+    package func perform<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            condition.lock()
+            if stopped {
+                condition.unlock()
+                continuation.resume(throwing: CancellationError())
+                return
+            }
+            tasks.append { continuation.resume(with: Result { try work() }) }
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
     private func loop() {
         var running: [SchedulerJob] = []
         while true {
             condition.lock()
-            while waiting.isEmpty && running.isEmpty && !stopped { condition.wait() }
+            while waiting.isEmpty && running.isEmpty && tasks.isEmpty && !stopped { condition.wait() }
+            let work = tasks
+            tasks = []
             if stopped {
                 let all = running + waiting
                 waiting = []
                 condition.unlock()
                 for job in all { job.fail(CancellationError()) }
+                // Queued work still runs: it finishes quickly and its callers are waiting for an answer.
+                for task in work { task() }
                 return
             }
             while running.count < maxBatch, !waiting.isEmpty { running.append(waiting.removeFirst()) }
             condition.unlock()
+            for task in work { task() }
 
             running.removeAll { job in
                 guard job.isCancelled else { return false }

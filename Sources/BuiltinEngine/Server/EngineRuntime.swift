@@ -10,6 +10,9 @@ package final class EngineRuntime: Sendable {
     /// Nil when the model has no chat template (then only `/v1/completions` works).
     package let template: ChatTemplate?
     package let templateError: String?
+    /// How embeddings pool hidden states; nil when the model is not an embedding model (then `/v1/embeddings`
+    /// is refused, and generation is refused when it is one).
+    package let pooling: PoolingConfig?
     package let servedName: String
     package let scheduler: BatchScheduler
     package let created: Int
@@ -35,10 +38,12 @@ package final class EngineRuntime: Sendable {
             model = try TransformerModel(gguf: file)
             tokenizer = try Tokenizer(gguf: file)
             template = Result { try ChatTemplate(gguf: file) }
+            pooling = nil
         } else {
             model = try TransformerModel(directory: directory, quantization: quantization)
             tokenizer = try Tokenizer(directory: directory)
             template = Result { try ChatTemplate(directory: directory) }
+            pooling = try PoolingConfig(directory: directory)
         }
         generator = Generator(model: model)
         switch template {

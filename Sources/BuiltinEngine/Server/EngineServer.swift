@@ -12,6 +12,7 @@ import NIOCore
 /// | `GET /v1/models` | the served model |
 /// | `POST /v1/chat/completions` | chat, streaming (SSE `chat.completion.chunk`, then `data: [DONE]`) or not |
 /// | `POST /v1/completions` | raw completion, streaming or not |
+/// | `POST /v1/embeddings` | embeddings, for embedding models (sentence-transformers pooling files) |
 ///
 /// Both take `response_format` (`json_object`, `json_schema`: sampling constrained to the schema); chat parses
 /// tool calls out of replies when the request has `tools` (docs/builtin-engine.md, Structured output and Tool calls).
@@ -30,6 +31,7 @@ package struct EngineServer: Sendable {
         router.get("/v1/models") { _, _ in try jsonResponse(modelList()) }
         router.post("/v1/chat/completions") { request, context in try await chat(request, context: context) }
         router.post("/v1/completions") { request, context in try await complete(request, context: context) }
+        router.post("/v1/embeddings") { request, _ in try await embeddings(request) }
         return router
     }
 
@@ -177,6 +179,9 @@ package struct EngineServer: Sendable {
     enum Kind { case chat, completion }
 
     private func checkCommon(_ fields: SamplingFields) throws {
+        if runtime.pooling != nil {
+            throw EngineRequestError("\(runtime.servedName) is an embedding model: it serves /v1/embeddings, not text generation", param: "model")
+        }
         if let n = fields.n, n != 1 { throw EngineRequestError("only n=1 is supported", param: "n") }
         if let model = fields.model, model != runtime.servedName {
             throw EngineRequestError("The model `\(model)` does not exist. This server serves `\(runtime.servedName)`.", param: "model")
@@ -405,7 +410,7 @@ package struct EngineServer: Sendable {
     /// A request's body, at most ``maxBody`` bytes and nested at most ``JSONLimits/maxDepth`` levels (checked
     /// before any JSON parser sees it).
     /// - Throws: a 413 past the size, a 400 past the nesting, each naming its limit.
-    private static func body(of request: Request) async throws -> [UInt8] {
+    static func body(of request: Request) async throws -> [UInt8] {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: maxBody)
@@ -421,7 +426,7 @@ package struct EngineServer: Sendable {
         return bytes
     }
 
-    private func decodeFields<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
+    func decodeFields<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) throws -> T {
         // JSON is UTF-8 (RFC 8259); the decoders would let an ill-formed sequence through as U+FFFD.
         guard String(validating: bytes, as: UTF8.self) != nil else { throw EngineRequestError("the body is not valid UTF-8") }
         do {
@@ -432,6 +437,9 @@ package struct EngineServer: Sendable {
                 param: context.codingPath.first?.stringValue)
         } catch let DecodingError.keyNotFound(key, _) {
             throw EngineRequestError("missing field \(key.stringValue)", param: key.stringValue)
+        } catch let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
+            // A field's own decoder said what it takes (`input`, `prompt`).
+            throw EngineRequestError(context.debugDescription, param: context.codingPath.first?.stringValue)
         } catch {
             throw EngineRequestError("the body is not valid JSON")
         }

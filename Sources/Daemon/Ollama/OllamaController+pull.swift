@@ -84,9 +84,6 @@ extension OllamaController {
         let ticket = UsageTicket(
             ledger: usage, keyID: context.apiKey?.id, model: run.model, backend: UsageTicket.backend(run: run.name), route: request.uri.path,
             started: started)
-        guard run.engine != .builtin else {
-            throw OllamaError(.badRequest, "\(name) runs on the built-in engine, which has no embeddings: start it on vLLM or SGLang for /api/embed")
-        }
         let dimensions = (body["dimensions"] as? Int).flatMap { $0 > 0 ? $0 : nil }
         let (embeddings, promptTokens) = try await Self.embeddings(of: input, dimensions: dimensions, lease: lease, name: name)
         let counted = ReplyMeter.Usage(promptTokens: promptTokens, completionTokens: 0)

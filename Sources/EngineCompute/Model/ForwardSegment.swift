@@ -8,6 +8,14 @@ package enum LogitsSelection: Sendable {
     case all
 }
 
+/// What a forward pass returns for the rows a segment's ``LogitsSelection`` picks.
+package enum ForwardOutput: Sendable {
+    /// The vocabulary's logits: what sampling needs.
+    case logits
+    /// The hidden states after the final norm (transformers' `last_hidden_state`): what embeddings pool.
+    case hiddenStates
+}
+
 /// One sequence's share of a batched forward pass: `tokens` are appended to `cache` at positions
 /// `cache.count...`. A prompt being prefilled is one segment of many tokens; a sequence being
 /// decoded is one segment of one token. A pass may mix both.

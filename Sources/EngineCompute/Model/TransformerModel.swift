@@ -202,9 +202,10 @@ package final class TransformerModel: @unchecked Sendable {
     /// Runs every segment's tokens through the model in one pass, appending their keys and values
     /// to each segment's cache.
     ///
-    /// - Returns: per segment, the logits rows its ``LogitsSelection`` asks for (`vocabSize` floats each).
+    /// - Returns: per segment, the rows its ``LogitsSelection`` asks for: logits (`vocabSize` floats each), or
+    ///   with `output` ``ForwardOutput/hiddenStates`` the final normed hidden states (`hiddenSize` floats each).
     /// - Throws: ``ModelError`` when a token id is out of range or one cache appears twice.
-    package func forward(_ segments: [ForwardSegment]) throws -> [[[Float]]] {
+    package func forward(_ segments: [ForwardSegment], output: ForwardOutput = .logits) throws -> [[[Float]]] {
         let hidden = config.hiddenSize, hd = config.headDim, vocab = config.vocabSize
         let heads = config.headCount, kvHeads = config.kvHeadCount, group = heads / kvHeads
         let qDim = heads * hd, kvDim = kvHeads * hd, inter = config.intermediateSize
@@ -353,11 +354,16 @@ package final class TransformerModel: @unchecked Sendable {
         for (row, t) in selected.enumerated() {
             VectorOps.rmsNorm(x + t * hidden, weight: finalNorm, eps: eps, count: hidden, output: normed + row * hidden)
         }
-        let logits = UnsafeMutablePointer<Float>.allocate(capacity: selected.count * vocab)
+        let width = output == .logits ? vocab : hidden
+        let logits = UnsafeMutablePointer<Float>.allocate(capacity: selected.count * width)
         defer { logits.deallocate() }
-        matmul(lmHead, x: normed, xStride: hidden, tokens: selected.count, y: logits, yStride: vocab, pool: pool, instructionSet: instructionSet)
-        if let cap = config.finalLogitSoftcapping {
-            VectorOps.softcap(logits, cap: cap, count: selected.count * vocab)
+        if output == .logits {
+            matmul(lmHead, x: normed, xStride: hidden, tokens: selected.count, y: logits, yStride: vocab, pool: pool, instructionSet: instructionSet)
+            if let cap = config.finalLogitSoftcapping {
+                VectorOps.softcap(logits, cap: cap, count: selected.count * vocab)
+            }
+        } else {
+            logits.update(from: normed, count: selected.count * hidden)
         }
         var row = 0
         return segments.map { segment in
@@ -368,7 +374,7 @@ package final class TransformerModel: @unchecked Sendable {
             case .all: rows = segment.tokens.count
             }
             defer { row += rows }
-            return (row..<row + rows).map { r in Array(UnsafeBufferPointer(start: logits + r * vocab, count: vocab)) }
+            return (row..<row + rows).map { r in Array(UnsafeBufferPointer(start: logits + r * width, count: width)) }
         }
     }
 

@@ -7,16 +7,18 @@ package struct StreamingDecoder: Sendable {
     private let tokenizer: Tokenizer
     private let skipSpecialTokens: Bool
     private var pending: [UInt8] = []
+    private var state: DecodingRules.State
 
-    package init(tokenizer: Tokenizer, skipSpecialTokens: Bool) {
+    init(tokenizer: Tokenizer, skipSpecialTokens: Bool, state: DecodingRules.State) {
         self.tokenizer = tokenizer
         self.skipSpecialTokens = skipSpecialTokens
+        self.state = state
     }
 
     /// The text that `id` completes (possibly empty).
     /// - Throws: ``TokenizerError`` for an id outside the vocabulary.
     package mutating func feed(_ id: Int) throws -> String {
-        pending.append(contentsOf: try tokenizer.decodeBytes(CollectionOfOne(id), skipSpecialTokens: skipSpecialTokens))
+        try tokenizer.appendDecoded(id, skipSpecialTokens: skipSpecialTokens, state: &state, to: &pending)
         let complete = Self.completePrefixLength(pending)
         guard complete > 0 else { return "" }
         let text = String(decoding: pending[..<complete], as: UTF8.self)

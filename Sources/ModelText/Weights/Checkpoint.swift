@@ -50,8 +50,11 @@ package final class Checkpoint: WeightSource, @unchecked Sendable {
 
     package var tensorNames: [String] { fileForTensor.keys.sorted() }
 
+    /// The tensor called `name`; a base model's checkpoint (embedding models such as Qwen3-Embedding, saved
+    /// without the language-model head) answers `model.X` with its tensor `X`.
     package func tensor(named name: String) -> TensorView? {
-        guard let file = fileForTensor[name] else { return nil }
-        return files[file].tensor(named: name)
+        let stored = fileForTensor[name] == nil && name.hasPrefix("model.") ? String(name.dropFirst("model.".count)) : name
+        guard let file = fileForTensor[stored] else { return nil }
+        return files[file].tensor(named: stored)
     }
 }

@@ -124,11 +124,21 @@ struct GGUFTokenizerTests {
     @Test("an unsupported tokenizer or pre-tokenizer is named")
     func unsupported() throws {
         var builder = GGUFBuilder()
-        builder.metadata = [("tokenizer.ggml.model", .string("llama")), ("tokenizer.ggml.tokens", .strings(["a"]))]
+        builder.metadata = [("tokenizer.ggml.model", .string("bert")), ("tokenizer.ggml.tokens", .strings(["a"]))]
         var url = try builder.write()
         defer { try? FileManager.default.removeItem(at: url) }
         #expect(throws: TokenizerError.self) { try Tokenizer(gguf: GGUFFile(url: url)) }
-        do { _ = try Tokenizer(gguf: GGUFFile(url: url)) } catch let error as TokenizerError { #expect(error.message.contains("llama tokenizer")) }
+        do { _ = try Tokenizer(gguf: GGUFFile(url: url)) } catch let error as TokenizerError { #expect(error.message.contains("bert tokenizer")) }
+        // A SentencePiece tokenizer needs its scores.
+        builder.metadata = [("tokenizer.ggml.model", .string("llama")), ("tokenizer.ggml.tokens", .strings(["a"]))]
+        try? FileManager.default.removeItem(at: url)
+        url = try builder.write()
+        do {
+            _ = try Tokenizer(gguf: GGUFFile(url: url))
+            Issue.record("a llama tokenizer without scores was accepted")
+        } catch let error as TokenizerError {
+            #expect(error.code == .invalidFile && error.message.contains("tokenizer.ggml.scores"))
+        }
         builder.metadata = [
             ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string("falcon")), ("tokenizer.ggml.tokens", .strings(["a"])),
         ]
