@@ -9,7 +9,7 @@ import Testing
 struct ForwardTests {
     static let tolerance: Float = 1e-3
 
-    @Test(arguments: Fixtures.names)
+    @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func prefillLogitsMatch(name: String) throws {
         let expected = try Fixtures.expected(name)
         let model = try Fixtures.model(name)
@@ -23,7 +23,7 @@ struct ForwardTests {
         }
     }
 
-    @Test(arguments: Fixtures.names)
+    @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func decodeWithCacheMatches(name: String) throws {
         let expected = try Fixtures.expected(name)
         let model = try Fixtures.model(name)
@@ -35,7 +35,7 @@ struct ForwardTests {
         }
     }
 
-    @Test(arguments: Fixtures.names)
+    @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func greedyContinuationMatches(name: String) throws {
         let expected = try Fixtures.expected(name)
         let generator = Generator(model: try Fixtures.model(name))
@@ -52,7 +52,7 @@ struct ForwardTests {
 
     /// Three different sequences decoded together in one pass per step give the same tokens as
     /// each decoded alone, including one that joins while the others are mid-way.
-    @Test(arguments: Fixtures.names)
+    @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func batchedDecodeMatchesSingleSequences(name: String) throws {
         let expected = try Fixtures.expected(name)
         let generator = Generator(model: try Fixtures.model(name))

@@ -1,7 +1,7 @@
 import Foundation
 import ModelText
 
-/// A decoder-only transformer (Qwen2/2.5, Qwen3, Llama 3.x) with weights used in place.
+/// A decoder-only transformer (Qwen2/2.5, Qwen3, Qwen3-MoE, Llama 3.x) with weights used in place.
 ///
 /// ``forward(_:)`` runs one batched pass over any mix of prefill and decode segments, each with
 /// its own ``KVCache`` and positions: the primitive continuous batching is built on. All
@@ -24,8 +24,15 @@ package final class TransformerModel: @unchecked Sendable {
         var qBias: UnsafePointer<Float>?, kBias: UnsafePointer<Float>?, vBias: UnsafePointer<Float>?
         var qNorm: UnsafePointer<Float>?, kNorm: UnsafePointer<Float>?
         var postNorm: UnsafePointer<Float>
-        var gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix
-        var gateBias: UnsafePointer<Float>?, upBias: UnsafePointer<Float>?, downBias: UnsafePointer<Float>?
+        var feedForward: FeedForward
+    }
+
+    /// A layer's feed-forward step: one gated MLP, or a mixture of experts.
+    private enum FeedForward {
+        case dense(
+            gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix,
+            biases: (gate: UnsafePointer<Float>?, up: UnsafePointer<Float>?, down: UnsafePointer<Float>?))
+        case experts(ExpertFeedForward)
     }
 
     /// Keeps the mapped files (or in-memory weights) alive as long as the matrices point into them.
@@ -124,6 +131,20 @@ package final class TransformerModel: @unchecked Sendable {
                 let p = "model.layers.\(i)."
                 let attentionBias = config.attentionBias
                 let mlpBias = config.mlpBias
+                let feedForward: FeedForward
+                if let experts = config.experts, experts.sparseLayers.contains(i) {
+                    feedForward = .experts(try ExpertFeedForward(layer: i, config: experts, hidden: hidden, matrix: matrix))
+                } else {
+                    feedForward = .dense(
+                        gate: try matrix(p + "mlp.gate_proj.weight", inter, hidden),
+                        up: try matrix(p + "mlp.up_proj.weight", inter, hidden),
+                        down: try matrix(p + "mlp.down_proj.weight", hidden, inter),
+                        biases: (
+                            mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) : nil, mlpBias ? try vector(p + "mlp.up_proj.bias", inter) : nil,
+                            mlpBias ? try vector(p + "mlp.down_proj.bias", hidden) : nil
+                        )
+                    )
+                }
                 return Layer(
                     inputNorm: try vector(p + "input_layernorm.weight", hidden),
                     q: try matrix(p + "self_attn.q_proj.weight", qDim, hidden),
@@ -136,12 +157,7 @@ package final class TransformerModel: @unchecked Sendable {
                     qNorm: config.hasQKNorm ? try vector(p + "self_attn.q_norm.weight", hd) : nil,
                     kNorm: config.hasQKNorm ? try vector(p + "self_attn.k_norm.weight", hd) : nil,
                     postNorm: try vector(p + "post_attention_layernorm.weight", hidden),
-                    gate: try matrix(p + "mlp.gate_proj.weight", inter, hidden),
-                    up: try matrix(p + "mlp.up_proj.weight", inter, hidden),
-                    down: try matrix(p + "mlp.down_proj.weight", hidden, inter),
-                    gateBias: mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) : nil,
-                    upBias: mlpBias ? try vector(p + "mlp.up_proj.bias", inter) : nil,
-                    downBias: mlpBias ? try vector(p + "mlp.down_proj.bias", hidden) : nil
+                    feedForward: feedForward
                 )
             }
         } catch {
@@ -267,15 +283,20 @@ package final class TransformerModel: @unchecked Sendable {
             for t in 0..<count {
                 VectorOps.rmsNorm(x + t * hidden, weight: layer.postNorm, eps: eps, count: hidden, output: normed + t * hidden)
             }
-            gatedMatmul(
-                gate: Projection(layer.gate, y: gate, yStride: inter, bias: layer.gateBias),
-                up: Projection(layer.up, y: up, yStride: inter, bias: layer.upBias),
-                x: normed, xStride: hidden, tokens: count, pool: pool, instructionSet: instructionSet
-            )
-            matmul(
-                layer.down, x: gate, xStride: inter, tokens: count, y: x, yStride: hidden, bias: layer.downBias,
-                accumulate: true, pool: pool, instructionSet: instructionSet
-            )
+            switch layer.feedForward {
+            case .dense(let gateWeights, let upWeights, let downWeights, let biases):
+                gatedMatmul(
+                    gate: Projection(gateWeights, y: gate, yStride: inter, bias: biases.gate),
+                    up: Projection(upWeights, y: up, yStride: inter, bias: biases.up),
+                    x: normed, xStride: hidden, tokens: count, pool: pool, instructionSet: instructionSet
+                )
+                matmul(
+                    downWeights, x: gate, xStride: inter, tokens: count, y: x, yStride: hidden, bias: biases.down,
+                    accumulate: true, pool: pool, instructionSet: instructionSet
+                )
+            case .experts(let experts):
+                experts.apply(normed: normed, x: x, hidden: hidden, tokens: count, pool: pool, instructionSet: instructionSet)
+            }
         }
         for segment in segments { segment.cache.count += segment.tokens.count }
 

@@ -5,6 +5,36 @@ package enum Architecture: String, Sendable, CaseIterable {
     case qwen2 = "Qwen2ForCausalLM"
     case qwen3 = "Qwen3ForCausalLM"
     case llama = "LlamaForCausalLM"
+    case qwen3Moe = "Qwen3MoeForCausalLM"
+}
+
+/// The sparse feed-forward of a mixture-of-experts model (Qwen3-MoE): per token a router picks
+/// `expertsPerToken` of `expertCount` experts (gated MLPs of `intermediateSize`) and sums their outputs,
+/// weighted by the router's softmax probabilities.
+package struct MixtureOfExperts: Sendable, Equatable {
+    package var expertCount: Int
+    package var expertsPerToken: Int
+    /// `moe_intermediate_size`: each expert's MLP width.
+    package var intermediateSize: Int
+    /// `norm_topk_prob`: the chosen experts' probabilities are divided by their sum.
+    package var normalizesTopK: Bool
+    /// The layers whose feed-forward is the experts; the others have the dense MLP of the model's
+    /// `intermediateSize`.
+    package var sparseLayers: Set<Int>
+
+    package init(expertCount: Int, expertsPerToken: Int, intermediateSize: Int, normalizesTopK: Bool, sparseLayers: Set<Int>) {
+        self.expertCount = expertCount
+        self.expertsPerToken = expertsPerToken
+        self.intermediateSize = intermediateSize
+        self.normalizesTopK = normalizesTopK
+        self.sparseLayers = sparseLayers
+    }
+
+    /// transformers' rule: layer `i` is sparse unless listed in `mlp_only_layers`, and when `i + 1` is a
+    /// multiple of `decoder_sparse_step`.
+    package static func sparseLayers(count: Int, step: Int, mlpOnly: Set<Int>) -> Set<Int> {
+        Set((0..<count).filter { !mlpOnly.contains($0) && ($0 + 1) % step == 0 })
+    }
 }
 
 /// `rope_scaling` with `rope_type: "llama3"` (Llama 3.1 and later).
@@ -43,12 +73,14 @@ package struct ModelConfig: Sendable, Equatable {
     package var attentionBias: Bool
     package var mlpBias: Bool
     package var maxPositionEmbeddings: Int
+    /// The experts of a mixture-of-experts model; nil for a dense one.
+    package var experts: MixtureOfExperts?
 
     package init(
         architecture: Architecture, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
         headCount: Int, kvHeadCount: Int, headDim: Int, vocabSize: Int, rmsNormEps: Float,
         ropeTheta: Double, ropeScaling: Llama3RopeScaling? = nil, tieWordEmbeddings: Bool,
-        attentionBias: Bool, mlpBias: Bool = false, maxPositionEmbeddings: Int
+        attentionBias: Bool, mlpBias: Bool = false, maxPositionEmbeddings: Int, experts: MixtureOfExperts? = nil
     ) {
         self.architecture = architecture
         self.hiddenSize = hiddenSize
@@ -65,6 +97,7 @@ package struct ModelConfig: Sendable, Equatable {
         self.attentionBias = attentionBias
         self.mlpBias = mlpBias
         self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.experts = experts
     }
 
     /// Bytes one token occupies in a ``KVCache`` (keys and values of every layer, f16): what a
@@ -72,7 +105,7 @@ package struct ModelConfig: Sendable, Equatable {
     package var kvCacheBytesPerToken: Int { 2 * layerCount * kvHeadCount * headDim * MemoryLayout<Float16>.size }
 
     /// Qwen3 normalises each query and key head (`q_norm`, `k_norm`) before RoPE.
-    package var hasQKNorm: Bool { architecture == .qwen3 }
+    package var hasQKNorm: Bool { architecture == .qwen3 || architecture == .qwen3Moe }
 
     /// Qwen2.5-0.5B's exact shape, for benchmarks on random weights.
     package static let qwen25_0_5B = ModelConfig(
@@ -165,11 +198,13 @@ package struct ModelConfig: Sendable, Equatable {
                     .unsupportedArchitecture, "rope_scaling type \(type) is not supported by the built-in engine; it runs default and llama3")
             }
         }
+        let layers = try int("num_hidden_layers")
+        let experts = try architecture == .qwen3Moe ? Self.experts(object, layers: layers) : nil
         self.init(
             architecture: architecture,
             hiddenSize: hidden,
             intermediateSize: try int("intermediate_size"),
-            layerCount: try int("num_hidden_layers"),
+            layerCount: layers,
             headCount: heads,
             kvHeadCount: kvHeads,
             headDim: headDim,
@@ -181,7 +216,40 @@ package struct ModelConfig: Sendable, Equatable {
             tieWordEmbeddings: object["tie_word_embeddings"] as? Bool ?? false,
             attentionBias: architecture == .qwen2 ? true : (object["attention_bias"] as? Bool ?? false),
             mlpBias: architecture == .llama ? (object["mlp_bias"] as? Bool ?? false) : false,
-            maxPositionEmbeddings: (try? int("max_position_embeddings")) ?? 32768
+            maxPositionEmbeddings: (try? int("max_position_embeddings")) ?? 32768,
+            experts: experts
+        )
+    }
+
+    /// The experts of a Qwen3-MoE `config.json`, with transformers' defaults. transformers 5 writes
+    /// `num_experts` as `num_local_experts`.
+    private static func experts(_ object: [String: Any], layers: Int) throws -> MixtureOfExperts {
+        func int(_ key: String, default value: Int) throws -> Int {
+            guard let found = object[key], !(found is NSNull) else { return value }
+            if let number = found as? Int { return number }
+            throw ModelError(.invalidConfig, "config.json has a non-integer \(key)")
+        }
+        let count = try int("num_experts", default: try int("num_local_experts", default: 128))
+        let perToken = try int("num_experts_per_tok", default: 8)
+        let width = try int("moe_intermediate_size", default: 768)
+        let step = try int("decoder_sparse_step", default: 1)
+        var mlpOnly: [Int] = []
+        if let value = object["mlp_only_layers"], !(value is NSNull) {
+            guard let list = value as? [Int] else {
+                throw ModelError(.invalidConfig, "config.json has a mlp_only_layers that is not a list of integers")
+            }
+            mlpOnly = list
+        }
+        guard count > 0, perToken > 0, perToken <= count, width > 0, step > 0 else {
+            throw ModelError(
+                .invalidConfig,
+                "config.json has inconsistent experts: num_experts \(count), num_experts_per_tok \(perToken), moe_intermediate_size \(width), decoder_sparse_step \(step)"
+            )
+        }
+        return MixtureOfExperts(
+            expertCount: count, expertsPerToken: perToken, intermediateSize: width,
+            normalizesTopK: object["norm_topk_prob"] as? Bool ?? false,
+            sparseLayers: MixtureOfExperts.sparseLayers(count: layers, step: step, mlpOnly: Set(mlpOnly))
         )
     }
 }
