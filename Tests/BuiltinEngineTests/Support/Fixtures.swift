@@ -17,7 +17,7 @@ struct Expected: Decodable {
 /// The committed tiny models under `Fixtures/models/`.
 enum Fixtures {
     static let names = ["qwen2-tiny", "qwen3-tiny", "llama3-tiny"]
-    /// The mixture-of-experts model, kept out of `names`: bf16-rounded activations (the AMX tests) may route a
+    /// The mixture-of-experts model, kept out of `names`: bf16-rounded activations (the AMX tests) could route a
     /// token to another expert, which changes its logits by more than rounding.
     static let mixtureOfExperts = ["qwen3moe-tiny"]
 
