@@ -4,10 +4,11 @@
 Each model gets a byte-level BPE tokenizer trained on a small built-in corpus, the real chat
 template of its family, weights stored in the dtype and layout the test wants to cover, and an
 `expected.json` holding transformers' float32 logits for every prompt position, a greedy
-continuation and the chat prompt ids.
+continuation and the chat prompt ids. For the mixture-of-experts model it also holds greedy continuations of
+more prompts and the continuation with the config's `norm_topk_prob` flipped.
 
     pip install torch transformers tokenizers safetensors jinja2
-    python3 scripts/make-fixtures.py [--templates DIR]
+    python3 scripts/make-fixtures.py [--templates DIR] [--only NAME]
 
 DIR holds the llama.cpp `models/templates/*.jinja` files; without it the script fetches the
 llama-cpp-python source archive from PyPI (it ships them under vendor/llama.cpp/models/templates/).
@@ -278,7 +279,57 @@ SPECS = [
             hidden_activation="gelu_pytorch_tanh",
         ),
     },
+    {
+        "name": "qwen3moe-tiny",
+        "family": "qwen3",
+        "template": "Qwen-Qwen3-0.6B.jinja",
+        "vocab": 700,
+        "specials": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        "extra": ["<think>", "</think>"],
+        "bos": None,
+        "eos": "<|im_end|>",
+        "pad": "<|endoftext|>",
+        "gen_eos": ["<|im_end|>", "<|endoftext|>"],
+        "dtype": torch.bfloat16,
+        "shard": None,
+        "classic_config": False,
+        # Layer 1 is dense (mlp_only_layers), layers 0 and 2 route each token to 4 of 16 experts.
+        "config": dict(
+            architectures=["Qwen3MoeForCausalLM"], model_type="qwen3_moe", hidden_size=64, intermediate_size=96,
+            moe_intermediate_size=32, num_experts=16, num_experts_per_tok=4, norm_topk_prob=True,
+            decoder_sparse_step=1, mlp_only_layers=[1], num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6, rope_theta=1000000.0, max_position_embeddings=512,
+            tie_word_embeddings=False, attention_bias=False, use_sliding_window=False, hidden_act="silu",
+        ),
+        "extra_prompts": [
+            "Hello! How can I help you today?",
+            "SELECT id, name FROM models WHERE size < 1000000 ORDER BY name;",
+            "東京は日本の首都です。Rotary position embeddings rotate pairs.",
+        ],
+    },
 ]
+
+
+class RouterWatch:
+    """The smallest gap, over every token routed while it is installed, between the k-th and the (k+1)-th
+    largest router probability: a near tie could send a token to another expert under float rounding."""
+
+    def __init__(self, model):
+        self.gap = float("inf")
+        for module in model.modules():
+            if type(module).__name__ == "Qwen3MoeTopKRouter":
+                module.register_forward_hook(self.hook)
+
+    def hook(self, module, inputs, output):
+        probabilities = torch.softmax(output[0].float(), dim=-1)
+        top = torch.topk(probabilities, module.top_k + 1, dim=-1).values
+        self.gap = min(self.gap, float((top[:, -2] - top[:, -1]).min()))
+
+
+def flip_norm_topk_prob(model):
+    for module in model.modules():
+        if type(module).__name__ == "Qwen3MoeTopKRouter":
+            module.norm_topk_prob = not module.norm_topk_prob
 
 
 def randomize(model, seed):
@@ -355,7 +406,7 @@ def build(spec, templates: Path):
     pad_id = tok.token_to_id(spec["pad"]) if spec["pad"] else None
 
     # Try seeds until every greedy step has a clear winner, so float rounding cannot flip a token.
-    for attempt in range(60):
+    for attempt in range(200 if "extra_prompts" in spec else 60):
         seed = 1234 + attempt
         torch.manual_seed(seed)
         cfg = AutoConfig.for_model(
@@ -373,16 +424,32 @@ def build(spec, templates: Path):
         prompt_ids = hf_tok.encode(PROMPT, add_special_tokens=False)
         if bos_id is not None:
             prompt_ids = [bos_id] + prompt_ids
+        watch = RouterWatch(model)
         continuation, margins = greedy(model, prompt_ids, 48)
         more = []
-        for text in MORE_PROMPTS:
+        # The mixture-of-experts fixture records its own extra_prompts instead.
+        for text in MORE_PROMPTS if "extra_prompts" not in spec else []:
             ids = ([bos_id] if bos_id is not None else []) + hf_tok.encode(text, add_special_tokens=False)
             tokens, extra_margins = greedy(model, ids, 24)
             more.append({"prompt": text, "prompt_ids": ids, "greedy_ids": tokens})
             margins += extra_margins
-        if min(margins) > 3e-3 and len(set(continuation)) >= 3:
+        extra = []
+        for text in spec.get("extra_prompts", []):
+            ids = hf_tok.encode(text, add_special_tokens=False)
+            ids_continuation, ids_margins = greedy(model, ids, 16)
+            extra.append({"prompt_ids": ids, "greedy_ids": ids_continuation})
+            margins += ids_margins
+        flipped = None
+        if "norm_topk_prob" in spec["config"]:
+            # The same weights with the chosen experts' probabilities normalised the other way.
+            flip_norm_topk_prob(model)
+            flipped, flipped_margins = greedy(model, prompt_ids, 32)
+            flip_norm_topk_prob(model)
+            margins += flipped_margins if flipped != continuation[:32] else [0.0]
+        if watch.gap > 1e-5 and min(margins) > 3e-3 and len(set(continuation)) >= 3:
             break
-        print(f"{name}: seed {seed} rejected: margin {min(margins):.4f}, {len(set(continuation))} distinct tokens")
+        print(f"{name}: seed {seed} rejected: margin {min(margins):.4f}, router gap {watch.gap:.2e}, "
+              f"{len(set(continuation))} distinct tokens")
     else:
         raise SystemExit(f"{name}: no seed gave clear greedy margins")
 
@@ -442,6 +509,9 @@ def build(spec, templates: Path):
         "messages": MESSAGES,
         "chat_text": chat_text,
         "chat_prompt_ids": list(chat_ids),
+        "router_min_gap": None if watch.gap == float("inf") else watch.gap,
+        "extra_prompts": extra,
+        "greedy_ids_flipped_norm_topk_prob": flipped,
         "tokenizer_merges": len(json.loads((out / "tokenizer.json").read_text())["model"]["merges"]),
     }
     (out / "expected.json").write_text(json.dumps(expected, ensure_ascii=False) + "\n")

@@ -11,8 +11,8 @@ writes:
   OUT/NAME-f32.gguf     llama.cpp's converter (convert_hf_to_gguf.py, --outtype f32)
   OUT/NAME-q8_0.gguf    llama-quantize Q8_0
   OUT/NAME-q4_k_m.gguf  llama-quantize Q4_K_M (Q4_K and Q6_K tensors)
-The converter recognises a pre-tokenizer by hashing a known vocabulary's encoding of a test text; a tiny
-vocabulary has no known hash, so its name (qwen2, llama-bpe) is given to the converter instead.
+The converter runs through scripts/convert-hf-gguf.py, which names the tiny vocabulary's pre-tokenizer
+(qwen2, llama-bpe).
 
 Needs: pip install gguf torch transformers safetensors numpy.
 """
@@ -81,16 +81,7 @@ def hf_model(name, out, seed):
     return target
 
 
-CONVERT = """
-import sys
-sys.path.insert(0, sys.argv[1])
-from conversion.base import TextModel
-pre = sys.argv[2]
-TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
-import convert_hf_to_gguf
-sys.argv = ["convert_hf_to_gguf.py"] + sys.argv[3:]
-convert_hf_to_gguf.main()
-"""
+CONVERT = os.path.join(ROOT, "scripts", "convert-hf-gguf.py")
 
 
 def main():
@@ -99,7 +90,7 @@ def main():
     for seed, (name, pre) in enumerate(MODELS.items()):
         model = hf_model(name, out, seed + 7)
         f32 = os.path.join(out, f"{name}-f32.gguf")
-        subprocess.check_call([sys.executable, "-c", CONVERT, src, pre, model, "--outtype", "f32", "--outfile", f32],
+        subprocess.check_call([sys.executable, CONVERT, src, pre, model, "--outtype", "f32", "--outfile", f32],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for kind in ["Q8_0", "Q4_K_M"]:
             subprocess.check_call([quantize, f32, os.path.join(out, f"{name}-{kind.lower()}.gguf"), kind],

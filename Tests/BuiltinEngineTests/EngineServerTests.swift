@@ -6,10 +6,13 @@ import Testing
 
 @testable import BuiltinEngine
 
-/// The OpenAI-compatible server over the tiny Qwen2 fixture, whose expected ids come from transformers.
+/// The OpenAI-compatible server over the tiny Qwen2 fixture (and the mixture-of-experts one where named), whose
+/// expected ids come from transformers.
 @Suite("Engine server (OpenAI API)")
 struct EngineServerTests {
-    static let fixture: URL = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appending(path: "models/qwen2-tiny")
+    static func fixture(_ name: String = "qwen2-tiny") -> URL {
+        Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appending(path: "models/\(name)")
+    }
 
     struct Expected: Decodable {
         var promptIDs: [Int]
@@ -24,12 +27,12 @@ struct EngineServerTests {
         }
     }
 
-    static func expected() throws -> Expected {
-        try JSONDecoder().decode(Expected.self, from: Data(contentsOf: fixture.appending(path: "expected.json")))
+    static func expected(_ name: String = "qwen2-tiny") throws -> Expected {
+        try JSONDecoder().decode(Expected.self, from: Data(contentsOf: fixture(name).appending(path: "expected.json")))
     }
 
-    static func app() throws -> (some ApplicationProtocol, EngineRuntime) {
-        let runtime = try EngineRuntime(directory: fixture, servedName: "tiny")
+    static func app(_ name: String = "qwen2-tiny") throws -> (some ApplicationProtocol, EngineRuntime) {
+        let runtime = try EngineRuntime(directory: fixture(name), servedName: "tiny")
         return (Application(router: EngineServer(runtime: runtime).router()), runtime)
     }
 
@@ -62,15 +65,19 @@ struct EngineServerTests {
         }
     }
 
-    @Test("greedy completion equals transformers' greedy continuation; streaming gives the same text")
-    func greedyAndStreaming() async throws {
-        let expected = try Self.expected()
-        let (app, runtime) = try Self.app()
+    @Test(
+        "greedy completion equals transformers' greedy continuation; streaming gives the same text",
+        arguments: ["qwen2-tiny"] + Fixtures.mixtureOfExperts)
+    func greedyAndStreaming(name: String) async throws {
+        let expected = try Self.expected(name)
+        let (app, runtime) = try Self.app(name)
         defer { runtime.scheduler.stop() }
         let steps = 32
         let wanted = try runtime.tokenizer.decode(expected.greedyIDs.prefix(steps), skipSpecialTokens: true)
         try await app.test(.router) { client in
-            let body: [String: Any] = ["prompt": expected.promptIDs, "max_tokens": steps, "temperature": 0, "ignore_eos": true]
+            let body: [String: Any] = [
+                "prompt": expected.promptIDs, "max_tokens": steps, "temperature": 0, "repetition_penalty": 1, "ignore_eos": true,
+            ]
             var plain = ""
             try await client.execute(uri: "/v1/completions", method: .post, body: try Self.json(body)) { response in
                 let object = try Self.object(response.body)

@@ -14,7 +14,7 @@ struct ForwardTests {
     /// and values are rounded to f16 as the cache stores them.
     static func tolerance(_ name: String) -> Float { name == "gemma3-tiny" ? 2e-3 : tolerance }
 
-    @Test(arguments: Fixtures.names)
+    @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func prefillLogitsMatch(name: String) throws {
         let expected = try Fixtures.expected(name)
         let model = try Fixtures.model(name)
@@ -28,7 +28,7 @@ struct ForwardTests {
         }
     }
 
-    @Test(arguments: Fixtures.names)
+    @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func decodeWithCacheMatches(name: String) throws {
         let expected = try Fixtures.expected(name)
         let model = try Fixtures.model(name)
@@ -40,7 +40,7 @@ struct ForwardTests {
         }
     }
 
-    @Test(arguments: Fixtures.names)
+    @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func greedyContinuationMatches(name: String) throws {
         let expected = try Fixtures.expected(name)
         let generator = Generator(model: try Fixtures.model(name))
@@ -57,7 +57,7 @@ struct ForwardTests {
 
     /// Three different sequences decoded together in one pass per step give the same tokens as
     /// each decoded alone, including one that joins while the others are mid-way.
-    @Test(arguments: Fixtures.names)
+    @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func batchedDecodeMatchesSingleSequences(name: String) throws {
         let expected = try Fixtures.expected(name)
         let generator = Generator(model: try Fixtures.model(name))

@@ -43,7 +43,7 @@ struct ModelLoadingTests {
         #expect(error.message.contains("model.safetensors"))
     }
 
-    @Test(arguments: Fixtures.names)
+    @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func configsMatchTheirCheckpoints(name: String) throws {
         let expected = try Fixtures.expected(name)
         let directory = try Fixtures.directory(name)

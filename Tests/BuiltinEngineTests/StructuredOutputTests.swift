@@ -96,7 +96,7 @@ struct StructuredOutputTests {
     }
 
     static func tinyTokenizer() throws -> Tokenizer {
-        try Tokenizer(directory: EngineServerTests.fixture)
+        try Tokenizer(directory: EngineServerTests.fixture())
     }
 
     /// Random tokens drawn from the masks only, with every budget from the shortest output up: the text always

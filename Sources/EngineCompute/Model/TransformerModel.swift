@@ -1,8 +1,8 @@
 import Foundation
 import ModelText
 
-/// A decoder-only transformer (Qwen2/2.5, Qwen3, Llama 3.x and SmolLM2, Mistral, Phi-3, Gemma 3 text) with
-/// weights used in place.
+/// A decoder-only transformer (Qwen2/2.5, Qwen3, Qwen3-MoE, Llama 3.x and SmolLM2, Mistral, Phi-3, Gemma 3
+/// text) with weights used in place.
 ///
 /// ``forward(_:)`` runs one batched pass over any mix of prefill and decode segments, each with
 /// its own ``KVCache`` and positions: the primitive continuous batching is built on. All
@@ -26,15 +26,21 @@ package final class TransformerModel: @unchecked Sendable {
         var qNorm: UnsafePointer<Float>?, kNorm: UnsafePointer<Float>?
         /// Gemma 3 normalises the attention output before the residual add; nil elsewhere.
         var postAttentionNorm: UnsafePointer<Float>?
-        /// The MLP's input norm (`post_attention_layernorm`, or Gemma's `pre_feedforward_layernorm`).
+        /// The feed-forward's input norm (`post_attention_layernorm`, or Gemma's `pre_feedforward_layernorm`).
         var feedForwardNorm: UnsafePointer<Float>
         /// Gemma 3 normalises the MLP output before the residual add; nil elsewhere.
         var postFeedForwardNorm: UnsafePointer<Float>?
-        var mlp: GatedMLP
+        var feedForward: FeedForward
         /// Positions a sliding-window layer attends to; nil for full attention.
         var window: Int?
         /// Whether the layer rotates with the local RoPE base (Gemma 3's sliding-window layers).
         var localRope: Bool
+    }
+
+    /// A layer's feed-forward step: one gated MLP, or a mixture of experts.
+    private enum FeedForward {
+        case dense(GatedMLP)
+        case experts(ExpertFeedForward)
     }
 
     /// Keeps the mapped files (or in-memory weights) alive as long as the matrices point into them.
@@ -141,21 +147,38 @@ package final class TransformerModel: @unchecked Sendable {
                 let p = "model.layers.\(i)."
                 let attentionBias = config.attentionBias
                 let mlpBias = config.mlpBias
-                let q: WeightMatrix, k: WeightMatrix, v: WeightMatrix, gate: WeightMatrix, up: WeightMatrix
+                let q: WeightMatrix, k: WeightMatrix, v: WeightMatrix
                 if config.hasFusedProjections {
                     let qkv = try matrix(p + "self_attn.qkv_proj.weight", qDim + 2 * kvDim, hidden)
                     (q, k, v) = (qkv.rows(0..<qDim), qkv.rows(qDim..<qDim + kvDim), qkv.rows(qDim + kvDim..<qDim + 2 * kvDim))
-                    let gateUp = try matrix(p + "mlp.gate_up_proj.weight", 2 * inter, hidden)
-                    (gate, up) = (gateUp.rows(0..<inter), gateUp.rows(inter..<2 * inter))
                 } else {
                     q = try matrix(p + "self_attn.q_proj.weight", qDim, hidden)
                     k = try matrix(p + "self_attn.k_proj.weight", kvDim, hidden)
                     v = try matrix(p + "self_attn.v_proj.weight", kvDim, hidden)
-                    gate = try matrix(p + "mlp.gate_proj.weight", inter, hidden)
-                    up = try matrix(p + "mlp.up_proj.weight", inter, hidden)
                 }
                 let sandwich = config.hasSandwichNorms
                 let window = config.window(layer: i)
+                let feedForward: FeedForward
+                if let experts = config.experts, experts.sparseLayers.contains(i) {
+                    feedForward = .experts(try ExpertFeedForward(layer: i, config: experts, hidden: hidden, matrix: matrix))
+                } else {
+                    let gate: WeightMatrix, up: WeightMatrix
+                    if config.hasFusedProjections {
+                        let gateUp = try matrix(p + "mlp.gate_up_proj.weight", 2 * inter, hidden)
+                        (gate, up) = (gateUp.rows(0..<inter), gateUp.rows(inter..<2 * inter))
+                    } else {
+                        gate = try matrix(p + "mlp.gate_proj.weight", inter, hidden)
+                        up = try matrix(p + "mlp.up_proj.weight", inter, hidden)
+                    }
+                    feedForward = .dense(
+                        GatedMLP(
+                            gate: gate, up: up, down: try matrix(p + "mlp.down_proj.weight", hidden, inter),
+                            gateBias: mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) : nil,
+                            upBias: mlpBias ? try vector(p + "mlp.up_proj.bias", inter) : nil,
+                            downBias: mlpBias ? try vector(p + "mlp.down_proj.bias", hidden) : nil,
+                            activation: config.activation
+                        ))
+                }
                 return Layer(
                     inputNorm: try norm(p + "input_layernorm.weight", hidden),
                     q: q, k: k, v: v,
@@ -170,13 +193,7 @@ package final class TransformerModel: @unchecked Sendable {
                     postAttentionNorm: sandwich ? try norm(p + "post_attention_layernorm.weight", hidden) : nil,
                     feedForwardNorm: try norm(p + (sandwich ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), hidden),
                     postFeedForwardNorm: sandwich ? try norm(p + "post_feedforward_layernorm.weight", hidden) : nil,
-                    mlp: GatedMLP(
-                        gate: gate, up: up, down: try matrix(p + "mlp.down_proj.weight", hidden, inter),
-                        gateBias: mlpBias ? try vector(p + "mlp.gate_proj.bias", inter) : nil,
-                        upBias: mlpBias ? try vector(p + "mlp.up_proj.bias", inter) : nil,
-                        downBias: mlpBias ? try vector(p + "mlp.down_proj.bias", hidden) : nil,
-                        activation: config.activation
-                    ),
+                    feedForward: feedForward,
                     window: window,
                     localRope: window != nil && config.localRopeTheta != nil
                 )
@@ -326,15 +343,20 @@ package final class TransformerModel: @unchecked Sendable {
             for t in 0..<count {
                 VectorOps.rmsNorm(x + t * hidden, weight: layer.feedForwardNorm, eps: eps, count: hidden, output: normed + t * hidden)
             }
-            if let postFeedForwardNorm = layer.postFeedForwardNorm, let blockOutput {
-                layer.mlp.run(
-                    x: normed, xStride: hidden, tokens: count, y: blockOutput, yStride: hidden, accumulate: false, scratch: (gate, up),
-                    pool: pool, instructionSet: instructionSet)
-                addNormalized(blockOutput, weight: postFeedForwardNorm, to: x, tokens: count)
-            } else {
-                layer.mlp.run(
-                    x: normed, xStride: hidden, tokens: count, y: x, yStride: hidden, accumulate: true, scratch: (gate, up), pool: pool,
-                    instructionSet: instructionSet)
+            switch layer.feedForward {
+            case .dense(let mlp):
+                if let postFeedForwardNorm = layer.postFeedForwardNorm, let blockOutput {
+                    mlp.run(
+                        x: normed, xStride: hidden, tokens: count, y: blockOutput, yStride: hidden, accumulate: false, scratch: (gate, up),
+                        pool: pool, instructionSet: instructionSet)
+                    addNormalized(blockOutput, weight: postFeedForwardNorm, to: x, tokens: count)
+                } else {
+                    mlp.run(
+                        x: normed, xStride: hidden, tokens: count, y: x, yStride: hidden, accumulate: true, scratch: (gate, up), pool: pool,
+                        instructionSet: instructionSet)
+                }
+            case .experts(let experts):
+                experts.apply(normed: normed, x: x, hidden: hidden, tokens: count, pool: pool, instructionSet: instructionSet)
             }
         }
         for segment in segments { segment.cache.count += segment.tokens.count }

@@ -20,7 +20,9 @@ extension GGUFFile {
 
 extension ModelConfig {
     /// The `general.architecture` names of the supported architectures.
-    package static let ggufArchitectures: [String: Architecture] = ["qwen2": .qwen2, "qwen3": .qwen3, "llama": .llama]
+    package static let ggufArchitectures: [String: Architecture] = [
+        "qwen2": .qwen2, "qwen3": .qwen3, "llama": .llama, "qwen3moe": .qwen3Moe,
+    ]
 
     /// The configuration of a GGUF model, from its `<arch>.*` keys and tensor shapes (docs/design/gguf.md,
     /// Model configuration).
@@ -78,6 +80,9 @@ extension ModelConfig {
             attentionBias: gguf.tensorInfo(named: "blk.0.attn_q.bias") != nil,
             maxPositionEmbeddings: value("context_length")?.int ?? 32768
         )
+        if architecture == .qwen3Moe {
+            config.experts = try Self.experts(gguf, layers: config.layerCount)
+        }
         // Llama 3.1-style scaling arrives as per-frequency divisors (`rope_freqs.weight`), not as keys.
         if let factors = gguf.tensorInfo(named: "rope_freqs.weight") {
             guard factors.type == .f32, factors.dimensions == [headDim / 2] else {
@@ -88,6 +93,28 @@ extension ModelConfig {
             config.ropeFrequencyFactors = (0..<headDim / 2).map { data.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
         }
         self = config
+    }
+
+    /// The experts of a `qwen3moe` file: `expert_count`, `expert_used_count`, `expert_feed_forward_length`;
+    /// llama.cpp normalises the chosen experts' weights unless `expert_weights_norm` says otherwise. A layer
+    /// is sparse when it has a router (`blk.N.ffn_gate_inp.weight`).
+    private static func experts(_ gguf: GGUFFile, layers: Int) throws -> MixtureOfExperts {
+        let source = gguf.url.lastPathComponent, name = gguf.architectureName
+        func int(_ key: String) throws -> Int {
+            guard let value = gguf.metadata["\(name).\(key)"]?.int else {
+                throw ModelError(.invalidConfig, "\(source) has no integer \(name).\(key)")
+            }
+            return value
+        }
+        let count = try int("expert_count"), perToken = try int("expert_used_count"), width = try int("expert_feed_forward_length")
+        guard count > 0, perToken > 0, perToken <= count, width > 0 else {
+            throw ModelError(.invalidConfig, "\(source) has inconsistent experts: \(count) experts, \(perToken) used, width \(width)")
+        }
+        return MixtureOfExperts(
+            expertCount: count, expertsPerToken: perToken, intermediateSize: width,
+            normalizesTopK: gguf.metadata["\(name).expert_weights_norm"]?.bool ?? true,
+            sparseLayers: Set((0..<layers).filter { gguf.tensorInfo(named: "blk.\($0).ffn_gate_inp.weight") != nil })
+        )
     }
 }
 

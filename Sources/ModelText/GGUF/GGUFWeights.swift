@@ -2,7 +2,8 @@ import Foundation
 
 /// The tensors of a GGUF model under transformers' names, so the model is built as from a checkpoint
 /// (docs/design/gguf.md, Tensors). F32, F16 and BF16 tensors are plain ``TensorView``s; quantized ones carry
-/// their ``GGMLType``. For the `llama` architecture the rows of `attn_q` and `attn_k` are put back in
+/// their ``GGMLType``. A mixture-of-experts layer's experts are one 3-D tensor per projection
+/// (`ffn_gate_exps`, `ffn_up_exps`, `ffn_down_exps`); expert `E`'s matrix is its slice `E`, in place. For the `llama` architecture the rows of `attn_q` and `attn_k` are put back in
 /// transformers' order (copies: the mapping is read-only).
 package final class GGUFWeights: WeightSource, @unchecked Sendable {
     package let file: GGUFFile
@@ -53,7 +54,18 @@ package final class GGUFWeights: WeightSource, @unchecked Sendable {
         "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
         "post_attention_layernorm.weight": "ffn_norm.weight",
         "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
+        "mlp.gate.weight": "ffn_gate_inp.weight",
     ]
+
+    /// The 3-D GGUF tensor holding an expert's projection, and the expert's index in it, for a transformers name
+    /// `model.layers.N.mlp.experts.E.{gate,up,down}_proj.weight`; nil for any other name.
+    package static func expertSlice(_ name: String) -> (ggufName: String, expert: Int)? {
+        let parts = name.split(separator: ".").map(String.init)
+        guard parts.count == 8, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]), parts[3] == "mlp",
+            parts[4] == "experts", let expert = Int(parts[5]), ["gate_proj", "up_proj", "down_proj"].contains(parts[6]), parts[7] == "weight"
+        else { return nil }
+        return ("blk.\(layer).ffn_\(parts[6].dropLast(5))_exps.weight", expert)
+    }
 
     /// The GGUF name of a transformers tensor name, or nil.
     package static func ggufName(_ name: String) -> String? {
@@ -71,13 +83,23 @@ package final class GGUFWeights: WeightSource, @unchecked Sendable {
     }
 
     package func tensor(named name: String) -> TensorView? {
+        if let slice = Self.expertSlice(name) {
+            let expert = slice.expert
+            guard let info = file.tensorInfo(named: slice.ggufName), info.shape.count == 3, expert < info.shape[0] else { return nil }
+            let sliceBytes = info.byteCount / info.shape[0]
+            return view(name, type: info.type, shape: Array(info.shape.dropFirst()), data: file.data(of: info).baseAddress! + expert * sliceBytes)
+        }
         guard let ggufName = Self.ggufName(name), let info = file.tensorInfo(named: ggufName) else { return nil }
         let data = reordered[name].map { UnsafeRawPointer($0.baseAddress!) } ?? file.data(of: info).baseAddress!
-        switch info.type {
-        case .f32: return TensorView(name: name, dtype: .f32, shape: info.shape, data: data)
-        case .f16: return TensorView(name: name, dtype: .f16, shape: info.shape, data: data)
-        case .bf16: return TensorView(name: name, dtype: .bf16, shape: info.shape, data: data)
-        default: return TensorView(name: name, dtype: .u8, shape: info.shape, data: data, blockType: info.type)
+        return view(name, type: info.type, shape: info.shape, data: data)
+    }
+
+    private func view(_ name: String, type: GGMLType, shape: [Int], data: UnsafeRawPointer) -> TensorView {
+        switch type {
+        case .f32: TensorView(name: name, dtype: .f32, shape: shape, data: data)
+        case .f16: TensorView(name: name, dtype: .f16, shape: shape, data: data)
+        case .bf16: TensorView(name: name, dtype: .bf16, shape: shape, data: data)
+        default: TensorView(name: name, dtype: .u8, shape: shape, data: data, blockType: type)
         }
     }
 

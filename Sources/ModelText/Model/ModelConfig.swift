@@ -11,6 +11,36 @@ package enum Architecture: String, Sendable, CaseIterable {
     /// Gemma 3's text model: GeGLU, `(1 + w)` RMSNorms around both blocks, q/k norms, a scaled
     /// embedding, and sliding-window layers with their own RoPE base between global ones.
     case gemma3 = "Gemma3ForCausalLM"
+    case qwen3Moe = "Qwen3MoeForCausalLM"
+}
+
+/// The sparse feed-forward of a mixture-of-experts model (Qwen3-MoE): per token a router picks
+/// `expertsPerToken` of `expertCount` experts (gated MLPs of `intermediateSize`) and sums their outputs,
+/// weighted by the router's softmax probabilities.
+package struct MixtureOfExperts: Sendable, Equatable {
+    package var expertCount: Int
+    package var expertsPerToken: Int
+    /// `moe_intermediate_size`: each expert's MLP width.
+    package var intermediateSize: Int
+    /// `norm_topk_prob`: the chosen experts' probabilities are divided by their sum.
+    package var normalizesTopK: Bool
+    /// The layers whose feed-forward is the experts; the others have the dense MLP of the model's
+    /// `intermediateSize`.
+    package var sparseLayers: Set<Int>
+
+    package init(expertCount: Int, expertsPerToken: Int, intermediateSize: Int, normalizesTopK: Bool, sparseLayers: Set<Int>) {
+        self.expertCount = expertCount
+        self.expertsPerToken = expertsPerToken
+        self.intermediateSize = intermediateSize
+        self.normalizesTopK = normalizesTopK
+        self.sparseLayers = sparseLayers
+    }
+
+    /// transformers' rule: layer `i` is sparse unless listed in `mlp_only_layers`, and when `i + 1` is a
+    /// multiple of `decoder_sparse_step`.
+    package static func sparseLayers(count: Int, step: Int, mlpOnly: Set<Int>) -> Set<Int> {
+        Set((0..<count).filter { !mlpOnly.contains($0) && ($0 + 1) % step == 0 })
+    }
 }
 
 /// The gated MLP's activation (`hidden_act`, or Gemma's `hidden_activation`).
@@ -84,12 +114,14 @@ package struct ModelConfig: Sendable, Equatable {
     package var queryPreAttentionScalar: Double?
     /// `final_logit_softcapping`: logits become `cap · tanh(logits / cap)`.
     package var finalLogitSoftcapping: Float?
+    /// The experts of a mixture-of-experts model; nil for a dense one.
+    package var experts: MixtureOfExperts?
 
     package init(
         architecture: Architecture, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
         headCount: Int, kvHeadCount: Int, headDim: Int, vocabSize: Int, rmsNormEps: Float,
         ropeTheta: Double, ropeScaling: RopeScaling? = nil, tieWordEmbeddings: Bool,
-        attentionBias: Bool, mlpBias: Bool = false, maxPositionEmbeddings: Int
+        attentionBias: Bool, mlpBias: Bool = false, maxPositionEmbeddings: Int, experts: MixtureOfExperts? = nil
     ) {
         self.architecture = architecture
         self.hiddenSize = hiddenSize
@@ -106,14 +138,15 @@ package struct ModelConfig: Sendable, Equatable {
         self.attentionBias = attentionBias
         self.mlpBias = mlpBias
         self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.experts = experts
     }
 
     /// Bytes one token occupies in a ``KVCache`` (keys and values of every layer, f16): what a
     /// scheduler budgets memory with.
     package var kvCacheBytesPerToken: Int { 2 * layerCount * kvHeadCount * headDim * MemoryLayout<Float16>.size }
 
-    /// Qwen3 and Gemma 3 normalise each query and key head (`q_norm`, `k_norm`) before RoPE.
-    package var hasQKNorm: Bool { architecture == .qwen3 || architecture == .gemma3 }
+    /// Qwen3, Qwen3-MoE and Gemma 3 normalise each query and key head (`q_norm`, `k_norm`) before RoPE.
+    package var hasQKNorm: Bool { [.qwen3, .qwen3Moe, .gemma3].contains(architecture) }
 
     /// Phi-3 stores q, k and v as one `qkv_proj` matrix and gate and up as one `gate_up_proj`.
     package var hasFusedProjections: Bool { architecture == .phi3 }
@@ -278,6 +311,7 @@ package struct ModelConfig: Sendable, Equatable {
                 throw ModelError(.invalidConfig, "config.json has sliding_attention layers but no sliding_window")
             }
         }
+        let experts = try architecture == .qwen3Moe ? Self.experts(object, layers: layerCount) : nil
         var config = ModelConfig(
             architecture: architecture,
             hiddenSize: hidden,
@@ -295,7 +329,8 @@ package struct ModelConfig: Sendable, Equatable {
             attentionBias: architecture == .qwen2
                 ? true : [.llama, .qwen3, .gemma3].contains(architecture) && (object["attention_bias"] as? Bool ?? false),
             mlpBias: architecture == .llama ? (object["mlp_bias"] as? Bool ?? false) : false,
-            maxPositionEmbeddings: (try? int("max_position_embeddings")) ?? 32768
+            maxPositionEmbeddings: (try? int("max_position_embeddings")) ?? 32768,
+            experts: experts
         )
         config.activation = activation
         config.slidingWindow = slidingWindow
@@ -311,6 +346,38 @@ package struct ModelConfig: Sendable, Equatable {
             // (Gemma 3 checkpoints leave it null): the engine likewise ignores it.
         }
         self = config
+    }
+
+    /// The experts of a Qwen3-MoE `config.json`, with transformers' defaults. transformers 5 writes
+    /// `num_experts` as `num_local_experts`.
+    private static func experts(_ object: [String: Any], layers: Int) throws -> MixtureOfExperts {
+        func int(_ key: String, default value: Int) throws -> Int {
+            guard let found = object[key], !(found is NSNull) else { return value }
+            if let number = found as? Int { return number }
+            throw ModelError(.invalidConfig, "config.json has a non-integer \(key)")
+        }
+        let count = try int("num_experts", default: try int("num_local_experts", default: 128))
+        let perToken = try int("num_experts_per_tok", default: 8)
+        let width = try int("moe_intermediate_size", default: 768)
+        let step = try int("decoder_sparse_step", default: 1)
+        var mlpOnly: [Int] = []
+        if let value = object["mlp_only_layers"], !(value is NSNull) {
+            guard let list = value as? [Int] else {
+                throw ModelError(.invalidConfig, "config.json has a mlp_only_layers that is not a list of integers")
+            }
+            mlpOnly = list
+        }
+        guard count > 0, perToken > 0, perToken <= count, width > 0, step > 0 else {
+            throw ModelError(
+                .invalidConfig,
+                "config.json has inconsistent experts: num_experts \(count), num_experts_per_tok \(perToken), moe_intermediate_size \(width), decoder_sparse_step \(step)"
+            )
+        }
+        return MixtureOfExperts(
+            expertCount: count, expertsPerToken: perToken, intermediateSize: width,
+            normalizesTopK: object["norm_topk_prob"] as? Bool ?? false,
+            sparseLayers: MixtureOfExperts.sparseLayers(count: layers, step: step, mlpOnly: Set(mlpOnly))
+        )
     }
 
     /// The scaling of a `rope_scaling` (or `rope_parameters`) object; nil for `default`.
