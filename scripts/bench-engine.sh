@@ -61,8 +61,9 @@ if [ -z "${PYTHON:-}" ]; then
             || pip install --no-index torch 2>/dev/null \
             || pip install torch
     fi
-    "$PY" -c "import transformers, safetensors, numpy" 2>/dev/null \
-        || { log "installing transformers, safetensors, numpy"; pip install transformers safetensors numpy; }
+    # sentencepiece: llama.cpp's converter tries it first for Qwen2 vocabularies and fails without the module.
+    "$PY" -c "import transformers, safetensors, numpy, sentencepiece" 2>/dev/null \
+        || { log "installing transformers, safetensors, numpy, sentencepiece"; pip install transformers safetensors numpy sentencepiece; }
 fi
 
 # --- The models and llama.cpp -------------------------------------------------------------------
