@@ -8,12 +8,9 @@ import ModelText
 /// The experts' matrices stay where the weight source maps them: a pass reads only the chosen experts'
 /// weights, and each chosen expert once for all the tokens that chose it.
 struct ExpertFeedForward {
-    struct Expert {
-        var gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix
-    }
-
     let router: WeightMatrix
-    let experts: [Expert]
+    /// Each expert is a SwiGLU MLP of `moe_intermediate_size`, without biases.
+    let experts: [GatedMLP]
     let topK: Int
     let normalizesTopK: Bool
 
@@ -23,10 +20,11 @@ struct ExpertFeedForward {
         let width = config.intermediateSize
         router = try matrix(p + "gate.weight", config.expertCount, hidden)
         experts = try (0..<config.expertCount).map { e in
-            Expert(
+            GatedMLP(
                 gate: try matrix(p + "experts.\(e).gate_proj.weight", width, hidden),
                 up: try matrix(p + "experts.\(e).up_proj.weight", width, hidden),
-                down: try matrix(p + "experts.\(e).down_proj.weight", hidden, width)
+                down: try matrix(p + "experts.\(e).down_proj.weight", hidden, width),
+                activation: .silu
             )
         }
         topK = config.expertsPerToken
@@ -66,7 +64,7 @@ struct ExpertFeedForward {
         instructionSet: InstructionSet
     ) {
         let chosen = route(normed, hidden: hidden, tokens: tokens, pool: pool, instructionSet: instructionSet)
-        let width = experts[0].gate.rows
+        let width = experts[0].intermediateSize
         let gathered = UnsafeMutablePointer<Float>.allocate(capacity: tokens * hidden)
         let gate = UnsafeMutablePointer<Float>.allocate(capacity: tokens * width)
         let up = UnsafeMutablePointer<Float>.allocate(capacity: tokens * width)
@@ -79,14 +77,9 @@ struct ExpertFeedForward {
             for (i, row) in rows.enumerated() {
                 (gathered + i * hidden).update(from: normed + row.token * hidden, count: hidden)
             }
-            gatedMatmul(
-                gate: Projection(expert.gate, y: gate, yStride: width), up: Projection(expert.up, y: up, yStride: width),
-                x: gathered, xStride: hidden, tokens: rows.count, pool: pool, instructionSet: instructionSet
-            )
-            matmul(
-                expert.down, x: gate, xStride: width, tokens: rows.count, y: output, yStride: hidden, pool: pool,
-                instructionSet: instructionSet
-            )
+            expert.run(
+                x: gathered, xStride: hidden, tokens: rows.count, y: output, yStride: hidden, accumulate: false, scratch: (gate, up),
+                pool: pool, instructionSet: instructionSet)
             for (i, row) in rows.enumerated() {
                 let target = x + row.token * hidden, source = output + i * hidden
                 for j in 0..<hidden { target[j] += row.weight * source[j] }

@@ -3,10 +3,10 @@ import ModelText
 /// A layer's feed-forward block: `down(act(gate(x)) · up(x))`, SwiGLU or GeGLU by ``activation``.
 ///
 /// The layer calls it through ``run(x:xStride:tokens:y:yStride:accumulate:scratch:pool:instructionSet:)`` only,
-/// so another kind of block (a mixture of experts) can take its place beside it.
+/// so another kind of block can take its place beside it; ``ExpertFeedForward``'s experts are such MLPs too.
 struct GatedMLP {
     var gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix
-    var gateBias: UnsafePointer<Float>?, upBias: UnsafePointer<Float>?, downBias: UnsafePointer<Float>?
+    var gateBias: UnsafePointer<Float>? = nil, upBias: UnsafePointer<Float>? = nil, downBias: UnsafePointer<Float>? = nil
     var activation: Activation
 
     var intermediateSize: Int { gate.rows }
