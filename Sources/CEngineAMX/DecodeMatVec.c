@@ -89,4 +89,91 @@ DECODE_TARGET void engine_bf16_matvec(
     }
 }
 
+// --- Batched decode: a few tokens (one per stream) against bf16 weights ---------------------------------------
+
+#define FEW_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+/// Tokens per pass over a group of rows: 4 rows x 4 tokens of accumulators, 4 activation registers.
+#define FEW_TOKENS 4
+
+/// Sixteen bf16 to f32 (exact).
+FEW_TARGET static inline __m512 widen16(const uint16_t *w) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)w)), 16));
+}
+
+/// Eight bf16 to f32 in the low half, zeros above.
+FEW_TARGET static inline __m512 widen8_low(const uint16_t *w) {
+    const __m256i wide = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w)), 16);
+    return _mm512_castsi512_ps(_mm512_zextsi256_si512(wide));
+}
+
+/// Rows `row[0..R)` against tokens `token..token+T` (R, T constants after inlining), every column: each widened
+/// weight vector feeds T FMAs, each activation vector R.
+FEW_TARGET static inline __attribute__((always_inline)) void few_tile(
+    const uint16_t *w, ptrdiff_t columns, const ptrdiff_t *row, int R, const float *x, ptrdiff_t x_stride,
+    ptrdiff_t token, int T, int prefetch, float *y, ptrdiff_t y_stride, const float *bias, int accumulate)
+{
+    const ptrdiff_t ahead = PREFETCH_AHEAD / sizeof(uint16_t);
+    __m512 acc[4][FEW_TOKENS];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    ptrdiff_t i = 0;
+    for (; i + 16 <= columns; i += 16) {
+        __m512 a[FEW_TOKENS];
+        for (int t = 0; t < T; t++) a[t] = _mm512_loadu_ps(x + (token + t) * x_stride + i);
+        for (int r = 0; r < R; r++) {
+            const uint16_t *p = w + row[r] * columns + i;
+            if (prefetch && (i & 31) == 0) _mm_prefetch((const char *)(p + ahead), _MM_HINT_T0);
+            const __m512 u = widen16(p);
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_fmadd_ps(u, a[t], acc[r][t]);
+        }
+    }
+    if (i < columns) {  // columns are a multiple of 8
+        __m512 a[FEW_TOKENS];
+        for (int t = 0; t < T; t++)
+            a[t] = _mm512_castsi512_ps(_mm512_zextsi256_si512(_mm256_castps_si256(_mm256_loadu_ps(x + (token + t) * x_stride + i))));
+        for (int r = 0; r < R; r++) {
+            const __m512 u = widen8_low(w + row[r] * columns + i);
+            for (int t = 0; t < T; t++) acc[r][t] = _mm512_fmadd_ps(u, a[t], acc[r][t]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int t = 0; t < T; t++) {
+            float value = _mm512_reduce_add_ps(acc[r][t]) + (bias ? bias[row[r]] : 0.0f);
+            float *target = y + (token + t) * y_stride + row[r];
+            if (accumulate) *target += value; else *target = value;
+        }
+    }
+}
+
+/// Every token against rows `row[0..R)`: the first group of tokens reads the rows from memory (prefetching, as
+/// the single-token kernel does), later groups from cache.
+FEW_TARGET static inline __attribute__((always_inline)) void few_rows(
+    const uint16_t *w, ptrdiff_t columns, const ptrdiff_t *row, int R, const float *x, ptrdiff_t x_stride,
+    ptrdiff_t tokens, float *y, ptrdiff_t y_stride, const float *bias, int accumulate)
+{
+    ptrdiff_t t = 0;
+    for (; t + FEW_TOKENS <= tokens; t += FEW_TOKENS)
+        few_tile(w, columns, row, R, x, x_stride, t, FEW_TOKENS, t == 0, y, y_stride, bias, accumulate);
+    switch (tokens - t) {
+    case 3: few_tile(w, columns, row, R, x, x_stride, t, 3, t == 0, y, y_stride, bias, accumulate); break;
+    case 2: few_tile(w, columns, row, R, x, x_stride, t, 2, t == 0, y, y_stride, bias, accumulate); break;
+    case 1: few_tile(w, columns, row, R, x, x_stride, t, 1, t == 0, y, y_stride, bias, accumulate); break;
+    default: break;
+    }
+}
+
+FEW_TARGET void engine_bf16_matmul_few(
+    const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
+    const float *x, ptrdiff_t x_stride, ptrdiff_t tokens, float *y, ptrdiff_t y_stride, const float *bias, int accumulate)
+{
+    // As in engine_bf16_matvec: four streams of rows, one row from each of four equal parts at a time.
+    const ptrdiff_t part = (row_end - row_start) / STREAMS;
+    for (ptrdiff_t row = row_start; row < row_start + part; row++) {
+        const ptrdiff_t rows[STREAMS] = {row, row + part, row + 2 * part, row + 3 * part};
+        few_rows(w, columns, rows, STREAMS, x, x_stride, tokens, y, y_stride, bias, accumulate);
+    }
+    for (ptrdiff_t row = row_start + STREAMS * part; row < row_end; row++)
+        few_rows(w, columns, &row, 1, x, x_stride, tokens, y, y_stride, bias, accumulate);
+}
+
 #endif

@@ -76,7 +76,7 @@ struct MatMulTests {
 
     /// The same with the AVX-512 build of the packed kernels, on CPUs that have it (whatever
     /// `MODELD_ENGINE_AVX512` says).
-    @Test(.enabled(if: InstructionSet.cpuHasAVX512), arguments: [WeightFormat.bf16, .f16, .f32], [1, 2, 4, 6, 7, 13])
+    @Test(.enabled(if: InstructionSet.cpuHasAVX512), arguments: [WeightFormat.bf16, .f16, .f32], [1, 2, 3, 4, 5, 6, 7, 13])
     func avx512MatmulMatchesReference(format: WeightFormat, tokens: Int) {
         Self.expectMatmulMatchesReference(format: format, tokens: tokens, instructionSet: .avx512)
     }

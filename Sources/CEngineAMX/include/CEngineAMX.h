@@ -59,6 +59,14 @@ void engine_bf16_matvec(
     const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
     const float *x, float *y, const float *bias, int accumulate);
 
+/// `y[t][n] (+)= bias[n] + sum_k x[t][k] * w[n][k]` for bf16 weight rows `row_start..<row_end` and a few tokens
+/// (batched decode: one per stream), `x` rows `x_stride` floats apart, `y` rows `y_stride` apart: each weight row is
+/// read from memory once for every token (with software prefetch, as ``engine_bf16_matvec``), widened to f32, and
+/// multiplied in f32. Needs AVX-512 (F, BW, DQ, VL); `columns` a multiple of 8.
+void engine_bf16_matmul_few(
+    const uint16_t *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
+    const float *x, ptrdiff_t x_stride, ptrdiff_t tokens, float *y, ptrdiff_t y_stride, const float *bias, int accumulate);
+
 /// `y[t][n] (+)= bias[n] + sum_k a[t][k] * w[n][k]` for bf16 weight rows `row_start..<row_end` and tokens
 /// `0..<tokens` with AVX-512 BF16's `vdpbf16ps` (products of bf16 pairs summed in f32), for CPUs without AMX.
 /// The arguments are those of ``amx_bf16_matmul``, the activations from ``amx_bf16_pack_activations``, which

@@ -216,6 +216,12 @@ private struct MatMulJob {
             DecodeMatVec.multiply(weights, rows: rows, x: x, y: y, bias: bias, accumulate: accumulate)
             return
         }
+        if tokens < DecodeMatVec.fewTokens, weights.format == .bf16, instructionSet != .avx2 {
+            DecodeMatVec.multiply(
+                weights, rows: rows, x: x, xStride: xStride, tokens: tokens, y: y, yStride: yStride, bias: bias, accumulate: accumulate
+            )
+            return
+        }
         if tokens >= Self.packedTokens, instructionSet != .avx2 {
             let format: PackedMatMul.Format
             switch weights.format {
