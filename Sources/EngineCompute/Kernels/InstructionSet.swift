@@ -48,14 +48,18 @@ package enum InstructionSet: Sendable {
     }()
 
     /// What models use: ``amx`` if ``cpuHasAMX`` and ``best`` is AVX-512, ``amxBF16`` instead with
-    /// `MODELD_ENGINE_AMX=bf16`; without AMX, ``avx512BF16`` (``avx512BF16Rounded`` with `bf16`) if
-    /// ``cpuHasAVX512BF16``; ``best`` with `MODELD_ENGINE_AMX=0` or without either. Only the prefill of bf16
+    /// `MODELD_ENGINE_AMX=bf16`; without AMX, ``avx512BF16Rounded`` if ``cpuHasAVX512BF16`` (``avx512BF16`` with
+    /// `MODELD_ENGINE_AMX=split`); ``best`` with `MODELD_ENGINE_AMX=0` or without either. Only the prefill of bf16
     /// weights is affected, so other models compute exactly as with ``best``.
+    ///
+    /// `vdpbf16ps` takes activations rounded to bf16 by default, as llama.cpp and PyTorch's bf16 models do: two
+    /// parts do as many instructions per product as f32 FMAs and leave prefill at about half llama.cpp's speed
+    /// (docs/benchmarks.md). AMX tiles multiply fast enough to keep the two parts' precision.
     package static let preferred: InstructionSet = {
         let setting = ProcessInfo.processInfo.environment["MODELD_ENGINE_AMX"]
         guard best == .avx512, setting != "0" else { return best }
         if cpuHasAMX { return setting == "bf16" ? .amxBF16 : .amx }
-        if cpuHasAVX512BF16 { return setting == "bf16" ? .avx512BF16Rounded : .avx512BF16 }
+        if cpuHasAVX512BF16 { return setting == "split" ? .avx512BF16 : .avx512BF16Rounded }
         return best
     }()
 
