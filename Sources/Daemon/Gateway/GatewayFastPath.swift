@@ -510,7 +510,7 @@ final class GatewayFastPath: ChannelDuplexHandler, RemovableChannelHandler, Engi
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
         } else {
             let status = failure.map { Int($0.status.code) } ?? 200
-            let body = failure?.body ?? OllamaJSON.encode(relay.wholeReply())
+            let body = failure.map { ErrorShape.ollama.body($0.apiError, requestID: "") } ?? OllamaJSON.encode(relay.wholeReply())
             complete(code: status)
             writeWhole(status: status, contentType: OllamaJSON.contentType, body: body, id: exchange.id, promise: sent, context: context)
         }

@@ -32,9 +32,6 @@ struct OllamaError: APIErrorConvertible, CustomStringConvertible {
         OllamaError(.internalServerError, "the \(run.engine.displayName) of run \(run.name) did not answer: \(error)")
     }
 
-    /// The error as one JSON object: `{"error": "..."}`.
-    var body: ByteBuffer { OllamaJSON.encode(["error": message]) }
-
     /// The error as the last line of a streamed reply, which Ollama ends with it.
     var line: ByteBuffer { OllamaJSON.line(["error": message]) }
 }
