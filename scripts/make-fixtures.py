@@ -280,6 +280,58 @@ SPECS = [
         ),
     },
     {
+        "name": "phi4mini-tiny",
+        "family": "llama",
+        "template": "microsoft-Phi-3.5-mini-instruct.jinja",
+        "vocab": 700,
+        "specials": ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
+        "extra": [],
+        "bos": None,
+        "eos": "<|end|>",
+        "pad": "<|endoftext|>",
+        "gen_eos": ["<|end|>", "<|endoftext|>"],
+        "dtype": torch.bfloat16,
+        "shard": None,
+        "classic_config": True,
+        # Phi-4-mini's RoPE in small: 3/4 of each head rotated, longrope with long factors unlike the short ones,
+        # and an original_max_position_embeddings of 16: the main prompt passes it (long factors from the first
+        # token), the shorter prompts cross it while generating. max / original = 32 gives an attention factor of 1.5.
+        "config": dict(
+            architectures=["Phi3ForCausalLM"], model_type="phi3", hidden_size=64, intermediate_size=128,
+            num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+            rope_theta=10000.0, max_position_embeddings=512, original_max_position_embeddings=16,
+            partial_rotary_factor=0.75, tie_word_embeddings=True, hidden_act="silu",
+            rope_scaling={"rope_type": "longrope", "short_factor": [1.0, 1.05, 1.2, 1.5, 2.0, 2.5],
+                          "long_factor": [1.0, 1.5, 3.0, 6.0, 12.0, 20.0]},
+        ),
+    },
+    {
+        "name": "gemma3-gguf-tiny",
+        "family": "llama",
+        "template": "google-gemma-2-2b-it.jinja",
+        "vocab": 700,
+        "specials": ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"],
+        "extra": [],
+        "bos": "<bos>",
+        "eos": "<end_of_turn>",
+        "pad": "<pad>",
+        "gen_eos": ["<end_of_turn>", "<eos>"],
+        "dtype": torch.bfloat16,
+        "shard": None,
+        "classic_config": True,
+        # Gemma 3 as a GGUF file can describe it: the default layer pattern (five sliding layers, then a global
+        # one), query_pre_attn_scalar equal to head_dim (llama.cpp's converter keeps neither), otherwise as
+        # gemma3-tiny: local RoPE base, linear scaling on the global layer, soft-capping, GeGLU, tied embeddings.
+        "config": dict(
+            architectures=["Gemma3ForCausalLM"], model_type="gemma3_text", hidden_size=64, intermediate_size=128,
+            num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
+            rope_theta=1000000.0, rope_local_base_freq=10000.0, rope_scaling={"rope_type": "linear", "factor": 2.0},
+            max_position_embeddings=512, tie_word_embeddings=True, sliding_window=6,
+            query_pre_attn_scalar=32, final_logit_softcapping=3.0, attn_logit_softcapping=None,
+            hidden_activation="gelu_pytorch_tanh",
+        ),
+    },
+    {
         "name": "qwen3moe-tiny",
         "family": "qwen3",
         "template": "Qwen-Qwen3-0.6B.jinja",
@@ -471,6 +523,11 @@ def build(spec, templates: Path):
             config["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
             rope = dict(rope["full_attention"])
         config["rope_theta"] = rope.pop("rope_theta")
+        if rope.get("rope_type") == "longrope":
+            # Phi-3.5 and Phi-4-mini keep these beside rope_scaling, not in it.
+            for key in ("partial_rotary_factor", "original_max_position_embeddings"):
+                if key in rope:
+                    config[key] = rope.pop(key)
         config["rope_scaling"] = None if rope.get("rope_type") == "default" else rope
         config.pop("dtype", None)
         config.pop("_sliding_window_pattern", None)

@@ -31,7 +31,8 @@ struct ArchitectureTests {
         arguments: [
             ("mistral-tiny", "sliding window"), ("phi3-tiny", "sliding window"), ("gemma3-tiny", "sliding window"),
             ("gemma3-tiny", "local RoPE base"), ("gemma3-tiny", "linear RoPE scaling"), ("gemma3-tiny", "query_pre_attn_scalar"),
-            ("gemma3-tiny", "final logit soft-capping"), ("gemma3-tiny", "GeGLU"),
+            ("gemma3-tiny", "final logit soft-capping"), ("gemma3-tiny", "GeGLU"), ("phi4mini-tiny", "long factors"),
+            ("phi4mini-tiny", "longrope attention factor"), ("phi4mini-tiny", "partial rotary"),
         ])
     func featuresMatter(name: String, feature: String) throws {
         let directory = try Fixtures.directory(name)
@@ -43,6 +44,22 @@ struct ArchitectureTests {
         case "query_pre_attn_scalar": config.queryPreAttentionScalar = nil
         case "final logit soft-capping": config.finalLogitSoftcapping = nil
         case "GeGLU": config.activation = .silu
+        case "long factors", "longrope attention factor", "partial rotary":
+            guard case .longrope(var longrope) = config.ropeScaling else {
+                Issue.record("\(name) has no longrope")
+                return
+            }
+            switch feature {
+            case "long factors": longrope.longFactors = longrope.shortFactors
+            case "longrope attention factor": longrope.attentionFactor = 1
+            default:
+                // Rotating whole heads: the pass-through dimensions turned by unscaled frequencies.
+                let extra = [Double](repeating: 1, count: (config.headDim - config.rotaryDimensions) / 2)
+                config.rotaryDimensions = config.headDim
+                longrope.shortFactors += extra
+                longrope.longFactors += extra
+            }
+            config.ropeScaling = .longrope(longrope)
         default: Issue.record("unknown feature \(feature)")
         }
         let model = try TransformerModel(
@@ -55,8 +72,14 @@ struct ArchitectureTests {
 
     @Test("completions are transformers' greedy text, and streaming gives the same text", arguments: Fixtures.multiPromptNames)
     func serverGreedyAndStreaming(name: String) async throws {
+        try await Self.checkServer(path: try Fixtures.directory(name), name: name)
+    }
+
+    /// Serves the model at `path` (a directory or GGUF file of fixture `name`) and checks that each recorded prompt's
+    /// completion is transformers' greedy text, in full and streamed.
+    static func checkServer(path: URL, name: String) async throws {
         let expected = try Fixtures.expected(name)
-        let runtime = try EngineRuntime(directory: try Fixtures.directory(name), servedName: "tiny")
+        let runtime = try EngineRuntime(directory: path, servedName: "tiny")
         defer { runtime.scheduler.stop() }
         let app = Application(router: EngineServer(runtime: runtime).router())
         let prompts = [(expected.prompt_ids, expected.greedy_ids)] + (expected.more_prompts ?? []).map { ($0.prompt_ids, $0.greedy_ids) }
@@ -112,10 +135,9 @@ struct ArchitectureTests {
     @Test(
         "unsupported configuration values are named",
         arguments: [
-            ("phi3-tiny", "rope_scaling", #"{"rope_type": "longrope", "short_factor": [1.0], "long_factor": [1.0]}"#, "longrope"),
-            ("phi3-tiny", "rope_scaling", #"{"type": "su"}"#, "rope_scaling type su is not supported"),
-            ("mistral-tiny", "rope_scaling", #"{"rope_type": "yarn", "factor": 4.0}"#, "default, linear and llama3"),
-            ("phi3-tiny", "partial_rotary_factor", "0.75", "partial_rotary_factor 0.75"),
+            ("phi3-tiny", "rope_scaling", #"{"rope_type": "dynamic", "factor": 2.0}"#, "rope_scaling type dynamic is not supported"),
+            ("mistral-tiny", "rope_scaling", #"{"rope_type": "yarn", "factor": 4.0}"#, "default, linear, llama3 and longrope"),
+            ("gemma3-tiny", "partial_rotary_factor", "0.5", "partial_rotary_factor 0.5"),
             ("mistral-tiny", "hidden_act", #""gelu""#, "hidden_act gelu"),
             ("gemma3-tiny", "hidden_activation", #""relu""#, "hidden_activation relu"),
             ("gemma3-tiny", "use_bidirectional_attention", "true", "use_bidirectional_attention"),

@@ -11,8 +11,10 @@ struct ForwardTests {
 
     /// The tolerance for one fixture. Gemma 3 normalises each block's output before the residual add, which
     /// magnifies the f16 KV cache's rounding: transformers itself moves by 1.25e-3 on gemma3-tiny when its keys
-    /// and values are rounded to f16 as the cache stores them.
-    static func tolerance(_ name: String) -> Float { name == "gemma3-tiny" ? 2e-3 : tolerance }
+    /// and values are rounded to f16 as the cache stores them (gemma3-gguf-tiny is its six-layer sibling).
+    /// phi4mini-tiny's longrope attention factor of 1.5 multiplies every score by 2.25, which magnifies that rounding
+    /// and the kernels' summation order alike: 8.3e-4 from safetensors (bf16), 1.01e-3 from its F32 GGUF file.
+    static func tolerance(_ name: String) -> Float { name.hasPrefix("gemma3") || name == "phi4mini-tiny" ? 2e-3 : tolerance }
 
     @Test(arguments: Fixtures.names + Fixtures.mixtureOfExperts)
     func prefillLogitsMatch(name: String) throws {
@@ -33,8 +35,14 @@ struct ForwardTests {
         let expected = try Fixtures.expected(name)
         let model = try Fixtures.model(name)
         let cache = model.makeCache(capacity: 4)  // small, so the cache has to grow on the way
+        // Longrope rotates a sequence by its length: while it is no longer than original_max_position_embeddings the
+        // short factors give other logits than the whole prompt's, which passes that length (LongRopeTests).
+        var first = 0
+        if case .longrope(let longrope) = model.config.ropeScaling { first = longrope.originalMaxPositionEmbeddings }
+        #expect(first < expected.prompt_ids.count)
         for (position, token) in expected.prompt_ids.enumerated() {
             let row = try model.forward([ForwardSegment(cache: cache, tokens: [token])])[0][0]
+            guard position >= first else { continue }
             let difference = maxAbsDifference(row, expected.logits[position])
             #expect(difference < Self.tolerance(name), "\(name) position \(position): max |Δ| \(difference)")
         }

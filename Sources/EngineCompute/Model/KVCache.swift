@@ -11,6 +11,10 @@ package final class KVCache: @unchecked Sendable {
     package let width: Int
     /// Positions stored; the next token goes at position `count`.
     package internal(set) var count = 0
+    /// The token of each stored position (a longrope model refills the cache from them: ``TransformerModel``).
+    package internal(set) var tokens: [Int32] = []
+    /// Whether the stored keys were rotated with longrope's long frequencies.
+    var rotatesLong = false
     package private(set) var capacity: Int
     private(set) var keys: [UnsafeMutablePointer<Float16>]
     private(set) var values: [UnsafeMutablePointer<Float16>]
@@ -54,5 +58,6 @@ package final class KVCache: @unchecked Sendable {
     package func truncate(to newCount: Int) {
         precondition(newCount >= 0 && newCount <= count, "cannot truncate a cache of \(count) positions to \(newCount)")
         count = newCount
+        tokens.removeLast(tokens.count - newCount)
     }
 }

@@ -229,16 +229,19 @@ package final class TransformerModel: @unchecked Sendable {
         let eps = config.rmsNormEps
 
         var caches = Set<ObjectIdentifier>()
-        var positions: [Int] = []
-        var owners: [Int] = []
-        for (index, segment) in segments.enumerated() {
+        for segment in segments {
             guard caches.insert(ObjectIdentifier(segment.cache)).inserted else {
                 throw ModelError(.invalidTensor, "one KV cache appears in two segments of the same forward pass")
             }
-            for (offset, token) in segment.tokens.enumerated() {
-                guard token >= 0, Int(token) < vocab else {
-                    throw ModelError(.invalidTensor, "token id \(token) is outside the vocabulary of \(vocab)")
-                }
+            for token in segment.tokens where token < 0 || Int(token) >= vocab {
+                throw ModelError(.invalidTensor, "token id \(token) is outside the vocabulary of \(vocab)")
+            }
+        }
+        let (segments, refilled) = refillingLongropeCaches(segments)
+        var positions: [Int] = []
+        var owners: [Int] = []
+        for (index, segment) in segments.enumerated() {
+            for offset in segment.tokens.indices {
                 positions.append(segment.cache.count + offset)
                 owners.append(index)
             }
@@ -265,8 +268,9 @@ package final class TransformerModel: @unchecked Sendable {
             blockOutput?.deallocate()
             localRotations?.deallocate()
         }
+        let cacheOf = segments.map(\.cache)
         for t in 0..<count {
-            rope.table(position: positions[t], into: rotations + t * hd)
+            rope.table(position: positions[t], long: cacheOf[owners[t]].rotatesLong, into: rotations + t * hd)
             if let localRope, let localRotations { localRope.table(position: positions[t], into: localRotations + t * hd) }
         }
         let flatTokens = segments.flatMap(\.tokens)
@@ -276,7 +280,6 @@ package final class TransformerModel: @unchecked Sendable {
         if let embeddingScale = config.embeddingScale {
             for i in 0..<count * hidden { x[i] *= embeddingScale }
         }
-        let cacheOf = segments.map(\.cache)
         let scale = config.attentionScale
 
         for (index, layer) in layers.enumerated() {
@@ -359,16 +362,19 @@ package final class TransformerModel: @unchecked Sendable {
                 experts.apply(normed: normed, x: x, hidden: hidden, tokens: count, pool: pool, instructionSet: instructionSet)
             }
         }
-        for segment in segments { segment.cache.count += segment.tokens.count }
+        for segment in segments {
+            segment.cache.count += segment.tokens.count
+            segment.cache.tokens += segment.tokens
+        }
 
         // Only the rows asked for go through the (large) vocabulary projection.
         var selected: [Int] = []
         var start = 0
-        for segment in segments {
+        for (index, segment) in segments.enumerated() {
             switch segment.logits {
             case .none: break
             case .last: selected.append(start + segment.tokens.count - 1)
-            case .all: selected.append(contentsOf: start..<start + segment.tokens.count)
+            case .all: selected.append(contentsOf: start + refilled[index]..<start + segment.tokens.count)
             }
             start += segment.tokens.count
         }
@@ -388,16 +394,37 @@ package final class TransformerModel: @unchecked Sendable {
             logits.update(from: normed, count: selected.count * hidden)
         }
         var row = 0
-        return segments.map { segment in
+        return zip(segments, refilled).map { segment, refilled in
             let rows: Int
             switch segment.logits {
             case .none: rows = 0
             case .last: rows = 1
-            case .all: rows = segment.tokens.count
+            case .all: rows = segment.tokens.count - refilled
             }
             defer { row += rows }
             return (row..<row + rows).map { r in Array(UnsafeBufferPointer(start: logits + r * width, count: width)) }
         }
+    }
+
+    /// The segments to run when longrope switches a sequence between its short and long frequencies: transformers
+    /// rotates every position of a sequence longer than `original_max_position_embeddings` with the long ones (and
+    /// drops its cache when generation crosses that length), so a cache filled with the other set is emptied and its
+    /// tokens run again ahead of the segment's own. Returns the segments and, per segment, how many tokens were put back.
+    private func refillingLongropeCaches(_ segments: [ForwardSegment]) -> ([ForwardSegment], [Int]) {
+        var refilled = [Int](repeating: 0, count: segments.count)
+        guard rope.longInverseFrequencies != nil else { return (segments, refilled) }
+        var segments = segments
+        for (index, segment) in segments.enumerated() {
+            let cache = segment.cache
+            let long = rope.usesLongFrequencies(length: cache.count + segment.tokens.count)
+            if cache.count > 0, long != cache.rotatesLong {
+                refilled[index] = cache.count
+                segments[index].tokens = cache.tokens + segment.tokens
+                cache.truncate(to: 0)
+            }
+            cache.rotatesLong = long
+        }
+        return (segments, refilled)
     }
 
     /// `x += rmsNorm(block)` for `tokens` rows of the hidden size (`block` is normalised in place).

@@ -21,7 +21,7 @@ extension GGUFFile {
 extension ModelConfig {
     /// The `general.architecture` names of the supported architectures.
     package static let ggufArchitectures: [String: Architecture] = [
-        "qwen2": .qwen2, "qwen3": .qwen3, "llama": .llama, "qwen3moe": .qwen3Moe,
+        "qwen2": .qwen2, "qwen3": .qwen3, "llama": .llama, "qwen3moe": .qwen3Moe, "phi3": .phi3, "gemma3": .gemma3,
     ]
 
     /// The configuration of a GGUF model, from its `<arch>.*` keys and tensor shapes (docs/design/gguf.md,
@@ -53,12 +53,26 @@ extension ModelConfig {
                 .invalidConfig,
                 "\(source) has inconsistent attention sizes: hidden \(hidden), heads \(heads), kv heads \(kvHeads), head dim \(headDim)")
         }
-        if let ropeDimensions = value("rope.dimension_count")?.int, ropeDimensions != headDim {
-            throw ModelError(
-                .unsupportedArchitecture, "\(source) rotates \(ropeDimensions) of \(headDim) head dimensions; the built-in engine rotates all")
+        let rotaryDimensions = value("rope.dimension_count")?.int ?? headDim
+        guard rotaryDimensions > 0, rotaryDimensions <= headDim, rotaryDimensions % 2 == 0 else {
+            throw ModelError(.invalidConfig, "\(source) rotates \(rotaryDimensions) of \(headDim) head dimensions")
         }
-        if let scaling = value("rope.scaling.type")?.string, scaling != "none" {
-            throw ModelError(.unsupportedArchitecture, "\(source) has rope scaling \(scaling), which the built-in engine does not support")
+        if rotaryDimensions != headDim, architecture != .phi3 {
+            throw ModelError(
+                .unsupportedArchitecture,
+                "\(source) rotates \(rotaryDimensions) of \(headDim) head dimensions; the built-in engine rotates part of a head for phi3 only")
+        }
+        var scaling: RopeScaling?
+        switch value("rope.scaling.type")?.string ?? "none" {
+        case "none": break
+        case "linear":
+            guard let factor = value("rope.scaling.factor")?.double, factor > 0 else {
+                throw ModelError(.invalidConfig, "\(source) has linear rope scaling without a positive \(name).rope.scaling.factor")
+            }
+            scaling = .linear(factor: factor)
+        case let type:
+            throw ModelError(
+                .unsupportedArchitecture, "\(source) has rope scaling \(type), which the built-in engine does not support; it runs none and linear")
         }
         let embedding = gguf.tensorInfo(named: "token_embd.weight")
         let tokens = gguf.metadata["tokenizer.ggml.tokens"]?.array?.count
@@ -76,12 +90,19 @@ extension ModelConfig {
             vocabSize: vocab,
             rmsNormEps: Float(value("attention.layer_norm_rms_epsilon")?.double ?? 1e-6),
             ropeTheta: value("rope.freq_base")?.double ?? 10000,
+            ropeScaling: scaling,
             tieWordEmbeddings: gguf.tensorInfo(named: "output.weight") == nil,
             attentionBias: gguf.tensorInfo(named: "blk.0.attn_q.bias") != nil,
             maxPositionEmbeddings: value("context_length")?.int ?? 32768
         )
-        if architecture == .qwen3Moe {
-            config.experts = try Self.experts(gguf, layers: config.layerCount)
+        config.rotaryDimensions = rotaryDimensions
+        // llama.cpp's converter writes Gemma's norm weights with the `1 +` added.
+        config.normWeightOffset = 0
+        switch architecture {
+        case .qwen3Moe: config.experts = try Self.experts(gguf, layers: config.layerCount)
+        case .phi3: try Self.readPhi3(gguf, into: &config)
+        case .gemma3: try Self.readGemma3(gguf, into: &config)
+        default: break
         }
         // Llama 3.1-style scaling arrives as per-frequency divisors (`rope_freqs.weight`), not as keys.
         if let factors = gguf.tensorInfo(named: "rope_freqs.weight") {
@@ -93,6 +114,64 @@ extension ModelConfig {
             config.ropeFrequencyFactors = (0..<headDim / 2).map { data.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) }
         }
         self = config
+    }
+
+    /// A `phi3` file's sliding window (`attention.sliding_window`, 0 for none: it then covers every layer, as
+    /// transformers' `sliding_window` does) and longrope: the converter writes no scaling type but the tensors
+    /// `rope_factors_short` and `rope_factors_long` (one divisor per rotated pair), `rope.scaling.original_context_length`
+    /// and the attention factor it derived, `rope.scaling.attn_factor` (docs/builtin-engine.md, Rotary embeddings).
+    private static func readPhi3(_ gguf: GGUFFile, into config: inout ModelConfig) throws {
+        let source = gguf.url.lastPathComponent, name = gguf.architectureName
+        if let window = gguf.metadata["\(name).attention.sliding_window"]?.int, window > 0 { config.slidingWindow = window }
+        let short = gguf.tensorInfo(named: "rope_factors_short.weight"), long = gguf.tensorInfo(named: "rope_factors_long.weight")
+        guard short != nil || long != nil else { return }
+        let pairs = config.rotaryDimensions / 2
+        func factors(_ info: GGUFFile.TensorInfo?, _ tensor: String) throws -> [Double] {
+            guard let info, info.type == .f32, info.dimensions == [pairs] else {
+                throw ModelError(.invalidTensor, "\(source): \(tensor) is missing or not F32 [\(pairs)], as longrope needs")
+            }
+            let data = gguf.data(of: info)
+            return (0..<pairs).map { Double(data.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)) }
+        }
+        guard let original = gguf.metadata["\(name).rope.scaling.original_context_length"]?.int, original > 1 else {
+            throw ModelError(.invalidConfig, "\(source) has longrope factors but no \(name).rope.scaling.original_context_length")
+        }
+        let derived = LongRopeScaling.attentionFactor(factor: Double(config.maxPositionEmbeddings) / Double(original), original: original)
+        config.ropeScaling = .longrope(
+            LongRopeScaling(
+                shortFactors: try factors(short, "rope_factors_short.weight"), longFactors: try factors(long, "rope_factors_long.weight"),
+                originalMaxPositionEmbeddings: original,
+                attentionFactor: gguf.metadata["\(name).rope.scaling.attn_factor"]?.double ?? derived))
+    }
+
+    /// A `gemma3` file as llama.cpp reads it: sliding-window layers when `attention.sliding_window` is positive, chosen
+    /// by `attention.sliding_window_pattern` (per-layer booleans, or every n-th layer global; 6 when absent), with the
+    /// RoPE base `rope.freq_base_swa` (transformers' 10000 when absent); soft-capped logits by `final_logit_softcapping`;
+    /// GeGLU. The converter keeps no `query_pre_attn_scalar`: llama.cpp scales scores by `1/sqrt(head_dim)`, or for the
+    /// 62-layer model (27B) by `1/sqrt(hidden / heads)`, which are the values Gemma 3's checkpoints set.
+    private static func readGemma3(_ gguf: GGUFFile, into config: inout ModelConfig) throws {
+        let source = gguf.url.lastPathComponent, name = gguf.architectureName
+        func value(_ key: String) -> GGUFValue? { gguf.metadata["\(name).\(key)"] }
+        config.activation = .geluTanh
+        config.queryPreAttentionScalar = Double(config.layerCount == 62 ? config.hiddenSize / config.headCount : config.headDim)
+        if let cap = value("final_logit_softcapping")?.double {
+            guard cap > 0 else { throw ModelError(.invalidConfig, "\(source) has final_logit_softcapping \(cap); it must be positive") }
+            config.finalLogitSoftcapping = Float(cap)
+        }
+        guard let window = value("attention.sliding_window")?.int, window > 0 else { return }
+        config.slidingWindow = window
+        let layers = config.layerCount
+        if let flags = value("attention.sliding_window_pattern")?.array {
+            guard flags.count == layers, flags.allSatisfy({ $0.bool != nil }) else {
+                throw ModelError(.invalidConfig, "\(source) has a sliding_window_pattern of \(flags.count) values for \(layers) layers")
+            }
+            config.layerTypes = flags.map { $0.bool == true ? .sliding : .full }
+        } else {
+            let pattern = value("attention.sliding_window_pattern")?.int ?? 6
+            guard pattern > 0 else { throw ModelError(.invalidConfig, "\(source) has sliding_window_pattern \(pattern)") }
+            config.layerTypes = (0..<layers).map { ($0 + 1) % pattern == 0 ? .full : .sliding }
+        }
+        config.localRopeTheta = value("rope.freq_base_swa")?.double ?? 10000
     }
 
     /// The experts of a `qwen3moe` file: `expert_count`, `expert_used_count`, `expert_feed_forward_length`;

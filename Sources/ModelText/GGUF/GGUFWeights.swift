@@ -55,6 +55,10 @@ package final class GGUFWeights: WeightSource, @unchecked Sendable {
         "post_attention_layernorm.weight": "ffn_norm.weight",
         "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
         "mlp.gate.weight": "ffn_gate_inp.weight",
+        // Phi-3's fused matrices.
+        "self_attn.qkv_proj.weight": "attn_qkv.weight", "mlp.gate_up_proj.weight": "ffn_up.weight",
+        // Gemma 3's norms around both blocks (its `post_attention_layernorm` follows attention, unlike the others').
+        "pre_feedforward_layernorm.weight": "ffn_norm.weight", "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
     ]
 
     /// The 3-D GGUF tensor holding an expert's projection, and the expert's index in it, for a transformers name
@@ -89,7 +93,11 @@ package final class GGUFWeights: WeightSource, @unchecked Sendable {
             let sliceBytes = info.byteCount / info.shape[0]
             return view(name, type: info.type, shape: Array(info.shape.dropFirst()), data: file.data(of: info).baseAddress! + expert * sliceBytes)
         }
-        guard let ggufName = Self.ggufName(name), let info = file.tensorInfo(named: ggufName) else { return nil }
+        guard var ggufName = Self.ggufName(name) else { return nil }
+        if config.hasSandwichNorms, name.hasSuffix(".post_attention_layernorm.weight") {
+            ggufName = ggufName.replacingOccurrences(of: "ffn_norm", with: "post_attention_norm")
+        }
+        guard let info = file.tensorInfo(named: ggufName) else { return nil }
         let data = reordered[name].map { UnsafeRawPointer($0.baseAddress!) } ?? file.data(of: info).baseAddress!
         return view(name, type: info.type, shape: info.shape, data: data)
     }

@@ -63,6 +63,34 @@ package enum RopeScaling: Sendable, Equatable {
     case llama3(Llama3RopeScaling)
     /// `rope_type: "linear"`: every frequency divided by the factor (position interpolation).
     case linear(factor: Double)
+    /// `rope_type: "longrope"` (Phi-3.5, Phi-4-mini; formerly `su`).
+    case longrope(LongRopeScaling)
+}
+
+/// `rope_scaling` with `rope_type: "longrope"`: each frequency is divided by its own factor, the short ones while
+/// a sequence is at most ``originalMaxPositionEmbeddings`` long and the long ones for every position once it is
+/// longer (docs/builtin-engine.md, Rotary embeddings); cosines and sines are multiplied by ``attentionFactor``.
+package struct LongRopeScaling: Sendable, Equatable {
+    /// One divisor per rotated pair (`short_factor`).
+    package var shortFactors: [Double]
+    /// One divisor per rotated pair (`long_factor`).
+    package var longFactors: [Double]
+    package var originalMaxPositionEmbeddings: Int
+    /// `attention_factor`, or transformers' default `sqrt(1 + ln(factor) / ln(original))` for a `factor`
+    /// (`max_position_embeddings / original_max_position_embeddings` unless given) above 1, else 1.
+    package var attentionFactor: Double
+
+    package init(shortFactors: [Double], longFactors: [Double], originalMaxPositionEmbeddings: Int, attentionFactor: Double) {
+        self.shortFactors = shortFactors
+        self.longFactors = longFactors
+        self.originalMaxPositionEmbeddings = originalMaxPositionEmbeddings
+        self.attentionFactor = attentionFactor
+    }
+
+    /// transformers' default attention factor for a context extended `factor` times beyond `original` positions.
+    package static func attentionFactor(factor: Double, original: Int) -> Double {
+        factor <= 1 ? 1 : (1 + log(factor) / log(Double(original))).squareRoot()
+    }
 }
 
 /// `rope_scaling` with `rope_type: "llama3"` (Llama 3.1 and later).
@@ -89,6 +117,9 @@ package struct ModelConfig: Sendable, Equatable {
     package var headCount: Int
     package var kvHeadCount: Int
     package var headDim: Int
+    /// The leading dimensions of each head that RoPE rotates (`int(head_dim · partial_rotary_factor)`); the rest
+    /// pass through unrotated.
+    package var rotaryDimensions: Int
     package var vocabSize: Int
     package var rmsNormEps: Float
     package var ropeTheta: Double
@@ -116,6 +147,9 @@ package struct ModelConfig: Sendable, Equatable {
     package var finalLogitSoftcapping: Float?
     /// The experts of a mixture-of-experts model; nil for a dense one.
     package var experts: MixtureOfExperts?
+    /// What RMSNorm weights are offset by: Gemma's norms scale by `1 + weight` in a checkpoint, while llama.cpp's
+    /// converter stores `1 + weight` in a GGUF file already.
+    package var normWeightOffset: Float
 
     package init(
         architecture: Architecture, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
@@ -130,6 +164,7 @@ package struct ModelConfig: Sendable, Equatable {
         self.headCount = headCount
         self.kvHeadCount = kvHeadCount
         self.headDim = headDim
+        self.rotaryDimensions = headDim
         self.vocabSize = vocabSize
         self.rmsNormEps = rmsNormEps
         self.ropeTheta = ropeTheta
@@ -139,6 +174,7 @@ package struct ModelConfig: Sendable, Equatable {
         self.mlpBias = mlpBias
         self.maxPositionEmbeddings = maxPositionEmbeddings
         self.experts = experts
+        self.normWeightOffset = architecture == .gemma3 ? 1 : 0
     }
 
     /// Bytes one token occupies in a ``KVCache`` (keys and values of every layer, f16): what a
@@ -150,9 +186,6 @@ package struct ModelConfig: Sendable, Equatable {
 
     /// Phi-3 stores q, k and v as one `qkv_proj` matrix and gate and up as one `gate_up_proj`.
     package var hasFusedProjections: Bool { architecture == .phi3 }
-
-    /// Gemma's RMSNorms scale by `1 + weight` instead of `weight`.
-    package var normWeightOffset: Float { architecture == .gemma3 ? 1 : 0 }
 
     /// Gemma 3 normalises each block's output too (`post_attention_layernorm`, `post_feedforward_layernorm`)
     /// before adding it to the residual stream, and the MLP's input with `pre_feedforward_layernorm`.
@@ -255,18 +288,23 @@ package struct ModelConfig: Sendable, Equatable {
         func number(_ value: Any?) -> Double? { (value as? Double) ?? (value as? Int).map(Double.init) }
         var theta = double("rope_theta", default: architecture == .gemma3 ? 1_000_000 : 10000)
         if object["rope_theta"] == nil, let value = number(parameters?["rope_theta"]) { theta = value }
-        var scaling: RopeScaling?
-        if let rope = (object["rope_scaling"] as? [String: Any]) ?? parameters {
-            scaling = try Self.ropeScaling(rope)
-            let partial = number(rope["partial_rotary_factor"]) ?? 1
-            if partial != 1 {
-                throw ModelError(
-                    .unsupportedArchitecture, "partial_rotary_factor \(partial) is not supported by the built-in engine; it rotates whole heads")
-            }
-        }
-        if let partial = number(object["partial_rotary_factor"]), partial != 1 {
+        // transformers rotates `int(head_dim · partial_rotary_factor)` dimensions (the factor beside `rope_scaling` or in it).
+        let rope = (object["rope_scaling"] as? [String: Any]) ?? parameters
+        let partial = number(rope?["partial_rotary_factor"]) ?? number(object["partial_rotary_factor"]) ?? 1
+        let rotaryDimensions = Int(Double(headDim) * partial)
+        guard partial > 0, partial <= 1, rotaryDimensions > 0, rotaryDimensions % 2 == 0 else {
             throw ModelError(
-                .unsupportedArchitecture, "partial_rotary_factor \(partial) is not supported by the built-in engine; it rotates whole heads")
+                .invalidConfig, "config.json has partial_rotary_factor \(partial), which rotates \(rotaryDimensions) of \(headDim) dimensions")
+        }
+        if partial != 1, architecture == .gemma3 {
+            throw ModelError(.unsupportedArchitecture, "partial_rotary_factor \(partial) is not supported by the built-in engine for Gemma 3")
+        }
+        let maxPositions = (try? int("max_position_embeddings")) ?? 32768
+        var scaling: RopeScaling?
+        if let rope {
+            scaling = try Self.ropeScaling(
+                rope, pairs: rotaryDimensions / 2, maxPositionEmbeddings: maxPositions,
+                originalMaxPositionEmbeddings: number(object["original_max_position_embeddings"]).flatMap { Int(exactly: $0) })
         }
         let layerCount = try int("num_hidden_layers")
         // Mistral and Phi-3 slide the window over every layer when `sliding_window` is set; Gemma 3 only over
@@ -302,7 +340,7 @@ package struct ModelConfig: Sendable, Equatable {
                 layerTypes = (0..<layerCount).map { ($0 + 1) % pattern == 0 ? .full : .sliding }
             }
             if let local = localParameters {
-                if try Self.ropeScaling(local) != nil {
+                if try Self.ropeScaling(local, pairs: rotaryDimensions / 2, maxPositionEmbeddings: maxPositions) != nil {
                     throw ModelError(.unsupportedArchitecture, "rope scaling on sliding_attention layers is not supported by the built-in engine")
                 }
             }
@@ -329,9 +367,10 @@ package struct ModelConfig: Sendable, Equatable {
             attentionBias: architecture == .qwen2
                 ? true : [.llama, .qwen3, .gemma3].contains(architecture) && (object["attention_bias"] as? Bool ?? false),
             mlpBias: architecture == .llama ? (object["mlp_bias"] as? Bool ?? false) : false,
-            maxPositionEmbeddings: (try? int("max_position_embeddings")) ?? 32768,
+            maxPositionEmbeddings: maxPositions,
             experts: experts
         )
+        config.rotaryDimensions = rotaryDimensions
         config.activation = activation
         config.slidingWindow = slidingWindow
         config.layerTypes = layerTypes
@@ -380,9 +419,13 @@ package struct ModelConfig: Sendable, Equatable {
         )
     }
 
-    /// The scaling of a `rope_scaling` (or `rope_parameters`) object; nil for `default`.
+    /// The scaling of a `rope_scaling` (or `rope_parameters`) object; nil for `default`. `pairs` is half the
+    /// rotated dimensions (longrope has a factor for each); longrope's `original_max_position_embeddings` is in the
+    /// object or, as Phi-3.5 and Phi-4-mini write it, beside it.
     /// - Throws: ``ModelError`` `unsupportedArchitecture` naming a refused type, or `invalidConfig`.
-    private static func ropeScaling(_ rope: [String: Any]) throws -> RopeScaling? {
+    private static func ropeScaling(
+        _ rope: [String: Any], pairs: Int, maxPositionEmbeddings: Int, originalMaxPositionEmbeddings: Int? = nil
+    ) throws -> RopeScaling? {
         let type = (rope["rope_type"] as? String) ?? (rope["type"] as? String) ?? "default"
         func number(_ key: String) throws -> Double {
             if let value = rope[key] as? Double { return value }
@@ -403,11 +446,29 @@ package struct ModelConfig: Sendable, Equatable {
                     highFrequencyFactor: try number("high_freq_factor"),
                     originalMaxPositionEmbeddings: try number("original_max_position_embeddings")
                 ))
+        case "longrope", "su":
+            func factors(_ key: String) throws -> [Double] {
+                let list = (rope[key] as? [Any])?.compactMap { ($0 as? Double) ?? ($0 as? Int).map(Double.init) }
+                guard let list, list.count == pairs, list.allSatisfy({ $0 > 0 }) else {
+                    throw ModelError(.invalidConfig, "rope_scaling of type \(type) needs \(key) of \(pairs) positive numbers")
+                }
+                return list
+            }
+            let original = (try? number("original_max_position_embeddings")).flatMap { Int(exactly: $0) } ?? originalMaxPositionEmbeddings
+            guard let original, original > 1 else {
+                throw ModelError(.invalidConfig, "rope_scaling of type \(type) needs original_max_position_embeddings above 1")
+            }
+            let factor = (try? number("factor")) ?? Double(maxPositionEmbeddings) / Double(original)
+            let attentionFactor = (try? number("attention_factor")) ?? LongRopeScaling.attentionFactor(factor: factor, original: original)
+            return .longrope(
+                LongRopeScaling(
+                    shortFactors: try factors("short_factor"), longFactors: try factors("long_factor"),
+                    originalMaxPositionEmbeddings: original, attentionFactor: attentionFactor))
         default:
-            // Phi-3's long-context checkpoints use `longrope` (formerly `su`), others `yarn` or `dynamic`.
+            // Others write `yarn` or `dynamic`.
             throw ModelError(
                 .unsupportedArchitecture,
-                "rope_scaling type \(type) is not supported by the built-in engine; it runs default, linear and llama3")
+                "rope_scaling type \(type) is not supported by the built-in engine; it runs default, linear, llama3 and longrope")
         }
     }
 }

@@ -25,9 +25,12 @@ struct PromptExpectation: Decodable {
 
 /// The committed tiny models under `Fixtures/models/`.
 enum Fixtures {
-    static let names = ["qwen2-tiny", "qwen3-tiny", "llama3-tiny", "smollm2-tiny", "mistral-tiny", "phi3-tiny", "gemma3-tiny"]
+    static let names = [
+        "qwen2-tiny", "qwen3-tiny", "llama3-tiny", "smollm2-tiny", "mistral-tiny", "phi3-tiny", "phi4mini-tiny", "gemma3-tiny",
+        "gemma3-gguf-tiny",
+    ]
     /// The fixtures with ``Expected/more_prompts``.
-    static let multiPromptNames = ["smollm2-tiny", "mistral-tiny", "phi3-tiny", "gemma3-tiny"]
+    static let multiPromptNames = ["smollm2-tiny", "mistral-tiny", "phi3-tiny", "phi4mini-tiny", "gemma3-tiny", "gemma3-gguf-tiny"]
     /// The mixture-of-experts model, kept out of `names`: bf16-rounded activations (the AMX tests) could route a
     /// token to another expert, which changes its logits by more than rounding.
     static let mixtureOfExperts = ["qwen3moe-tiny"]
