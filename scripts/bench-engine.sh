@@ -24,7 +24,8 @@
 # Environment: PROMPT_TOKENS (128), GEN_TOKENS (64), THREADS (2), BATCH (4), BENCH_DIR, REPEATS (3: each figure
 # is the best of that many runs, to damp a shared machine's noise), TORCH (1), TORCH_REPEATS (1: transformers'
 # runs are the longest), LLAMA (1; 0 skips llama.cpp: no download, no compile, no GGUF rows),
-# LLAMACPP_PYPI_VERSION (0.3.36, scripts/build-llamacpp.sh's), MODELD (the binary: .build/release/modeld).
+# LLAMACPP_PYPI_VERSION (0.3.36, scripts/build-llamacpp.sh's), MODELD (the binary: .build/release/modeld), SHAPE (0.5b;
+# 1.5b benchmarks Qwen2.5-1.5B's shape: 3.1 GB of bf16 weights, its GGUF files at that shape).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,8 +42,10 @@ export LLAMACPP_PYPI_VERSION=${LLAMACPP_PYPI_VERSION:-0.3.36}
 MODELD=${MODELD:-$ROOT/.build/release/modeld}
 VENV=$BENCH_DIR/venv
 PY=${PYTHON:-$VENV/bin/python}
-MODEL=$BENCH_DIR/qwen2.5-0.5b-random
-GGUF=$BENCH_DIR/qwen2.5-0.5b-random-bf16.gguf
+SHAPE=${SHAPE:-0.5b}
+case "$SHAPE" in 0.5b) PREFIX=bench- ;; 1.5b) PREFIX=bench-1.5b- ;; *) echo "SHAPE is 0.5b or 1.5b" >&2; exit 2 ;; esac
+MODEL=$BENCH_DIR/qwen2.5-$SHAPE-random
+GGUF=$BENCH_DIR/qwen2.5-$SHAPE-random-bf16.gguf
 
 log() { echo "== $*" >&2; }
 
@@ -67,7 +70,7 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 
 # --- The models and llama.cpp -------------------------------------------------------------------
-"$PY" "$ROOT/scripts/make-bench-model.py" "$MODEL" >&2
+"$PY" "$ROOT/scripts/make-bench-model.py" "$MODEL" "$SHAPE" >&2
 if [ "$LLAMA" = 1 ]; then
     LLAMA_BIN=$("$ROOT/scripts/build-llamacpp.sh")
     LLAMA_SRC=$(dirname "$LLAMA_BIN")/src-$LLAMACPP_PYPI_VERSION
@@ -78,7 +81,7 @@ if [ "$LLAMA" = 1 ]; then
         "$PY" "$LLAMA_SRC/convert_hf_to_gguf.py" "$MODEL" --outtype bf16 --outfile "$GGUF" >&2
     fi
     "$PY" "$ROOT/scripts/make-bench-gguf.py" "$BENCH_DIR" "$LLAMA_SRC/models/ggml-vocab-qwen2.gguf" \
-        "$LLAMA_BIN/llama-quantize" >&2
+        "$LLAMA_BIN/llama-quantize" "$SHAPE" >&2
 fi
 
 # --- Measurements, back to back -----------------------------------------------------------------
@@ -164,7 +167,7 @@ fi
 if [ "$LLAMA" = 1 ]; then
     bench_llama bf16 "$GGUF"
     for type in q8_0 q4_k_m; do
-        file=$BENCH_DIR/bench-$type.gguf
+        file=$BENCH_DIR/$PREFIX$type.gguf
         bench_modeld "$type" "modeld, $(basename "$file")" "$file" "$(stat -c %s "$file")" "${MODELD_ENGINE_AMX:-1}"
         bench_llama "$type" "$file"
     done
@@ -193,13 +196,14 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- Report -------------------------------------------------------------------------------------
 CPU=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 "$PY" - "$RESULTS" "$PROMPT_TOKENS" "$GEN_TOKENS" "$THREADS" "$BATCH" "$REPEATS" "$TORCH_REPEATS" "$BANDWIDTH" \
-    "$LOAD_BEFORE" "$LOAD_AFTER" "$CPU" <<'EOF'
+    "$LOAD_BEFORE" "$LOAD_AFTER" "$CPU" "$SHAPE" <<'EOF'
 import datetime, sys
-path, prompt, gen, threads, batch, repeats, torch_repeats, bandwidth, load_before, load_after, cpu = sys.argv[1:]
+path, prompt, gen, threads, batch, repeats, torch_repeats, bandwidth, load_before, load_after, cpu, shape = sys.argv[1:]
 rows = [line.rstrip("\n").split("\t") for line in open(path)]
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 print(f"{now}, {cpu}, {threads} threads; load average {load_before} before, {load_after} after.")
-print(f"Qwen2.5-0.5B shape (the GGUF models with hidden size 1024), random weights; prefill {prompt} tokens, decode "
+widened = " (the GGUF models with hidden size 1024)" if shape == "0.5b" else ""
+print(f"Qwen2.5-{shape.upper()} shape{widened}, random weights; prefill {prompt} tokens, decode "
       f"{gen} tokens with 1 stream and with {batch} (aggregate); best of {repeats} (transformers: {torch_repeats}).")
 print(f"Memory read bandwidth {bandwidth} GB/s; a model's decode ceiling is that over its weight bytes.")
 print()

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Writes a random-weight GGUF model for the engine benchmark, then its Q8_0 and Q4_K_M quantizations.
 
-    make-bench-gguf.py OUT_DIR VOCAB_GGUF LLAMA_QUANTIZE
+    make-bench-gguf.py OUT_DIR VOCAB_GGUF LLAMA_QUANTIZE [0.5b|1.5b]
 
 The shape is Qwen2.5-0.5B's with the hidden size widened from 896 to 1024 (so every row is whole 256-element
 k-quant blocks; with 896 llama-quantize replaces Q4_K by Q5_0): 24 layers, 16 heads of 64, 2 KV heads,
 intermediate 4864, the Qwen2 vocabulary (151936, tied embedding). Weights are seeded normal(0, 0.02) in F16;
 the tokenizer keys are copied from VOCAB_GGUF (llama.cpp's models/ggml-vocab-qwen2.gguf). Writes
-OUT_DIR/bench-f16.gguf, bench-q8_0.gguf and bench-q4_k_m.gguf; skips files that exist.
+OUT_DIR/bench-f16.gguf, bench-q8_0.gguf and bench-q4_k_m.gguf; skips files that exist. With 1.5b, Qwen2.5-1.5B's
+own shape (hidden 1536, already whole k-quant blocks; 28 layers, 12 heads of 128, 2 KV heads, intermediate 8960) in
+bench-1.5b-*.gguf.
 """
 
 import os
@@ -17,10 +19,13 @@ import sys
 import numpy as np
 from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
-HIDDEN, INTERMEDIATE, LAYERS, HEADS, KV_HEADS, HEAD_DIM, VOCAB = 1024, 4864, 24, 16, 2, 64, 151936
+VOCAB = 151936
+# hidden, intermediate, layers, heads, KV heads, head size; the files' name prefix.
+SHAPES = {"0.5b": ((1024, 4864, 24, 16, 2, 64), "bench-"), "1.5b": ((1536, 8960, 28, 12, 2, 128), "bench-1.5b-")}
 
 
-def write_f16(path, vocab_path):
+def write_f16(path, vocab_path, shape):
+    HIDDEN, INTERMEDIATE, LAYERS, HEADS, KV_HEADS, HEAD_DIM = shape
     rng = np.random.default_rng(0)
     writer = GGUFWriter(path, "qwen2")
     writer.add_block_count(LAYERS)
@@ -63,13 +68,14 @@ def write_f16(path, vocab_path):
 
 def main():
     out, vocab, quantize = sys.argv[1:4]
+    shape, prefix = SHAPES[sys.argv[4] if len(sys.argv) > 4 else "0.5b"]
     os.makedirs(out, exist_ok=True)
-    f16 = os.path.join(out, "bench-f16.gguf")
+    f16 = os.path.join(out, f"{prefix}f16.gguf")
     if not os.path.exists(f16):
-        write_f16(f16 + ".part", vocab)
+        write_f16(f16 + ".part", vocab, shape)
         os.rename(f16 + ".part", f16)
     for kind in ["Q8_0", "Q4_K_M"]:
-        target = os.path.join(out, f"bench-{kind.lower()}.gguf")
+        target = os.path.join(out, f"{prefix}{kind.lower()}.gguf")
         if not os.path.exists(target):
             subprocess.check_call([quantize, f16, target + ".part", kind], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             os.rename(target + ".part", target)

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Writes a Hugging Face model directory of Qwen2.5-0.5B-Instruct's exact shape with random bf16 weights.
+"""Writes a Hugging Face model directory of Qwen2.5-0.5B-Instruct's (or 1.5B's) exact shape with random bf16 weights.
 
-    python3 scripts/make-bench-model.py OUT_DIR
+    python3 scripts/make-bench-model.py OUT_DIR [0.5b|1.5b]
 
 The config.json and generation_config.json values are the real model's; the weights are seeded
 normal(0, 0.02) in bf16 (norm weights 1, biases 0.02 * normal), so every engine benchmarked on
-the directory reads the same 494 M parameters (988 MB). The tokenizer is the real Qwen2
+the directory reads the same 494 M parameters (988 MB; 1.5B: 1.54 G parameters, 3.1 GB). The tokenizer is the real Qwen2
 vocabulary committed for the tokenizer tests (Tests/BuiltinEngineTests/Fixtures/text/qwen2): only the
 GGUF conversion needs it. Needs torch and safetensors; writes nothing when OUT_DIR is complete.
 """
@@ -43,6 +43,12 @@ CONFIG = {
     "use_cache": True,
     "use_sliding_window": False,
     "vocab_size": 151936,
+}
+
+# What Qwen2.5-1.5B-Instruct's config.json changes (the vocabulary, rope and norms are the same).
+SHAPES = {
+    "0.5b": {},
+    "1.5b": {"hidden_size": 1536, "intermediate_size": 8960, "num_attention_heads": 12, "num_hidden_layers": 28},
 }
 
 GENERATION_CONFIG = {
@@ -95,22 +101,23 @@ def shapes(c: dict) -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: make-bench-model.py OUT_DIR")
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] not in SHAPES):
+        sys.exit("usage: make-bench-model.py OUT_DIR [0.5b|1.5b]")
     out = Path(sys.argv[1])
+    config = {**CONFIG, **SHAPES[sys.argv[2] if len(sys.argv) == 3 else "0.5b"]}
     if (out / "model.safetensors").exists() and (out / "tokenizer.json").exists():
         print(f"{out}: already there")
         return
     out.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(20261121)
     tensors = {}
-    for name, shape in shapes(CONFIG).items():
+    for name, shape in shapes(config).items():
         if name.endswith("norm.weight"):
             tensors[name] = torch.ones(shape, dtype=torch.bfloat16)
         else:
             tensors[name] = (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
-    (out / "config.json").write_text(json.dumps(CONFIG, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / "generation_config.json").write_text(json.dumps(GENERATION_CONFIG, indent=2) + "\n")
     shutil.copy(ROOT / "Tests" / "BuiltinEngineTests" / "Fixtures" / "text" / "qwen2" / "tokenizer.json", out / "tokenizer.json")
     (out / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n")
