@@ -85,6 +85,14 @@ void engine_quantized_matmul_vnni(
     const int8_t *q, const float *d, const float *s, ptrdiff_t tokens,
     float *y, ptrdiff_t y_stride, const float *bias, int accumulate);
 
+/// ``engine_quantized_matmul_vnni`` for many tokens (QuantizedPrefill.c): weights unpacked once per four rows
+/// and multiplied in register tiles of four rows by three tokens. Returns 0, having done nothing, when its scratch
+/// memory cannot be allocated.
+int engine_quantized_prefill_vnni(
+    int type, const void *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
+    const int8_t *q, const float *d, const float *s, ptrdiff_t tokens,
+    float *y, ptrdiff_t y_stride, const float *bias, int accumulate);
+
 #ifdef __cplusplus
 }
 #endif
