@@ -5,8 +5,8 @@
 //
 // Each weight row is read once for a group of up to four tokens (decode of one stream reads it for one token,
 // batched decode for several), with software prefetch ahead of the loads: single-token decode is bound by reading
-// the weights from memory (see DecodeMatVec.c for why prefetching helps on 4 KB pages). From PREFILL_TOKENS
-// tokens on (prefill), the products go to the register-blocked kernel of QuantizedPrefill.c instead.
+// the weights from memory (see DecodeMatVec.c for why prefetching helps on 4 KB pages). Prefill (many tokens)
+// goes to the register-blocked kernel of QuantizedPrefill.c instead.
 
 #include "CEngineAMX.h"
 
@@ -21,8 +21,6 @@
 #define GROUP 4
 /// How far ahead of the loads the kernels prefetch, in bytes of weights.
 #define PREFETCH_AHEAD 4096
-/// From this many tokens on, products go to the register-blocked kernel of QuantizedPrefill.c.
-#define PREFILL_TOKENS 8
 
 VNNI_TARGET INLINE float half_at(const uint8_t *p) {
     uint16_t bits;
@@ -239,9 +237,6 @@ VNNI_TARGET void engine_quantized_matmul_vnni(
     const int8_t *q, const float *d, const float *s, ptrdiff_t tokens,
     float *y, ptrdiff_t y_stride, const float *bias, int accumulate)
 {
-    if (tokens >= PREFILL_TOKENS
-        && engine_quantized_prefill_vnni(type, w, columns, row_start, row_end, q, d, s, tokens, y, y_stride, bias, accumulate))
-        return;
     for (ptrdiff_t row = row_start; row < row_end; row++)
         row_all_tokens(type, (const uint8_t *)w, columns, row, q, d, s, tokens, y, y_stride, bias, accumulate);
 }

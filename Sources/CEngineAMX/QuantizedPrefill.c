@@ -1,10 +1,11 @@
-// The built-in engine's products of GGUF block-quantized weights (Q8_0, Q4_K, Q6_K) with many tokens (prefill,
-// large batches) as register-blocked matrix-matrix products on AVX-512 VNNI.
+// The built-in engine's products of GGUF block-quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) with many tokens
+// (prefill) as register-blocked matrix-matrix products on AVX-512 VNNI.
 //
 // Every format is first brought to one form: unsigned int8 weights `u` with an f32 scale per block of 32 (Q8_0,
-// Q4_K) or unit of 16 elements (Q6_K), and an offset taken off at the end: `w = scale * u - offset` per element,
-// with Σ offset * a computed from the activations' block or unit sums (Q8_0: 0x80 added to the signed weights,
-// offset 128 * d; Q4_K: the nibbles, offset the sub-block's min; Q6_K: the 6-bit values, offset 32 * scale).
+// Q4_0, Q4_K, Q5_K) or unit of 16 elements (Q6_K), and an offset taken off at the end: `w = scale * u - offset`
+// per element, with Σ offset * a computed from the activations' block or unit sums (Q8_0: 0x80 added to the
+// signed weights, offset 128 * d; Q4_0: the nibbles, offset 8 * d; Q4_K, Q5_K: the 4- or 5-bit values, offset the
+// sub-block's min; Q6_K: the 6-bit values, offset 32 * scale).
 //
 // Weights and activations are then laid out in chunks of 16 blocks (512 elements, eight 64-byte steps) or 16
 // units (256 elements, four steps) so that int32 lane `l` of every step of a chunk holds four elements of the
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
 #define INLINE static inline __attribute__((always_inline))
 
 /// 64-byte steps per chunk: Q8_0 and Q4_K chunks are 512 elements (16 blocks of 32), Q6_K chunks 256 (16 units of
@@ -38,6 +40,8 @@
 /// and one of a token fit in the 32 vector registers, and each loaded step serves three or four products.
 #define ROWS 4
 #define TOKENS 3
+/// The most bytes of laid-out activations (all tokens) per column block.
+#define COLUMN_BLOCK_BYTES (256 * 1024)
 
 VNNI_TARGET INLINE float half_at(const uint8_t *p) {
     uint16_t bits;
@@ -129,6 +133,30 @@ VNNI_TARGET INLINE void lay_out_token(
     }
 }
 
+/// `blocks` consecutive blocks of 32 floats quantized as ``engine_quantize_blocks_avx512`` describes.
+AVX512_TARGET void engine_quantize_blocks_avx512(const float *x, ptrdiff_t blocks, int8_t *q, float *d, float *s) {
+    const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    for (ptrdiff_t b = 0; b < blocks; b++) {
+        const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+        const float maximum = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(x0, magnitude), _mm512_and_ps(x1, magnitude)));
+        const float scale = maximum / 127, inverse = scale == 0 ? 0 : 1 / scale;
+        __m512i sum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            // Rounded half away from zero, exactly: the truncation plus the sign where the dropped part is >= 1/2.
+            const __m512 v = _mm512_mul_ps(h == 0 ? x0 : x1, _mm512_set1_ps(inverse));
+            const __m512 whole = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __mmask16 up = _mm512_cmp_ps_mask(_mm512_and_ps(_mm512_sub_ps(v, whole), magnitude), half, _CMP_GE_OQ);
+            const __m512 sign = _mm512_or_ps(_mm512_andnot_ps(magnitude, v), one);
+            const __m512i value = _mm512_cvttps_epi32(_mm512_mask_add_ps(whole, up, whole, sign));
+            _mm_storeu_si128((__m128i *)(q + 32 * b + 16 * h), _mm512_cvtepi32_epi8(value));
+            sum = _mm512_add_epi32(sum, value);
+        }
+        d[b] = scale;
+        s[b] = scale * (float)_mm512_reduce_add_epi32(sum);
+    }
+}
+
 // --- Weights -------------------------------------------------------------------------------------------------
 
 /// One Q8_0 row: 0x80 added to every weight; the offsets' factors are 128 * d per block.
@@ -144,6 +172,32 @@ VNNI_TARGET static void unpack_q8_0(const uint8_t *w, ptrdiff_t nb, ptrdiff_t ch
                 scale[b] = half_at(p);
                 half[b] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p + 2)), flip);
                 offsets[block] = 128 * scale[b];
+            } else {
+                scale[b] = 0;
+                half[b] = _mm256_setzero_si256();
+            }
+        }
+        __m512i r[WIDE];
+        for (int j = 0; j < WIDE; j++) r[j] = _mm512_inserti64x4(_mm512_castsi256_si512(half[2 * j]), half[2 * j + 1], 1);
+        store_record(records + c * RECORD(WIDE), r, WIDE, wide_lanes(_mm512_loadu_ps(scale)));
+    }
+}
+
+/// One Q4_0 row: 18-byte blocks of an f16 scale and 16 bytes of nibbles (elements 0-15 low, 16-31 high); the
+/// offsets' factors are 8 * d per block.
+VNNI_TARGET static void unpack_q4_0(const uint8_t *w, ptrdiff_t nb, ptrdiff_t chunks, uint8_t *records, float *offsets) {
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    for (ptrdiff_t c = 0; c < chunks; c++) {
+        float scale[16];
+        __m256i half[16];
+        for (int b = 0; b < 16; b++) {
+            const ptrdiff_t block = c * 16 + b;
+            if (block < nb) {
+                const uint8_t *p = w + block * 18;
+                const __m128i raw = _mm_loadu_si128((const __m128i *)(p + 2));
+                scale[b] = half_at(p);
+                half[b] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), mask), _mm_and_si128(raw, mask));
+                offsets[block] = 8 * scale[b];
             } else {
                 scale[b] = 0;
                 half[b] = _mm256_setzero_si256();
@@ -198,6 +252,42 @@ VNNI_TARGET static void unpack_q4_K(const uint8_t *w, ptrdiff_t nb, ptrdiff_t ch
     }
 }
 
+/// One Q5_K row, two 256-element blocks per chunk: Q4_K's nibbles (at byte 48) plus a fifth bit, bit `j` of byte
+/// `i` of the 32 at byte 16 for element `32j + i`; the offsets' factors are the sub-blocks' mins.
+VNNI_TARGET static void unpack_q5_K(const uint8_t *w, ptrdiff_t nb, ptrdiff_t chunks, uint8_t *records, float *offsets) {
+    const __m256i mask = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (ptrdiff_t c = 0; c < chunks; c++) {
+        float scale[16];
+        __m512i r[WIDE];
+        for (int half = 0; half < 2; half++) {
+            const ptrdiff_t block = c * 2 + half;
+            if (block * 8 >= nb) {
+                for (int j = 0; j < 8; j++) scale[8 * half + j] = 0;
+                for (int j = 0; j < 4; j++) r[4 * half + j] = _mm512_setzero_si512();
+                continue;
+            }
+            const uint8_t *p = w + block * 176;
+            const float dw = half_at(p), dmin = half_at(p + 2);
+            for (int j = 0; j < 8; j++) {
+                uint8_t sc, mn;
+                q4_K_scale_min(p + 4, j, &sc, &mn);
+                scale[8 * half + j] = dw * (float)sc;
+                offsets[block * 8 + j] = dmin * (float)mn;
+            }
+            const __m256i high = _mm256_loadu_si256((const __m256i *)(p + 16));
+            for (int j = 0; j < 4; j++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(p + 48 + 32 * j));
+                const __m256i fifth_low = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * j), one), 4);
+                const __m256i fifth_high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * j + 1), one), 4);
+                r[4 * half + j] = _mm512_inserti64x4(
+                    _mm512_castsi256_si512(_mm256_or_si256(_mm256_and_si256(raw, mask), fifth_low)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), mask), fifth_high), 1);
+            }
+        }
+        store_record(records + c * RECORD(WIDE), r, WIDE, wide_lanes(_mm512_loadu_ps(scale)));
+    }
+}
+
 /// One Q6_K row, one 256-element block per chunk: per half of 128 elements, 64 bytes of low nibbles (elements
 /// 0-63 low, 64-127 high) and 32 bytes of high bit pairs (bits 2k-2k+1 for elements 32k-32k+31); unit `u`'s scale
 /// is int8 `u` times d, and the offsets' factors are 32 times the units' scales, in lane order.
@@ -239,12 +329,13 @@ VNNI_TARGET INLINE __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
 }
 
 /// ROWS laid-out rows (`row_stride` bytes apart) against `count` laid-out tokens (`token_stride` apart), minus
-/// the offsets Σ offsets[r][k] * sums[t][k] over `terms` (rows of offsets `terms` apart, tokens' sums
+/// the offsets Σ offsets[r][k] * sums[t][k] over `terms` (rows of offsets `offsets_stride` apart, tokens' sums
 /// `sums_stride`): `out[t]` holds the four rows' results for token `t`. `count` and `steps` are constants after
 /// inlining.
 VNNI_TARGET INLINE void tile(
     const uint8_t *rows, ptrdiff_t row_stride, const uint8_t *tokens, ptrdiff_t token_stride, ptrdiff_t chunks, int steps,
-    const float *offsets, const float *sums, ptrdiff_t sums_stride, ptrdiff_t terms, int count, __m128 out[TOKENS])
+    const float *offsets, ptrdiff_t offsets_stride, const float *sums, ptrdiff_t sums_stride, ptrdiff_t terms, int count,
+    __m128 out[TOKENS])
 {
     __m512 acc[ROWS][TOKENS];
     for (int r = 0; r < ROWS; r++)
@@ -273,7 +364,7 @@ VNNI_TARGET INLINE void tile(
     for (ptrdiff_t k = 0; k < terms; k += 16) {
         const __mmask16 mask = terms - k >= 16 ? 0xFFFF : (__mmask16)((1u << (terms - k)) - 1);
         for (int r = 0; r < ROWS; r++) {
-            const __m512 o = _mm512_maskz_loadu_ps(mask, offsets + r * terms + k);
+            const __m512 o = _mm512_maskz_loadu_ps(mask, offsets + r * offsets_stride + k);
             for (int t = 0; t < count; t++)
                 acc[r][t] = _mm512_fnmadd_ps(o, _mm512_maskz_loadu_ps(mask, sums + t * sums_stride + k), acc[r][t]);
         }
@@ -323,52 +414,67 @@ VNNI_TARGET int engine_quantized_prefill_vnni(
     const float *sums = narrow ? unit_sums : s;
     const ptrdiff_t sums_stride = narrow ? terms : nb;
 
-    const size_t row_size = type == ENGINE_QUANT_Q8_0 ? (size_t)nb * 34 : (size_t)(nb / 8) * (type == ENGINE_QUANT_Q4_K ? 144 : 210);
-    for (ptrdiff_t first = row_start; first < row_end; first += ROWS) {
-        const int rows = row_end - first < ROWS ? (int)(row_end - first) : ROWS;
-        for (int r = 0; r < ROWS; r++) {
-            uint8_t *records = laid_rows + r * stride;
-            float *row_offsets = offsets + r * terms;
-            if (r >= rows) {
-                // Rows past the range repeat the last one; their results are not stored.
-                __builtin_memcpy(records, laid_rows + (rows - 1) * stride, (size_t)stride);
-                __builtin_memcpy(row_offsets, offsets + (rows - 1) * terms, (size_t)terms * 4);
-                continue;
-            }
-            const uint8_t *row = (const uint8_t *)w + (size_t)(first + r) * row_size;
-            switch (type) {
-            case ENGINE_QUANT_Q8_0: unpack_q8_0(row, nb, chunks, records, row_offsets); break;
-            case ENGINE_QUANT_Q4_K: unpack_q4_K(row, nb, chunks, records, row_offsets); break;
-            default: unpack_q6_K(row, chunks, records, row_offsets); break;
-            }
-        }
-        const __m128 row_bias = bias ? _mm_maskz_loadu_ps((__mmask8)((1u << rows) - 1), bias + first) : _mm_setzero_ps();
-        for (ptrdiff_t t0 = 0; t0 < tokens; t0 += TOKENS) {
-            const int count = tokens - t0 < TOKENS ? (int)(tokens - t0) : TOKENS;
-            __m128 out[TOKENS];
-            const uint8_t *a = laid_tokens + t0 * stride;
-            const float *st = sums + t0 * sums_stride;
-#define TILE(n, steps) tile(laid_rows, stride, a, stride, chunks, steps, offsets, st, sums_stride, terms, n, out)
-            if (narrow) {
-                switch (count) {
-                case 3: TILE(3, NARROW); break;
-                case 2: TILE(2, NARROW); break;
-                default: TILE(1, NARROW); break;
+    // Bytes per block of 32 (Q8_0, Q4_0) or 256 (the k-quants), and per chunk.
+    const ptrdiff_t block_bytes = type == ENGINE_QUANT_Q8_0 ? 34 : type == ENGINE_QUANT_Q4_0 ? 18
+                                : type == ENGINE_QUANT_Q4_K ? 144 : type == ENGINE_QUANT_Q5_K ? 176 : 210;
+    const int per_32 = type == ENGINE_QUANT_Q8_0 || type == ENGINE_QUANT_Q4_0;
+    const size_t row_size = (size_t)(per_32 ? nb : nb / 8) * (size_t)block_bytes;
+    const ptrdiff_t chunk_bytes = per_32 ? 16 * block_bytes : narrow ? block_bytes : 2 * block_bytes;
+    // Column blocks small enough that every token's part of one stays in L2 while the row tiles pass.
+    const ptrdiff_t column_blocks = (token_bytes + COLUMN_BLOCK_BYTES - 1) / COLUMN_BLOCK_BYTES;
+    const ptrdiff_t blocks = column_blocks < chunks ? column_blocks : chunks;
+    for (ptrdiff_t block = 0; block < blocks; block++) {
+        const ptrdiff_t c0 = chunks * block / blocks, c1 = chunks * (block + 1) / blocks;
+        const ptrdiff_t k0 = c0 * 16, k1 = !narrow && c1 * 16 > nb ? nb : c1 * 16;
+        for (ptrdiff_t first = row_start; first < row_end; first += ROWS) {
+            const int rows = row_end - first < ROWS ? (int)(row_end - first) : ROWS;
+            for (int r = 0; r < ROWS; r++) {
+                uint8_t *records = laid_rows + r * stride;
+                float *row_offsets = offsets + r * terms;
+                if (r >= rows) {
+                    // Rows past the range repeat the last one; their results are not stored.
+                    __builtin_memcpy(records, laid_rows + (rows - 1) * stride, (size_t)stride);
+                    __builtin_memcpy(row_offsets, offsets + (rows - 1) * terms, (size_t)terms * 4);
+                    continue;
                 }
-            } else {
-                switch (count) {
-                case 3: TILE(3, WIDE); break;
-                case 2: TILE(2, WIDE); break;
-                default: TILE(1, WIDE); break;
+                const uint8_t *row = (const uint8_t *)w + (size_t)(first + r) * row_size + c0 * chunk_bytes;
+                switch (type) {
+                case ENGINE_QUANT_Q8_0: unpack_q8_0(row, nb - k0, c1 - c0, records, row_offsets + k0); break;
+                case ENGINE_QUANT_Q4_0: unpack_q4_0(row, nb - k0, c1 - c0, records, row_offsets + k0); break;
+                case ENGINE_QUANT_Q4_K: unpack_q4_K(row, nb - k0, c1 - c0, records, row_offsets + k0); break;
+                case ENGINE_QUANT_Q5_K: unpack_q5_K(row, nb - k0, c1 - c0, records, row_offsets + k0); break;
+                default: unpack_q6_K(row, c1 - c0, records, row_offsets + k0); break;
                 }
             }
-#undef TILE
             const __mmask8 present = (__mmask8)((1u << rows) - 1);
-            for (int t = 0; t < count; t++) {
-                float *target = y + (t0 + t) * y_stride + first;
-                __m128 value = _mm_add_ps(out[t], row_bias);
-                if (accumulate) value = _mm_add_ps(value, _mm_maskz_loadu_ps(present, target));
-                _mm_mask_storeu_ps(target, present, value);
+            const __m128 row_bias = bias && block == 0 ? _mm_maskz_loadu_ps(present, bias + first) : _mm_setzero_ps();
+            for (ptrdiff_t t0 = 0; t0 < tokens; t0 += TOKENS) {
+                const int count = tokens - t0 < TOKENS ? (int)(tokens - t0) : TOKENS;
+                __m128 out[TOKENS];
+                const uint8_t *a = laid_tokens + t0 * stride + c0 * RECORD(steps);
+                const float *st = sums + t0 * sums_stride + k0;
+#define TILE(n, steps) \
+    tile(laid_rows, stride, a, stride, c1 - c0, steps, offsets + k0, terms, st, sums_stride, k1 - k0, n, out)
+                if (narrow) {
+                    switch (count) {
+                    case 3: TILE(3, NARROW); break;
+                    case 2: TILE(2, NARROW); break;
+                    default: TILE(1, NARROW); break;
+                    }
+                } else {
+                    switch (count) {
+                    case 3: TILE(3, WIDE); break;
+                    case 2: TILE(2, WIDE); break;
+                    default: TILE(1, WIDE); break;
+                    }
+                }
+#undef TILE
+                for (int t = 0; t < count; t++) {
+                    float *target = y + (t0 + t) * y_stride + first;
+                    __m128 value = _mm_add_ps(out[t], row_bias);
+                    if (accumulate || block > 0) value = _mm_add_ps(value, _mm_maskz_loadu_ps(present, target));
+                    _mm_mask_storeu_ps(target, present, value);
+                }
             }
         }
     }
