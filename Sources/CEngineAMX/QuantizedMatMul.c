@@ -4,8 +4,9 @@
 // Each lane group is then converted to f32 and scaled by its weight and activation block scales.
 //
 // Each weight row is read once for a group of up to four tokens (decode of one stream reads it for one token,
-// batched decode and prefill for several), with software prefetch ahead of the loads: single-token decode is
-// bound by reading the weights from memory (see DecodeMatVec.c for why prefetching helps on 4 KB pages).
+// batched decode for several), with software prefetch ahead of the loads: single-token decode is bound by reading
+// the weights from memory (see DecodeMatVec.c for why prefetching helps on 4 KB pages). Prefill (many tokens)
+// goes to the register-blocked kernel of QuantizedPrefill.c instead.
 
 #include "CEngineAMX.h"
 

@@ -81,6 +81,9 @@ enum {
     ENGINE_QUANT_Q8_0 = 0,
     ENGINE_QUANT_Q4_K = 1,
     ENGINE_QUANT_Q6_K = 2,
+    /// Only for ``engine_quantized_prefill_vnni``.
+    ENGINE_QUANT_Q4_0 = 3,
+    ENGINE_QUANT_Q5_K = 4,
 };
 
 /// `y[t][n] (+)= bias[n] + sum_k a[t][k] * w[n][k]` for GGUF block-quantized weight rows `row_start..<row_end`
@@ -92,6 +95,19 @@ void engine_quantized_matmul_vnni(
     int type, const void *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
     const int8_t *q, const float *d, const float *s, ptrdiff_t tokens,
     float *y, ptrdiff_t y_stride, const float *bias, int accumulate);
+
+/// ``engine_quantized_matmul_vnni`` for many tokens (QuantizedPrefill.c), also for Q4_0 and Q5_K: weights
+/// unpacked once per four rows and multiplied in register tiles of four rows by three tokens. Returns 0, having
+/// done nothing, when its scratch memory cannot be allocated.
+int engine_quantized_prefill_vnni(
+    int type, const void *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end,
+    const int8_t *q, const float *d, const float *s, ptrdiff_t tokens,
+    float *y, ptrdiff_t y_stride, const float *bias, int accumulate);
+
+/// Quantizes `blocks` consecutive blocks of 32 floats from `x` to int8 as ``QuantizedActivations`` does: per block
+/// `d = max|x| / 127`, `q = x * (1 / d)` rounded half away from zero (0 where d is 0), `s = d * sum(q)`; `q` gets 32
+/// values and `d` and `s` one per block. Needs AVX-512 (F, BW, DQ, VL).
+void engine_quantize_blocks_avx512(const float *x, ptrdiff_t blocks, int8_t *q, float *d, float *s);
 
 #ifdef __cplusplus
 }

@@ -30,13 +30,24 @@ package struct QuantizedActivations {
         }
         let activations = QuantizedActivations(values: values, scales: scales, sums: sums, columns: columns)
         let quantize = { (range: Range<Int>) in
-            for job in range {
-                let t = job / blocks, b = job % blocks
-                activations.quantize(x + t * xStride + b * block, block: t * blocks + b)
+            var job = range.lowerBound
+            while job < range.upperBound {
+                let t = job / blocks, b = job % blocks, count = min(range.upperBound - job, blocks - b)
+                activations.quantize(x + t * xStride + b * block, blocks: count, first: job)
+                job += count
             }
         }
         if tokens * blocks < 512 { quantize(0..<tokens * blocks) } else { pool.forEachRange(tokens * blocks, quantize) }
         return body(activations)
+    }
+
+    /// `count` consecutive blocks of `x`, stored from block `first` on: with AVX-512 in C (the same values).
+    private func quantize(_ x: UnsafePointer<Float>, blocks count: Int, first: Int) {
+        if InstructionSet.cpuHasAVX512 {
+            engine_quantize_blocks_avx512(x, count, values + first * Self.block, scales + first, sums + first)
+            return
+        }
+        for i in 0..<count { quantize(x + i * Self.block, block: first + i) }
     }
 
     @inline(__always)
@@ -67,14 +78,23 @@ package struct QuantizedActivations {
 ///
 /// Where the CPU has AVX-512 VNNI (``InstructionSet/usesVNNI``), Q8_0, Q4_K and Q6_K go to the C kernels of
 /// `CEngineAMX` (QuantizedMatMul.c): `vpdpbusd` on 64 bytes (two blocks) at a time, each weight row read once
-/// per group of four tokens, with software prefetch. Their integer products are the same; only the order of
-/// the f32 sums differs.
+/// per group of four tokens, with software prefetch. From 8 tokens on, these and Q4_0 and Q5_K go to the
+/// register-blocked kernel of QuantizedPrefill.c. Their integer products are the same; only the order of the
+/// f32 sums differs.
 package enum QuantizedMatMul {
     /// `y[t][n] (+)= bias[n] + Σₖ a[t][k] · W[n][k]` for weight rows `rows` and every token.
-    static func multiply(
+    package static func multiply(
         _ weights: WeightMatrix, rows: Range<Int>, activations a: QuantizedActivations, tokens: Int,
         y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>?, accumulate: Bool, instructionSet: InstructionSet
     ) {
+        if instructionSet.usesVNNI, tokens >= prefillTokens, let type = prefillType(weights.format),
+            engine_quantized_prefill_vnni(
+                type, weights.data, weights.columns, rows.lowerBound, rows.upperBound, a.values, a.scales, a.sums, tokens, y, yStride,
+                bias, accumulate ? 1 : 0
+            ) != 0
+        {
+            return
+        }
         if instructionSet.usesVNNI, let type = vnniType(weights.format) {
             engine_quantized_matmul_vnni(
                 type, weights.data, weights.columns, rows.lowerBound, rows.upperBound, a.values, a.scales, a.sums, tokens, y, yStride,
@@ -112,6 +132,19 @@ package enum QuantizedMatMul {
         case .q4_K: Int32(ENGINE_QUANT_Q4_K)
         case .q6_K: Int32(ENGINE_QUANT_Q6_K)
         default: nil
+        }
+    }
+
+    /// From this many tokens on (prefill), products go to the register-blocked kernel (QuantizedPrefill.c); below,
+    /// and for batched decode of up to 4 streams, each row is read once per group of four tokens.
+    private static let prefillTokens = 8
+
+    /// The register-blocked kernel's code for `format`.
+    private static func prefillType(_ format: WeightFormat) -> Int32? {
+        switch format {
+        case .q4_0: Int32(ENGINE_QUANT_Q4_0)
+        case .q5_K: Int32(ENGINE_QUANT_Q5_K)
+        default: vnniType(format)
         }
     }
 

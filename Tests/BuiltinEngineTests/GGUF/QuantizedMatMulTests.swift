@@ -90,4 +90,93 @@ struct QuantizedMatMulTests {
             }
         }
     }
+
+    /// The VNNI kernels (row by row for few tokens, register tiles from eight on; Q4_0 and Q5_K have only the
+    /// latter and the AVX2 kernels below eight) against the plain product in Double, for every token count up to 40
+    /// and ranges of rows that start and end anywhere: rows outside the range keep their values. Column counts leave
+    /// the tiles' last chunk part empty (Q8_0, Q4_0: 39 blocks; k-quants: 5 blocks of 256); the widest (25 blocks
+    /// of 256) splits 40 tokens' activations into several column blocks.
+    @Test(
+        "VNNI kernels, 1 to 40 tokens, row ranges, bias and accumulation", .enabled(if: InstructionSet.cpuHasVNNI),
+        arguments: formats)
+    func vnniMatchesReference(format: WeightFormat) {
+        checkVNNI(format: format, columns: [.q8_0, .q4_0].contains(format) ? 1248 : 1280, tokenCounts: Array(1...40))
+        checkVNNI(format: format, columns: 6400, tokenCounts: [9, 40])
+    }
+
+    private func checkVNNI(format: WeightFormat, columns: Int, tokenCounts: [Int]) {
+        let rows = 23
+        let data = Self.randomMatrix(rows: rows, columns: columns, format: format, seed: 5)
+        defer { data.deallocate() }
+        let weights = WeightMatrix(rows: rows, columns: columns, format: format, data: data)
+        var dequantized = [Float](repeating: 0, count: rows * columns)
+        for row in 0..<rows { dequantized.withUnsafeMutableBufferPointer { weights.copyRow(row, to: $0.baseAddress! + row * columns) } }
+        let bias = (0..<rows).map { Float($0) / 3 - 2 }
+        let ranges = [0..<rows, 5..<18, 7..<8, 1..<22]
+        for tokens in tokenCounts {
+            let range = ranges[tokens % ranges.count]
+            let accumulate = tokens % 2 == 0, withBias = tokens % 3 != 0
+            var random = SeededGenerator(seed: UInt64(100 + tokens))
+            let x = (0..<tokens * columns).map { _ in Float.random(in: -3...3, using: &random) }
+            let initial = (0..<tokens * rows).map { Float($0 % 7) - 3 }
+            var y = initial
+            var restored = [Float](repeating: 0, count: x.count)
+            x.withUnsafeBufferPointer { xs in
+                QuantizedActivations.with(x: xs.baseAddress!, xStride: columns, tokens: tokens, columns: columns, pool: .shared) { a in
+                    for i in 0..<x.count { restored[i] = Float(a.values[i]) * a.scales[i / 32] }
+                    bias.withUnsafeBufferPointer { b in
+                        y.withUnsafeMutableBufferPointer { ys in
+                            QuantizedMatMul.multiply(
+                                weights, rows: range, activations: a, tokens: tokens, y: ys.baseAddress!, yStride: rows,
+                                bias: withBias ? b.baseAddress! : nil, accumulate: accumulate, instructionSet: .avx512)
+                        }
+                    }
+                }
+            }
+            for t in 0..<tokens {
+                for r in 0..<rows {
+                    let index = t * rows + r
+                    guard range.contains(r) else {
+                        #expect(y[index] == initial[index], "\(format) \(tokens) tokens: row \(r) outside \(range) changed")
+                        continue
+                    }
+                    var sum = 0.0, magnitude = 0.0
+                    for k in 0..<columns {
+                        let product = Double(dequantized[r * columns + k]) * Double(restored[t * columns + k])
+                        sum += product
+                        magnitude += abs(product)
+                    }
+                    let expected = sum + (withBias ? Double(bias[r]) : 0) + (accumulate ? Double(initial[index]) : 0)
+                    #expect(
+                        abs(Double(y[index]) - expected) <= 1e-5 * magnitude + 1e-5,
+                        "\(format) \(tokens) tokens, token \(t) row \(r): \(y[index]) vs \(expected)")
+                }
+            }
+        }
+    }
+
+    /// The activations' quantization (in C where the CPU has AVX-512) against its definition: per block of 32,
+    /// `d = max|x| / 127`, `q = x · (1 / d)` rounded half away from zero, `s = d · Σq`; including a block of zeros,
+    /// blocks with exact halves and blocks split between the pool's jobs.
+    @Test("activations quantized per block as defined")
+    func activationsMatchDefinition() {
+        let tokens = 9, columns = 2080
+        var random = SeededGenerator(seed: 3)
+        var x = (0..<tokens * columns).map { _ in Float.random(in: -4...4, using: &random) }
+        for i in 0..<32 { x[i] = 0 }
+        for i in 32..<64 { x[i] = Float(i - 48) / 2 }  // max 8: q = 127 · x / 8, halves at odd multiples of 8 / 254
+        for i in 64..<96 { x[i] = [8, -8, 8 * 3 / 254, -8 * 5 / 254][i % 4] }
+        x.withUnsafeBufferPointer { xs in
+            QuantizedActivations.with(x: xs.baseAddress!, xStride: columns, tokens: tokens, columns: columns, pool: .shared) { a in
+                for block in 0..<(tokens * columns / 32) {
+                    let values = x[(block * 32)..<(block * 32 + 32)]
+                    let d = values.map(abs).max()! / 127, inverse: Float = d == 0 ? 0 : 1 / d
+                    let q = values.map { Int8(($0 * inverse).rounded(.toNearestOrAwayFromZero)) }
+                    #expect(a.scales[block] == d, "block \(block) scale")
+                    #expect(a.sums[block] == d * Float(q.reduce(0) { $0 + Int32($1) }), "block \(block) sum")
+                    #expect((0..<32).allSatisfy { a.values[block * 32 + $0] == q[$0] }, "block \(block) values")
+                }
+            }
+        }
+    }
 }
