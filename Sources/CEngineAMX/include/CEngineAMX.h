@@ -108,6 +108,19 @@ int engine_quantized_prefill_vnni(
 /// `d = max|x| / 127`, `q = x * (1 / d)` rounded half away from zero (0 where d is 0), `s = d * sum(q)`; `q` gets 32
 /// values and `d` and `s` one per block. Needs AVX-512 (F, BW, DQ, VL).
 void engine_quantize_blocks_avx512(const float *x, ptrdiff_t blocks, int8_t *q, float *d, float *s);
+/// Quantizes one token's activations `x` (`columns` a multiple of 256) for ``engine_decode_quantized``: per block
+/// of 256, `x = d * q` with `q` int8 (rounded to nearest even), `d = max|x| / 127`, and the sum of every 16
+/// values of `q` in `sums` (`columns / 16` of them). Needs AVX-512 (F, BW, DQ, VL).
+void engine_quantize_super_blocks(const float *x, ptrdiff_t columns, int8_t *q, float *d, int16_t *sums);
+
+/// `y[n] (+)= bias[n] + sum_k a[k] * w[n][k]` for one token (decode) and Q4_K or Q6_K weight rows
+/// `row_start..<row_end` (`type` ENGINE_QUANT_Q4_K or ENGINE_QUANT_Q6_K, rows of `columns` elements, a multiple
+/// of 256), with the activations from ``engine_quantize_super_blocks``. Each block's sub-block scales apply to
+/// integer dot products (`vpmaddubsw`, `vpdpwssd`); one f32 product per block of 256. Needs AVX-512 (F, BW,
+/// DQ, VL) and VNNI.
+void engine_decode_quantized(
+    int type, const void *w, ptrdiff_t columns, ptrdiff_t row_start, ptrdiff_t row_end, const int8_t *q,
+    const float *d, const int16_t *sums, float *y, const float *bias, int accumulate);
 
 #ifdef __cplusplus
 }

@@ -118,7 +118,10 @@ private func withActivations<R>(
     _ body: (AMXMatMul.Activations?, QuantizedActivations?) -> R
 ) -> R {
     if weights.contains(where: \.format.isQuantized) {
-        return QuantizedActivations.with(x: x, xStride: xStride, tokens: tokens, columns: weights[0].columns, pool: pool) { quantized in
+        let superBlocks = QuantizedMatMul.usesSuperBlocks(weights, tokens: tokens, instructionSet: instructionSet)
+        return QuantizedActivations.with(
+            x: x, xStride: xStride, tokens: tokens, columns: weights[0].columns, superBlocks: superBlocks, pool: pool
+        ) { quantized in
             AMXMatMul.withActivations(for: weights[0], x: x, xStride: xStride, tokens: tokens, instructionSet: instructionSet, pool: pool) {
                 body($0, quantized)
             }

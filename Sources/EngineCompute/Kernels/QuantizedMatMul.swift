@@ -12,23 +12,30 @@ package struct QuantizedActivations {
     /// Per block: `d · Σq`, for the weight formats that carry an offset (Q4_0's 8, the k-quants' mins).
     package let sums: UnsafeMutablePointer<Float>
     package let columns: Int
+    /// The single token quantized per block of 256 instead, for ``QuantizedMatMul``'s decode kernels, when asked
+    /// for; `values`, `scales` and `sums` are then not filled.
+    package let superBlocks: SuperBlocks?
 
     package static let block = 32
 
-    /// Runs `body` with `tokens` rows of `columns` floats from `x` quantized (`columns` a multiple of 32).
+    /// Runs `body` with `tokens` rows of `columns` floats from `x` quantized (`columns` a multiple of 32); with
+    /// `superBlocks` (one token, `columns` a multiple of 256, a CPU with AVX-512), per block of 256 instead.
     package static func with<R>(
-        x: UnsafePointer<Float>, xStride: Int, tokens: Int, columns: Int, pool: ThreadPool, _ body: (QuantizedActivations) -> R
+        x: UnsafePointer<Float>, xStride: Int, tokens: Int, columns: Int, superBlocks: Bool = false, pool: ThreadPool,
+        _ body: (QuantizedActivations) -> R
     ) -> R {
         let blocks = columns / block
         let values = UnsafeMutablePointer<Int8>.allocate(capacity: tokens * columns)
         let scales = UnsafeMutablePointer<Float>.allocate(capacity: tokens * blocks)
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: tokens * blocks)
+        let wide = superBlocks ? SuperBlocks(x, tokens: tokens, columns: columns) : nil
         defer {
             values.deallocate()
             scales.deallocate()
             sums.deallocate()
+            wide?.deallocate()
         }
-        let activations = QuantizedActivations(values: values, scales: scales, sums: sums, columns: columns)
+        let activations = QuantizedActivations(values: values, scales: scales, sums: sums, columns: columns, superBlocks: wide)
         let quantize = { (range: Range<Int>) in
             var job = range.lowerBound
             while job < range.upperBound {
@@ -37,7 +44,8 @@ package struct QuantizedActivations {
                 job += count
             }
         }
-        if tokens * blocks < 512 { quantize(0..<tokens * blocks) } else { pool.forEachRange(tokens * blocks, quantize) }
+        let jobs = wide == nil ? tokens * blocks : 0
+        if jobs < 512 { quantize(0..<jobs) } else { pool.forEachRange(jobs, quantize) }
         return body(activations)
     }
 
@@ -80,13 +88,15 @@ package struct QuantizedActivations {
 /// `CEngineAMX` (QuantizedMatMul.c): `vpdpbusd` on 64 bytes (two blocks) at a time, each weight row read once
 /// per group of four tokens, with software prefetch. From 8 tokens on, these and Q4_0 and Q5_K go to the
 /// register-blocked kernel of QuantizedPrefill.c. Their integer products are the same; only the order of the
-/// f32 sums differs.
+/// f32 sums differs. A single token's products of Q4_K and Q6_K weights go to
+/// ``decode(_:rows:activations:y:bias:accumulate:)`` instead.
 package enum QuantizedMatMul {
     /// `y[t][n] (+)= bias[n] + Σₖ a[t][k] · W[n][k]` for weight rows `rows` and every token.
     package static func multiply(
         _ weights: WeightMatrix, rows: Range<Int>, activations a: QuantizedActivations, tokens: Int,
         y: UnsafeMutablePointer<Float>, yStride: Int, bias: UnsafePointer<Float>?, accumulate: Bool, instructionSet: InstructionSet
     ) {
+        if tokens == 1, decode(weights, rows: rows, activations: a, y: y, bias: bias, accumulate: accumulate) { return }
         if instructionSet.usesVNNI, tokens >= prefillTokens, let type = prefillType(weights.format),
             engine_quantized_prefill_vnni(
                 type, weights.data, weights.columns, rows.lowerBound, rows.upperBound, a.values, a.scales, a.sums, tokens, y, yStride,

@@ -95,6 +95,21 @@ struct GGUFModelTests {
         }
     }
 
+    /// The same through decode: one token per forward pass, as generation runs, so the single-token kernels (and
+    /// their activations quantized per block of 256 for Q4_K and Q6_K) produce every row.
+    @Test("teacher-forced top-1 agreement of Q4_K_M with F32, one token at a time", arguments: names)
+    func quantizedDecodeAgreement(name: String) throws {
+        let f32 = try TransformerModel(gguf: Self.file(name, "f32"))
+        let tokens = try Self.text(Tokenizer(gguf: GGUFFile(url: Self.file(name, "f32"))))
+        let reference = try f32.forward([ForwardSegment(cache: f32.makeCache(capacity: tokens.count), tokens: tokens, logits: .all)])[0]
+        let model = try TransformerModel(gguf: Self.file(name, "q4_k_m"))
+        let cache = model.makeCache(capacity: tokens.count)
+        let rows = try tokens.map { try model.forward([ForwardSegment(cache: cache, tokens: [$0], logits: .all)])[0][0] }
+        let agreement = Self.agreement(of: rows, with: reference)
+        print("GGUF \(name) q4_k_m, decode: \(agreement)")
+        #expect(agreement.top1 >= 0.95, "\(name) q4_k_m decode: \(agreement)")
+    }
+
     @Test("quantized on load, the safetensors model agrees with its F32 weights", arguments: names)
     func quantizedOnLoad(name: String) throws {
         let hf = try Self.directory.get().appending(path: name)
@@ -115,6 +130,10 @@ struct GGUFModelTests {
     /// top-1 token is the same, and the mean KL divergence of the model's distribution from the reference's.
     static func agreement(of model: TransformerModel, with reference: [[Float]], tokens: [Int32]) throws -> Agreement {
         let rows = try model.forward([ForwardSegment(cache: model.makeCache(capacity: tokens.count), tokens: tokens, logits: .all)])[0]
+        return agreement(of: rows, with: reference)
+    }
+
+    static func agreement(of rows: [[Float]], with reference: [[Float]]) -> Agreement {
         var agree = 0
         var divergence = 0.0
         for (row, expected) in zip(rows, reference) {

@@ -1,8 +1,8 @@
 import BuiltinEngine
-import EngineCompute
 import Foundation
 import Testing
 
+@testable import EngineCompute
 @testable import ModelText
 
 /// The integer kernels against the reference dequantizer: a product of block-quantized weights with quantized
@@ -57,11 +57,21 @@ struct QuantizedMatMulTests {
         for tokens in [1, 2, 3, 4, 5, 9] {
             var random = SeededGenerator(seed: UInt64(tokens))
             let x = (0..<tokens * columns).map { _ in Float.random(in: -2...2, using: &random) }
-            // The activations as the kernels see them: quantized to int8 blocks, then back.
+            // The activations as the kernels see them: quantized to int8 blocks (of 256 for one token's Q4_K and
+            // Q6_K on VNNI), then back.
             var restored = [Float](repeating: 0, count: x.count)
+            let superBlocks = QuantizedMatMul.usesSuperBlocks([weights], tokens: tokens, instructionSet: instructionSet)
             x.withUnsafeBufferPointer { xs in
-                QuantizedActivations.with(x: xs.baseAddress!, xStride: columns, tokens: tokens, columns: columns, pool: .shared) { a in
-                    for i in 0..<x.count { restored[i] = Float(a.values[i]) * a.scales[i / 32] }
+                QuantizedActivations.with(
+                    x: xs.baseAddress!, xStride: columns, tokens: tokens, columns: columns, superBlocks: superBlocks, pool: .shared
+                ) { a in
+                    for i in 0..<x.count {
+                        if let wide = a.superBlocks {
+                            restored[i] = Float(wide.values[i]) * wide.scales[i / 256]
+                        } else {
+                            restored[i] = Float(a.values[i]) * a.scales[i / 32]
+                        }
+                    }
                 }
             }
             var y = [Float](repeating: 1, count: tokens * rows)
@@ -86,6 +96,74 @@ struct QuantizedMatMulTests {
                     #expect(
                         abs(Double(y[t * rows + r]) - expected) <= 1e-5 * magnitude + 1e-5,
                         "\(format) \(instructionSet) \(tokens) tokens, token \(t) row \(r): \(y[t * rows + r]) vs \(expected)")
+                }
+            }
+        }
+    }
+
+    /// One token against Q4_K and Q6_K weights (DecodeQuantized.c): the activations quantized per block of 256
+    /// within half a step of each value with exact sums of 16, and the products, over row ranges that split
+    /// unevenly into the kernel's four streams, equal the dequantized weights times the quantized activations up
+    /// to f32 rounding, and the float activations within the quantization's bound.
+    @Test(
+        "one token of Q4_K and Q6_K: super-block activations, row ranges, bias and accumulation",
+        .enabled(if: InstructionSet.cpuHasVNNI), arguments: [WeightFormat.q4_K, .q6_K])
+    func decodesSuperBlocks(format: WeightFormat) throws {
+        let rows = 41, columns = 1280
+        let data = Self.randomMatrix(rows: rows, columns: columns, format: format, seed: 5)
+        defer { data.deallocate() }
+        let weights = WeightMatrix(rows: rows, columns: columns, format: format, data: data)
+        var dequantized = [Float](repeating: 0, count: rows * columns)
+        for row in 0..<rows { dequantized.withUnsafeMutableBufferPointer { weights.copyRow(row, to: $0.baseAddress! + row * columns) } }
+        var random = SeededGenerator(seed: 17)
+        // Blocks of different magnitudes, one of them all zeros.
+        var x = [Float](repeating: 0, count: columns)
+        for i in 0..<columns where i / 256 != 2 { x[i] = Float.random(in: -1...1, using: &random) * Float(1 + i / 256) }
+        let bias: [Float] = (0..<rows).map { Float($0) / 5 - 3 }
+        #expect(QuantizedMatMul.usesSuperBlocks([weights], tokens: 1, instructionSet: .avx512))
+        x.withUnsafeBufferPointer { xs in
+            QuantizedActivations.with(x: xs.baseAddress!, xStride: columns, tokens: 1, columns: columns, superBlocks: true, pool: .shared) { a in
+                let wide = a.superBlocks!
+                for b in 0..<columns / 256 {
+                    let largest = x[(b * 256)..<(b * 256 + 256)].map(abs).max()!
+                    #expect(wide.scales[b] == largest / 127)
+                    for i in (b * 256)..<(b * 256 + 256) {
+                        #expect(abs(x[i] - Float(wide.values[i]) * wide.scales[b]) <= wide.scales[b] * 0.5001, "element \(i)")
+                    }
+                }
+                for g in 0..<columns / 16 {
+                    #expect(Int(wide.sums[g]) == (0..<16).reduce(0) { $0 + Int(wide.values[g * 16 + $1]) }, "sum \(g)")
+                }
+                let cases: [(rows: Range<Int>, bias: Bool, accumulate: Bool)] = [
+                    (0..<rows, false, false), (3..<40, true, true), (5..<6, true, false), (1..<38, false, true), (7..<7, true, true),
+                ]
+                for (range, withBias, accumulate) in cases {
+                    var y = [Float](repeating: 1.5, count: rows)
+                    bias.withUnsafeBufferPointer { b in
+                        y.withUnsafeMutableBufferPointer { ys in
+                            QuantizedMatMul.multiply(
+                                weights, rows: range, activations: a, tokens: 1, y: ys.baseAddress!, yStride: rows,
+                                bias: withBias ? b.baseAddress! : nil, accumulate: accumulate, instructionSet: .avx512)
+                        }
+                    }
+                    for r in 0..<rows {
+                        guard range.contains(r) else {
+                            #expect(y[r] == 1.5, "row \(r) outside \(range)")
+                            continue
+                        }
+                        var quantized = 0.0, exact = 0.0, magnitude = 0.0, bound = 0.0
+                        for k in 0..<columns {
+                            let w = Double(dequantized[r * columns + k])
+                            quantized += w * Double(wide.values[k]) * Double(wide.scales[k / 256])
+                            exact += w * Double(x[k])
+                            magnitude += abs(w * Double(x[k]))
+                            bound += abs(w) * Double(wide.scales[k / 256]) / 2
+                        }
+                        let base = (accumulate ? 1.5 : 0) + (withBias ? Double(bias[r]) : 0)
+                        let value = Double(y[r]) - base
+                        #expect(abs(value - quantized) <= 1e-5 * magnitude + 1e-5, "\(format) \(range) row \(r): \(value) vs \(quantized)")
+                        #expect(abs(value - exact) <= bound + 1e-5 * magnitude + 1e-5, "\(format) \(range) row \(r): \(value) vs \(exact)")
+                    }
                 }
             }
         }
