@@ -3,9 +3,10 @@
 // adds the pairs' sums to 16 f32 lanes, twice the products of an f32 FMA. Activations come converted by
 // amx_bf16_pack_activations (rounded to bf16, or split into two bf16 parts whose products are summed).
 //
-// Four weight rows against four tokens at a time, sixteen accumulators of dot products along the columns, over
-// blocks of columns so that the four rows' block stays in L1 while every token group passes and the tokens'
-// block in L2 while the rows pass. Later blocks add their partial sums to `y`.
+// Four weight rows against six tokens at a time (then four, then one), 24 accumulators of dot products along the
+// columns, over blocks of columns so that the four rows' block stays in L1 while every token group passes and the
+// tokens' block in L2 while the rows pass. A tile's four rows are reduced together (``sum4``) and stored as one
+// vector per token; later blocks add their partial sums to `y`. On Zen 4 this runs near one `vdpbf16ps` per cycle.
 
 #include "CEngineAMX.h"
 
@@ -23,6 +24,20 @@ static inline ptrdiff_t round_up(ptrdiff_t value, ptrdiff_t multiple) {
     return (value + multiple - 1) / multiple * multiple;
 }
 
+/// The sums of the lanes of `a`, `b`, `c` and `d`, in that order: a tree of shuffles and adds, about a third of the
+/// work of four horizontal reductions.
+BF16_TARGET INLINE __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    // Per 128-bit chunk: [a0+a2, a1+a3, b0+b2, b1+b3] and the same for c and d.
+    const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+    // One chunk per vector: [a, b, c, d], four partial sums each.
+    __m512 v = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4E));
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));
+    const __m512i firsts = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0);
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(firsts, v));
+}
+
 /// Rows `row..row+R` against tokens `token..token+T` over columns `k0..<k1` (R, T constants after inlining);
 /// activation rows are `padded` apart, the low parts `low_offset` elements after the high ones (0: one part).
 BF16_TARGET INLINE void tile(
@@ -30,7 +45,7 @@ BF16_TARGET INLINE void tile(
     ptrdiff_t low_offset, ptrdiff_t token, int T, ptrdiff_t k0, ptrdiff_t k1, int first,
     float *y, ptrdiff_t y_stride, const float *bias, int accumulate)
 {
-    __m512 acc[4][4];
+    __m512 acc[4][6];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     for (ptrdiff_t k = k0; k < k1; k += 32) {
@@ -48,6 +63,16 @@ BF16_TARGET INLINE void tile(
                 for (int r = 0; r < R; r++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], weights[r], low);
             }
         }
+    }
+    if (R == 4) {
+        // Each token's four rows are consecutive in `y`: their sums as one vector.
+        const __m128 b = bias && first ? _mm_loadu_ps(bias + row) : _mm_setzero_ps();
+        for (int t = 0; t < T; t++) {
+            float *target = y + (token + t) * y_stride + row;
+            const __m128 value = _mm_add_ps(sum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]), b);
+            _mm_storeu_ps(target, !first || accumulate ? _mm_add_ps(_mm_loadu_ps(target), value) : value);
+        }
+        return;
     }
     for (int r = 0; r < R; r++) {
         for (int t = 0; t < T; t++) {
@@ -71,6 +96,8 @@ BF16_TARGET INLINE void rows_all_tokens(
 {
     const int first = k0 == 0;
     ptrdiff_t t = 0;
+    for (; t + 6 <= tokens; t += 6)
+        tile(w, columns, row, R, a, padded, low_offset, t, 6, k0, k1, first, y, y_stride, bias, accumulate);
     for (; t + 4 <= tokens; t += 4)
         tile(w, columns, row, R, a, padded, low_offset, t, 4, k0, k1, first, y, y_stride, bias, accumulate);
     for (; t < tokens; t++)
