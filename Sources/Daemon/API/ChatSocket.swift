@@ -206,7 +206,7 @@ extension ChatSocket {
                 if outcome.abandoned != nil { return nil }
                 if let problem = outcome.problem, !stopped { return Frame(type: "error", message: problem) }
                 return Frame(type: "done", finishReason: stopped ? "stopped" : outcome.finishReason, usage: outcome.usage)
-            } catch let error as APIErrorConvertible {
+            } catch let error as any APIErrorConvertible {
                 return Frame(type: "error", message: error.apiError.message)
             } catch {
                 logger.debug("chat frame failed", metadata: ["error": "\(error)"])
