@@ -307,8 +307,10 @@ package struct JSONMatcher: Hashable, Sendable {
 
     // MARK: Numbers
 
-    /// Digits allowed in the integer and fraction parts, and in the exponent: enough for any double.
-    private static let maxDigits: Int32 = 15, maxExponentDigits: Int32 = 3
+    /// Digits allowed in the integer and fraction parts, and in the exponent: every number the mask allows is a
+    /// finite double (at most 15 digits times 10^±99), so the output parses wherever JSON parses to doubles; three
+    /// exponent digits let a sampled `1e999` through, which parsers reject or read as infinity.
+    private static let maxDigits: Int32 = 15, maxExponentDigits: Int32 = 2
 
     /// Number phases: 0 start, 1 after `-`, 2 a leading zero, 3 integer digits, 4 after `.`, 5 fraction digits,
     /// 6 after `e`, 7 after the exponent's sign, 8 exponent digits.
