@@ -17,8 +17,8 @@
 
 #include <immintrin.h>
 
-#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline))
+#include "BlockFormats.h"
+
 
 /// Rows read at once, each from its own part of the range.
 #define STREAMS 4
@@ -26,12 +26,6 @@
 #define PREFETCH_AHEAD 4096
 /// Elements per weight block and per activation scale.
 #define SUPER_BLOCK 256
-
-VNNI_TARGET INLINE float half_at(const uint8_t *p) {
-    uint16_t bits;
-    __builtin_memcpy(&bits, p, 2);
-    return _cvtsh_ss(bits);
-}
 
 VNNI_TARGET INLINE void prefetch_block(const uint8_t *p, int bytes) {
     for (int offset = 0; offset < bytes; offset += 64) _mm_prefetch((const char *)(p + PREFETCH_AHEAD + offset), _MM_HINT_T0);

@@ -14,19 +14,13 @@
 
 #include <immintrin.h>
 
-#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")))
-#define INLINE static inline __attribute__((always_inline))
+#include "BlockFormats.h"
+
 
 /// Tokens multiplied per pass over a weight row: four accumulators per token kind stay in registers.
 #define GROUP 4
 /// How far ahead of the loads the kernels prefetch, in bytes of weights.
 #define PREFETCH_AHEAD 4096
-
-VNNI_TARGET INLINE float half_at(const uint8_t *p) {
-    uint16_t bits;
-    __builtin_memcpy(&bits, p, 2);
-    return _cvtsh_ss(bits);
-}
 
 /// Lanes 0-7 take `pair[0]`, lanes 8-15 `pair[1]`.
 VNNI_TARGET INLINE __m512 spread_pair(__m128 pair) {
@@ -77,17 +71,6 @@ VNNI_TARGET INLINE void q8_0_row(
 }
 
 // --- Q4_K: 144-byte blocks of 256 elements (f16 d and dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles) --
-
-/// Sub-block `j`'s 6-bit scale and min (the layout of Dequantize.scaleMin).
-INLINE void q4_K_scale_min(const uint8_t *s, int j, uint8_t *scale, uint8_t *min) {
-    if (j < 4) {
-        *scale = s[j] & 0x3F;
-        *min = s[j + 4] & 0x3F;
-    } else {
-        *scale = (s[j + 4] & 0x0F) | ((s[j - 4] >> 2) & 0x30);
-        *min = (s[j + 4] >> 4) | ((s[j] >> 2) & 0x30);
-    }
-}
 
 /// Per 32 bytes of nibbles, sub-blocks 2p (low nibbles) and 2p+1 (high) against 64 activation bytes; the mins
 /// are taken off with the activation blocks' sums.

@@ -24,11 +24,11 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+
+#include "BlockFormats.h"
 #include <stdlib.h>
 
-#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,fma,f16c")))
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
-#define INLINE static inline __attribute__((always_inline))
 
 /// 64-byte steps per chunk: Q8_0 and Q4_K chunks are 512 elements (16 blocks of 32), Q6_K chunks 256 (16 units of
 /// 16, as its scales are per 16 elements). A laid-out chunk (a record) is its steps, then 16 f32 scales in lane
@@ -42,12 +42,6 @@
 #define TOKENS 3
 /// The most bytes of laid-out activations (all tokens) per column block.
 #define COLUMN_BLOCK_BYTES (256 * 1024)
-
-VNNI_TARGET INLINE float half_at(const uint8_t *p) {
-    uint16_t bits;
-    __builtin_memcpy(&bits, p, 2);
-    return _cvtsh_ss(bits);
-}
 
 /// In each 128-bit lane, a 4x4 transpose of dwords across four registers: lane `4c + e` of result `j` is dword `j`
 /// of lane `c` of register `e`.
@@ -209,53 +203,14 @@ VNNI_TARGET static void unpack_q4_0(const uint8_t *w, ptrdiff_t nb, ptrdiff_t ch
     }
 }
 
-/// Sub-block `j`'s 6-bit scale and min (the layout of Dequantize.scaleMin).
-INLINE void q4_K_scale_min(const uint8_t *s, int j, uint8_t *scale, uint8_t *min) {
-    if (j < 4) {
-        *scale = s[j] & 0x3F;
-        *min = s[j + 4] & 0x3F;
-    } else {
-        *scale = (s[j + 4] & 0x0F) | ((s[j - 4] >> 2) & 0x30);
-        *min = (s[j + 4] >> 4) | ((s[j] >> 2) & 0x30);
-    }
-}
-
-/// One Q4_K row, two 256-element blocks per chunk: per 32 bytes of nibbles, the low nibbles are elements 0-31 of
-/// 64 and the high ones 32-63; the offsets' factors are the sub-blocks' mins.
-VNNI_TARGET static void unpack_q4_K(const uint8_t *w, ptrdiff_t nb, ptrdiff_t chunks, uint8_t *records, float *offsets) {
-    const __m256i mask = _mm256_set1_epi8(0x0F);
-    for (ptrdiff_t c = 0; c < chunks; c++) {
-        float scale[16];
-        __m512i r[WIDE];
-        for (int half = 0; half < 2; half++) {
-            const ptrdiff_t block = c * 2 + half;
-            if (block * 8 >= nb) {
-                for (int j = 0; j < 8; j++) scale[8 * half + j] = 0;
-                for (int j = 0; j < 4; j++) r[4 * half + j] = _mm512_setzero_si512();
-                continue;
-            }
-            const uint8_t *p = w + block * 144;
-            const float dw = half_at(p), dmin = half_at(p + 2);
-            for (int j = 0; j < 8; j++) {
-                uint8_t sc, mn;
-                q4_K_scale_min(p + 4, j, &sc, &mn);
-                scale[8 * half + j] = dw * (float)sc;
-                offsets[block * 8 + j] = dmin * (float)mn;
-            }
-            for (int j = 0; j < 4; j++) {
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * j));
-                r[4 * half + j] = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_and_si256(raw, mask)), _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask), 1);
-            }
-        }
-        store_record(records + c * RECORD(WIDE), r, WIDE, wide_lanes(_mm512_loadu_ps(scale)));
-    }
-}
-
-/// One Q5_K row, two 256-element blocks per chunk: Q4_K's nibbles (at byte 48) plus a fifth bit, bit `j` of byte
-/// `i` of the 32 at byte 16 for element `32j + i`; the offsets' factors are the sub-blocks' mins.
-VNNI_TARGET static void unpack_q5_K(const uint8_t *w, ptrdiff_t nb, ptrdiff_t chunks, uint8_t *records, float *offsets) {
+/// One Q4_K row, or with `fifth` a Q5_K row, two 256-element blocks per chunk: per 32 bytes of nibbles (Q4_K's at
+/// byte 16, Q5_K's at 48), the low nibbles are elements 0-31 of 64 and the high ones 32-63; Q5_K adds a fifth bit,
+/// bit `j` of byte `i` of the 32 at byte 16 for element `32j + i`. The offsets' factors are the sub-blocks' mins.
+VNNI_TARGET INLINE void unpack_k_nibbles(
+    const uint8_t *w, ptrdiff_t nb, ptrdiff_t chunks, uint8_t *records, float *offsets, int fifth)
+{
     const __m256i mask = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const ptrdiff_t block_bytes = fifth ? 176 : 144, nibbles = fifth ? 48 : 16;
     for (ptrdiff_t c = 0; c < chunks; c++) {
         float scale[16];
         __m512i r[WIDE];
@@ -266,7 +221,7 @@ VNNI_TARGET static void unpack_q5_K(const uint8_t *w, ptrdiff_t nb, ptrdiff_t ch
                 for (int j = 0; j < 4; j++) r[4 * half + j] = _mm512_setzero_si512();
                 continue;
             }
-            const uint8_t *p = w + block * 176;
+            const uint8_t *p = w + block * block_bytes;
             const float dw = half_at(p), dmin = half_at(p + 2);
             for (int j = 0; j < 8; j++) {
                 uint8_t sc, mn;
@@ -274,14 +229,15 @@ VNNI_TARGET static void unpack_q5_K(const uint8_t *w, ptrdiff_t nb, ptrdiff_t ch
                 scale[8 * half + j] = dw * (float)sc;
                 offsets[block * 8 + j] = dmin * (float)mn;
             }
-            const __m256i high = _mm256_loadu_si256((const __m256i *)(p + 16));
+            const __m256i high = fifth ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
             for (int j = 0; j < 4; j++) {
-                const __m256i raw = _mm256_loadu_si256((const __m256i *)(p + 48 + 32 * j));
-                const __m256i fifth_low = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * j), one), 4);
-                const __m256i fifth_high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * j + 1), one), 4);
-                r[4 * half + j] = _mm512_inserti64x4(
-                    _mm512_castsi256_si512(_mm256_or_si256(_mm256_and_si256(raw, mask), fifth_low)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), mask), fifth_high), 1);
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(p + nibbles + 32 * j));
+                __m256i low = _mm256_and_si256(raw, mask), top = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+                if (fifth) {
+                    low = _mm256_or_si256(low, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * j), one), 4));
+                    top = _mm256_or_si256(top, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(high, 2 * j + 1), one), 4));
+                }
+                r[4 * half + j] = _mm512_inserti64x4(_mm512_castsi256_si512(low), top, 1);
             }
         }
         store_record(records + c * RECORD(WIDE), r, WIDE, wide_lanes(_mm512_loadu_ps(scale)));
@@ -441,8 +397,8 @@ VNNI_TARGET int engine_quantized_prefill_vnni(
                 switch (type) {
                 case ENGINE_QUANT_Q8_0: unpack_q8_0(row, nb - k0, c1 - c0, records, row_offsets + k0); break;
                 case ENGINE_QUANT_Q4_0: unpack_q4_0(row, nb - k0, c1 - c0, records, row_offsets + k0); break;
-                case ENGINE_QUANT_Q4_K: unpack_q4_K(row, nb - k0, c1 - c0, records, row_offsets + k0); break;
-                case ENGINE_QUANT_Q5_K: unpack_q5_K(row, nb - k0, c1 - c0, records, row_offsets + k0); break;
+                case ENGINE_QUANT_Q4_K: unpack_k_nibbles(row, nb - k0, c1 - c0, records, row_offsets + k0, 0); break;
+                case ENGINE_QUANT_Q5_K: unpack_k_nibbles(row, nb - k0, c1 - c0, records, row_offsets + k0, 1); break;
                 default: unpack_q6_K(row, c1 - c0, records, row_offsets + k0); break;
                 }
             }
