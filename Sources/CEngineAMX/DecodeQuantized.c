@@ -53,32 +53,50 @@ VNNI_TARGET void engine_quantize_super_blocks(const float *x, ptrdiff_t columns,
     }
 }
 
-/// The activations of one super-block, shared by the rows of a pass.
+/// The activations of one super-block, shared by the rows of a pass, in the order its weight format reads them.
 typedef struct {
+    /// Q6_K: the 256 values in order, 64 to a register. Q4_K: values 0-31 and 64-95, 32-63 and 96-127, 128-159 and
+    /// 192-223, 160-191 and 224-255 (the sub-blocks that one 64-byte load of nibbles holds, low and high).
     __m512i values[4];
+    /// Q6_K: the sums of every 16 values.
     __m256i sums;
+    /// Q4_K: the sums of every 32 values (one per sub-block), as 16-bit words.
+    __m128i pairs;
     float scale;
 } Activations;
 
-VNNI_TARGET INLINE Activations load_activations(const int8_t *q, const float *d, const int16_t *sums, ptrdiff_t b) {
+VNNI_TARGET INLINE Activations load_activations(int type, const int8_t *q, const float *d, const int16_t *sums, ptrdiff_t b) {
     Activations a;
     for (int g = 0; g < 4; g++) a.values[g] = _mm512_loadu_si512(q + b * SUPER_BLOCK + g * 64);
     a.sums = _mm256_loadu_si256((const __m256i *)(sums + b * 16));
     a.scale = d[b];
+    if (type == ENGINE_QUANT_Q4_K) {
+        const __m512i first = a.values[0], second = a.values[1], third = a.values[2], fourth = a.values[3];
+        a.values[0] = _mm512_shuffle_i64x2(first, second, 0x44);
+        a.values[1] = _mm512_shuffle_i64x2(first, second, 0xEE);
+        a.values[2] = _mm512_shuffle_i64x2(third, fourth, 0x44);
+        a.values[3] = _mm512_shuffle_i64x2(third, fourth, 0xEE);
+        a.pairs = _mm256_cvtepi32_epi16(_mm256_madd_epi16(a.sums, _mm256_set1_epi16(1)));
+    }
     return a;
 }
 
 // --- Q4_K: 144-byte blocks of 256 elements (f16 d and dmin, 12 bytes of 6-bit scales and mins, 128 of nibbles) --
 
-/// A `vpshufb` index repeating 16-bit word `w` of each 128-bit lane.
-INLINE int word_pair(int w) { return (2 * w) * 0x00010001 + (2 * w + 1) * 0x01000100; }
+/// A `vpshufb` index that spreads scale byte `low` (as a 16-bit word) over the lower half of a register and
+/// byte `high` over the upper half.
+VNNI_TARGET INLINE __m512i spread_index(int low, int high) {
+    return _mm512_inserti64x4(
+        _mm512_set1_epi16((short)(0x8000 | low)), _mm256_set1_epi16((short)(0x8000 | high)), 1);
+}
 
 /// One Q4_K block `p` of one row against the activations: the scaled integer sum into `acc`, the mins' part
-/// into `mins`. Each 32 bytes of nibbles hold sub-blocks 2g (low nibbles) and 2g+1 (high): loaded into both
-/// halves of a register, the upper half shifted right by 4.
-VNNI_TARGET INLINE void q4_K_block(const uint8_t *p, const Activations *a, __m512 *acc, __m256 *mins) {
+/// into `mins`. Each 64 bytes of nibbles hold four sub-blocks: the low nibbles of the first 32 bytes sub-block
+/// 4h, the high ones 4h+1, those of the next 32 bytes 4h+2 and 4h+3. The low nibbles of a 64-byte load then go
+/// against sub-blocks 4h and 4h+2 of the activations, the high ones against 4h+1 and 4h+3, each 16-bit pair sum
+/// multiplied by its sub-block's scale (spread by `vpshufb` from the eight scale bytes) as it is added.
+VNNI_TARGET INLINE void q4_K_block(const uint8_t *p, const Activations *a, __m512 *acc, __m128 *mins) {
     const __m512i low_mask = _mm512_set1_epi8(0x0F);
-    const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
     // The eight 6-bit scales and mins (the layout of Dequantize.scaleMin), four to a 32-bit word.
     uint32_t packed[3];
     __builtin_memcpy(packed, p + 4, 12);
@@ -86,24 +104,28 @@ VNNI_TARGET INLINE void q4_K_block(const uint8_t *p, const Activations *a, __m51
     const uint32_t scales_high = (packed[2] & 0x0F0F0F0Fu) | (((packed[0] >> 6) & 0x03030303u) << 4);
     const uint32_t mins_low = packed[1] & 0x3F3F3F3Fu;
     const uint32_t mins_high = ((packed[2] >> 4) & 0x0F0F0F0Fu) | (((packed[1] >> 6) & 0x03030303u) << 4);
-    // Scales as eight 16-bit words in every 128-bit lane; sub-block 2g's word spread over the lower half of a
-    // register, 2g+1's over the upper half.
-    const __m512i scales = _mm512_broadcast_i32x4(
-        _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)scales_high << 32 | scales_low))));
-    __m512i sum = _mm512_setzero_si512();
-    for (int g = 0; g < 4; g++) {
-        const __m512i spread = _mm512_inserti64x4(
-            _mm512_set1_epi32(word_pair(2 * g)), _mm256_set1_epi32(word_pair(2 * g + 1)), 1);
-        const __m512i weights = _mm512_and_si512(
-            _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16 + g * 32))), shift), low_mask);
-        const __m512i pairs = _mm512_maddubs_epi16(weights, a->values[g]);
-        sum = _mm512_dpwssd_epi32(sum, pairs, _mm512_shuffle_epi8(scales, spread));
-    }
-    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(half_at(p) * a->scale), *acc);
-    const __m128i min_bytes = _mm_cvtsi64_si128((long long)((uint64_t)mins_high << 32 | mins_low));
-    const __m256i minimums = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(min_bytes, min_bytes));
-    *mins = _mm256_fmadd_ps(
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(minimums, a->sums)), _mm256_set1_ps(half_at(p + 2) * a->scale), *mins);
+    const __m512i scales = _mm512_set1_epi64((long long)((uint64_t)scales_high << 32 | scales_low));
+    const __m512i first = _mm512_loadu_si512(p + 16), second = _mm512_loadu_si512(p + 80);
+    const __m512i weights[4] = {
+        _mm512_and_si512(first, low_mask), _mm512_and_si512(_mm512_srli_epi16(first, 4), low_mask),
+        _mm512_and_si512(second, low_mask), _mm512_and_si512(_mm512_srli_epi16(second, 4), low_mask),
+    };
+    __m512i sum = _mm512_madd_epi16(
+        _mm512_maddubs_epi16(weights[0], a->values[0]), _mm512_shuffle_epi8(scales, spread_index(0, 2)));
+    sum = _mm512_dpwssd_epi32(
+        sum, _mm512_maddubs_epi16(weights[1], a->values[1]), _mm512_shuffle_epi8(scales, spread_index(1, 3)));
+    sum = _mm512_dpwssd_epi32(
+        sum, _mm512_maddubs_epi16(weights[2], a->values[2]), _mm512_shuffle_epi8(scales, spread_index(4, 6)));
+    sum = _mm512_dpwssd_epi32(
+        sum, _mm512_maddubs_epi16(weights[3], a->values[3]), _mm512_shuffle_epi8(scales, spread_index(5, 7)));
+    // d and dmin, each times the activations' scale.
+    uint32_t halves;
+    __builtin_memcpy(&halves, p, 4);
+    const __m128 factors = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)halves)), _mm_set1_ps(a->scale));
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(factors), *acc);
+    const __m128i minimums = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)mins_high << 32 | mins_low)));
+    *mins = _mm_fmadd_ps(
+        _mm_cvtepi32_ps(_mm_madd_epi16(minimums, a->pairs)), _mm_permute_ps(factors, 0x55), *mins);
 }
 
 // --- Q6_K: 210-byte blocks of 256 elements (128 bytes of low nibbles, 64 of high bit pairs, 16 int8 scales,
@@ -154,13 +176,13 @@ VNNI_TARGET INLINE void rows_pass(
 {
     const int bytes = type == ENGINE_QUANT_Q4_K ? 144 : 210;
     __m512 acc[STREAMS];
-    __m256 mins[STREAMS];
+    __m128 mins[STREAMS];
     for (int k = 0; k < count; k++) {
         acc[k] = _mm512_setzero_ps();
-        mins[k] = _mm256_setzero_ps();
+        mins[k] = _mm_setzero_ps();
     }
     for (ptrdiff_t b = 0; b < blocks; b++) {
-        const Activations a = load_activations(q, d, sums, b);
+        const Activations a = load_activations(type, q, d, sums, b);
         // Unrolled, so that the accumulators stay in registers.
 #pragma clang loop unroll(full)
         for (int k = 0; k < count; k++) {
@@ -171,8 +193,7 @@ VNNI_TARGET INLINE void rows_pass(
         }
     }
     for (int k = 0; k < count; k++) {
-        const __m256 m = mins[k];
-        const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        const __m128 m4 = mins[k];
         const __m128 m2 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
         out[k] = _mm512_reduce_add_ps(acc[k]) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
     }
