@@ -22,8 +22,9 @@ struct AMXMatMulTests {
     }
 
     /// Rows not a multiple of 16 (one or two strips of 16 and a tail), columns not a multiple of
-    /// 32 (8- and 24-column tails), and more columns than one tile row.
-    static let shapes = [(37, 40), (50, 520), (17, 328), (32, 64)]
+    /// 32 (8- and 24-column tails), more columns than one tile row, and more than one of
+    /// BF16DotMatMul.c's column blocks (2048) with a tail in the last.
+    static let shapes = [(37, 40), (50, 520), (17, 328), (32, 64), (9, 2120)]
 
     /// `start + bias + Σₖ x·w` in double precision, and the sum of the magnitudes of its terms,
     /// the scale its rounding errors are relative to.
