@@ -169,7 +169,7 @@ package enum QuantizedMatMul {
     @inline(__always)
     private static func dot(_ u: Bytes, _ s: Bytes) -> SIMD8<Float> {
         let pairs = _mm256_maddubs_epi16(u, s)
-        return unsafeBitCast(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1))), to: SIMD8<Float>.self)
+        return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
 
     @inline(__always)
@@ -282,7 +282,7 @@ package enum QuantizedMatMul {
                     let x = b &* 8 &+ h &* 4 &+ t
                     let values = load32(q, x &* 32)
                     let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(weights, values), _mm256_maddubs_epi16(offset, values))
-                    let sums = unsafeBitCast(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)), to: SIMD8<Float>.self)
+                    let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones))
                     let group = 192 &+ h &* 8 &+ t &* 2
                     let a = Float(block.load(fromByteOffset: group, as: Int8.self))
                     let c = Float(block.load(fromByteOffset: group &+ 1, as: Int8.self))
