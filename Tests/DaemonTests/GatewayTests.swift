@@ -12,8 +12,10 @@ struct GatewayTests {
         "requests for a model with two runs are shared by outstanding requests; streams relay as they come; a client that leaves cancels the engine's request"
     )
     func leastBusy() async throws {
-        // Each reply takes 2 s, so the four requests below are all in flight at once.
-        try await withFakeVLLMDaemon(environment: ["FAKE_ENGINE_REPLY_DELAY": "2"]) { daemon, requestLog in
+        // No engine replies before all four requests below have reached one (both engines append to the same
+        // request log), so the four are in flight at once however slow the machine; then each reply takes 2 s.
+        try await withFakeVLLMDaemon(environment: ["FAKE_ENGINE_REPLY_DELAY": "2", "FAKE_ENGINE_HOLD_UNTIL_LOGGED": "4"]) {
+            daemon, requestLog in
             for name in ["first", "second"] {
                 let started = try await daemon.modelctl(["start", "acme/tiny", "--engine", "vllm", "--name", name, "--wait"])
                 #expect(started.status == 0, "\(started.stderr)")

@@ -10,6 +10,9 @@ struct FakeBehaviour: Sendable {
     var requestLog: String?
     /// Seconds a chat completion that is not streamed takes before its reply.
     var replyDelay: Double
+    /// A chat completion that is not streamed replies only once the request log holds this many lines (every
+    /// engine of a test shares the log), or after 30 s.
+    var holdUntilLogged: Int?
     /// Where to append the `traceparent` header of every completion request (`-` when it has none), one line each.
     var traceLog: String?
 
@@ -23,6 +26,7 @@ struct FakeBehaviour: Sendable {
         self.startedAt = startedAt
         requestLog = environment["FAKE_ENGINE_REQUEST_LOG"]
         replyDelay = environment["FAKE_ENGINE_REPLY_DELAY"].flatMap(Double.init) ?? 0
+        holdUntilLogged = environment["FAKE_ENGINE_HOLD_UNTIL_LOGGED"].flatMap { Int($0) }
         traceLog = environment["FAKE_ENGINE_TRACE_LOG"]
     }
 

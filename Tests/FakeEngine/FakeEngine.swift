@@ -16,6 +16,7 @@ import Foundation
 /// | `FAKE_ENGINE_LOG_BYTES` | print this many bytes of log lines at start |
 /// | `FAKE_ENGINE_NO_MODULE` | exit 1 at once with Python's "No module named <value>" |
 /// | `FAKE_ENGINE_REQUEST_LOG` | append the body of each `/v1/chat/completions` request to this file, one line each |
+/// | `FAKE_ENGINE_HOLD_UNTIL_LOGGED` | hold each reply that is not streamed until the request log has this many lines (at most 30 s) |
 /// | `FAKE_ENGINE_TRACE_LOG` | append the `traceparent` header of each `/v1/chat/completions` request (`-` if none) to this file |
 ///
 /// As vLLM's worker of a multi-node run (`serve DIR ... --node-rank R --master-addr A ... --headless`) it serves nothing
@@ -168,6 +169,16 @@ struct FakeEngine {
         let temporary = path + ".tmp.\(getpid())"
         FileManager.default.createFile(atPath: temporary, contents: data)
         rename(temporary, path)
+    }
+
+    /// Returns once the file at `path` holds at least `count` lines, or after `timeout` seconds.
+    static func waitForLines(_ count: Int, in path: String, timeout: Double) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let lines = (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").count ?? 0
+            if lines >= count { return }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
     }
 
     static func appendLine(_ line: String, to path: String) {

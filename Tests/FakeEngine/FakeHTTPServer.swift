@@ -215,6 +215,9 @@ final class FakeHTTPServer: Sendable {
             streamChat(connection, model: model)
             return
         }
+        if let count = behaviour.holdUntilLogged, let log = behaviour.requestLog {
+            FakeEngine.waitForLines(count, in: log, timeout: 30)
+        }
         if behaviour.replyDelay > 0 { Thread.sleep(forTimeInterval: behaviour.replyDelay) }
         let messages = body["messages"] as? [[String: Any]] ?? []
         let promptTokens = messages.reduce(0) { $0 + (($1["content"] as? String)?.split(separator: " ").count ?? 0) }
