@@ -12,14 +12,15 @@
 #   - the GGUF models of scripts/make-bench-gguf.py (Qwen2.5-0.5B with the hidden size 1024, random F16 weights,
 #     quantized by llama-quantize to Q8_0 and Q4_K_M), read by both engines;
 #   - llama.cpp's programs by scripts/build-llamacpp.sh (llama-bench, llama-batched-bench, llama-quantize).
-# Then measures, back to back, per weight type (bf16, Q8_0, Q4_K_M): modeld engine bench with one stream (its
-# peak RSS too) and with BATCH streams, llama-bench (pp/tg) and llama-batched-bench (BATCH streams, aggregate
-# decode tok/s) on the same weights; for bf16 also with MODELD_ENGINE_AMX=0 where the CPU has AMX, and
+# Then measures per weight type (bf16, Q8_0, Q4_K_M), in REPEATS rounds that alternate the engines: modeld engine
+# bench with one stream (its peak RSS too) and with BATCH streams, llama-bench (pp, and tg after a context of
+# PROMPT_TOKENS) and llama-batched-bench (BATCH streams, aggregate decode tok/s) on the same weights; for bf16 also with MODELD_ENGINE_AMX=0 where the CPU has AMX, and
 # transformers bf16 and f32 (TORCH=0 leaves them out). Prints a table with each figure and our ratios to
 # llama.cpp's.
 #
-# Also prints the memory read bandwidth PyTorch reaches summing 1 GiB on the same threads: decode reads every
-# weight once per token, so bandwidth / weight bytes is the decode ceiling of each model.
+# Also prints the memory read bandwidth PyTorch reaches summing 1 GiB on the same threads, before and after:
+# decode reads every weight once per token, so the higher bandwidth / weight bytes is the decode ceiling of each
+# model.
 #
 # Environment: PROMPT_TOKENS (128), GEN_TOKENS (64), THREADS (2), BATCH (4), BENCH_DIR, REPEATS (3: each figure
 # is the best of that many runs, to damp a shared machine's noise), TORCH (1), TORCH_REPEATS (1: transformers'
@@ -94,7 +95,8 @@ record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
 
 log "load before: $(uptime)"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-BANDWIDTH=$("$PY" - "$THREADS" <<'EOF'
+measure_bandwidth() {
+    "$PY" - "$THREADS" <<'EOF'
 import sys, time, torch
 torch.set_num_threads(int(sys.argv[1]))
 data = torch.ones(256 * 1024 * 1024)
@@ -106,72 +108,92 @@ for _ in range(5):
     best = max(best, data.numel() * 4 / (time.perf_counter() - start) / 1e9)
 print(f"{best:.1f}")
 EOF
-)
-echo "memory read bandwidth (torch sum of 1 GiB f32, $THREADS threads): $BANDWIDTH GB/s" >&2
+}
+BANDWIDTHS=$(measure_bandwidth)
+echo "memory read bandwidth (torch sum of 1 GiB f32, $THREADS threads): $BANDWIDTHS GB/s" >&2
 
-# modeld on a model directory or GGUF file: one stream (its peak RSS in the first run), then BATCH streams.
-bench_modeld() {
-    local kind=$1 name=$2 path=$3 bytes=$4 amx=$5 line rss=-
-    local prefill=() decode=() batched=()
-    for i in $(seq "$REPEATS"); do
-        line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx /usr/bin/time -f "%M" -o "$BENCH_DIR/rss.txt" \
-            "$MODELD" engine bench --model "$path" --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS")
-        echo "$name: $line" >&2
-        [ "$i" = 1 ] && rss=$(( $(tail -1 "$BENCH_DIR/rss.txt") * 1024 ))
-        prefill+=("$(sed -E 's/^prefill [0-9]+ tokens: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
-        decode+=("$(sed -E 's/.*x batch 1: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
-        line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx "$MODELD" engine bench --model "$path" \
-            --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --batch "$BATCH")
-        echo "$name: $line" >&2
-        batched+=("$(sed -E 's/.*x batch [0-9]+: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
-    done
-    record "$kind" "$name" "$bytes" "$(printf '%s\n' "${prefill[@]}" | best)" "$(printf '%s\n' "${decode[@]}" | best)" \
-        "$(printf '%s\n' "${batched[@]}" | best)" "$rss"
+# One round of modeld on a model directory or GGUF file: one stream (with its peak RSS), then BATCH streams.
+M_PREFILL=() M_DECODE=() M_BATCHED=() M_RSS=-
+modeld_round() {
+    local name=$1 path=$2 amx=$3 line
+    line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx /usr/bin/time -f "%M" -o "$BENCH_DIR/rss.txt" \
+        "$MODELD" engine bench --model "$path" --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS")
+    echo "$name: $line" >&2
+    [ "$M_RSS" = - ] && M_RSS=$(( $(tail -1 "$BENCH_DIR/rss.txt") * 1024 ))
+    M_PREFILL+=("$(sed -E 's/^prefill [0-9]+ tokens: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
+    M_DECODE+=("$(sed -E 's/.*x batch 1: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
+    line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx "$MODELD" engine bench --model "$path" \
+        --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --batch "$BATCH")
+    echo "$name: $line" >&2
+    M_BATCHED+=("$(sed -E 's/.*x batch [0-9]+: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
 }
 
-# llama-bench (pp and tg) and llama-batched-bench (BATCH streams of PROMPT_TOKENS + GEN_TOKENS: its decode
-# figure, the aggregate) on a GGUF file, each the best run.
-bench_llama() {
-    local kind=$1 file=$2 lp ld lb=0 line
-    "$LLAMA_BIN/llama-bench" -m "$file" -p "$PROMPT_TOKENS" -n "$GEN_TOKENS" -t "$THREADS" -r "$REPEATS" -o json \
-        > "$BENCH_DIR/llama-bench.json" 2>/dev/null
-    read -r lp ld < <("$PY" - "$BENCH_DIR/llama-bench.json" <<'EOF'
+# One round of llama.cpp on a GGUF file: llama-bench's prefill (an empty context) and decode (after PROMPT_TOKENS of
+# context, `-d`, as modeld's decode follows its prefill), and llama-batched-bench (BATCH streams of PROMPT_TOKENS +
+# GEN_TOKENS: its decode figure, the aggregate).
+L_PREFILL=() L_DECODE=() L_BATCHED=()
+llama_round() {
+    local file=$1 lp ld line
+    { "$LLAMA_BIN/llama-bench" -m "$file" -p "$PROMPT_TOKENS" -n 0 -t "$THREADS" -r 1 -o jsonl
+      "$LLAMA_BIN/llama-bench" -m "$file" -p 0 -n "$GEN_TOKENS" -d "$PROMPT_TOKENS" -t "$THREADS" -r 1 -o jsonl
+    } > "$BENCH_DIR/llama-bench.jsonl" 2>/dev/null
+    read -r lp ld < <("$PY" - "$BENCH_DIR/llama-bench.jsonl" <<'EOF'
 import json, sys
-runs = json.load(open(sys.argv[1]))
-for r in runs:
-    samples = [round(x, 1) for x in r["samples_ts"]]
-    print(f"llama-bench: pp{r['n_prompt']} tg{r['n_gen']}: runs {samples} tok/s", file=sys.stderr)
-# The best run, as for the others (the average mixes in runs that a busy machine slowed).
+runs = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
 pp = max(max(r["samples_ts"]) for r in runs if r["n_prompt"] > 0)
 tg = max(max(r["samples_ts"]) for r in runs if r["n_gen"] > 0)
+depth = next(r["n_depth"] for r in runs if r["n_gen"] > 0)
+print(f"llama-bench: pp {pp:.1f} tg {tg:.1f} tok/s (tg at depth {depth})", file=sys.stderr)
 print(pp, tg)
 EOF
 )
+    L_PREFILL+=("$lp") L_DECODE+=("$ld")
+    line=$("$LLAMA_BIN/llama-batched-bench" -m "$file" -c $((BATCH * (PROMPT_TOKENS + GEN_TOKENS) + 64)) \
+        -b 2048 -ub 512 -npp "$PROMPT_TOKENS" -ntg "$GEN_TOKENS" -npl "$BATCH" -t "$THREADS" \
+        --output-format jsonl 2>/dev/null | grep '^{' | tail -1)
+    echo "llama-batched-bench: $line" >&2
+    L_BATCHED+=("$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["speed_tg"])' "$line")")
+}
+
+# REPEATS rounds of modeld on `path` and, given a GGUF file, of llama.cpp on it, alternating, so that a drift in
+# the machine's speed (a shared host's memory bandwidth moves by a third over minutes) reaches both; each figure
+# is the best of its rounds.
+bench_type() {
+    local kind=$1 name=$2 path=$3 bytes=$4 amx=$5 gguf=${6:-}
+    M_PREFILL=() M_DECODE=() M_BATCHED=() M_RSS=- L_PREFILL=() L_DECODE=() L_BATCHED=()
     for _ in $(seq "$REPEATS"); do
-        line=$("$LLAMA_BIN/llama-batched-bench" -m "$file" -c $((BATCH * (PROMPT_TOKENS + GEN_TOKENS) + 64)) \
-            -b 2048 -ub 512 -npp "$PROMPT_TOKENS" -ntg "$GEN_TOKENS" -npl "$BATCH" -t "$THREADS" \
-            --output-format jsonl 2>/dev/null | grep '^{' | tail -1)
-        echo "llama-batched-bench: $line" >&2
-        lb=$(printf '%s\n%s\n' "$lb" "$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["speed_tg"])' "$line")" | best)
+        modeld_round "$name" "$path" "$amx"
+        [ -n "$gguf" ] && llama_round "$gguf"
     done
-    record "$kind" "llama.cpp, $(basename "$file")" - "$lp" "$ld" "$lb" -
+    record "$kind" "$name" "$bytes" "$(printf '%s\n' "${M_PREFILL[@]}" | best)" \
+        "$(printf '%s\n' "${M_DECODE[@]}" | best)" "$(printf '%s\n' "${M_BATCHED[@]}" | best)" "$M_RSS"
+    if [ -n "$gguf" ]; then
+        record "$kind" "llama.cpp, $(basename "$gguf")" - "$(printf '%s\n' "${L_PREFILL[@]}" | best)" \
+            "$(printf '%s\n' "${L_DECODE[@]}" | best)" "$(printf '%s\n' "${L_BATCHED[@]}" | best)" -
+    fi
 }
 
 # The weight bytes a decode step reads: the bf16 model's safetensors, the whole GGUF file.
 bf16_bytes=$(cat "$MODEL"/*.safetensors | wc -c)
-bench_modeld bf16 "modeld, bf16 safetensors" "$MODEL" "$bf16_bytes" "${MODELD_ENGINE_AMX:-1}"
+if [ "$LLAMA" = 1 ]; then
+    bench_type bf16 "modeld, bf16 safetensors" "$MODEL" "$bf16_bytes" "${MODELD_ENGINE_AMX:-1}" "$GGUF"
+else
+    bench_type bf16 "modeld, bf16 safetensors" "$MODEL" "$bf16_bytes" "${MODELD_ENGINE_AMX:-1}"
+fi
 # Without AMX on this CPU the first row already is the f32 kernels.
 if grep -qw amx_bf16 /proc/cpuinfo; then
-    bench_modeld bf16 "modeld, bf16, MODELD_ENGINE_AMX=0 (f32 kernels)" "$MODEL" "$bf16_bytes" 0
+    bench_type bf16 "modeld, bf16, MODELD_ENGINE_AMX=0 (f32 kernels)" "$MODEL" "$bf16_bytes" 0
 fi
 if [ "$LLAMA" = 1 ]; then
-    bench_llama bf16 "$GGUF"
     for type in q8_0 q4_k_m; do
         file=$BENCH_DIR/$PREFIX$type.gguf
-        bench_modeld "$type" "modeld, $(basename "$file")" "$file" "$(stat -c %s "$file")" "${MODELD_ENGINE_AMX:-1}"
-        bench_llama "$type" "$file"
+        bench_type "$type" "modeld, $(basename "$file")" "$file" "$(stat -c %s "$file")" "${MODELD_ENGINE_AMX:-1}" "$file"
     done
 fi
+# The bandwidth again at the end: the ceiling is the higher figure.
+BANDWIDTHS="$BANDWIDTHS $(measure_bandwidth)"
+echo "memory read bandwidth, before and after: $BANDWIDTHS GB/s" >&2
+BANDWIDTH=$(tr ' ' '\n' <<<"$BANDWIDTHS" | best)
 
 if [ "$TORCH" = 1 ]; then
     for dtype in bf16 f32; do
@@ -195,17 +217,20 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Report -------------------------------------------------------------------------------------
 CPU=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-"$PY" - "$RESULTS" "$PROMPT_TOKENS" "$GEN_TOKENS" "$THREADS" "$BATCH" "$REPEATS" "$TORCH_REPEATS" "$BANDWIDTH" \
+"$PY" - "$RESULTS" "$PROMPT_TOKENS" "$GEN_TOKENS" "$THREADS" "$BATCH" "$REPEATS" "$TORCH_REPEATS" "$BANDWIDTHS" \
     "$LOAD_BEFORE" "$LOAD_AFTER" "$CPU" "$SHAPE" <<'EOF'
 import datetime, sys
-path, prompt, gen, threads, batch, repeats, torch_repeats, bandwidth, load_before, load_after, cpu, shape = sys.argv[1:]
+path, prompt, gen, threads, batch, repeats, torch_repeats, bandwidths, load_before, load_after, cpu, shape = sys.argv[1:]
+bandwidth = max(map(float, bandwidths.split()))
 rows = [line.rstrip("\n").split("\t") for line in open(path)]
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 print(f"{now}, {cpu}, {threads} threads; load average {load_before} before, {load_after} after.")
 widened = " (the GGUF models with hidden size 1024)" if shape == "0.5b" else ""
 print(f"Qwen2.5-{shape.upper()} shape{widened}, random weights; prefill {prompt} tokens, decode "
-      f"{gen} tokens with 1 stream and with {batch} (aggregate); best of {repeats} (transformers: {torch_repeats}).")
-print(f"Memory read bandwidth {bandwidth} GB/s; a model's decode ceiling is that over its weight bytes.")
+      f"{gen} tokens with 1 stream and with {batch} (aggregate); best of {repeats} rounds, modeld's and llama.cpp's "
+      f"alternating (transformers: {torch_repeats}).")
+print(f"Memory read bandwidth {' and '.join(bandwidths.split())} GB/s before and after; a model's decode ceiling is "
+      f"{bandwidth} GB/s over its weight bytes.")
 print()
 
 
