@@ -88,10 +88,16 @@ fi
 # --- Measurements, back to back -----------------------------------------------------------------
 best() { sort -g | tail -1; }
 RESULTS=$BENCH_DIR/results.tsv
+ROUNDS=$BENCH_DIR/rounds.tsv
 : > "$RESULTS"
+: > "$ROUNDS"
 # One row: weight type, name, weight bytes, prefill, decode, BATCH streams' decode (tok/s), peak RSS (bytes);
 # "-" where not measured.
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
+# One round's figures of one engine: bench_type call, round, weight type, engine (modeld or llama.cpp), prefill,
+# decode, BATCH streams.
+record_round() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$ROUNDS"; }
+CALL=0
 
 log "load before: $(uptime)"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -161,9 +167,16 @@ EOF
 bench_type() {
     local kind=$1 name=$2 path=$3 bytes=$4 amx=$5 gguf=${6:-}
     M_PREFILL=() M_DECODE=() M_BATCHED=() M_RSS=- L_PREFILL=() L_DECODE=() L_BATCHED=()
-    for _ in $(seq "$REPEATS"); do
+    CALL=$((CALL + 1))
+    for round in $(seq "$REPEATS"); do
+        # This round's decode ceiling: the bandwidth right before it.
+        record_round "$CALL" "$round" "$kind" bandwidth "$(measure_bandwidth)" - -
         modeld_round "$name" "$path" "$amx"
-        [ -n "$gguf" ] && llama_round "$gguf"
+        record_round "$CALL" "$round" "$kind" modeld "${M_PREFILL[-1]}" "${M_DECODE[-1]}" "${M_BATCHED[-1]}"
+        if [ -n "$gguf" ]; then
+            llama_round "$gguf"
+            record_round "$CALL" "$round" "$kind" llama.cpp "${L_PREFILL[-1]}" "${L_DECODE[-1]}" "${L_BATCHED[-1]}"
+        fi
     done
     record "$kind" "$name" "$bytes" "$(printf '%s\n' "${M_PREFILL[@]}" | best)" \
         "$(printf '%s\n' "${M_DECODE[@]}" | best)" "$(printf '%s\n' "${M_BATCHED[@]}" | best)" "$M_RSS"
@@ -217,10 +230,10 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Report -------------------------------------------------------------------------------------
 CPU=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-"$PY" - "$RESULTS" "$PROMPT_TOKENS" "$GEN_TOKENS" "$THREADS" "$BATCH" "$REPEATS" "$TORCH_REPEATS" "$BANDWIDTHS" \
+"$PY" - "$RESULTS" "$ROUNDS" "$PROMPT_TOKENS" "$GEN_TOKENS" "$THREADS" "$BATCH" "$REPEATS" "$TORCH_REPEATS" "$BANDWIDTHS" \
     "$LOAD_BEFORE" "$LOAD_AFTER" "$CPU" "$SHAPE" <<'EOF'
-import datetime, sys
-path, prompt, gen, threads, batch, repeats, torch_repeats, bandwidths, load_before, load_after, cpu, shape = sys.argv[1:]
+import datetime, statistics, sys
+path, rounds_path, prompt, gen, threads, batch, repeats, torch_repeats, bandwidths, load_before, load_after, cpu, shape = sys.argv[1:]
 bandwidth = max(map(float, bandwidths.split()))
 rows = [line.rstrip("\n").split("\t") for line in open(path)]
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -256,4 +269,37 @@ for kind, name, size, prefill, decode, batched, rss in rows:
     ceiling = float(bandwidth) * 1e9 / size if size else None
     print(f"| {kind} | {name} | {figure(prefill)} | {figure(decode)} | {figure(ceiling)} | {ratio(decode, ceiling)} | "
           f"{figure(batched)} | {ratio(rss, size)} | {ratio(prefill, lp)} | {ratio(decode, ld)} | {ratio(batched, lb)} |")
+
+# Each modeld round against the llama.cpp round right after it, and its decode against the bandwidth measured right
+# before it: the machine's speed drifts, and a best-of-N figure takes each engine's luckiest minute, so the paired
+# ratios' medians are the steadier comparison.
+sizes = {r[0]: number(r[2]) for r in rows if r[1].startswith("modeld") and number(r[2])}
+pairs = {}
+for call, round_, kind, engine, *figures in (line.rstrip("\n").split("\t") for line in open(rounds_path)):
+    pairs.setdefault((call, round_), {})[engine] = (kind, [number(f) for f in figures])
+by_kind = {}
+for pair in pairs.values():
+    if "modeld" not in pair:
+        continue
+    kind, ours = pair["modeld"]
+    entry = by_kind.setdefault(kind, {"ceiling": [], "peer": []})
+    if "bandwidth" in pair and kind in sizes:
+        entry["ceiling"].append(ours[1] / (pair["bandwidth"][1][0] * 1e9 / sizes[kind]))
+    if "llama.cpp" in pair:
+        entry["peer"].append([a / b for a, b in zip(ours, pair["llama.cpp"][1])])
+
+
+def spread(values):
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}–{max(values):.2f})" if values else ""
+
+
+print()
+print("Paired rounds: modeld's decode over the ceiling measured right before it, and each modeld figure over the "
+      "llama.cpp round right after it; median (lowest–highest).")
+print()
+print(f"| weights | decode / ceiling | prefill / llama.cpp | decode / llama.cpp | {batch} streams / llama.cpp |")
+print("|---|---|---|---|---|")
+for kind, entry in by_kind.items():
+    peer = [spread(list(c)) for c in zip(*entry["peer"])] if entry["peer"] else ["", "", ""]
+    print(f"| {kind} | {spread(entry['ceiling'])} | " + " | ".join(peer) + " |")
 EOF
