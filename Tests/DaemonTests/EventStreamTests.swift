@@ -109,11 +109,7 @@ struct EventStreamTests {
             try process.run()
             let reader = pipe.fileHandleForReading
             Thread { [output] in
-                while true {
-                    let chunk = reader.availableData
-                    if chunk.isEmpty { break }
-                    output.data.withLock { $0.append(chunk) }
-                }
+                forEachChunk(of: reader) { chunk in output.data.withLock { $0.append(chunk) } }
             }.start()
         }
 

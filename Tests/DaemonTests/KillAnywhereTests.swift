@@ -574,7 +574,7 @@ final class KillHarness: @unchecked Sendable {
             guard let pid = Int32(entry.lastPathComponent),
                 let data = FileHandle(forReadingAtPath: entry.appending(path: "cmdline").path).map({ handle in
                     defer { try? handle.close() }
-                    return handle.readDataToEndOfFile()
+                    return (try? handle.readToEnd()) ?? Data()
                 })
             else { return nil }
             let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }

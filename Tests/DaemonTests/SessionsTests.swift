@@ -50,9 +50,7 @@ struct SessionsTests {
             let (output, continuation) = (output, lines.continuation)
             try process.run()
             Thread {
-                while true {
-                    let chunk = reader.availableData
-                    if chunk.isEmpty { break }
+                forEachChunk(of: reader) { chunk in
                     output.data.withLock { $0.append(chunk) }
                     continuation.yield()
                 }

@@ -38,7 +38,7 @@ package struct TestCertificates: Sendable {
         process.standardOutput = FileHandle.nullDevice
         try await runToExit(process)
         guard process.terminationStatus == 0 else {
-            let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let message = String(decoding: (try? errors.fileHandleForReading.readToEnd()) ?? Data(), as: UTF8.self)
             throw TLSFrontError("openssl \(arguments.prefix(2).joined(separator: " ")) failed: \(message)")
         }
     }
@@ -96,8 +96,12 @@ package enum TLSFront {
             Thread {
                 var data = Data()
                 while !data.contains(0x0A) {
-                    let chunk = handle.availableData
-                    if chunk.isEmpty { break }
+                    // The descriptor itself: `availableData` would stop the process on a read error.
+                    var buffer = [UInt8](repeating: 0, count: 4096)
+                    let count = buffer.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+                    if count < 0 && errno == EINTR { continue }
+                    guard count > 0 else { break }
+                    let chunk = Data(buffer[0..<count])
                     data.append(chunk)
                 }
                 let line = data.split(separator: 0x0A).first.map { String(decoding: $0, as: UTF8.self) } ?? ""

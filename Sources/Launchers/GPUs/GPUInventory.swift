@@ -69,7 +69,9 @@ package struct GPUInventory: Sendable {
         }
         let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(Int(timeout.components.seconds)), execute: watchdog)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        // A throwing read: `readDataToEndOfFile` would stop the daemon on a read error.
+        let data = (try? pipe.fileHandleForReading.readToEnd()) ?? Data()
+        try? pipe.fileHandleForReading.close()
         process.waitUntilExit()
         watchdog.cancel()
         guard process.terminationReason == .exit, process.terminationStatus == 0 else {

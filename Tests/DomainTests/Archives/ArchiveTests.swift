@@ -269,7 +269,7 @@ private func makeArchive(_ file: URL, case name: String, victim: String = "") th
     let errors = Pipe()
     process.standardError = errors
     try process.run()
-    let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let text = String(decoding: (try? errors.fileHandleForReading.readToEnd()) ?? Data(), as: UTF8.self)
     process.waitUntilExit()
     guard process.terminationStatus == 0 else { throw ArchiveError(.storage, "python failed: \(text)") }
 }

@@ -126,7 +126,7 @@ struct HuggingFaceHubClientTests {
         process.standardOutput = output
         process.standardError = try FileHandle(forWritingTo: errors)
         try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let data = (try? output.fileHandleForReading.readToEnd()) ?? Data()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             Issue.record("python failed: \((try? String(contentsOf: errors, encoding: .utf8)) ?? "")")
@@ -149,8 +149,8 @@ struct HuggingFaceHubClientTests {
         process.standardOutput = output
         process.standardError = errors
         try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let data = (try? output.fileHandleForReading.readToEnd()) ?? Data()
+        let errorText = String(decoding: (try? errors.fileHandleForReading.readToEnd()) ?? Data(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             Issue.record("huggingface_hub failed: \(errorText)")
