@@ -8,7 +8,10 @@ struct ListenerOwnerTests {
     @Test("a port this process listens on is held by its session, not by another; an unused port is unknown")
     func owner() throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+        // Closed once: the test closes it itself below, and a second close would close whatever descriptor another
+        // test running in parallel opened with the same number in between (a database, a pipe).
+        var open = true
+        defer { if open { close(fd) } }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -26,6 +29,7 @@ struct ListenerOwnerTests {
         // Session 1 (init's) holds no socket of ours.
         #expect(ListenerOwner.isHeld(port: port, bySession: 1) == false)
         close(fd)
+        open = false
         #expect(ListenerOwner.isHeld(port: port, bySession: getsid(0)) == nil)
     }
 }
