@@ -116,16 +116,21 @@ BF16_TARGET INLINE void rows_all_tokens(
     // on matrices larger than L3, +20 % at 16 tokens.
     const ptrdiff_t ahead = R == 4 ? 4 * columns : 0;
     for (; t + 6 <= tokens; t += 6)
-        tile(w, columns, row, R, a, padded, parts, low_offset, t, 6, k0, k1, first, y, y_stride, bias, accumulate, t == 0 ? ahead : 0);
+        tile(w, columns, row, R, a, padded, parts, low_offset, t, 6, k0, k1, first, y, y_stride, bias, accumulate,
+            t == 0 ? ahead : 0);
     // The last 1-5 tokens in one tile, so that the rows are read once more, not once per token.
+    const ptrdiff_t last_ahead = t == 0 ? ahead : 0;
+#define LAST_TILE(T) \
+    tile(w, columns, row, R, a, padded, parts, low_offset, t, T, k0, k1, first, y, y_stride, bias, accumulate, last_ahead)
     switch (tokens - t) {
-    case 5: tile(w, columns, row, R, a, padded, parts, low_offset, t, 5, k0, k1, first, y, y_stride, bias, accumulate, t == 0 ? ahead : 0); break;
-    case 4: tile(w, columns, row, R, a, padded, parts, low_offset, t, 4, k0, k1, first, y, y_stride, bias, accumulate, t == 0 ? ahead : 0); break;
-    case 3: tile(w, columns, row, R, a, padded, parts, low_offset, t, 3, k0, k1, first, y, y_stride, bias, accumulate, t == 0 ? ahead : 0); break;
-    case 2: tile(w, columns, row, R, a, padded, parts, low_offset, t, 2, k0, k1, first, y, y_stride, bias, accumulate, t == 0 ? ahead : 0); break;
-    case 1: tile(w, columns, row, R, a, padded, parts, low_offset, t, 1, k0, k1, first, y, y_stride, bias, accumulate, t == 0 ? ahead : 0); break;
+    case 5: LAST_TILE(5); break;
+    case 4: LAST_TILE(4); break;
+    case 3: LAST_TILE(3); break;
+    case 2: LAST_TILE(2); break;
+    case 1: LAST_TILE(1); break;
     default: break;
     }
+#undef LAST_TILE
 }
 
 /// The rows in blocks of columns (`parts` a constant after inlining).
