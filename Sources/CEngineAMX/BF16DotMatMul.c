@@ -3,12 +3,13 @@
 // adds the pairs' sums to 16 f32 lanes, twice the products of an f32 FMA. Activations come converted by
 // amx_bf16_pack_activations (rounded to bf16, or split into two bf16 parts whose products are summed).
 //
-// Four weight rows against six tokens at a time (then four, then one), 24 accumulators of dot products along the
-// columns, over blocks of columns so that the four rows' block stays in L1 while every token group passes and the
-// tokens' block in L2 while the rows pass. A tile's four rows are reduced together (``sum4``) and stored as one
-// vector per token; later blocks add their partial sums to `y`. The loops over whole steps of 32 columns load
-// without masks, and the one-part and two-part kernels are separate copies. On Zen 4 one thread runs at about
-// 83 % of one `vdpbf16ps` per cycle (190-197 GFLOPS of 234 at 128 tokens).
+// Four weight rows against six tokens at a time (the last 1-5 tokens in one tile), 24 accumulators of dot products
+// along the columns, over blocks of columns so that the four rows' block stays in L1 while every token group passes
+// and the tokens' block in L2 while the rows pass; the first tile of four rows prefetches the next four rows' block.
+// A tile's four rows are reduced together (``sum4``) and stored as one vector per token; later blocks add their
+// partial sums to `y`. The loops over whole steps of 32 columns load without masks, and the one-part and two-part
+// kernels are separate copies. scripts/bench-kernels.sh measures it beside the peak of `vdpbf16ps`
+// (docs/benchmarks.md: about 85 % of it on one Zen 4 thread at 128 tokens).
 
 #include "CEngineAMX.h"
 
@@ -20,7 +21,7 @@
 #define INLINE static inline __attribute__((always_inline))
 
 /// Columns per block: 4 rows x 2048 bf16 (16 KB) in L1; 128 tokens x 2048 (512 KB) in L2 (1 MB on Zen 4). Blocks
-/// of 1024 ran 7 % slower (more reductions and stores of partial sums), 4096 no faster.
+/// of 1024 were slower (twice the reductions and stores of partial sums), 4096 no faster.
 #define BLOCK 2048
 
 static inline ptrdiff_t round_up(ptrdiff_t value, ptrdiff_t multiple) {
@@ -112,8 +113,8 @@ BF16_TARGET INLINE void rows_all_tokens(
 {
     const int first = k0 == 0;
     ptrdiff_t t = 0;
-    // The first tile of four rows brings the next four rows' block into the cache as it goes: +2-5 % at 128 tokens
-    // on matrices larger than L3, +20 % at 16 tokens.
+    // The first tile of four rows brings the next four rows' block into the cache as it goes, so that the rows
+    // of a matrix larger than the caches arrive before they are needed.
     const ptrdiff_t ahead = R == 4 ? 4 * columns : 0;
     for (; t + 6 <= tokens; t += 6)
         tile(w, columns, row, R, a, padded, parts, low_offset, t, 6, k0, k1, first, y, y_stride, bias, accumulate,

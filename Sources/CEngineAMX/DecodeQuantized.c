@@ -15,10 +15,7 @@
 
 #if defined(__x86_64__)
 
-#include <immintrin.h>
-
 #include "BlockFormats.h"
-
 
 /// Rows read at once, each from its own part of the range.
 #define STREAMS 4

@@ -12,10 +12,7 @@
 
 #if defined(__x86_64__)
 
-#include <immintrin.h>
-
 #include "BlockFormats.h"
-
 
 /// Tokens multiplied per pass over a weight row: four accumulators per token kind stay in registers.
 #define GROUP 4

@@ -23,10 +23,9 @@
 
 #if defined(__x86_64__)
 
-#include <immintrin.h>
+#include <stdlib.h>
 
 #include "BlockFormats.h"
-#include <stdlib.h>
 
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
 
