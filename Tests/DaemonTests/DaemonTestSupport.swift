@@ -123,7 +123,7 @@ func runProcess(_ executable: URL, _ arguments: [String], environment: [String: 
         }
         // Drain stderr on another thread so a chatty child cannot fill one pipe while we read the other.
         let stderrData = Mutex(Data())
-        // Throwing reads, each handle closed once read (see ModeldLaunch).
+        // Throwing reads, each handle closed once read (see forEachChunk).
         let drain = Thread {
             let data = (try? err.fileHandleForReading.readToEnd()) ?? Data()
             try? err.fileHandleForReading.close()
@@ -136,21 +136,6 @@ func runProcess(_ executable: URL, _ arguments: [String], environment: [String: 
         while drain.isExecuting || !drain.isFinished { usleep(1000) }
         let stderr = stderrData.withLock { $0 }
         return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-    }
-}
-
-/// Calls `body` with each chunk read from `handle` as it comes, until end-of-file or a read error. Foundation's
-/// `availableData` stops the whole test process on a read error (a descriptor closed under it, as
-/// swift-corelibs-foundation's Process and Pipe can do under load), and `read(upToCount:)` waits for the whole
-/// count, so this reads the descriptor itself.
-func forEachChunk(of handle: FileHandle, _ body: (Data) -> Void) {
-    let descriptor = handle.fileDescriptor
-    var buffer = [UInt8](repeating: 0, count: 64 << 10)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-        if count < 0 && errno == EINTR { continue }
-        if count <= 0 { return }
-        body(Data(buffer[0..<count]))
     }
 }
 
@@ -194,7 +179,10 @@ final class ModeldLaunch: Sendable {
         let output = Output()
         let reader = err.fileHandleForReading
         Thread {
-            forEachChunk(of: reader) { chunk in output.data.withLock { $0.append(chunk) } }
+            forEachChunk(of: reader) { chunk in
+                output.data.withLock { $0.append(chunk) }
+                return true
+            }
             try? reader.close()
         }.start()
         self.process = process

@@ -109,7 +109,10 @@ struct EventStreamTests {
             try process.run()
             let reader = pipe.fileHandleForReading
             Thread { [output] in
-                forEachChunk(of: reader) { chunk in output.data.withLock { $0.append(chunk) } }
+                forEachChunk(of: reader) { chunk in
+                    output.data.withLock { $0.append(chunk) }
+                    return true
+                }
             }.start()
         }
 

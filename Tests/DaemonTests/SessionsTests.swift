@@ -53,6 +53,7 @@ struct SessionsTests {
                 forEachChunk(of: reader) { chunk in
                     output.data.withLock { $0.append(chunk) }
                     continuation.yield()
+                    return true
                 }
                 continuation.finish()
             }.start()

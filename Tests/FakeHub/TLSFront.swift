@@ -95,14 +95,9 @@ package enum TLSFront {
         await withCheckedContinuation { continuation in
             Thread {
                 var data = Data()
-                while !data.contains(0x0A) {
-                    // The descriptor itself: `availableData` would stop the process on a read error.
-                    var buffer = [UInt8](repeating: 0, count: 4096)
-                    let count = buffer.withUnsafeMutableBytes { read(handle.fileDescriptor, $0.baseAddress, $0.count) }
-                    if count < 0 && errno == EINTR { continue }
-                    guard count > 0 else { break }
-                    let chunk = Data(buffer[0..<count])
+                forEachChunk(of: handle) { chunk in
                     data.append(chunk)
+                    return !data.contains(0x0A)
                 }
                 let line = data.split(separator: 0x0A).first.map { String(decoding: $0, as: UTF8.self) } ?? ""
                 continuation.resume(returning: line)
