@@ -12,18 +12,16 @@
 #   - the GGUF models of scripts/make-bench-gguf.py (Qwen2.5-0.5B with the hidden size 1024, random F16 weights,
 #     quantized by llama-quantize to Q8_0 and Q4_K_M), read by both engines;
 #   - llama.cpp's programs by scripts/build-llamacpp.sh (llama-bench, llama-batched-bench, llama-quantize).
-# Then measures per weight type (bf16, Q8_0, Q4_K_M), in REPEATS rounds that alternate the engines: modeld engine
-# bench with one stream (its peak RSS too) and with BATCH streams, llama-bench (pp, and tg after a context of
-# PROMPT_TOKENS) and llama-batched-bench (BATCH streams, aggregate decode tok/s) on the same weights; for bf16 also with MODELD_ENGINE_AMX=0 where the CPU has AMX, and
-# transformers bf16 and f32 (TORCH=0 leaves them out). Prints a table with each figure and our ratios to
-# llama.cpp's.
+# Then measures per weight type (bf16, Q8_0, Q4_K_M), in REPEATS rounds that alternate the engines: the memory read
+# bandwidth PyTorch reaches summing 1 GiB on the same threads (decode reads every weight once per token, so
+# bandwidth / weight bytes is a model's decode ceiling), modeld engine bench with one stream (its peak RSS too) and
+# with BATCH streams, llama-bench (pp, and tg after a context of PROMPT_TOKENS) and llama-batched-bench (BATCH
+# streams, aggregate decode tok/s) on the same weights; for bf16 also with MODELD_ENGINE_AMX=0 where the CPU has
+# AMX, and transformers bf16 and f32 (TORCH=0 leaves them out). Prints each engine's best round with our ratios to
+# llama.cpp's, then the medians of the paired rounds' ratios.
 #
-# Also prints the memory read bandwidth PyTorch reaches summing 1 GiB on the same threads, before and after:
-# decode reads every weight once per token, so the higher bandwidth / weight bytes is the decode ceiling of each
-# model.
-#
-# Environment: PROMPT_TOKENS (128), GEN_TOKENS (64), THREADS (2), BATCH (4), BENCH_DIR, REPEATS (3: each figure
-# is the best of that many runs, to damp a shared machine's noise), TORCH (1), TORCH_REPEATS (1: transformers'
+# Environment: PROMPT_TOKENS (128), GEN_TOKENS (64), THREADS (2), BATCH (4), BENCH_DIR, REPEATS (3 rounds, to damp
+# a shared machine's noise), TORCH (1), TORCH_REPEATS (1: transformers'
 # runs are the longest), LLAMA (1; 0 skips llama.cpp: no download, no compile, no GGUF rows),
 # LLAMACPP_PYPI_VERSION (0.3.36, scripts/build-llamacpp.sh's), MODELD (the binary: .build/release/modeld), SHAPE (0.5b;
 # 1.5b benchmarks Qwen2.5-1.5B's shape: 3.1 GB of bf16 weights, its GGUF files at that shape).
@@ -85,17 +83,17 @@ if [ "$LLAMA" = 1 ]; then
         "$LLAMA_BIN/llama-quantize" "$SHAPE" >&2
 fi
 
-# --- Measurements, back to back -----------------------------------------------------------------
+# --- Measurements, in rounds ---------------------------------------------------------------------
 best() { sort -g | tail -1; }
 RESULTS=$BENCH_DIR/results.tsv
 ROUNDS=$BENCH_DIR/rounds.tsv
 : > "$RESULTS"
 : > "$ROUNDS"
-# One row: weight type, name, weight bytes, prefill, decode, BATCH streams' decode (tok/s), peak RSS (bytes);
-# "-" where not measured.
+# One row per engine configuration: weight type, name, weight bytes, prefill, decode, BATCH streams' decode (tok/s),
+# peak RSS (bytes); "-" where not measured, and the figures of engines measured in rounds come from ROUNDS.
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RESULTS"; }
-# One round's figures of one engine: bench_type call, round, weight type, engine (modeld or llama.cpp), prefill,
-# decode, BATCH streams.
+# One round's figures: bench_type call, round, weight type, name (a RESULTS row's, or "bandwidth"), prefill, decode,
+# BATCH streams' decode (bandwidth: GB/s, -, -).
 record_round() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$ROUNDS"; }
 CALL=0
 
@@ -115,31 +113,28 @@ for _ in range(5):
 print(f"{best:.1f}")
 EOF
 }
-BANDWIDTHS=$(measure_bandwidth)
-echo "memory read bandwidth (torch sum of 1 GiB f32, $THREADS threads): $BANDWIDTHS GB/s" >&2
 
-# One round of modeld on a model directory or GGUF file: one stream (with its peak RSS), then BATCH streams.
-M_PREFILL=() M_DECODE=() M_BATCHED=() M_RSS=-
+# One round of modeld on a model directory or GGUF file: one stream (its peak RSS into M_RSS), then BATCH streams.
+M_RSS=-
 modeld_round() {
-    local name=$1 path=$2 amx=$3 line
-    line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx /usr/bin/time -f "%M" -o "$BENCH_DIR/rss.txt" \
+    local kind=$1 name=$2 path=$3 amx=$4 round=$5 single batched
+    single=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx /usr/bin/time -f "%M" -o "$BENCH_DIR/rss.txt" \
         "$MODELD" engine bench --model "$path" --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS")
-    echo "$name: $line" >&2
+    echo "$name: $single" >&2
     [ "$M_RSS" = - ] && M_RSS=$(( $(tail -1 "$BENCH_DIR/rss.txt") * 1024 ))
-    M_PREFILL+=("$(sed -E 's/^prefill [0-9]+ tokens: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
-    M_DECODE+=("$(sed -E 's/.*x batch 1: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
-    line=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx "$MODELD" engine bench --model "$path" \
+    batched=$(MODELD_ENGINE_THREADS=$THREADS MODELD_ENGINE_AMX=$amx "$MODELD" engine bench --model "$path" \
         --prompt-tokens "$PROMPT_TOKENS" --gen-tokens "$GEN_TOKENS" --batch "$BATCH")
-    echo "$name: $line" >&2
-    M_BATCHED+=("$(sed -E 's/.*x batch [0-9]+: ([0-9.]+) tok\/s.*/\1/' <<<"$line")")
+    echo "$name: $batched" >&2
+    record_round "$CALL" "$round" "$kind" "$name" "$(sed -E 's/^prefill [0-9]+ tokens: ([0-9.]+) tok\/s.*/\1/' <<<"$single")" \
+        "$(sed -E 's/.*x batch 1: ([0-9.]+) tok\/s.*/\1/' <<<"$single")" \
+        "$(sed -E 's/.*x batch [0-9]+: ([0-9.]+) tok\/s.*/\1/' <<<"$batched")"
 }
 
 # One round of llama.cpp on a GGUF file: llama-bench's prefill (an empty context) and decode (after PROMPT_TOKENS of
 # context, `-d`, as modeld's decode follows its prefill), and llama-batched-bench (BATCH streams of PROMPT_TOKENS +
 # GEN_TOKENS: its decode figure, the aggregate).
-L_PREFILL=() L_DECODE=() L_BATCHED=()
 llama_round() {
-    local file=$1 lp ld line
+    local kind=$1 file=$2 round=$3 lp ld line
     { "$LLAMA_BIN/llama-bench" -m "$file" -p "$PROMPT_TOKENS" -n 0 -t "$THREADS" -r 1 -o jsonl
       "$LLAMA_BIN/llama-bench" -m "$file" -p 0 -n "$GEN_TOKENS" -d "$PROMPT_TOKENS" -t "$THREADS" -r 1 -o jsonl
     } > "$BENCH_DIR/llama-bench.jsonl" 2>/dev/null
@@ -153,46 +148,35 @@ print(f"llama-bench: pp {pp:.1f} tg {tg:.1f} tok/s (tg at depth {depth})", file=
 print(pp, tg)
 EOF
 )
-    L_PREFILL+=("$lp") L_DECODE+=("$ld")
     line=$("$LLAMA_BIN/llama-batched-bench" -m "$file" -c $((BATCH * (PROMPT_TOKENS + GEN_TOKENS) + 64)) \
         -b 2048 -ub 512 -npp "$PROMPT_TOKENS" -ntg "$GEN_TOKENS" -npl "$BATCH" -t "$THREADS" \
         --output-format jsonl 2>/dev/null | grep '^{' | tail -1)
     echo "llama-batched-bench: $line" >&2
-    L_BATCHED+=("$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["speed_tg"])' "$line")")
+    record_round "$CALL" "$round" "$kind" "llama.cpp, $(basename "$file")" "$lp" "$ld" \
+        "$("$PY" -c 'import json, sys; print(json.loads(sys.argv[1])["speed_tg"])' "$line")"
 }
 
-# REPEATS rounds of modeld on `path` and, given a GGUF file, of llama.cpp on it, alternating, so that a drift in
-# the machine's speed (a shared host's memory bandwidth moves by a third over minutes) reaches both; each figure
-# is the best of its rounds.
+# REPEATS rounds, each the bandwidth, then modeld on `path` and, given a GGUF file, llama.cpp on it, so that a drift
+# in the machine's speed (a shared host's memory bandwidth moves by a third over minutes) reaches both.
 bench_type() {
-    local kind=$1 name=$2 path=$3 bytes=$4 amx=$5 gguf=${6:-}
-    M_PREFILL=() M_DECODE=() M_BATCHED=() M_RSS=- L_PREFILL=() L_DECODE=() L_BATCHED=()
+    local kind=$1 name=$2 path=$3 bytes=$4 amx=$5 gguf=${6:-} bandwidth
+    M_RSS=-
     CALL=$((CALL + 1))
     for round in $(seq "$REPEATS"); do
-        # This round's decode ceiling: the bandwidth right before it.
-        record_round "$CALL" "$round" "$kind" bandwidth "$(measure_bandwidth)" - -
-        modeld_round "$name" "$path" "$amx"
-        record_round "$CALL" "$round" "$kind" modeld "${M_PREFILL[-1]}" "${M_DECODE[-1]}" "${M_BATCHED[-1]}"
-        if [ -n "$gguf" ]; then
-            llama_round "$gguf"
-            record_round "$CALL" "$round" "$kind" llama.cpp "${L_PREFILL[-1]}" "${L_DECODE[-1]}" "${L_BATCHED[-1]}"
-        fi
+        bandwidth=$(measure_bandwidth)
+        echo "memory read bandwidth (torch sum of 1 GiB f32, $THREADS threads): $bandwidth GB/s" >&2
+        record_round "$CALL" "$round" "$kind" bandwidth "$bandwidth" - -
+        modeld_round "$kind" "$name" "$path" "$amx" "$round"
+        [ -n "$gguf" ] && llama_round "$kind" "$gguf" "$round"
     done
-    record "$kind" "$name" "$bytes" "$(printf '%s\n' "${M_PREFILL[@]}" | best)" \
-        "$(printf '%s\n' "${M_DECODE[@]}" | best)" "$(printf '%s\n' "${M_BATCHED[@]}" | best)" "$M_RSS"
-    if [ -n "$gguf" ]; then
-        record "$kind" "llama.cpp, $(basename "$gguf")" - "$(printf '%s\n' "${L_PREFILL[@]}" | best)" \
-            "$(printf '%s\n' "${L_DECODE[@]}" | best)" "$(printf '%s\n' "${L_BATCHED[@]}" | best)" -
-    fi
+    record "$kind" "$name" "$bytes" - - - "$M_RSS"
+    [ -n "$gguf" ] && record "$kind" "llama.cpp, $(basename "$gguf")" - - - - -
+    return 0
 }
 
 # The weight bytes a decode step reads: the bf16 model's safetensors, the whole GGUF file.
 bf16_bytes=$(cat "$MODEL"/*.safetensors | wc -c)
-if [ "$LLAMA" = 1 ]; then
-    bench_type bf16 "modeld, bf16 safetensors" "$MODEL" "$bf16_bytes" "${MODELD_ENGINE_AMX:-1}" "$GGUF"
-else
-    bench_type bf16 "modeld, bf16 safetensors" "$MODEL" "$bf16_bytes" "${MODELD_ENGINE_AMX:-1}"
-fi
+bench_type bf16 "modeld, bf16 safetensors" "$MODEL" "$bf16_bytes" "${MODELD_ENGINE_AMX:-1}" "$([ "$LLAMA" = 1 ] && echo "$GGUF")"
 # Without AMX on this CPU the first row already is the f32 kernels.
 if grep -qw amx_bf16 /proc/cpuinfo; then
     bench_type bf16 "modeld, bf16, MODELD_ENGINE_AMX=0 (f32 kernels)" "$MODEL" "$bf16_bytes" 0
@@ -203,10 +187,6 @@ if [ "$LLAMA" = 1 ]; then
         bench_type "$type" "modeld, $(basename "$file")" "$file" "$(stat -c %s "$file")" "${MODELD_ENGINE_AMX:-1}" "$file"
     done
 fi
-# The bandwidth again at the end: the ceiling is the higher figure.
-BANDWIDTHS="$BANDWIDTHS $(measure_bandwidth)"
-echo "memory read bandwidth, before and after: $BANDWIDTHS GB/s" >&2
-BANDWIDTH=$(tr ' ' '\n' <<<"$BANDWIDTHS" | best)
 
 if [ "$TORCH" = 1 ]; then
     for dtype in bf16 f32; do
@@ -230,25 +210,38 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Report -------------------------------------------------------------------------------------
 CPU=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-"$PY" - "$RESULTS" "$ROUNDS" "$PROMPT_TOKENS" "$GEN_TOKENS" "$THREADS" "$BATCH" "$REPEATS" "$TORCH_REPEATS" "$BANDWIDTHS" \
+"$PY" - "$RESULTS" "$ROUNDS" "$PROMPT_TOKENS" "$GEN_TOKENS" "$THREADS" "$BATCH" "$REPEATS" "$TORCH_REPEATS" \
     "$LOAD_BEFORE" "$LOAD_AFTER" "$CPU" "$SHAPE" <<'EOF'
 import datetime, statistics, sys
-path, rounds_path, prompt, gen, threads, batch, repeats, torch_repeats, bandwidths, load_before, load_after, cpu, shape = sys.argv[1:]
-bandwidth = max(map(float, bandwidths.split()))
-rows = [line.rstrip("\n").split("\t") for line in open(path)]
+path, rounds_path, prompt, gen, threads, batch, repeats, torch_repeats, load_before, load_after, cpu, shape = sys.argv[1:]
+
+
+def number(text):
+    return None if text == "-" else float(text)
+
+
+rounds = [line.rstrip("\n").split("\t") for line in open(rounds_path)]
+# Each engine's best round, figure by figure, into its row; the ceiling from the highest bandwidth of all rounds.
+best = {}
+for _, _, kind, name, *figures in rounds:
+    previous = best.get((kind, name), [None] * 3)
+    best[(kind, name)] = [max(filter(None, (a, number(b))), default=None) for a, b in zip(previous, figures)]
+bandwidths = [number(r[4]) for r in rounds if r[3] == "bandwidth"]
+bandwidth, lowest = max(bandwidths), min(bandwidths)
+rows = []
+for kind, name, size, *figures, rss in (line.rstrip("\n").split("\t") for line in open(path)):
+    if (kind, name) in best:
+        figures = [text if value is None else str(value) for text, value in zip(figures, best[(kind, name)])]
+    rows.append([kind, name, size, *figures, rss])
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 print(f"{now}, {cpu}, {threads} threads; load average {load_before} before, {load_after} after.")
 widened = " (the GGUF models with hidden size 1024)" if shape == "0.5b" else ""
 print(f"Qwen2.5-{shape.upper()} shape{widened}, random weights; prefill {prompt} tokens, decode "
       f"{gen} tokens with 1 stream and with {batch} (aggregate); best of {repeats} rounds, modeld's and llama.cpp's "
       f"alternating (transformers: {torch_repeats}).")
-print(f"Memory read bandwidth {' and '.join(bandwidths.split())} GB/s before and after; a model's decode ceiling is "
+print(f"Memory read bandwidth {lowest}–{bandwidth} GB/s over the rounds; in the first table a model's decode ceiling is "
       f"{bandwidth} GB/s over its weight bytes.")
 print()
-
-
-def number(text):
-    return None if text == "-" else float(text)
 
 
 def figure(value, digits=1):
@@ -275,19 +268,19 @@ for kind, name, size, prefill, decode, batched, rss in rows:
 # ratios' medians are the steadier comparison.
 sizes = {r[0]: number(r[2]) for r in rows if r[1].startswith("modeld") and number(r[2])}
 pairs = {}
-for call, round_, kind, engine, *figures in (line.rstrip("\n").split("\t") for line in open(rounds_path)):
+for call, round_, kind, name, *figures in rounds:
+    engine = "bandwidth" if name == "bandwidth" else "llama.cpp" if name.startswith("llama.cpp") else "modeld"
     pairs.setdefault((call, round_), {})[engine] = (kind, [number(f) for f in figures])
+    if engine == "modeld":
+        pairs[(call, round_)]["modeld name"] = name
 by_kind = {}
 for pair in pairs.values():
-    if "modeld" not in pair:
-        continue
     kind, ours = pair["modeld"]
-    entry = by_kind.setdefault(kind, {"ceiling": [], "peer": []})
-    if "bandwidth" in pair and kind in sizes:
+    entry = by_kind.setdefault((kind, pair["modeld name"]), {"ceiling": [], "peer": []})
+    if kind in sizes:
         entry["ceiling"].append(ours[1] / (pair["bandwidth"][1][0] * 1e9 / sizes[kind]))
     if "llama.cpp" in pair:
         entry["peer"].append([a / b for a, b in zip(ours, pair["llama.cpp"][1])])
-
 
 def spread(values):
     return f"{statistics.median(values):.2f}x ({min(values):.2f}–{max(values):.2f})" if values else ""
@@ -297,9 +290,9 @@ print()
 print("Paired rounds: modeld's decode over the ceiling measured right before it, and each modeld figure over the "
       "llama.cpp round right after it; median (lowest–highest).")
 print()
-print(f"| weights | decode / ceiling | prefill / llama.cpp | decode / llama.cpp | {batch} streams / llama.cpp |")
-print("|---|---|---|---|---|")
-for kind, entry in by_kind.items():
+print(f"| weights | engine | decode / ceiling | prefill / llama.cpp | decode / llama.cpp | {batch} streams / llama.cpp |")
+print("|---|---|---|---|---|---|")
+for (kind, name), entry in by_kind.items():
     peer = [spread(list(c)) for c in zip(*entry["peer"])] if entry["peer"] else ["", "", ""]
-    print(f"| {kind} | {spread(entry['ceiling'])} | " + " | ".join(peer) + " |")
+    print(f"| {kind} | {name} | {spread(entry['ceiling'])} | " + " | ".join(peer) + " |")
 EOF
